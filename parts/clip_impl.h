@@ -1,0 +1,1 @@
+/* clip (impl): placeholder */

@@ -1,0 +1,1 @@
+/* roberta (api): placeholder */

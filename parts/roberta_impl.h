@@ -1,0 +1,1 @@
+/* roberta (impl): placeholder */
