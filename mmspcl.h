@@ -251,6 +251,19 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
 #include <unistd.h>
 #endif
 
+/* OpenMP: MMSPCL__OMP_FOR in front of a for loop splits it statically over the threads; without
+   -fopenmp it is nothing (and -Wall sees no unknown pragma). */
+#ifdef _OPENMP
+#include <omp.h>
+#define MMSPCL__OMP_FOR _Pragma("omp parallel for schedule(static)")
+#define MMSPCL__MAX_THREADS() omp_get_max_threads()
+#define MMSPCL__THREAD_ID() omp_get_thread_num()
+#else
+#define MMSPCL__OMP_FOR
+#define MMSPCL__MAX_THREADS() 1
+#define MMSPCL__THREAD_ID() 0
+#endif
+
 #ifndef MMSPCL_MALLOC
 #define MMSPCL_MALLOC(sz) malloc(sz)
 #define MMSPCL_REALLOC(p, sz) realloc(p, sz)
