@@ -2,6 +2,7 @@
 #include "kernels_impl.h"
 #include "bpe_impl.h"
 #include "roberta_impl.h"
+#include "spcl_impl.h"
 #include "image_impl.h"
 #include "clip_impl.h"
 #include "heads_impl.h"
