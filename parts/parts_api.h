@@ -6,3 +6,4 @@
 #include "image_api.h"
 #include "clip_api.h"
 #include "heads_api.h"
+#include "meld_api.h"

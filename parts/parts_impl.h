@@ -6,3 +6,4 @@
 #include "image_impl.h"
 #include "clip_impl.h"
 #include "heads_impl.h"
+#include "meld_impl.h"

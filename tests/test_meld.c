@@ -1,0 +1,60 @@
+/* MELD CSV reader: the real splits (counts from ../shared/data/meld/SOURCES.md) and malformed rows. */
+#define MMSPCL_IMPLEMENTATION
+#include "mmspcl.h"
+#include "tests/test.h"
+#include <string.h>
+
+static void check_split(const char *path, int rows, int dialogues, const int *emotion_counts) {
+    mmspcl_meld m;
+    mmspcl_error err;
+    int counts[MMSPCL_NUM_EMOTIONS] = {0}, i;
+    if (mmspcl_meld_load(path, &m, &err)) { CHECK(0, "%s: %s", path, err.msg); return; }
+    CHECK(m.n_rows == rows, "%s: %d rows, expected %d", path, m.n_rows, rows);
+    CHECK(m.n_dialogues == dialogues, "%s: %d dialogues, expected %d", path, m.n_dialogues, dialogues);
+    for (i = 0; i < m.n_rows; i++) counts[m.rows[i].emotion]++;
+    if (emotion_counts)
+        for (i = 0; i < MMSPCL_NUM_EMOTIONS; i++)
+            CHECK(counts[i] == emotion_counts[i], "%s: %s count %d, expected %d", path, mmspcl_emotion_names[i], counts[i], emotion_counts[i]);
+    mmspcl_meld_free(&m);
+}
+
+static void expect_error(const char *csv, const char *needle) {
+    mmspcl_meld m;
+    mmspcl_error err;
+    err.msg[0] = 0;
+    CHECK(mmspcl_meld_parse(csv, strlen(csv), "t.csv", &m, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, needle),
+          "expected an error containing '%s', got '%s'", needle, err.msg);
+}
+
+int main(void) {
+    /* SOURCES.md: neutral, joy, sadness, surprise, fear, disgust, anger */
+    static const int train[] = {4710, 1743, 683, 1205, 268, 271, 1109};
+    static const int dev[] = {470, 163, 111, 150, 40, 22, 153};
+    static const int test[] = {1256, 402, 208, 281, 50, 68, 345};
+    check_split("../shared/data/meld/train_sent_emo.csv", 9989, 1038, train);
+    check_split("../shared/data/meld/dev_sent_emo.csv", 1109, 114, dev);
+    check_split("../shared/data/meld/test_sent_emo.csv", 2610, 280, test);
+    check_split("../shared/data/meld/test_sent_emo_dya.csv", 3400, 577, NULL);
+    {   /* quoting, CRLF, one-digit hours, the second row of the test split by hand */
+        const char *csv = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,StartTime\r\n"
+                          "1,\"Oh, \"\"really\"\"?\",Ross,Surprise,positive,3,0,\"0:13:42,477\"\r\n"
+                          "2,Fine.,Rachel,anger,negative,3,1,\"00:13:43,000\"\r\n"
+                          "3,Next,Joey,joy,positive,4,0,\"00:13:44,000\"";
+        mmspcl_meld m;
+        mmspcl_error err;
+        CHECK(mmspcl_meld_parse(csv, strlen(csv), "t.csv", &m, &err) == MMSPCL_OK, "%s", err.msg);
+        CHECK(m.n_rows == 3 && m.n_dialogues == 2, "rows %d dialogues %d", m.n_rows, m.n_dialogues);
+        CHECK(!strcmp(m.rows[0].utterance, "Oh, \"really\"?"), "unquoted: [%s]", m.rows[0].utterance);
+        CHECK(m.rows[0].emotion == 3 && m.rows[1].emotion == 6 && m.rows[1].sentiment == 2, "labels");
+        CHECK(m.rows[2].line == 4 && m.dialogue_start[1] == 2, "line numbers and grouping");
+        mmspcl_meld_free(&m);
+    }
+    expect_error("Utterance,Speaker,Emotion,Dialogue_ID\nhi,Ross,joy,0\nbye,Ross,happy,0\n", "line 3: unknown emotion 'happy'");
+    expect_error("Utterance,Speaker,Emotion,Dialogue_ID\nhi,Ross,joy,0\nbye,Ross,joy\n", "line 3: 3 fields");
+    expect_error("Utterance,Speaker,Emotion,Dialogue_ID\n\"hi,Ross,joy,0\n", "line 2: bad quoting");
+    expect_error("Utterance,Speaker,Emotion,Dialogue_ID\n\"hi\"x,Ross,joy,0\n", "bad quoting");
+    expect_error("Utterance,Speaker,Emotion,Dialogue_ID\nhi,Ross,joy,zero\n", "not a number");
+    expect_error("Text,Who\nhi,Ross\n", "no Utterance or Speaker");
+    expect_error("Utterance,Speaker\n", "no rows");
+    return TEST_END();
+}
