@@ -1,0 +1,455 @@
+/* CLIP vision tower against PyTorch (tests/data/clip-tiny/expected.txt, tools/reference/clip_ref.py).
+   Weight files: build/mmspcl-convert (f32, q8_0, q4_0, and the full CLIPModel checkpoint), plus
+   files built here with the writer API straight from the safetensors (independent of the
+   converter; also used for the error cases). */
+#define MMSPCL_IMPLEMENTATION
+#include "mmspcl.h"
+#include "tests/test.h"
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define TMP "build/tests/tmp"
+#define TINY "tests/data/clip-tiny"
+
+/* ---- expected.txt ------------------------------------------------------------------------ */
+typedef struct {
+    int S, P, C, W, L, H, I, proj;
+    double eps;
+    int batch, T;
+    float *pixels, *hidden, *pooled, *embeds;  /* [batch][...] */
+} ref_t;
+
+static int read_floats(FILE *f, float *x, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (fscanf(f, "%f", &x[i]) != 1) return 0;
+    return 1;
+}
+
+static int expect_word(FILE *f, const char *w) {
+    char buf[64];
+    return fscanf(f, "%63s", buf) == 1 && strcmp(buf, w) == 0;
+}
+
+static int load_ref(const char *path, ref_t *r) {
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int b, c, s, s2, t, w;
+    memset(r, 0, sizeof *r);
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f) && line[0] == '#') {}
+    if (sscanf(line, "model clip_vision %d %d %d %d %d %d %d %d %lf", &r->S, &r->P, &r->C, &r->W, &r->L,
+               &r->H, &r->I, &r->proj, &r->eps) != 9) goto bad;
+    if (!expect_word(f, "weights") || !expect_word(f, "F32") || !expect_word(f, "batch") ||
+        fscanf(f, "%d", &r->batch) != 1) goto bad;
+    r->T = 1 + (r->S / r->P) * (r->S / r->P);
+    r->pixels = (float *)malloc(sizeof(float) * (size_t)r->batch * (size_t)(r->C * r->S * r->S));
+    r->hidden = (float *)malloc(sizeof(float) * (size_t)r->batch * (size_t)(r->T * r->W));
+    r->pooled = (float *)malloc(sizeof(float) * (size_t)r->batch * (size_t)r->W);
+    r->embeds = (float *)malloc(sizeof(float) * (size_t)r->batch * (size_t)r->proj);
+    for (b = 0; b < r->batch; b++) {
+        if (!expect_word(f, "image") || fscanf(f, "%d", &c) != 1 || c != b) goto bad;
+        if (!expect_word(f, "pixels") || fscanf(f, "%d %d %d", &c, &s, &s2) != 3 || c != r->C || s != r->S) goto bad;
+        if (!read_floats(f, r->pixels + (size_t)b * (size_t)(r->C * r->S * r->S), (size_t)(r->C * r->S * r->S))) goto bad;
+        if (!expect_word(f, "hidden") || fscanf(f, "%d %d", &t, &w) != 2 || t != r->T || w != r->W) goto bad;
+        if (!read_floats(f, r->hidden + (size_t)b * (size_t)(r->T * r->W), (size_t)(r->T * r->W))) goto bad;
+        if (!expect_word(f, "pooled") || fscanf(f, "%d", &w) != 1 || w != r->W) goto bad;
+        if (!read_floats(f, r->pooled + (size_t)b * (size_t)r->W, (size_t)r->W)) goto bad;
+        if (!expect_word(f, "image_embeds") || fscanf(f, "%d", &w) != 1 || w != r->proj) goto bad;
+        if (!read_floats(f, r->embeds + (size_t)b * (size_t)r->proj, (size_t)r->proj)) goto bad;
+    }
+    fclose(f);
+    return 1;
+bad:
+    fclose(f);
+    return 0;
+}
+
+/* ---- comparisons ------------------------------------------------------------------------- */
+static double cosine(const float *a, const float *b, size_t n) {
+    double ab = 0, aa = 0, bb = 0;
+    size_t i;
+    for (i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
+}
+
+/* max |got - ref| / max |ref| and the worst cosine over `rows` rows of n values */
+static void compare(const float *got, const float *ref, int rows, size_t n, double *rel, double *cos_min) {
+    double md = 0, mr = 0;
+    size_t i;
+    int r;
+    *cos_min = 1.0;
+    for (i = 0; i < (size_t)rows * n; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= md)) md = d;  /* NaN wins */
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+    }
+    for (r = 0; r < rows; r++) {
+        double c = cosine(got + (size_t)r * n, ref + (size_t)r * n, n);
+        if (!(c >= *cos_min)) *cos_min = c;
+    }
+    *rel = mr > 0 ? md / mr : md;
+}
+
+/* ---- a minimal safetensors reader (F32 only, what clip_ref.py writes) ---------------------- */
+typedef struct { char name[160]; int ndim; int64_t shape[4]; size_t off, end; } st_entry;
+
+static unsigned char *read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    long len;
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = (unsigned char *)malloc((size_t)len + 1);
+    if (fread(buf, 1, (size_t)len, f) != (size_t)len) { free(buf); fclose(f); return NULL; }
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
+static const char *st_string(const char *p, char *out, size_t cap) {
+    size_t n = 0;
+    if (*p != '"') return NULL;
+    for (p++; *p && *p != '"'; p++) if (n + 1 < cap) out[n++] = *p;
+    out[n] = 0;
+    return *p == '"' ? p + 1 : NULL;
+}
+
+static const char *st_ints(const char *p, int64_t *v, int cap, int *n) {
+    *n = 0;
+    if (*p++ != '[') return NULL;
+    while (*p && *p != ']') {
+        char *end;
+        long long x = strtoll(p, &end, 10);
+        if (end == p) return NULL;
+        if (*n < cap) v[(*n)++] = x;
+        p = end;
+        if (*p == ',') p++;
+    }
+    return *p == ']' ? p + 1 : NULL;
+}
+
+/* Parses the header (compact JSON as reflib writes it); returns the number of entries, data base. */
+static int st_parse(const unsigned char *file, size_t size, st_entry *e, int cap, size_t *base) {
+    uint64_t hl = 0;
+    const char *p, *end;
+    int n = 0, i;
+    for (i = 7; i >= 0; i--) hl = (hl << 8) | file[i];
+    if (8 + hl > size) return -1;
+    *base = 8 + (size_t)hl;
+    p = (const char *)file + 8;
+    end = p + hl;
+    if (*p++ != '{') return -1;
+    while (p < end && *p == '"') {
+        char key[160], field[32], dt[16];
+        if (!(p = st_string(p, key, sizeof key)) || *p++ != ':' || *p++ != '{') return -1;
+        if (!strcmp(key, "__metadata__")) {
+            while (p < end && *p != '}') p++;
+            p++;
+        } else {
+            if (n >= cap) return -1;
+            memset(&e[n], 0, sizeof e[n]);
+            snprintf(e[n].name, sizeof e[n].name, "%s", key);
+            while (p < end && *p != '}') {
+                int64_t v[4];
+                int k;
+                if (!(p = st_string(p, field, sizeof field)) || *p++ != ':') return -1;
+                if (!strcmp(field, "dtype")) {
+                    if (!(p = st_string(p, dt, sizeof dt)) || strcmp(dt, "F32") != 0) return -1;
+                } else if (!strcmp(field, "shape")) {
+                    if (!(p = st_ints(p, e[n].shape, 4, &e[n].ndim))) return -1;
+                } else {
+                    if (!(p = st_ints(p, v, 4, &k)) || k != 2) return -1;
+                    e[n].off = (size_t)v[0];
+                    e[n].end = (size_t)v[1];
+                }
+                if (*p == ',') p++;
+            }
+            p++;
+            n++;
+        }
+        if (*p == ',') p++;
+    }
+    return n;
+}
+
+/* Options for building a weight file from the safetensors, to make broken variants. */
+typedef struct {
+    const char *arch;         /* general.architecture */
+    const char *drop;         /* leave this tensor out */
+    const char *transpose;    /* store this 2-D tensor with its dimensions swapped */
+    mmspcl_dtype vec_dtype;   /* dtype for every non-matrix tensor */
+    int image_size;           /* clip.image_size */
+} build_opts;
+
+/* Builds a weight file for clip-tiny from the safetensors and the model line of expected.txt. */
+static int build_file(const ref_t *r, const char *path, const build_opts *o, mmspcl_error *err) {
+    size_t size, base;
+    unsigned char *file = read_file(TINY "/model.safetensors", &size);
+    st_entry e[128];
+    void *conv[128];
+    int n, i, ok;
+    mmspcl_writer *w = mmspcl_writer_create();
+    if (!file || !w) return 0;
+    n = st_parse(file, size, e, 128, &base);
+    if (n <= 0) { free(file); mmspcl_writer_free(w); return 0; }
+    mmspcl_writer_set_str(w, "general.architecture", o->arch);
+    mmspcl_writer_set_int(w, "clip.image_size", o->image_size);
+    mmspcl_writer_set_int(w, "clip.patch_size", r->P);
+    mmspcl_writer_set_int(w, "clip.num_channels", r->C);
+    mmspcl_writer_set_int(w, "clip.hidden_size", r->W);
+    mmspcl_writer_set_int(w, "clip.num_hidden_layers", r->L);
+    mmspcl_writer_set_int(w, "clip.num_attention_heads", r->H);
+    mmspcl_writer_set_int(w, "clip.intermediate_size", r->I);
+    mmspcl_writer_set_int(w, "clip.projection_dim", r->proj);
+    mmspcl_writer_set_float(w, "clip.layer_norm_eps", r->eps);
+    mmspcl_writer_set_str(w, "clip.hidden_act", "quick_gelu");
+    for (i = 0; i < n; i++) {
+        const float *data = (const float *)(file + base + e[i].off);
+        int64_t shape[4], nel = 1;
+        mmspcl_dtype dt = MMSPCL_F32;
+        int d, is_matrix = e[i].ndim == 2 && strstr(e[i].name, "position_embedding") == NULL;
+        conv[i] = NULL;
+        if (o->drop && !strcmp(o->drop, e[i].name)) continue;
+        for (d = 0; d < e[i].ndim; d++) { shape[d] = e[i].shape[d]; nel *= shape[d]; }
+        if (o->transpose && !strcmp(o->transpose, e[i].name)) { shape[0] = e[i].shape[1]; shape[1] = e[i].shape[0]; }
+        if (!is_matrix && e[i].ndim != 4 && o->vec_dtype != MMSPCL_F32) {
+            dt = o->vec_dtype;
+            conv[i] = malloc(mmspcl_dtype_row_size(dt, nel));
+            mmspcl_quantize_row(dt, data, conv[i], nel);
+        }
+        if (mmspcl_writer_add_tensor(w, e[i].name, dt, e[i].ndim, shape, conv[i] ? conv[i] : data,
+                                     mmspcl_dtype_row_size(dt, nel), err)) {
+            free(file); mmspcl_writer_free(w); return 0;
+        }
+    }
+    ok = mmspcl_writer_save(w, path, NULL, NULL, err) == MMSPCL_OK;
+    for (i = 0; i < n; i++) free(conv[i]);
+    mmspcl_writer_free(w);
+    free(file);
+    return ok;
+}
+
+/* ---- runs -------------------------------------------------------------------------------- */
+typedef struct { float *embeds, *pooled, *hidden; } outputs;
+
+static int run_file(const char *path, const ref_t *r, int max_batch, outputs *out, mmspcl_error *err) {
+    mmspcl_weights *w;
+    mmspcl_clip *m;
+    int ok;
+    out->embeds = (float *)calloc((size_t)r->batch * (size_t)r->proj, sizeof(float));
+    out->pooled = (float *)calloc((size_t)r->batch * (size_t)r->W, sizeof(float));
+    out->hidden = (float *)calloc((size_t)r->batch * (size_t)r->T * (size_t)r->W, sizeof(float));
+    if (mmspcl_weights_open(&w, path, err)) return 0;
+    if (mmspcl_clip_load(&m, w, max_batch, err)) { mmspcl_weights_free(w); return 0; }
+    ok = mmspcl_clip_forward(m, r->pixels, r->batch, out->embeds, out->pooled, err) == MMSPCL_OK;
+    if (ok && max_batch >= r->batch)
+        memcpy(out->hidden, mmspcl_clip_last_hidden(m), sizeof(float) * (size_t)r->batch * (size_t)r->T * (size_t)r->W);
+    mmspcl_clip_free(m);
+    mmspcl_weights_free(w);
+    return ok;
+}
+
+static void free_outputs(outputs *o) { free(o->embeds); free(o->pooled); free(o->hidden); }
+
+static int same_bits(const outputs *a, const outputs *b, const ref_t *r) {
+    return !memcmp(a->embeds, b->embeds, sizeof(float) * (size_t)r->batch * (size_t)r->proj) &&
+           !memcmp(a->pooled, b->pooled, sizeof(float) * (size_t)r->batch * (size_t)r->W);
+}
+
+/* Checks embeds and pooled (and hidden when asked) against the reference. */
+static void check_close(const char *what, const outputs *o, const ref_t *r, double rel_bound,
+                        double cos_bound, int with_hidden) {
+    double rel, cmin;
+    compare(o->embeds, r->embeds, r->batch, (size_t)r->proj, &rel, &cmin);
+    printf("  %-28s embeds: max|diff|/max|ref| %.3g, cosine >= %.9f\n", what, rel, cmin);
+    CHECK(rel <= rel_bound && cmin >= cos_bound, "%s: embeds rel %.3g cos %.9f", what, rel, cmin);
+    compare(o->pooled, r->pooled, r->batch, (size_t)r->W, &rel, &cmin);
+    printf("  %-28s pooled: max|diff|/max|ref| %.3g, cosine >= %.9f\n", what, rel, cmin);
+    CHECK(rel <= rel_bound && cmin >= cos_bound, "%s: pooled rel %.3g cos %.9f", what, rel, cmin);
+    if (with_hidden) {
+        compare(o->hidden, r->hidden, r->batch * r->T, (size_t)r->W, &rel, &cmin);
+        CHECK(rel <= rel_bound && cmin >= cos_bound, "%s: hidden rel %.3g cos %.9f", what, rel, cmin);
+    }
+}
+
+static int convert(const char *src, const char *dst, const char *type) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "build/mmspcl-convert %s %s%s%s > " TMP "/clip-convert.log 2>&1", src, dst,
+             type ? " --type " : "", type ? type : "");
+    return system(cmd) == 0;
+}
+
+/* Loading a broken file must fail with `status` and a message containing `needle`. */
+static void check_load_fails(const char *what, const ref_t *r, const build_opts *o, mmspcl_status status,
+                             const char *needle) {
+    mmspcl_error err;
+    mmspcl_weights *w = NULL;
+    mmspcl_clip *m = (mmspcl_clip *)&err;   /* must come back NULL */
+    mmspcl_status st;
+    memset(&err, 0, sizeof err);
+    if (!build_file(r, TMP "/clip-bad.mmspcl", o, &err)) { CHECK(0, "%s: cannot build: %s", what, err.msg); return; }
+    if (mmspcl_weights_open(&w, TMP "/clip-bad.mmspcl", &err)) { CHECK(0, "%s: cannot open: %s", what, err.msg); return; }
+    st = mmspcl_clip_load(&m, w, 2, &err);
+    CHECK(st == status && m == NULL && strstr(err.msg, needle) != NULL, "%s: status %d, message '%s'", what,
+          (int)st, err.msg);
+    if (st == MMSPCL_OK) mmspcl_clip_free(m);
+    mmspcl_weights_free(w);
+}
+
+int main(void) {
+    ref_t r;
+    mmspcl_error err;
+    outputs ref_f32, o;
+    build_opts opts;
+    memset(&err, 0, sizeof err);
+    if (system("mkdir -p " TMP) != 0) { CHECK(0, "cannot create " TMP); return TEST_END(); }
+    if (!load_ref(TINY "/expected.txt", &r)) { CHECK(0, "cannot read " TINY "/expected.txt"); return TEST_END(); }
+    CHECK(r.batch == 2 && r.proj > 0, "expected.txt: batch %d", r.batch);
+
+    /* 1. writer-built f32 file: exact against PyTorch (float64 reference) */
+    opts.arch = "clip_vision"; opts.drop = NULL; opts.transpose = NULL; opts.vec_dtype = MMSPCL_F32;
+    opts.image_size = r.S;
+    CHECK(build_file(&r, TMP "/clip-tiny-w.mmspcl", &opts, &err), "build: %s", err.msg);
+    CHECK(run_file(TMP "/clip-tiny-w.mmspcl", &r, 2, &ref_f32, &err), "forward: %s", err.msg);
+    check_close("writer f32, batch 2", &ref_f32, &r, 1e-4, 0.99999, 1);
+
+    /* 2. batch of one (chunks of 1 image): the same bits */
+    CHECK(run_file(TMP "/clip-tiny-w.mmspcl", &r, 1, &o, &err), "forward: %s", err.msg);
+    CHECK(same_bits(&o, &ref_f32, &r), "max_batch 1 and 2 differ");
+    free_outputs(&o);
+
+#ifdef _OPENMP
+    /* 3. one and two threads: the same bits */
+    {
+        int saved = omp_get_max_threads();
+        outputs o1, o2;
+        omp_set_num_threads(1);
+        CHECK(run_file(TMP "/clip-tiny-w.mmspcl", &r, 2, &o1, &err), "forward: %s", err.msg);
+        omp_set_num_threads(2);
+        CHECK(run_file(TMP "/clip-tiny-w.mmspcl", &r, 2, &o2, &err), "forward: %s", err.msg);
+        CHECK(same_bits(&o1, &o2, &r) && same_bits(&o1, &ref_f32, &r), "1 and 2 threads differ");
+        /* a model loaded with 1 thread and run with 3 (the arena grows) */
+        {
+            mmspcl_weights *w;
+            mmspcl_clip *m;
+            outputs o3;
+            omp_set_num_threads(1);
+            if (mmspcl_weights_open(&w, TMP "/clip-tiny-w.mmspcl", &err) == MMSPCL_OK) {
+                if (mmspcl_clip_load(&m, w, 2, &err) == MMSPCL_OK) {
+                    o3.embeds = (float *)calloc((size_t)r.batch * (size_t)r.proj, sizeof(float));
+                    o3.pooled = (float *)calloc((size_t)r.batch * (size_t)r.W, sizeof(float));
+                    o3.hidden = NULL;
+                    omp_set_num_threads(3);
+                    CHECK(mmspcl_clip_forward(m, r.pixels, r.batch, o3.embeds, o3.pooled, &err) == MMSPCL_OK,
+                          "forward: %s", err.msg);
+                    CHECK(same_bits(&o3, &o1, &r), "1-thread load, 3-thread forward differs");
+                    free_outputs(&o3);
+                    mmspcl_clip_free(m);
+                }
+                mmspcl_weights_free(w);
+            }
+        }
+        free_outputs(&o1);
+        free_outputs(&o2);
+        omp_set_num_threads(saved);
+    }
+#endif
+
+    /* 4. f16 vectors and position embeddings (widened at load): close */
+    opts.vec_dtype = MMSPCL_F16;
+    CHECK(build_file(&r, TMP "/clip-tiny-w16.mmspcl", &opts, &err), "build: %s", err.msg);
+    CHECK(run_file(TMP "/clip-tiny-w16.mmspcl", &r, 2, &o, &err), "forward f16 vectors: %s", err.msg);
+    check_close("writer, f16 vectors", &o, &r, 1e-2, 0.9999, 0);
+    free_outputs(&o);
+    opts.vec_dtype = MMSPCL_F32;
+
+    /* 5. broken files fail cleanly, naming what is wrong */
+    opts.arch = "roberta";
+    check_load_fails("architecture", &r, &opts, MMSPCL_ERR_UNSUPPORTED, "roberta");
+    opts.arch = "clip_vision";
+    opts.transpose = "vision_model.encoder.layers.1.mlp.fc1.weight";
+    check_load_fails("transposed fc1", &r, &opts, MMSPCL_ERR_FORMAT, "vision_model.encoder.layers.1.mlp.fc1.weight");
+    opts.transpose = NULL;
+    opts.drop = "vision_model.post_layernorm.bias";
+    check_load_fails("missing tensor", &r, &opts, MMSPCL_ERR_NOT_FOUND, "vision_model.post_layernorm.bias");
+    opts.drop = NULL;
+    opts.image_size = 2 * r.S;  /* position embeddings no longer fit */
+    check_load_fails("image size", &r, &opts, MMSPCL_ERR_FORMAT, "position_embedding");
+    opts.image_size = r.S + 1;
+    check_load_fails("image size", &r, &opts, MMSPCL_ERR_FORMAT, "patch_size");
+    opts.image_size = r.S;
+
+    /* 6. the converter: f32 as exact as above, bit-identical to the writer-built file */
+    if (convert(TINY, TMP "/clip-tiny.mmspcl", NULL)) {
+        CHECK(run_file(TMP "/clip-tiny.mmspcl", &r, 2, &o, &err), "forward converted f32: %s", err.msg);
+        check_close("converted f32", &o, &r, 1e-4, 0.99999, 1);
+        CHECK(same_bits(&o, &ref_f32, &r), "converted and writer-built files give different results");
+        free_outputs(&o);
+    } else {
+        CHECK(0, "build/mmspcl-convert " TINY " failed (see " TMP "/clip-convert.log)");
+    }
+    /* the full CLIPModel checkpoint: only the vision tower is kept, same numbers */
+    if (convert("tests/data/clip-tiny-full", TMP "/clip-tiny-full.mmspcl", NULL)) {
+        CHECK(run_file(TMP "/clip-tiny-full.mmspcl", &r, 2, &o, &err), "forward converted full: %s", err.msg);
+        check_close("converted full CLIP f32", &o, &r, 1e-4, 0.99999, 1);
+        CHECK(same_bits(&o, &ref_f32, &r), "clip-tiny-full gives different results from clip-tiny");
+        free_outputs(&o);
+    } else {
+        CHECK(0, "build/mmspcl-convert tests/data/clip-tiny-full failed (see " TMP "/clip-convert.log)");
+    }
+    {
+        static const char *const types[3] = {"f16", "q8_0", "q4_0"};
+        static const double cos_bound[3] = {0.9999, 0.999, 0.98};
+        int i;
+        for (i = 0; i < 3; i++) {
+            char path[128], what[64];
+            double rel, c1, c2;
+            snprintf(path, sizeof path, TMP "/clip-tiny-%s.mmspcl", types[i]);
+            snprintf(what, sizeof what, "converted %s", types[i]);
+            if (!convert(TINY, path, types[i])) {
+                CHECK(0, "build/mmspcl-convert --type %s failed (see " TMP "/clip-convert.log)", types[i]);
+                continue;
+            }
+            CHECK(run_file(path, &r, 2, &o, &err), "forward %s: %s", types[i], err.msg);
+            compare(o.embeds, r.embeds, r.batch, (size_t)r.proj, &rel, &c1);
+            printf("  %-28s embeds: max|diff|/max|ref| %.3g, cosine >= %.6f\n", what, rel, c1);
+            compare(o.pooled, r.pooled, r.batch, (size_t)r.W, &rel, &c2);
+            printf("  %-28s pooled: max|diff|/max|ref| %.3g, cosine >= %.6f\n", what, rel, c2);
+            CHECK(c1 >= cos_bound[i] && c2 >= cos_bound[i], "%s: cosine %.6f / %.6f < %g", types[i], c1, c2,
+                  cos_bound[i]);
+            free_outputs(&o);
+        }
+    }
+
+    /* 7. argument errors */
+    {
+        mmspcl_weights *w;
+        mmspcl_clip *m;
+        if (mmspcl_weights_open(&w, TMP "/clip-tiny-w.mmspcl", &err) == MMSPCL_OK) {
+            CHECK(mmspcl_clip_load(&m, w, 0, &err) == MMSPCL_ERR_ARG && m == NULL, "max_batch 0 accepted");
+            if (mmspcl_clip_load(&m, w, 3, &err) == MMSPCL_OK) {
+                const mmspcl_clip_config *c = mmspcl_clip_get_config(m);
+                CHECK(c->image_size == r.S && c->hidden_size == r.W && c->projection_dim == r.proj &&
+                      c->num_tokens == r.T && c->crop_size == r.S && c->resize_shortest_edge == r.S &&
+                      fabsf(c->image_mean[0] - 0.48145466f) < 1e-7f && fabsf(c->image_std[2] - 0.27577711f) < 1e-7f,
+                      "config accessors");
+                CHECK(mmspcl_clip_arena_bytes(m) > 0, "arena size");
+                CHECK(mmspcl_clip_last_hidden(m) == NULL, "last hidden before a forward");
+                CHECK(mmspcl_clip_forward(m, NULL, 1, NULL, NULL, &err) == MMSPCL_ERR_ARG, "NULL pixels accepted");
+                CHECK(mmspcl_clip_forward(m, r.pixels, 0, NULL, NULL, &err) == MMSPCL_OK, "empty batch");
+                mmspcl_clip_free(m);
+            }
+            mmspcl_weights_free(w);
+        }
+    }
+
+    free_outputs(&ref_f32);
+    free(r.pixels); free(r.hidden); free(r.pooled); free(r.embeds);
+    return TEST_END();
+}
