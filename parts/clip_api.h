@@ -85,7 +85,7 @@ size_t mmspcl_clip_arena_bytes(const mmspcl_clip *m);
    pixel_values). embeds: batch x projection_dim, pooled: batch x hidden_size; either may be NULL. */
 mmspcl_status mmspcl_clip_forward(mmspcl_clip *m, const float *pixels, int batch, float *embeds,
                                   float *pooled, mmspcl_error *err);
-/* The last hidden state (before post_layernorm) of the images of the last chunk of the last
-   forward: [n][num_tokens][hidden_size], n = min(batch, max_batch) images, those at the end of
-   the batch. Valid until the next forward; NULL before any. */
+/* The last hidden state (before post_layernorm) of the last chunk of the last forward:
+   [n][num_tokens][hidden_size] for images k*max_batch .. batch-1, k = (batch-1) / max_batch
+   (all of them when batch <= max_batch). Valid until the next forward; NULL before any. */
 const float *mmspcl_clip_last_hidden(const mmspcl_clip *m);

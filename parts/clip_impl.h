@@ -96,7 +96,7 @@ static mmspcl_status mmspcl__clip_float(const mmspcl_weights *w, const char *key
 
 static mmspcl_status mmspcl__clip_config(const mmspcl_weights *w, mmspcl_clip_config *c,
                                          mmspcl_error *err) {
-    static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};  /* OpenAI CLIP's */
     static const float stdv[3] = {0.26862954f, 0.26130258f, 0.27577711f};
     const char *s;
     mmspcl_status st;
@@ -139,6 +139,9 @@ static mmspcl_status mmspcl__clip_config(const mmspcl_weights *w, mmspcl_clip_co
                                &c->resize_shortest_edge, err)) ||
         (st = mmspcl__clip_int(w, "clip.crop_size", 1, 1 << 16, c->image_size, &c->crop_size, err)))
         return st;
+    if (c->crop_size != c->image_size)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: crop_size %d differs from image_size %d",
+                            c->crop_size, c->image_size);
     for (i = 0; i < 3; i++) {
         char key[32];
         snprintf(key, sizeof key, "clip.image_mean.%d", i);
