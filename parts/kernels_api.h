@@ -9,6 +9,13 @@
    NULL. Returns MMSPCL_ERR_ARG when W is not 2-D with ne[1] == n_in. */
 mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                             const float *bias);
+/* The same with a chosen code path (tests compare every path with the scalar definition).
+   MMSPCL_ERR_UNSUPPORTED when this CPU or build lacks the path. */
+typedef enum mmspcl_kernel_path {
+    MMSPCL_PATH_AUTO = 0, MMSPCL_PATH_SCALAR, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512, MMSPCL_PATH_NEON
+} mmspcl_kernel_path;
+mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
+                                 const float *bias, mmspcl_kernel_path path);
 /* Dot product of n floats, in the fixed summation order every path uses. */
 float mmspcl_dot_f32(const float *a, const float *b, int n);
 /* y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta, per row of dim values (in place ok). */
