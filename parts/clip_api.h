@@ -89,3 +89,10 @@ mmspcl_status mmspcl_clip_forward(mmspcl_clip *m, const float *pixels, int batch
    [n][num_tokens][hidden_size] for images k*max_batch .. batch-1, k = (batch-1) / max_batch
    (all of them when batch <= max_batch). Valid until the next forward; NULL before any. */
 const float *mmspcl_clip_last_hidden(const mmspcl_clip *m);
+
+/* CLIP preprocessing with the model's own sizes, mean and std: out gets 3 x S x S floats. */
+mmspcl_status mmspcl_clip_preprocess_image(const mmspcl_clip *m, const mmspcl_image *img,
+                                           float *out, mmspcl_error *err);
+/* Preprocess + forward of one image: embed gets projection_dim floats (not normalised). */
+mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, float *embed,
+                                      mmspcl_error *err);

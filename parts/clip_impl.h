@@ -439,3 +439,29 @@ mmspcl_status mmspcl_clip_forward(mmspcl_clip *m, const float *pixels, int batch
     }
     return MMSPCL_OK;
 }
+
+/* ---- images ----------------------------------------------------------------------------- */
+
+mmspcl_status mmspcl_clip_preprocess_image(const mmspcl_clip *m, const mmspcl_image *img,
+                                           float *out, mmspcl_error *err) {
+    const mmspcl_clip_config *c;
+    if (!m || !img || !out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip preprocess: bad arguments");
+    c = &m->c;
+    if (c->num_channels != 3)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "clip preprocess: the model takes %d channels, images give 3",
+                            c->num_channels);
+    return mmspcl_clip_preprocess(img, c->resize_shortest_edge, c->crop_size, c->image_mean, c->image_std, out, err);
+}
+
+mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, float *embed,
+                                      mmspcl_error *err) {
+    mmspcl_status st;
+    float *pixels;
+    if (!m || !img || !embed) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip embed: bad arguments");
+    pixels = (float *)MMSPCL_MALLOC((size_t)3 * (size_t)m->c.image_size * (size_t)m->c.image_size * sizeof(float));
+    if (!pixels) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "clip embed: out of memory");
+    st = mmspcl_clip_preprocess_image(m, img, pixels, err);
+    if (!st) st = mmspcl_clip_forward(m, pixels, 1, embed, NULL, err);
+    MMSPCL_FREE(pixels);
+    return st;
+}

@@ -1,7 +1,8 @@
 /* CLIP vision tower against PyTorch (tests/data/clip-tiny/expected.txt, tools/reference/clip_ref.py).
    Weight files: build/mmspcl-convert (f32, q8_0, q4_0, and the full CLIPModel checkpoint), plus
    files built here with the writer API straight from the safetensors (independent of the
-   converter; also used for the error cases). */
+   converter; also used for the error cases). Also mmspcl_clip_embed_image and
+   `build/mmspcl encode-image` on PPM files written here. */
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
 #include "tests/test.h"
@@ -302,6 +303,125 @@ static void check_load_fails(const char *what, const ref_t *r, const build_opts 
     mmspcl_weights_free(w);
 }
 
+/* ---- images and the CLI ------------------------------------------------------------------ */
+static float *read_f32_file(const char *path, size_t *n) {
+    size_t bytes, i;
+    unsigned char *b = read_file(path, &bytes);
+    float *x;
+    if (!b) return NULL;
+    *n = bytes / 4;
+    x = (float *)malloc(*n * sizeof(float) + 1);
+    for (i = 0; i < *n; i++) {
+        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
+                     (uint32_t)b[4 * i + 3] << 24;
+        memcpy(&x[i], &u, 4);
+    }
+    free(b);
+    return x;
+}
+
+/* A binary PPM of w x h pixels: a colour pattern, or one colour when uniform. */
+static int write_ppm(const char *path, int w, int h, int uniform) {
+    FILE *f = fopen(path, "wb");
+    int x, y;
+    if (!f) return 0;
+    fprintf(f, "P6\n%d %d\n255\n", w, h);
+    for (y = 0; y < h; y++)
+        for (x = 0; x < w; x++) {
+            unsigned char px[3];
+            px[0] = (unsigned char)(uniform ? 200 : (x * 7 + y * 3) & 255);
+            px[1] = (unsigned char)(uniform ? 100 : (x * x + y * 5) & 255);
+            px[2] = (unsigned char)(uniform ? 30 : ((x ^ y) * 11) & 255);
+            fwrite(px, 1, 3, f);
+        }
+    return fclose(f) == 0;
+}
+
+/* Runs a command line; returns its exit status (-1 if it did not exit). */
+static int run_cmd(const char *cmd) {
+    int st = system(cmd);
+    return st == -1 ? -1 : (st & 0x7f) ? -1 : (st >> 8) & 0xff;
+}
+
+static int file_contains(const char *path, const char *needle) {
+    size_t n;
+    unsigned char *b = read_file(path, &n);
+    int found;
+    if (!b) return 0;
+    b[n] = 0;
+    found = strstr((const char *)b, needle) != NULL;
+    free(b);
+    return found;
+}
+
+static void check_images_and_cli(const ref_t *r) {
+    mmspcl_error err;
+    mmspcl_weights *w;
+    mmspcl_clip *m;
+    mmspcl_image img = {0, 0, NULL};
+    const mmspcl_clip_config *c;
+    size_t npx = (size_t)3 * (size_t)r->S * (size_t)r->S, n, i;
+    float *px = (float *)malloc(npx * sizeof(float)), *e1 = (float *)malloc((size_t)r->proj * sizeof(float));
+    float *e2 = (float *)malloc((size_t)r->proj * sizeof(float)), *pooled = (float *)malloc((size_t)r->W * sizeof(float));
+    float *got;
+    int ok = 1, rc;
+    memset(&err, 0, sizeof err);
+    if (mmspcl_weights_open(&w, TMP "/clip-tiny-w.mmspcl", &err) || mmspcl_clip_load(&m, w, 2, &err)) {
+        CHECK(0, "images: %s", err.msg);
+        return;
+    }
+    c = mmspcl_clip_get_config(m);
+    /* a uniform image stays uniform through resize and crop: every value is (v/255 - mean) / std */
+    CHECK(write_ppm(TMP "/clip-uniform.ppm", 90, 70, 1), "cannot write a PPM");
+    CHECK(mmspcl_image_load(TMP "/clip-uniform.ppm", &img, &err) == MMSPCL_OK, "image load: %s", err.msg);
+    CHECK(mmspcl_clip_preprocess_image(m, &img, px, &err) == MMSPCL_OK, "preprocess: %s", err.msg);
+    for (i = 0; i < npx; i++) {
+        static const float v[3] = {200, 100, 30};
+        int ch = (int)(i / ((size_t)r->S * (size_t)r->S));
+        float want = ((v[ch] / 255.0f) - c->image_mean[ch]) / c->image_std[ch];
+        if (fabsf(px[i] - want) > 1e-5f) ok = 0;
+    }
+    CHECK(ok, "uniform image: preprocessed values are not (v/255 - mean)/std");
+    mmspcl_image_free(&img);
+
+    /* embed_image == preprocess + forward, and the CLI writes the same bits */
+    CHECK(write_ppm(TMP "/clip-pattern.ppm", 97, 61, 0), "cannot write a PPM");
+    CHECK(mmspcl_image_load(TMP "/clip-pattern.ppm", &img, &err) == MMSPCL_OK, "image load: %s", err.msg);
+    CHECK(mmspcl_clip_embed_image(m, &img, e1, &err) == MMSPCL_OK, "embed: %s", err.msg);
+    CHECK(mmspcl_clip_preprocess_image(m, &img, px, &err) == MMSPCL_OK, "preprocess: %s", err.msg);
+    CHECK(mmspcl_clip_forward(m, px, 1, e2, pooled, &err) == MMSPCL_OK, "forward: %s", err.msg);
+    CHECK(!memcmp(e1, e2, (size_t)r->proj * sizeof(float)), "embed_image differs from preprocess + forward");
+
+    remove(TMP "/clip-e.f32");
+    rc = run_cmd("build/mmspcl encode-image -m " TMP "/clip-tiny-w.mmspcl --image " TMP "/clip-pattern.ppm -o "
+                 TMP "/clip-e.f32 --dump-pixels " TMP "/clip-p.f32 2>" TMP "/clip-cli.err");
+    CHECK(rc == 0, "encode-image exit status %d", rc);
+    got = read_f32_file(TMP "/clip-e.f32", &n);
+    CHECK(got && n == (size_t)r->proj && !memcmp(got, e1, n * sizeof(float)), "encode-image -o: wrong vector");
+    free(got);
+    got = read_f32_file(TMP "/clip-p.f32", &n);
+    CHECK(got && n == npx && !memcmp(got, px, n * sizeof(float)), "encode-image --dump-pixels: wrong pixels");
+    free(got);
+    rc = run_cmd("build/mmspcl encode-image -m " TMP "/clip-tiny-w.mmspcl --image " TMP "/clip-pattern.ppm --pooled -o "
+                 TMP "/clip-e.f32 2>" TMP "/clip-cli.err");
+    got = read_f32_file(TMP "/clip-e.f32", &n);
+    CHECK(rc == 0 && got && n == (size_t)r->W && !memcmp(got, pooled, n * sizeof(float)), "encode-image --pooled");
+    free(got);
+    /* clear errors */
+    rc = run_cmd("build/mmspcl encode-image -m " TMP "/clip-tiny-w.mmspcl --image " TMP "/no-such-frame.png -o "
+                 TMP "/clip-e.f32 2>" TMP "/clip-cli.err");
+    CHECK(rc == 1 && file_contains(TMP "/clip-cli.err", "no-such-frame.png"), "missing image: status %d", rc);
+    rc = run_cmd("build/mmspcl encode-image -m " TMP "/clip-roberta.mmspcl --image " TMP "/clip-pattern.ppm -o "
+                 TMP "/clip-e.f32 2>" TMP "/clip-cli.err");
+    CHECK(rc == 1 && file_contains(TMP "/clip-cli.err", "not a CLIP vision tower"), "wrong architecture: status %d", rc);
+    rc = run_cmd("build/mmspcl encode-image --image " TMP "/clip-pattern.ppm 2>" TMP "/clip-cli.err");
+    CHECK(rc == 2 && file_contains(TMP "/clip-cli.err", "-m WEIGHTS"), "no model: status %d", rc);
+    mmspcl_image_free(&img);
+    mmspcl_clip_free(m);
+    mmspcl_weights_free(w);
+    free(px); free(e1); free(e2); free(pooled);
+}
+
 int main(void) {
     ref_t r;
     mmspcl_error err;
@@ -372,6 +492,7 @@ int main(void) {
     /* 5. broken files fail cleanly, naming what is wrong */
     opts.arch = "roberta";
     check_load_fails("architecture", &r, &opts, MMSPCL_ERR_UNSUPPORTED, "roberta");
+    CHECK(build_file(&r, TMP "/clip-roberta.mmspcl", &opts, &err), "build: %s", err.msg);
     opts.arch = "clip_vision";
     opts.transpose = "vision_model.encoder.layers.1.mlp.fc1.weight";
     check_load_fails("transposed fc1", &r, &opts, MMSPCL_ERR_FORMAT, "vision_model.encoder.layers.1.mlp.fc1.weight");
@@ -403,6 +524,14 @@ int main(void) {
     } else {
         CHECK(0, "build/mmspcl-convert tests/data/clip-tiny-full failed (see " TMP "/clip-convert.log)");
     }
+    /* the same CLIPModel as a PyTorch .bin (zip, pickle) */
+    if (convert("tests/data/clip-tiny-bin", TMP "/clip-tiny-bin.mmspcl", NULL)) {
+        CHECK(run_file(TMP "/clip-tiny-bin.mmspcl", &r, 2, &o, &err), "forward converted .bin: %s", err.msg);
+        CHECK(same_bits(&o, &ref_f32, &r), "clip-tiny-bin gives different results from clip-tiny");
+        free_outputs(&o);
+    } else {
+        CHECK(0, "build/mmspcl-convert tests/data/clip-tiny-bin failed (see " TMP "/clip-convert.log)");
+    }
     {
         static const char *const types[3] = {"f16", "q8_0", "q4_0"};
         static const double cos_bound[3] = {0.9999, 0.999, 0.98};
@@ -427,7 +556,10 @@ int main(void) {
         }
     }
 
-    /* 7. argument errors */
+    /* 7. images: preprocessing with the file's settings, embed_image, the CLI */
+    check_images_and_cli(&r);
+
+    /* 8. argument errors */
     {
         mmspcl_weights *w;
         mmspcl_clip *m;
