@@ -2,6 +2,7 @@
    (../shared/data/weights/roberta-bpe/vocab.json, merges.txt), the ids that transformers.js
    wrote (tests/data/tokenizer/meld_ids.txt, tools/reference/tokenizer_ref.mjs) and every MELD
    utterance (../shared/data/meld/{train,dev,test}_sent_emo.csv) round-tripping through decode. */
+#define _POSIX_C_SOURCE 200809L  /* popen, for the CLI check */
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
 #include "tests/test.h"
@@ -418,6 +419,37 @@ static void check_long(const mmspcl_bpe *bpe) {
     free(buf);
 }
 
+/* build/mmspcl tokenize (make test builds it before running the tests) */
+static void run_cli(const char *args, const char *want) {
+    char cmd[1024], out[4096];
+    size_t n;
+    FILE *p;
+    snprintf(cmd, sizeof cmd, "build/mmspcl tokenize --vocab %svocab.json --merges %smerges.txt %s",
+             BPE_DIR, BPE_DIR, args);
+    p = popen(cmd, "r");
+    if (!p) { CHECK(0, "cannot run %s", cmd); return; }
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    CHECK(pclose(p) == 0 && !strcmp(out, want), "%s\n  printed: %s  want: %s", cmd, out, want);
+}
+
+static void check_cli(void) {
+    FILE *f = fopen("build/mmspcl", "rb"), *t;
+    const char *tmp = "build/test_bpe_lines.txt";
+    if (!f) { printf("build/mmspcl not built: CLI check skipped\n"); return; }
+    fclose(f);
+    run_cli("--text 'Hello world! c\xC3\xA9" "c\xC3\xA9 herlolip'", "0 31414 232 328 740 1140 12695 69 46078 1588 2\n");
+    run_cli("--no-special --text ' <mask>'", "50264\n");
+    t = fopen(tmp, "wb");
+    if (t) {
+        fputs("Hey, Monica feels\r\n\nHello world!", t);
+        fclose(t);
+        run_cli("--no-special --file build/test_bpe_lines.txt", "13368 6 12811 2653\n\n31414 232 328\n");
+        run_cli("--file build/test_bpe_lines.txt", "0 13368 6 12811 2653 2\n0 2\n0 31414 232 328 2\n");
+        remove(tmp);
+    }
+}
+
 int main(void) {
     str_list v = {NULL, NULL, 0, NULL}, m = {NULL, NULL, 0, NULL};
     mmspcl_bpe *bpe = NULL, *bpe2 = NULL;
@@ -581,6 +613,7 @@ int main(void) {
     check_meld(bpe);
     check_random(bpe);
     check_long(bpe);
+    check_cli();
 
     mmspcl_bpe_free(bpe);
     free_list(&v);
