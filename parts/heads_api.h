@@ -1,9 +1,12 @@
 /* ---------------------------------------------------------------------------------------------
    MM-SPCL heads (inference): the forward halves of everything mmspcl_train.h trains.
 
-   All weights are f32, row-major, PyTorch layout (a Linear weight is [out][in]). A head struct
-   holds pointers into a loaded weight file (zero copy) or into the caller's own arrays; it owns
-   only the small arrays of sub-structs that the _load functions allocate (free with _free).
+   Row-major, PyTorch layout (a Linear weight is [out][in]); Linear weights in any dtype the
+   kernels take, the rest f32. Linear layers, layer norms, GELU and attention run on the kernels
+   (mmspcl_linear, mmspcl_layernorm, mmspcl_gelu, mmspcl_attention). A head struct holds pointers
+   into a loaded weight file (zero copy) or into the caller's own arrays; it owns only the small
+   arrays of sub-structs that the _load functions allocate (free with _free). mmspcl_train.h
+   trains every head in double precision and saves it in the names these loaders read.
 
    Small layers (float in, float out; n = rows)
      mmspcl_head_linear_forward   y = x W^T + b
@@ -12,7 +15,7 @@
      mmspcl_head_block_forward    pre-LN transformer layer, self- or cross-attention, key mask
    Method parts
      mmspcl_score                 G(a,b) = (1 + cos(a,b)) / 2 + 1e-8      (SPCL's score)
-     mmspcl_prune_forward         cross-modal pruning (heads of size K)
+     mmspcl_prune_apply / _forward cross-modal pruning (heads of size K)
      mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
      mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
      mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
@@ -38,11 +41,13 @@
 
 typedef enum mmspcl_act { MMSPCL_ACT_GELU = 0, MMSPCL_ACT_RELU = 1 } mmspcl_act;
 
-typedef struct mmspcl_head_linear { const float *w, *b; int in, out; } mmspcl_head_linear;
+/* A Linear layer: w is a [out][in] weight view in any dtype mmspcl_linear takes (f32, f16, bf16,
+   q8_0, q4_0); b is f32 [out] or NULL. mmspcl_head_linear_f32 wraps plain float arrays. */
+typedef struct mmspcl_head_linear { mmspcl_tensor w; const float *b; int in, out; } mmspcl_head_linear;
 typedef struct mmspcl_head_ln { const float *g, *b; int dim; float eps; } mmspcl_head_ln;
 typedef struct mmspcl_head_mlp { mmspcl_head_linear fc1, fc2; mmspcl_act act; } mmspcl_head_mlp;
 typedef struct mmspcl_head_mha { mmspcl_head_linear q, k, v, o; int n_heads; } mmspcl_head_mha;
-/* Pre-LN transformer layer:  x += Attn(LN_q(x), cross ? LN_kv(src) : LN_q(x));
+/* Pre-LN transformer layer:  x += Wo Attn(Wq LN_q(x), Wk kv, Wv kv),  kv = cross ? LN_kv(src) : LN_q(x)
                               x += MLP(LN_ff(x))                                               */
 typedef struct mmspcl_head_block {
     mmspcl_head_ln ln_q, ln_kv, ln_ff;
@@ -51,33 +56,43 @@ typedef struct mmspcl_head_block {
     int cross;
 } mmspcl_head_block;
 
-/* y[n][out] = x[n][in] W^T + b (b may be NULL) */
-void mmspcl_head_linear_forward(const mmspcl_head_linear *l, const float *x, float *y, int n);
+mmspcl_head_linear mmspcl_head_linear_f32(const float *w, const float *b, int in, int out);
+/* y[n][out] = x[n][in] W^T + b   (mmspcl_linear; MMSPCL_ERR_NOMEM is its only failure) */
+mmspcl_status mmspcl_head_linear_forward(const mmspcl_head_linear *l, const float *x, float *y, int n);
 void mmspcl_head_ln_forward(const mmspcl_head_ln *l, const float *x, float *y, int n);
 /* hidden: n * fc1.out floats of scratch */
-void mmspcl_head_mlp_forward(const mmspcl_head_mlp *m, const float *x, float *y, int n, float *hidden);
-/* floats of scratch mmspcl_head_block_forward needs for these sizes */
-size_t mmspcl_head_block_scratch(const mmspcl_head_block *b, int tq, int tk);
-/* One sequence: x [tq][D] is updated in place; src [tk][D] (cross layers only), kmask [tk]
-   (1 = attend, NULL = all; a query whose keys are all masked gets a zero attention output). */
-void mmspcl_head_block_forward(const mmspcl_head_block *b, float *x, int tq, const float *src,
-                               int tk, const unsigned char *kmask, float *scratch);
+mmspcl_status mmspcl_head_mlp_forward(const mmspcl_head_mlp *m, const float *x, float *y, int n,
+                                      float *hidden);
+/* Floats of scratch mmspcl_head_block_forward needs for nb sequences of tq (and tk) tokens. */
+size_t mmspcl_head_block_scratch(const mmspcl_head_block *b, int nb, int tq, int tk);
+/* nb sequences at once: x [nb][tq][D] is updated in place; src [nb][tk][D] (cross layers only);
+   kmask [nb][tk] for cross layers, [nb][tq] for self layers (1 = attend; NULL = all). A query
+   whose keys are all masked gets a zero attention output. */
+mmspcl_status mmspcl_head_block_forward(const mmspcl_head_block *b, float *x, int nb, int tq,
+                                        const float *src, int tk, const unsigned char *kmask,
+                                        float *scratch);
 
 /* SPCL score, on float vectors of length d. Zero vectors have cosine 0. */
 float mmspcl_score(const float *a, const float *b, int d);
 
 /* Cross-modal pruning for n samples. base [n][db], prune [n][dp]; both are cut into heads of K
-   values (the last pruning head may be shorter when K does not divide dp; base must be a
-   multiple of K). For every base head the pruning head with the highest cosine similarity is
-   zeroed (ties: the lowest index). out [n][db + dp] = base ++ pruned. kept (optional)
-   [n][ceil(dp/K)] receives 1 for kept pruning heads, 0 for zeroed ones. */
+   values (K is 16, 32 or 64 in the paper; any K > 0 works). db must be a multiple of K; the last
+   pruning head is shorter when K does not divide dp, and is then compared with the first values
+   of each base head. For every base head, the pruning head with the highest cosine similarity
+   (ties: the lowest index; a zero vector has cosine 0) is zeroed. A pruning head can be chosen by
+   several base heads; at most db/K heads are zeroed.
+   mmspcl_prune_apply: pruned [n][dp] = prune with the chosen heads zeroed.
+   mmspcl_prune_forward: out [n][db + dp] = base ++ pruned (the concatenation the heads fuse).
+   kept (optional) [n][ceil(dp/K)] receives 1 for kept pruning heads, 0 for zeroed ones. */
+mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, int dp, int K,
+                                 int n, float *pruned, unsigned char *kept, mmspcl_error *err);
 mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune, int dp, int K,
                                    int n, float *out, unsigned char *kept, mmspcl_error *err);
 
 /* Fusion (a): y = W [x_t ; x_a ; x_v] + b over the modalities with dims[m] > 0. */
 typedef struct mmspcl_fuse_linear { int dims[3]; mmspcl_head_linear proj; } mmspcl_fuse_linear;
-void mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const float *const x[3], int n,
-                                float *y);
+mmspcl_status mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const float *const x[3], int n,
+                                         float *y, mmspcl_error *err);
 
 /* Sequence heads: modality m is a sequence of seq[m] tokens of tok[m] floats per sample
    (for example a 1024-d text vector as 64 tokens of 16), m over the modalities with seq[m] > 0.
@@ -154,7 +169,11 @@ void mmspcl_confusion(const int *y_true, const int *y_pred, int n, int n_classes
 void mmspcl_metrics_from_confusion(const int64_t *cm, int n_classes, mmspcl_class_metrics *per_class,
                                    mmspcl_metrics *out);
 
-/* Loading heads saved by mmspcl_train.h (f32 tensors, zero copy: w must outlive the head). */
+/* Loading heads saved by mmspcl_train.h (zero copy: w must outlive the head). Linear weights may
+   be in any dtype mmspcl_linear takes (a converter may quantize them); everything else is f32.
+   mmspcl_head_linear_load reads NAME.weight [out][in] and NAME.bias [out] (in, out from the file). */
+mmspcl_status mmspcl_head_linear_load(mmspcl_head_linear *l, const mmspcl_weights *w, const char *name,
+                                      mmspcl_error *err);
 mmspcl_status mmspcl_msve_load(mmspcl_msve *m, const mmspcl_weights *w, const char *prefix,
                                mmspcl_error *err);
 mmspcl_status mmspcl_mult_load(mmspcl_mult *m, const mmspcl_weights *w, const char *prefix,

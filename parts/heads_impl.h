@@ -1,163 +1,152 @@
 /* ---------------------------------------------------------------------------------------------
    MM-SPCL heads (implementation). Internal helpers: static, prefix mmspcl__heads_.
+   The numeric work is done by the kernels; these functions only arrange rows and sequences.
    ------------------------------------------------------------------------------------------ */
 
-void mmspcl_head_linear_forward(const mmspcl_head_linear *l, const float *x, float *y, int n) {
-    const int C = l->in, OC = l->out;
-    int i;
-MMSPCL__OMP_FOR
-    for (i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * C;
-        float *yi = y + (size_t)i * OC;
-        int o, c;
-        for (o = 0; o < OC; o++) {
-            const float *wo = l->w + (size_t)o * C;
-            float s = l->b ? l->b[o] : 0.0f;
-            for (c = 0; c < C; c++) s += wo[c] * xi[c];
-            yi[o] = s;
-        }
-    }
+mmspcl_head_linear mmspcl_head_linear_f32(const float *w, const float *b, int in, int out) {
+    mmspcl_head_linear l;
+    memset(&l, 0, sizeof l);
+    l.w.dtype = MMSPCL_F32;
+    l.w.ndim = 2;
+    l.w.ne[0] = out;
+    l.w.ne[1] = in;
+    l.w.data = w;
+    l.w.nbytes = sizeof(float) * (size_t)in * (size_t)out;
+    l.b = b;
+    l.in = in;
+    l.out = out;
+    return l;
+}
+
+mmspcl_status mmspcl_head_linear_forward(const mmspcl_head_linear *l, const float *x, float *y, int n) {
+    if (n <= 0) return MMSPCL_OK;
+    return mmspcl_linear(y, x, n, l->in, &l->w, l->b);
 }
 
 void mmspcl_head_ln_forward(const mmspcl_head_ln *l, const float *x, float *y, int n) {
-    const int C = l->dim;
-    int i, c;
-    for (i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * C;
-        float *yi = y + (size_t)i * C;
-        double mean = 0, var = 0, rstd;
-        for (c = 0; c < C; c++) mean += xi[c];
-        mean /= C;
-        for (c = 0; c < C; c++) var += (xi[c] - mean) * (xi[c] - mean);
-        var /= C;
-        rstd = 1.0 / sqrt(var + l->eps);
-        for (c = 0; c < C; c++) yi[c] = (float)((xi[c] - mean) * rstd) * l->g[c] + l->b[c];
+    mmspcl_layernorm(y, x, l->g, l->b, n, l->dim, l->eps);
+}
+
+static void mmspcl__heads_act(float *x, size_t n, mmspcl_act act) {
+    size_t i;
+    if (act == MMSPCL_ACT_GELU) { mmspcl_gelu(x, n); return; }
+    for (i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+mmspcl_status mmspcl_head_mlp_forward(const mmspcl_head_mlp *m, const float *x, float *y, int n,
+                                      float *hidden) {
+    mmspcl_status st = mmspcl_head_linear_forward(&m->fc1, x, hidden, n);
+    if (st) return st;
+    mmspcl__heads_act(hidden, (size_t)n * (size_t)m->fc1.out, m->act);
+    return mmspcl_head_linear_forward(&m->fc2, hidden, y, n);
+}
+
+size_t mmspcl_head_block_scratch(const mmspcl_head_block *b, int nb, int tq, int tk) {
+    size_t D = (size_t)b->ln_q.dim, F = (size_t)b->ff.fc1.out, nk = (size_t)(b->cross ? tk : tq);
+    size_t q = (size_t)nb * (size_t)tq, k = (size_t)nb * nk;
+    /* xln, q, ctx, tmp: q rows; kvln (cross), k, v: k rows; hidden; attention scratch */
+    return 4 * q * D + (b->cross ? k * D : 0) + 2 * k * D + q * F + mmspcl_attention_scratch((int)nk);
+}
+
+mmspcl_status mmspcl_head_block_forward(const mmspcl_head_block *b, float *x, int nb, int tq,
+                                        const float *src, int tk, const unsigned char *kmask,
+                                        float *scratch) {
+    const int D = b->ln_q.dim, H = b->attn.n_heads, dh = D / H, nk = b->cross ? tk : tq;
+    const size_t qn = (size_t)nb * tq * D, kn = (size_t)nb * nk * D;
+    float *xln = scratch, *q = xln + qn, *ctx = q + qn, *tmp = ctx + qn;
+    float *kvln = tmp + qn, *k = kvln + (b->cross ? kn : 0), *v = k + kn, *hid = v + kn;
+    float *att = hid + (size_t)nb * tq * b->ff.fc1.out;
+    const float *kv = xln;
+    mmspcl_status st;
+    size_t i;
+    int s;
+    mmspcl_head_ln_forward(&b->ln_q, x, xln, nb * tq);
+    if (b->cross) { mmspcl_head_ln_forward(&b->ln_kv, src, kvln, nb * tk); kv = kvln; }
+    if ((st = mmspcl_head_linear_forward(&b->attn.q, xln, q, nb * tq))) return st;
+    if ((st = mmspcl_head_linear_forward(&b->attn.k, kv, k, nb * nk))) return st;
+    if ((st = mmspcl_head_linear_forward(&b->attn.v, kv, v, nb * nk))) return st;
+    for (s = 0; s < nb; s++) {
+        const unsigned char *ms = kmask ? kmask + (size_t)s * nk : NULL;
+        float *cs = ctx + (size_t)s * tq * D;
+        int j, any = !ms;
+        for (j = 0; ms && j < nk; j++) any |= ms[j] != 0;
+        if (!any) { for (i = 0; i < (size_t)tq * D; i++) cs[i] = 0.0f; continue; }
+        mmspcl_attention(cs, D, q + (size_t)s * tq * D, D, k + (size_t)s * nk * D, v + (size_t)s * nk * D,
+                         D, tq, nk, H, dh, ms, att);
     }
+    if ((st = mmspcl_head_linear_forward(&b->attn.o, ctx, tmp, nb * tq))) return st;
+    for (i = 0; i < qn; i++) x[i] += tmp[i];
+    mmspcl_head_ln_forward(&b->ln_ff, x, xln, nb * tq);
+    if ((st = mmspcl_head_mlp_forward(&b->ff, xln, tmp, nb * tq, hid))) return st;
+    for (i = 0; i < qn; i++) x[i] += tmp[i];
+    return MMSPCL_OK;
 }
 
-static float mmspcl__heads_act(float x, mmspcl_act act) {
-    if (act == MMSPCL_ACT_RELU) return x > 0 ? x : 0;
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-}
-
-void mmspcl_head_mlp_forward(const mmspcl_head_mlp *m, const float *x, float *y, int n, float *hidden) {
-    size_t i, nh = (size_t)n * m->fc1.out;
-    mmspcl_head_linear_forward(&m->fc1, x, hidden, n);
-    for (i = 0; i < nh; i++) hidden[i] = mmspcl__heads_act(hidden[i], m->act);
-    mmspcl_head_linear_forward(&m->fc2, hidden, y, n);
-}
-
-size_t mmspcl_head_block_scratch(const mmspcl_head_block *b, int tq, int tk) {
-    size_t D = (size_t)b->ln_q.dim, F = (size_t)b->ff.fc1.out;
-    size_t t = (size_t)(tq > tk ? tq : tk);
-    /* xln, kvln, q, k, v, ctx, tmp, att row, hidden */
-    return 7 * t * D + t + t * F;
-}
-
-/* softmax-weighted sum for one head: ctx[tq][dh] (stride D) */
-static void mmspcl__heads_attend(const float *q, const float *k, const float *v, float *ctx, int tq,
-                                 int tk, int D, int h, int dh, const unsigned char *kmask, float *att) {
-    const float scale = 1.0f / sqrtf((float)dh);
-    int i, j, d;
-    for (i = 0; i < tq; i++) {
-        const float *qi = q + (size_t)i * D + h * dh;
-        float *ci = ctx + (size_t)i * D + h * dh;
-        float mx = -INFINITY, sum = 0;
-        for (j = 0; j < tk; j++) {
-            const float *kj = k + (size_t)j * D + h * dh;
-            float s = 0;
-            if (kmask && !kmask[j]) { att[j] = -INFINITY; continue; }
-            for (d = 0; d < dh; d++) s += qi[d] * kj[d];
-            att[j] = s * scale;
-            if (att[j] > mx) mx = att[j];
-        }
-        for (d = 0; d < dh; d++) ci[d] = 0;
-        if (mx == -INFINITY) continue; /* every key masked */
-        for (j = 0; j < tk; j++) {
-            att[j] = (kmask && !kmask[j]) ? 0.0f : expf(att[j] - mx);
-            sum += att[j];
-        }
-        for (j = 0; j < tk; j++) {
-            const float *vj = v + (size_t)j * D + h * dh;
-            float p = att[j] / sum;
-            if (p == 0) continue;
-            for (d = 0; d < dh; d++) ci[d] += p * vj[d];
-        }
-    }
-}
-
-void mmspcl_head_block_forward(const mmspcl_head_block *b, float *x, int tq, const float *src,
-                               int tk, const unsigned char *kmask, float *scratch) {
-    const int D = b->ln_q.dim, H = b->attn.n_heads, dh = D / H;
-    size_t t = (size_t)((b->cross ? (tq > tk ? tq : tk) : tq)) * D;
-    float *xln = scratch, *kvln = xln + t, *q = kvln + t, *k = q + t, *v = k + t, *ctx = v + t;
-    float *tmp = ctx + t, *att = tmp + t, *hid = att + (t / D);
-    const float *kv;
-    int h, nk = b->cross ? tk : tq;
-    size_t i, n = (size_t)tq * D;
-    mmspcl_head_ln_forward(&b->ln_q, x, xln, tq);
-    if (b->cross) { mmspcl_head_ln_forward(&b->ln_kv, src, kvln, tk); kv = kvln; }
-    else kv = xln;
-    mmspcl_head_linear_forward(&b->attn.q, xln, q, tq);
-    mmspcl_head_linear_forward(&b->attn.k, kv, k, nk);
-    mmspcl_head_linear_forward(&b->attn.v, kv, v, nk);
-    for (h = 0; h < H; h++) mmspcl__heads_attend(q, k, v, ctx, tq, nk, D, h, dh, kmask, att);
-    mmspcl_head_linear_forward(&b->attn.o, ctx, tmp, tq);
-    for (i = 0; i < n; i++) x[i] += tmp[i];
-    mmspcl_head_ln_forward(&b->ln_ff, x, xln, tq);
-    mmspcl_head_mlp_forward(&b->ff, xln, tmp, tq, hid);
-    for (i = 0; i < n; i++) x[i] += tmp[i];
+/* cosine as torch.nn.functional.cosine_similarity: a.b / (max(|a|, eps) max(|b|, eps)) */
+static double mmspcl__heads_cos(const float *a, const float *b, int n) {
+    double ab = 0, aa = 0, bb = 0;
+    int i;
+    for (i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
+    aa = sqrt(aa); bb = sqrt(bb);
+    return ab / ((aa > 1e-8 ? aa : 1e-8) * (bb > 1e-8 ? bb : 1e-8));
 }
 
 float mmspcl_score(const float *a, const float *b, int d) {
-    double ab = 0, aa = 0, bb = 0, den;
-    int i;
-    for (i = 0; i < d; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
-    den = sqrt(aa * bb);
-    return (float)((1.0 + (den > 1e-8 ? ab / den : ab / 1e-8)) / 2.0 + 1e-8);
+    return (float)((1.0 + mmspcl__heads_cos(a, b, d)) / 2.0 + 1e-8);
 }
 
 /* --- cross-modal pruning ------------------------------------------------------------------- */
-static double mmspcl__heads_cos(const float *a, const float *b, int n) {
-    double ab = 0, aa = 0, bb = 0, den;
+/* one sample: o [dp] = xp with the chosen heads zeroed (o may be xp) */
+static void mmspcl__heads_prune_row(const float *xb, int db, const float *xp, int dp, int K, float *o,
+                                    unsigned char *kp) {
+    const int nb = db / K, np = (dp + K - 1) / K;
+    int hb, hp, j;
+    memmove(o, xp, sizeof(float) * (size_t)dp);
+    if (kp) for (hp = 0; hp < np; hp++) kp[hp] = 1;
+    for (hb = 0; hb < nb; hb++) {
+        int best = 0;
+        double bc = -2;
+        for (hp = 0; hp < np; hp++) {
+            int w = (hp + 1) * K <= dp ? K : dp - hp * K;
+            double c = mmspcl__heads_cos(xb + (size_t)hb * K, xp + (size_t)hp * K, w);
+            if (c > bc) { bc = c; best = hp; }
+        }
+        if (kp) kp[best] = 0;
+        for (j = best * K; j < (best + 1) * K && j < dp; j++) o[j] = 0.0f;
+    }
+}
+
+mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, int dp, int K,
+                                 int n, float *pruned, unsigned char *kept, mmspcl_error *err) {
+    const int np = K > 0 ? (dp + K - 1) / K : 0;
     int i;
-    for (i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
-    den = sqrt(aa * bb);
-    return ab / (den > 1e-8 ? den : 1e-8);
+    if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d)", db, K, dp);
+    MMSPCL__OMP_FOR
+    for (i = 0; i < n; i++)
+        mmspcl__heads_prune_row(base + (size_t)i * db, db, prune + (size_t)i * dp, dp, K, pruned + (size_t)i * dp,
+                                kept ? kept + (size_t)i * np : NULL);
+    return MMSPCL_OK;
 }
 
 mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune, int dp, int K,
                                    int n, float *out, unsigned char *kept, mmspcl_error *err) {
-    int i, nb, np;
+    const int np = K > 0 ? (dp + K - 1) / K : 0;
+    int i;
     if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0)
         return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d)", db, K, dp);
-    nb = db / K;
-    np = (dp + K - 1) / K;
+    MMSPCL__OMP_FOR
     for (i = 0; i < n; i++) {
-        const float *xb = base + (size_t)i * db, *xp = prune + (size_t)i * dp;
         float *o = out + (size_t)i * (db + dp);
-        unsigned char *kp = kept ? kept + (size_t)i * np : NULL;
-        int hb, hp, j;
-        memcpy(o, xb, sizeof(float) * (size_t)db);
-        memcpy(o + db, xp, sizeof(float) * (size_t)dp);
-        if (kp) for (hp = 0; hp < np; hp++) kp[hp] = 1;
-        for (hb = 0; hb < nb; hb++) {
-            int best = 0;
-            double bc = -2;
-            for (hp = 0; hp < np; hp++) {
-                /* a short last pruning head is compared with the base head's first values */
-                int w = (hp + 1) * K <= dp ? K : dp - hp * K;
-                double c = mmspcl__heads_cos(xb + (size_t)hb * K, xp + (size_t)hp * K, w);
-                if (c > bc) { bc = c; best = hp; }
-            }
-            if (kp) kp[best] = 0;
-            for (j = best * K; j < (best + 1) * K && j < dp; j++) o[db + j] = 0;
-        }
+        memcpy(o, base + (size_t)i * db, sizeof(float) * (size_t)db);
+        mmspcl__heads_prune_row(base + (size_t)i * db, db, prune + (size_t)i * dp, dp, K, o + db,
+                                kept ? kept + (size_t)i * np : NULL);
     }
     return MMSPCL_OK;
 }
 
 /* --- fusion (a) ---------------------------------------------------------------------------- */
+/* out [n][sum of the dims in mods] = concatenation of x[m] rows, m in t, a, v order */
 static void mmspcl__heads_concat(const float *const x[3], const int dims[3], unsigned mods, int n,
                                  float *out) {
     int i, m, total = 0, off;
@@ -172,122 +161,113 @@ static void mmspcl__heads_concat(const float *const x[3], const int dims[3], uns
     }
 }
 
-void mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const float *const x[3], int n, float *y) {
+#define MMSPCL__HEADS_CHUNK 64
+
+mmspcl_status mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const float *const x[3], int n,
+                                         float *y, mmspcl_error *err) {
     unsigned mods = 0;
-    int m, i, chunk = 64;
+    int m, i;
     float *buf;
-    for (m = 0; m < 3; m++) if (f->dims[m] > 0) mods |= 1u << m;
-    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)chunk * f->proj.in);
-    if (!buf) { /* small fallback: one row at a time on the stack is not possible for wide rows */
-        for (i = 0; i < n; i++) {
-            int o, c, off = 0;
-            for (o = 0; o < f->proj.out; o++) y[(size_t)i * f->proj.out + o] = f->proj.b ? f->proj.b[o] : 0;
-            for (m = 0; m < 3; m++) {
-                if (!(mods & (1u << m))) continue;
-                for (o = 0; o < f->proj.out; o++) {
-                    float s = 0;
-                    for (c = 0; c < f->dims[m]; c++)
-                        s += f->proj.w[(size_t)o * f->proj.in + off + c] * x[m][(size_t)i * f->dims[m] + c];
-                    y[(size_t)i * f->proj.out + o] += s;
-                }
-                off += f->dims[m];
-            }
-        }
-        return;
+    for (m = 0; m < 3; m++) if (f->dims[m] > 0) {
+        if (!x[m]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "fuse_linear: modality %d has width %d but no input", m, f->dims[m]);
+        mods |= 1u << m;
     }
-    for (i = 0; i < n; i += chunk) {
-        int nn = n - i < chunk ? n - i : chunk;
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)MMSPCL__HEADS_CHUNK * (size_t)f->proj.in);
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "fuse_linear: out of memory");
+    for (i = 0; i < n; i += MMSPCL__HEADS_CHUNK) {
+        int nn = n - i < MMSPCL__HEADS_CHUNK ? n - i : MMSPCL__HEADS_CHUNK;
         const float *xs[3];
         for (m = 0; m < 3; m++) xs[m] = x[m] ? x[m] + (size_t)i * f->dims[m] : NULL;
         mmspcl__heads_concat(xs, f->dims, mods, nn, buf);
-        mmspcl_head_linear_forward(&f->proj, buf, y + (size_t)i * f->proj.out, nn);
+        if (mmspcl_head_linear_forward(&f->proj, buf, y + (size_t)i * f->proj.out, nn)) {
+            MMSPCL_FREE(buf);
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "fuse_linear: out of memory");
+        }
     }
     MMSPCL_FREE(buf);
+    return MMSPCL_OK;
 }
 
 /* --- token sequences shared by MulT and MBT ------------------------------------------------ */
-/* e [seq][D] = x [seq][tok] W^T + b + pos */
-static void mmspcl__heads_embed(const mmspcl_head_linear *proj, const float *pos, const float *x,
-                                int seq, float *e) {
-    int t, d, D = proj->out;
-    for (t = 0; t < seq; t++) {
-        const float *xt = x + (size_t)t * proj->in;
+/* e [ns][seq][D] = x [ns][seq][tok] W^T + b + pos */
+static mmspcl_status mmspcl__heads_embed(const mmspcl_head_linear *proj, const float *pos, const float *x,
+                                         int ns, int seq, float *e) {
+    const int D = proj->out;
+    size_t s, q, per = (size_t)seq * D;
+    mmspcl_status st = mmspcl_head_linear_forward(proj, x, e, ns * seq);
+    if (st) return st;
+    for (s = 0; s < (size_t)ns; s++)
+        for (q = 0; q < per; q++) e[s * per + q] += pos[q];
+    return MMSPCL_OK;
+}
+
+/* LN over every token, then the mean over each sequence's tokens: out row s at out + s * ld */
+static void mmspcl__heads_ln_pool(const mmspcl_head_ln *ln, const float *x, int ns, int seq, float *tmp,
+                                  float *out, int ld) {
+    int s, t, d, D = ln->dim;
+    mmspcl_head_ln_forward(ln, x, tmp, ns * seq);
+    for (s = 0; s < ns; s++)
         for (d = 0; d < D; d++) {
-            const float *w = proj->w + (size_t)d * proj->in;
-            float s = proj->b ? proj->b[d] : 0;
-            int c;
-            for (c = 0; c < proj->in; c++) s += w[c] * xt[c];
-            e[(size_t)t * D + d] = s + pos[(size_t)t * D + d];
+            float acc = 0;
+            for (t = 0; t < seq; t++) acc += tmp[((size_t)s * seq + t) * D + d];
+            out[(size_t)s * ld + d] = acc / (float)seq;
         }
-    }
 }
 
-/* LN, then mean over tokens: out [D] */
-static void mmspcl__heads_ln_pool(const mmspcl_head_ln *ln, const float *x, int seq, float *tmp, float *out) {
-    int t, d, D = ln->dim;
-    mmspcl_head_ln_forward(ln, x, tmp, seq);
-    for (d = 0; d < D; d++) {
-        float s = 0;
-        for (t = 0; t < seq; t++) s += tmp[(size_t)t * D + d];
-        out[d] = s / (float)seq;
-    }
-}
-
-static size_t mmspcl__heads_max_block_scratch(const mmspcl_head_block *b, int nb, int tmax) {
+static size_t mmspcl__heads_max_block_scratch(const mmspcl_head_block *b, int nblocks, int ns, int tmax) {
     size_t s = 0, t;
     int i;
-    for (i = 0; i < nb; i++) { t = mmspcl_head_block_scratch(&b[i], tmax, tmax); if (t > s) s = t; }
+    for (i = 0; i < nblocks; i++) { t = mmspcl_head_block_scratch(&b[i], ns, tmax, tmax); if (t > s) s = t; }
     return s;
 }
 
 mmspcl_status mmspcl_mult_forward(const mmspcl_mult *m, const float *const x[3], int n, float *y,
                                   mmspcl_error *err) {
-    const int D = m->d_model, L = m->n_cross + m->n_self;
-    int tmax = 1, etot = 0, mi, failed = 0;
-    size_t bs, per;
-    for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) { if (m->seq[mi] > tmax) tmax = m->seq[mi]; etot += m->seq[mi]; }
-    bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_pairs * L, tmax);
-    per = (size_t)etot * D + 2 * (size_t)tmax * D + (size_t)m->n_pairs * D + bs;
-    {
-        float *all = (float *)MMSPCL_MALLOC(sizeof(float) * per * (size_t)MMSPCL__MAX_THREADS());
-        int i;
-        if (!all) failed = 1;
-        else
-        MMSPCL__OMP_FOR
-        for (i = 0; i < n; i++) {
-            float *s = all + per * (size_t)MMSPCL__THREAD_ID();
-            float *e[3], *h, *tmp, *pooled, *bscr, *p;
-            int a, b2, p_i = 0, l, mi;
-            p = s;
-            for (mi = 0; mi < 3; mi++) {
-                e[mi] = NULL;
-                if (m->seq[mi] <= 0) continue;
-                e[mi] = p; p += (size_t)m->seq[mi] * D;
-                mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], m->seq[mi], e[mi]);
-            }
-            h = p; p += (size_t)tmax * D;
-            tmp = p; p += (size_t)tmax * D;
-            pooled = p; p += (size_t)m->n_pairs * D;
-            bscr = p;
-            for (a = 0; a < 3; a++) {
-                if (m->seq[a] <= 0) continue;
-                for (b2 = 0; b2 < 3; b2++) {
-                    const mmspcl_head_block *blk;
-                    if (b2 == a || m->seq[b2] <= 0) continue;
-                    blk = m->blocks + (size_t)p_i * L;
-                    memcpy(h, e[a], sizeof(float) * (size_t)m->seq[a] * D);
-                    for (l = 0; l < L; l++)
-                        mmspcl_head_block_forward(&blk[l], h, m->seq[a], blk[l].cross ? e[b2] : NULL,
-                                                  m->seq[b2], NULL, bscr);
-                    mmspcl__heads_ln_pool(&m->final_ln[p_i], h, m->seq[a], tmp, pooled + (size_t)p_i * D);
-                    p_i++;
-                }
-            }
-            mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, 1);
-        }
-        MMSPCL_FREE(all);
+    const int D = m->d_model, L = m->n_cross + m->n_self, CH = MMSPCL__HEADS_CHUNK;
+    int tmax = 1, etot = 0, mi, i;
+    size_t bs;
+    float *buf;
+    mmspcl_status st = MMSPCL_OK;
+    for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) {
+        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mult: modality %d has %d tokens but no input", mi, m->seq[mi]);
+        if (m->seq[mi] > tmax) tmax = m->seq[mi];
+        etot += m->seq[mi];
     }
-    if (failed) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mult: cannot allocate %zu floats of scratch", per);
+    bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_pairs * L, CH, tmax);
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)CH * ((size_t)etot * D + 2 * (size_t)tmax * D + (size_t)m->n_pairs * D) + bs));
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mult: out of memory for a chunk of %d samples", CH);
+    for (i = 0; i < n && !st; i += CH) {
+        const int ns = n - i < CH ? n - i : CH;
+        float *e[3], *h, *tmp, *pooled, *bscr, *p = buf;
+        int a, b2, pi = 0, l;
+        for (mi = 0; mi < 3; mi++) {
+            e[mi] = NULL;
+            if (m->seq[mi] <= 0) continue;
+            e[mi] = p; p += (size_t)CH * m->seq[mi] * D;
+            if (!st) st = mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], ns, m->seq[mi], e[mi]);
+        }
+        h = p; p += (size_t)CH * tmax * D;
+        tmp = p; p += (size_t)CH * tmax * D;
+        pooled = p; p += (size_t)CH * m->n_pairs * D;
+        bscr = p;
+        for (a = 0; a < 3 && !st; a++) {
+            if (m->seq[a] <= 0) continue;
+            for (b2 = 0; b2 < 3 && !st; b2++) {
+                const mmspcl_head_block *blk;
+                if (b2 == a || m->seq[b2] <= 0) continue;
+                blk = m->blocks + (size_t)pi * L;
+                memcpy(h, e[a], sizeof(float) * (size_t)ns * m->seq[a] * D);
+                for (l = 0; l < L && !st; l++)
+                    st = mmspcl_head_block_forward(&blk[l], h, ns, m->seq[a], blk[l].cross ? e[b2] : NULL,
+                                                   m->seq[b2], NULL, bscr);
+                mmspcl__heads_ln_pool(&m->final_ln[pi], h, ns, m->seq[a], tmp, pooled + (size_t)pi * D, m->n_pairs * D);
+                pi++;
+            }
+        }
+        if (!st) st = mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, ns);
+    }
+    MMSPCL_FREE(buf);
+    if (st) return mmspcl__fail(err, st, "mult: out of memory in a kernel");
     return MMSPCL_OK;
 }
 
@@ -300,61 +280,69 @@ void mmspcl_mult_free(mmspcl_mult *m) {
 
 mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
                                  mmspcl_error *err) {
-    const int D = m->d_model, L = m->n_layers, F = m->n_fusion;
-    int tmax = 1, ztot = 0, mi, failed = 0;
-    size_t bs, per;
-    for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) { if (m->seq[mi] + F > tmax) tmax = m->seq[mi] + F; ztot += m->seq[mi] + F; }
-    bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_mod * L, tmax);
-    per = (size_t)ztot * D + 2 * (size_t)F * D + (size_t)tmax * D + (size_t)m->n_mod * D + bs;
-    {
-        float *all = (float *)MMSPCL_MALLOC(sizeof(float) * per * (size_t)MMSPCL__MAX_THREADS());
-        int i;
-        if (!all) failed = 1;
-        else
-        MMSPCL__OMP_FOR
-        for (i = 0; i < n; i++) {
-            float *s = all + per * (size_t)MMSPCL__THREAD_ID();
-            float *z[3], *fsn, *fnew, *tmp, *pooled, *bscr, *p;
-            int l, slot, mi;
-            size_t q;
-            p = s;
-            for (mi = 0; mi < 3; mi++) {
-                z[mi] = NULL;
-                if (m->seq[mi] <= 0) continue;
-                z[mi] = p; p += (size_t)(m->seq[mi] + F) * D;
-                mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], m->seq[mi], z[mi]);
-            }
-            fsn = p; p += (size_t)F * D;
-            fnew = p; p += (size_t)F * D;
-            tmp = p; p += (size_t)tmax * D;
-            pooled = p; p += (size_t)m->n_mod * D;
-            bscr = p;
-            memcpy(fsn, m->fusion_tokens, sizeof(float) * (size_t)F * D);
-            for (l = 0; l < L; l++) {
-                int fuse = l >= m->fusion_start;
-                if (fuse) for (q = 0; q < (size_t)F * D; q++) fnew[q] = 0;
-                for (mi = 0, slot = 0; mi < 3; mi++) {
-                    int T;
-                    if (m->seq[mi] <= 0) continue;
-                    T = m->seq[mi];
-                    if (fuse) memcpy(z[mi] + (size_t)T * D, fsn, sizeof(float) * (size_t)F * D);
-                    mmspcl_head_block_forward(&m->blocks[(size_t)slot * L + l], z[mi], fuse ? T + F : T,
-                                              NULL, 0, NULL, bscr);
-                    if (fuse) for (q = 0; q < (size_t)F * D; q++) fnew[q] += z[mi][(size_t)T * D + q];
-                    slot++;
-                }
-                if (fuse) for (q = 0; q < (size_t)F * D; q++) fsn[q] = fnew[q] / (float)m->n_mod;
-            }
-            for (mi = 0, slot = 0; mi < 3; mi++) {
-                if (m->seq[mi] <= 0) continue;
-                mmspcl__heads_ln_pool(&m->final_ln[mi], z[mi], m->seq[mi], tmp, pooled + (size_t)slot * D);
-                slot++;
-            }
-            mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, 1);
-        }
-        MMSPCL_FREE(all);
+    const int D = m->d_model, L = m->n_layers, F = m->n_fusion, CH = MMSPCL__HEADS_CHUNK;
+    int tmax = 1, ztot = 0, mi, i;
+    size_t bs;
+    float *buf;
+    mmspcl_status st = MMSPCL_OK;
+    for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) {
+        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: modality %d has %d tokens but no input", mi, m->seq[mi]);
+        if (m->seq[mi] + F > tmax) tmax = m->seq[mi] + F;
+        ztot += m->seq[mi];
     }
-    if (failed) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mbt: cannot allocate %zu floats of scratch", per);
+    bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_mod * L, CH, tmax);
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)CH * ((size_t)ztot * D + 2 * (size_t)F * D + 2 * (size_t)tmax * D + (size_t)m->n_mod * D) + bs));
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mbt: out of memory for a chunk of %d samples", CH);
+    for (i = 0; i < n && !st; i += CH) {
+        const int ns = n - i < CH ? n - i : CH;
+        float *z[3], *fsn, *fnew, *u, *tmp, *pooled, *bscr, *p = buf;
+        int l, slot, s;
+        size_t q, fd = (size_t)F * D;
+        for (mi = 0; mi < 3; mi++) {
+            z[mi] = NULL;
+            if (m->seq[mi] <= 0) continue;
+            z[mi] = p; p += (size_t)CH * m->seq[mi] * D;
+            if (!st) st = mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], ns, m->seq[mi], z[mi]);
+        }
+        fsn = p; p += (size_t)CH * fd;
+        fnew = p; p += (size_t)CH * fd;
+        u = p; p += (size_t)CH * tmax * D;
+        tmp = p; p += (size_t)CH * tmax * D;
+        pooled = p; p += (size_t)CH * m->n_mod * D;
+        bscr = p;
+        for (s = 0; s < ns; s++) memcpy(fsn + (size_t)s * fd, m->fusion_tokens, sizeof(float) * fd);
+        for (l = 0; l < L && !st; l++) {
+            const int fuse = l >= m->fusion_start;
+            if (fuse) for (q = 0; q < (size_t)ns * fd; q++) fnew[q] = 0.0f;
+            for (mi = 0, slot = 0; mi < 3 && !st; mi++) {
+                const int T = m->seq[mi];
+                const mmspcl_head_block *blk;
+                if (T <= 0) continue;
+                blk = &m->blocks[(size_t)slot * L + l];
+                slot++;
+                if (!fuse) { st = mmspcl_head_block_forward(blk, z[mi], ns, T, NULL, 0, NULL, bscr); continue; }
+                /* u = [own tokens ; fusion tokens] per sample */
+                for (s = 0; s < ns; s++) {
+                    memcpy(u + (size_t)s * (T + F) * D, z[mi] + (size_t)s * T * D, sizeof(float) * (size_t)T * D);
+                    memcpy(u + ((size_t)s * (T + F) + T) * D, fsn + (size_t)s * fd, sizeof(float) * fd);
+                }
+                st = mmspcl_head_block_forward(blk, u, ns, T + F, NULL, 0, NULL, bscr);
+                for (s = 0; s < ns; s++) {
+                    memcpy(z[mi] + (size_t)s * T * D, u + (size_t)s * (T + F) * D, sizeof(float) * (size_t)T * D);
+                    for (q = 0; q < fd; q++) fnew[(size_t)s * fd + q] += u[((size_t)s * (T + F) + T) * D + q];
+                }
+            }
+            if (fuse) for (q = 0; q < (size_t)ns * fd; q++) fsn[q] = fnew[q] / (float)m->n_mod;
+        }
+        for (mi = 0, slot = 0; mi < 3; mi++) {
+            if (m->seq[mi] <= 0) continue;
+            mmspcl__heads_ln_pool(&m->final_ln[mi], z[mi], ns, m->seq[mi], tmp, pooled + (size_t)slot * D, m->n_mod * D);
+            slot++;
+        }
+        if (!st) st = mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, ns);
+    }
+    MMSPCL_FREE(buf);
+    if (st) return mmspcl__fail(err, st, "mbt: out of memory in a kernel");
     return MMSPCL_OK;
 }
 
@@ -366,7 +354,7 @@ void mmspcl_mbt_free(mmspcl_mbt *m) {
 /* --- MSVE ---------------------------------------------------------------------------------- */
 mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
                                   unsigned combos, float *logits, mmspcl_error *err) {
-    const int C = m->n_classes, chunk = 128;
+    const int C = m->n_classes, CH = MMSPCL__HEADS_CHUNK;
     int c, mi, i, maxin = 0, maxh = 0, dtot = 0;
     float *buf, *z[3], *cat, *hid, *lg;
     size_t q;
@@ -382,15 +370,15 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
         if (m->mlp[c].fc1.out > maxh) maxh = m->mlp[c].fc1.out;
     }
     for (mi = 0; mi < 3; mi++) if (m->dims[mi] > 0) dtot += m->dims[mi];
-    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)chunk * ((size_t)dtot + maxin + maxh + C));
-    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for a chunk of %d rows", chunk);
-    for (i = 0; i < n; i += chunk) {
-        int nn = n - i < chunk ? n - i : chunk, r;
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)CH * ((size_t)dtot + maxin + maxh + C));
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for a chunk of %d rows", CH);
+    for (i = 0; i < n; i += CH) {
+        int nn = n - i < CH ? n - i : CH, r;
         float *p = buf;
         for (mi = 0; mi < 3; mi++) {
             z[mi] = NULL;
             if (m->dims[mi] <= 0 || !x[mi]) continue;
-            z[mi] = p; p += (size_t)chunk * m->dims[mi];
+            z[mi] = p; p += (size_t)CH * m->dims[mi];
             for (r = 0; r < nn; r++) {
                 int d;
                 for (d = 0; d < m->dims[mi]; d++) {
@@ -401,14 +389,17 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
                 }
             }
         }
-        cat = p; p += (size_t)chunk * maxin;
-        hid = p; p += (size_t)chunk * maxh;
+        cat = p; p += (size_t)CH * maxin;
+        hid = p; p += (size_t)CH * maxh;
         lg = p;
         for (q = 0; q < (size_t)nn * C; q++) logits[(size_t)i * C + q] = 0;
         for (c = 1; c < 8; c++) {
             if (!(combos & MMSPCL_COMBO(c))) continue;
             mmspcl__heads_concat((const float *const *)z, m->dims, (unsigned)c, nn, cat);
-            mmspcl_head_mlp_forward(&m->mlp[c], cat, lg, nn, hid);
+            if (mmspcl_head_mlp_forward(&m->mlp[c], cat, lg, nn, hid)) {
+                MMSPCL_FREE(buf);
+                return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory in a kernel");
+            }
             for (q = 0; q < (size_t)nn * C; q++) logits[(size_t)i * C + q] += lg[q];
         }
     }
@@ -420,7 +411,7 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
 void mmspcl_proto_classify(const float *z, int n, int dim, const float *protos, int n_classes,
                            int *pred, float *scores) {
     int i;
-MMSPCL__OMP_FOR
+    MMSPCL__OMP_FOR
     for (i = 0; i < n; i++) {
         int c, best = 0;
         float bs = -1;
@@ -510,15 +501,35 @@ static mmspcl_status mmspcl__heads_int(const mmspcl_weights *w, const char *pref
     return MMSPCL_OK;
 }
 
+/* NAME.weight [out][in] in any kernel dtype, NAME.bias f32 [out] */
 static mmspcl_status mmspcl__heads_linear(mmspcl_head_linear *l, const mmspcl_weights *w, const char *name,
                                           int in, int out, mmspcl_error *err) {
     char buf[512];
+    const mmspcl_tensor *t = NULL;
+    int64_t ne[2];
     mmspcl_status st;
+    memset(l, 0, sizeof *l);
     l->in = in; l->out = out;
     snprintf(buf, sizeof buf, "%s.weight", name);
-    if ((st = mmspcl__heads_f32(w, buf, 2, out, in, &l->w, err))) return st;
+    ne[0] = out; ne[1] = in;
+    if ((st = mmspcl_weights_expect(w, buf, 2, ne, &t, err))) return st;
+    if (t->dtype == MMSPCL_I32 || mmspcl_dtype_row_size(t->dtype, in) == 0)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "tensor %s: dtype %s cannot hold rows of %d values", buf, mmspcl_dtype_name(t->dtype), in);
+    l->w = *t;
     snprintf(buf, sizeof buf, "%s.bias", name);
     return mmspcl__heads_f32(w, buf, 1, out, 0, &l->b, err);
+}
+
+mmspcl_status mmspcl_head_linear_load(mmspcl_head_linear *l, const mmspcl_weights *w, const char *name,
+                                      mmspcl_error *err) {
+    char buf[512];
+    const mmspcl_tensor *t;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    t = mmspcl_weights_find(w, buf);
+    if (!t) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "tensor %s is missing", buf);
+    if (t->ndim != 2 || t->ne[0] < 1 || t->ne[1] < 1 || t->ne[0] > (1 << 24) || t->ne[1] > (1 << 24))
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "tensor %s: expected [out][in]", buf);
+    return mmspcl__heads_linear(l, w, name, (int)t->ne[1], (int)t->ne[0], err);
 }
 
 static mmspcl_status mmspcl__heads_lnorm(mmspcl_head_ln *l, const mmspcl_weights *w, const char *name,
