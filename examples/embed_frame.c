@@ -36,7 +36,8 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The image files of dir, sorted by name (byte order, so 00009.png < 00010.png). */
+/* The image files of dir, sorted by name (byte order, so 00009.png < 00010.png); NULL when the
+   folder cannot be read. */
 static char **list_frames(const char *dir, size_t *count) {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -44,10 +45,11 @@ static char **list_frames(const char *dir, size_t *count) {
     size_t n = 0, cap = 0;
     *count = 0;
     if (!d) return NULL;
+    if (!(names = (char **)malloc((cap = 64) * sizeof *names))) { closedir(d); return NULL; }
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.' || !is_image_name(e->d_name)) continue;
         if (n == cap) {
-            char **grown = (char **)realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
+            char **grown = (char **)realloc(names, (cap *= 2) * sizeof *names);
             if (!grown) break;
             names = grown;
         }
@@ -91,6 +93,10 @@ int main(int argc, char **argv) {
     }
     /* 1. the middle frame */
     frames = list_frames(argv[2], &n_frames);
+    if (!frames && n_frames == 0) {
+        fprintf(stderr, "%s: cannot read the folder %s\n", argv[0], argv[2]);
+        goto done;
+    }
     if (n_frames == 0) {
         fprintf(stderr, "%s: no PNG/BMP/PPM/PGM frames in %s\n", argv[0], argv[2]);
         goto done;
