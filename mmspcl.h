@@ -412,9 +412,10 @@ static void mmspcl__quantize_q4_0(const float *x, mmspcl_block_q4_0 *b, int64_t 
         id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = mmspcl_fp32_to_fp16(d);
         for (j = 0; j < MMSPCL_QBLOCK / 2; j++) {
-            int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + 16] * id + 8.5f);
-            lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
-            hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+            /* clamp before the conversion: (int) of nan/inf (a block with inf, or a tiny d whose
+               1/d overflows) is undefined behaviour; finite results are unchanged */
+            float vl = x[j] * id + 8.5f, vh = x[j + 16] * id + 8.5f;
+            int lo = vl >= 15.0f ? 15 : vl > 0.0f ? (int)vl : 0, hi = vh >= 15.0f ? 15 : vh > 0.0f ? (int)vh : 0;
             b[i].q[j] = (uint8_t)(lo | (hi << 4));
         }
     }
@@ -528,7 +529,7 @@ static mmspcl_status mmspcl__take(mmspcl__cursor *c, size_t n, const unsigned ch
                                   const char *what) {
     if (n > c->size - c->pos)
         return mmspcl__fail(c->err, MMSPCL_ERR_FORMAT,
-                            "%s: %s at byte %zu needs %zu bytes but the file ends at %zu",
+                            "%s: %s at byte %zu needs %zu bytes but the metadata ends at byte %zu",
                             c->label, what, c->pos, n, c->size);
     *out = c->p + c->pos;
     c->pos += n;
@@ -712,6 +713,11 @@ static mmspcl_status mmspcl__parse(mmspcl_weights *w, const char *label, mmspcl_
     if (meta_size > w->size - MMSPCL__HEADER_SIZE)
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: metadata size %llu at byte 32 runs past the end of the file (%zu bytes)",
                             label, (unsigned long long)meta_size, w->size);
+    /* a key record takes at least 7 bytes, a tensor record at least 28: refuse counts the
+       metadata cannot hold before allocating for them */
+    if (n_kv * 7 + n_tensors * 28 > meta_size)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %llu keys and %llu tensors cannot fit in %llu bytes of metadata",
+                            label, (unsigned long long)n_kv, (unsigned long long)n_tensors, (unsigned long long)meta_size);
     if (data_offset % MMSPCL__ALIGN || data_offset < MMSPCL__HEADER_SIZE + meta_size || data_offset > w->size ||
         data_size > w->size - data_offset)
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT,
@@ -719,9 +725,10 @@ static mmspcl_status mmspcl__parse(mmspcl_weights *w, const char *label, mmspcl_
                             label, (unsigned long long)data_offset, (unsigned long long)data_size, w->size);
     w->version = (uint32_t)version;
 
-    /* Every name and string is copied once into a pool no larger than the metadata itself
-       (+1 NUL each, + pointer arrays), so a lying count cannot make us allocate more. */
-    sp.size = (size_t)meta_size * 3 + 64;
+    /* Every name and string is copied once into a pool bounded by the metadata size, so a lying
+       count cannot make us allocate more. Worst case: an empty string-array item takes 4 bytes
+       in the file and 1 (NUL) + 8 (pointer) + 4 (length) = 13 in the pool, hence 4x. */
+    sp.size = (size_t)meta_size * 4 + 64;
     sp.used = 0;
     w->kv = (mmspcl_kv *)MMSPCL_MALLOC((size_t)(n_kv ? n_kv : 1) * sizeof(mmspcl_kv));
     w->tensors = (mmspcl_tensor *)MMSPCL_MALLOC((size_t)(n_tensors ? n_tensors : 1) * sizeof(mmspcl_tensor));
@@ -825,6 +832,11 @@ mmspcl_status mmspcl_weights_read(mmspcl_weights **out, const char *path, mmspcl
     if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
         fclose(f);
         return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot find the file size", path);
+    }
+    /* a directory opens and may report a size of LONG_MAX: read one byte before trusting it */
+    if (len > 0 && (fgetc(f) == EOF || fseek(f, 0, SEEK_SET))) {
+        fclose(f);
+        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a directory?)", path);
     }
     buf = (unsigned char *)MMSPCL_MALLOC((size_t)len + 1);
     if (!buf) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %ld bytes", path, len); }
