@@ -44,7 +44,7 @@ static char *tok_read_file(const char *path, size_t *n) {
 
 /* vocab.json ({"token": id}) and merges.txt ("left right" per line) -> tokenizer */
 static int tok_load_files(mmspcl_bpe **bpe, const char *vocab_path, const char *merges_path) {
-    char jerr[512];
+    char jerr[1024];
     json_value *root = json_parse_file(vocab_path, jerr, sizeof jerr);
     const char **vocab = NULL, **merges = NULL;
     uint32_t *vlens = NULL, *mlens = NULL;
