@@ -100,7 +100,7 @@ static int st__parse(st_file *f, char *err, size_t errlen) {
     h = json_parse((const char *)f->bytes + 8, (size_t)n, jerr, sizeof jerr);
     if (!h) return st__fail(err, errlen, L, "JSON header (file bytes 8..%llu): %s", (unsigned long long)(8 + n), jerr);
     if (h->type != JSON_OBJECT) {
-        int r = st__fail(err, errlen, L, "JSON header is a %s, not an object", json_type_name(h->type));
+        int r = st__fail(err, errlen, L, "the JSON header must be an object, found %s", json_type_name(h->type));
         json_free(h);
         return r;
     }
