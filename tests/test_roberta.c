@@ -125,6 +125,25 @@ int main(void) {
         }
         free_expected(&e);
     }
+    {   /* the CLI: encode-text --ids writes [tokens x hidden] float32 equal to the reference */
+        char cmd[1024];
+        int n = 0, t;
+        float got[11 * 32];
+        FILE *f;
+        CHECK(read_expected("tests/data/roberta-tiny/expected.txt", &e) == 0, "expected.txt");
+        n = snprintf(cmd, sizeof cmd, "build/mmspcl encode-text -m build/tests/tmp/roberta-f32.mmw -o build/tests/tmp/cli.f32 --ids \"");
+        for (t = 0; t < e.n[0]; t++) n += snprintf(cmd + n, sizeof cmd - (size_t)n, "%d ", e.ids[0][t]);
+        snprintf(cmd + n, sizeof cmd - (size_t)n, "\"");
+        CHECK(e.n[0] == 11 && system(cmd) == 0, "%s", cmd);
+        f = fopen("build/tests/tmp/cli.f32", "rb");
+        CHECK(f && fread(got, sizeof(float), 11 * 32, f) == 11 * 32 && fgetc(f) == EOF, "cli.f32 has 11 x 32 floats");
+        if (f) fclose(f);
+        for (t = 0, n = 0; t < 11 * 32; t++) n += fabs(got[t] - e.ref[0][t]) <= 1e-4 * 4;
+        CHECK(n == 11 * 32, "encode-text output differs from the reference (%d of %d close)", n, 11 * 32);
+        CHECK(system("build/mmspcl encode-text -m build/tests/tmp/roberta-f32.mmw --ids \"0 7 2\" --mask-only 2>/dev/null") != 0,
+              "--mask-only without a <mask> fails");
+        free_expected(&e);
+    }
     {   /* bad arguments are refused with a message, not a crash */
         mmspcl_weights *w;
         mmspcl_roberta *m;

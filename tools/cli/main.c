@@ -10,6 +10,7 @@ typedef struct { const char *name; mmspcl_cli_fn fn; const char *summary; } cli_
 static const cli_command commands[] = {
     {"inspect", mmspcl_cmd_inspect, "inspect FILE [--seq N]   list a weight file's hyper-parameters and tensors"},
     {"tokenize", mmspcl_cmd_tokenize, "tokenize (-m W | --vocab V --merges M) (--text T | --file F) [--no-special]   BPE ids"},
+    {"encode-text", mmspcl_cmd_encode_text, "encode-text -m W (--text T | --ids \"0 31414 2\") [-o OUT.f32] [--mask-only]   RoBERTa hidden states"},
     {"encode-image", mmspcl_cmd_encode_image, "encode-image -m W --image FILE [-o OUT.f32] [--pooled] [--dump-pixels P.f32]   CLIP image embedding"},
 };
 
