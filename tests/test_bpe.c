@@ -1,6 +1,7 @@
 /* Byte-level BPE tokenizer against Hugging Face's RoBERTa tokenizer, with the real vocabulary
    (../shared/data/weights/roberta-bpe/vocab.json, merges.txt), the ids that transformers.js
-   wrote (tests/data/tokenizer/meld_ids.txt, tools/reference/tokenizer_ref.mjs) and every MELD
+   wrote (tests/data/tokenizer/meld_ids.txt and fuzz_ids.txt, from tools/reference/tokenizer_ref.mjs
+   and bpe_fuzz_ref.mjs) and every MELD
    utterance (../shared/data/meld/{train,dev,test}_sent_emo.csv) round-tripping through decode. */
 #define _POSIX_C_SOURCE 200809L  /* popen, for the CLI check */
 #define MMSPCL_IMPLEMENTATION
@@ -253,12 +254,13 @@ static size_t unescape(const char *s, size_t n, char *out) {
     return k;
 }
 
-static void check_reference_file(const mmspcl_bpe *bpe) {
+/* every line of a reference file (ids from transformers.js) must be equal */
+static void check_reference_file(const mmspcl_bpe *bpe, const char *path, int min_lines) {
     size_t sz, i = 0;
-    char *s = read_all("tests/data/tokenizer/meld_ids.txt", &sz);
+    char *s = read_all(path, &sz);
     int lines = 0, bad = 0;
     if (!s) {
-        CHECK(0, "tests/data/tokenizer/meld_ids.txt is missing");
+        CHECK(0, "%s is missing", path);
         return;
     }
     while (i < sz) {
@@ -284,7 +286,7 @@ static void check_reference_file(const mmspcl_bpe *bpe) {
         if (!encode_eq(bpe, text, tlen, 0, want, nw)) {
             int n = mmspcl_bpe_encode(bpe, text, tlen, ids_buf, 1 << 21);
             if (bad++ < 10) {
-                fprintf(stderr, "meld_ids.txt line %d: \"%.*s\"\n", lines, (int)(tab - i), s + i);
+                fprintf(stderr, "%s line %d: \"%.*s\"\n", path, lines, (int)(tab - i), s + i);
                 print_ids("want", want, nw);
                 print_ids("got ", ids_buf, n);
             }
@@ -292,9 +294,9 @@ static void check_reference_file(const mmspcl_bpe *bpe) {
         free(text);
         i = e + 1;
     }
-    CHECK(lines >= 300, "meld_ids.txt has %d cases (expected about 300 or more)", lines);
-    CHECK(bad == 0, "meld_ids.txt: %d of %d lines differ from transformers.js", bad, lines);
-    printf("meld_ids.txt: %d cases, %d differ\n", lines, bad);
+    CHECK(lines >= min_lines, "%s has %d cases (expected %d or more)", path, lines, min_lines);
+    CHECK(bad == 0, "%s: %d of %d lines differ from transformers.js", path, bad, lines);
+    printf("%s: %d cases, %d differ\n", path, lines, bad);
     free(s);
 }
 
@@ -613,7 +615,8 @@ int main(void) {
         mmspcl_bpe_free(NULL);
     }
 
-    check_reference_file(bpe);
+    check_reference_file(bpe, "tests/data/tokenizer/meld_ids.txt", 300);
+    check_reference_file(bpe, "tests/data/tokenizer/fuzz_ids.txt", 1000);
     check_meld(bpe);
     check_random(bpe);
     check_long(bpe);
