@@ -63,7 +63,7 @@ static void check_model(const char *src, const char *type, const expected *e, do
     int32_t *ids;
     int lengths[MAXB], b, t;
     float *hidden;
-    snprintf(out, sizeof out, "build/tests/tmp/roberta-%s.mmw", type);
+    snprintf(out, sizeof out, "build/tests/tmp/%s-%s.mmw", strrchr(src, '/') + 1, type);
     snprintf(cmd, sizeof cmd, "build/mmspcl-convert %s %s --type %s --quiet", src, out, type);
     CHECK(system(cmd) == 0, "%s", cmd);
     if (mmspcl_weights_open(&w, out, &err)) { CHECK(0, "open %s: %s", out, err.msg); return; }
@@ -131,7 +131,7 @@ int main(void) {
         float got[11 * 32];
         FILE *f;
         CHECK(read_expected("tests/data/roberta-tiny/expected.txt", &e) == 0, "expected.txt");
-        n = snprintf(cmd, sizeof cmd, "build/mmspcl encode-text -m build/tests/tmp/roberta-f32.mmw -o build/tests/tmp/cli.f32 --ids \"");
+        n = snprintf(cmd, sizeof cmd, "build/mmspcl encode-text -m build/tests/tmp/roberta-tiny-f32.mmw -o build/tests/tmp/cli.f32 --ids \"");
         for (t = 0; t < e.n[0]; t++) n += snprintf(cmd + n, sizeof cmd - (size_t)n, "%d ", e.ids[0][t]);
         snprintf(cmd + n, sizeof cmd - (size_t)n, "\"");
         CHECK(e.n[0] == 11 && system(cmd) == 0, "%s", cmd);
@@ -140,7 +140,7 @@ int main(void) {
         if (f) fclose(f);
         for (t = 0, n = 0; t < 11 * 32; t++) n += fabs(got[t] - e.ref[0][t]) <= 1e-4 * 4;
         CHECK(n == 11 * 32, "encode-text output differs from the reference (%d of %d close)", n, 11 * 32);
-        CHECK(system("build/mmspcl encode-text -m build/tests/tmp/roberta-f32.mmw --ids \"0 7 2\" --mask-only 2>/dev/null") != 0,
+        CHECK(system("build/mmspcl encode-text -m build/tests/tmp/roberta-tiny-f32.mmw --ids \"0 7 2\" --mask-only 2>/dev/null") != 0,
               "--mask-only without a <mask> fails");
         free_expected(&e);
     }
@@ -151,7 +151,7 @@ int main(void) {
         int32_t ids[4] = {0, 5000, 2, 1};
         int len = 3;
         float h[4 * 64];
-        if (mmspcl_weights_open(&w, "build/tests/tmp/roberta-f32.mmw", &err) == MMSPCL_OK) {
+        if (mmspcl_weights_open(&w, "build/tests/tmp/roberta-tiny-f32.mmw", &err) == MMSPCL_OK) {
             CHECK(mmspcl_roberta_load(&m, w, 1, 4, &err) == MMSPCL_OK, "%s", err.msg);
             CHECK(mmspcl_roberta_forward(m, ids, &len, 1, 4, h, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "5000"),
                   "out-of-vocabulary id: %s", err.msg);
