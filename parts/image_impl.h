@@ -774,6 +774,10 @@ static mmspcl_status mmspcl__img_png(const unsigned char *p, size_t n, mmspcl_im
         if (pw <= 0 || ph <= 0) continue;
         raw_n += (size_t)ph * (((size_t)pw * (size_t)channels * (size_t)depth + 7) / 8 + 1);
     }
+    /* deflate expands at most 1032:1 (a 258-byte match in 2 bits): refuse before allocating */
+    if ((uint64_t)raw_n / 1032 > (uint64_t)idat_total + 64)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: %zu bytes of IDAT cannot hold the %zu bytes a %lld x %lld image needs",
+                            label, idat_total, raw_n, (long long)w, (long long)h);
     z = (unsigned char *)MMSPCL_MALLOC(idat_total ? idat_total : 1);
     raw = (unsigned char *)MMSPCL_MALLOC(raw_n);
     if (!z || !raw) {
@@ -881,7 +885,9 @@ mmspcl_status mmspcl_image_load(const char *path, mmspcl_image *out, mmspcl_erro
         return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot find the file size (not a regular file?)", path);
     }
     if ((int64_t)len > MMSPCL_IMAGE_MAX_FILE_BYTES || (uint64_t)len > (uint64_t)(SIZE_MAX - 1)) {
+        int unreadable = getc(f) == EOF && ferror(f); /* a directory reports a huge size */
         fclose(f);
+        if (unreadable) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a directory?)", path);
         return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %ld bytes is over the image file limit", path, len);
     }
     buf = (unsigned char *)MMSPCL_MALLOC((size_t)len + 1);

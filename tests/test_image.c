@@ -316,6 +316,8 @@ static void test_malformed(void) {
     expect_fail(p.b, p.n, MMSPCL_ERR_UNSUPPORTED, "limits", "PNG 16384 x 16385");
     png_start(&p); png_ihdr(&p, 0x7FFFFFFF, 0x7FFFFFFF, 8, 6, 0); png_chunk(&p, "IDAT", z, zn); png_chunk(&p, "IEND", NULL, 0);
     expect_fail(p.b, p.n, MMSPCL_ERR_UNSUPPORTED, "limits", "PNG 2^31-1 squared");
+    png_start(&p); png_ihdr(&p, 16384, 16384, 16, 6, 0); png_chunk(&p, "IDAT", z, zn); png_chunk(&p, "IEND", NULL, 0);
+    expect_fail(p.b, p.n, MMSPCL_ERR_FORMAT, "cannot hold", "PNG 16384 x 16384 RGBA16 from 15 bytes");
     png_start(&p); png_ihdr(&p, 0x80000000u, 1, 8, 2, 0); png_chunk(&p, "IDAT", z, zn); png_chunk(&p, "IEND", NULL, 0);
     expect_fail(p.b, p.n, MMSPCL_ERR_FORMAT, "IHDR size", "PNG width 2^31");
     png_start(&p); png_ihdr(&p, 0, 1, 8, 2, 0); png_chunk(&p, "IDAT", z, zn); png_chunk(&p, "IEND", NULL, 0);
@@ -508,6 +510,8 @@ static void test_files(void) {
         mmspcl_error err;
         CHECK(mmspcl_image_load("tests/data/images/no-such-file.png", &img, &err) == MMSPCL_ERR_IO &&
               strstr(err.msg, "no-such-file") != NULL, "missing file: %s", err.msg);
+        CHECK(mmspcl_image_load("tests/data/images", &img, &err) == MMSPCL_ERR_IO && img.rgb == NULL,
+              "directory: %s", err.msg);
     }
 }
 
