@@ -1,0 +1,2627 @@
+/* mmspcl_train.h - training for MM-SPCL's heads in plain C: SPCL loss with prototype queues and
+   curriculum, MSVE, cross-modal pruning, fusion heads, AdamW. Needs mmspcl.h.
+   Public domain / MIT dual licence (see mmspcl.h).
+
+   HOW TO INCLUDE
+     #include "mmspcl.h"
+     #include "mmspcl_train.h"               declarations, anywhere
+     In exactly one C or C++ file:   #define MMSPCL_TRAIN_IMPLEMENTATION before the include.
+     MMSPCL_IMPLEMENTATION may be in the same file or in another one (the library archive).
+
+   PRECISION AND THREADS
+     Training computes in double: parameters, gradients, activations. Every backward pass is
+     checked against central finite differences (tests/test_train.c), and the heads are small
+     (MSVE is ~350K parameters) so double costs little. Checkpoints are written as f32 in the
+     weight format of mmspcl.h, under the names its loaders read (mmspcl_msve_load, ...), so a
+     trained head runs at inference with mmspcl.h alone.
+     With -fopenmp, loops over independent rows / columns / (sequence, head) pairs run in
+     parallel; every sum keeps one fixed order, so results are bit-identical for any number of
+     threads. No global state: a model, its parameters and its random generator are structs the
+     caller owns.
+
+   STYLE (llm.c)
+     Each layer's _forward and _backward sit side by side and are plain loops over the
+     equations written above them. Backward passes ACCUMULATE (+=) into input gradients and into
+     the parameter gradients P->g, so residual and shared inputs need no extra code; call
+     mmspcl_params_zero_grad before each step. A layer's cache (sized by its _cache_size) holds
+     what its backward needs plus the backward's own scratch.
+
+   API IN BRIEF
+     Random numbers   mmspcl_rng_seed / _u64 / _uniform / _normal / _int / _shuffle (xoshiro256**)
+     Parameters       mmspcl_params: every tensor of a model in one flat array w, its gradient g
+                      and AdamW moments m, v; tensors are registered by name (mmspcl_params_add)
+                      and layers keep offsets into w.
+                      mmspcl_params_write / _read: checkpoint (f32), optionally with AdamW state
+     Optimiser        mmspcl_grad_clip (global L2 norm, as torch.nn.utils.clip_grad_norm_),
+                      mmspcl_adamw_step (decoupled weight decay, as torch.optim.AdamW),
+                      mmspcl_lr_cosine (linear warm-up then cosine, as transformers'
+                      get_cosine_schedule_with_warmup)
+     Layers           mmspcl_lin (Linear), mmspcl_ln (LayerNorm), mmspcl_act_* (GELU erf, ReLU),
+                      mmspcl_dropout_*, mmspcl_mlp, mmspcl_attn_* (multi-head scaled dot-product
+                      core with key masks), mmspcl_block (pre-LN transformer layer, self- or
+                      cross-attention), mmspcl_ce_loss (softmax cross-entropy, class weights)
+     SPCL             mmspcl_spcl_loss (loss and gradient for given prototypes),
+                      mmspcl_spcl (per-class queues and prototypes), mmspcl_spcl_step,
+                      mmspcl_class_means, mmspcl_curriculum_difficulty / _select
+     Pruning          mmspcl_prune_train_forward / _backward (double twin of mmspcl_prune_apply)
+     Fusion heads     mmspcl_fusion: LINEAR (a), MULT (b), MBT (c); forward, backward, save
+     Models           mmspcl_msve_model + mmspcl_msve_train (early stopping on validation
+                      weighted F1); mmspcl_spcl_model (optional pruning + fusion head + linear
+                      classifier) + mmspcl_spcl_train (SPCL loss, curriculum, nearest-prototype
+                      validation, as caskcsg/SPCL's train.py)
+
+   SPCL, AS THE ORIGINAL CODE (caskcsg/SPCL spcl_loss.py) DOES IT
+     Score G(a,b) = (1 + cos(a,b)) / 2 + 1e-8, cos as torch's cosine_similarity (norms clamped
+     at 1e-8). Anchors are the batch items; the candidates of anchor i are every other batch item
+     and the C prototypes. s_ia = G(z_i, r_a) / temperature.
+       pos_i = sum over a != i with label_a == label_i of exp(s_ia)     (own prototype included)
+       neg_i = sum over a with label_a != label_i of exp(s_ia)
+       P_i   = number of such positives
+       l_i   = -log( pos_i / (pos_i + neg_i) / (P_i + 1e-8) + 1e-8 )
+       loss  = sum of l_i over anchors with l_i > 0.3, / (their number + 1e-8)
+     Prototypes carry no gradient. Queues: one per class, initialised with the class mean; each
+     batch first pushes its (detached) embeddings, an over-full queue drops one entry chosen at
+     random (the original shuffles and keeps the last pool_size: the same distribution); the
+     prototype of a class is the mean of K distinct random entries, or the class mean while the
+     queue holds fewer than K. Defaults: temperature 0.08, pool_size 512, K 64.
+     Curriculum (util_methods.py / train.py): difficulty_i = d(z_i, mean of its class) /
+     sum_c d(z_i, mean_c), d = (1 - cos) / 2 + 1e-8; samples sorted easy -> hard; at epoch e of E
+     the sample of rank r (of n) is kept with probability st + (ed - st) r / (n - 1),
+     st = 1 - e/E, ed = e/E. (The original also drops the sample with index 0 every epoch, a
+     side effect of masking indices by multiplication; we do not.)
+
+   CHECKPOINT NAMES (f32; prefix "P")
+     MSVE    P.n_classes P.hidden P.act P.combos P.dim.{t,a,v} (ints); P.mean.{m} P.std.{m};
+             P.{t,a,ta,v,tv,av,tav}.fc{1,2}.{weight,bias}            -> mmspcl_msve_load(w, "P")
+     LINEAR  P.dim.{t,a,v} P.out_dim; P.proj.{weight,bias}           -> mmspcl_fuse_linear_load
+     MULT    P.d_model n_heads n_cross n_self ff_mult out_dim act seq.{m} tok.{m};
+             P.in.{m}.* P.pos.{m} P.{i}_{j}.layer.{l}.{ln_q,ln_kv,attn.{q,k,v,o},ln_ff,ff.fc1,ff.fc2}.*
+             P.{i}_{j}.ln.* P.out.*                                  -> mmspcl_mult_load
+     MBT     P.d_model n_heads n_layers fusion_start n_fusion ff_mult out_dim act seq.{m} tok.{m};
+             P.in.{m}.* P.pos.{m} P.fusion_tokens P.{m}.layer.{l}.* P.{m}.ln.* P.out.*
+                                                                     -> mmspcl_mbt_load
+     SPCL model  spcl.kind spcl.n_classes spcl.prune.{base,mod,K}; spcl.fusion.* (one of the
+             three above); spcl.classifier.{weight,bias}; spcl.protos [C][out_dim]
+     With the optimiser state: adamw.step (int), adamw.m.NAME, adamw.v.NAME for every tensor.
+*/
+#ifndef MMSPCL_TRAIN_H
+#define MMSPCL_TRAIN_H
+
+#include "mmspcl.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+   Random numbers: xoshiro256** seeded through splitmix64. Same seed, same stream, every platform.
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_rng { uint64_t s[4]; } mmspcl_rng;
+void mmspcl_rng_seed(mmspcl_rng *r, uint64_t seed);
+uint64_t mmspcl_rng_u64(mmspcl_rng *r);
+double mmspcl_rng_uniform(mmspcl_rng *r);          /* [0, 1), 53 random bits */
+double mmspcl_rng_normal(mmspcl_rng *r);           /* N(0, 1), Box-Muller */
+int mmspcl_rng_int(mmspcl_rng *r, int n);          /* uniform in 0..n-1 (n >= 1), unbiased */
+void mmspcl_rng_shuffle(mmspcl_rng *r, int *a, int n); /* Fisher-Yates */
+
+/* ---------------------------------------------------------------------------------------------
+   Parameters: one flat array per role, tensors registered by name.
+   ------------------------------------------------------------------------------------------ */
+typedef enum mmspcl_init {
+    MMSPCL_INIT_ZERO = 0,
+    MMSPCL_INIT_ONE,
+    MMSPCL_INIT_UNIFORM,   /* U(-scale, scale) */
+    MMSPCL_INIT_NORMAL     /* N(0, scale^2) */
+} mmspcl_init;
+
+typedef struct mmspcl_param_info {
+    char name[160];
+    size_t off, n;
+    int ndim;
+    int64_t shape[4];
+    int decay;             /* 1: AdamW weight decay applies (Linear weights, embeddings) */
+} mmspcl_param_info;
+
+typedef struct mmspcl_params {
+    double *w, *g, *m, *v; /* values, gradients, AdamW first and second moments */
+    size_t n, cap;
+    mmspcl_param_info *info;
+    int n_info, cap_info;
+    int64_t step;          /* AdamW steps taken */
+    int oom;               /* set when an mmspcl_params_add could not allocate */
+} mmspcl_params;
+
+void mmspcl_params_init(mmspcl_params *P);
+void mmspcl_params_free(mmspcl_params *P);
+/* Registers a tensor and initialises it; returns its offset into w/g/m/v (valid across later
+   adds; the pointers P->w etc. may move). On failure sets P->oom and returns 0. */
+size_t mmspcl_params_add(mmspcl_params *P, const char *name, int ndim, const int64_t *shape,
+                         int decay, mmspcl_init init, double scale, mmspcl_rng *rng);
+const mmspcl_param_info *mmspcl_params_find(const mmspcl_params *P, const char *name);
+void mmspcl_params_zero_grad(mmspcl_params *P);
+/* Adds every tensor to wr as f32 named "prefix.NAME" (prefix NULL or "": NAME); with_optim also
+   adds the AdamW state (adamw.m.prefix.NAME, adamw.v.prefix.NAME, key adamw.step). The floats
+   live in *hold until the caller frees it (MMSPCL_FREE) after mmspcl_writer_save. */
+mmspcl_status mmspcl_params_write(const mmspcl_params *P, mmspcl_writer *wr, const char *prefix,
+                                  int with_optim, float **hold, mmspcl_error *err);
+/* Reads every registered tensor back (f32, same shape) and, when the file has it, the AdamW
+   state (resume: then training continues where it stopped). */
+mmspcl_status mmspcl_params_read(mmspcl_params *P, const mmspcl_weights *w, const char *prefix,
+                                 mmspcl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+   Optimiser
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_adamw_cfg { double beta1, beta2, eps, weight_decay; } mmspcl_adamw_cfg;
+void mmspcl_adamw_defaults(mmspcl_adamw_cfg *c);   /* 0.9, 0.999, 1e-8, 0.01 */
+/* L2 norm of all gradients; when max_norm > 0 and the norm exceeds it, gradients are scaled by
+   max_norm / (norm + 1e-6). Returns the norm before clipping. */
+double mmspcl_grad_clip(mmspcl_params *P, double max_norm);
+/* One step, t = ++P->step:  w -= lr * wd * w  (tensors with decay);  m = b1 m + (1-b1) g;
+   v = b2 v + (1-b2) g^2;  w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps). */
+void mmspcl_adamw_step(mmspcl_params *P, const mmspcl_adamw_cfg *c, double lr);
+/* base * step/warmup during warm-up, then base * 0.5 (1 + cos(pi * progress)) */
+double mmspcl_lr_cosine(int64_t step, int64_t warmup, int64_t total, double base);
+
+/* ---------------------------------------------------------------------------------------------
+   Layers (n = rows; x [n][in] row-major; caches sized by the _cache_size functions)
+   ------------------------------------------------------------------------------------------ */
+/* y = x W^T + b; W [out][in] ("NAME.weight", decayed), b [out] ("NAME.bias").
+   Init as torch.nn.Linear: U(-1/sqrt(in), 1/sqrt(in)) for both. */
+typedef struct mmspcl_lin { size_t w, b; int in, out; } mmspcl_lin;
+void mmspcl_lin_create(mmspcl_lin *l, mmspcl_params *P, const char *name, int in, int out,
+                       mmspcl_rng *rng);
+void mmspcl_lin_forward(const mmspcl_params *P, const mmspcl_lin *l, const double *x, double *y, int n);
+/* dW += dy^T x, db += sum dy, dx += dy W (dx may be NULL) */
+void mmspcl_lin_backward(mmspcl_params *P, const mmspcl_lin *l, const double *x, const double *dy,
+                         double *dx, int n);
+
+/* y = (x - mean) / sqrt(var + eps) * g + b over each row; stats [n][2] = mean, 1/sqrt(var+eps) */
+typedef struct mmspcl_ln { size_t g, b; int dim; double eps; } mmspcl_ln;
+void mmspcl_ln_create(mmspcl_ln *l, mmspcl_params *P, const char *name, int dim);
+void mmspcl_ln_forward(const mmspcl_params *P, const mmspcl_ln *l, const double *x, double *y,
+                       double *stats, int n);
+void mmspcl_ln_backward(mmspcl_params *P, const mmspcl_ln *l, const double *x, const double *stats,
+                        const double *dy, double *dx, int n);
+
+/* GELU (erf form) or ReLU, elementwise; backward: dx += act'(x) dy */
+void mmspcl_act_forward(mmspcl_act act, const double *x, double *y, size_t n);
+void mmspcl_act_backward(mmspcl_act act, const double *x, const double *dy, double *dx, size_t n);
+
+/* Inverted dropout: mask[i] = 0 with probability p, else 1/(1-p), drawn from rng in index
+   order (rng NULL or p == 0: mask = 1); y = x * mask. backward: dx += dy * mask. */
+void mmspcl_dropout_forward(mmspcl_rng *rng, double p, const double *x, double *y, double *mask,
+                            size_t n);
+void mmspcl_dropout_backward(const double *mask, const double *dy, double *dx, size_t n);
+
+/* y = fc2(dropout(act(fc1 x))) */
+typedef struct mmspcl_mlp { mmspcl_lin fc1, fc2; mmspcl_act act; double dropout; } mmspcl_mlp;
+void mmspcl_mlp_create(mmspcl_mlp *m, mmspcl_params *P, const char *name, int in, int hidden,
+                       int out, mmspcl_act act, double dropout, mmspcl_rng *rng);
+size_t mmspcl_mlp_cache_size(const mmspcl_mlp *m, int n);
+/* rng: dropout stream (NULL = evaluation, no dropout) */
+void mmspcl_mlp_forward(const mmspcl_params *P, const mmspcl_mlp *m, const double *x, double *y,
+                        int n, double *cache, mmspcl_rng *rng);
+void mmspcl_mlp_backward(mmspcl_params *P, const mmspcl_mlp *m, const double *x, const double *dy,
+                         double *dx, int n, double *cache);
+
+/* Multi-head scaled dot-product attention core for nb sequences: q [nb][tq][D], k, v
+   [nb][tk][D]; head h owns columns h*D/H .. (h+1)*D/H. kmask [nb][tk] (1 = attend; NULL = all).
+   probs [nb][H][tq][tk] (cache), ctx [nb][tq][D]. A query with every key masked gets ctx = 0. */
+void mmspcl_attn_forward(const double *q, const double *k, const double *v, int nb, int tq, int tk,
+                         int D, int H, const unsigned char *kmask, double *probs, double *ctx);
+void mmspcl_attn_backward(const double *q, const double *k, const double *v, int nb, int tq, int tk,
+                          int D, int H, const double *probs, const double *dctx, double *dq,
+                          double *dk, double *dv);
+
+/* Pre-LN transformer layer (the training twin of mmspcl_head_block):
+     x1 = x + Wo Attn(Wq LN_q(x), Wk kv, Wv kv),   kv = cross ? LN_kv(src) : LN_q(x)
+     y  = x1 + MLP(LN_ff(x1))                      (MLP hidden ff, dropout on its hidden layer)
+   x, y [nb][tq][D] (distinct arrays); src [nb][tk][D]; kmask [nb][tk] (cross) or [nb][tq] (self). */
+typedef struct mmspcl_block {
+    mmspcl_ln ln_q, ln_kv, ln_ff;
+    mmspcl_lin q, k, v, o;
+    mmspcl_mlp ff;
+    int D, H, cross;
+} mmspcl_block;
+void mmspcl_block_create(mmspcl_block *b, mmspcl_params *P, const char *name, int D, int H, int ff,
+                         mmspcl_act act, int cross, double dropout, mmspcl_rng *rng);
+size_t mmspcl_block_cache_size(const mmspcl_block *b, int nb, int tq, int tk);
+void mmspcl_block_forward(const mmspcl_params *P, const mmspcl_block *b, const double *x, double *y,
+                          int nb, int tq, const double *src, int tk, const unsigned char *kmask,
+                          double *cache, mmspcl_rng *rng);
+/* dx += dL/dx, dsrc += dL/dsrc (cross layers; may be NULL) */
+void mmspcl_block_backward(mmspcl_params *P, const mmspcl_block *b, const double *x, int nb, int tq,
+                           const double *src, int tk, double *cache, const double *dy, double *dx,
+                           double *dsrc);
+
+/* Softmax cross-entropy, mean weighted as torch's CrossEntropyLoss(weight=w, ignore_index<0):
+   loss = sum_i w[y_i] (-log softmax(z_i)[y_i]) / sum_i w[y_i] over rows with y_i >= 0.
+   class_w NULL: all 1. dlogits [n][C] (may be NULL) is WRITTEN (not accumulated). */
+double mmspcl_ce_loss(const double *logits, const int *y, int n, int C, const double *class_w,
+                      double *dlogits);
+
+/* ---------------------------------------------------------------------------------------------
+   SPCL loss, queues, prototypes, curriculum (equations in the top comment)
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_spcl_stats { int anchors, active; double mean_anchor_loss; } mmspcl_spcl_stats;
+/* Loss of the batch z [n][dim] (labels y, < 0 = ignored) against prototypes [C][dim].
+   dz (may be NULL) += dloss/dz. anchor_loss [n] (may be NULL) receives each l_i (0 for
+   ignored rows). */
+mmspcl_status mmspcl_spcl_loss(const double *z, const int *y, int n, int dim, const double *protos,
+                               int C, double temperature, double *loss, double *dz,
+                               double *anchor_loss, mmspcl_spcl_stats *stats, mmspcl_error *err);
+
+typedef struct mmspcl_spcl {
+    int n_classes, dim, pool_size, K;
+    double temperature;
+    double *pool;          /* [C][pool_size + 1][dim] */
+    int *len;              /* [C] */
+    int *idx;              /* scratch [pool_size + 1] */
+    double *centers;       /* [C][dim]: the class means the queues start from */
+    double *protos;        /* [C][dim]: the prototypes of the last step */
+    mmspcl_rng rng;
+} mmspcl_spcl;
+mmspcl_status mmspcl_spcl_init(mmspcl_spcl *S, int n_classes, int dim, int pool_size, int K,
+                               double temperature, uint64_t seed, mmspcl_error *err);
+void mmspcl_spcl_free(mmspcl_spcl *S);
+/* Every queue restarts as [centers_c] (centers [C][dim]: the class means, once per epoch). */
+void mmspcl_spcl_reset(mmspcl_spcl *S, const double *centers);
+void mmspcl_spcl_push(mmspcl_spcl *S, const double *z, const int *y, int n);
+void mmspcl_spcl_prototypes(mmspcl_spcl *S);
+/* push, prototypes, loss (the order of the original's forward) */
+mmspcl_status mmspcl_spcl_step(mmspcl_spcl *S, const double *z, const int *y, int n, double *loss,
+                               double *dz, mmspcl_spcl_stats *stats, mmspcl_error *err);
+
+/* means [C][dim] of the rows of each class, counts [C] (may be NULL); an empty class gets 0s */
+void mmspcl_class_means(const double *z, const int *y, int n, int dim, int C, double *means,
+                        int *counts);
+/* diff [n] (classes with counts[c] == 0 are left out of the sum; counts may be NULL) */
+void mmspcl_curriculum_difficulty(const double *z, const int *y, int n, int dim, const double *means,
+                                  const int *counts, int C, double *diff);
+/* Kept sample indices, easiest first, into keep [n]; returns how many. 0 <= epoch < n_epochs. */
+int mmspcl_curriculum_select(const double *diff, int n, int epoch, int n_epochs, mmspcl_rng *rng,
+                             int *keep);
+
+/* ---------------------------------------------------------------------------------------------
+   Cross-modal pruning, training twin (selection as mmspcl_prune_apply, in double)
+   ------------------------------------------------------------------------------------------ */
+/* pruned [n][dp]; kept [n][ceil(dp/K)] (required: the backward reads it) */
+mmspcl_status mmspcl_prune_train_forward(const double *base, int db, const double *prune, int dp,
+                                         int K, int n, double *pruned, unsigned char *kept,
+                                         mmspcl_error *err);
+/* dprune += dpruned on kept heads (the base's gradient through pruning is zero: the choice of
+   heads is piecewise constant) */
+void mmspcl_prune_train_backward(const unsigned char *kept, int dp, int K, int n,
+                                 const double *dpruned, double *dprune);
+
+/* ---------------------------------------------------------------------------------------------
+   Fusion heads (a) linear, (b) MulT, (c) MBT: structure as mmspcl_fuse_linear / mmspcl_mult /
+   mmspcl_mbt in mmspcl.h. Inputs x[m] [n][dims[m]] for modalities with dims[m] > 0; MULT and
+   MBT read each as seq[m] tokens of dims[m] / seq[m] values. Output y [n][out_dim].
+   ------------------------------------------------------------------------------------------ */
+typedef enum mmspcl_fusion_kind { MMSPCL_FUSION_LINEAR = 0, MMSPCL_FUSION_MULT = 1, MMSPCL_FUSION_MBT = 2 } mmspcl_fusion_kind;
+typedef struct mmspcl_fusion_cfg {
+    mmspcl_fusion_kind kind;
+    int dims[3];           /* input width of t, a, v (0 = absent) */
+    int out_dim;           /* LINEAR: the text width (1024) in the paper */
+    int seq[3];            /* MULT/MBT: tokens per modality (dims[m] % seq[m] == 0) */
+    int d_model, n_heads, ff_mult;
+    int n_cross, n_self;   /* MULT: 5 and 2 in the paper */
+    int n_layers, fusion_start, n_fusion; /* MBT: 5, 2, 8 in the paper */
+    mmspcl_act act;
+    double dropout;        /* on the blocks' MLP hidden layer, training only */
+} mmspcl_fusion_cfg;
+void mmspcl_fusion_defaults(mmspcl_fusion_cfg *c, mmspcl_fusion_kind kind);
+
+typedef struct mmspcl_fusion {
+    mmspcl_fusion_cfg cfg;
+    char prefix[96];
+    int tok[3], n_mod, n_pairs, L;
+    int mods[3], pa[6], pb[6];           /* present modalities; MULT pairs (queries, keys) */
+    mmspcl_lin proj;                     /* LINEAR */
+    mmspcl_lin in_proj[3];               /* MULT, MBT */
+    size_t pos[3], fusion_tokens;
+    mmspcl_block *blocks;                /* MULT [n_pairs][L], MBT [n_mod][L] */
+    mmspcl_ln *final_ln;                 /* MULT [n_pairs], MBT [n_mod] */
+    mmspcl_lin out_proj;
+    /* activations of the last forward (grown as needed) */
+    double *act;
+    size_t act_cap, *off;
+    int act_n;
+} mmspcl_fusion;
+mmspcl_status mmspcl_fusion_create(mmspcl_fusion *f, mmspcl_params *P, const char *prefix,
+                                   const mmspcl_fusion_cfg *cfg, mmspcl_rng *rng, mmspcl_error *err);
+void mmspcl_fusion_free(mmspcl_fusion *f);
+/* rng: dropout (NULL = evaluation) */
+mmspcl_status mmspcl_fusion_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
+                                    int n, double *y, mmspcl_rng *rng, mmspcl_error *err);
+/* After a forward with the same x and n. dx[m] (entries may be NULL) += dL/dx[m]. */
+void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *const x[3], int n,
+                            const double *dy, double *const dx[3]);
+/* hyper-parameter keys "outer.PREFIX.key" (outer NULL or "": "PREFIX.key"); the tensors come
+   from mmspcl_params_write with the same outer prefix */
+mmspcl_status mmspcl_fusion_write_config(const mmspcl_fusion *f, mmspcl_writer *wr, const char *outer);
+
+/* ---------------------------------------------------------------------------------------------
+   Data sets of per-utterance features (float, as they come from files): x[m] [n][dims[m]]
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_dataset { const float *x[3]; const int *y; int n; } mmspcl_dataset;
+typedef void (*mmspcl_train_log_fn)(void *user, int epoch, double train_loss, double val_f1);
+typedef struct mmspcl_train_report {
+    int epochs_run, best_epoch, steps;
+    double first_loss, last_loss;  /* mean training loss of the first / last epoch */
+    double best_val_f1;            /* validation weighted F1 at best_epoch */
+} mmspcl_train_report;
+
+/* ---------------------------------------------------------------------------------------------
+   MSVE: one MLP per enabled combination; training sums the logits of k sampled combinations
+   per batch before softmax cross-entropy; inference sums all enabled ones.
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_msve_cfg {
+    int n_classes, dims[3], hidden;
+    unsigned combos;       /* MMSPCL_COMBO bits (0: every combination of the present modalities) */
+    mmspcl_act act;
+    double dropout;
+} mmspcl_msve_cfg;
+typedef struct mmspcl_msve_model {
+    mmspcl_msve_cfg cfg;
+    mmspcl_params P;
+    mmspcl_mlp mlp[8];
+    float *mean[3], *std[3];   /* input standardisation (set by mmspcl_msve_train), or NULL */
+    double *act;
+    size_t act_cap, act_off[17];
+    int act_n;
+    unsigned act_combos;
+} mmspcl_msve_model;
+mmspcl_status mmspcl_msve_model_create(mmspcl_msve_model *M, const mmspcl_msve_cfg *cfg,
+                                       uint64_t seed, mmspcl_error *err);
+void mmspcl_msve_model_free(mmspcl_msve_model *M);
+/* logits [n][C] (double) = sum of the MLPs of `combos` (0: all enabled); rng: dropout */
+mmspcl_status mmspcl_msve_model_forward(mmspcl_msve_model *M, const float *const x[3], int n,
+                                        unsigned combos, double *logits, mmspcl_rng *rng,
+                                        mmspcl_error *err);
+void mmspcl_msve_model_backward(mmspcl_msve_model *M, const double *dlogits);
+/* pred [n] by argmax of the summed logits (logits may be NULL) */
+mmspcl_status mmspcl_msve_model_predict(mmspcl_msve_model *M, const float *const x[3], int n,
+                                        unsigned combos, int *pred, double *logits, mmspcl_error *err);
+
+typedef struct mmspcl_msve_train_cfg {
+    int epochs, batch, k, warmup, patience;
+    double lr, weight_decay, clip;
+    int standardize;           /* compute mean/std of the training features (1) */
+    const double *class_weights; /* [C] for the cross-entropy, or NULL */
+    uint64_t seed;
+} mmspcl_msve_train_cfg;
+void mmspcl_msve_train_defaults(mmspcl_msve_train_cfg *c);
+/* Trains on train, evaluates val's weighted F1 after every epoch (never a test split), stops
+   after `patience` epochs without improvement (0: never), and leaves the best epoch's weights
+   in M. val may be NULL (then the last epoch is kept). */
+mmspcl_status mmspcl_msve_train(mmspcl_msve_model *M, const mmspcl_dataset *train,
+                                const mmspcl_dataset *val, const mmspcl_msve_train_cfg *cfg,
+                                mmspcl_train_report *rep, mmspcl_train_log_fn log, void *user,
+                                mmspcl_error *err);
+/* prefix.* as listed in the top comment; with_optim also stores the AdamW state */
+mmspcl_status mmspcl_msve_model_save(const mmspcl_msve_model *M, const char *path, const char *prefix,
+                                     int with_optim, mmspcl_error *err);
+/* Rebuilds a model from a file written by mmspcl_msve_model_save (resume or fine-tune). */
+mmspcl_status mmspcl_msve_model_load(mmspcl_msve_model *M, const mmspcl_weights *w, const char *prefix,
+                                     mmspcl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+   SPCL model: optional cross-modal pruning -> fusion head -> embedding z; SPCL loss on z plus a
+   linear classifier trained by cross-entropy on detached z (as the original's predictor), or
+   cross-entropy alone through the whole head. Inference: nearest prototype (class means of the
+   training embeddings) or the classifier.
+   ------------------------------------------------------------------------------------------ */
+typedef enum mmspcl_objective { MMSPCL_OBJ_SPCL = 0, MMSPCL_OBJ_CE = 1 } mmspcl_objective;
+typedef struct mmspcl_spcl_model {
+    int n_classes;
+    int prune_base, prune_mod, prune_K;  /* modality indices 0..2, or prune_mod = -1: none */
+    mmspcl_params P;
+    mmspcl_fusion fusion;
+    mmspcl_lin classifier;
+    double *protos;                      /* [C][out_dim] */
+    double *buf;
+    size_t buf_cap;
+} mmspcl_spcl_model;
+mmspcl_status mmspcl_spcl_model_create(mmspcl_spcl_model *M, const mmspcl_fusion_cfg *fusion,
+                                       int n_classes, int prune_base, int prune_mod, int prune_K,
+                                       uint64_t seed, mmspcl_error *err);
+void mmspcl_spcl_model_free(mmspcl_spcl_model *M);
+/* z [n][out_dim] in evaluation mode */
+mmspcl_status mmspcl_spcl_model_embed(mmspcl_spcl_model *M, const float *const x[3], int n, double *z,
+                                      mmspcl_error *err);
+/* pred_proto / pred_linear [n] (either may be NULL) */
+mmspcl_status mmspcl_spcl_model_predict(mmspcl_spcl_model *M, const float *const x[3], int n,
+                                        int *pred_proto, int *pred_linear, mmspcl_error *err);
+
+typedef struct mmspcl_spcl_train_cfg {
+    mmspcl_objective objective;
+    double temperature;        /* 0.08 */
+    int pool_size, K;          /* 512, 64 */
+    int curriculum;            /* 1 */
+    int epochs, batch, warmup, patience;   /* 10, 32, 128, 5 */
+    double lr, weight_decay, clip;         /* 1e-3, 0.01, 5 */
+    uint64_t seed;
+} mmspcl_spcl_train_cfg;
+void mmspcl_spcl_train_defaults(mmspcl_spcl_train_cfg *c);
+/* The loop of the original train.py: each epoch embeds the training set, takes the class means,
+   scores val by nearest class mean (weighted F1) from the second epoch on, keeps the best,
+   samples the curriculum, resets the queues to the class means and trains on the selection.
+   Leaves the best epoch's weights in M and its class means in M->protos. */
+mmspcl_status mmspcl_spcl_train(mmspcl_spcl_model *M, const mmspcl_dataset *train,
+                                const mmspcl_dataset *val, const mmspcl_spcl_train_cfg *cfg,
+                                mmspcl_train_report *rep, mmspcl_train_log_fn log, void *user,
+                                mmspcl_error *err);
+mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *path, int with_optim,
+                                     mmspcl_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MMSPCL_TRAIN_H */
+
+/* =============================================================================================
+   IMPLEMENTATION
+   ========================================================================================== */
+#ifdef MMSPCL_TRAIN_IMPLEMENTATION
+#ifndef MMSPCL_TRAIN_IMPLEMENTATION_DONE
+#define MMSPCL_TRAIN_IMPLEMENTATION_DONE
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define MMSPCL__T_OMP_FOR _Pragma("omp parallel for schedule(static)")
+#else
+#define MMSPCL__T_OMP_FOR
+#endif
+
+#ifndef MMSPCL_MALLOC
+#define MMSPCL_MALLOC(sz) malloc(sz)
+#define MMSPCL_REALLOC(p, sz) realloc(p, sz)
+#define MMSPCL_FREE(p) free(p)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static mmspcl_status mmspcl__t_fail(mmspcl_error *err, mmspcl_status st, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->status = st;
+    }
+    return st;
+}
+
+static double *mmspcl__t_alloc(size_t n) { return (double *)MMSPCL_MALLOC(sizeof(double) * (n ? n : 1)); }
+static void mmspcl__t_zero(double *x, size_t n) { if (n) memset(x, 0, sizeof(double) * n); }
+static const char *const mmspcl__t_mod[3] = { "t", "a", "v" };
+static const char *const mmspcl__t_combo[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
+
+/* ---------------------------------------------------------------------------------------------
+   Random numbers
+   ------------------------------------------------------------------------------------------ */
+static uint64_t mmspcl__t_splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static uint64_t mmspcl__t_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+void mmspcl_rng_seed(mmspcl_rng *r, uint64_t seed) {
+    int i;
+    for (i = 0; i < 4; i++) r->s[i] = mmspcl__t_splitmix(&seed);
+}
+
+uint64_t mmspcl_rng_u64(mmspcl_rng *r) {
+    uint64_t *s = r->s, res = mmspcl__t_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = mmspcl__t_rotl(s[3], 45);
+    return res;
+}
+
+double mmspcl_rng_uniform(mmspcl_rng *r) { return (double)(mmspcl_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+double mmspcl_rng_normal(mmspcl_rng *r) {
+    double u1 = 1.0 - mmspcl_rng_uniform(r), u2 = mmspcl_rng_uniform(r);   /* u1 in (0, 1] */
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+int mmspcl_rng_int(mmspcl_rng *r, int n) {
+    uint64_t lim, x;
+    if (n <= 1) return 0;
+    lim = UINT64_MAX - UINT64_MAX % (uint64_t)n;
+    do x = mmspcl_rng_u64(r); while (x >= lim);
+    return (int)(x % (uint64_t)n);
+}
+
+void mmspcl_rng_shuffle(mmspcl_rng *r, int *a, int n) {
+    int i;
+    for (i = n - 1; i > 0; i--) {
+        int j = mmspcl_rng_int(r, i + 1), t = a[i];
+        a[i] = a[j]; a[j] = t;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Parameters
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_params_init(mmspcl_params *P) { memset(P, 0, sizeof *P); }
+
+void mmspcl_params_free(mmspcl_params *P) {
+    MMSPCL_FREE(P->w); MMSPCL_FREE(P->g); MMSPCL_FREE(P->m); MMSPCL_FREE(P->v);
+    MMSPCL_FREE(P->info);
+    memset(P, 0, sizeof *P);
+}
+
+static int mmspcl__t_grow(double **p, size_t cap) {
+    double *q = (double *)MMSPCL_REALLOC(*p, sizeof(double) * cap);
+    if (!q) return 0;
+    *p = q;
+    return 1;
+}
+
+size_t mmspcl_params_add(mmspcl_params *P, const char *name, int ndim, const int64_t *shape,
+                         int decay, mmspcl_init init, double scale, mmspcl_rng *rng) {
+    size_t n = 1, off, i;
+    mmspcl_param_info *t;
+    int d;
+    if (P->oom || ndim < 1 || ndim > 4) { P->oom = 1; return 0; }
+    for (d = 0; d < ndim; d++) n *= (size_t)shape[d];
+    if (P->n + n > P->cap) {
+        size_t cap = P->cap ? P->cap : 1024;
+        while (cap < P->n + n) cap *= 2;
+        if (!mmspcl__t_grow(&P->w, cap) || !mmspcl__t_grow(&P->g, cap) || !mmspcl__t_grow(&P->m, cap) ||
+            !mmspcl__t_grow(&P->v, cap)) { P->oom = 1; return 0; }
+        P->cap = cap;
+    }
+    if (P->n_info == P->cap_info) {
+        int cap = P->cap_info ? 2 * P->cap_info : 64;
+        mmspcl_param_info *q = (mmspcl_param_info *)MMSPCL_REALLOC(P->info, sizeof(mmspcl_param_info) * (size_t)cap);
+        if (!q) { P->oom = 1; return 0; }
+        P->info = q;
+        P->cap_info = cap;
+    }
+    off = P->n;
+    t = &P->info[P->n_info++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->off = off; t->n = n; t->ndim = ndim; t->decay = decay;
+    for (d = 0; d < ndim; d++) t->shape[d] = shape[d];
+    for (i = 0; i < n; i++) {
+        double v = 0.0;
+        if (init == MMSPCL_INIT_ONE) v = 1.0;
+        else if (init == MMSPCL_INIT_UNIFORM) v = scale * (2.0 * mmspcl_rng_uniform(rng) - 1.0);
+        else if (init == MMSPCL_INIT_NORMAL) v = scale * mmspcl_rng_normal(rng);
+        P->w[off + i] = v;
+        P->g[off + i] = P->m[off + i] = P->v[off + i] = 0.0;
+    }
+    P->n += n;
+    return off;
+}
+
+const mmspcl_param_info *mmspcl_params_find(const mmspcl_params *P, const char *name) {
+    int i;
+    for (i = 0; i < P->n_info; i++) if (!strcmp(P->info[i].name, name)) return &P->info[i];
+    return NULL;
+}
+
+void mmspcl_params_zero_grad(mmspcl_params *P) { mmspcl__t_zero(P->g, P->n); }
+
+static void mmspcl__t_pname(char *buf, size_t size, const char *role, const char *prefix, const char *name) {
+    snprintf(buf, size, "%s%s%s%s", role, prefix && *prefix ? prefix : "", prefix && *prefix ? "." : "", name);
+}
+
+mmspcl_status mmspcl_params_write(const mmspcl_params *P, mmspcl_writer *wr, const char *prefix,
+                                  int with_optim, float **hold, mmspcl_error *err) {
+    const size_t roles = with_optim ? 3 : 1;
+    float *f = (float *)MMSPCL_MALLOC(sizeof(float) * (P->n * roles + 1));
+    size_t i, r;
+    int t;
+    mmspcl_status st;
+    *hold = f;
+    if (!f) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "params: out of memory for %zu floats", P->n * roles);
+    for (r = 0; r < roles; r++) {
+        const double *src = r == 0 ? P->w : r == 1 ? P->m : P->v;
+        for (i = 0; i < P->n; i++) f[r * P->n + i] = (float)src[i];
+    }
+    for (r = 0; r < roles; r++)
+        for (t = 0; t < P->n_info; t++) {
+            const mmspcl_param_info *pi = &P->info[t];
+            char name[400];
+            mmspcl__t_pname(name, sizeof name, r == 0 ? "" : r == 1 ? "adamw.m." : "adamw.v.", prefix, pi->name);
+            st = mmspcl_writer_add_tensor(wr, name, MMSPCL_F32, pi->ndim, pi->shape, f + r * P->n + pi->off,
+                                          sizeof(float) * pi->n, err);
+            if (st) return st;
+        }
+    if (with_optim && (st = mmspcl_writer_set_int(wr, "adamw.step", P->step)))
+        return mmspcl__t_fail(err, st, "params: cannot set adamw.step");
+    return MMSPCL_OK;
+}
+
+static mmspcl_status mmspcl__t_read_tensor(const mmspcl_weights *w, const char *name, const mmspcl_param_info *pi,
+                                           double *dst, int optional, mmspcl_error *err) {
+    const mmspcl_tensor *t = mmspcl_weights_find(w, name);
+    size_t i;
+    int d;
+    if (!t) return optional ? MMSPCL_ERR_NOT_FOUND : mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "tensor %s is missing", name);
+    if (t->dtype != MMSPCL_F32 || t->ndim != pi->ndim)
+        return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "tensor %s: expected f32 with %d dimensions", name, pi->ndim);
+    for (d = 0; d < pi->ndim; d++)
+        if (t->ne[d] != pi->shape[d])
+            return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "tensor %s: dimension %d is %lld, expected %lld", name, d,
+                                  (long long)t->ne[d], (long long)pi->shape[d]);
+    for (i = 0; i < pi->n; i++) dst[i] = ((const float *)t->data)[i];
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_params_read(mmspcl_params *P, const mmspcl_weights *w, const char *prefix,
+                                 mmspcl_error *err) {
+    int t, have_optim;
+    int64_t step = 0;
+    mmspcl_status st;
+    have_optim = mmspcl_weights_get_int(w, "adamw.step", &step);
+    for (t = 0; t < P->n_info; t++) {
+        const mmspcl_param_info *pi = &P->info[t];
+        char name[400];
+        mmspcl__t_pname(name, sizeof name, "", prefix, pi->name);
+        if ((st = mmspcl__t_read_tensor(w, name, pi, P->w + pi->off, 0, err))) return st;
+        if (!have_optim) continue;
+        mmspcl__t_pname(name, sizeof name, "adamw.m.", prefix, pi->name);
+        if ((st = mmspcl__t_read_tensor(w, name, pi, P->m + pi->off, 0, err))) return st;
+        mmspcl__t_pname(name, sizeof name, "adamw.v.", prefix, pi->name);
+        if ((st = mmspcl__t_read_tensor(w, name, pi, P->v + pi->off, 0, err))) return st;
+    }
+    if (have_optim) P->step = step;
+    return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Optimiser
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_adamw_defaults(mmspcl_adamw_cfg *c) {
+    c->beta1 = 0.9; c->beta2 = 0.999; c->eps = 1e-8; c->weight_decay = 0.01;
+}
+
+#define MMSPCL__T_BLOCK 4096
+/* sum of squares in fixed blocks (parallel), the block sums added in order: thread-independent */
+static double mmspcl__t_sumsq(const double *x, size_t n) {
+    const long nb = (long)((n + MMSPCL__T_BLOCK - 1) / MMSPCL__T_BLOCK);
+    double *part = mmspcl__t_alloc((size_t)nb), total = 0.0;
+    long b;
+    if (!part) {
+        size_t i;
+        for (i = 0; i < n; i++) total += x[i] * x[i];
+        return total;
+    }
+    MMSPCL__T_OMP_FOR
+    for (b = 0; b < nb; b++) {
+        size_t i, e = (size_t)(b + 1) * MMSPCL__T_BLOCK < n ? (size_t)(b + 1) * MMSPCL__T_BLOCK : n;
+        double s = 0.0;
+        for (i = (size_t)b * MMSPCL__T_BLOCK; i < e; i++) s += x[i] * x[i];
+        part[b] = s;
+    }
+    for (b = 0; b < nb; b++) total += part[b];
+    MMSPCL_FREE(part);
+    return total;
+}
+
+double mmspcl_grad_clip(mmspcl_params *P, double max_norm) {
+    double norm = sqrt(mmspcl__t_sumsq(P->g, P->n));
+    if (max_norm > 0 && norm > max_norm) {
+        const double c = max_norm / (norm + 1e-6);
+        long i, n = (long)P->n;
+        MMSPCL__T_OMP_FOR
+        for (i = 0; i < n; i++) P->g[i] *= c;
+    }
+    return norm;
+}
+
+void mmspcl_adamw_step(mmspcl_params *P, const mmspcl_adamw_cfg *c, double lr) {
+    double bc1, bc2;
+    int t;
+    P->step++;
+    bc1 = 1.0 - pow(c->beta1, (double)P->step);
+    bc2 = 1.0 - pow(c->beta2, (double)P->step);
+    for (t = 0; t < P->n_info; t++) {
+        const mmspcl_param_info *pi = &P->info[t];
+        const double decay = pi->decay ? 1.0 - lr * c->weight_decay : 1.0;
+        double *w = P->w + pi->off, *g = P->g + pi->off, *m = P->m + pi->off, *v = P->v + pi->off;
+        long i, n = (long)pi->n;
+        MMSPCL__T_OMP_FOR
+        for (i = 0; i < n; i++) {
+            w[i] *= decay;
+            m[i] = c->beta1 * m[i] + (1.0 - c->beta1) * g[i];
+            v[i] = c->beta2 * v[i] + (1.0 - c->beta2) * g[i] * g[i];
+            w[i] -= lr * (m[i] / bc1) / (sqrt(v[i] / bc2) + c->eps);
+        }
+    }
+}
+
+double mmspcl_lr_cosine(int64_t step, int64_t warmup, int64_t total, double base) {
+    double progress;
+    if (step < warmup) return base * (double)step / (double)(warmup > 1 ? warmup : 1);
+    progress = (double)(step - warmup) / (double)(total - warmup > 1 ? total - warmup : 1);
+    if (progress > 1.0) progress = 1.0;
+    return base * 0.5 * (1.0 + cos(3.14159265358979323846 * progress));
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Linear: y[i][o] = b[o] + sum_c x[i][c] W[o][c]
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_lin_create(mmspcl_lin *l, mmspcl_params *P, const char *name, int in, int out,
+                       mmspcl_rng *rng) {
+    char buf[200];
+    int64_t sh[2];
+    const double bound = 1.0 / sqrt((double)in);
+    sh[0] = out; sh[1] = in;
+    l->in = in; l->out = out;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    l->w = mmspcl_params_add(P, buf, 2, sh, 1, MMSPCL_INIT_UNIFORM, bound, rng);
+    snprintf(buf, sizeof buf, "%s.bias", name);
+    l->b = mmspcl_params_add(P, buf, 1, sh, 0, MMSPCL_INIT_UNIFORM, bound, rng);
+}
+
+void mmspcl_lin_forward(const mmspcl_params *P, const mmspcl_lin *l, const double *x, double *y, int n) {
+    const int C = l->in, OC = l->out;
+    const double *W = P->w + l->w, *B = P->w + l->b;
+    int i;
+    MMSPCL__T_OMP_FOR
+    for (i = 0; i < n; i++) {
+        const double *xi = x + (size_t)i * C;
+        double *yi = y + (size_t)i * OC;
+        int o, c;
+        for (o = 0; o < OC; o++) {
+            const double *wo = W + (size_t)o * C;
+            double s = B[o];
+            for (c = 0; c < C; c++) s += wo[c] * xi[c];
+            yi[o] = s;
+        }
+    }
+}
+
+/* dW[o][c] += sum_i dy[i][o] x[i][c]   db[o] += sum_i dy[i][o]   (parallel over o)
+   dx[i][c] += sum_o dy[i][o] W[o][c]                              (parallel over i) */
+void mmspcl_lin_backward(mmspcl_params *P, const mmspcl_lin *l, const double *x, const double *dy,
+                         double *dx, int n) {
+    const int C = l->in, OC = l->out;
+    const double *W = P->w + l->w;
+    double *dW = P->g + l->w, *dB = P->g + l->b;
+    int o, i;
+    MMSPCL__T_OMP_FOR
+    for (o = 0; o < OC; o++) {
+        double *dwo = dW + (size_t)o * C, sb = 0.0;
+        int r, c;
+        for (r = 0; r < n; r++) {
+            const double d = dy[(size_t)r * OC + o];
+            const double *xr = x + (size_t)r * C;
+            if (d == 0.0) continue;
+            sb += d;
+            for (c = 0; c < C; c++) dwo[c] += d * xr[c];
+        }
+        dB[o] += sb;
+    }
+    if (!dx) return;
+    MMSPCL__T_OMP_FOR
+    for (i = 0; i < n; i++) {
+        double *dxi = dx + (size_t)i * C;
+        int oo, c;
+        for (oo = 0; oo < OC; oo++) {
+            const double d = dy[(size_t)i * OC + oo];
+            const double *wo = W + (size_t)oo * C;
+            if (d == 0.0) continue;
+            for (c = 0; c < C; c++) dxi[c] += d * wo[c];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Layer norm: xh = (x - mean) * rstd, rstd = 1 / sqrt(var + eps) (biased var);  y = xh g + b
+   backward: dg += dy xh; db += dy; dx = rstd (dxh - mean(dxh) - xh mean(dxh xh)), dxh = dy g
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_ln_create(mmspcl_ln *l, mmspcl_params *P, const char *name, int dim) {
+    char buf[200];
+    int64_t sh[1];
+    sh[0] = dim;
+    l->dim = dim; l->eps = 1e-5;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    l->g = mmspcl_params_add(P, buf, 1, sh, 0, MMSPCL_INIT_ONE, 0, NULL);
+    snprintf(buf, sizeof buf, "%s.bias", name);
+    l->b = mmspcl_params_add(P, buf, 1, sh, 0, MMSPCL_INIT_ZERO, 0, NULL);
+}
+
+void mmspcl_ln_forward(const mmspcl_params *P, const mmspcl_ln *l, const double *x, double *y,
+                       double *stats, int n) {
+    const int C = l->dim;
+    const double *g = P->w + l->g, *b = P->w + l->b;
+    int i;
+    MMSPCL__T_OMP_FOR
+    for (i = 0; i < n; i++) {
+        const double *xi = x + (size_t)i * C;
+        double *yi = y + (size_t)i * C, mean = 0.0, var = 0.0, rstd;
+        int c;
+        for (c = 0; c < C; c++) mean += xi[c];
+        mean /= C;
+        for (c = 0; c < C; c++) var += (xi[c] - mean) * (xi[c] - mean);
+        var /= C;
+        rstd = 1.0 / sqrt(var + l->eps);
+        for (c = 0; c < C; c++) yi[c] = (xi[c] - mean) * rstd * g[c] + b[c];
+        stats[2 * (size_t)i] = mean;
+        stats[2 * (size_t)i + 1] = rstd;
+    }
+}
+
+void mmspcl_ln_backward(mmspcl_params *P, const mmspcl_ln *l, const double *x, const double *stats,
+                        const double *dy, double *dx, int n) {
+    const int C = l->dim;
+    const double *g = P->w + l->g;
+    double *dg = P->g + l->g, *db = P->g + l->b;
+    int i, c;
+    MMSPCL__T_OMP_FOR
+    for (c = 0; c < C; c++) {
+        double sg = 0.0, sb = 0.0;
+        int r;
+        for (r = 0; r < n; r++) {
+            const double xh = (x[(size_t)r * C + c] - stats[2 * (size_t)r]) * stats[2 * (size_t)r + 1];
+            sg += dy[(size_t)r * C + c] * xh;
+            sb += dy[(size_t)r * C + c];
+        }
+        dg[c] += sg;
+        db[c] += sb;
+    }
+    MMSPCL__T_OMP_FOR
+    for (i = 0; i < n; i++) {
+        const double *xi = x + (size_t)i * C, *dyi = dy + (size_t)i * C;
+        const double mean = stats[2 * (size_t)i], rstd = stats[2 * (size_t)i + 1];
+        double *dxi = dx + (size_t)i * C, m1 = 0.0, m2 = 0.0;
+        int k;
+        for (k = 0; k < C; k++) {
+            const double dxh = dyi[k] * g[k];
+            m1 += dxh;
+            m2 += dxh * (xi[k] - mean) * rstd;
+        }
+        m1 /= C;
+        m2 /= C;
+        for (k = 0; k < C; k++) dxi[k] += rstd * (dyi[k] * g[k] - m1 - (xi[k] - mean) * rstd * m2);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Activations: GELU(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), GELU'(x) = Phi(x) + x phi(x);
+   ReLU(x) = max(x, 0), ReLU'(x) = [x > 0]
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_act_forward(mmspcl_act act, const double *x, double *y, size_t n) {
+    size_t i;
+    if (act == MMSPCL_ACT_RELU) { for (i = 0; i < n; i++) y[i] = x[i] > 0.0 ? x[i] : 0.0; return; }
+    for (i = 0; i < n; i++) y[i] = 0.5 * x[i] * (1.0 + erf(x[i] * 0.70710678118654752));
+}
+
+void mmspcl_act_backward(mmspcl_act act, const double *x, const double *dy, double *dx, size_t n) {
+    size_t i;
+    if (act == MMSPCL_ACT_RELU) { for (i = 0; i < n; i++) if (x[i] > 0.0) dx[i] += dy[i]; return; }
+    for (i = 0; i < n; i++) {
+        const double cdf = 0.5 * (1.0 + erf(x[i] * 0.70710678118654752));
+        const double pdf = 0.3989422804014327 * exp(-0.5 * x[i] * x[i]);
+        dx[i] += dy[i] * (cdf + x[i] * pdf);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Dropout (inverted)
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_dropout_forward(mmspcl_rng *rng, double p, const double *x, double *y, double *mask,
+                            size_t n) {
+    size_t i;
+    const double keep = 1.0 / (1.0 - p);
+    for (i = 0; i < n; i++) {
+        mask[i] = (!rng || p <= 0.0) ? 1.0 : (mmspcl_rng_uniform(rng) < p ? 0.0 : keep);
+        y[i] = x[i] * mask[i];
+    }
+}
+
+void mmspcl_dropout_backward(const double *mask, const double *dy, double *dx, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
+}
+
+/* ---------------------------------------------------------------------------------------------
+   MLP: h = fc1 x; a = dropout(act(h)); y = fc2 a.   cache: h, a, mask, da, dh ([n][hidden] each)
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_mlp_create(mmspcl_mlp *m, mmspcl_params *P, const char *name, int in, int hidden,
+                       int out, mmspcl_act act, double dropout, mmspcl_rng *rng) {
+    char buf[200];
+    snprintf(buf, sizeof buf, "%s.fc1", name);
+    mmspcl_lin_create(&m->fc1, P, buf, in, hidden, rng);
+    snprintf(buf, sizeof buf, "%s.fc2", name);
+    mmspcl_lin_create(&m->fc2, P, buf, hidden, out, rng);
+    m->act = act;
+    m->dropout = dropout;
+}
+
+size_t mmspcl_mlp_cache_size(const mmspcl_mlp *m, int n) { return 5 * (size_t)n * (size_t)m->fc1.out; }
+
+void mmspcl_mlp_forward(const mmspcl_params *P, const mmspcl_mlp *m, const double *x, double *y,
+                        int n, double *cache, mmspcl_rng *rng) {
+    const size_t nh = (size_t)n * m->fc1.out;
+    double *h = cache, *a = h + nh, *mask = a + nh;
+    mmspcl_lin_forward(P, &m->fc1, x, h, n);
+    mmspcl_act_forward(m->act, h, a, nh);
+    mmspcl_dropout_forward(rng, m->dropout, a, a, mask, nh);
+    mmspcl_lin_forward(P, &m->fc2, a, y, n);
+}
+
+void mmspcl_mlp_backward(mmspcl_params *P, const mmspcl_mlp *m, const double *x, const double *dy,
+                         double *dx, int n, double *cache) {
+    const size_t nh = (size_t)n * m->fc1.out;
+    double *h = cache, *a = h + nh, *mask = a + nh, *da = mask + nh, *dh = da + nh;
+    size_t i;
+    mmspcl__t_zero(da, nh);
+    mmspcl__t_zero(dh, nh);
+    mmspcl_lin_backward(P, &m->fc2, a, dy, da, n);
+    for (i = 0; i < nh; i++) da[i] *= mask[i];
+    mmspcl_act_backward(m->act, h, da, dh, nh);
+    mmspcl_lin_backward(P, &m->fc1, x, dh, dx, n);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Attention core, one task per (sequence s, head h), dh = D / H, scale = 1 / sqrt(dh):
+     a_ij = q_i . k_j * scale (masked keys: -inf);  p_i = softmax(a_i);  ctx_i = sum_j p_ij v_j
+   backward:  dv_j += sum_i p_ij dctx_i;  dp_ij = dctx_i . v_j;
+              da_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij');
+              dq_i += scale sum_j da_ij k_j;  dk_j += scale sum_i da_ij q_i
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_attn_forward(const double *q, const double *k, const double *v, int nb, int tq, int tk,
+                         int D, int H, const unsigned char *kmask, double *probs, double *ctx) {
+    const int dh = D / H;
+    const double scale = 1.0 / sqrt((double)dh);
+    int task;
+    MMSPCL__T_OMP_FOR
+    for (task = 0; task < nb * H; task++) {
+        const int s = task / H, h = task % H;
+        const unsigned char *ms = kmask ? kmask + (size_t)s * tk : NULL;
+        int i, j, d;
+        for (i = 0; i < tq; i++) {
+            const double *qi = q + ((size_t)s * tq + i) * D + h * dh;
+            double *pi = probs + (((size_t)s * H + h) * tq + i) * tk;
+            double *ci = ctx + ((size_t)s * tq + i) * D + h * dh;
+            double mx = -HUGE_VAL, sum = 0.0;
+            for (j = 0; j < tk; j++) {
+                const double *kj = k + ((size_t)s * tk + j) * D + h * dh;
+                double a = 0.0;
+                if (ms && !ms[j]) continue;
+                for (d = 0; d < dh; d++) a += qi[d] * kj[d];
+                pi[j] = a * scale;
+                if (pi[j] > mx) mx = pi[j];
+            }
+            for (j = 0; j < tk; j++) {
+                if (ms && !ms[j]) { pi[j] = 0.0; continue; }
+                pi[j] = exp(pi[j] - mx);
+                sum += pi[j];
+            }
+            for (d = 0; d < dh; d++) ci[d] = 0.0;
+            if (sum == 0.0) continue;   /* every key masked */
+            for (j = 0; j < tk; j++) {
+                const double *vj = v + ((size_t)s * tk + j) * D + h * dh;
+                pi[j] /= sum;
+                for (d = 0; d < dh; d++) ci[d] += pi[j] * vj[d];
+            }
+        }
+    }
+}
+
+void mmspcl_attn_backward(const double *q, const double *k, const double *v, int nb, int tq, int tk,
+                          int D, int H, const double *probs, const double *dctx, double *dq,
+                          double *dk, double *dv) {
+    const int dh = D / H;
+    const double scale = 1.0 / sqrt((double)dh);
+    int task;
+    MMSPCL__T_OMP_FOR
+    for (task = 0; task < nb * H; task++) {
+        const int s = task / H, h = task % H;
+        int i, j, d;
+        for (i = 0; i < tq; i++) {
+            const double *qi = q + ((size_t)s * tq + i) * D + h * dh;
+            const double *pi = probs + (((size_t)s * H + h) * tq + i) * tk;
+            const double *dci = dctx + ((size_t)s * tq + i) * D + h * dh;
+            double *dqi = dq + ((size_t)s * tq + i) * D + h * dh, dot = 0.0;
+            for (j = 0; j < tk; j++) {
+                const double *vj = v + ((size_t)s * tk + j) * D + h * dh;
+                double *dvj = dv + ((size_t)s * tk + j) * D + h * dh, dp = 0.0;
+                if (pi[j] == 0.0) continue;
+                for (d = 0; d < dh; d++) { dp += dci[d] * vj[d]; dvj[d] += pi[j] * dci[d]; }
+                dot += pi[j] * dp;
+            }
+            for (j = 0; j < tk; j++) {
+                const double *vj = v + ((size_t)s * tk + j) * D + h * dh;
+                const double *kj = k + ((size_t)s * tk + j) * D + h * dh;
+                double *dkj = dk + ((size_t)s * tk + j) * D + h * dh, dp = 0.0, da;
+                if (pi[j] == 0.0) continue;
+                for (d = 0; d < dh; d++) dp += dci[d] * vj[d];
+                da = pi[j] * (dp - dot) * scale;
+                for (d = 0; d < dh; d++) { dqi[d] += da * kj[d]; dkj[d] += da * qi[d]; }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Transformer block (pre-LN). Cache: forward values then backward scratch.
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_block_create(mmspcl_block *b, mmspcl_params *P, const char *name, int D, int H, int ff,
+                         mmspcl_act act, int cross, double dropout, mmspcl_rng *rng) {
+    char buf[200];
+    memset(b, 0, sizeof *b);
+    b->D = D; b->H = H; b->cross = cross;
+    snprintf(buf, sizeof buf, "%s.ln_q", name);
+    mmspcl_ln_create(&b->ln_q, P, buf, D);
+    if (cross) { snprintf(buf, sizeof buf, "%s.ln_kv", name); mmspcl_ln_create(&b->ln_kv, P, buf, D); }
+    snprintf(buf, sizeof buf, "%s.attn.q", name); mmspcl_lin_create(&b->q, P, buf, D, D, rng);
+    snprintf(buf, sizeof buf, "%s.attn.k", name); mmspcl_lin_create(&b->k, P, buf, D, D, rng);
+    snprintf(buf, sizeof buf, "%s.attn.v", name); mmspcl_lin_create(&b->v, P, buf, D, D, rng);
+    snprintf(buf, sizeof buf, "%s.attn.o", name); mmspcl_lin_create(&b->o, P, buf, D, D, rng);
+    snprintf(buf, sizeof buf, "%s.ln_ff", name);
+    mmspcl_ln_create(&b->ln_ff, P, buf, D);
+    snprintf(buf, sizeof buf, "%s.ff", name);
+    mmspcl_mlp_create(&b->ff, P, buf, D, ff, D, act, dropout, rng);
+}
+
+typedef struct mmspcl__t_bc {
+    double *xln, *st1, *kvln, *st2, *q, *k, *v, *p, *ctx, *x1, *fln, *st3, *mlp;   /* forward */
+    double *d1, *d2, *dq, *dk, *dv, *dkv;                                          /* backward */
+} mmspcl__t_bc;
+
+static size_t mmspcl__t_block_carve(const mmspcl_block *b, int nb, int tq, int tk, double *base,
+                                    mmspcl__t_bc *c) {
+    const size_t D = (size_t)b->D, nq = (size_t)nb * tq, tkk = (size_t)(b->cross ? tk : tq), nk = (size_t)nb * tkk;
+    double *p = base;
+    size_t used = 0;
+#define MMSPCL__T_TAKE(field, count) do { size_t cnt_ = (count); c->field = p ? p + used : NULL; used += cnt_; } while (0)
+    MMSPCL__T_TAKE(xln, nq * D);  MMSPCL__T_TAKE(st1, 2 * nq);
+    MMSPCL__T_TAKE(kvln, b->cross ? nk * D : 0); MMSPCL__T_TAKE(st2, b->cross ? 2 * nk : 0);
+    MMSPCL__T_TAKE(q, nq * D); MMSPCL__T_TAKE(k, nk * D); MMSPCL__T_TAKE(v, nk * D);
+    MMSPCL__T_TAKE(p, nq * (size_t)b->H * tkk);
+    MMSPCL__T_TAKE(ctx, nq * D); MMSPCL__T_TAKE(x1, nq * D);
+    MMSPCL__T_TAKE(fln, nq * D); MMSPCL__T_TAKE(st3, 2 * nq);
+    MMSPCL__T_TAKE(mlp, mmspcl_mlp_cache_size(&b->ff, (int)nq));
+    MMSPCL__T_TAKE(d1, nq * D); MMSPCL__T_TAKE(d2, nq * D);
+    MMSPCL__T_TAKE(dq, nq * D); MMSPCL__T_TAKE(dk, nk * D); MMSPCL__T_TAKE(dv, nk * D);
+    MMSPCL__T_TAKE(dkv, nk * D);
+#undef MMSPCL__T_TAKE
+    return used;
+}
+
+size_t mmspcl_block_cache_size(const mmspcl_block *b, int nb, int tq, int tk) {
+    mmspcl__t_bc c;
+    return mmspcl__t_block_carve(b, nb, tq, tk, NULL, &c);
+}
+
+void mmspcl_block_forward(const mmspcl_params *P, const mmspcl_block *b, const double *x, double *y,
+                          int nb, int tq, const double *src, int tk, const unsigned char *kmask,
+                          double *cache, mmspcl_rng *rng) {
+    const int D = b->D, nk = b->cross ? tk : tq;
+    const size_t nq = (size_t)nb * tq * D;
+    const double *kv;
+    mmspcl__t_bc c;
+    size_t i;
+    mmspcl__t_block_carve(b, nb, tq, tk, cache, &c);
+    mmspcl_ln_forward(P, &b->ln_q, x, c.xln, c.st1, nb * tq);
+    kv = c.xln;
+    if (b->cross) { mmspcl_ln_forward(P, &b->ln_kv, src, c.kvln, c.st2, nb * tk); kv = c.kvln; }
+    mmspcl_lin_forward(P, &b->q, c.xln, c.q, nb * tq);
+    mmspcl_lin_forward(P, &b->k, kv, c.k, nb * nk);
+    mmspcl_lin_forward(P, &b->v, kv, c.v, nb * nk);
+    mmspcl_attn_forward(c.q, c.k, c.v, nb, tq, nk, D, b->H, kmask, c.p, c.ctx);
+    mmspcl_lin_forward(P, &b->o, c.ctx, y, nb * tq);
+    for (i = 0; i < nq; i++) c.x1[i] = x[i] + y[i];
+    mmspcl_ln_forward(P, &b->ln_ff, c.x1, c.fln, c.st3, nb * tq);
+    mmspcl_mlp_forward(P, &b->ff, c.fln, y, nb * tq, c.mlp, rng);
+    for (i = 0; i < nq; i++) y[i] += c.x1[i];
+}
+
+void mmspcl_block_backward(mmspcl_params *P, const mmspcl_block *b, const double *x, int nb, int tq,
+                           const double *src, int tk, double *cache, const double *dy, double *dx,
+                           double *dsrc) {
+    const int D = b->D, nk = b->cross ? tk : tq;
+    const size_t nq = (size_t)nb * tq * D, nkd = (size_t)nb * nk * D;
+    double *dx1, *dfln, *dctx, *dxln;
+    mmspcl__t_bc c;
+    size_t i;
+    mmspcl__t_block_carve(b, nb, tq, tk, cache, &c);
+    dx1 = c.d1; dfln = c.d2;
+    /* y = x1 + MLP(LN_ff(x1)) */
+    memcpy(dx1, dy, sizeof(double) * nq);
+    mmspcl__t_zero(dfln, nq);
+    mmspcl_mlp_backward(P, &b->ff, c.fln, dy, dfln, nb * tq, c.mlp);
+    mmspcl_ln_backward(P, &b->ln_ff, c.x1, c.st3, dfln, dx1, nb * tq);
+    /* x1 = x + Wo ctx */
+    for (i = 0; i < nq; i++) dx[i] += dx1[i];
+    dctx = c.d2;
+    mmspcl__t_zero(dctx, nq);
+    mmspcl_lin_backward(P, &b->o, c.ctx, dx1, dctx, nb * tq);
+    mmspcl__t_zero(c.dq, nq); mmspcl__t_zero(c.dk, nkd); mmspcl__t_zero(c.dv, nkd);
+    mmspcl_attn_backward(c.q, c.k, c.v, nb, tq, nk, D, b->H, c.p, dctx, c.dq, c.dk, c.dv);
+    /* q = Wq xln, k = Wk kv, v = Wv kv */
+    dxln = c.d1;
+    mmspcl__t_zero(dxln, nq);
+    mmspcl_lin_backward(P, &b->q, c.xln, c.dq, dxln, nb * tq);
+    if (b->cross) {
+        mmspcl__t_zero(c.dkv, nkd);
+        mmspcl_lin_backward(P, &b->k, c.kvln, c.dk, c.dkv, nb * nk);
+        mmspcl_lin_backward(P, &b->v, c.kvln, c.dv, c.dkv, nb * nk);
+        if (dsrc) mmspcl_ln_backward(P, &b->ln_kv, src, c.st2, c.dkv, dsrc, nb * tk);
+        else {  /* still accumulate ln_kv's own gradients */
+            double *tmp = c.dk;
+            mmspcl__t_zero(tmp, nkd);
+            mmspcl_ln_backward(P, &b->ln_kv, src, c.st2, c.dkv, tmp, nb * tk);
+        }
+    } else {
+        mmspcl_lin_backward(P, &b->k, c.xln, c.dk, dxln, nb * tq);
+        mmspcl_lin_backward(P, &b->v, c.xln, c.dv, dxln, nb * tq);
+    }
+    mmspcl_ln_backward(P, &b->ln_q, x, c.st1, dxln, dx, nb * tq);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Softmax cross-entropy with class weights:  loss = sum_i w_i (lse(z_i) - z_i[y_i]) / sum_i w_i,
+   w_i = class_w[y_i];  dz_i = w_i (softmax(z_i) - onehot(y_i)) / sum_i w_i
+   ------------------------------------------------------------------------------------------ */
+double mmspcl_ce_loss(const double *logits, const int *y, int n, int C, const double *class_w,
+                      double *dlogits) {
+    double wsum = 0.0, loss = 0.0;
+    int i, c;
+    for (i = 0; i < n; i++) if (y[i] >= 0 && y[i] < C) wsum += class_w ? class_w[y[i]] : 1.0;
+    for (i = 0; i < n; i++) {
+        const double *z = logits + (size_t)i * C;
+        double *dz = dlogits ? dlogits + (size_t)i * C : NULL, mx = z[0], sum = 0.0, w;
+        if (y[i] < 0 || y[i] >= C || wsum <= 0.0) {
+            if (dz) for (c = 0; c < C; c++) dz[c] = 0.0;
+            continue;
+        }
+        w = class_w ? class_w[y[i]] : 1.0;
+        for (c = 1; c < C; c++) if (z[c] > mx) mx = z[c];
+        for (c = 0; c < C; c++) sum += exp(z[c] - mx);
+        loss += w * (log(sum) + mx - z[y[i]]);
+        if (dz) for (c = 0; c < C; c++) dz[c] = w * (exp(z[c] - mx) / sum - (c == y[i])) / wsum;
+    }
+    return wsum > 0.0 ? loss / wsum : 0.0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   SPCL loss (see the top comment). cos(x, r) = x.r / (|x|' |r|'), |.|' = max(|.|, 1e-8):
+     dcos/dx = r / (|x|' |r|') - cos x / (|x|' |x|)        (second term only when |x| > 1e-8)
+   With e_a = exp(s_ia), T = pos + neg, prob = pos / T / (P + 1e-8), l = -log(prob + 1e-8):
+     dl/ds_ia = -1/(prob + 1e-8) * e_a / (T^2 (P + 1e-8)) * (neg if a is a positive, -pos if not)
+     ds_ia/dcos_ia = 1 / (2 temperature)
+   ------------------------------------------------------------------------------------------ */
+static double mmspcl__t_dot(const double *a, const double *b, int n) {
+    double s = 0.0;
+    int i;
+    for (i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+mmspcl_status mmspcl_spcl_loss(const double *z, const int *y, int n, int dim, const double *protos,
+                               int C, double temperature, double *loss, double *dz,
+                               double *anchor_loss, mmspcl_spcl_stats *stats, mmspcl_error *err) {
+    const int N = n + C;
+    const double eps = 1e-8, inv2t = 1.0 / (2.0 * temperature);
+    double *nrm, *cs, *G, *lv, total = 0.0;
+    int i, j, active = 0, anchors = 0;
+    if (n < 0 || dim <= 0 || C <= 0 || !(temperature > 0.0))
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "spcl_loss: n %d, dim %d, classes %d, temperature %g", n, dim, C, temperature);
+    nrm = mmspcl__t_alloc((size_t)N + (size_t)n * N * 2 + (size_t)n);
+    if (!nrm) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl_loss: out of memory for a batch of %d", n);
+    cs = nrm + N;                 /* [n][N] cosines */
+    G = cs + (size_t)n * N;       /* [n][N] dloss/dcos */
+    lv = G + (size_t)n * N;       /* [n] anchor losses, < 0 for rows that are not anchors */
+#define MMSPCL__T_REP(a) ((a) < n ? z + (size_t)(a) * dim : protos + (size_t)((a) - n) * dim)
+#define MMSPCL__T_LAB(a) ((a) < n ? y[a] : (a) - n)
+    for (j = 0; j < N; j++) nrm[j] = sqrt(mmspcl__t_dot(MMSPCL__T_REP(j), MMSPCL__T_REP(j), dim));
+    MMSPCL__T_OMP_FOR
+    for (i = 0; i < n; i++) {
+        const double *zi = z + (size_t)i * dim;
+        const double ni = nrm[i] > eps ? nrm[i] : eps;
+        double *ci = cs + (size_t)i * N, *gi = G + (size_t)i * N;
+        double mx = -HUGE_VAL, pos = 0.0, neg = 0.0, P = 0.0, prob;
+        int a;
+        for (a = 0; a < N; a++) {
+            const double na = nrm[a] > eps ? nrm[a] : eps;
+            ci[a] = mmspcl__t_dot(zi, MMSPCL__T_REP(a), dim) / (ni * na);
+            gi[a] = 0.0;
+        }
+        lv[i] = -1.0;
+        if (y[i] < 0 || y[i] >= C) continue;
+        for (a = 0; a < N; a++) {
+            const double s = ((1.0 + ci[a]) / 2.0 + eps) / temperature;
+            if (a == i || MMSPCL__T_LAB(a) < 0 || MMSPCL__T_LAB(a) >= C) continue;
+            if (s > mx) mx = s;
+        }
+        for (a = 0; a < N; a++) {
+            double e;
+            if (a == i || MMSPCL__T_LAB(a) < 0 || MMSPCL__T_LAB(a) >= C) continue;
+            e = exp(((1.0 + ci[a]) / 2.0 + eps) / temperature - mx);
+            if (MMSPCL__T_LAB(a) == y[i]) { pos += e; P += 1.0; } else neg += e;
+            gi[a] = e;   /* kept for the gradient */
+        }
+        prob = pos / (pos + neg) / (P + eps);
+        lv[i] = -log(prob + eps);
+        /* gradient factors, scaled below by 1 / (number of active anchors + eps) */
+        for (a = 0; a < N; a++) {
+            const double T = pos + neg;
+            if (gi[a] == 0.0) continue;
+            gi[a] = -1.0 / (prob + eps) * gi[a] / (T * T * (P + eps)) *
+                    (MMSPCL__T_LAB(a) == y[i] ? neg : -pos) * inv2t;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (lv[i] < 0.0) continue;
+        anchors++;
+        if (lv[i] > 0.3) { active++; total += lv[i]; }
+    }
+    *loss = total / (active + eps);
+    if (anchor_loss) for (i = 0; i < n; i++) anchor_loss[i] = lv[i] < 0.0 ? 0.0 : lv[i];
+    if (stats) {
+        double s = 0.0;
+        for (i = 0; i < n; i++) if (lv[i] >= 0.0) s += lv[i];
+        stats->anchors = anchors;
+        stats->active = active;
+        stats->mean_anchor_loss = anchors ? s / anchors : 0.0;
+    }
+    if (dz) {
+        const double scale = 1.0 / (active + eps);
+        MMSPCL__T_OMP_FOR
+        for (j = 0; j < n; j++) {
+            const double *zj = z + (size_t)j * dim;
+            const double nj = nrm[j] > eps ? nrm[j] : eps;
+            double *dzj = dz + (size_t)j * dim;
+            int a, d;
+            /* j as the anchor */
+            if (lv[j] > 0.3)
+                for (a = 0; a < N; a++) {
+                    const double g = G[(size_t)j * N + a] * scale;
+                    const double *ra = MMSPCL__T_REP(a);
+                    const double na = nrm[a] > eps ? nrm[a] : eps, c = cs[(size_t)j * N + a];
+                    if (g == 0.0) continue;
+                    for (d = 0; d < dim; d++)
+                        dzj[d] += g * (ra[d] / (nj * na) - (nrm[j] > eps ? c * zj[d] / (nj * nj) : 0.0));
+                }
+            /* j as another anchor's candidate: d cos(z_i, z_j) / d z_j */
+            for (a = 0; a < n; a++) {
+                const double g = lv[a] > 0.3 ? G[(size_t)a * N + j] * scale : 0.0;
+                const double *za = z + (size_t)a * dim;
+                const double na = nrm[a] > eps ? nrm[a] : eps, c = cs[(size_t)a * N + j];
+                if (g == 0.0) continue;
+                for (d = 0; d < dim; d++)
+                    dzj[d] += g * (za[d] / (na * nj) - (nrm[j] > eps ? c * zj[d] / (nj * nj) : 0.0));
+            }
+        }
+    }
+#undef MMSPCL__T_REP
+#undef MMSPCL__T_LAB
+    MMSPCL_FREE(nrm);
+    return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Queues and prototypes
+   ------------------------------------------------------------------------------------------ */
+mmspcl_status mmspcl_spcl_init(mmspcl_spcl *S, int n_classes, int dim, int pool_size, int K,
+                               double temperature, uint64_t seed, mmspcl_error *err) {
+    memset(S, 0, sizeof *S);
+    if (n_classes < 2 || dim < 1 || pool_size < 1 || K < 1 || !(temperature > 0.0))
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "spcl: classes %d, dim %d, pool %d, K %d, temperature %g",
+                              n_classes, dim, pool_size, K, temperature);
+    S->n_classes = n_classes; S->dim = dim; S->pool_size = pool_size; S->K = K;
+    S->temperature = temperature;
+    S->pool = mmspcl__t_alloc((size_t)n_classes * (pool_size + 1) * dim);
+    S->centers = mmspcl__t_alloc((size_t)n_classes * dim);
+    S->protos = mmspcl__t_alloc((size_t)n_classes * dim);
+    S->len = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)n_classes);
+    S->idx = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(pool_size + 1));
+    if (!S->pool || !S->centers || !S->protos || !S->len || !S->idx) {
+        mmspcl_spcl_free(S);
+        return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl: out of memory for %d queues of %d x %d", n_classes, pool_size, dim);
+    }
+    mmspcl__t_zero(S->centers, (size_t)n_classes * dim);
+    mmspcl_rng_seed(&S->rng, seed);
+    mmspcl_spcl_reset(S, S->centers);
+    return MMSPCL_OK;
+}
+
+void mmspcl_spcl_free(mmspcl_spcl *S) {
+    MMSPCL_FREE(S->pool); MMSPCL_FREE(S->centers); MMSPCL_FREE(S->protos);
+    MMSPCL_FREE(S->len); MMSPCL_FREE(S->idx);
+    memset(S, 0, sizeof *S);
+}
+
+void mmspcl_spcl_reset(mmspcl_spcl *S, const double *centers) {
+    const size_t dim = (size_t)S->dim, slot = (size_t)(S->pool_size + 1) * dim;
+    int c;
+    if (centers != S->centers) memcpy(S->centers, centers, sizeof(double) * S->n_classes * dim);
+    for (c = 0; c < S->n_classes; c++) {
+        memcpy(S->pool + c * slot, S->centers + c * dim, sizeof(double) * dim);
+        S->len[c] = 1;
+    }
+}
+
+void mmspcl_spcl_push(mmspcl_spcl *S, const double *z, const int *y, int n) {
+    const size_t dim = (size_t)S->dim, slot = (size_t)(S->pool_size + 1) * dim;
+    int i;
+    for (i = 0; i < n; i++) {
+        double *q;
+        if (y[i] < 0 || y[i] >= S->n_classes) continue;
+        q = S->pool + (size_t)y[i] * slot;
+        memcpy(q + (size_t)S->len[y[i]] * dim, z + (size_t)i * dim, sizeof(double) * dim);
+        if (++S->len[y[i]] > S->pool_size) {   /* drop one entry chosen uniformly at random */
+            const int r = mmspcl_rng_int(&S->rng, S->len[y[i]]), last = S->len[y[i]] - 1;
+            if (r != last) memcpy(q + (size_t)r * dim, q + (size_t)last * dim, sizeof(double) * dim);
+            S->len[y[i]]--;
+        }
+    }
+}
+
+void mmspcl_spcl_prototypes(mmspcl_spcl *S) {
+    const size_t dim = (size_t)S->dim, slot = (size_t)(S->pool_size + 1) * dim;
+    int c, j;
+    size_t d;
+    for (c = 0; c < S->n_classes; c++) {
+        double *p = S->protos + c * dim;
+        const double *q = S->pool + c * slot;
+        if (S->len[c] < S->K) { memcpy(p, S->centers + c * dim, sizeof(double) * dim); continue; }
+        for (j = 0; j < S->len[c]; j++) S->idx[j] = j;
+        for (d = 0; d < dim; d++) p[d] = 0.0;
+        for (j = 0; j < S->K; j++) {   /* K distinct entries: a partial Fisher-Yates shuffle */
+            const int r = j + mmspcl_rng_int(&S->rng, S->len[c] - j), t = S->idx[j];
+            S->idx[j] = S->idx[r]; S->idx[r] = t;
+            for (d = 0; d < dim; d++) p[d] += q[(size_t)S->idx[j] * dim + d];
+        }
+        for (d = 0; d < dim; d++) p[d] /= S->K;
+    }
+}
+
+mmspcl_status mmspcl_spcl_step(mmspcl_spcl *S, const double *z, const int *y, int n, double *loss,
+                               double *dz, mmspcl_spcl_stats *stats, mmspcl_error *err) {
+    mmspcl_spcl_push(S, z, y, n);
+    mmspcl_spcl_prototypes(S);
+    return mmspcl_spcl_loss(z, y, n, S->dim, S->protos, S->n_classes, S->temperature, loss, dz, NULL, stats, err);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Class means and curriculum
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_class_means(const double *z, const int *y, int n, int dim, int C, double *means,
+                        int *counts) {
+    int i, c, d;
+    mmspcl__t_zero(means, (size_t)C * dim);
+    if (counts) for (c = 0; c < C; c++) counts[c] = 0;
+    for (c = 0; c < C; c++) {
+        int cnt = 0;
+        for (i = 0; i < n; i++) {
+            if (y[i] != c) continue;
+            cnt++;
+            for (d = 0; d < dim; d++) means[(size_t)c * dim + d] += z[(size_t)i * dim + d];
+        }
+        if (cnt) for (d = 0; d < dim; d++) means[(size_t)c * dim + d] /= cnt;
+        if (counts) counts[c] = cnt;
+    }
+}
+
+/* (1 - cos) / 2 + 1e-8, cos as torch's (norms clamped at 1e-8) */
+static double mmspcl__t_dist(const double *a, const double *b, int dim) {
+    double na = sqrt(mmspcl__t_dot(a, a, dim)), nb = sqrt(mmspcl__t_dot(b, b, dim));
+    na = na > 1e-8 ? na : 1e-8;
+    nb = nb > 1e-8 ? nb : 1e-8;
+    return (1.0 - mmspcl__t_dot(a, b, dim) / (na * nb)) / 2.0 + 1e-8;
+}
+
+void mmspcl_curriculum_difficulty(const double *z, const int *y, int n, int dim, const double *means,
+                                  const int *counts, int C, double *diff) {
+    int i;
+    MMSPCL__T_OMP_FOR
+    for (i = 0; i < n; i++) {
+        double sum = 0.0;
+        int c;
+        for (c = 0; c < C; c++)
+            if (!counts || counts[c] > 0) sum += mmspcl__t_dist(z + (size_t)i * dim, means + (size_t)c * dim, dim);
+        diff[i] = (y[i] >= 0 && y[i] < C) ? mmspcl__t_dist(z + (size_t)i * dim, means + (size_t)y[i] * dim, dim) / sum : 1.0;
+    }
+}
+
+typedef struct mmspcl__t_key { double v; int i; } mmspcl__t_key;
+static int mmspcl__t_key_cmp(const void *a, const void *b) {
+    const mmspcl__t_key *x = (const mmspcl__t_key *)a, *y = (const mmspcl__t_key *)b;
+    if (x->v < y->v) return -1;
+    if (x->v > y->v) return 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+int mmspcl_curriculum_select(const double *diff, int n, int epoch, int n_epochs, mmspcl_rng *rng,
+                             int *keep) {
+    const double st = 1.0 - (double)epoch / n_epochs, ed = (double)epoch / n_epochs;
+    mmspcl__t_key *k = (mmspcl__t_key *)MMSPCL_MALLOC(sizeof(mmspcl__t_key) * (size_t)(n > 0 ? n : 1));
+    int r, m = 0;
+    if (!k) { for (r = 0; r < n; r++) keep[r] = r; return n; }
+    for (r = 0; r < n; r++) { k[r].v = diff[r]; k[r].i = r; }
+    qsort(k, (size_t)n, sizeof *k, mmspcl__t_key_cmp);
+    for (r = 0; r < n; r++) {
+        const double p = n > 1 ? st + (ed - st) / (n - 1) * r : st;
+        if (mmspcl_rng_uniform(rng) < p) keep[m++] = k[r].i;
+    }
+    MMSPCL_FREE(k);
+    return m;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Cross-modal pruning, double twin. Selection exactly as mmspcl_prune_apply (same cosine code
+   in double, so float inputs give the same heads).
+   ------------------------------------------------------------------------------------------ */
+static double mmspcl__t_cos(const double *a, const double *b, int n) {
+    double ab = 0, aa = 0, bb = 0;
+    int i;
+    for (i = 0; i < n; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+    aa = sqrt(aa); bb = sqrt(bb);
+    return ab / ((aa > 1e-8 ? aa : 1e-8) * (bb > 1e-8 ? bb : 1e-8));
+}
+
+mmspcl_status mmspcl_prune_train_forward(const double *base, int db, const double *prune, int dp,
+                                         int K, int n, double *pruned, unsigned char *kept,
+                                         mmspcl_error *err) {
+    int i, np;
+    if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0)
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d)", db, K, dp);
+    np = (dp + K - 1) / K;
+    MMSPCL__T_OMP_FOR
+    for (i = 0; i < n; i++) {
+        const double *xb = base + (size_t)i * db, *xp = prune + (size_t)i * dp;
+        double *o = pruned + (size_t)i * dp;
+        unsigned char *kp = kept + (size_t)i * np;
+        int hb, hp, j;
+        for (hp = 0; hp < np; hp++) kp[hp] = 1;
+        for (hb = 0; hb < db / K; hb++) {
+            int best = 0;
+            double bc = -2;
+            for (hp = 0; hp < np; hp++) {
+                const int w = (hp + 1) * K <= dp ? K : dp - hp * K;
+                const double c = mmspcl__t_cos(xb + (size_t)hb * K, xp + (size_t)hp * K, w);
+                if (c > bc) { bc = c; best = hp; }
+            }
+            kp[best] = 0;
+        }
+        for (j = 0; j < dp; j++) o[j] = kp[j / K] ? xp[j] : 0.0;
+    }
+    return MMSPCL_OK;
+}
+
+void mmspcl_prune_train_backward(const unsigned char *kept, int dp, int K, int n,
+                                 const double *dpruned, double *dprune) {
+    const int np = (dp + K - 1) / K;
+    int i, j;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < dp; j++)
+            if (kept[(size_t)i * np + j / K]) dprune[(size_t)i * dp + j] += dpruned[(size_t)i * dp + j];
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Fusion heads
+   ------------------------------------------------------------------------------------------ */
+void mmspcl_fusion_defaults(mmspcl_fusion_cfg *c, mmspcl_fusion_kind kind) {
+    memset(c, 0, sizeof *c);
+    c->kind = kind;
+    c->out_dim = 1024;
+    c->d_model = 64; c->n_heads = 4; c->ff_mult = 2;
+    c->n_cross = 5; c->n_self = 2;
+    c->n_layers = 5; c->fusion_start = 2; c->n_fusion = 8;
+    c->act = MMSPCL_ACT_GELU;
+    c->dropout = 0.1;
+}
+
+void mmspcl_fusion_free(mmspcl_fusion *f) {
+    MMSPCL_FREE(f->blocks); MMSPCL_FREE(f->final_ln); MMSPCL_FREE(f->act); MMSPCL_FREE(f->off);
+    memset(f, 0, sizeof *f);
+}
+
+mmspcl_status mmspcl_fusion_create(mmspcl_fusion *f, mmspcl_params *P, const char *prefix,
+                                   const mmspcl_fusion_cfg *cfg, mmspcl_rng *rng, mmspcl_error *err) {
+    char name[200];
+    int m, a, b, l, s, D = cfg->d_model, in = 0, n_off;
+    memset(f, 0, sizeof *f);
+    f->cfg = *cfg;
+    snprintf(f->prefix, sizeof f->prefix, "%s", prefix);
+    for (m = 0; m < 3; m++) {
+        if (cfg->dims[m] < 0) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: modality %s has width %d", mmspcl__t_mod[m], cfg->dims[m]);
+        if (cfg->dims[m] == 0) continue;
+        f->mods[f->n_mod++] = m;
+        in += cfg->dims[m];
+        if (cfg->kind != MMSPCL_FUSION_LINEAR) {
+            if (f->cfg.seq[m] <= 0) f->cfg.seq[m] = 1;
+            if (cfg->dims[m] % f->cfg.seq[m])
+                return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: width %d of %s is not a multiple of its %d tokens", cfg->dims[m], mmspcl__t_mod[m], f->cfg.seq[m]);
+            f->tok[m] = cfg->dims[m] / f->cfg.seq[m];
+        } else f->cfg.seq[m] = 0;
+    }
+    if (cfg->out_dim <= 0 || f->n_mod < (cfg->kind == MMSPCL_FUSION_LINEAR ? 1 : 2))
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: %d modalities, out_dim %d", f->n_mod, cfg->out_dim);
+    if (cfg->kind == MMSPCL_FUSION_LINEAR) {
+        snprintf(name, sizeof name, "%s.proj", prefix);
+        mmspcl_lin_create(&f->proj, P, name, in, cfg->out_dim, rng);
+        f->off = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * 4);
+        if (!f->off || P->oom) { mmspcl_fusion_free(f); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory"); }
+        return MMSPCL_OK;
+    }
+    if (D <= 0 || cfg->n_heads <= 0 || D % cfg->n_heads || cfg->ff_mult <= 0)
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: d_model %d, n_heads %d, ff_mult %d", D, cfg->n_heads, cfg->ff_mult);
+    if (cfg->kind == MMSPCL_FUSION_MULT) {
+        if (cfg->n_cross < 0 || cfg->n_self < 0 || cfg->n_cross + cfg->n_self < 1)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mult: %d cross and %d self layers", cfg->n_cross, cfg->n_self);
+        f->L = cfg->n_cross + cfg->n_self;
+    } else if (cfg->kind == MMSPCL_FUSION_MBT) {
+        if (cfg->n_layers < 1 || cfg->fusion_start < 0 || cfg->fusion_start > cfg->n_layers || cfg->n_fusion < 1)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mbt: %d layers, fusion from %d, %d fusion tokens", cfg->n_layers, cfg->fusion_start, cfg->n_fusion);
+        f->L = cfg->n_layers;
+    } else return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: unknown kind %d", (int)cfg->kind);
+    for (s = 0; s < f->n_mod; s++) {
+        int64_t sh[2];
+        m = f->mods[s];
+        snprintf(name, sizeof name, "%s.in.%s", prefix, mmspcl__t_mod[m]);
+        mmspcl_lin_create(&f->in_proj[m], P, name, f->tok[m], D, rng);
+        snprintf(name, sizeof name, "%s.pos.%s", prefix, mmspcl__t_mod[m]);
+        sh[0] = f->cfg.seq[m]; sh[1] = D;
+        f->pos[m] = mmspcl_params_add(P, name, 2, sh, 1, MMSPCL_INIT_NORMAL, 0.02, rng);
+    }
+    if (cfg->kind == MMSPCL_FUSION_MULT) {
+        for (a = 0; a < f->n_mod; a++)
+            for (b = 0; b < f->n_mod; b++)
+                if (a != b) { f->pa[f->n_pairs] = f->mods[a]; f->pb[f->n_pairs] = f->mods[b]; f->n_pairs++; }
+        f->blocks = (mmspcl_block *)MMSPCL_MALLOC(sizeof(mmspcl_block) * (size_t)(f->n_pairs * f->L));
+        f->final_ln = (mmspcl_ln *)MMSPCL_MALLOC(sizeof(mmspcl_ln) * (size_t)f->n_pairs);
+        n_off = 16 + f->n_pairs * (2 * f->L + 3);
+        if (!f->blocks || !f->final_ln) { mmspcl_fusion_free(f); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory"); }
+        for (s = 0; s < f->n_pairs; s++) {
+            for (l = 0; l < f->L; l++) {
+                snprintf(name, sizeof name, "%s.%s_%s.layer.%d", prefix, mmspcl__t_mod[f->pa[s]], mmspcl__t_mod[f->pb[s]], l);
+                mmspcl_block_create(&f->blocks[s * f->L + l], P, name, D, cfg->n_heads, cfg->ff_mult * D, cfg->act,
+                                    l < cfg->n_cross, cfg->dropout, rng);
+            }
+            snprintf(name, sizeof name, "%s.%s_%s.ln", prefix, mmspcl__t_mod[f->pa[s]], mmspcl__t_mod[f->pb[s]]);
+            mmspcl_ln_create(&f->final_ln[s], P, name, D);
+        }
+        snprintf(name, sizeof name, "%s.out", prefix);
+        mmspcl_lin_create(&f->out_proj, P, name, f->n_pairs * D, cfg->out_dim, rng);
+    } else {
+        int64_t sh[2];
+        snprintf(name, sizeof name, "%s.fusion_tokens", prefix);
+        sh[0] = cfg->n_fusion; sh[1] = D;
+        f->fusion_tokens = mmspcl_params_add(P, name, 2, sh, 1, MMSPCL_INIT_NORMAL, 0.02, rng);
+        f->blocks = (mmspcl_block *)MMSPCL_MALLOC(sizeof(mmspcl_block) * (size_t)(f->n_mod * f->L));
+        f->final_ln = (mmspcl_ln *)MMSPCL_MALLOC(sizeof(mmspcl_ln) * (size_t)f->n_mod);
+        n_off = 32 + f->n_mod * (2 * f->L + 8) + f->L;
+        if (!f->blocks || !f->final_ln) { mmspcl_fusion_free(f); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory"); }
+        for (s = 0; s < f->n_mod; s++) {
+            m = f->mods[s];
+            for (l = 0; l < f->L; l++) {
+                snprintf(name, sizeof name, "%s.%s.layer.%d", prefix, mmspcl__t_mod[m], l);
+                mmspcl_block_create(&f->blocks[s * f->L + l], P, name, D, cfg->n_heads, cfg->ff_mult * D, cfg->act, 0,
+                                    cfg->dropout, rng);
+            }
+            snprintf(name, sizeof name, "%s.%s.ln", prefix, mmspcl__t_mod[m]);
+            mmspcl_ln_create(&f->final_ln[s], P, name, D);
+        }
+        snprintf(name, sizeof name, "%s.out", prefix);
+        mmspcl_lin_create(&f->out_proj, P, name, f->n_mod * D, cfg->out_dim, rng);
+    }
+    f->off = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (size_t)n_off);
+    if (!f->off || P->oom) { mmspcl_fusion_free(f); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory"); }
+    return MMSPCL_OK;
+}
+
+/* Activation layout for n samples: f->off[k] is the offset of array k in f->act.
+   LINEAR: CAT, DCAT.
+   MULT:   E(m) 0..2 | H(p,l) p < NP, l <= L | BC(p,l) | FLN(p) | FST(p) | POOL | DH0 DH1 DE(m) DPOOL DFLN
+   MBT:    Z0(s) | IN(l,s) | BC(l,s) | FSN(l) | ZF(s) | FLN(s) | FST(s) | POOL TMP | DZ(s) | DFSN0 DFSN1
+           DOUT DIN DPOOL DFLN */
+#define MMSPCL__T_MU_H(f, p, l) (3 + (p) * ((f)->L + 1) + (l))
+#define MMSPCL__T_MU_BC(f, p, l) (3 + (f)->n_pairs * ((f)->L + 1) + (p) * (f)->L + (l))
+#define MMSPCL__T_MU_FLN(f, p) (3 + (f)->n_pairs * (2 * (f)->L + 1) + (p))
+#define MMSPCL__T_MU_FST(f, p) (3 + (f)->n_pairs * (2 * (f)->L + 2) + (p))
+#define MMSPCL__T_MU_END(f) (3 + (f)->n_pairs * (2 * (f)->L + 3))
+#define MMSPCL__T_MB_IN(f, l, s) ((f)->n_mod + (l) * (f)->n_mod + (s))
+#define MMSPCL__T_MB_BC(f, l, s) ((f)->n_mod * (1 + (f)->L) + (l) * (f)->n_mod + (s))
+#define MMSPCL__T_MB_FSN(f, l) ((f)->n_mod * (1 + 2 * (f)->L) + (l))
+#define MMSPCL__T_MB_ZF(f, s) ((f)->n_mod * (1 + 2 * (f)->L) + (f)->L + (s))
+#define MMSPCL__T_MB_FLN(f, s) ((f)->n_mod * (2 + 2 * (f)->L) + (f)->L + (s))
+#define MMSPCL__T_MB_FST(f, s) ((f)->n_mod * (3 + 2 * (f)->L) + (f)->L + (s))
+#define MMSPCL__T_MB_DZ(f, s) ((f)->n_mod * (4 + 2 * (f)->L) + (f)->L + 2 + (s))
+#define MMSPCL__T_MB_END(f) ((f)->n_mod * (5 + 2 * (f)->L) + (f)->L + 2)
+#define MMSPCL__T_A(f, k) ((f)->act + (f)->off[k])
+
+static size_t mmspcl__t_fusion_layout(mmspcl_fusion *f, int n) {
+    const size_t D = (size_t)f->cfg.d_model, N = (size_t)n;
+    size_t used = 0, tmax = 1;
+    int k = 0, m, p, l, s;
+#define MMSPCL__T_PUT(count) do { f->off[k++] = used; used += (count); } while (0)
+    if (f->cfg.kind == MMSPCL_FUSION_LINEAR) {
+        MMSPCL__T_PUT(N * f->proj.in);
+        MMSPCL__T_PUT(N * f->proj.in);
+        return used;
+    }
+    for (m = 0; m < 3; m++) if ((size_t)f->cfg.seq[m] > tmax && f->cfg.dims[m]) tmax = (size_t)f->cfg.seq[m];
+    if (f->cfg.kind == MMSPCL_FUSION_MULT) {
+        for (m = 0; m < 3; m++) MMSPCL__T_PUT(f->cfg.dims[m] ? N * f->cfg.seq[m] * D : 0);
+        for (p = 0; p < f->n_pairs; p++)
+            for (l = 0; l <= f->L; l++) MMSPCL__T_PUT(N * f->cfg.seq[f->pa[p]] * D);
+        for (p = 0; p < f->n_pairs; p++)
+            for (l = 0; l < f->L; l++)
+                MMSPCL__T_PUT(mmspcl_block_cache_size(&f->blocks[p * f->L + l], n, f->cfg.seq[f->pa[p]], f->cfg.seq[f->pb[p]]));
+        for (p = 0; p < f->n_pairs; p++) MMSPCL__T_PUT(N * f->cfg.seq[f->pa[p]] * D);
+        for (p = 0; p < f->n_pairs; p++) MMSPCL__T_PUT(N * f->cfg.seq[f->pa[p]] * 2);
+        MMSPCL__T_PUT(N * f->n_pairs * D);                     /* POOL */
+        MMSPCL__T_PUT(N * tmax * D); MMSPCL__T_PUT(N * tmax * D); /* DH0 DH1 */
+        for (m = 0; m < 3; m++) MMSPCL__T_PUT(f->cfg.dims[m] ? N * f->cfg.seq[m] * D : 0);
+        MMSPCL__T_PUT(N * f->n_pairs * D);                     /* DPOOL */
+        MMSPCL__T_PUT(N * tmax * D);                           /* DFLN */
+    } else {
+        const size_t F = (size_t)f->cfg.n_fusion;
+        for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * D);
+        for (l = 0; l < f->L; l++)
+            for (s = 0; s < f->n_mod; s++)
+                MMSPCL__T_PUT(N * (f->cfg.seq[f->mods[s]] + (l >= f->cfg.fusion_start ? F : 0)) * D);
+        for (l = 0; l < f->L; l++)
+            for (s = 0; s < f->n_mod; s++) {
+                const int T = f->cfg.seq[f->mods[s]] + (l >= f->cfg.fusion_start ? (int)F : 0);
+                MMSPCL__T_PUT(mmspcl_block_cache_size(&f->blocks[s * f->L + l], n, T, T));
+            }
+        for (l = 0; l < f->L; l++) MMSPCL__T_PUT(l >= f->cfg.fusion_start ? N * F * D : 0);
+        for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * D);       /* ZF */
+        for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * D);       /* FLN */
+        for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * 2);       /* FST */
+        MMSPCL__T_PUT(N * f->n_mod * D);                       /* POOL */
+        MMSPCL__T_PUT(N * (tmax + F) * D);                     /* TMP */
+        for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * D);       /* DZ */
+        MMSPCL__T_PUT(N * F * D); MMSPCL__T_PUT(N * F * D);    /* DFSN0 DFSN1 */
+        MMSPCL__T_PUT(N * (tmax + F) * D); MMSPCL__T_PUT(N * (tmax + F) * D); /* DOUT DIN */
+        MMSPCL__T_PUT(N * f->n_mod * D);                       /* DPOOL */
+        MMSPCL__T_PUT(N * tmax * D);                           /* DFLN */
+    }
+#undef MMSPCL__T_PUT
+    return used;
+}
+
+/* e [n][T][D] = x [n][T][tok] W^T + b + pos */
+static void mmspcl__t_embed(const mmspcl_params *P, const mmspcl_lin *proj, size_t pos, const double *x,
+                            int n, int T, double *e) {
+    const size_t per = (size_t)T * proj->out;
+    size_t s, q;
+    mmspcl_lin_forward(P, proj, x, e, n * T);
+    for (s = 0; s < (size_t)n; s++)
+        for (q = 0; q < per; q++) e[s * per + q] += P->w[pos + q];
+}
+
+static void mmspcl__t_embed_backward(mmspcl_params *P, const mmspcl_lin *proj, size_t pos, const double *x,
+                                     int n, int T, const double *de, double *dx) {
+    const size_t per = (size_t)T * proj->out;
+    size_t s, q;
+    for (q = 0; q < per; q++) {
+        double acc = 0.0;
+        for (s = 0; s < (size_t)n; s++) acc += de[s * per + q];
+        P->g[pos + q] += acc;
+    }
+    mmspcl_lin_backward(P, proj, x, de, dx, n * T);
+}
+
+/* out[s * ld + d] = mean over t of x[s][t][d] */
+static void mmspcl__t_pool(const double *x, int n, int T, int D, double *out, int ld) {
+    int s, t, d;
+    for (s = 0; s < n; s++)
+        for (d = 0; d < D; d++) {
+            double acc = 0.0;
+            for (t = 0; t < T; t++) acc += x[((size_t)s * T + t) * D + d];
+            out[(size_t)s * ld + d] = acc / T;
+        }
+}
+
+static void mmspcl__t_pool_backward(const double *dout, int ld, int n, int T, int D, double *dx) {
+    int s, t, d;
+    for (s = 0; s < n; s++)
+        for (t = 0; t < T; t++)
+            for (d = 0; d < D; d++) dx[((size_t)s * T + t) * D + d] = dout[(size_t)s * ld + d] / T;
+}
+
+mmspcl_status mmspcl_fusion_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
+                                    int n, double *y, mmspcl_rng *rng, mmspcl_error *err) {
+    const int D = f->cfg.d_model, L = f->L;
+    size_t need;
+    int m, s, p, l;
+    for (s = 0; s < f->n_mod; s++)
+        if (!x[f->mods[s]]) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: no input for modality %s", mmspcl__t_mod[f->mods[s]]);
+    need = mmspcl__t_fusion_layout(f, n);
+    if (need > f->act_cap) {
+        double *q = (double *)MMSPCL_REALLOC(f->act, sizeof(double) * need);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory for %zu activations", need);
+        f->act = q;
+        f->act_cap = need;
+    }
+    f->act_n = n;
+    if (f->cfg.kind == MMSPCL_FUSION_LINEAR) {
+        double *cat = MMSPCL__T_A(f, 0);
+        int i, off = 0;
+        for (m = 0; m < 3; m++) {
+            if (!f->cfg.dims[m]) continue;
+            for (i = 0; i < n; i++)
+                memcpy(cat + (size_t)i * f->proj.in + off, x[m] + (size_t)i * f->cfg.dims[m], sizeof(double) * f->cfg.dims[m]);
+            off += f->cfg.dims[m];
+        }
+        mmspcl_lin_forward(P, &f->proj, cat, y, n);
+        return MMSPCL_OK;
+    }
+    if (f->cfg.kind == MMSPCL_FUSION_MULT) {
+        double *pool = MMSPCL__T_A(f, MMSPCL__T_MU_END(f));
+        for (m = 0; m < 3; m++)
+            if (f->cfg.dims[m]) mmspcl__t_embed(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, m));
+        for (p = 0; p < f->n_pairs; p++) {
+            const int a = f->pa[p], b = f->pb[p], Ta = f->cfg.seq[a], Tb = f->cfg.seq[b];
+            memcpy(MMSPCL__T_A(f, MMSPCL__T_MU_H(f, p, 0)), MMSPCL__T_A(f, a), sizeof(double) * (size_t)n * Ta * D);
+            for (l = 0; l < L; l++) {
+                const mmspcl_block *blk = &f->blocks[p * L + l];
+                mmspcl_block_forward(P, blk, MMSPCL__T_A(f, MMSPCL__T_MU_H(f, p, l)), MMSPCL__T_A(f, MMSPCL__T_MU_H(f, p, l + 1)),
+                                     n, Ta, blk->cross ? MMSPCL__T_A(f, b) : NULL, Tb, NULL,
+                                     MMSPCL__T_A(f, MMSPCL__T_MU_BC(f, p, l)), rng);
+            }
+            mmspcl_ln_forward(P, &f->final_ln[p], MMSPCL__T_A(f, MMSPCL__T_MU_H(f, p, L)), MMSPCL__T_A(f, MMSPCL__T_MU_FLN(f, p)),
+                              MMSPCL__T_A(f, MMSPCL__T_MU_FST(f, p)), n * Ta);
+            mmspcl__t_pool(MMSPCL__T_A(f, MMSPCL__T_MU_FLN(f, p)), n, Ta, D, pool + (size_t)p * D, f->n_pairs * D);
+        }
+        mmspcl_lin_forward(P, &f->out_proj, pool, y, n);
+        return MMSPCL_OK;
+    }
+    {   /* MBT */
+        const int F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod;
+        const size_t fd = (size_t)F * D;
+        double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1), *tmp = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 2);
+        int i;
+        size_t q;
+        for (s = 0; s < NM; s++) {
+            m = f->mods[s];
+            mmspcl__t_embed(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, s));
+        }
+        if (FS < L) {
+            double *f0 = MMSPCL__T_A(f, MMSPCL__T_MB_FSN(f, FS));
+            for (i = 0; i < n; i++) memcpy(f0 + (size_t)i * fd, P->w + f->fusion_tokens, sizeof(double) * fd);
+        }
+        for (l = 0; l < L; l++) {
+            const int fuse = l >= FS;
+            double *fnext = (fuse && l + 1 < L) ? MMSPCL__T_A(f, MMSPCL__T_MB_FSN(f, l + 1)) : NULL;
+            if (fnext) mmspcl__t_zero(fnext, (size_t)n * fd);
+            for (s = 0; s < NM; s++) {
+                const int T = f->cfg.seq[f->mods[s]], TT = T + (fuse ? F : 0);
+                const double *zc = l == 0 ? MMSPCL__T_A(f, s) : MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s));
+                double *in = MMSPCL__T_A(f, MMSPCL__T_MB_IN(f, l, s)), *zf = MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s));
+                for (i = 0; i < n; i++) {
+                    memcpy(in + (size_t)i * TT * D, zc + (size_t)i * T * D, sizeof(double) * (size_t)T * D);
+                    if (fuse) memcpy(in + ((size_t)i * TT + T) * D, MMSPCL__T_A(f, MMSPCL__T_MB_FSN(f, l)) + (size_t)i * fd, sizeof(double) * fd);
+                }
+                mmspcl_block_forward(P, &f->blocks[s * L + l], in, tmp, n, TT, NULL, 0, NULL,
+                                     MMSPCL__T_A(f, MMSPCL__T_MB_BC(f, l, s)), rng);
+                for (i = 0; i < n; i++) {
+                    memcpy(zf + (size_t)i * T * D, tmp + (size_t)i * TT * D, sizeof(double) * (size_t)T * D);
+                    if (fnext) for (q = 0; q < fd; q++) fnext[(size_t)i * fd + q] += tmp[((size_t)i * TT + T) * D + q];
+                }
+            }
+            if (fnext) for (q = 0; q < (size_t)n * fd; q++) fnext[q] /= NM;
+        }
+        for (s = 0; s < NM; s++) {
+            const int T = f->cfg.seq[f->mods[s]];
+            if (L == 0) memcpy(MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, s), sizeof(double) * (size_t)n * T * D);
+            mmspcl_ln_forward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)),
+                              MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)), n * T);
+            mmspcl__t_pool(MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)), n, T, D, pool + (size_t)s * D, NM * D);
+        }
+        mmspcl_lin_forward(P, &f->out_proj, pool, y, n);
+    }
+    return MMSPCL_OK;
+}
+
+void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *const x[3], int n,
+                            const double *dy, double *const dx[3]) {
+    const int D = f->cfg.d_model, L = f->L;
+    int m, s, p, l, i;
+    if (f->cfg.kind == MMSPCL_FUSION_LINEAR) {
+        double *cat = MMSPCL__T_A(f, 0), *dcat = MMSPCL__T_A(f, 1);
+        int off = 0, d;
+        mmspcl__t_zero(dcat, (size_t)n * f->proj.in);
+        mmspcl_lin_backward(P, &f->proj, cat, dy, dcat, n);
+        for (m = 0; m < 3; m++) {
+            if (!f->cfg.dims[m]) continue;
+            if (dx[m])
+                for (i = 0; i < n; i++)
+                    for (d = 0; d < f->cfg.dims[m]; d++)
+                        dx[m][(size_t)i * f->cfg.dims[m] + d] += dcat[(size_t)i * f->proj.in + off + d];
+            off += f->cfg.dims[m];
+        }
+        return;
+    }
+    if (f->cfg.kind == MMSPCL_FUSION_MULT) {
+        const int end = MMSPCL__T_MU_END(f);
+        /* POOL = end, DH0, DH1, DE(m) = end + 3 + m, DPOOL = end + 6, DFLN = end + 7 */
+        double *pool = MMSPCL__T_A(f, end), *dh0 = MMSPCL__T_A(f, end + 1), *dh1 = MMSPCL__T_A(f, end + 2);
+        double *dpool = MMSPCL__T_A(f, end + 6), *dfln = MMSPCL__T_A(f, end + 7);
+        for (m = 0; m < 3; m++) if (f->cfg.dims[m]) mmspcl__t_zero(MMSPCL__T_A(f, end + 3 + m), (size_t)n * f->cfg.seq[m] * D);
+        mmspcl__t_zero(dpool, (size_t)n * f->n_pairs * D);
+        mmspcl_lin_backward(P, &f->out_proj, pool, dy, dpool, n);
+        for (p = 0; p < f->n_pairs; p++) {
+            const int a = f->pa[p], b = f->pb[p], Ta = f->cfg.seq[a], Tb = f->cfg.seq[b];
+            const size_t na = (size_t)n * Ta * D;
+            double *dh = dh0, *dprev = dh1, *t;
+            size_t q;
+            mmspcl__t_pool_backward(dpool + (size_t)p * D, f->n_pairs * D, n, Ta, D, dfln);
+            mmspcl__t_zero(dh, na);
+            mmspcl_ln_backward(P, &f->final_ln[p], MMSPCL__T_A(f, MMSPCL__T_MU_H(f, p, L)), MMSPCL__T_A(f, MMSPCL__T_MU_FST(f, p)),
+                               dfln, dh, n * Ta);
+            for (l = L - 1; l >= 0; l--) {
+                const mmspcl_block *blk = &f->blocks[p * L + l];
+                mmspcl__t_zero(dprev, na);
+                mmspcl_block_backward(P, blk, MMSPCL__T_A(f, MMSPCL__T_MU_H(f, p, l)), n, Ta, blk->cross ? MMSPCL__T_A(f, b) : NULL,
+                                      Tb, MMSPCL__T_A(f, MMSPCL__T_MU_BC(f, p, l)), dh, dprev,
+                                      blk->cross ? MMSPCL__T_A(f, end + 3 + b) : NULL);
+                t = dh; dh = dprev; dprev = t;
+            }
+            for (q = 0; q < na; q++) MMSPCL__T_A(f, end + 3 + a)[q] += dh[q];
+        }
+        for (m = 0; m < 3; m++)
+            if (f->cfg.dims[m])
+                mmspcl__t_embed_backward(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, end + 3 + m), dx[m]);
+        return;
+    }
+    {   /* MBT */
+        const int F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod, end = MMSPCL__T_MB_END(f);
+        const size_t fd = (size_t)F * D;
+        double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1);
+        double *dfs_next = MMSPCL__T_A(f, end), *dfs_cur = MMSPCL__T_A(f, end + 1), *t;
+        double *dout = MMSPCL__T_A(f, end + 2), *din = MMSPCL__T_A(f, end + 3);
+        double *dpool = MMSPCL__T_A(f, end + 4), *dfln = MMSPCL__T_A(f, end + 5);
+        size_t q;
+        mmspcl__t_zero(dpool, (size_t)n * NM * D);
+        mmspcl_lin_backward(P, &f->out_proj, pool, dy, dpool, n);
+        for (s = 0; s < NM; s++) {
+            const int T = f->cfg.seq[f->mods[s]];
+            double *dz = MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s));
+            mmspcl__t_pool_backward(dpool + (size_t)s * D, NM * D, n, T, D, dfln);
+            mmspcl__t_zero(dz, (size_t)n * T * D);
+            mmspcl_ln_backward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)),
+                               dfln, dz, n * T);
+        }
+        mmspcl__t_zero(dfs_next, (size_t)n * fd);   /* dL / d(fusion state entering layer l + 1) */
+        for (l = L - 1; l >= 0; l--) {
+            const int fuse = l >= FS;
+            mmspcl__t_zero(dfs_cur, (size_t)n * fd);
+            for (s = 0; s < NM; s++) {
+                const int T = f->cfg.seq[f->mods[s]], TT = T + (fuse ? F : 0);
+                double *dz = MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s));
+                for (i = 0; i < n; i++) {
+                    memcpy(dout + (size_t)i * TT * D, dz + (size_t)i * T * D, sizeof(double) * (size_t)T * D);
+                    if (fuse)
+                        for (q = 0; q < fd; q++)
+                            dout[((size_t)i * TT + T) * D + q] = l + 1 < L ? dfs_next[(size_t)i * fd + q] / NM : 0.0;
+                }
+                mmspcl__t_zero(din, (size_t)n * TT * D);
+                mmspcl_block_backward(P, &f->blocks[s * L + l], MMSPCL__T_A(f, MMSPCL__T_MB_IN(f, l, s)), n, TT, NULL, 0,
+                                      MMSPCL__T_A(f, MMSPCL__T_MB_BC(f, l, s)), dout, din, NULL);
+                for (i = 0; i < n; i++) {
+                    memcpy(dz + (size_t)i * T * D, din + (size_t)i * TT * D, sizeof(double) * (size_t)T * D);
+                    if (fuse) for (q = 0; q < fd; q++) dfs_cur[(size_t)i * fd + q] += din[((size_t)i * TT + T) * D + q];
+                }
+            }
+            if (l == FS) {   /* the fusion state entering layer FS is the learned tokens, per sample */
+                for (q = 0; q < fd; q++) {
+                    double acc = 0.0;
+                    for (i = 0; i < n; i++) acc += dfs_cur[(size_t)i * fd + q];
+                    P->g[f->fusion_tokens + q] += acc;
+                }
+            }
+            t = dfs_next; dfs_next = dfs_cur; dfs_cur = t;
+        }
+        for (s = 0; s < NM; s++) {
+            m = f->mods[s];
+            mmspcl__t_embed_backward(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s)), dx[m]);
+        }
+    }
+}
+
+mmspcl_status mmspcl_fusion_write_config(const mmspcl_fusion *f, mmspcl_writer *wr, const char *outer) {
+    char key[400];
+    const mmspcl_fusion_cfg *c = &f->cfg;
+    int m, st = 0;
+#define MMSPCL__T_KEY(k, v) do { snprintf(key, sizeof key, "%s%s%s.%s", outer && *outer ? outer : "", outer && *outer ? "." : "", f->prefix, k); st |= (int)mmspcl_writer_set_int(wr, key, (int64_t)(v)); } while (0)
+    MMSPCL__T_KEY("out_dim", c->out_dim);
+    for (m = 0; m < 3; m++) {
+        char k2[32];
+        if (c->kind == MMSPCL_FUSION_LINEAR) { snprintf(k2, sizeof k2, "dim.%s", mmspcl__t_mod[m]); MMSPCL__T_KEY(k2, c->dims[m]); continue; }
+        snprintf(k2, sizeof k2, "seq.%s", mmspcl__t_mod[m]); MMSPCL__T_KEY(k2, c->dims[m] ? c->seq[m] : 0);
+        snprintf(k2, sizeof k2, "tok.%s", mmspcl__t_mod[m]); MMSPCL__T_KEY(k2, c->dims[m] ? f->tok[m] : 0);
+    }
+    if (c->kind != MMSPCL_FUSION_LINEAR) {
+        MMSPCL__T_KEY("d_model", c->d_model); MMSPCL__T_KEY("n_heads", c->n_heads);
+        MMSPCL__T_KEY("ff_mult", c->ff_mult); MMSPCL__T_KEY("act", c->act);
+    }
+    if (c->kind == MMSPCL_FUSION_MULT) { MMSPCL__T_KEY("n_cross", c->n_cross); MMSPCL__T_KEY("n_self", c->n_self); }
+    if (c->kind == MMSPCL_FUSION_MBT) {
+        MMSPCL__T_KEY("n_layers", c->n_layers); MMSPCL__T_KEY("fusion_start", c->fusion_start);
+        MMSPCL__T_KEY("n_fusion", c->n_fusion);
+    }
+#undef MMSPCL__T_KEY
+    return st ? MMSPCL_ERR_NOMEM : MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Helpers shared by the trainers
+   ------------------------------------------------------------------------------------------ */
+static unsigned mmspcl__t_possible_combos(const int dims[3]) {
+    unsigned s = 0;
+    int c;
+    for (c = 1; c < 8; c++)
+        if ((!(c & 1) || dims[0] > 0) && (!(c & 2) || dims[1] > 0) && (!(c & 4) || dims[2] > 0)) s |= MMSPCL_COMBO(c);
+    return s;
+}
+
+static double mmspcl__t_weighted_f1(const int *y, const int *pred, int n, int C) {
+    int64_t *cm = (int64_t *)MMSPCL_MALLOC(sizeof(int64_t) * (size_t)C * C);
+    mmspcl_metrics mt;
+    if (!cm) return 0.0;
+    mmspcl_confusion(y, pred, n, C, cm);
+    mmspcl_metrics_from_confusion(cm, C, NULL, &mt);
+    MMSPCL_FREE(cm);
+    return mt.weighted_f1;
+}
+
+static mmspcl_status mmspcl__t_check_data(const mmspcl_dataset *d, const int dims[3], int C, const char *what,
+                                          mmspcl_error *err) {
+    int m, i;
+    if (!d || d->n < 1 || !d->y) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "%s set is empty", what);
+    for (m = 0; m < 3; m++)
+        if (dims[m] > 0 && !d->x[m]) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "%s set has no %s features", what, mmspcl__t_mod[m]);
+    for (i = 0; i < d->n; i++)
+        if (d->y[i] < 0 || d->y[i] >= C)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "%s set: label %d of row %d is outside 0..%d", what, d->y[i], i, C - 1);
+    return MMSPCL_OK;
+}
+
+/* copies the rows idx[0..n) of each modality into xb[m] (floats) and their labels into yb */
+static void mmspcl__t_gather(const mmspcl_dataset *d, const int dims[3], const int *idx, int n, float *const xb[3],
+                             int *yb) {
+    int m, i;
+    for (i = 0; i < n; i++) {
+        yb[i] = d->y[idx[i]];
+        for (m = 0; m < 3; m++)
+            if (dims[m] > 0)
+                memcpy(xb[m] + (size_t)i * dims[m], d->x[m] + (size_t)idx[i] * dims[m], sizeof(float) * (size_t)dims[m]);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   MSVE model
+   ------------------------------------------------------------------------------------------ */
+mmspcl_status mmspcl_msve_model_create(mmspcl_msve_model *M, const mmspcl_msve_cfg *cfg,
+                                       uint64_t seed, mmspcl_error *err) {
+    mmspcl_rng rng;
+    unsigned possible;
+    int c, m;
+    memset(M, 0, sizeof *M);
+    M->cfg = *cfg;
+    for (m = 0; m < 3; m++) if (cfg->dims[m] < 0) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: width of %s is %d", mmspcl__t_mod[m], cfg->dims[m]);
+    if (cfg->n_classes < 2 || cfg->n_classes > MMSPCL_MAX_CLASSES || cfg->hidden < 1 || cfg->dropout < 0 || cfg->dropout >= 1)
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: %d classes, hidden %d, dropout %g", cfg->n_classes, cfg->hidden, cfg->dropout);
+    possible = mmspcl__t_possible_combos(cfg->dims);
+    if (!cfg->combos) M->cfg.combos = possible;
+    if ((M->cfg.combos & ~possible) || !(M->cfg.combos & MMSPCL_COMBOS_ALL))
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: combinations 0x%x need absent modalities (possible 0x%x)", M->cfg.combos, possible);
+    mmspcl_rng_seed(&rng, seed);
+    mmspcl_params_init(&M->P);
+    for (c = 1; c < 8; c++) {
+        int in = 0;
+        if (!(M->cfg.combos & MMSPCL_COMBO(c))) continue;
+        for (m = 0; m < 3; m++) if (c & (1 << m)) in += cfg->dims[m];
+        mmspcl_mlp_create(&M->mlp[c], &M->P, mmspcl__t_combo[c], in, cfg->hidden, cfg->n_classes, cfg->act, cfg->dropout, &rng);
+    }
+    if (M->P.oom) { mmspcl_msve_model_free(M); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for the parameters"); }
+    return MMSPCL_OK;
+}
+
+void mmspcl_msve_model_free(mmspcl_msve_model *M) {
+    int m;
+    mmspcl_params_free(&M->P);
+    for (m = 0; m < 3; m++) { MMSPCL_FREE(M->mean[m]); MMSPCL_FREE(M->std[m]); }
+    MMSPCL_FREE(M->act);
+    memset(M, 0, sizeof *M);
+}
+
+/* per combination c: CAT_c [n][in] and the MLP cache; then the logits of one MLP */
+mmspcl_status mmspcl_msve_model_forward(mmspcl_msve_model *M, const float *const x[3], int n,
+                                        unsigned combos, double *logits, mmspcl_rng *rng,
+                                        mmspcl_error *err) {
+    const int C = M->cfg.n_classes;
+    size_t need = 0, q;
+    int c, m, i, first = 1;
+    if (!combos) combos = M->cfg.combos;
+    if (combos & ~M->cfg.combos)
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: combinations 0x%x are not enabled (enabled 0x%x)", combos, M->cfg.combos);
+    for (m = 0; m < 3; m++)
+        if (M->cfg.dims[m] && !x[m]) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: no %s features", mmspcl__t_mod[m]);
+    for (c = 1; c < 8; c++) {
+        if (!(combos & MMSPCL_COMBO(c))) continue;
+        M->act_off[c] = need;
+        need += (size_t)n * M->mlp[c].fc1.in;
+        M->act_off[8 + c] = need;
+        need += mmspcl_mlp_cache_size(&M->mlp[c], n);
+    }
+    M->act_off[16] = need;
+    need += (size_t)n * C;
+    if (need > M->act_cap) {
+        double *p = (double *)MMSPCL_REALLOC(M->act, sizeof(double) * need);
+        if (!p) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for %zu activations", need);
+        M->act = p;
+        M->act_cap = need;
+    }
+    M->act_n = n;
+    M->act_combos = combos;
+    for (c = 1; c < 8; c++) {
+        double *cat = M->act + M->act_off[c], *lg = M->act + M->act_off[16];
+        const int in = M->mlp[c].fc1.in;
+        if (!(combos & MMSPCL_COMBO(c))) continue;
+        /* standardised concatenation in t, a, v order */
+        for (i = 0; i < n; i++) {
+            int off = 0, d;
+            for (m = 0; m < 3; m++) {
+                if (!(c & (1 << m))) continue;
+                for (d = 0; d < M->cfg.dims[m]; d++) {
+                    double v = x[m][(size_t)i * M->cfg.dims[m] + d];
+                    if (M->mean[m]) v -= M->mean[m][d];
+                    if (M->std[m]) v /= M->std[m][d];
+                    cat[(size_t)i * in + off + d] = v;
+                }
+                off += M->cfg.dims[m];
+            }
+        }
+        mmspcl_mlp_forward(&M->P, &M->mlp[c], cat, first ? logits : lg, n, M->act + M->act_off[8 + c], rng);
+        if (!first) for (q = 0; q < (size_t)n * C; q++) logits[q] += lg[q];
+        first = 0;
+    }
+    return MMSPCL_OK;
+}
+
+/* logits = sum_c MLP_c(x_c), so every MLP of the forward gets the same dlogits */
+void mmspcl_msve_model_backward(mmspcl_msve_model *M, const double *dlogits) {
+    int c;
+    for (c = 1; c < 8; c++)
+        if (M->act_combos & MMSPCL_COMBO(c))
+            mmspcl_mlp_backward(&M->P, &M->mlp[c], M->act + M->act_off[c], dlogits, NULL, M->act_n,
+                                M->act + M->act_off[8 + c]);
+}
+
+mmspcl_status mmspcl_msve_model_predict(mmspcl_msve_model *M, const float *const x[3], int n,
+                                        unsigned combos, int *pred, double *logits, mmspcl_error *err) {
+    const int C = M->cfg.n_classes, CH = 256;
+    double *lg = mmspcl__t_alloc((size_t)CH * C);
+    int i, r, c, m;
+    mmspcl_status st = MMSPCL_OK;
+    if (!lg) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory");
+    for (i = 0; i < n && !st; i += CH) {
+        const int nn = n - i < CH ? n - i : CH;
+        const float *xs[3];
+        for (m = 0; m < 3; m++) xs[m] = x[m] ? x[m] + (size_t)i * M->cfg.dims[m] : NULL;
+        st = mmspcl_msve_model_forward(M, xs, nn, combos, lg, NULL, err);
+        for (r = 0; r < nn && !st; r++) {
+            const double *row = lg + (size_t)r * C;
+            int best = 0;
+            for (c = 1; c < C; c++) if (row[c] > row[best]) best = c;
+            if (pred) pred[i + r] = best;
+            if (logits) memcpy(logits + (size_t)(i + r) * C, row, sizeof(double) * C);
+        }
+    }
+    MMSPCL_FREE(lg);
+    return st;
+}
+
+void mmspcl_msve_train_defaults(mmspcl_msve_train_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->epochs = 50; c->batch = 32; c->k = 2; c->warmup = 0; c->patience = 5;
+    c->lr = 1e-3; c->weight_decay = 0.01; c->clip = 5.0;
+    c->standardize = 1;
+    c->seed = 1;
+}
+
+/* mean and standard deviation of every feature of the training set (std 1 for constants) */
+static mmspcl_status mmspcl__t_standardize(mmspcl_msve_model *M, const mmspcl_dataset *d, mmspcl_error *err) {
+    int m, i, k;
+    for (m = 0; m < 3; m++) {
+        const int D = M->cfg.dims[m];
+        if (!D) continue;
+        MMSPCL_FREE(M->mean[m]); MMSPCL_FREE(M->std[m]);
+        M->mean[m] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)D);
+        M->std[m] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)D);
+        if (!M->mean[m] || !M->std[m]) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory");
+        for (k = 0; k < D; k++) {
+            double s = 0.0, s2 = 0.0, mu, sd;
+            for (i = 0; i < d->n; i++) s += d->x[m][(size_t)i * D + k];
+            mu = s / d->n;
+            for (i = 0; i < d->n; i++) { const double v = d->x[m][(size_t)i * D + k] - mu; s2 += v * v; }
+            sd = sqrt(s2 / d->n);
+            M->mean[m][k] = (float)mu;
+            M->std[m][k] = sd > 1e-6 ? (float)sd : 1.0f;
+        }
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_msve_train(mmspcl_msve_model *M, const mmspcl_dataset *train,
+                                const mmspcl_dataset *val, const mmspcl_msve_train_cfg *cfg,
+                                mmspcl_train_report *rep, mmspcl_train_log_fn log, void *user,
+                                mmspcl_error *err) {
+    const int C = M->cfg.n_classes, n = train ? train->n : 0, B = cfg->batch > 0 ? cfg->batch : 32;
+    const int steps_per_epoch = (n + B - 1) / B;
+    const int64_t total = (int64_t)cfg->epochs * steps_per_epoch;
+    mmspcl_train_report r;
+    mmspcl_adamw_cfg opt;
+    mmspcl_rng rng;
+    float *xb[3] = { NULL, NULL, NULL };
+    double *logits = NULL, *dlogits = NULL, *best = NULL;
+    int *idx = NULL, *yb = NULL, *pred = NULL, enabled[7], n_enabled = 0, k, c, m, e, bad = 0;
+    mmspcl_status st;
+    memset(&r, 0, sizeof r);
+    r.best_val_f1 = -1.0;
+    r.best_epoch = -1;
+    if ((st = mmspcl__t_check_data(train, M->cfg.dims, C, "training", err))) return st;
+    if (val && (st = mmspcl__t_check_data(val, M->cfg.dims, C, "validation", err))) return st;
+    if (cfg->epochs < 1) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: %d epochs", cfg->epochs);
+    if (cfg->standardize && (st = mmspcl__t_standardize(M, train, err))) return st;
+    for (c = 1; c < 8; c++) if (M->cfg.combos & MMSPCL_COMBO(c)) enabled[n_enabled++] = c;
+    k = cfg->k < 1 || cfg->k > n_enabled ? n_enabled : cfg->k;
+    mmspcl_adamw_defaults(&opt);
+    opt.weight_decay = cfg->weight_decay;
+    mmspcl_rng_seed(&rng, cfg->seed);
+    for (m = 0; m < 3; m++)
+        if (M->cfg.dims[m] && !(xb[m] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)B * M->cfg.dims[m]))) goto oom;
+    logits = mmspcl__t_alloc((size_t)B * C);
+    dlogits = mmspcl__t_alloc((size_t)B * C);
+    best = mmspcl__t_alloc(M->P.n);
+    idx = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)n);
+    yb = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)B);
+    pred = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(val ? val->n : 1));
+    if (!logits || !dlogits || !best || !idx || !yb || !pred) goto oom;
+    for (e = 0; e < n; e++) idx[e] = e;
+    for (e = 0; e < cfg->epochs; e++) {
+        double sum = 0.0, f1 = -1.0;
+        int b;
+        mmspcl_rng_shuffle(&rng, idx, n);
+        for (b = 0; b < n; b += B) {
+            const int nb = n - b < B ? n - b : B;
+            const float *xc[3];
+            unsigned set = 0;
+            int j;
+            mmspcl__t_gather(train, M->cfg.dims, idx + b, nb, xb, yb);
+            for (j = 0; j < k; j++) {   /* k distinct combinations: a partial Fisher-Yates shuffle */
+                const int t = j + mmspcl_rng_int(&rng, n_enabled - j), tmp = enabled[j];
+                enabled[j] = enabled[t]; enabled[t] = tmp;
+                set |= MMSPCL_COMBO(enabled[j]);
+            }
+            for (m = 0; m < 3; m++) xc[m] = xb[m];
+            mmspcl_params_zero_grad(&M->P);
+            if ((st = mmspcl_msve_model_forward(M, xc, nb, set, logits, &rng, err))) goto fail;
+            sum += mmspcl_ce_loss(logits, yb, nb, C, cfg->class_weights, dlogits);
+            mmspcl_msve_model_backward(M, dlogits);
+            mmspcl_grad_clip(&M->P, cfg->clip);
+            mmspcl_adamw_step(&M->P, &opt, mmspcl_lr_cosine(M->P.step, cfg->warmup, total, cfg->lr));
+            r.steps++;
+        }
+        sum /= steps_per_epoch;
+        if (e == 0) r.first_loss = sum;
+        r.last_loss = sum;
+        r.epochs_run = e + 1;
+        if (val) {
+            if ((st = mmspcl_msve_model_predict(M, val->x, val->n, 0, pred, NULL, err))) goto fail;
+            f1 = mmspcl__t_weighted_f1(val->y, pred, val->n, C);
+            if (f1 > r.best_val_f1) {
+                r.best_val_f1 = f1;
+                r.best_epoch = e;
+                memcpy(best, M->P.w, sizeof(double) * M->P.n);
+                bad = 0;
+            } else bad++;
+        } else r.best_epoch = e;
+        if (log) log(user, e, sum, f1);
+        if (val && cfg->patience > 0 && bad >= cfg->patience) break;
+    }
+    if (val) memcpy(M->P.w, best, sizeof(double) * M->P.n);
+    st = MMSPCL_OK;
+    goto done;
+oom:
+    st = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for a batch of %d", B);
+fail:
+done:
+    for (m = 0; m < 3; m++) MMSPCL_FREE(xb[m]);
+    MMSPCL_FREE(logits); MMSPCL_FREE(dlogits); MMSPCL_FREE(best);
+    MMSPCL_FREE(idx); MMSPCL_FREE(yb); MMSPCL_FREE(pred);
+    if (rep) *rep = r;
+    return st;
+}
+
+static mmspcl_status mmspcl__t_msve_write(const mmspcl_msve_model *M, mmspcl_writer *wr, const char *prefix,
+                                          int with_optim, float **hold, mmspcl_error *err) {
+    char key[400];
+    int m, st = 0;
+    int64_t sh[1];
+#define MMSPCL__T_SET(k, v) do { snprintf(key, sizeof key, "%s.%s", prefix, k); st |= (int)mmspcl_writer_set_int(wr, key, (int64_t)(v)); } while (0)
+    MMSPCL__T_SET("n_classes", M->cfg.n_classes);
+    MMSPCL__T_SET("hidden", M->cfg.hidden);
+    MMSPCL__T_SET("act", M->cfg.act);
+    MMSPCL__T_SET("combos", M->cfg.combos);
+    for (m = 0; m < 3; m++) {
+        char k2[16];
+        snprintf(k2, sizeof k2, "dim.%s", mmspcl__t_mod[m]);
+        MMSPCL__T_SET(k2, M->cfg.dims[m]);
+    }
+#undef MMSPCL__T_SET
+    snprintf(key, sizeof key, "%s.dropout", prefix);
+    st |= (int)mmspcl_writer_set_float(wr, key, M->cfg.dropout);
+    if (st) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "msve: cannot set the keys");
+    for (m = 0; m < 3; m++) {
+        mmspcl_status s2;
+        if (!M->cfg.dims[m] || !M->mean[m]) continue;
+        sh[0] = M->cfg.dims[m];
+        snprintf(key, sizeof key, "%s.mean.%s", prefix, mmspcl__t_mod[m]);
+        if ((s2 = mmspcl_writer_add_tensor(wr, key, MMSPCL_F32, 1, sh, M->mean[m], sizeof(float) * (size_t)sh[0], err))) return s2;
+        snprintf(key, sizeof key, "%s.std.%s", prefix, mmspcl__t_mod[m]);
+        if ((s2 = mmspcl_writer_add_tensor(wr, key, MMSPCL_F32, 1, sh, M->std[m], sizeof(float) * (size_t)sh[0], err))) return s2;
+    }
+    return mmspcl_params_write(&M->P, wr, prefix, with_optim, hold, err);
+}
+
+mmspcl_status mmspcl_msve_model_save(const mmspcl_msve_model *M, const char *path, const char *prefix,
+                                     int with_optim, mmspcl_error *err) {
+    mmspcl_writer *wr = mmspcl_writer_create();
+    float *hold = NULL;
+    mmspcl_status st;
+    if (!wr) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory");
+    st = mmspcl__t_msve_write(M, wr, prefix, with_optim, &hold, err);
+    if (!st) st = mmspcl_writer_save(wr, path, NULL, NULL, err);
+    mmspcl_writer_free(wr);
+    MMSPCL_FREE(hold);
+    return st;
+}
+
+mmspcl_status mmspcl_msve_model_load(mmspcl_msve_model *M, const mmspcl_weights *w, const char *prefix,
+                                     mmspcl_error *err) {
+    mmspcl_msve inf;
+    mmspcl_msve_cfg cfg;
+    char key[400];
+    double dropout = 0.0;
+    int m;
+    mmspcl_status st;
+    if ((st = mmspcl_msve_load(&inf, w, prefix, err))) return st;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.n_classes = inf.n_classes;
+    for (m = 0; m < 3; m++) cfg.dims[m] = inf.dims[m];
+    cfg.combos = inf.combos;
+    for (m = 1; m < 8; m++) if (inf.combos & MMSPCL_COMBO(m)) { cfg.hidden = inf.mlp[m].fc1.out; cfg.act = inf.mlp[m].act; break; }
+    snprintf(key, sizeof key, "%s.dropout", prefix);
+    if (mmspcl_weights_get_float(w, key, &dropout)) cfg.dropout = dropout;
+    if ((st = mmspcl_msve_model_create(M, &cfg, 0, err))) return st;
+    for (m = 0; m < 3; m++) {
+        if (!inf.mean[m] || !inf.std[m]) continue;
+        M->mean[m] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)cfg.dims[m]);
+        M->std[m] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)cfg.dims[m]);
+        if (!M->mean[m] || !M->std[m]) { mmspcl_msve_model_free(M); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory"); }
+        memcpy(M->mean[m], inf.mean[m], sizeof(float) * (size_t)cfg.dims[m]);
+        memcpy(M->std[m], inf.std[m], sizeof(float) * (size_t)cfg.dims[m]);
+    }
+    if ((st = mmspcl_params_read(&M->P, w, prefix, err))) { mmspcl_msve_model_free(M); return st; }
+    return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   SPCL model: [pruning] -> fusion -> z; classifier on z
+   ------------------------------------------------------------------------------------------ */
+mmspcl_status mmspcl_spcl_model_create(mmspcl_spcl_model *M, const mmspcl_fusion_cfg *fusion,
+                                       int n_classes, int prune_base, int prune_mod, int prune_K,
+                                       uint64_t seed, mmspcl_error *err) {
+    mmspcl_rng rng;
+    mmspcl_status st;
+    memset(M, 0, sizeof *M);
+    M->n_classes = n_classes;
+    M->prune_base = prune_base; M->prune_mod = prune_mod; M->prune_K = prune_K;
+    if (n_classes < 2 || n_classes > MMSPCL_MAX_CLASSES) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "spcl model: %d classes", n_classes);
+    if (prune_mod >= 0) {
+        if (prune_mod > 2 || prune_base < 0 || prune_base > 2 || prune_base == prune_mod || prune_K < 1 ||
+            fusion->dims[prune_base] <= 0 || fusion->dims[prune_mod] <= 0 || fusion->dims[prune_base] % prune_K)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "spcl model: pruning base %d, modality %d, head size %d does not fit the widths", prune_base, prune_mod, prune_K);
+    } else M->prune_mod = -1;
+    mmspcl_rng_seed(&rng, seed);
+    mmspcl_params_init(&M->P);
+    if ((st = mmspcl_fusion_create(&M->fusion, &M->P, "fusion", fusion, &rng, err))) { mmspcl_params_free(&M->P); return st; }
+    mmspcl_lin_create(&M->classifier, &M->P, "classifier", fusion->out_dim, n_classes, &rng);
+    M->protos = mmspcl__t_alloc((size_t)n_classes * fusion->out_dim);
+    if (M->P.oom || !M->protos) { mmspcl_spcl_model_free(M); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl model: out of memory"); }
+    mmspcl__t_zero(M->protos, (size_t)n_classes * fusion->out_dim);
+    return MMSPCL_OK;
+}
+
+void mmspcl_spcl_model_free(mmspcl_spcl_model *M) {
+    mmspcl_fusion_free(&M->fusion);
+    mmspcl_params_free(&M->P);
+    MMSPCL_FREE(M->protos);
+    MMSPCL_FREE(M->buf);
+    memset(M, 0, sizeof *M);
+}
+
+/* doubles of the inputs (pruned where asked) for n rows, in M->buf; xd[m] point into it */
+static mmspcl_status mmspcl__t_spcl_inputs(mmspcl_spcl_model *M, const float *const x[3], int n, double *xd[3],
+                                           mmspcl_error *err) {
+    const int *dims = M->fusion.cfg.dims;
+    const int dp = M->prune_mod >= 0 ? dims[M->prune_mod] : 0, np = M->prune_mod >= 0 ? (dp + M->prune_K - 1) / M->prune_K : 0;
+    size_t need = 0, off = 0, q;
+    int m;
+    for (m = 0; m < 3; m++) need += (size_t)n * dims[m];
+    need += (size_t)n * dp + ((size_t)n * np + sizeof(double)) / sizeof(double) + 1;
+    if (need > M->buf_cap) {
+        double *p = (double *)MMSPCL_REALLOC(M->buf, sizeof(double) * need);
+        if (!p) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl model: out of memory for %d rows", n);
+        M->buf = p;
+        M->buf_cap = need;
+    }
+    for (m = 0; m < 3; m++) {
+        xd[m] = NULL;
+        if (!dims[m]) continue;
+        if (!x[m]) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "spcl model: no %s features", mmspcl__t_mod[m]);
+        xd[m] = M->buf + off;
+        for (q = 0; q < (size_t)n * dims[m]; q++) xd[m][q] = x[m][q];
+        off += (size_t)n * dims[m];
+    }
+    if (M->prune_mod >= 0) {
+        double *pr = M->buf + off;
+        unsigned char *kept = (unsigned char *)(pr + (size_t)n * dp);
+        mmspcl_status st = mmspcl_prune_train_forward(xd[M->prune_base], dims[M->prune_base], xd[M->prune_mod], dp,
+                                                      M->prune_K, n, pr, kept, err);
+        if (st) return st;
+        xd[M->prune_mod] = pr;
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_spcl_model_embed(mmspcl_spcl_model *M, const float *const x[3], int n, double *z,
+                                      mmspcl_error *err) {
+    const int CH = 128, D = M->fusion.cfg.out_dim;
+    int i, m;
+    mmspcl_status st = MMSPCL_OK;
+    for (i = 0; i < n && !st; i += CH) {
+        const int nn = n - i < CH ? n - i : CH;
+        const float *xs[3];
+        double *xd[3];
+        for (m = 0; m < 3; m++) xs[m] = x[m] ? x[m] + (size_t)i * M->fusion.cfg.dims[m] : NULL;
+        if ((st = mmspcl__t_spcl_inputs(M, xs, nn, xd, err))) break;
+        st = mmspcl_fusion_forward(&M->fusion, &M->P, (const double *const *)xd, nn, z + (size_t)i * D, NULL, err);
+    }
+    return st;
+}
+
+/* nearest prototype by G over double vectors */
+static void mmspcl__t_proto_classify(const double *z, int n, int dim, const double *protos, int C, int *pred) {
+    int i;
+    MMSPCL__T_OMP_FOR
+    for (i = 0; i < n; i++) {
+        int c, best = 0;
+        double bs = -1.0;
+        for (c = 0; c < C; c++) {
+            const double s = (1.0 + mmspcl__t_cos(z + (size_t)i * dim, protos + (size_t)c * dim, dim)) / 2.0 + 1e-8;
+            if (s > bs) { bs = s; best = c; }
+        }
+        pred[i] = best;
+    }
+}
+
+mmspcl_status mmspcl_spcl_model_predict(mmspcl_spcl_model *M, const float *const x[3], int n,
+                                        int *pred_proto, int *pred_linear, mmspcl_error *err) {
+    const int D = M->fusion.cfg.out_dim, C = M->n_classes;
+    double *z = mmspcl__t_alloc((size_t)n * D), *lg = mmspcl__t_alloc((size_t)n * C);
+    mmspcl_status st;
+    int i, c;
+    if (!z || !lg) { MMSPCL_FREE(z); MMSPCL_FREE(lg); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl model: out of memory"); }
+    st = mmspcl_spcl_model_embed(M, x, n, z, err);
+    if (!st && pred_proto) mmspcl__t_proto_classify(z, n, D, M->protos, C, pred_proto);
+    if (!st && pred_linear) {
+        mmspcl_lin_forward(&M->P, &M->classifier, z, lg, n);
+        for (i = 0; i < n; i++) {
+            int best = 0;
+            for (c = 1; c < C; c++) if (lg[(size_t)i * C + c] > lg[(size_t)i * C + best]) best = c;
+            pred_linear[i] = best;
+        }
+    }
+    MMSPCL_FREE(z);
+    MMSPCL_FREE(lg);
+    return st;
+}
+
+void mmspcl_spcl_train_defaults(mmspcl_spcl_train_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->objective = MMSPCL_OBJ_SPCL;
+    c->temperature = 0.08; c->pool_size = 512; c->K = 64; c->curriculum = 1;
+    c->epochs = 10; c->batch = 32; c->warmup = 128; c->patience = 5;
+    c->lr = 1e-3; c->weight_decay = 0.01; c->clip = 5.0;
+    c->seed = 1;
+}
+
+mmspcl_status mmspcl_spcl_train(mmspcl_spcl_model *M, const mmspcl_dataset *train,
+                                const mmspcl_dataset *val, const mmspcl_spcl_train_cfg *cfg,
+                                mmspcl_train_report *rep, mmspcl_train_log_fn log, void *user,
+                                mmspcl_error *err) {
+    const int C = M->n_classes, D = M->fusion.cfg.out_dim, n = train ? train->n : 0;
+    const int B = cfg->batch > 1 ? cfg->batch : 32, E = cfg->epochs;
+    const int *dims = M->fusion.cfg.dims;
+    mmspcl_train_report r;
+    mmspcl_adamw_cfg opt;
+    mmspcl_rng rng;
+    mmspcl_spcl S;
+    float *xb[3] = { NULL, NULL, NULL };
+    double *zall = NULL, *zval = NULL, *centers = NULL, *diff = NULL, *z = NULL, *dz = NULL, *lg = NULL, *dlg = NULL;
+    double *best = NULL, *best_protos = NULL;
+    int *counts = NULL, *sel = NULL, *yb = NULL, *pred = NULL, e, m, bad = 0, have_best = 0;
+    mmspcl_status st;
+    memset(&r, 0, sizeof r);
+    memset(&S, 0, sizeof S);
+    r.best_val_f1 = -1.0;
+    r.best_epoch = -1;
+    if ((st = mmspcl__t_check_data(train, dims, C, "training", err))) return st;
+    if (val && (st = mmspcl__t_check_data(val, dims, C, "validation", err))) return st;
+    if (E < 1) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "spcl: %d epochs", E);
+    if ((st = mmspcl_spcl_init(&S, C, D, cfg->pool_size, cfg->K, cfg->temperature, cfg->seed ^ 0x5bd1e995u, err))) return st;
+    mmspcl_adamw_defaults(&opt);
+    opt.weight_decay = cfg->weight_decay;
+    mmspcl_rng_seed(&rng, cfg->seed);
+    for (m = 0; m < 3; m++)
+        if (dims[m] && !(xb[m] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)B * dims[m]))) goto oom;
+    zall = mmspcl__t_alloc((size_t)n * D);
+    zval = mmspcl__t_alloc((size_t)(val ? val->n : 1) * D);
+    centers = mmspcl__t_alloc((size_t)C * D);
+    diff = mmspcl__t_alloc((size_t)n);
+    z = mmspcl__t_alloc((size_t)B * D);
+    dz = mmspcl__t_alloc((size_t)B * D);
+    lg = mmspcl__t_alloc((size_t)B * C);
+    dlg = mmspcl__t_alloc((size_t)B * C);
+    best = mmspcl__t_alloc(M->P.n);
+    best_protos = mmspcl__t_alloc((size_t)C * D);
+    counts = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)C);
+    sel = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)n);
+    yb = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)B);
+    pred = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(val ? val->n : 1));
+    if (!zall || !zval || !centers || !diff || !z || !dz || !lg || !dlg || !best || !best_protos || !counts || !sel || !yb || !pred)
+        goto oom;
+    for (e = 0; e <= E; e++) {
+        double sum = 0.0, f1 = -1.0;
+        int n_sel, n_batches, b, i;
+        /* embeddings of the whole training set and their class means */
+        if ((st = mmspcl_spcl_model_embed(M, train->x, n, zall, err))) goto fail;
+        mmspcl_class_means(zall, train->y, n, D, C, centers, counts);
+        if (e > 0) {   /* the epoch just trained, scored by nearest class mean */
+            if (val) {
+                if ((st = mmspcl_spcl_model_embed(M, val->x, val->n, zval, err))) goto fail;
+                mmspcl__t_proto_classify(zval, val->n, D, centers, C, pred);
+                f1 = mmspcl__t_weighted_f1(val->y, pred, val->n, C);
+            }
+            if (!val || f1 > r.best_val_f1) {
+                r.best_val_f1 = f1;
+                r.best_epoch = e - 1;
+                memcpy(best, M->P.w, sizeof(double) * M->P.n);
+                memcpy(best_protos, centers, sizeof(double) * (size_t)C * D);
+                have_best = 1;
+                bad = 0;
+            } else bad++;
+            if (log) log(user, e - 1, r.last_loss, f1);
+            if (val && cfg->patience > 0 && bad >= cfg->patience) break;
+        }
+        if (e == E) break;
+        /* curriculum: easy to hard */
+        if (cfg->curriculum) {
+            mmspcl_curriculum_difficulty(zall, train->y, n, D, centers, counts, C, diff);
+            n_sel = mmspcl_curriculum_select(diff, n, e, E, &rng, sel);
+        } else {
+            for (i = 0; i < n; i++) sel[i] = i;
+            n_sel = n;
+        }
+        mmspcl_rng_shuffle(&rng, sel, n_sel);
+        n_batches = n_sel >= B ? n_sel / B : (n_sel >= 2 ? 1 : 0);    /* drop_last, as the original */
+        mmspcl_spcl_reset(&S, centers);
+        for (b = 0; b < n_batches; b++) {
+            const int nb = n_sel >= B ? B : n_sel;
+            const float *xc[3];
+            double *xd[3], l_spcl = 0.0, l_ce;
+            /* the original builds a new cosine schedule every epoch (warm-up in the first only) */
+            const int64_t warm = e == 0 ? (cfg->warmup < n_batches ? cfg->warmup : n_batches) : 0;
+            mmspcl__t_gather(train, dims, sel + (size_t)b * B, nb, xb, yb);
+            for (m = 0; m < 3; m++) xc[m] = xb[m];
+            if ((st = mmspcl__t_spcl_inputs(M, xc, nb, xd, err))) goto fail;
+            if ((st = mmspcl_fusion_forward(&M->fusion, &M->P, (const double *const *)xd, nb, z, &rng, err))) goto fail;
+            mmspcl_params_zero_grad(&M->P);
+            mmspcl__t_zero(dz, (size_t)nb * D);
+            mmspcl_lin_forward(&M->P, &M->classifier, z, lg, nb);
+            l_ce = mmspcl_ce_loss(lg, yb, nb, C, NULL, dlg);
+            if (cfg->objective == MMSPCL_OBJ_SPCL) {
+                if ((st = mmspcl_spcl_step(&S, z, yb, nb, &l_spcl, dz, NULL, err))) goto fail;
+                mmspcl_lin_backward(&M->P, &M->classifier, z, dlg, NULL, nb);   /* detached features */
+            } else {
+                mmspcl_lin_backward(&M->P, &M->classifier, z, dlg, dz, nb);
+            }
+            mmspcl_fusion_backward(&M->fusion, &M->P, (const double *const *)xd, nb, dz, NULL);
+            mmspcl_grad_clip(&M->P, cfg->clip);
+            mmspcl_adamw_step(&M->P, &opt, mmspcl_lr_cosine(b, warm, n_batches, cfg->lr));
+            sum += l_spcl + l_ce;
+            r.steps++;
+        }
+        r.last_loss = n_batches ? sum / n_batches : 0.0;
+        if (e == 0) r.first_loss = r.last_loss;
+        r.epochs_run = e + 1;
+    }
+    if (have_best) {
+        memcpy(M->P.w, best, sizeof(double) * M->P.n);
+        memcpy(M->protos, best_protos, sizeof(double) * (size_t)C * D);
+    }
+    st = MMSPCL_OK;
+    goto done;
+oom:
+    st = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl: out of memory for %d samples", n);
+fail:
+done:
+    mmspcl_spcl_free(&S);
+    for (m = 0; m < 3; m++) MMSPCL_FREE(xb[m]);
+    MMSPCL_FREE(zall); MMSPCL_FREE(zval); MMSPCL_FREE(centers); MMSPCL_FREE(diff); MMSPCL_FREE(z); MMSPCL_FREE(dz);
+    MMSPCL_FREE(lg); MMSPCL_FREE(dlg); MMSPCL_FREE(best); MMSPCL_FREE(best_protos);
+    MMSPCL_FREE(counts); MMSPCL_FREE(sel); MMSPCL_FREE(yb); MMSPCL_FREE(pred);
+    if (rep) *rep = r;
+    return st;
+}
+
+mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *path, int with_optim,
+                                     mmspcl_error *err) {
+    const int C = M->n_classes, D = M->fusion.cfg.out_dim;
+    mmspcl_writer *wr = mmspcl_writer_create();
+    float *hold = NULL, *pf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)C * D);
+    int64_t sh[2];
+    size_t q;
+    int st = 0;
+    mmspcl_status s2 = MMSPCL_OK;
+    if (!wr || !pf) { mmspcl_writer_free(wr); MMSPCL_FREE(pf); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl model: out of memory"); }
+    for (q = 0; q < (size_t)C * D; q++) pf[q] = (float)M->protos[q];
+    st |= (int)mmspcl_writer_set_int(wr, "spcl.kind", M->fusion.cfg.kind);
+    st |= (int)mmspcl_writer_set_int(wr, "spcl.n_classes", C);
+    st |= (int)mmspcl_writer_set_int(wr, "spcl.prune.base", M->prune_base);
+    st |= (int)mmspcl_writer_set_int(wr, "spcl.prune.mod", M->prune_mod);
+    st |= (int)mmspcl_writer_set_int(wr, "spcl.prune.K", M->prune_K);
+    st |= (int)mmspcl_fusion_write_config(&M->fusion, wr, "spcl");
+    if (st) s2 = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl model: cannot set the keys");
+    sh[0] = C; sh[1] = D;
+    if (!s2) s2 = mmspcl_writer_add_tensor(wr, "spcl.protos", MMSPCL_F32, 2, sh, pf, sizeof(float) * (size_t)C * D, err);
+    if (!s2) s2 = mmspcl_params_write(&M->P, wr, "spcl", with_optim, &hold, err);
+    if (!s2) s2 = mmspcl_writer_save(wr, path, NULL, NULL, err);
+    mmspcl_writer_free(wr);
+    MMSPCL_FREE(hold);
+    MMSPCL_FREE(pf);
+    return s2;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MMSPCL_TRAIN_IMPLEMENTATION_DONE */
+#endif /* MMSPCL_TRAIN_IMPLEMENTATION */
