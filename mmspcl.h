@@ -1004,16 +1004,24 @@ static mmspcl__wkv *mmspcl__writer_slot(mmspcl_writer *w, const char *key) {
     mmspcl__wkv *kv;
     if (!key || strlen(key) > MMSPCL_MAX_NAME) return NULL;
     for (i = 0; i < w->n_kv; i++)
-        if (strcmp(w->kv[i].key, key) == 0) {
-            MMSPCL_FREE(w->kv[i].blob);
-            w->kv[i].blob = NULL;
-            return &w->kv[i];
-        }
-    if (mmspcl__grow((void **)&w->kv, &w->cap_kv, w->n_kv + 1, sizeof *w->kv)) return NULL;
-    kv = &w->kv[w->n_kv];
-    memset(kv, 0, sizeof *kv);
-    if (!(kv->key = mmspcl__strdup(key))) return NULL;
-    w->n_kv++;
+        if (strcmp(w->kv[i].key, key) == 0) break;
+    if (i < w->n_kv) {
+        kv = &w->kv[i];
+        MMSPCL_FREE(kv->blob);
+    } else {
+        if (mmspcl__grow((void **)&w->kv, &w->cap_kv, w->n_kv + 1, sizeof *w->kv)) return NULL;
+        kv = &w->kv[w->n_kv];
+        memset(kv, 0, sizeof *kv);
+        if (!(kv->key = mmspcl__strdup(key))) return NULL;
+        w->n_kv++;
+    }
+    /* a valid value until the caller fills the slot: a set_* that then runs out of memory
+       leaves the key as int 0, never a string without its bytes */
+    kv->type = MMSPCL_KV_INT;
+    kv->i = 0;
+    kv->blob = NULL;
+    kv->blob_len = 0;
+    kv->count = 0;
     return kv;
 }
 

@@ -2,6 +2,20 @@
    the arena, the writer's atomic save and the reader's validation of malformed files.
    Run from the repository root; temporary files go to build/tests/tmp/. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+
+/* The library allocates only through these: a test can make the n-th allocation fail. */
+static long alloc_countdown = -1;  /* -1: never fail; 0: the next allocation fails (once) */
+static int alloc_fail_now(void) {
+    if (alloc_countdown < 0) return 0;
+    return alloc_countdown-- == 0;
+}
+static void *test_malloc(size_t n) { return alloc_fail_now() ? NULL : malloc(n); }
+static void *test_realloc(void *p, size_t n) { return alloc_fail_now() ? NULL : realloc(p, n); }
+#define MMSPCL_MALLOC(sz) test_malloc(sz)
+#define MMSPCL_REALLOC(p, sz) test_realloc(p, sz)
+#define MMSPCL_FREE(p) free(p)
+
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
 #include "test.h"
@@ -1312,6 +1326,69 @@ static void test_fuzz(void) {
     MMSPCL_FREE(base);
 }
 
+/* Out of memory at every allocation in turn: writer, save_to_memory and the reader report
+   NOMEM (or succeed), never crash or leak, and whatever the writer still saves reads back. */
+static void test_oom(void) {
+    static const float f[4] = {1, 2, 3, 4};
+    static const char *arr[2] = {"a", "bc"};
+    int64_t ne[1] = {4};
+    long n;
+    int bad = 0, done = 0;
+    for (n = 0; n < 200 && !done; n++) {
+        mmspcl_writer *w;
+        mmspcl_weights *r = NULL;
+        mmspcl_error err;
+        unsigned char *b = NULL;
+        size_t bn = 0;
+        mmspcl_status st;
+        alloc_countdown = n;
+        w = mmspcl_writer_create();
+        if (!w) continue;
+        mmspcl_writer_set_str(w, "s", "first");
+        mmspcl_writer_set_str_array(w, "a", arr, NULL, 2);
+        mmspcl_writer_set_str(w, "s", "second");      /* replaces: may fail after the old bytes are freed */
+        mmspcl_writer_set_str_array(w, "a", arr, NULL, 1);
+        mmspcl_writer_set_int(w, "i", 7);
+        mmspcl_writer_add_tensor(w, "t", MMSPCL_F32, 1, ne, f, sizeof f, &err);
+        st = mmspcl_writer_save_to_memory(w, &b, &bn, &err);
+        alloc_countdown = -1;
+        if (st == MMSPCL_OK) {
+            st = mmspcl_weights_from_memory(&r, b, bn, &err);
+            if (st != MMSPCL_OK && bad++ < 3) CHECK(0, "oom %ld: the saved file does not read back: %s", n, err.msg);
+            mmspcl_weights_free(r);
+            r = NULL;
+            /* the reader itself out of memory at each of its allocations */
+            {
+                long m;
+                for (m = 0; m < 10; m++) {
+                    alloc_countdown = m;
+                    st = mmspcl_weights_from_memory(&r, b, bn, &err);
+                    alloc_countdown = -1;
+                    if (st != MMSPCL_OK && !(st == MMSPCL_ERR_NOMEM && r == NULL) && bad++ < 3)
+                        CHECK(0, "reader oom %ld: status %d", m, (int)st);
+                    mmspcl_weights_free(r);
+                    r = NULL;
+                }
+            }
+        } else if (st != MMSPCL_ERR_NOMEM && bad++ < 3) {
+            CHECK(0, "oom %ld: save_to_memory gave status %d", n, (int)st);
+        }
+        if (n > 30 && st == MMSPCL_OK && alloc_countdown < 0) {
+            /* past the last allocation nothing fails any more */
+            const mmspcl_kv *kv;
+            mmspcl_weights_from_memory(&r, b, bn, &err);
+            kv = r ? mmspcl_weights_get(r, "s") : NULL;
+            done = kv && kv->type == MMSPCL_KV_STR && strcmp(kv->str, "second") == 0;
+            mmspcl_weights_free(r);
+        }
+        MMSPCL_FREE(b);
+        mmspcl_writer_free(w);
+    }
+    alloc_countdown = -1;
+    CHECK(bad == 0, "out-of-memory handling: %d problems", bad);
+    CHECK(done, "the allocation-failure loop reached a run without failures");
+}
+
 int main(void) {
     mkdir("build", 0755);
     mkdir("build/tests", 0755);
@@ -1325,6 +1402,7 @@ int main(void) {
     test_tiny();
     test_malformed();
     test_fuzz();
+    test_oom();
     free(long_str);
     {
         int k;
