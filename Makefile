@@ -51,6 +51,11 @@ check-headers: | $(B)
 	  $$std $(WARN) $$omp -I. -c tools/lib/mmspcl_impl.c -o $(B)/check.o || exit 1; done; done
 	@echo "headers: C99 and C++11, with and without OpenMP: ok"
 
+# The main job. (Until the shipped MELD model lands: convert and inspect the tiny test model.)
+run: all
+	@build/mmspcl-convert tests/data/roberta-tiny $(B)/roberta-tiny.mmw --quiet
+	@build/mmspcl inspect $(B)/roberta-tiny.mmw
+
 install: all
 	mkdir -p $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	cp mmspcl.h mmspcl_train.h $(DESTDIR)$(PREFIX)/include/
