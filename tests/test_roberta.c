@@ -107,12 +107,21 @@ static void check_model(const char *src, const char *type, const expected *e, do
     mmspcl_weights_free(w);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     expected e;
     static const struct { const char *dir; } variants[] = {
         {"tests/data/roberta-tiny"}, {"tests/data/roberta-tiny-f16"}, {"tests/data/roberta-tiny-bf16"}};
     size_t i;
     if (system("mkdir -p build/tests/tmp") != 0) return 1;
+    if (argc > 1) {   /* one-off check of a big reference folder (e.g. roberta_ref.py --large) */
+        char path[512];
+        snprintf(path, sizeof path, "%s/expected.txt", argv[1]);
+        CHECK(read_expected(path, &e) == 0, "cannot read %s", path);
+        check_model(argv[1], argc > 2 ? argv[2] : "f32", &e, argc > 2 && strcmp(argv[2], "f32") ? (strcmp(argv[2], "q4_0") ? 0.999 : 0.98) : 0.99999,
+                    argc <= 2 || !strcmp(argv[2], "f32"));
+        free_expected(&e);
+        return TEST_END();
+    }
     for (i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         char path[256];
         snprintf(path, sizeof path, "%s/expected.txt", variants[i].dir);
