@@ -222,7 +222,14 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
                                            mmspcl_error *err);
 
 /* Model parts (declarations): each section documents its own API. */
-#include "parts/parts_api.h"
+#include "parts/kernels_api.h"
+#include "parts/bpe_api.h"
+#include "parts/roberta_api.h"
+#include "parts/spcl_api.h"
+#include "parts/image_api.h"
+#include "parts/clip_api.h"
+#include "parts/heads_api.h"
+#include "parts/meld_api.h"
 
 #ifdef __cplusplus
 }
@@ -1252,7 +1259,14 @@ out:
 #endif /* MMSPCL_NO_STDIO */
 
 /* Model parts (implementation). */
-#include "parts/parts_impl.h"
+#include "parts/kernels_impl.h"
+#include "parts/bpe_impl.h"
+#include "parts/roberta_impl.h"
+#include "parts/spcl_impl.h"
+#include "parts/image_impl.h"
+#include "parts/clip_impl.h"
+#include "parts/heads_impl.h"
+#include "parts/meld_impl.h"
 
 #ifdef __cplusplus
 }
