@@ -62,7 +62,7 @@ install: all
 	cp -r parts $(DESTDIR)$(PREFIX)/include/
 	cp $(B)/libmmspcl.a $(DESTDIR)$(PREFIX)/lib/
 	cp $(B)/mmspcl $(B)/mmspcl-convert $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' tools/mmspcl.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mmspcl.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@OPENMP@|$(OPENMP)|' tools/mmspcl.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mmspcl.pc
 
 clean:
 	rm -rf $(B)
