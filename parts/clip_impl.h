@@ -263,6 +263,13 @@ static mmspcl_status mmspcl__clip_load(mmspcl_clip *m, const mmspcl_weights *w, 
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT,
                             "clip: tensor 'visual_projection.weight' is present but clip.projection_dim is missing or 0");
     }
+    {   /* every activation index of a chunk must fit an int */
+        int64_t widest = W > c->intermediate_size ? W : c->intermediate_size;
+        if (D > widest) widest = D;
+        if ((double)max_batch * (double)c->num_tokens * (double)widest > 2147483647.0)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip: max_batch %d is too large for %d tokens of %lld values",
+                                max_batch, c->num_tokens, (long long)widest);
+    }
     m->max_batch = max_batch;
     m->arena_threads = MMSPCL__MAX_THREADS();
     return mmspcl_arena_init(&m->arena, mmspcl__clip_arena_size(c, max_batch, m->arena_threads), err);
