@@ -1,0 +1,78 @@
+#ifndef MMSPCL_TRAIN_ROBERTA_API
+#define MMSPCL_TRAIN_ROBERTA_API
+/* ---------------------------------------------------------------------------------------------
+   RoBERTa-layout encoder training (float32)
+
+   The forward pass mirrors mmspcl_roberta_forward (parts/roberta_impl.h) step by step: word +
+   position (pad_id + running count of non-pad tokens) + token type 0 embeddings, LayerNorm, then
+   per layer q/k/v projections, per-sequence softmax attention (a packed batch: every sequence
+   attends only to its own tokens, which is what a padding mask does), output projection,
+   residual + post-LN, GELU (erf) FFN, residual + post-LN. Every matmul of the forward and the
+   backward runs through mmspcl_linear (a backward matmul is a linear with a transposed operand,
+   copied into scratch), so training runs at the kernels' SIMD speed, with OpenMP inside the
+   kernels; results are bit-identical for any thread count.
+
+   Parameters live twice: the double master copy in an mmspcl_params (AdamW, clipping, the
+   checkpoint writer of mmspcl_train.h work on it) and a float mirror the passes read
+   (mmspcl_rt_sync after each optimiser step). Tensor names are Hugging Face's
+   (embeddings.word_embeddings.weight, encoder.layer.N.attention.self.query.weight, ...), so
+   mmspcl_params_write(&m->P, wr, "", ...) plus mmspcl_rt_write_config gives a file that
+   mmspcl_roberta_load reads. The optional masked-language-model head is RobertaLMHead:
+   lm_head.dense -> GELU -> lm_head.layer_norm -> decoder tied to the word embeddings + lm_head.bias.
+
+     mmspcl_rt m;
+     mmspcl_rt_create(&m, &cfg, 1, seed, max_tokens, max_seq, &err);
+     mmspcl_rt_forward(&m, ids, lengths, batch, seq, &err);     packed hidden: m.out [T][H]
+     (compute dL/dout into dout [T][H]; for MLM: mmspcl_rt_mlm_loss)
+     mmspcl_rt_backward(&m, dout, &err);                         gradients += into m.P.g
+     mmspcl_grad_clip(&m.P, 5); mmspcl_adamw_step(&m.P, &cfg, lr); mmspcl_rt_sync(&m);
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_rt_layer {
+    size_t wq, bq, wk, bk, wv, bv, wo, bo, ln1_g, ln1_b, wi, bi, wo2, bo2, ln2_g, ln2_b;
+} mmspcl_rt_layer;
+
+typedef struct mmspcl_rt {
+    mmspcl_roberta_config cfg;
+    mmspcl_params P;            /* double master weights, gradients, AdamW moments */
+    float *w;                   /* float mirror of P.w (same offsets) */
+    float *g;                   /* float gradients of the last backward (same offsets) */
+    size_t word, pos, type, eln_g, eln_b;
+    mmspcl_rt_layer *L;
+    int mlm;                    /* 1: the MLM head exists */
+    size_t lm_w, lm_b, lm_ln_g, lm_ln_b, lm_bias;
+    int max_tokens, max_seq;
+    /* the last forward */
+    int T, batch;
+    int *starts, *lens;         /* [batch] packed offsets and lengths */
+    int32_t *tok, *posid;       /* [T] */
+    float *out;                 /* [T][H] final hidden states (packed) */
+    float *cache;               /* activations kept for the backward */
+    float *scratch;             /* backward scratch */
+    size_t cache_n, scratch_n;
+} mmspcl_rt;
+
+/* max_tokens: most tokens in one packed batch; max_seq: longest sequence. */
+mmspcl_status mmspcl_rt_create(mmspcl_rt *m, const mmspcl_roberta_config *cfg, int with_mlm,
+                               uint64_t seed, int max_tokens, int max_seq, mmspcl_error *err);
+void mmspcl_rt_free(mmspcl_rt *m);
+/* float mirror <- P.w (after an optimiser step, params_read, or editing P.w) */
+void mmspcl_rt_sync(mmspcl_rt *m);
+/* ids [batch][seq], lengths[b] real tokens in row b; result in m->out, packed [T][H]. */
+mmspcl_status mmspcl_rt_forward(mmspcl_rt *m, const int32_t *ids, const int *lengths, int batch,
+                                int seq, mmspcl_error *err);
+/* dout [T][H] = dL/d(m->out) of the last forward; ADDS dL/dparams into m->P.g (zero it first
+   with mmspcl_params_zero_grad). demb [T][H] (may be NULL) receives dL/d(embedding sum), the
+   input of the embedding LayerNorm (for checks). */
+mmspcl_status mmspcl_rt_backward(mmspcl_rt *m, const float *dout, float *demb, mmspcl_error *err);
+/* Masked-LM loss (mean cross-entropy over n rows of the last forward): rows[i] is a packed
+   token index, target[i] its true id. Adds the head's gradients into m->P.g and writes
+   dL/d(m->out) into dout [T][H] (rows not listed are set to 0). Needs with_mlm. */
+double mmspcl_rt_mlm_loss(mmspcl_rt *m, const int *rows, const int32_t *target, int n, float *dout,
+                          mmspcl_error *err);
+/* general.architecture = "roberta" and the roberta.* hyper-parameters, as tools/convert writes */
+mmspcl_status mmspcl_rt_write_config(const mmspcl_rt *m, mmspcl_writer *wr, mmspcl_error *err);
+/* The encoder tensors (not the MLM head) into wr: matrices as dtype (f32, f16, q8_0, q4_0),
+   vectors f32. hold receives a buffer to free after mmspcl_writer_save. */
+mmspcl_status mmspcl_rt_write_tensors(const mmspcl_rt *m, mmspcl_writer *wr, mmspcl_dtype dtype,
+                                      void **hold, mmspcl_error *err);
+#endif /* MMSPCL_TRAIN_ROBERTA_API */
