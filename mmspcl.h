@@ -171,6 +171,7 @@ typedef struct mmspcl_weights {
     /* private */
     int storage;                  /* 0 caller's memory, 1 malloc'd copy, 2 mmap */
     void *meta;                   /* copied names and strings */
+    void *raw;                    /* storage 1: the allocation (bytes is 64-byte aligned in it) */
 } mmspcl_weights;
 
 /* Limits checked while parsing (a file past them is refused, never trusted). */
@@ -685,6 +686,27 @@ static int mmspcl__span_cmp(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
+static int mmspcl__strptr_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The n strings at first, first + stride, ... (bytes) must differ: sorted copies, neighbours. */
+static mmspcl_status mmspcl__unique_names(const char *const *first, size_t stride, size_t n,
+                                          const char *what, const char *label, mmspcl_error *err) {
+    const char **names;
+    size_t i;
+    mmspcl_status st = MMSPCL_OK;
+    if (n < 2) return MMSPCL_OK;
+    if (!(names = (const char **)MMSPCL_MALLOC(n * sizeof *names))) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", label);
+    for (i = 0; i < n; i++) names[i] = *(const char *const *)((const char *)first + i * stride);
+    qsort(names, n, sizeof *names, mmspcl__strptr_cmp);
+    for (i = 1; i < n && !st; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s '%s' appears twice", label, what, names[i]);
+    MMSPCL_FREE(names);
+    return st;
+}
+
 static mmspcl_status mmspcl__parse(mmspcl_weights *w, const char *label, mmspcl_error *err) {
     mmspcl__cursor c;
     mmspcl__strpool sp;
@@ -774,14 +796,10 @@ static mmspcl_status mmspcl__parse(mmspcl_weights *w, const char *label, mmspcl_
                               label, spans[i - 1].name, spans[i].name, (unsigned long long)spans[i].begin);
             goto done;
         }
-    for (i = 0; i < n_tensors; i++) {
-        uint64_t j;
-        for (j = 0; j < i; j++)  /* names index the model: duplicates would be ambiguous */
-            if (n_tensors <= 4096 && strcmp(w->tensors[i].name, w->tensors[j].name) == 0) {
-                st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: tensor name '%s' appears twice", label, w->tensors[i].name);
-                goto done;
-            }
-    }
+    /* names index the model and keys its settings: duplicates would be ambiguous */
+    if ((st = mmspcl__unique_names(&w->tensors[0].name, sizeof(mmspcl_tensor), (size_t)n_tensors, "tensor name", label, err)) ||
+        (st = mmspcl__unique_names(&w->kv[0].key, sizeof(mmspcl_kv), (size_t)n_kv, "key", label, err)))
+        goto done;
     st = MMSPCL_OK;
 done:
     MMSPCL_FREE(spans);
@@ -793,7 +811,7 @@ static void mmspcl__weights_release(mmspcl_weights *w) {
 #ifdef MMSPCL__HAVE_MMAP
     if (w->storage == 2 && w->bytes) munmap((void *)w->bytes, w->size);
 #endif
-    if (w->storage == 1) MMSPCL_FREE((void *)w->bytes);
+    if (w->storage == 1) MMSPCL_FREE(w->raw);
     MMSPCL_FREE(w->kv);
     MMSPCL_FREE(w->tensors);
     MMSPCL_FREE(w->meta);
@@ -832,7 +850,7 @@ mmspcl_status mmspcl_weights_read(mmspcl_weights **out, const char *path, mmspcl
     FILE *f;
     long len;
     mmspcl_weights *w;
-    unsigned char *buf;
+    unsigned char *buf, *raw;
     if (!out || !path) return mmspcl__fail(err, MMSPCL_ERR_ARG, "weights_read: NULL argument");
     *out = NULL;
     if (!(f = fopen(path, "rb"))) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
@@ -845,15 +863,17 @@ mmspcl_status mmspcl_weights_read(mmspcl_weights **out, const char *path, mmspcl
         fclose(f);
         return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a directory?)", path);
     }
-    buf = (unsigned char *)MMSPCL_MALLOC((size_t)len + 1);
-    if (!buf) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %ld bytes", path, len); }
+    raw = (unsigned char *)MMSPCL_MALLOC((size_t)len + 64);   /* + room to align tensors to 64 */
+    if (!raw) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %ld bytes", path, len); }
+    buf = raw + ((64 - (uintptr_t)raw % 64) % 64);
     if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
         fclose(f);
-        MMSPCL_FREE(buf);
+        MMSPCL_FREE(raw);
         return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: short read", path);
     }
     fclose(f);
-    if (!(w = mmspcl__weights_new())) { MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory"); }
+    if (!(w = mmspcl__weights_new())) { MMSPCL_FREE(raw); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory"); }
+    w->raw = raw;
     w->bytes = buf;
     w->size = (size_t)len;
     w->storage = 1;
@@ -1006,10 +1026,12 @@ void mmspcl_writer_free(mmspcl_writer *w) {
 }
 
 /* Finds key's slot (emptied for the new value) or appends one. */
+static int mmspcl__key_ok(const char *key) { return key && strlen(key) <= MMSPCL_MAX_NAME; }
+
 static mmspcl__wkv *mmspcl__writer_slot(mmspcl_writer *w, const char *key) {
     int64_t i;
     mmspcl__wkv *kv;
-    if (!key || strlen(key) > MMSPCL_MAX_NAME) return NULL;
+    if (!mmspcl__key_ok(key)) return NULL;
     for (i = 0; i < w->n_kv; i++)
         if (strcmp(w->kv[i].key, key) == 0) break;
     if (i < w->n_kv) {
@@ -1034,7 +1056,7 @@ static mmspcl__wkv *mmspcl__writer_slot(mmspcl_writer *w, const char *key) {
 
 mmspcl_status mmspcl_writer_set_int(mmspcl_writer *w, const char *key, int64_t v) {
     mmspcl__wkv *kv = mmspcl__writer_slot(w, key);
-    if (!kv) return MMSPCL_ERR_NOMEM;
+    if (!kv) return mmspcl__key_ok(key) ? MMSPCL_ERR_NOMEM : MMSPCL_ERR_ARG;
     kv->type = MMSPCL_KV_INT;
     kv->i = v;
     return MMSPCL_OK;
@@ -1042,7 +1064,7 @@ mmspcl_status mmspcl_writer_set_int(mmspcl_writer *w, const char *key, int64_t v
 
 mmspcl_status mmspcl_writer_set_float(mmspcl_writer *w, const char *key, double v) {
     mmspcl__wkv *kv = mmspcl__writer_slot(w, key);
-    if (!kv) return MMSPCL_ERR_NOMEM;
+    if (!kv) return mmspcl__key_ok(key) ? MMSPCL_ERR_NOMEM : MMSPCL_ERR_ARG;
     kv->type = MMSPCL_KV_FLOAT;
     kv->f = v;
     return MMSPCL_OK;
@@ -1050,7 +1072,9 @@ mmspcl_status mmspcl_writer_set_float(mmspcl_writer *w, const char *key, double 
 
 mmspcl_status mmspcl_writer_set_str(mmspcl_writer *w, const char *key, const char *s) {
     size_t n = strlen(s);
-    mmspcl__wkv *kv = mmspcl__writer_slot(w, key);
+    mmspcl__wkv *kv;
+    if (!mmspcl__key_ok(key)) return MMSPCL_ERR_ARG;
+    kv = mmspcl__writer_slot(w, key);
     if (!kv || !(kv->blob = (unsigned char *)MMSPCL_MALLOC(n + 1))) return MMSPCL_ERR_NOMEM;
     memcpy(kv->blob, s, n);
     kv->blob_len = n;
@@ -1071,6 +1095,7 @@ mmspcl_status mmspcl_writer_set_str_array(mmspcl_writer *w, const char *key,
     mmspcl__wkv *kv;
     if (count < 0) return MMSPCL_ERR_ARG;
     for (i = 0; i < count; i++) total += 4 + (lens ? lens[i] : strlen(strs[i]));
+    if (!mmspcl__key_ok(key)) return MMSPCL_ERR_ARG;
     kv = mmspcl__writer_slot(w, key);
     if (!kv || !(kv->blob = (unsigned char *)MMSPCL_MALLOC(total + 1))) return MMSPCL_ERR_NOMEM;
     for (i = 0; i < count; i++) {

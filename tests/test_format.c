@@ -1389,6 +1389,59 @@ static void test_oom(void) {
     CHECK(done, "the allocation-failure loop reached a run without failures");
 }
 
+/* Names must be unique in files of any size (the check sorts), keys too; keys have a length limit;
+   the fread path returns 64-byte aligned tensors. */
+static void test_unique_and_limits(void) {
+    enum { N = 5000 };
+    static float one[N];
+    static char names[N][16];
+    char long_key[MMSPCL_MAX_NAME + 2];
+    int64_t shape[1] = {1};
+    mmspcl_writer *w = mmspcl_writer_create();
+    mmspcl_weights *wt = NULL;
+    mmspcl_error err;
+    unsigned char *buf = NULL, *p;
+    size_t size = 0, i;
+    int k;
+    for (k = 0; k < N; k++) {
+        snprintf(names[k], sizeof names[k], "t%d", k);
+        mmspcl_writer_add_tensor(w, names[k], MMSPCL_F32, 1, shape, &one[k], 4, &err);
+    }
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = 0;
+    CHECK(mmspcl_writer_set_int(w, long_key, 1) == MMSPCL_ERR_ARG, "a key longer than MMSPCL_MAX_NAME is an argument error");
+    mmspcl_writer_set_int(w, "aa", 1);
+    mmspcl_writer_set_int(w, "ab", 2);
+    CHECK(mmspcl_writer_save_to_memory(w, &buf, &size, &err) == MMSPCL_OK, "%s", err.msg);
+    CHECK(mmspcl_weights_from_memory(&wt, buf, size, &err) == MMSPCL_OK && wt->n_tensors == N, "5000 tensors load");
+    mmspcl_weights_free(wt);
+    /* rename tensor t4999 to t0001 and key "ab" to "aa" in place (same lengths) */
+    for (p = buf, i = 0; i + 5 < size; i++, p++)
+        if (!memcmp(p, "t4999", 5)) { memcpy(p, "t0001", 5); break; }
+    CHECK(mmspcl_weights_from_memory(&wt, buf, size, &err) == MMSPCL_OK, "t0001 differs from t1: %s", err.msg);
+    mmspcl_weights_free(wt);
+    for (p = buf, i = 0; i + 5 < size; i++, p++)
+        if (!memcmp(p, "t0001", 5)) { static const char t1[5] = {'t', '1', 0, 0, 0}; memcpy(p, t1, 5); break; }
+    CHECK(mmspcl_weights_from_memory(&wt, buf, size, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, "tensor name 't1' appears twice"),
+          "duplicate tensor name among 5000: %s", err.msg);
+    memcpy(p, "t4999", 5);
+    for (p = buf, i = 0; i + 4 < size; i++, p++)
+        if (!memcmp(p, "\002\000ab", 4)) { memcpy(p, "\002\000aa", 4); break; }
+    CHECK(mmspcl_weights_from_memory(&wt, buf, size, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, "key 'aa' appears twice"),
+          "duplicate key: %s", err.msg);
+    free(buf);
+    mmspcl_writer_free(w);
+    {   /* fread path: tensors 64-byte aligned */
+        mmspcl_writer *w2 = mmspcl_writer_create();
+        mmspcl_writer_add_tensor(w2, "x", MMSPCL_F32, 1, shape, one, 4, &err);
+        CHECK(mmspcl_writer_save(w2, TMP "/aligned.mmw", NULL, NULL, &err) == MMSPCL_OK, "%s", err.msg);
+        CHECK(mmspcl_weights_read(&wt, TMP "/aligned.mmw", &err) == MMSPCL_OK && (uintptr_t)wt->tensors[0].data % 64 == 0,
+              "weights_read gives 64-byte aligned tensors");
+        mmspcl_weights_free(wt);
+        mmspcl_writer_free(w2);
+    }
+}
+
 int main(void) {
     mkdir("build", 0755);
     mkdir("build/tests", 0755);
@@ -1403,6 +1456,7 @@ int main(void) {
     test_malformed();
     test_fuzz();
     test_oom();
+    test_unique_and_limits();
     free(long_str);
     {
         int k;
