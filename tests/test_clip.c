@@ -186,6 +186,7 @@ typedef struct {
     const char *transpose;    /* store this 2-D tensor with its dimensions swapped */
     mmspcl_dtype vec_dtype;   /* dtype for every non-matrix tensor */
     int image_size;           /* clip.image_size */
+    const char *act;          /* clip.hidden_act */
 } build_opts;
 
 /* Builds a weight file for clip-tiny from the safetensors and the model line of expected.txt. */
@@ -209,7 +210,7 @@ static int build_file(const ref_t *r, const char *path, const build_opts *o, mms
     mmspcl_writer_set_int(w, "clip.intermediate_size", r->I);
     mmspcl_writer_set_int(w, "clip.projection_dim", r->proj);
     mmspcl_writer_set_float(w, "clip.layer_norm_eps", r->eps);
-    mmspcl_writer_set_str(w, "clip.hidden_act", "quick_gelu");
+    mmspcl_writer_set_str(w, "clip.hidden_act", o->act ? o->act : "quick_gelu");
     for (i = 0; i < n; i++) {
         const float *data = (const float *)(file + base + e[i].off);
         int64_t shape[4], nel = 1;
@@ -435,6 +436,7 @@ int main(void) {
     /* 1. writer-built f32 file: exact against PyTorch (float64 reference) */
     opts.arch = "clip_vision"; opts.drop = NULL; opts.transpose = NULL; opts.vec_dtype = MMSPCL_F32;
     opts.image_size = r.S;
+    opts.act = NULL;
     CHECK(build_file(&r, TMP "/clip-tiny-w.mmspcl", &opts, &err), "build: %s", err.msg);
     CHECK(run_file(TMP "/clip-tiny-w.mmspcl", &r, 2, &ref_f32, &err), "forward: %s", err.msg);
     check_close("writer f32, batch 2", &ref_f32, &r, 1e-4, 0.99999, 1);
@@ -505,6 +507,19 @@ int main(void) {
     opts.image_size = r.S + 1;
     check_load_fails("image size", &r, &opts, MMSPCL_ERR_FORMAT, "patch_size");
     opts.image_size = r.S;
+    opts.act = "relu";
+    check_load_fails("hidden_act", &r, &opts, MMSPCL_ERR_UNSUPPORTED, "relu");
+    /* hidden_act gelu (erf): loads, and changes the result by about what gelu - quick_gelu does */
+    opts.act = "gelu";
+    CHECK(build_file(&r, TMP "/clip-tiny-gelu.mmspcl", &opts, &err), "build: %s", err.msg);
+    CHECK(run_file(TMP "/clip-tiny-gelu.mmspcl", &r, 2, &o, &err), "forward gelu: %s", err.msg);
+    {
+        double rel, cmin;
+        compare(o.embeds, r.embeds, r.batch, (size_t)r.proj, &rel, &cmin);
+        CHECK(rel > 1e-4 && cmin > 0.9, "gelu: rel %.3g, cosine %.6f against the quick_gelu reference", rel, cmin);
+    }
+    free_outputs(&o);
+    opts.act = NULL;
 
     /* 6. the converter: f32 as exact as above, bit-identical to the writer-built file */
     if (convert(TINY, TMP "/clip-tiny.mmspcl", NULL)) {
