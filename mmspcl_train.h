@@ -476,12 +476,20 @@ mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *pat
 #include <stdlib.h>
 #include <string.h>
 
+/* OpenMP: MMSPCL__T_PARALLEL(work) before a loop declares whether it is worth threads (about
+   `work` multiply-adds); MMSPCL__T_OMP_FOR then splits the loop statically, or runs it on the
+   calling thread. Starting threads for a few thousand flops costs more than it saves, much more
+   on a busy machine. Results never depend on the thread count. */
+#ifndef MMSPCL_TRAIN_MIN_PARALLEL_WORK
+#define MMSPCL_TRAIN_MIN_PARALLEL_WORK 200000.0
+#endif
 #ifdef _OPENMP
 #include <omp.h>
-#define MMSPCL__T_OMP_FOR _Pragma("omp parallel for schedule(static)")
+#define MMSPCL__T_OMP_FOR _Pragma("omp parallel for schedule(static) if(mmspcl__t_par)")
 #else
 #define MMSPCL__T_OMP_FOR
 #endif
+#define MMSPCL__T_PARALLEL(work) const int mmspcl__t_par = (double)(work) >= MMSPCL_TRAIN_MIN_PARALLEL_WORK; (void)mmspcl__t_par
 
 #ifndef MMSPCL_MALLOC
 #define MMSPCL_MALLOC(sz) malloc(sz)
@@ -710,6 +718,7 @@ static double mmspcl__t_sumsq(const double *x, size_t n) {
         for (i = 0; i < n; i++) total += x[i] * x[i];
         return total;
     }
+    MMSPCL__T_PARALLEL((double)n);
     MMSPCL__T_OMP_FOR
     for (b = 0; b < nb; b++) {
         size_t i, e = (size_t)(b + 1) * MMSPCL__T_BLOCK < n ? (size_t)(b + 1) * MMSPCL__T_BLOCK : n;
@@ -727,6 +736,7 @@ double mmspcl_grad_clip(mmspcl_params *P, double max_norm) {
     if (max_norm > 0 && norm > max_norm) {
         const double c = max_norm / (norm + 1e-6);
         long i, n = (long)P->n;
+        MMSPCL__T_PARALLEL((double)n);
         MMSPCL__T_OMP_FOR
         for (i = 0; i < n; i++) P->g[i] *= c;
     }
@@ -744,6 +754,7 @@ void mmspcl_adamw_step(mmspcl_params *P, const mmspcl_adamw_cfg *c, double lr) {
         const double decay = pi->decay ? 1.0 - lr * c->weight_decay : 1.0;
         double *w = P->w + pi->off, *g = P->g + pi->off, *m = P->m + pi->off, *v = P->v + pi->off;
         long i, n = (long)pi->n;
+        MMSPCL__T_PARALLEL(10.0 * (double)n);
         MMSPCL__T_OMP_FOR
         for (i = 0; i < n; i++) {
             w[i] *= decay;
@@ -782,6 +793,7 @@ void mmspcl_lin_forward(const mmspcl_params *P, const mmspcl_lin *l, const doubl
     const int C = l->in, OC = l->out;
     const double *W = P->w + l->w, *B = P->w + l->b;
     int i;
+    MMSPCL__T_PARALLEL((double)n * C * OC);
     MMSPCL__T_OMP_FOR
     for (i = 0; i < n; i++) {
         const double *xi = x + (size_t)i * C;
@@ -804,6 +816,7 @@ void mmspcl_lin_backward(mmspcl_params *P, const mmspcl_lin *l, const double *x,
     const double *W = P->w + l->w;
     double *dW = P->g + l->w, *dB = P->g + l->b;
     int o, i;
+    MMSPCL__T_PARALLEL((double)n * C * OC);
     MMSPCL__T_OMP_FOR
     for (o = 0; o < OC; o++) {
         double *dwo = dW + (size_t)o * C, sb = 0.0;
@@ -851,6 +864,7 @@ void mmspcl_ln_forward(const mmspcl_params *P, const mmspcl_ln *l, const double 
     const int C = l->dim;
     const double *g = P->w + l->g, *b = P->w + l->b;
     int i;
+    MMSPCL__T_PARALLEL(5.0 * n * C);
     MMSPCL__T_OMP_FOR
     for (i = 0; i < n; i++) {
         const double *xi = x + (size_t)i * C;
@@ -873,6 +887,7 @@ void mmspcl_ln_backward(mmspcl_params *P, const mmspcl_ln *l, const double *x, c
     const double *g = P->w + l->g;
     double *dg = P->g + l->g, *db = P->g + l->b;
     int i, c;
+    MMSPCL__T_PARALLEL(5.0 * n * C);
     MMSPCL__T_OMP_FOR
     for (c = 0; c < C; c++) {
         double sg = 0.0, sb = 0.0;
@@ -991,6 +1006,7 @@ void mmspcl_attn_forward(const double *q, const double *k, const double *v, int 
     const int dh = D / H;
     const double scale = 1.0 / sqrt((double)dh);
     int task;
+    MMSPCL__T_PARALLEL(2.0 * nb * tq * tk * D);
     MMSPCL__T_OMP_FOR
     for (task = 0; task < nb * H; task++) {
         const int s = task / H, h = task % H;
@@ -1031,6 +1047,7 @@ void mmspcl_attn_backward(const double *q, const double *k, const double *v, int
     const int dh = D / H;
     const double scale = 1.0 / sqrt((double)dh);
     int task;
+    MMSPCL__T_PARALLEL(4.0 * nb * tq * tk * D);
     MMSPCL__T_OMP_FOR
     for (task = 0; task < nb * H; task++) {
         const int s = task / H, h = task % H;
@@ -1233,6 +1250,7 @@ mmspcl_status mmspcl_spcl_loss(const double *z, const int *y, int n, int dim, co
 #define MMSPCL__T_REP(a) ((a) < n ? z + (size_t)(a) * dim : protos + (size_t)((a) - n) * dim)
 #define MMSPCL__T_LAB(a) ((a) < n ? y[a] : (a) - n)
     for (j = 0; j < N; j++) nrm[j] = sqrt(mmspcl__t_dot(MMSPCL__T_REP(j), MMSPCL__T_REP(j), dim));
+    MMSPCL__T_PARALLEL(2.0 * n * N * dim);
     MMSPCL__T_OMP_FOR
     for (i = 0; i < n; i++) {
         const double *zi = z + (size_t)i * dim;
@@ -1433,6 +1451,7 @@ static double mmspcl__t_dist(const double *a, const double *b, int dim) {
 void mmspcl_curriculum_difficulty(const double *z, const int *y, int n, int dim, const double *means,
                                   const int *counts, int C, double *diff) {
     int i;
+    MMSPCL__T_PARALLEL(2.0 * n * C * dim);
     MMSPCL__T_OMP_FOR
     for (i = 0; i < n; i++) {
         double sum = 0.0;
@@ -1486,6 +1505,7 @@ mmspcl_status mmspcl_prune_train_forward(const double *base, int db, const doubl
     if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0)
         return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d)", db, K, dp);
     np = (dp + K - 1) / K;
+    MMSPCL__T_PARALLEL((double)n * db * ((dp + K - 1) / K));
     MMSPCL__T_OMP_FOR
     for (i = 0; i < n; i++) {
         const double *xb = base + (size_t)i * db, *xp = prune + (size_t)i * dp;
@@ -2419,6 +2439,7 @@ mmspcl_status mmspcl_spcl_model_embed(mmspcl_spcl_model *M, const float *const x
 /* nearest prototype by G over double vectors */
 static void mmspcl__t_proto_classify(const double *z, int n, int dim, const double *protos, int C, int *pred) {
     int i;
+    MMSPCL__T_PARALLEL(2.0 * n * C * dim);
     MMSPCL__T_OMP_FOR
     for (i = 0; i < n; i++) {
         int c, best = 0;

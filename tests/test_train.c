@@ -1,0 +1,607 @@
+/* mmspcl_train.h: every backward against central finite differences (double precision), the SPCL
+   loss against PyTorch (tools/reference/spcl_ref.py), queues, curriculum, AdamW, metrics,
+   inference/training agreement through checkpoints, training on a synthetic multimodal set,
+   and thread-count independence. Run from the repository root. */
+#define MMSPCL_IMPLEMENTATION
+#define MMSPCL_TRAIN_IMPLEMENTATION
+#include "mmspcl.h"
+#include "mmspcl_train.h"
+#include "tests/test.h"
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define GRAD_TOL 1e-4
+static double worst_grad_err;
+
+/* ---- finite differences ---------------------------------------------------------------------
+   loss(ctx) runs a forward and returns a scalar; the analytic gradient of that scalar is computed
+   once beforehand. Each checked entry: err = |analytic - numeric| / max(|analytic|, |numeric|, 1e-6),
+   numeric = (L(v + h) - L(v - h)) / 2h, h = 1e-5. */
+typedef double (*loss_fn)(void *ctx);
+
+static double fd_check(const char *what, double *v, const double *analytic, size_t n, size_t max_checks,
+                       loss_fn loss, void *ctx) {
+    const double h = 1e-5;
+    size_t i, step = n > max_checks ? n / max_checks : 1, count = 0;
+    double worst = 0.0;
+    for (i = 0; i < n; i += step) {
+        const double keep = v[i];
+        double lp, lm, num, a = analytic[i], e, den;
+        v[i] = keep + h; lp = loss(ctx);
+        v[i] = keep - h; lm = loss(ctx);
+        v[i] = keep;
+        num = (lp - lm) / (2 * h);
+        den = fabs(a) > fabs(num) ? fabs(a) : fabs(num);
+        if (den < 1e-6) den = 1e-6;
+        e = fabs(a - num) / den;
+        if (e > worst) worst = e;
+        count++;
+    }
+    printf("  grad %-34s %6zu entries  max rel err %.2e\n", what, count, worst);
+    CHECK(worst <= GRAD_TOL, "%s: gradient relative error %.3e", what, worst);
+    if (worst > worst_grad_err) worst_grad_err = worst;
+    return worst;
+}
+
+static void fill_normal(double *x, size_t n, double scale, mmspcl_rng *r) {
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = scale * mmspcl_rng_normal(r);
+}
+
+static double dotv(const double *a, const double *b, size_t n) {
+    double s = 0;
+    size_t i;
+    for (i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static double *dalloc(size_t n) { double *p = (double *)calloc(n ? n : 1, sizeof(double)); return p; }
+
+/* ---- building blocks --------------------------------------------------------------------------
+   Every layer test uses the scalar L = sum(r * y) for a fixed random r, so dL/dy = r. */
+typedef struct layer_ctx {
+    mmspcl_params P;
+    int kind, n, nb, tq, tk, D, H;
+    mmspcl_lin lin;
+    mmspcl_ln ln;
+    mmspcl_mlp mlp;
+    mmspcl_block blk;
+    double *x, *src, *y, *r, *cache, *dx, *dsrc, *q, *k, *v, *dq, *dk, *dv, *probs;
+    unsigned char *mask;
+    size_t nx, ny, nsrc;
+    uint64_t drop_seed;
+} layer_ctx;
+
+enum { K_LIN, K_LN, K_MLP, K_ATTN, K_BLOCK };
+
+static double layer_loss(void *vp) {
+    layer_ctx *c = (layer_ctx *)vp;
+    double stats[2 * 64];
+    mmspcl_rng dr;
+    mmspcl_rng_seed(&dr, c->drop_seed);  /* the same dropout mask on every evaluation */
+    switch (c->kind) {
+    case K_LIN: mmspcl_lin_forward(&c->P, &c->lin, c->x, c->y, c->n); break;
+    case K_LN: mmspcl_ln_forward(&c->P, &c->ln, c->x, c->y, stats, c->n); break;
+    case K_MLP: mmspcl_mlp_forward(&c->P, &c->mlp, c->x, c->y, c->n, c->cache, &dr); break;
+    case K_ATTN: mmspcl_attn_forward(c->q, c->k, c->v, c->nb, c->tq, c->tk, c->D, c->H, c->mask, c->probs, c->y); break;
+    case K_BLOCK: mmspcl_block_forward(&c->P, &c->blk, c->x, c->y, c->nb, c->tq, c->src, c->tk, c->mask, c->cache, &dr); break;
+    }
+    return dotv(c->r, c->y, c->ny);
+}
+
+static void layer_grad(layer_ctx *c) {
+    double stats[2 * 64];
+    mmspcl_params_zero_grad(&c->P);
+    memset(c->dx, 0, sizeof(double) * c->nx);
+    if (c->dsrc) memset(c->dsrc, 0, sizeof(double) * c->nsrc);
+    layer_loss(c);
+    switch (c->kind) {
+    case K_LIN: mmspcl_lin_backward(&c->P, &c->lin, c->x, c->r, c->dx, c->n); break;
+    case K_LN:
+        mmspcl_ln_forward(&c->P, &c->ln, c->x, c->y, stats, c->n);
+        mmspcl_ln_backward(&c->P, &c->ln, c->x, stats, c->r, c->dx, c->n);
+        break;
+    case K_MLP: mmspcl_mlp_backward(&c->P, &c->mlp, c->x, c->r, c->dx, c->n, c->cache); break;
+    case K_ATTN:
+        memset(c->dq, 0, sizeof(double) * c->nx);
+        memset(c->dk, 0, sizeof(double) * c->nsrc);
+        memset(c->dv, 0, sizeof(double) * c->nsrc);
+        mmspcl_attn_backward(c->q, c->k, c->v, c->nb, c->tq, c->tk, c->D, c->H, c->probs, c->r, c->dq, c->dk, c->dv);
+        break;
+    case K_BLOCK: mmspcl_block_backward(&c->P, &c->blk, c->x, c->nb, c->tq, c->src, c->tk, c->cache, c->r, c->dx, c->dsrc); break;
+    }
+}
+
+static void check_params(const char *what, layer_ctx *c, size_t max_checks) {
+    double *g = dalloc(c->P.n);
+    char buf[96];
+    memcpy(g, c->P.g, sizeof(double) * c->P.n);
+    snprintf(buf, sizeof buf, "%s params", what);
+    fd_check(buf, c->P.w, g, c->P.n, max_checks, layer_loss, c);
+    free(g);
+}
+
+static void check_input(const char *what, layer_ctx *c, double *x, const double *g, size_t n) {
+    double *gc = dalloc(n);
+    memcpy(gc, g, sizeof(double) * n);
+    fd_check(what, x, gc, n, 400, layer_loss, c);
+    free(gc);
+}
+
+static void layer_setup(layer_ctx *c, int kind, size_t nx, size_t ny, size_t nsrc, size_t ncache, mmspcl_rng *r) {
+    c->kind = kind;
+    c->nx = nx; c->ny = ny; c->nsrc = nsrc;
+    c->x = dalloc(nx); c->dx = dalloc(nx); c->y = dalloc(ny); c->r = dalloc(ny);
+    c->src = nsrc ? dalloc(nsrc) : NULL;
+    c->dsrc = nsrc ? dalloc(nsrc) : NULL;
+    c->cache = dalloc(ncache);
+    fill_normal(c->x, nx, 1.0, r);
+    fill_normal(c->r, ny, 1.0, r);
+    if (nsrc) fill_normal(c->src, nsrc, 1.0, r);
+}
+
+static void layer_free(layer_ctx *c) {
+    free(c->x); free(c->dx); free(c->y); free(c->r); free(c->src); free(c->dsrc); free(c->cache);
+    free(c->q); free(c->k); free(c->v); free(c->dq); free(c->dk); free(c->dv); free(c->probs); free(c->mask);
+    mmspcl_params_free(&c->P);
+}
+
+static void test_layers(void) {
+    mmspcl_rng r;
+    mmspcl_rng_seed(&r, 11);
+    {   /* Linear */
+        layer_ctx c;
+        memset(&c, 0, sizeof c);
+        mmspcl_lin_create(&c.lin, &c.P, "lin", 7, 5, &r);
+        c.n = 4;
+        layer_setup(&c, K_LIN, 4 * 7, 4 * 5, 0, 1, &r);
+        layer_grad(&c);
+        check_params("linear", &c, 1000);
+        check_input("linear dx", &c, c.x, c.dx, c.nx);
+        layer_free(&c);
+    }
+    {   /* LayerNorm (gamma, beta perturbed away from 1, 0) */
+        layer_ctx c;
+        size_t i;
+        memset(&c, 0, sizeof c);
+        mmspcl_ln_create(&c.ln, &c.P, "ln", 6);
+        for (i = 0; i < c.P.n; i++) c.P.w[i] += 0.3 * mmspcl_rng_normal(&r);
+        c.n = 5;
+        layer_setup(&c, K_LN, 5 * 6, 5 * 6, 0, 1, &r);
+        layer_grad(&c);
+        check_params("layernorm", &c, 1000);
+        check_input("layernorm dx", &c, c.x, c.dx, c.nx);
+        layer_free(&c);
+    }
+    {   /* MLP, GELU and ReLU, with dropout 0.3 (same seeded mask every evaluation) */
+        int act;
+        for (act = 0; act < 2; act++) {
+            layer_ctx c;
+            memset(&c, 0, sizeof c);
+            mmspcl_mlp_create(&c.mlp, &c.P, "mlp", 6, 9, 4, (mmspcl_act)act, 0.3, &r);
+            c.n = 5;
+            c.drop_seed = 77;
+            layer_setup(&c, K_MLP, 5 * 6, 5 * 4, 0, mmspcl_mlp_cache_size(&c.mlp, 5), &r);
+            layer_grad(&c);
+            check_params(act ? "mlp relu+dropout" : "mlp gelu+dropout", &c, 1000);
+            check_input(act ? "mlp relu dx" : "mlp gelu dx", &c, c.x, c.dx, c.nx);
+            layer_free(&c);
+        }
+    }
+    {   /* attention core: 3 sequences, 2 heads, key masks (sequence 2 has every key masked) */
+        layer_ctx c;
+        const int nb = 3, tq = 4, tk = 5, D = 6, H = 2;
+        int j;
+        memset(&c, 0, sizeof c);
+        c.nb = nb; c.tq = tq; c.tk = tk; c.D = D; c.H = H;
+        layer_setup(&c, K_ATTN, (size_t)nb * tq * D, (size_t)nb * tq * D, (size_t)nb * tk * D, 1, &r);
+        c.q = dalloc(c.nx); c.k = dalloc(c.nsrc); c.v = dalloc(c.nsrc);
+        c.dq = dalloc(c.nx); c.dk = dalloc(c.nsrc); c.dv = dalloc(c.nsrc);
+        c.probs = dalloc((size_t)nb * H * tq * tk);
+        c.mask = (unsigned char *)malloc((size_t)nb * tk);
+        fill_normal(c.q, c.nx, 1.0, &r); fill_normal(c.k, c.nsrc, 1.0, &r); fill_normal(c.v, c.nsrc, 1.0, &r);
+        for (j = 0; j < nb * tk; j++) c.mask[j] = (unsigned char)(j / tk == 2 ? 0 : (j % 3 != 1));
+        layer_grad(&c);
+        check_input("attention dq (masked)", &c, c.q, c.dq, c.nx);
+        check_input("attention dk (masked)", &c, c.k, c.dk, c.nsrc);
+        check_input("attention dv (masked)", &c, c.v, c.dv, c.nsrc);
+        for (j = 0; j < tq * D; j++) CHECK(c.y[2 * tq * D + j] == 0.0, "all keys masked: zero output");
+        layer_free(&c);
+    }
+    {   /* transformer blocks: self-attention and cross-attention, with key masks and dropout */
+        int cross;
+        for (cross = 0; cross < 2; cross++) {
+            layer_ctx c;
+            const int nb = 2, tq = 3, tk = cross ? 4 : 3, D = 8, H = 2, nk = cross ? tk : tq;
+            size_t i;
+            int j;
+            memset(&c, 0, sizeof c);
+            mmspcl_block_create(&c.blk, &c.P, "blk", D, H, 12, MMSPCL_ACT_GELU, cross, 0.2, &r);
+            for (i = 0; i < c.P.n; i++) c.P.w[i] += 0.1 * mmspcl_rng_normal(&r);  /* LN params off 1/0 */
+            c.nb = nb; c.tq = tq; c.tk = tk; c.D = D; c.H = H;
+            c.drop_seed = 5;
+            layer_setup(&c, K_BLOCK, (size_t)nb * tq * D, (size_t)nb * tq * D, cross ? (size_t)nb * tk * D : 0,
+                        mmspcl_block_cache_size(&c.blk, nb, tq, tk), &r);
+            c.mask = (unsigned char *)malloc((size_t)nb * nk);
+            for (j = 0; j < nb * nk; j++) c.mask[j] = (unsigned char)(j != 1);
+            layer_grad(&c);
+            check_params(cross ? "cross block" : "self block", &c, 1500);
+            check_input(cross ? "cross block dx" : "self block dx", &c, c.x, c.dx, c.nx);
+            if (cross) check_input("cross block dsrc", &c, c.src, c.dsrc, c.nsrc);
+            layer_free(&c);
+        }
+    }
+}
+
+/* ---- cross-entropy ----------------------------------------------------------------------------- */
+typedef struct ce_ctx { double *z; const int *y; int n, C; const double *w; } ce_ctx;
+static double ce_loss(void *vp) { ce_ctx *c = (ce_ctx *)vp; return mmspcl_ce_loss(c->z, c->y, c->n, c->C, c->w, NULL); }
+
+static void test_ce(void) {
+    /* hand check: logits (0, ln 3) for one row of class 1 and one row of class 0, weights (1, 3):
+       p = (1/4, 3/4); loss = (3 * -ln(3/4) + 1 * -ln(1/4)) / (3 + 1) */
+    double z[4] = { 0.0, log(3.0), 0.0, log(3.0) }, w[2] = { 1.0, 3.0 }, dz[4];
+    int y[2] = { 1, 0 };
+    double want = (3 * -log(0.75) + 1 * -log(0.25)) / 4.0, got = mmspcl_ce_loss(z, y, 2, 2, w, dz);
+    CHECK(fabs(got - want) < 1e-12, "weighted cross-entropy %.15g, by hand %.15g", got, want);
+    CHECK(fabs(dz[0] - 3 * 0.25 / 4) < 1e-12 && fabs(dz[3] - 1 * 0.75 / 4) < 1e-12, "weighted CE gradient");
+    {
+        mmspcl_rng r;
+        ce_ctx c;
+        double zz[6 * 4], g[6 * 4], cw[4] = { 0.5, 1.0, 2.0, 1.5 };
+        int yy[6] = { 0, 3, 2, -1, 1, 2 };   /* -1: ignored row */
+        mmspcl_rng_seed(&r, 3);
+        fill_normal(zz, 24, 2.0, &r);
+        c.z = zz; c.y = yy; c.n = 6; c.C = 4; c.w = cw;
+        mmspcl_ce_loss(zz, yy, 6, 4, cw, g);
+        fd_check("cross-entropy (class weights)", zz, g, 24, 100, ce_loss, &c);
+    }
+}
+
+/* ---- SPCL loss --------------------------------------------------------------------------------- */
+typedef struct spcl_ctx { double *z; const int *y; int n, dim, C; const double *protos; double t; } spcl_ctx;
+static double spcl_lossf(void *vp) {
+    spcl_ctx *c = (spcl_ctx *)vp;
+    double l;
+    mmspcl_spcl_loss(c->z, c->y, c->n, c->dim, c->protos, c->C, c->t, &l, NULL, NULL, NULL, NULL);
+    return l;
+}
+
+static void test_spcl_grad(void) {
+    /* queues filled over several batches (K = 4 of pool 6: real random prototypes), then the
+       gradient of the loss of a new batch against those prototypes. Class 2 appears once per
+       batch, so its queue stays at 1 + 4 entries. */
+    const int C = 3, dim = 5, n = 10;
+    mmspcl_spcl S;
+    mmspcl_rng r;
+    mmspcl_spcl_stats st;
+    spcl_ctx c;
+    double z[10 * 5], dz[10 * 5], centers[3 * 5], loss;
+    int y[10] = { 0, 1, 2, 0, 1, 0, 0, 0, 1, -1 }, b, i;
+    mmspcl_rng_seed(&r, 21);
+    CHECK(mmspcl_spcl_init(&S, C, dim, 6, 4, 0.5, 9, NULL) == MMSPCL_OK, "spcl init");
+    fill_normal(centers, 15, 1.0, &r);
+    mmspcl_spcl_reset(&S, centers);
+    for (b = 0; b < 4; b++) {
+        fill_normal(z, 50, 1.0, &r);
+        mmspcl_spcl_push(&S, z, y, n);
+    }
+    CHECK(S.len[0] == 6 && S.len[1] == 6 && S.len[2] == 5, "queue lengths %d %d %d (pool 6)", S.len[0], S.len[1], S.len[2]);
+    mmspcl_spcl_prototypes(&S);
+    fill_normal(z, 50, 1.0, &r);
+    c.z = z; c.y = y; c.n = n; c.dim = dim; c.C = C; c.protos = S.protos; c.t = 0.5;
+    memset(dz, 0, sizeof dz);
+    mmspcl_spcl_loss(z, y, n, dim, S.protos, C, 0.5, &loss, dz, NULL, &st, NULL);
+    fd_check("spcl loss dz (queues, t=0.5)", z, dz, 50, 100, spcl_lossf, &c);
+    /* The paper's temperature, and the 0.3 threshold: l_i >= log |P_i|, so only an anchor whose
+       one positive is its prototype can fall under it. z_2 (class 2, alone) sits next to its
+       prototype. */
+    for (i = 0; i < dim; i++) z[2 * dim + i] = S.protos[2 * dim + i] + 0.01 * z[9 * dim + i];
+    for (b = 0; b < n; b++) {   /* every other batch item reflected to the far side of z_2 */
+        const double u2 = dotv(z + 2 * dim, z + 2 * dim, dim), p = dotv(z + (size_t)b * dim, z + 2 * dim, dim);
+        if (b == 2 || p <= 0) continue;
+        for (i = 0; i < dim; i++) z[(size_t)b * dim + i] -= 2 * p / u2 * z[2 * dim + i];
+    }
+    memset(dz, 0, sizeof dz);
+    c.t = 0.08;
+    {
+        double al[10];
+        mmspcl_spcl_loss(z, y, n, dim, S.protos, C, 0.08, &loss, dz, al, &st, NULL);
+        printf("  spcl batch (t=0.08): %d anchors, %d above 0.3, loss %.6f, anchor 2: %.4f\n", st.anchors, st.active, loss, al[2]);
+    }
+    CHECK(st.anchors == 9 && st.active == 8, "spcl: anchor 2 under the 0.3 threshold (%d of %d active)", st.active, st.anchors);
+    fd_check("spcl loss dz (t=0.08, one anchor off)", z, dz, 50, 100, spcl_lossf, &c);
+    mmspcl_spcl_free(&S);
+}
+
+/* Queue semantics: starts as [class mean]; prototype = class mean while shorter than K, the mean
+   of K distinct entries after; never longer than pool_size. */
+static void test_queues(void) {
+    mmspcl_spcl S;
+    double centers[2 * 2] = { 1, 0, 0, 1 }, z[3 * 2] = { 3, 0, 5, 0, 0, 7 };
+    int y[3] = { 0, 0, 1 }, i, ok = 1;
+    mmspcl_spcl_init(&S, 2, 2, 4, 3, 0.08, 1, NULL);
+    mmspcl_spcl_reset(&S, centers);
+    mmspcl_spcl_push(&S, z, y, 1);
+    mmspcl_spcl_prototypes(&S);
+    CHECK(S.len[0] == 2 && S.protos[0] == 1 && S.protos[1] == 0, "2 entries < K = 3: prototype is the class mean");
+    mmspcl_spcl_push(&S, z + 2, y + 1, 2);
+    mmspcl_spcl_prototypes(&S);
+    CHECK(S.len[0] == 3 && fabs(S.protos[0] - 3.0) < 1e-15 && S.protos[1] == 0, "3 entries = K: prototype (1+3+5)/3 = %g", S.protos[0]);
+    CHECK(S.len[1] == 2 && S.protos[2] == 0 && S.protos[3] == 1, "class 1 still at its mean");
+    for (i = 0; i < 20; i++) mmspcl_spcl_push(&S, z, y, 2);
+    mmspcl_spcl_prototypes(&S);
+    CHECK(S.len[0] == 4, "queue capped at pool_size 4 (%d)", S.len[0]);
+    for (i = 0; i < 4; i++) ok &= S.pool[(size_t)i * 2 + 1] == 0 && (S.pool[(size_t)i * 2] == 1 || S.pool[(size_t)i * 2] == 3 || S.pool[(size_t)i * 2] == 5);
+    CHECK(ok, "queue holds pushed entries only");
+    mmspcl_spcl_free(&S);
+}
+
+/* ---- pruning + fusion (a) --------------------------------------------------------------------- */
+typedef struct prune_ctx {
+    mmspcl_params P;
+    mmspcl_fusion f;
+    double *base, *pr, *v, *pruned, *y, *r;
+    unsigned char *kept;
+    int n, db, dp, dv, K;
+} prune_ctx;
+
+static double prune_loss(void *vp) {
+    prune_ctx *c = (prune_ctx *)vp;
+    const double *x[3];
+    mmspcl_prune_train_forward(c->base, c->db, c->pr, c->dp, c->K, c->n, c->pruned, c->kept, NULL);
+    x[0] = c->base; x[1] = c->pruned; x[2] = c->v;
+    mmspcl_fusion_forward(&c->f, &c->P, x, c->n, c->y, NULL, NULL);
+    return dotv(c->r, c->y, (size_t)c->n * c->f.cfg.out_dim);
+}
+
+static void test_prune_grad(void) {
+    prune_ctx c;
+    mmspcl_fusion_cfg fc;
+    mmspcl_rng r;
+    double *g, *dx[3], *dpruned;
+    const double *x[3];
+    int i, zeroed = 0, np;
+    memset(&c, 0, sizeof c);
+    mmspcl_rng_seed(&r, 31);
+    c.n = 4; c.db = 32; c.dp = 40; c.dv = 6; c.K = 16;   /* 2 base heads, 3 pruning heads (last one short) */
+    np = (c.dp + c.K - 1) / c.K;
+    mmspcl_fusion_defaults(&fc, MMSPCL_FUSION_LINEAR);
+    fc.dims[0] = c.db; fc.dims[1] = c.dp; fc.dims[2] = c.dv; fc.out_dim = 7;
+    mmspcl_params_init(&c.P);
+    CHECK(mmspcl_fusion_create(&c.f, &c.P, "fuse", &fc, &r, NULL) == MMSPCL_OK, "fusion linear create");
+    c.base = dalloc((size_t)c.n * c.db); c.pr = dalloc((size_t)c.n * c.dp); c.v = dalloc((size_t)c.n * c.dv);
+    c.pruned = dalloc((size_t)c.n * c.dp); c.y = dalloc((size_t)c.n * 7); c.r = dalloc((size_t)c.n * 7);
+    c.kept = (unsigned char *)malloc((size_t)c.n * np);
+    fill_normal(c.base, (size_t)c.n * c.db, 1, &r); fill_normal(c.pr, (size_t)c.n * c.dp, 1, &r);
+    fill_normal(c.v, (size_t)c.n * c.dv, 1, &r); fill_normal(c.r, (size_t)c.n * 7, 1, &r);
+    /* analytic: fusion backward, then through the kept heads */
+    prune_loss(&c);
+    for (i = 0; i < c.n * np; i++) zeroed += !c.kept[i];
+    CHECK(zeroed >= c.n && zeroed <= 2 * c.n, "pruning zeroed %d heads over %d samples (1 or 2 each)", zeroed, c.n);
+    for (i = 0; i < 3; i++) dx[i] = dalloc((size_t)c.n * (i == 0 ? c.db : i == 1 ? c.dp : c.dv));
+    dpruned = dx[1];
+    mmspcl_params_zero_grad(&c.P);
+    x[0] = c.base; x[1] = c.pruned; x[2] = c.v;
+    mmspcl_fusion_backward(&c.f, &c.P, x, c.n, c.r, dx);
+    g = dalloc((size_t)c.n * c.dp);
+    mmspcl_prune_train_backward(c.kept, c.dp, c.K, c.n, dpruned, g);
+    fd_check("pruning d(pruning modality)", c.pr, g, (size_t)c.n * c.dp, 400, prune_loss, &c);
+    {
+        double *gb = dalloc((size_t)c.n * c.db), *gp = dalloc(c.P.n);
+        memcpy(gb, dx[0], sizeof(double) * (size_t)c.n * c.db);   /* base: only its direct path */
+        fd_check("pruning d(base modality)", c.base, gb, (size_t)c.n * c.db, 400, prune_loss, &c);
+        memcpy(gp, c.P.g, sizeof(double) * c.P.n);
+        fd_check("fusion (a) linear params", c.P.w, gp, c.P.n, 600, prune_loss, &c);
+        free(gb); free(gp);
+    }
+    {   /* the float inference selection agrees with the double twin */
+        float *fb = (float *)malloc(sizeof(float) * (size_t)c.n * c.db), *fp = (float *)malloc(sizeof(float) * (size_t)c.n * c.dp);
+        float *out = (float *)malloc(sizeof(float) * (size_t)c.n * (c.db + c.dp));
+        unsigned char *kf = (unsigned char *)malloc((size_t)c.n * np);
+        double *bd = dalloc((size_t)c.n * c.db), *pd = dalloc((size_t)c.n * c.dp);
+        int same = 1;
+        for (i = 0; i < c.n * c.db; i++) { fb[i] = (float)c.base[i]; bd[i] = fb[i]; }
+        for (i = 0; i < c.n * c.dp; i++) { fp[i] = (float)c.pr[i]; pd[i] = fp[i]; }
+        CHECK(mmspcl_prune_forward(fb, c.db, fp, c.dp, c.K, c.n, out, kf, NULL) == MMSPCL_OK, "prune forward");
+        mmspcl_prune_train_forward(bd, c.db, pd, c.dp, c.K, c.n, c.pruned, c.kept, NULL);
+        for (i = 0; i < c.n * np; i++) same &= kf[i] == c.kept[i];
+        for (i = 0; i < c.n; i++) {
+            int j;
+            for (j = 0; j < c.db; j++) same &= out[(size_t)i * (c.db + c.dp) + j] == fb[(size_t)i * c.db + j];
+            for (j = 0; j < c.dp; j++) same &= out[(size_t)i * (c.db + c.dp) + c.db + j] == (float)c.pruned[(size_t)i * c.dp + j];
+        }
+        CHECK(same, "pruning: inference (float) and training (double) choose the same heads");
+        CHECK(mmspcl_prune_forward(fb, 30, fp, c.dp, 16, c.n, out, kf, NULL) == MMSPCL_ERR_ARG, "base width not a multiple of K refused");
+        free(fb); free(fp); free(out); free(kf); free(bd); free(pd);
+    }
+    for (i = 0; i < 3; i++) free(dx[i]);
+    free(g); free(c.base); free(c.pr); free(c.v); free(c.pruned); free(c.y); free(c.r); free(c.kept);
+    mmspcl_fusion_free(&c.f);
+    mmspcl_params_free(&c.P);
+}
+
+/* ---- fusion (b) MulT and (c) MBT ------------------------------------------------------------ */
+typedef struct fusion_ctx {
+    mmspcl_params P;
+    mmspcl_fusion f;
+    double *x[3], *y, *r;
+    int n;
+    uint64_t drop_seed;
+} fusion_ctx;
+
+static double fusion_loss(void *vp) {
+    fusion_ctx *c = (fusion_ctx *)vp;
+    mmspcl_rng dr;
+    mmspcl_rng_seed(&dr, c->drop_seed);
+    mmspcl_fusion_forward(&c->f, &c->P, (const double *const *)c->x, c->n, c->y, &dr, NULL);
+    return dotv(c->r, c->y, (size_t)c->n * c->f.cfg.out_dim);
+}
+
+static void fusion_grad_check(const char *what, const mmspcl_fusion_cfg *fc, int n) {
+    fusion_ctx c;
+    mmspcl_rng r;
+    double *dx[3], *g;
+    char buf[96];
+    int m;
+    size_t i;
+    memset(&c, 0, sizeof c);
+    mmspcl_rng_seed(&r, 41);
+    mmspcl_params_init(&c.P);
+    CHECK(mmspcl_fusion_create(&c.f, &c.P, "f", fc, &r, NULL) == MMSPCL_OK, "%s create", what);
+    for (i = 0; i < c.P.n; i++) c.P.w[i] += 0.05 * mmspcl_rng_normal(&r);
+    c.n = n;
+    c.drop_seed = 3;
+    for (m = 0; m < 3; m++) {
+        c.x[m] = fc->dims[m] ? dalloc((size_t)n * fc->dims[m]) : NULL;
+        dx[m] = fc->dims[m] ? dalloc((size_t)n * fc->dims[m]) : NULL;
+        if (c.x[m]) fill_normal(c.x[m], (size_t)n * fc->dims[m], 1.0, &r);
+    }
+    c.y = dalloc((size_t)n * fc->out_dim); c.r = dalloc((size_t)n * fc->out_dim);
+    fill_normal(c.r, (size_t)n * fc->out_dim, 1.0, &r);
+    mmspcl_params_zero_grad(&c.P);
+    fusion_loss(&c);
+    mmspcl_fusion_backward(&c.f, &c.P, (const double *const *)c.x, n, c.r, dx);
+    g = dalloc(c.P.n);
+    memcpy(g, c.P.g, sizeof(double) * c.P.n);
+    snprintf(buf, sizeof buf, "%s params", what);
+    fd_check(buf, c.P.w, g, c.P.n, 1500, fusion_loss, &c);
+    for (m = 0; m < 3; m++) {
+        double *gx;
+        if (!fc->dims[m]) continue;
+        gx = dalloc((size_t)n * fc->dims[m]);
+        memcpy(gx, dx[m], sizeof(double) * (size_t)n * fc->dims[m]);
+        snprintf(buf, sizeof buf, "%s d(input %c)", what, "tav"[m]);
+        fd_check(buf, c.x[m], gx, (size_t)n * fc->dims[m], 200, fusion_loss, &c);
+        free(gx);
+    }
+    {   /* every parameter tensor got some gradient (nothing left out of the backward) */
+        int t, dead = 0;
+        for (t = 0; t < c.P.n_info; t++) {
+            double s = 0;
+            for (i = 0; i < c.P.info[t].n; i++) s += fabs(g[c.P.info[t].off + i]);
+            if (s == 0) { dead++; printf("  no gradient: %s\n", c.P.info[t].name); }
+        }
+        CHECK(dead == 0, "%s: %d tensors without gradient", what, dead);
+    }
+    for (m = 0; m < 3; m++) { free(c.x[m]); free(dx[m]); }
+    free(c.y); free(c.r); free(g);
+    mmspcl_fusion_free(&c.f);
+    mmspcl_params_free(&c.P);
+}
+
+static void test_fusion_grad(void) {
+    mmspcl_fusion_cfg fc;
+    mmspcl_fusion_defaults(&fc, MMSPCL_FUSION_MULT);
+    fc.dims[0] = 12; fc.dims[1] = 6; fc.dims[2] = 8;
+    fc.seq[0] = 3; fc.seq[1] = 2; fc.seq[2] = 2;
+    fc.d_model = 8; fc.n_heads = 2; fc.ff_mult = 2; fc.n_cross = 2; fc.n_self = 1; fc.out_dim = 5;
+    fc.dropout = 0.1;
+    fusion_grad_check("fusion (b) MulT", &fc, 3);
+    mmspcl_fusion_defaults(&fc, MMSPCL_FUSION_MBT);
+    fc.dims[0] = 12; fc.dims[1] = 6; fc.dims[2] = 8;
+    fc.seq[0] = 3; fc.seq[1] = 2; fc.seq[2] = 2;
+    fc.d_model = 8; fc.n_heads = 2; fc.ff_mult = 2; fc.n_layers = 3; fc.fusion_start = 1; fc.n_fusion = 2;
+    fc.out_dim = 5; fc.dropout = 0.1;
+    fusion_grad_check("fusion (c) MBT", &fc, 3);
+}
+
+/* ---- MSVE ------------------------------------------------------------------------------------- */
+typedef struct msve_ctx { mmspcl_msve_model M; const float *x[3]; const int *y; int n; unsigned set; const double *cw; uint64_t seed; } msve_ctx;
+static double msve_loss(void *vp) {
+    msve_ctx *c = (msve_ctx *)vp;
+    double lg[8 * 4];
+    mmspcl_rng dr;
+    mmspcl_rng_seed(&dr, c->seed);
+    mmspcl_msve_model_forward(&c->M, c->x, c->n, c->set, lg, &dr, NULL);
+    return mmspcl_ce_loss(lg, c->y, c->n, 4, c->cw, NULL);
+}
+
+static void test_msve_grad(void) {
+    msve_ctx c;
+    mmspcl_msve_cfg cfg;
+    mmspcl_rng r;
+    float xt[8 * 5], xa[8 * 3], xv[8 * 4];
+    double lg[8 * 4], dl[8 * 4], *g, cw[4] = { 1.0, 2.0, 0.5, 1.0 };
+    int y[8] = { 0, 1, 2, 3, 0, 1, 2, 3 }, i;
+    mmspcl_rng dr;
+    memset(&c, 0, sizeof c);
+    memset(&cfg, 0, sizeof cfg);
+    mmspcl_rng_seed(&r, 51);
+    for (i = 0; i < 40; i++) xt[i] = (float)mmspcl_rng_normal(&r);
+    for (i = 0; i < 24; i++) xa[i] = (float)mmspcl_rng_normal(&r);
+    for (i = 0; i < 32; i++) xv[i] = (float)mmspcl_rng_normal(&r);
+    cfg.n_classes = 4; cfg.dims[0] = 5; cfg.dims[1] = 3; cfg.dims[2] = 4; cfg.hidden = 6; cfg.act = MMSPCL_ACT_GELU;
+    cfg.dropout = 0.2;
+    CHECK(mmspcl_msve_model_create(&c.M, &cfg, 5, NULL) == MMSPCL_OK, "msve create");
+    CHECK(c.M.cfg.combos == MMSPCL_COMBOS_ALL, "msve: all 7 combinations by default");
+    c.x[0] = xt; c.x[1] = xa; c.x[2] = xv; c.y = y; c.n = 8; c.cw = cw; c.seed = 8;
+    c.set = MMSPCL_COMBO(MMSPCL_MOD_A) | MMSPCL_COMBO(MMSPCL_MOD_T | MMSPCL_MOD_A | MMSPCL_MOD_V);  /* k = 2: a + tav */
+    mmspcl_rng_seed(&dr, c.seed);
+    mmspcl_params_zero_grad(&c.M.P);
+    mmspcl_msve_model_forward(&c.M, c.x, 8, c.set, lg, &dr, NULL);
+    mmspcl_ce_loss(lg, y, 8, 4, cw, dl);
+    mmspcl_msve_model_backward(&c.M, dl);
+    g = dalloc(c.M.P.n);
+    memcpy(g, c.M.P.g, sizeof(double) * c.M.P.n);
+    fd_check("msve params (a + tav, dropout)", c.M.P.w, g, c.M.P.n, 2000, msve_loss, &c);
+    {   /* combinations outside the sampled pair get exactly zero gradient */
+        const mmspcl_param_info *pi = mmspcl_params_find(&c.M.P, "tv.fc1.weight");
+        double s = 0;
+        size_t k;
+        for (k = 0; k < pi->n; k++) s += fabs(g[pi->off + k]);
+        CHECK(pi && s == 0.0, "msve: unsampled combination tv has no gradient");
+    }
+    free(g);
+    mmspcl_msve_model_free(&c.M);
+}
+
+/* ---- optimiser -------------------------------------------------------------------------------- */
+static void test_optim(void) {
+    mmspcl_params P;
+    mmspcl_adamw_cfg o;
+    int64_t sh[1] = { 2 };
+    size_t w, b;
+    double norm;
+    mmspcl_params_init(&P);
+    w = mmspcl_params_add(&P, "w", 1, sh, 1, MMSPCL_INIT_ONE, 0, NULL);
+    b = mmspcl_params_add(&P, "b", 1, sh, 0, MMSPCL_INIT_ONE, 0, NULL);
+    P.g[w] = 3; P.g[w + 1] = 0; P.g[b] = 0; P.g[b + 1] = 4;      /* global norm 5 */
+    norm = mmspcl_grad_clip(&P, 1.0);
+    CHECK(fabs(norm - 5.0) < 1e-12 && fabs(P.g[w] - 3.0 / (5.0 + 1e-6)) < 1e-12, "clip by global norm: %.15g", P.g[w]);
+    mmspcl_adamw_defaults(&o);
+    o.weight_decay = 0.1;
+    mmspcl_adamw_step(&P, &o, 0.01);
+    /* step 1: m = 0.1 g, v = 0.001 g^2, m_hat = g, v_hat = g^2 -> update lr * g / (|g| + eps) */
+    {
+        const double g0 = 3.0 / (5.0 + 1e-6), want = 1.0 * (1 - 0.01 * 0.1) - 0.01 * g0 / (g0 + 1e-8);
+        CHECK(fabs(P.w[w] - want) < 1e-12, "AdamW decayed weight %.15g, by hand %.15g", P.w[w], want);
+        CHECK(fabs(P.w[w + 1] - (1 - 0.01 * 0.1)) < 1e-15, "AdamW: zero gradient still decays: %.15g", P.w[w + 1]);
+        CHECK(fabs(P.w[b] - 1.0) < 1e-15 && fabs(P.w[b + 1] - (1.0 - 0.01 * (4 / 5.000001) / (4 / 5.000001 + 1e-8))) < 1e-12,
+              "AdamW: no decay on biases");
+    }
+    CHECK(fabs(mmspcl_lr_cosine(5, 10, 110, 1.0) - 0.5) < 1e-15 && fabs(mmspcl_lr_cosine(60, 10, 110, 1.0) - 0.5) < 1e-12 &&
+          fabs(mmspcl_lr_cosine(110, 10, 110, 1.0)) < 1e-15 && mmspcl_lr_cosine(10, 10, 110, 1.0) == 1.0, "warm-up + cosine schedule");
+    mmspcl_params_free(&P);
+}
+
+int main(void) {
+    clock_t t0 = clock();
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+#endif
+    test_layers();
+    test_ce();
+    test_spcl_grad();
+    test_queues();
+    test_prune_grad();
+    test_fusion_grad();
+    test_msve_grad();
+    test_optim();
+    printf("  worst gradient error %.2e (bound %.0e); %.1f s cpu\n", worst_grad_err, GRAD_TOL, (double)(clock() - t0) / CLOCKS_PER_SEC);
+    return TEST_END();
+}
