@@ -560,6 +560,146 @@ static void test_msve_grad(void) {
     mmspcl_msve_model_free(&c.M);
 }
 
+
+/* ---- SPCL loss against PyTorch (tools/reference/spcl_ref.py -> tests/data/spcl/spcl_ref.txt) --- */
+static int read_nums(const char *line, const char *key, double *out, int max) {
+    size_t k = strlen(key);
+    const char *p;
+    char *end;
+    int n = 0;
+    if (strncmp(line, key, k) || line[k] != ' ') return -1;
+    p = line + k;
+    while (n < max) {
+        double v = strtod(p, &end);
+        if (end == p) break;
+        out[n++] = v;
+        p = end;
+    }
+    return n;
+}
+
+static void test_spcl_reference(void) {
+    FILE *f = fopen("tests/data/spcl/spcl_ref.txt", "r");
+    char line[8192], name[64] = "";
+    double centers[64], reps[256], protos[64], al[64], loss = 0, grad[256], lab[64], v[4];
+    int C = 0, dim = 0, pool = 0, K = 0, n = 0, cases = 0;
+    double t = 0;
+    CHECK(f != NULL, "tests/data/spcl/spcl_ref.txt is missing (run tools/reference/spcl_ref.py)");
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!strncmp(line, "case ", 5)) snprintf(name, sizeof name, "%.60s", line + 5);
+        else if (read_nums(line, "classes", v, 1) == 1) C = (int)v[0];
+        else if (read_nums(line, "dim", v, 1) == 1) dim = (int)v[0];
+        else if (read_nums(line, "pool", v, 1) == 1) pool = (int)v[0];
+        else if (read_nums(line, "K", v, 1) == 1) K = (int)v[0];
+        else if (read_nums(line, "temperature", v, 1) == 1) t = v[0];
+        else if (read_nums(line, "labels", lab, 64) > 0) n = read_nums(line, "labels", lab, 64);
+        else if (read_nums(line, "centers", centers, 64) > 0) {}
+        else if (read_nums(line, "reps", reps, 256) > 0) {}
+        else if (read_nums(line, "protos", protos, 64) > 0) {}
+        else if (read_nums(line, "anchor_loss", al, 64) > 0) {}
+        else if (read_nums(line, "loss", v, 1) == 1) loss = v[0];
+        else if (read_nums(line, "grad", grad, 256) > 0) {}
+        else if (!strcmp(line, "end")) {
+            mmspcl_spcl S;
+            int y[64], i, ok_p = 1, ok_a = 1;
+            double got, dz[256], ga[64], gerr = 0;
+            for (i = 0; i < n; i++) y[i] = (int)lab[i];
+            CHECK(mmspcl_spcl_init(&S, C, dim, pool, K, t, 1, NULL) == MMSPCL_OK, "%s: init", name);
+            mmspcl_spcl_reset(&S, centers);
+            memset(dz, 0, sizeof dz);
+            mmspcl_spcl_step(&S, reps, y, n, &got, dz, NULL, NULL);
+            for (i = 0; i < C * dim; i++) ok_p &= fabs(S.protos[i] - protos[i]) < 1e-14;
+            CHECK(ok_p, "%s: prototypes (queue = K entries -> mean, fewer -> class mean) as PyTorch", name);
+            CHECK(fabs(got - loss) <= 1e-12 * fabs(loss), "%s: loss %.17g, PyTorch %.17g", name, got, loss);
+            mmspcl_spcl_loss(reps, y, n, dim, S.protos, C, t, &got, NULL, ga, NULL, NULL);
+            for (i = 0; i < n; i++) ok_a &= fabs(ga[i] - al[i]) <= 1e-12 * (fabs(al[i]) + 1e-3);
+            CHECK(ok_a, "%s: per-anchor losses as PyTorch", name);
+            for (i = 0; i < n * dim; i++) {
+                const double e = fabs(dz[i] - grad[i]) / (fabs(grad[i]) > 1e-6 ? fabs(grad[i]) : 1e-6);
+                if (e > gerr) gerr = e;
+            }
+            CHECK(gerr < 1e-9, "%s: gradient vs PyTorch autograd, max rel err %.2e", name, gerr);
+            printf("  spcl vs PyTorch %-14s loss %.12f (diff %.1e), grad rel err %.1e\n", name, got, fabs(got - loss), gerr);
+            mmspcl_spcl_free(&S);
+            cases++;
+        }
+    }
+    fclose(f);
+    CHECK(cases == 3, "3 reference cases read (%d)", cases);
+}
+
+/* ---- metrics ------------------------------------------------------------------------------------
+   Confusion matrix (rows: true class, columns: predicted), 16 samples:
+            p0 p1 p2 p3     support
+     t0   [  5  1  0  0 ]     6      class 0: P = 5/7, R = 5/6, F1 = 2*5/(7+6) = 10/13
+     t1   [  2  3  1  0 ]     6      class 1: P = 3/6, R = 3/6, F1 = 1/2
+     t2   [  0  2  1  1 ]     4      class 2: P = 1/2, R = 1/4, F1 = 2*1/(2+4) = 1/3
+     t3   [  0  0  0  0 ]     0      class 3: predicted once, never true: P = R = F1 = 0
+   weighted F1 = (6 * 10/13 + 6 * 1/2 + 4 * 1/3 + 0 * 0) / 16 = (60/13 + 3 + 4/3) / 16
+               = (180 + 117 + 52) / 39 / 16 = 349/624 = 0.559294871794...
+   accuracy = 9/16; macro F1 over the labels present in y_true or y_pred (0..3, as scikit-learn)
+   = (10/13 + 1/2 + 1/3 + 0) / 4 = 125/312. */
+static void test_metrics(void) {
+    static const int cm_hand[4][4] = { { 5, 1, 0, 0 }, { 2, 3, 1, 0 }, { 0, 2, 1, 1 }, { 0, 0, 0, 0 } };
+    int yt[16], yp[16], n = 0, t, p, k, same = 1;
+    int64_t cm[16];
+    mmspcl_class_metrics pc[4];
+    mmspcl_metrics m;
+    for (t = 0; t < 4; t++)
+        for (p = 0; p < 4; p++)
+            for (k = 0; k < cm_hand[t][p]; k++) { yt[n] = t; yp[n] = p; n++; }
+    mmspcl_confusion(yt, yp, n, 4, cm);
+    for (t = 0; t < 16; t++) same &= cm[t] == cm_hand[t / 4][t % 4];
+    CHECK(same, "confusion matrix");
+    mmspcl_metrics_from_confusion(cm, 4, pc, &m);
+    CHECK(fabs(m.weighted_f1 - 349.0 / 624.0) < 1e-15, "weighted F1 %.15f, by hand 349/624 = %.15f", m.weighted_f1, 349.0 / 624.0);
+    CHECK(fabs(m.accuracy - 9.0 / 16.0) < 1e-15 && fabs(m.macro_f1 - 125.0 / 312.0) < 1e-15, "accuracy, macro F1");
+    CHECK(fabs(pc[0].precision - 5.0 / 7.0) < 1e-15 && fabs(pc[2].recall - 0.25) < 1e-15 && pc[3].f1 == 0 && pc[2].support == 4,
+          "per-class precision / recall / support");
+}
+
+/* ---- curriculum -------------------------------------------------------------------------------- */
+static void test_curriculum(void) {
+    /* two classes in 2-D: z = (2,0), (1,1) of class 0 and (0,3), (0,1) of class 1; class means
+       (1.5, 0.5) and (0, 2). difficulty = d(z, own mean) / (d(z, mean 0) + d(z, mean 1)),
+       d = (1 - cos) / 2 + 1e-8: (0,3) lies on its own mean's ray (d_own = 1e-8). */
+    double z[4 * 2] = { 2, 0, 1, 1, 0, 3, 0, 1 }, means[4], diff[4];
+    int y[4] = { 0, 0, 1, 1 }, counts[2], keep[101], freq[101], i, e, kept;
+    (void)keep;
+    mmspcl_rng r;
+    mmspcl_class_means(z, y, 4, 2, 2, means, counts);
+    CHECK(means[0] == 1.5 && means[1] == 0.5 && means[2] == 0 && means[3] == 2 && counts[0] == 2, "class means");
+    /* with these means (1.5, .5) and (0, 2): item 2 = (0, 3) is on its own mean's ray */
+    mmspcl_curriculum_difficulty(z, y, 4, 2, means, counts, 2, diff);
+    {
+        const double c1 = (1.5 * 1 + 0.5 * 1) / (sqrt(2.5) * sqrt(2.0)), own = (1 - c1) / 2 + 1e-8, oth = (1 - 2 / (sqrt(2.0) * 2)) / 2 + 1e-8;
+        CHECK(fabs(diff[1] - own / (own + oth)) < 1e-14, "difficulty of (1,1): %.15g", diff[1]);
+        const double o2 = (1 - 1.5 / (3 * sqrt(2.5))) / 2 + 1e-8;   /* (0,3) vs (1.5,.5): cos = 1.5 / (3 sqrt 2.5) */
+        CHECK(fabs(diff[2] - 1e-8 / (1e-8 + o2)) < 1e-20, "difficulty on the own mean's ray: %.3g", diff[2]);
+    }
+    /* schedule: rank r of n kept with probability st + (ed - st) r / (n - 1), st = 1 - e/E, ed = e/E */
+    mmspcl_rng_seed(&r, 61);
+    for (e = 0; e <= 2; e += 2) {
+        double dd[101];
+        int ok_end = 1;
+        for (i = 0; i < 101; i++) { dd[i] = (double)((i * 37) % 101); freq[i] = 0; }  /* rank of item i = dd[i] */
+        for (i = 0; i < 4000; i++) {
+            int j;
+            kept = mmspcl_curriculum_select(dd, 101, e, 4, &r, keep);
+            for (j = 0; j < kept; j++) freq[(int)dd[keep[j]]]++;
+            for (j = 1; j < kept; j++) ok_end &= dd[keep[j]] > dd[keep[j - 1]];
+        }
+        CHECK(ok_end, "epoch %d: kept indices come easiest first", e);
+        if (e == 0)
+            CHECK(freq[0] == 4000 && freq[100] == 0 && fabs(freq[50] / 4000.0 - 0.5) < 0.04 && fabs(freq[25] / 4000.0 - 0.75) < 0.04,
+                  "epoch 0 of 4: easiest always, hardest never, middle half (%d %d %d %d)", freq[0], freq[25], freq[50], freq[100]);
+        else
+            CHECK(fabs(freq[0] / 4000.0 - 0.5) < 0.04 && fabs(freq[100] / 4000.0 - 0.5) < 0.04, "epoch 2 of 4: every rank kept half the time");
+    }
+}
+
 /* ---- optimiser -------------------------------------------------------------------------------- */
 static void test_optim(void) {
     mmspcl_params P;
@@ -602,6 +742,9 @@ int main(void) {
     test_fusion_grad();
     test_msve_grad();
     test_optim();
+    test_spcl_reference();
+    test_metrics();
+    test_curriculum();
     printf("  worst gradient error %.2e (bound %.0e); %.1f s cpu\n", worst_grad_err, GRAD_TOL, (double)(clock() - t0) / CLOCKS_PER_SEC);
     return TEST_END();
 }
