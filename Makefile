@@ -66,3 +66,18 @@ install: all
 
 clean:
 	rm -rf $(B)
+
+# ---- Robustness (docs/ROBUSTNESS.md): fuzzing, sanitizers, valgrind, ARM -------------------
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_FLAGS    = -std=c99 -g -O1 -Wall -Wextra -Werror -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+.PHONY: fuzz fuzz-build test-sanitize test-valgrind test-arm
+fuzz-build: $(patsubst %,$(B)/fuzz/fuzz_%,$(FUZZ_TARGETS))
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(HEADERS) $(wildcard tools/convert/*.[ch])
+	@mkdir -p $(B)/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< -o $@ -lm
+# make fuzz FUZZ_SECONDS=N: each target N seconds (make -j2 fuzz runs two at a time)
+fuzz: $(patsubst %,fuzz-%,$(FUZZ_TARGETS))
+fuzz-%: $(B)/fuzz/fuzz_%
+	@sh tests/fuzz/run.sh $* $(FUZZ_SECONDS) $<
