@@ -81,3 +81,4 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(HEADERS) $(wildcard to
 fuzz: $(patsubst %,fuzz-%,$(FUZZ_TARGETS))
 fuzz-%: $(B)/fuzz/fuzz_%
 	@sh tests/fuzz/run.sh $* $(FUZZ_SECONDS) $<
+$(B)/tests/test_fuzz_replay: $(wildcard tests/fuzz/*.[ch])
