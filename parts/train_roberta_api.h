@@ -75,4 +75,77 @@ mmspcl_status mmspcl_rt_write_config(const mmspcl_rt *m, mmspcl_writer *wr, mmsp
    vectors f32. hold receives a buffer to free after mmspcl_writer_save. */
 mmspcl_status mmspcl_rt_write_tensors(const mmspcl_rt *m, mmspcl_writer *wr, mmspcl_dtype dtype,
                                       void **hold, mmspcl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+   MELD end to end: vocabulary cut, MLM pretraining, SPCL fine-tuning, text views, MSVE heads.
+
+   Vocabulary: the RoBERTa BPE cut to the tokens the training split's SPCL prompts use, closed
+   under the merges that build them, plus the 256 byte tokens and the specials. Merges whose
+   parts or result were cut are dropped, so the cut tokenizer encodes the training text to the
+   same tokens (renumbered) and any other text to smaller pieces: nothing maps to <unk>.
+   Views of an utterance (the MSVE "modalities"):
+     t  the encoder's hidden state at the SPCL prompt's <mask>            [hidden]
+     a  hashed word uni+bigram TF-IDF of the utterance (l2-normalised)    [ngram_dim]
+     v  the mean of the encoder's hidden states over the whole prompt      [hidden]
+   Model file: the encoder (roberta.* keys, tokenizer.vocab/merges, so mmspcl_roberta_load and
+   mmspcl_bpe_from_weights read it), meld.* keys, meld.idf, meld.protos (class means of t), MSVE
+   heads meld.emotion.* and meld.sentiment.* (mmspcl_msve_load), single-view emotion heads
+   meld.view.{t,a,v}.*, and the training log meld.log.{mlm,spcl,msve}.
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_meld_recipe {
+    int hidden, layers, heads, ffn, max_len;       /* encoder; max_len of the SPCL prompt */
+    int mlm_epochs, mlm_batch; double mlm_lr;      /* batch in chunks of <= max_len tokens */
+    int spcl_epochs, batch, patience, warmup;
+    double lr, head_lr, temperature, ce_weight, sent_weight, clip;
+    int pool_size, K, curriculum;
+    int ngram_dim, msve_hidden, msve_epochs; double msve_dropout, msve_lr;
+    uint64_t seed;
+    const char *checkpoint;   /* written after every epoch (NULL: none) */
+    const char *resume;       /* checkpoint to continue from (NULL: start fresh) */
+} mmspcl_meld_recipe;
+void mmspcl_meld_recipe_defaults(mmspcl_meld_recipe *r);
+
+/* stage "mlm" / "spcl" / "embed" / "msve"...; done of total steps in the stage; msg: a line
+   summarising an epoch (NULL during an epoch) */
+typedef void (*mmspcl_meld_progress_fn)(void *user, const char *stage, int done, int total,
+                                        const char *msg);
+
+/* Trains on train (dev only for early stopping and selection) and writes the model to out_path
+   (f32). vocab[n_vocab] / merges[n_merges]: the full RoBERTa BPE (vocab.json by id, merges.txt). */
+mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *train,
+                                const mmspcl_meld *dev, const char *const *vocab, int64_t n_vocab,
+                                const char *const *merges, int64_t n_merges, const char *out_path,
+                                mmspcl_meld_progress_fn progress, void *user, mmspcl_error *err);
+
+/* Copies a weight file, storing 2-D tensors whose rows are a multiple of 32 as dtype
+   (meld.protos and meld.log.* stay f32). */
+mmspcl_status mmspcl_meld_quantize_file(const char *in_path, const char *out_path, mmspcl_dtype dtype,
+                                        mmspcl_error *err);
+
+/* Hashed word uni+bigram features of a text: out[dim] = l2-normalised (1 + log tf) * idf
+   (idf NULL: 1). Lower-cased; ’ is '; words are letter/digit/' runs, other printable
+   characters are one-character tokens; bigrams include sentence boundaries. */
+void mmspcl_ngram_features(const char *text, int dim, const float *idf, float *out);
+
+/* A trained MELD model, ready for inference (mmspcl.h only). */
+typedef struct mmspcl_meld_model {
+    mmspcl_weights *w;
+    mmspcl_roberta *enc;
+    mmspcl_bpe *tok;
+    mmspcl_msve emotion, sentiment;
+    int has_sentiment;
+    const float *idf, *protos;
+    int hidden, max_len, ngram_dim, max_batch;
+} mmspcl_meld_model;
+mmspcl_status mmspcl_meld_model_load(mmspcl_meld_model *m, const char *path, mmspcl_error *err);
+void mmspcl_meld_model_free(mmspcl_meld_model *m);
+/* The three views of every turn of a dialogue: t, v [n][hidden], a [n][ngram_dim]. */
+mmspcl_status mmspcl_meld_features(mmspcl_meld_model *m, const mmspcl_turn *turns, int n, float *t,
+                                   float *a, float *v, mmspcl_error *err);
+/* Class probabilities (softmax of the summed MSVE logits) for every turn: emo [n][7],
+   sent [n][3] (may be NULL). head: NULL or "emotion" (the ensemble), "view.t", "view.a",
+   "view.v" (single-view heads), "protos" (nearest class mean of t, scores G as probabilities
+   after a softmax with temperature 0.08). */
+mmspcl_status mmspcl_meld_predict(mmspcl_meld_model *m, const mmspcl_turn *turns, int n,
+                                  const char *head, float *emo, float *sent, mmspcl_error *err);
 #endif /* MMSPCL_TRAIN_ROBERTA_API */
