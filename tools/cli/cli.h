@@ -17,4 +17,7 @@ int mmspcl_cmd_inspect(int argc, char **argv);
 int mmspcl_cmd_tokenize(int argc, char **argv);
 int mmspcl_cmd_encode_image(int argc, char **argv);
 int mmspcl_cmd_encode_text(int argc, char **argv);
+int mmspcl_cmd_train(int argc, char **argv);
+int mmspcl_cmd_eval(int argc, char **argv);
+int mmspcl_cmd_classify(int argc, char **argv);
 #endif
