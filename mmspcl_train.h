@@ -336,7 +336,7 @@ void mmspcl_fusion_free(mmspcl_fusion *f);
 /* rng: dropout (NULL = evaluation) */
 mmspcl_status mmspcl_fusion_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
                                     int n, double *y, mmspcl_rng *rng, mmspcl_error *err);
-/* After a forward with the same x and n. dx[m] (entries may be NULL) += dL/dx[m]. */
+/* After a forward with the same x and n. dx[m] += dL/dx[m] (dx, or any entry, may be NULL). */
 void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *const x[3], int n,
                             const double *dy, double *const dx[3]);
 /* hyper-parameter keys "outer.PREFIX.key" (outer NULL or "": "PREFIX.key"); the tensors come
@@ -481,7 +481,7 @@ mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *pat
    calling thread. Starting threads for a few thousand flops costs more than it saves, much more
    on a busy machine. Results never depend on the thread count. */
 #ifndef MMSPCL_TRAIN_MIN_PARALLEL_WORK
-#define MMSPCL_TRAIN_MIN_PARALLEL_WORK 200000.0
+#define MMSPCL_TRAIN_MIN_PARALLEL_WORK 1e6
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -1867,7 +1867,7 @@ void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *co
         mmspcl_lin_backward(P, &f->proj, cat, dy, dcat, n);
         for (m = 0; m < 3; m++) {
             if (!f->cfg.dims[m]) continue;
-            if (dx[m])
+            if (dx && dx[m])
                 for (i = 0; i < n; i++)
                     for (d = 0; d < f->cfg.dims[m]; d++)
                         dx[m][(size_t)i * f->cfg.dims[m] + d] += dcat[(size_t)i * f->proj.in + off + d];
@@ -1904,7 +1904,7 @@ void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *co
         }
         for (m = 0; m < 3; m++)
             if (f->cfg.dims[m])
-                mmspcl__t_embed_backward(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, end + 3 + m), dx[m]);
+                mmspcl__t_embed_backward(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, end + 3 + m), dx ? dx[m] : NULL);
         return;
     }
     {   /* MBT */
@@ -1957,7 +1957,7 @@ void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *co
         }
         for (s = 0; s < NM; s++) {
             m = f->mods[s];
-            mmspcl__t_embed_backward(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s)), dx[m]);
+            mmspcl__t_embed_backward(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s)), dx ? dx[m] : NULL);
         }
     }
 }
