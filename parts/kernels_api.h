@@ -9,10 +9,20 @@
    NULL. Returns MMSPCL_ERR_ARG when W is not 2-D with ne[1] == n_in. */
 mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                             const float *bias);
-/* The same with a chosen code path (tests compare every path with the scalar definition).
-   MMSPCL_ERR_UNSUPPORTED when this CPU or build lacks the path. */
+/* q8_0 / q4_0 weights take the integer path: each row of x is quantized on the fly to int8
+   blocks of 32 (f32 scale per block), dot products are exact int32 sums per block, and blocks
+   are accumulated in float in a fixed order (the definition is in parts/kernels_impl.h); every
+   SIMD integer path gives the same bits as the scalar one. Float weights (f32, f16, bf16) keep
+   x in f32; their SIMD paths agree with the scalar one to about 1e-6 relative.
+   The same with a chosen code path (tests compare every path with the scalar definition).
+   MMSPCL_ERR_UNSUPPORTED when this CPU or build lacks the path:
+     AVX2      AVX2 + FMA (integer: maddubs)        AVX512   AVX-512 F/BW/VL (integer: AVX512-VNNI)
+     AVXVNNI   AVX2 f32 / AVX-VNNI integer          NEON     ARM NEON (integer without dot product)
+     NEON_DOTPROD  NEON with the ARMv8.2 dot product (sdot), compile-time (-march=armv8.2-a+dotprod)
+   AUTO picks the best this CPU (x86: at run time) or build (ARM) has. */
 typedef enum mmspcl_kernel_path {
-    MMSPCL_PATH_AUTO = 0, MMSPCL_PATH_SCALAR, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512, MMSPCL_PATH_NEON
+    MMSPCL_PATH_AUTO = 0, MMSPCL_PATH_SCALAR, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512, MMSPCL_PATH_NEON,
+    MMSPCL_PATH_AVXVNNI, MMSPCL_PATH_NEON_DOTPROD, MMSPCL_PATH_COUNT
 } mmspcl_kernel_path;
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path);

@@ -1,17 +1,25 @@
 /* Kernels: every SIMD path of mmspcl_linear against the scalar definition (f32, f16, bf16, q8_0,
    q4_0 weights; odd shapes), bit-identical results for 1 and 2 threads, and layer norm, GELU and
-   softmax against double-precision formulas. Bound: |simd - scalar| <= 1e-5 * sum_k |x_k w_k|. */
+   softmax against double-precision formulas.
+   Float weights: |simd - scalar| <= 1e-5 * sum_k |x_k w_k|.
+   q8_0 / q4_0 weights (integer path): every SIMD path gives exactly the scalar definition's bits;
+   the definition is within the activation quantization error of the exact product:
+   |scalar - exact| <= sum_blocks (max|x| / 254) sum |w| + 1e-5 * sum |x w|. */
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
 #include "tests/test.h"
 #include <stdlib.h>
 #include <string.h>
 
+static int tested[6];
+
 static float frand(unsigned *s) { *s = *s * 1664525u + 1013904223u; return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f; }
 
 static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigned seed) {
-    static const mmspcl_kernel_path paths[] = {MMSPCL_PATH_AUTO, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512, MMSPCL_PATH_NEON};
-    static const char *names[] = {"auto", "avx2", "avx512", "neon"};
+    static const mmspcl_kernel_path paths[] = {MMSPCL_PATH_AUTO, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512, MMSPCL_PATH_NEON,
+                                               MMSPCL_PATH_AVXVNNI, MMSPCL_PATH_NEON_DOTPROD};
+    static const char *names[] = {"auto", "avx2", "avx512", "neon", "avxvnni", "neon-dotprod"};
+    const int quant = dt == MMSPCL_Q8_0 || dt == MMSPCL_Q4_0;
     size_t rb = mmspcl_dtype_row_size(dt, n_in), i;
     float *x = (float *)malloc(sizeof(float) * rows * n_in), *w = (float *)malloc(sizeof(float) * n_out * n_in);
     float *wd = (float *)malloc(sizeof(float) * n_out * n_in), *bias = (float *)malloc(sizeof(float) * n_out);
@@ -33,18 +41,30 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
         double worst = 0;
         for (r = 0; r < rows; r++)
             for (o = 0; o < n_out; o++) {
-                double s = bias[o], a = fabs(bias[o]);
+                double s = bias[o], a = fabs(bias[o]), qerr = 0;
                 for (k = 0; k < n_in; k++) { s += (double)x[r * n_in + k] * wd[(size_t)o * n_in + k]; a += fabs((double)x[r * n_in + k] * wd[(size_t)o * n_in + k]); }
-                worst = fmax(worst, fabs(s - ref[r * n_out + o]) / a);
+                if (quant)  /* activation rounding: at most half a step (max|x| / 127 / 2) per value */
+                    for (k = 0; k < n_in; k += 32) {
+                        double amax = 0, sw = 0;
+                        int j;
+                        for (j = 0; j < 32; j++) { amax = fmax(amax, fabs(x[r * n_in + k + j])); sw += fabs(wd[(size_t)o * n_in + k + j]); }
+                        qerr += amax / 254.0 * sw * (1 + 1e-6);
+                    }
+                worst = fmax(worst, (fabs(s - ref[r * n_out + o]) - qerr) / a);
             }
         CHECK(worst <= 1e-5, "scalar %s %dx%dx%d: rel error %g", mmspcl_dtype_name(dt), rows, n_in, n_out, worst);
     }
-    for (p = 0; p < 4; p++) {
+    for (p = 0; p < (int)(sizeof paths / sizeof paths[0]); p++) {
         double worst = 0;
         mmspcl_status st = mmspcl_linear_path(got, x, rows, n_in, &W, bias, paths[p]);
         if (st == MMSPCL_ERR_UNSUPPORTED) continue;  /* this CPU or build lacks the path */
         CHECK(st == MMSPCL_OK, "%s path failed", names[p]);
-        for (r = 0; r < rows; r++)
+        tested[p]++;
+        if (quant) {
+            CHECK(!memcmp(got, ref, sizeof(float) * rows * n_out), "%s %s %dx%dx%d: integer path differs from the scalar definition",
+                  names[p], mmspcl_dtype_name(dt), rows, n_in, n_out);
+                    }
+        for (r = 0; r < rows && !quant; r++)
             for (o = 0; o < n_out; o++) {
                 double a = fabs(bias[o]);
                 for (k = 0; k < n_in; k++) a += fabs((double)x[r * n_in + k] * wd[(size_t)o * n_in + k]);
@@ -69,11 +89,15 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
 }
 
 int main(void) {
-    static const int shapes[][3] = {{1, 32, 1}, {5, 64, 17}, {13, 96, 33}, {12, 128, 32}, {25, 160, 70}, {128, 256, 96}};
+    static const int shapes[][3] = {{1, 32, 1}, {5, 64, 17}, {13, 96, 33}, {12, 128, 32}, {25, 160, 70}, {128, 256, 96},
+                                    {50, 64, 13}, {33, 1600, 7}, {70, 96, 130}};
     static const mmspcl_dtype dts[] = {MMSPCL_F32, MMSPCL_F16, MMSPCL_BF16, MMSPCL_Q8_0, MMSPCL_Q4_0};
     size_t s, d;
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (d = 0; d < sizeof dts / sizeof dts[0]; d++) check_linear(shapes[s][0], shapes[s][1], shapes[s][2], dts[d], 7u + (unsigned)s);
+    printf("linear paths tested (shape x dtype):");
+    for (s = 0; s < 6; s++) printf(" %s %d", s == 0 ? "auto" : s == 1 ? "avx2" : s == 2 ? "avx512" : s == 3 ? "neon" : s == 4 ? "avxvnni" : "neon-dotprod", tested[s]);
+    printf("\n");
     {   /* layer norm, GELU, softmax against double formulas */
         float x[48], y[48], g[48], b[48], v[5] = {1, 2, 3, -1, 0.5f};
         double mean = 0, var = 0, worst = 0, e[5], se = 0;
