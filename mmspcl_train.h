@@ -49,6 +49,9 @@
                       weighted F1); mmspcl_spcl_model (optional pruning + fusion head + linear
                       classifier) + mmspcl_spcl_train (SPCL loss, curriculum, nearest-prototype
                       validation, as caskcsg/SPCL's train.py)
+     Checkpoints      mmspcl_msve_model_save / _load, mmspcl_spcl_model_save / _load: f32 weight
+                      files that mmspcl.h's loaders run at inference; with_optim = 1 adds the
+                      AdamW state so that training resumes where it stopped
 
    SPCL, AS THE ORIGINAL CODE (caskcsg/SPCL spcl_loss.py) DOES IT
      Score G(a,b) = (1 + cos(a,b)) / 2 + 1e-8, cos as torch's cosine_similarity (norms clamped
@@ -456,6 +459,9 @@ mmspcl_status mmspcl_spcl_train(mmspcl_spcl_model *M, const mmspcl_dataset *trai
                                 mmspcl_error *err);
 mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *path, int with_optim,
                                      mmspcl_error *err);
+/* Rebuilds a model from a file written by mmspcl_spcl_model_save: structure, weights,
+   prototypes and (when saved) the AdamW state, to resume training or to evaluate in double. */
+mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights *w, mmspcl_error *err);
 
 #ifdef __cplusplus
 }
@@ -1984,6 +1990,8 @@ mmspcl_status mmspcl_fusion_write_config(const mmspcl_fusion *f, mmspcl_writer *
         MMSPCL__T_KEY("n_fusion", c->n_fusion);
     }
 #undef MMSPCL__T_KEY
+    snprintf(key, sizeof key, "%s%s%s.dropout", outer && *outer ? outer : "", outer && *outer ? "." : "", f->prefix);
+    st |= (int)mmspcl_writer_set_float(wr, key, c->dropout);
     return st ? MMSPCL_ERR_NOMEM : MMSPCL_OK;
 }
 
@@ -2638,6 +2646,51 @@ mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *pat
     MMSPCL_FREE(hold);
     MMSPCL_FREE(pf);
     return s2;
+}
+
+mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights *w, mmspcl_error *err) {
+    mmspcl_fusion_cfg fc;
+    int64_t kind = -1, C = 0, pb = -1, pm = -1, pk = 0;
+    double dropout = 0.0;
+    const float *protos;
+    int pc, pd, m;
+    size_t q;
+    mmspcl_status st;
+    if (!mmspcl_weights_get_int(w, "spcl.kind", &kind) || !mmspcl_weights_get_int(w, "spcl.n_classes", &C) ||
+        !mmspcl_weights_get_int(w, "spcl.prune.base", &pb) || !mmspcl_weights_get_int(w, "spcl.prune.mod", &pm) ||
+        !mmspcl_weights_get_int(w, "spcl.prune.K", &pk))
+        return mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "spcl model: the keys spcl.kind, n_classes, prune.* are missing");
+    if (kind < 0 || kind > 2 || pb < -1 || pb > 2 || pm < -1 || pm > 2 || pk < 0 || pk > (1 << 20))
+        return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "spcl model: kind %lld, pruning %lld/%lld/%lld", (long long)kind, (long long)pb, (long long)pm, (long long)pk);
+    mmspcl_fusion_defaults(&fc, (mmspcl_fusion_kind)kind);
+    if (kind == MMSPCL_FUSION_LINEAR) {
+        mmspcl_fuse_linear f;
+        if ((st = mmspcl_fuse_linear_load(&f, w, "spcl.fusion", err))) return st;
+        for (m = 0; m < 3; m++) fc.dims[m] = f.dims[m];
+        fc.out_dim = f.proj.out;
+    } else if (kind == MMSPCL_FUSION_MULT) {
+        mmspcl_mult f;
+        if ((st = mmspcl_mult_load(&f, w, "spcl.fusion", err))) return st;
+        for (m = 0; m < 3; m++) { fc.seq[m] = f.seq[m]; fc.dims[m] = f.seq[m] * f.tok[m]; }
+        fc.d_model = f.d_model; fc.n_heads = f.n_heads; fc.n_cross = f.n_cross; fc.n_self = f.n_self;
+        fc.ff_mult = f.ff_mult; fc.out_dim = f.out_dim; fc.act = f.act;
+        mmspcl_mult_free(&f);
+    } else {
+        mmspcl_mbt f;
+        if ((st = mmspcl_mbt_load(&f, w, "spcl.fusion", err))) return st;
+        for (m = 0; m < 3; m++) { fc.seq[m] = f.seq[m]; fc.dims[m] = f.seq[m] * f.tok[m]; }
+        fc.d_model = f.d_model; fc.n_heads = f.n_heads; fc.n_layers = f.n_layers; fc.fusion_start = f.fusion_start;
+        fc.n_fusion = f.n_fusion; fc.ff_mult = f.ff_mult; fc.out_dim = f.out_dim; fc.act = f.act;
+        mmspcl_mbt_free(&f);
+    }
+    fc.dropout = mmspcl_weights_get_float(w, "spcl.fusion.dropout", &dropout) ? dropout : 0.0;
+    if ((st = mmspcl_protos_load(&protos, &pc, &pd, w, "spcl", err))) return st;
+    if (pc != C || pd != fc.out_dim)
+        return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "spcl.protos is [%d][%d], expected [%lld][%d]", pc, pd, (long long)C, fc.out_dim);
+    if ((st = mmspcl_spcl_model_create(M, &fc, (int)C, (int)pb, (int)pm, (int)pk, 0, err))) return st;
+    if ((st = mmspcl_params_read(&M->P, w, "spcl", err))) { mmspcl_spcl_model_free(M); return st; }
+    for (q = 0; q < (size_t)pc * pd; q++) M->protos[q] = protos[q];
+    return MMSPCL_OK;
 }
 
 #ifdef __cplusplus

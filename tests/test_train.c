@@ -891,6 +891,24 @@ static void test_spcl_model_checkpoint(mmspcl_fusion_kind kind) {
         CHECK(same_l, "%s: linear-head predictions agree", names[kind]);
     }
     mmspcl_weights_free(w);
+    {   /* resume: the whole model back from a file with the AdamW state */
+        mmspcl_spcl_model M2;
+        double *z2 = dalloc((size_t)n * fc.out_dim), md = 0;
+        M.P.step = 9;
+        for (q = 0; q < M.P.n; q++) M.P.v[q] = (double)(q % 7) * 0.125;
+        CHECK(mmspcl_spcl_model_save(&M, path, 1, &err) == MMSPCL_OK && mmspcl_weights_open(&w, path, &err) == MMSPCL_OK, "save with optimiser: %s", err.msg);
+        CHECK(mmspcl_spcl_model_load(&M2, w, &err) == MMSPCL_OK, "spcl model load: %s", err.msg);
+        if (M2.P.n == M.P.n) {
+            mmspcl_spcl_model_embed(&M2, (const float *const *)x, n, z2, NULL);
+            for (q = 0; q < (size_t)n * fc.out_dim; q++) if (fabs(z2[q] - z[q]) > md) md = fabs(z2[q] - z[q]);
+            for (q = 0; q < M.P.n && M2.P.v[q] == M.P.v[q]; q++) {}
+            CHECK(md < 1e-4 && q == M.P.n && M2.P.step == 9 && M2.prune_mod == M.prune_mod && M2.protos[5] == (double)(float)M.protos[5],
+                  "%s resume: same embeddings (%.1e), AdamW state, pruning, prototypes", names[kind], md);
+        } else CHECK(0, "%s resume: %zu parameters, expected %zu", names[kind], M2.P.n, M.P.n);
+        mmspcl_spcl_model_free(&M2);
+        mmspcl_weights_free(w);
+        free(z2);
+    }
     remove(path);
     for (m = 0; m < 3; m++) free(x[m]);
     free(pruned); free(yf); free(z);
