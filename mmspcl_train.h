@@ -17,7 +17,18 @@
      With -fopenmp, loops over independent rows / columns / (sequence, head) pairs run in
      parallel; every sum keeps one fixed order, so results are bit-identical for any number of
      threads. No global state: a model, its parameters and its random generator are structs the
-     caller owns.
+     caller owns. Config: MMSPCL_TRAIN_MIN_PARALLEL_WORK (default 1e6 multiply-adds): smaller
+     loops stay on the calling thread (starting threads costs more than they save there).
+
+   QUICK START (MSVE on per-utterance features; examples/train_msve.c is the full program)
+     mmspcl_msve_cfg cfg = {0};  mmspcl_msve_train_cfg tc;  mmspcl_msve_model M;
+     cfg.n_classes = 7; cfg.dims[0] = 1024; cfg.dims[1] = 88; cfg.dims[2] = 512;
+     cfg.hidden = 64; cfg.dropout = 0.1;                     (combos 0: all seven)
+     mmspcl_msve_model_create(&M, &cfg, seed, &err);
+     mmspcl_msve_train_defaults(&tc);                        (k = 2, AdamW 1e-3, clip 5, ...)
+     mmspcl_msve_train(&M, &train, &dev, &tc, &report, NULL, NULL, &err);
+     mmspcl_msve_model_predict(&M, test.x, test.n, 0, pred, NULL, &err);
+     mmspcl_msve_model_save(&M, "msve.bin", "msve", 0, &err); -> mmspcl_msve_load(w, "msve")
 
    STYLE (llm.c)
      Each layer's _forward and _backward sit side by side and are plain loops over the
@@ -62,6 +73,8 @@
        P_i   = number of such positives
        l_i   = -log( pos_i / (pos_i + neg_i) / (P_i + 1e-8) + 1e-8 )
        loss  = sum of l_i over anchors with l_i > 0.3, / (their number + 1e-8)
+     (pos_i / (pos_i + neg_i) <= 1, so l_i >= log P_i: only an anchor whose one positive is its
+     prototype can fall under 0.3.)
      Prototypes carry no gradient. Queues: one per class, initialised with the class mean; each
      batch first pushes its (detached) embeddings, an over-full queue drops one entry chosen at
      random (the original shuffles and keeps the last pool_size: the same distribution); the
@@ -72,6 +85,8 @@
      the sample of rank r (of n) is kept with probability st + (ed - st) r / (n - 1),
      st = 1 - e/E, ed = e/E. (The original also drops the sample with index 0 every epoch, a
      side effect of masking indices by multiplication; we do not.)
+     mmspcl_spcl_train follows train.py: a new cosine schedule every epoch (warm-up in the first
+     only), batches without the last partial one, validation by nearest class mean.
 
    CHECKPOINT NAMES (f32; prefix "P")
      MSVE    P.n_classes P.hidden P.act P.combos P.dim.{t,a,v} (ints); P.mean.{m} P.std.{m};
