@@ -26,7 +26,8 @@
      exactly as scikit-learn's average='weighted', zero_division=0)
    Loading what mmspcl_train.h saved
      mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_fuse_linear_load,
-     mmspcl_protos_load  (each with a name prefix; tensor names are listed in mmspcl_train.h)
+     mmspcl_head_linear_load (SPCL's linear classifier), mmspcl_protos_load
+     (each with a name prefix; tensor names are listed in mmspcl_train.h)
    ------------------------------------------------------------------------------------------ */
 
 /* Modalities and their combinations. A combination is a bit mask over {t, a, v}; its input is
