@@ -235,7 +235,10 @@ static void mmspcl__store_cols(float *out, int ld, const float *t, int ts, int m
         }
 }
 
-/* Micro-kernel: t[o][16 v + lane] = sum_k w[o][k] * xt[k][16 v + lane], o < 6, v < NV. */
+/* Micro-kernel: t[o][16 v + lane] = sum_k w[o][k] * xt[k * ldx + 16 v + lane], o < 6, v < NV.
+   Spread over the k loop it prefetches pf->n lines: pf->lpr lines from each of rows pf->p + i *
+   pf->stride (the next group's weights, so they stream from memory while this group computes). */
+typedef struct mmspcl__pf { const char *p; size_t stride; int lpr, n; } mmspcl__pf;
 #define MMSPCL__V1(M, o) M(o, 0)
 #define MMSPCL__V2(M, o) M(o, 0) M(o, 1)
 #define MMSPCL__V3(M, o) M(o, 0) M(o, 1) M(o, 2)
@@ -257,15 +260,21 @@ static void mmspcl__store_cols(float *out, int ld, const float *t, int ts, int m
 #define MMSPCL__Z_ST3(o) MMSPCL__V3(MMSPCL__Z_STORE, o)
 #define MMSPCL__Z_ST4(o) MMSPCL__V4(MMSPCL__Z_STORE, o)
 #define MMSPCL__F32K(NV)                                                                                    \
-static __attribute__((target("avx512f,fma"))) void mmspcl__f32k##NV(float *t, const float *xt,             \
-                                                                     const float *const *w, int kc) {      \
+static __attribute__((target("avx512f,fma"))) void mmspcl__f32k##NV(float *t, const float *xt, int ldx,    \
+                                                                     const float *const *w, int kc,        \
+                                                                     const mmspcl__pf *pf) {               \
     const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];                       \
-    int k;                                                                                                  \
+    int k, pi = 0, pk = pf && pf->n ? 0 : kc;                                                               \
     MMSPCL__R6(MMSPCL__Z_DECL##NV)                                                                          \
     for (k = 0; k < kc; k++) {                                                                              \
-        const float *xk = xt + (size_t)k * (16 * NV);                                                       \
+        const float *xk = xt + (size_t)k * ldx;                                                             \
         MMSPCL__R##NV(MMSPCL__Z_LOADX)                                                                      \
         MMSPCL__R6(MMSPCL__Z_STEP##NV)                                                                      \
+        if (k == pk) {                                                                                      \
+            _mm_prefetch(pf->p + (size_t)(pi / pf->lpr) * pf->stride + (size_t)(pi % pf->lpr) * 64, _MM_HINT_T0); \
+            pi++;                                                                                           \
+            pk = pi < pf->n ? (int)((long long)pi * kc / pf->n) : kc;                                       \
+        }                                                                                                   \
     }                                                                                                       \
     MMSPCL__R6(MMSPCL__Z_ST##NV)                                                                            \
 }
@@ -274,11 +283,18 @@ MMSPCL__F32K(2)
 MMSPCL__F32K(3)
 MMSPCL__F32K(4)
 
+static void mmspcl__f32k(int nv, float *t, const float *xt, int ldx, const float *const *w, int kc, const mmspcl__pf *pf) {
+    if (nv == 4) mmspcl__f32k4(t, xt, ldx, w, kc, pf);
+    else if (nv == 3) mmspcl__f32k3(t, xt, ldx, w, kc, pf);
+    else if (nv == 2) mmspcl__f32k2(t, xt, ldx, w, kc, pf);
+    else mmspcl__f32k1(t, xt, ldx, w, kc, pf);
+}
+
 static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int rows, int n_in,
                                                const mmspcl_tensor *W, const float *bias) {
     const int n_out = (int)W->ne[0], ldt = (rows + 15) & ~15, nthreads = MMSPCL__MAX_THREADS();
     const int kcmax = n_in <= MMSPCL__KC * 3 / 2 ? n_in : MMSPCL__KC, n_groups = (n_out + MMSPCL__MO - 1) / MMSPCL__MO;
-    const size_t wide = W->dtype == MMSPCL_F32 ? 0 : (size_t)MMSPCL__MO * (size_t)kcmax;
+    const size_t wide = W->dtype == MMSPCL_F32 ? 0 : (size_t)MMSPCL__MO * (size_t)kcmax, esize = W->dtype == MMSPCL_F32 ? 4 : 2;
     float *xt = (float *)MMSPCL_MALLOC(((size_t)ldt * (size_t)kcmax + (size_t)nthreads * wide) * sizeof(float));
     int k0;
     if (!xt) return MMSPCL_ERR_NOMEM;
@@ -292,6 +308,11 @@ static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int r
             const float *w[MMSPCL__MO];
             float t[MMSPCL__MO * 64];
             int o, r0;
+            mmspcl__pf pf;   /* the next group's rows, columns k0 .. k0+kc */
+            pf.stride = (size_t)n_in * esize;
+            pf.p = (const char *)W->data + (size_t)(o0 + MMSPCL__MO) * pf.stride + (size_t)k0 * esize;
+            pf.lpr = (int)(((size_t)kc * esize + 63) / 64);
+            pf.n = o0 + MMSPCL__MO < n_out ? pf.lpr * (n_out - o0 - MMSPCL__MO < MMSPCL__MO ? n_out - o0 - MMSPCL__MO : MMSPCL__MO) : 0;
             if (W->dtype == MMSPCL_F32) {
                 for (o = 0; o < MMSPCL__MO; o++) w[o] = (const float *)W->data + (size_t)(o0 + (o < mo ? o : 0)) * n_in + k0;
             } else {
@@ -302,10 +323,7 @@ static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int r
             for (r0 = 0; r0 < rows; r0 += 64) {
                 const int nv = ldt - r0 < 64 ? (ldt - r0) / 16 : 4;
                 const float *xb = xt + (size_t)r0 * kc;
-                if (nv == 4) mmspcl__f32k4(t, xb, w, kc);
-                else if (nv == 3) mmspcl__f32k3(t, xb, w, kc);
-                else if (nv == 2) mmspcl__f32k2(t, xb, w, kc);
-                else mmspcl__f32k1(t, xb, w, kc);
+                mmspcl__f32k(nv, t, xb, 16 * nv, w, kc, r0 ? NULL : &pf);
                 mmspcl__store_cols(out + (size_t)r0 * n_out + o0, n_out, t, 64, rows - r0 < 16 * nv ? rows - r0 : 16 * nv,
                                    mo, bias ? bias + o0 : NULL, k0 > 0);
             }
@@ -428,13 +446,15 @@ static __attribute__((target("avx2,f16c"))) void mmspcl__unpack_w_avx2(int8_t *d
 #define MMSPCL__QK512(NV)                                                                                   \
 static __attribute__((target("avx512f,avx512bw,avx512vnni,fma"))) void mmspcl__qk512_##NV(                 \
     float *t, const int8_t *xq, const float *xd, const int32_t *xc, const int8_t *const *w,                 \
-    const float *const *ws, int nb) {                                                                       \
+    const float *const *ws, int nb, const char *pf, int pf_n) {                                             \
     const int tw = 16 * NV;                                                                                 \
+    int pi = 0;                                                                                             \
     const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];                      \
     const float *s0 = ws[0], *s1 = ws[1], *s2 = ws[2], *s3 = ws[3], *s4 = ws[4], *s5 = ws[5];                 \
     int b;                                                                                                  \
     MMSPCL__R6(MMSPCL__Q_DECLF##NV)                                                                         \
     for (b = 0; b < nb; b++) {                                                                              \
+        for (; pi < (b + 1) * pf_n / nb; pi++) _mm_prefetch(pf + 64 * (size_t)pi, _MM_HINT_T0);             \
         MMSPCL__R##NV(MMSPCL__Q_LOADC)                                                                      \
         MMSPCL__R6(MMSPCL__Q_INIT##NV)                                                                      \
         MMSPCL__R8(MMSPCL__Q_GROUP##NV)                                                                     \
@@ -506,6 +526,7 @@ static mmspcl_status mmspcl__linear_q_x86(float *out, const float *x, int rows, 
                                           const float *bias, int kind) {
     const int n_out = (int)W->ne[0], nb = n_in / MMSPCL_QBLOCK, nthreads = MMSPCL__MAX_THREADS();
     const int ldt = (rows + 15) & ~15, MO = kind == 2 ? MMSPCL__MO : 4, n_groups = (n_out + MO - 1) / MO;
+    const size_t row_bytes = mmspcl_dtype_row_size(W->dtype, n_in);
     const size_t xbytes = (size_t)ldt * (size_t)n_in, sbytes = (size_t)ldt * (size_t)nb * 4;
     const size_t per_thread = (size_t)MO * ((size_t)n_in + (size_t)nb * 4);
     unsigned char *buf = (unsigned char *)MMSPCL_MALLOC(xbytes + 2 * sbytes + (size_t)nthreads * per_thread + 64);
@@ -534,11 +555,15 @@ static mmspcl_status mmspcl__linear_q_x86(float *out, const float *x, int rows, 
             ws[o] = ws_buf + (size_t)(o < mo ? o : 0) * nb;
         }
         if (kind == 2) {
+            /* while the first tile runs, the next group's weight rows are fetched from memory */
+            const int next = n_out - o0 - MO < MO ? n_out - o0 - MO : MO;
+            const char *pf = (const char *)W->data + (size_t)(o0 + MO) * row_bytes;
+            const int pf_n = next > 0 ? (int)((size_t)next * row_bytes / 64) : 0;
             for (r0 = 0; r0 < rows; r0 += 32) {
                 const size_t xo = (size_t)r0 * n_in, so = (size_t)r0 * nb;
                 nv = ldt - r0 >= 32 ? 2 : 1;
-                if (nv == 2) mmspcl__qk512_2(t, xq + xo, xd + so, xc + so, w, ws, nb);
-                else mmspcl__qk512_1(t, xq + xo, xd + so, xc + so, w, ws, nb);
+                if (nv == 2) mmspcl__qk512_2(t, xq + xo, xd + so, xc + so, w, ws, nb, pf, r0 ? 0 : pf_n);
+                else mmspcl__qk512_1(t, xq + xo, xd + so, xc + so, w, ws, nb, pf, r0 ? 0 : pf_n);
                 mmspcl__store_cols(out + (size_t)r0 * n_out + o0, n_out, t, 32, rows - r0 < 16 * nv ? rows - r0 : 16 * nv,
                                    mo, bias ? bias + o0 : NULL, 0);
             }
@@ -635,6 +660,136 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
     }
     MMSPCL_FREE(buf);
     return MMSPCL_OK;
+}
+
+/* ===== x86: elementwise functions and attention ============================================ */
+/* exp(x), x clamped to [-87.3, 88.3] (Cephes' expf polynomial, about 1 ulp). */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256 mmspcl__exp256(__m256 x) {
+    __m256 n, r, p;
+    __m256i e;
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    p = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* erf(x) = x P(x^2) / Q(x^2) on [-4, 4] (+-1 outside in float); absolute error below 2e-7. */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256 mmspcl__erf256(__m256 x) {
+    __m256 x2, p, q;
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-4.0f)), _mm256_set1_ps(4.0f));
+    x2 = _mm256_mul_ps(x, x);
+    p = _mm256_fmadd_ps(_mm256_set1_ps(-2.72614225801306e-10f), x2, _mm256_set1_ps(2.77068142495902e-08f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-2.10102402082508e-06f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-5.69250639462346e-05f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-7.34990630326855e-04f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-2.95459980854025e-03f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-1.60960333262415e-02f));
+    q = _mm256_fmadd_ps(_mm256_set1_ps(-1.45660718464996e-05f), x2, _mm256_set1_ps(-2.13374055278905e-04f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-1.68282697438203e-03f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-7.37332916720468e-03f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-1.42647390514189e-02f));
+    return _mm256_div_ps(_mm256_mul_ps(x, p), q);
+}
+
+/* act 0: GELU (erf), 1: quick GELU; the tail (n % 8) uses the scalar formulas. */
+static __attribute__((target("avx2,fma"))) size_t mmspcl__act_avx2(float *x, size_t n, int act) {
+    size_t i;
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        __m256 y;
+        if (act == 0)
+            y = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v),
+                              _mm256_add_ps(_mm256_set1_ps(1.0f), mmspcl__erf256(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)))));
+        else
+            y = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), mmspcl__exp256(_mm256_mul_ps(v, _mm256_set1_ps(-1.702f)))));
+        _mm256_storeu_ps(x + i, y);
+    }
+    return i;
+}
+
+/* e[j] = exp(s[j] * scale - max) (0 where valid[j] == 0), in place; returns the sum of e. */
+static __attribute__((target("avx2,fma"))) float mmspcl__softmax_row_avx2(float *s, int n, float scale,
+                                                                          const unsigned char *valid) {
+    const __m256 sc = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+    __m256 m = ninf, acc = _mm256_setzero_ps();
+    float mx, t[8], sum, tail = 0.0f;
+    int j;
+    if (valid)
+        for (j = 0; j < n; j++) s[j] = valid[j] ? s[j] * scale : -INFINITY;
+    else
+        for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), sc));
+    if (!valid)
+        for (j = n & ~7; j < n; j++) s[j] *= scale;
+    for (j = 0; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(s + j));
+    _mm256_storeu_ps(t, m);
+    mx = t[0];
+    for (j = 1; j < 8; j++) mx = t[j] > mx ? t[j] : mx;
+    for (j = n & ~7; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+    {
+        const __m256 mv = _mm256_set1_ps(mx);
+        for (j = 0; j + 8 <= n; j += 8) {
+            const __m256 v = _mm256_loadu_ps(s + j);
+            const __m256 e = _mm256_and_ps(mmspcl__exp256(_mm256_sub_ps(v, mv)), _mm256_cmp_ps(v, ninf, _CMP_NEQ_OQ));
+            _mm256_storeu_ps(s + j, e);
+            acc = _mm256_add_ps(acc, e);
+        }
+    }
+    for (j = n & ~7; j < n; j++) { s[j] = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx); tail += s[j]; }
+    _mm256_storeu_ps(t, acc);
+    sum = ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+    return sum + tail;
+}
+
+/* Attention with the f32 micro-kernels, one task per head: K_h^T is packed once (keys in the
+   lanes), then for 6 queries at a time: scores = 6 query rows broadcast against K_h^T, softmax,
+   and (sum_j e_j v_j) / sum_j e_j with V's rows as the lanes (head_dim a multiple of 16).
+   Returns 0 when done, -1 when it cannot (shape, memory): the caller then runs the definition. */
+static int mmspcl__attention_avx512(float *out, int ld_out, const float *q, int ld_q, const float *k, const float *v,
+                                    int ld_kv, int n_q, int n_k, int n_heads, int hd, const unsigned char *key_valid) {
+    const int ldk = (n_k + 15) & ~15, nthreads = MMSPCL__MAX_THREADS();
+    const size_t per = ((size_t)hd + MMSPCL__MO) * (size_t)ldk;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *buf;
+    int h;
+    if (hd % 16 || n_q < 1 || n_k < 1) return -1;
+    if (!(buf = (float *)MMSPCL_MALLOC((size_t)nthreads * per * sizeof(float)))) return -1;
+    MMSPCL__OMP_FOR
+    for (h = 0; h < n_heads; h++) {
+        float *kt = buf + (size_t)MMSPCL__THREAD_ID() * per, *s = kt + (size_t)hd * ldk;
+        float t[MMSPCL__MO * 64], inv[MMSPCL__MO];
+        const float *w[MMSPCL__MO];
+        int q0, o, j0, d0, i;
+        mmspcl__pack_xt_avx512(kt, ldk, k + (size_t)h * hd, n_k, ld_kv, 0, hd);
+        for (q0 = 0; q0 < n_q; q0 += MMSPCL__MO) {
+            const int mq = n_q - q0 < MMSPCL__MO ? n_q - q0 : MMSPCL__MO;
+            for (o = 0; o < MMSPCL__MO; o++) w[o] = q + (size_t)(q0 + (o < mq ? o : 0)) * ld_q + (size_t)h * hd;
+            for (j0 = 0; j0 < ldk; j0 += 64) {
+                const int nv = ldk - j0 < 64 ? (ldk - j0) / 16 : 4;
+                mmspcl__f32k(nv, t, kt + (size_t)j0 * hd, 16 * nv, w, hd, NULL);
+                for (o = 0; o < mq; o++) memcpy(s + (size_t)o * ldk + j0, t + o * 64, (size_t)16 * nv * sizeof(float));
+            }
+            for (o = 0; o < mq; o++) inv[o] = 1.0f / mmspcl__softmax_row_avx2(s + (size_t)o * ldk, n_k, scale, key_valid);
+            for (o = 0; o < MMSPCL__MO; o++) w[o] = s + (size_t)(o < mq ? o : 0) * ldk;
+            for (d0 = 0; d0 < hd; d0 += 64) {
+                const int nv = hd - d0 < 64 ? (hd - d0) / 16 : 4;
+                mmspcl__f32k(nv, t, v + (size_t)h * hd + d0, ld_kv, w, n_k, NULL);
+                for (o = 0; o < mq; o++) {
+                    float *dst = out + (size_t)(q0 + o) * ld_out + (size_t)h * hd + d0;
+                    for (i = 0; i < 16 * nv; i++) dst[i] = t[o * 64 + i] * inv[o];
+                }
+            }
+        }
+    }
+    MMSPCL_FREE(buf);
+    return 0;
 }
 #endif /* MMSPCL__X86_DISPATCH */
 
@@ -929,19 +1084,35 @@ MMSPCL__OMP_FOR
     }
 }
 
+/* GELU and quick GELU: the scalar loops are the definition; x86 with AVX2 evaluates erf / exp
+   with polynomials (within 2e-7 absolute of erff, about 1 ulp of expf). Elementwise, so any
+   split over threads gives the same bits. */
 void mmspcl_gelu(float *x, size_t n) {
-    size_t i;
-    for (i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+    size_t i = 0;
+#ifdef MMSPCL__X86_DISPATCH
+    if (mmspcl__x86_features() & MMSPCL__CPU_AVX2) i = mmspcl__act_avx2(x, n, 0);
+#endif
+    for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
 void mmspcl_quick_gelu(float *x, size_t n) {
-    size_t i;
-    for (i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+    size_t i = 0;
+#ifdef MMSPCL__X86_DISPATCH
+    if (mmspcl__x86_features() & MMSPCL__CPU_AVX2) i = mmspcl__act_avx2(x, n, 1);
+#endif
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
 
 void mmspcl_softmax(float *x, int n) {
     float mx = -INFINITY, sum = 0.0f;
     int i;
+#ifdef MMSPCL__X86_DISPATCH
+    if (mmspcl__x86_features() & MMSPCL__CPU_AVX2) {
+        sum = mmspcl__softmax_row_avx2(x, n, 1.0f, NULL);
+        for (i = 0; i < n; i++) x[i] /= sum;
+        return;
+    }
+#endif
     for (i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     for (i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
     for (i = 0; i < n; i++) x[i] /= sum;
@@ -954,7 +1125,12 @@ void mmspcl_attention(float *out, int ld_out, const float *q, int ld_q, const fl
                       const unsigned char *key_valid, float *scratch) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     int task;
-    /* one task = one (head, query) pair */
+#ifdef MMSPCL__X86_DISPATCH
+    if ((mmspcl__x86_features() & MMSPCL__CPU_AVX512) &&
+        mmspcl__attention_avx512(out, ld_out, q, ld_q, k, v, ld_kv, n_q, n_k, n_heads, head_dim, key_valid) == 0)
+        return;
+#endif
+    /* The definition: one task = one (head, query) pair */
 MMSPCL__OMP_FOR
     for (task = 0; task < n_heads * n_q; task++) {
         int h = task / n_q, i = task % n_q, j, d;

@@ -98,6 +98,79 @@ int main(void) {
     printf("linear paths tested (shape x dtype):");
     for (s = 0; s < 6; s++) printf(" %s %d", s == 0 ? "auto" : s == 1 ? "avx2" : s == 2 ? "avx512" : s == 3 ? "neon" : s == 4 ? "avxvnni" : "neon-dotprod", tested[s]);
     printf("\n");
+    {   /* attention (SIMD where available) against a double-precision softmax(q k^T / sqrt(d)) v,
+           with and without a key mask; 1 and 2 threads give the same bits */
+        static const int cfg[][4] = {{37, 4, 64, 1}, {20, 3, 32, 0}, {9, 2, 8, 1}, {130, 2, 48, 0}, {5, 1, 128, 1}};
+        for (s = 0; s < sizeof cfg / sizeof cfg[0]; s++) {
+            const int n = cfg[s][0], H = cfg[s][1], hd = cfg[s][2], D = H * hd;
+            float *q = (float *)malloc(sizeof(float) * n * D * 4), *kk = q + n * D, *v = kk + n * D, *o = v + n * D;
+            float *scratch = (float *)malloc(sizeof(float) * mmspcl_attention_scratch(n));
+            unsigned char *valid = (unsigned char *)malloc((size_t)n);
+            unsigned seed = 11u + (unsigned)s;
+            double worst = 0;
+            int i, j, h, d, masked;
+            for (i = 0; i < n * D * 3; i++) q[i] = 2 * frand(&seed);
+            for (j = 0; j < n; j++) valid[j] = (unsigned char)(j % 3 != 1 || j == 0);
+            for (masked = 0; masked < 2; masked++) {
+                const unsigned char *kv = cfg[s][3] && masked ? valid : NULL;
+                mmspcl_attention(o, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
+                for (h = 0; h < H; h++)
+                    for (i = 0; i < n; i++) {
+                        double p[140], mx = -1e300, sum = 0;
+                        for (j = 0; j < n; j++) {
+                            double dot = 0;
+                            for (d = 0; d < hd; d++) dot += (double)q[i * D + h * hd + d] * kk[j * D + h * hd + d];
+                            p[j] = kv && !kv[j] ? -1e300 : dot / sqrt((double)hd);
+                            mx = fmax(mx, p[j]);
+                        }
+                        for (j = 0; j < n; j++) sum += (p[j] = kv && !kv[j] ? 0 : exp(p[j] - mx));
+                        for (d = 0; d < hd; d++) {
+                            double r = 0, a = 0;
+                            for (j = 0; j < n; j++) { r += p[j] / sum * v[j * D + h * hd + d]; a += p[j] / sum * fabs(v[j * D + h * hd + d]); }
+                            worst = fmax(worst, fabs(r - o[i * D + h * hd + d]) / (a + 1e-30));
+                        }
+                    }
+#ifdef _OPENMP
+                {
+                    float *o1 = (float *)malloc(sizeof(float) * n * D);
+                    int saved = omp_get_max_threads();
+                    omp_set_num_threads(1);
+                    mmspcl_attention(o1, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
+                    omp_set_num_threads(2);
+                    free(scratch);
+                    scratch = (float *)malloc(sizeof(float) * mmspcl_attention_scratch(n));
+                    mmspcl_attention(o, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
+                    omp_set_num_threads(saved);
+                    CHECK(!memcmp(o, o1, sizeof(float) * n * D), "attention n=%d hd=%d: 1 and 2 threads differ", n, hd);
+                    free(o1);
+                }
+#endif
+            }
+            CHECK(worst < 1e-5, "attention n=%d heads=%d hd=%d: rel error %g", n, H, hd, worst);
+            free(q); free(scratch); free(valid);
+        }
+    }
+    {   /* GELU, quick GELU and softmax on long arrays (vector bodies and scalar tails) */
+        float xs[1003], ys[1003];
+        double worst = 0, worst_q = 0, worst_s = 0, se = 0;
+        unsigned seed = 5;
+        int i;
+        for (i = 0; i < 1003; i++) xs[i] = 12 * frand(&seed);
+        xs[0] = 0; xs[1] = -30; xs[2] = 30; xs[3] = 1e-8f;
+        memcpy(ys, xs, sizeof xs);
+        mmspcl_gelu(ys, 1003);
+        for (i = 0; i < 1003; i++) worst = fmax(worst, fabs(ys[i] - 0.5 * xs[i] * (1 + erf(xs[i] / sqrt(2.0)))) / (1 + fabs(xs[i])));
+        CHECK(worst < 1e-6, "gelu (long) error %g", worst);
+        memcpy(ys, xs, sizeof xs);
+        mmspcl_quick_gelu(ys, 1003);
+        for (i = 0; i < 1003; i++) worst_q = fmax(worst_q, fabs(ys[i] - xs[i] / (1 + exp(-1.702 * xs[i]))) / (1 + fabs(xs[i])));
+        CHECK(worst_q < 1e-6, "quick gelu error %g", worst_q);
+        memcpy(ys, xs, sizeof xs);
+        mmspcl_softmax(ys, 1003);
+        for (i = 0; i < 1003; i++) se += exp(xs[i] - 30.0);
+        for (i = 0; i < 1003; i++) worst_s = fmax(worst_s, fabs(ys[i] - exp(xs[i] - 30.0) / se) / (exp(xs[i] - 30.0) / se + 1e-30) * (exp(xs[i] - 30.0) / se > 1e-30));
+        CHECK(worst_s < 1e-5, "softmax (long) rel error %g", worst_s);
+    }
     {   /* layer norm, GELU, softmax against double formulas */
         float x[48], y[48], g[48], b[48], v[5] = {1, 2, 3, -1, 0.5f};
         double mean = 0, var = 0, worst = 0, e[5], se = 0;

@@ -16,6 +16,7 @@ int cli_write_f32(const char *path, const float *x, size_t n);
 int mmspcl_cmd_inspect(int argc, char **argv);
 int mmspcl_cmd_tokenize(int argc, char **argv);
 int mmspcl_cmd_encode_image(int argc, char **argv);
+int mmspcl_cmd_bench(int argc, char **argv);
 int mmspcl_cmd_encode_text(int argc, char **argv);
 int mmspcl_cmd_train(int argc, char **argv);
 int mmspcl_cmd_eval(int argc, char **argv);

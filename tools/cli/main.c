@@ -12,6 +12,7 @@ static const cli_command commands[] = {
     {"tokenize", mmspcl_cmd_tokenize, "tokenize (-m W | --vocab V --merges M) (--text T | --file F) [--no-special]   BPE ids"},
     {"encode-text", mmspcl_cmd_encode_text, "encode-text -m W (--text T | --ids \"0 31414 2\") [-o OUT.f32] [--mask-only]   RoBERTa hidden states"},
     {"encode-image", mmspcl_cmd_encode_image, "encode-image -m W --image FILE [-o OUT.f32] [--pooled] [--dump-pixels P.f32]   CLIP image embedding"},
+    {"bench", mmspcl_cmd_bench, "bench -m W [--seq N] [--batch B] [--threads T] [--image] [--matmul [MxKxN]]   time the encoder"},
     {"train", mmspcl_cmd_train, "train --meld DIR -o MODEL [--seed N] [--resume CKPT] [--q8 OUT]   train the MELD text model (SPCL + MSVE)"},
     {"eval", mmspcl_cmd_eval, "eval -m MODEL --csv FILE [--svg OUT.svg] [--head H]   per-class P/R/F1, confusion, weighted F1"},
     {"classify", mmspcl_cmd_classify, "classify -m MODEL FILE|- [--json]   emotion and sentiment of each utterance of a dialogue"},

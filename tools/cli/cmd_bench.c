@@ -1,0 +1,394 @@
+/* mmspcl bench -m WEIGHTS [--seq N] [--batch B] [--threads T] [--image] [--reps R] [--warmup W]
+                 [--ids FILE] [--pixels FILE] [--out FILE] [--matmul]
+   Times the encoder a weight file holds (RoBERTa or CLIP's vision tower): warm-up, then repeated
+   forwards; prints median / min wall and CPU time, GFLOP/s, % of a measured FMA peak, the peak
+   RSS and the activation arena. --matmul times one linear layer (128 x 1024 x 4096 by default)
+   of the same dtype instead. Timing lines are also printed as "result key=value ..." for scripts. */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200112L
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <time.h>
+#include "cli.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
+#define BENCH_HAVE_RUSAGE 1
+#endif
+
+static const char *const bench_usage =
+    "usage: mmspcl bench -m WEIGHTS [--seq N] [--batch B] [--threads T] [--image] [--reps R] [--warmup W]\n"
+    "                    [--ids FILE] [--pixels FILE] [--out FILE] [--matmul [MxKxN]]\n"
+    "  -m, --model FILE   weight file (RoBERTa or CLIP vision tower; any weight dtype)\n"
+    "  --seq N            tokens per sequence (RoBERTa, default 128)\n"
+    "  --batch B          sequences / images per forward (default 1)\n"
+    "  --threads T        OpenMP threads (default: OMP_NUM_THREADS or all)\n"
+    "  --image            the file must be a CLIP vision tower (checked; the model type is read from the file)\n"
+    "  --reps R           timed forwards (default 10); --warmup W untimed ones before (default 2)\n"
+    "  --ids FILE         token ids (whitespace-separated) instead of deterministic random ones\n"
+    "  --pixels FILE      raw float32 3 x S x S preprocessed image instead of deterministic random pixels\n"
+    "  --out FILE         write the output as raw float32: RoBERTa last hidden state [batch][seq][hidden],\n"
+    "                     CLIP pooled class token [batch][hidden]\n"
+    "  --matmul [MxKxN]   time one linear layer y = x W^T with W of the file's dtype (default 128x1024x4096)\n";
+
+static double now_wall(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double now_cpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double thread_cpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- measured single-core peaks: FMA (f32) and int8 dot products -------------------------- */
+#define BENCH_R12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+/* 24 independent FMA chains (enough for 2 pipes x 4-cycle latency); returns flops done. */
+static __attribute__((target("avx512f,fma"))) double fma_loop_avx512(long n, float *sink) {
+    const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+    __m512 s;
+    long k;
+#define BENCH_D(i) __m512 a##i = _mm512_set1_ps((float)i), b##i = _mm512_set1_ps((float)i + 0.5f);
+    BENCH_R12(BENCH_D)
+    for (k = 0; k < n; k++) {
+#define BENCH_F(i) a##i = _mm512_fmadd_ps(a##i, m, c); b##i = _mm512_fmadd_ps(b##i, m, c);
+        BENCH_R12(BENCH_F)
+    }
+    s = _mm512_setzero_ps();
+#define BENCH_S(i) s = _mm512_add_ps(s, _mm512_add_ps(a##i, b##i));
+    BENCH_R12(BENCH_S)
+    *sink = _mm512_reduce_add_ps(s);
+    return (double)n * 24 * 32;
+}
+static __attribute__((target("avx2,fma"))) double fma_loop_avx2(long n, float *sink) {
+    const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
+    __m256 s;
+    float t[8];
+    long k;
+    int i;
+#define BENCH_D2(i) __m256 a##i = _mm256_set1_ps((float)i);
+    BENCH_R12(BENCH_D2)
+    for (k = 0; k < n; k++) {
+#define BENCH_F2(i) a##i = _mm256_fmadd_ps(a##i, m, c);
+        BENCH_R12(BENCH_F2)
+    }
+    s = _mm256_setzero_ps();
+#define BENCH_S2(i) s = _mm256_add_ps(s, a##i);
+    BENCH_R12(BENCH_S2)
+    _mm256_storeu_ps(t, s);
+    for (i = 0; i < 8; i++) *sink += t[i];
+    return (double)n * 12 * 16;
+}
+/* vpdpbusd: 16 chains, 24 per iteration (64 multiply-adds = 128 ops each) */
+static __attribute__((target("avx512f,avx512vnni"))) double vnni_loop(long n, float *sink) {
+    const __m512i m = _mm512_set1_epi32(0x01020304), c = _mm512_set1_epi32(0x05060708);
+    __m512i s;
+    long k;
+#define BENCH_DI(i) __m512i a##i = _mm512_set1_epi32(i), e##i = _mm512_set1_epi32(i + 1);
+    BENCH_R12(BENCH_DI)
+    for (k = 0; k < n; k++) {
+#define BENCH_FI(i) a##i = _mm512_dpbusd_epi32(a##i, m, c); e##i = _mm512_dpbusd_epi32(e##i, m, c);
+        BENCH_R12(BENCH_FI)
+    }
+    s = _mm512_setzero_si512();
+#define BENCH_SI(i) s = _mm512_add_epi32(s, _mm512_add_epi32(a##i, e##i));
+    BENCH_R12(BENCH_SI)
+    *sink += (float)_mm512_reduce_add_epi32(s);
+    return (double)n * 24 * 128;
+}
+#endif
+
+/* Best of a few short runs, in ops per thread-CPU-second (other processes' time slices do not
+   count); kind 0: f32 FMA, 1: int8 dot products. 0 when this build / CPU has no such loop. */
+static double measure_peak(int kind) {
+    double best = 0.0;
+    float sink = 0.0f;
+    int rep;
+    for (rep = 0; rep < 5; rep++) {
+        double t0 = thread_cpu(), ops = 0.0, dt;
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+        __builtin_cpu_init();
+        if (kind == 0 && __builtin_cpu_supports("avx512f")) ops = fma_loop_avx512(2000000, &sink);
+        else if (kind == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ops = fma_loop_avx2(2000000, &sink);
+        else if (kind == 1 && __builtin_cpu_supports("avx512vnni")) ops = vnni_loop(2000000, &sink);
+#endif
+        dt = thread_cpu() - t0;
+        if (ops > 0 && dt > 0 && ops / dt > best) best = ops / dt;
+    }
+    if (sink == 12345.0f) printf(" ");   /* keeps the loops */
+    return best;
+}
+
+static long peak_rss_kib(void) {
+#ifdef BENCH_HAVE_RUSAGE
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) return ru.ru_maxrss;   /* KiB on Linux */
+#endif
+    return -1;
+}
+
+static unsigned lcg(unsigned *s) { *s = *s * 1664525u + 1013904223u; return *s >> 8; }
+
+/* ---- the timed work ------------------------------------------------------------------------ */
+typedef struct bench_ctx {
+    mmspcl_roberta *rob;
+    mmspcl_clip *clip;
+    int32_t *ids;
+    int *lengths;
+    float *pixels, *outbuf, *x, *y;
+    int batch, seq, M, K, N;
+    mmspcl_tensor W;
+} bench_ctx;
+
+static int run_once(bench_ctx *b, mmspcl_error *err) {
+    if (b->rob) return mmspcl_roberta_forward(b->rob, b->ids, b->lengths, b->batch, b->seq, b->outbuf, err) != MMSPCL_OK;
+    if (b->clip) return mmspcl_clip_forward(b->clip, b->pixels, b->batch, NULL, b->outbuf, err) != MMSPCL_OK;
+    if (mmspcl_linear(b->y, b->x, b->M, b->K, &b->W, NULL) != MMSPCL_OK) {
+        snprintf(err->msg, sizeof err->msg, "linear failed");
+        return 1;
+    }
+    return 0;
+}
+
+static int read_ids(const char *path, int32_t *ids, int max, int *n) {
+    FILE *f = fopen(path, "r");
+    long v;
+    *n = 0;
+    if (!f) return -1;
+    while (*n < max && fscanf(f, "%ld", &v) == 1) ids[(*n)++] = (int32_t)v;
+    fclose(f);
+    return *n > 0 ? 0 : -1;
+}
+
+int mmspcl_cmd_bench(int argc, char **argv) {
+    const char *model = NULL, *ids_path = NULL, *px_path = NULL, *out_path = NULL, *mm = NULL;
+    int seq = 128, batch = 1, threads = 0, image = 0, reps = 10, warmup = 2, matmul = 0, i, rc = 1;
+    mmspcl_weights *w = NULL;
+    mmspcl_error err;
+    bench_ctx b;
+    const char *arch = "";
+    double flops = 0.0, *wall = NULL, *cpu = NULL, peak, peak_int, arena = 0.0, wsize;
+    size_t out_n = 0;
+    long rss;
+    const char *dtype = "f32";
+
+    memset(&b, 0, sizeof b);
+    err.msg[0] = 0;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(bench_usage, stdout); return 0; }
+        else if (!strcmp(a, "--image")) image = 1;
+        else if (!strcmp(a, "--matmul")) {
+            matmul = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-') mm = argv[++i];
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--seq") || !strcmp(a, "--batch") ||
+                   !strcmp(a, "--threads") || !strcmp(a, "--reps") || !strcmp(a, "--warmup") || !strcmp(a, "--ids") ||
+                   !strcmp(a, "--pixels") || !strcmp(a, "--out")) {
+            if (!(v = cli_arg_value("bench", argc, argv, &i))) return 2;
+            if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
+            else if (!strcmp(a, "--ids")) ids_path = v;
+            else if (!strcmp(a, "--pixels")) px_path = v;
+            else if (!strcmp(a, "--out")) out_path = v;
+            else {
+                int n = atoi(v);
+                if (n < (strcmp(a, "--warmup") ? 1 : 0) || n > 1000000) { cli_fail("bench", "%s %s is out of range", a, v); return 2; }
+                if (!strcmp(a, "--seq")) seq = n;
+                else if (!strcmp(a, "--batch")) batch = n;
+                else if (!strcmp(a, "--threads")) threads = n;
+                else if (!strcmp(a, "--reps")) reps = n;
+                else warmup = n;
+            }
+        } else { cli_fail("bench", "unknown option '%s'", a); fputs(bench_usage, stderr); return 2; }
+    }
+    if (!model) { cli_fail("bench", "-m WEIGHTS is required"); fputs(bench_usage, stderr); return 2; }
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+    threads = omp_get_max_threads();
+#else
+    if (threads > 1) fprintf(stderr, "mmspcl bench: built without OpenMP: --threads %d ignored\n", threads);
+    threads = 1;
+#endif
+
+    if (mmspcl_weights_open(&w, model, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
+    wsize = (double)w->size;
+    mmspcl_weights_get_str(w, "general.architecture", &arch);
+    if (matmul) {   /* one linear layer with a weight of the file's largest matrix dtype */
+        int64_t t;
+        unsigned s = 1;
+        size_t rb, n;
+        unsigned char *wq;
+        float *wf;
+        b.M = 128; b.K = 1024; b.N = 4096;
+        if (mm && sscanf(mm, "%dx%dx%d", &b.M, &b.K, &b.N) != 3) { cli_fail("bench", "--matmul takes MxKxN"); rc = 2; goto done; }
+        for (t = 0; t < w->n_tensors; t++)
+            if (w->tensors[t].ndim == 2 && w->tensors[t].dtype != MMSPCL_F32) { b.W.dtype = w->tensors[t].dtype; break; }
+        rb = mmspcl_dtype_row_size(b.W.dtype, b.K);
+        if (b.M < 1 || b.K < 32 || b.N < 1 || !rb) { cli_fail("bench", "bad --matmul shape for %s", mmspcl_dtype_name(b.W.dtype)); rc = 2; goto done; }
+        wf = (float *)malloc((size_t)b.K * sizeof(float));
+        wq = (unsigned char *)malloc(rb * (size_t)b.N);
+        b.x = (float *)malloc((size_t)b.M * b.K * sizeof(float));
+        b.y = (float *)malloc((size_t)b.M * b.N * sizeof(float));
+        if (!wf || !wq || !b.x || !b.y) { free(wf); free(wq); cli_fail("bench", "out of memory"); goto done; }
+        for (n = 0; n < (size_t)b.M * b.K; n++) b.x[n] = (float)(lcg(&s) % 20001) / 10000.0f - 1.0f;
+        for (t = 0; t < b.N; t++) {
+            for (n = 0; n < (size_t)b.K; n++) wf[n] = ((float)(lcg(&s) % 20001) / 10000.0f - 1.0f) * 0.03f;
+            mmspcl_quantize_row(b.W.dtype, wf, wq + (size_t)t * rb, b.K);
+        }
+        free(wf);
+        b.W.name = "bench";
+        b.W.ndim = 2; b.W.ne[0] = b.N; b.W.ne[1] = b.K; b.W.data = wq; b.W.nbytes = rb * (size_t)b.N;
+        flops = 2.0 * b.M * b.K * b.N;
+        dtype = mmspcl_dtype_name(b.W.dtype);
+        wsize = (double)b.W.nbytes;
+    } else if (!strcmp(arch, "roberta")) {
+        const mmspcl_roberta_config *c;
+        unsigned s = 12345;
+        int n_ids = 0;
+        int64_t t;
+        if (image) { cli_fail("bench", "%s holds a RoBERTa encoder, not an image tower", model); rc = 2; goto done; }
+        if (mmspcl_roberta_load(&b.rob, w, batch, seq, &err)) { cli_fail("bench", "%s: %s", model, err.msg); goto done; }
+        c = mmspcl_roberta_get_config(b.rob);
+        b.batch = batch; b.seq = seq;
+        b.ids = (int32_t *)malloc((size_t)batch * seq * sizeof(int32_t));
+        b.lengths = (int *)malloc((size_t)batch * sizeof(int));
+        out_n = (size_t)batch * seq * c->hidden_size;
+        b.outbuf = (float *)malloc(out_n * sizeof(float));
+        if (!b.ids || !b.lengths || !b.outbuf) { cli_fail("bench", "out of memory"); goto done; }
+        if (ids_path && (read_ids(ids_path, b.ids, seq, &n_ids) || n_ids != seq)) {
+            cli_fail("bench", "%s: needs %d token ids (found %d)", ids_path, seq, n_ids);
+            goto done;
+        }
+        for (i = 0; i < batch; i++) {
+            int j;
+            b.lengths[i] = seq;
+            for (j = 0; j < seq; j++) {
+                int32_t *id = &b.ids[(size_t)i * seq + j];
+                if (ids_path) *id = b.ids[j];
+                else *id = j == 0 ? 0 : j == seq - 1 ? 2 : (int32_t)(3 + lcg(&s) % (unsigned)(c->vocab_size - 3));
+                if (*id < 0 || *id >= c->vocab_size) { cli_fail("bench", "token id %d outside the vocabulary", *id); goto done; }
+            }
+        }
+        for (t = 0; t < 1; t++) {   /* FLOPs: linear layers + attention (QK^T and PV) */
+            double T = (double)batch * seq, H = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
+            flops = L * (T * (8.0 * H * H + 4.0 * H * I) + (double)batch * 4.0 * seq * seq * H);
+        }
+        arena = (double)mmspcl_roberta_arena_bytes(b.rob);
+        for (t = 0; t < w->n_tensors; t++)
+            if (strstr(w->tensors[t].name, "intermediate.dense.weight")) { dtype = mmspcl_dtype_name(w->tensors[t].dtype); break; }
+    } else {
+        const mmspcl_clip_config *c;
+        size_t npx, n;
+        int64_t t;
+        if (mmspcl_clip_load(&b.clip, w, batch, &err)) { cli_fail("bench", "%s: %s", model, err.msg); goto done; }
+        c = mmspcl_clip_get_config(b.clip);
+        b.batch = batch;
+        npx = (size_t)c->num_channels * c->image_size * c->image_size;
+        b.pixels = (float *)malloc((size_t)batch * npx * sizeof(float));
+        out_n = (size_t)batch * c->hidden_size;
+        b.outbuf = (float *)malloc(out_n * sizeof(float));
+        if (!b.pixels || !b.outbuf) { cli_fail("bench", "out of memory"); goto done; }
+        if (px_path) {
+            FILE *f = fopen(px_path, "rb");
+            size_t got = f ? fread(b.pixels, sizeof(float), npx, f) : 0;
+            if (f) fclose(f);
+            if (got != npx) { cli_fail("bench", "%s: needs %zu float32 pixels (found %zu)", px_path, npx, got); goto done; }
+        } else {
+            unsigned s = 777;
+            for (n = 0; n < npx; n++) b.pixels[n] = (float)(lcg(&s) % 40001) / 10000.0f - 2.0f;
+        }
+        for (i = 1; i < batch; i++) memcpy(b.pixels + (size_t)i * npx, b.pixels, npx * sizeof(float));
+        {
+            double T = c->num_tokens, H = c->hidden_size, I = c->intermediate_size, L = c->num_layers, P = c->patch_size;
+            flops = batch * (L * (T * (8.0 * H * H + 4.0 * H * I) + 4.0 * T * T * H) +
+                             2.0 * c->num_patches * H * c->num_channels * P * P);
+        }
+        arena = (double)mmspcl_clip_arena_bytes(b.clip);
+        for (t = 0; t < w->n_tensors; t++)
+            if (strstr(w->tensors[t].name, "fc1.weight")) { dtype = mmspcl_dtype_name(w->tensors[t].dtype); break; }
+    }
+
+    wall = (double *)malloc((size_t)reps * sizeof(double));
+    cpu = (double *)malloc((size_t)reps * sizeof(double));
+    if (!wall || !cpu) { cli_fail("bench", "out of memory"); goto done; }
+    peak = measure_peak(0);
+    peak_int = measure_peak(1);
+    for (i = 0; i < warmup; i++)
+        if (run_once(&b, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
+    for (i = 0; i < reps; i++) {
+        double t0 = now_wall(), c0 = now_cpu();
+        if (run_once(&b, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
+        wall[i] = now_wall() - t0;
+        cpu[i] = now_cpu() - c0;
+    }
+    rss = peak_rss_kib();
+    if (out_path && out_n && cli_write_f32(out_path, b.outbuf, out_n)) { cli_fail("bench", "cannot write %s", out_path); goto done; }
+    {
+        double wmed, cmed, best_rate;
+        qsort(wall, (size_t)reps, sizeof *wall, cmp_double);
+        qsort(cpu, (size_t)reps, sizeof *cpu, cmp_double);
+        wmed = median(wall, reps);
+        cmed = median(cpu, reps);
+        best_rate = flops / wall[0];
+        printf("model      %s (%s weights, %s), %s\n", model, dtype,
+               matmul ? "one linear layer" : !strcmp(arch, "roberta") ? "RoBERTa" : "CLIP vision",
+               matmul ? "" : b.rob ? "text" : "image");
+        if (matmul) printf("shape      %d x %d x %d (rows x in x out)\n", b.M, b.K, b.N);
+        else if (b.rob) printf("input      batch %d x %d tokens\n", batch, seq);
+        else printf("input      batch %d image(s)\n", batch);
+        printf("threads    %d; %d warm-up + %d timed runs\n", threads, warmup, reps);
+        printf("time       median %.2f ms, min %.2f ms (wall); CPU median %.2f ms, min %.2f ms (all threads)\n",
+               1e3 * wmed, 1e3 * wall[0], 1e3 * cmed, 1e3 * cpu[0]);
+        printf("rate       %.1f GFLOP/s at the median, %.1f at the min (%.2f GFLOP per run); per CPU-second %.1f\n",
+               flops / wmed * 1e-9, best_rate * 1e-9, flops * 1e-9, flops / cpu[0] * 1e-9);
+        if (peak > 0)
+            printf("peak       f32 FMA %.1f GFLOP/s per core (measured): min time at %.0f%% of %d core(s), min CPU time at %.0f%%\n",
+                   peak * 1e-9, 100.0 * best_rate / (peak * threads), threads, 100.0 * flops / cpu[0] / peak);
+        if (peak_int > 0) printf("           int8 dot products %.0f GOP/s per core (measured)\n", peak_int * 1e-9);
+        printf("memory     peak RSS %.1f MiB; weights %.1f MiB; activation arena %.1f MiB; RSS - weights - arena = %.1f MiB\n",
+               rss / 1024.0, wsize / 1048576.0, arena / 1048576.0, rss / 1024.0 - wsize / 1048576.0 - arena / 1048576.0);
+        printf("result dtype=%s threads=%d median_ms=%.3f min_ms=%.3f cpu_median_ms=%.3f cpu_min_ms=%.3f gflop=%.4f "
+               "peak_gflops=%.1f peak_int_gops=%.1f rss_kib=%ld weights_bytes=%.0f arena_bytes=%.0f\n",
+               dtype, threads, 1e3 * wmed, 1e3 * wall[0], 1e3 * cmed, 1e3 * cpu[0], flops * 1e-9, peak * 1e-9,
+               peak_int * 1e-9, rss, wsize, arena);
+    }
+    rc = 0;
+done:
+    free(wall);
+    free(cpu);
+    free(b.ids);
+    free(b.lengths);
+    free(b.pixels);
+    free(b.outbuf);
+    free(b.x);
+    free(b.y);
+    free((void *)b.W.data);
+    mmspcl_roberta_free(b.rob);
+    mmspcl_clip_free(b.clip);
+    mmspcl_weights_free(w);
+    return rc;
+}
