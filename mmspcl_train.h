@@ -478,6 +478,8 @@ mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *pat
    prototypes and (when saved) the AdamW state, to resume training or to evaluate in double. */
 mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights *w, mmspcl_error *err);
 
+#include "parts/train_roberta_api.h"
+
 #ifdef __cplusplus
 }
 #endif
@@ -2707,6 +2709,8 @@ mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights 
     for (q = 0; q < (size_t)pc * pd; q++) M->protos[q] = protos[q];
     return MMSPCL_OK;
 }
+
+#include "parts/train_roberta_impl.h"
 
 #ifdef __cplusplus
 }

@@ -85,7 +85,9 @@ mmspcl_status mmspcl_rt_write_tensors(const mmspcl_rt *m, mmspcl_writer *wr, mms
    same tokens (renumbered) and any other text to smaller pieces: nothing maps to <unk>.
    Views of an utterance (the MSVE "modalities"):
      t  the encoder's hidden state at the SPCL prompt's <mask>            [hidden]
-     a  hashed word uni+bigram TF-IDF of the utterance (l2-normalised)    [ngram_dim]
+     a  the n-gram view: log-probabilities of two logistic regressions (7 emotions, 3
+        sentiments) on hashed TF-IDF of the utterance's word uni+bigrams and character
+        2..5-grams (2^ngram_bits buckets)                                    [10]
      v  the mean of the encoder's hidden states over the whole prompt      [hidden]
    Model file: the encoder (roberta.* keys, tokenizer.vocab/merges, so mmspcl_roberta_load and
    mmspcl_bpe_from_weights read it), meld.* keys, meld.idf, meld.protos (class means of t), MSVE
@@ -98,7 +100,7 @@ typedef struct mmspcl_meld_recipe {
     int spcl_epochs, batch, patience, warmup;
     double lr, head_lr, temperature, ce_weight, sent_weight, clip;
     int pool_size, K, curriculum;
-    int ngram_dim, msve_hidden, msve_epochs; double msve_dropout, msve_lr;
+    int ngram_bits, msve_hidden, msve_epochs; double msve_dropout, msve_lr;
     uint64_t seed;
     const char *checkpoint;   /* written after every epoch (NULL: none) */
     const char *resume;       /* checkpoint to continue from (NULL: start fresh) */
@@ -122,10 +124,11 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
 mmspcl_status mmspcl_meld_quantize_file(const char *in_path, const char *out_path, mmspcl_dtype dtype,
                                         mmspcl_error *err);
 
-/* Hashed word uni+bigram features of a text: out[dim] = l2-normalised (1 + log tf) * idf
-   (idf NULL: 1). Lower-cased; ’ is '; words are letter/digit/' runs, other printable
-   characters are one-character tokens; bigrams include sentence boundaries. */
-void mmspcl_ngram_features(const char *text, int dim, const float *idf, float *out);
+/* Sparse hashed TF-IDF of a text: word uni+bigrams (lower-cased; ’ is '; letter/digit/' runs,
+   other characters alone) and character 2..5-grams of each space-padded word, each block
+   (1 + log tf) * idf and l2-normalised, buckets mod 2^nbits. Writes at most cap (index, value)
+   pairs sorted by index; returns the full count (-1: out of memory). idf NULL: 1. */
+int mmspcl_ngram_sparse(const char *text, int nbits, const float *idf, int32_t *idx, float *val, int cap);
 
 /* A trained MELD model, ready for inference (mmspcl.h only). */
 typedef struct mmspcl_meld_model {
@@ -135,16 +138,18 @@ typedef struct mmspcl_meld_model {
     mmspcl_msve emotion, sentiment;
     int has_sentiment;
     const float *idf, *protos;
-    int hidden, max_len, ngram_dim, max_batch;
+    float *lr_w[2];                  /* emotion [7][2^bits], sentiment [3][2^bits] (dequantized) */
+    const float *lr_b[2];
+    int hidden, max_len, ngram_bits, max_batch;
 } mmspcl_meld_model;
 mmspcl_status mmspcl_meld_model_load(mmspcl_meld_model *m, const char *path, mmspcl_error *err);
 void mmspcl_meld_model_free(mmspcl_meld_model *m);
-/* The three views of every turn of a dialogue: t, v [n][hidden], a [n][ngram_dim]. */
+/* The three views of every turn of a dialogue: t, v [n][hidden], a [n][10]. */
 mmspcl_status mmspcl_meld_features(mmspcl_meld_model *m, const mmspcl_turn *turns, int n, float *t,
                                    float *a, float *v, mmspcl_error *err);
 /* Class probabilities (softmax of the summed MSVE logits) for every turn: emo [n][7],
    sent [n][3] (may be NULL). head: NULL or "emotion" (the ensemble), "view.t", "view.a",
-   "view.v" (single-view heads), "protos" (nearest class mean of t, scores G as probabilities
+   "view.v" (single-view heads), "lr" (the n-gram logistic regression alone), "protos" (nearest class mean of t, scores G as probabilities
    after a softmax with temperature 0.08). */
 mmspcl_status mmspcl_meld_predict(mmspcl_meld_model *m, const mmspcl_turn *turns, int n,
                                   const char *head, float *emo, float *sent, mmspcl_error *err);

@@ -637,7 +637,7 @@ void mmspcl_meld_recipe_defaults(mmspcl_meld_recipe *r) {
     r->spcl_epochs = 6; r->batch = 32; r->patience = 2; r->warmup = 128;
     r->lr = 3e-4; r->head_lr = 1e-3; r->temperature = 0.08; r->ce_weight = 1.0; r->sent_weight = 0.5; r->clip = 1.0;
     r->pool_size = 512; r->K = 64; r->curriculum = 1;
-    r->ngram_dim = 2048; r->msve_hidden = 64; r->msve_epochs = 25; r->msve_dropout = 0.3; r->msve_lr = 1e-3;
+    r->ngram_bits = 17; r->msve_hidden = 64; r->msve_epochs = 25; r->msve_dropout = 0.3; r->msve_lr = 1e-3;
     r->seed = 1;
 }
 
@@ -648,26 +648,56 @@ static uint32_t mmspcl__ng_hash(const char *s, size_t n, uint32_t h) {
     return h;
 }
 
-void mmspcl_ngram_features(const char *text, int dim, const float *idf, float *out) {
-    char buf[4096];
-    size_t starts[512], lens[512];
-    int nt = 0, i;
-    size_t n = 0, p = 0, L = strlen(text);
-    double norm = 0.0;
-    for (i = 0; i < dim; i++) out[i] = 0.0f;
-    /* normalise: lower case, ’ -> ', drop " */
-    for (p = 0; p < L && n + 2 < sizeof buf; p++) {
+
+
+/* ---- sparse n-gram TF-IDF and logistic regression (the "a" view) ---- */
+typedef struct mmspcl__kv32 { uint32_t k; float v; } mmspcl__kv32;
+static int mmspcl__kv_cmp(const void *a, const void *b) {
+    const uint32_t x = ((const mmspcl__kv32 *)a)->k, y = ((const mmspcl__kv32 *)b)->k;
+    return x < y ? -1 : x > y;
+}
+/* sort, merge duplicates (summing), sublinear tf * idf, l2-normalise; returns the new count */
+static int mmspcl__kv_finish(mmspcl__kv32 *e, int n, const float *idf, int tf_log) {
+    int i, o = 0;
+    double norm = 0;
+    if (!n) return 0;
+    qsort(e, (size_t)n, sizeof *e, mmspcl__kv_cmp);
+    for (i = 0; i < n; i++) {
+        if (o && e[o - 1].k == e[i].k) e[o - 1].v += e[i].v;
+        else e[o++] = e[i];
+    }
+    for (i = 0; i < o; i++) {
+        if (tf_log) e[i].v = 1.0f + logf(e[i].v);
+        if (idf) e[i].v *= idf[e[i].k];
+        norm += (double)e[i].v * e[i].v;
+    }
+    if (norm > 0) for (i = 0; i < o; i++) e[i].v = (float)(e[i].v / sqrt(norm));
+    return o;
+}
+
+int mmspcl_ngram_sparse(const char *text, int nbits, const float *idf, int32_t *idx, float *val, int cap) {
+    const uint32_t mask = (1u << nbits) - 1u;
+    char *buf;
+    size_t L = strlen(text), n = 0, p, *st, *ln;
+    mmspcl__kv32 *e;
+    int nt = 0, nw = 0, ne = 0, ne2, i, k, g;
+    buf = (char *)MMSPCL_MALLOC(L + 3);
+    st = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (L + 2));
+    ln = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (L + 2));
+    e = (mmspcl__kv32 *)MMSPCL_MALLOC(sizeof(mmspcl__kv32) * (12 * L + 64));
+    if (!buf || !st || !ln || !e) { MMSPCL_FREE(buf); MMSPCL_FREE(st); MMSPCL_FREE(ln); MMSPCL_FREE(e); return -1; }
+    for (p = 0; p < L; p++) {
         unsigned char c = (unsigned char)text[p];
         if (c == 0xE2 && p + 2 < L && (unsigned char)text[p + 1] == 0x80 && (unsigned char)text[p + 2] == 0x99) { buf[n++] = '\''; p += 2; continue; }
         if (c == '"') continue;
         buf[n++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
     }
     buf[n] = 0;
-    /* words: letters, digits, ', bytes >= 0x80; other non-space characters alone */
-    for (p = 0; p < n && nt < 510;) {
+    /* block 1: word tokens (letter/digit/' runs, other characters alone), uni- and bigrams */
+    for (p = 0; p < n;) {
         unsigned char c = (unsigned char)buf[p];
         if (c <= ' ') { p++; continue; }
-        starts[nt] = p;
+        st[nt] = p;
         if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '\'' || c >= 0x80) {
             while (p < n) {
                 c = (unsigned char)buf[p];
@@ -675,29 +705,177 @@ void mmspcl_ngram_features(const char *text, int dim, const float *idf, float *o
                 p++;
             }
         } else p++;
-        lens[nt] = p - starts[nt];
+        ln[nt] = p - st[nt];
         nt++;
     }
-    if (dim < 1) return;
-    for (i = 0; i < nt; i++) out[mmspcl__ng_hash(buf + starts[i], lens[i], 2166136261u) % (uint32_t)dim] += 1.0f;
-    for (i = -1; i < nt; i++) {   /* bigrams with <s> (i = -1) and </s> (i = nt - 1) */
-        uint32_t h = mmspcl__ng_hash("\x01", 1, 2166136261u);
-        if (i >= 0) h = mmspcl__ng_hash(buf + starts[i], lens[i], h);
-        else h = mmspcl__ng_hash("<s>", 3, h);
+    for (i = 0; i < nt; i++) { e[ne].k = mmspcl__ng_hash(buf + st[i], ln[i], 2166136261u) & mask; e[ne++].v = 1.0f; }
+    for (i = 0; i + 1 < nt; i++) {
+        uint32_t h = mmspcl__ng_hash(buf + st[i], ln[i], 2166136261u ^ 0x5bd1e995u);
         h = mmspcl__ng_hash(" ", 1, h);
-        if (i + 1 < nt) h = mmspcl__ng_hash(buf + starts[i + 1], lens[i + 1], h);
-        else h = mmspcl__ng_hash("</s>", 4, h);
-        out[h % (uint32_t)dim] += 1.0f;
+        e[ne].k = mmspcl__ng_hash(buf + st[i + 1], ln[i + 1], h) & mask;
+        e[ne++].v = 1.0f;
     }
-    for (i = 0; i < dim; i++)
-        if (out[i] > 0.0f) {
-            out[i] = (1.0f + logf(out[i])) * (idf ? idf[i] : 1.0f);
-            norm += (double)out[i] * out[i];
+    ne = mmspcl__kv_finish(e, ne, idf, 1);
+    /* block 2: character 2..5-grams inside each space-separated word padded with spaces (char_wb) */
+    ne2 = ne;
+    for (p = 0; p < n;) {
+        size_t s0, w;
+        char tmp[256];
+        while (p < n && (unsigned char)buf[p] <= ' ') p++;
+        if (p >= n) break;
+        s0 = p;
+        while (p < n && (unsigned char)buf[p] > ' ') p++;
+        w = p - s0 < sizeof tmp - 2 ? p - s0 : sizeof tmp - 2;
+        tmp[0] = ' ';
+        memcpy(tmp + 1, buf + s0, w);
+        tmp[w + 1] = ' ';
+        nw++;
+        for (g = 2; g <= 5; g++)
+            for (k = 0; k + g <= (int)w + 2; k++) {
+                e[ne2].k = mmspcl__ng_hash(tmp + k, (size_t)g, 0x811c9dc5u ^ 0x27d4eb2du) & mask;
+                e[ne2++].v = 1.0f;
+            }
+    }
+    (void)nw;
+    ne2 = ne + mmspcl__kv_finish(e + ne, ne2 - ne, idf, 1);
+    /* both blocks (each l2-normalised) merged; colliding buckets add */
+    k = mmspcl__kv_finish(e, ne2, NULL, 0);
+    /* kv_finish re-normalised the union: scale back to the sum of two unit blocks */
+    for (i = 0; i < k; i++) e[i].v *= (float)sqrt(2.0);
+    for (i = 0; i < k && i < cap; i++) { idx[i] = (int32_t)e[i].k; val[i] = e[i].v; }
+    MMSPCL_FREE(buf); MMSPCL_FREE(st); MMSPCL_FREE(ln); MMSPCL_FREE(e);
+    return k;
+}
+
+/* CSR rows of a split */
+typedef struct mmspcl__csr { int n; int64_t *ptr; int32_t *idx; float *val; } mmspcl__csr;
+static void mmspcl__csr_free(mmspcl__csr *c) { MMSPCL_FREE(c->ptr); MMSPCL_FREE(c->idx); MMSPCL_FREE(c->val); memset(c, 0, sizeof *c); }
+static int mmspcl__csr_build(mmspcl__csr *c, const mmspcl_meld *s, int nbits, const float *idf) {
+    int64_t cap = 1 << 16, nnz = 0;
+    int i, k, tmpcap = 1 << 16;
+    int32_t *ti = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)tmpcap);
+    float *tv = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)tmpcap);
+    memset(c, 0, sizeof *c);
+    c->n = s->n_rows;
+    c->ptr = (int64_t *)MMSPCL_MALLOC(sizeof(int64_t) * (size_t)(s->n_rows + 1));
+    c->idx = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)cap);
+    c->val = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)cap);
+    if (!ti || !tv || !c->ptr || !c->idx || !c->val) goto oom;
+    c->ptr[0] = 0;
+    for (i = 0; i < s->n_rows; i++) {
+        k = mmspcl_ngram_sparse(s->rows[i].utterance, nbits, idf, ti, tv, tmpcap);
+        if (k < 0) goto oom;
+        if (k > tmpcap) k = tmpcap;
+        if (nnz + k > cap) {
+            int32_t *a;
+            float *b;
+            while (nnz + k > cap) cap *= 2;
+            a = (int32_t *)MMSPCL_REALLOC(c->idx, sizeof(int32_t) * (size_t)cap);
+            if (!a) goto oom;
+            c->idx = a;
+            b = (float *)MMSPCL_REALLOC(c->val, sizeof(float) * (size_t)cap);
+            if (!b) goto oom;
+            c->val = b;
         }
-    if (norm > 0.0) {
-        const float s = (float)(1.0 / sqrt(norm));
-        for (i = 0; i < dim; i++) out[i] *= s;
+        memcpy(c->idx + nnz, ti, sizeof(int32_t) * (size_t)k);
+        memcpy(c->val + nnz, tv, sizeof(float) * (size_t)k);
+        nnz += k;
+        c->ptr[i + 1] = nnz;
     }
+    MMSPCL_FREE(ti); MMSPCL_FREE(tv);
+    return 0;
+oom:
+    MMSPCL_FREE(ti); MMSPCL_FREE(tv);
+    mmspcl__csr_free(c);
+    return -1;
+}
+
+/* log-probabilities of a linear model W [C][F] (float) on one sparse row */
+static void mmspcl__lr_logp(const float *W, const float *b, int C, int64_t F, const int32_t *idx, const float *val, int nnz,
+                            float *out) {
+    double z[MMSPCL_MAX_CLASSES], mx, s = 0;
+    int c, j;
+    for (c = 0; c < C; c++) {
+        double a = b[c];
+        for (j = 0; j < nnz; j++) a += (double)W[(size_t)c * F + idx[j]] * val[j];
+        z[c] = a;
+    }
+    mx = z[0];
+    for (c = 1; c < C; c++) if (z[c] > mx) mx = z[c];
+    for (c = 0; c < C; c++) s += exp(z[c] - mx);
+    for (c = 0; c < C; c++) out[c] = (float)(z[c] - mx - log(s));
+}
+
+/* Multinomial logistic regression, mean cross-entropy + lambda/2 |W|^2, SGD over the rows
+   rows[0..n) (shuffled each epoch by rng), step eta0 / (1 + eta0 lambda t), the decay applied
+   through a scale factor so each update touches only the row's features. W [C][F] out. */
+static void mmspcl__lr_train(const mmspcl__csr *X, const int *y, const int *rows, int n, int C, int64_t F, double lambda,
+                             int epochs, double eta0, mmspcl_rng *rng, float *W, float *b, int *order) {
+    double *w = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)F * C), sc = 1.0, t = 0;
+    double bb[MMSPCL_MAX_CLASSES];
+    int e, i, j, c;
+    int64_t f;
+    if (!w) return;
+    memset(w, 0, sizeof(double) * (size_t)F * C);
+    for (c = 0; c < C; c++) bb[c] = 0;
+    memcpy(order, rows, sizeof(int) * (size_t)n);
+    for (e = 0; e < epochs; e++) {
+        mmspcl_rng_shuffle(rng, order, n);
+        for (i = 0; i < n; i++) {
+            const int r = order[i];
+            const int64_t a0 = X->ptr[r], a1 = X->ptr[r + 1];
+            const double eta = eta0 / (1.0 + eta0 * lambda * t);
+            double z[MMSPCL_MAX_CLASSES], mx, s = 0;
+            for (c = 0; c < C; c++) z[c] = bb[c];
+            for (j = (int)a0; j < (int)a1; j++) {
+                const double *wr = w + (size_t)X->idx[j] * C;
+                for (c = 0; c < C; c++) z[c] += sc * wr[c] * X->val[j];
+            }
+            mx = z[0];
+            for (c = 1; c < C; c++) if (z[c] > mx) mx = z[c];
+            for (c = 0; c < C; c++) { z[c] = exp(z[c] - mx); s += z[c]; }
+            for (c = 0; c < C; c++) z[c] = z[c] / s - (c == y[r]);
+            sc *= 1.0 - eta * lambda;
+            for (j = (int)a0; j < (int)a1; j++) {
+                double *wr = w + (size_t)X->idx[j] * C;
+                for (c = 0; c < C; c++) wr[c] -= eta * z[c] * X->val[j] / sc;
+            }
+            for (c = 0; c < C; c++) bb[c] -= eta * z[c];
+            if (sc < 1e-4) {
+                for (f = 0; f < F * C; f++) w[f] *= sc;
+                sc = 1.0;
+            }
+            t += 1;
+        }
+    }
+    for (f = 0; f < F; f++)
+        for (c = 0; c < C; c++) W[(size_t)c * F + f] = (float)(w[(size_t)f * C + c] * sc);
+    for (c = 0; c < C; c++) b[c] = (float)bb[c];
+    MMSPCL_FREE(w);
+}
+
+static double mmspcl__lr_eval(const float *W, const float *b, int C, int64_t F, const mmspcl__csr *X, const int *y, float *logp,
+                              double *acc) {
+    int i, c, correct = 0;
+    int64_t cm[MMSPCL_MAX_CLASSES * MMSPCL_MAX_CLASSES];
+    mmspcl_metrics mt;
+    int *pred = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)X->n);
+    float tmp[MMSPCL_MAX_CLASSES];
+    if (!pred) return -1;
+    for (i = 0; i < X->n; i++) {
+        float *o = logp ? logp + (size_t)i * C : tmp;
+        int best = 0;
+        mmspcl__lr_logp(W, b, C, F, X->idx + X->ptr[i], X->val + X->ptr[i], (int)(X->ptr[i + 1] - X->ptr[i]), o);
+        for (c = 1; c < C; c++) if (o[c] > o[best]) best = c;
+        pred[i] = best;
+        correct += best == y[i];
+    }
+    (void)correct;
+    mmspcl_confusion(y, pred, X->n, C, cm);
+    mmspcl_metrics_from_confusion(cm, C, NULL, &mt);
+    MMSPCL_FREE(pred);
+    if (acc) *acc = mt.accuracy;
+    return mt.weighted_f1;
 }
 
 /* ---- data ---- */
@@ -705,12 +883,10 @@ typedef struct mmspcl__md {
     int n, max_len;
     int32_t *ids;     /* [n][max_len] */
     int *len, *mask, *emo, *sent;
-    float *ng;        /* [n][ngram_dim] */
 } mmspcl__md;
 
 static void mmspcl__md_free(mmspcl__md *d) {
     MMSPCL_FREE(d->ids); MMSPCL_FREE(d->len); MMSPCL_FREE(d->mask); MMSPCL_FREE(d->emo); MMSPCL_FREE(d->sent);
-    MMSPCL_FREE(d->ng);
     memset(d, 0, sizeof *d);
 }
 
@@ -923,7 +1099,7 @@ static mmspcl_status mmspcl__ckpt_write(const char *path, const mmspcl_rt *m, co
                                         const mmspcl_rng *rng, const mmspcl_rng *qrng, const mmspcl__mlog *lm,
                                         const mmspcl__mlog *ls, mmspcl_error *err) {
     mmspcl_writer *wr = mmspcl_writer_create();
-    float *h1 = NULL, *h2 = NULL, *hb = NULL;
+    float *h1 = NULL, *h2 = NULL, *hb = NULL, *hm = NULL;
     int64_t sh[1];
     mmspcl_status st;
     int i;
@@ -942,7 +1118,16 @@ static mmspcl_status mmspcl__ckpt_write(const char *path, const mmspcl_rt *m, co
             snprintf(key, sizeof key, "ckpt.qrng.%d", i);
             mmspcl_writer_set_int(wr, key, (int64_t)qrng->s[i]);
         }
-        if (best) {
+        mmspcl_writer_set_int(wr, "ckpt.head_step", Ph->step);
+        hm = (float *)MMSPCL_MALLOC(sizeof(float) * (2 * Ph->n + 1));
+        if (!hm) st = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "checkpoint: out of memory");
+        else {
+            size_t k;
+            for (k = 0; k < Ph->n; k++) { hm[k] = (float)Ph->m[k]; hm[Ph->n + k] = (float)Ph->v[k]; }
+            sh[0] = (int64_t)(2 * Ph->n);
+            st = mmspcl_writer_add_tensor(wr, "ckpt.head_moments", MMSPCL_F32, 1, sh, hm, sizeof(float) * (size_t)sh[0], err);
+        }
+        if (!st && best) {
             hb = (float *)MMSPCL_MALLOC(sizeof(float) * (m->P.n + Ph->n));
             if (!hb) st = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "checkpoint: out of memory");
             else {
@@ -957,7 +1142,7 @@ static mmspcl_status mmspcl__ckpt_write(const char *path, const mmspcl_rt *m, co
     if (!st) st = mmspcl__mlog_write(ls, wr, "meld.log.spcl", err);
     if (!st) st = mmspcl_writer_save(wr, path, NULL, NULL, err);
     mmspcl_writer_free(wr);
-    MMSPCL_FREE(h1); MMSPCL_FREE(h2); MMSPCL_FREE(hb);
+    MMSPCL_FREE(h1); MMSPCL_FREE(h2); MMSPCL_FREE(hb); MMSPCL_FREE(hm);
     return st;
 }
 
@@ -966,7 +1151,8 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
                                 const mmspcl_meld *dev, const char *const *vocab, int64_t n_vocab,
                                 const char *const *merges, int64_t n_merges, const char *out_path,
                                 mmspcl_meld_progress_fn progress, void *user, mmspcl_error *err) {
-    const int C = MMSPCL_NUM_EMOTIONS, CS = MMSPCL_NUM_SENTIMENTS, H = r->hidden, D = r->ngram_dim, ML = r->max_len;
+    const int C = MMSPCL_NUM_EMOTIONS, CS = MMSPCL_NUM_SENTIMENTS, H = r->hidden, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS, ML = r->max_len;
+    const int64_t F = (int64_t)1 << r->ngram_bits;
     mmspcl_bpe *full = NULL, *tok = NULL;
     mmspcl__vcut vc;
     mmspcl__md dtr, ddv, tmpd;
@@ -982,7 +1168,8 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
     mmspcl_status st = MMSPCL_OK;
     int32_t *chunks = NULL, *bids = NULL, *old2new = NULL;
     int *clen = NULL, n_chunks = 0, *order = NULL, *blen = NULL, *keep = NULL, *rows = NULL, *pred = NULL;
-    float *tt = NULL, *tv = NULL, *dt = NULL, *dv = NULL, *dout = NULL, *idf = NULL, *hold_list[8];
+    float *tt = NULL, *tv = NULL, *dt = NULL, *dv = NULL, *dout = NULL, *idf = NULL, *hold_list[12];
+    float *lrw[2] = {NULL, NULL}, lrb[2][MMSPCL_MAX_CLASSES], *atr = NULL, *adv = NULL;
     double *zd = NULL, *dz = NULL, *lg = NULL, *dlg = NULL, *means = NULL, *diff = NULL, *best = NULL, *zall = NULL;
     int32_t *tgt = NULL;
     int start_stage = 0, start_epoch = 0, e, i, j, k, bad = 0, n_hold = 0, best_epoch = -1;
@@ -995,7 +1182,7 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
     memset(&m, 0, sizeof m); memset(&S, 0, sizeof S);
     memset(&lm, 0, sizeof lm); memset(&ls, 0, sizeof ls); memset(&lv, 0, sizeof lv);
     mmspcl_params_init(&Ph);
-    for (i = 0; i < 8; i++) hold_list[i] = NULL;
+    for (i = 0; i < 12; i++) hold_list[i] = NULL;
 
     /* 1. vocabulary: the full BPE, the train prompts, the cut */
     if ((st = mmspcl_bpe_from_arrays(&full, vocab, NULL, n_vocab, merges, NULL, n_merges, err))) goto done;
@@ -1007,26 +1194,6 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
                 (long long)vc.n_vocab, (long long)vc.n_merges, (long long)n_vocab, (long long)n_merges);
     if ((st = mmspcl__md_build(&dtr, train, tok, ML, err)) || (st = mmspcl__md_build(&ddv, dev, tok, ML, err))) goto done;
     (void)old2new;
-
-    /* n-gram view: idf from train */
-    idf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)D);
-    dtr.ng = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)dtr.n * D);
-    ddv.ng = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)ddv.n * D);
-    if (!idf || !dtr.ng || !ddv.ng) goto oom;
-    {
-        int *df = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)D);
-        if (!df) goto oom;
-        memset(df, 0, sizeof(int) * (size_t)D);
-        for (i = 0; i < dtr.n; i++) {
-            float *row = dtr.ng + (size_t)i * D;
-            mmspcl_ngram_features(train->rows[i].utterance, D, NULL, row);
-            for (k = 0; k < D; k++) if (row[k] > 0) df[k]++;
-        }
-        for (k = 0; k < D; k++) idf[k] = (float)(log((1.0 + dtr.n) / (1.0 + df[k])) + 1.0);
-        MMSPCL_FREE(df);
-        for (i = 0; i < dtr.n; i++) mmspcl_ngram_features(train->rows[i].utterance, D, idf, dtr.ng + (size_t)i * D);
-        for (i = 0; i < ddv.n; i++) mmspcl_ngram_features(dev->rows[i].utterance, D, idf, ddv.ng + (size_t)i * D);
-    }
 
     /* 2. encoder */
     memset(&cfg, 0, sizeof cfg);
@@ -1130,7 +1297,27 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
         int64_t v;
         char key[64];
         if ((st = mmspcl_weights_read(&w, r->resume, err))) goto done;
-        if ((st = mmspcl_params_read(&m.P, w, "", err)) || (st = mmspcl_params_read(&Ph, w, "heads", err))) { mmspcl_weights_free(w); goto done; }
+        if ((st = mmspcl_params_read(&m.P, w, "", err))) { mmspcl_weights_free(w); goto done; }
+        {   /* heads: values (heads.NAME), moments (ckpt.head_moments), step (ckpt.head_step) */
+            const mmspcl_tensor *hmt = mmspcl_weights_find(w, "ckpt.head_moments");
+            int ti;
+            size_t k;
+            for (ti = 0; ti < Ph.n_info; ti++) {
+                char nm[200];
+                const mmspcl_tensor *ht;
+                snprintf(nm, sizeof nm, "heads.%s", Ph.info[ti].name);
+                ht = mmspcl_weights_find(w, nm);
+                if (!ht || ht->dtype != MMSPCL_F32 || (size_t)mmspcl_tensor_nelements(ht) != Ph.info[ti].n) {
+                    st = mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "%s: tensor %s missing or of the wrong size", r->resume, nm);
+                    mmspcl_weights_free(w);
+                    goto done;
+                }
+                for (k = 0; k < Ph.info[ti].n; k++) Ph.w[Ph.info[ti].off + k] = ((const float *)ht->data)[k];
+            }
+            if (hmt && hmt->dtype == MMSPCL_F32 && (size_t)hmt->ne[0] == 2 * Ph.n)
+                for (k = 0; k < Ph.n; k++) { Ph.m[k] = ((const float *)hmt->data)[k]; Ph.v[k] = ((const float *)hmt->data)[Ph.n + k]; }
+            if (mmspcl_weights_get_int(w, "ckpt.head_step", &v)) Ph.step = v;
+        }
         mmspcl_rt_sync(&m);
         if (mmspcl_weights_get_int(w, "ckpt.stage", &v)) start_stage = (int)v;
         if (mmspcl_weights_get_int(w, "ckpt.epoch", &v)) start_epoch = (int)v + 1;
@@ -1321,34 +1508,114 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
         goto done;
     for (i = 0; i < dtr.n * H; i++) zall[i] = tt[i];
     mmspcl_class_means(zall, dtr.emo, dtr.n, H, C, means, NULL);
+    /* the n-gram view: TF-IDF (idf from train) + logistic regression for emotion and sentiment,
+       hyper-parameters chosen on dev; the train rows get out-of-fold log-probabilities (5 folds
+       by dialogue) so the MSVE heads see the view as it behaves on unseen text */
+    {
+        mmspcl__csr xtr, xdv;
+        int *df = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)F), *allr = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)dtr.n);
+        int *ord = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)dtr.n), *fold = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)dtr.n);
+        float *lp = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)(dtr.n > ddv.n ? dtr.n : ddv.n) * C);
+        int64_t q;
+        int task, di;
+        static const double lambdas[3] = {1e-5, 3e-5, 1e-4};
+        static const int epochs[2] = {8, 16};
+        memset(&xtr, 0, sizeof xtr); memset(&xdv, 0, sizeof xdv);
+        idf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)F);
+        lrw[0] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)F * C);
+        lrw[1] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)F * CS);
+        atr = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)dtr.n * D);
+        adv = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)ddv.n * D);
+        if (!df || !allr || !ord || !fold || !lp || !idf || !lrw[0] || !lrw[1] || !atr || !adv ||
+            mmspcl__csr_build(&xtr, train, r->ngram_bits, NULL)) {
+            MMSPCL_FREE(df); MMSPCL_FREE(allr); MMSPCL_FREE(ord); MMSPCL_FREE(fold); MMSPCL_FREE(lp);
+            mmspcl__csr_free(&xtr);
+            goto oom;
+        }
+        memset(df, 0, sizeof(int) * (size_t)F);
+        for (q = 0; q < xtr.ptr[xtr.n]; q++) df[xtr.idx[q]]++;
+        for (q = 0; q < F; q++) idf[q] = (float)(log((1.0 + dtr.n) / (1.0 + df[q])) + 1.0);
+        mmspcl__csr_free(&xtr);
+        if (mmspcl__csr_build(&xtr, train, r->ngram_bits, idf) || mmspcl__csr_build(&xdv, dev, r->ngram_bits, idf)) {
+            MMSPCL_FREE(df); MMSPCL_FREE(allr); MMSPCL_FREE(ord); MMSPCL_FREE(fold); MMSPCL_FREE(lp);
+            mmspcl__csr_free(&xtr); mmspcl__csr_free(&xdv);
+            goto oom;
+        }
+        for (i = 0; i < dtr.n; i++) allr[i] = i;
+        for (di = 0; di < train->n_dialogues; di++)
+            for (i = train->dialogue_start[di]; i < train->dialogue_start[di + 1]; i++) fold[i] = di % 5;
+        for (task = 0; task < 2; task++) {
+            const int CC = task ? CS : C, *yy = task ? dtr.sent : dtr.emo, *yd = task ? ddv.sent : ddv.emo;
+            double bestf = -1, bl = 1e-5, acc;
+            int be = 8, li, ei, f;
+            for (li = 0; li < 3; li++)
+                for (ei = 0; ei < 2; ei++) {
+                    mmspcl_rng lr_rng;
+                    double f1;
+                    mmspcl_rng_seed(&lr_rng, r->seed + 31);
+                    mmspcl__lr_train(&xtr, yy, allr, dtr.n, CC, F, lambdas[li], epochs[ei], 0.5, &lr_rng, lrw[task], lrb[task], ord);
+                    f1 = mmspcl__lr_eval(lrw[task], lrb[task], CC, F, &xdv, yd, NULL, &acc);
+                    mmspcl__msg(progress, user, "ngram", "%s TF-IDF + LR, lambda %g, %d epochs: dev weighted F1 %.4f accuracy %.4f",
+                                task ? "sentiment" : "emotion", lambdas[li], epochs[ei], f1, acc);
+                    if (f1 > bestf) { bestf = f1; bl = lambdas[li]; be = epochs[ei]; }
+                }
+            /* out-of-fold train features */
+            for (f = 0; f < 5; f++) {
+                mmspcl_rng lr_rng;
+                int nf = 0;
+                for (i = 0; i < dtr.n; i++) if (fold[i] != f) allr[nf++] = i;
+                mmspcl_rng_seed(&lr_rng, r->seed + 37 + f);
+                mmspcl__lr_train(&xtr, yy, allr, nf, CC, F, bl, be, 0.5, &lr_rng, lrw[task], lrb[task], ord);
+                for (i = 0; i < dtr.n; i++)
+                    if (fold[i] == f)
+                        mmspcl__lr_logp(lrw[task], lrb[task], CC, F, xtr.idx + xtr.ptr[i], xtr.val + xtr.ptr[i],
+                                        (int)(xtr.ptr[i + 1] - xtr.ptr[i]), atr + (size_t)i * D + (task ? C : 0));
+            }
+            for (i = 0; i < dtr.n; i++) allr[i] = i;
+            {   /* the final model on all of train */
+                mmspcl_rng lr_rng;
+                mmspcl_rng_seed(&lr_rng, r->seed + 31);
+                mmspcl__lr_train(&xtr, yy, allr, dtr.n, CC, F, bl, be, 0.5, &lr_rng, lrw[task], lrb[task], ord);
+            }
+            bestf = mmspcl__lr_eval(lrw[task], lrb[task], CC, F, &xdv, yd, lp, &acc);
+            for (i = 0; i < ddv.n; i++) memcpy(adv + (size_t)i * D + (task ? C : 0), lp + (size_t)i * CC, sizeof(float) * CC);
+            mmspcl__mlog_add(&lv, 10 + task, bestf, acc);
+            mmspcl__msg(progress, user, "ngram", "%s TF-IDF + LR (lambda %g, %d epochs): dev weighted F1 %.4f accuracy %.4f",
+                        task ? "sentiment" : "emotion", bl, be, bestf, acc);
+        }
+        MMSPCL_FREE(df); MMSPCL_FREE(allr); MMSPCL_FREE(ord); MMSPCL_FREE(fold); MMSPCL_FREE(lp);
+        mmspcl__csr_free(&xtr); mmspcl__csr_free(&xdv);
+    }
     {
         mmspcl_dataset trs, dvs;
         mmspcl_msve_cfg mc;
         mmspcl_msve_train_cfg tc;
         mmspcl_train_report rep;
-        float *mstd[2][2];
+        float *mstd[3][2];
         const char *vname[3] = {"t", "a", "v"};
+        const int vd[3] = {H, D, H};
         double acc;
         int mi;
-        /* standardisation of t and v from train (a is l2-normalised TF-IDF, left as is) */
-        for (mi = 0; mi < 2; mi++) {
-            const float *x = mi ? tv : tt;
-            mstd[mi][0] = (float *)MMSPCL_MALLOC(sizeof(float) * H);
-            mstd[mi][1] = (float *)MMSPCL_MALLOC(sizeof(float) * H);
+        /* every view standardised with the train statistics */
+        for (mi = 0; mi < 3; mi++) {
+            const float *x = mi == 0 ? tt : mi == 1 ? atr : tv;
+            const int W = vd[mi];
+            mstd[mi][0] = (float *)MMSPCL_MALLOC(sizeof(float) * W);
+            mstd[mi][1] = (float *)MMSPCL_MALLOC(sizeof(float) * W);
             if (!mstd[mi][0] || !mstd[mi][1]) goto oom;
             hold_list[n_hold++] = mstd[mi][0];
             hold_list[n_hold++] = mstd[mi][1];
-            for (k = 0; k < H; k++) {
+            for (k = 0; k < W; k++) {
                 double s = 0, s2 = 0;
-                for (i = 0; i < dtr.n; i++) s += x[(size_t)i * H + k];
+                for (i = 0; i < dtr.n; i++) s += x[(size_t)i * W + k];
                 s /= dtr.n;
-                for (i = 0; i < dtr.n; i++) s2 += (x[(size_t)i * H + k] - s) * (x[(size_t)i * H + k] - s);
+                for (i = 0; i < dtr.n; i++) s2 += (x[(size_t)i * W + k] - s) * (x[(size_t)i * W + k] - s);
                 mstd[mi][0][k] = (float)s;
                 mstd[mi][1][k] = (float)(sqrt(s2 / dtr.n) > 1e-6 ? sqrt(s2 / dtr.n) : 1.0);
             }
         }
-        trs.x[0] = tt; trs.x[1] = dtr.ng; trs.x[2] = tv; trs.y = dtr.emo; trs.n = dtr.n;
-        dvs.x[0] = dt; dvs.x[1] = ddv.ng; dvs.x[2] = dv; dvs.y = ddv.emo; dvs.n = ddv.n;
+        trs.x[0] = tt; trs.x[1] = atr; trs.x[2] = tv; trs.y = dtr.emo; trs.n = dtr.n;
+        dvs.x[0] = dt; dvs.x[1] = adv; dvs.x[2] = dv; dvs.y = ddv.emo; dvs.n = ddv.n;
         mmspcl_msve_train_defaults(&tc);
         tc.epochs = r->msve_epochs; tc.standardize = 0; tc.lr = r->msve_lr; tc.seed = r->seed + 11; tc.patience = 5;
         memset(&mc, 0, sizeof mc);
@@ -1363,13 +1630,13 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
             }
             if ((st = mmspcl_msve_model_create(M, &mc, r->seed + 100 + k, err))) goto done;
             if (k == 0) have_me = 1; else if (k == 1) have_ms = 1; else have_mv[k - 2] = 1;
-            for (mi = 0; mi < 3; mi += 2)
+            for (mi = 0; mi < 3; mi++)
                 if (mc.dims[mi]) {
-                    M->mean[mi] = (float *)MMSPCL_MALLOC(sizeof(float) * H);
-                    M->std[mi] = (float *)MMSPCL_MALLOC(sizeof(float) * H);
+                    M->mean[mi] = (float *)MMSPCL_MALLOC(sizeof(float) * vd[mi]);
+                    M->std[mi] = (float *)MMSPCL_MALLOC(sizeof(float) * vd[mi]);
                     if (!M->mean[mi] || !M->std[mi]) goto oom;
-                    memcpy(M->mean[mi], mstd[mi / 2][0], sizeof(float) * H);
-                    memcpy(M->std[mi], mstd[mi / 2][1], sizeof(float) * H);
+                    memcpy(M->mean[mi], mstd[mi][0], sizeof(float) * vd[mi]);
+                    memcpy(M->std[mi], mstd[mi][1], sizeof(float) * vd[mi]);
                 }
             trs.y = k == 1 ? dtr.sent : dtr.emo;
             dvs.y = k == 1 ? ddv.sent : ddv.emo;
@@ -1404,12 +1671,18 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
             mmspcl_writer_set_str_array(wr, "tokenizer.merges", vc.merges, NULL, vc.n_merges) ||
             mmspcl_writer_set_str(wr, "general.name", "mmspcl-meld-text") ||
             mmspcl_writer_set_str(wr, "general.source", "trained by mmspcl train on MELD train_sent_emo.csv (GPL-3.0 data)") ||
-            mmspcl_writer_set_int(wr, "meld.max_len", ML) || mmspcl_writer_set_int(wr, "meld.ngram_dim", D) ||
+            mmspcl_writer_set_int(wr, "meld.max_len", ML) || mmspcl_writer_set_int(wr, "meld.ngram_bits", r->ngram_bits) ||
             mmspcl_writer_set_int(wr, "meld.seed", (int64_t)r->seed) ||
             mmspcl_writer_set_float(wr, "meld.dev_f1_spcl", best_f1))
             goto oom;
-        sh[0] = D;
-        if ((st = mmspcl_writer_add_tensor(wr, "meld.idf", MMSPCL_F32, 1, sh, idf, sizeof(float) * (size_t)D, err))) goto done;
+        sh[0] = F;
+        if ((st = mmspcl_writer_add_tensor(wr, "meld.idf", MMSPCL_F32, 1, sh, idf, sizeof(float) * (size_t)F, err))) goto done;
+        sh[0] = C; sh[1] = F;
+        if ((st = mmspcl_writer_add_tensor(wr, "meld.lr.emotion.weight", MMSPCL_F32, 2, sh, lrw[0], sizeof(float) * (size_t)(C * F), err))) goto done;
+        if ((st = mmspcl_writer_add_tensor(wr, "meld.lr.emotion.bias", MMSPCL_F32, 1, sh, lrb[0], sizeof(float) * (size_t)C, err))) goto done;
+        sh[0] = CS;
+        if ((st = mmspcl_writer_add_tensor(wr, "meld.lr.sentiment.weight", MMSPCL_F32, 2, sh, lrw[1], sizeof(float) * (size_t)(CS * F), err))) goto done;
+        if ((st = mmspcl_writer_add_tensor(wr, "meld.lr.sentiment.bias", MMSPCL_F32, 1, sh, lrb[1], sizeof(float) * (size_t)CS, err))) goto done;
         pm = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)C * H);
         if (!pm) goto oom;
         hold_list[n_hold++] = pm;
@@ -1447,6 +1720,7 @@ done:
     MMSPCL_FREE(dout); MMSPCL_FREE(order); MMSPCL_FREE(keep); MMSPCL_FREE(zd); MMSPCL_FREE(dz); MMSPCL_FREE(lg);
     MMSPCL_FREE(dlg); MMSPCL_FREE(tt); MMSPCL_FREE(tv); MMSPCL_FREE(dt); MMSPCL_FREE(dv); MMSPCL_FREE(zall);
     MMSPCL_FREE(means); MMSPCL_FREE(diff); MMSPCL_FREE(pred); MMSPCL_FREE(best); MMSPCL_FREE(idf);
+    MMSPCL_FREE(lrw[0]); MMSPCL_FREE(lrw[1]); MMSPCL_FREE(atr); MMSPCL_FREE(adv);
     MMSPCL_FREE(lm.x); MMSPCL_FREE(ls.x); MMSPCL_FREE(lv.x);
     return st;
 }
@@ -1504,6 +1778,8 @@ void mmspcl_meld_model_free(mmspcl_meld_model *m) {
     mmspcl_roberta_free(m->enc);
     mmspcl_bpe_free(m->tok);
     mmspcl_weights_free(m->w);
+    MMSPCL_FREE(m->lr_w[0]);
+    MMSPCL_FREE(m->lr_w[1]);
     memset(m, 0, sizeof *m);
 }
 
@@ -1519,17 +1795,42 @@ mmspcl_status mmspcl_meld_model_load(mmspcl_meld_model *m, const char *path, mms
     }
     m->max_len = (int)v;
     m->max_batch = 16;
-    if (!mmspcl_weights_get_int(m->w, "meld.ngram_dim", &v) || v < 1 || v > (1 << 24)) {
-        st = mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "%s: meld.ngram_dim missing or out of range", path);
+    if (!mmspcl_weights_get_int(m->w, "meld.ngram_bits", &v) || v < 4 || v > 24) {
+        st = mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "%s: meld.ngram_bits missing or outside 4..24", path);
         goto fail;
     }
-    m->ngram_dim = (int)v;
+    m->ngram_bits = (int)v;
     t = mmspcl_weights_find(m->w, "meld.idf");
-    if (!t || t->dtype != MMSPCL_F32 || t->ndim != 1 || t->ne[0] != m->ngram_dim) {
-        st = mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "%s: meld.idf must be f32 [%d]", path, m->ngram_dim);
+    if (!t || t->dtype != MMSPCL_F32 || t->ndim != 1 || t->ne[0] != ((int64_t)1 << m->ngram_bits)) {
+        st = mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "%s: meld.idf must be f32 [2^%d]", path, m->ngram_bits);
         goto fail;
     }
     m->idf = (const float *)t->data;
+    {
+        static const char *const wn[2] = {"meld.lr.emotion.weight", "meld.lr.sentiment.weight"};
+        static const char *const bn[2] = {"meld.lr.emotion.bias", "meld.lr.sentiment.bias"};
+        const int CC[2] = {MMSPCL_NUM_EMOTIONS, MMSPCL_NUM_SENTIMENTS};
+        const int64_t F = (int64_t)1 << m->ngram_bits;
+        int k, c;
+        for (k = 0; k < 2; k++) {
+            const mmspcl_tensor *tb = mmspcl_weights_find(m->w, bn[k]);
+            t = mmspcl_weights_find(m->w, wn[k]);
+            if (!t || t->ndim != 2 || t->ne[0] != CC[k] || t->ne[1] != F || !tb || tb->dtype != MMSPCL_F32 || tb->ne[0] != CC[k] ||
+                mmspcl_dtype_row_size(t->dtype, F) * (size_t)CC[k] != t->nbytes) {
+                st = mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "%s: %s must be [%d][2^%d] and %s f32 [%d]", path, wn[k], CC[k],
+                                    m->ngram_bits, bn[k], CC[k]);
+                goto fail;
+            }
+            if (!(m->lr_w[k] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)(CC[k] * F)))) {
+                st = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "out of memory");
+                goto fail;
+            }
+            for (c = 0; c < CC[k]; c++)
+                mmspcl_dequantize_row(t->dtype, (const unsigned char *)t->data + (size_t)c * mmspcl_dtype_row_size(t->dtype, F),
+                                      m->lr_w[k] + (size_t)c * F, F);
+            m->lr_b[k] = (const float *)tb->data;
+        }
+    }
     if ((st = mmspcl_roberta_load(&m->enc, m->w, m->max_batch, m->max_len, err))) goto fail;
     m->hidden = mmspcl_roberta_get_config(m->enc)->hidden_size;
     if ((st = mmspcl_bpe_from_weights(&m->tok, m->w, err))) goto fail;
@@ -1572,8 +1873,29 @@ mmspcl_status mmspcl_meld_features(mmspcl_meld_model *m, const mmspcl_turn *turn
             }
         }
     }
-    if (a)
-        for (i = 0; i < n; i++) mmspcl_ngram_features(turns[i].text ? turns[i].text : "", m->ngram_dim, m->idf, a + (size_t)i * m->ngram_dim);
+    if (a) {
+        const int64_t F = (int64_t)1 << m->ngram_bits;
+        const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+        int cap = 1024, nz;
+        int32_t *ix = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)cap);
+        float *vx = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)cap);
+        for (i = 0; i < n && !st; i++) {
+            const char *txt = turns[i].text ? turns[i].text : "";
+            for (;;) {
+                nz = ix && vx ? mmspcl_ngram_sparse(txt, m->ngram_bits, m->idf, ix, vx, cap) : -1;
+                if (nz < 0) { st = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "meld_features: out of memory"); break; }
+                if (nz <= cap) break;
+                cap = nz;
+                MMSPCL_FREE(ix); MMSPCL_FREE(vx);
+                ix = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)cap);
+                vx = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)cap);
+            }
+            if (st) break;
+            mmspcl__lr_logp(m->lr_w[0], m->lr_b[0], MMSPCL_NUM_EMOTIONS, F, ix, vx, nz, a + (size_t)i * D);
+            mmspcl__lr_logp(m->lr_w[1], m->lr_b[1], MMSPCL_NUM_SENTIMENTS, F, ix, vx, nz, a + (size_t)i * D + MMSPCL_NUM_EMOTIONS);
+        }
+        MMSPCL_FREE(ix); MMSPCL_FREE(vx);
+    }
 done:
     MMSPCL_FREE(ids); MMSPCL_FREE(len); MMSPCL_FREE(mask); MMSPCL_FREE(hid);
     return st;
@@ -1586,7 +1908,7 @@ static void mmspcl__softmax_rows(float *x, int n, int C) {
 
 mmspcl_status mmspcl_meld_predict(mmspcl_meld_model *m, const mmspcl_turn *turns, int n,
                                   const char *head, float *emo, float *sent, mmspcl_error *err) {
-    const int H = m->hidden, D = m->ngram_dim;
+    const int H = m->hidden, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
     float *t = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H), *v = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
     float *a = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * D);
     const float *x[3];
@@ -1598,6 +1920,9 @@ mmspcl_status mmspcl_meld_predict(mmspcl_meld_model *m, const mmspcl_turn *turns
     x[0] = t; x[1] = a; x[2] = v;
     if (!head || !strcmp(head, "emotion")) {
         if ((st = mmspcl_msve_forward(&m->emotion, x, n, 0, emo, err))) goto done;
+        mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
+    } else if (!strcmp(head, "lr")) {
+        for (i = 0; i < n; i++) memcpy(emo + (size_t)i * MMSPCL_NUM_EMOTIONS, a + (size_t)i * D, sizeof(float) * MMSPCL_NUM_EMOTIONS);
         mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
     } else if (!strcmp(head, "protos")) {
         if (!m->protos) { st = mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "meld_predict: the model has no meld.protos"); goto done; }

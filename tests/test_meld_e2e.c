@@ -88,7 +88,7 @@ int main(void) {
     /* 2. a short training run */
     {
         char *out = run("build/mmspcl train --meld " MELD " -o " MODEL " --limit 24 --hidden 32 --layers 1 --heads 2 --ffn 64"
-                        " --max-len 48 --mlm-epochs 4 --mlm-lr 3e-3 --epochs 2 --msve-epochs 2 --ngram-dim 256"
+                        " --max-len 48 --mlm-epochs 4 --mlm-lr 3e-3 --epochs 2 --msve-epochs 2 --ngram-bits 12"
                         " --msve-hidden 8 --no-checkpoint --quiet 2>&1");
         mmspcl_weights *w = NULL;
         mmspcl_error err;
