@@ -871,6 +871,8 @@ void mmspcl_image_free(mmspcl_image *img) {
 
 #ifndef MMSPCL_NO_STDIO
 mmspcl_status mmspcl_image_load(const char *path, mmspcl_image *out, mmspcl_error *err) {
+    const int64_t max_bytes = MMSPCL_IMAGE_MAX_FILE_BYTES;
+    const uint64_t max_size = (uint64_t)(SIZE_MAX - 1);
     FILE *f;
     long len;
     unsigned char *buf;
@@ -884,7 +886,8 @@ mmspcl_status mmspcl_image_load(const char *path, mmspcl_image *out, mmspcl_erro
         fclose(f);
         return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot find the file size (not a regular file?)", path);
     }
-    if ((int64_t)len > MMSPCL_IMAGE_MAX_FILE_BYTES || (uint64_t)len > (uint64_t)(SIZE_MAX - 1)) {
+    /* through variables: where long is 32 bits a constant bound would warn (-Wtype-limits) */
+    if ((int64_t)len > max_bytes || (uint64_t)len > max_size) {
         int unreadable = getc(f) == EOF && ferror(f); /* a directory reports a huge size */
         fclose(f);
         if (unreadable) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a directory?)", path);

@@ -9,6 +9,7 @@
    Emotion ids follow MMSPCL_EMOTION_NAMES, sentiment ids MMSPCL_SENTIMENT_NAMES. A file without
    label columns (plain transcript) gets label -1.
    ------------------------------------------------------------------------------------------ */
+#define MMSPCL_MELD_MAX_BYTES ((int64_t)1 << 31)   /* largest CSV parsed or loaded (2 GiB) */
 #define MMSPCL_NUM_EMOTIONS 7
 #define MMSPCL_NUM_SENTIMENTS 3
 extern const char *const mmspcl_emotion_names[MMSPCL_NUM_EMOTIONS];     /* neutral joy sadness surprise fear disgust anger */

@@ -77,8 +77,11 @@ mmspcl_status mmspcl_meld_parse(const char *bytes, size_t size, const char *labe
     memset(out, 0, sizeof *out);
     if (size >= 3 && (unsigned char)bytes[0] == 0xEF && (unsigned char)bytes[1] == 0xBB && (unsigned char)bytes[2] == 0xBF) pos = 3;
     /* unquoting never lengthens a field: the copy fits in size + one NUL per field */
-    if (size > ((size_t)1 << 31) || !(out->text = (char *)MMSPCL_MALLOC(size * 2 + 64)))
-        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: too large", label);
+    if ((uint64_t)size > (uint64_t)MMSPCL_MELD_MAX_BYTES || size > (SIZE_MAX - 64) / 2)  /* 32-bit: size * 2 */
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %zu bytes is over the limit of %lld (MMSPCL_MELD_MAX_BYTES)",
+                            label, size, (long long)MMSPCL_MELD_MAX_BYTES);
+    if (!(out->text = (char *)MMSPCL_MALLOC(size * 2 + 64)))
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory for %zu bytes", label, size);
     nf = mmspcl__csv_record(bytes, size, &pos, out->text, &olen, starts, 64, &line);
     if (nf <= 0) { st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line 1: cannot read the header", label); goto fail; }
     n_header = nf;
@@ -154,6 +157,7 @@ fail:
 
 #ifndef MMSPCL_NO_STDIO
 mmspcl_status mmspcl_meld_load(const char *path, mmspcl_meld *out, mmspcl_error *err) {
+    const int64_t max_bytes = MMSPCL_MELD_MAX_BYTES; /* a variable: no -Wtype-limits where long is 32 bits */
     FILE *f = fopen(path, "rb");
     char *buf;
     long len;
@@ -161,6 +165,9 @@ mmspcl_status mmspcl_meld_load(const char *path, mmspcl_meld *out, mmspcl_error 
     memset(out, 0, sizeof *out);
     if (!f) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
     if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read", path); }
+    /* checked before allocating; a folder may report a huge size: read one byte first */
+    if (len > 0 && (fgetc(f) == EOF || fseek(f, 0, SEEK_SET))) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a folder?)", path); }
+    if ((int64_t)len > max_bytes) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %ld bytes is over the limit of %lld (MMSPCL_MELD_MAX_BYTES)", path, len, (long long)max_bytes); }
     if (!(buf = (char *)MMSPCL_MALLOC((size_t)len + 1))) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", path); }
     if (fread(buf, 1, (size_t)len, f) != (size_t)len) { fclose(f); MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: short read", path); }
     fclose(f);

@@ -79,7 +79,23 @@ static int replay_dir(const char *dir) {
     return files;
 }
 
+/* Limits no fuzz input can reach (sizes past what a test can allocate): refused before any
+   allocation or read past the bytes given, with the limit named. */
+static void limits(void) {
+    static const char small[4] = "abc";
+    mmspcl_meld m;
+    mmspcl_error err;
+    err.msg[0] = 0;
+    CHECK(mmspcl_meld_parse(small, (size_t)MMSPCL_MELD_MAX_BYTES + 1, "big.csv", &m, &err) == MMSPCL_ERR_UNSUPPORTED &&
+              strstr(err.msg, "MMSPCL_MELD_MAX_BYTES") != NULL,
+          "MELD: a CSV over MMSPCL_MELD_MAX_BYTES is refused by size (%s)", err.msg);
+    CHECK(m.rows == NULL && m.text == NULL, "MELD: nothing allocated for a refused size");
+    err.msg[0] = 0;
+    CHECK(mmspcl_meld_load("tests", &m, &err) == MMSPCL_ERR_IO, "MELD: loading a folder is an i/o error (%s)", err.msg);
+}
+
 int main(void) {
+    limits();
     int t, seeds = 0, regressions = 0;
     for (t = 0; t < REPLAY_N; t++) {
         char dir[256];
