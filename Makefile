@@ -51,10 +51,9 @@ check-headers: | $(B)
 	  $$std $(WARN) $$omp -I. -c tools/lib/mmspcl_impl.c -o $(B)/check.o || exit 1; done; done
 	@echo "headers: C99 and C++11, with and without OpenMP: ok"
 
-# The main job. (Until the shipped MELD model lands: convert and inspect the tiny test model.)
+# The main job: the emotion and sentiment of each utterance of a dialogue, with the shipped model.
 run: all
-	@build/mmspcl-convert tests/data/roberta-tiny $(B)/roberta-tiny.mmw --quiet
-	@build/mmspcl inspect $(B)/roberta-tiny.mmw
+	@build/mmspcl classify -m weights/meld-text-q8_0.mmw examples/dialogue.txt
 
 install: all
 	mkdir -p $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -82,3 +81,51 @@ fuzz: $(patsubst %,fuzz-%,$(FUZZ_TARGETS))
 fuzz-%: $(B)/fuzz/fuzz_%
 	@sh tests/fuzz/run.sh $* $(FUZZ_SECONDS) $<
 $(B)/tests/test_fuzz_replay: $(wildcard tests/fuzz/*.[ch])
+
+# The sanitizer, valgrind and ARM runs use a mirror of the repository root, $(B)/<kind>/root:
+# tests/ and ../shared are links to the real ones, build/ holds that kind's own tools and tests,
+# so every path a test uses (build/mmspcl-convert, build/mmspcl, build/tests/tmp, tests/data,
+# ../shared) resolves inside the mirror and no test needs to change.
+TEST_NAMES := $(patsubst tests/%.c,%,$(TEST_SRC))
+MIRROR      = mkdir -p $(1)/build/tests && ln -sfn ../../../tests $(1)/tests && ln -sfn ../../../shared $(1)/../shared
+SAN_ROOT   := $(B)/sanitize/root
+SAN_FLAGS  ?= -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_REPORT  = $(CURDIR)/$(B)/sanitize/report
+# Whole unit suite, converter and CLI under ASan + UBSan (gcc). Reports of every process, the tools
+# the tests start included, go to $(B)/sanitize/report.*: any report fails the target.
+test-sanitize:
+	@$(MAKE) --no-print-directory B=$(SAN_ROOT)/build CC=gcc CFLAGS="-O1 -g $(SAN_FLAGS)" \
+	  $(SAN_ROOT)/build/mmspcl-convert $(SAN_ROOT)/build/mmspcl $(patsubst %,$(SAN_ROOT)/build/tests/%,$(TEST_NAMES))
+	@$(call MIRROR,$(SAN_ROOT))
+	@rm -f $(SAN_REPORT).*
+	@cd $(SAN_ROOT) && ASAN_OPTIONS=log_path=$(SAN_REPORT):detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=log_path=$(SAN_REPORT):print_stacktrace=1:halt_on_error=1 \
+	  sh tests/run.sh $(patsubst %,build/tests/%,$(TEST_NAMES)); rc=$$?; \
+	  if ls $(SAN_REPORT).* >/dev/null 2>&1; then cat $(SAN_REPORT).*; echo "test-sanitize: sanitizer reports above"; exit 1; fi; \
+	  [ $$rc -eq 0 ] && echo "test-sanitize: ASan + UBSan: no report"
+
+# valgrind memcheck over the tools' main paths (tests/fuzz/valgrind.sh), on a build of their own.
+VG_B := $(B)/valgrind
+test-valgrind:
+	@$(MAKE) --no-print-directory B=$(VG_B) CFLAGS="-O1 -g" $(VG_B)/mmspcl-convert $(VG_B)/mmspcl
+	@OMP_NUM_THREADS=2 sh tests/fuzz/valgrind.sh $(VG_B)
+
+# AArch64: the unit suite cross-compiled with and without OpenMP, run under qemu-user; the
+# mirror's build/ holds wrapper scripts that start each program under qemu, so the tools the
+# tests call run as ARM code too. 32-bit ARM: the library compiles, warnings as errors.
+# Needs: apt-get install -y gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user
+ARM64_CC   ?= aarch64-linux-gnu-gcc
+ARM32_CC   ?= arm-linux-gnueabihf-gcc
+QEMU_ARM64 ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
+ARM_VARIANTS := omp:-fopenmp noomp:
+test-arm:
+	@for v in $(ARM_VARIANTS); do name=$${v%%:*}; omp=$${v#*:}; bin=$(B)/arm64-$$name/bin; root=$(B)/arm64-$$name/root; \
+	  $(MAKE) --no-print-directory B=$$bin CC=$(ARM64_CC) OPENMP="$$omp" CFLAGS="-O2 -g" \
+	    $$bin/mmspcl-convert $$bin/mmspcl $(patsubst %,$$bin/tests/%,$(TEST_NAMES)) || exit 1; \
+	  $(call MIRROR,$$root); \
+	  for p in mmspcl mmspcl-convert $(patsubst %,tests/%,$(TEST_NAMES)); do \
+	    printf '#!/bin/sh\nexec %s %s "$$@"\n' "$(QEMU_ARM64)" "$(CURDIR)/$$bin/$$p" > $$root/build/$$p; chmod +x $$root/build/$$p; done; \
+	  echo "== AArch64 ($${omp:-no OpenMP}) under qemu"; \
+	  (cd $$root && OMP_NUM_THREADS=2 sh tests/run.sh $(patsubst %,build/tests/%,$(TEST_NAMES))) || exit 1; done
+	@for omp in "" -fopenmp; do $(ARM32_CC) -std=c99 $(WARN) $$omp -O2 -I. -c tools/lib/mmspcl_impl.c -o $(B)/arm32-check.o || exit 1; done
+	@echo "test-arm: AArch64 with and without OpenMP passed; 32-bit ARM (armhf) compiles with $(WARN)"
