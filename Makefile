@@ -107,7 +107,7 @@ test-sanitize:
 # valgrind memcheck over the tools' main paths (tests/fuzz/valgrind.sh), on a build of their own.
 VG_B := $(B)/valgrind
 test-valgrind:
-	@$(MAKE) --no-print-directory B=$(VG_B) CFLAGS="-O1 -g" $(VG_B)/mmspcl-convert $(VG_B)/mmspcl
+	@$(MAKE) --no-print-directory B=$(VG_B) CFLAGS="-O2 -g" $(VG_B)/mmspcl-convert $(VG_B)/mmspcl
 	@OMP_NUM_THREADS=2 sh tests/fuzz/valgrind.sh $(VG_B)
 
 # AArch64: the unit suite cross-compiled with and without OpenMP, run under qemu-user; the

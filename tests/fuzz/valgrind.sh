@@ -10,7 +10,7 @@ set -u
 bin=${1:-build/valgrind}
 tmp=build/valgrind/tmp
 rm -rf "$tmp"; mkdir -p "$tmp"
-vg="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,possible --show-leak-kinds=definite,possible --error-exitcode=99"
+vg="valgrind -q --suppressions=tests/fuzz/valgrind.supp --leak-check=full --errors-for-leak-kinds=definite,possible --show-leak-kinds=definite,possible --error-exitcode=99"
 pass=0; fail=0
 # run WANT WHAT CMD...: WANT 0 = must succeed, 1 = must fail cleanly (an error message, no crash)
 run() {
