@@ -123,6 +123,13 @@ static mmspcl_status mmspcl__linear_q_scalar(float *out, const float *x, int row
 #if !defined(MMSPCL_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define MMSPCL__X86_DISPATCH 1
 #include <immintrin.h>
+/* GCC 12's own AVX-512 headers trip -Wmaybe-uninitialized in C++ at -O2 (GCC bug 105593,
+   fixed in 13): silence it for the SIMD section only. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define MMSPCL__POP_DIAGNOSTIC 1
+#endif
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 || defined(__clang__) && __clang_major__ >= 12
 #include <cpuid.h>
 #define MMSPCL__HAVE_AVXVNNI 1   /* the compiler knows target("avxvnni") */
@@ -791,12 +798,19 @@ static int mmspcl__attention_avx512(float *out, int ld_out, const float *q, int 
     MMSPCL_FREE(buf);
     return 0;
 }
+#ifdef MMSPCL__POP_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#undef MMSPCL__POP_DIAGNOSTIC
+#endif
 #endif /* MMSPCL__X86_DISPATCH */
 
 /* ===== ARM NEON (compile-time): the same scheme with 4 rows per vector ====================== */
 #if !defined(MMSPCL_NO_SIMD) && defined(__ARM_NEON) && defined(__aarch64__)
 #define MMSPCL__NEON 1
 #include <arm_neon.h>
+#ifndef MMSPCL__R8 /* defined in the x86 section, which an ARM build skips */
+#define MMSPCL__R8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+#endif
 
 static int32_t mmspcl__word(const int8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 

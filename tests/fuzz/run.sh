@@ -14,7 +14,7 @@ extra=""
 case $name in
   safetensors) [ -d ../shared/data/weights/safetensors-samples ] && extra=../shared/data/weights/safetensors-samples ;;
 esac
-opts="-max_total_time=$secs -timeout=10 -rss_limit_mb=2560 -print_final_stats=1"
+opts="-max_total_time=$secs -timeout=30 -rss_limit_mb=2560 -print_final_stats=1"
 [ -f "tests/fuzz/$name.dict" ] && opts="$opts -dict=tests/fuzz/$name.dict"
 # shellcheck disable=SC2086
 "$bin" $opts -artifact_prefix="$crashes/" "$work" "tests/fuzz/corpus/$name" $extra > "$log" 2>&1
