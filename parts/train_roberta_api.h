@@ -100,6 +100,7 @@ typedef struct mmspcl_meld_recipe {
     int spcl_epochs, batch, patience, warmup;
     double lr, head_lr, temperature, ce_weight, sent_weight, clip;
     int pool_size, K, curriculum;
+    int holdout;              /* 1: train dialogues with index % 5 == 4 train the heads, not the encoder */
     int ngram_bits, msve_hidden, msve_epochs; double msve_dropout, msve_lr;
     uint64_t seed;
     const char *checkpoint;   /* written after every epoch (NULL: none) */
@@ -141,6 +142,8 @@ typedef struct mmspcl_meld_model {
     float *lr_w[2];                  /* emotion [7][2^bits], sentiment [3][2^bits] (dequantized) */
     const float *lr_b[2];
     int hidden, max_len, ngram_bits, max_batch;
+    int emo_lr, sent_lr;             /* 1: the default head is the n-gram LR (it beat the MSVE on dev) */
+    double dev_f1[2][2];             /* [emotion, sentiment][MSVE, LR] dev weighted F1 from the training log */
 } mmspcl_meld_model;
 mmspcl_status mmspcl_meld_model_load(mmspcl_meld_model *m, const char *path, mmspcl_error *err);
 void mmspcl_meld_model_free(mmspcl_meld_model *m);
@@ -148,7 +151,8 @@ void mmspcl_meld_model_free(mmspcl_meld_model *m);
 mmspcl_status mmspcl_meld_features(mmspcl_meld_model *m, const mmspcl_turn *turns, int n, float *t,
                                    float *a, float *v, mmspcl_error *err);
 /* Class probabilities (softmax of the summed MSVE logits) for every turn: emo [n][7],
-   sent [n][3] (may be NULL). head: NULL or "emotion" (the ensemble), "view.t", "view.a",
+   sent [n][3] (may be NULL). head: NULL (the default: for each task, whichever of the MSVE
+   ensemble and the n-gram LR had the higher dev weighted F1 in training), "emotion" (the ensemble), "view.t", "view.a",
    "view.v" (single-view heads), "lr" (the n-gram logistic regression alone), "protos" (nearest class mean of t, scores G as probabilities
    after a softmax with temperature 0.08). */
 mmspcl_status mmspcl_meld_predict(mmspcl_meld_model *m, const mmspcl_turn *turns, int n,

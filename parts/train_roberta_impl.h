@@ -636,7 +636,7 @@ void mmspcl_meld_recipe_defaults(mmspcl_meld_recipe *r) {
     r->mlm_epochs = 6; r->mlm_batch = 32; r->mlm_lr = 5e-4;
     r->spcl_epochs = 6; r->batch = 32; r->patience = 2; r->warmup = 128;
     r->lr = 3e-4; r->head_lr = 1e-3; r->temperature = 0.08; r->ce_weight = 1.0; r->sent_weight = 0.5; r->clip = 1.0;
-    r->pool_size = 512; r->K = 64; r->curriculum = 1;
+    r->pool_size = 512; r->K = 64; r->curriculum = 1; r->holdout = 1;
     r->ngram_bits = 17; r->msve_hidden = 64; r->msve_epochs = 25; r->msve_dropout = 0.3; r->msve_lr = 1e-3;
     r->seed = 1;
 }
@@ -924,6 +924,27 @@ static mmspcl_status mmspcl__md_build(mmspcl__md *d, const mmspcl_meld *s, const
     return st;
 }
 
+
+/* rows[0..n) of src as a new set (ng not copied) */
+static int mmspcl__md_subset(mmspcl__md *d, const mmspcl__md *src, const int *rows, int n) {
+    int i;
+    memset(d, 0, sizeof *d);
+    d->n = n;
+    d->max_len = src->max_len;
+    d->ids = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)(n + 1) * src->max_len);
+    d->len = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1));
+    d->mask = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1));
+    d->emo = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1));
+    d->sent = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1));
+    if (!d->ids || !d->len || !d->mask || !d->emo || !d->sent) { mmspcl__md_free(d); return -1; }
+    for (i = 0; i < n; i++) {
+        const int r = rows[i];
+        memcpy(d->ids + (size_t)i * src->max_len, src->ids + (size_t)r * src->max_len, sizeof(int32_t) * src->max_len);
+        d->len[i] = src->len[r]; d->mask[i] = src->mask[r]; d->emo[i] = src->emo[r]; d->sent[i] = src->sent[r];
+    }
+    return 0;
+}
+
 /* ---- vocabulary cut ---- */
 typedef struct mmspcl__vcut {
     const char **vocab; int64_t n_vocab;      /* new id -> string (points into the full arrays) */
@@ -1155,7 +1176,9 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
     const int64_t F = (int64_t)1 << r->ngram_bits;
     mmspcl_bpe *full = NULL, *tok = NULL;
     mmspcl__vcut vc;
-    mmspcl__md dtr, ddv, tmpd;
+    mmspcl__md dtr, ddv, tmpd, denc, dho;
+    int *ho_rows = NULL, *enc_rows = NULL;
+    float *aho = NULL;
     mmspcl_rt m;
     mmspcl_roberta_config cfg;
     mmspcl_params Ph;
@@ -1179,6 +1202,7 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
     int have_me = 0, have_ms = 0, have_mv[3] = {0, 0, 0};
     memset(&vc, 0, sizeof vc);
     memset(&dtr, 0, sizeof dtr); memset(&ddv, 0, sizeof ddv); memset(&tmpd, 0, sizeof tmpd);
+    memset(&denc, 0, sizeof denc); memset(&dho, 0, sizeof dho);
     memset(&m, 0, sizeof m); memset(&S, 0, sizeof S);
     memset(&lm, 0, sizeof lm); memset(&ls, 0, sizeof ls); memset(&lv, 0, sizeof lv);
     mmspcl_params_init(&Ph);
@@ -1193,6 +1217,21 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
     mmspcl__msg(progress, user, "vocab", "vocabulary cut to %lld tokens and %lld merges (from %lld / %lld)",
                 (long long)vc.n_vocab, (long long)vc.n_merges, (long long)n_vocab, (long long)n_merges);
     if ((st = mmspcl__md_build(&dtr, train, tok, ML, err)) || (st = mmspcl__md_build(&ddv, dev, tok, ML, err))) goto done;
+    /* every 5th training dialogue (index % 5 == 4) is held out of the encoder's supervised
+       training: the MSVE heads learn from its features, which the encoder has not fitted */
+    {
+        int di, ne_ = 0, nh_ = 0;
+        ho_rows = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(dtr.n + 1));
+        enc_rows = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(dtr.n + 1));
+        if (!ho_rows || !enc_rows) goto oom;
+        for (di = 0; di < train->n_dialogues; di++)
+            for (i = train->dialogue_start[di]; i < train->dialogue_start[di + 1]; i++) {
+                if (di % 5 == 4 && r->holdout) ho_rows[nh_++] = i;
+                else enc_rows[ne_++] = i;
+            }
+        if (!r->holdout) { memcpy(ho_rows, enc_rows, sizeof(int) * (size_t)ne_); nh_ = ne_; }
+        if (mmspcl__md_subset(&denc, &dtr, enc_rows, ne_) || mmspcl__md_subset(&dho, &dtr, ho_rows, nh_)) goto oom;
+    }
     (void)old2new;
 
     /* 2. encoder */
@@ -1261,8 +1300,8 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
             }
         }
     }
-    mmspcl__msg(progress, user, "data", "%d train prompts, %d dev prompts, %d MLM chunks of <= %d tokens",
-                dtr.n, ddv.n, n_chunks, ML);
+    mmspcl__msg(progress, user, "data", "%d train prompts (%d train the encoder, %d the heads), %d dev prompts, %d MLM chunks of <= %d tokens",
+                dtr.n, denc.n, dho.n, ddv.n, n_chunks, ML);
 
     {
         const int B = r->batch > r->mlm_batch ? r->batch : r->mlm_batch;
@@ -1403,14 +1442,14 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
     /* 4. SPCL fine-tuning: SPCL loss with queues + curriculum, CE heads, early stop on dev F1 */
     if (start_stage == 1) {
         const int B = r->batch, E = r->spcl_epochs;
-        const int64_t total = (int64_t)E * ((dtr.n + B - 1) / B);
+        const int64_t total = (int64_t)E * ((denc.n + B - 1) / B);
         for (e = start_epoch; e <= E; e++) {
             int counts[MMSPCL_MAX_CLASSES], nk, b, nsum = 0;
             double sum = 0.0, f1 = -1.0, acc = 0.0;
             /* embed train: class means, curriculum; score dev with them (the model after epoch e-1) */
-            if ((st = mmspcl__rt_embed(&m, &dtr, NULL, dtr.n, B, tt, NULL, progress, user, "embed", err))) goto done;
-            for (i = 0; i < dtr.n * H; i++) zall[i] = tt[i];
-            mmspcl_class_means(zall, dtr.emo, dtr.n, H, C, means, counts);
+            if ((st = mmspcl__rt_embed(&m, &denc, NULL, denc.n, B, tt, NULL, progress, user, "embed", err))) goto done;
+            for (i = 0; i < denc.n * H; i++) zall[i] = tt[i];
+            mmspcl_class_means(zall, denc.emo, denc.n, H, C, means, counts);
             if (e > 0) {
                 if ((st = mmspcl__rt_embed(&m, &ddv, NULL, ddv.n, B, dt, NULL, NULL, NULL, NULL, err))) goto done;
                 mmspcl__proto_pred(dt, ddv.n, H, means, C, pred);
@@ -1431,11 +1470,11 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
                 if (e == E || (r->patience > 0 && bad >= r->patience)) break;
             }
             if (r->curriculum) {
-                mmspcl_curriculum_difficulty(zall, dtr.emo, dtr.n, H, means, counts, C, diff);
-                nk = mmspcl_curriculum_select(diff, dtr.n, e, E, &rng, keep);
+                mmspcl_curriculum_difficulty(zall, denc.emo, denc.n, H, means, counts, C, diff);
+                nk = mmspcl_curriculum_select(diff, denc.n, e, E, &rng, keep);
             } else {
-                for (i = 0; i < dtr.n; i++) keep[i] = i;
-                nk = dtr.n;
+                for (i = 0; i < denc.n; i++) keep[i] = i;
+                nk = denc.n;
             }
             mmspcl_rng_shuffle(&rng, keep, nk);
             mmspcl_spcl_reset(&S, means);
@@ -1446,14 +1485,14 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
                 mmspcl_spcl_stats stt;
                 for (i = 0; i < nb; i++) {
                     const int rr = keep[b + i];
-                    memcpy(bids + (size_t)i * ML, dtr.ids + (size_t)rr * ML, sizeof(int32_t) * ML);
-                    blen[i] = dtr.len[rr];
-                    ye[i] = dtr.emo[rr];
-                    ys[i] = dtr.sent[rr];
+                    memcpy(bids + (size_t)i * ML, denc.ids + (size_t)rr * ML, sizeof(int32_t) * ML);
+                    blen[i] = denc.len[rr];
+                    ye[i] = denc.emo[rr];
+                    ys[i] = denc.sent[rr];
                 }
                 if ((st = mmspcl_rt_forward(&m, bids, blen, nb, ML, err))) goto done;
                 for (i = 0; i < nb; i++) {
-                    const float *zr = m.out + (size_t)(start + dtr.mask[keep[b + i]]) * H;
+                    const float *zr = m.out + (size_t)(start + denc.mask[keep[b + i]]) * H;
                     for (k = 0; k < H; k++) zd[(size_t)i * H + k] = zr[k];
                     start += blen[i];
                 }
@@ -1477,7 +1516,7 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
                 }
                 memset(dout, 0, sizeof(float) * (size_t)m.T * H);
                 for (i = 0, start = 0; i < nb; i++) {
-                    float *o = dout + (size_t)(start + dtr.mask[keep[b + i]]) * H;
+                    float *o = dout + (size_t)(start + denc.mask[keep[b + i]]) * H;
                     for (k = 0; k < H; k++) o[k] = (float)dz[(size_t)i * H + k];
                     start += blen[i];
                 }
@@ -1492,7 +1531,7 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
             }
             mmspcl__mlog_add(&ls, e + 1, sum / (nsum ? nsum : 1), -1.0);
             mmspcl__msg(progress, user, "spcl", "SPCL epoch %d/%d: %d of %d samples (curriculum), loss %.4f", e + 1, E, nk,
-                        dtr.n, sum / (nsum ? nsum : 1));
+                        denc.n, sum / (nsum ? nsum : 1));
         }
         if (best_epoch >= 0 || best_f1 >= 0) {
             memcpy(m.P.w, best, sizeof(double) * m.P.n);
@@ -1503,11 +1542,11 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
     }
 
     /* 5. views and MSVE heads */
-    if ((st = mmspcl__rt_embed(&m, &dtr, NULL, dtr.n, r->batch, tt, tv, progress, user, "features", err)) ||
+    if ((st = mmspcl__rt_embed(&m, &dho, NULL, dho.n, r->batch, tt, tv, progress, user, "features", err)) ||
         (st = mmspcl__rt_embed(&m, &ddv, NULL, ddv.n, r->batch, dt, dv, NULL, NULL, NULL, err)))
         goto done;
-    for (i = 0; i < dtr.n * H; i++) zall[i] = tt[i];
-    mmspcl_class_means(zall, dtr.emo, dtr.n, H, C, means, NULL);
+    for (i = 0; i < dho.n * H; i++) zall[i] = tt[i];
+    mmspcl_class_means(zall, dho.emo, dho.n, H, C, means, NULL);
     /* the n-gram view: TF-IDF (idf from train) + logistic regression for emotion and sentiment,
        hyper-parameters chosen on dev; the train rows get out-of-fold log-probabilities (5 folds
        by dialogue) so the MSVE heads see the view as it behaves on unseen text */
@@ -1585,6 +1624,8 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
         }
         MMSPCL_FREE(df); MMSPCL_FREE(allr); MMSPCL_FREE(ord); MMSPCL_FREE(fold); MMSPCL_FREE(lp);
         mmspcl__csr_free(&xtr); mmspcl__csr_free(&xdv);
+        if (!(aho = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)(dho.n + 1) * D))) goto oom;
+        for (i = 0; i < dho.n; i++) memcpy(aho + (size_t)i * D, atr + (size_t)ho_rows[i] * D, sizeof(float) * D);
     }
     {
         mmspcl_dataset trs, dvs;
@@ -1598,7 +1639,7 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
         int mi;
         /* every view standardised with the train statistics */
         for (mi = 0; mi < 3; mi++) {
-            const float *x = mi == 0 ? tt : mi == 1 ? atr : tv;
+            const float *x = mi == 0 ? tt : mi == 1 ? aho : tv;
             const int W = vd[mi];
             mstd[mi][0] = (float *)MMSPCL_MALLOC(sizeof(float) * W);
             mstd[mi][1] = (float *)MMSPCL_MALLOC(sizeof(float) * W);
@@ -1607,14 +1648,14 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
             hold_list[n_hold++] = mstd[mi][1];
             for (k = 0; k < W; k++) {
                 double s = 0, s2 = 0;
-                for (i = 0; i < dtr.n; i++) s += x[(size_t)i * W + k];
-                s /= dtr.n;
-                for (i = 0; i < dtr.n; i++) s2 += (x[(size_t)i * W + k] - s) * (x[(size_t)i * W + k] - s);
+                for (i = 0; i < dho.n; i++) s += x[(size_t)i * W + k];
+                s /= dho.n;
+                for (i = 0; i < dho.n; i++) s2 += (x[(size_t)i * W + k] - s) * (x[(size_t)i * W + k] - s);
                 mstd[mi][0][k] = (float)s;
-                mstd[mi][1][k] = (float)(sqrt(s2 / dtr.n) > 1e-6 ? sqrt(s2 / dtr.n) : 1.0);
+                mstd[mi][1][k] = (float)(sqrt(s2 / dho.n) > 1e-6 ? sqrt(s2 / dho.n) : 1.0);
             }
         }
-        trs.x[0] = tt; trs.x[1] = atr; trs.x[2] = tv; trs.y = dtr.emo; trs.n = dtr.n;
+        trs.x[0] = tt; trs.x[1] = aho; trs.x[2] = tv; trs.y = dho.emo; trs.n = dho.n;
         dvs.x[0] = dt; dvs.x[1] = adv; dvs.x[2] = dv; dvs.y = ddv.emo; dvs.n = ddv.n;
         mmspcl_msve_train_defaults(&tc);
         tc.epochs = r->msve_epochs; tc.standardize = 0; tc.lr = r->msve_lr; tc.seed = r->seed + 11; tc.patience = 5;
@@ -1638,7 +1679,7 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
                     memcpy(M->mean[mi], mstd[mi][0], sizeof(float) * vd[mi]);
                     memcpy(M->std[mi], mstd[mi][1], sizeof(float) * vd[mi]);
                 }
-            trs.y = k == 1 ? dtr.sent : dtr.emo;
+            trs.y = k == 1 ? dho.sent : dho.emo;
             dvs.y = k == 1 ? ddv.sent : ddv.emo;
             if ((st = mmspcl_msve_train(M, &trs, &dvs, &tc, &rep, NULL, NULL, err))) goto done;
             if ((st = mmspcl_msve_model_predict(M, dvs.x, dvs.n, 0, pred, NULL, err))) goto done;
@@ -1713,6 +1754,7 @@ done:
     mmspcl_bpe_free(full); mmspcl_bpe_free(tok);
     MMSPCL_FREE(vc.vocab); MMSPCL_FREE(vc.merges);
     mmspcl__md_free(&dtr); mmspcl__md_free(&ddv); mmspcl__md_free(&tmpd);
+    mmspcl__md_free(&denc); mmspcl__md_free(&dho); MMSPCL_FREE(ho_rows); MMSPCL_FREE(enc_rows); MMSPCL_FREE(aho);
     mmspcl_rt_free(&m);
     mmspcl_params_free(&Ph);
     if (S.pool) mmspcl_spcl_free(&S);
@@ -1837,6 +1879,21 @@ mmspcl_status mmspcl_meld_model_load(mmspcl_meld_model *m, const char *path, mms
     t = mmspcl_weights_find(m->w, "meld.protos");
     if (t && t->dtype == MMSPCL_F32 && t->ndim == 2 && t->ne[0] == MMSPCL_NUM_EMOTIONS && t->ne[1] == m->hidden)
         m->protos = (const float *)t->data;
+    {   /* default heads: the better on dev of the MSVE ensemble and the LR (meld.log.heads rows
+           [k, dev F1, dev accuracy]: k 0/1 MSVE emotion/sentiment, 10/11 LR emotion/sentiment) */
+        const mmspcl_tensor *lh = mmspcl_weights_find(m->w, "meld.log.heads");
+        int64_t r_;
+        m->dev_f1[0][0] = m->dev_f1[0][1] = m->dev_f1[1][0] = m->dev_f1[1][1] = -1;
+        if (lh && lh->dtype == MMSPCL_F32 && lh->ndim == 2 && lh->ne[1] == 3)
+            for (r_ = 0; r_ < lh->ne[0]; r_++) {
+                const float *row = (const float *)lh->data + r_ * 3;
+                const int k = (int)row[0];
+                if (k == 0 || k == 1) m->dev_f1[k][0] = row[1];
+                if (k == 10 || k == 11) m->dev_f1[k - 10][1] = row[1];
+            }
+        m->emo_lr = m->dev_f1[0][1] > m->dev_f1[0][0];
+        m->sent_lr = m->dev_f1[1][1] > m->dev_f1[1][0];
+    }
     if ((st = mmspcl_msve_load(&m->emotion, m->w, "meld.emotion", err))) goto fail;
     if (mmspcl_weights_get_int(m->w, "meld.sentiment.n_classes", &v)) {
         if ((st = mmspcl_msve_load(&m->sentiment, m->w, "meld.sentiment", err))) goto fail;
@@ -1918,7 +1975,8 @@ mmspcl_status mmspcl_meld_predict(mmspcl_meld_model *m, const mmspcl_turn *turns
     if (!t || !v || !a) { st = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "meld_predict: out of memory"); goto done; }
     if ((st = mmspcl_meld_features(m, turns, n, t, a, v, err))) goto done;
     x[0] = t; x[1] = a; x[2] = v;
-    if (!head || !strcmp(head, "emotion")) {
+    if (!head) head = m->emo_lr ? "lr" : "emotion";
+    if (!strcmp(head, "emotion")) {
         if ((st = mmspcl_msve_forward(&m->emotion, x, n, 0, emo, err))) goto done;
         mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
     } else if (!strcmp(head, "lr")) {
@@ -1938,7 +1996,11 @@ mmspcl_status mmspcl_meld_predict(mmspcl_meld_model *m, const mmspcl_turn *turns
         mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
     }
     if (sent) {
-        if (m->has_sentiment) {
+        if (m->sent_lr) {
+            for (i = 0; i < n; i++)
+                memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, a + (size_t)i * D + MMSPCL_NUM_EMOTIONS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
+            mmspcl__softmax_rows(sent, n, MMSPCL_NUM_SENTIMENTS);
+        } else if (m->has_sentiment) {
             if ((st = mmspcl_msve_forward(&m->sentiment, x, n, 0, sent, err))) goto done;
             mmspcl__softmax_rows(sent, n, MMSPCL_NUM_SENTIMENTS);
         } else

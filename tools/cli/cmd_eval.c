@@ -138,8 +138,9 @@ int mmspcl_cmd_eval(int argc, char **argv) {
     mmspcl_argmax_rows(sentiment ? sp : probs, data.n_rows, C, yp);
     mmspcl_confusion(yt, yp, data.n_rows, C, cm);
     mmspcl_metrics_from_confusion(cm, C, pc, &mt);
-    printf("%s on %s (%d utterances, %d dialogues), head %s\n", model, csv, data.n_rows, data.n_dialogues,
-           sentiment ? "sentiment" : head ? head : "emotion (MSVE ensemble)");
+    printf("%s on %s (%d utterances, %d dialogues), head: %s\n", model, csv, data.n_rows, data.n_dialogues,
+           head ? head : sentiment ? (m.sent_lr ? "default = sentiment LR (beat the MSVE on dev)" : "default = sentiment MSVE")
+                : (m.emo_lr ? "default = n-gram LR (beat the MSVE ensemble on dev)" : "default = MSVE ensemble (t, a, v)"));
     printf("%-10s %9s %9s %9s %8s\n", "class", "precision", "recall", "f1", "support");
     for (c = 0; c < C; c++)
         printf("%-10s %9.4f %9.4f %9.4f %8lld\n", names[c], pc[c].precision, pc[c].recall, pc[c].f1, (long long)pc[c].support);

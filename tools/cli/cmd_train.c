@@ -126,6 +126,7 @@ int mmspcl_cmd_train(int argc, char **argv) {
         NUMARG("--ce-weight", ce_weight, atof)
         NUMARG("--temperature", temperature, atof)
         NUMARG("--curriculum", curriculum, atoi)
+        NUMARG("--holdout", holdout, atoi)
         NUMARG("--ngram-bits", ngram_bits, atoi)
         NUMARG("--msve-hidden", msve_hidden, atoi)
         NUMARG("--msve-epochs", msve_epochs, atoi)
@@ -135,7 +136,7 @@ int mmspcl_cmd_train(int argc, char **argv) {
                     "usage: mmspcl train --meld DIR -o MODEL [--seed N] [--resume CKPT] [--bpe DIR] [--q8 OUT]\n"
                     "       [--hidden N --layers N --heads N --ffn N --max-len N --mlm-epochs N --epochs N --batch N\n"
                     "        --patience N --lr X --mlm-lr X --ce-weight X --temperature X --curriculum 0|1\n"
-                    "        --ngram-bits N --msve-hidden N --msve-epochs N --msve-dropout X] [--limit DIALOGUES]\n"
+                    "        --ngram-bits N --msve-hidden N --msve-epochs N --msve-dropout X --holdout 0|1] [--limit DIALOGUES]\n"
                     "       [--no-checkpoint] [--quiet]\n"
                     "  DIR holds train_sent_emo.csv and dev_sent_emo.csv; --bpe DIR (vocab.json, merges.txt)\n"
                     "  defaults to DIR/../weights/roberta-bpe. A checkpoint MODEL.ckpt is written after each epoch.\n");
