@@ -47,9 +47,9 @@ test: $(TESTS) $(B)/mmspcl-convert $(B)/mmspcl check-headers
 
 # The headers compile as C99 and C++11, with and without OpenMP, warnings as errors.
 check-headers: | $(B)
-	@for std in "$(CC) -std=c99 -x c" "$(CXX) -std=c++11 -x c++"; do for omp in "" "-fopenmp"; do \
-	  $$std $(WARN) $$omp -I. -c tools/lib/mmspcl_impl.c -o $(B)/check.o || exit 1; done; done
-	@echo "headers: C99 and C++11, with and without OpenMP: ok"
+	@for std in "$(CC) -std=c99 -x c" "$(CXX) -std=c++11 -x c++"; do for omp in "" "-fopenmp"; do for opt in -O0 -O2; do \
+	  $$std $(WARN) $$omp $$opt -I. -c tools/lib/check_both.c -o $(B)/check.o || exit 1; done; done; done
+	@echo "headers: C99 and C++11, -O0 and -O2, with and without OpenMP: ok"
 
 # The main job: the emotion and sentiment of each utterance of a dialogue, with the shipped model.
 run: all
