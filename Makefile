@@ -52,7 +52,7 @@ check-headers: | $(B)
 	@echo "headers: C99 and C++11, -O0 and -O2, with and without OpenMP: ok"
 
 # The main job: the emotion and sentiment of each utterance of a dialogue, with the shipped model.
-run: all
+run: $(B)/mmspcl
 	@build/mmspcl classify -m weights/meld-text-q8_0.mmw examples/dialogue.txt
 
 install: all
