@@ -119,6 +119,8 @@ ARM32_CC   ?= arm-linux-gnueabihf-gcc
 QEMU_ARM64 ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 ARM_VARIANTS := omp:-fopenmp noomp:
 test-arm:
+	@for omp in "" -fopenmp; do $(ARM32_CC) -std=c99 $(WARN) $$omp -O2 -I. -c tools/lib/mmspcl_impl.c -o $(B)/arm32-check.o || exit 1; done
+	@echo "== 32-bit ARM (armhf): the library compiles with $(WARN), with and without OpenMP"
 	@for v in $(ARM_VARIANTS); do name=$${v%%:*}; omp=$${v#*:}; bin=$(B)/arm64-$$name/bin; root=$(B)/arm64-$$name/root; \
 	  $(MAKE) --no-print-directory B=$$bin CC=$(ARM64_CC) OPENMP="$$omp" CFLAGS="-O2 -g" \
 	    $$bin/mmspcl-convert $$bin/mmspcl $(patsubst %,$$bin/tests/%,$(TEST_NAMES)) || exit 1; \
@@ -127,5 +129,3 @@ test-arm:
 	    printf '#!/bin/sh\nexec %s %s "$$@"\n' "$(QEMU_ARM64)" "$(CURDIR)/$$bin/$$p" > $$root/build/$$p; chmod +x $$root/build/$$p; done; \
 	  echo "== AArch64 ($${omp:-no OpenMP}) under qemu"; \
 	  (cd $$root && OMP_NUM_THREADS=2 sh tests/run.sh $(patsubst %,build/tests/%,$(TEST_NAMES))) || exit 1; done
-	@for omp in "" -fopenmp; do $(ARM32_CC) -std=c99 $(WARN) $$omp -O2 -I. -c tools/lib/mmspcl_impl.c -o $(B)/arm32-check.o || exit 1; done
-	@echo "test-arm: AArch64 with and without OpenMP passed; 32-bit ARM (armhf) compiles with $(WARN)"
