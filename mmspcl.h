@@ -73,6 +73,12 @@ typedef struct mmspcl_error {
 } mmspcl_error;
 
 const char *mmspcl_status_name(mmspcl_status st);
+/* Fills err (when not NULL) with st and a printf-style message; returns st. For code built on
+   the library (mmspcl_train.h, tools) that reports errors the same way. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+mmspcl_status mmspcl_error_set(mmspcl_error *err, mmspcl_status st, const char *fmt, ...);
 
 /* ---------------------------------------------------------------------------------------------
    Data types and tensors
@@ -288,10 +294,8 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------
    Errors
    ------------------------------------------------------------------------------------------ */
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static mmspcl_status mmspcl__fail(mmspcl_error *err, mmspcl_status st, const char *fmt, ...) {
+#define mmspcl__fail mmspcl_error_set
+mmspcl_status mmspcl_error_set(mmspcl_error *err, mmspcl_status st, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);

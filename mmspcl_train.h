@@ -524,19 +524,8 @@ mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights 
 extern "C" {
 #endif
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static mmspcl_status mmspcl__t_fail(mmspcl_error *err, mmspcl_status st, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->status = st;
-    }
-    return st;
-}
+/* Errors go through mmspcl.h's mmspcl_error_set (one place for the message format). */
+#define mmspcl__t_fail mmspcl_error_set
 
 static double *mmspcl__t_alloc(size_t n) { return (double *)MMSPCL_MALLOC(sizeof(double) * (n ? n : 1)); }
 static void mmspcl__t_zero(double *x, size_t n) { if (n) memset(x, 0, sizeof(double) * n); }
