@@ -90,7 +90,7 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
 
 int main(void) {
     static const int shapes[][3] = {{1, 32, 1}, {5, 64, 17}, {13, 96, 33}, {12, 128, 32}, {25, 160, 70}, {128, 256, 96},
-                                    {50, 64, 13}, {33, 1600, 7}, {70, 96, 130}};
+                                    {50, 64, 13}, {33, 1600, 7}, {70, 96, 130}, {3, 64, 9}, {52, 1568, 20}, {18, 800, 6}};
     static const mmspcl_dtype dts[] = {MMSPCL_F32, MMSPCL_F16, MMSPCL_BF16, MMSPCL_Q8_0, MMSPCL_Q4_0};
     size_t s, d;
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
