@@ -293,12 +293,16 @@ MMSPCL__F32K(4)
 /* A few leftover rows (mr <= 4) the other way round: 16 consecutive k in the lanes of one
    accumulator per (row, output), summed across lanes at the end; x and W rows read in place.
    out[r][o] = bias[o] + sum (acc == 0) or out[r][o] += sum (acc != 0), r < mr, o < mo. */
+/* The masked forms (full mask, explicit source) keep GCC 12's C++ -Wuninitialized quiet about
+   the _mm512_undefined_* inside the unmasked ones. */
 static inline __attribute__((always_inline, target("avx512f"))) __m128 mmspcl__sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
-    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-    const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, 0x44), _mm512_shuffle_ps(t0, t1, 0xEE));
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    const __mmask16 all = 0xffff;
+    const __m512 t0 = _mm512_add_ps(_mm512_mask_unpacklo_ps(a, all, a, b), _mm512_mask_unpackhi_ps(a, all, a, b));
+    const __m512 t1 = _mm512_add_ps(_mm512_mask_unpacklo_ps(c, all, c, d), _mm512_mask_unpackhi_ps(c, all, c, d));
+    const __m512 s = _mm512_add_ps(_mm512_mask_shuffle_ps(t0, all, t0, t1, 0x44), _mm512_mask_shuffle_ps(t0, all, t0, t1, 0xEE));
+    const __m128 z = _mm_setzero_ps();
+    return _mm_add_ps(_mm_add_ps(_mm512_mask_extractf32x4_ps(z, 0xf, s, 0), _mm512_mask_extractf32x4_ps(z, 0xf, s, 1)),
+                      _mm_add_ps(_mm512_mask_extractf32x4_ps(z, 0xf, s, 2), _mm512_mask_extractf32x4_ps(z, 0xf, s, 3)));
 }
 
 #define MMSPCL__D_DECL(r) __m512 a##r##0 = _mm512_setzero_ps(), a##r##1 = a##r##0, a##r##2 = a##r##0, a##r##3 = a##r##0, \
