@@ -129,3 +129,11 @@ test-arm:
 	    printf '#!/bin/sh\nexec %s %s "$$@"\n' "$(QEMU_ARM64)" "$(CURDIR)/$$bin/$$p" > $$root/build/$$p; chmod +x $$root/build/$$p; done; \
 	  echo "== AArch64 ($${omp:-no OpenMP}) under qemu"; \
 	  (cd $$root && OMP_NUM_THREADS=2 sh tests/run.sh $(patsubst %,build/tests/%,$(TEST_NAMES))) || exit 1; done
+
+# Speed (not part of make test): random-weight RoBERTa-large / ViT-B/32 shaped files in $(B)/bench
+# and build/mmspcl bench on them (tools/bench/bench.sh; THREADS, REPS, SEQ from the environment).
+# The comparison with ONNX Runtime and PyTorch: tools/bench/compare.py (docs/PERFORMANCE.md).
+.PHONY: bench
+bench: $(B)/mmspcl $(B)/libmmspcl.a
+	$(CC) $(ALL_CFLAGS) tools/bench/make_weights.c $(B)/libmmspcl.a -o $(B)/bench-make-weights $(LDLIBS)
+	@B=$(B) sh tools/bench/bench.sh
