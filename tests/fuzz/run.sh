@@ -3,6 +3,7 @@
 # build/fuzz/fuzz_NAME, made by `make fuzz`) for SECONDS on its corpus, from the repository root.
 #   new inputs    build/fuzz/work/NAME/ (tests/fuzz/corpus/NAME/ is read, never written)
 #   crashes       build/fuzz/crashes/NAME/, then copied to tests/fuzz/regressions/NAME/
+#                 (inputs merely slower than 10 s go to build/fuzz/slow/ and do not fail)
 #   log           build/fuzz/NAME.log; the last line printed here sums runs and coverage
 # Extra read-only seeds from ../shared (not copied into the repository) where present.
 # Exit status: 0 when the run ended without a finding, 1 otherwise.
@@ -22,6 +23,12 @@ rc=$?
 found=0
 for f in "$crashes"/*; do
   [ -f "$f" ] || continue
+  case $(basename "$f") in
+    slow-unit-*)  # over 10 s once, not a failure: on a loaded machine this is mostly a stall
+      mkdir -p build/fuzz/slow; mv "$f" build/fuzz/slow/
+      echo "fuzz $name: note: slow input kept in build/fuzz/slow/$(basename "$f") (replay it to check)"
+      continue ;;
+  esac
   found=1
   cp "$f" "tests/fuzz/regressions/$name/"
   echo "fuzz $name: FINDING $(basename "$f") -> tests/fuzz/regressions/$name/ (log: $log)"
