@@ -230,13 +230,577 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
 
 /* Model parts (declarations): each section documents its own API. */
 #include "parts/kernels_api.h"
-#include "parts/bpe_api.h"
-#include "parts/roberta_api.h"
-#include "parts/spcl_api.h"
-#include "parts/image_api.h"
-#include "parts/clip_api.h"
-#include "parts/heads_api.h"
-#include "parts/meld_api.h"
+/* ---------------------------------------------------------------------------------------------
+   Byte-level BPE tokenizer (RoBERTa / GPT-2), identical to Hugging Face's tokenizers library
+   (`RobertaTokenizerFast`, tokenizer.json with the ByteLevel pre-tokenizer, add_prefix_space false).
+
+     mmspcl_bpe *tok;
+     mmspcl_bpe_from_weights(&tok, w, &err);             keys tokenizer.vocab, tokenizer.merges
+     int32_t ids[256];
+     int n = mmspcl_bpe_encode(tok, "Hello world!", 12, ids, 256);   31414 232 328
+     if (n > 256) ... call again with n slots (n is always the full count)
+     char text[1024];
+     size_t len = mmspcl_bpe_decode(tok, ids, n, text, sizeof text);  "Hello world!"
+     mmspcl_bpe_free(tok);
+
+   What encode does, in order (the same steps as Hugging Face's tokenizer(text, add_special_tokens=False)):
+   1. Special tokens <s> </s> <pad> <unk> <mask> (those present in the vocabulary) are found in
+      the text and become their ids; the text between them is encoded on its own. <mask> has
+      lstrip: the whitespace right before it is absorbed (" <mask>" -> 50264 alone), as in
+      RoBERTa's tokenizer.json; the others strip nothing. Flag MMSPCL_BPE_NO_SPECIAL_SPLIT
+      treats them as plain text instead (Hugging Face's split_special_tokens=True).
+   2. Pre-tokenisation with GPT-2's pattern, implemented by hand with leftmost-first semantics:
+        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+      Contractions are case-sensitive (as in GPT-2 and Hugging Face). \p{L} and \p{N} come from a
+      generated range table (tools/reference/gen_bpe_unicode.mjs; Unicode 17). \s is the set that
+      Hugging Face's regex engine (Oniguruma, via the onig crate) matches: U+0009..U+000D, U+0085,
+      and the categories Zs, Zl, Zp -- i.e. the Unicode White_Space property, which is also what
+      Rust's char::is_whitespace (used for lstrip) means. Python's re would add U+001C..U+001F,
+      JavaScript's \s adds U+FEFF and lacks U+0085; neither is used.
+   3. Each piece is mapped through GPT-2's byte-to-unicode table and merged by rank with the same
+      priority-queue algorithm as Hugging Face (lowest rank first, leftmost on ties).
+   Invalid UTF-8: any byte that does not start a well-formed UTF-8 sequence (Unicode Table 3-7:
+   no overlongs, no surrogates, nothing above U+10FFFF, no truncated sequences) is taken as a
+   one-byte character that is neither letter, number nor space (so it groups with punctuation)
+   and still goes through the byte table, so every byte string encodes and decodes back to the
+   same bytes. Hugging Face cannot receive such input (Python str / Rust &str are valid UTF-8),
+   so there is nothing to match there. The library never crashes on any input.
+
+   Decoding maps ids back to token strings and those through the reverse byte table; special
+   tokens come out as their text ("<s>"). Unlike Hugging Face's decode (which applies
+   from_utf8_lossy), the raw bytes are returned, so decode(encode(x)) == x for every byte string x.
+   An encoder is immutable after loading: one mmspcl_bpe may be used from many threads at once.
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_bpe mmspcl_bpe;
+
+/* Flags of mmspcl_bpe_encode_ex. */
+#define MMSPCL_BPE_ADD_SPECIAL 1       /* wrap as <s> ... </s>, as tokenizer(text)["input_ids"] */
+#define MMSPCL_BPE_NO_SPECIAL_SPLIT 2  /* "<s>", "<mask>", ... in the text are plain text */
+
+/* From a weight file: STR_ARRAY "tokenizer.vocab" (token strings indexed by id; empty strings
+   are holes) and STR_ARRAY "tokenizer.merges" ("left right" in rank order). The strings are
+   copied: w may be freed afterwards. */
+mmspcl_status mmspcl_bpe_from_weights(mmspcl_bpe **out, const mmspcl_weights *w, mmspcl_error *err);
+/* From caller arrays (copied). vocab[i] is the token with id i (vocab_lens NULL: strlen);
+   merges[r] is "left right" with rank r (merge_lens NULL: strlen). A first merge line starting
+   with "#version" (merges.txt's header) is skipped. Like Hugging Face, a merge whose parts or
+   result are not in the vocabulary is an error (MMSPCL_ERR_FORMAT naming the merge). */
+mmspcl_status mmspcl_bpe_from_arrays(mmspcl_bpe **out, const char *const *vocab,
+                                     const uint32_t *vocab_lens, int64_t n_vocab,
+                                     const char *const *merges, const uint32_t *merge_lens,
+                                     int64_t n_merges, mmspcl_error *err);
+void mmspcl_bpe_free(mmspcl_bpe *bpe);
+
+/* Encodes len bytes of text (any bytes; NUL is an ordinary byte) without <s> </s>. Writes at
+   most max_ids ids (ids may be NULL when max_ids is 0) and returns the number of ids the whole
+   text needs, which may exceed max_ids: call again with a bigger buffer. Returns -1 when bpe is
+   NULL, text is NULL with len > 0, len > INT_MAX / 2, or scratch memory cannot be allocated
+   (only inputs with a single piece longer than 256 bytes need any). */
+int mmspcl_bpe_encode(const mmspcl_bpe *bpe, const char *text, size_t len, int32_t *ids,
+                      int max_ids);
+/* The same with flags MMSPCL_BPE_ADD_SPECIAL / MMSPCL_BPE_NO_SPECIAL_SPLIT. */
+int mmspcl_bpe_encode_ex(const mmspcl_bpe *bpe, const char *text, size_t len, int32_t *ids,
+                         int max_ids, int flags);
+/* Decodes n ids into out (cap bytes, snprintf-style: at most cap - 1 bytes and a NUL when
+   cap > 0). Returns the full length in bytes (without the NUL): the text is complete when the
+   result is < cap. Ids outside the vocabulary and holes are skipped. The text may contain NUL
+   bytes when the ids encode them: use the returned length. */
+size_t mmspcl_bpe_decode(const mmspcl_bpe *bpe, const int32_t *ids, int n, char *out, size_t cap);
+
+/* Id of a token given as its vocabulary string (e.g. "Ġthe", "<mask>"), -1 if absent. */
+int32_t mmspcl_bpe_token_id(const mmspcl_bpe *bpe, const char *token);
+/* Vocabulary string of id (NUL-terminated; *len its bytes when len != NULL), NULL if absent. */
+const char *mmspcl_bpe_token_str(const mmspcl_bpe *bpe, int32_t id, size_t *len);
+int64_t mmspcl_bpe_vocab_size(const mmspcl_bpe *bpe);  /* largest id + 1 */
+/* Special ids, found by name in the vocabulary; -1 when the vocabulary lacks them.
+   RoBERTa: <s> 0, <pad> 1, </s> 2, <unk> 3, <mask> 50264. */
+int32_t mmspcl_bpe_bos_id(const mmspcl_bpe *bpe);   /* <s>    */
+int32_t mmspcl_bpe_pad_id(const mmspcl_bpe *bpe);   /* <pad>  */
+int32_t mmspcl_bpe_eos_id(const mmspcl_bpe *bpe);   /* </s>   */
+int32_t mmspcl_bpe_unk_id(const mmspcl_bpe *bpe);   /* <unk>  */
+int32_t mmspcl_bpe_mask_id(const mmspcl_bpe *bpe);  /* <mask> */
+
+/* ---------------------------------------------------------------------------------------------
+   RoBERTa encoder (Hugging Face RobertaModel, post-LN)
+
+     mmspcl_roberta *m;
+     mmspcl_roberta_load(&m, weights, max_batch, max_seq, &err);   one arena, sized here
+     mmspcl_roberta_forward(m, ids, lengths, batch, seq, hidden, &err);
+     mmspcl_roberta_free(m);
+
+   ids is [batch][seq] (row b holds lengths[b] real tokens, the rest is ignored); hidden is
+   [batch][seq][hidden_size], rows past lengths[b] are set to 0. The batch is packed: padding
+   costs nothing. Position ids follow Hugging Face: pad_id + 1, pad_id + 2, ... over tokens that
+   are not pad_id (a pad id inside a sequence keeps position pad_id), token type 0.
+   Needs the tensors embeddings.* and encoder.layer.N.* (see docs/CONVERT.md), any weight dtype.
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_roberta_config {
+    int vocab_size, hidden_size, num_layers, num_heads, intermediate_size;
+    int max_positions, type_vocab_size, pad_id;
+    float layer_norm_eps;
+    int gelu_tanh;        /* hidden_act "gelu_new"/"gelu_pytorch_tanh": not supported, always 0 */
+} mmspcl_roberta_config;
+
+typedef struct mmspcl_roberta mmspcl_roberta;
+
+mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w, int max_batch,
+                                  int max_seq, mmspcl_error *err);
+mmspcl_status mmspcl_roberta_forward(mmspcl_roberta *m, const int32_t *ids, const int *lengths,
+                                     int batch, int seq, float *hidden, mmspcl_error *err);
+const mmspcl_roberta_config *mmspcl_roberta_get_config(const mmspcl_roberta *m);
+/* Bytes of the activation arena (fixed at load from max_batch * max_seq tokens). */
+size_t mmspcl_roberta_arena_bytes(const mmspcl_roberta *m);
+void mmspcl_roberta_free(mmspcl_roberta *m);
+
+/* ---------------------------------------------------------------------------------------------
+   SPCL prompt and text embedding z_t
+
+   The prompt for turn t of a dialogue, as token ids, exactly as the original SPCL code builds it
+   (caskcsg/SPCL data_process.py, MELD setting, max_len 256):
+
+     text_j  = utterance j with U+2019 (’) replaced by ' and every " removed
+     u_j     = bpe(speaker_j + ":" + text_j) + [</s>]          each turn tokenised on its own
+     l       = the first l in 0..t-1 with len(u_l..u_t) + 8 + len(u_t) <= max_len
+               (t-1 when none fits, 0 when t == 0), then l = max(l, t - 8)
+     ids     = [<s>] + u_l + ... + u_t                         context: up to 8 past turns and t
+             + bpe("For utterance:") + u_t                     the current turn again
+             + bpe(speaker_t + " feels <mask>") + [</s>]
+     if longer than max_len, only the LAST max_len ids are kept (SPCL's pad_to_len).
+
+   z_t is the encoder's last hidden state at the first <mask> (position 0 if truncation removed
+   it, as SPCL's argmax does).
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_turn {
+    const char *speaker;   /* UTF-8, e.g. "Rachel" */
+    const char *text;      /* UTF-8 utterance */
+} mmspcl_turn;
+
+#define MMSPCL_SPCL_MAX_LEN 256
+#define MMSPCL_SPCL_MAX_CONTEXT 8
+
+/* Prompts for every turn of a dialogue: ids is [n_turns][max_len], lengths[t] and mask_pos[t]
+   are filled for each turn. max_len >= 16. */
+mmspcl_status mmspcl_spcl_prompts(const mmspcl_bpe *tok, const mmspcl_turn *turns, int n_turns,
+                                  int max_len, int32_t *ids, int *lengths, int *mask_pos,
+                                  mmspcl_error *err);
+/* z_t for every turn of a dialogue: z is [n_turns][hidden_size]. Runs the encoder in batches of
+   at most the max_batch it was loaded with (load it with max_seq >= max_len). */
+mmspcl_status mmspcl_spcl_embed_dialogue(mmspcl_roberta *m, const mmspcl_bpe *tok,
+                                         const mmspcl_turn *turns, int n_turns, int max_len,
+                                         float *z, mmspcl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+   Images: decoding without libraries, and CLIP preprocessing exactly as Hugging Face's
+   CLIPImageProcessor does it with Pillow.
+
+   Decoding (mmspcl_image_decode / mmspcl_image_load) always gives 8-bit RGB, row-major, no
+   padding (width*height*3 bytes). Alpha is dropped (Pillow's convert("RGB"), which is what
+   CLIPImageProcessor applies to RGBA input); grey is replicated to R=G=B; palettes are expanded.
+     PNG   colour types grey, grey+alpha, RGB, RGBA (bit depth 8; 16 is read by keeping the high
+           byte of each sample, as Pillow does for RGB/RGBA/LA; Pillow clips 16-bit grey instead)
+           and grey / palette at 1, 2, 4 and 8 bits; non-interlaced and Adam7 interlaced; all
+           five filter types; every chunk's CRC-32 is checked; the zlib stream is inflated by
+           this code (stored, fixed and dynamic Huffman blocks), its Adler-32 checked, and its
+           output must be exactly the size IHDR implies. IEND is required. Unknown critical
+           chunks are refused; ancillary chunks (tRNS, gAMA, iCCP, text, ...) are skipped.
+     BMP   uncompressed (BI_RGB) 1/4/8-bit palette, 24-bit and 32-bit (BGRX); BI_BITFIELDS
+           32-bit with one-byte masks (any byte order); bottom-up and top-down rows; headers of
+           12 (OS/2), 40, 52, 56, 64, 108 and 124 bytes. RLE, 16-bit and JPEG/PNG-in-BMP refused.
+     PPM/PGM  binary P6 / P5, comments in the header, maxval 1..65535 (two-byte big-endian samples
+           above 255); samples are scaled as Pillow does: min(255, round(v / maxval * 255)).
+   Anything else (JPEG, GIF, WebP, TIFF, plain-text PNM, ...) fails with MMSPCL_ERR_UNSUPPORTED and
+   a message naming the format. Malformed input fails with MMSPCL_ERR_FORMAT naming what and
+   where (byte offset); nothing is read outside the buffer and nothing leaks.
+
+   CLIP preprocessing (CLIPImageProcessor with size={"shortest_edge": S}, crop_size C):
+     1. resize so the shorter side is S; the longer becomes floor(S * long / short) (Hugging Face's
+        get_resize_output_image_size with default_to_square=False: int(S * long / short));
+     2. bicubic resampling exactly as Pillow's Image.resize(BICUBIC) (libImaging/Resample.c):
+        separable, horizontal pass then vertical pass, a = -0.5, support 2 widened by the
+        downscale factor (antialiasing), coefficients normalised and rounded to 22 fraction bits,
+        each pass rounded and clipped to uint8. The result is bit-identical to Pillow's;
+     3. centre crop C x C: top = floor((h - C) / 2), left = floor((w - C) / 2), zero padding
+        where the resized image is smaller than C (as Hugging Face's center_crop);
+     4. x = (float)(v * (1/255.0)), then (x - mean[c]) / std[c] in float32;
+     5. channels first: out[c][y][x], 3*C*C floats.
+   Only the rows and columns that survive the crop are computed (a 1 x 16384 image costs what a
+   small one does).
+   ------------------------------------------------------------------------------------------ */
+
+#define MMSPCL_IMAGE_MAX_SIDE 16384                   /* width and height, each */
+#define MMSPCL_IMAGE_MAX_PIXELS ((int64_t)1 << 28)    /* width * height */
+#define MMSPCL_IMAGE_MAX_FILE_BYTES ((int64_t)1 << 31) /* mmspcl_image_load */
+#define MMSPCL_CLIP_MAX_SIZE 65536                    /* shortest_edge and crop, each */
+
+/* OpenAI CLIP's normalisation (initialisers: static const float m[3] = MMSPCL_CLIP_MEAN;) */
+#define MMSPCL_CLIP_MEAN {0.48145466f, 0.4578275f, 0.40821073f}
+#define MMSPCL_CLIP_STD {0.26862954f, 0.26130258f, 0.27577711f}
+
+typedef struct mmspcl_image {
+    int width, height;
+    unsigned char *rgb; /* width*height*3, row-major, allocated with MMSPCL_MALLOC */
+} mmspcl_image;
+
+/* Decode PNG, BMP or binary PPM/PGM bytes (format found from the first bytes). On failure *out is
+   left empty (rgb NULL, sizes 0). */
+mmspcl_status mmspcl_image_decode(const void *bytes, size_t size, mmspcl_image *out,
+                                  mmspcl_error *err);
+/* Read a whole file and decode it (not available with MMSPCL_NO_STDIO). */
+mmspcl_status mmspcl_image_load(const char *path, mmspcl_image *out, mmspcl_error *err);
+/* Frees img->rgb and empties *img; NULL and empty images are fine. */
+void mmspcl_image_free(mmspcl_image *img);
+
+/* Pillow-exact bicubic resize of packed RGB (w*h*3 bytes) into dst (dw*dh*3 bytes).
+   MMSPCL_ERR_ARG for a bad size or NULL, MMSPCL_ERR_NOMEM when scratch memory fails. */
+mmspcl_status mmspcl_image_resize_bicubic(const unsigned char *src, int w, int h,
+                                          unsigned char *dst, int dw, int dh);
+
+/* The size Hugging Face resizes a w x h image to for shortest_edge S (see 1. above). */
+mmspcl_status mmspcl_clip_resize_size(int w, int h, int shortest_edge, int *out_w, int *out_h);
+
+/* Steps 1-3 only: the uint8 RGB crop (crop*crop*3 bytes), Pillow-exact. rgb has `stride` bytes
+   per row (>= width*3). */
+mmspcl_status mmspcl_clip_resize_crop(const unsigned char *rgb, int width, int height,
+                                      size_t stride, int shortest_edge, int crop,
+                                      unsigned char *out, mmspcl_error *err);
+
+/* Steps 1-5 from a decoded image: out receives 3*crop*crop floats, channels first. */
+mmspcl_status mmspcl_clip_preprocess(const mmspcl_image *img, int shortest_edge, int crop,
+                                     const float mean[3], const float stdev[3], float *out,
+                                     mmspcl_error *err);
+/* The same from the caller's RGB buffer (`stride` bytes per row, >= width*3). */
+mmspcl_status mmspcl_clip_preprocess_rgb(const unsigned char *rgb, int width, int height,
+                                         size_t stride, int shortest_edge, int crop,
+                                         const float mean[3], const float stdev[3], float *out,
+                                         mmspcl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+   CLIP vision tower (CLIPVisionModelWithProjection): image -> embedding, for MM-SPCL's video side.
+
+   Weight file: what build/mmspcl-convert writes from a Hugging Face CLIP checkpoint (vision-only
+   or full CLIPModel; only the vision tower is kept). Hugging Face's tensor names:
+     vision_model.embeddings.class_embedding                [W]
+     vision_model.embeddings.patch_embedding.weight         [W, C, P, P]   (conv, no bias)
+     vision_model.embeddings.position_embedding.weight      [1 + (S/P)^2, W]
+     vision_model.pre_layrnorm.{weight,bias}                [W]            (sic: "layrnorm")
+     vision_model.encoder.layers.L.layer_norm1.{weight,bias}                [W]
+     vision_model.encoder.layers.L.self_attn.{q,k,v,out}_proj.weight        [W, W]
+     vision_model.encoder.layers.L.self_attn.{q,k,v,out}_proj.bias          [W]
+     vision_model.encoder.layers.L.layer_norm2.{weight,bias}                [W]
+     vision_model.encoder.layers.L.mlp.fc1.weight [I, W], .bias [I]; mlp.fc2.weight [W, I], .bias [W]
+     vision_model.post_layernorm.{weight,bias}              [W]
+     visual_projection.weight                               [proj, W]      (no bias; optional:
+                                                                            absent = no embeds)
+   Matrices (patch embedding, projections, MLP, visual projection) may be f32, f16, bf16, q8_0 or
+   q4_0 and are used in place (zero copy). Vectors and the class/position embeddings should be
+   f32 (used in place); other float types are widened once at load into memory the model owns.
+   Metadata: general.architecture = "clip_vision"; ints clip.image_size, clip.patch_size,
+   clip.num_channels, clip.hidden_size, clip.num_hidden_layers, clip.num_attention_heads,
+   clip.intermediate_size, clip.projection_dim; float clip.layer_norm_eps (default 1e-5);
+   str clip.hidden_act ("quick_gelu" (default) or "gelu"); preprocessing: floats
+   clip.image_mean.0/1/2 and clip.image_std.0/1/2 (default OpenAI CLIP's), ints
+   clip.resize_shortest_edge and clip.crop_size (default image_size). Every tensor's shape is
+   checked against these at load; a mismatch fails naming the tensor.
+
+   The forward (mmspcl_clip_forward), per image of S x S pixels, g = S / P, T = 1 + g*g tokens:
+     x[0]     = class_embedding + pos[0]
+     x[1+i]   = conv_P(pixels) at patch i (row-major: i = py * g + px) + pos[1+i]
+     x        = pre_layrnorm(x)
+     per layer:  x += out_proj(attention(layer_norm1(x)))
+                 x += fc2(act(fc1(layer_norm2(x))))        act = quick_gelu or gelu
+     pooled   = post_layernorm(x[0])            (Hugging Face's pooler_output)
+     embeds   = visual_projection(pooled)       (image_embeds; NOT L2-normalised)
+
+   Usage
+     mmspcl_weights *w; mmspcl_clip *m; mmspcl_error err;
+     mmspcl_weights_open(&w, "clip.mmspcl", &err);
+     mmspcl_clip_load(&m, w, 8, &err);               8 = images per forward (max_batch)
+     mmspcl_clip_embed_image(m, &img, embed, &err);  embed: mmspcl_clip_get_config(m)->projection_dim
+     or: mmspcl_clip_preprocess_image(m, &img, pixels, &err) for each image, then
+         mmspcl_clip_forward(m, pixels, n, embeds, pooled, &err)
+     mmspcl_clip_free(m); mmspcl_weights_free(w);    (w must outlive m)
+
+   Memory: all activations live in one arena sized at load for max_batch images and the number
+   of OpenMP threads then (mmspcl_clip_arena_bytes); a forward of more images runs in chunks of
+   max_batch with the same results. The arena is re-sized once if the thread count later grows.
+   A model runs one forward at a time (it owns its arena): use one mmspcl_clip per calling thread
+   (they can share the weights). Results do not depend on the batch size or the thread count.
+   ------------------------------------------------------------------------------------------ */
+
+typedef enum mmspcl_clip_act { MMSPCL_CLIP_QUICK_GELU = 0, MMSPCL_CLIP_GELU = 1 } mmspcl_clip_act;
+
+typedef struct mmspcl_clip_config {
+    int image_size;          /* S: input side in pixels (square) */
+    int patch_size;          /* P */
+    int num_channels;        /* C (3) */
+    int hidden_size;         /* W */
+    int num_layers;
+    int num_heads;
+    int intermediate_size;   /* I */
+    int projection_dim;      /* 0 when the file has no visual_projection */
+    int num_patches;         /* (S / P)^2 */
+    int num_tokens;          /* 1 + num_patches */
+    float layer_norm_eps;
+    mmspcl_clip_act act;
+    /* preprocessing (CLIPImageProcessor): resize shortest edge, centre crop, normalise */
+    int resize_shortest_edge;
+    int crop_size;
+    float image_mean[3], image_std[3];
+} mmspcl_clip_config;
+
+typedef struct mmspcl_clip mmspcl_clip;   /* opaque; owns its arena, points into the weights */
+
+/* Reads the config, checks every tensor and sizes the arena for max_batch images (>= 1). */
+mmspcl_status mmspcl_clip_load(mmspcl_clip **out, const mmspcl_weights *w, int max_batch,
+                               mmspcl_error *err);
+void mmspcl_clip_free(mmspcl_clip *m);
+const mmspcl_clip_config *mmspcl_clip_get_config(const mmspcl_clip *m);
+size_t mmspcl_clip_arena_bytes(const mmspcl_clip *m);
+
+/* pixels: batch x C x S x S floats (already normalised, channels first, as Hugging Face's
+   pixel_values). embeds: batch x projection_dim, pooled: batch x hidden_size; either may be NULL. */
+mmspcl_status mmspcl_clip_forward(mmspcl_clip *m, const float *pixels, int batch, float *embeds,
+                                  float *pooled, mmspcl_error *err);
+/* The last hidden state (before post_layernorm) of the last chunk of the last forward:
+   [n][num_tokens][hidden_size] for images k*max_batch .. batch-1, k = (batch-1) / max_batch
+   (all of them when batch <= max_batch). Valid until the next forward; NULL before any. */
+const float *mmspcl_clip_last_hidden(const mmspcl_clip *m);
+
+/* CLIP preprocessing with the model's own sizes, mean and std: out gets 3 x S x S floats. */
+mmspcl_status mmspcl_clip_preprocess_image(const mmspcl_clip *m, const mmspcl_image *img,
+                                           float *out, mmspcl_error *err);
+/* Preprocess + forward of one image: embed gets projection_dim floats (not normalised). */
+mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, float *embed,
+                                      mmspcl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+   MM-SPCL heads (inference): the forward halves of everything mmspcl_train.h trains.
+
+   Row-major, PyTorch layout (a Linear weight is [out][in]); Linear weights in any dtype the
+   kernels take, the rest f32. Linear layers, layer norms, GELU and attention run on the kernels
+   (mmspcl_linear, mmspcl_layernorm, mmspcl_gelu, mmspcl_attention). A head struct holds pointers
+   into a loaded weight file (zero copy) or into the caller's own arrays; it owns only the small
+   arrays of sub-structs that the _load functions allocate (free with _free). mmspcl_train.h
+   trains every head in double precision and saves it in the names these loaders read.
+
+   Small layers (float in, float out; n = rows)
+     mmspcl_head_linear_forward   y = x W^T + b
+     mmspcl_head_ln_forward       layer norm over the last dimension
+     mmspcl_head_mlp_forward      fc2(act(fc1 x)), act = GELU (erf) or ReLU
+     mmspcl_head_block_forward    pre-LN transformer layer, self- or cross-attention, key mask
+   Method parts
+     mmspcl_score                 G(a,b) = (1 + cos(a,b)) / 2 + 1e-8      (SPCL's score)
+     mmspcl_prune_apply / _forward cross-modal pruning (heads of size K)
+     mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
+     mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
+     mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
+     mmspcl_msve_forward          MSVE: sum of the enabled combinations' logits
+     mmspcl_proto_classify        nearest prototype by G
+   Metrics
+     mmspcl_confusion, mmspcl_metrics_from_confusion (accuracy, per-class P/R/F1, weighted F1
+     exactly as scikit-learn's average='weighted', zero_division=0)
+   Loading what mmspcl_train.h saved
+     mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_fuse_linear_load,
+     mmspcl_head_linear_load (SPCL's linear classifier), mmspcl_protos_load
+     (each with a name prefix; tensor names are listed in mmspcl_train.h)
+   ------------------------------------------------------------------------------------------ */
+
+/* Modalities and their combinations. A combination is a bit mask over {t, a, v}; its input is
+   the concatenation of its modalities in the order t, a, v. A SET of combinations is a bit mask
+   over combination masks 1..7: bit c stands for combination c. */
+#define MMSPCL_MOD_T 1
+#define MMSPCL_MOD_A 2
+#define MMSPCL_MOD_V 4
+#define MMSPCL_COMBO(c) (1u << (c))
+#define MMSPCL_COMBOS_ALL 0xFEu /* t, a, ta, v, tv, av, tav */
+#define MMSPCL_MAX_CLASSES 64
+
+typedef enum mmspcl_act { MMSPCL_ACT_GELU = 0, MMSPCL_ACT_RELU = 1 } mmspcl_act;
+
+/* A Linear layer: w is a [out][in] weight view in any dtype mmspcl_linear takes (f32, f16, bf16,
+   q8_0, q4_0); b is f32 [out] or NULL. mmspcl_head_linear_f32 wraps plain float arrays. */
+typedef struct mmspcl_head_linear { mmspcl_tensor w; const float *b; int in, out; } mmspcl_head_linear;
+typedef struct mmspcl_head_ln { const float *g, *b; int dim; float eps; } mmspcl_head_ln;
+typedef struct mmspcl_head_mlp { mmspcl_head_linear fc1, fc2; mmspcl_act act; } mmspcl_head_mlp;
+typedef struct mmspcl_head_mha { mmspcl_head_linear q, k, v, o; int n_heads; } mmspcl_head_mha;
+/* Pre-LN transformer layer:  x += Wo Attn(Wq LN_q(x), Wk kv, Wv kv),  kv = cross ? LN_kv(src) : LN_q(x)
+                              x += MLP(LN_ff(x))                                               */
+typedef struct mmspcl_head_block {
+    mmspcl_head_ln ln_q, ln_kv, ln_ff;
+    mmspcl_head_mha attn;
+    mmspcl_head_mlp ff;
+    int cross;
+} mmspcl_head_block;
+
+mmspcl_head_linear mmspcl_head_linear_f32(const float *w, const float *b, int in, int out);
+/* y[n][out] = x[n][in] W^T + b   (mmspcl_linear; MMSPCL_ERR_NOMEM is its only failure) */
+mmspcl_status mmspcl_head_linear_forward(const mmspcl_head_linear *l, const float *x, float *y, int n);
+void mmspcl_head_ln_forward(const mmspcl_head_ln *l, const float *x, float *y, int n);
+/* hidden: n * fc1.out floats of scratch */
+mmspcl_status mmspcl_head_mlp_forward(const mmspcl_head_mlp *m, const float *x, float *y, int n,
+                                      float *hidden);
+/* Floats of scratch mmspcl_head_block_forward needs for nb sequences of tq (and tk) tokens. */
+size_t mmspcl_head_block_scratch(const mmspcl_head_block *b, int nb, int tq, int tk);
+/* nb sequences at once: x [nb][tq][D] is updated in place; src [nb][tk][D] (cross layers only);
+   kmask [nb][tk] for cross layers, [nb][tq] for self layers (1 = attend; NULL = all). A query
+   whose keys are all masked gets a zero attention output. */
+mmspcl_status mmspcl_head_block_forward(const mmspcl_head_block *b, float *x, int nb, int tq,
+                                        const float *src, int tk, const unsigned char *kmask,
+                                        float *scratch);
+
+/* SPCL score, on float vectors of length d. Zero vectors have cosine 0. */
+float mmspcl_score(const float *a, const float *b, int d);
+
+/* Cross-modal pruning for n samples. base [n][db], prune [n][dp]; both are cut into heads of K
+   values (K is 16, 32 or 64 in the paper; any K > 0 works). db must be a multiple of K; the last
+   pruning head is shorter when K does not divide dp, and is then compared with the first values
+   of each base head. For every base head, the pruning head with the highest cosine similarity
+   (ties: the lowest index; a zero vector has cosine 0) is zeroed. A pruning head can be chosen by
+   several base heads; at most db/K heads are zeroed.
+   mmspcl_prune_apply: pruned [n][dp] = prune with the chosen heads zeroed.
+   mmspcl_prune_forward: out [n][db + dp] = base ++ pruned (the concatenation the heads fuse).
+   kept (optional) [n][ceil(dp/K)] receives 1 for kept pruning heads, 0 for zeroed ones. */
+mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, int dp, int K,
+                                 int n, float *pruned, unsigned char *kept, mmspcl_error *err);
+mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune, int dp, int K,
+                                   int n, float *out, unsigned char *kept, mmspcl_error *err);
+
+/* Fusion (a): y = W [x_t ; x_a ; x_v] + b over the modalities with dims[m] > 0. */
+typedef struct mmspcl_fuse_linear { int dims[3]; mmspcl_head_linear proj; } mmspcl_fuse_linear;
+mmspcl_status mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const float *const x[3], int n,
+                                         float *y, mmspcl_error *err);
+
+/* Sequence heads: modality m is a sequence of seq[m] tokens of tok[m] floats per sample
+   (for example a 1024-d text vector as 64 tokens of 16), m over the modalities with seq[m] > 0.
+   Each token is projected to d_model and a learned position embedding is added. */
+
+/* Fusion (b), MulT: one transformer per ordered pair (i, j), i != j: n_cross cross-attention
+   layers (queries from i, keys/values from j's embedded tokens) then n_self self-attention
+   layers, a final layer norm and a mean over i's tokens; the pair outputs are concatenated
+   and projected to out_dim. Pairs are ordered i-major over present modalities. */
+typedef struct mmspcl_mult {
+    int seq[3], tok[3];
+    int d_model, n_heads, n_cross, n_self, ff_mult, out_dim, n_pairs;
+    mmspcl_act act;
+    mmspcl_head_linear in_proj[3];
+    const float *pos[3];             /* [seq[m]][d_model] */
+    mmspcl_head_block *blocks;       /* [n_pairs][n_cross + n_self] (owned) */
+    mmspcl_head_ln *final_ln;        /* [n_pairs] (owned) */
+    mmspcl_head_linear out_proj;     /* n_pairs * d_model -> out_dim */
+} mmspcl_mult;
+mmspcl_status mmspcl_mult_forward(const mmspcl_mult *m, const float *const x[3], int n, float *y,
+                                  mmspcl_error *err);
+void mmspcl_mult_free(mmspcl_mult *m);
+
+/* Fusion (c), attention bottlenecks (Nagrani et al. 2021): one transformer per modality of
+   n_layers layers; layers before fusion_start see only their own tokens; from fusion_start on
+   each modality's layer sees its tokens followed by n_fusion shared fusion tokens, and the
+   fusion tokens are then averaged over the modalities. Output: each modality's tokens through a
+   final layer norm, mean-pooled, concatenated, projected to out_dim. */
+typedef struct mmspcl_mbt {
+    int seq[3], tok[3];
+    int d_model, n_heads, n_layers, fusion_start, n_fusion, ff_mult, out_dim, n_mod;
+    mmspcl_act act;
+    mmspcl_head_linear in_proj[3];
+    const float *pos[3];
+    const float *fusion_tokens;      /* [n_fusion][d_model] */
+    mmspcl_head_block *blocks;       /* [n_mod][n_layers] over present modalities (owned) */
+    mmspcl_head_ln final_ln[3];
+    mmspcl_head_linear out_proj;     /* n_mod * d_model -> out_dim */
+} mmspcl_mbt;
+mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
+                                 mmspcl_error *err);
+void mmspcl_mbt_free(mmspcl_mbt *m);
+
+/* MSVE: one MLP per enabled combination c (index = combination mask 1..7); the input of each
+   modality is first standardised, (x - mean) / std, when mean/std are given. */
+typedef struct mmspcl_msve {
+    int n_classes;
+    int dims[3];
+    unsigned combos;                 /* enabled set (MMSPCL_COMBO bits) */
+    mmspcl_head_mlp mlp[8];
+    const float *mean[3], *std[3];
+} mmspcl_msve;
+/* logits [n][n_classes] = sum over the combinations in `combos` (0: all enabled) of their MLP's
+   logits. x[m] is [n][dims[m]] (unused modalities may be NULL). */
+mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
+                                  unsigned combos, float *logits, mmspcl_error *err);
+
+/* Nearest prototype by G: pred[i] = argmax_c G(z_i, protos_c); scores [n][C] optional. */
+void mmspcl_proto_classify(const float *z, int n, int dim, const float *protos, int n_classes,
+                           int *pred, float *scores);
+/* argmax over each row of [n][C] (ties: the lowest index) */
+void mmspcl_argmax_rows(const float *x, int n, int C, int *out);
+
+/* Metrics. cm[t * C + p] counts samples of true class t predicted as p (labels outside
+   0..C-1 are skipped). */
+typedef struct mmspcl_class_metrics { double precision, recall, f1; int64_t support; } mmspcl_class_metrics;
+typedef struct mmspcl_metrics {
+    int64_t n;
+    double accuracy, macro_f1, weighted_f1, weighted_precision, weighted_recall;
+} mmspcl_metrics;
+void mmspcl_confusion(const int *y_true, const int *y_pred, int n, int n_classes, int64_t *cm);
+/* per_class may be NULL. Precision/recall/F1 of a class with no predictions / no support is 0
+   (scikit-learn's zero_division=0). weighted = sum_c support_c * score_c / sum_c support_c. */
+void mmspcl_metrics_from_confusion(const int64_t *cm, int n_classes, mmspcl_class_metrics *per_class,
+                                   mmspcl_metrics *out);
+
+/* Loading heads saved by mmspcl_train.h (zero copy: w must outlive the head). Linear weights may
+   be in any dtype mmspcl_linear takes (a converter may quantize them); everything else is f32.
+   mmspcl_head_linear_load reads NAME.weight [out][in] and NAME.bias [out] (in, out from the file). */
+mmspcl_status mmspcl_head_linear_load(mmspcl_head_linear *l, const mmspcl_weights *w, const char *name,
+                                      mmspcl_error *err);
+mmspcl_status mmspcl_msve_load(mmspcl_msve *m, const mmspcl_weights *w, const char *prefix,
+                               mmspcl_error *err);
+mmspcl_status mmspcl_mult_load(mmspcl_mult *m, const mmspcl_weights *w, const char *prefix,
+                               mmspcl_error *err);
+mmspcl_status mmspcl_mbt_load(mmspcl_mbt *m, const mmspcl_weights *w, const char *prefix,
+                              mmspcl_error *err);
+mmspcl_status mmspcl_fuse_linear_load(mmspcl_fuse_linear *f, const mmspcl_weights *w,
+                                      const char *prefix, mmspcl_error *err);
+/* prefix.protos [C][dim] (SPCL class means), pointer into w */
+mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
+                                 const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+   MELD transcripts (CSV, RFC 4180, UTF-8, CRLF or LF)
+
+   Reads the main split (Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,...)
+   and the dyadic split (Utterance,Speaker,Emotion,...): columns are found by header name, extra
+   columns are ignored. Rows are grouped into dialogues where Dialogue_ID changes, as SPCL does.
+   A bad row (wrong field count, unknown label, non-numeric id, an unterminated quote) stops the
+   parse with an error naming the file and line; nothing is dropped silently.
+   Emotion ids follow MMSPCL_EMOTION_NAMES, sentiment ids MMSPCL_SENTIMENT_NAMES. A file without
+   label columns (plain transcript) gets label -1.
+   ------------------------------------------------------------------------------------------ */
+#define MMSPCL_MELD_MAX_BYTES ((int64_t)1 << 31)   /* largest CSV parsed or loaded (2 GiB) */
+#define MMSPCL_NUM_EMOTIONS 7
+#define MMSPCL_NUM_SENTIMENTS 3
+extern const char *const mmspcl_emotion_names[MMSPCL_NUM_EMOTIONS];     /* neutral joy sadness surprise fear disgust anger */
+extern const char *const mmspcl_sentiment_names[MMSPCL_NUM_SENTIMENTS]; /* neutral positive negative */
+
+typedef struct mmspcl_meld_row {
+    const char *utterance, *speaker;   /* NUL-terminated, owned by the mmspcl_meld */
+    int emotion, sentiment;            /* ids, or -1 when the file has no such column */
+    int64_t dialogue_id, utterance_id;
+    int line;                          /* 1-based line number in the file */
+} mmspcl_meld_row;
+
+typedef struct mmspcl_meld {
+    mmspcl_meld_row *rows;
+    int n_rows;
+    int *dialogue_start;               /* dialogue d is rows[dialogue_start[d] .. dialogue_start[d+1]) */
+    int n_dialogues;
+    char *text;                        /* private: storage of the strings */
+} mmspcl_meld;
+
+mmspcl_status mmspcl_meld_parse(const char *bytes, size_t size, const char *label, mmspcl_meld *out,
+                                mmspcl_error *err);
+mmspcl_status mmspcl_meld_load(const char *path, mmspcl_meld *out, mmspcl_error *err);
+void mmspcl_meld_free(mmspcl_meld *m);
+int mmspcl_emotion_id(const char *name);   /* -1 if unknown (case-insensitive) */
+int mmspcl_sentiment_id(const char *name);
+
 
 #ifdef __cplusplus
 }
@@ -1289,13 +1853,3738 @@ out:
 
 /* Model parts (implementation). */
 #include "parts/kernels_impl.h"
-#include "parts/bpe_impl.h"
-#include "parts/roberta_impl.h"
-#include "parts/spcl_impl.h"
-#include "parts/image_impl.h"
-#include "parts/clip_impl.h"
-#include "parts/heads_impl.h"
-#include "parts/meld_impl.h"
+/* ---------------------------------------------------------------------------------------------
+   Byte-level BPE tokenizer (implementation). See bpe_api.h for the behaviour.
+   ------------------------------------------------------------------------------------------ */
+
+/* BEGIN GENERATED unicode classes */
+/* Generated by tools/reference/gen_bpe_unicode.mjs (Node v20.20.2, Unicode 17.0).
+   Entry e: code points from e >> 2 up to the next entry's have class e & 3 (0 other,
+   1 letter \p{L}, 2 number \p{N}, 3 space). 1627 entries. */
+#define MMSPCL__BPE_UCLASS_N 1627
+static const uint32_t mmspcl__bpe_uclass[MMSPCL__BPE_UCLASS_N] = {
+    0x0u,0x27u,0x38u,0x83u,0x84u,0xc2u,0xe8u,0x105u,0x16cu,
+    0x185u,0x1ecu,0x217u,0x218u,0x283u,0x284u,0x2a9u,0x2acu,0x2cau,
+    0x2d0u,0x2d5u,0x2d8u,0x2e6u,0x2e9u,0x2ecu,0x2f2u,0x2fcu,0x301u,
+    0x35cu,0x361u,0x3dcu,0x3e1u,0xb08u,0xb19u,0xb48u,0xb81u,0xb94u,
+    0xbb1u,0xbb4u,0xbb9u,0xbbcu,0xdc1u,0xdd4u,0xdd9u,0xde0u,0xde9u,
+    0xdf8u,0xdfdu,0xe00u,0xe19u,0xe1cu,0xe21u,0xe2cu,0xe31u,0xe34u,
+    0xe39u,0xe88u,0xe8du,0xfd8u,0xfddu,0x1208u,0x1229u,0x14c0u,0x14c5u,
+    0x155cu,0x1565u,0x1568u,0x1581u,0x1624u,0x1741u,0x17acu,0x17bdu,0x17ccu,
+    0x1881u,0x192cu,0x1982u,0x19a8u,0x19b9u,0x19c0u,0x19c5u,0x1b50u,0x1b55u,
+    0x1b58u,0x1b95u,0x1b9cu,0x1bb9u,0x1bc2u,0x1be9u,0x1bf4u,0x1bfdu,0x1c00u,
+    0x1c41u,0x1c44u,0x1c49u,0x1cc0u,0x1d35u,0x1e98u,0x1ec5u,0x1ec8u,0x1f02u,
+    0x1f29u,0x1facu,0x1fd1u,0x1fd8u,0x1fe9u,0x1fecu,0x2001u,0x2058u,0x2069u,
+    0x206cu,0x2091u,0x2094u,0x20a1u,0x20a4u,0x2101u,0x2164u,0x2181u,0x21acu,
+    0x21c1u,0x2220u,0x2225u,0x2240u,0x2281u,0x2328u,0x2411u,0x24e8u,0x24f5u,
+    0x24f8u,0x2541u,0x2544u,0x2561u,0x2588u,0x259au,0x25c0u,0x25c5u,0x2604u,
+    0x2615u,0x2634u,0x263du,0x2644u,0x264du,0x26a4u,0x26a9u,0x26c4u,0x26c9u,
+    0x26ccu,0x26d9u,0x26e8u,0x26f5u,0x26f8u,0x2739u,0x273cu,0x2771u,0x2778u,
+    0x277du,0x2788u,0x279au,0x27c1u,0x27c8u,0x27d2u,0x27e8u,0x27f1u,0x27f4u,
+    0x2815u,0x282cu,0x283du,0x2844u,0x284du,0x28a4u,0x28a9u,0x28c4u,0x28c9u,
+    0x28d0u,0x28d5u,0x28dcu,0x28e1u,0x28e8u,0x2965u,0x2974u,0x2979u,0x297cu,
+    0x299au,0x29c0u,0x29c9u,0x29d4u,0x2a15u,0x2a38u,0x2a3du,0x2a48u,0x2a4du,
+    0x2aa4u,0x2aa9u,0x2ac4u,0x2ac9u,0x2ad0u,0x2ad5u,0x2ae8u,0x2af5u,0x2af8u,
+    0x2b41u,0x2b44u,0x2b81u,0x2b88u,0x2b9au,0x2bc0u,0x2be5u,0x2be8u,0x2c15u,
+    0x2c34u,0x2c3du,0x2c44u,0x2c4du,0x2ca4u,0x2ca9u,0x2cc4u,0x2cc9u,0x2cd0u,
+    0x2cd5u,0x2ce8u,0x2cf5u,0x2cf8u,0x2d71u,0x2d78u,0x2d7du,0x2d88u,0x2d9au,
+    0x2dc0u,0x2dc5u,0x2dcau,0x2de0u,0x2e0du,0x2e10u,0x2e15u,0x2e2cu,0x2e39u,
+    0x2e44u,0x2e49u,0x2e58u,0x2e65u,0x2e6cu,0x2e71u,0x2e74u,0x2e79u,0x2e80u,
+    0x2e8du,0x2e94u,0x2ea1u,0x2eacu,0x2eb9u,0x2ee8u,0x2f41u,0x2f44u,0x2f9au,
+    0x2fccu,0x3015u,0x3034u,0x3039u,0x3044u,0x3049u,0x30a4u,0x30a9u,0x30e8u,
+    0x30f5u,0x30f8u,0x3161u,0x316cu,0x3171u,0x3178u,0x3181u,0x3188u,0x319au,
+    0x31c0u,0x31e2u,0x31fcu,0x3201u,0x3204u,0x3215u,0x3234u,0x3239u,0x3244u,
+    0x3249u,0x32a4u,0x32a9u,0x32d0u,0x32d5u,0x32e8u,0x32f5u,0x32f8u,0x3371u,
+    0x337cu,0x3381u,0x3388u,0x339au,0x33c0u,0x33c5u,0x33ccu,0x3411u,0x3434u,
+    0x3439u,0x3444u,0x3449u,0x34ecu,0x34f5u,0x34f8u,0x3539u,0x353cu,0x3551u,
+    0x355cu,0x3562u,0x357du,0x3588u,0x359au,0x35e4u,0x35e9u,0x3600u,0x3615u,
+    0x365cu,0x3669u,0x36c8u,0x36cdu,0x36f0u,0x36f5u,0x36f8u,0x3701u,0x371cu,
+    0x379au,0x37c0u,0x3805u,0x38c4u,0x38c9u,0x38d0u,0x3901u,0x391cu,0x3942u,
+    0x3968u,0x3a05u,0x3a0cu,0x3a11u,0x3a14u,0x3a19u,0x3a2cu,0x3a31u,0x3a90u,
+    0x3a95u,0x3a98u,0x3a9du,0x3ac4u,0x3ac9u,0x3ad0u,0x3af5u,0x3af8u,0x3b01u,
+    0x3b14u,0x3b19u,0x3b1cu,0x3b42u,0x3b68u,0x3b71u,0x3b80u,0x3c01u,0x3c04u,
+    0x3c82u,0x3cd0u,0x3d01u,0x3d20u,0x3d25u,0x3db4u,0x3e21u,0x3e34u,0x4001u,
+    0x40acu,0x40fdu,0x4102u,0x4128u,0x4141u,0x4158u,0x4169u,0x4178u,0x4185u,
+    0x4188u,0x4195u,0x419cu,0x41b9u,0x41c4u,0x41d5u,0x4208u,0x4239u,0x423cu,
+    0x4242u,0x4268u,0x4281u,0x4318u,0x431du,0x4320u,0x4335u,0x4338u,0x4341u,
+    0x43ecu,0x43f1u,0x4924u,0x4929u,0x4938u,0x4941u,0x495cu,0x4961u,0x4964u,
+    0x4969u,0x4978u,0x4981u,0x4a24u,0x4a29u,0x4a38u,0x4a41u,0x4ac4u,0x4ac9u,
+    0x4ad8u,0x4ae1u,0x4afcu,0x4b01u,0x4b04u,0x4b09u,0x4b18u,0x4b21u,0x4b5cu,
+    0x4b61u,0x4c44u,0x4c49u,0x4c58u,0x4c61u,0x4d6cu,0x4da6u,0x4df4u,0x4e01u,
+    0x4e40u,0x4e81u,0x4fd8u,0x4fe1u,0x4ff8u,0x5005u,0x59b4u,0x59bdu,0x5a03u,
+    0x5a05u,0x5a6cu,0x5a81u,0x5bacu,0x5bbau,0x5bc5u,0x5be4u,0x5c01u,0x5c48u,
+    0x5c7du,0x5cc8u,0x5d01u,0x5d48u,0x5d81u,0x5db4u,0x5db9u,0x5dc4u,0x5e01u,
+    0x5ed0u,0x5f5du,0x5f60u,0x5f71u,0x5f74u,0x5f82u,0x5fa8u,0x5fc2u,0x5fe8u,
+    0x6042u,0x6068u,0x6081u,0x61e4u,0x6201u,0x6214u,0x621du,0x62a4u,0x62a9u,
+    0x62acu,0x62c1u,0x63d8u,0x6401u,0x647cu,0x651au,0x6541u,0x65b8u,0x65c1u,
+    0x65d4u,0x6601u,0x66b0u,0x66c1u,0x6728u,0x6742u,0x676cu,0x6801u,0x685cu,
+    0x6881u,0x6954u,0x6a02u,0x6a28u,0x6a42u,0x6a68u,0x6a9du,0x6aa0u,0x6c15u,
+    0x6cd0u,0x6d15u,0x6d34u,0x6d42u,0x6d68u,0x6e0du,0x6e84u,0x6eb9u,0x6ec2u,
+    0x6ee9u,0x6f98u,0x7001u,0x7090u,0x7102u,0x7128u,0x7135u,0x7142u,0x7169u,
+    0x71f8u,0x7201u,0x722cu,0x7241u,0x72ecu,0x72f5u,0x7300u,0x73a5u,0x73b4u,
+    0x73b9u,0x73d0u,0x73d5u,0x73dcu,0x73e9u,0x73ecu,0x7401u,0x7700u,0x7801u,
+    0x7c58u,0x7c61u,0x7c78u,0x7c81u,0x7d18u,0x7d21u,0x7d38u,0x7d41u,0x7d60u,
+    0x7d65u,0x7d68u,0x7d6du,0x7d70u,0x7d75u,0x7d78u,0x7d7du,0x7df8u,0x7e01u,
+    0x7ed4u,0x7ed9u,0x7ef4u,0x7ef9u,0x7efcu,0x7f09u,0x7f14u,0x7f19u,0x7f34u,
+    0x7f41u,0x7f50u,0x7f59u,0x7f70u,0x7f81u,0x7fb4u,0x7fc9u,0x7fd4u,0x7fd9u,
+    0x7ff4u,0x8003u,0x802cu,0x80a3u,0x80a8u,0x80bfu,0x80c0u,0x817fu,0x8180u,
+    0x81c2u,0x81c5u,0x81c8u,0x81d2u,0x81e8u,0x81fdu,0x8202u,0x8228u,0x8241u,
+    0x8274u,0x8409u,0x840cu,0x841du,0x8420u,0x8429u,0x8450u,0x8455u,0x8458u,
+    0x8465u,0x8478u,0x8491u,0x8494u,0x8499u,0x849cu,0x84a1u,0x84a4u,0x84a9u,
+    0x84b8u,0x84bdu,0x84e8u,0x84f1u,0x8500u,0x8515u,0x8528u,0x8539u,0x853cu,
+    0x8542u,0x860du,0x8616u,0x8628u,0x9182u,0x9270u,0x93aau,0x9400u,0x9ddau,
+    0x9e50u,0xb001u,0xb394u,0xb3adu,0xb3bcu,0xb3c9u,0xb3d0u,0xb3f6u,0xb3f8u,
+    0xb401u,0xb498u,0xb49du,0xb4a0u,0xb4b5u,0xb4b8u,0xb4c1u,0xb5a0u,0xb5bdu,
+    0xb5c0u,0xb601u,0xb65cu,0xb681u,0xb69cu,0xb6a1u,0xb6bcu,0xb6c1u,0xb6dcu,
+    0xb6e1u,0xb6fcu,0xb701u,0xb71cu,0xb721u,0xb73cu,0xb741u,0xb75cu,0xb761u,
+    0xb77cu,0xb8bdu,0xb8c0u,0xc003u,0xc004u,0xc015u,0xc01eu,0xc020u,0xc086u,
+    0xc0a8u,0xc0c5u,0xc0d8u,0xc0e2u,0xc0edu,0xc0f4u,0xc105u,0xc25cu,0xc275u,
+    0xc280u,0xc285u,0xc3ecu,0xc3f1u,0xc400u,0xc415u,0xc4c0u,0xc4c5u,0xc63cu,
+    0xc64au,0xc658u,0xc681u,0xc700u,0xc7c1u,0xc800u,0xc882u,0xc8a8u,0xc922u,
+    0xc940u,0xc946u,0xc980u,0xca02u,0xca28u,0xcac6u,0xcb00u,0xd001u,0x13700u,
+    0x13801u,0x29234u,0x29341u,0x293f8u,0x29401u,0x29834u,0x29841u,0x29882u,0x298a9u,
+    0x298b0u,0x29901u,0x299bcu,0x299fdu,0x29a78u,0x29a81u,0x29b9au,0x29bc0u,0x29c5du,
+    0x29c80u,0x29c89u,0x29e24u,0x29e2du,0x29f74u,0x29fc5u,0x2a008u,0x2a00du,0x2a018u,
+    0x2a01du,0x2a02cu,0x2a031u,0x2a08cu,0x2a0c2u,0x2a0d8u,0x2a101u,0x2a1d0u,0x2a209u,
+    0x2a2d0u,0x2a342u,0x2a368u,0x2a3c9u,0x2a3e0u,0x2a3edu,0x2a3f0u,0x2a3f5u,0x2a3fcu,
+    0x2a402u,0x2a429u,0x2a498u,0x2a4c1u,0x2a51cu,0x2a581u,0x2a5f4u,0x2a611u,0x2a6ccu,
+    0x2a73du,0x2a742u,0x2a768u,0x2a781u,0x2a794u,0x2a799u,0x2a7c2u,0x2a7e9u,0x2a7fcu,
+    0x2a801u,0x2a8a4u,0x2a901u,0x2a90cu,0x2a911u,0x2a930u,0x2a942u,0x2a968u,0x2a981u,
+    0x2a9dcu,0x2a9e9u,0x2a9ecu,0x2a9f9u,0x2aac0u,0x2aac5u,0x2aac8u,0x2aad5u,0x2aadcu,
+    0x2aae5u,0x2aaf8u,0x2ab01u,0x2ab04u,0x2ab09u,0x2ab0cu,0x2ab6du,0x2ab78u,0x2ab81u,
+    0x2abacu,0x2abc9u,0x2abd4u,0x2ac05u,0x2ac1cu,0x2ac25u,0x2ac3cu,0x2ac45u,0x2ac5cu,
+    0x2ac81u,0x2ac9cu,0x2aca1u,0x2acbcu,0x2acc1u,0x2ad6cu,0x2ad71u,0x2ada8u,0x2adc1u,
+    0x2af8cu,0x2afc2u,0x2afe8u,0x2b001u,0x35e90u,0x35ec1u,0x35f1cu,0x35f2du,0x35ff0u,
+    0x3e401u,0x3e9b8u,0x3e9c1u,0x3eb68u,0x3ec01u,0x3ec1cu,0x3ec4du,0x3ec60u,0x3ec75u,
+    0x3ec78u,0x3ec7du,0x3eca4u,0x3eca9u,0x3ecdcu,0x3ece1u,0x3ecf4u,0x3ecf9u,0x3ecfcu,
+    0x3ed01u,0x3ed08u,0x3ed0du,0x3ed14u,0x3ed19u,0x3eec8u,0x3ef4du,0x3f4f8u,0x3f541u,
+    0x3f640u,0x3f649u,0x3f720u,0x3f7c1u,0x3f7f0u,0x3f9c1u,0x3f9d4u,0x3f9d9u,0x3fbf4u,
+    0x3fc42u,0x3fc68u,0x3fc85u,0x3fcecu,0x3fd05u,0x3fd6cu,0x3fd99u,0x3fefcu,0x3ff09u,
+    0x3ff20u,0x3ff29u,0x3ff40u,0x3ff49u,0x3ff60u,0x3ff69u,0x3ff74u,0x40001u,0x40030u,
+    0x40035u,0x4009cu,0x400a1u,0x400ecu,0x400f1u,0x400f8u,0x400fdu,0x40138u,0x40141u,
+    0x40178u,0x40201u,0x403ecu,0x4041eu,0x404d0u,0x40502u,0x405e4u,0x4062au,0x40630u,
+    0x40a01u,0x40a74u,0x40a81u,0x40b44u,0x40b86u,0x40bf0u,0x40c01u,0x40c82u,0x40c90u,
+    0x40cb5u,0x40d06u,0x40d09u,0x40d2au,0x40d2cu,0x40d41u,0x40dd8u,0x40e01u,0x40e78u,
+    0x40e81u,0x40f10u,0x40f21u,0x40f40u,0x40f46u,0x40f58u,0x41001u,0x41278u,0x41282u,
+    0x412a8u,0x412c1u,0x41350u,0x41361u,0x413f0u,0x41401u,0x414a0u,0x414c1u,0x41590u,
+    0x415c1u,0x415ecu,0x415f1u,0x4162cu,0x41631u,0x4164cu,0x41651u,0x41658u,0x4165du,
+    0x41688u,0x4168du,0x416c8u,0x416cdu,0x416e8u,0x416edu,0x416f4u,0x41701u,0x417d0u,
+    0x41801u,0x41cdcu,0x41d01u,0x41d58u,0x41d81u,0x41da0u,0x41e01u,0x41e18u,0x41e1du,
+    0x41ec4u,0x41ec9u,0x41eecu,0x42001u,0x42018u,0x42021u,0x42024u,0x42029u,0x420d8u,
+    0x420ddu,0x420e4u,0x420f1u,0x420f4u,0x420fdu,0x42158u,0x42162u,0x42181u,0x421dcu,
+    0x421e6u,0x42201u,0x4227cu,0x4229eu,0x422c0u,0x42381u,0x423ccu,0x423d1u,0x423d8u,
+    0x423eeu,0x42401u,0x4245au,0x42470u,0x42481u,0x424e8u,0x42501u,0x42568u,0x42601u,
+    0x426e0u,0x426f2u,0x426f9u,0x42702u,0x42740u,0x4274au,0x42801u,0x42804u,0x42841u,
+    0x42850u,0x42855u,0x42860u,0x42865u,0x428d8u,0x42902u,0x42924u,0x42981u,0x429f6u,
+    0x429fcu,0x42a01u,0x42a76u,0x42a80u,0x42b01u,0x42b20u,0x42b25u,0x42b94u,0x42baeu,
+    0x42bc0u,0x42c01u,0x42cd8u,0x42d01u,0x42d58u,0x42d62u,0x42d81u,0x42dccu,0x42de2u,
+    0x42e01u,0x42e48u,0x42ea6u,0x42ec0u,0x43001u,0x43124u,0x43201u,0x432ccu,0x43301u,
+    0x433ccu,0x433eau,0x43401u,0x43490u,0x434c2u,0x434e8u,0x43502u,0x43529u,0x43598u,
+    0x435bdu,0x43618u,0x43982u,0x439fcu,0x43a01u,0x43aa8u,0x43ac1u,0x43ac8u,0x43b09u,
+    0x43b20u,0x43c01u,0x43c76u,0x43c9du,0x43ca0u,0x43cc1u,0x43d18u,0x43d46u,0x43d54u,
+    0x43dc1u,0x43e08u,0x43ec1u,0x43f16u,0x43f30u,0x43f81u,0x43fdcu,0x4400du,0x440e0u,
+    0x4414au,0x441c0u,0x441c5u,0x441ccu,0x441d5u,0x441d8u,0x4420du,0x442c0u,0x44341u,
+    0x443a4u,0x443c2u,0x443e8u,0x4440du,0x4449cu,0x444dau,0x44500u,0x44511u,0x44514u,
+    0x4451du,0x44520u,0x44541u,0x445ccu,0x445d9u,0x445dcu,0x4460du,0x446ccu,0x44705u,
+    0x44714u,0x44742u,0x44769u,0x4476cu,0x44771u,0x44774u,0x44786u,0x447d4u,0x44801u,
+    0x44848u,0x4484du,0x448b0u,0x448fdu,0x44904u,0x44a01u,0x44a1cu,0x44a21u,0x44a24u,
+    0x44a29u,0x44a38u,0x44a3du,0x44a78u,0x44a7du,0x44aa4u,0x44ac1u,0x44b7cu,0x44bc2u,
+    0x44be8u,0x44c15u,0x44c34u,0x44c3du,0x44c44u,0x44c4du,0x44ca4u,0x44ca9u,0x44cc4u,
+    0x44cc9u,0x44cd0u,0x44cd5u,0x44ce8u,0x44cf5u,0x44cf8u,0x44d41u,0x44d44u,0x44d75u,
+    0x44d88u,0x44e01u,0x44e28u,0x44e2du,0x44e30u,0x44e39u,0x44e3cu,0x44e41u,0x44ed8u,
+    0x44eddu,0x44ee0u,0x44f45u,0x44f48u,0x44f4du,0x44f50u,0x45001u,0x450d4u,0x4511du,
+    0x4512cu,0x45142u,0x45168u,0x4517du,0x45188u,0x45201u,0x452c0u,0x45311u,0x45318u,
+    0x4531du,0x45320u,0x45342u,0x45368u,0x45601u,0x456bcu,0x45761u,0x45770u,0x45801u,
+    0x458c0u,0x45911u,0x45914u,0x45942u,0x45968u,0x45a01u,0x45aacu,0x45ae1u,0x45ae4u,
+    0x45b02u,0x45b28u,0x45b42u,0x45b90u,0x45c01u,0x45c6cu,0x45cc2u,0x45cf0u,0x45d01u,
+    0x45d1cu,0x46001u,0x460b0u,0x46281u,0x46382u,0x463ccu,0x463fdu,0x4641cu,0x46425u,
+    0x46428u,0x46431u,0x46450u,0x46455u,0x4645cu,0x46461u,0x464c0u,0x464fdu,0x46500u,
+    0x46505u,0x46508u,0x46542u,0x46568u,0x46681u,0x466a0u,0x466a9u,0x46744u,0x46785u,
+    0x46788u,0x4678du,0x46790u,0x46801u,0x46804u,0x4682du,0x468ccu,0x468e9u,0x468ecu,
+    0x46941u,0x46944u,0x46971u,0x46a28u,0x46a75u,0x46a78u,0x46ac1u,0x46be4u,0x46f01u,
+    0x46f84u,0x46fc2u,0x46fe8u,0x47001u,0x47024u,0x47029u,0x470bcu,0x47101u,0x47104u,
+    0x47142u,0x471b4u,0x471c9u,0x47240u,0x47401u,0x4741cu,0x47421u,0x47428u,0x4742du,
+    0x474c4u,0x47519u,0x4751cu,0x47542u,0x47568u,0x47581u,0x47598u,0x4759du,0x475a4u,
+    0x475a9u,0x47628u,0x47661u,0x47664u,0x47682u,0x476a8u,0x476c1u,0x47770u,0x47782u,
+    0x477a8u,0x47b81u,0x47bccu,0x47c09u,0x47c0cu,0x47c11u,0x47c44u,0x47c49u,0x47cd0u,
+    0x47d42u,0x47d68u,0x47ec1u,0x47ec4u,0x47f02u,0x47f54u,0x48001u,0x48e68u,0x49002u,
+    0x491bcu,0x49201u,0x49510u,0x4be41u,0x4bfc4u,0x4c001u,0x4d0c0u,0x4d105u,0x4d11cu,
+    0x4d181u,0x50fecu,0x51001u,0x5191cu,0x58401u,0x58478u,0x584c2u,0x584e8u,0x5a001u,
+    0x5a8e4u,0x5a901u,0x5a97cu,0x5a982u,0x5a9a8u,0x5a9c1u,0x5aafcu,0x5ab02u,0x5ab28u,
+    0x5ab41u,0x5abb8u,0x5ac01u,0x5acc0u,0x5ad01u,0x5ad10u,0x5ad42u,0x5ad68u,0x5ad6eu,
+    0x5ad88u,0x5ad8du,0x5ade0u,0x5adf5u,0x5ae40u,0x5b501u,0x5b5b4u,0x5b5c2u,0x5b5e8u,
+    0x5b901u,0x5ba02u,0x5ba5cu,0x5ba81u,0x5bae4u,0x5baedu,0x5bb50u,0x5bc01u,0x5bd2cu,
+    0x5bd41u,0x5bd44u,0x5be4du,0x5be80u,0x5bf81u,0x5bf88u,0x5bf8du,0x5bf90u,0x5bfc9u,
+    0x5bfd2u,0x5bfdcu,0x5c001u,0x63358u,0x633fdu,0x6347cu,0x63601u,0x637ccu,0x6bfc1u,
+    0x6bfd0u,0x6bfd5u,0x6bff0u,0x6bff5u,0x6bffcu,0x6c001u,0x6c48cu,0x6c4c9u,0x6c4ccu,
+    0x6c541u,0x6c54cu,0x6c555u,0x6c558u,0x6c591u,0x6c5a0u,0x6c5c1u,0x6cbf0u,0x6f001u,
+    0x6f1acu,0x6f1c1u,0x6f1f4u,0x6f201u,0x6f224u,0x6f241u,0x6f268u,0x733c2u,0x733e8u,
+    0x74b02u,0x74b50u,0x74b82u,0x74bd0u,0x74d82u,0x74de4u,0x75001u,0x75154u,0x75159u,
+    0x75274u,0x75279u,0x75280u,0x75289u,0x7528cu,0x75295u,0x7529cu,0x752a5u,0x752b4u,
+    0x752b9u,0x752e8u,0x752edu,0x752f0u,0x752f5u,0x75310u,0x75315u,0x75418u,0x7541du,
+    0x7542cu,0x75435u,0x75454u,0x75459u,0x75474u,0x75479u,0x754e8u,0x754edu,0x754fcu,
+    0x75501u,0x75514u,0x75519u,0x7551cu,0x75529u,0x75544u,0x75549u,0x75a98u,0x75aa1u,
+    0x75b04u,0x75b09u,0x75b6cu,0x75b71u,0x75becu,0x75bf1u,0x75c54u,0x75c59u,0x75cd4u,
+    0x75cd9u,0x75d3cu,0x75d41u,0x75dbcu,0x75dc1u,0x75e24u,0x75e29u,0x75ea4u,0x75ea9u,
+    0x75f0cu,0x75f11u,0x75f30u,0x75f3au,0x76000u,0x77c01u,0x77c7cu,0x77c95u,0x77cacu,
+    0x780c1u,0x781b8u,0x78401u,0x784b4u,0x784ddu,0x784f8u,0x78502u,0x78528u,0x78539u,
+    0x7853cu,0x78a41u,0x78ab8u,0x78b01u,0x78bb0u,0x78bc2u,0x78be8u,0x79341u,0x793b0u,
+    0x793c2u,0x793e8u,0x79741u,0x797b8u,0x797c1u,0x797c6u,0x797ecu,0x79b01u,0x79b7cu,
+    0x79b81u,0x79b8cu,0x79b91u,0x79b98u,0x79b9du,0x79bb8u,0x79bc1u,0x79bd4u,0x79bf9u,
+    0x79c00u,0x79f81u,0x79f9cu,0x79fa1u,0x79fb0u,0x79fb5u,0x79fbcu,0x79fc1u,0x79ffcu,
+    0x7a001u,0x7a314u,0x7a31eu,0x7a340u,0x7a401u,0x7a510u,0x7a52du,0x7a530u,0x7a542u,
+    0x7a568u,0x7b1c6u,0x7b2b0u,0x7b2b6u,0x7b2c0u,0x7b2c6u,0x7b2d4u,0x7b406u,0x7b4b8u,
+    0x7b4beu,0x7b4f8u,0x7b801u,0x7b810u,0x7b815u,0x7b880u,0x7b885u,0x7b88cu,0x7b891u,
+    0x7b894u,0x7b89du,0x7b8a0u,0x7b8a5u,0x7b8ccu,0x7b8d1u,0x7b8e0u,0x7b8e5u,0x7b8e8u,
+    0x7b8edu,0x7b8f0u,0x7b909u,0x7b90cu,0x7b91du,0x7b920u,0x7b925u,0x7b928u,0x7b92du,
+    0x7b930u,0x7b935u,0x7b940u,0x7b945u,0x7b94cu,0x7b951u,0x7b954u,0x7b95du,0x7b960u,
+    0x7b965u,0x7b968u,0x7b96du,0x7b970u,0x7b975u,0x7b978u,0x7b97du,0x7b980u,0x7b985u,
+    0x7b98cu,0x7b991u,0x7b994u,0x7b99du,0x7b9acu,0x7b9b1u,0x7b9ccu,0x7b9d1u,0x7b9e0u,
+    0x7b9e5u,0x7b9f4u,0x7b9f9u,0x7b9fcu,0x7ba01u,0x7ba28u,0x7ba2du,0x7ba70u,0x7ba85u,
+    0x7ba90u,0x7ba95u,0x7baa8u,0x7baadu,0x7baf0u,0x7c402u,0x7c434u,0x7efc2u,0x7efe8u,
+    0x80001u,0xa9b80u,0xa9c01u,0xae078u,0xae081u,0xb3ab8u,0xb3ac1u,0xbaf84u,0xbafc1u,
+    0xbb978u,0xbe001u,0xbe878u,0xc0001u,0xc4d2cu,0xc4d41u,0xcd1e8u
+};
+/* END GENERATED unicode classes */
+
+enum { MMSPCL__BPE_OTHER = 0, MMSPCL__BPE_LETTER = 1, MMSPCL__BPE_NUMBER = 2, MMSPCL__BPE_SPACE = 3 };
+#define MMSPCL__BPE_INVALID 0xFFFFFFFFu  /* code point of a byte that starts no valid UTF-8 */
+#define MMSPCL__BPE_LOCAL 256            /* pieces up to this many bytes need no allocation */
+#define MMSPCL__BPE_N_SPECIAL 5
+
+static const char *const mmspcl__bpe_special_names[MMSPCL__BPE_N_SPECIAL] = {
+    "<s>", "<pad>", "</s>", "<unk>", "<mask>"};
+enum { MMSPCL__BPE_BOS, MMSPCL__BPE_PAD, MMSPCL__BPE_EOS, MMSPCL__BPE_UNK, MMSPCL__BPE_MASK };
+
+struct mmspcl_bpe {
+    int64_t n_vocab;
+    char *pool;                 /* every token string, NUL-terminated */
+    size_t *tok_off;            /* [n_vocab] offset in pool */
+    uint32_t *tok_len;          /* [n_vocab] bytes; 0 = hole */
+    int32_t *vocab_slot;        /* open addressing: id + 1, 0 = empty */
+    uint32_t vocab_mask;
+    uint64_t *merge_key;        /* (left << 32 | right), UINT64_MAX = empty */
+    uint32_t *merge_rank;
+    int32_t *merge_new;
+    uint32_t merge_mask;
+    int64_t n_merges;
+    int32_t byte_id[256];       /* id of the one-character token of each byte, -1 if absent */
+    uint16_t byte_cp[256];      /* GPT-2's bytes_to_unicode */
+    int16_t cp_byte[324];       /* its inverse (code points 0..323), -1 elsewhere */
+    int32_t special[MMSPCL__BPE_N_SPECIAL];
+};
+
+/* ---- Unicode ------------------------------------------------------------------------------ */
+
+/* Decodes one well-formed UTF-8 sequence (Unicode Table 3-7) at s[0..n); n >= 1. Anything else
+   is one invalid byte: *cp = MMSPCL__BPE_INVALID, length 1. */
+static size_t mmspcl__bpe_utf8(const unsigned char *s, size_t n, uint32_t *cp) {
+    unsigned c = s[0];
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (n >= 2 && (s[1] & 0xC0) == 0x80) { *cp = ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F); return 2; }
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        if (n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80) {
+            *cp = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+            return 3;
+        }
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        if (n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80) {
+            *cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
+                  ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
+            return 4;
+        }
+    }
+    *cp = MMSPCL__BPE_INVALID;
+    return 1;
+}
+
+static int mmspcl__bpe_class(uint32_t cp) {
+    size_t lo = 0, hi = MMSPCL__BPE_UCLASS_N;
+    if (cp < 0x80) {
+        if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return MMSPCL__BPE_LETTER;
+        if (cp >= '0' && cp <= '9') return MMSPCL__BPE_NUMBER;
+        if (cp == ' ' || (cp >= 9 && cp <= 13)) return MMSPCL__BPE_SPACE;
+        return MMSPCL__BPE_OTHER;
+    }
+    if (cp > 0x10FFFF) return MMSPCL__BPE_OTHER;  /* invalid byte */
+    /* last entry whose first code point is <= cp */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if ((mmspcl__bpe_uclass[mid] >> 2) <= cp) lo = mid; else hi = mid;
+    }
+    return (int)(mmspcl__bpe_uclass[lo] & 3);
+}
+
+/* Start of the run of whitespace characters (White_Space) that ends at s[hi], not below lo. */
+static size_t mmspcl__bpe_ws_run_start(const unsigned char *s, size_t lo, size_t hi) {
+    while (hi > lo) {
+        unsigned a = s[hi - 1];
+        if (a == ' ' || (a >= 9 && a <= 13)) { hi -= 1; continue; }
+        if (hi - lo >= 2 && s[hi - 2] == 0xC2 && (a == 0x85 || a == 0xA0)) { hi -= 2; continue; }
+        if (hi - lo >= 3) {
+            unsigned b1 = s[hi - 3], b2 = s[hi - 2];
+            if ((b1 == 0xE1 && b2 == 0x9A && a == 0x80) ||                       /* U+1680 */
+                (b1 == 0xE2 && b2 == 0x80 && (a <= 0x8A || a == 0xA8 || a == 0xA9 || a == 0xAF)) ||
+                (b1 == 0xE2 && b2 == 0x81 && a == 0x9F) ||                       /* U+205F */
+                (b1 == 0xE3 && b2 == 0x80 && a == 0x80)) {                       /* U+3000 */
+                hi -= 3;
+                continue;
+            }
+        }
+        break;
+    }
+    return hi;
+}
+
+/* ---- hashing ------------------------------------------------------------------------------ */
+
+static uint64_t mmspcl__bpe_hash_bytes(uint64_t h, const unsigned char *s, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) { h ^= s[i]; h *= 0x100000001B3ull; }
+    return h;
+}
+#define MMSPCL__BPE_FNV0 0xCBF29CE484222325ull
+
+static uint32_t mmspcl__bpe_mix(uint64_t h) {
+    h ^= h >> 33; h *= 0xFF51AFD7ED558CCDull; h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+/* Id of the token a ++ b (b may be empty), -1 if absent. */
+static int32_t mmspcl__bpe_lookup2(const mmspcl_bpe *bpe, const char *a, size_t na, const char *b,
+                                   size_t nb) {
+    uint64_t h = mmspcl__bpe_hash_bytes(MMSPCL__BPE_FNV0, (const unsigned char *)a, na);
+    uint32_t i;
+    h = mmspcl__bpe_hash_bytes(h, (const unsigned char *)b, nb);
+    for (i = mmspcl__bpe_mix(h) & bpe->vocab_mask;; i = (i + 1) & bpe->vocab_mask) {
+        int32_t id = bpe->vocab_slot[i] - 1;
+        const char *t;
+        if (id < 0) return -1;
+        t = bpe->pool + bpe->tok_off[id];
+        if (bpe->tok_len[id] == na + nb && !memcmp(t, a, na) && (nb == 0 || !memcmp(t + na, b, nb)))
+            return id;
+    }
+}
+
+static uint32_t mmspcl__bpe_pair_slot(uint64_t key, uint32_t mask) {
+    return mmspcl__bpe_mix(key * 0x9E3779B97F4A7C15ull) & mask;
+}
+
+/* Rank and result of merging the pair (l, r); 0 when there is no such merge. */
+static int mmspcl__bpe_merge_get(const mmspcl_bpe *bpe, int32_t l, int32_t r, uint32_t *rank,
+                                 int32_t *new_id) {
+    uint64_t key = ((uint64_t)(uint32_t)l << 32) | (uint32_t)r;
+    uint32_t i;
+    for (i = mmspcl__bpe_pair_slot(key, bpe->merge_mask);; i = (i + 1) & bpe->merge_mask) {
+        uint64_t k = bpe->merge_key[i];
+        if (k == key) { *rank = bpe->merge_rank[i]; *new_id = bpe->merge_new[i]; return 1; }
+        if (k == UINT64_MAX) return 0;
+    }
+}
+
+static uint32_t mmspcl__bpe_pow2(int64_t n) {
+    uint32_t c = 16;
+    while ((int64_t)c < 2 * n) c <<= 1;
+    return c;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+void mmspcl_bpe_free(mmspcl_bpe *bpe) {
+    if (!bpe) return;
+    MMSPCL_FREE(bpe->pool);
+    MMSPCL_FREE(bpe->tok_off);
+    MMSPCL_FREE(bpe->tok_len);
+    MMSPCL_FREE(bpe->vocab_slot);
+    MMSPCL_FREE(bpe->merge_key);
+    MMSPCL_FREE(bpe->merge_rank);
+    MMSPCL_FREE(bpe->merge_new);
+    MMSPCL_FREE(bpe);
+}
+
+mmspcl_status mmspcl_bpe_from_arrays(mmspcl_bpe **out, const char *const *vocab,
+                                     const uint32_t *vocab_lens, int64_t n_vocab,
+                                     const char *const *merges, const uint32_t *merge_lens,
+                                     int64_t n_merges, mmspcl_error *err) {
+    mmspcl_bpe *bpe;
+    size_t pool_size = 0, off = 0;
+    int64_t i, first = 0;
+    int b, n_cp = 0;
+    if (!out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "bpe: out is NULL");
+    *out = NULL;
+    if (!vocab || n_vocab <= 0 || n_vocab > 0x3FFFFFFF)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "bpe: vocabulary of %lld tokens (1..2^30 allowed)", (long long)n_vocab);
+    if (n_merges < 0 || n_merges > 0x3FFFFFFF || (n_merges > 0 && !merges))
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "bpe: %lld merges (0..2^30 allowed)", (long long)n_merges);
+    for (i = 0; i < n_vocab; i++) {
+        size_t len = vocab[i] ? (vocab_lens ? vocab_lens[i] : strlen(vocab[i])) : 0;
+        if (len > 0xFFFFFF) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: token %lld is %zu bytes long", (long long)i, len);
+        pool_size += len + 1;
+    }
+    bpe = (mmspcl_bpe *)MMSPCL_MALLOC(sizeof *bpe);
+    if (!bpe) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "bpe: out of memory");
+    memset(bpe, 0, sizeof *bpe);
+    bpe->n_vocab = n_vocab;
+    bpe->vocab_mask = mmspcl__bpe_pow2(n_vocab) - 1;
+    bpe->merge_mask = mmspcl__bpe_pow2(n_merges) - 1;
+    bpe->pool = (char *)MMSPCL_MALLOC(pool_size);
+    bpe->tok_off = (size_t *)MMSPCL_MALLOC((size_t)n_vocab * sizeof(size_t));
+    bpe->tok_len = (uint32_t *)MMSPCL_MALLOC((size_t)n_vocab * sizeof(uint32_t));
+    bpe->vocab_slot = (int32_t *)MMSPCL_MALLOC(((size_t)bpe->vocab_mask + 1) * sizeof(int32_t));
+    bpe->merge_key = (uint64_t *)MMSPCL_MALLOC(((size_t)bpe->merge_mask + 1) * sizeof(uint64_t));
+    bpe->merge_rank = (uint32_t *)MMSPCL_MALLOC(((size_t)bpe->merge_mask + 1) * sizeof(uint32_t));
+    bpe->merge_new = (int32_t *)MMSPCL_MALLOC(((size_t)bpe->merge_mask + 1) * sizeof(int32_t));
+    if (!bpe->pool || !bpe->tok_off || !bpe->tok_len || !bpe->vocab_slot || !bpe->merge_key ||
+        !bpe->merge_rank || !bpe->merge_new) {
+        mmspcl_bpe_free(bpe);
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "bpe: out of memory for %lld tokens and %lld merges",
+                            (long long)n_vocab, (long long)n_merges);
+    }
+    memset(bpe->vocab_slot, 0, ((size_t)bpe->vocab_mask + 1) * sizeof(int32_t));
+    memset(bpe->merge_key, 0xFF, ((size_t)bpe->merge_mask + 1) * sizeof(uint64_t));
+
+    /* vocabulary: copy, and index every non-empty token (the first id wins on duplicates) */
+    for (i = 0; i < n_vocab; i++) {
+        size_t len = vocab[i] ? (vocab_lens ? vocab_lens[i] : strlen(vocab[i])) : 0;
+        bpe->tok_off[i] = off;
+        bpe->tok_len[i] = (uint32_t)len;
+        if (len) memcpy(bpe->pool + off, vocab[i], len);
+        bpe->pool[off + len] = 0;
+        off += len + 1;
+        if (len && mmspcl__bpe_lookup2(bpe, vocab[i], len, "", 0) < 0) {
+            uint64_t h = mmspcl__bpe_hash_bytes(MMSPCL__BPE_FNV0, (const unsigned char *)vocab[i], len);
+            uint32_t s = mmspcl__bpe_mix(h) & bpe->vocab_mask;
+            while (bpe->vocab_slot[s]) s = (s + 1) & bpe->vocab_mask;
+            bpe->vocab_slot[s] = (int32_t)i + 1;
+        }
+    }
+
+    /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the rest to 256+n */
+    for (b = 0; b < 324; b++) bpe->cp_byte[b] = -1;
+    for (b = 0; b < 256; b++) {
+        int keep = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        char u[2];
+        size_t ul;
+        uint32_t cp = keep ? (uint32_t)b : (uint32_t)(256 + n_cp++);
+        bpe->byte_cp[b] = (uint16_t)cp;
+        bpe->cp_byte[cp] = (int16_t)b;
+        if (cp < 0x80) { u[0] = (char)cp; ul = 1; }
+        else { u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 0x3F)); ul = 2; }
+        bpe->byte_id[b] = mmspcl__bpe_lookup2(bpe, u, ul, "", 0);
+    }
+
+    /* merges: "left right" -> (rank, id of left ++ right); a later duplicate replaces an
+       earlier one, as in Hugging Face's HashMap */
+    if (n_merges > 0) {
+        size_t l0 = merge_lens ? merge_lens[0] : (merges[0] ? strlen(merges[0]) : 0);
+        if (merges[0] && l0 >= 8 && !memcmp(merges[0], "#version", 8)) first = 1;
+    }
+    for (i = first; i < n_merges; i++) {
+        const char *m = merges[i], *sp;
+        size_t len = m ? (merge_lens ? merge_lens[i] : strlen(m)) : 0;
+        int32_t lid, rid, nid;
+        uint64_t key;
+        uint32_t s;
+        sp = len ? (const char *)memchr(m, ' ', len) : NULL;
+        if (!sp || sp == m || sp == m + len - 1 || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - m))) {
+            mmspcl_bpe_free(bpe);
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: merge %lld \"%.*s\" is not \"left right\"",
+                                (long long)i, (int)(len > 60 ? 60 : len), m ? m : "");
+        }
+        lid = mmspcl__bpe_lookup2(bpe, m, (size_t)(sp - m), "", 0);
+        rid = mmspcl__bpe_lookup2(bpe, sp + 1, len - (size_t)(sp + 1 - m), "", 0);
+        nid = mmspcl__bpe_lookup2(bpe, m, (size_t)(sp - m), sp + 1, len - (size_t)(sp + 1 - m));
+        if (lid < 0 || rid < 0 || nid < 0) {
+            mmspcl_bpe_free(bpe);
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: merge %lld \"%.*s\": %s is not in the vocabulary",
+                                (long long)i, (int)(len > 60 ? 60 : len), m,
+                                lid < 0 ? "its left part" : rid < 0 ? "its right part" : "the merged token");
+        }
+        key = ((uint64_t)(uint32_t)lid << 32) | (uint32_t)rid;
+        for (s = mmspcl__bpe_pair_slot(key, bpe->merge_mask);; s = (s + 1) & bpe->merge_mask)
+            if (bpe->merge_key[s] == key || bpe->merge_key[s] == UINT64_MAX) break;
+        if (bpe->merge_key[s] == UINT64_MAX) bpe->n_merges++;
+        bpe->merge_key[s] = key;
+        bpe->merge_rank[s] = (uint32_t)(i - first);
+        bpe->merge_new[s] = nid;
+    }
+    for (b = 0; b < MMSPCL__BPE_N_SPECIAL; b++) {
+        const char *nm = mmspcl__bpe_special_names[b];
+        bpe->special[b] = mmspcl__bpe_lookup2(bpe, nm, strlen(nm), "", 0);
+    }
+    *out = bpe;
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_bpe_from_weights(mmspcl_bpe **out, const mmspcl_weights *w, mmspcl_error *err) {
+    const mmspcl_kv *v, *m;
+    if (!out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "bpe: out is NULL");
+    *out = NULL;
+    if (!w) return mmspcl__fail(err, MMSPCL_ERR_ARG, "bpe: weights are NULL");
+    v = mmspcl_weights_get(w, "tokenizer.vocab");
+    m = mmspcl_weights_get(w, "tokenizer.merges");
+    if (!v || !m)
+        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "bpe: the weight file has no %s (convert it with the tokenizer files next to the checkpoint)",
+                            !v ? "tokenizer.vocab" : "tokenizer.merges");
+    if (v->type != MMSPCL_KV_STR_ARRAY || m->type != MMSPCL_KV_STR_ARRAY)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: %s is not a string array",
+                            v->type != MMSPCL_KV_STR_ARRAY ? "tokenizer.vocab" : "tokenizer.merges");
+    return mmspcl_bpe_from_arrays(out, v->strs, v->lens, v->count, m->strs, m->lens, m->count, err);
+}
+
+/* ---- encoding ----------------------------------------------------------------------------- */
+
+typedef struct { int32_t c, prev, next; uint32_t len; } mmspcl__bpe_sym;
+typedef struct { uint32_t rank, pos; int32_t new_id; } mmspcl__bpe_mrg;
+
+typedef struct {
+    mmspcl__bpe_sym *sym;       /* cap symbols */
+    mmspcl__bpe_mrg *heap;      /* 3 * cap entries */
+    size_t cap;
+    int32_t *ids;
+    int max_ids;
+    int64_t count;
+    int failed;
+    mmspcl__bpe_sym sym_local[MMSPCL__BPE_LOCAL];
+    mmspcl__bpe_mrg heap_local[3 * MMSPCL__BPE_LOCAL];
+} mmspcl__bpe_ctx;
+
+static void mmspcl__bpe_emit(mmspcl__bpe_ctx *cx, int32_t id) {
+    if (cx->count < cx->max_ids) cx->ids[cx->count] = id;
+    cx->count++;
+}
+
+/* min-heap on (rank, pos): the lowest rank first, the leftmost on ties */
+static int mmspcl__bpe_less(const mmspcl__bpe_mrg *a, const mmspcl__bpe_mrg *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static void mmspcl__bpe_push(mmspcl__bpe_mrg *h, size_t *n, mmspcl__bpe_mrg m) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!mmspcl__bpe_less(&m, &h[p])) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = m;
+}
+
+static mmspcl__bpe_mrg mmspcl__bpe_pop(mmspcl__bpe_mrg *h, size_t *n) {
+    mmspcl__bpe_mrg top = h[0], last = h[--*n];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && mmspcl__bpe_less(&h[c + 1], &h[c])) c++;
+        if (!mmspcl__bpe_less(&h[c], &last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+    return top;
+}
+
+/* BPE of one pre-tokenised piece, with Hugging Face's algorithm (models/bpe/word.rs merge_all). */
+static void mmspcl__bpe_word(const mmspcl_bpe *bpe, mmspcl__bpe_ctx *cx, const unsigned char *s,
+                             size_t n) {
+    mmspcl__bpe_sym *sym;
+    mmspcl__bpe_mrg *heap;
+    size_t i, m = 0, nh = 0;
+    uint32_t rank;
+    int32_t nid;
+    if (n == 1) {
+        if (bpe->byte_id[s[0]] >= 0) mmspcl__bpe_emit(cx, bpe->byte_id[s[0]]);
+        return;
+    }
+    if (n > cx->cap) {
+        size_t cap = cx->cap;
+        while (cap < n) cap *= 2;
+        if (cx->sym != cx->sym_local) { MMSPCL_FREE(cx->sym); MMSPCL_FREE(cx->heap); }
+        cx->sym = (mmspcl__bpe_sym *)MMSPCL_MALLOC(cap * sizeof(mmspcl__bpe_sym));
+        cx->heap = (mmspcl__bpe_mrg *)MMSPCL_MALLOC(3 * cap * sizeof(mmspcl__bpe_mrg));
+        if (!cx->sym || !cx->heap) {
+            MMSPCL_FREE(cx->sym);
+            MMSPCL_FREE(cx->heap);
+            cx->sym = cx->sym_local;
+            cx->heap = cx->heap_local;
+            cx->cap = MMSPCL__BPE_LOCAL;
+            cx->failed = 1;
+            return;
+        }
+        cx->cap = cap;
+    }
+    sym = cx->sym;
+    heap = cx->heap;
+    /* one symbol per byte (a byte whose character is not in the vocabulary is dropped, as
+       Hugging Face's BPE without unk_token does) */
+    for (i = 0; i < n; i++) {
+        int32_t id = bpe->byte_id[s[i]];
+        if (id < 0) continue;
+        sym[m].c = id;
+        sym[m].prev = (int32_t)m - 1;
+        sym[m].next = (int32_t)m + 1;
+        sym[m].len = 1;
+        m++;
+    }
+    if (m == 0) return;
+    sym[m - 1].next = -1;
+    for (i = 0; i + 1 < m; i++) {
+        if (mmspcl__bpe_merge_get(bpe, sym[i].c, sym[i + 1].c, &rank, &nid)) {
+            mmspcl__bpe_mrg e;
+            e.rank = rank; e.pos = (uint32_t)i; e.new_id = nid;
+            mmspcl__bpe_push(heap, &nh, e);
+        }
+    }
+    while (nh) {
+        mmspcl__bpe_mrg top = mmspcl__bpe_pop(heap, &nh);
+        mmspcl__bpe_sym *cur = &sym[top.pos], *right;
+        int32_t nx;
+        if (cur->len == 0 || cur->next < 0) continue;
+        nx = cur->next;
+        right = &sym[nx];
+        /* a stale entry: the pair at pos changed since it was queued */
+        if (!mmspcl__bpe_merge_get(bpe, cur->c, right->c, &rank, &nid) || nid != top.new_id) continue;
+        cur->c = top.new_id;
+        cur->len += right->len;
+        cur->next = right->next;
+        right->len = 0;
+        if (cur->next >= 0) sym[cur->next].prev = (int32_t)top.pos;
+        if (cur->prev >= 0 && mmspcl__bpe_merge_get(bpe, sym[cur->prev].c, cur->c, &rank, &nid)) {
+            mmspcl__bpe_mrg e;
+            e.rank = rank; e.pos = (uint32_t)cur->prev; e.new_id = nid;
+            mmspcl__bpe_push(heap, &nh, e);
+        }
+        if (cur->next >= 0 && mmspcl__bpe_merge_get(bpe, cur->c, sym[cur->next].c, &rank, &nid)) {
+            mmspcl__bpe_mrg e;
+            e.rank = rank; e.pos = top.pos; e.new_id = nid;
+            mmspcl__bpe_push(heap, &nh, e);
+        }
+    }
+    for (nid = 0; nid >= 0; nid = sym[nid].next) mmspcl__bpe_emit(cx, sym[nid].c);
+}
+
+/* GPT-2's pre-tokenisation of s[0..n) (no special tokens in it); BPE of every piece. */
+static void mmspcl__bpe_pretok(const mmspcl_bpe *bpe, mmspcl__bpe_ctx *cx, const unsigned char *s,
+                               size_t n) {
+    size_t i = 0;
+    while (i < n && !cx->failed) {
+        uint32_t cp;
+        size_t l0 = mmspcl__bpe_utf8(s + i, n - i, &cp), j;
+        int k = mmspcl__bpe_class(cp);
+        /* 's|'t|'re|'ve|'m|'ll|'d */
+        if (s[i] == '\'' && i + 1 < n) {
+            unsigned a = s[i + 1];
+            if (a == 's' || a == 't' || a == 'm' || a == 'd') {
+                mmspcl__bpe_word(bpe, cx, s + i, 2);
+                i += 2;
+                continue;
+            }
+            if (i + 2 < n && ((a == 'r' && s[i + 2] == 'e') || (a == 'v' && s[i + 2] == 'e') ||
+                              (a == 'l' && s[i + 2] == 'l'))) {
+                mmspcl__bpe_word(bpe, cx, s + i, 3);
+                i += 3;
+                continue;
+            }
+        }
+        /*  ?\p{L}+ |  ?\p{N}+ |  ?[^\s\p{L}\p{N}]+ */
+        j = i + l0;
+        if (s[i] == ' ' && i + 1 < n) {
+            uint32_t c1;
+            size_t l1 = mmspcl__bpe_utf8(s + i + 1, n - i - 1, &c1);
+            int k1 = mmspcl__bpe_class(c1);
+            if (k1 != MMSPCL__BPE_SPACE) { k = k1; j = i + 1 + l1; }
+        }
+        if (k != MMSPCL__BPE_SPACE) {
+            while (j < n) {
+                size_t l = mmspcl__bpe_utf8(s + j, n - j, &cp);
+                if (mmspcl__bpe_class(cp) != k) break;
+                j += l;
+            }
+        } else {
+            /* \s+(?!\S) | \s+ : a run of whitespace followed by a non-space gives up its last
+               character (which then starts the next piece), unless it is the only one */
+            size_t last = i;
+            j = i;
+            while (j < n) {
+                size_t l = mmspcl__bpe_utf8(s + j, n - j, &cp);
+                if (mmspcl__bpe_class(cp) != MMSPCL__BPE_SPACE) break;
+                last = j;
+                j += l;
+            }
+            if (j < n && last > i) j = last;
+        }
+        mmspcl__bpe_word(bpe, cx, s + i, j - i);
+        i = j;
+    }
+}
+
+int mmspcl_bpe_encode_ex(const mmspcl_bpe *bpe, const char *text, size_t len, int32_t *ids,
+                         int max_ids, int flags) {
+    const unsigned char *s = (const unsigned char *)text;
+    mmspcl__bpe_ctx *cx, cx_store;
+    size_t seg = 0, p = 0;
+    int have_special = 0, k;
+    if (!bpe || (!text && len > 0) || len > 0x3FFFFFFF) return -1;
+    cx = &cx_store;
+    cx->sym = cx->sym_local;
+    cx->heap = cx->heap_local;
+    cx->cap = MMSPCL__BPE_LOCAL;
+    cx->ids = ids;
+    cx->max_ids = ids ? (max_ids > 0 ? max_ids : 0) : 0;
+    cx->count = 0;
+    cx->failed = 0;
+    if ((flags & MMSPCL_BPE_ADD_SPECIAL) && bpe->special[MMSPCL__BPE_BOS] >= 0)
+        mmspcl__bpe_emit(cx, bpe->special[MMSPCL__BPE_BOS]);
+    for (k = 0; k < MMSPCL__BPE_N_SPECIAL; k++) have_special |= bpe->special[k] >= 0;
+    if (have_special && !(flags & MMSPCL_BPE_NO_SPECIAL_SPLIT)) {
+        while (p < len) {
+            const unsigned char *q = (const unsigned char *)memchr(s + p, '<', len - p);
+            size_t pos, start, sl = 0;
+            int match = -1;
+            if (!q) break;
+            pos = (size_t)(q - s);
+            for (k = 0; k < MMSPCL__BPE_N_SPECIAL && match < 0; k++) {
+                const char *nm = mmspcl__bpe_special_names[k];
+                sl = strlen(nm);
+                if (bpe->special[k] >= 0 && len - pos >= sl && !memcmp(s + pos, nm, sl)) match = k;
+            }
+            if (match < 0) { p = pos + 1; continue; }
+            start = match == MMSPCL__BPE_MASK ? mmspcl__bpe_ws_run_start(s, seg, pos) : pos;  /* lstrip */
+            mmspcl__bpe_pretok(bpe, cx, s + seg, start - seg);
+            mmspcl__bpe_emit(cx, bpe->special[match]);
+            seg = p = pos + sl;
+        }
+    }
+    mmspcl__bpe_pretok(bpe, cx, s + seg, len - seg);
+    if ((flags & MMSPCL_BPE_ADD_SPECIAL) && bpe->special[MMSPCL__BPE_EOS] >= 0)
+        mmspcl__bpe_emit(cx, bpe->special[MMSPCL__BPE_EOS]);
+    if (cx->sym != cx->sym_local) { MMSPCL_FREE(cx->sym); MMSPCL_FREE(cx->heap); }
+    if (cx->failed) return -1;
+    return (int)cx->count;
+}
+
+int mmspcl_bpe_encode(const mmspcl_bpe *bpe, const char *text, size_t len, int32_t *ids,
+                      int max_ids) {
+    return mmspcl_bpe_encode_ex(bpe, text, len, ids, max_ids, 0);
+}
+
+/* ---- decoding and lookups ----------------------------------------------------------------- */
+
+size_t mmspcl_bpe_decode(const mmspcl_bpe *bpe, const int32_t *ids, int n, char *out, size_t cap) {
+    size_t total = 0;
+    int t, k;
+    if (!bpe || !ids) n = 0;
+    for (t = 0; t < n; t++) {
+        int32_t id = ids[t];
+        const unsigned char *s;
+        size_t len, i, l;
+        int special = 0, mapped = 1;
+        if (id < 0 || id >= bpe->n_vocab || bpe->tok_len[id] == 0) continue;
+        s = (const unsigned char *)bpe->pool + bpe->tok_off[id];
+        len = bpe->tok_len[id];
+        for (k = 0; k < MMSPCL__BPE_N_SPECIAL; k++) special |= bpe->special[k] == id;
+        /* every character through the reverse byte table; a token with a character outside it
+           comes out verbatim (as Hugging Face's ByteLevel decoder does) */
+        if (!special) {
+            for (i = 0; i < len && mapped; i += l) {
+                uint32_t cp;
+                l = mmspcl__bpe_utf8(s + i, len - i, &cp);
+                mapped = cp < 324 && bpe->cp_byte[cp] >= 0;
+            }
+        }
+        for (i = 0; i < len; i += l) {
+            unsigned char byte;
+            if (special || !mapped) { byte = s[i]; l = 1; }
+            else {
+                uint32_t cp;
+                l = mmspcl__bpe_utf8(s + i, len - i, &cp);
+                byte = (unsigned char)bpe->cp_byte[cp];
+            }
+            if (out && total + 1 < cap) out[total] = (char)byte;
+            total++;
+        }
+    }
+    if (out && cap > 0) out[total < cap ? total : cap - 1] = 0;
+    return total;
+}
+
+int32_t mmspcl_bpe_token_id(const mmspcl_bpe *bpe, const char *token) {
+    if (!bpe || !token || !*token) return -1;
+    return mmspcl__bpe_lookup2(bpe, token, strlen(token), "", 0);
+}
+
+const char *mmspcl_bpe_token_str(const mmspcl_bpe *bpe, int32_t id, size_t *len) {
+    if (!bpe || id < 0 || id >= bpe->n_vocab || bpe->tok_len[id] == 0) return NULL;
+    if (len) *len = bpe->tok_len[id];
+    return bpe->pool + bpe->tok_off[id];
+}
+
+int64_t mmspcl_bpe_vocab_size(const mmspcl_bpe *bpe) { return bpe ? bpe->n_vocab : 0; }
+int32_t mmspcl_bpe_bos_id(const mmspcl_bpe *bpe) { return bpe ? bpe->special[MMSPCL__BPE_BOS] : -1; }
+int32_t mmspcl_bpe_pad_id(const mmspcl_bpe *bpe) { return bpe ? bpe->special[MMSPCL__BPE_PAD] : -1; }
+int32_t mmspcl_bpe_eos_id(const mmspcl_bpe *bpe) { return bpe ? bpe->special[MMSPCL__BPE_EOS] : -1; }
+int32_t mmspcl_bpe_unk_id(const mmspcl_bpe *bpe) { return bpe ? bpe->special[MMSPCL__BPE_UNK] : -1; }
+int32_t mmspcl_bpe_mask_id(const mmspcl_bpe *bpe) { return bpe ? bpe->special[MMSPCL__BPE_MASK] : -1; }
+
+/* ---------------------------------------------------------------------------------------------
+   RoBERTa encoder
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl__roberta_layer {
+    const mmspcl_tensor *wq, *wk, *wv, *wo, *w_in, *w_out;
+    const float *bq, *bk, *bv, *bo, *b_in, *b_out;
+    const float *ln_attn_g, *ln_attn_b, *ln_out_g, *ln_out_b;
+} mmspcl__roberta_layer;
+
+struct mmspcl_roberta {
+    mmspcl_roberta_config cfg;
+    const mmspcl_tensor *word_emb, *pos_emb, *type_emb;
+    const float *emb_ln_g, *emb_ln_b;
+    mmspcl__roberta_layer *layers;
+    int max_tokens;
+    mmspcl_arena arena;
+};
+
+/* A vector parameter (bias, LayerNorm) must be f32 of length n: the converter stores them so. */
+static mmspcl_status mmspcl__vec(const mmspcl_weights *w, const char *name, int64_t n,
+                                 const float **out, mmspcl_error *err) {
+    const mmspcl_tensor *t;
+    mmspcl_status st = mmspcl_weights_expect(w, name, 1, &n, &t, err);
+    if (st) return st;
+    if (t->dtype != MMSPCL_F32)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "tensor '%s' is %s, expected f32", name, mmspcl_dtype_name(t->dtype));
+    *out = (const float *)t->data;
+    return MMSPCL_OK;
+}
+
+static mmspcl_status mmspcl__mat(const mmspcl_weights *w, const char *name, int64_t rows, int64_t cols,
+                                 const mmspcl_tensor **out, mmspcl_error *err) {
+    int64_t ne[2];
+    ne[0] = rows; ne[1] = cols;
+    return mmspcl_weights_expect(w, name, 2, ne, out, err);
+}
+
+static mmspcl_status mmspcl__get_hparam(const mmspcl_weights *w, const char *key, int64_t lo,
+                                        int64_t hi, int *out, mmspcl_error *err) {
+    int64_t v;
+    if (!mmspcl_weights_get_int(w, key, &v))
+        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "weight file has no integer '%s'", key);
+    if (v < lo || v > hi)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "'%s' = %lld is outside [%lld, %lld]", key, (long long)v,
+                            (long long)lo, (long long)hi);
+    *out = (int)v;
+    return MMSPCL_OK;
+}
+
+/* Activations of max_tokens packed tokens: x, q, k, v, ctx (H each), ffn (I), attention scratch. */
+static size_t mmspcl__roberta_arena_need(const mmspcl_roberta_config *c, int max_tokens, int max_seq) {
+    size_t t = (size_t)max_tokens, h = (size_t)c->hidden_size;
+    return sizeof(float) * (5 * t * h + t * (size_t)c->intermediate_size + mmspcl_attention_scratch(max_seq))
+           + 8 * 64 + (size_t)max_seq;
+}
+
+mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w, int max_batch,
+                                  int max_seq, mmspcl_error *err) {
+    mmspcl_roberta *m;
+    mmspcl_roberta_config *c;
+    const char *arch = NULL, *act = NULL;
+    double eps = 1e-5;
+    char name[128];
+    int64_t ne2[2];
+    int l;
+    mmspcl_status st;
+    *out = NULL;
+    if (!mmspcl_weights_get_str(w, "general.architecture", &arch) || strcmp(arch, "roberta") != 0)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "weight file holds '%s', not a roberta encoder", arch ? arch : "(no general.architecture)");
+    if (max_batch < 1 || max_seq < 1)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_load: max_batch and max_seq must be >= 1");
+    if (!(m = (mmspcl_roberta *)MMSPCL_MALLOC(sizeof *m))) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory");
+    memset(m, 0, sizeof *m);
+    c = &m->cfg;
+    if ((st = mmspcl__get_hparam(w, "roberta.vocab_size", 1, 1 << 24, &c->vocab_size, err)) ||
+        (st = mmspcl__get_hparam(w, "roberta.hidden_size", 1, 1 << 16, &c->hidden_size, err)) ||
+        (st = mmspcl__get_hparam(w, "roberta.num_hidden_layers", 1, 1024, &c->num_layers, err)) ||
+        (st = mmspcl__get_hparam(w, "roberta.num_attention_heads", 1, 1024, &c->num_heads, err)) ||
+        (st = mmspcl__get_hparam(w, "roberta.intermediate_size", 1, 1 << 18, &c->intermediate_size, err)) ||
+        (st = mmspcl__get_hparam(w, "roberta.max_position_embeddings", 1, 1 << 20, &c->max_positions, err)) ||
+        (st = mmspcl__get_hparam(w, "roberta.type_vocab_size", 1, 1 << 16, &c->type_vocab_size, err)) ||
+        (st = mmspcl__get_hparam(w, "roberta.pad_token_id", 0, c->vocab_size - 1, &c->pad_id, err)))
+        goto fail;
+    mmspcl_weights_get_float(w, "roberta.layer_norm_eps", &eps);
+    c->layer_norm_eps = (float)eps;
+    if (mmspcl_weights_get_str(w, "roberta.hidden_act", &act) && strcmp(act, "gelu") != 0) {
+        st = mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "roberta.hidden_act '%s' is not supported (only gelu)", act);
+        goto fail;
+    }
+    if (c->hidden_size % c->num_heads) {
+        st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "hidden_size %d is not a multiple of %d heads", c->hidden_size, c->num_heads);
+        goto fail;
+    }
+    if ((st = mmspcl__mat(w, "embeddings.word_embeddings.weight", c->vocab_size, c->hidden_size, &m->word_emb, err)) ||
+        (st = mmspcl__mat(w, "embeddings.position_embeddings.weight", c->max_positions, c->hidden_size, &m->pos_emb, err)) ||
+        (st = mmspcl__mat(w, "embeddings.token_type_embeddings.weight", c->type_vocab_size, c->hidden_size, &m->type_emb, err)) ||
+        (st = mmspcl__vec(w, "embeddings.LayerNorm.weight", c->hidden_size, &m->emb_ln_g, err)) ||
+        (st = mmspcl__vec(w, "embeddings.LayerNorm.bias", c->hidden_size, &m->emb_ln_b, err)))
+        goto fail;
+    if (!(m->layers = (mmspcl__roberta_layer *)MMSPCL_MALLOC((size_t)c->num_layers * sizeof *m->layers))) {
+        st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (l = 0; l < c->num_layers; l++) {
+        mmspcl__roberta_layer *L = &m->layers[l];
+        int64_t H = c->hidden_size, I = c->intermediate_size;
+#define MMSPCL__NAME(suffix) (snprintf(name, sizeof name, "encoder.layer.%d.%s", l, suffix), name)
+        if ((st = mmspcl__mat(w, MMSPCL__NAME("attention.self.query.weight"), H, H, &L->wq, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("attention.self.query.bias"), H, &L->bq, err)) ||
+            (st = mmspcl__mat(w, MMSPCL__NAME("attention.self.key.weight"), H, H, &L->wk, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("attention.self.key.bias"), H, &L->bk, err)) ||
+            (st = mmspcl__mat(w, MMSPCL__NAME("attention.self.value.weight"), H, H, &L->wv, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("attention.self.value.bias"), H, &L->bv, err)) ||
+            (st = mmspcl__mat(w, MMSPCL__NAME("attention.output.dense.weight"), H, H, &L->wo, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("attention.output.dense.bias"), H, &L->bo, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("attention.output.LayerNorm.weight"), H, &L->ln_attn_g, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("attention.output.LayerNorm.bias"), H, &L->ln_attn_b, err)) ||
+            (st = mmspcl__mat(w, MMSPCL__NAME("intermediate.dense.weight"), I, H, &L->w_in, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("intermediate.dense.bias"), I, &L->b_in, err)) ||
+            (st = mmspcl__mat(w, MMSPCL__NAME("output.dense.weight"), H, I, &L->w_out, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("output.dense.bias"), H, &L->b_out, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("output.LayerNorm.weight"), H, &L->ln_out_g, err)) ||
+            (st = mmspcl__vec(w, MMSPCL__NAME("output.LayerNorm.bias"), H, &L->ln_out_b, err)))
+            goto fail;
+#undef MMSPCL__NAME
+    }
+    (void)ne2;
+    if ((int64_t)max_batch * max_seq > (1 << 24) || max_seq > c->max_positions - c->pad_id - 1) {
+        st = mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_load: max_seq %d exceeds the %d positions the model has",
+                          max_seq, c->max_positions - c->pad_id - 1);
+        goto fail;
+    }
+    m->max_tokens = max_batch * max_seq;
+    if ((st = mmspcl_arena_init(&m->arena, mmspcl__roberta_arena_need(c, m->max_tokens, max_seq), err))) goto fail;
+    *out = m;
+    return MMSPCL_OK;
+fail:
+    mmspcl_roberta_free(m);
+    return st;
+}
+
+void mmspcl_roberta_free(mmspcl_roberta *m) {
+    if (!m) return;
+    mmspcl_arena_free(&m->arena);
+    MMSPCL_FREE(m->layers);
+    MMSPCL_FREE(m);
+}
+
+const mmspcl_roberta_config *mmspcl_roberta_get_config(const mmspcl_roberta *m) { return &m->cfg; }
+size_t mmspcl_roberta_arena_bytes(const mmspcl_roberta *m) { return m->arena.size; }
+
+/* Row r of an embedding table of any dtype, added into y. */
+static void mmspcl__add_embedding_row(float *y, const mmspcl_tensor *table, int64_t r, float *tmp) {
+    int64_t n = table->ne[1], i;
+    mmspcl_dequantize_row(table->dtype, (const unsigned char *)table->data + (size_t)r * mmspcl_dtype_row_size(table->dtype, n), tmp, n);
+    for (i = 0; i < n; i++) y[i] += tmp[i];
+}
+
+/* x = LayerNorm(x + delta) */
+static void mmspcl__residual_layernorm(float *x, const float *delta, const float *g, const float *b,
+                                       int rows, int dim, float eps) {
+    size_t i, n = (size_t)rows * (size_t)dim;
+    for (i = 0; i < n; i++) x[i] += delta[i];
+    mmspcl_layernorm(x, x, g, b, rows, dim, eps);
+}
+
+mmspcl_status mmspcl_roberta_forward(mmspcl_roberta *m, const int32_t *ids, const int *lengths,
+                                     int batch, int seq, float *hidden, mmspcl_error *err) {
+    const mmspcl_roberta_config *c = &m->cfg;
+    const int H = c->hidden_size, I = c->intermediate_size, nh = c->num_heads, hd = H / nh;
+    float *x, *q, *k, *v, *ctx, *ffn, *scratch, *tmp;
+    int b, l, T = 0, t;
+    mmspcl_status st = MMSPCL_OK;
+
+    if (batch < 1 || seq < 1) return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_forward: empty batch");
+    for (b = 0; b < batch; b++) {
+        if (lengths[b] < 1 || lengths[b] > seq)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_forward: sequence %d has length %d (1..%d allowed)", b, lengths[b], seq);
+        if (lengths[b] > c->max_positions - c->pad_id - 1)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_forward: sequence %d has %d tokens, the model takes at most %d",
+                                b, lengths[b], c->max_positions - c->pad_id - 1);
+        for (t = 0; t < lengths[b]; t++)
+            if (ids[(size_t)b * seq + t] < 0 || ids[(size_t)b * seq + t] >= c->vocab_size)
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_forward: token id %d at [%d][%d] is outside the vocabulary (%d)",
+                                    ids[(size_t)b * seq + t], b, t, c->vocab_size);
+        T += lengths[b];
+    }
+    if (T > m->max_tokens)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_forward: %d tokens exceed the %d the model was loaded for", T, m->max_tokens);
+
+    mmspcl_arena_reset(&m->arena);
+    x = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    q = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    k = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    v = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    ctx = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    ffn = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * I * sizeof(float));
+    scratch = (float *)mmspcl_arena_alloc(&m->arena, mmspcl_attention_scratch(seq) * sizeof(float));
+    if (!x || !q || !k || !v || !ctx || !ffn || !scratch)
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "roberta_forward: activation arena too small");
+    tmp = ctx;  /* free until the first layer */
+
+    /* Embeddings: word + position (HF: pad_id + running count of non-pad tokens) + type 0. */
+    for (b = 0, T = 0; b < batch; b++) {
+        int pos = c->pad_id;
+        for (t = 0; t < lengths[b]; t++, T++) {
+            int32_t id = ids[(size_t)b * seq + t];
+            float *row = x + (size_t)T * H;
+            memset(row, 0, (size_t)H * sizeof(float));
+            mmspcl__add_embedding_row(row, m->word_emb, id, tmp);
+            mmspcl__add_embedding_row(row, m->pos_emb, id != c->pad_id ? ++pos : c->pad_id, tmp);
+            mmspcl__add_embedding_row(row, m->type_emb, 0, tmp);
+        }
+    }
+    mmspcl_layernorm(x, x, m->emb_ln_g, m->emb_ln_b, T, H, c->layer_norm_eps);
+
+    for (l = 0; l < c->num_layers && !st; l++) {
+        const mmspcl__roberta_layer *L = &m->layers[l];
+        int start = 0;
+        if ((st = mmspcl_linear(q, x, T, H, L->wq, L->bq)) || (st = mmspcl_linear(k, x, T, H, L->wk, L->bk)) ||
+            (st = mmspcl_linear(v, x, T, H, L->wv, L->bv)))
+            break;
+        for (b = 0; b < batch; start += lengths[b], b++)   /* each sequence attends to itself */
+            mmspcl_attention(ctx + (size_t)start * H, H, q + (size_t)start * H, H, k + (size_t)start * H,
+                             v + (size_t)start * H, H, lengths[b], lengths[b], nh, hd, NULL, scratch);
+        if ((st = mmspcl_linear(q, ctx, T, H, L->wo, L->bo))) break;  /* q is free again */
+        mmspcl__residual_layernorm(x, q, L->ln_attn_g, L->ln_attn_b, T, H, c->layer_norm_eps);
+        if ((st = mmspcl_linear(ffn, x, T, H, L->w_in, L->b_in))) break;
+        mmspcl_gelu(ffn, (size_t)T * I);
+        if ((st = mmspcl_linear(q, ffn, T, I, L->w_out, L->b_out))) break;
+        mmspcl__residual_layernorm(x, q, L->ln_out_g, L->ln_out_b, T, H, c->layer_norm_eps);
+    }
+    if (st) return mmspcl__fail(err, st, "roberta_forward: layer %d failed (%s)", l, mmspcl_status_name(st));
+
+    for (b = 0, T = 0; b < batch; b++) {
+        float *dst = hidden + (size_t)b * seq * H;
+        memcpy(dst, x + (size_t)T * H, (size_t)lengths[b] * H * sizeof(float));
+        memset(dst + (size_t)lengths[b] * H, 0, (size_t)(seq - lengths[b]) * H * sizeof(float));
+        T += lengths[b];
+    }
+    return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   SPCL prompt and text embedding
+   ------------------------------------------------------------------------------------------ */
+
+/* SPCL's MELD cleaning: ’ -> ', drop ". Returns a new NUL-terminated string (caller frees). */
+static char *mmspcl__spcl_clean(const char *speaker, const char *sep, const char *text) {
+    size_t ns = strlen(speaker), np = strlen(sep), nt = strlen(text), i, o = 0;
+    char *s = (char *)MMSPCL_MALLOC(ns + np + nt + 1);
+    if (!s) return NULL;
+    memcpy(s, speaker, ns);
+    memcpy(s + ns, sep, np);
+    o = ns + np;
+    for (i = 0; i < nt; i++) {
+        if ((unsigned char)text[i] == 0xE2 && i + 2 < nt && (unsigned char)text[i + 1] == 0x80 &&
+            (unsigned char)text[i + 2] == 0x99) { s[o++] = '\''; i += 2; continue; }
+        if (text[i] == '"') continue;
+        s[o++] = text[i];
+    }
+    s[o] = 0;
+    return s;
+}
+
+/* bpe(text) appended to a growing id list. */
+static mmspcl_status mmspcl__spcl_tokenize(const mmspcl_bpe *tok, const char *text, int32_t **ids,
+                                           int *n, int *cap) {
+    size_t len = strlen(text);
+    for (;;) {
+        int need = mmspcl_bpe_encode(tok, text, len, *ids + *n, *cap - *n);
+        if (need < 0) return MMSPCL_ERR_ARG;
+        if (need <= *cap - *n) { *n += need; return MMSPCL_OK; }
+        {
+            int nc = (*n + need) * 2 + 64;
+            int32_t *p = (int32_t *)MMSPCL_REALLOC(*ids, (size_t)nc * sizeof(int32_t));
+            if (!p) return MMSPCL_ERR_NOMEM;
+            *ids = p;
+            *cap = nc;
+        }
+    }
+}
+
+mmspcl_status mmspcl_spcl_prompts(const mmspcl_bpe *tok, const mmspcl_turn *turns, int n_turns,
+                                  int max_len, int32_t *ids, int *lengths, int *mask_pos,
+                                  mmspcl_error *err) {
+    int32_t *all = NULL, *query = NULL;
+    int *start = NULL, n_all = 0, cap_all = 0, n_query = 0, cap_query = 0, t;
+    const int32_t bos = mmspcl_bpe_token_id(tok, "<s>"), eos = mmspcl_bpe_token_id(tok, "</s>");
+    const int32_t mask = mmspcl_bpe_token_id(tok, "<mask>"), pad = mmspcl_bpe_token_id(tok, "<pad>");
+    mmspcl_status st = MMSPCL_OK;
+    if (n_turns < 1 || max_len < 16) return mmspcl__fail(err, MMSPCL_ERR_ARG, "spcl_prompts: need >= 1 turn and max_len >= 16");
+    if (bos < 0 || eos < 0 || mask < 0)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "spcl_prompts: the vocabulary lacks <s>, </s> or <mask>");
+    if (!(start = (int *)MMSPCL_MALLOC((size_t)(n_turns + 1) * sizeof(int)))) {
+        st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "spcl_prompts: out of memory");
+        goto done;
+    }
+    /* u_j for every turn, stored back to back: u_j = all[start[j] .. start[j+1]) */
+    for (t = 0; t < n_turns; t++) {
+        char *s = mmspcl__spcl_clean(turns[t].speaker ? turns[t].speaker : "", ":", turns[t].text ? turns[t].text : "");
+        start[t] = n_all;
+        if (!s) { st = MMSPCL_ERR_NOMEM; break; }
+        st = mmspcl__spcl_tokenize(tok, s, &all, &n_all, &cap_all);
+        MMSPCL_FREE(s);
+        if (st) break;
+        if (n_all + 1 > cap_all) {
+            int32_t *p = (int32_t *)MMSPCL_REALLOC(all, (size_t)(cap_all + 64) * sizeof(int32_t));
+            if (!p) { st = MMSPCL_ERR_NOMEM; break; }
+            all = p;
+            cap_all += 64;
+        }
+        all[n_all++] = eos;
+    }
+    start[n_turns] = n_all;
+    if (!st) st = mmspcl__spcl_tokenize(tok, "For utterance:", &query, &n_query, &cap_query);
+    if (st) { st = mmspcl__fail(err, st, "spcl_prompts: tokenising failed (%s)", mmspcl_status_name(st)); goto done; }
+
+    for (t = 0; t < n_turns; t++) {
+        int32_t *tail = NULL;
+        int n_tail = 0, cap_tail = 0, l = 0, j, len_t = start[t + 1] - start[t], total, skip, o;
+        char *p = mmspcl__spcl_clean(turns[t].speaker ? turns[t].speaker : "", " feels <mask>", "");
+        if (!p) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "spcl_prompts: out of memory"); goto done; }
+        st = mmspcl__spcl_tokenize(tok, p, &tail, &n_tail, &cap_tail);
+        MMSPCL_FREE(p);
+        if (st) { MMSPCL_FREE(tail); st = mmspcl__fail(err, st, "spcl_prompts: tokenising failed"); goto done; }
+        for (j = 0; j < t; j++) {          /* SPCL's loop: the first start that leaves room */
+            l = j;
+            if ((start[t + 1] - start[j]) + 8 + len_t <= max_len) break;
+        }
+        if (l < t - MMSPCL_SPCL_MAX_CONTEXT) l = t - MMSPCL_SPCL_MAX_CONTEXT;
+        total = 1 + (start[t + 1] - start[l]) + n_query + len_t + n_tail + 1;
+        skip = total > max_len ? total - max_len : 0;   /* keep the last max_len ids */
+        o = 0;
+#define MMSPCL__EMIT(id) do { if (skip > 0) skip--; else ids[(size_t)t * max_len + o++] = (id); } while (0)
+        MMSPCL__EMIT(bos);
+        for (j = start[l]; j < start[t + 1]; j++) MMSPCL__EMIT(all[j]);
+        for (j = 0; j < n_query; j++) MMSPCL__EMIT(query[j]);
+        for (j = start[t]; j < start[t + 1]; j++) MMSPCL__EMIT(all[j]);
+        for (j = 0; j < n_tail; j++) MMSPCL__EMIT(tail[j]);
+        MMSPCL__EMIT(eos);
+#undef MMSPCL__EMIT
+        MMSPCL_FREE(tail);
+        lengths[t] = o;
+        mask_pos[t] = 0;
+        for (j = 0; j < o; j++)
+            if (ids[(size_t)t * max_len + j] == mask) { mask_pos[t] = j; break; }
+        for (j = o; j < max_len; j++) ids[(size_t)t * max_len + j] = pad >= 0 ? pad : 1;
+    }
+done:
+    MMSPCL_FREE(all);
+    MMSPCL_FREE(query);
+    MMSPCL_FREE(start);
+    return st;
+}
+
+mmspcl_status mmspcl_spcl_embed_dialogue(mmspcl_roberta *m, const mmspcl_bpe *tok,
+                                         const mmspcl_turn *turns, int n_turns, int max_len,
+                                         float *z, mmspcl_error *err) {
+    const int H = m->cfg.hidden_size;
+    const int max_batch = m->max_tokens / max_len > 0 ? m->max_tokens / max_len : 1;
+    int32_t *ids = (int32_t *)MMSPCL_MALLOC((size_t)n_turns * max_len * sizeof(int32_t));
+    int *lengths = (int *)MMSPCL_MALLOC((size_t)n_turns * sizeof(int));
+    int *mask_pos = (int *)MMSPCL_MALLOC((size_t)n_turns * sizeof(int));
+    float *hidden = (float *)MMSPCL_MALLOC((size_t)max_batch * max_len * H * sizeof(float));
+    mmspcl_status st;
+    int t0, b;
+    if (!ids || !lengths || !mask_pos || !hidden) {
+        st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "spcl_embed_dialogue: out of memory");
+        goto done;
+    }
+    if ((st = mmspcl_spcl_prompts(tok, turns, n_turns, max_len, ids, lengths, mask_pos, err))) goto done;
+    for (t0 = 0; t0 < n_turns; t0 += max_batch) {
+        int nb = n_turns - t0 < max_batch ? n_turns - t0 : max_batch;
+        if ((st = mmspcl_roberta_forward(m, ids + (size_t)t0 * max_len, lengths + t0, nb, max_len, hidden, err))) goto done;
+        for (b = 0; b < nb; b++)
+            memcpy(z + (size_t)(t0 + b) * H, hidden + ((size_t)b * max_len + mask_pos[t0 + b]) * H, (size_t)H * sizeof(float));
+    }
+done:
+    MMSPCL_FREE(ids);
+    MMSPCL_FREE(lengths);
+    MMSPCL_FREE(mask_pos);
+    MMSPCL_FREE(hidden);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Images: PNG / BMP / PPM decoding (own inflate), Pillow-exact bicubic resize, CLIP preprocessing.
+   ------------------------------------------------------------------------------------------ */
+
+static uint32_t mmspcl__img_be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+static uint32_t mmspcl__img_le32(const unsigned char *p) {
+    return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | (uint32_t)p[0];
+}
+static unsigned mmspcl__img_le16(const unsigned char *p) { return (unsigned)p[0] | ((unsigned)p[1] << 8); }
+
+/* Checks the limits and allocates out->rgb (w*h*3). */
+static mmspcl_status mmspcl__img_alloc(mmspcl_image *out, int64_t w, int64_t h, const char *label,
+                                       const char *fmt, mmspcl_error *err) {
+    size_t n;
+    if (w < 1 || h < 1)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s image has size %lld x %lld", label, fmt,
+                            (long long)w, (long long)h);
+    if (w > MMSPCL_IMAGE_MAX_SIDE || h > MMSPCL_IMAGE_MAX_SIDE || w * h > MMSPCL_IMAGE_MAX_PIXELS)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED,
+                            "%s: %s image of %lld x %lld pixels is over the limits (side %d, %lld pixels)",
+                            label, fmt, (long long)w, (long long)h, MMSPCL_IMAGE_MAX_SIDE,
+                            (long long)MMSPCL_IMAGE_MAX_PIXELS);
+    n = (size_t)w * (size_t)h * 3;
+    out->rgb = (unsigned char *)MMSPCL_MALLOC(n);
+    if (!out->rgb)
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %zu bytes for the pixels", label, n);
+    out->width = (int)w;
+    out->height = (int)h;
+    return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   PPM / PGM (binary P6 / P5)
+   ------------------------------------------------------------------------------------------ */
+static int mmspcl__img_pnm_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Reads one decimal header token after whitespace and comments; -1 on error. *pos is left on the
+   byte that ended the token. */
+static long mmspcl__img_pnm_token(const unsigned char *p, size_t n, size_t *pos) {
+    size_t i = *pos;
+    long v = 0;
+    int digits = 0;
+    for (;;) {
+        if (i >= n) return -1;
+        if (p[i] == '#') {
+            while (i < n && p[i] != '\n' && p[i] != '\r') i++;
+        } else if (mmspcl__img_pnm_space(p[i])) {
+            i++;
+        } else {
+            break;
+        }
+    }
+    while (i < n && p[i] >= '0' && p[i] <= '9') {
+        if (++digits > 9) return -1;
+        v = v * 10 + (p[i] - '0');
+        i++;
+    }
+    if (!digits || i >= n) return -1;
+    if (!mmspcl__img_pnm_space(p[i]) && p[i] != '#') return -1;
+    *pos = i;
+    return v;
+}
+
+static mmspcl_status mmspcl__img_pnm(const unsigned char *p, size_t n, mmspcl_image *out,
+                                     const char *label, mmspcl_error *err) {
+    int ch = p[1] == '6' ? 3 : 1;
+    const char *fmt = ch == 3 ? "PPM (P6)" : "PGM (P5)";
+    size_t pos = 2, need, i, np;
+    long w, h, maxval;
+    int bps;
+    mmspcl_status st;
+    if (n < 3 || !mmspcl__img_pnm_space(p[2]))
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s header: no whitespace after the magic", label, fmt);
+    if ((w = mmspcl__img_pnm_token(p, n, &pos)) < 0 || (h = mmspcl__img_pnm_token(p, n, &pos)) < 0 ||
+        (maxval = mmspcl__img_pnm_token(p, n, &pos)) < 0)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s header is malformed or truncated near byte %zu",
+                            label, fmt, pos);
+    if (maxval < 1 || maxval > 65535)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s maxval %ld (1..65535 allowed)", label, fmt, maxval);
+    if (!mmspcl__img_pnm_space(p[pos]))
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s: a comment right after maxval (byte %zu)", label, fmt, pos);
+    pos++; /* exactly one whitespace byte ends the header */
+    if (w < 1 || h < 1 || w > MMSPCL_IMAGE_MAX_SIDE || h > MMSPCL_IMAGE_MAX_SIDE ||
+        (int64_t)w * h > MMSPCL_IMAGE_MAX_PIXELS)
+        return mmspcl__img_alloc(out, w, h, label, fmt, err); /* fails with the right message */
+    bps = maxval > 255 ? 2 : 1;
+    np = (size_t)w * (size_t)h * (size_t)ch;
+    need = np * (size_t)bps;
+    if (n - pos < need)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s of %ld x %ld needs %zu pixel bytes from byte %zu, the file has %zu",
+                            label, fmt, w, h, need, pos, n - pos);
+    if ((st = mmspcl__img_alloc(out, w, h, label, fmt, err))) return st;
+    {
+        const unsigned char *s = p + pos;
+        unsigned char lut[256];
+        int use_lut = bps == 1;
+        if (use_lut) {
+            int v;
+            for (v = 0; v < 256; v++) {
+                double r = rint((double)v / (double)maxval * 255.0);
+                lut[v] = (unsigned char)(r > 255.0 ? 255 : r);
+            }
+        }
+        for (i = 0; i < np; i++) {
+            unsigned char v;
+            if (use_lut) {
+                v = lut[s[i]];
+            } else {
+                unsigned raw = ((unsigned)s[2 * i] << 8) | s[2 * i + 1];
+                double r = rint((double)raw / (double)maxval * 255.0);
+                v = (unsigned char)(r > 255.0 ? 255 : r);
+            }
+            if (ch == 3) {
+                out->rgb[i] = v;
+            } else {
+                out->rgb[3 * i] = out->rgb[3 * i + 1] = out->rgb[3 * i + 2] = v;
+            }
+        }
+    }
+    return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   BMP
+   ------------------------------------------------------------------------------------------ */
+static int mmspcl__img_mask_shift(uint32_t m) { /* shift of a one-byte contiguous mask, else -1 */
+    int s;
+    for (s = 0; s <= 24; s += 8)
+        if (m == (uint32_t)0xFF << s) return s;
+    return -1;
+}
+
+static mmspcl_status mmspcl__img_bmp(const unsigned char *p, size_t n, mmspcl_image *out,
+                                     const char *label, mmspcl_error *err) {
+    uint32_t off, hsize, compression = 0, ncolors = 0;
+    int64_t w, h;
+    int bits, topdown = 0, sh[3] = {16, 8, 0};
+    size_t stride, pal_off, pal_entry, y;
+    unsigned char pal[256][3];
+    int npal = 0;
+    mmspcl_status st;
+    if (n < 18) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: %zu bytes is shorter than the headers", label, n);
+    off = mmspcl__img_le32(p + 10);
+    hsize = mmspcl__img_le32(p + 14);
+    if (hsize != 12 && hsize != 40 && hsize != 52 && hsize != 56 && hsize != 64 && hsize != 108 && hsize != 124)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: BMP: info header size %u at byte 14 is not supported",
+                            label, (unsigned)hsize);
+    if (n < 14 + (size_t)hsize)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: the %u-byte info header is truncated", label, (unsigned)hsize);
+    if (hsize == 12) {
+        w = mmspcl__img_le16(p + 18);
+        h = mmspcl__img_le16(p + 20);
+        if (mmspcl__img_le16(p + 22) != 1)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: planes is not 1", label);
+        bits = (int)mmspcl__img_le16(p + 24);
+        pal_entry = 3;
+    } else {
+        int32_t hh = (int32_t)mmspcl__img_le32(p + 22);
+        w = (int32_t)mmspcl__img_le32(p + 18);
+        if (hh < 0) {
+            if (hh == INT32_MIN) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: height %d", label, (int)hh);
+            topdown = 1;
+            h = -(int64_t)hh;
+        } else {
+            h = hh;
+        }
+        if (mmspcl__img_le16(p + 26) != 1)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: planes is not 1", label);
+        bits = (int)mmspcl__img_le16(p + 28);
+        compression = mmspcl__img_le32(p + 30);
+        ncolors = mmspcl__img_le32(p + 46);
+        pal_entry = 4;
+    }
+    if (bits != 1 && bits != 4 && bits != 8 && bits != 24 && bits != 32)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: BMP: %d bits per pixel is not supported (1, 4, 8, 24, 32)",
+                            label, bits);
+    if (compression == 3 && bits == 32) {
+        uint32_t m[3];
+        size_t mo = hsize >= 52 ? 14 + 40 : 14 + (size_t)hsize;
+        int c;
+        if (n < mo + 12)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: bit-field masks are truncated", label);
+        for (c = 0; c < 3; c++) m[c] = mmspcl__img_le32(p + mo + 4 * (size_t)c);
+        if (!(m[0] == 0 && m[1] == 0 && m[2] == 0)) {
+            for (c = 0; c < 3; c++)
+                if ((sh[c] = mmspcl__img_mask_shift(m[c])) < 0)
+                    return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED,
+                                        "%s: BMP: bit-field masks r=0x%08x g=0x%08x b=0x%08x are not supported "
+                                        "(one whole byte each)", label, (unsigned)m[0], (unsigned)m[1], (unsigned)m[2]);
+        }
+    } else if (compression != 0) {
+        static const char *const names[] = {"BI_RGB", "RLE8", "RLE4", "BI_BITFIELDS", "JPEG", "PNG", "BI_ALPHABITFIELDS"};
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: BMP: compression %s (%u) with %d bits is not supported",
+                            label, compression < 7 ? names[compression] : "unknown", (unsigned)compression, bits);
+    }
+    if (w < 1 || h < 1 || w > MMSPCL_IMAGE_MAX_SIDE || h > MMSPCL_IMAGE_MAX_SIDE || w * h > MMSPCL_IMAGE_MAX_PIXELS)
+        return mmspcl__img_alloc(out, w, h, label, "BMP", err);
+    if (bits <= 8) {
+        size_t k, avail, maxc = (size_t)1 << bits;
+        size_t count = ncolors ? ncolors : maxc;
+        if (ncolors > 65536)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: palette of %u colours", label, (unsigned)ncolors);
+        if (count > maxc) count = maxc;
+        pal_off = 14 + (size_t)hsize;
+        if (pal_off > n || (n - pal_off) / pal_entry < count || pal_off + count * pal_entry > off)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: the %zu-entry palette at byte %zu is truncated",
+                                label, count, pal_off);
+        avail = count;
+        for (k = 0; k < 256; k++) {
+            if (k < avail) {
+                const unsigned char *e = p + pal_off + k * pal_entry;
+                pal[k][0] = e[2]; pal[k][1] = e[1]; pal[k][2] = e[0];
+            } else {
+                pal[k][0] = pal[k][1] = pal[k][2] = 0;
+            }
+        }
+        npal = (int)avail;
+    }
+    stride = (((size_t)w * (size_t)bits + 31) / 32) * 4;
+    if (off > n || (n - off) / stride < (size_t)h)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT,
+                            "%s: BMP: %lld rows of %zu bytes from byte %u run past the end of the file (%zu bytes)",
+                            label, (long long)h, stride, (unsigned)off, n);
+    if ((st = mmspcl__img_alloc(out, w, h, label, "BMP", err))) return st;
+    (void)npal;
+    for (y = 0; y < (size_t)h; y++) {
+        const unsigned char *row = p + off + stride * (topdown ? y : (size_t)h - 1 - y);
+        unsigned char *o = out->rgb + y * (size_t)w * 3;
+        size_t x;
+        if (bits == 24) {
+            for (x = 0; x < (size_t)w; x++) {
+                o[3 * x] = row[3 * x + 2]; o[3 * x + 1] = row[3 * x + 1]; o[3 * x + 2] = row[3 * x];
+            }
+        } else if (bits == 32) {
+            for (x = 0; x < (size_t)w; x++) {
+                uint32_t v = mmspcl__img_le32(row + 4 * x);
+                o[3 * x] = (unsigned char)(v >> sh[0]);
+                o[3 * x + 1] = (unsigned char)(v >> sh[1]);
+                o[3 * x + 2] = (unsigned char)(v >> sh[2]);
+            }
+        } else {
+            for (x = 0; x < (size_t)w; x++) {
+                size_t bit = x * (size_t)bits;
+                unsigned idx = (row[bit >> 3] >> (8 - bits - (int)(bit & 7))) & ((1u << bits) - 1);
+                o[3 * x] = pal[idx][0]; o[3 * x + 1] = pal[idx][1]; o[3 * x + 2] = pal[idx][2];
+            }
+        }
+    }
+    return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Inflate (RFC 1950 zlib wrapper around RFC 1951 deflate)
+   ------------------------------------------------------------------------------------------ */
+#define MMSPCL__IMG_FASTBITS 10
+
+typedef struct mmspcl__img_huff {
+    uint16_t fast[1 << MMSPCL__IMG_FASTBITS]; /* (length << 9) | symbol; 0: not in the table */
+    uint16_t count[16];                       /* codes of each length */
+    uint16_t sym[320];                        /* symbols in canonical order */
+} mmspcl__img_huff;
+
+typedef struct mmspcl__img_inflate {
+    const unsigned char *in;
+    size_t n, pos;   /* pos: next byte to load into the bit buffer */
+    uint64_t bits;
+    int nbits;
+    size_t phantom;  /* zero bits loaded past the end of the input */
+    unsigned char *out;
+    size_t out_n, out_pos;
+    const char *label;
+    mmspcl_error *err;
+} mmspcl__img_inflate;
+
+static void mmspcl__img_fill(mmspcl__img_inflate *s) {
+    while (s->nbits <= 56) {
+        uint64_t b = 0;
+        if (s->pos < s->n) b = s->in[s->pos];
+        else s->phantom += 8;
+        s->pos++;
+        s->bits |= b << s->nbits;
+        s->nbits += 8;
+    }
+}
+
+/* Bits are consumed; returns nonzero when that ran past the end of the stream. */
+static int mmspcl__img_consume(mmspcl__img_inflate *s, int k) {
+    s->bits >>= k;
+    s->nbits -= k;
+    return (size_t)s->nbits < s->phantom;
+}
+
+static int mmspcl__img_getbits(mmspcl__img_inflate *s, int k, unsigned *v) {
+    if (s->nbits < k) mmspcl__img_fill(s);
+    *v = (unsigned)(s->bits & (((uint64_t)1 << k) - 1));
+    return mmspcl__img_consume(s, k);
+}
+
+static mmspcl_status mmspcl__img_zfail(mmspcl__img_inflate *s, const char *what) {
+    size_t at = s->pos > (size_t)(s->nbits / 8) ? s->pos - (size_t)(s->nbits / 8) : 0;
+    if (at > s->n) at = s->n;
+    return mmspcl__fail(s->err, MMSPCL_ERR_FORMAT, "%s: PNG image data (zlib): %s (compressed byte %zu, output byte %zu)",
+                        s->label, what, at, s->out_pos);
+}
+
+/* Builds a canonical Huffman code from code lengths (0 = unused). kind: 0 code-length code
+   (must be complete), 1 literal/length or distance (incomplete only as a single 1-bit code). */
+static int mmspcl__img_huff_build(mmspcl__img_huff *h, const unsigned char *len, int n, int kind) {
+    uint16_t offs[16];
+    int i, l, left, total = 0, maxlen = 0;
+    memset(h->count, 0, sizeof h->count);
+    memset(h->fast, 0, sizeof h->fast);
+    for (i = 0; i < n; i++) h->count[len[i]]++;
+    h->count[0] = 0;
+    left = 1;
+    for (l = 1; l < 16; l++) {
+        left <<= 1;
+        left -= h->count[l];
+        if (left < 0) return -1; /* over-subscribed */
+        total += h->count[l];
+        if (h->count[l]) maxlen = l;
+    }
+    if (left > 0 && total > 0 && (kind == 0 || maxlen != 1)) return -2; /* incomplete */
+    offs[1] = 0;
+    for (l = 1; l < 15; l++) offs[l + 1] = (uint16_t)(offs[l] + h->count[l]);
+    for (i = 0; i < n; i++)
+        if (len[i]) h->sym[offs[len[i]]++] = (uint16_t)i;
+    /* fast table: canonical codes (MSB first) stored bit-reversed, as deflate sends them */
+    {
+        unsigned code = 0;
+        int k = 0;
+        for (l = 1; l <= MMSPCL__IMG_FASTBITS; l++) {
+            int c;
+            for (c = 0; c < h->count[l]; c++, k++, code++) {
+                unsigned rev = 0, t = code, j;
+                int b;
+                for (b = 0; b < l; b++) { rev = (rev << 1) | (t & 1); t >>= 1; }
+                for (j = rev; j < (1u << MMSPCL__IMG_FASTBITS); j += 1u << l)
+                    h->fast[j] = (uint16_t)((l << 9) | h->sym[k]);
+            }
+            code <<= 1;
+        }
+    }
+    return 0;
+}
+
+/* Decodes one symbol; -1 on an invalid code or when the input ran out. */
+static int mmspcl__img_huff_decode(mmspcl__img_inflate *s, const mmspcl__img_huff *h) {
+    unsigned e;
+    int l, code = 0, first = 0, index = 0;
+    uint64_t b;
+    if (s->nbits < 16) mmspcl__img_fill(s);
+    e = h->fast[s->bits & ((1u << MMSPCL__IMG_FASTBITS) - 1)];
+    if (e) {
+        if (mmspcl__img_consume(s, (int)(e >> 9))) return -1;
+        return (int)(e & 511);
+    }
+    b = s->bits;
+    for (l = 1; l < 16; l++) {
+        int count = h->count[l];
+        code |= (int)(b & 1);
+        b >>= 1;
+        if (code - count < first) {
+            if (mmspcl__img_consume(s, l)) return -1;
+            return h->sym[index + (code - first)];
+        }
+        index += count;
+        first += count;
+        first <<= 1;
+        code <<= 1;
+    }
+    return -1;
+}
+
+static const uint16_t mmspcl__img_lbase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+                                               35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+static const unsigned char mmspcl__img_lext[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                                                   3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint16_t mmspcl__img_dbase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129,
+                                               193, 257, 385, 513, 769, 1025, 1537, 2049, 3073,
+                                               4097, 6145, 8193, 12289, 16385, 24577};
+static const unsigned char mmspcl__img_dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
+                                                   6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+
+static mmspcl_status mmspcl__img_codes(mmspcl__img_inflate *s, const mmspcl__img_huff *lit,
+                                       const mmspcl__img_huff *dist) {
+    for (;;) {
+        int sym = mmspcl__img_huff_decode(s, lit);
+        if (sym < 0) return mmspcl__img_zfail(s, "invalid literal/length code or data truncated");
+        if (sym < 256) {
+            if (s->out_pos >= s->out_n) return mmspcl__img_zfail(s, "more data than the image needs");
+            s->out[s->out_pos++] = (unsigned char)sym;
+        } else if (sym == 256) {
+            return MMSPCL_OK;
+        } else {
+            unsigned extra, len, d;
+            int ds;
+            sym -= 257;
+            if (sym >= 29) return mmspcl__img_zfail(s, "invalid length symbol");
+            if (mmspcl__img_getbits(s, mmspcl__img_lext[sym], &extra)) return mmspcl__img_zfail(s, "data truncated");
+            len = mmspcl__img_lbase[sym] + extra;
+            ds = mmspcl__img_huff_decode(s, dist);
+            if (ds < 0) return mmspcl__img_zfail(s, "invalid distance code or data truncated");
+            if (ds >= 30) return mmspcl__img_zfail(s, "invalid distance symbol");
+            if (mmspcl__img_getbits(s, mmspcl__img_dext[ds], &extra)) return mmspcl__img_zfail(s, "data truncated");
+            d = mmspcl__img_dbase[ds] + extra;
+            if (d > s->out_pos) return mmspcl__img_zfail(s, "distance reaches before the start of the data");
+            if (len > s->out_n - s->out_pos) return mmspcl__img_zfail(s, "more data than the image needs");
+            {
+                unsigned char *o = s->out + s->out_pos;
+                const unsigned char *from = o - d;
+                unsigned i;
+                for (i = 0; i < len; i++) o[i] = from[i];
+                s->out_pos += len;
+            }
+        }
+    }
+}
+
+static mmspcl_status mmspcl__img_dynamic(mmspcl__img_inflate *s, mmspcl__img_huff *lit, mmspcl__img_huff *dist) {
+    static const unsigned char order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
+    unsigned char lens[320];
+    unsigned hlit, hdist, hclen, v;
+    int i, nlen, ndist, ncode;
+    if (mmspcl__img_getbits(s, 5, &hlit) || mmspcl__img_getbits(s, 5, &hdist) || mmspcl__img_getbits(s, 4, &hclen))
+        return mmspcl__img_zfail(s, "data truncated");
+    nlen = (int)hlit + 257;
+    ndist = (int)hdist + 1;
+    ncode = (int)hclen + 4;
+    if (nlen > 286 || ndist > 30) return mmspcl__img_zfail(s, "too many length or distance symbols");
+    memset(lens, 0, sizeof lens);
+    for (i = 0; i < ncode; i++) {
+        if (mmspcl__img_getbits(s, 3, &v)) return mmspcl__img_zfail(s, "data truncated");
+        lens[order[i]] = (unsigned char)v;
+    }
+    if (mmspcl__img_huff_build(lit, lens, 19, 0)) return mmspcl__img_zfail(s, "invalid code-length code");
+    memset(lens, 0, sizeof lens);
+    for (i = 0; i < nlen + ndist;) {
+        int sym = mmspcl__img_huff_decode(s, lit), rep;
+        unsigned char val = 0;
+        if (sym < 0) return mmspcl__img_zfail(s, "invalid code-length symbol or data truncated");
+        if (sym < 16) {
+            lens[i++] = (unsigned char)sym;
+            continue;
+        }
+        if (sym == 16) {
+            if (i == 0) return mmspcl__img_zfail(s, "length repeat with no previous length");
+            val = lens[i - 1];
+            if (mmspcl__img_getbits(s, 2, &v)) return mmspcl__img_zfail(s, "data truncated");
+            rep = 3 + (int)v;
+        } else if (sym == 17) {
+            if (mmspcl__img_getbits(s, 3, &v)) return mmspcl__img_zfail(s, "data truncated");
+            rep = 3 + (int)v;
+        } else {
+            if (mmspcl__img_getbits(s, 7, &v)) return mmspcl__img_zfail(s, "data truncated");
+            rep = 11 + (int)v;
+        }
+        if (i + rep > nlen + ndist) return mmspcl__img_zfail(s, "code lengths repeat past the end");
+        while (rep--) lens[i++] = val;
+    }
+    if (lens[256] == 0) return mmspcl__img_zfail(s, "no end-of-block code");
+    if (mmspcl__img_huff_build(lit, lens, nlen, 1)) return mmspcl__img_zfail(s, "invalid literal/length code lengths");
+    if (mmspcl__img_huff_build(dist, lens + nlen, ndist, 1)) return mmspcl__img_zfail(s, "invalid distance code lengths");
+    return mmspcl__img_codes(s, lit, dist);
+}
+
+/* Inflates a zlib stream into exactly out_n bytes. */
+static mmspcl_status mmspcl__img_zlib(const unsigned char *in, size_t n, unsigned char *out, size_t out_n,
+                                      const char *label, mmspcl_error *err) {
+    mmspcl__img_inflate s;
+    mmspcl__img_huff *lit, *dist;
+    mmspcl_status st = MMSPCL_OK;
+    unsigned last = 0, type, v;
+    uint32_t a = 1, b = 0, want;
+    size_t i;
+    memset(&s, 0, sizeof s);
+    s.in = in; s.n = n; s.out = out; s.out_n = out_n; s.label = label; s.err = err;
+    if (n < 2) return mmspcl__img_zfail(&s, "stream shorter than its 2-byte header");
+    if ((in[0] & 15) != 8 || (in[0] >> 4) > 7 || ((unsigned)in[0] * 256 + in[1]) % 31 != 0)
+        return mmspcl__img_zfail(&s, "bad zlib header");
+    if (in[1] & 32) return mmspcl__img_zfail(&s, "zlib preset dictionary is not allowed in PNG");
+    s.pos = 2;
+    lit = (mmspcl__img_huff *)MMSPCL_MALLOC(2 * sizeof *lit);
+    if (!lit) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory for inflate tables", label);
+    dist = lit + 1;
+    while (!last && !st) {
+        if (mmspcl__img_getbits(&s, 1, &last) || mmspcl__img_getbits(&s, 2, &type)) {
+            st = mmspcl__img_zfail(&s, "data truncated");
+            break;
+        }
+        if (type == 0) {
+            unsigned len, nlen;
+            mmspcl__img_consume(&s, s.nbits & 7); /* to a byte boundary */
+            if (mmspcl__img_getbits(&s, 16, &len) || mmspcl__img_getbits(&s, 16, &nlen)) {
+                st = mmspcl__img_zfail(&s, "data truncated");
+            } else if (len != (~nlen & 0xFFFFu)) {
+                st = mmspcl__img_zfail(&s, "stored block length does not match its complement");
+            } else if (len > out_n - s.out_pos) {
+                st = mmspcl__img_zfail(&s, "more data than the image needs");
+            } else {
+                unsigned k;
+                for (k = 0; k < len; k++) {
+                    if (mmspcl__img_getbits(&s, 8, &v)) { st = mmspcl__img_zfail(&s, "data truncated"); break; }
+                    out[s.out_pos++] = (unsigned char)v;
+                }
+            }
+        } else if (type == 1) {
+            unsigned char lens[320];
+            for (i = 0; i < 144; i++) lens[i] = 8;
+            for (; i < 256; i++) lens[i] = 9;
+            for (; i < 280; i++) lens[i] = 7;
+            for (; i < 288; i++) lens[i] = 8;
+            for (i = 0; i < 32; i++) lens[288 + i] = 5;
+            mmspcl__img_huff_build(lit, lens, 288, 1);
+            mmspcl__img_huff_build(dist, lens + 288, 32, 1);
+            st = mmspcl__img_codes(&s, lit, dist);
+        } else if (type == 2) {
+            st = mmspcl__img_dynamic(&s, lit, dist);
+        } else {
+            st = mmspcl__img_zfail(&s, "invalid block type 3");
+        }
+    }
+    MMSPCL_FREE(lit);
+    if (st) return st;
+    if (s.out_pos != out_n) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "data ends after %zu of the %zu bytes the image needs", s.out_pos, out_n);
+        return mmspcl__img_zfail(&s, msg);
+    }
+    mmspcl__img_consume(&s, s.nbits & 7);
+    want = 0;
+    for (i = 0; i < 4; i++) {
+        if (mmspcl__img_getbits(&s, 8, &v)) return mmspcl__img_zfail(&s, "Adler-32 checksum is missing");
+        want = (want << 8) | v;
+    }
+    for (i = 0; i < out_n;) { /* Adler-32 in blocks short enough not to overflow */
+        size_t end = i + 5552 < out_n ? i + 5552 : out_n;
+        for (; i < end; i++) { a += out[i]; b += a; }
+        a %= 65521u;
+        b %= 65521u;
+    }
+    if (((b << 16) | a) != want) {
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG image data (zlib): Adler-32 mismatch (stored %08x, computed %08x)",
+                            label, (unsigned)want, (unsigned)((b << 16) | a));
+    }
+    return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   PNG
+   ------------------------------------------------------------------------------------------ */
+static const uint32_t mmspcl__img_crc_table[256] = { /* CRC-32, reflected polynomial 0xEDB88320 */
+    0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau, 0x076dc419u, 0x706af48fu,
+    0xe963a535u, 0x9e6495a3u, 0x0edb8832u, 0x79dcb8a4u, 0xe0d5e91eu, 0x97d2d988u,
+    0x09b64c2bu, 0x7eb17cbdu, 0xe7b82d07u, 0x90bf1d91u, 0x1db71064u, 0x6ab020f2u,
+    0xf3b97148u, 0x84be41deu, 0x1adad47du, 0x6ddde4ebu, 0xf4d4b551u, 0x83d385c7u,
+    0x136c9856u, 0x646ba8c0u, 0xfd62f97au, 0x8a65c9ecu, 0x14015c4fu, 0x63066cd9u,
+    0xfa0f3d63u, 0x8d080df5u, 0x3b6e20c8u, 0x4c69105eu, 0xd56041e4u, 0xa2677172u,
+    0x3c03e4d1u, 0x4b04d447u, 0xd20d85fdu, 0xa50ab56bu, 0x35b5a8fau, 0x42b2986cu,
+    0xdbbbc9d6u, 0xacbcf940u, 0x32d86ce3u, 0x45df5c75u, 0xdcd60dcfu, 0xabd13d59u,
+    0x26d930acu, 0x51de003au, 0xc8d75180u, 0xbfd06116u, 0x21b4f4b5u, 0x56b3c423u,
+    0xcfba9599u, 0xb8bda50fu, 0x2802b89eu, 0x5f058808u, 0xc60cd9b2u, 0xb10be924u,
+    0x2f6f7c87u, 0x58684c11u, 0xc1611dabu, 0xb6662d3du, 0x76dc4190u, 0x01db7106u,
+    0x98d220bcu, 0xefd5102au, 0x71b18589u, 0x06b6b51fu, 0x9fbfe4a5u, 0xe8b8d433u,
+    0x7807c9a2u, 0x0f00f934u, 0x9609a88eu, 0xe10e9818u, 0x7f6a0dbbu, 0x086d3d2du,
+    0x91646c97u, 0xe6635c01u, 0x6b6b51f4u, 0x1c6c6162u, 0x856530d8u, 0xf262004eu,
+    0x6c0695edu, 0x1b01a57bu, 0x8208f4c1u, 0xf50fc457u, 0x65b0d9c6u, 0x12b7e950u,
+    0x8bbeb8eau, 0xfcb9887cu, 0x62dd1ddfu, 0x15da2d49u, 0x8cd37cf3u, 0xfbd44c65u,
+    0x4db26158u, 0x3ab551ceu, 0xa3bc0074u, 0xd4bb30e2u, 0x4adfa541u, 0x3dd895d7u,
+    0xa4d1c46du, 0xd3d6f4fbu, 0x4369e96au, 0x346ed9fcu, 0xad678846u, 0xda60b8d0u,
+    0x44042d73u, 0x33031de5u, 0xaa0a4c5fu, 0xdd0d7cc9u, 0x5005713cu, 0x270241aau,
+    0xbe0b1010u, 0xc90c2086u, 0x5768b525u, 0x206f85b3u, 0xb966d409u, 0xce61e49fu,
+    0x5edef90eu, 0x29d9c998u, 0xb0d09822u, 0xc7d7a8b4u, 0x59b33d17u, 0x2eb40d81u,
+    0xb7bd5c3bu, 0xc0ba6cadu, 0xedb88320u, 0x9abfb3b6u, 0x03b6e20cu, 0x74b1d29au,
+    0xead54739u, 0x9dd277afu, 0x04db2615u, 0x73dc1683u, 0xe3630b12u, 0x94643b84u,
+    0x0d6d6a3eu, 0x7a6a5aa8u, 0xe40ecf0bu, 0x9309ff9du, 0x0a00ae27u, 0x7d079eb1u,
+    0xf00f9344u, 0x8708a3d2u, 0x1e01f268u, 0x6906c2feu, 0xf762575du, 0x806567cbu,
+    0x196c3671u, 0x6e6b06e7u, 0xfed41b76u, 0x89d32be0u, 0x10da7a5au, 0x67dd4accu,
+    0xf9b9df6fu, 0x8ebeeff9u, 0x17b7be43u, 0x60b08ed5u, 0xd6d6a3e8u, 0xa1d1937eu,
+    0x38d8c2c4u, 0x4fdff252u, 0xd1bb67f1u, 0xa6bc5767u, 0x3fb506ddu, 0x48b2364bu,
+    0xd80d2bdau, 0xaf0a1b4cu, 0x36034af6u, 0x41047a60u, 0xdf60efc3u, 0xa867df55u,
+    0x316e8eefu, 0x4669be79u, 0xcb61b38cu, 0xbc66831au, 0x256fd2a0u, 0x5268e236u,
+    0xcc0c7795u, 0xbb0b4703u, 0x220216b9u, 0x5505262fu, 0xc5ba3bbeu, 0xb2bd0b28u,
+    0x2bb45a92u, 0x5cb36a04u, 0xc2d7ffa7u, 0xb5d0cf31u, 0x2cd99e8bu, 0x5bdeae1du,
+    0x9b64c2b0u, 0xec63f226u, 0x756aa39cu, 0x026d930au, 0x9c0906a9u, 0xeb0e363fu,
+    0x72076785u, 0x05005713u, 0x95bf4a82u, 0xe2b87a14u, 0x7bb12baeu, 0x0cb61b38u,
+    0x92d28e9bu, 0xe5d5be0du, 0x7cdcefb7u, 0x0bdbdf21u, 0x86d3d2d4u, 0xf1d4e242u,
+    0x68ddb3f8u, 0x1fda836eu, 0x81be16cdu, 0xf6b9265bu, 0x6fb077e1u, 0x18b74777u,
+    0x88085ae6u, 0xff0f6a70u, 0x66063bcau, 0x11010b5cu, 0x8f659effu, 0xf862ae69u,
+    0x616bffd3u, 0x166ccf45u, 0xa00ae278u, 0xd70dd2eeu, 0x4e048354u, 0x3903b3c2u,
+    0xa7672661u, 0xd06016f7u, 0x4969474du, 0x3e6e77dbu, 0xaed16a4au, 0xd9d65adcu,
+    0x40df0b66u, 0x37d83bf0u, 0xa9bcae53u, 0xdebb9ec5u, 0x47b2cf7fu, 0x30b5ffe9u,
+    0xbdbdf21cu, 0xcabac28au, 0x53b39330u, 0x24b4a3a6u, 0xbad03605u, 0xcdd70693u,
+    0x54de5729u, 0x23d967bfu, 0xb3667a2eu, 0xc4614ab8u, 0x5d681b02u, 0x2a6f2b94u,
+    0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu, 0x2d02ef8du,
+};
+
+static uint32_t mmspcl__img_crc32(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    size_t i;
+    for (i = 0; i < n; i++) c = mmspcl__img_crc_table[(c ^ p[i]) & 255] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static unsigned char mmspcl__img_paeth(int a, int b, int c) {
+    int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+    if (pa <= pb && pa <= pc) return (unsigned char)a;
+    if (pb <= pc) return (unsigned char)b;
+    return (unsigned char)c;
+}
+
+/* Undoes the filters of `rows` rows of `rb` bytes (plus the filter byte) in place. */
+static mmspcl_status mmspcl__img_unfilter(unsigned char *d, size_t rows, size_t rb, size_t bpp,
+                                          const char *label, mmspcl_error *err) {
+    size_t y, x;
+    for (y = 0; y < rows; y++) {
+        unsigned char *r = d + y * (rb + 1) + 1;
+        const unsigned char *up = y ? r - (rb + 1) : NULL;
+        unsigned ft = r[-1];
+        switch (ft) {
+        case 0: break;
+        case 1: for (x = bpp; x < rb; x++) r[x] = (unsigned char)(r[x] + r[x - bpp]); break;
+        case 2: if (up) for (x = 0; x < rb; x++) r[x] = (unsigned char)(r[x] + up[x]); break;
+        case 3:
+            for (x = 0; x < rb; x++) {
+                unsigned a = x >= bpp ? r[x - bpp] : 0, b = up ? up[x] : 0;
+                r[x] = (unsigned char)(r[x] + ((a + b) >> 1));
+            }
+            break;
+        case 4:
+            for (x = 0; x < rb; x++) {
+                int a = x >= bpp ? r[x - bpp] : 0, b = up ? up[x] : 0, c = (up && x >= bpp) ? up[x - bpp] : 0;
+                r[x] = (unsigned char)(r[x] + mmspcl__img_paeth(a, b, c));
+            }
+            break;
+        default:
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: row %zu has filter type %u (0..4 allowed)",
+                                label, y, ft);
+        }
+    }
+    return MMSPCL_OK;
+}
+
+/* Converts one unfiltered row of n pixels to RGB, writing pixel i at o + i*step*3. */
+static void mmspcl__img_png_row(const unsigned char *r, size_t n, int ctype, int depth,
+                                const unsigned char (*pal)[3], unsigned char *o, size_t step) {
+    size_t i;
+    int bps = depth == 16 ? 2 : 1; /* bytes per sample when depth >= 8 */
+    for (i = 0; i < n; i++, o += 3 * step) {
+        switch (ctype) {
+        case 2: o[0] = r[3 * bps * i]; o[1] = r[3 * bps * i + bps]; o[2] = r[3 * bps * i + 2 * bps]; break;
+        case 6: o[0] = r[4 * bps * i]; o[1] = r[4 * bps * i + bps]; o[2] = r[4 * bps * i + 2 * bps]; break;
+        case 4: o[0] = o[1] = o[2] = r[2 * bps * i]; break;
+        default: {
+            unsigned v;
+            if (depth >= 8) {
+                v = r[bps * i];
+            } else {
+                size_t bit = i * (size_t)depth;
+                v = (r[bit >> 3] >> (8 - depth - (int)(bit & 7))) & ((1u << depth) - 1);
+            }
+            if (ctype == 3) {
+                o[0] = pal[v][0]; o[1] = pal[v][1]; o[2] = pal[v][2];
+            } else {
+                unsigned char g = (unsigned char)(depth == 1 ? v * 255 : depth == 2 ? v * 85 : depth == 4 ? v * 17 : v);
+                o[0] = o[1] = o[2] = g;
+            }
+        }
+        }
+    }
+}
+
+static mmspcl_status mmspcl__img_png(const unsigned char *p, size_t n, mmspcl_image *out,
+                                     const char *label, mmspcl_error *err) {
+    static const int a7x0[7] = {0, 4, 0, 2, 0, 1, 0}, a7y0[7] = {0, 0, 4, 0, 2, 0, 1};
+    static const int a7dx[7] = {8, 8, 4, 4, 2, 2, 1}, a7dy[7] = {8, 8, 8, 4, 4, 2, 2};
+    unsigned char pal[256][3];
+    int have_ihdr = 0, have_plte = 0, have_iend = 0, seen_idat = 0, idat_done = 0;
+    int64_t w = 0, h = 0;
+    int depth = 0, ctype = 0, interlace = 0, channels = 1, npal = 0, pass;
+    size_t pos = 8, idat_total = 0, idat_first = 0, raw_n = 0, bpp;
+    unsigned char *z = NULL, *raw = NULL;
+    mmspcl_status st;
+    memset(pal, 0, sizeof pal);
+    /* pass 1: walk and check every chunk, read IHDR and PLTE, measure IDAT */
+    while (!have_iend) {
+        uint32_t len, crc;
+        const unsigned char *type, *data;
+        int c;
+        if (n - pos < 12)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: truncated at byte %zu (no IEND chunk)", label, pos);
+        len = mmspcl__img_be32(p + pos);
+        type = p + pos + 4;
+        data = p + pos + 8;
+        if (len > 0x7FFFFFFFu || (size_t)len > n - pos - 12)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: chunk at byte %zu has length %u, past the end of the file (%zu bytes)",
+                                label, pos, (unsigned)len, n);
+        for (c = 0; c < 4; c++)
+            if (!((type[c] >= 'A' && type[c] <= 'Z') || (type[c] >= 'a' && type[c] <= 'z')))
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: chunk at byte %zu has an invalid type", label, pos);
+        crc = mmspcl__img_crc32(type, (size_t)len + 4);
+        if (crc != mmspcl__img_be32(data + len))
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: CRC mismatch in chunk %.4s at byte %zu",
+                                label, (const char *)type, pos);
+        if (!have_ihdr && memcmp(type, "IHDR", 4) != 0)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: the first chunk is %.4s, not IHDR", label, (const char *)type);
+        if (seen_idat && memcmp(type, "IDAT", 4) != 0) idat_done = 1;
+        if (!memcmp(type, "IHDR", 4)) {
+            static const char *const names[7] = {"grey", "?", "RGB", "palette", "grey+alpha", "?", "RGBA"};
+            int ok;
+            if (have_ihdr) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: second IHDR at byte %zu", label, pos);
+            if (len != 13) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: IHDR length %u (13 expected)", label, (unsigned)len);
+            have_ihdr = 1;
+            w = mmspcl__img_be32(data);
+            h = mmspcl__img_be32(data + 4);
+            depth = data[8];
+            ctype = data[9];
+            interlace = data[12];
+            if (w < 1 || h < 1 || w > 0x7FFFFFFF || h > 0x7FFFFFFF)
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: IHDR size %lld x %lld", label, (long long)w, (long long)h);
+            switch (ctype) {
+            case 0: ok = depth == 1 || depth == 2 || depth == 4 || depth == 8 || depth == 16; channels = 1; break;
+            case 3: ok = depth == 1 || depth == 2 || depth == 4 || depth == 8; channels = 1; break;
+            case 2: ok = depth == 8 || depth == 16; channels = 3; break;
+            case 4: ok = depth == 8 || depth == 16; channels = 2; break;
+            case 6: ok = depth == 8 || depth == 16; channels = 4; break;
+            default:
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: colour type %d is invalid", label, ctype);
+            }
+            if (!ok)
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: bit depth %d is invalid for colour type %d (%s)",
+                                    label, depth, ctype, names[ctype]);
+            if (data[10] != 0 || data[11] != 0)
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: compression method %d / filter method %d (0 expected)",
+                                    label, data[10], data[11]);
+            if (interlace > 1)
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: interlace method %d", label, interlace);
+            if (w > MMSPCL_IMAGE_MAX_SIDE || h > MMSPCL_IMAGE_MAX_SIDE || w * h > MMSPCL_IMAGE_MAX_PIXELS)
+                return mmspcl__img_alloc(out, w, h, label, "PNG", err);
+        } else if (!memcmp(type, "PLTE", 4)) {
+            if (seen_idat) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: PLTE after IDAT", label);
+            if (have_plte) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: second PLTE", label);
+            if (len % 3 || len == 0 || len > 768)
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: PLTE length %u", label, (unsigned)len);
+            have_plte = 1;
+            npal = (int)(len / 3);
+            memcpy(pal, data, len);
+        } else if (!memcmp(type, "IDAT", 4)) {
+            if (idat_done) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: IDAT chunks are not consecutive (byte %zu)", label, pos);
+            if (!seen_idat) idat_first = pos;
+            seen_idat = 1;
+            idat_total += len;
+        } else if (!memcmp(type, "IEND", 4)) {
+            have_iend = 1;
+        } else if (!(type[0] & 32)) {
+            return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: PNG: unknown critical chunk %.4s at byte %zu",
+                                label, (const char *)type, pos);
+        }
+        pos += (size_t)len + 12;
+    }
+    if (!seen_idat) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: no IDAT chunk", label);
+    if (ctype == 3 && !have_plte) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: palette image without PLTE", label);
+    (void)npal; /* indices past the palette give black */
+    bpp = (size_t)channels * (size_t)depth / 8;
+    if (bpp == 0) bpp = 1;
+    /* expected decompressed size */
+    for (pass = 0; pass < (interlace ? 7 : 1); pass++) {
+        int64_t pw = interlace ? (w - a7x0[pass] + a7dx[pass] - 1) / a7dx[pass] : w;
+        int64_t ph = interlace ? (h - a7y0[pass] + a7dy[pass] - 1) / a7dy[pass] : h;
+        if (pw <= 0 || ph <= 0) continue;
+        raw_n += (size_t)ph * (((size_t)pw * (size_t)channels * (size_t)depth + 7) / 8 + 1);
+    }
+    /* deflate expands at most 1032:1 (a 258-byte match in 2 bits): refuse before allocating */
+    if ((uint64_t)raw_n / 1032 > (uint64_t)idat_total + 64)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: PNG: %zu bytes of IDAT cannot hold the %zu bytes a %lld x %lld image needs",
+                            label, idat_total, raw_n, (long long)w, (long long)h);
+    z = (unsigned char *)MMSPCL_MALLOC(idat_total ? idat_total : 1);
+    raw = (unsigned char *)MMSPCL_MALLOC(raw_n);
+    if (!z || !raw) {
+        MMSPCL_FREE(z); MMSPCL_FREE(raw);
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: PNG: out of memory (%zu + %zu bytes)", label, idat_total, raw_n);
+    }
+    /* pass 2: gather the IDAT data */
+    {
+        size_t q = idat_first, zpos = 0;
+        while (q + 8 <= n && !memcmp(p + q + 4, "IDAT", 4)) {
+            uint32_t len = mmspcl__img_be32(p + q);
+            memcpy(z + zpos, p + q + 8, len);
+            zpos += len;
+            q += (size_t)len + 12;
+        }
+    }
+    st = mmspcl__img_zlib(z, idat_total, raw, raw_n, label, err);
+    MMSPCL_FREE(z);
+    if (!st) st = mmspcl__img_alloc(out, w, h, label, "PNG", err);
+    if (!st) {
+        size_t off = 0;
+        for (pass = 0; pass < (interlace ? 7 : 1) && !st; pass++) {
+            size_t x0 = interlace ? (size_t)a7x0[pass] : 0, y0 = interlace ? (size_t)a7y0[pass] : 0;
+            size_t dx = interlace ? (size_t)a7dx[pass] : 1, dy = interlace ? (size_t)a7dy[pass] : 1;
+            int64_t pw = interlace ? (w - a7x0[pass] + a7dx[pass] - 1) / a7dx[pass] : w;
+            int64_t ph = interlace ? (h - a7y0[pass] + a7dy[pass] - 1) / a7dy[pass] : h;
+            size_t rb, y;
+            if (pw <= 0 || ph <= 0) continue;
+            rb = ((size_t)pw * (size_t)channels * (size_t)depth + 7) / 8;
+            st = mmspcl__img_unfilter(raw + off, (size_t)ph, rb, bpp, label, err);
+            for (y = 0; y < (size_t)ph && !st; y++)
+                mmspcl__img_png_row(raw + off + y * (rb + 1) + 1, (size_t)pw, ctype, depth,
+                                    (const unsigned char(*)[3])pal,
+                                    out->rgb + ((y0 + y * dy) * (size_t)w + x0) * 3, dx);
+            off += (size_t)ph * (rb + 1);
+        }
+        if (st) mmspcl_image_free(out);
+    }
+    MMSPCL_FREE(raw);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Format detection, public decode / load / free
+   ------------------------------------------------------------------------------------------ */
+static mmspcl_status mmspcl__img_decode(const unsigned char *p, size_t n, mmspcl_image *out,
+                                        const char *label, mmspcl_error *err) {
+    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    const char *fmt = NULL;
+    if (n >= 8 && !memcmp(p, png_sig, 8)) return mmspcl__img_png(p, n, out, label, err);
+    if (n >= 2 && p[0] == 'B' && p[1] == 'M') return mmspcl__img_bmp(p, n, out, label, err);
+    if (n >= 2 && p[0] == 'P' && (p[1] == '5' || p[1] == '6')) return mmspcl__img_pnm(p, n, out, label, err);
+    if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) fmt = "JPEG";
+    else if (n >= 6 && (!memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6))) fmt = "GIF";
+    else if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) fmt = "WebP";
+    else if (n >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) fmt = "TIFF";
+    else if (n >= 12 && !memcmp(p + 4, "ftyp", 4)) fmt = "HEIF/AVIF (ISO media)";
+    else if (n >= 4 && !memcmp(p, "qoif", 4)) fmt = "QOI";
+    else if (n >= 4 && p[0] == 0 && p[1] == 0 && (p[2] == 1 || p[2] == 2) && p[3] == 0) fmt = "ICO/CUR";
+    else if (n >= 4 && !memcmp(p, "8BPS", 4)) fmt = "Photoshop PSD";
+    else if (n >= 12 && !memcmp(p, "\0\0\0\x0CjP  ", 8)) fmt = "JPEG 2000";
+    else if (n >= 4 && !memcmp(p, "\x76\x2f\x31\x01", 4)) fmt = "OpenEXR";
+    else if (n >= 2 && p[0] == 'P' && p[1] >= '1' && p[1] <= '4') fmt = "plain-text or 1-bit PNM (P1-P4)";
+    else if (n >= 2 && p[0] == 'P' && p[1] == '7') fmt = "PAM (P7)";
+    if (fmt)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %s images are not supported (PNG, BMP, binary PPM/PGM are)",
+                            label, fmt);
+    if (n == 0) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: empty image data", label);
+    return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED,
+                        "%s: unknown image format (first bytes %02x %02x %02x %02x; PNG, BMP, binary PPM/PGM are supported)",
+                        label, p[0], n > 1 ? p[1] : 0, n > 2 ? p[2] : 0, n > 3 ? p[3] : 0);
+}
+
+mmspcl_status mmspcl_image_decode(const void *bytes, size_t size, mmspcl_image *out, mmspcl_error *err) {
+    mmspcl_status st;
+    if (!out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "image_decode: NULL output");
+    out->width = out->height = 0;
+    out->rgb = NULL;
+    if (!bytes && size) return mmspcl__fail(err, MMSPCL_ERR_ARG, "image_decode: NULL bytes");
+    st = mmspcl__img_decode((const unsigned char *)bytes, bytes ? size : 0, out, "image", err);
+    if (st) mmspcl_image_free(out);
+    return st;
+}
+
+void mmspcl_image_free(mmspcl_image *img) {
+    if (!img) return;
+    MMSPCL_FREE(img->rgb);
+    img->rgb = NULL;
+    img->width = img->height = 0;
+}
+
+#ifndef MMSPCL_NO_STDIO
+mmspcl_status mmspcl_image_load(const char *path, mmspcl_image *out, mmspcl_error *err) {
+    const int64_t max_bytes = MMSPCL_IMAGE_MAX_FILE_BYTES;
+    const uint64_t max_size = (uint64_t)(SIZE_MAX - 1);
+    FILE *f;
+    long len;
+    unsigned char *buf;
+    mmspcl_status st;
+    if (!out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "image_load: NULL output");
+    out->width = out->height = 0;
+    out->rgb = NULL;
+    if (!path) return mmspcl__fail(err, MMSPCL_ERR_ARG, "image_load: NULL path");
+    if (!(f = fopen(path, "rb"))) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot find the file size (not a regular file?)", path);
+    }
+    /* through variables: where long is 32 bits a constant bound would warn (-Wtype-limits) */
+    if ((int64_t)len > max_bytes || (uint64_t)len > max_size) {
+        int unreadable = getc(f) == EOF && ferror(f); /* a directory reports a huge size */
+        fclose(f);
+        if (unreadable) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a directory?)", path);
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %ld bytes is over the image file limit", path, len);
+    }
+    buf = (unsigned char *)MMSPCL_MALLOC((size_t)len + 1);
+    if (!buf) {
+        fclose(f);
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %ld bytes", path, len);
+    }
+    if (len && fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        fclose(f);
+        MMSPCL_FREE(buf);
+        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: short read", path);
+    }
+    fclose(f);
+    st = mmspcl__img_decode(buf, (size_t)len, out, path, err);
+    if (st) mmspcl_image_free(out);
+    MMSPCL_FREE(buf);
+    return st;
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+   Pillow-exact bicubic resampling (same arithmetic as libImaging/Resample.c, written anew)
+   ------------------------------------------------------------------------------------------ */
+#define MMSPCL__IMG_PREC 22 /* fraction bits of the fixed-point coefficients (32 - 8 - 2) */
+
+static double mmspcl__img_bicubic(double x) { /* a = -0.5 */
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((-0.5 + 2.0) * x - (-0.5 + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * -0.5;
+    return 0.0;
+}
+
+typedef struct mmspcl__img_coeffs {
+    int ksize;
+    int *lo, *cnt;  /* first source index and number of taps of each output index */
+    int32_t *k;     /* ksize per output index */
+} mmspcl__img_coeffs;
+
+/* Coefficients for output indices first .. first+count-1 of an in_size -> out_size resampling. */
+static int mmspcl__img_coeffs_make(mmspcl__img_coeffs *c, int in_size, int out_size, int first, int count) {
+    double scale = (double)(float)in_size / out_size, fscale = scale < 1.0 ? 1.0 : scale;
+    double support = 2.0 * fscale, ss = 1.0 / fscale;
+    double *wbuf;
+    int i, ksize = (int)ceil(support) * 2 + 1;
+    c->ksize = ksize;
+    c->lo = (int *)MMSPCL_MALLOC(sizeof(int) * 2 * (size_t)count);
+    c->k = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)ksize * (size_t)count);
+    wbuf = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)ksize);
+    if (!c->lo || !c->k || !wbuf) {
+        MMSPCL_FREE(c->lo); MMSPCL_FREE(c->k); MMSPCL_FREE(wbuf);
+        c->lo = NULL; c->k = NULL;
+        return -1;
+    }
+    c->cnt = c->lo + count;
+    for (i = 0; i < count; i++) {
+        double center = 0.0 + ((double)(first + i) + 0.5) * scale, ww = 0.0;
+        int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5), x;
+        int32_t *k = c->k + (size_t)i * (size_t)ksize;
+        if (xmin < 0) xmin = 0;
+        if (xmax > in_size) xmax = in_size;
+        xmax -= xmin;
+        if (xmax > ksize) xmax = ksize;
+        if (xmax < 0) xmax = 0;
+        for (x = 0; x < xmax; x++) {
+            double v = mmspcl__img_bicubic(((double)(x + xmin) - center + 0.5) * ss);
+            wbuf[x] = v;
+            ww += v;
+        }
+        for (x = 0; x < xmax; x++) {
+            double v = ww != 0.0 ? wbuf[x] / ww : wbuf[x];
+            k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << MMSPCL__IMG_PREC)) : (int32_t)(0.5 + v * (1 << MMSPCL__IMG_PREC));
+        }
+        for (; x < ksize; x++) k[x] = 0;
+        c->lo[i] = xmin;
+        c->cnt[i] = xmax;
+    }
+    MMSPCL_FREE(wbuf);
+    return 0;
+}
+
+static void mmspcl__img_coeffs_free(mmspcl__img_coeffs *c) {
+    MMSPCL_FREE(c->lo);
+    MMSPCL_FREE(c->k);
+    c->lo = NULL; c->k = NULL;
+}
+
+static unsigned char mmspcl__img_clip8(int64_t v) {
+    if (v < 0) return 0;
+    v >>= MMSPCL__IMG_PREC;
+    return (unsigned char)(v > 255 ? 255 : v);
+}
+
+/* The window [x0, x0+cw) x [y0, y0+ch) of the dw x dh bicubic resize of src (w x h RGB, `stride`
+   bytes per row), written to dst with `dstride` bytes per row. The window lies inside dw x dh. */
+static mmspcl_status mmspcl__img_resample(const unsigned char *src, int w, int h, size_t stride,
+                                          int dw, int dh, int x0, int y0, int cw, int ch,
+                                          unsigned char *dst, size_t dstride) {
+    mmspcl__img_coeffs cx, cy;
+    const unsigned char *t; /* rows after the horizontal pass */
+    unsigned char *tmp = NULL;
+    size_t tstride;
+    int need_h = dw != w, need_v = dh != h, r0, r1, xx, yy;
+    memset(&cx, 0, sizeof cx);
+    memset(&cy, 0, sizeof cy);
+    if (cw <= 0 || ch <= 0) return MMSPCL_OK;
+    if (need_v) {
+        if (mmspcl__img_coeffs_make(&cy, h, dh, y0, ch)) return MMSPCL_ERR_NOMEM;
+        r0 = cy.lo[0];
+        r1 = cy.lo[ch - 1] + cy.cnt[ch - 1];
+        for (yy = 0; yy < ch; yy++) { /* rows used by the window */
+            if (cy.lo[yy] < r0) r0 = cy.lo[yy];
+            if (cy.lo[yy] + cy.cnt[yy] > r1) r1 = cy.lo[yy] + cy.cnt[yy];
+        }
+    } else {
+        r0 = y0;
+        r1 = y0 + ch;
+    }
+    if (need_h) {
+        int r;
+        if (mmspcl__img_coeffs_make(&cx, w, dw, x0, cw)) { mmspcl__img_coeffs_free(&cy); return MMSPCL_ERR_NOMEM; }
+        tstride = (size_t)cw * 3;
+        tmp = (unsigned char *)MMSPCL_MALLOC(tstride * (size_t)(r1 > r0 ? r1 - r0 : 1));
+        if (!tmp) { mmspcl__img_coeffs_free(&cx); mmspcl__img_coeffs_free(&cy); return MMSPCL_ERR_NOMEM; }
+        for (r = r0; r < r1; r++) {
+            const unsigned char *s = src + (size_t)r * stride;
+            unsigned char *o = tmp + (size_t)(r - r0) * tstride;
+            for (xx = 0; xx < cw; xx++) {
+                const int32_t *k = cx.k + (size_t)xx * (size_t)cx.ksize;
+                const unsigned char *sp = s + (size_t)cx.lo[xx] * 3;
+                int64_t a0 = 1 << (MMSPCL__IMG_PREC - 1), a1 = a0, a2 = a0;
+                int n = cx.cnt[xx], x;
+                for (x = 0; x < n; x++) {
+                    a0 += (int64_t)sp[3 * x] * k[x];
+                    a1 += (int64_t)sp[3 * x + 1] * k[x];
+                    a2 += (int64_t)sp[3 * x + 2] * k[x];
+                }
+                o[3 * xx] = mmspcl__img_clip8(a0);
+                o[3 * xx + 1] = mmspcl__img_clip8(a1);
+                o[3 * xx + 2] = mmspcl__img_clip8(a2);
+            }
+        }
+        t = tmp;
+        mmspcl__img_coeffs_free(&cx);
+    } else {
+        t = src + (size_t)r0 * stride + (size_t)x0 * 3;
+        tstride = stride;
+    }
+    for (yy = 0; yy < ch; yy++) {
+        unsigned char *o = dst + (size_t)yy * dstride;
+        if (!need_v) {
+            memcpy(o, t + (size_t)yy * tstride, (size_t)cw * 3);
+            continue;
+        }
+        {
+            const int32_t *k = cy.k + (size_t)yy * (size_t)cy.ksize;
+            const unsigned char *base = t + (size_t)(cy.lo[yy] - r0) * tstride;
+            int n = cy.cnt[yy];
+            for (xx = 0; xx < cw * 3; xx++) {
+                int64_t a = 1 << (MMSPCL__IMG_PREC - 1);
+                const unsigned char *sp = base + xx;
+                int y;
+                for (y = 0; y < n; y++) a += (int64_t)sp[(size_t)y * tstride] * k[y];
+                o[xx] = mmspcl__img_clip8(a);
+            }
+        }
+    }
+    MMSPCL_FREE(tmp);
+    mmspcl__img_coeffs_free(&cy);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_image_resize_bicubic(const unsigned char *src, int w, int h, unsigned char *dst, int dw, int dh) {
+    if (!src || !dst || w < 1 || h < 1 || dw < 1 || dh < 1 || w > MMSPCL_IMAGE_MAX_SIDE || h > MMSPCL_IMAGE_MAX_SIDE ||
+        dw > MMSPCL_IMAGE_MAX_SIDE || dh > MMSPCL_IMAGE_MAX_SIDE)
+        return MMSPCL_ERR_ARG;
+    return mmspcl__img_resample(src, w, h, (size_t)w * 3, dw, dh, 0, 0, dw, dh, dst, (size_t)dw * 3);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   CLIP preprocessing
+   ------------------------------------------------------------------------------------------ */
+mmspcl_status mmspcl_clip_resize_size(int w, int h, int shortest_edge, int *out_w, int *out_h) {
+    int shorter, longer, nl;
+    double v;
+    if (w < 1 || h < 1 || w > MMSPCL_IMAGE_MAX_SIDE || h > MMSPCL_IMAGE_MAX_SIDE || shortest_edge < 1 ||
+        shortest_edge > MMSPCL_CLIP_MAX_SIZE || !out_w || !out_h)
+        return MMSPCL_ERR_ARG;
+    shorter = w <= h ? w : h;
+    longer = w <= h ? h : w;
+    /* Python: int(S * long / short): exact product, correctly rounded division, truncation */
+    v = (double)((int64_t)shortest_edge * longer) / (double)shorter;
+    nl = (int)v;
+    if (w <= h) { *out_w = shortest_edge; *out_h = nl; }
+    else { *out_w = nl; *out_h = shortest_edge; }
+    return MMSPCL_OK;
+}
+
+static int mmspcl__img_floordiv2(int v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
+
+mmspcl_status mmspcl_clip_resize_crop(const unsigned char *rgb, int width, int height, size_t stride,
+                                      int shortest_edge, int crop, unsigned char *out, mmspcl_error *err) {
+    int rw, rh, top, left, ys, ye, xs, xe;
+    mmspcl_status st;
+    if (!rgb || !out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip_resize_crop: NULL argument");
+    if (width < 1 || height < 1 || width > MMSPCL_IMAGE_MAX_SIDE || height > MMSPCL_IMAGE_MAX_SIDE ||
+        (int64_t)width * height > MMSPCL_IMAGE_MAX_PIXELS)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip preprocessing: image size %d x %d is outside 1..%d", width, height,
+                            MMSPCL_IMAGE_MAX_SIDE);
+    if (stride < (size_t)width * 3)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip preprocessing: stride %zu < width * 3 = %zu", stride, (size_t)width * 3);
+    if (shortest_edge < 1 || shortest_edge > MMSPCL_CLIP_MAX_SIZE || crop < 1 || crop > MMSPCL_CLIP_MAX_SIZE)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip preprocessing: shortest_edge %d / crop %d outside 1..%d",
+                            shortest_edge, crop, MMSPCL_CLIP_MAX_SIZE);
+    mmspcl_clip_resize_size(width, height, shortest_edge, &rw, &rh);
+    top = mmspcl__img_floordiv2(rh - crop);
+    left = mmspcl__img_floordiv2(rw - crop);
+    ys = top < 0 ? 0 : top;
+    ye = top + crop > rh ? rh : top + crop;
+    xs = left < 0 ? 0 : left;
+    xe = left + crop > rw ? rw : left + crop;
+    if (top < 0 || left < 0 || top + crop > rh || left + crop > rw)
+        memset(out, 0, (size_t)crop * (size_t)crop * 3); /* padding (crop larger than the image) */
+    st = mmspcl__img_resample(rgb, width, height, stride, rw, rh, xs, ys, xe - xs, ye - ys,
+                              out + ((size_t)(ys - top) * (size_t)crop + (size_t)(xs - left)) * 3, (size_t)crop * 3);
+    if (st) return mmspcl__fail(err, st, "clip preprocessing: out of memory resizing %d x %d to %d x %d", width, height, rw, rh);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_clip_preprocess_rgb(const unsigned char *rgb, int width, int height, size_t stride,
+                                         int shortest_edge, int crop, const float mean[3], const float stdev[3],
+                                         float *out, mmspcl_error *err) {
+    unsigned char *u8;
+    size_t n, i;
+    int c;
+    mmspcl_status st;
+    if (!mean || !stdev || !out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip_preprocess: NULL argument");
+    for (c = 0; c < 3; c++)
+        if (!(stdev[c] != 0.0f)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip_preprocess: std[%d] is zero", c);
+    if (crop < 1 || crop > MMSPCL_CLIP_MAX_SIZE)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip_preprocess: crop %d outside 1..%d", crop, MMSPCL_CLIP_MAX_SIZE);
+    n = (size_t)crop * (size_t)crop;
+    u8 = (unsigned char *)MMSPCL_MALLOC(n * 3);
+    if (!u8) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "clip_preprocess: cannot allocate %zu bytes", n * 3);
+    st = mmspcl_clip_resize_crop(rgb, width, height, stride, shortest_edge, crop, u8, err);
+    if (!st) {
+        for (c = 0; c < 3; c++) {
+            float lut[256];
+            int v;
+            for (v = 0; v < 256; v++) {
+                /* Hugging Face: rescale in float64 then cast to float32; normalise in float32 */
+                float x = (float)((double)v * (1.0 / 255.0));
+                lut[v] = (x - mean[c]) / stdev[c];
+            }
+            for (i = 0; i < n; i++) out[(size_t)c * n + i] = lut[u8[3 * i + (size_t)c]];
+        }
+    }
+    MMSPCL_FREE(u8);
+    return st;
+}
+
+mmspcl_status mmspcl_clip_preprocess(const mmspcl_image *img, int shortest_edge, int crop, const float mean[3],
+                                     const float stdev[3], float *out, mmspcl_error *err) {
+    if (!img || !img->rgb) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip_preprocess: NULL or empty image");
+    return mmspcl_clip_preprocess_rgb(img->rgb, img->width, img->height, (size_t)img->width * 3, shortest_edge, crop,
+                                      mean, stdev, out, err);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   CLIP vision tower (API notes below)
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl__clip_layer {
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    const mmspcl_tensor *q_w, *k_w, *v_w, *o_w, *fc1_w, *fc2_w;
+    const float *q_b, *k_b, *v_b, *o_b, *fc1_b, *fc2_b;
+} mmspcl__clip_layer;
+
+struct mmspcl_clip {
+    mmspcl_clip_config c;
+    mmspcl_tensor patch_w;            /* the conv weight seen as a matrix [W, C*P*P] */
+    const mmspcl_tensor *pos_emb;     /* [T, W], any float dtype (rows widened as they are used) */
+    const float *class_emb;           /* [W] */
+    const float *pre_ln_w, *pre_ln_b, *post_ln_w, *post_ln_b;
+    const mmspcl_tensor *proj_w;      /* [proj, W] or NULL */
+    mmspcl__clip_layer *layers;
+    float **owned;                    /* vectors widened to f32 at load */
+    int n_owned;
+    int max_batch, arena_threads;
+    mmspcl_arena arena;
+    const float *last_hidden;
+};
+
+/* Activations of one forward chunk of B images (T tokens, W wide, I in the MLP). */
+typedef struct mmspcl__clip_acts {
+    float *x;        /* [B*T][W] residual stream */
+    float *h;        /* [B*T][W] layer norm output, patch embeddings, sub-layer output */
+    float *q, *k, *v, *ctx;   /* [B*T][W] */
+    float *f;        /* [B*T][I] MLP hidden; also the unfolded patches [B*N][C*P*P] */
+    float *pooled;   /* [B][W] */
+    float *scratch;  /* attention scratch */
+} mmspcl__clip_acts;
+
+static size_t mmspcl__clip_f_floats(const mmspcl_clip_config *c, int B) {
+    size_t mlp = (size_t)B * (size_t)c->num_tokens * (size_t)c->intermediate_size;
+    size_t unf = (size_t)B * (size_t)c->num_patches * (size_t)c->num_channels *
+                 (size_t)c->patch_size * (size_t)c->patch_size;
+    return mlp > unf ? mlp : unf;
+}
+
+/* Bytes the arena needs for B images with `threads` OpenMP threads (64 bytes of slack each). */
+static size_t mmspcl__clip_arena_size(const mmspcl_clip_config *c, int B, int threads) {
+    size_t tw = (size_t)B * (size_t)c->num_tokens * (size_t)c->hidden_size;
+    size_t floats = 6 * tw + mmspcl__clip_f_floats(c, B) + (size_t)B * (size_t)c->hidden_size +
+                    (size_t)threads * (size_t)c->num_tokens;
+    return floats * sizeof(float) + 8 * 64;
+}
+
+static int mmspcl__clip_carve(mmspcl_arena *a, const mmspcl_clip_config *c, int B, int threads,
+                              mmspcl__clip_acts *s) {
+    size_t tw = (size_t)B * (size_t)c->num_tokens * (size_t)c->hidden_size;
+    mmspcl_arena_reset(a);
+    s->x = (float *)mmspcl_arena_alloc(a, tw * sizeof(float));
+    s->h = (float *)mmspcl_arena_alloc(a, tw * sizeof(float));
+    s->q = (float *)mmspcl_arena_alloc(a, tw * sizeof(float));
+    s->k = (float *)mmspcl_arena_alloc(a, tw * sizeof(float));
+    s->v = (float *)mmspcl_arena_alloc(a, tw * sizeof(float));
+    s->ctx = (float *)mmspcl_arena_alloc(a, tw * sizeof(float));
+    s->f = (float *)mmspcl_arena_alloc(a, mmspcl__clip_f_floats(c, B) * sizeof(float));
+    s->pooled = (float *)mmspcl_arena_alloc(a, (size_t)B * (size_t)c->hidden_size * sizeof(float));
+    s->scratch = (float *)mmspcl_arena_alloc(a, (size_t)threads * (size_t)c->num_tokens * sizeof(float));
+    return s->x && s->h && s->q && s->k && s->v && s->ctx && s->f && s->pooled && s->scratch;
+}
+
+/* ---- loading ---------------------------------------------------------------------------- */
+
+static mmspcl_status mmspcl__clip_int(const mmspcl_weights *w, const char *key, int lo, int hi,
+                                      int dflt, int *out, mmspcl_error *err) {
+    int64_t v;
+    if (!mmspcl_weights_get_int(w, key, &v)) {
+        if (dflt < 0) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "clip: integer '%s' is missing", key);
+        *out = dflt;
+        return MMSPCL_OK;
+    }
+    if (v < lo || v > hi)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: '%s' = %lld is out of range [%d, %d]", key,
+                            (long long)v, lo, hi);
+    *out = (int)v;
+    return MMSPCL_OK;
+}
+
+static mmspcl_status mmspcl__clip_float(const mmspcl_weights *w, const char *key, double lo,
+                                        double hi, double dflt, float *out, mmspcl_error *err) {
+    double v;
+    if (!mmspcl_weights_get_float(w, key, &v)) {
+        int64_t iv;   /* an integer stored for a float key is fine */
+        if (!mmspcl_weights_get_int(w, key, &iv)) { *out = (float)dflt; return MMSPCL_OK; }
+        v = (double)iv;
+    }
+    if (!(v >= lo && v <= hi))
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: '%s' = %g is out of range [%g, %g]", key, v, lo, hi);
+    *out = (float)v;
+    return MMSPCL_OK;
+}
+
+static mmspcl_status mmspcl__clip_config(const mmspcl_weights *w, mmspcl_clip_config *c,
+                                         mmspcl_error *err) {
+    static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};  /* OpenAI CLIP's */
+    static const float stdv[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    const char *s;
+    mmspcl_status st;
+    int i;
+    memset(c, 0, sizeof *c);
+    if (!mmspcl_weights_get_str(w, "general.architecture", &s))
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: the weight file has no 'general.architecture'");
+    if (strcmp(s, "clip_vision") != 0)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED,
+                            "clip: the weight file holds a '%.64s' model, not a CLIP vision tower ('clip_vision')", s);
+    if ((st = mmspcl__clip_int(w, "clip.image_size", 1, 8192, -1, &c->image_size, err)) ||
+        (st = mmspcl__clip_int(w, "clip.patch_size", 1, 8192, -1, &c->patch_size, err)) ||
+        (st = mmspcl__clip_int(w, "clip.num_channels", 1, 16, 3, &c->num_channels, err)) ||
+        (st = mmspcl__clip_int(w, "clip.hidden_size", 1, 65536, -1, &c->hidden_size, err)) ||
+        (st = mmspcl__clip_int(w, "clip.num_hidden_layers", 0, 1024, -1, &c->num_layers, err)) ||
+        (st = mmspcl__clip_int(w, "clip.num_attention_heads", 1, 65536, -1, &c->num_heads, err)) ||
+        (st = mmspcl__clip_int(w, "clip.intermediate_size", 1, 1 << 20, -1, &c->intermediate_size, err)) ||
+        (st = mmspcl__clip_int(w, "clip.projection_dim", 0, 1 << 20, 0, &c->projection_dim, err)) ||
+        (st = mmspcl__clip_float(w, "clip.layer_norm_eps", 0.0, 1.0, 1e-5, &c->layer_norm_eps, err)))
+        return st;
+    if (c->image_size % c->patch_size)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: image_size %d is not a multiple of patch_size %d",
+                            c->image_size, c->patch_size);
+    if (c->hidden_size % c->num_heads)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: hidden_size %d is not a multiple of num_attention_heads %d",
+                            c->hidden_size, c->num_heads);
+    c->num_patches = (c->image_size / c->patch_size) * (c->image_size / c->patch_size);
+    c->num_tokens = 1 + c->num_patches;
+    if ((int64_t)c->num_channels * c->patch_size * c->patch_size > (1 << 24))
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: patch of %d x %d x %d values is too large",
+                            c->num_channels, c->patch_size, c->patch_size);
+    c->act = MMSPCL_CLIP_QUICK_GELU;
+    if (mmspcl_weights_get_str(w, "clip.hidden_act", &s)) {
+        if (!strcmp(s, "gelu")) c->act = MMSPCL_CLIP_GELU;
+        else if (strcmp(s, "quick_gelu") != 0)
+            return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED,
+                                "clip: hidden_act '%.64s' is not supported (quick_gelu, gelu)", s);
+    }
+    if ((st = mmspcl__clip_int(w, "clip.resize_shortest_edge", 1, 1 << 16, c->image_size,
+                               &c->resize_shortest_edge, err)) ||
+        (st = mmspcl__clip_int(w, "clip.crop_size", 1, 1 << 16, c->image_size, &c->crop_size, err)))
+        return st;
+    if (c->crop_size != c->image_size)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: crop_size %d differs from image_size %d",
+                            c->crop_size, c->image_size);
+    for (i = 0; i < 3; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "clip.image_mean.%d", i);
+        if ((st = mmspcl__clip_float(w, key, -1e3, 1e3, mean[i], &c->image_mean[i], err))) return st;
+        snprintf(key, sizeof key, "clip.image_std.%d", i);
+        if ((st = mmspcl__clip_float(w, key, 1e-6, 1e3, stdv[i], &c->image_std[i], err))) return st;
+    }
+    return MMSPCL_OK;
+}
+
+/* A matrix used by mmspcl_linear: any float or quantized dtype, shape [rows, cols]. */
+static mmspcl_status mmspcl__clip_matrix(const mmspcl_weights *w, const char *name, int64_t rows,
+                                         int64_t cols, const mmspcl_tensor **out, mmspcl_error *err) {
+    int64_t ne[2];
+    mmspcl_status st;
+    ne[0] = rows;
+    ne[1] = cols;
+    if ((st = mmspcl_weights_expect(w, name, 2, ne, out, err))) return st;
+    if ((*out)->dtype == MMSPCL_I32 || mmspcl_dtype_row_size((*out)->dtype, cols) == 0)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "clip: tensor '%s' has dtype %s, which a matrix cannot use",
+                            name, mmspcl_dtype_name((*out)->dtype));
+    return MMSPCL_OK;
+}
+
+/* A vector of n floats: f32 in place, other float types widened into memory the model owns. */
+static mmspcl_status mmspcl__clip_vector(mmspcl_clip *m, const mmspcl_weights *w, const char *name,
+                                         int64_t n, const float **out, mmspcl_error *err) {
+    const mmspcl_tensor *t;
+    mmspcl_status st;
+    float *buf;
+    if ((st = mmspcl_weights_expect(w, name, 1, &n, &t, err))) return st;
+    if (t->dtype == MMSPCL_F32) { *out = (const float *)t->data; return MMSPCL_OK; }
+    if (t->dtype == MMSPCL_I32 || mmspcl_dtype_row_size(t->dtype, n) == 0)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "clip: tensor '%s' has dtype %s, expected a float type",
+                            name, mmspcl_dtype_name(t->dtype));
+    buf = (float *)MMSPCL_MALLOC((size_t)n * sizeof(float));
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "clip: no memory to widen '%s'", name);
+    m->owned[m->n_owned++] = buf;   /* room was reserved by mmspcl_clip_load */
+    mmspcl_dequantize_row(t->dtype, t->data, buf, n);
+    *out = buf;
+    return MMSPCL_OK;
+}
+
+static mmspcl_status mmspcl__clip_layer_load(mmspcl_clip *m, const mmspcl_weights *w, int l,
+                                             mmspcl_error *err) {
+    const mmspcl_clip_config *c = &m->c;
+    mmspcl__clip_layer *L = &m->layers[l];
+    int64_t W = c->hidden_size, I = c->intermediate_size;
+    char name[128];
+    mmspcl_status st;
+#define MMSPCL__CLIP_NAME(suffix) (snprintf(name, sizeof name, "vision_model.encoder.layers.%d.%s", l, suffix), name)
+    if ((st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("layer_norm1.weight"), W, &L->ln1_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("layer_norm1.bias"), W, &L->ln1_b, err)) ||
+        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("self_attn.q_proj.weight"), W, W, &L->q_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("self_attn.q_proj.bias"), W, &L->q_b, err)) ||
+        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("self_attn.k_proj.weight"), W, W, &L->k_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("self_attn.k_proj.bias"), W, &L->k_b, err)) ||
+        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("self_attn.v_proj.weight"), W, W, &L->v_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("self_attn.v_proj.bias"), W, &L->v_b, err)) ||
+        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("self_attn.out_proj.weight"), W, W, &L->o_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("self_attn.out_proj.bias"), W, &L->o_b, err)) ||
+        (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("layer_norm2.weight"), W, &L->ln2_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("layer_norm2.bias"), W, &L->ln2_b, err)) ||
+        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("mlp.fc1.weight"), I, W, &L->fc1_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("mlp.fc1.bias"), I, &L->fc1_b, err)) ||
+        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("mlp.fc2.weight"), W, I, &L->fc2_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("mlp.fc2.bias"), W, &L->fc2_b, err)))
+        return st;
+#undef MMSPCL__CLIP_NAME
+    return MMSPCL_OK;
+}
+
+static mmspcl_status mmspcl__clip_load(mmspcl_clip *m, const mmspcl_weights *w, int max_batch,
+                                       mmspcl_error *err) {
+    mmspcl_clip_config *c = &m->c;
+    const mmspcl_tensor *t;
+    int64_t ne[4], W, D;
+    mmspcl_status st;
+    int l;
+    if ((st = mmspcl__clip_config(w, c, err))) return st;
+    W = c->hidden_size;
+    D = (int64_t)c->num_channels * c->patch_size * c->patch_size;
+    /* every vector may need widening: 16 per layer, 5 others */
+    m->owned = (float **)MMSPCL_MALLOC(((size_t)c->num_layers * 16 + 5) * sizeof(float *));
+    m->layers = (mmspcl__clip_layer *)MMSPCL_MALLOC(((size_t)c->num_layers + 1) * sizeof(mmspcl__clip_layer));
+    if (!m->owned || !m->layers) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "clip: out of memory");
+
+    ne[0] = W; ne[1] = c->num_channels; ne[2] = c->patch_size; ne[3] = c->patch_size;
+    if ((st = mmspcl_weights_expect(w, "vision_model.embeddings.patch_embedding.weight", 4, ne, &t, err)))
+        return st;
+    m->patch_w = *t;                 /* the same bytes seen as [W, C*P*P] */
+    m->patch_w.ndim = 2;
+    m->patch_w.ne[1] = D;
+    m->patch_w.ne[2] = m->patch_w.ne[3] = 0;
+    if (t->dtype == MMSPCL_I32 || mmspcl_dtype_row_size(t->dtype, D) == 0)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "clip: tensor '%s' has dtype %s, which a matrix cannot use",
+                            t->name, mmspcl_dtype_name(t->dtype));
+    if ((st = mmspcl__clip_vector(m, w, "vision_model.embeddings.class_embedding", W, &m->class_emb, err)))
+        return st;
+    ne[0] = c->num_tokens; ne[1] = W;
+    if ((st = mmspcl_weights_expect(w, "vision_model.embeddings.position_embedding.weight", 2, ne, &m->pos_emb, err)))
+        return st;
+    if (m->pos_emb->dtype == MMSPCL_I32 || mmspcl_dtype_row_size(m->pos_emb->dtype, W) == 0)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "clip: tensor '%s' has dtype %s, expected a float type",
+                            m->pos_emb->name, mmspcl_dtype_name(m->pos_emb->dtype));
+    if ((st = mmspcl__clip_vector(m, w, "vision_model.pre_layrnorm.weight", W, &m->pre_ln_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, "vision_model.pre_layrnorm.bias", W, &m->pre_ln_b, err)))
+        return st;
+    for (l = 0; l < c->num_layers; l++)
+        if ((st = mmspcl__clip_layer_load(m, w, l, err))) return st;
+    if ((st = mmspcl__clip_vector(m, w, "vision_model.post_layernorm.weight", W, &m->post_ln_w, err)) ||
+        (st = mmspcl__clip_vector(m, w, "vision_model.post_layernorm.bias", W, &m->post_ln_b, err)))
+        return st;
+    m->proj_w = NULL;
+    if (c->projection_dim > 0) {
+        if ((st = mmspcl__clip_matrix(w, "visual_projection.weight", c->projection_dim, W, &m->proj_w, err)))
+            return st;
+    } else if (mmspcl_weights_find(w, "visual_projection.weight")) {
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT,
+                            "clip: tensor 'visual_projection.weight' is present but clip.projection_dim is missing or 0");
+    }
+    {   /* every activation index of a chunk must fit an int */
+        int64_t widest = W > c->intermediate_size ? W : c->intermediate_size;
+        if (D > widest) widest = D;
+        if ((double)max_batch * (double)c->num_tokens * (double)widest > 2147483647.0)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip: max_batch %d is too large for %d tokens of %lld values",
+                                max_batch, c->num_tokens, (long long)widest);
+    }
+    m->max_batch = max_batch;
+    m->arena_threads = MMSPCL__MAX_THREADS();
+    return mmspcl_arena_init(&m->arena, mmspcl__clip_arena_size(c, max_batch, m->arena_threads), err);
+}
+
+mmspcl_status mmspcl_clip_load(mmspcl_clip **out, const mmspcl_weights *w, int max_batch,
+                               mmspcl_error *err) {
+    mmspcl_clip *m;
+    mmspcl_status st;
+    if (!out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip: out is NULL");
+    *out = NULL;
+    if (!w) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip: no weights");
+    if (max_batch < 1 || max_batch > 65536)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip: max_batch %d is out of range [1, 65536]", max_batch);
+    m = (mmspcl_clip *)MMSPCL_MALLOC(sizeof *m);
+    if (!m) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "clip: out of memory");
+    memset(m, 0, sizeof *m);
+    if ((st = mmspcl__clip_load(m, w, max_batch, err))) { mmspcl_clip_free(m); return st; }
+    *out = m;
+    return MMSPCL_OK;
+}
+
+void mmspcl_clip_free(mmspcl_clip *m) {
+    int i;
+    if (!m) return;
+    for (i = 0; i < m->n_owned; i++) MMSPCL_FREE(m->owned[i]);
+    MMSPCL_FREE(m->owned);
+    MMSPCL_FREE(m->layers);
+    mmspcl_arena_free(&m->arena);
+    MMSPCL_FREE(m);
+}
+
+const mmspcl_clip_config *mmspcl_clip_get_config(const mmspcl_clip *m) { return &m->c; }
+size_t mmspcl_clip_arena_bytes(const mmspcl_clip *m) { return m->arena.size; }
+const float *mmspcl_clip_last_hidden(const mmspcl_clip *m) { return m->last_hidden; }
+
+/* ---- forward ---------------------------------------------------------------------------- */
+
+static mmspcl_status mmspcl__clip_linear(float *out, const float *x, int rows, int n_in,
+                                         const mmspcl_tensor *W, const float *bias, mmspcl_error *err) {
+    mmspcl_status st = mmspcl_linear(out, x, rows, n_in, W, bias);
+    if (st) return mmspcl__fail(err, st, "clip: linear with '%s' failed (%s)", W->name ? W->name : "?",
+                                mmspcl_status_name(st));
+    return MMSPCL_OK;
+}
+
+/* x += y over n rows of dim values */
+static void mmspcl__clip_add(float *x, const float *y, int rows, int dim) {
+    int r;
+MMSPCL__OMP_FOR
+    for (r = 0; r < rows; r++) {
+        float *xr = x + (size_t)r * (size_t)dim;
+        const float *yr = y + (size_t)r * (size_t)dim;
+        int i;
+        for (i = 0; i < dim; i++) xr[i] += yr[i];
+    }
+}
+
+/* Unfold B images [C][S][S] into rows [B*N][C*P*P], each row ordered (c, ky, kx) like the conv
+   weight, patches in row-major order: the stride-P convolution becomes one matrix product. */
+static void mmspcl__clip_unfold(const mmspcl_clip_config *c, const float *pixels, int B, float *rows) {
+    int S = c->image_size, P = c->patch_size, C = c->num_channels, g = S / P;
+    int task;
+MMSPCL__OMP_FOR
+    for (task = 0; task < B * c->num_patches; task++) {
+        int b = task / c->num_patches, n = task % c->num_patches, py = n / g, px = n % g, ch, ky;
+        float *dst = rows + (size_t)task * (size_t)C * (size_t)P * (size_t)P;
+        for (ch = 0; ch < C; ch++)
+            for (ky = 0; ky < P; ky++) {
+                const float *src = pixels + (((size_t)b * (size_t)C + (size_t)ch) * (size_t)S +
+                                             (size_t)(py * P + ky)) * (size_t)S + (size_t)px * (size_t)P;
+                memcpy(dst, src, (size_t)P * sizeof(float));
+                dst += P;
+            }
+    }
+}
+
+/* One chunk of B <= max_batch images. */
+static mmspcl_status mmspcl__clip_chunk(mmspcl_clip *m, const mmspcl__clip_acts *s,
+                                        const float *pixels, int B, float *embeds, float *pooled,
+                                        mmspcl_error *err) {
+    const mmspcl_clip_config *c = &m->c;
+    const int W = c->hidden_size, T = c->num_tokens, N = c->num_patches, I = c->intermediate_size;
+    const int D = c->num_channels * c->patch_size * c->patch_size, BT = B * T;
+    const int hd = W / c->num_heads;
+    const float eps = c->layer_norm_eps;
+    const size_t row_bytes = mmspcl_dtype_row_size(m->pos_emb->dtype, W);
+    float *x = s->x, *h = s->h;
+    mmspcl_status st;
+    int b, t, l;
+
+    /* patch embedding: the stride-P convolution (no bias) as a product over unfolded patches */
+    mmspcl__clip_unfold(c, pixels, B, s->f);
+    if ((st = mmspcl__clip_linear(h, s->f, B * N, D, &m->patch_w, NULL, err))) return st;
+
+    /* tokens: class embedding, then the patches; plus position embeddings */
+    for (b = 0; b < B; b++)
+        for (t = 0; t < T; t++) {
+            float *xt = x + ((size_t)b * (size_t)T + (size_t)t) * (size_t)W;
+            const float *e = t == 0 ? m->class_emb : h + ((size_t)b * (size_t)N + (size_t)(t - 1)) * (size_t)W;
+            const unsigned char *pos = (const unsigned char *)m->pos_emb->data + (size_t)t * row_bytes;
+            int i;
+            if (m->pos_emb->dtype == MMSPCL_F32) memcpy(xt, pos, (size_t)W * sizeof(float));
+            else mmspcl_dequantize_row(m->pos_emb->dtype, pos, xt, W);
+            for (i = 0; i < W; i++) xt[i] = e[i] + xt[i];
+        }
+    mmspcl_layernorm(x, x, m->pre_ln_w, m->pre_ln_b, BT, W, eps);
+
+    for (l = 0; l < c->num_layers; l++) {
+        const mmspcl__clip_layer *L = &m->layers[l];
+        /* x += out_proj(attention(layer_norm1(x))) */
+        mmspcl_layernorm(h, x, L->ln1_w, L->ln1_b, BT, W, eps);
+        if ((st = mmspcl__clip_linear(s->q, h, BT, W, L->q_w, L->q_b, err)) ||
+            (st = mmspcl__clip_linear(s->k, h, BT, W, L->k_w, L->k_b, err)) ||
+            (st = mmspcl__clip_linear(s->v, h, BT, W, L->v_w, L->v_b, err)))
+            return st;
+        for (b = 0; b < B; b++) {
+            size_t off = (size_t)b * (size_t)T * (size_t)W;
+            mmspcl_attention(s->ctx + off, W, s->q + off, W, s->k + off, s->v + off, W, T, T,
+                             c->num_heads, hd, NULL, s->scratch);
+        }
+        if ((st = mmspcl__clip_linear(h, s->ctx, BT, W, L->o_w, L->o_b, err))) return st;
+        mmspcl__clip_add(x, h, BT, W);
+        /* x += fc2(act(fc1(layer_norm2(x)))) */
+        mmspcl_layernorm(h, x, L->ln2_w, L->ln2_b, BT, W, eps);
+        if ((st = mmspcl__clip_linear(s->f, h, BT, W, L->fc1_w, L->fc1_b, err))) return st;
+        if (c->act == MMSPCL_CLIP_GELU) mmspcl_gelu(s->f, (size_t)BT * (size_t)I);
+        else mmspcl_quick_gelu(s->f, (size_t)BT * (size_t)I);
+        if ((st = mmspcl__clip_linear(h, s->f, BT, I, L->fc2_w, L->fc2_b, err))) return st;
+        mmspcl__clip_add(x, h, BT, W);
+    }
+    m->last_hidden = x;
+
+    /* pooled = post_layernorm(class token); embeds = visual_projection(pooled) */
+    for (b = 0; b < B; b++)
+        mmspcl_layernorm(s->pooled + (size_t)b * (size_t)W, x + (size_t)b * (size_t)T * (size_t)W,
+                         m->post_ln_w, m->post_ln_b, 1, W, eps);
+    if (pooled) memcpy(pooled, s->pooled, (size_t)B * (size_t)W * sizeof(float));
+    if (embeds && (st = mmspcl__clip_linear(embeds, s->pooled, B, W, m->proj_w, NULL, err))) return st;
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_clip_forward(mmspcl_clip *m, const float *pixels, int batch, float *embeds,
+                                  float *pooled, mmspcl_error *err) {
+    const mmspcl_clip_config *c;
+    mmspcl__clip_acts s;
+    size_t px_per_image;
+    int threads, done;
+    if (!m || !pixels || batch < 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip forward: bad arguments");
+    c = &m->c;
+    if (embeds && !m->proj_w)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG,
+                            "clip forward: the weight file has no visual_projection: ask for pooled only");
+    threads = MMSPCL__MAX_THREADS();
+    if (threads > m->arena_threads) {   /* more threads than at load: the attention scratch grows */
+        mmspcl_status st;
+        mmspcl_arena_free(&m->arena);
+        m->last_hidden = NULL;
+        if ((st = mmspcl_arena_init(&m->arena, mmspcl__clip_arena_size(c, m->max_batch, threads), err)))
+            return st;
+        m->arena_threads = threads;
+    }
+    px_per_image = (size_t)c->num_channels * (size_t)c->image_size * (size_t)c->image_size;
+    for (done = 0; done < batch; done += m->max_batch) {
+        int B = batch - done < m->max_batch ? batch - done : m->max_batch;
+        mmspcl_status st;
+        if (!mmspcl__clip_carve(&m->arena, c, B, m->arena_threads, &s))
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "clip forward: arena of %zu bytes is too small",
+                                m->arena.size);
+        st = mmspcl__clip_chunk(m, &s, pixels + (size_t)done * px_per_image, B,
+                                embeds ? embeds + (size_t)done * (size_t)c->projection_dim : NULL,
+                                pooled ? pooled + (size_t)done * (size_t)c->hidden_size : NULL, err);
+        if (st) return st;
+    }
+    return MMSPCL_OK;
+}
+
+/* ---- images ----------------------------------------------------------------------------- */
+
+mmspcl_status mmspcl_clip_preprocess_image(const mmspcl_clip *m, const mmspcl_image *img,
+                                           float *out, mmspcl_error *err) {
+    const mmspcl_clip_config *c;
+    if (!m || !img || !out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip preprocess: bad arguments");
+    c = &m->c;
+    if (c->num_channels != 3)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "clip preprocess: the model takes %d channels, images give 3",
+                            c->num_channels);
+    return mmspcl_clip_preprocess(img, c->resize_shortest_edge, c->crop_size, c->image_mean, c->image_std, out, err);
+}
+
+mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, float *embed,
+                                      mmspcl_error *err) {
+    mmspcl_status st;
+    float *pixels;
+    if (!m || !img || !embed) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip embed: bad arguments");
+    pixels = (float *)MMSPCL_MALLOC((size_t)3 * (size_t)m->c.image_size * (size_t)m->c.image_size * sizeof(float));
+    if (!pixels) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "clip embed: out of memory");
+    st = mmspcl_clip_preprocess_image(m, img, pixels, err);
+    if (!st) st = mmspcl_clip_forward(m, pixels, 1, embed, NULL, err);
+    MMSPCL_FREE(pixels);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   MM-SPCL heads (implementation). Internal helpers: static, prefix mmspcl__heads_.
+   The numeric work is done by the kernels; these functions only arrange rows and sequences.
+   ------------------------------------------------------------------------------------------ */
+
+mmspcl_head_linear mmspcl_head_linear_f32(const float *w, const float *b, int in, int out) {
+    mmspcl_head_linear l;
+    memset(&l, 0, sizeof l);
+    l.w.dtype = MMSPCL_F32;
+    l.w.ndim = 2;
+    l.w.ne[0] = out;
+    l.w.ne[1] = in;
+    l.w.data = w;
+    l.w.nbytes = sizeof(float) * (size_t)in * (size_t)out;
+    l.b = b;
+    l.in = in;
+    l.out = out;
+    return l;
+}
+
+mmspcl_status mmspcl_head_linear_forward(const mmspcl_head_linear *l, const float *x, float *y, int n) {
+    if (n <= 0) return MMSPCL_OK;
+    return mmspcl_linear(y, x, n, l->in, &l->w, l->b);
+}
+
+void mmspcl_head_ln_forward(const mmspcl_head_ln *l, const float *x, float *y, int n) {
+    mmspcl_layernorm(y, x, l->g, l->b, n, l->dim, l->eps);
+}
+
+static void mmspcl__heads_act(float *x, size_t n, mmspcl_act act) {
+    size_t i;
+    if (act == MMSPCL_ACT_GELU) { mmspcl_gelu(x, n); return; }
+    for (i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+mmspcl_status mmspcl_head_mlp_forward(const mmspcl_head_mlp *m, const float *x, float *y, int n,
+                                      float *hidden) {
+    mmspcl_status st = mmspcl_head_linear_forward(&m->fc1, x, hidden, n);
+    if (st) return st;
+    mmspcl__heads_act(hidden, (size_t)n * (size_t)m->fc1.out, m->act);
+    return mmspcl_head_linear_forward(&m->fc2, hidden, y, n);
+}
+
+size_t mmspcl_head_block_scratch(const mmspcl_head_block *b, int nb, int tq, int tk) {
+    size_t D = (size_t)b->ln_q.dim, F = (size_t)b->ff.fc1.out, nk = (size_t)(b->cross ? tk : tq);
+    size_t q = (size_t)nb * (size_t)tq, k = (size_t)nb * nk;
+    /* xln, q, ctx, tmp: q rows; kvln (cross), k, v: k rows; hidden; attention scratch */
+    return 4 * q * D + (b->cross ? k * D : 0) + 2 * k * D + q * F + mmspcl_attention_scratch((int)nk);
+}
+
+mmspcl_status mmspcl_head_block_forward(const mmspcl_head_block *b, float *x, int nb, int tq,
+                                        const float *src, int tk, const unsigned char *kmask,
+                                        float *scratch) {
+    const int D = b->ln_q.dim, H = b->attn.n_heads, dh = D / H, nk = b->cross ? tk : tq;
+    const size_t qn = (size_t)nb * tq * D, kn = (size_t)nb * nk * D;
+    float *xln = scratch, *q = xln + qn, *ctx = q + qn, *tmp = ctx + qn;
+    float *kvln = tmp + qn, *k = kvln + (b->cross ? kn : 0), *v = k + kn, *hid = v + kn;
+    float *att = hid + (size_t)nb * tq * b->ff.fc1.out;
+    const float *kv = xln;
+    mmspcl_status st;
+    size_t i;
+    int s;
+    mmspcl_head_ln_forward(&b->ln_q, x, xln, nb * tq);
+    if (b->cross) { mmspcl_head_ln_forward(&b->ln_kv, src, kvln, nb * tk); kv = kvln; }
+    if ((st = mmspcl_head_linear_forward(&b->attn.q, xln, q, nb * tq))) return st;
+    if ((st = mmspcl_head_linear_forward(&b->attn.k, kv, k, nb * nk))) return st;
+    if ((st = mmspcl_head_linear_forward(&b->attn.v, kv, v, nb * nk))) return st;
+    for (s = 0; s < nb; s++) {
+        const unsigned char *ms = kmask ? kmask + (size_t)s * nk : NULL;
+        float *cs = ctx + (size_t)s * tq * D;
+        int j, any = !ms;
+        for (j = 0; ms && j < nk; j++) any |= ms[j] != 0;
+        if (!any) { for (i = 0; i < (size_t)tq * D; i++) cs[i] = 0.0f; continue; }
+        mmspcl_attention(cs, D, q + (size_t)s * tq * D, D, k + (size_t)s * nk * D, v + (size_t)s * nk * D,
+                         D, tq, nk, H, dh, ms, att);
+    }
+    if ((st = mmspcl_head_linear_forward(&b->attn.o, ctx, tmp, nb * tq))) return st;
+    for (i = 0; i < qn; i++) x[i] += tmp[i];
+    mmspcl_head_ln_forward(&b->ln_ff, x, xln, nb * tq);
+    if ((st = mmspcl_head_mlp_forward(&b->ff, xln, tmp, nb * tq, hid))) return st;
+    for (i = 0; i < qn; i++) x[i] += tmp[i];
+    return MMSPCL_OK;
+}
+
+/* cosine as torch.nn.functional.cosine_similarity: a.b / (max(|a|, eps) max(|b|, eps)) */
+static double mmspcl__heads_cos(const float *a, const float *b, int n) {
+    double ab = 0, aa = 0, bb = 0;
+    int i;
+    for (i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
+    aa = sqrt(aa); bb = sqrt(bb);
+    return ab / ((aa > 1e-8 ? aa : 1e-8) * (bb > 1e-8 ? bb : 1e-8));
+}
+
+float mmspcl_score(const float *a, const float *b, int d) {
+    return (float)((1.0 + mmspcl__heads_cos(a, b, d)) / 2.0 + 1e-8);
+}
+
+/* --- cross-modal pruning ------------------------------------------------------------------- */
+/* one sample: o [dp] = xp with the chosen heads zeroed (o may be xp) */
+static void mmspcl__heads_prune_row(const float *xb, int db, const float *xp, int dp, int K, float *o,
+                                    unsigned char *kp) {
+    const int nb = db / K, np = (dp + K - 1) / K;
+    int hb, hp, j;
+    memmove(o, xp, sizeof(float) * (size_t)dp);
+    if (kp) for (hp = 0; hp < np; hp++) kp[hp] = 1;
+    for (hb = 0; hb < nb; hb++) {
+        int best = 0;
+        double bc = -2;
+        for (hp = 0; hp < np; hp++) {
+            int w = (hp + 1) * K <= dp ? K : dp - hp * K;
+            double c = mmspcl__heads_cos(xb + (size_t)hb * K, xp + (size_t)hp * K, w);
+            if (c > bc) { bc = c; best = hp; }
+        }
+        if (kp) kp[best] = 0;
+        for (j = best * K; j < (best + 1) * K && j < dp; j++) o[j] = 0.0f;
+    }
+}
+
+mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, int dp, int K,
+                                 int n, float *pruned, unsigned char *kept, mmspcl_error *err) {
+    const int np = K > 0 ? (dp + K - 1) / K : 0;
+    int i;
+    if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d)", db, K, dp);
+    MMSPCL__OMP_FOR
+    for (i = 0; i < n; i++)
+        mmspcl__heads_prune_row(base + (size_t)i * db, db, prune + (size_t)i * dp, dp, K, pruned + (size_t)i * dp,
+                                kept ? kept + (size_t)i * np : NULL);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune, int dp, int K,
+                                   int n, float *out, unsigned char *kept, mmspcl_error *err) {
+    const int np = K > 0 ? (dp + K - 1) / K : 0;
+    int i;
+    if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d)", db, K, dp);
+    MMSPCL__OMP_FOR
+    for (i = 0; i < n; i++) {
+        float *o = out + (size_t)i * (db + dp);
+        memcpy(o, base + (size_t)i * db, sizeof(float) * (size_t)db);
+        mmspcl__heads_prune_row(base + (size_t)i * db, db, prune + (size_t)i * dp, dp, K, o + db,
+                                kept ? kept + (size_t)i * np : NULL);
+    }
+    return MMSPCL_OK;
+}
+
+/* --- fusion (a) ---------------------------------------------------------------------------- */
+/* out [n][sum of the dims in mods] = concatenation of x[m] rows, m in t, a, v order */
+static void mmspcl__heads_concat(const float *const x[3], const int dims[3], unsigned mods, int n,
+                                 float *out) {
+    int i, m, total = 0, off;
+    for (m = 0; m < 3; m++) if (mods & (1u << m)) total += dims[m];
+    for (i = 0; i < n; i++) {
+        off = 0;
+        for (m = 0; m < 3; m++) {
+            if (!(mods & (1u << m))) continue;
+            memcpy(out + (size_t)i * total + off, x[m] + (size_t)i * dims[m], sizeof(float) * (size_t)dims[m]);
+            off += dims[m];
+        }
+    }
+}
+
+#define MMSPCL__HEADS_CHUNK 64
+
+mmspcl_status mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const float *const x[3], int n,
+                                         float *y, mmspcl_error *err) {
+    unsigned mods = 0;
+    int m, i;
+    float *buf;
+    for (m = 0; m < 3; m++) if (f->dims[m] > 0) {
+        if (!x[m]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "fuse_linear: modality %d has width %d but no input", m, f->dims[m]);
+        mods |= 1u << m;
+    }
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)MMSPCL__HEADS_CHUNK * (size_t)f->proj.in);
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "fuse_linear: out of memory");
+    for (i = 0; i < n; i += MMSPCL__HEADS_CHUNK) {
+        int nn = n - i < MMSPCL__HEADS_CHUNK ? n - i : MMSPCL__HEADS_CHUNK;
+        const float *xs[3];
+        for (m = 0; m < 3; m++) xs[m] = x[m] ? x[m] + (size_t)i * f->dims[m] : NULL;
+        mmspcl__heads_concat(xs, f->dims, mods, nn, buf);
+        if (mmspcl_head_linear_forward(&f->proj, buf, y + (size_t)i * f->proj.out, nn)) {
+            MMSPCL_FREE(buf);
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "fuse_linear: out of memory");
+        }
+    }
+    MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+/* --- token sequences shared by MulT and MBT ------------------------------------------------ */
+/* e [ns][seq][D] = x [ns][seq][tok] W^T + b + pos */
+static mmspcl_status mmspcl__heads_embed(const mmspcl_head_linear *proj, const float *pos, const float *x,
+                                         int ns, int seq, float *e) {
+    const int D = proj->out;
+    size_t s, q, per = (size_t)seq * D;
+    mmspcl_status st = mmspcl_head_linear_forward(proj, x, e, ns * seq);
+    if (st) return st;
+    for (s = 0; s < (size_t)ns; s++)
+        for (q = 0; q < per; q++) e[s * per + q] += pos[q];
+    return MMSPCL_OK;
+}
+
+/* LN over every token, then the mean over each sequence's tokens: out row s at out + s * ld */
+static void mmspcl__heads_ln_pool(const mmspcl_head_ln *ln, const float *x, int ns, int seq, float *tmp,
+                                  float *out, int ld) {
+    int s, t, d, D = ln->dim;
+    mmspcl_head_ln_forward(ln, x, tmp, ns * seq);
+    for (s = 0; s < ns; s++)
+        for (d = 0; d < D; d++) {
+            float acc = 0;
+            for (t = 0; t < seq; t++) acc += tmp[((size_t)s * seq + t) * D + d];
+            out[(size_t)s * ld + d] = acc / (float)seq;
+        }
+}
+
+static size_t mmspcl__heads_max_block_scratch(const mmspcl_head_block *b, int nblocks, int ns, int tmax) {
+    size_t s = 0, t;
+    int i;
+    for (i = 0; i < nblocks; i++) { t = mmspcl_head_block_scratch(&b[i], ns, tmax, tmax); if (t > s) s = t; }
+    return s;
+}
+
+mmspcl_status mmspcl_mult_forward(const mmspcl_mult *m, const float *const x[3], int n, float *y,
+                                  mmspcl_error *err) {
+    const int D = m->d_model, L = m->n_cross + m->n_self, CH = MMSPCL__HEADS_CHUNK;
+    int tmax = 1, etot = 0, mi, i;
+    size_t bs;
+    float *buf;
+    mmspcl_status st = MMSPCL_OK;
+    for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) {
+        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mult: modality %d has %d tokens but no input", mi, m->seq[mi]);
+        if (m->seq[mi] > tmax) tmax = m->seq[mi];
+        etot += m->seq[mi];
+    }
+    bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_pairs * L, CH, tmax);
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)CH * ((size_t)etot * D + 2 * (size_t)tmax * D + (size_t)m->n_pairs * D) + bs));
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mult: out of memory for a chunk of %d samples", CH);
+    for (i = 0; i < n && !st; i += CH) {
+        const int ns = n - i < CH ? n - i : CH;
+        float *e[3], *h, *tmp, *pooled, *bscr, *p = buf;
+        int a, b2, pi = 0, l;
+        for (mi = 0; mi < 3; mi++) {
+            e[mi] = NULL;
+            if (m->seq[mi] <= 0) continue;
+            e[mi] = p; p += (size_t)CH * m->seq[mi] * D;
+            if (!st) st = mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], ns, m->seq[mi], e[mi]);
+        }
+        h = p; p += (size_t)CH * tmax * D;
+        tmp = p; p += (size_t)CH * tmax * D;
+        pooled = p; p += (size_t)CH * m->n_pairs * D;
+        bscr = p;
+        for (a = 0; a < 3 && !st; a++) {
+            if (m->seq[a] <= 0) continue;
+            for (b2 = 0; b2 < 3 && !st; b2++) {
+                const mmspcl_head_block *blk;
+                if (b2 == a || m->seq[b2] <= 0) continue;
+                blk = m->blocks + (size_t)pi * L;
+                memcpy(h, e[a], sizeof(float) * (size_t)ns * m->seq[a] * D);
+                for (l = 0; l < L && !st; l++)
+                    st = mmspcl_head_block_forward(&blk[l], h, ns, m->seq[a], blk[l].cross ? e[b2] : NULL,
+                                                   m->seq[b2], NULL, bscr);
+                mmspcl__heads_ln_pool(&m->final_ln[pi], h, ns, m->seq[a], tmp, pooled + (size_t)pi * D, m->n_pairs * D);
+                pi++;
+            }
+        }
+        if (!st) st = mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, ns);
+    }
+    MMSPCL_FREE(buf);
+    if (st) return mmspcl__fail(err, st, "mult: out of memory in a kernel");
+    return MMSPCL_OK;
+}
+
+void mmspcl_mult_free(mmspcl_mult *m) {
+    MMSPCL_FREE(m->blocks);
+    MMSPCL_FREE(m->final_ln);
+    m->blocks = NULL;
+    m->final_ln = NULL;
+}
+
+mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
+                                 mmspcl_error *err) {
+    const int D = m->d_model, L = m->n_layers, F = m->n_fusion, CH = MMSPCL__HEADS_CHUNK;
+    int tmax = 1, ztot = 0, mi, i;
+    size_t bs;
+    float *buf;
+    mmspcl_status st = MMSPCL_OK;
+    for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) {
+        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: modality %d has %d tokens but no input", mi, m->seq[mi]);
+        if (m->seq[mi] + F > tmax) tmax = m->seq[mi] + F;
+        ztot += m->seq[mi];
+    }
+    bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_mod * L, CH, tmax);
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)CH * ((size_t)ztot * D + 2 * (size_t)F * D + 2 * (size_t)tmax * D + (size_t)m->n_mod * D) + bs));
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mbt: out of memory for a chunk of %d samples", CH);
+    for (i = 0; i < n && !st; i += CH) {
+        const int ns = n - i < CH ? n - i : CH;
+        float *z[3], *fsn, *fnew, *u, *tmp, *pooled, *bscr, *p = buf;
+        int l, slot, s;
+        size_t q, fd = (size_t)F * D;
+        for (mi = 0; mi < 3; mi++) {
+            z[mi] = NULL;
+            if (m->seq[mi] <= 0) continue;
+            z[mi] = p; p += (size_t)CH * m->seq[mi] * D;
+            if (!st) st = mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], ns, m->seq[mi], z[mi]);
+        }
+        fsn = p; p += (size_t)CH * fd;
+        fnew = p; p += (size_t)CH * fd;
+        u = p; p += (size_t)CH * tmax * D;
+        tmp = p; p += (size_t)CH * tmax * D;
+        pooled = p; p += (size_t)CH * m->n_mod * D;
+        bscr = p;
+        for (s = 0; s < ns; s++) memcpy(fsn + (size_t)s * fd, m->fusion_tokens, sizeof(float) * fd);
+        for (l = 0; l < L && !st; l++) {
+            const int fuse = l >= m->fusion_start;
+            if (fuse) for (q = 0; q < (size_t)ns * fd; q++) fnew[q] = 0.0f;
+            for (mi = 0, slot = 0; mi < 3 && !st; mi++) {
+                const int T = m->seq[mi];
+                const mmspcl_head_block *blk;
+                if (T <= 0) continue;
+                blk = &m->blocks[(size_t)slot * L + l];
+                slot++;
+                if (!fuse) { st = mmspcl_head_block_forward(blk, z[mi], ns, T, NULL, 0, NULL, bscr); continue; }
+                /* u = [own tokens ; fusion tokens] per sample */
+                for (s = 0; s < ns; s++) {
+                    memcpy(u + (size_t)s * (T + F) * D, z[mi] + (size_t)s * T * D, sizeof(float) * (size_t)T * D);
+                    memcpy(u + ((size_t)s * (T + F) + T) * D, fsn + (size_t)s * fd, sizeof(float) * fd);
+                }
+                st = mmspcl_head_block_forward(blk, u, ns, T + F, NULL, 0, NULL, bscr);
+                for (s = 0; s < ns; s++) {
+                    memcpy(z[mi] + (size_t)s * T * D, u + (size_t)s * (T + F) * D, sizeof(float) * (size_t)T * D);
+                    for (q = 0; q < fd; q++) fnew[(size_t)s * fd + q] += u[((size_t)s * (T + F) + T) * D + q];
+                }
+            }
+            if (fuse) for (q = 0; q < (size_t)ns * fd; q++) fsn[q] = fnew[q] / (float)m->n_mod;
+        }
+        for (mi = 0, slot = 0; mi < 3; mi++) {
+            if (m->seq[mi] <= 0) continue;
+            mmspcl__heads_ln_pool(&m->final_ln[mi], z[mi], ns, m->seq[mi], tmp, pooled + (size_t)slot * D, m->n_mod * D);
+            slot++;
+        }
+        if (!st) st = mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, ns);
+    }
+    MMSPCL_FREE(buf);
+    if (st) return mmspcl__fail(err, st, "mbt: out of memory in a kernel");
+    return MMSPCL_OK;
+}
+
+void mmspcl_mbt_free(mmspcl_mbt *m) {
+    MMSPCL_FREE(m->blocks);
+    m->blocks = NULL;
+}
+
+/* --- MSVE ---------------------------------------------------------------------------------- */
+mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
+                                  unsigned combos, float *logits, mmspcl_error *err) {
+    const int C = m->n_classes, CH = MMSPCL__HEADS_CHUNK;
+    int c, mi, i, maxin = 0, maxh = 0, dtot = 0;
+    float *buf, *z[3], *cat, *hid, *lg;
+    size_t q;
+    if (combos == 0) combos = m->combos;
+    if (combos & ~m->combos)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "msve: combinations 0x%x are not enabled (enabled 0x%x)", combos, m->combos);
+    for (c = 1; c < 8; c++) {
+        if (!(combos & MMSPCL_COMBO(c))) continue;
+        for (mi = 0; mi < 3; mi++)
+            if ((c & (1 << mi)) && (m->dims[mi] <= 0 || !x[mi]))
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "msve: combination %d needs modality %d", c, mi);
+        if (m->mlp[c].fc1.in > maxin) maxin = m->mlp[c].fc1.in;
+        if (m->mlp[c].fc1.out > maxh) maxh = m->mlp[c].fc1.out;
+    }
+    for (mi = 0; mi < 3; mi++) if (m->dims[mi] > 0) dtot += m->dims[mi];
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)CH * ((size_t)dtot + maxin + maxh + C));
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for a chunk of %d rows", CH);
+    for (i = 0; i < n; i += CH) {
+        int nn = n - i < CH ? n - i : CH, r;
+        float *p = buf;
+        for (mi = 0; mi < 3; mi++) {
+            z[mi] = NULL;
+            if (m->dims[mi] <= 0 || !x[mi]) continue;
+            z[mi] = p; p += (size_t)CH * m->dims[mi];
+            for (r = 0; r < nn; r++) {
+                int d;
+                for (d = 0; d < m->dims[mi]; d++) {
+                    float v = x[mi][(size_t)(i + r) * m->dims[mi] + d];
+                    if (m->mean[mi]) v -= m->mean[mi][d];
+                    if (m->std[mi]) v /= m->std[mi][d];
+                    z[mi][(size_t)r * m->dims[mi] + d] = v;
+                }
+            }
+        }
+        cat = p; p += (size_t)CH * maxin;
+        hid = p; p += (size_t)CH * maxh;
+        lg = p;
+        for (q = 0; q < (size_t)nn * C; q++) logits[(size_t)i * C + q] = 0;
+        for (c = 1; c < 8; c++) {
+            if (!(combos & MMSPCL_COMBO(c))) continue;
+            mmspcl__heads_concat((const float *const *)z, m->dims, (unsigned)c, nn, cat);
+            if (mmspcl_head_mlp_forward(&m->mlp[c], cat, lg, nn, hid)) {
+                MMSPCL_FREE(buf);
+                return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory in a kernel");
+            }
+            for (q = 0; q < (size_t)nn * C; q++) logits[(size_t)i * C + q] += lg[q];
+        }
+    }
+    MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+/* --- prototypes and metrics ---------------------------------------------------------------- */
+void mmspcl_proto_classify(const float *z, int n, int dim, const float *protos, int n_classes,
+                           int *pred, float *scores) {
+    int i;
+    MMSPCL__OMP_FOR
+    for (i = 0; i < n; i++) {
+        int c, best = 0;
+        float bs = -1;
+        for (c = 0; c < n_classes; c++) {
+            float s = mmspcl_score(z + (size_t)i * dim, protos + (size_t)c * dim, dim);
+            if (scores) scores[(size_t)i * n_classes + c] = s;
+            if (s > bs) { bs = s; best = c; }
+        }
+        pred[i] = best;
+    }
+}
+
+void mmspcl_argmax_rows(const float *x, int n, int C, int *out) {
+    int i, c;
+    for (i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * C;
+        int best = 0;
+        for (c = 1; c < C; c++) if (r[c] > r[best]) best = c;
+        out[i] = best;
+    }
+}
+
+void mmspcl_confusion(const int *y_true, const int *y_pred, int n, int n_classes, int64_t *cm) {
+    int i;
+    for (i = 0; i < n_classes * n_classes; i++) cm[i] = 0;
+    for (i = 0; i < n; i++) {
+        if (y_true[i] < 0 || y_true[i] >= n_classes || y_pred[i] < 0 || y_pred[i] >= n_classes) continue;
+        cm[(size_t)y_true[i] * n_classes + y_pred[i]]++;
+    }
+}
+
+void mmspcl_metrics_from_confusion(const int64_t *cm, int n_classes, mmspcl_class_metrics *per_class,
+                                   mmspcl_metrics *out) {
+    int64_t total = 0, correct = 0;
+    int c, k, present = 0;
+    double wf = 0, wp = 0, wr = 0, mf = 0;
+    for (c = 0; c < n_classes; c++) {
+        int64_t tp = cm[(size_t)c * n_classes + c], sup = 0, pred = 0;
+        double p, r, f;
+        for (k = 0; k < n_classes; k++) { sup += cm[(size_t)c * n_classes + k]; pred += cm[(size_t)k * n_classes + c]; }
+        p = pred > 0 ? (double)tp / (double)pred : 0.0;
+        r = sup > 0 ? (double)tp / (double)sup : 0.0;
+        f = (p + r) > 0 ? 2 * p * r / (p + r) : 0.0;
+        if (per_class) { per_class[c].precision = p; per_class[c].recall = r; per_class[c].f1 = f; per_class[c].support = sup; }
+        total += sup;
+        correct += tp;
+        wf += (double)sup * f; wp += (double)sup * p; wr += (double)sup * r;
+        /* scikit-learn's macro average runs over the labels present in y_true or y_pred */
+        if (sup > 0 || pred > 0) { mf += f; present++; }
+    }
+    out->n = total;
+    out->accuracy = total ? (double)correct / (double)total : 0.0;
+    out->weighted_f1 = total ? wf / (double)total : 0.0;
+    out->weighted_precision = total ? wp / (double)total : 0.0;
+    out->weighted_recall = total ? wr / (double)total : 0.0;
+    out->macro_f1 = present ? mf / present : 0.0;
+}
+
+/* --- loading ------------------------------------------------------------------------------- */
+static const char *const mmspcl__heads_mod_name[3] = { "t", "a", "v" };
+static const char *const mmspcl__heads_combo_name[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
+
+static mmspcl_status mmspcl__heads_f32(const mmspcl_weights *w, const char *name, int ndim,
+                                       int64_t d0, int64_t d1, const float **out, mmspcl_error *err) {
+    const mmspcl_tensor *t = NULL;
+    int64_t ne[2];
+    mmspcl_status st;
+    ne[0] = d0; ne[1] = d1;
+    st = mmspcl_weights_expect(w, name, ndim, ne, &t, err);
+    if (st) return st;
+    if (t->dtype != MMSPCL_F32)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "tensor %s: heads need f32, file has %s", name, mmspcl_dtype_name(t->dtype));
+    *out = (const float *)t->data;
+    return MMSPCL_OK;
+}
+
+static mmspcl_status mmspcl__heads_int(const mmspcl_weights *w, const char *prefix, const char *key,
+                                       int lo, int hi, int *out, mmspcl_error *err) {
+    char name[256];
+    int64_t v;
+    snprintf(name, sizeof name, "%s.%s", prefix, key);
+    if (!mmspcl_weights_get_int(w, name, &v))
+        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "integer key %s is missing", name);
+    if (v < lo || v > hi)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "key %s = %lld is outside %d..%d", name, (long long)v, lo, hi);
+    *out = (int)v;
+    return MMSPCL_OK;
+}
+
+/* NAME.weight [out][in] in any kernel dtype, NAME.bias f32 [out] */
+static mmspcl_status mmspcl__heads_linear(mmspcl_head_linear *l, const mmspcl_weights *w, const char *name,
+                                          int in, int out, mmspcl_error *err) {
+    char buf[512];
+    const mmspcl_tensor *t = NULL;
+    int64_t ne[2];
+    mmspcl_status st;
+    memset(l, 0, sizeof *l);
+    l->in = in; l->out = out;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    ne[0] = out; ne[1] = in;
+    if ((st = mmspcl_weights_expect(w, buf, 2, ne, &t, err))) return st;
+    if (t->dtype == MMSPCL_I32 || mmspcl_dtype_row_size(t->dtype, in) == 0)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "tensor %s: dtype %s cannot hold rows of %d values", buf, mmspcl_dtype_name(t->dtype), in);
+    l->w = *t;
+    snprintf(buf, sizeof buf, "%s.bias", name);
+    return mmspcl__heads_f32(w, buf, 1, out, 0, &l->b, err);
+}
+
+mmspcl_status mmspcl_head_linear_load(mmspcl_head_linear *l, const mmspcl_weights *w, const char *name,
+                                      mmspcl_error *err) {
+    char buf[512];
+    const mmspcl_tensor *t;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    t = mmspcl_weights_find(w, buf);
+    if (!t) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "tensor %s is missing", buf);
+    if (t->ndim != 2 || t->ne[0] < 1 || t->ne[1] < 1 || t->ne[0] > (1 << 24) || t->ne[1] > (1 << 24))
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "tensor %s: expected [out][in]", buf);
+    return mmspcl__heads_linear(l, w, name, (int)t->ne[1], (int)t->ne[0], err);
+}
+
+static mmspcl_status mmspcl__heads_lnorm(mmspcl_head_ln *l, const mmspcl_weights *w, const char *name,
+                                         int dim, mmspcl_error *err) {
+    char buf[512];
+    mmspcl_status st;
+    l->dim = dim; l->eps = 1e-5f;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    if ((st = mmspcl__heads_f32(w, buf, 1, dim, 0, &l->g, err))) return st;
+    snprintf(buf, sizeof buf, "%s.bias", name);
+    return mmspcl__heads_f32(w, buf, 1, dim, 0, &l->b, err);
+}
+
+static mmspcl_status mmspcl__heads_mlpl(mmspcl_head_mlp *m, const mmspcl_weights *w, const char *name,
+                                        int in, int hidden, int out, mmspcl_act act, mmspcl_error *err) {
+    char buf[512];
+    mmspcl_status st;
+    m->act = act;
+    snprintf(buf, sizeof buf, "%s.fc1", name);
+    if ((st = mmspcl__heads_linear(&m->fc1, w, buf, in, hidden, err))) return st;
+    snprintf(buf, sizeof buf, "%s.fc2", name);
+    return mmspcl__heads_linear(&m->fc2, w, buf, hidden, out, err);
+}
+
+static mmspcl_status mmspcl__heads_blockl(mmspcl_head_block *b, const mmspcl_weights *w, const char *name,
+                                          int D, int H, int ff, mmspcl_act act, int cross, mmspcl_error *err) {
+    char buf[512];
+    mmspcl_status st;
+    static const char *const qkvo[4] = { "q", "k", "v", "o" };
+    mmspcl_head_linear *lin[4];
+    int i;
+    memset(b, 0, sizeof *b);
+    b->cross = cross;
+    b->attn.n_heads = H;
+    lin[0] = &b->attn.q; lin[1] = &b->attn.k; lin[2] = &b->attn.v; lin[3] = &b->attn.o;
+    snprintf(buf, sizeof buf, "%s.ln_q", name);
+    if ((st = mmspcl__heads_lnorm(&b->ln_q, w, buf, D, err))) return st;
+    if (cross) {
+        snprintf(buf, sizeof buf, "%s.ln_kv", name);
+        if ((st = mmspcl__heads_lnorm(&b->ln_kv, w, buf, D, err))) return st;
+    }
+    for (i = 0; i < 4; i++) {
+        snprintf(buf, sizeof buf, "%s.attn.%s", name, qkvo[i]);
+        if ((st = mmspcl__heads_linear(lin[i], w, buf, D, D, err))) return st;
+    }
+    snprintf(buf, sizeof buf, "%s.ln_ff", name);
+    if ((st = mmspcl__heads_lnorm(&b->ln_ff, w, buf, D, err))) return st;
+    snprintf(buf, sizeof buf, "%s.ff", name);
+    return mmspcl__heads_mlpl(&b->ff, w, buf, D, ff * D, D, act, err);
+}
+
+mmspcl_status mmspcl_msve_load(mmspcl_msve *m, const mmspcl_weights *w, const char *prefix,
+                               mmspcl_error *err) {
+    char key[512];
+    int c, mi, hidden, act, combos;
+    mmspcl_status st;
+    memset(m, 0, sizeof *m);
+    if ((st = mmspcl__heads_int(w, prefix, "n_classes", 2, MMSPCL_MAX_CLASSES, &m->n_classes, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "hidden", 1, 1 << 20, &hidden, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "act", 0, 1, &act, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "combos", 2, 0xFE, &combos, err))) return st;
+    m->combos = (unsigned)combos & MMSPCL_COMBOS_ALL;
+    for (mi = 0; mi < 3; mi++) {
+        snprintf(key, sizeof key, "dim.%s", mmspcl__heads_mod_name[mi]);
+        if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 24, &m->dims[mi], err))) return st;
+        if (m->dims[mi] == 0) continue;
+        snprintf(key, sizeof key, "%s.mean.%s", prefix, mmspcl__heads_mod_name[mi]);
+        if (mmspcl_weights_find(w, key) && (st = mmspcl__heads_f32(w, key, 1, m->dims[mi], 0, &m->mean[mi], err))) return st;
+        snprintf(key, sizeof key, "%s.std.%s", prefix, mmspcl__heads_mod_name[mi]);
+        if (mmspcl_weights_find(w, key) && (st = mmspcl__heads_f32(w, key, 1, m->dims[mi], 0, &m->std[mi], err))) return st;
+    }
+    for (c = 1; c < 8; c++) {
+        int in = 0;
+        if (!(m->combos & MMSPCL_COMBO(c))) continue;
+        for (mi = 0; mi < 3; mi++) if (c & (1 << mi)) {
+            if (m->dims[mi] == 0)
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: combination %s enabled but modality %s has width 0", prefix, mmspcl__heads_combo_name[c], mmspcl__heads_mod_name[mi]);
+            in += m->dims[mi];
+        }
+        snprintf(key, sizeof key, "%s.%s", prefix, mmspcl__heads_combo_name[c]);
+        if ((st = mmspcl__heads_mlpl(&m->mlp[c], w, key, in, hidden, m->n_classes, (mmspcl_act)act, err))) return st;
+    }
+    return MMSPCL_OK;
+}
+
+/* common part of MulT and MBT: per-modality token shapes, input projections, positions */
+static mmspcl_status mmspcl__heads_seq_load(const mmspcl_weights *w, const char *prefix, int *seq, int *tok,
+                                            int D, mmspcl_head_linear *in_proj, const float **pos,
+                                            int *n_mod, mmspcl_error *err) {
+    char key[512];
+    int mi;
+    mmspcl_status st;
+    *n_mod = 0;
+    for (mi = 0; mi < 3; mi++) {
+        snprintf(key, sizeof key, "seq.%s", mmspcl__heads_mod_name[mi]);
+        if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 16, &seq[mi], err))) return st;
+        snprintf(key, sizeof key, "tok.%s", mmspcl__heads_mod_name[mi]);
+        if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 20, &tok[mi], err))) return st;
+        if (seq[mi] == 0) continue;
+        if (tok[mi] == 0) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: modality %s has tokens of width 0", prefix, mmspcl__heads_mod_name[mi]);
+        (*n_mod)++;
+        snprintf(key, sizeof key, "%s.in.%s", prefix, mmspcl__heads_mod_name[mi]);
+        if ((st = mmspcl__heads_linear(&in_proj[mi], w, key, tok[mi], D, err))) return st;
+        snprintf(key, sizeof key, "%s.pos.%s", prefix, mmspcl__heads_mod_name[mi]);
+        if ((st = mmspcl__heads_f32(w, key, 2, seq[mi], D, &pos[mi], err))) return st;
+    }
+    if (*n_mod < 2) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: needs at least two modalities", prefix);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_mult_load(mmspcl_mult *m, const mmspcl_weights *w, const char *prefix,
+                               mmspcl_error *err) {
+    char key[512];
+    int act, a, b, p = 0, l, L, n_mod;
+    mmspcl_status st;
+    memset(m, 0, sizeof *m);
+    if ((st = mmspcl__heads_int(w, prefix, "d_model", 1, 1 << 16, &m->d_model, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "n_heads", 1, m->d_model, &m->n_heads, err))) return st;
+    if (m->d_model % m->n_heads) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: d_model %d not a multiple of n_heads %d", prefix, m->d_model, m->n_heads);
+    if ((st = mmspcl__heads_int(w, prefix, "n_cross", 0, 64, &m->n_cross, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "n_self", 0, 64, &m->n_self, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "ff_mult", 1, 64, &m->ff_mult, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "out_dim", 1, 1 << 20, &m->out_dim, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "act", 0, 1, &act, err))) return st;
+    m->act = (mmspcl_act)act;
+    if ((st = mmspcl__heads_seq_load(w, prefix, m->seq, m->tok, m->d_model, m->in_proj, m->pos, &n_mod, err))) return st;
+    m->n_pairs = n_mod * (n_mod - 1);
+    L = m->n_cross + m->n_self;
+    m->blocks = (mmspcl_head_block *)MMSPCL_MALLOC(sizeof(mmspcl_head_block) * (size_t)(m->n_pairs * L + 1));
+    m->final_ln = (mmspcl_head_ln *)MMSPCL_MALLOC(sizeof(mmspcl_head_ln) * (size_t)m->n_pairs);
+    if (!m->blocks || !m->final_ln) { mmspcl_mult_free(m); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", prefix); }
+    for (a = 0; a < 3; a++) {
+        if (!m->seq[a]) continue;
+        for (b = 0; b < 3; b++) {
+            if (b == a || !m->seq[b]) continue;
+            for (l = 0; l < L; l++) {
+                snprintf(key, sizeof key, "%s.%s_%s.layer.%d", prefix, mmspcl__heads_mod_name[a], mmspcl__heads_mod_name[b], l);
+                if ((st = mmspcl__heads_blockl(&m->blocks[(size_t)p * L + l], w, key, m->d_model, m->n_heads, m->ff_mult, m->act, l < m->n_cross, err))) { mmspcl_mult_free(m); return st; }
+            }
+            snprintf(key, sizeof key, "%s.%s_%s.ln", prefix, mmspcl__heads_mod_name[a], mmspcl__heads_mod_name[b]);
+            if ((st = mmspcl__heads_lnorm(&m->final_ln[p], w, key, m->d_model, err))) { mmspcl_mult_free(m); return st; }
+            p++;
+        }
+    }
+    snprintf(key, sizeof key, "%s.out", prefix);
+    if ((st = mmspcl__heads_linear(&m->out_proj, w, key, m->n_pairs * m->d_model, m->out_dim, err))) { mmspcl_mult_free(m); return st; }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_mbt_load(mmspcl_mbt *m, const mmspcl_weights *w, const char *prefix,
+                              mmspcl_error *err) {
+    char key[512];
+    int act, mi, slot = 0, l;
+    mmspcl_status st;
+    memset(m, 0, sizeof *m);
+    if ((st = mmspcl__heads_int(w, prefix, "d_model", 1, 1 << 16, &m->d_model, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "n_heads", 1, m->d_model, &m->n_heads, err))) return st;
+    if (m->d_model % m->n_heads) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: d_model %d not a multiple of n_heads %d", prefix, m->d_model, m->n_heads);
+    if ((st = mmspcl__heads_int(w, prefix, "n_layers", 1, 64, &m->n_layers, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "fusion_start", 0, m->n_layers, &m->fusion_start, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "n_fusion", 1, 1 << 12, &m->n_fusion, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "ff_mult", 1, 64, &m->ff_mult, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "out_dim", 1, 1 << 20, &m->out_dim, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "act", 0, 1, &act, err))) return st;
+    m->act = (mmspcl_act)act;
+    if ((st = mmspcl__heads_seq_load(w, prefix, m->seq, m->tok, m->d_model, m->in_proj, m->pos, &m->n_mod, err))) return st;
+    snprintf(key, sizeof key, "%s.fusion_tokens", prefix);
+    if ((st = mmspcl__heads_f32(w, key, 2, m->n_fusion, m->d_model, &m->fusion_tokens, err))) return st;
+    m->blocks = (mmspcl_head_block *)MMSPCL_MALLOC(sizeof(mmspcl_head_block) * (size_t)(m->n_mod * m->n_layers));
+    if (!m->blocks) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", prefix);
+    for (mi = 0; mi < 3; mi++) {
+        if (!m->seq[mi]) continue;
+        for (l = 0; l < m->n_layers; l++) {
+            snprintf(key, sizeof key, "%s.%s.layer.%d", prefix, mmspcl__heads_mod_name[mi], l);
+            if ((st = mmspcl__heads_blockl(&m->blocks[(size_t)slot * m->n_layers + l], w, key, m->d_model, m->n_heads, m->ff_mult, m->act, 0, err))) { mmspcl_mbt_free(m); return st; }
+        }
+        snprintf(key, sizeof key, "%s.%s.ln", prefix, mmspcl__heads_mod_name[mi]);
+        if ((st = mmspcl__heads_lnorm(&m->final_ln[mi], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
+        slot++;
+    }
+    snprintf(key, sizeof key, "%s.out", prefix);
+    if ((st = mmspcl__heads_linear(&m->out_proj, w, key, m->n_mod * m->d_model, m->out_dim, err))) { mmspcl_mbt_free(m); return st; }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_fuse_linear_load(mmspcl_fuse_linear *f, const mmspcl_weights *w,
+                                      const char *prefix, mmspcl_error *err) {
+    char key[512];
+    int mi, in = 0, out;
+    mmspcl_status st;
+    memset(f, 0, sizeof *f);
+    for (mi = 0; mi < 3; mi++) {
+        snprintf(key, sizeof key, "dim.%s", mmspcl__heads_mod_name[mi]);
+        if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 24, &f->dims[mi], err))) return st;
+        in += f->dims[mi];
+    }
+    if ((st = mmspcl__heads_int(w, prefix, "out_dim", 1, 1 << 20, &out, err))) return st;
+    snprintf(key, sizeof key, "%s.proj", prefix);
+    return mmspcl__heads_linear(&f->proj, w, key, in, out, err);
+}
+
+mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
+                                 const mmspcl_weights *w, const char *prefix, mmspcl_error *err) {
+    char key[512];
+    const mmspcl_tensor *t;
+    snprintf(key, sizeof key, "%s.protos", prefix);
+    t = mmspcl_weights_find(w, key);
+    if (!t) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "tensor %s is missing", key);
+    if (t->dtype != MMSPCL_F32 || t->ndim != 2 || t->ne[0] < 1 || t->ne[0] > MMSPCL_MAX_CLASSES || t->ne[1] < 1 || t->ne[1] > (1 << 24))
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "tensor %s: expected f32 [classes][dim]", key);
+    *protos = (const float *)t->data;
+    *n_classes = (int)t->ne[0];
+    *dim = (int)t->ne[1];
+    return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   MELD transcripts
+   ------------------------------------------------------------------------------------------ */
+const char *const mmspcl_emotion_names[MMSPCL_NUM_EMOTIONS] = {"neutral", "joy", "sadness", "surprise",
+                                                                "fear", "disgust", "anger"};
+const char *const mmspcl_sentiment_names[MMSPCL_NUM_SENTIMENTS] = {"neutral", "positive", "negative"};
+
+static int mmspcl__name_index(const char *const *names, int n, const char *s) {
+    int i, j;
+    for (i = 0; i < n; i++) {
+        for (j = 0; names[i][j] && s[j] && (s[j] | 32) == names[i][j]; j++) {}
+        if (!names[i][j] && !s[j]) return i;
+    }
+    return -1;
+}
+int mmspcl_emotion_id(const char *name) { return mmspcl__name_index(mmspcl_emotion_names, MMSPCL_NUM_EMOTIONS, name); }
+int mmspcl_sentiment_id(const char *name) { return mmspcl__name_index(mmspcl_sentiment_names, MMSPCL_NUM_SENTIMENTS, name); }
+
+/* One CSV record starting at *pos: fields are unquoted in place into out (NUL-separated),
+   starts[] receives each field's offset. Returns the field count, or -1 on an unterminated
+   quote / text after a closing quote, -2 when there are more than max_fields fields. */
+static int mmspcl__csv_record(const char *s, size_t n, size_t *pos, char *out, size_t *out_len,
+                              size_t *starts, int max_fields, int *lines) {
+    size_t i = *pos, o = *out_len;
+    int nf = 0;
+    for (;;) {
+        if (nf == max_fields) return -2;
+        starts[nf++] = o;
+        if (i < n && s[i] == '"') {
+            i++;
+            for (;;) {
+                if (i >= n) return -1;
+                if (s[i] == '"') {
+                    if (i + 1 < n && s[i + 1] == '"') { out[o++] = '"'; i += 2; continue; }
+                    i++;
+                    break;
+                }
+                if (s[i] == '\n') (*lines)++;
+                out[o++] = s[i++];
+            }
+            if (i < n && s[i] != ',' && s[i] != '\n' && s[i] != '\r') return -1;
+        } else {
+            while (i < n && s[i] != ',' && s[i] != '\n' && s[i] != '\r') out[o++] = s[i++];
+        }
+        out[o++] = 0;
+        if (i < n && s[i] == ',') { i++; continue; }
+        if (i < n && s[i] == '\r') i++;
+        if (i < n && s[i] == '\n') i++;
+        break;
+    }
+    *pos = i;
+    *out_len = o;
+    return nf;
+}
+
+static int mmspcl__parse_int64(const char *s, int64_t *v) {
+    int64_t x = 0;
+    int neg = 0;
+    if (*s == '-') { neg = 1; s++; }
+    if (!*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || x > (INT64_MAX - 9) / 10) return -1;
+        x = x * 10 + (*s - '0');
+    }
+    *v = neg ? -x : x;
+    return 0;
+}
+
+mmspcl_status mmspcl_meld_parse(const char *bytes, size_t size, const char *label, mmspcl_meld *out,
+                                mmspcl_error *err) {
+    enum { UTT, SPK, EMO, SEN, DIA, UID, NCOL };
+    static const char *const colnames[NCOL] = {"Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID"};
+    size_t starts[64], pos = 0, olen = 0;
+    int col[NCOL], nf, i, line = 1, n_header, cap = 0, dcap = 0;
+    char *header;
+    mmspcl_status st = MMSPCL_OK;
+    memset(out, 0, sizeof *out);
+    if (size >= 3 && (unsigned char)bytes[0] == 0xEF && (unsigned char)bytes[1] == 0xBB && (unsigned char)bytes[2] == 0xBF) pos = 3;
+    /* unquoting never lengthens a field: the copy fits in size + one NUL per field */
+    if ((uint64_t)size > (uint64_t)MMSPCL_MELD_MAX_BYTES || size > (SIZE_MAX - 64) / 2)  /* 32-bit: size * 2 */
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %zu bytes is over the limit of %lld (MMSPCL_MELD_MAX_BYTES)",
+                            label, size, (long long)MMSPCL_MELD_MAX_BYTES);
+    if (!(out->text = (char *)MMSPCL_MALLOC(size * 2 + 64)))
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory for %zu bytes", label, size);
+    nf = mmspcl__csv_record(bytes, size, &pos, out->text, &olen, starts, 64, &line);
+    if (nf <= 0) { st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line 1: cannot read the header", label); goto fail; }
+    n_header = nf;
+    header = out->text;
+    for (i = 0; i < NCOL; i++) {
+        int f;
+        col[i] = -1;
+        for (f = 0; f < nf; f++) if (!strcmp(header + starts[f], colnames[i])) col[i] = f;
+    }
+    if (col[UTT] < 0 || col[SPK] < 0) {
+        st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line 1: the header has no Utterance or Speaker column", label);
+        goto fail;
+    }
+    while (pos < size) {
+        mmspcl_meld_row *r;
+        int row_line = ++line;
+        if (bytes[pos] == '\n' || bytes[pos] == '\r') {         /* blank line */
+            if (bytes[pos] == '\r') pos++;
+            if (pos < size && bytes[pos] == '\n') pos++;
+            continue;
+        }
+        nf = mmspcl__csv_record(bytes, size, &pos, out->text, &olen, starts, 64, &line);
+        if (nf < 0) { st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: %s", label, row_line, nf == -1 ? "bad quoting" : "too many fields"); goto fail; }
+        if (nf != n_header) {
+            st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: %d fields, the header has %d", label, row_line, nf, n_header);
+            goto fail;
+        }
+        if (out->n_rows == cap) {
+            int nc = cap ? cap * 2 : 1024;
+            mmspcl_meld_row *p = (mmspcl_meld_row *)MMSPCL_REALLOC(out->rows, (size_t)nc * sizeof *p);
+            if (!p) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", label); goto fail; }
+            out->rows = p;
+            cap = nc;
+        }
+        r = &out->rows[out->n_rows];
+        /* offsets now, pointers once the text buffer stops moving (it never moves: sized once) */
+        r->utterance = out->text + starts[col[UTT]];
+        r->speaker = out->text + starts[col[SPK]];
+        r->line = row_line;
+        r->emotion = r->sentiment = -1;
+        r->dialogue_id = r->utterance_id = -1;
+        if (col[EMO] >= 0 && (r->emotion = mmspcl_emotion_id(out->text + starts[col[EMO]])) < 0) {
+            st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: unknown emotion '%.40s'", label, row_line, out->text + starts[col[EMO]]);
+            goto fail;
+        }
+        if (col[SEN] >= 0 && (r->sentiment = mmspcl_sentiment_id(out->text + starts[col[SEN]])) < 0) {
+            st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: unknown sentiment '%.40s'", label, row_line, out->text + starts[col[SEN]]);
+            goto fail;
+        }
+        if ((col[DIA] >= 0 && mmspcl__parse_int64(out->text + starts[col[DIA]], &r->dialogue_id)) ||
+            (col[UID] >= 0 && mmspcl__parse_int64(out->text + starts[col[UID]], &r->utterance_id))) {
+            st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: Dialogue_ID / Utterance_ID is not a number", label, row_line);
+            goto fail;
+        }
+        if (out->n_dialogues + 2 > dcap) {
+            int nc = dcap ? dcap * 2 : 256;
+            int *p = (int *)MMSPCL_REALLOC(out->dialogue_start, (size_t)nc * sizeof *p);
+            if (!p) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", label); goto fail; }
+            out->dialogue_start = p;
+            dcap = nc;
+        }
+        if (out->n_rows == 0 || r->dialogue_id != out->rows[out->n_rows - 1].dialogue_id)
+            out->dialogue_start[out->n_dialogues++] = out->n_rows;
+        out->n_rows++;
+    }
+    if (out->n_rows == 0) { st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: no rows after the header", label); goto fail; }
+    out->dialogue_start[out->n_dialogues] = out->n_rows;
+    return MMSPCL_OK;
+fail:
+    mmspcl_meld_free(out);
+    return st;
+}
+
+#ifndef MMSPCL_NO_STDIO
+mmspcl_status mmspcl_meld_load(const char *path, mmspcl_meld *out, mmspcl_error *err) {
+    const int64_t max_bytes = MMSPCL_MELD_MAX_BYTES; /* a variable: no -Wtype-limits where long is 32 bits */
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long len;
+    mmspcl_status st;
+    memset(out, 0, sizeof *out);
+    if (!f) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
+    if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read", path); }
+    /* checked before allocating; a folder may report a huge size: read one byte first */
+    if (len > 0 && (fgetc(f) == EOF || fseek(f, 0, SEEK_SET))) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a folder?)", path); }
+    if ((int64_t)len > max_bytes) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %ld bytes is over the limit of %lld (MMSPCL_MELD_MAX_BYTES)", path, len, (long long)max_bytes); }
+    if (!(buf = (char *)MMSPCL_MALLOC((size_t)len + 1))) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", path); }
+    if (fread(buf, 1, (size_t)len, f) != (size_t)len) { fclose(f); MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: short read", path); }
+    fclose(f);
+    st = mmspcl_meld_parse(buf, (size_t)len, path, out, err);
+    MMSPCL_FREE(buf);
+    return st;
+}
+#endif
+
+void mmspcl_meld_free(mmspcl_meld *m) {
+    MMSPCL_FREE(m->rows);
+    MMSPCL_FREE(m->dialogue_start);
+    MMSPCL_FREE(m->text);
+    memset(m, 0, sizeof *m);
+}
+
 
 #ifdef __cplusplus
 }

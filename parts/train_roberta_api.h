@@ -3,7 +3,7 @@
 /* ---------------------------------------------------------------------------------------------
    RoBERTa-layout encoder training (float32)
 
-   The forward pass mirrors mmspcl_roberta_forward (parts/roberta_impl.h) step by step: word +
+   The forward pass mirrors mmspcl_roberta_forward (mmspcl.h) step by step: word +
    position (pad_id + running count of non-pad tokens) + token type 0 embeddings, LayerNorm, then
    per layer q/k/v projections, per-sequence softmax attention (a packed batch: every sequence
    attends only to its own tokens, which is what a padding mask does), output projection,
@@ -157,4 +157,8 @@ mmspcl_status mmspcl_meld_features(mmspcl_meld_model *m, const mmspcl_turn *turn
    after a softmax with temperature 0.08). */
 mmspcl_status mmspcl_meld_predict(mmspcl_meld_model *m, const mmspcl_turn *turns, int n,
                                   const char *head, float *emo, float *sent, mmspcl_error *err);
+/* The heads on views already computed (mmspcl_meld_features): head as above (emo may be NULL),
+   sent_head NULL (default), "sentiment" (MSVE) or "lr". */
+mmspcl_status mmspcl_meld_heads(mmspcl_meld_model *m, const float *t, const float *a, const float *v, int n,
+                                const char *head, const char *sent_head, float *emo, float *sent, mmspcl_error *err);
 #endif /* MMSPCL_TRAIN_ROBERTA_API */

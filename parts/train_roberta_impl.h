@@ -1963,50 +1963,55 @@ static void mmspcl__softmax_rows(float *x, int n, int C) {
     for (i = 0; i < n; i++) mmspcl_softmax(x + (size_t)i * C, C);
 }
 
+mmspcl_status mmspcl_meld_heads(mmspcl_meld_model *m, const float *t, const float *a, const float *v, int n,
+                                const char *head, const char *sent_head, float *emo, float *sent, mmspcl_error *err) {
+    const int H = m->hidden, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+    const float *x[3];
+    mmspcl_msve single;
+    int i, c;
+    mmspcl_status st = MMSPCL_OK;
+    x[0] = t; x[1] = a; x[2] = v;
+    if (!head) head = m->emo_lr ? "lr" : "emotion";
+    if (!sent_head) sent_head = m->sent_lr || !m->has_sentiment ? "lr" : "sentiment";
+    if (emo) {
+        if (!strcmp(head, "emotion")) {
+            if ((st = mmspcl_msve_forward(&m->emotion, x, n, 0, emo, err))) return st;
+        } else if (!strcmp(head, "lr")) {
+            for (i = 0; i < n; i++) memcpy(emo + (size_t)i * MMSPCL_NUM_EMOTIONS, a + (size_t)i * D, sizeof(float) * MMSPCL_NUM_EMOTIONS);
+        } else if (!strcmp(head, "protos")) {
+            if (!m->protos) return mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "meld_predict: the model has no meld.protos");
+            mmspcl_proto_classify(t, n, H, m->protos, MMSPCL_NUM_EMOTIONS, NULL, emo);
+            for (i = 0; i < n * MMSPCL_NUM_EMOTIONS; i++) emo[i] /= 0.08f;
+        } else {
+            char prefix[64];
+            snprintf(prefix, sizeof prefix, "meld.%s", head);
+            if ((st = mmspcl_msve_load(&single, m->w, prefix, err))) return st;
+            if ((st = mmspcl_msve_forward(&single, x, n, 0, emo, err))) return st;
+        }
+        mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
+    }
+    if (sent) {
+        if (!strcmp(sent_head, "lr")) {
+            for (i = 0; i < n; i++)
+                memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, a + (size_t)i * D + MMSPCL_NUM_EMOTIONS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
+        } else if (m->has_sentiment) {
+            if ((st = mmspcl_msve_forward(&m->sentiment, x, n, 0, sent, err))) return st;
+        } else
+            for (i = 0; i < n; i++) for (c = 0; c < MMSPCL_NUM_SENTIMENTS; c++) sent[i * MMSPCL_NUM_SENTIMENTS + c] = (float)(c == 0);
+        mmspcl__softmax_rows(sent, n, MMSPCL_NUM_SENTIMENTS);
+    }
+    return st;
+}
+
 mmspcl_status mmspcl_meld_predict(mmspcl_meld_model *m, const mmspcl_turn *turns, int n,
                                   const char *head, float *emo, float *sent, mmspcl_error *err) {
     const int H = m->hidden, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
     float *t = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H), *v = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
     float *a = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * D);
-    const float *x[3];
-    mmspcl_msve single;
-    int i, c;
     mmspcl_status st;
-    if (!t || !v || !a) { st = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "meld_predict: out of memory"); goto done; }
-    if ((st = mmspcl_meld_features(m, turns, n, t, a, v, err))) goto done;
-    x[0] = t; x[1] = a; x[2] = v;
-    if (!head) head = m->emo_lr ? "lr" : "emotion";
-    if (!strcmp(head, "emotion")) {
-        if ((st = mmspcl_msve_forward(&m->emotion, x, n, 0, emo, err))) goto done;
-        mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
-    } else if (!strcmp(head, "lr")) {
-        for (i = 0; i < n; i++) memcpy(emo + (size_t)i * MMSPCL_NUM_EMOTIONS, a + (size_t)i * D, sizeof(float) * MMSPCL_NUM_EMOTIONS);
-        mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
-    } else if (!strcmp(head, "protos")) {
-        if (!m->protos) { st = mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "meld_predict: the model has no meld.protos"); goto done; }
-        mmspcl_proto_classify(t, n, H, m->protos, MMSPCL_NUM_EMOTIONS, NULL, emo);
-        for (i = 0; i < n * MMSPCL_NUM_EMOTIONS; i++) emo[i] /= 0.08f;
-        mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
-    } else {
-        char prefix[64];
-        snprintf(prefix, sizeof prefix, "meld.%s", head);
-        if ((st = mmspcl_msve_load(&single, m->w, prefix, err))) goto done;
-        st = mmspcl_msve_forward(&single, x, n, 0, emo, err);
-        if (st) goto done;
-        mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
-    }
-    if (sent) {
-        if (m->sent_lr) {
-            for (i = 0; i < n; i++)
-                memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, a + (size_t)i * D + MMSPCL_NUM_EMOTIONS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
-            mmspcl__softmax_rows(sent, n, MMSPCL_NUM_SENTIMENTS);
-        } else if (m->has_sentiment) {
-            if ((st = mmspcl_msve_forward(&m->sentiment, x, n, 0, sent, err))) goto done;
-            mmspcl__softmax_rows(sent, n, MMSPCL_NUM_SENTIMENTS);
-        } else
-            for (i = 0; i < n; i++) for (c = 0; c < MMSPCL_NUM_SENTIMENTS; c++) sent[i * MMSPCL_NUM_SENTIMENTS + c] = c == 0;
-    }
-done:
+    if (!t || !v || !a) st = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "meld_predict: out of memory");
+    else if (!(st = mmspcl_meld_features(m, turns, n, t, a, v, err)))
+        st = mmspcl_meld_heads(m, t, a, v, n, head, NULL, emo, sent, err);
     MMSPCL_FREE(t); MMSPCL_FREE(v); MMSPCL_FREE(a);
     return st;
 }

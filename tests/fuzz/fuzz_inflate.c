@@ -1,4 +1,4 @@
-/* fuzz_inflate.c — the zlib/deflate decoder behind PNG (mmspcl__img_zlib in parts/image_impl.h,
+/* fuzz_inflate.c — the zlib/deflate decoder behind PNG (mmspcl__img_zlib in mmspcl.h,
    an internal function this target reaches because it includes the implementation): stored,
    fixed and dynamic Huffman blocks, code-length checks, distances before the start, output
    larger or smaller than expected, truncated input, Adler-32. Fuzzing it directly gets past

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Regenerates the Unicode class table of the byte-level BPE pre-tokenizer in parts/bpe_impl.h
+// Regenerates the Unicode class table of the byte-level BPE pre-tokenizer in mmspcl.h
 // (between the "BEGIN GENERATED" and "END GENERATED" markers).
-//   node tools/reference/gen_bpe_unicode.mjs            rewrite parts/bpe_impl.h in place
+//   node tools/reference/gen_bpe_unicode.mjs            rewrite mmspcl.h in place
 //   node tools/reference/gen_bpe_unicode.mjs --print    print the table only
 // Classes: 1 letter (\p{L}), 2 number (\p{N}), 3 space, 0 anything else. \p{L} and \p{N} come
 // from this Node's regex engine (its Unicode version is written into the table's comment).
@@ -43,7 +43,7 @@ out += '};\n';
 
 if (process.argv.includes('--print')) { process.stdout.write(out); process.exit(0); }
 const here = path.dirname(fileURLToPath(import.meta.url));
-const target = path.join(here, '..', '..', 'parts', 'bpe_impl.h');
+const target = path.join(here, '..', '..', 'mmspcl.h');
 const src = fs.readFileSync(target, 'utf8');
 const b = src.indexOf('/* BEGIN GENERATED unicode classes */'), e = src.indexOf('/* END GENERATED unicode classes */');
 if (b < 0 || e < b) { console.error('markers not found in ' + target); process.exit(1); }
