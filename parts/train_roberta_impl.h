@@ -1980,7 +1980,10 @@ mmspcl_status mmspcl_meld_heads(mmspcl_meld_model *m, const float *t, const floa
             for (i = 0; i < n; i++) memcpy(emo + (size_t)i * MMSPCL_NUM_EMOTIONS, a + (size_t)i * D, sizeof(float) * MMSPCL_NUM_EMOTIONS);
         } else if (!strcmp(head, "protos")) {
             if (!m->protos) return mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "meld_predict: the model has no meld.protos");
-            mmspcl_proto_classify(t, n, H, m->protos, MMSPCL_NUM_EMOTIONS, NULL, emo);
+            int *pp = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1));
+            if (!pp) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "meld_predict: out of memory");
+            mmspcl_proto_classify(t, n, H, m->protos, MMSPCL_NUM_EMOTIONS, pp, emo);
+            MMSPCL_FREE(pp);
             for (i = 0; i < n * MMSPCL_NUM_EMOTIONS; i++) emo[i] /= 0.08f;
         } else {
             char prefix[64];

@@ -6,7 +6,8 @@
    per-class F1 weighted by true-class support, zero_division=0). --svg draws the confusion
    matrix and, when the model holds its training log, the training curves. --head picks a
    single-view head (view.t, view.a, view.v) or protos instead of the MSVE ensemble;
-   --sentiment scores the sentiment head instead of emotion. */
+   --sentiment scores the sentiment head instead of emotion; --all-heads first prints one line
+   per head and task (the views are computed once). */
 #include "mmspcl.h"
 #include "mmspcl_train.h"
 #include "parts/train_roberta_api.h"
@@ -88,7 +89,7 @@ static int write_svg(const char *path, const int64_t *cm, int C, const char *con
 
 int mmspcl_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *csv = NULL, *svg = NULL, *head = NULL;
-    int sentiment = 0, a, d, i, c, rc = 1, C;
+    int sentiment = 0, all_heads = 0, a, d, i, c, rc = 1, C;
     mmspcl_meld_model m;
     mmspcl_meld data;
     mmspcl_error err;
@@ -105,8 +106,9 @@ int mmspcl_cmd_eval(int argc, char **argv) {
         else if (!strcmp(argv[a], "--svg")) { if (!(svg = cli_arg_value(CMD, argc, argv, &a))) return 2; }
         else if (!strcmp(argv[a], "--head")) { if (!(head = cli_arg_value(CMD, argc, argv, &a))) return 2; }
         else if (!strcmp(argv[a], "--sentiment")) sentiment = 1;
+        else if (!strcmp(argv[a], "--all-heads")) all_heads = 1;
         else {
-            fprintf(stderr, "usage: mmspcl eval -m MODEL --csv FILE [--svg OUT.svg] [--head emotion|view.t|view.a|view.v|protos] [--sentiment]\n");
+            fprintf(stderr, "usage: mmspcl eval -m MODEL --csv FILE [--svg OUT.svg] [--head emotion|lr|view.t|view.a|view.v|protos] [--sentiment] [--all-heads]\n");
             return 2;
         }
     }
@@ -127,13 +129,49 @@ int mmspcl_cmd_eval(int argc, char **argv) {
         yt[i] = sentiment ? data.rows[i].sentiment : data.rows[i].emotion;
         if (yt[i] < 0) { cli_fail(CMD, "%s line %d has no %s label", csv, data.rows[i].line, sentiment ? "sentiment" : "emotion"); goto done; }
     }
-    for (d = 0; d < data.n_dialogues; d++) {
-        const int s = data.dialogue_start[d], e = data.dialogue_start[d + 1];
-        if (mmspcl_meld_predict(&m, turns + s, e - s, head, probs + (size_t)s * MMSPCL_NUM_EMOTIONS,
-                                sp + (size_t)s * MMSPCL_NUM_SENTIMENTS, &err)) {
-            cli_fail(CMD, "dialogue %d: %s", d, err.msg);
+    {
+        const int H = m.hidden, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+        float *vt = (float *)malloc(sizeof(float) * (size_t)data.n_rows * H + 1), *va = (float *)malloc(sizeof(float) * (size_t)data.n_rows * D + 1);
+        float *vv = (float *)malloc(sizeof(float) * (size_t)data.n_rows * H + 1);
+        if (!vt || !va || !vv) { free(vt); free(va); free(vv); cli_fail(CMD, "out of memory"); goto done; }
+        for (d = 0; d < data.n_dialogues; d++) {
+            const int s = data.dialogue_start[d], e = data.dialogue_start[d + 1];
+            if (mmspcl_meld_features(&m, turns + s, e - s, vt + (size_t)s * H, va + (size_t)s * D, vv + (size_t)s * H, &err)) {
+                free(vt); free(va); free(vv);
+                cli_fail(CMD, "dialogue %d: %s", d, err.msg);
+                goto done;
+            }
+        }
+        if (all_heads) {   /* one line per head, both tasks */
+            static const char *const eh[] = {"emotion", "lr", "view.t", "view.a", "view.v", "protos"};
+            static const char *const sh[] = {"sentiment", "lr"};
+            int hi;
+            for (hi = 0; hi < 8; hi++) {
+                const int is_s = hi >= 6;
+                const int CC = is_s ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS;
+                int64_t cm2[MMSPCL_MAX_CLASSES * MMSPCL_MAX_CLASSES];
+                mmspcl_metrics mt2;
+                for (i = 0; i < data.n_rows; i++) yt[i] = is_s ? data.rows[i].sentiment : data.rows[i].emotion;
+                if (mmspcl_meld_heads(&m, vt, va, vv, data.n_rows, is_s ? NULL : eh[hi], is_s ? sh[hi - 6] : NULL,
+                                      is_s ? NULL : probs, is_s ? sp : NULL, &err)) {
+                    printf("head=%s task=%s: %s\n", is_s ? sh[hi - 6] : eh[hi], is_s ? "sentiment" : "emotion", err.msg);
+                    continue;
+                }
+                mmspcl_argmax_rows(is_s ? sp : probs, data.n_rows, CC, yp);
+                mmspcl_confusion(yt, yp, data.n_rows, CC, cm2);
+                mmspcl_metrics_from_confusion(cm2, CC, NULL, &mt2);
+                printf("head=%-9s task=%-9s weighted_f1=%.4f accuracy=%.4f\n", is_s ? sh[hi - 6] : eh[hi],
+                       is_s ? "sentiment" : "emotion", mt2.weighted_f1, mt2.accuracy);
+            }
+            printf("\n");
+            for (i = 0; i < data.n_rows; i++) yt[i] = sentiment ? data.rows[i].sentiment : data.rows[i].emotion;
+        }
+        if (mmspcl_meld_heads(&m, vt, va, vv, data.n_rows, head, NULL, probs, sp, &err)) {
+            free(vt); free(va); free(vv);
+            cli_fail(CMD, "%s", err.msg);
             goto done;
         }
+        free(vt); free(va); free(vv);
     }
     mmspcl_argmax_rows(sentiment ? sp : probs, data.n_rows, C, yp);
     mmspcl_confusion(yt, yp, data.n_rows, C, cm);
