@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* popen */
 /* MELD end to end, small:
    1. the metrics eval prints, on hand-checked cases (numbers below worked out by hand and
       confirmed with scikit-learn 1.2.1: f1_score(average='weighted'), accuracy_score,
