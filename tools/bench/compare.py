@@ -13,7 +13,8 @@ Steps (each skipped when its output is already there):
   3. onnxruntime-node installed into D/ort with npm (ONNXRUNTIME_NODE_INSTALL_CUDA=skip);
   4. one input per model: 128 token ids (<s>, random ids, <mask>, </s>) and one 224 x 224 image;
   5. R rounds; each round runs every engine once (N timed runs after 2 warm-up runs, each engine
-     in its own process): mmspcl f32 / q8_0 / q4_0, ONNX Runtime f32, PyTorch f32 and dynamic int8
+     in its own process): mmspcl f32 / q8_0 / q4_0 (OMP_WAIT_POLICY=PASSIVE), ONNX Runtime f32 (its
+     default thread pool), PyTorch f32 and dynamic int8
      (quantize_dynamic on nn.Linear; oneDNN engine), for each thread count; PyTorch runs with
      OpenBLAS (OPENBLAS_CORETYPE=SKYLAKEX OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=threads, the
      environment's OPENBLAS_L2_SIZE removed; when the system BLAS is the reference one, Debian's
@@ -122,7 +123,9 @@ def time_round(a, m, src, table, first):
             cmd += ["--ids", inp, "--seq", "128"] if m == "roberta" else ["--pixels", inp]
             if first:
                 cmd += ["--out", os.path.join(D, "out-%s-mmspcl-%s-%d.f32" % (m, dt, t))]
-            env = dict(os.environ, OMP_NUM_THREADS=str(t))
+            # passive waiting: on a shared, busy machine spinning OpenMP threads burn the time
+            # slices the other thread needs (PyTorch below runs the same way)
+            env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_WAIT_POLICY="PASSIVE")
             for row in results(run(cmd, env=env)):
                 table.setdefault(("mmspcl", dt, t), []).append(row)
     if not a.no_ort:

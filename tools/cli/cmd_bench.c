@@ -123,20 +123,21 @@ static __attribute__((target("avx512f,avx512vnni"))) double vnni_loop(long n, fl
 }
 #endif
 
-/* Best of a few short runs, in ops per thread-CPU-second (other processes' time slices do not
-   count); kind 0: f32 FMA, 1: int8 dot products. 0 when this build / CPU has no such loop. */
-static double measure_peak(int kind) {
+/* Best of reps short runs of n iterations, in ops per thread-CPU-second (other processes' time
+   slices do not count); kind 0: f32 FMA, 1: int8 dot products. 0 when this build / CPU has no
+   such loop. */
+static double measure_peak(int kind, int reps, long n) {
     double best = 0.0;
     float sink = 0.0f;
     int rep;
-    (void)kind; /* unused where there is no x86 loop (ARM) */
-    for (rep = 0; rep < 5; rep++) {
+    (void)kind; (void)n; /* unused where there is no x86 loop (ARM) */
+    for (rep = 0; rep < reps; rep++) {
         double t0 = thread_cpu(), ops = 0.0, dt;
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
         __builtin_cpu_init();
-        if (kind == 0 && __builtin_cpu_supports("avx512f")) ops = fma_loop_avx512(2000000, &sink);
-        else if (kind == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ops = fma_loop_avx2(2000000, &sink);
-        else if (kind == 1 && __builtin_cpu_supports("avx512vnni")) ops = vnni_loop(2000000, &sink);
+        if (kind == 0 && __builtin_cpu_supports("avx512f")) ops = fma_loop_avx512(n, &sink);
+        else if (kind == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ops = fma_loop_avx2(n, &sink);
+        else if (kind == 1 && __builtin_cpu_supports("avx512vnni")) ops = vnni_loop(n, &sink);
 #endif
         dt = thread_cpu() - t0;
         if (ops > 0 && dt > 0 && ops / dt > best) best = ops / dt;
@@ -193,7 +194,7 @@ int mmspcl_cmd_bench(int argc, char **argv) {
     mmspcl_error err;
     bench_ctx b;
     const char *arch = "";
-    double flops = 0.0, *wall = NULL, *cpu = NULL, peak, peak_int, arena = 0.0, wsize;
+    double flops = 0.0, *wall = NULL, *cpu = NULL, *ratio = NULL, peak, peak_int, arena = 0.0, wsize;
     size_t out_n = 0;
     long rss;
     const char *dtype = "f32";
@@ -335,16 +336,21 @@ int mmspcl_cmd_bench(int argc, char **argv) {
 
     wall = (double *)malloc((size_t)reps * sizeof(double));
     cpu = (double *)malloc((size_t)reps * sizeof(double));
-    if (!wall || !cpu) { cli_fail("bench", "out of memory"); goto done; }
-    peak = measure_peak(0);
-    peak_int = measure_peak(1);
+    ratio = (double *)malloc((size_t)reps * sizeof(double));
+    if (!wall || !cpu || !ratio) { cli_fail("bench", "out of memory"); goto done; }
+    peak = measure_peak(0, 5, 2000000);
+    peak_int = measure_peak(1, 5, 2000000);
     for (i = 0; i < warmup; i++)
         if (run_once(&b, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
     for (i = 0; i < reps; i++) {
+        /* --matmul: a short FMA-peak sample right before each run, so that each run's rate is
+           compared with the peak the core gave at that moment (other processes share the cores) */
+        const double p = matmul && threads == 1 ? measure_peak(0, 1, 300000) : 0.0;
         double t0 = now_wall(), c0 = now_cpu();
         if (run_once(&b, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
         wall[i] = now_wall() - t0;
         cpu[i] = now_cpu() - c0;
+        ratio[i] = p > 0 ? flops / cpu[i] / p : 0.0;
     }
     rss = peak_rss_kib();
     if (out_path && out_n && cli_write_f32(out_path, b.outbuf, out_n)) { cli_fail("bench", "cannot write %s", out_path); goto done; }
@@ -370,17 +376,25 @@ int mmspcl_cmd_bench(int argc, char **argv) {
             printf("peak       f32 FMA %.1f GFLOP/s per core (measured): min time at %.0f%% of %d core(s), min CPU time at %.0f%%\n",
                    peak * 1e-9, 100.0 * best_rate / (peak * threads), threads, 100.0 * flops / cpu[0] / peak);
         if (peak_int > 0) printf("           int8 dot products %.0f GOP/s per core (measured)\n", peak_int * 1e-9);
+        if (matmul && threads == 1 && peak > 0) {
+            qsort(ratio, (size_t)reps, sizeof *ratio, cmp_double);
+            printf("vs peak    each run's CPU-time rate / an FMA-peak sample taken just before it: median %.0f%%, best %.0f%%\n",
+                   100.0 * median(ratio, reps), 100.0 * ratio[reps - 1]);
+        }
         printf("memory     peak RSS %.1f MiB; weights %.1f MiB; activation arena %.1f MiB; RSS - weights - arena = %.1f MiB\n",
                rss / 1024.0, wsize / 1048576.0, arena / 1048576.0, rss / 1024.0 - wsize / 1048576.0 - arena / 1048576.0);
         printf("result dtype=%s threads=%d median_ms=%.3f min_ms=%.3f cpu_median_ms=%.3f cpu_min_ms=%.3f gflop=%.4f "
-               "peak_gflops=%.1f peak_int_gops=%.1f rss_kib=%ld weights_bytes=%.0f arena_bytes=%.0f\n",
+               "peak_gflops=%.1f peak_int_gops=%.1f rss_kib=%ld weights_bytes=%.0f arena_bytes=%.0f",
                dtype, threads, 1e3 * wmed, 1e3 * wall[0], 1e3 * cmed, 1e3 * cpu[0], flops * 1e-9, peak * 1e-9,
                peak_int * 1e-9, rss, wsize, arena);
+        if (matmul && threads == 1 && peak > 0) printf(" peak_ratio_median=%.3f peak_ratio_best=%.3f", median(ratio, reps), ratio[reps - 1]);
+        printf("\n");
     }
     rc = 0;
 done:
     free(wall);
     free(cpu);
+    free(ratio);
     free(b.ids);
     free(b.lengths);
     free(b.pixels);
