@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 /* mmspcl train --meld DIR -o MODEL [--seed N] [--resume CKPT] [--bpe DIR] [--q8 OUT] [recipe options]
 
    The MELD recipe of parts/train_roberta_impl.h (mmspcl_meld_train): cut RoBERTa BPE, MLM
