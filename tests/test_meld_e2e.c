@@ -6,6 +6,7 @@
    2. a short `mmspcl train` run (24 train dialogues, a 1-layer 32-wide encoder) lowers the MLM
       loss and writes a model the standard loaders read (mmspcl_roberta_load,
       mmspcl_bpe_from_weights: the cut vocabulary tokenizes training text as the full BPE does);
+      the same run on one thread writes the same bytes;
    3. `mmspcl eval` ends with exactly "weighted_f1=0.XXXX accuracy=0.XXXX", and those numbers
       equal the metrics of `mmspcl classify --json`'s predictions on the same CSV;
    4. `mmspcl classify` prints one line per utterance: emotion, confidence, sentiment, confidence,
@@ -123,6 +124,25 @@ int main(void) {
             mmspcl_roberta_free(enc);
             mmspcl_weights_free(w);
         }
+    }
+    /* deterministic for a seed, whatever the thread count: the same run on one thread gives the
+       same bytes */
+    {
+        char *out = run("OMP_NUM_THREADS=1 build/mmspcl train --meld " MELD " -o build/tests/e2e-1thread.mmw --limit 24 --hidden 32"
+                        " --layers 1 --heads 2 --ffn 64 --max-len 48 --mlm-epochs 4 --mlm-lr 3e-3 --epochs 2 --msve-epochs 2"
+                        " --ngram-bits 12 --msve-hidden 8 --no-checkpoint --quiet 2>&1");
+        FILE *f1 = fopen(MODEL, "rb"), *f2 = fopen("build/tests/e2e-1thread.mmw", "rb");
+        int same = f1 && f2, c1, c2;
+        while (same) {
+            c1 = fgetc(f1);
+            c2 = fgetc(f2);
+            if (c1 != c2) same = 0;
+            if (c1 == EOF || c2 == EOF) break;
+        }
+        CHECK(out && same, "a second run of the same training (1 thread) wrote a different file");
+        if (f1) fclose(f1);
+        if (f2) fclose(f2);
+        free(out);
     }
     /* a small CSV: the header and the first 40 rows of dev */
     {
