@@ -290,48 +290,6 @@ MMSPCL__F32K(2)
 MMSPCL__F32K(3)
 MMSPCL__F32K(4)
 
-/* A few leftover rows (mr <= 4) the other way round: 16 consecutive k in the lanes of one
-   accumulator per (row, output), summed across lanes at the end; x and W rows read in place.
-   out[r][o] = bias[o] + sum (acc == 0) or out[r][o] += sum (acc != 0), r < mr, o < mo. */
-/* The masked forms (full mask, explicit source) keep GCC 12's C++ -Wuninitialized quiet about
-   the _mm512_undefined_* inside the unmasked ones. */
-static inline __attribute__((always_inline, target("avx512f"))) __m128 mmspcl__sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
-    const __mmask16 all = 0xffff;
-    const __m512 t0 = _mm512_add_ps(_mm512_mask_unpacklo_ps(a, all, a, b), _mm512_mask_unpackhi_ps(a, all, a, b));
-    const __m512 t1 = _mm512_add_ps(_mm512_mask_unpacklo_ps(c, all, c, d), _mm512_mask_unpackhi_ps(c, all, c, d));
-    const __m512 s = _mm512_add_ps(_mm512_mask_shuffle_ps(t0, all, t0, t1, 0x44), _mm512_mask_shuffle_ps(t0, all, t0, t1, 0xEE));
-    const __m128 z = _mm_setzero_ps();
-    return _mm_add_ps(_mm_add_ps(_mm512_mask_extractf32x4_ps(z, 0xf, s, 0), _mm512_mask_extractf32x4_ps(z, 0xf, s, 1)),
-                      _mm_add_ps(_mm512_mask_extractf32x4_ps(z, 0xf, s, 2), _mm512_mask_extractf32x4_ps(z, 0xf, s, 3)));
-}
-
-#define MMSPCL__D_DECL(r) __m512 a##r##0 = _mm512_setzero_ps(), a##r##1 = a##r##0, a##r##2 = a##r##0, a##r##3 = a##r##0, \
-    a##r##4 = a##r##0, a##r##5 = a##r##0; const float *x##r = x + (size_t)(r < mr ? r : 0) * ldx;
-#define MMSPCL__D_FMA(o) { const __m512 wv = _mm512_maskz_loadu_ps(m, w##o + k); a0##o = _mm512_fmadd_ps(x0v, wv, a0##o); \
-    a1##o = _mm512_fmadd_ps(x1v, wv, a1##o); a2##o = _mm512_fmadd_ps(x2v, wv, a2##o); a3##o = _mm512_fmadd_ps(x3v, wv, a3##o); }
-#define MMSPCL__D_SUM(r) _mm_storeu_ps(s[r], mmspcl__sum4(a##r##0, a##r##1, a##r##2, a##r##3)); \
-    _mm_storeu_ps(s[r] + 4, mmspcl__sum4(a##r##4, a##r##5, a##r##4, a##r##5));
-static __attribute__((target("avx512f,fma"))) void mmspcl__f32dot(float *out, int ld, const float *x, int ldx, int mr,
-                                                                  const float *const *w, int mo, int kc,
-                                                                  const float *bias, int acc) {
-    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];
-    float s[4][8];
-    int r, o, k;
-    MMSPCL__R4(MMSPCL__D_DECL)
-    for (k = 0; k < kc; k += 16) {
-        const __mmask16 m = (__mmask16)(kc - k >= 16 ? 0xffff : (1u << (kc - k)) - 1);
-        const __m512 x0v = _mm512_maskz_loadu_ps(m, x0 + k), x1v = _mm512_maskz_loadu_ps(m, x1 + k);
-        const __m512 x2v = _mm512_maskz_loadu_ps(m, x2 + k), x3v = _mm512_maskz_loadu_ps(m, x3 + k);
-        MMSPCL__R6(MMSPCL__D_FMA)
-    }
-    MMSPCL__R4(MMSPCL__D_SUM)
-    for (r = 0; r < mr; r++)
-        for (o = 0; o < mo; o++) {
-            if (acc) out[(size_t)r * ld + o] += s[r][o];
-            else out[(size_t)r * ld + o] = s[r][o] + (bias ? bias[o] : 0.0f);
-        }
-}
-
 static void mmspcl__f32k(int nv, float *t, const float *xt, int ldx, const float *const *w, int kc, const mmspcl__pf *pf) {
     if (nv == 4) mmspcl__f32k4(t, xt, ldx, w, kc, pf);
     else if (nv == 3) mmspcl__f32k3(t, xt, ldx, w, kc, pf);
@@ -341,8 +299,9 @@ static void mmspcl__f32k(int nv, float *t, const float *xt, int ldx, const float
 
 static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int rows, int n_in,
                                                const mmspcl_tensor *W, const float *bias) {
-    /* rows % 16 <= 4 leftover rows go to mmspcl__f32dot instead of a mostly empty vector */
-    const int tail = rows % 16 <= 4 ? rows % 16 : 0, vrows = rows - tail;
+    /* every row goes through the same micro-kernel (rows padded to 16): a token's output does
+       not depend on how many other rows share the call (batch size, packing) */
+    const int vrows = rows;
     const int n_out = (int)W->ne[0], ldt = (vrows + 15) & ~15, nthreads = MMSPCL__MAX_THREADS();
     const int kcmax = n_in <= MMSPCL__KC * 3 / 2 ? n_in : MMSPCL__KC, n_groups = (n_out + MMSPCL__MO - 1) / MMSPCL__MO;
     const size_t wide = W->dtype == MMSPCL_F32 ? 0 : (size_t)MMSPCL__MO * (size_t)kcmax, esize = W->dtype == MMSPCL_F32 ? 4 : 2;
@@ -378,9 +337,6 @@ static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int r
                 mmspcl__store_cols(out + (size_t)r0 * n_out + o0, n_out, t, 64, vrows - r0 < 16 * nv ? vrows - r0 : 16 * nv,
                                    mo, bias ? bias + o0 : NULL, k0 > 0);
             }
-            if (tail)
-                mmspcl__f32dot(out + (size_t)vrows * n_out + o0, n_out, x + (size_t)vrows * n_in + k0, n_in, tail, w, mo, kc,
-                               bias ? bias + o0 : NULL, k0 > 0);
         }
     }
     MMSPCL_FREE(xt);

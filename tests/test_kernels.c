@@ -88,6 +88,34 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
     free(x); free(w); free(wd); free(bias); free(ref); free(got); free(wq);
 }
 
+/* A row's output does not depend on the other rows of the call: rows 0..r-1 of a 37-row call
+   equal a call with those r rows alone, for every weight type (bit for bit). */
+static void check_batch_invariance(void) {
+    static const mmspcl_dtype dts[] = {MMSPCL_F32, MMSPCL_F16, MMSPCL_BF16, MMSPCL_Q8_0, MMSPCL_Q4_0};
+    enum { R = 37, K = 96, N = 40 };
+    static float x[R * K], w[N * K], all[R * N], part[R * N];
+    static unsigned char wq[N * K * 4];
+    unsigned seed = 11;
+    size_t d, i;
+    int r;
+    for (i = 0; i < R * K; i++) x[i] = frand(&seed);
+    for (i = 0; i < N * K; i++) w[i] = frand(&seed);
+    for (d = 0; d < sizeof dts / sizeof dts[0]; d++) {
+        size_t rb = mmspcl_dtype_row_size(dts[d], K);
+        mmspcl_tensor W;
+        int o, same = 1;
+        for (o = 0; o < N; o++) mmspcl_quantize_row(dts[d], w + (size_t)o * K, wq + o * rb, K);
+        memset(&W, 0, sizeof W);
+        W.dtype = dts[d]; W.ndim = 2; W.ne[0] = N; W.ne[1] = K; W.data = wq; W.nbytes = rb * N;
+        mmspcl_linear(all, x, R, K, &W, NULL);
+        for (r = 1; r <= R; r += 3) {
+            mmspcl_linear(part, x, r, K, &W, NULL);
+            same &= !memcmp(part, all, sizeof(float) * (size_t)r * N);
+        }
+        CHECK(same, "%s: a row's output depends on how many rows share the call", mmspcl_dtype_name(dts[d]));
+    }
+}
+
 int main(void) {
     static const int shapes[][3] = {{1, 32, 1}, {5, 64, 17}, {13, 96, 33}, {12, 128, 32}, {25, 160, 70}, {128, 256, 96},
                                     {50, 64, 13}, {33, 1600, 7}, {70, 96, 130}, {3, 64, 9}, {52, 1568, 20}, {18, 800, 6}};
@@ -193,5 +221,6 @@ int main(void) {
         for (i = 0, worst = 0; i < 5; i++) worst = fmax(worst, fabs(v[i] - e[i] / se));
         CHECK(worst < 1e-6, "softmax error %g", worst);
     }
+    check_batch_invariance();
     return TEST_END();
 }
