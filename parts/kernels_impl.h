@@ -242,6 +242,23 @@ static void mmspcl__store_cols(float *out, int ld, const float *t, int ts, int m
         }
 }
 
+/* The same as mmspcl__store_cols with 16 x 16 transposes and masked row stores (mo <= 6). */
+static __attribute__((target("avx512f"))) void mmspcl__store_cols_avx512(float *out, int ld, const float *t, int ts, int mr,
+                                                                          int mo, const float *bias, int acc) {
+    const __mmask16 m = (__mmask16)((1u << mo) - 1);
+    const __m512 b = bias && !acc ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps();
+    int r0, r, o;
+    for (r0 = 0; r0 < mr; r0 += 16) {
+        __m512 v[16];
+        for (o = 0; o < 16; o++) v[o] = o < mo ? _mm512_loadu_ps(t + o * ts + r0) : _mm512_setzero_ps();
+        mmspcl__tr16(v);
+        for (r = 0; r < 16 && r0 + r < mr; r++) {
+            float *dst = out + (size_t)(r0 + r) * ld;
+            _mm512_mask_storeu_ps(dst, m, acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v[r]) : _mm512_add_ps(v[r], b));
+        }
+    }
+}
+
 /* Micro-kernel: t[o][16 v + lane] = sum_k w[o][k] * xt[k * ldx + 16 v + lane], o < 6, v < NV.
    Spread over the k loop it prefetches pf->n lines: pf->lpr lines from each of rows pf->p + i *
    pf->stride (the next group's weights, so they stream from memory while this group computes). */
@@ -299,8 +316,9 @@ static void mmspcl__f32k(int nv, float *t, const float *xt, int ldx, const float
 
 static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int rows, int n_in,
                                                const mmspcl_tensor *W, const float *bias) {
-    /* every row goes through the same micro-kernel (rows padded to 16): a token's output does
-       not depend on how many other rows share the call (batch size, packing) */
+    /* Every row goes through the same vector lanes whatever its position: a row's result does
+       not depend on the batch around it (a leftover-rows kernel with another summation order
+       would break that). */
     const int vrows = rows;
     const int n_out = (int)W->ne[0], ldt = (vrows + 15) & ~15, nthreads = MMSPCL__MAX_THREADS();
     const int kcmax = n_in <= MMSPCL__KC * 3 / 2 ? n_in : MMSPCL__KC, n_groups = (n_out + MMSPCL__MO - 1) / MMSPCL__MO;
@@ -334,9 +352,10 @@ static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int r
                 const int nv = ldt - r0 < 64 ? (ldt - r0) / 16 : 4;
                 const float *xb = xt + (size_t)r0 * kc;
                 mmspcl__f32k(nv, t, xb, 16 * nv, w, kc, r0 ? NULL : &pf);
-                mmspcl__store_cols(out + (size_t)r0 * n_out + o0, n_out, t, 64, vrows - r0 < 16 * nv ? vrows - r0 : 16 * nv,
+                mmspcl__store_cols_avx512(out + (size_t)r0 * n_out + o0, n_out, t, 64, vrows - r0 < 16 * nv ? vrows - r0 : 16 * nv,
                                    mo, bias ? bias + o0 : NULL, k0 > 0);
             }
+
         }
     }
     MMSPCL_FREE(xt);
@@ -574,7 +593,7 @@ static mmspcl_status mmspcl__linear_q_x86(float *out, const float *x, int rows, 
                 nv = ldt - r0 >= 32 ? 2 : 1;
                 if (nv == 2) mmspcl__qk512_2(t, xq + xo, xd + so, xc + so, w, ws, nb, pf, r0 ? 0 : pf_n);
                 else mmspcl__qk512_1(t, xq + xo, xd + so, xc + so, w, ws, nb, pf, r0 ? 0 : pf_n);
-                mmspcl__store_cols(out + (size_t)r0 * n_out + o0, n_out, t, 32, rows - r0 < 16 * nv ? rows - r0 : 16 * nv,
+                mmspcl__store_cols_avx512(out + (size_t)r0 * n_out + o0, n_out, t, 32, rows - r0 < 16 * nv ? rows - r0 : 16 * nv,
                                    mo, bias ? bias + o0 : NULL, 0);
             }
         } else {
@@ -801,6 +820,41 @@ static int mmspcl__attention_avx512(float *out, int ld_out, const float *q, int 
     MMSPCL_FREE(buf);
     return 0;
 }
+/* One row of the layer norm: the definition's formula with 8 double partial sums (in place ok). */
+static __attribute__((target("avx512f"))) void mmspcl__layernorm_avx512(float *yr, const float *xr, const float *gamma,
+                                                                         const float *beta, int dim, float eps) {
+    __m512d s = _mm512_setzero_pd();
+    double mean, var, t[8];
+    float inv;
+    int i;
+    for (i = 0; i + 8 <= dim; i += 8) s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_loadu_ps(xr + i)));
+    _mm512_storeu_pd(t, s);
+    mean = ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+    for (; i < dim; i++) mean += xr[i];
+    mean /= dim;
+    s = _mm512_setzero_pd();
+    for (i = 0; i + 8 <= dim; i += 8) {
+        const __m512d d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(xr + i)), _mm512_set1_pd(mean));
+        s = _mm512_add_pd(s, _mm512_mul_pd(d, d));
+    }
+    _mm512_storeu_pd(t, s);
+    var = ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+    for (i = dim & ~7; i < dim; i++) var += (xr[i] - mean) * (xr[i] - mean);
+    var /= dim;
+    inv = (float)(1.0 / sqrt(var + eps));
+    {
+        const __m512 m = _mm512_set1_ps((float)mean), iv = _mm512_set1_ps(inv);
+        for (i = 0; i + 16 <= dim; i += 16) {
+            __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), m), iv);
+            if (gamma) v = _mm512_mul_ps(v, _mm512_loadu_ps(gamma + i));
+            if (beta) v = _mm512_add_ps(v, _mm512_loadu_ps(beta + i));
+            _mm512_storeu_ps(yr + i, v);
+        }
+    }
+    for (; i < dim; i++)
+        yr[i] = ((xr[i] - (float)mean) * inv) * (gamma ? gamma[i] : 1.0f) + (beta ? beta[i] : 0.0f);
+}
+
 #ifdef MMSPCL__POP_DIAGNOSTIC
 #pragma GCC diagnostic pop
 #undef MMSPCL__POP_DIAGNOSTIC
@@ -1081,9 +1135,15 @@ mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, cons
                             const float *bias) {
     return mmspcl_linear_path(out, x, rows, n_in, W, bias, MMSPCL_PATH_AUTO);
 }
+
+/* Definition: mean and biased variance in double, then ((x - mean) * inv) * gamma + beta in float;
+   AVX-512 sums in 8 double lanes. */
 void mmspcl_layernorm(float *y, const float *x, const float *gamma, const float *beta, int rows,
                       int dim, float eps) {
     int r;
+#ifdef MMSPCL__X86_DISPATCH
+    const int simd = (mmspcl__x86_features() & MMSPCL__CPU_AVX512) != 0;
+#endif
 MMSPCL__OMP_FOR
     for (r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * (size_t)dim;
@@ -1091,6 +1151,9 @@ MMSPCL__OMP_FOR
         double mean = 0.0, var = 0.0;
         float inv;
         int i;
+#ifdef MMSPCL__X86_DISPATCH
+        if (simd) { mmspcl__layernorm_avx512(yr, xr, gamma, beta, dim, eps); continue; }
+#endif
         for (i = 0; i < dim; i++) mean += xr[i];
         mean /= dim;
         for (i = 0; i < dim; i++) { double d = xr[i] - mean; var += d * d; }
