@@ -9,7 +9,7 @@ LDLIBS   = -lm
 PREFIX  ?= /usr/local
 B        = build
 
-HEADERS     := mmspcl.h mmspcl_train.h $(wildcard parts/*.h)
+HEADERS     := mmspcl.h mmspcl_train.h
 CONVERT_SRC := $(wildcard tools/convert/*.c)
 CLI_SRC     := $(wildcard tools/cli/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
@@ -58,7 +58,6 @@ run: $(B)/mmspcl
 install: all
 	mkdir -p $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	cp mmspcl.h mmspcl_train.h $(DESTDIR)$(PREFIX)/include/
-	cp -r parts $(DESTDIR)$(PREFIX)/include/
 	cp $(B)/libmmspcl.a $(DESTDIR)$(PREFIX)/lib/
 	cp $(B)/mmspcl $(B)/mmspcl-convert $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@OPENMP@|$(OPENMP)|' tools/mmspcl.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mmspcl.pc

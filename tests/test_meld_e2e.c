@@ -17,8 +17,6 @@
 #define MMSPCL_TRAIN_IMPLEMENTATION
 #include "mmspcl.h"
 #include "mmspcl_train.h"
-#include "parts/train_roberta_api.h"
-#include "parts/train_roberta_impl.h"
 #include "tests/test.h"
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* RoBERTa-layout encoder training (parts/train_roberta_*.h):
+/* RoBERTa-layout encoder training (mmspcl_train.h):
    - the training forward equals mmspcl_roberta_forward on the same weights (written to a weight
      file in memory with the roberta.* keys and loaded by the standard loader);
    - a packed batch gives each sequence exactly the output of running it alone (padding masks;
@@ -12,8 +12,6 @@
 #define MMSPCL_TRAIN_IMPLEMENTATION
 #include "mmspcl.h"
 #include "mmspcl_train.h"
-#include "parts/train_roberta_api.h"
-#include "parts/train_roberta_impl.h"
 #include "tests/test.h"
 #include <stdlib.h>
 

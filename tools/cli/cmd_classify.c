@@ -7,7 +7,6 @@
    --json prints one JSON array of objects instead. */
 #include "mmspcl.h"
 #include "mmspcl_train.h"
-#include "parts/train_roberta_api.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

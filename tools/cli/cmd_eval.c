@@ -10,7 +10,6 @@
    per head and task (the views are computed once). */
 #include "mmspcl.h"
 #include "mmspcl_train.h"
-#include "parts/train_roberta_api.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 /* mmspcl train --meld DIR -o MODEL [--seed N] [--resume CKPT] [--bpe DIR] [--q8 OUT] [recipe options]
 
-   The MELD recipe of parts/train_roberta_impl.h (mmspcl_meld_train): cut RoBERTa BPE, MLM
+   The MELD recipe of mmspcl_train.h (mmspcl_meld_train): cut RoBERTa BPE, MLM
    pretraining on the train transcripts, SPCL fine-tuning with early stopping on dev, text views,
    MSVE heads. Reads DIR/train_sent_emo.csv and DIR/dev_sent_emo.csv (never the test split).
    This file holds the training library's implementation for build/mmspcl
@@ -9,8 +9,6 @@
 #define MMSPCL_TRAIN_IMPLEMENTATION
 #include "mmspcl.h"
 #include "mmspcl_train.h"
-#include "parts/train_roberta_api.h"
-#include "parts/train_roberta_impl.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
