@@ -2038,7 +2038,7 @@ static mmspcl_status mmspcl__linear_q_scalar(float *out, const float *x, int row
 #define MMSPCL__CPU_AVX512 2
 #define MMSPCL__CPU_VNNI512 4
 #define MMSPCL__CPU_AVXVNNI 8
-static int mmspcl__x86_features(void) {
+static int mmspcl__x86_features(int want_avxvnni) {
     int f = 0;
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) f |= MMSPCL__CPU_AVX2;
@@ -2048,9 +2048,11 @@ static int mmspcl__x86_features(void) {
         if (__builtin_cpu_supports("avx512vnni")) f |= MMSPCL__CPU_VNNI512;
     }
 #ifdef MMSPCL__HAVE_AVXVNNI
-    {   /* CPUID leaf 7 sub-leaf 1, EAX bit 4 (not every compiler's __builtin_cpu_supports knows it) */
+    /* CPUID leaf 7 sub-leaf 1, EAX bit 4 (not every compiler's __builtin_cpu_supports knows it);
+       asked only when AVX512-VNNI is absent or the caller wants it (CPUID is slow in a VM) */
+    if ((f & MMSPCL__CPU_AVX2) && (want_avxvnni || !(f & MMSPCL__CPU_VNNI512))) {
         unsigned a = 0, b = 0, c = 0, d = 0;
-        if ((f & MMSPCL__CPU_AVX2) && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1)) f |= MMSPCL__CPU_AVXVNNI;
+        if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1)) f |= MMSPCL__CPU_AVXVNNI;
     }
 #endif
     return f;
@@ -2070,29 +2072,26 @@ static int32_t mmspcl__word(const int8_t *p) { int32_t v; memcpy(&v, p, 4); retu
 /* ===== x86, f32 / f16 / bf16 weights, AVX-512: 6 outputs x NV (1, 2, 4) vectors of 16 rows = */
 #define MMSPCL__MO 6
 
-/* 16 x 16 transpose of r[0..15] in place. */
+/* 16 x 16 transpose of r[0..15] in place (written out: GCC keeps it in registers). */
+#define MMSPCL__T1(i) const __m512 t##i = (i & 1) ? _mm512_unpackhi_ps(r[i - 1], r[i]) : _mm512_unpacklo_ps(r[i], r[i + 1]);
+#define MMSPCL__T2(i, a, b) const __m512 u##i = _mm512_shuffle_ps(a, b, (i & 1) ? 0xEE : 0x44);
+#define MMSPCL__T3(c) {                                                                                     \
+    const __m512 v = _mm512_shuffle_f32x4(u##c, u4##c, 0x88), v2 = _mm512_shuffle_f32x4(u##c, u4##c, 0xDD);      \
+    const __m512 w = _mm512_shuffle_f32x4(u8##c, u12##c, 0x88), w2 = _mm512_shuffle_f32x4(u8##c, u12##c, 0xDD);   \
+    r[c] = _mm512_shuffle_f32x4(v, w, 0x88); r[8 + c] = _mm512_shuffle_f32x4(v, w, 0xDD);                    \
+    r[4 + c] = _mm512_shuffle_f32x4(v2, w2, 0x88); r[12 + c] = _mm512_shuffle_f32x4(v2, w2, 0xDD); }
 static inline __attribute__((always_inline, target("avx512f"))) void mmspcl__tr16(__m512 *r) {
-    __m512 t[16], u[16];
-    int i, c;
-    for (i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (i = 0; i < 4; i++) {
-        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-    for (c = 0; c < 4; c++) {
-        __m512 v = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), v2 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
-        __m512 w = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88), w2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
-        r[c] = _mm512_shuffle_f32x4(v, w, 0x88);
-        r[8 + c] = _mm512_shuffle_f32x4(v, w, 0xDD);
-        r[4 + c] = _mm512_shuffle_f32x4(v2, w2, 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(v2, w2, 0xDD);
-    }
+    MMSPCL__T1(0) MMSPCL__T1(1) MMSPCL__T1(2) MMSPCL__T1(3) MMSPCL__T1(4) MMSPCL__T1(5) MMSPCL__T1(6) MMSPCL__T1(7)
+    MMSPCL__T1(8) MMSPCL__T1(9) MMSPCL__T1(10) MMSPCL__T1(11) MMSPCL__T1(12) MMSPCL__T1(13) MMSPCL__T1(14) MMSPCL__T1(15)
+    MMSPCL__T2(0, t0, t2) MMSPCL__T2(1, t0, t2) MMSPCL__T2(2, t1, t3) MMSPCL__T2(3, t1, t3)
+    MMSPCL__T2(40, t4, t6) MMSPCL__T2(41, t4, t6) MMSPCL__T2(42, t5, t7) MMSPCL__T2(43, t5, t7)
+    MMSPCL__T2(80, t8, t10) MMSPCL__T2(81, t8, t10) MMSPCL__T2(82, t9, t11) MMSPCL__T2(83, t9, t11)
+    MMSPCL__T2(120, t12, t14) MMSPCL__T2(121, t12, t14) MMSPCL__T2(122, t13, t15) MMSPCL__T2(123, t13, t15)
+    MMSPCL__T3(0) MMSPCL__T3(1) MMSPCL__T3(2) MMSPCL__T3(3)
 }
+#undef MMSPCL__T1
+#undef MMSPCL__T2
+#undef MMSPCL__T3
 
 /* x^T in tiles of up to 64 rows: the tile of rows r0 .. r0+tw-1 (tw = min(64, ldt - r0)) is
    xt[r0 * kc + k * tw + r - r0] = x[r][k0 + k] for k < kc; zero for rows .. ldt (a multiple of 16),
@@ -2969,7 +2968,7 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
     if (rows == 0 || W->ne[0] == 0) return MMSPCL_OK;
 #ifdef MMSPCL__X86_DISPATCH
     if (path != MMSPCL_PATH_SCALAR) {
-        const int f = mmspcl__x86_features();
+        const int f = mmspcl__x86_features(path == MMSPCL_PATH_AVXVNNI);
         if (path == MMSPCL_PATH_NEON || path == MMSPCL_PATH_NEON_DOTPROD) return MMSPCL_ERR_UNSUPPORTED;
         if (path == MMSPCL_PATH_AUTO) {
             if (quant) {
@@ -3040,7 +3039,7 @@ void mmspcl_layernorm(float *y, const float *x, const float *gamma, const float 
                       int dim, float eps) {
     int r;
 #ifdef MMSPCL__X86_DISPATCH
-    const int simd = (mmspcl__x86_features() & MMSPCL__CPU_AVX512) != 0;
+    const int simd = (mmspcl__x86_features(0) & MMSPCL__CPU_AVX512) != 0;
 #endif
 MMSPCL__OMP_FOR
     for (r = 0; r < rows; r++) {
@@ -3068,7 +3067,7 @@ MMSPCL__OMP_FOR
 void mmspcl_gelu(float *x, size_t n) {
     size_t i = 0;
 #ifdef MMSPCL__X86_DISPATCH
-    if (mmspcl__x86_features() & MMSPCL__CPU_AVX2) i = mmspcl__act_avx2(x, n, 0);
+    if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2) i = mmspcl__act_avx2(x, n, 0);
 #endif
     for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
@@ -3076,7 +3075,7 @@ void mmspcl_gelu(float *x, size_t n) {
 void mmspcl_quick_gelu(float *x, size_t n) {
     size_t i = 0;
 #ifdef MMSPCL__X86_DISPATCH
-    if (mmspcl__x86_features() & MMSPCL__CPU_AVX2) i = mmspcl__act_avx2(x, n, 1);
+    if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2) i = mmspcl__act_avx2(x, n, 1);
 #endif
     for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
@@ -3085,7 +3084,7 @@ void mmspcl_softmax(float *x, int n) {
     float mx = -INFINITY, sum = 0.0f;
     int i;
 #ifdef MMSPCL__X86_DISPATCH
-    if (mmspcl__x86_features() & MMSPCL__CPU_AVX2) {
+    if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2) {
         sum = mmspcl__softmax_row_avx2(x, n, 1.0f, NULL);
         for (i = 0; i < n; i++) x[i] /= sum;
         return;
@@ -3104,7 +3103,7 @@ void mmspcl_attention(float *out, int ld_out, const float *q, int ld_q, const fl
     const float scale = 1.0f / sqrtf((float)head_dim);
     int task;
 #ifdef MMSPCL__X86_DISPATCH
-    if ((mmspcl__x86_features() & MMSPCL__CPU_AVX512) &&
+    if ((mmspcl__x86_features(0) & MMSPCL__CPU_AVX512) &&
         mmspcl__attention_avx512(out, ld_out, q, ld_q, k, v, ld_kv, n_q, n_k, n_heads, head_dim, key_valid) == 0)
         return;
 #endif
