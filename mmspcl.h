@@ -427,6 +427,9 @@ typedef struct mmspcl_turn {
 mmspcl_status mmspcl_spcl_prompts(const mmspcl_bpe *tok, const mmspcl_turn *turns, int n_turns,
                                   int max_len, int32_t *ids, int *lengths, int *mask_pos,
                                   mmspcl_error *err);
+/* speaker + sep + text with SPCL's MELD cleaning (U+2019 -> ', every " dropped), as one
+   NUL-terminated string the caller frees with MMSPCL_FREE; NULL when out of memory. */
+char *mmspcl_spcl_clean(const char *speaker, const char *sep, const char *text);
 /* z_t for every turn of a dialogue: z is [n_turns][hidden_size]. Runs the encoder in batches of
    at most the max_batch it was loaded with (load it with max_seq >= max_len). */
 mmspcl_status mmspcl_spcl_embed_dialogue(mmspcl_roberta *m, const mmspcl_bpe *tok,
@@ -4152,7 +4155,7 @@ mmspcl_status mmspcl_roberta_forward(mmspcl_roberta *m, const int32_t *ids, cons
    ------------------------------------------------------------------------------------------ */
 
 /* SPCL's MELD cleaning: ’ -> ', drop ". Returns a new NUL-terminated string (caller frees). */
-static char *mmspcl__spcl_clean(const char *speaker, const char *sep, const char *text) {
+char *mmspcl_spcl_clean(const char *speaker, const char *sep, const char *text) {
     size_t ns = strlen(speaker), np = strlen(sep), nt = strlen(text), i, o = 0;
     char *s = (char *)MMSPCL_MALLOC(ns + np + nt + 1);
     if (!s) return NULL;
@@ -4204,7 +4207,7 @@ mmspcl_status mmspcl_spcl_prompts(const mmspcl_bpe *tok, const mmspcl_turn *turn
     }
     /* u_j for every turn, stored back to back: u_j = all[start[j] .. start[j+1]) */
     for (t = 0; t < n_turns; t++) {
-        char *s = mmspcl__spcl_clean(turns[t].speaker ? turns[t].speaker : "", ":", turns[t].text ? turns[t].text : "");
+        char *s = mmspcl_spcl_clean(turns[t].speaker ? turns[t].speaker : "", ":", turns[t].text ? turns[t].text : "");
         start[t] = n_all;
         if (!s) { st = MMSPCL_ERR_NOMEM; break; }
         st = mmspcl__spcl_tokenize(tok, s, &all, &n_all, &cap_all);
@@ -4225,7 +4228,7 @@ mmspcl_status mmspcl_spcl_prompts(const mmspcl_bpe *tok, const mmspcl_turn *turn
     for (t = 0; t < n_turns; t++) {
         int32_t *tail = NULL;
         int n_tail = 0, cap_tail = 0, l = 0, j, len_t = start[t + 1] - start[t], total, skip, o;
-        char *p = mmspcl__spcl_clean(turns[t].speaker ? turns[t].speaker : "", " feels <mask>", "");
+        char *p = mmspcl_spcl_clean(turns[t].speaker ? turns[t].speaker : "", " feels <mask>", "");
         if (!p) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "spcl_prompts: out of memory"); goto done; }
         st = mmspcl__spcl_tokenize(tok, p, &tail, &n_tail, &cap_tail);
         MMSPCL_FREE(p);

@@ -2877,23 +2877,6 @@ mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights 
 #define MMSPCL__RT_THREAD_ID() 0
 #endif
 
-/* speaker + sep + text with SPCL's MELD cleaning (U+2019 -> ', " dropped); caller frees */
-static char *mmspcl__rt_clean(const char *speaker, const char *sep, const char *text) {
-    size_t ns = strlen(speaker), np = strlen(sep), nt = strlen(text), i, o;
-    char *s = (char *)MMSPCL_MALLOC(ns + np + nt + 1);
-    if (!s) return NULL;
-    memcpy(s, speaker, ns);
-    memcpy(s + ns, sep, np);
-    o = ns + np;
-    for (i = 0; i < nt; i++) {
-        if ((unsigned char)text[i] == 0xE2 && i + 2 < nt && (unsigned char)text[i + 1] == 0x80 &&
-            (unsigned char)text[i + 2] == 0x99) { s[o++] = '\''; i += 2; continue; }
-        if (text[i] == '"') continue;
-        s[o++] = text[i];
-    }
-    s[o] = 0;
-    return s;
-}
 /* ---------------------------------------------------------------------------------------------
    RoBERTa-layout encoder training (float32; API above)
    ------------------------------------------------------------------------------------------ */
@@ -4129,7 +4112,7 @@ mmspcl_status mmspcl_meld_train(const mmspcl_meld_recipe *r, const mmspcl_meld *
                 int32_t u[512];
                 int nu = 0;
                 if (i < b) {
-                    char *s = mmspcl__rt_clean(train->rows[i].speaker, ":", train->rows[i].utterance);
+                    char *s = mmspcl_spcl_clean(train->rows[i].speaker, ":", train->rows[i].utterance);
                     if (!s) goto oom;
                     nu = mmspcl_bpe_encode(tok, s, strlen(s), u, 510);
                     MMSPCL_FREE(s);
