@@ -127,6 +127,21 @@ uint16_t mmspcl_fp32_to_fp16(float f);      /* round to nearest even, as PyTorch
 float mmspcl_bf16_to_fp32(uint16_t h);
 uint16_t mmspcl_fp32_to_bf16(float f);      /* round to nearest even, as PyTorch's .bfloat16() */
 
+/* A Linear weight [out, in] (the matrices mmspcl_linear multiplies) is a 2-D tensor of any
+   dtype, or an f32 weight stored in PANELS of 16 rows: a 3-D f32 tensor {out / 16, in, 16} whose
+   element [p][k][j] is W[16 p + j][k] (mmspcl-convert --panels). The 16 outputs of a panel at one
+   k are then one vector, which the SIMD kernels read in place with any number of rows at full
+   width; results are the same bits as with the 2-D form. Everything that takes a Linear weight
+   (mmspcl_linear, the model loaders) takes either form. */
+#define MMSPCL_PANEL 16
+int mmspcl_tensor_is_panels(const mmspcl_tensor *t);
+int64_t mmspcl_matrix_rows(const mmspcl_tensor *W);   /* out (ne[0], or ne[0] * 16 for panels) */
+int64_t mmspcl_matrix_cols(const mmspcl_tensor *W);   /* in (ne[1]) */
+/* Row r (output r) of a matrix of either form as floats: cols values. */
+mmspcl_status mmspcl_matrix_row(const mmspcl_tensor *W, int64_t r, float *dst);
+/* rows x cols row-major floats (rows a multiple of 16) into panels (rows * cols floats). */
+mmspcl_status mmspcl_pack_panels(const float *src, int64_t rows, int64_t cols, float *dst);
+
 /* Convert n floats to dtype t (n a multiple of 32 for quantized types). */
 mmspcl_status mmspcl_quantize_row(mmspcl_dtype t, const float *src, void *dst, int64_t n);
 /* Convert n values of dtype t to floats. */
@@ -202,6 +217,9 @@ int mmspcl_weights_get_str(const mmspcl_weights *w, const char *key, const char 
 mmspcl_status mmspcl_weights_expect(const mmspcl_weights *w, const char *name, int ndim,
                                     const int64_t *ne, const mmspcl_tensor **out,
                                     mmspcl_error *err);
+/* A Linear weight [rows, cols]: 2-D of a dtype that can hold rows of cols values, or panels. */
+mmspcl_status mmspcl_weights_expect_matrix(const mmspcl_weights *w, const char *name, int64_t rows,
+                                           int64_t cols, const mmspcl_tensor **out, mmspcl_error *err);
 
 typedef struct mmspcl_writer mmspcl_writer;
 typedef void (*mmspcl_progress_fn)(void *user, uint64_t done, uint64_t total);
@@ -237,8 +255,9 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
    outputs, each computed by the same sequential loop.
    ------------------------------------------------------------------------------------------ */
 
-/* out[r][o] = bias[o] + sum_i x[r][i] * W[o][i] for r < rows; W is [n_out, n_in]; bias may be
-   NULL. Returns MMSPCL_ERR_ARG when W is not 2-D with ne[1] == n_in. */
+/* out[r][o] = bias[o] + sum_i x[r][i] * W[o][i] for r < rows; W is [n_out, n_in] (2-D, or f32
+   panels: see mmspcl_tensor_is_panels); bias may be NULL. Returns MMSPCL_ERR_ARG when W is not a
+   matrix with n_in columns. */
 mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                             const float *bias);
 /* q8_0 / q4_0 weights take the integer path: each row of x is quantized on the fly to int8
@@ -1008,6 +1027,34 @@ int64_t mmspcl_tensor_nelements(const mmspcl_tensor *t) {
     return n;
 }
 
+int mmspcl_tensor_is_panels(const mmspcl_tensor *t) {
+    return t && t->dtype == MMSPCL_F32 && t->ndim == 3 && t->ne[2] == MMSPCL_PANEL && t->ne[0] >= 0 && t->ne[1] >= 0;
+}
+int64_t mmspcl_matrix_rows(const mmspcl_tensor *W) { return mmspcl_tensor_is_panels(W) ? W->ne[0] * MMSPCL_PANEL : W->ne[0]; }
+int64_t mmspcl_matrix_cols(const mmspcl_tensor *W) { return W->ne[1]; }
+
+mmspcl_status mmspcl_matrix_row(const mmspcl_tensor *W, int64_t r, float *dst) {
+    if (!W || r < 0 || r >= mmspcl_matrix_rows(W)) return MMSPCL_ERR_ARG;
+    if (mmspcl_tensor_is_panels(W)) {
+        const float *p = (const float *)W->data + (size_t)(r / MMSPCL_PANEL) * (size_t)W->ne[1] * MMSPCL_PANEL + r % MMSPCL_PANEL;
+        int64_t k;
+        for (k = 0; k < W->ne[1]; k++) dst[k] = p[k * MMSPCL_PANEL];
+        return MMSPCL_OK;
+    }
+    if (W->ndim != 2) return MMSPCL_ERR_ARG;
+    return mmspcl_dequantize_row(W->dtype, (const unsigned char *)W->data + (size_t)r * mmspcl_dtype_row_size(W->dtype, W->ne[1]),
+                                 dst, W->ne[1]);
+}
+
+mmspcl_status mmspcl_pack_panels(const float *src, int64_t rows, int64_t cols, float *dst) {
+    int64_t r, k;
+    if (rows < 0 || cols < 0 || rows % MMSPCL_PANEL) return MMSPCL_ERR_ARG;
+    for (r = 0; r < rows; r++)
+        for (k = 0; k < cols; k++)
+            dst[((r / MMSPCL_PANEL) * cols + k) * MMSPCL_PANEL + r % MMSPCL_PANEL] = src[r * cols + k];
+    return MMSPCL_OK;
+}
+
 /* q8_0: d = max|x| / 127, q = round(x / d). */
 static void mmspcl__quantize_q8_0(const float *x, mmspcl_block_q8_0 *b, int64_t nblocks) {
     int64_t i;
@@ -1576,6 +1623,33 @@ mmspcl_status mmspcl_weights_expect(const mmspcl_weights *w, const char *name, i
     return MMSPCL_OK;
 }
 
+mmspcl_status mmspcl_weights_expect_matrix(const mmspcl_weights *w, const char *name, int64_t rows,
+                                           int64_t cols, const mmspcl_tensor **out, mmspcl_error *err) {
+    const mmspcl_tensor *t = mmspcl_weights_find(w, name);
+    int64_t ne[3];
+    *out = NULL;
+    if (t && t->ndim == 3) {   /* panels: {rows / 16, cols, 16} f32 */
+        if (!mmspcl_tensor_is_panels(t) || t->ne[0] * MMSPCL_PANEL != rows || t->ne[1] != cols)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT,
+                                "tensor '%s' (%s, %lld x %lld x %lld) is not a %lld x %lld matrix in f32 panels of %d rows",
+                                name, mmspcl_dtype_name(t->dtype), (long long)t->ne[0], (long long)t->ne[1],
+                                (long long)t->ne[2], (long long)rows, (long long)cols, MMSPCL_PANEL);
+        *out = t;
+        return MMSPCL_OK;
+    }
+    ne[0] = rows; ne[1] = cols;
+    {
+        mmspcl_status st = mmspcl_weights_expect(w, name, 2, ne, out, err);
+        if (st) return st;
+    }
+    if ((*out)->dtype == MMSPCL_I32 || mmspcl_dtype_row_size((*out)->dtype, cols) == 0) {
+        *out = NULL;
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "tensor '%s' has dtype %s, which a matrix of %lld columns cannot use",
+                            name, mmspcl_dtype_name(t->dtype), (long long)cols);
+    }
+    return MMSPCL_OK;
+}
+
 /* ---------------------------------------------------------------------------------------------
    Weight file writer
    ------------------------------------------------------------------------------------------ */
@@ -1920,16 +1994,15 @@ float mmspcl_dot_f32(const float *a, const float *b, int n) {
    Definition: each output is bias + mmspcl_dot_f32(x row, W row widened to f32). */
 static void mmspcl__linear_scalar(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                   const float *bias, float *wide) {
-    const int n_out = (int)W->ne[0];
-    const size_t row_bytes = mmspcl_dtype_row_size(W->dtype, n_in);
+    const int n_out = (int)mmspcl_matrix_rows(W);
     int o;
     MMSPCL__OMP_FOR
     for (o = 0; o < n_out; o++) {
         const float *w;
         int r;
-        if (W->dtype != MMSPCL_F32) {
+        if (W->dtype != MMSPCL_F32 || W->ndim != 2) {   /* f16, bf16, panels: row o widened */
             float *buf = wide + (size_t)MMSPCL__THREAD_ID() * (size_t)n_in;
-            mmspcl_dequantize_row(W->dtype, (const unsigned char *)W->data + (size_t)o * row_bytes, buf, n_in);
+            mmspcl_matrix_row(W, o, buf);
             w = buf;
         } else {
             w = (const float *)W->data + (size_t)o * (size_t)n_in;
@@ -2068,6 +2141,7 @@ static int32_t mmspcl__word(const int8_t *p) { int32_t v; memcpy(&v, p, 4); retu
 #define MMSPCL__R2(M) M(0) M(1)
 #define MMSPCL__R3(M) M(0) M(1) M(2)
 #define MMSPCL__R4(M) M(0) M(1) M(2) M(3)
+#define MMSPCL__R5(M) M(0) M(1) M(2) M(3) M(4)
 #define MMSPCL__R6(M) M(0) M(1) M(2) M(3) M(4) M(5)
 #define MMSPCL__R8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 
@@ -2259,6 +2333,125 @@ static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int r
         }
     }
     MMSPCL_FREE(xt);
+    return MMSPCL_OK;
+}
+
+/* ===== x86, f32 weights in panels of 16 rows, AVX-512: rows of x broadcast, outputs in lanes ==
+   The layout mmspcl-convert --panels writes (docs/FORMAT.md): W[o][k] at panel o / 16, element
+   k * 16 + o % 16, so the 16 outputs of a panel at one k are one vector, read in place. A group is
+   4 panels (64 outputs); the micro-kernel holds 6 rows x 4 vectors and broadcasts x[r][k], so any
+   number of rows runs at full vector width (the row-lane kernel above pays for 16 lanes on its
+   last, partly filled vector: 22% of ViT-B/32's 50 tokens). Each output is the same chain of
+   fused multiply-adds over the same k chunks as mmspcl__linear_f32_avx512, started from zero, then
+   `out = t + bias` (first chunk) or `out += t`: the same bits as the 2-D f32 weight. */
+#define MMSPCL__PR 6    /* rows per micro-kernel */
+#define MMSPCL__PPF 16  /* prefetch distance in k steps (one 64-byte line per panel and step) */
+
+#define MMSPCL__P_DECL(r) __m512 c##r##_0 = _mm512_setzero_ps(), c##r##_1 = c##r##_0, c##r##_2 = c##r##_0,  \
+                                 c##r##_3 = c##r##_0; const float *x##r = x + (size_t)(r) * ldx;
+#define MMSPCL__P_FMA(r) { const __m512 xb = _mm512_set1_ps(x##r[k]);                                        \
+    c##r##_0 = _mm512_fmadd_ps(p0, xb, c##r##_0); c##r##_1 = _mm512_fmadd_ps(p1, xb, c##r##_1);                  \
+    c##r##_2 = _mm512_fmadd_ps(p2, xb, c##r##_2); c##r##_3 = _mm512_fmadd_ps(p3, xb, c##r##_3); }
+#define MMSPCL__P_STORE(r) _mm512_storeu_ps(t + (r) * 64, c##r##_0); _mm512_storeu_ps(t + (r) * 64 + 16, c##r##_1); \
+                           _mm512_storeu_ps(t + (r) * 64 + 32, c##r##_2); _mm512_storeu_ps(t + (r) * 64 + 48, c##r##_3);
+/* t[r][64] = sum over k < kc of x[r * ldx + k] * panel vectors p[0..3][k * 16].
+   Prefetch (pf may be NULL): at every 2^shift-th step, line first + k >> shift of the four
+   streams pf[0..3], up to line `last`: the panels themselves, ahead, when they come from memory,
+   or a slice of the next group's panels while this group's come from L2. */
+typedef struct mmspcl__ppf { const char *p[4]; int first, last, shift; } mmspcl__ppf;
+#define MMSPCL__F32P(MR)                                                                                    \
+static __attribute__((target("avx512f,fma"))) void mmspcl__f32p##MR(float *t, const float *const *p,       \
+                                                                     const float *x, int ldx, int kc,     \
+                                                                     const mmspcl__ppf *pf) {              \
+    const float *q0 = p[0], *q1 = p[1], *q2 = p[2], *q3 = p[3];                                             \
+    const int mask = pf ? (1 << pf->shift) - 1 : 0;                                                         \
+    int k, line = pf ? pf->first : 0, last = pf ? pf->last : 0;                                             \
+    MMSPCL__R##MR(MMSPCL__P_DECL)                                                                           \
+    for (k = 0; k < kc; k++) {                                                                              \
+        const __m512 p0 = _mm512_loadu_ps(q0 + (size_t)k * 16), p1 = _mm512_loadu_ps(q1 + (size_t)k * 16);  \
+        const __m512 p2 = _mm512_loadu_ps(q2 + (size_t)k * 16), p3 = _mm512_loadu_ps(q3 + (size_t)k * 16);  \
+        if (line < last && !(k & mask)) {                                                                   \
+            const size_t at = (size_t)line++ * 64;                                                          \
+            _mm_prefetch(pf->p[0] + at, _MM_HINT_T0); _mm_prefetch(pf->p[1] + at, _MM_HINT_T0);             \
+            _mm_prefetch(pf->p[2] + at, _MM_HINT_T0); _mm_prefetch(pf->p[3] + at, _MM_HINT_T0);             \
+        }                                                                                                   \
+        MMSPCL__R##MR(MMSPCL__P_FMA)                                                                        \
+    }                                                                                                       \
+    MMSPCL__R##MR(MMSPCL__P_STORE)                                                                          \
+}
+MMSPCL__F32P(1)
+MMSPCL__F32P(2)
+MMSPCL__F32P(3)
+MMSPCL__F32P(4)
+MMSPCL__F32P(5)
+MMSPCL__F32P(6)
+
+static void mmspcl__f32p(int mr, float *t, const float *const *p, const float *x, int ldx, int kc, const mmspcl__ppf *pf) {
+    switch (mr) {
+    case 6: mmspcl__f32p6(t, p, x, ldx, kc, pf); break;
+    case 5: mmspcl__f32p5(t, p, x, ldx, kc, pf); break;
+    case 4: mmspcl__f32p4(t, p, x, ldx, kc, pf); break;
+    case 3: mmspcl__f32p3(t, p, x, ldx, kc, pf); break;
+    case 2: mmspcl__f32p2(t, p, x, ldx, kc, pf); break;
+    default: mmspcl__f32p1(t, p, x, ldx, kc, pf); break;
+    }
+}
+
+/* t[r][64] holds outputs 0 .. mo-1 of rows r < mr: out = t + bias (acc == 0) or out += t, the
+   additions mmspcl__store_cols_avx512 makes. */
+static __attribute__((target("avx512f"))) void mmspcl__store_rows_avx512(float *out, int ld, const float *t, int mr, int mo,
+                                                                          const float *bias, int acc) {
+    int r, v;
+    for (r = 0; r < mr; r++) {
+        float *dst = out + (size_t)r * ld;
+        for (v = 0; v < mo; v += 16) {
+            const __mmask16 m = (__mmask16)(mo - v < 16 ? (1u << (mo - v)) - 1 : 0xFFFFu);
+            const __m512 tv = _mm512_loadu_ps(t + r * 64 + v);
+            _mm512_mask_storeu_ps(dst + v, m, acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + v), tv)
+                                  : _mm512_add_ps(tv, bias ? _mm512_maskz_loadu_ps(m, bias + v) : _mm512_setzero_ps()));
+        }
+    }
+}
+
+static mmspcl_status mmspcl__linear_panels_avx512(float *out, const float *x, int rows, int n_in,
+                                                  const mmspcl_tensor *W, const float *bias) {
+    const int n_panels = (int)W->ne[0], n_out = n_panels * 16, n_groups = (n_panels + 3) / 4;
+    const int kcmax = n_in <= MMSPCL__KC * 3 / 2 ? n_in : MMSPCL__KC;   /* the row-lane kernel's chunks */
+    const int n_chunks = (rows + MMSPCL__PR - 1) / MMSPCL__PR;           /* row chunks as even as possible */
+    int k0;
+    for (k0 = 0; k0 < n_in; k0 += kcmax) {
+        const int kc = n_in - k0 < kcmax ? n_in - k0 : kcmax;
+        int g;
+        MMSPCL__OMP_FOR
+        for (g = 0; g < n_groups; g++) {
+            const int o0 = g * 64, mo = n_out - o0 < 64 ? n_out - o0 : 64;
+            const float *p[4];
+            mmspcl__ppf ahead, next;
+            float t[MMSPCL__PR * 64];
+            int j, c;
+            for (j = 0; j < 4; j++) {   /* a last group of fewer panels repeats its first; the extra outputs are dropped */
+                const int pn = 4 * g + 4 + j < n_panels ? 4 * g + 4 + j : 4 * g + 4;
+                p[j] = (const float *)W->data + ((size_t)(4 * g + (16 * j < mo ? j : 0)) * n_in + k0) * 16;
+                ahead.p[j] = (const char *)p[j];
+                next.p[j] = (const char *)((const float *)W->data + ((size_t)pn * n_in + k0) * 16);
+            }
+            ahead.first = MMSPCL__PPF; ahead.last = kc; ahead.shift = 0;
+            next.last = g + 1 < n_groups ? kc : 0;
+            next.shift = 0;   /* the next group's lines, spread over chunks 1 .. n_chunks - 1 */
+            while (n_chunks > 2 && (2 << next.shift) <= n_chunks - 1) next.shift++;
+            for (c = 0; c < n_chunks; c++) {
+                const int r0 = (int)((long long)c * rows / n_chunks), mr = (int)((long long)(c + 1) * rows / n_chunks) - r0;
+                const mmspcl__ppf *pf = NULL;
+                if (c == 0 && (g == 0 || n_chunks == 1)) pf = &ahead;   /* this group's panels come from memory */
+                else if (c > 0 || n_chunks == 1) {
+                    next.first = n_chunks == 1 ? 0 : (c - 1) * (kc >> next.shift);
+                    pf = &next;
+                }
+                mmspcl__f32p(mr, t, p, x + (size_t)r0 * n_in + k0, n_in, kc, pf);
+                mmspcl__store_rows_avx512(out + (size_t)r0 * n_out + o0, n_out, t, mr, mo, bias ? bias + o0 : NULL, k0 > 0);
+            }
+        }
+    }
     return MMSPCL_OK;
 }
 
@@ -2564,7 +2757,8 @@ static __attribute__((target("avx2,fma"))) void mmspcl__tile_avx2(float *out, in
 
 static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                              const float *bias) {
-    const int n_out = (int)W->ne[0], n_panels = (n_out + 15) / 16, n_blocks = (rows + 5) / 6, nthreads = MMSPCL__MAX_THREADS();
+    const int n_out = (int)mmspcl_matrix_rows(W), n_panels = (n_out + 15) / 16, n_blocks = (rows + 5) / 6, nthreads = MMSPCL__MAX_THREADS();
+    const int in_place = mmspcl_tensor_is_panels(W);   /* already this kernel's panels */
     const size_t per_thread = (size_t)n_in * 16 * 2 + 16;   /* a panel and 16 widened rows */
     float *buf = (float *)MMSPCL_MALLOC(((size_t)nthreads * per_thread + (size_t)n_blocks * 6 * n_in) * sizeof(float));
     float *xp;
@@ -2577,10 +2771,12 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
                 xp[((size_t)(r0 / 6) * n_in + k) * 6 + r] = r0 + r < rows ? x[(size_t)(r0 + r) * n_in + k] : 0.0f;
     MMSPCL__OMP_FOR
     for (p = 0; p < n_panels; p++) {
-        float *panel = buf + (size_t)MMSPCL__THREAD_ID() * per_thread, *wide = panel + (size_t)n_in * 16;
+        float *scratch = buf + (size_t)MMSPCL__THREAD_ID() * per_thread, *wide = scratch + (size_t)n_in * 16;
         const int n0 = p * 16, nr = n_out - n0 < 16 ? n_out - n0 : 16;
+        const float *panel = scratch;
         int blk;
-        mmspcl__pack_panel16(panel, W, n0, nr, n_in, wide);
+        if (in_place) panel = (const float *)W->data + (size_t)p * n_in * 16;
+        else mmspcl__pack_panel16(scratch, W, n0, nr, n_in, wide);
         for (blk = 0; blk < n_blocks; blk++) {
             const int b0 = blk * 6, mr = rows - b0 < 6 ? rows - b0 : 6;
             mmspcl__tile_avx2(out + (size_t)b0 * n_out + n0, n_out, xp + (size_t)blk * 6 * n_in, n_in, panel,
@@ -2805,9 +3001,10 @@ static void mmspcl__store_cols_neon(float *out, int ld, const float *t, int ts, 
 
 static mmspcl_status mmspcl__linear_f32_neon(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                              const float *bias) {
-    const int n_out = (int)W->ne[0], ldt = (rows + 7) & ~7, nthreads = MMSPCL__MAX_THREADS();
+    const int n_out = (int)mmspcl_matrix_rows(W), ldt = (rows + 7) & ~7, nthreads = MMSPCL__MAX_THREADS();
     const int kcmax = n_in <= MMSPCL__KC * 3 / 2 ? n_in : MMSPCL__KC, n_groups = (n_out + 7) / 8;
-    const size_t wide = W->dtype == MMSPCL_F32 ? 0 : (size_t)8 * (size_t)n_in;
+    const int in_place = W->dtype == MMSPCL_F32 && W->ndim == 2;   /* else rows are widened (f16, bf16, panels) */
+    const size_t wide = in_place ? 0 : (size_t)8 * (size_t)n_in;
     float *xt = (float *)MMSPCL_MALLOC(((size_t)ldt * (size_t)kcmax + (size_t)nthreads * wide) * sizeof(float));
     int k0;
     if (!xt) return MMSPCL_ERR_NOMEM;
@@ -2823,10 +3020,10 @@ static mmspcl_status mmspcl__linear_f32_neon(float *out, const float *x, int row
             int o, r0;
             for (o = 0; o < 8; o++) {
                 const int oo = o0 + (o < mo ? o : 0);
-                if (W->dtype == MMSPCL_F32) w[o] = (const float *)W->data + (size_t)oo * n_in + k0;
+                if (in_place) w[o] = (const float *)W->data + (size_t)oo * n_in + k0;
                 else {
                     float *d = xt + (size_t)ldt * (size_t)kcmax + (size_t)MMSPCL__THREAD_ID() * wide + (size_t)o * n_in;
-                    mmspcl_dequantize_row(W->dtype, (const unsigned char *)W->data + (size_t)oo * mmspcl_dtype_row_size(W->dtype, n_in), d, n_in);
+                    mmspcl_matrix_row(W, oo, d);
                     w[o] = d + k0;
                 }
             }
@@ -2964,9 +3161,9 @@ static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows,
 /* ===== Which path mmspcl_linear takes ====================================================== */
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path) {
-    const int quant = W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0;
-    if (W->ndim != 2 || W->ne[1] != n_in || rows < 0 || n_in < 1 || mmspcl_dtype_row_size(W->dtype, n_in) == 0 ||
-        W->dtype == MMSPCL_I32 || W->ne[0] > 0x7fffffff)
+    const int quant = W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0, panels = mmspcl_tensor_is_panels(W);
+    if ((W->ndim != 2 && !panels) || W->ne[1] != n_in || rows < 0 || n_in < 1 || mmspcl_dtype_row_size(W->dtype, n_in) == 0 ||
+        W->dtype == MMSPCL_I32 || mmspcl_matrix_rows(W) > 0x7fffffff)
         return MMSPCL_ERR_ARG;
     if (rows == 0 || W->ne[0] == 0) return MMSPCL_OK;
 #ifdef MMSPCL__X86_DISPATCH
@@ -2981,13 +3178,16 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
 #endif
                 if (f & MMSPCL__CPU_AVX2) return mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 0);
             } else {
-                if (f & MMSPCL__CPU_AVX512) return mmspcl__linear_f32_avx512(out, x, rows, n_in, W, bias);
+                if (f & MMSPCL__CPU_AVX512)
+                    return panels ? mmspcl__linear_panels_avx512(out, x, rows, n_in, W, bias)
+                                  : mmspcl__linear_f32_avx512(out, x, rows, n_in, W, bias);
                 if (f & MMSPCL__CPU_AVX2) return mmspcl__linear_f32_avx2(out, x, rows, n_in, W, bias);
             }
         } else if (path == MMSPCL_PATH_AVX512) {
             if (!(f & (quant ? MMSPCL__CPU_VNNI512 : MMSPCL__CPU_AVX512))) return MMSPCL_ERR_UNSUPPORTED;
-            return quant ? mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 2)
-                         : mmspcl__linear_f32_avx512(out, x, rows, n_in, W, bias);
+            return quant    ? mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 2)
+                   : panels ? mmspcl__linear_panels_avx512(out, x, rows, n_in, W, bias)
+                            : mmspcl__linear_f32_avx512(out, x, rows, n_in, W, bias);
         } else if (path == MMSPCL_PATH_AVXVNNI) {
 #ifdef MMSPCL__HAVE_AVXVNNI
             if (!(f & MMSPCL__CPU_AVXVNNI)) return MMSPCL_ERR_UNSUPPORTED;
@@ -3937,8 +4137,9 @@ static mmspcl_status mmspcl__vec(const mmspcl_weights *w, const char *name, int6
     return MMSPCL_OK;
 }
 
-static mmspcl_status mmspcl__mat(const mmspcl_weights *w, const char *name, int64_t rows, int64_t cols,
-                                 const mmspcl_tensor **out, mmspcl_error *err) {
+/* An embedding table: 2-D, rows looked up one at a time. */
+static mmspcl_status mmspcl__table(const mmspcl_weights *w, const char *name, int64_t rows, int64_t cols,
+                                   const mmspcl_tensor **out, mmspcl_error *err) {
     int64_t ne[2];
     ne[0] = rows; ne[1] = cols;
     return mmspcl_weights_expect(w, name, 2, ne, out, err);
@@ -4000,9 +4201,9 @@ mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w,
         st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "hidden_size %d is not a multiple of %d heads", c->hidden_size, c->num_heads);
         goto fail;
     }
-    if ((st = mmspcl__mat(w, "embeddings.word_embeddings.weight", c->vocab_size, c->hidden_size, &m->word_emb, err)) ||
-        (st = mmspcl__mat(w, "embeddings.position_embeddings.weight", c->max_positions, c->hidden_size, &m->pos_emb, err)) ||
-        (st = mmspcl__mat(w, "embeddings.token_type_embeddings.weight", c->type_vocab_size, c->hidden_size, &m->type_emb, err)) ||
+    if ((st = mmspcl__table(w, "embeddings.word_embeddings.weight", c->vocab_size, c->hidden_size, &m->word_emb, err)) ||
+        (st = mmspcl__table(w, "embeddings.position_embeddings.weight", c->max_positions, c->hidden_size, &m->pos_emb, err)) ||
+        (st = mmspcl__table(w, "embeddings.token_type_embeddings.weight", c->type_vocab_size, c->hidden_size, &m->type_emb, err)) ||
         (st = mmspcl__vec(w, "embeddings.LayerNorm.weight", c->hidden_size, &m->emb_ln_g, err)) ||
         (st = mmspcl__vec(w, "embeddings.LayerNorm.bias", c->hidden_size, &m->emb_ln_b, err)))
         goto fail;
@@ -4014,19 +4215,19 @@ mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w,
         mmspcl__roberta_layer *L = &m->layers[l];
         int64_t H = c->hidden_size, I = c->intermediate_size;
 #define MMSPCL__NAME(suffix) (snprintf(name, sizeof name, "encoder.layer.%d.%s", l, suffix), name)
-        if ((st = mmspcl__mat(w, MMSPCL__NAME("attention.self.query.weight"), H, H, &L->wq, err)) ||
+        if ((st = mmspcl_weights_expect_matrix(w, MMSPCL__NAME("attention.self.query.weight"), H, H, &L->wq, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("attention.self.query.bias"), H, &L->bq, err)) ||
-            (st = mmspcl__mat(w, MMSPCL__NAME("attention.self.key.weight"), H, H, &L->wk, err)) ||
+            (st = mmspcl_weights_expect_matrix(w, MMSPCL__NAME("attention.self.key.weight"), H, H, &L->wk, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("attention.self.key.bias"), H, &L->bk, err)) ||
-            (st = mmspcl__mat(w, MMSPCL__NAME("attention.self.value.weight"), H, H, &L->wv, err)) ||
+            (st = mmspcl_weights_expect_matrix(w, MMSPCL__NAME("attention.self.value.weight"), H, H, &L->wv, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("attention.self.value.bias"), H, &L->bv, err)) ||
-            (st = mmspcl__mat(w, MMSPCL__NAME("attention.output.dense.weight"), H, H, &L->wo, err)) ||
+            (st = mmspcl_weights_expect_matrix(w, MMSPCL__NAME("attention.output.dense.weight"), H, H, &L->wo, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("attention.output.dense.bias"), H, &L->bo, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("attention.output.LayerNorm.weight"), H, &L->ln_attn_g, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("attention.output.LayerNorm.bias"), H, &L->ln_attn_b, err)) ||
-            (st = mmspcl__mat(w, MMSPCL__NAME("intermediate.dense.weight"), I, H, &L->w_in, err)) ||
+            (st = mmspcl_weights_expect_matrix(w, MMSPCL__NAME("intermediate.dense.weight"), I, H, &L->w_in, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("intermediate.dense.bias"), I, &L->b_in, err)) ||
-            (st = mmspcl__mat(w, MMSPCL__NAME("output.dense.weight"), H, I, &L->w_out, err)) ||
+            (st = mmspcl_weights_expect_matrix(w, MMSPCL__NAME("output.dense.weight"), H, I, &L->w_out, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("output.dense.bias"), H, &L->b_out, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("output.LayerNorm.weight"), H, &L->ln_out_g, err)) ||
             (st = mmspcl__vec(w, MMSPCL__NAME("output.LayerNorm.bias"), H, &L->ln_out_b, err)))
@@ -5607,20 +5808,6 @@ static mmspcl_status mmspcl__clip_config(const mmspcl_weights *w, mmspcl_clip_co
     return MMSPCL_OK;
 }
 
-/* A matrix used by mmspcl_linear: any float or quantized dtype, shape [rows, cols]. */
-static mmspcl_status mmspcl__clip_matrix(const mmspcl_weights *w, const char *name, int64_t rows,
-                                         int64_t cols, const mmspcl_tensor **out, mmspcl_error *err) {
-    int64_t ne[2];
-    mmspcl_status st;
-    ne[0] = rows;
-    ne[1] = cols;
-    if ((st = mmspcl_weights_expect(w, name, 2, ne, out, err))) return st;
-    if ((*out)->dtype == MMSPCL_I32 || mmspcl_dtype_row_size((*out)->dtype, cols) == 0)
-        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "clip: tensor '%s' has dtype %s, which a matrix cannot use",
-                            name, mmspcl_dtype_name((*out)->dtype));
-    return MMSPCL_OK;
-}
-
 /* A vector of n floats: f32 in place, other float types widened into memory the model owns. */
 static mmspcl_status mmspcl__clip_vector(mmspcl_clip *m, const mmspcl_weights *w, const char *name,
                                          int64_t n, const float **out, mmspcl_error *err) {
@@ -5650,19 +5837,19 @@ static mmspcl_status mmspcl__clip_layer_load(mmspcl_clip *m, const mmspcl_weight
 #define MMSPCL__CLIP_NAME(suffix) (snprintf(name, sizeof name, "vision_model.encoder.layers.%d.%s", l, suffix), name)
     if ((st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("layer_norm1.weight"), W, &L->ln1_w, err)) ||
         (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("layer_norm1.bias"), W, &L->ln1_b, err)) ||
-        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("self_attn.q_proj.weight"), W, W, &L->q_w, err)) ||
+        (st = mmspcl_weights_expect_matrix(w, MMSPCL__CLIP_NAME("self_attn.q_proj.weight"), W, W, &L->q_w, err)) ||
         (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("self_attn.q_proj.bias"), W, &L->q_b, err)) ||
-        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("self_attn.k_proj.weight"), W, W, &L->k_w, err)) ||
+        (st = mmspcl_weights_expect_matrix(w, MMSPCL__CLIP_NAME("self_attn.k_proj.weight"), W, W, &L->k_w, err)) ||
         (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("self_attn.k_proj.bias"), W, &L->k_b, err)) ||
-        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("self_attn.v_proj.weight"), W, W, &L->v_w, err)) ||
+        (st = mmspcl_weights_expect_matrix(w, MMSPCL__CLIP_NAME("self_attn.v_proj.weight"), W, W, &L->v_w, err)) ||
         (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("self_attn.v_proj.bias"), W, &L->v_b, err)) ||
-        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("self_attn.out_proj.weight"), W, W, &L->o_w, err)) ||
+        (st = mmspcl_weights_expect_matrix(w, MMSPCL__CLIP_NAME("self_attn.out_proj.weight"), W, W, &L->o_w, err)) ||
         (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("self_attn.out_proj.bias"), W, &L->o_b, err)) ||
         (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("layer_norm2.weight"), W, &L->ln2_w, err)) ||
         (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("layer_norm2.bias"), W, &L->ln2_b, err)) ||
-        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("mlp.fc1.weight"), I, W, &L->fc1_w, err)) ||
+        (st = mmspcl_weights_expect_matrix(w, MMSPCL__CLIP_NAME("mlp.fc1.weight"), I, W, &L->fc1_w, err)) ||
         (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("mlp.fc1.bias"), I, &L->fc1_b, err)) ||
-        (st = mmspcl__clip_matrix(w, MMSPCL__CLIP_NAME("mlp.fc2.weight"), W, I, &L->fc2_w, err)) ||
+        (st = mmspcl_weights_expect_matrix(w, MMSPCL__CLIP_NAME("mlp.fc2.weight"), W, I, &L->fc2_w, err)) ||
         (st = mmspcl__clip_vector(m, w, MMSPCL__CLIP_NAME("mlp.fc2.bias"), W, &L->fc2_b, err)))
         return st;
 #undef MMSPCL__CLIP_NAME
@@ -5712,7 +5899,7 @@ static mmspcl_status mmspcl__clip_load(mmspcl_clip *m, const mmspcl_weights *w, 
         return st;
     m->proj_w = NULL;
     if (c->projection_dim > 0) {
-        if ((st = mmspcl__clip_matrix(w, "visual_projection.weight", c->projection_dim, W, &m->proj_w, err)))
+        if ((st = mmspcl_weights_expect_matrix(w, "visual_projection.weight", c->projection_dim, W, &m->proj_w, err)))
             return st;
     } else if (mmspcl_weights_find(w, "visual_projection.weight")) {
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT,

@@ -530,6 +530,20 @@ int main(void) {
     } else {
         CHECK(0, "build/mmspcl-convert " TINY " failed (see " TMP "/clip-convert.log)");
     }
+    /* f32 Linear weights in panels of 16 rows: the same bits */
+    if (convert(TINY, TMP "/clip-tiny-f32p.mmspcl", "f32 --panels")) {
+        mmspcl_weights *pw;
+        CHECK(run_file(TMP "/clip-tiny-f32p.mmspcl", &r, 2, &o, &err), "forward converted f32 panels: %s", err.msg);
+        CHECK(same_bits(&o, &ref_f32, &r), "--panels gives other bits than the 2-D f32 weights");
+        free_outputs(&o);
+        if (mmspcl_weights_open(&pw, TMP "/clip-tiny-f32p.mmspcl", &err) == MMSPCL_OK) {
+            const mmspcl_tensor *t = mmspcl_weights_find(pw, "vision_model.encoder.layers.0.mlp.fc1.weight");
+            CHECK(t && mmspcl_tensor_is_panels(t), "clip --panels: fc1 stored as panels");
+            mmspcl_weights_free(pw);
+        }
+    } else {
+        CHECK(0, "build/mmspcl-convert --panels " TINY " failed (see " TMP "/clip-convert.log)");
+    }
     /* the full CLIPModel checkpoint: only the vision tower is kept, same numbers */
     if (convert("tests/data/clip-tiny-full", TMP "/clip-tiny-full.mmspcl", NULL)) {
         CHECK(run_file(TMP "/clip-tiny-full.mmspcl", &r, 2, &o, &err), "forward converted full: %s", err.msg);

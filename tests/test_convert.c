@@ -673,6 +673,44 @@ static void test_good(void) {
     CHECK(rc == 0, "f32 -> f16: %s", g_stderr);
     CHECK(check_against(out2, rt, 1, MMSPCL_F16, NULL) == 37, "f32 -> --type f16");
 
+    /* --panels: the Linear weights (out a multiple of 16) as f32 {out / 16, in, 16}, every value
+       where docs/FORMAT.md puts it; everything else byte-identical to the plain f32 file */
+    snprintf(out2, sizeof out2, "%s/roberta-tiny-f32p.mmw", TMP);
+    rc = convert("tests/data/roberta-tiny", out2, "--panels --quiet");
+    CHECK(rc == 0 && g_stderr[0] == 0, "--panels: rc %d: %s", rc, g_stderr);
+    {
+        mmspcl_weights *plain = NULL, *pan = NULL;
+        snprintf(out3, sizeof out3, "%s/roberta-tiny.mmw", TMP);
+        if (mmspcl_weights_read(&plain, out3, &err) == MMSPCL_OK && mmspcl_weights_read(&pan, out2, &err) == MMSPCL_OK) {
+            int64_t t, packed = 0, same = 1;
+            CHECK(plain->n_tensors == pan->n_tensors, "--panels: %lld tensors, plain %lld", (long long)pan->n_tensors,
+                  (long long)plain->n_tensors);
+            for (t = 0; t < plain->n_tensors && t < pan->n_tensors; t++) {
+                const mmspcl_tensor *a = &plain->tensors[t], *b = mmspcl_weights_find(pan, a->name);
+                if (!b) { same = 0; continue; }
+                if (mmspcl_tensor_is_panels(b)) {
+                    int64_t o, k;
+                    packed++;
+                    same &= is_linear(a->name) && a->ndim == 2 && b->ne[0] * 16 == a->ne[0] && b->ne[1] == a->ne[1] &&
+                            b->nbytes == a->nbytes;
+                    for (o = 0; same && o < a->ne[0]; o++)
+                        for (k = 0; k < a->ne[1]; k++)
+                            same &= ((const float *)b->data)[((o / 16) * a->ne[1] + k) * 16 + o % 16] ==
+                                    ((const float *)a->data)[o * a->ne[1] + k];
+                } else {
+                    same &= !is_linear(a->name) && b->dtype == a->dtype && b->ndim == a->ndim && b->nbytes == a->nbytes &&
+                            !memcmp(a->data, b->data, a->nbytes);
+                }
+            }
+            CHECK(packed == 12 && same, "--panels: %lld Linear weights in panels (want 12), values in place: %d", (long long)packed, (int)same);
+        } else CHECK(0, "--panels: %s", err.msg);
+        mmspcl_weights_free(plain);
+        mmspcl_weights_free(pan);
+    }
+    snprintf(out3, sizeof out3, "%s/panels-q8.mmw", TMP);
+    rc = convert("tests/data/roberta-tiny", out3, "--panels --type q8_0 --quiet");
+    CHECK(rc == 2 && strstr(g_stderr, "--panels") && !exists(out3), "--panels with q8_0: rc %d: %s", rc, g_stderr);
+
     /* q8_0 / q4_0 */
     snprintf(out2, sizeof out2, "%s/roberta-tiny-q8_0.mmw", TMP);
     rc = convert("tests/data/roberta-tiny", out2, "--type q8_0 --quiet");

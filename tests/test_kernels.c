@@ -1,6 +1,7 @@
 /* Kernels: every SIMD path of mmspcl_linear against the scalar definition (f32, f16, bf16, q8_0,
-   q4_0 weights; odd shapes), bit-identical results for 1 and 2 threads, and layer norm, GELU and
-   softmax against double-precision formulas.
+   q4_0 weights; odd shapes), bit-identical results for 1 and 2 threads, f32 weights in panels
+   bit-identical to the 2-D weight on every path, and layer norm, GELU and softmax against
+   double-precision formulas.
    Float weights: |simd - scalar| <= 1e-5 * sum_k |x_k w_k|.
    q8_0 / q4_0 weights (integer path): every SIMD path gives exactly the scalar definition's bits;
    the definition is within the activation quantization error of the exact product:
@@ -98,6 +99,63 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
     free(x); free(w); free(wd); free(bias); free(ref); free(got); free(wq);
 }
 
+/* f32 weights in panels of 16 rows (mmspcl-convert --panels) give the same bits as the 2-D
+   weight on every path, for any rows (alone or in a batch) and thread count. */
+static void check_panels(int rows, int n_in, int n_out, unsigned seed) {
+    static const mmspcl_kernel_path paths[] = {MMSPCL_PATH_SCALAR, MMSPCL_PATH_AUTO, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512,
+                                               MMSPCL_PATH_NEON};
+    static const char *names[] = {"scalar", "auto", "avx2", "avx512", "neon"};
+    float *x = (float *)malloc(sizeof(float) * rows * n_in), *w = (float *)malloc(sizeof(float) * n_out * n_in);
+    float *wp = (float *)malloc(sizeof(float) * n_out * n_in), *bias = (float *)malloc(sizeof(float) * n_out);
+    float *ref = (float *)malloc(sizeof(float) * rows * n_out), *got = (float *)malloc(sizeof(float) * rows * n_out);
+    float *row = (float *)malloc(sizeof(float) * n_in);
+    mmspcl_tensor W, P;
+    size_t i;
+    int p, o, same = 1;
+    for (i = 0; i < (size_t)rows * n_in; i++) x[i] = frand(&seed);
+    for (i = 0; i < (size_t)n_out * n_in; i++) w[i] = frand(&seed);
+    for (o = 0; o < n_out; o++) bias[o] = frand(&seed);
+    CHECK(mmspcl_pack_panels(w, n_out, n_in, wp) == MMSPCL_OK, "pack %dx%d", n_out, n_in);
+    memset(&W, 0, sizeof W);
+    W.dtype = MMSPCL_F32; W.ndim = 2; W.ne[0] = n_out; W.ne[1] = n_in; W.data = w; W.nbytes = sizeof(float) * n_out * n_in;
+    P = W;
+    P.ndim = 3; P.ne[0] = n_out / 16; P.ne[2] = 16; P.data = wp;
+    CHECK(mmspcl_tensor_is_panels(&P) && !mmspcl_tensor_is_panels(&W) && mmspcl_matrix_rows(&P) == n_out &&
+          mmspcl_matrix_cols(&P) == n_in, "panel tensor %dx%d recognised", n_out, n_in);
+    for (o = 0; o < n_out; o++) {   /* element (o, k) at [o / 16][k][o % 16] */
+        int k;
+        mmspcl_matrix_row(&P, o, row);
+        for (k = 0; k < n_in; k++) same &= row[k] == w[(size_t)o * n_in + k] && wp[((size_t)(o / 16) * n_in + k) * 16 + o % 16] == row[k];
+    }
+    CHECK(same, "panels %dx%d: rows read back as written", n_out, n_in);
+    for (p = 0; p < (int)(sizeof paths / sizeof paths[0]); p++) {
+        mmspcl_status st = mmspcl_linear_path(ref, x, rows, n_in, &W, bias, paths[p]);
+        if (st == MMSPCL_ERR_UNSUPPORTED) continue;
+        CHECK(st == MMSPCL_OK && mmspcl_linear_path(got, x, rows, n_in, &P, bias, paths[p]) == MMSPCL_OK, "%s path", names[p]);
+        CHECK(!memcmp(ref, got, sizeof(float) * rows * n_out), "%s %dx%dx%d: panels differ from the 2-D weight", names[p], rows, n_in, n_out);
+        if (rows > 2) {
+            float *part = (float *)malloc(sizeof(float) * 2 * n_out);
+            mmspcl_linear_path(part, x + (size_t)(rows - 2) * n_in, 2, n_in, &P, bias, paths[p]);
+            CHECK(!memcmp(part, got + (size_t)(rows - 2) * n_out, sizeof(float) * 2 * n_out), "%s panels %dx%dx%d: the last 2 rows alone differ",
+                  names[p], rows, n_in, n_out);
+            mmspcl_linear_path(part, x + n_in, 1, n_in, &P, bias, paths[p]);
+            CHECK(!memcmp(part, got + n_out, sizeof(float) * n_out), "%s panels %dx%dx%d: row 1 alone differs",
+                  names[p], rows, n_in, n_out);
+            free(part);
+        }
+#ifdef _OPENMP
+        {
+            int saved = omp_get_max_threads();
+            omp_set_num_threads(saved == 1 ? 2 : 1);
+            mmspcl_linear_path(got, x, rows, n_in, &P, bias, paths[p]);
+            omp_set_num_threads(saved);
+            CHECK(!memcmp(ref, got, sizeof(float) * rows * n_out), "%s panels: thread counts differ", names[p]);
+        }
+#endif
+    }
+    free(x); free(w); free(wp); free(bias); free(ref); free(got); free(row);
+}
+
 int main(void) {
     static const int shapes[][3] = {{1, 32, 1}, {5, 64, 17}, {13, 96, 33}, {12, 128, 32}, {25, 160, 70}, {128, 256, 96},
                                     {50, 64, 13}, {33, 1600, 7}, {70, 96, 130}, {3, 64, 9}, {52, 1568, 20}, {18, 800, 6}};
@@ -105,6 +163,27 @@ int main(void) {
     size_t s, d;
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (d = 0; d < sizeof dts / sizeof dts[0]; d++) check_linear(shapes[s][0], shapes[s][1], shapes[s][2], dts[d], 7u + (unsigned)s);
+    {
+        static const int pshapes[][3] = {{1, 32, 16}, {5, 40, 48}, {50, 100, 80}, {13, 1600, 16}, {70, 96, 144},
+                                         {3, 17, 32}, {128, 256, 64}, {7, 1537, 208}};
+        float xs[32], ys[32], buf[32 * 16];
+        mmspcl_tensor bad;
+        for (s = 0; s < sizeof pshapes / sizeof pshapes[0]; s++) check_panels(pshapes[s][0], pshapes[s][1], pshapes[s][2], 40u + (unsigned)s);
+        /* malformed panel tensors are refused, not read */
+        memset(&bad, 0, sizeof bad);
+        memset(buf, 0, sizeof buf);
+        memset(xs, 0, sizeof xs);
+        bad.dtype = MMSPCL_F32; bad.ndim = 3; bad.ne[0] = 1; bad.ne[1] = 32; bad.ne[2] = 16; bad.data = buf;
+        CHECK(mmspcl_linear(ys, xs, 1, 31, &bad, NULL) == MMSPCL_ERR_ARG, "panels with the wrong n_in refused");
+        bad.ne[2] = 8;
+        CHECK(mmspcl_linear(ys, xs, 1, 32, &bad, NULL) == MMSPCL_ERR_ARG, "3-D tensor with 8 columns per panel refused");
+        bad.ne[2] = 16; bad.dtype = MMSPCL_F16;
+        CHECK(mmspcl_linear(ys, xs, 1, 32, &bad, NULL) == MMSPCL_ERR_ARG, "f16 panels refused");
+        CHECK(mmspcl_pack_panels(xs, 8, 4, buf) == MMSPCL_ERR_ARG, "pack_panels needs rows in multiples of 16");
+        bad.dtype = MMSPCL_F32;
+        CHECK(mmspcl_matrix_row(&bad, 16, ys) == MMSPCL_ERR_ARG && mmspcl_matrix_row(&bad, -1, ys) == MMSPCL_ERR_ARG,
+              "matrix_row outside the matrix refused");
+    }
     printf("linear paths tested (shape x dtype):");
     for (s = 0; s < 6; s++) printf(" %s %d", s == 0 ? "auto" : s == 1 ? "avx2" : s == 2 ? "avx512" : s == 3 ? "neon" : s == 4 ? "avxvnni" : "neon-dotprod", tested[s]);
     printf("\n");

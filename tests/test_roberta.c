@@ -1,7 +1,8 @@
 /* RoBERTa encoder against PyTorch: tests/data/roberta-tiny* (tools/reference/roberta_ref.py)
    are converted with build/mmspcl-convert and run through mmspcl_roberta_forward.
    Bounds (f32, f16, bf16 checkpoints): max |diff| <= 1e-4 * max |ref| over each sequence and
-   cosine >= 0.99999 per token. Quantized conversions: cosine per token >= 0.999 (q8_0), 0.98 (q4_0). */
+   cosine >= 0.99999 per token. Quantized conversions: cosine per token >= 0.999 (q8_0), 0.98 (q4_0).
+   f32 with --panels (Linear weights in panels of 16 rows): the same bits as plain f32. */
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
 #include "tests/test.h"
@@ -54,8 +55,10 @@ static double cosine(const float *a, const float *b, int n) {
     return ab / sqrt(aa * bb + 1e-300);
 }
 
-/* Converts SRC with --type TYPE and compares every real token with the reference. */
-static void check_model(const char *src, const char *type, const expected *e, double min_cos, int exact) {
+/* Converts SRC with --type TYPE (panels: and --panels) and compares every real token with the
+   reference; keep (may be NULL) receives the hidden states (free them). */
+static void check_model_as(const char *src, const char *type, int panels, const expected *e, double min_cos, int exact,
+                           float **keep) {
     char cmd[512], out[256];
     mmspcl_weights *w = NULL;
     mmspcl_roberta *m = NULL;
@@ -63,10 +66,15 @@ static void check_model(const char *src, const char *type, const expected *e, do
     int32_t *ids;
     int lengths[MAXB], b, t;
     float *hidden;
-    snprintf(out, sizeof out, "build/tests/tmp/%s-%s.mmw", strrchr(src, '/') + 1, type);
-    snprintf(cmd, sizeof cmd, "build/mmspcl-convert %s %s --type %s --quiet", src, out, type);
+    snprintf(out, sizeof out, "build/tests/tmp/%s-%s%s.mmw", strrchr(src, '/') + 1, type, panels ? "p" : "");
+    snprintf(cmd, sizeof cmd, "build/mmspcl-convert %s %s --type %s%s --quiet", src, out, type, panels ? " --panels" : "");
     CHECK(system(cmd) == 0, "%s", cmd);
     if (mmspcl_weights_open(&w, out, &err)) { CHECK(0, "open %s: %s", out, err.msg); return; }
+    if (panels) {
+        const mmspcl_tensor *q = mmspcl_weights_find(w, "encoder.layer.0.attention.self.query.weight");
+        CHECK(q && mmspcl_tensor_is_panels(q) && mmspcl_matrix_rows(q) == e->hidden && q->ne[1] == e->hidden,
+              "%s: Linear weights stored as panels", out);
+    }
     if (mmspcl_roberta_load(&m, w, e->batch, e->seq, &err)) { CHECK(0, "load %s: %s", out, err.msg); mmspcl_weights_free(w); return; }
     ids = (int32_t *)calloc((size_t)e->batch * e->seq, sizeof *ids);
     hidden = (float *)malloc((size_t)e->batch * e->seq * e->hidden * sizeof(float));
@@ -87,7 +95,7 @@ static void check_model(const char *src, const char *type, const expected *e, do
         if (exact) CHECK(maxdiff <= 1e-4 * maxref, "%s %s seq %d: max diff %g > 1e-4 * %g", src, type, b, maxdiff, maxref);
         CHECK(mincos >= min_cos, "%s %s seq %d: min cosine %.7f < %g", src, type, b, mincos, min_cos);
         printf("  %-34s %-5s seq %d (%2d tokens): max|diff| %.3g (max|ref| %.3g), min cosine %.8f\n",
-               src, type, b, e->n[b], maxdiff, maxref, mincos);
+               src, panels ? "f32p" : type, b, e->n[b], maxdiff, maxref, mincos);
     }
 #ifdef _OPENMP
     {   /* one thread must give the same bits as many */
@@ -102,9 +110,14 @@ static void check_model(const char *src, const char *type, const expected *e, do
     }
 #endif
     free(ids);
-    free(hidden);
+    if (keep) *keep = hidden;
+    else free(hidden);
     mmspcl_roberta_free(m);
     mmspcl_weights_free(w);
+}
+
+static void check_model(const char *src, const char *type, const expected *e, double min_cos, int exact) {
+    check_model_as(src, type, 0, e, min_cos, exact, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -126,7 +139,16 @@ int main(int argc, char **argv) {
         char path[256];
         snprintf(path, sizeof path, "%s/expected.txt", variants[i].dir);
         CHECK(read_expected(path, &e) == 0, "cannot read %s", path);
-        check_model(variants[i].dir, "f32", &e, 0.99999, 1);
+        if (i == 0) {   /* f32 Linear weights in panels: the same bits as the 2-D weights */
+            float *flat = NULL, *pan = NULL;
+            check_model_as(variants[i].dir, "f32", 0, &e, 0.99999, 1, &flat);
+            check_model_as(variants[i].dir, "f32", 1, &e, 0.99999, 1, &pan);
+            CHECK(flat && pan && !memcmp(flat, pan, (size_t)e.batch * e.seq * e.hidden * sizeof(float)),
+                  "roberta-tiny: --panels gives other bits than the 2-D f32 weights");
+            free(flat); free(pan);
+        } else {
+            check_model(variants[i].dir, "f32", &e, 0.99999, 1);
+        }
         if (i == 0) {
             check_model(variants[i].dir, "f16", &e, 0.9999, 0);
             check_model(variants[i].dir, "q8_0", &e, 0.999, 0);

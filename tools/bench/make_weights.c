@@ -1,8 +1,8 @@
 /* make_weights roberta|clip DTYPE OUT [--layers N] [--vocab V]
    Writes a weight file with random weights in the shape of RoBERTa-large (24 layers, hidden 1024,
    16 heads, FFN 4096, vocab 50265) or CLIP ViT-B/32's vision tower (12 layers, hidden 768, 12
-   heads, FFN 3072, 224 px, patch 32, projection 512), Linear matrices stored as DTYPE (f32, f16,
-   bf16, q8_0, q4_0), everything else f32 -- what mmspcl-convert writes from a Hugging Face
+   heads, FFN 3072, 224 px, patch 32, projection 512), Linear matrices stored as DTYPE (f32, f32p =
+   f32 in panels of 16 rows as mmspcl-convert --panels writes them, f16, bf16, q8_0, q4_0), everything else f32 -- what mmspcl-convert writes from a Hugging Face
    checkpoint, without needing one. Weights ~ U(-a, a) with a = sqrt(3 / fan_in) (variance 1/fan_in),
    biases and LayerNorm shifts ~ U(-0.01, 0.01), LayerNorm scales 1 + U(-0.01, 0.01). For make bench. */
 #include <stdio.h>
@@ -19,10 +19,11 @@ static float urand(void) {   /* xorshift64, uniform in [-1, 1) */
 
 static void **owned;
 static int n_owned;
+static int g_panels;   /* f32p: f32 Linear weights in panels of 16 rows (mmspcl-convert --panels) */
 
 static int add(mmspcl_writer *w, const char *name, mmspcl_dtype dt, int ndim, const int64_t *shape, float scale,
                float offset) {
-    int64_t n = 1, rows, cols, r, i;
+    int64_t n = 1, rows, cols, r, i, pshape[3];
     size_t rb;
     float *f;
     unsigned char *q;
@@ -39,6 +40,16 @@ static int add(mmspcl_writer *w, const char *name, mmspcl_dtype dt, int ndim, co
         mmspcl_quantize_row(dt, f, q + (size_t)r * rb, cols);
     }
     free(f);
+    if (g_panels && dt == MMSPCL_F32 && ndim == 2 && rows % MMSPCL_PANEL == 0 && strstr(name, "embedding") == NULL &&
+        strstr(name, "LayerNorm") == NULL) {   /* a Linear weight: f32 panels {out / 16, in, 16} */
+        unsigned char *pq = (unsigned char *)malloc(rb * (size_t)rows);
+        if (!pq || mmspcl_pack_panels((const float *)q, rows, cols, (float *)pq)) { fprintf(stderr, "make_weights: out of memory\n"); return -1; }
+        free(q);
+        q = pq;
+        pshape[0] = rows / MMSPCL_PANEL; pshape[1] = cols; pshape[2] = MMSPCL_PANEL;
+        ndim = 3;
+        shape = pshape;
+    }
     owned = (void **)realloc(owned, sizeof(void *) * (size_t)(n_owned + 1));
     owned[n_owned++] = q;
     if (mmspcl_writer_add_tensor(w, name, dt, ndim, shape, q, rb * (size_t)rows, &err)) {
@@ -58,8 +69,9 @@ int main(int argc, char **argv) {
     int64_t s[4];
     char name[160];
     int layers = -1, vocab = 50265, i, l, rc = 0;
-    if (argc < 4 || mmspcl_dtype_from_name(argv[2], &dt) || (strcmp(argv[1], "roberta") && strcmp(argv[1], "clip"))) {
-        fprintf(stderr, "usage: make_weights roberta|clip f32|f16|bf16|q8_0|q4_0 OUT [--layers N] [--vocab V]\n");
+    g_panels = argc >= 3 && !strcmp(argv[2], "f32p");
+    if (argc < 4 || (mmspcl_dtype_from_name(g_panels ? "f32" : argv[2], &dt)) || (strcmp(argv[1], "roberta") && strcmp(argv[1], "clip"))) {
+        fprintf(stderr, "usage: make_weights roberta|clip f32|f32p|f16|bf16|q8_0|q4_0 OUT [--layers N] [--vocab V]\n");
         return 2;
     }
     for (i = 4; i + 1 < argc; i += 2) {
@@ -67,7 +79,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--vocab")) vocab = atoi(argv[i + 1]);
     }
     w = mmspcl_writer_create();
-    mmspcl_writer_set_str(w, "general.file_type", argv[2]);
+    mmspcl_writer_set_str(w, "general.file_type", g_panels ? "f32" : argv[2]);
     mmspcl_writer_set_str(w, "general.source", "tools/bench/make_weights (random)");
     if (!strcmp(argv[1], "roberta")) {
         const int H = 1024, I = 4096;

@@ -189,7 +189,7 @@ static int read_ids(const char *path, int32_t *ids, int max, int *n) {
 
 int mmspcl_cmd_bench(int argc, char **argv) {
     const char *model = NULL, *ids_path = NULL, *px_path = NULL, *out_path = NULL, *mm = NULL;
-    int seq = 128, batch = 1, threads = 0, image = 0, reps = 10, warmup = 2, matmul = 0, i, rc = 1;
+    int seq = 128, batch = 1, threads = 0, image = 0, reps = 10, warmup = 2, matmul = 0, panels = 0, i, rc = 1;
     mmspcl_weights *w = NULL;
     mmspcl_error err;
     bench_ctx b;
@@ -247,8 +247,11 @@ int mmspcl_cmd_bench(int argc, char **argv) {
         float *wf;
         b.M = 128; b.K = 1024; b.N = 4096;
         if (mm && sscanf(mm, "%dx%dx%d", &b.M, &b.K, &b.N) != 3) { cli_fail("bench", "--matmul takes MxKxN"); rc = 2; goto done; }
-        for (t = 0; t < w->n_tensors; t++)
+        for (t = 0; t < w->n_tensors; t++) {
             if (w->tensors[t].ndim == 2 && w->tensors[t].dtype != MMSPCL_F32) { b.W.dtype = w->tensors[t].dtype; break; }
+            if (mmspcl_tensor_is_panels(&w->tensors[t])) { panels = 1; break; }
+        }
+        if (panels && b.N % MMSPCL_PANEL) { cli_fail("bench", "--matmul with f32 panels needs N a multiple of %d", MMSPCL_PANEL); rc = 2; goto done; }
         rb = mmspcl_dtype_row_size(b.W.dtype, b.K);
         if (b.M < 1 || b.K < 32 || b.N < 1 || !rb) { cli_fail("bench", "bad --matmul shape for %s", mmspcl_dtype_name(b.W.dtype)); rc = 2; goto done; }
         wf = (float *)malloc((size_t)b.K * sizeof(float));
@@ -264,8 +267,16 @@ int mmspcl_cmd_bench(int argc, char **argv) {
         free(wf);
         b.W.name = "bench";
         b.W.ndim = 2; b.W.ne[0] = b.N; b.W.ne[1] = b.K; b.W.data = wq; b.W.nbytes = rb * (size_t)b.N;
+        if (panels) {   /* the same values in panels of 16 rows, as the file stores its matrices */
+            float *pw = (float *)malloc(rb * (size_t)b.N);
+            if (!pw) { free(wq); cli_fail("bench", "out of memory"); goto done; }
+            mmspcl_pack_panels((const float *)wq, b.N, b.K, pw);
+            free(wq);
+            wq = (unsigned char *)pw;
+            b.W.ndim = 3; b.W.ne[0] = b.N / MMSPCL_PANEL; b.W.ne[2] = MMSPCL_PANEL; b.W.data = pw;
+        }
         flops = 2.0 * b.M * b.K * b.N;
-        dtype = mmspcl_dtype_name(b.W.dtype);
+        dtype = panels ? "f32-panels" : mmspcl_dtype_name(b.W.dtype);
         wsize = (double)b.W.nbytes;
     } else if (!strcmp(arch, "roberta")) {
         const mmspcl_roberta_config *c;
@@ -301,7 +312,7 @@ int mmspcl_cmd_bench(int argc, char **argv) {
         }
         arena = (double)mmspcl_roberta_arena_bytes(b.rob);
         for (t = 0; t < w->n_tensors; t++)
-            if (strstr(w->tensors[t].name, "intermediate.dense.weight")) { dtype = mmspcl_dtype_name(w->tensors[t].dtype); break; }
+            if (strstr(w->tensors[t].name, "intermediate.dense.weight")) { dtype = mmspcl_tensor_is_panels(&w->tensors[t]) ? "f32-panels" : mmspcl_dtype_name(w->tensors[t].dtype); break; }
     } else {
         const mmspcl_clip_config *c;
         size_t npx, n;
@@ -331,7 +342,7 @@ int mmspcl_cmd_bench(int argc, char **argv) {
         }
         arena = (double)mmspcl_clip_arena_bytes(b.clip);
         for (t = 0; t < w->n_tensors; t++)
-            if (strstr(w->tensors[t].name, "fc1.weight")) { dtype = mmspcl_dtype_name(w->tensors[t].dtype); break; }
+            if (strstr(w->tensors[t].name, "fc1.weight")) { dtype = mmspcl_tensor_is_panels(&w->tensors[t]) ? "f32-panels" : mmspcl_dtype_name(w->tensors[t].dtype); break; }
     }
 
     wall = (double *)malloc((size_t)reps * sizeof(double));
