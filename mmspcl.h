@@ -36,11 +36,16 @@
      Tensors and numbers
        mmspcl_tensor (dtype, ndim, ne[4], data), mmspcl_dtype_row_size, mmspcl_quantize_row,
        mmspcl_dequantize_row, mmspcl_fp16_to_fp32 / fp32_to_fp16, bf16 likewise
+       Linear weights: 2-D [out, in] of any dtype, or f32 in panels of 16 rows {out/16, in, 16}
+       (mmspcl_tensor_is_panels, mmspcl_matrix_rows / _cols / _row, mmspcl_pack_panels,
+       mmspcl_weights_expect_matrix): the same results, faster AVX-512 kernels for few rows
        mmspcl_arena: one block for activations, sized once
      (model sections below list their own API)
 
    CHANGELOG
      0.1  weight file format v1, tensors, quantization blocks, arena, reader and writer
+     0.2  f32 Linear weights in panels of 16 rows (mmspcl-convert --panels; format unchanged:
+          a 3-D f32 tensor), read in place by an AVX-512 kernel that broadcasts rows of x
 */
 #ifndef MMSPCL_H
 #define MMSPCL_H
@@ -52,7 +57,7 @@
 extern "C" {
 #endif
 
-#define MMSPCL_VERSION "0.1.0"
+#define MMSPCL_VERSION "0.2.0"
 
 /* ---------------------------------------------------------------------------------------------
    Status and errors
