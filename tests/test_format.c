@@ -1442,6 +1442,44 @@ static void test_unique_and_limits(void) {
     }
 }
 
+/* Linear weights: mmspcl_weights_expect_matrix takes the 2-D form or f32 panels {rows/16, cols, 16}
+   and names the tensor when the shape or dtype does not fit. */
+static void test_expect_matrix(void) {
+    static float data[32 * 8];
+    static const struct { const char *name; mmspcl_dtype dt; int ndim; int64_t ne[3]; } t[] = {
+        {"flat", MMSPCL_F32, 2, {32, 8, 0}}, {"panels", MMSPCL_F32, 3, {2, 8, 16}}, {"i32", MMSPCL_I32, 2, {32, 8, 0}},
+        {"panels8", MMSPCL_F32, 3, {4, 8, 8}}, {"f16panels", MMSPCL_F16, 3, {2, 8, 16}}};
+    mmspcl_writer *w = mmspcl_writer_create();
+    mmspcl_weights *r = NULL;
+    const mmspcl_tensor *m;
+    mmspcl_error err;
+    unsigned char *bytes = NULL;
+    size_t n = 0, i;
+    for (i = 0; i < sizeof t / sizeof t[0]; i++)
+        CHECK(mmspcl_writer_add_tensor(w, t[i].name, t[i].dt, t[i].ndim, t[i].ne, data,
+                                       t[i].dt == MMSPCL_F16 ? sizeof data / 2 : sizeof data, &err) == MMSPCL_OK, "add %s", t[i].name);
+    CHECK(mmspcl_writer_save_to_memory(w, &bytes, &n, &err) == MMSPCL_OK && mmspcl_weights_from_memory(&r, bytes, n, &err) == MMSPCL_OK,
+          "expect_matrix file: %s", err.msg);
+    if (r) {
+        CHECK(mmspcl_weights_expect_matrix(r, "flat", 32, 8, &m, &err) == MMSPCL_OK && m && m->ndim == 2, "2-D matrix");
+        CHECK(mmspcl_weights_expect_matrix(r, "panels", 32, 8, &m, &err) == MMSPCL_OK && m && mmspcl_tensor_is_panels(m) &&
+              mmspcl_matrix_rows(m) == 32 && mmspcl_matrix_cols(m) == 8, "panels matrix");
+        CHECK(mmspcl_weights_expect_matrix(r, "panels", 16, 8, &m, &err) == MMSPCL_ERR_FORMAT && !m && strstr(err.msg, "'panels'"),
+              "panels of the wrong row count: %s", err.msg);
+        CHECK(mmspcl_weights_expect_matrix(r, "flat", 32, 4, &m, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, "'flat'"),
+              "2-D of the wrong column count: %s", err.msg);
+        CHECK(mmspcl_weights_expect_matrix(r, "i32", 32, 8, &m, &err) == MMSPCL_ERR_UNSUPPORTED && !m && strstr(err.msg, "i32"),
+              "an i32 matrix: %s", err.msg);
+        CHECK(mmspcl_weights_expect_matrix(r, "panels8", 32, 8, &m, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, "panels of 16"),
+              "3-D with 8 per panel: %s", err.msg);
+        CHECK(mmspcl_weights_expect_matrix(r, "f16panels", 32, 8, &m, &err) == MMSPCL_ERR_FORMAT, "f16 panels: %s", err.msg);
+        CHECK(mmspcl_weights_expect_matrix(r, "missing", 32, 8, &m, &err) == MMSPCL_ERR_NOT_FOUND, "missing matrix");
+        mmspcl_weights_free(r);
+    }
+    free(bytes);
+    mmspcl_writer_free(w);
+}
+
 int main(void) {
     mkdir("build", 0755);
     mkdir("build/tests", 0755);
@@ -1457,6 +1495,7 @@ int main(void) {
     test_fuzz();
     test_oom();
     test_unique_and_limits();
+    test_expect_matrix();
     free(long_str);
     {
         int k;
