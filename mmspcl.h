@@ -2153,6 +2153,7 @@ static int32_t mmspcl__word(const int8_t *p) { int32_t v; memcpy(&v, p, 4); retu
 
 /* ===== x86, f32 / f16 / bf16 weights, AVX-512: 6 outputs x NV (1, 2, 4) vectors of 16 rows = */
 #define MMSPCL__MO 6
+#define MMSPCL__SG 8   /* groups per super-group (48 outputs: 3 whole transposes per tile store) */
 
 /* 16 x 16 transpose of r[0..15] in place (written out: GCC keeps it in registers). */
 #define MMSPCL__T1(i) const __m512 t##i = (i & 1) ? _mm512_unpackhi_ps(r[i - 1], r[i]) : _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -2221,19 +2222,23 @@ static void mmspcl__store_cols(float *out, int ld, const float *t, int ts, int m
         }
 }
 
-/* The same as mmspcl__store_cols with 16 x 16 transposes and masked row stores (mo <= 6). */
+/* The same as mmspcl__store_cols with 16 x 16 transposes and masked row stores, 16 outputs at a
+   time (mo <= 48: the row-lane kernel stores a super-group of 8 output groups at once). */
 static __attribute__((target("avx512f"))) void mmspcl__store_cols_avx512(float *out, int ld, const float *t, int ts, int mr,
                                                                           int mo, const float *bias, int acc) {
-    const __mmask16 m = (__mmask16)((1u << mo) - 1);
-    const __m512 b = bias && !acc ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps();
-    int r0, r, o;
-    for (r0 = 0; r0 < mr; r0 += 16) {
-        __m512 v[16];
-        for (o = 0; o < 16; o++) v[o] = o < mo ? _mm512_loadu_ps(t + o * ts + r0) : _mm512_setzero_ps();
-        mmspcl__tr16(v);
-        for (r = 0; r < 16 && r0 + r < mr; r++) {
-            float *dst = out + (size_t)(r0 + r) * ld;
-            _mm512_mask_storeu_ps(dst, m, acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v[r]) : _mm512_add_ps(v[r], b));
+    int ob, r0, r, o;
+    for (ob = 0; ob < mo; ob += 16) {
+        const int mb = mo - ob < 16 ? mo - ob : 16;
+        const __mmask16 m = (__mmask16)(mb == 16 ? 0xFFFFu : (1u << mb) - 1);
+        const __m512 b = bias && !acc ? _mm512_maskz_loadu_ps(m, bias + ob) : _mm512_setzero_ps();
+        for (r0 = 0; r0 < mr; r0 += 16) {
+            __m512 v[16];
+            for (o = 0; o < 16; o++) v[o] = o < mb ? _mm512_loadu_ps(t + (ob + o) * ts + r0) : _mm512_setzero_ps();
+            mmspcl__tr16(v);
+            for (r = 0; r < 16 && r0 + r < mr; r++) {
+                float *dst = out + (size_t)(r0 + r) * ld + ob;
+                _mm512_mask_storeu_ps(dst, m, acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v[r]) : _mm512_add_ps(v[r], b));
+            }
         }
     }
 }
@@ -2301,40 +2306,45 @@ static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int r
     const int vrows = rows;
     const int n_out = (int)W->ne[0], ldt = (vrows + 15) & ~15, nthreads = MMSPCL__MAX_THREADS();
     const int kcmax = n_in <= MMSPCL__KC * 3 / 2 ? n_in : MMSPCL__KC, n_groups = (n_out + MMSPCL__MO - 1) / MMSPCL__MO;
-    const size_t wide = W->dtype == MMSPCL_F32 ? 0 : (size_t)MMSPCL__MO * (size_t)kcmax, esize = W->dtype == MMSPCL_F32 ? 4 : 2;
+    const int n_super = (n_groups + MMSPCL__SG - 1) / MMSPCL__SG;
+    const size_t wide = W->dtype == MMSPCL_F32 ? 0 : (size_t)MMSPCL__SG * MMSPCL__MO * (size_t)kcmax, esize = W->dtype == MMSPCL_F32 ? 4 : 2;
     float *xt = (float *)MMSPCL_MALLOC(((size_t)ldt * (size_t)kcmax + (size_t)nthreads * wide + 16) * sizeof(float));
-    int k0;
+    int k0, sg;
     if (!xt) return MMSPCL_ERR_NOMEM;
     for (k0 = 0; k0 < n_in; k0 += kcmax) {
         const int kc = n_in - k0 < kcmax ? n_in - k0 : kcmax;
-        int g;
         mmspcl__pack_xt_avx512(xt, ldt, x, vrows, n_in, k0, kc);
+        /* super-groups of MMSPCL__SG groups of 6 outputs: their tiles are stored together, 16
+           outputs per transpose */
         MMSPCL__OMP_FOR
-        for (g = 0; g < n_groups; g++) {
-            const int o0 = g * MMSPCL__MO, mo = n_out - o0 < MMSPCL__MO ? n_out - o0 : MMSPCL__MO;
-            const float *w[MMSPCL__MO];
-            float t[MMSPCL__MO * 64];
-            int o, r0;
-            mmspcl__pf pf;   /* the next group's rows, columns k0 .. k0+kc */
-            pf.stride = (size_t)n_in * esize;
-            pf.p = (const char *)W->data + (size_t)(o0 + MMSPCL__MO) * pf.stride + (size_t)k0 * esize;
-            pf.lpr = (int)(((size_t)kc * esize + 63) / 64);
-            pf.n = o0 + MMSPCL__MO < n_out ? pf.lpr * (n_out - o0 - MMSPCL__MO < MMSPCL__MO ? n_out - o0 - MMSPCL__MO : MMSPCL__MO) : 0;
-            if (W->dtype == MMSPCL_F32) {
-                for (o = 0; o < MMSPCL__MO; o++) w[o] = (const float *)W->data + (size_t)(o0 + (o < mo ? o : 0)) * n_in + k0;
-            } else {
-                float *buf = xt + (size_t)ldt * (size_t)kcmax + (size_t)MMSPCL__THREAD_ID() * wide;
-                mmspcl__widen_avx512(buf, W, n_in, o0, mo, k0, kc);
-                for (o = 0; o < MMSPCL__MO; o++) w[o] = buf + (size_t)(o < mo ? o : 0) * kc;
-            }
+        for (sg = 0; sg < n_super; sg++) {
+            const int s0 = sg * MMSPCL__SG * MMSPCL__MO, smo = n_out - s0 < MMSPCL__SG * MMSPCL__MO ? n_out - s0 : MMSPCL__SG * MMSPCL__MO;
+            float *buf = xt + (size_t)ldt * (size_t)kcmax + (size_t)MMSPCL__THREAD_ID() * wide;
+            float t[MMSPCL__SG * MMSPCL__MO * 64];
+            int o, r0, g;
             for (r0 = 0; r0 < vrows; r0 += 64) {
                 const int nv = ldt - r0 < 64 ? (ldt - r0) / 16 : 4;
                 const float *xb = xt + (size_t)r0 * kc;
-                mmspcl__f32k(nv, t, xb, 16 * nv, w, kc, r0 ? NULL : &pf);
-                mmspcl__store_cols_avx512(out + (size_t)r0 * n_out + o0, n_out, t, 64, vrows - r0 < 16 * nv ? vrows - r0 : 16 * nv,
-                                   mo, bias ? bias + o0 : NULL, k0 > 0);
+                for (g = 0; g * MMSPCL__MO < smo; g++) {
+                    const int o0 = s0 + g * MMSPCL__MO, mo = n_out - o0 < MMSPCL__MO ? n_out - o0 : MMSPCL__MO;
+                    const float *w[MMSPCL__MO];
+                    mmspcl__pf pf;   /* the next group's rows, columns k0 .. k0+kc */
+                    pf.stride = (size_t)n_in * esize;
+                    pf.p = (const char *)W->data + (size_t)(o0 + MMSPCL__MO) * pf.stride + (size_t)k0 * esize;
+                    pf.lpr = (int)(((size_t)kc * esize + 63) / 64);
+                    pf.n = o0 + MMSPCL__MO < n_out ? pf.lpr * (n_out - o0 - MMSPCL__MO < MMSPCL__MO ? n_out - o0 - MMSPCL__MO : MMSPCL__MO) : 0;
+                    if (W->dtype == MMSPCL_F32) {
+                        for (o = 0; o < MMSPCL__MO; o++) w[o] = (const float *)W->data + (size_t)(o0 + (o < mo ? o : 0)) * n_in + k0;
+                    } else {   /* widened rows of the whole super-group, kept for the next row tiles */
+                        float *wr = buf + (size_t)g * MMSPCL__MO * kc;
+                        if (r0 == 0) mmspcl__widen_avx512(wr, W, n_in, o0, mo, k0, kc);
+                        for (o = 0; o < MMSPCL__MO; o++) w[o] = wr + (size_t)(o < mo ? o : 0) * kc;
+                    }
+                    mmspcl__f32k(nv, t + (size_t)g * MMSPCL__MO * 64, xb, 16 * nv, w, kc, r0 ? NULL : &pf);
+                }
+                mmspcl__store_cols_avx512(out + (size_t)r0 * n_out + s0, n_out, t, 64, vrows - r0 < 16 * nv ? vrows - r0 : 16 * nv,
+                                          smo, bias ? bias + s0 : NULL, k0 > 0);
             }
-
         }
     }
     MMSPCL_FREE(xt);
