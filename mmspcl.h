@@ -1032,6 +1032,11 @@ int64_t mmspcl_tensor_nelements(const mmspcl_tensor *t) {
     return n;
 }
 
+/* Panel p of a panel weight, at column k: 16 floats, the outputs 16 p .. 16 p + 15. */
+static const float *mmspcl__panel(const mmspcl_tensor *W, int64_t p, int64_t k) {
+    return (const float *)W->data + ((size_t)p * (size_t)W->ne[1] + (size_t)k) * MMSPCL_PANEL;
+}
+
 int mmspcl_tensor_is_panels(const mmspcl_tensor *t) {
     return t && t->dtype == MMSPCL_F32 && t->ndim == 3 && t->ne[2] == MMSPCL_PANEL && t->ne[0] >= 0 && t->ne[1] >= 0;
 }
@@ -1041,7 +1046,7 @@ int64_t mmspcl_matrix_cols(const mmspcl_tensor *W) { return W->ne[1]; }
 mmspcl_status mmspcl_matrix_row(const mmspcl_tensor *W, int64_t r, float *dst) {
     if (!W || r < 0 || r >= mmspcl_matrix_rows(W)) return MMSPCL_ERR_ARG;
     if (mmspcl_tensor_is_panels(W)) {
-        const float *p = (const float *)W->data + (size_t)(r / MMSPCL_PANEL) * (size_t)W->ne[1] * MMSPCL_PANEL + r % MMSPCL_PANEL;
+        const float *p = mmspcl__panel(W, r / MMSPCL_PANEL, 0) + r % MMSPCL_PANEL;
         int64_t k;
         for (k = 0; k < W->ne[1]; k++) dst[k] = p[k * MMSPCL_PANEL];
         return MMSPCL_OK;
@@ -1631,7 +1636,7 @@ mmspcl_status mmspcl_weights_expect(const mmspcl_weights *w, const char *name, i
 mmspcl_status mmspcl_weights_expect_matrix(const mmspcl_weights *w, const char *name, int64_t rows,
                                            int64_t cols, const mmspcl_tensor **out, mmspcl_error *err) {
     const mmspcl_tensor *t = mmspcl_weights_find(w, name);
-    int64_t ne[3];
+    int64_t ne[2];
     *out = NULL;
     if (t && t->ndim == 3) {   /* panels: {rows / 16, cols, 16} f32 */
         if (!mmspcl_tensor_is_panels(t) || t->ne[0] * MMSPCL_PANEL != rows || t->ne[1] != cols)
@@ -2446,9 +2451,9 @@ static mmspcl_status mmspcl__linear_panels_avx512(float *out, const float *x, in
             int j, c;
             for (j = 0; j < 4; j++) {   /* a last group of fewer panels repeats its first; the extra outputs are dropped */
                 const int pn = 4 * g + 4 + j < n_panels ? 4 * g + 4 + j : 4 * g + 4;
-                p[j] = (const float *)W->data + ((size_t)(4 * g + (16 * j < mo ? j : 0)) * n_in + k0) * 16;
+                p[j] = mmspcl__panel(W, 4 * g + (16 * j < mo ? j : 0), k0);
                 ahead.p[j] = (const char *)p[j];
-                next.p[j] = (const char *)((const float *)W->data + ((size_t)pn * n_in + k0) * 16);
+                next.p[j] = (const char *)mmspcl__panel(W, pn, k0);
             }
             ahead.first = MMSPCL__PPF; ahead.last = kc; ahead.shift = 0;
             next.last = g + 1 < n_groups ? kc : 0;
@@ -2790,7 +2795,7 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
         const int n0 = p * 16, nr = n_out - n0 < 16 ? n_out - n0 : 16;
         const float *panel = scratch;
         int blk;
-        if (in_place) panel = (const float *)W->data + (size_t)p * n_in * 16;
+        if (in_place) panel = mmspcl__panel(W, p, 0);
         else mmspcl__pack_panel16(scratch, W, n0, nr, n_in, wide);
         for (blk = 0; blk < n_blocks; blk++) {
             const int b0 = blk * 6, mr = rows - b0 < 6 ? rows - b0 : 6;

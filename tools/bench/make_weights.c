@@ -21,8 +21,9 @@ static void **owned;
 static int n_owned;
 static int g_panels;   /* f32p: f32 Linear weights in panels of 16 rows (mmspcl-convert --panels) */
 
+/* linear: a Linear weight (stored as DTYPE, or as panels for f32p) */
 static int add(mmspcl_writer *w, const char *name, mmspcl_dtype dt, int ndim, const int64_t *shape, float scale,
-               float offset) {
+               float offset, int linear) {
     int64_t n = 1, rows, cols, r, i, pshape[3];
     size_t rb;
     float *f;
@@ -40,8 +41,7 @@ static int add(mmspcl_writer *w, const char *name, mmspcl_dtype dt, int ndim, co
         mmspcl_quantize_row(dt, f, q + (size_t)r * rb, cols);
     }
     free(f);
-    if (g_panels && dt == MMSPCL_F32 && ndim == 2 && rows % MMSPCL_PANEL == 0 && strstr(name, "embedding") == NULL &&
-        strstr(name, "LayerNorm") == NULL) {   /* a Linear weight: f32 panels {out / 16, in, 16} */
+    if (g_panels && linear && rows % MMSPCL_PANEL == 0) {   /* f32 panels {out / 16, in, 16} */
         unsigned char *pq = (unsigned char *)malloc(rb * (size_t)rows);
         if (!pq || mmspcl_pack_panels((const float *)q, rows, cols, (float *)pq)) { fprintf(stderr, "make_weights: out of memory\n"); return -1; }
         free(q);
@@ -96,11 +96,11 @@ int main(int argc, char **argv) {
         mmspcl_writer_set_int(w, "roberta.pad_token_id", 1);
         mmspcl_writer_set_float(w, "roberta.layer_norm_eps", 1e-5);
         mmspcl_writer_set_str(w, "roberta.hidden_act", "gelu");
-        rc |= add(w, "embeddings.word_embeddings.weight", MMSPCL_F32, 2, SHAPE2(vocab, H), 0.5f, 0);
-        rc |= add(w, "embeddings.position_embeddings.weight", MMSPCL_F32, 2, SHAPE2(514, H), 0.5f, 0);
-        rc |= add(w, "embeddings.token_type_embeddings.weight", MMSPCL_F32, 2, SHAPE2(1, H), 0.5f, 0);
-        rc |= add(w, "embeddings.LayerNorm.weight", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1);
-        rc |= add(w, "embeddings.LayerNorm.bias", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0);
+        rc |= add(w, "embeddings.word_embeddings.weight", MMSPCL_F32, 2, SHAPE2(vocab, H), 0.5f, 0, 0);
+        rc |= add(w, "embeddings.position_embeddings.weight", MMSPCL_F32, 2, SHAPE2(514, H), 0.5f, 0, 0);
+        rc |= add(w, "embeddings.token_type_embeddings.weight", MMSPCL_F32, 2, SHAPE2(1, H), 0.5f, 0, 0);
+        rc |= add(w, "embeddings.LayerNorm.weight", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1, 0);
+        rc |= add(w, "embeddings.LayerNorm.bias", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0, 0);
         for (l = 0; l < layers && !rc; l++) {
             static const char *const mats[] = {"attention.self.query", "attention.self.key", "attention.self.value",
                                                "attention.output.dense", "intermediate.dense", "output.dense"};
@@ -108,15 +108,15 @@ int main(int argc, char **argv) {
             for (i = 0; i < 6; i++) {
                 const int out = i == 4 ? I : H, in = i == 5 ? I : H;
                 snprintf(name, sizeof name, "encoder.layer.%d.%s.weight", l, mats[i]);
-                rc |= add(w, name, dt, 2, SHAPE2(out, in), i == 5 ? a2 : a, 0);
+                rc |= add(w, name, dt, 2, SHAPE2(out, in), i == 5 ? a2 : a, 0, 1);
                 snprintf(name, sizeof name, "encoder.layer.%d.%s.bias", l, mats[i]);
-                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(out), 0.01f, 0);
+                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(out), 0.01f, 0, 0);
             }
             for (i = 0; i < 2; i++) {
                 snprintf(name, sizeof name, "encoder.layer.%d.%s.weight", l, lns[i]);
-                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1);
+                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1, 0);
                 snprintf(name, sizeof name, "encoder.layer.%d.%s.bias", l, lns[i]);
-                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0);
+                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0, 0);
             }
         }
     } else {
@@ -144,11 +144,11 @@ int main(int argc, char **argv) {
         mmspcl_writer_set_int(w, "clip.resize_shortest_edge", S);
         mmspcl_writer_set_int(w, "clip.crop_size", S);
         s[0] = H; s[1] = 3; s[2] = P; s[3] = P;
-        rc |= add(w, "vision_model.embeddings.patch_embedding.weight", MMSPCL_F32, 4, s, sqrtf(3.0f / (3 * P * P)), 0);
-        rc |= add(w, "vision_model.embeddings.class_embedding", MMSPCL_F32, 1, SHAPE1(H), 0.5f, 0);
-        rc |= add(w, "vision_model.embeddings.position_embedding.weight", MMSPCL_F32, 2, SHAPE2(T, H), 0.5f, 0);
-        rc |= add(w, "vision_model.pre_layrnorm.weight", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1);
-        rc |= add(w, "vision_model.pre_layrnorm.bias", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0);
+        rc |= add(w, "vision_model.embeddings.patch_embedding.weight", MMSPCL_F32, 4, s, sqrtf(3.0f / (3 * P * P)), 0, 0);
+        rc |= add(w, "vision_model.embeddings.class_embedding", MMSPCL_F32, 1, SHAPE1(H), 0.5f, 0, 0);
+        rc |= add(w, "vision_model.embeddings.position_embedding.weight", MMSPCL_F32, 2, SHAPE2(T, H), 0.5f, 0, 0);
+        rc |= add(w, "vision_model.pre_layrnorm.weight", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1, 0);
+        rc |= add(w, "vision_model.pre_layrnorm.bias", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0, 0);
         for (l = 0; l < layers && !rc; l++) {
             static const char *const mats[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                                "self_attn.out_proj", "mlp.fc1", "mlp.fc2"};
@@ -156,20 +156,20 @@ int main(int argc, char **argv) {
             for (i = 0; i < 6; i++) {
                 const int out = i == 4 ? I : H, in = i == 5 ? I : H;
                 snprintf(name, sizeof name, "vision_model.encoder.layers.%d.%s.weight", l, mats[i]);
-                rc |= add(w, name, dt, 2, SHAPE2(out, in), i == 5 ? a2 : a, 0);
+                rc |= add(w, name, dt, 2, SHAPE2(out, in), i == 5 ? a2 : a, 0, 1);
                 snprintf(name, sizeof name, "vision_model.encoder.layers.%d.%s.bias", l, mats[i]);
-                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(out), 0.01f, 0);
+                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(out), 0.01f, 0, 0);
             }
             for (i = 0; i < 2; i++) {
                 snprintf(name, sizeof name, "vision_model.encoder.layers.%d.%s.weight", l, lns[i]);
-                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1);
+                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1, 0);
                 snprintf(name, sizeof name, "vision_model.encoder.layers.%d.%s.bias", l, lns[i]);
-                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0);
+                rc |= add(w, name, MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0, 0);
             }
         }
-        rc |= add(w, "vision_model.post_layernorm.weight", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1);
-        rc |= add(w, "vision_model.post_layernorm.bias", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0);
-        rc |= add(w, "visual_projection.weight", dt, 2, SHAPE2(512, H), a, 0);
+        rc |= add(w, "vision_model.post_layernorm.weight", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 1, 0);
+        rc |= add(w, "vision_model.post_layernorm.bias", MMSPCL_F32, 1, SHAPE1(H), 0.01f, 0, 0);
+        rc |= add(w, "visual_projection.weight", dt, 2, SHAPE2(512, H), a, 0, 1);
     }
     if (!rc && mmspcl_writer_save(w, argv[3], NULL, NULL, &err)) { fprintf(stderr, "make_weights: %s\n", err.msg); rc = 1; }
     mmspcl_writer_free(w);

@@ -995,23 +995,19 @@ static void widen_row(const src_tensor *s, uint64_t first, int64_t n, float *dst
     }
 }
 
-/* A Linear weight [out, in] as f32 panels {out / 16, in, 16} (docs/FORMAT.md). */
+/* A Linear weight [out, in] as f32 panels {out / 16, in, 16} (docs/FORMAT.md, mmspcl_pack_panels). */
 static int convert_panels(conv *c, out_tensor *o) {
     const src_tensor *s = o->src;
     const int64_t rows = o->shape[0], cols = o->shape[1];
-    float *rowbuf, *dst;
-    int64_t r, k;
-    if ((uint64_t)rows * (uint64_t)cols > SIZE_MAX / sizeof(float) || !(o->buf = malloc(s->nelem ? s->nelem * sizeof(float) : 1)) ||
-        !(rowbuf = (float *)malloc((size_t)(cols ? cols : 1) * sizeof(float))))
+    float *flat;
+    if (s->nelem > SIZE_MAX / sizeof(float) || !(o->buf = malloc(s->nelem ? s->nelem * sizeof(float) : 1)) ||
+        !(flat = (float *)malloc(s->nelem ? s->nelem * sizeof(float) : 1)))
         return fail(c, "tensor '%s': out of memory", o->name);
-    dst = (float *)o->buf;
-    for (r = 0; r < rows; r++) {   /* one source row at a time, so f16 / bf16 sources widen once */
-        widen_row(s, (uint64_t)r * (uint64_t)cols, cols, rowbuf);
-        for (k = 0; k < cols; k++) dst[((r / MMSPCL_PANEL) * cols + k) * MMSPCL_PANEL + r % MMSPCL_PANEL] = rowbuf[k];
-    }
-    free(rowbuf);
+    widen_row(s, 0, (int64_t)s->nelem, flat);
+    mmspcl_pack_panels(flat, rows, cols, (float *)o->buf);
+    free(flat);
     o->data = o->buf;
-    o->nbytes = (size_t)rows * (size_t)cols * sizeof(float);
+    o->nbytes = (size_t)s->nelem * sizeof(float);
     o->ndim = 3;
     o->shape[0] = rows / MMSPCL_PANEL;
     o->shape[1] = cols;
