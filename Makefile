@@ -11,7 +11,7 @@ B        = build
 
 HEADERS     := mmspcl.h mmspcl_train.h
 CONVERT_SRC := $(wildcard tools/convert/*.c)
-CLI_SRC     := $(wildcard tools/cli/*.c)
+CLI_SRC     := $(wildcard tools/cli/*.c) tools/train/meld_recipe.c
 TEST_SRC    := $(wildcard tests/test_*.c)
 TESTS       := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
 EXAMPLE_SRC := $(wildcard examples/*.c)
@@ -28,10 +28,10 @@ $(B)/libmmspcl.a: $(B)/lib/mmspcl.o
 $(B)/mmspcl-convert: $(CONVERT_SRC) $(wildcard tools/convert/*.h) $(B)/libmmspcl.a | $(B)
 	$(CC) $(ALL_CFLAGS) $(CONVERT_SRC) $(B)/libmmspcl.a -o $@ $(LDLIBS)
 
-$(B)/mmspcl: $(CLI_SRC) $(wildcard tools/cli/*.h) $(wildcard tools/convert/*.h) $(B)/libmmspcl.a | $(B)
+$(B)/mmspcl: $(CLI_SRC) $(wildcard tools/cli/*.h) $(wildcard tools/convert/*.h) $(wildcard tools/train/*.h) $(B)/libmmspcl.a | $(B)
 	$(CC) $(ALL_CFLAGS) $(CLI_SRC) $(B)/libmmspcl.a -o $@ $(LDLIBS)
 
-$(B)/tests/%: tests/%.c tests/test.h $(HEADERS) $(wildcard tools/convert/*.[ch]) | $(B)/tests
+$(B)/tests/%: tests/%.c tests/test.h $(HEADERS) $(wildcard tools/convert/*.[ch]) $(wildcard tools/train/*.[ch]) | $(B)/tests
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(LDLIBS)
 
 examples: $(EXAMPLES)
@@ -42,7 +42,7 @@ $(B) $(B)/lib $(B)/tests $(B)/examples:
 	mkdir -p $@
 
 # Every test program runs from the repository root; the last line sums them all.
-test: $(TESTS) $(B)/mmspcl-convert $(B)/mmspcl check-headers
+test: $(TESTS) $(B)/mmspcl-convert $(B)/mmspcl examples check-headers
 	@sh tests/run.sh $(TESTS)
 
 # The headers compile as C99 and C++11, with and without OpenMP, warnings as errors.
@@ -72,7 +72,7 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_FLAGS    = -std=c99 -g -O1 -Wall -Wextra -Werror -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 .PHONY: fuzz fuzz-build test-sanitize test-valgrind test-arm
 fuzz-build: $(patsubst %,$(B)/fuzz/fuzz_%,$(FUZZ_TARGETS))
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(HEADERS) $(wildcard tools/convert/*.[ch])
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(HEADERS) $(wildcard tools/convert/*.[ch]) $(wildcard tools/train/*.[ch])
 	@mkdir -p $(B)/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< -o $@ -lm
 # make fuzz FUZZ_SECONDS=N: each target N seconds (make -j2 fuzz runs two at a time)

@@ -85,6 +85,17 @@ __attribute__((format(printf, 3, 4)))
 #endif
 mmspcl_status mmspcl_error_set(mmspcl_error *err, mmspcl_status st, const char *fmt, ...);
 
+/* Reads a whole file (path "-": standard input) into a new buffer with a NUL after the last
+   byte (text parsers may rely on it); *size is the byte count without it. Files over max_bytes
+   are refused before anything is allocated (MMSPCL_ERR_UNSUPPORTED); a folder, a missing file or
+   a short read is MMSPCL_ERR_IO naming the path. Free the buffer with mmspcl_free. Not in
+   MMSPCL_NO_STDIO builds. */
+mmspcl_status mmspcl_read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *size,
+                               mmspcl_error *err);
+/* Frees memory the library allocated for the caller (mmspcl_read_file, mmspcl_spcl_clean, ...)
+   with the library's allocator (MMSPCL_FREE). */
+void mmspcl_free(void *p);
+
 /* ---------------------------------------------------------------------------------------------
    Data types and tensors
    Quantized types hold blocks of 32 consecutive values along the innermost dimension
@@ -834,50 +845,134 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
                                  const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
-   MELD transcripts (CSV, RFC 4180, UTF-8, CRLF or LF)
+   CLASSIFIER: the main job. Turns of a dialogue in, each turn's emotion and sentiment out.
 
-   Reads the main split (Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,...)
-   and the dyadic split (Utterance,Speaker,Emotion,...): columns are found by header name, extra
-   columns are ignored. Rows are grouped into dialogues where Dialogue_ID changes, as SPCL does.
-   A bad row (wrong field count, unknown label, non-numeric id, an unterminated quote) stops the
-   parse with an error naming the file and line; nothing is dropped silently.
-   Emotion ids follow MMSPCL_EMOTION_NAMES, sentiment ids MMSPCL_SENTIMENT_NAMES. A file without
-   label columns (plain transcript) gets label -1.
+     mmspcl_classifier m;
+     mmspcl_classifier_load(&m, "weights/meld-text-q8_0.mmw", &err);   or _from_memory (firmware)
+     mmspcl_turn turns[2] = {{"Rachel", "Guess what?"}, {"Ross", "What?"}};
+     float emo[2 * MMSPCL_NUM_EMOTIONS], sent[2 * MMSPCL_NUM_SENTIMENTS];
+     mmspcl_classifier_classify(&m, turns, 2, NULL, emo, sent, &err);   probabilities per turn
+     mmspcl_emotion_names[argmax of emo row t] is turn t's emotion
+     mmspcl_classifier_free(&m);
+
+   A classifier file holds a RoBERTa-layout text encoder with its tokenizer (roberta.*,
+   tokenizer.*), and under the key prefix "meld." (the name of format v1's classifier namespace,
+   kept so shipped files load): max_len and ngram_bits (ints), idf [2^bits], the n-gram logistic
+   regressions lr.{emotion,sentiment}.{weight,bias}, protos [7][hidden] (class means of t, the
+   SPCL prototype classifier), the MSVE heads emotion.* and sentiment.* (mmspcl_msve_load),
+   single-view emotion heads view.{t,a,v}.* and the training log log.{mlm,spcl,heads}.
+   Every turn has three views (the MSVE "modalities" of the text):
+     t  the encoder's hidden state at the SPCL prompt's <mask>            [hidden]
+     a  the n-gram view: log-probabilities of the two logistic regressions (7 emotions, then 3
+        sentiments) on the hashed TF-IDF of the utterance (mmspcl_ngram_sparse)   [10]
+     v  the mean of the encoder's hidden states over the whole prompt      [hidden]
+   Heads: "emotion" (MSVE ensemble over t, a, v), "lr" (the n-gram regression alone), "protos"
+   (nearest class mean of t by G, as SPCL infers; softmax of G / 0.08 as probabilities),
+   "view.t" / "view.a" / "view.v" (single-view heads). The default (head NULL) is, per task,
+   the one of the MSVE ensemble and the n-gram regression with the higher dev weighted F1 in the
+   training log. Every head's class count is checked against the task's labels at load or
+   first use. A classifier is not thread-safe (the encoder owns its arena): one per thread.
    ------------------------------------------------------------------------------------------ */
-#define MMSPCL_MELD_MAX_BYTES ((int64_t)1 << 31)   /* largest CSV parsed or loaded (2 GiB) */
 #define MMSPCL_NUM_EMOTIONS 7
 #define MMSPCL_NUM_SENTIMENTS 3
 extern const char *const mmspcl_emotion_names[MMSPCL_NUM_EMOTIONS];     /* neutral joy sadness surprise fear disgust anger */
 extern const char *const mmspcl_sentiment_names[MMSPCL_NUM_SENTIMENTS]; /* neutral positive negative */
-
-typedef struct mmspcl_meld_row {
-    const char *utterance, *speaker;   /* NUL-terminated, owned by the mmspcl_meld */
-    int emotion, sentiment;            /* ids, or -1 when the file has no such column */
-    int64_t dialogue_id, utterance_id;
-    int line;                          /* 1-based line number in the file */
-} mmspcl_meld_row;
-
-typedef struct mmspcl_meld {
-    mmspcl_meld_row *rows;
-    int n_rows;
-    int *dialogue_start;               /* dialogue d is rows[dialogue_start[d] .. dialogue_start[d+1]) */
-    int n_dialogues;
-    char *text;                        /* private: storage of the strings */
-} mmspcl_meld;
-
-mmspcl_status mmspcl_meld_parse(const char *bytes, size_t size, const char *label, mmspcl_meld *out,
-                                mmspcl_error *err);
-mmspcl_status mmspcl_meld_load(const char *path, mmspcl_meld *out, mmspcl_error *err);
-void mmspcl_meld_free(mmspcl_meld *m);
 int mmspcl_emotion_id(const char *name);   /* -1 if unknown (case-insensitive) */
 int mmspcl_sentiment_id(const char *name);
 
+typedef struct mmspcl_classifier {
+    mmspcl_weights *w;               /* the file (owned) */
+    mmspcl_roberta *enc;             /* the text encoder */
+    mmspcl_bpe *tok;
+    mmspcl_msve emotion, sentiment;  /* the MSVE heads */
+    int has_sentiment;               /* 0: no sentiment MSVE head (the n-gram regression decides) */
+    const float *idf, *protos;       /* into w; protos may be NULL */
+    float *lr_w[2];                  /* n-gram regressions, dequantized: emotion [7][2^bits], sentiment [3][2^bits] */
+    const float *lr_b[2];
+    int hidden, max_len, ngram_bits, max_batch;
+    int emo_lr, sent_lr;             /* 1: the default head of the task is the n-gram regression */
+    double dev_f1[2][2];             /* [emotion, sentiment][MSVE, regression] dev weighted F1 (-1: not logged) */
+} mmspcl_classifier;
+
+mmspcl_status mmspcl_classifier_load(mmspcl_classifier *m, const char *path, mmspcl_error *err);
+/* From a file image in memory, used in place (it must outlive m): firmware, embedded arrays. */
+mmspcl_status mmspcl_classifier_from_memory(mmspcl_classifier *m, const void *bytes, size_t size,
+                                            mmspcl_error *err);
+void mmspcl_classifier_free(mmspcl_classifier *m);
+/* Class probabilities for every turn of ONE dialogue (the context of a turn is the turns before
+   it): emo [n][7], sent [n][3] (either may be NULL). head: NULL or a head named above. */
+mmspcl_status mmspcl_classifier_classify(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
+                                         const char *head, float *emo, float *sent, mmspcl_error *err);
+/* The two steps of classify, for callers that score several heads on one computation of the
+   views (mmspcl eval --all-heads): views t, v [n][hidden], a [n][10] (any may be NULL) ... */
+mmspcl_status mmspcl_classifier_features(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
+                                         float *t, float *a, float *v, mmspcl_error *err);
+/* ... then the heads on them: head as above (emo may be NULL), sent_head NULL (default),
+   "sentiment" (MSVE) or "lr". */
+mmspcl_status mmspcl_classifier_heads(mmspcl_classifier *m, const float *t, const float *a, const float *v,
+                                      int n, const char *head, const char *sent_head, float *emo, float *sent,
+                                      mmspcl_error *err);
+
+/* The n-gram view's features: sparse hashed TF-IDF of a text: word uni+bigrams (lower-cased;
+   ’ is '; letter/digit/' runs, other characters alone) and character 2..5-grams of each
+   space-padded word, each block (1 + log tf) * idf and l2-normalised, buckets mod 2^nbits.
+   Writes at most cap (index, value) pairs sorted by index; returns the full count (-1: out of
+   memory). idf NULL: 1. */
+int mmspcl_ngram_sparse(const char *text, int nbits, const float *idf, int32_t *idx, float *val, int cap);
+/* out[c] = log softmax_c(b[c] + sum_j W[c][idx[j]] val[j]): a linear model W [C][F] (C <=
+   MMSPCL_MAX_CLASSES) on one sparse row. */
+void mmspcl_sparse_log_softmax(const float *W, const float *b, int C, int64_t F, const int32_t *idx,
+                               const float *val, int nnz, float *out);
+
+/* Dialogues as text: one "Speaker: utterance" per line (a line without "Speaker: " within its
+   first 41 bytes gets the speaker "Speaker"), a blank line starts a new dialogue, lines starting
+   with # are comments, CR LF or LF. turns point into text (owned). */
+typedef struct mmspcl_dialogues {
+    mmspcl_turn *turns;
+    int n_turns;
+    int *start;                      /* dialogue d is turns[start[d] .. start[d+1]) */
+    int n_dialogues;
+    char *text;                      /* private: the strings */
+} mmspcl_dialogues;
+mmspcl_status mmspcl_dialogues_parse(const char *bytes, size_t size, mmspcl_dialogues *out, mmspcl_error *err);
+void mmspcl_dialogues_free(mmspcl_dialogues *d);
 
 #ifdef __cplusplus
 }
 #endif
 
 #endif /* MMSPCL_H */
+
+/* =============================================================================================
+   INTERNALS SHARED BY BOTH IMPLEMENTATIONS (mmspcl.h's and mmspcl_train.h's; outside the
+   include guard, so that whichever implementation a translation unit asks for gets them)
+   ========================================================================================== */
+#if (defined(MMSPCL_IMPLEMENTATION) || defined(MMSPCL_TRAIN_IMPLEMENTATION)) && !defined(MMSPCL__SHARED_DONE)
+#define MMSPCL__SHARED_DONE
+#include <stdlib.h>
+/* OpenMP: MMSPCL__OMP_FOR in front of a for loop splits it statically over the threads;
+   MMSPCL__OMP_FOR_IF(c) does so only when c is true (small loops stay on the calling thread).
+   Without -fopenmp they are nothing (and -Wall sees no unknown pragma). */
+#define MMSPCL__PRAGMA(x) _Pragma(#x)
+#ifdef _OPENMP
+#include <omp.h>
+#define MMSPCL__OMP_FOR _Pragma("omp parallel for schedule(static)")
+#define MMSPCL__OMP_FOR_IF(c) MMSPCL__PRAGMA(omp parallel for schedule(static) if(c))
+#define MMSPCL__MAX_THREADS() omp_get_max_threads()
+#define MMSPCL__THREAD_ID() omp_get_thread_num()
+#else
+#define MMSPCL__OMP_FOR
+#define MMSPCL__OMP_FOR_IF(c)
+#define MMSPCL__MAX_THREADS() 1
+#define MMSPCL__THREAD_ID() 0
+#endif
+
+#ifndef MMSPCL_MALLOC
+#define MMSPCL_MALLOC(sz) malloc(sz)
+#define MMSPCL_REALLOC(p, sz) realloc(p, sz)
+#define MMSPCL_FREE(p) free(p)
+#endif
+#endif /* MMSPCL__SHARED_DONE */
 
 /* =============================================================================================
    IMPLEMENTATION
@@ -900,24 +995,6 @@ int mmspcl_sentiment_id(const char *name);
 #include <unistd.h>
 #endif
 
-/* OpenMP: MMSPCL__OMP_FOR in front of a for loop splits it statically over the threads; without
-   -fopenmp it is nothing (and -Wall sees no unknown pragma). */
-#ifdef _OPENMP
-#include <omp.h>
-#define MMSPCL__OMP_FOR _Pragma("omp parallel for schedule(static)")
-#define MMSPCL__MAX_THREADS() omp_get_max_threads()
-#define MMSPCL__THREAD_ID() omp_get_thread_num()
-#else
-#define MMSPCL__OMP_FOR
-#define MMSPCL__MAX_THREADS() 1
-#define MMSPCL__THREAD_ID() 0
-#endif
-
-#ifndef MMSPCL_MALLOC
-#define MMSPCL_MALLOC(sz) malloc(sz)
-#define MMSPCL_REALLOC(p, sz) realloc(p, sz)
-#define MMSPCL_FREE(p) free(p)
-#endif
 #ifndef MMSPCL_ASSERT
 #define MMSPCL_ASSERT(x) ((void)0)
 #endif
@@ -953,6 +1030,79 @@ const char *mmspcl_status_name(mmspcl_status st) {
     }
     return "unknown status";
 }
+
+void mmspcl_free(void *p) { MMSPCL_FREE(p); }
+
+#ifndef MMSPCL_NO_STDIO
+/* The one whole-file reader: *raw is the allocation (free it), *data = raw advanced to an
+   `align`-byte boundary (1: none), followed by a NUL. Regular files are sized first and refused
+   over max_bytes before any allocation; pipes and standard input ("-") grow a buffer. */
+static mmspcl_status mmspcl__read_whole(const char *path, size_t max_bytes, size_t align, unsigned char **raw,
+                                        unsigned char **data, size_t *size, mmspcl_error *err) {
+    const int is_stdin = path[0] == '-' && !path[1];
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    size_t cap = 1 << 16, len = 0, got;
+    long flen = -1;
+    unsigned char *buf = NULL;
+    *raw = *data = NULL;
+    *size = 0;
+    if (!f) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
+    if (!is_stdin && fseek(f, 0, SEEK_END) == 0 && (flen = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        /* a directory opens and may report a size of LONG_MAX: read one byte before trusting it */
+        if (flen > 0 && (fgetc(f) == EOF || fseek(f, 0, SEEK_SET))) {
+            fclose(f);
+            return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a directory?)", path);
+        }
+        if ((uint64_t)flen > (uint64_t)max_bytes) {
+            fclose(f);
+            return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %ld bytes is over the limit of %zu bytes", path, flen, max_bytes);
+        }
+        cap = (size_t)flen;
+    }
+    for (;;) {
+        unsigned char *p;
+        if (cap > max_bytes) cap = max_bytes;
+        if (!(p = (unsigned char *)MMSPCL_REALLOC(buf, cap + align + 1))) {
+            MMSPCL_FREE(buf);
+            if (!is_stdin) fclose(f);
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap);
+        }
+        buf = p;
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (len < cap || cap == max_bytes || flen >= 0) break;   /* a sized file is read in one go */
+        cap *= 2;
+    }
+    if (ferror(f) || (!is_stdin && flen >= 0 && len != (size_t)flen)) {
+        MMSPCL_FREE(buf);
+        if (!is_stdin) fclose(f);
+        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: short read", path);
+    }
+    if (len == max_bytes && fgetc(f) != EOF) {
+        MMSPCL_FREE(buf);
+        if (!is_stdin) fclose(f);
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: over the limit of %zu bytes", path, max_bytes);
+    }
+    if (!is_stdin) fclose(f);
+    /* the bytes were read at buf; move them to the aligned start */
+    *data = buf + ((align - (uintptr_t)buf % align) % align);
+    if (*data != buf) memmove(*data, buf, len);
+    (*data)[len] = 0;
+    *raw = buf;
+    *size = len;
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *size,
+                               mmspcl_error *err) {
+    unsigned char *raw, *data;
+    mmspcl_status st;
+    if (!path || !out || !size) return mmspcl__fail(err, MMSPCL_ERR_ARG, "read_file: NULL argument");
+    st = mmspcl__read_whole(path, max_bytes, 1, &raw, &data, size, err);
+    *out = data;
+    return st;
+}
+#endif
 
 /* ---------------------------------------------------------------------------------------------
    Half precision and bfloat16
@@ -1519,31 +1669,16 @@ mmspcl_status mmspcl_weights_from_memory(mmspcl_weights **out, const void *bytes
 
 #ifndef MMSPCL_NO_STDIO
 mmspcl_status mmspcl_weights_read(mmspcl_weights **out, const char *path, mmspcl_error *err) {
-    FILE *f;
-    long len;
+    const uint64_t max_bytes = MMSPCL_MAX_TENSOR_BYTES; /* a variable: no -Wtype-limits on 32-bit size_t */
     mmspcl_weights *w;
     unsigned char *buf, *raw;
+    size_t len;
+    mmspcl_status st;
     if (!out || !path) return mmspcl__fail(err, MMSPCL_ERR_ARG, "weights_read: NULL argument");
     *out = NULL;
-    if (!(f = fopen(path, "rb"))) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
-    if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
-        fclose(f);
-        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot find the file size", path);
-    }
-    /* a directory opens and may report a size of LONG_MAX: read one byte before trusting it */
-    if (len > 0 && (fgetc(f) == EOF || fseek(f, 0, SEEK_SET))) {
-        fclose(f);
-        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a directory?)", path);
-    }
-    raw = (unsigned char *)MMSPCL_MALLOC((size_t)len + 64);   /* + room to align tensors to 64 */
-    if (!raw) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %ld bytes", path, len); }
-    buf = raw + ((64 - (uintptr_t)raw % 64) % 64);
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        fclose(f);
-        MMSPCL_FREE(raw);
-        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: short read", path);
-    }
-    fclose(f);
+    /* aligned to 64 so that tensors (at 64-byte offsets in the file) are aligned in memory */
+    if ((st = mmspcl__read_whole(path, max_bytes < SIZE_MAX / 2 ? (size_t)max_bytes : SIZE_MAX / 2, 64, &raw, &buf, &len, err)))
+        return st;
     if (!(w = mmspcl__weights_new())) { MMSPCL_FREE(raw); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory"); }
     w->raw = raw;
     w->bytes = buf;
@@ -5388,39 +5523,18 @@ void mmspcl_image_free(mmspcl_image *img) {
 #ifndef MMSPCL_NO_STDIO
 mmspcl_status mmspcl_image_load(const char *path, mmspcl_image *out, mmspcl_error *err) {
     const int64_t max_bytes = MMSPCL_IMAGE_MAX_FILE_BYTES;
-    const uint64_t max_size = (uint64_t)(SIZE_MAX - 1);
-    FILE *f;
-    long len;
+    const uint64_t max_size = (uint64_t)(SIZE_MAX / 2);
     unsigned char *buf;
+    size_t len;
     mmspcl_status st;
     if (!out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "image_load: NULL output");
     out->width = out->height = 0;
     out->rgb = NULL;
     if (!path) return mmspcl__fail(err, MMSPCL_ERR_ARG, "image_load: NULL path");
-    if (!(f = fopen(path, "rb"))) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot find the file size (not a regular file?)", path);
-    }
-    /* through variables: where long is 32 bits a constant bound would warn (-Wtype-limits) */
-    if ((int64_t)len > max_bytes || (uint64_t)len > max_size) {
-        int unreadable = getc(f) == EOF && ferror(f); /* a directory reports a huge size */
-        fclose(f);
-        if (unreadable) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a directory?)", path);
-        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %ld bytes is over the image file limit", path, len);
-    }
-    buf = (unsigned char *)MMSPCL_MALLOC((size_t)len + 1);
-    if (!buf) {
-        fclose(f);
-        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %ld bytes", path, len);
-    }
-    if (len && fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        fclose(f);
-        MMSPCL_FREE(buf);
-        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: short read", path);
-    }
-    fclose(f);
-    st = mmspcl__img_decode(buf, (size_t)len, out, path, err);
+    /* through variables: where size_t is 32 bits a constant bound would warn (-Wtype-limits) */
+    if ((st = mmspcl_read_file(path, (uint64_t)max_bytes < max_size ? (size_t)max_bytes : (size_t)max_size, &buf, &len, err)))
+        return st;
+    st = mmspcl__img_decode(buf, len, out, path, err);
     if (st) mmspcl_image_free(out);
     MMSPCL_FREE(buf);
     return st;
@@ -6884,7 +6998,7 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
 }
 
 /* ---------------------------------------------------------------------------------------------
-   MELD transcripts
+   CLASSIFIER (implementation)
    ------------------------------------------------------------------------------------------ */
 const char *const mmspcl_emotion_names[MMSPCL_NUM_EMOTIONS] = {"neutral", "joy", "sadness", "surprise",
                                                                 "fear", "disgust", "anger"};
@@ -6901,174 +7015,458 @@ static int mmspcl__name_index(const char *const *names, int n, const char *s) {
 int mmspcl_emotion_id(const char *name) { return mmspcl__name_index(mmspcl_emotion_names, MMSPCL_NUM_EMOTIONS, name); }
 int mmspcl_sentiment_id(const char *name) { return mmspcl__name_index(mmspcl_sentiment_names, MMSPCL_NUM_SENTIMENTS, name); }
 
-/* One CSV record starting at *pos: fields are unquoted in place into out (NUL-separated),
-   starts[] receives each field's offset. Returns the field count, or -1 on an unterminated
-   quote / text after a closing quote, -2 when there are more than max_fields fields. */
-static int mmspcl__csv_record(const char *s, size_t n, size_t *pos, char *out, size_t *out_len,
-                              size_t *starts, int max_fields, int *lines) {
-    size_t i = *pos, o = *out_len;
-    int nf = 0;
-    for (;;) {
-        if (nf == max_fields) return -2;
-        starts[nf++] = o;
-        if (i < n && s[i] == '"') {
-            i++;
-            for (;;) {
-                if (i >= n) return -1;
-                if (s[i] == '"') {
-                    if (i + 1 < n && s[i + 1] == '"') { out[o++] = '"'; i += 2; continue; }
-                    i++;
-                    break;
-                }
-                if (s[i] == '\n') (*lines)++;
-                out[o++] = s[i++];
+/* The n-gram view: FNV-1a hashes of words, word pairs and character n-grams. */
+static uint32_t mmspcl__ng_hash(const char *s, size_t n, uint32_t h) {
+    size_t i;
+    for (i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 16777619u; }
+    return h;
+}
+
+typedef struct mmspcl__kv32 { uint32_t k; float v; } mmspcl__kv32;
+static int mmspcl__kv_cmp(const void *a, const void *b) {
+    const uint32_t x = ((const mmspcl__kv32 *)a)->k, y = ((const mmspcl__kv32 *)b)->k;
+    return x < y ? -1 : x > y;
+}
+/* sort, merge duplicates (summing), sublinear tf * idf, l2-normalise; returns the new count */
+static int mmspcl__kv_finish(mmspcl__kv32 *e, int n, const float *idf, int tf_log) {
+    int i, o = 0;
+    double norm = 0;
+    if (!n) return 0;
+    qsort(e, (size_t)n, sizeof *e, mmspcl__kv_cmp);
+    for (i = 0; i < n; i++) {
+        if (o && e[o - 1].k == e[i].k) e[o - 1].v += e[i].v;
+        else e[o++] = e[i];
+    }
+    for (i = 0; i < o; i++) {
+        if (tf_log) e[i].v = 1.0f + logf(e[i].v);
+        if (idf) e[i].v *= idf[e[i].k];
+        norm += (double)e[i].v * e[i].v;
+    }
+    if (norm > 0) for (i = 0; i < o; i++) e[i].v = (float)(e[i].v / sqrt(norm));
+    return o;
+}
+
+int mmspcl_ngram_sparse(const char *text, int nbits, const float *idf, int32_t *idx, float *val, int cap) {
+    const uint32_t mask = (1u << nbits) - 1u;
+    char *buf;
+    size_t L = strlen(text), n = 0, p, *st, *ln;
+    mmspcl__kv32 *e;
+    int nt = 0, nw = 0, ne = 0, ne2, i, k, g;
+    buf = (char *)MMSPCL_MALLOC(L + 3);
+    st = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (L + 2));
+    ln = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (L + 2));
+    e = (mmspcl__kv32 *)MMSPCL_MALLOC(sizeof(mmspcl__kv32) * (12 * L + 64));
+    if (!buf || !st || !ln || !e) { MMSPCL_FREE(buf); MMSPCL_FREE(st); MMSPCL_FREE(ln); MMSPCL_FREE(e); return -1; }
+    for (p = 0; p < L; p++) {
+        unsigned char c = (unsigned char)text[p];
+        if (c == 0xE2 && p + 2 < L && (unsigned char)text[p + 1] == 0x80 && (unsigned char)text[p + 2] == 0x99) { buf[n++] = '\''; p += 2; continue; }
+        if (c == '"') continue;
+        buf[n++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    buf[n] = 0;
+    /* block 1: word tokens (letter/digit/' runs, other characters alone), uni- and bigrams */
+    for (p = 0; p < n;) {
+        unsigned char c = (unsigned char)buf[p];
+        if (c <= ' ') { p++; continue; }
+        st[nt] = p;
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '\'' || c >= 0x80) {
+            while (p < n) {
+                c = (unsigned char)buf[p];
+                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '\'' || c >= 0x80)) break;
+                p++;
             }
-            if (i < n && s[i] != ',' && s[i] != '\n' && s[i] != '\r') return -1;
-        } else {
-            while (i < n && s[i] != ',' && s[i] != '\n' && s[i] != '\r') out[o++] = s[i++];
-        }
-        out[o++] = 0;
-        if (i < n && s[i] == ',') { i++; continue; }
-        if (i < n && s[i] == '\r') i++;
-        if (i < n && s[i] == '\n') i++;
-        break;
+        } else p++;
+        ln[nt] = p - st[nt];
+        nt++;
     }
-    *pos = i;
-    *out_len = o;
-    return nf;
+    for (i = 0; i < nt; i++) { e[ne].k = mmspcl__ng_hash(buf + st[i], ln[i], 2166136261u) & mask; e[ne++].v = 1.0f; }
+    for (i = 0; i + 1 < nt; i++) {
+        uint32_t h = mmspcl__ng_hash(buf + st[i], ln[i], 2166136261u ^ 0x5bd1e995u);
+        h = mmspcl__ng_hash(" ", 1, h);
+        e[ne].k = mmspcl__ng_hash(buf + st[i + 1], ln[i + 1], h) & mask;
+        e[ne++].v = 1.0f;
+    }
+    ne = mmspcl__kv_finish(e, ne, idf, 1);
+    /* block 2: character 2..5-grams inside each space-separated word padded with spaces (char_wb) */
+    ne2 = ne;
+    for (p = 0; p < n;) {
+        size_t s0, w;
+        char tmp[256];
+        while (p < n && (unsigned char)buf[p] <= ' ') p++;
+        if (p >= n) break;
+        s0 = p;
+        while (p < n && (unsigned char)buf[p] > ' ') p++;
+        w = p - s0 < sizeof tmp - 2 ? p - s0 : sizeof tmp - 2;
+        tmp[0] = ' ';
+        memcpy(tmp + 1, buf + s0, w);
+        tmp[w + 1] = ' ';
+        nw++;
+        for (g = 2; g <= 5; g++)
+            for (k = 0; k + g <= (int)w + 2; k++) {
+                e[ne2].k = mmspcl__ng_hash(tmp + k, (size_t)g, 0x811c9dc5u ^ 0x27d4eb2du) & mask;
+                e[ne2++].v = 1.0f;
+            }
+    }
+    (void)nw;
+    ne2 = ne + mmspcl__kv_finish(e + ne, ne2 - ne, idf, 1);
+    /* both blocks (each l2-normalised) merged; colliding buckets add */
+    k = mmspcl__kv_finish(e, ne2, NULL, 0);
+    /* kv_finish re-normalised the union: scale back to the sum of two unit blocks */
+    for (i = 0; i < k; i++) e[i].v *= (float)sqrt(2.0);
+    for (i = 0; i < k && i < cap; i++) { idx[i] = (int32_t)e[i].k; val[i] = e[i].v; }
+    MMSPCL_FREE(buf); MMSPCL_FREE(st); MMSPCL_FREE(ln); MMSPCL_FREE(e);
+    return k;
 }
 
-static int mmspcl__parse_int64(const char *s, int64_t *v) {
-    int64_t x = 0;
-    int neg = 0;
-    if (*s == '-') { neg = 1; s++; }
-    if (!*s) return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || x > (INT64_MAX - 9) / 10) return -1;
-        x = x * 10 + (*s - '0');
+void mmspcl_sparse_log_softmax(const float *W, const float *b, int C, int64_t F, const int32_t *idx,
+                               const float *val, int nnz, float *out) {
+    double z[MMSPCL_MAX_CLASSES], mx, s = 0;
+    int c, j;
+    if (C < 1 || C > MMSPCL_MAX_CLASSES) return;
+    for (c = 0; c < C; c++) {
+        double a = b[c];
+        for (j = 0; j < nnz; j++) a += (double)W[(size_t)c * F + idx[j]] * val[j];
+        z[c] = a;
     }
-    *v = neg ? -x : x;
-    return 0;
+    mx = z[0];
+    for (c = 1; c < C; c++) if (z[c] > mx) mx = z[c];
+    for (c = 0; c < C; c++) s += exp(z[c] - mx);
+    for (c = 0; c < C; c++) out[c] = (float)(z[c] - mx - log(s));
 }
 
-mmspcl_status mmspcl_meld_parse(const char *bytes, size_t size, const char *label, mmspcl_meld *out,
-                                mmspcl_error *err) {
-    enum { UTT, SPK, EMO, SEN, DIA, UID, NCOL };
-    static const char *const colnames[NCOL] = {"Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID"};
-    size_t starts[64], pos = 0, olen = 0;
-    int col[NCOL], nf, i, line = 1, n_header, cap = 0, dcap = 0;
-    char *header;
-    mmspcl_status st = MMSPCL_OK;
-    memset(out, 0, sizeof *out);
-    if (size >= 3 && (unsigned char)bytes[0] == 0xEF && (unsigned char)bytes[1] == 0xBB && (unsigned char)bytes[2] == 0xBF) pos = 3;
-    /* unquoting never lengthens a field: the copy fits in size + one NUL per field */
-    if ((uint64_t)size > (uint64_t)MMSPCL_MELD_MAX_BYTES || size > (SIZE_MAX - 64) / 2)  /* 32-bit: size * 2 */
-        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %zu bytes is over the limit of %lld (MMSPCL_MELD_MAX_BYTES)",
-                            label, size, (long long)MMSPCL_MELD_MAX_BYTES);
-    if (!(out->text = (char *)MMSPCL_MALLOC(size * 2 + 64)))
-        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory for %zu bytes", label, size);
-    nf = mmspcl__csv_record(bytes, size, &pos, out->text, &olen, starts, 64, &line);
-    if (nf <= 0) { st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line 1: cannot read the header", label); goto fail; }
-    n_header = nf;
-    header = out->text;
-    for (i = 0; i < NCOL; i++) {
-        int f;
-        col[i] = -1;
-        for (f = 0; f < nf; f++) if (!strcmp(header + starts[f], colnames[i])) col[i] = f;
+/* ---- the classifier file ---- */
+void mmspcl_classifier_free(mmspcl_classifier *m) {
+    if (!m) return;
+    mmspcl_roberta_free(m->enc);
+    mmspcl_bpe_free(m->tok);
+    mmspcl_weights_free(m->w);
+    MMSPCL_FREE(m->lr_w[0]);
+    MMSPCL_FREE(m->lr_w[1]);
+    memset(m, 0, sizeof *m);
+}
+
+/* meld.idf and the two n-gram regressions (weights dequantized once, biases in place) */
+static mmspcl_status mmspcl__classifier_ngram_load(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
+    static const char *const wn[2] = {"meld.lr.emotion.weight", "meld.lr.sentiment.weight"};
+    static const char *const bn[2] = {"meld.lr.emotion.bias", "meld.lr.sentiment.bias"};
+    const int CC[2] = {MMSPCL_NUM_EMOTIONS, MMSPCL_NUM_SENTIMENTS};
+    const int64_t F = (int64_t)1 << m->ngram_bits;
+    const mmspcl_tensor *t = mmspcl_weights_find(m->w, "meld.idf");
+    int k, c;
+    if (!t || t->dtype != MMSPCL_F32 || t->ndim != 1 || t->ne[0] != F)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.idf must be f32 [2^%d]", label, m->ngram_bits);
+    m->idf = (const float *)t->data;
+    for (k = 0; k < 2; k++) {
+        const mmspcl_tensor *tb = mmspcl_weights_find(m->w, bn[k]);
+        t = mmspcl_weights_find(m->w, wn[k]);
+        if (!t || t->ndim != 2 || t->ne[0] != CC[k] || t->ne[1] != F || !tb || tb->dtype != MMSPCL_F32 || tb->ndim != 1 ||
+            tb->ne[0] != CC[k] || mmspcl_dtype_row_size(t->dtype, F) * (size_t)CC[k] != t->nbytes)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s must be [%d][2^%d] and %s f32 [%d]", label, wn[k], CC[k],
+                                m->ngram_bits, bn[k], CC[k]);
+        if (!(m->lr_w[k] = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)(CC[k] * F))))
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", label);
+        for (c = 0; c < CC[k]; c++)
+            mmspcl_dequantize_row(t->dtype, (const unsigned char *)t->data + (size_t)c * mmspcl_dtype_row_size(t->dtype, F),
+                                  m->lr_w[k] + (size_t)c * F, F);
+        m->lr_b[k] = (const float *)tb->data;
     }
-    if (col[UTT] < 0 || col[SPK] < 0) {
-        st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line 1: the header has no Utterance or Speaker column", label);
-        goto fail;
-    }
-    while (pos < size) {
-        mmspcl_meld_row *r;
-        int row_line = ++line;
-        if (bytes[pos] == '\n' || bytes[pos] == '\r') {         /* blank line */
-            if (bytes[pos] == '\r') pos++;
-            if (pos < size && bytes[pos] == '\n') pos++;
-            continue;
-        }
-        nf = mmspcl__csv_record(bytes, size, &pos, out->text, &olen, starts, 64, &line);
-        if (nf < 0) { st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: %s", label, row_line, nf == -1 ? "bad quoting" : "too many fields"); goto fail; }
-        if (nf != n_header) {
-            st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: %d fields, the header has %d", label, row_line, nf, n_header);
-            goto fail;
-        }
-        if (out->n_rows == cap) {
-            int nc = cap ? cap * 2 : 1024;
-            mmspcl_meld_row *p = (mmspcl_meld_row *)MMSPCL_REALLOC(out->rows, (size_t)nc * sizeof *p);
-            if (!p) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", label); goto fail; }
-            out->rows = p;
-            cap = nc;
-        }
-        r = &out->rows[out->n_rows];
-        /* offsets now, pointers once the text buffer stops moving (it never moves: sized once) */
-        r->utterance = out->text + starts[col[UTT]];
-        r->speaker = out->text + starts[col[SPK]];
-        r->line = row_line;
-        r->emotion = r->sentiment = -1;
-        r->dialogue_id = r->utterance_id = -1;
-        if (col[EMO] >= 0 && (r->emotion = mmspcl_emotion_id(out->text + starts[col[EMO]])) < 0) {
-            st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: unknown emotion '%.40s'", label, row_line, out->text + starts[col[EMO]]);
-            goto fail;
-        }
-        if (col[SEN] >= 0 && (r->sentiment = mmspcl_sentiment_id(out->text + starts[col[SEN]])) < 0) {
-            st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: unknown sentiment '%.40s'", label, row_line, out->text + starts[col[SEN]]);
-            goto fail;
-        }
-        if ((col[DIA] >= 0 && mmspcl__parse_int64(out->text + starts[col[DIA]], &r->dialogue_id)) ||
-            (col[UID] >= 0 && mmspcl__parse_int64(out->text + starts[col[UID]], &r->utterance_id))) {
-            st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: line %d: Dialogue_ID / Utterance_ID is not a number", label, row_line);
-            goto fail;
-        }
-        if (out->n_dialogues + 2 > dcap) {
-            int nc = dcap ? dcap * 2 : 256;
-            int *p = (int *)MMSPCL_REALLOC(out->dialogue_start, (size_t)nc * sizeof *p);
-            if (!p) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", label); goto fail; }
-            out->dialogue_start = p;
-            dcap = nc;
-        }
-        if (out->n_rows == 0 || r->dialogue_id != out->rows[out->n_rows - 1].dialogue_id)
-            out->dialogue_start[out->n_dialogues++] = out->n_rows;
-        out->n_rows++;
-    }
-    if (out->n_rows == 0) { st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: no rows after the header", label); goto fail; }
-    out->dialogue_start[out->n_dialogues] = out->n_rows;
     return MMSPCL_OK;
-fail:
-    mmspcl_meld_free(out);
-    return st;
+}
+
+/* default heads: the better on dev of the MSVE ensemble and the regression (meld.log.heads rows
+   [k, dev F1, dev accuracy]: k 0/1 MSVE emotion/sentiment, 10/11 regression emotion/sentiment) */
+static void mmspcl__classifier_defaults(mmspcl_classifier *m) {
+    const mmspcl_tensor *lh = mmspcl_weights_find(m->w, "meld.log.heads");
+    int64_t r;
+    m->dev_f1[0][0] = m->dev_f1[0][1] = m->dev_f1[1][0] = m->dev_f1[1][1] = -1;
+    if (lh && lh->dtype == MMSPCL_F32 && lh->ndim == 2 && lh->ne[1] == 3)
+        for (r = 0; r < lh->ne[0]; r++) {
+            const float *row = (const float *)lh->data + r * 3;
+            const int k = (int)row[0];
+            if (k == 0 || k == 1) m->dev_f1[k][0] = row[1];
+            if (k == 10 || k == 11) m->dev_f1[k - 10][1] = row[1];
+        }
+    m->emo_lr = m->dev_f1[0][1] > m->dev_f1[0][0];
+    m->sent_lr = m->dev_f1[1][1] > m->dev_f1[1][0];
+}
+
+/* An MSVE head of the classifier must have the task's class count and the views' widths (a
+   width of 0: that view unused). */
+static mmspcl_status mmspcl__classifier_check_msve(const mmspcl_classifier *m, const mmspcl_msve *h, const char *name,
+                                                   int n_classes, const char *label, mmspcl_error *err) {
+    const int want[3] = {m->hidden, MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS, m->hidden};
+    int v;
+    if (h->n_classes != n_classes)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: head %s has %d classes, its task has %d", label, name, h->n_classes,
+                            n_classes);
+    for (v = 0; v < 3; v++)
+        if (h->dims[v] != 0 && h->dims[v] != want[v])
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: head %s takes view %c of width %d, the model's is %d", label, name,
+                                "tav"[v], h->dims[v], want[v]);
+    return MMSPCL_OK;
+}
+
+/* Everything after the weights are open (m->w set). */
+static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
+    int64_t v;
+    mmspcl_status st;
+    const mmspcl_tensor *t;
+    if (!mmspcl_weights_get_int(m->w, "meld.max_len", &v) || v < 16 || v > 4096)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s is not a classifier (no meld.max_len in 16..4096): train one with mmspcl train",
+                            label);
+    m->max_len = (int)v;
+    m->max_batch = 16;
+    if (!mmspcl_weights_get_int(m->w, "meld.ngram_bits", &v) || v < 4 || v > 24)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.ngram_bits missing or outside 4..24", label);
+    m->ngram_bits = (int)v;
+    if ((st = mmspcl__classifier_ngram_load(m, label, err))) return st;
+    if ((st = mmspcl_roberta_load(&m->enc, m->w, m->max_batch, m->max_len, err))) return st;
+    m->hidden = mmspcl_roberta_get_config(m->enc)->hidden_size;
+    if ((st = mmspcl_bpe_from_weights(&m->tok, m->w, err))) return st;
+    t = mmspcl_weights_find(m->w, "meld.protos");
+    if (t && t->dtype == MMSPCL_F32 && t->ndim == 2 && t->ne[0] == MMSPCL_NUM_EMOTIONS && t->ne[1] == m->hidden)
+        m->protos = (const float *)t->data;
+    mmspcl__classifier_defaults(m);
+    if ((st = mmspcl_msve_load(&m->emotion, m->w, "meld.emotion", err)) ||
+        (st = mmspcl__classifier_check_msve(m, &m->emotion, "meld.emotion", MMSPCL_NUM_EMOTIONS, label, err)))
+        return st;
+    if (mmspcl_weights_get_int(m->w, "meld.sentiment.n_classes", &v)) {
+        if ((st = mmspcl_msve_load(&m->sentiment, m->w, "meld.sentiment", err)) ||
+            (st = mmspcl__classifier_check_msve(m, &m->sentiment, "meld.sentiment", MMSPCL_NUM_SENTIMENTS, label, err)))
+            return st;
+        m->has_sentiment = 1;
+    }
+    return MMSPCL_OK;
 }
 
 #ifndef MMSPCL_NO_STDIO
-mmspcl_status mmspcl_meld_load(const char *path, mmspcl_meld *out, mmspcl_error *err) {
-    const int64_t max_bytes = MMSPCL_MELD_MAX_BYTES; /* a variable: no -Wtype-limits where long is 32 bits */
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long len;
+mmspcl_status mmspcl_classifier_load(mmspcl_classifier *m, const char *path, mmspcl_error *err) {
     mmspcl_status st;
-    memset(out, 0, sizeof *out);
-    if (!f) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
-    if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read", path); }
-    /* checked before allocating; a folder may report a huge size: read one byte first */
-    if (len > 0 && (fgetc(f) == EOF || fseek(f, 0, SEEK_SET))) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a folder?)", path); }
-    if ((int64_t)len > max_bytes) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %ld bytes is over the limit of %lld (MMSPCL_MELD_MAX_BYTES)", path, len, (long long)max_bytes); }
-    if (!(buf = (char *)MMSPCL_MALLOC((size_t)len + 1))) { fclose(f); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", path); }
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) { fclose(f); MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: short read", path); }
-    fclose(f);
-    st = mmspcl_meld_parse(buf, (size_t)len, path, out, err);
-    MMSPCL_FREE(buf);
+    if (!m || !path) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_load: NULL argument");
+    memset(m, 0, sizeof *m);
+    if ((st = mmspcl_weights_open(&m->w, path, err))) return st;
+    if ((st = mmspcl__classifier_build(m, path, err))) mmspcl_classifier_free(m);
     return st;
 }
 #endif
 
-void mmspcl_meld_free(mmspcl_meld *m) {
-    MMSPCL_FREE(m->rows);
-    MMSPCL_FREE(m->dialogue_start);
-    MMSPCL_FREE(m->text);
+mmspcl_status mmspcl_classifier_from_memory(mmspcl_classifier *m, const void *bytes, size_t size,
+                                            mmspcl_error *err) {
+    mmspcl_status st;
+    if (!m || !bytes) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_from_memory: NULL argument");
     memset(m, 0, sizeof *m);
+    if ((st = mmspcl_weights_from_memory(&m->w, bytes, size, err))) return st;
+    if ((st = mmspcl__classifier_build(m, "classifier in memory", err))) mmspcl_classifier_free(m);
+    return st;
 }
 
+/* ---- views ---- */
+/* t (the <mask> row) and v (the mean over the prompt) of a dialogue's turns, in batches */
+static mmspcl_status mmspcl__classifier_encode(mmspcl_classifier *m, const mmspcl_turn *turns, int n, float *t, float *v,
+                                               mmspcl_error *err) {
+    const int H = m->hidden, ML = m->max_len, B = m->max_batch;
+    int32_t *ids = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)n * ML);
+    int *len = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)n), *mask = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)n);
+    float *hid = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)B * ML * H);
+    int i, b, j, k;
+    mmspcl_status st;
+    if (!ids || !len || !mask || !hid) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory"); goto done; }
+    if ((st = mmspcl_spcl_prompts(m->tok, turns, n, ML, ids, len, mask, err))) goto done;
+    for (i = 0; i < n; i += B) {
+        const int nb = n - i < B ? n - i : B;
+        if ((st = mmspcl_roberta_forward(m->enc, ids + (size_t)i * ML, len + i, nb, ML, hid, err))) goto done;
+        for (b = 0; b < nb; b++) {
+            const float *hb = hid + (size_t)b * ML * H;
+            if (t) memcpy(t + (size_t)(i + b) * H, hb + (size_t)mask[i + b] * H, sizeof(float) * H);
+            if (v) {
+                float *vr = v + (size_t)(i + b) * H;
+                for (k = 0; k < H; k++) vr[k] = 0.0f;
+                for (j = 0; j < len[i + b]; j++)
+                    for (k = 0; k < H; k++) vr[k] += hb[(size_t)j * H + k];
+                for (k = 0; k < H; k++) vr[k] /= (float)len[i + b];
+            }
+        }
+    }
+done:
+    MMSPCL_FREE(ids); MMSPCL_FREE(len); MMSPCL_FREE(mask); MMSPCL_FREE(hid);
+    return st;
+}
+
+/* a [n][10]: the n-gram regressions' log-probabilities of every turn's text */
+static mmspcl_status mmspcl__classifier_ngram_view(const mmspcl_classifier *m, const mmspcl_turn *turns, int n, float *a,
+                                                   mmspcl_error *err) {
+    const int64_t F = (int64_t)1 << m->ngram_bits;
+    const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+    int cap = 1024, nz = 0, i;
+    int32_t *ix = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)cap);
+    float *vx = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)cap);
+    mmspcl_status st = MMSPCL_OK;
+    for (i = 0; i < n && !st; i++) {
+        const char *txt = turns[i].text ? turns[i].text : "";
+        for (;;) {   /* the count is exact: a second call with that room always fits */
+            nz = ix && vx ? mmspcl_ngram_sparse(txt, m->ngram_bits, m->idf, ix, vx, cap) : -1;
+            if (nz < 0) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory"); break; }
+            if (nz <= cap) break;
+            cap = nz;
+            MMSPCL_FREE(ix); MMSPCL_FREE(vx);
+            ix = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)cap);
+            vx = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)cap);
+        }
+        if (st) break;
+        mmspcl_sparse_log_softmax(m->lr_w[0], m->lr_b[0], MMSPCL_NUM_EMOTIONS, F, ix, vx, nz, a + (size_t)i * D);
+        mmspcl_sparse_log_softmax(m->lr_w[1], m->lr_b[1], MMSPCL_NUM_SENTIMENTS, F, ix, vx, nz,
+                                  a + (size_t)i * D + MMSPCL_NUM_EMOTIONS);
+    }
+    MMSPCL_FREE(ix); MMSPCL_FREE(vx);
+    return st;
+}
+
+mmspcl_status mmspcl_classifier_features(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
+                                         float *t, float *a, float *v, mmspcl_error *err) {
+    mmspcl_status st = MMSPCL_OK;
+    if (!m || !m->enc || (n > 0 && !turns) || n < 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_features: bad argument");
+    if (n == 0) return MMSPCL_OK;
+    if ((t || v) && (st = mmspcl__classifier_encode(m, turns, n, t, v, err))) return st;
+    if (a) st = mmspcl__classifier_ngram_view(m, turns, n, a, err);
+    return st;
+}
+
+/* ---- heads ---- */
+static void mmspcl__softmax_rows(float *x, int n, int C) {
+    int i;
+    for (i = 0; i < n; i++) mmspcl_softmax(x + (size_t)i * C, C);
+}
+
+/* emotion logits [n][7] of one head (before the softmax) */
+static mmspcl_status mmspcl__classifier_emotion_head(mmspcl_classifier *m, const float *const x[3], int n, const char *head,
+                                                     float *emo, mmspcl_error *err) {
+    const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+    int i;
+    mmspcl_status st;
+    if (!strcmp(head, "emotion")) return mmspcl_msve_forward(&m->emotion, x, n, 0, emo, err);
+    if (!strcmp(head, "lr")) {
+        for (i = 0; i < n; i++) memcpy(emo + (size_t)i * MMSPCL_NUM_EMOTIONS, x[1] + (size_t)i * D, sizeof(float) * MMSPCL_NUM_EMOTIONS);
+        return MMSPCL_OK;
+    }
+    if (!strcmp(head, "protos")) {
+        int *pred;
+        if (!m->protos) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: the model has no meld.protos");
+        if (!(pred = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1)))) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory");
+        mmspcl_proto_classify(x[0], n, m->hidden, m->protos, MMSPCL_NUM_EMOTIONS, pred, emo);
+        MMSPCL_FREE(pred);
+        for (i = 0; i < n * MMSPCL_NUM_EMOTIONS; i++) emo[i] /= 0.08f;   /* SPCL's temperature */
+        return MMSPCL_OK;
+    }
+    if (!strncmp(head, "view.", 5) && strlen(head) < 32) {
+        char prefix[64];
+        mmspcl_msve single;
+        snprintf(prefix, sizeof prefix, "meld.%s", head);
+        if ((st = mmspcl_msve_load(&single, m->w, prefix, err)) ||
+            (st = mmspcl__classifier_check_msve(m, &single, prefix, MMSPCL_NUM_EMOTIONS, "classifier", err)))
+            return st;
+        return mmspcl_msve_forward(&single, x, n, 0, emo, err);
+    }
+    return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier: unknown emotion head '%.40s' (emotion, lr, protos, view.t, view.a, view.v)", head);
+}
+
+mmspcl_status mmspcl_classifier_heads(mmspcl_classifier *m, const float *t, const float *a, const float *v,
+                                      int n, const char *head, const char *sent_head, float *emo, float *sent,
+                                      mmspcl_error *err) {
+    const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+    const float *x[3];
+    int i, c;
+    mmspcl_status st = MMSPCL_OK;
+    x[0] = t; x[1] = a; x[2] = v;
+    if (!head) head = m->emo_lr ? "lr" : "emotion";
+    if (!sent_head) sent_head = m->sent_lr || !m->has_sentiment ? "lr" : "sentiment";
+    if (emo) {
+        if ((st = mmspcl__classifier_emotion_head(m, x, n, head, emo, err))) return st;
+        mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
+    }
+    if (sent) {
+        if (!strcmp(sent_head, "lr")) {
+            for (i = 0; i < n; i++)
+                memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, a + (size_t)i * D + MMSPCL_NUM_EMOTIONS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
+        } else if (!strcmp(sent_head, "sentiment")) {
+            if (m->has_sentiment) {
+                if ((st = mmspcl_msve_forward(&m->sentiment, x, n, 0, sent, err))) return st;
+            } else
+                for (i = 0; i < n; i++) for (c = 0; c < MMSPCL_NUM_SENTIMENTS; c++) sent[i * MMSPCL_NUM_SENTIMENTS + c] = (float)(c == 0);
+        } else
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier: unknown sentiment head '%.40s' (sentiment, lr)", sent_head);
+        mmspcl__softmax_rows(sent, n, MMSPCL_NUM_SENTIMENTS);
+    }
+    return st;
+}
+
+mmspcl_status mmspcl_classifier_classify(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
+                                         const char *head, float *emo, float *sent, mmspcl_error *err) {
+    const int H = m ? m->hidden : 0, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+    float *t, *v, *a;
+    mmspcl_status st;
+    if (!m || !m->enc || n < 0 || (n > 0 && !turns)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_classify: bad argument");
+    if (n == 0) return MMSPCL_OK;
+    t = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
+    v = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
+    a = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * D);
+    if (!t || !v || !a) st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory");
+    else if (!(st = mmspcl_classifier_features(m, turns, n, t, a, v, err)))
+        st = mmspcl_classifier_heads(m, t, a, v, n, head, NULL, emo, sent, err);
+    MMSPCL_FREE(t); MMSPCL_FREE(v); MMSPCL_FREE(a);
+    return st;
+}
+
+/* ---- dialogues as text ---- */
+void mmspcl_dialogues_free(mmspcl_dialogues *d) {
+    if (!d) return;
+    MMSPCL_FREE(d->turns);
+    MMSPCL_FREE(d->start);
+    MMSPCL_FREE(d->text);
+    memset(d, 0, sizeof *d);
+}
+
+mmspcl_status mmspcl_dialogues_parse(const char *bytes, size_t size, mmspcl_dialogues *out, mmspcl_error *err) {
+    char *p, *end;
+    int blank = 1, cap = 0;
+    if (!out || (!bytes && size)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "dialogues_parse: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (size > (size_t)INT32_MAX) return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "dialogues: %zu bytes is over 2 GiB", size);
+    out->text = (char *)MMSPCL_MALLOC(size + 1);
+    out->start = (int *)MMSPCL_MALLOC(sizeof(int) * (size / 2 + 2));   /* a dialogue takes >= 2 bytes */
+    if (!out->text || !out->start) { mmspcl_dialogues_free(out); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "dialogues: out of memory"); }
+    if (size) memcpy(out->text, bytes, size);
+    out->text[size] = 0;
+    for (p = out->text, end = out->text + size; p < end;) {
+        char *nl = (char *)memchr(p, '\n', (size_t)(end - p)), *line = p, *colon, *e;
+        if (!nl) nl = end;
+        *nl = 0;
+        e = nl;
+        while (e > line && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
+        while (*line == ' ' || *line == '\t') line++;
+        p = nl + 1;
+        if (!*line) { blank = 1; continue; }
+        if (*line == '#') continue;
+        if (out->n_turns == cap) {
+            mmspcl_turn *q = (mmspcl_turn *)MMSPCL_REALLOC(out->turns, sizeof *q * (size_t)(cap = cap ? cap * 2 : 64));
+            if (!q) { mmspcl_dialogues_free(out); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "dialogues: out of memory"); }
+            out->turns = q;
+        }
+        colon = strchr(line, ':');
+        if (colon && colon - line <= 40 && colon[1] == ' ') {
+            *colon = 0;
+            out->turns[out->n_turns].speaker = line;
+            out->turns[out->n_turns].text = colon + 2;
+        } else {
+            out->turns[out->n_turns].speaker = "Speaker";
+            out->turns[out->n_turns].text = line;
+        }
+        if (blank) out->start[out->n_dialogues++] = out->n_turns;
+        blank = 0;
+        out->n_turns++;
+    }
+    out->start[out->n_dialogues] = out->n_turns;
+    return MMSPCL_OK;
+}
 
 #ifdef __cplusplus
 }

@@ -14,7 +14,6 @@
    uses the dev split's weighted F1; the test split is only scored at the end.
    Any modality may be left out; the combinations of the ones given are used. */
 #include "mmspcl.h"
-#define MMSPCL_TRAIN_IMPLEMENTATION
 #include "mmspcl_train.h"
 #include <stdio.h>
 #include <stdlib.h>

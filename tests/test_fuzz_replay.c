@@ -11,6 +11,8 @@
 #define FUZZ_REPLAY_ALL
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
+#define MELD_CSV_IMPLEMENTATION
+#include "tools/train/meld_csv.h"
 #include "tests/test.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -83,15 +85,15 @@ static int replay_dir(const char *dir) {
    allocation or read past the bytes given, with the limit named. */
 static void limits(void) {
     static const char small[4] = "abc";
-    mmspcl_meld m;
+    meld_csv m;
     mmspcl_error err;
     err.msg[0] = 0;
-    CHECK(mmspcl_meld_parse(small, (size_t)MMSPCL_MELD_MAX_BYTES + 1, "big.csv", &m, &err) == MMSPCL_ERR_UNSUPPORTED &&
-              strstr(err.msg, "MMSPCL_MELD_MAX_BYTES") != NULL,
-          "MELD: a CSV over MMSPCL_MELD_MAX_BYTES is refused by size (%s)", err.msg);
+    CHECK(meld_csv_parse(small, (size_t)MELD_CSV_MAX_BYTES + 1, "big.csv", &m, &err) == MMSPCL_ERR_UNSUPPORTED &&
+              strstr(err.msg, "MELD_CSV_MAX_BYTES") != NULL,
+          "MELD: a CSV over MELD_CSV_MAX_BYTES is refused by size (%s)", err.msg);
     CHECK(m.rows == NULL && m.text == NULL, "MELD: nothing allocated for a refused size");
     err.msg[0] = 0;
-    CHECK(mmspcl_meld_load("tests", &m, &err) == MMSPCL_ERR_IO, "MELD: loading a folder is an i/o error (%s)", err.msg);
+    CHECK(meld_csv_load("tests", &m, &err) == MMSPCL_ERR_IO, "MELD: loading a folder is an i/o error (%s)", err.msg);
 }
 
 int main(void) {

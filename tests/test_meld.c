@@ -1,28 +1,30 @@
 /* MELD CSV reader: the real splits (counts from ../shared/data/meld/SOURCES.md) and malformed rows. */
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
+#define MELD_CSV_IMPLEMENTATION
+#include "tools/train/meld_csv.h"
 #include "tests/test.h"
 #include <string.h>
 
 static void check_split(const char *path, int rows, int dialogues, const int *emotion_counts) {
-    mmspcl_meld m;
+    meld_csv m;
     mmspcl_error err;
     int counts[MMSPCL_NUM_EMOTIONS] = {0}, i;
-    if (mmspcl_meld_load(path, &m, &err)) { CHECK(0, "%s: %s", path, err.msg); return; }
+    if (meld_csv_load(path, &m, &err)) { CHECK(0, "%s: %s", path, err.msg); return; }
     CHECK(m.n_rows == rows, "%s: %d rows, expected %d", path, m.n_rows, rows);
     CHECK(m.n_dialogues == dialogues, "%s: %d dialogues, expected %d", path, m.n_dialogues, dialogues);
     for (i = 0; i < m.n_rows; i++) counts[m.rows[i].emotion]++;
     if (emotion_counts)
         for (i = 0; i < MMSPCL_NUM_EMOTIONS; i++)
             CHECK(counts[i] == emotion_counts[i], "%s: %s count %d, expected %d", path, mmspcl_emotion_names[i], counts[i], emotion_counts[i]);
-    mmspcl_meld_free(&m);
+    meld_csv_free(&m);
 }
 
 static void expect_error(const char *csv, const char *needle) {
-    mmspcl_meld m;
+    meld_csv m;
     mmspcl_error err;
     err.msg[0] = 0;
-    CHECK(mmspcl_meld_parse(csv, strlen(csv), "t.csv", &m, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, needle),
+    CHECK(meld_csv_parse(csv, strlen(csv), "t.csv", &m, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, needle),
           "expected an error containing '%s', got '%s'", needle, err.msg);
 }
 
@@ -40,14 +42,14 @@ int main(void) {
                           "1,\"Oh, \"\"really\"\"?\",Ross,Surprise,positive,3,0,\"0:13:42,477\"\r\n"
                           "2,Fine.,Rachel,anger,negative,3,1,\"00:13:43,000\"\r\n"
                           "3,Next,Joey,joy,positive,4,0,\"00:13:44,000\"";
-        mmspcl_meld m;
+        meld_csv m;
         mmspcl_error err;
-        CHECK(mmspcl_meld_parse(csv, strlen(csv), "t.csv", &m, &err) == MMSPCL_OK, "%s", err.msg);
+        CHECK(meld_csv_parse(csv, strlen(csv), "t.csv", &m, &err) == MMSPCL_OK, "%s", err.msg);
         CHECK(m.n_rows == 3 && m.n_dialogues == 2, "rows %d dialogues %d", m.n_rows, m.n_dialogues);
         CHECK(!strcmp(m.rows[0].utterance, "Oh, \"really\"?"), "unquoted: [%s]", m.rows[0].utterance);
         CHECK(m.rows[0].emotion == 3 && m.rows[1].emotion == 6 && m.rows[1].sentiment == 2, "labels");
         CHECK(m.rows[2].line == 4 && m.dialogue_start[1] == 2, "line numbers and grouping");
-        mmspcl_meld_free(&m);
+        meld_csv_free(&m);
     }
     expect_error("Utterance,Speaker,Emotion,Dialogue_ID\nhi,Ross,joy,0\nbye,Ross,happy,0\n", "line 3: unknown emotion 'happy'");
     expect_error("Utterance,Speaker,Emotion,Dialogue_ID\nhi,Ross,joy,0\nbye,Ross,joy\n", "line 3: 3 fields");

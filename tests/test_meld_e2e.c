@@ -11,13 +11,16 @@
       equal the metrics of `mmspcl classify --json`'s predictions on the same CSV;
    4. `mmspcl classify` prints one line per utterance: emotion, confidence, sentiment, confidence,
       "Speaker: text";
-   5. a q8_0 copy (mmspcl_meld_quantize_file) loads and agrees with f32 on most utterances.
+   5. a q8_0 copy (meld_quantize_file) loads and agrees with f32 on most utterances;
+   6. the classifier loads from memory as from a file, with the same probabilities, and
+      examples/classify_dialogue prints the same labels as `mmspcl classify`.
    Needs ../shared/data (MELD CSVs, RoBERTa BPE); without it parts 2-5 are skipped. */
 #define MMSPCL_IMPLEMENTATION
 #define MMSPCL_TRAIN_IMPLEMENTATION
 #include "mmspcl.h"
 #include "mmspcl_train.h"
 #include "tests/test.h"
+#include "tools/train/meld_recipe.c"   /* meld_quantize_file, the MELD CSV reader */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,186 +67,236 @@ static int emotion_of(const char *s) {
     return -1;
 }
 
+static void test_metrics(void) {
+    static const int yt[10] = {0, 0, 0, 1, 1, 2, 2, 2, 2, 3}, yp[10] = {0, 1, 0, 1, 1, 2, 0, 2, 3, 3};
+    /* F1: 0: P 2/3 R 2/3 -> 2/3; 1: P 2/3 R 1 -> 0.8; 2: P 1 R 1/2 -> 2/3; 3: P 1/2 R 1 -> 2/3
+       weighted (3*2/3 + 2*0.8 + 4*2/3 + 1*2/3) / 10 = 0.693333..., accuracy 0.7, macro 0.7 */
+    static const double f1a[4] = {2.0 / 3, 0.8, 2.0 / 3, 2.0 / 3};
+    /* class 1 never predicted (zero_division=0 -> 0): weighted (0.5 + 0 + 2 * 2/3) / 4 */
+    static const int yt2[4] = {0, 1, 2, 2}, yp2[4] = {0, 0, 0, 2};
+    static const double f1b[3] = {0.5, 0.0, 2.0 / 3};
+    metrics_case(yt, yp, 10, 4, 6.9333333333333333 / 10, 0.7, 0.7, f1a);
+    metrics_case(yt2, yp2, 4, 3, (0.5 + 4.0 / 3) / 4, 0.5, (0.5 + 2.0 / 3) / 3, f1b);
+}
+
+/* 2. a short training run */
+static void test_training_run(void) {
+    char *out = run("build/mmspcl train --meld " MELD " -o " MODEL " --limit 24 --hidden 32 --layers 1 --heads 2 --ffn 64"
+                    " --max-len 48 --mlm-epochs 4 --mlm-lr 3e-3 --epochs 2 --msve-epochs 2 --ngram-bits 12"
+                    " --msve-hidden 8 --no-checkpoint --quiet 2>&1");
+    mmspcl_weights *w = NULL;
+    mmspcl_error err;
+    CHECK(out != NULL, "mmspcl train failed");
+    free(out);
+    CHECK(mmspcl_weights_open(&w, MODEL, &err) == MMSPCL_OK, "open %s: %s", MODEL, err.msg);
+    if (w) {
+        const mmspcl_tensor *lm = mmspcl_weights_find(w, "meld.log.mlm"), *ls = mmspcl_weights_find(w, "meld.log.spcl");
+        mmspcl_roberta *enc = NULL;
+        mmspcl_bpe *tok = NULL;
+        CHECK(lm && lm->ndim == 2 && lm->ne[0] == 4 && lm->ne[1] == 3, "meld.log.mlm: 4 epochs of [epoch, loss, -]");
+        if (lm && lm->ne[0] == 4) {
+            const float *d = (const float *)lm->data;
+            CHECK(d[3 * 3 + 1] < d[1] - 0.5f, "MLM loss %.3f -> %.3f: not lowered", d[1], d[3 * 3 + 1]);
+            printf("MLM loss per epoch: %.3f %.3f %.3f %.3f\n", d[1], d[4], d[7], d[10]);
+        }
+        CHECK(ls && ls->ne[0] >= 1 && isfinite(((const float *)ls->data)[1]), "meld.log.spcl");
+        CHECK(mmspcl_roberta_load(&enc, w, 2, 48, &err) == MMSPCL_OK, "roberta_load: %s", err.msg);
+        CHECK(mmspcl_bpe_from_weights(&tok, w, &err) == MMSPCL_OK, "bpe_from_weights: %s", err.msg);
+        if (tok) {
+            /* the cut vocabulary keeps training words whole and spells any other text out */
+            int32_t ids[64];
+            char back[256];
+            int n = mmspcl_bpe_encode(tok, "Joey: How you doin'? Zyxwvut!", 29, ids, 64);
+            size_t L = mmspcl_bpe_decode(tok, ids, n, back, sizeof back);
+            CHECK(n > 0 && n <= 64 && L == 29 && !memcmp(back, "Joey: How you doin'? Zyxwvut!", 29), "round trip: '%s'", back);
+            CHECK(mmspcl_bpe_token_id(tok, "<mask>") == mmspcl_bpe_vocab_size(tok) - 1 &&
+                  mmspcl_bpe_pad_id(tok) == 1 && mmspcl_bpe_bos_id(tok) == 0 && mmspcl_bpe_eos_id(tok) == 2, "special ids");
+        }
+        mmspcl_bpe_free(tok);
+        mmspcl_roberta_free(enc);
+        mmspcl_weights_free(w);
+    }
+}
+
+/* deterministic for a seed, whatever the thread count: the same run on one thread gives the
+   same bytes */
+static void test_one_thread_same_bytes(void) {
+    char *out = run("OMP_NUM_THREADS=1 build/mmspcl train --meld " MELD " -o build/tests/e2e-1thread.mmw --limit 24 --hidden 32"
+                    " --layers 1 --heads 2 --ffn 64 --max-len 48 --mlm-epochs 4 --mlm-lr 3e-3 --epochs 2 --msve-epochs 2"
+                    " --ngram-bits 12 --msve-hidden 8 --no-checkpoint --quiet 2>&1");
+    FILE *f1 = fopen(MODEL, "rb"), *f2 = fopen("build/tests/e2e-1thread.mmw", "rb");
+    int same = f1 && f2, c1, c2;
+    while (same) {
+        c1 = fgetc(f1);
+        c2 = fgetc(f2);
+        if (c1 != c2) same = 0;
+        if (c1 == EOF || c2 == EOF) break;
+    }
+    CHECK(out && same, "a second run of the same training (1 thread) wrote a different file");
+    if (f1) fclose(f1);
+    if (f2) fclose(f2);
+    free(out);
+}
+
+/* a small CSV: the header and the first 40 rows of dev */
+static void write_small_csv(void) {
+    FILE *in = fopen(MELD "/dev_sent_emo.csv", "rb"), *o = fopen(SMALL_CSV, "wb");
+    char line[4096];
+    int k = 0;
+    while (in && o && k < 41 && fgets(line, sizeof line, in)) { fputs(line, o); k++; }
+    if (in) fclose(in);
+    if (o) fclose(o);
+    CHECK(k == 41, "cannot write %s", SMALL_CSV);
+}
+
+/* 3. eval's last line == metrics of classify --json's predictions */
+static void test_eval_matches_classify(void) {
+    char *ev = run("build/mmspcl eval -m " MODEL " --csv " SMALL_CSV " --svg build/tests/e2e.svg");
+    char *js = run("build/mmspcl classify -m " MODEL " --json " SMALL_CSV);
+    meld_csv data;
+    mmspcl_error err;
+    CHECK(ev && js, "eval / classify failed");
+    if (ev && js && meld_csv_load(SMALL_CSV, &data, &err) == MMSPCL_OK) {
+        const char *last = ev + strlen(ev);
+        double f1 = -1, acc = -1;
+        int yp[64], yt[64], n = 0, i;
+        const char *p = js;
+        int64_t cm[64];
+        mmspcl_metrics mt;
+        char want[64];
+        while (last > ev && last[-1] == '\n') last--;
+        while (last > ev && last[-1] != '\n') last--;
+        CHECK(sscanf(last, "weighted_f1=%lf accuracy=%lf", &f1, &acc) == 2, "eval's last line: '%s'", last);
+        snprintf(want, sizeof want, "weighted_f1=%.4f accuracy=%.4f\n", f1, acc);
+        CHECK(!strcmp(last, want) && strlen(last) == strlen("weighted_f1=0.0000 accuracy=0.0000\n"),
+              "last line is not exactly weighted_f1=0.XXXX accuracy=0.XXXX: '%s'", last);
+        while ((p = strstr(p, "\"emotion\": \"")) && n < 64) {
+            p += 12;
+            yp[n++] = emotion_of(p);
+        }
+        CHECK(n == data.n_rows && n == 40, "classify --json gave %d predictions for %d rows", n, data.n_rows);
+        for (i = 0; i < n && i < data.n_rows; i++) yt[i] = data.rows[i].emotion;
+        mmspcl_confusion(yt, yp, n, MMSPCL_NUM_EMOTIONS, cm);
+        mmspcl_metrics_from_confusion(cm, MMSPCL_NUM_EMOTIONS, NULL, &mt);
+        CHECK(fabs(mt.weighted_f1 - f1) < 6e-5 && fabs(mt.accuracy - acc) < 6e-5,
+              "eval says %.4f/%.4f, classify's predictions give %.4f/%.4f", f1, acc, mt.weighted_f1, mt.accuracy);
+        CHECK(strstr(js, "\"sentiment\": \"") && strstr(js, "\"emotion_confidence\": ") && js[0] == '[', "JSON fields");
+        CHECK(strstr(ev, "confusion (rows: true, columns: predicted)") && strstr(ev, "precision"), "eval's table");
+        meld_csv_free(&data);
+        {
+            FILE *s = fopen("build/tests/e2e.svg", "rb");
+            char head[8] = {0};
+            CHECK(s && fread(head, 1, 4, s) == 4 && !memcmp(head, "<svg", 4), "SVG written");
+            if (s) fclose(s);
+        }
+    }
+    free(ev);
+    free(js);
+}
+
+/* 4. classify's text output */
+static void test_classify_text(void) {
+    char *out = run("printf 'Monica: Okay, everybody relax.\\nRoss: I am so happy for you!\\nno speaker here\\n' | "
+                    "build/mmspcl classify -m " MODEL " -");
+    CHECK(out != NULL, "classify - failed");
+    if (out) {
+        char emo[32], sent[32], rest[256];
+        int pe, ps, lines = 0, ok = 0;
+        const char *p = out;
+        while (*p) {
+            const char *nl = strchr(p, '\n');
+            if (sscanf(p, "%31s %d%% %31s %d%% %255[^\n]", emo, &pe, sent, &ps, rest) == 5 &&
+                mmspcl_emotion_id(emo) >= 0 && mmspcl_sentiment_id(sent) >= 0 && pe >= 0 && pe <= 100 && ps >= 0 && ps <= 100)
+                ok++;
+            lines++;
+            if (!nl) break;
+            p = nl + 1;
+        }
+        CHECK(lines == 3 && ok == 3, "classify printed %d lines, %d well formed:\n%s", lines, ok, out);
+        CHECK(strstr(out, "Monica: Okay, everybody relax.") && strstr(out, "Speaker: no speaker here"), "speakers:\n%s", out);
+        free(out);
+    }
+}
+
+/* 5. q8_0 copy */
+static void test_q8_copy(void) {
+    mmspcl_error err;
+    mmspcl_classifier a, b;
+    meld_csv data;
+    CHECK(meld_quantize_file(MODEL, MODEL_Q8, MMSPCL_Q8_0, &err) == MMSPCL_OK, "quantize: %s", err.msg);
+    if (mmspcl_classifier_load(&a, MODEL, &err) == MMSPCL_OK) {
+        if (mmspcl_classifier_load(&b, MODEL_Q8, &err) == MMSPCL_OK) {
+            if (meld_csv_load(SMALL_CSV, &data, &err) == MMSPCL_OK) {
+                float ea[40 * 7], eb[40 * 7];
+                mmspcl_turn turns[40];
+                int i, pa[40], pb[40], same = 0;
+                for (i = 0; i < 40; i++) { turns[i].speaker = data.rows[i].speaker; turns[i].text = data.rows[i].utterance; }
+                CHECK(mmspcl_classifier_classify(&a, turns, 40, NULL, ea, NULL, &err) == MMSPCL_OK, "predict f32: %s", err.msg);
+                CHECK(mmspcl_classifier_classify(&b, turns, 40, NULL, eb, NULL, &err) == MMSPCL_OK, "predict q8: %s", err.msg);
+                mmspcl_argmax_rows(ea, 40, 7, pa);
+                mmspcl_argmax_rows(eb, 40, 7, pb);
+                for (i = 0; i < 40; i++) same += pa[i] == pb[i];
+                CHECK(same >= 36, "q8_0 agrees with f32 on %d of 40 utterances", same);
+                meld_csv_free(&data);
+            }
+            mmspcl_classifier_free(&b);
+        } else CHECK(0, "load q8: %s", err.msg);
+        mmspcl_classifier_free(&a);
+    } else CHECK(0, "load: %s", err.msg);
+}
+
+/* 6. from memory, the same as from a file; the example prints what mmspcl classify prints */
+static void test_from_memory(void) {
+    mmspcl_classifier a, b;
+    mmspcl_error err;
+    unsigned char *bytes = NULL;
+    size_t size = 0;
+    static const mmspcl_turn turns[3] = {{"Monica", "Okay, everybody relax."}, {"Ross", "I am so happy for you!"},
+                                         {"Monica", "What? Why would you do that?"}};
+    float ea[3 * 7], eb[3 * 7], sa[3 * 3], sb[3 * 3];
+    CHECK(mmspcl_read_file(MODEL, (size_t)1 << 30, &bytes, &size, &err) == MMSPCL_OK, "read %s: %s", MODEL, err.msg);
+    if (!bytes) return;
+    if (mmspcl_classifier_load(&a, MODEL, &err) == MMSPCL_OK) {
+        if (mmspcl_classifier_from_memory(&b, bytes, size, &err) != MMSPCL_OK) CHECK(0, "from_memory: %s", err.msg);
+        else {
+            CHECK(mmspcl_classifier_classify(&a, turns, 3, NULL, ea, sa, &err) == MMSPCL_OK, "classify: %s", err.msg);
+            CHECK(mmspcl_classifier_classify(&b, turns, 3, NULL, eb, sb, &err) == MMSPCL_OK, "classify: %s", err.msg);
+            CHECK(!memcmp(ea, eb, sizeof ea) && !memcmp(sa, sb, sizeof sa), "from memory gives other probabilities");
+            mmspcl_classifier_free(&b);
+        }
+        CHECK(mmspcl_classifier_classify(&a, turns, 3, "no-such-head", ea, NULL, &err) == MMSPCL_ERR_ARG &&
+              strstr(err.msg, "no-such-head"), "unknown head: %s", err.msg);
+        mmspcl_classifier_free(&a);
+    } else CHECK(0, "load: %s", err.msg);
+    /* a file that is not a classifier: refused, naming it */
+    CHECK(mmspcl_classifier_from_memory(&b, bytes, 64, &err) != MMSPCL_OK && err.msg[0], "a truncated file loads");
+    mmspcl_free(bytes);
+}
+
+static void test_example_same_labels(void) {
+    char *cli = run("build/mmspcl classify -m weights/meld-text-q8_0.mmw examples/dialogue.txt");
+    char *ex = run("build/examples/classify_dialogue weights/meld-text-q8_0.mmw examples/dialogue.txt");
+    CHECK(cli && ex && cli[0] && !strcmp(cli, ex), "classify_dialogue and mmspcl classify differ:\n%s---\n%s", cli ? cli : "",
+          ex ? ex : "");
+    free(cli);
+    free(ex);
+}
+
 int main(void) {
-    /* 1. hand-checked metrics */
-    {
-        static const int yt[10] = {0, 0, 0, 1, 1, 2, 2, 2, 2, 3}, yp[10] = {0, 1, 0, 1, 1, 2, 0, 2, 3, 3};
-        /* F1: 0: P 2/3 R 2/3 -> 2/3; 1: P 2/3 R 1 -> 0.8; 2: P 1 R 1/2 -> 2/3; 3: P 1/2 R 1 -> 2/3
-           weighted (3*2/3 + 2*0.8 + 4*2/3 + 1*2/3) / 10 = 0.693333..., accuracy 0.7, macro 0.7 */
-        static const double f1a[4] = {2.0 / 3, 0.8, 2.0 / 3, 2.0 / 3};
-        /* class 1 never predicted (zero_division=0 -> 0): weighted (0.5 + 0 + 2 * 2/3) / 4 */
-        static const int yt2[4] = {0, 1, 2, 2}, yp2[4] = {0, 0, 0, 2};
-        static const double f1b[3] = {0.5, 0.0, 2.0 / 3};
-        metrics_case(yt, yp, 10, 4, 6.9333333333333333 / 10, 0.7, 0.7, f1a);
-        metrics_case(yt2, yp2, 4, 3, (0.5 + 4.0 / 3) / 4, 0.5, (0.5 + 2.0 / 3) / 3, f1b);
+    FILE *f;
+    test_metrics();
+    if (!(f = fopen(MELD "/train_sent_emo.csv", "rb"))) {
+        printf("(no %s: training checks skipped)\n", MELD);
+        return TEST_END();
     }
-    {
-        FILE *f = fopen(MELD "/train_sent_emo.csv", "rb");
-        if (!f) {
-            printf("(no %s: training checks skipped)\n", MELD);
-            return TEST_END();
-        }
-        fclose(f);
-    }
-    /* 2. a short training run */
-    {
-        char *out = run("build/mmspcl train --meld " MELD " -o " MODEL " --limit 24 --hidden 32 --layers 1 --heads 2 --ffn 64"
-                        " --max-len 48 --mlm-epochs 4 --mlm-lr 3e-3 --epochs 2 --msve-epochs 2 --ngram-bits 12"
-                        " --msve-hidden 8 --no-checkpoint --quiet 2>&1");
-        mmspcl_weights *w = NULL;
-        mmspcl_error err;
-        CHECK(out != NULL, "mmspcl train failed");
-        free(out);
-        CHECK(mmspcl_weights_open(&w, MODEL, &err) == MMSPCL_OK, "open %s: %s", MODEL, err.msg);
-        if (w) {
-            const mmspcl_tensor *lm = mmspcl_weights_find(w, "meld.log.mlm"), *ls = mmspcl_weights_find(w, "meld.log.spcl");
-            mmspcl_roberta *enc = NULL;
-            mmspcl_bpe *tok = NULL;
-            CHECK(lm && lm->ndim == 2 && lm->ne[0] == 4 && lm->ne[1] == 3, "meld.log.mlm: 4 epochs of [epoch, loss, -]");
-            if (lm && lm->ne[0] == 4) {
-                const float *d = (const float *)lm->data;
-                CHECK(d[3 * 3 + 1] < d[1] - 0.5f, "MLM loss %.3f -> %.3f: not lowered", d[1], d[3 * 3 + 1]);
-                printf("MLM loss per epoch: %.3f %.3f %.3f %.3f\n", d[1], d[4], d[7], d[10]);
-            }
-            CHECK(ls && ls->ne[0] >= 1 && isfinite(((const float *)ls->data)[1]), "meld.log.spcl");
-            CHECK(mmspcl_roberta_load(&enc, w, 2, 48, &err) == MMSPCL_OK, "roberta_load: %s", err.msg);
-            CHECK(mmspcl_bpe_from_weights(&tok, w, &err) == MMSPCL_OK, "bpe_from_weights: %s", err.msg);
-            if (tok) {
-                /* the cut vocabulary keeps training words whole and spells any other text out */
-                int32_t ids[64];
-                char back[256];
-                int n = mmspcl_bpe_encode(tok, "Joey: How you doin'? Zyxwvut!", 29, ids, 64);
-                size_t L = mmspcl_bpe_decode(tok, ids, n, back, sizeof back);
-                CHECK(n > 0 && n <= 64 && L == 29 && !memcmp(back, "Joey: How you doin'? Zyxwvut!", 29), "round trip: '%s'", back);
-                CHECK(mmspcl_bpe_token_id(tok, "<mask>") == mmspcl_bpe_vocab_size(tok) - 1 &&
-                      mmspcl_bpe_pad_id(tok) == 1 && mmspcl_bpe_bos_id(tok) == 0 && mmspcl_bpe_eos_id(tok) == 2, "special ids");
-            }
-            mmspcl_bpe_free(tok);
-            mmspcl_roberta_free(enc);
-            mmspcl_weights_free(w);
-        }
-    }
-    /* deterministic for a seed, whatever the thread count: the same run on one thread gives the
-       same bytes */
-    {
-        char *out = run("OMP_NUM_THREADS=1 build/mmspcl train --meld " MELD " -o build/tests/e2e-1thread.mmw --limit 24 --hidden 32"
-                        " --layers 1 --heads 2 --ffn 64 --max-len 48 --mlm-epochs 4 --mlm-lr 3e-3 --epochs 2 --msve-epochs 2"
-                        " --ngram-bits 12 --msve-hidden 8 --no-checkpoint --quiet 2>&1");
-        FILE *f1 = fopen(MODEL, "rb"), *f2 = fopen("build/tests/e2e-1thread.mmw", "rb");
-        int same = f1 && f2, c1, c2;
-        while (same) {
-            c1 = fgetc(f1);
-            c2 = fgetc(f2);
-            if (c1 != c2) same = 0;
-            if (c1 == EOF || c2 == EOF) break;
-        }
-        CHECK(out && same, "a second run of the same training (1 thread) wrote a different file");
-        if (f1) fclose(f1);
-        if (f2) fclose(f2);
-        free(out);
-    }
-    /* a small CSV: the header and the first 40 rows of dev */
-    {
-        FILE *in = fopen(MELD "/dev_sent_emo.csv", "rb"), *o = fopen(SMALL_CSV, "wb");
-        char line[4096];
-        int k = 0;
-        while (in && o && k < 41 && fgets(line, sizeof line, in)) { fputs(line, o); k++; }
-        if (in) fclose(in);
-        if (o) fclose(o);
-        CHECK(k == 41, "cannot write %s", SMALL_CSV);
-    }
-    /* 3. eval's last line == metrics of classify --json's predictions */
-    {
-        char *ev = run("build/mmspcl eval -m " MODEL " --csv " SMALL_CSV " --svg build/tests/e2e.svg");
-        char *js = run("build/mmspcl classify -m " MODEL " --json " SMALL_CSV);
-        mmspcl_meld data;
-        mmspcl_error err;
-        CHECK(ev && js, "eval / classify failed");
-        if (ev && js && mmspcl_meld_load(SMALL_CSV, &data, &err) == MMSPCL_OK) {
-            const char *last = ev + strlen(ev);
-            double f1 = -1, acc = -1;
-            int yp[64], yt[64], n = 0, i;
-            const char *p = js;
-            int64_t cm[64];
-            mmspcl_metrics mt;
-            char want[64];
-            while (last > ev && last[-1] == '\n') last--;
-            while (last > ev && last[-1] != '\n') last--;
-            CHECK(sscanf(last, "weighted_f1=%lf accuracy=%lf", &f1, &acc) == 2, "eval's last line: '%s'", last);
-            snprintf(want, sizeof want, "weighted_f1=%.4f accuracy=%.4f\n", f1, acc);
-            CHECK(!strcmp(last, want) && strlen(last) == strlen("weighted_f1=0.0000 accuracy=0.0000\n"),
-                  "last line is not exactly weighted_f1=0.XXXX accuracy=0.XXXX: '%s'", last);
-            while ((p = strstr(p, "\"emotion\": \"")) && n < 64) {
-                p += 12;
-                yp[n++] = emotion_of(p);
-            }
-            CHECK(n == data.n_rows && n == 40, "classify --json gave %d predictions for %d rows", n, data.n_rows);
-            for (i = 0; i < n && i < data.n_rows; i++) yt[i] = data.rows[i].emotion;
-            mmspcl_confusion(yt, yp, n, MMSPCL_NUM_EMOTIONS, cm);
-            mmspcl_metrics_from_confusion(cm, MMSPCL_NUM_EMOTIONS, NULL, &mt);
-            CHECK(fabs(mt.weighted_f1 - f1) < 6e-5 && fabs(mt.accuracy - acc) < 6e-5,
-                  "eval says %.4f/%.4f, classify's predictions give %.4f/%.4f", f1, acc, mt.weighted_f1, mt.accuracy);
-            CHECK(strstr(js, "\"sentiment\": \"") && strstr(js, "\"emotion_confidence\": ") && js[0] == '[', "JSON fields");
-            CHECK(strstr(ev, "confusion (rows: true, columns: predicted)") && strstr(ev, "precision"), "eval's table");
-            mmspcl_meld_free(&data);
-            {
-                FILE *s = fopen("build/tests/e2e.svg", "rb");
-                char head[8] = {0};
-                CHECK(s && fread(head, 1, 4, s) == 4 && !memcmp(head, "<svg", 4), "SVG written");
-                if (s) fclose(s);
-            }
-        }
-        free(ev);
-        free(js);
-    }
-    /* 4. classify's text output */
-    {
-        char *out = run("printf 'Monica: Okay, everybody relax.\\nRoss: I am so happy for you!\\nno speaker here\\n' | "
-                        "build/mmspcl classify -m " MODEL " -");
-        CHECK(out != NULL, "classify - failed");
-        if (out) {
-            char emo[32], sent[32], rest[256];
-            int pe, ps, lines = 0, ok = 0;
-            const char *p = out;
-            while (*p) {
-                const char *nl = strchr(p, '\n');
-                if (sscanf(p, "%31s %d%% %31s %d%% %255[^\n]", emo, &pe, sent, &ps, rest) == 5 &&
-                    mmspcl_emotion_id(emo) >= 0 && mmspcl_sentiment_id(sent) >= 0 && pe >= 0 && pe <= 100 && ps >= 0 && ps <= 100)
-                    ok++;
-                lines++;
-                if (!nl) break;
-                p = nl + 1;
-            }
-            CHECK(lines == 3 && ok == 3, "classify printed %d lines, %d well formed:\n%s", lines, ok, out);
-            CHECK(strstr(out, "Monica: Okay, everybody relax.") && strstr(out, "Speaker: no speaker here"), "speakers:\n%s", out);
-            free(out);
-        }
-    }
-    /* 5. q8_0 copy */
-    {
-        mmspcl_error err;
-        mmspcl_meld_model a, b;
-        mmspcl_meld data;
-        CHECK(mmspcl_meld_quantize_file(MODEL, MODEL_Q8, MMSPCL_Q8_0, &err) == MMSPCL_OK, "quantize: %s", err.msg);
-        if (mmspcl_meld_model_load(&a, MODEL, &err) == MMSPCL_OK) {
-            if (mmspcl_meld_model_load(&b, MODEL_Q8, &err) == MMSPCL_OK) {
-                if (mmspcl_meld_load(SMALL_CSV, &data, &err) == MMSPCL_OK) {
-                    float ea[40 * 7], eb[40 * 7];
-                    mmspcl_turn turns[40];
-                    int i, pa[40], pb[40], same = 0;
-                    for (i = 0; i < 40; i++) { turns[i].speaker = data.rows[i].speaker; turns[i].text = data.rows[i].utterance; }
-                    CHECK(mmspcl_meld_predict(&a, turns, 40, NULL, ea, NULL, &err) == MMSPCL_OK, "predict f32: %s", err.msg);
-                    CHECK(mmspcl_meld_predict(&b, turns, 40, NULL, eb, NULL, &err) == MMSPCL_OK, "predict q8: %s", err.msg);
-                    mmspcl_argmax_rows(ea, 40, 7, pa);
-                    mmspcl_argmax_rows(eb, 40, 7, pb);
-                    for (i = 0; i < 40; i++) same += pa[i] == pb[i];
-                    CHECK(same >= 36, "q8_0 agrees with f32 on %d of 40 utterances", same);
-                    mmspcl_meld_free(&data);
-                }
-                mmspcl_meld_model_free(&b);
-            } else CHECK(0, "load q8: %s", err.msg);
-            mmspcl_meld_model_free(&a);
-        } else CHECK(0, "load: %s", err.msg);
-    }
+    fclose(f);
+    test_training_run();
+    test_one_thread_same_bytes();
+    write_small_csv();
+    test_eval_matches_classify();
+    test_classify_text();
+    test_q8_copy();
+    test_from_memory();
+    test_example_same_labels();
     return TEST_END();
 }

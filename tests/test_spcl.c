@@ -2,6 +2,8 @@
    logic re-stated in Python over an independent BPE), and z_t = hidden state at <mask>. */
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
+#define MELD_CSV_IMPLEMENTATION
+#include "tools/train/meld_csv.h"
 #include "tests/test.h"
 #include <stdlib.h>
 #include <string.h>
@@ -31,14 +33,14 @@ int main(void) {
     if (!tok || !f) { CHECK(0, "setup failed"); return TEST_END(); }
     while (fgets(line, sizeof line, f)) {
         int dia, max_len, n_turns, t, d;
-        mmspcl_meld meld;
+        meld_csv meld;
         mmspcl_error err;
         mmspcl_turn *tt;
         int32_t *ids;
         int *lengths, *mask_pos;
         if (sscanf(line, "dialogue %63s %d %d %d", csv_name, &dia, &max_len, &n_turns) != 4) continue;
         snprintf(path, sizeof path, "../shared/data/meld/%s", csv_name);
-        if (mmspcl_meld_load(path, &meld, &err)) { CHECK(0, "%s", err.msg); break; }
+        if (meld_csv_load(path, &meld, &err)) { CHECK(0, "%s", err.msg); break; }
         for (d = 0; d < meld.n_dialogues && meld.rows[meld.dialogue_start[d]].dialogue_id != dia; d++) {}
         CHECK(d < meld.n_dialogues && meld.dialogue_start[d + 1] - meld.dialogue_start[d] == n_turns, "%s dialogue %d", csv_name, dia);
         tt = (mmspcl_turn *)calloc((size_t)n_turns, sizeof *tt);
@@ -65,7 +67,7 @@ int main(void) {
         }
         dialogues++;
         free(tt); free(ids); free(lengths); free(mask_pos);
-        mmspcl_meld_free(&meld);
+        meld_csv_free(&meld);
     }
     fclose(f);
     printf("  %d dialogues, %d/%d prompts identical to the reference\n", dialogues, turns_ok, turns);

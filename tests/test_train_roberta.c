@@ -24,26 +24,26 @@ static const int mrows[3] = {2, 6, 12};
 static const int32_t mtgt[3] = {3, 8, 5};
 
 /* L = sum_t r_t . out_t + MLM loss at mrows */
-static double loss_of(mmspcl_rt *m, float *dout, int backward) {
+static double loss_of(mmspcl_roberta_train *m, float *dout, int backward) {
     mmspcl_error err;
     double L = 0.0, lm;
     int i, n;
-    if (mmspcl_rt_forward(m, &ids[0][0], lens, B, S, &err)) { fprintf(stderr, "%s\n", err.msg); return 0; }
+    if (mmspcl_roberta_train_forward(m, &ids[0][0], lens, B, S, &err)) { fprintf(stderr, "%s\n", err.msg); return 0; }
     n = m->T * m->cfg.hidden_size;
     for (i = 0; i < n; i++) L += (double)rdir[i] * m->out[i];
-    lm = mmspcl_rt_mlm_loss(m, mrows, mtgt, 3, dout, &err);
+    lm = mmspcl_roberta_train_mlm_loss(m, mrows, mtgt, 3, dout, &err);
     L += lm;
     if (backward) {
         for (i = 0; i < n; i++) dout[i] += rdir[i];
         mmspcl_params_zero_grad(&m->P);
-        mmspcl_rt_backward(m, dout, NULL, &err);
+        mmspcl_roberta_train_backward(m, dout, NULL, &err);
     }
     return L;
 }
 
 int main(void) {
     mmspcl_roberta_config c;
-    mmspcl_rt m;
+    mmspcl_roberta_train m;
     mmspcl_error err;
     mmspcl_rng rng;
     float dout[B * S * 16];
@@ -52,11 +52,11 @@ int main(void) {
     memset(&c, 0, sizeof c);
     c.vocab_size = 11; c.hidden_size = 16; c.num_layers = 2; c.num_heads = 2; c.intermediate_size = 32;
     c.max_positions = 10; c.type_vocab_size = 1; c.pad_id = 1; c.layer_norm_eps = 1e-5f;
-    CHECK(mmspcl_rt_create(&m, &c, 1, 42, 64, S, &err) == MMSPCL_OK, "create: %s", err.msg);
+    CHECK(mmspcl_roberta_train_create(&m, &c, 1, 42, 64, S, &err) == MMSPCL_OK, "create: %s", err.msg);
     /* bigger random weights than the 0.02 init so every path carries signal */
     mmspcl_rng_seed(&rng, 7);
     for (i = 0; i < (int)m.P.n; i++) m.P.w[i] += 0.3 * mmspcl_rng_normal(&rng);
-    mmspcl_rt_sync(&m);
+    mmspcl_roberta_train_sync(&m);
     for (i = 0; i < B * S * 16; i++) rdir[i] = (float)mmspcl_rng_normal(&rng);
 
     /* 1. forward == mmspcl_roberta_forward */
@@ -70,13 +70,13 @@ int main(void) {
         float hidden[B * S * 16];
         double md = 0;
         int b;
-        CHECK(mmspcl_rt_write_config(&m, wr, &err) == MMSPCL_OK, "config");
-        CHECK(mmspcl_rt_write_tensors(&m, wr, MMSPCL_F32, &hold, &err) == MMSPCL_OK, "tensors: %s", err.msg);
+        CHECK(mmspcl_roberta_train_write_config(&m, wr, &err) == MMSPCL_OK, "config");
+        CHECK(mmspcl_roberta_train_write_tensors(&m, wr, MMSPCL_F32, &hold, &err) == MMSPCL_OK, "tensors: %s", err.msg);
         CHECK(mmspcl_writer_save_to_memory(wr, &bytes, &size, &err) == MMSPCL_OK, "save: %s", err.msg);
         CHECK(mmspcl_weights_from_memory(&w, bytes, size, &err) == MMSPCL_OK, "open: %s", err.msg);
         CHECK(mmspcl_roberta_load(&r, w, B, S, &err) == MMSPCL_OK, "load: %s", err.msg);
         CHECK(mmspcl_roberta_forward(r, &ids[0][0], lens, B, S, hidden, &err) == MMSPCL_OK, "fwd: %s", err.msg);
-        CHECK(mmspcl_rt_forward(&m, &ids[0][0], lens, B, S, &err) == MMSPCL_OK, "rt fwd");
+        CHECK(mmspcl_roberta_train_forward(&m, &ids[0][0], lens, B, S, &err) == MMSPCL_OK, "rt fwd");
         for (b = 0, t = 0; b < B; b++)
             for (i = 0; i < lens[b] * 16; i++) {
                 double d = fabs((double)hidden[b * S * 16 + i] - m.out[(size_t)t * 16 + i]);
@@ -95,10 +95,10 @@ int main(void) {
         float packed[B * S * 16];
         int b, start = 0;
         double md = 0;
-        mmspcl_rt_forward(&m, &ids[0][0], lens, B, S, &err);
+        mmspcl_roberta_train_forward(&m, &ids[0][0], lens, B, S, &err);
         memcpy(packed, m.out, sizeof(float) * m.T * 16);
         for (b = 0; b < B; b++) {
-            mmspcl_rt_forward(&m, ids[b], &lens[b], 1, S, &err);
+            mmspcl_roberta_train_forward(&m, ids[b], &lens[b], 1, S, &err);
             for (i = 0; i < lens[b] * 16; i++) {
                 double d = fabs((double)packed[start * 16 + i] - m.out[i]);
                 if (d > md) md = d;
@@ -120,9 +120,9 @@ int main(void) {
                 size_t j = pi->off + (pi->n <= 12 ? (size_t)k : (size_t)mmspcl_rng_int(&rng, (int)pi->n));
                 const double h = 1e-2, w0 = m.P.w[j];
                 double lp, lmn, num;
-                m.P.w[j] = w0 + h; mmspcl_rt_sync(&m); lp = loss_of(&m, dout, 0);
-                m.P.w[j] = w0 - h; mmspcl_rt_sync(&m); lmn = loss_of(&m, dout, 0);
-                m.P.w[j] = w0; mmspcl_rt_sync(&m);
+                m.P.w[j] = w0 + h; mmspcl_roberta_train_sync(&m); lp = loss_of(&m, dout, 0);
+                m.P.w[j] = w0 - h; mmspcl_roberta_train_sync(&m); lmn = loss_of(&m, dout, 0);
+                m.P.w[j] = w0; mmspcl_roberta_train_sync(&m);
                 num = (lp - lmn) / (2 * h);
                 checked++;
                 if (fabs(num - ana[j]) > 0.03 * fmax(fabs(num), fabs(ana[j])) + 3e-3) {
@@ -148,17 +148,17 @@ int main(void) {
             int rowsall[3];
             (void)l;
             memcpy(rowsall, mrows, sizeof rowsall);
-            l = mmspcl_rt_mlm_loss(&m, rowsall, mtgt, 3, dout, &err);
+            l = mmspcl_roberta_train_mlm_loss(&m, rowsall, mtgt, 3, dout, &err);
             if (s == 0) first = l;
             last = l;
             mmspcl_params_zero_grad(&m.P);
-            mmspcl_rt_backward(&m, dout, NULL, &err);
+            mmspcl_roberta_train_backward(&m, dout, NULL, &err);
             mmspcl_grad_clip(&m.P, 5.0);
             mmspcl_adamw_step(&m.P, &ac, 1e-2);
-            mmspcl_rt_sync(&m);
+            mmspcl_roberta_train_sync(&m);
         }
         CHECK(last < 0.5 * first, "MLM loss %g -> %g after 30 steps", first, last);
     }
-    mmspcl_rt_free(&m);
+    mmspcl_roberta_train_free(&m);
     return TEST_END();
 }

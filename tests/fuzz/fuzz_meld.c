@@ -1,21 +1,23 @@
-/* fuzz_meld.c — the MELD CSV reader (mmspcl_meld_parse): RFC 4180 quoting, CRLF/LF, header
+/* fuzz_meld.c — the MELD CSV reader (meld_csv_parse): RFC 4180 quoting, CRLF/LF, header
    lookup by name, labels and ids. What it returns is checked for consistency: every row's
    strings are NUL-terminated, labels in range, dialogues partition the rows in order. Seeds: the
    first rows of MELD's CSV files (main and dyadic splits), a plain transcript, quoting cases. */
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
+#define MELD_CSV_IMPLEMENTATION
+#include "tools/train/meld_csv.h"
 #include "tests/fuzz/fuzz.h"
 
 #include <string.h>
 
 FUZZ_TARGET(meld) {
-    mmspcl_meld m;
+    meld_csv m;
     mmspcl_error err;
     int i;
-    if (mmspcl_meld_parse((const char *)data, size, "fuzz.csv", &m, &err) != MMSPCL_OK) return 0;
+    if (meld_csv_parse((const char *)data, size, "fuzz.csv", &m, &err) != MMSPCL_OK) return 0;
     FUZZ_CHECK(m.n_rows >= 0 && m.n_dialogues >= 0 && m.n_dialogues <= m.n_rows);
     for (i = 0; i < m.n_rows; i++) {
-        const mmspcl_meld_row *r = &m.rows[i];
+        const meld_row *r = &m.rows[i];
         FUZZ_CHECK(r->utterance != NULL && r->speaker != NULL);
         FUZZ_CHECK(strlen(r->utterance) <= size && strlen(r->speaker) <= size);
         FUZZ_CHECK(r->emotion >= -1 && r->emotion < MMSPCL_NUM_EMOTIONS);
@@ -27,6 +29,6 @@ FUZZ_TARGET(meld) {
         for (i = 0; i < m.n_dialogues; i++) FUZZ_CHECK(m.dialogue_start[i] < m.dialogue_start[i + 1]);
         FUZZ_CHECK(m.dialogue_start[m.n_dialogues] == m.n_rows);
     }
-    mmspcl_meld_free(&m);
+    meld_csv_free(&m);
     return 0;
 }

@@ -6,33 +6,13 @@
    with its emotion, sentiment and their confidences (softmax probabilities of the MSVE heads);
    --json prints one JSON array of objects instead. */
 #include "mmspcl.h"
-#include "mmspcl_train.h"
+#include "tools/train/meld_csv.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
 
 #define CMD "classify"
-
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    size_t cap = 1 << 16, len = 0, got;
-    char *buf;
-    if (!f) return NULL;
-    buf = (char *)malloc(cap + 1);
-    while (buf && (got = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) {
-            char *p = (char *)realloc(buf, cap * 2 + 1);
-            if (!p) { free(buf); buf = NULL; break; }
-            buf = p;
-            cap *= 2;
-        }
-    }
-    if (f != stdin) fclose(f);
-    if (buf) { buf[len] = 0; *n = len; }
-    return buf;
-}
 
 static void json_str(const char *s) {
     putchar('"');
@@ -56,14 +36,16 @@ static int best_of(const float *p, int C) {
 
 int mmspcl_cmd_classify(int argc, char **argv) {
     const char *model = NULL, *file = NULL, *head = NULL;
-    int json = 0, a, i, d, rc = 1, n = 0, cap = 0, n_dlg = 0, first = 1;
+    int json = 0, a, i, d, rc = 1, n = 0, n_dlg = 0, first = 1;
     int *dstart = NULL;
     mmspcl_turn *turns = NULL;
-    mmspcl_meld csv;
+    meld_csv csv;
     int have_csv = 0;
-    mmspcl_meld_model m;
+    mmspcl_classifier m;
     mmspcl_error err;
-    char *text = NULL;
+    unsigned char *text = NULL;
+    mmspcl_dialogues dlg;
+    int have_dlg = 0;
     size_t len = 0;
     float *emo = NULL, *sent = NULL;
     for (a = 1; a < argc; a++) {
@@ -74,10 +56,11 @@ int mmspcl_cmd_classify(int argc, char **argv) {
         else { fprintf(stderr, "usage: mmspcl classify -m MODEL FILE|- [--json] [--head H]\n"); return 2; }
     }
     if (!model || !file) { fprintf(stderr, "usage: mmspcl classify -m MODEL FILE|- [--json] [--head H]\n"); return 2; }
-    if (!(text = slurp(file, &len))) return cli_fail(CMD, "cannot read %s", file);
-    if (mmspcl_meld_model_load(&m, model, &err)) { free(text); return cli_fail(CMD, "%s", err.msg); }
-    if (!strncmp(text, "Sr No.,", 7) || !strncmp(text, "\xEF\xBB\xBFSr No.,", 10) || !strncmp(text, "Utterance,Speaker", 17)) {
-        if (mmspcl_meld_parse(text, len, file, &csv, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (mmspcl_read_file(file, (size_t)1 << 31, &text, &len, &err)) return cli_fail(CMD, "%s", err.msg);
+    if (mmspcl_classifier_load(&m, model, &err)) { mmspcl_free(text); return cli_fail(CMD, "%s", err.msg); }
+    if (!strncmp((const char *)text, "Sr No.,", 7) || !strncmp((const char *)text, "\xEF\xBB\xBFSr No.,", 10) ||
+        !strncmp((const char *)text, "Utterance,Speaker", 17)) {
+        if (meld_csv_parse((const char *)text, len, file, &csv, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
         have_csv = 1;
         n = csv.n_rows;
         n_dlg = csv.n_dialogues;
@@ -87,39 +70,12 @@ int mmspcl_cmd_classify(int argc, char **argv) {
         for (i = 0; i < n; i++) { turns[i].speaker = csv.rows[i].speaker; turns[i].text = csv.rows[i].utterance; }
         for (d = 0; d <= n_dlg; d++) dstart[d] = csv.dialogue_start[d];
     } else {
-        char *p = text, *end = text + len;
-        int blank = 1;
-        dstart = (int *)malloc(sizeof(int) * (len + 2));
-        if (!dstart) { cli_fail(CMD, "out of memory"); goto done; }
-        while (p < end) {
-            char *nl = (char *)memchr(p, '\n', (size_t)(end - p)), *line = p, *colon, *e;
-            if (!nl) nl = end;
-            *nl = 0;
-            e = nl;
-            while (e > line && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
-            while (*line == ' ' || *line == '\t') line++;
-            p = nl + 1;
-            if (!*line) { blank = 1; continue; }
-            if (*line == '#') continue;
-            if (n == cap) {
-                mmspcl_turn *q = (mmspcl_turn *)realloc(turns, sizeof *turns * (size_t)(cap = cap ? cap * 2 : 64));
-                if (!q) { cli_fail(CMD, "out of memory"); goto done; }
-                turns = q;
-            }
-            colon = strchr(line, ':');
-            if (colon && colon - line <= 40 && colon[1] == ' ') {
-                *colon = 0;
-                turns[n].speaker = line;
-                turns[n].text = colon + 2;
-            } else {
-                turns[n].speaker = "Speaker";
-                turns[n].text = line;
-            }
-            if (blank) dstart[n_dlg++] = n;
-            blank = 0;
-            n++;
-        }
-        dstart[n_dlg] = n;
+        if (mmspcl_dialogues_parse((const char *)text, len, &dlg, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+        have_dlg = 1;
+        n = dlg.n_turns;
+        n_dlg = dlg.n_dialogues;
+        turns = dlg.turns;
+        dstart = dlg.start;
     }
     if (n == 0) { cli_fail(CMD, "%s holds no utterances", file); goto done; }
     emo = (float *)malloc(sizeof(float) * (size_t)n * MMSPCL_NUM_EMOTIONS);
@@ -127,7 +83,7 @@ int mmspcl_cmd_classify(int argc, char **argv) {
     if (!emo || !sent) { cli_fail(CMD, "out of memory"); goto done; }
     for (d = 0; d < n_dlg; d++) {
         const int s = dstart[d], e = dstart[d + 1];
-        if (mmspcl_meld_predict(&m, turns + s, e - s, head, emo + (size_t)s * MMSPCL_NUM_EMOTIONS,
+        if (mmspcl_classifier_classify(&m, turns + s, e - s, head, emo + (size_t)s * MMSPCL_NUM_EMOTIONS,
                                 sent + (size_t)s * MMSPCL_NUM_SENTIMENTS, &err)) {
             cli_fail(CMD, "%s", err.msg);
             goto done;
@@ -158,8 +114,9 @@ int mmspcl_cmd_classify(int argc, char **argv) {
     if (json) printf("\n]\n");
     rc = 0;
 done:
-    if (have_csv) mmspcl_meld_free(&csv);
-    free(turns); free(dstart); free(emo); free(sent); free(text);
-    mmspcl_meld_model_free(&m);
+    if (have_csv) { meld_csv_free(&csv); free(turns); free(dstart); }
+    if (have_dlg) mmspcl_dialogues_free(&dlg);
+    free(emo); free(sent); mmspcl_free(text);
+    mmspcl_classifier_free(&m);
     return rc;
 }

@@ -9,7 +9,7 @@
    --sentiment scores the sentiment head instead of emotion; --all-heads first prints one line
    per head and task (the views are computed once). */
 #include "mmspcl.h"
-#include "mmspcl_train.h"
+#include "tools/train/meld_csv.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +89,8 @@ static int write_svg(const char *path, const int64_t *cm, int C, const char *con
 int mmspcl_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *csv = NULL, *svg = NULL, *head = NULL;
     int sentiment = 0, all_heads = 0, a, d, i, c, rc = 1, C;
-    mmspcl_meld_model m;
-    mmspcl_meld data;
+    mmspcl_classifier m;
+    meld_csv data;
     mmspcl_error err;
     int *yt = NULL, *yp = NULL;
     float *probs = NULL, *sp = NULL;
@@ -112,8 +112,8 @@ int mmspcl_cmd_eval(int argc, char **argv) {
         }
     }
     if (!model || !csv) { fprintf(stderr, "usage: mmspcl eval -m MODEL --csv FILE [--svg OUT.svg]\n"); return 2; }
-    if (mmspcl_meld_model_load(&m, model, &err)) return cli_fail(CMD, "%s", err.msg);
-    if (mmspcl_meld_load(csv, &data, &err)) { mmspcl_meld_model_free(&m); return cli_fail(CMD, "%s", err.msg); }
+    if (mmspcl_classifier_load(&m, model, &err)) return cli_fail(CMD, "%s", err.msg);
+    if (meld_csv_load(csv, &data, &err)) { mmspcl_classifier_free(&m); return cli_fail(CMD, "%s", err.msg); }
     C = sentiment ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS;
     names = sentiment ? mmspcl_sentiment_names : mmspcl_emotion_names;
     yt = (int *)malloc(sizeof(int) * (size_t)data.n_rows + 1);
@@ -135,7 +135,7 @@ int mmspcl_cmd_eval(int argc, char **argv) {
         if (!vt || !va || !vv) { free(vt); free(va); free(vv); cli_fail(CMD, "out of memory"); goto done; }
         for (d = 0; d < data.n_dialogues; d++) {
             const int s = data.dialogue_start[d], e = data.dialogue_start[d + 1];
-            if (mmspcl_meld_features(&m, turns + s, e - s, vt + (size_t)s * H, va + (size_t)s * D, vv + (size_t)s * H, &err)) {
+            if (mmspcl_classifier_features(&m, turns + s, e - s, vt + (size_t)s * H, va + (size_t)s * D, vv + (size_t)s * H, &err)) {
                 free(vt); free(va); free(vv);
                 cli_fail(CMD, "dialogue %d: %s", d, err.msg);
                 goto done;
@@ -151,7 +151,7 @@ int mmspcl_cmd_eval(int argc, char **argv) {
                 int64_t cm2[MMSPCL_MAX_CLASSES * MMSPCL_MAX_CLASSES];
                 mmspcl_metrics mt2;
                 for (i = 0; i < data.n_rows; i++) yt[i] = is_s ? data.rows[i].sentiment : data.rows[i].emotion;
-                if (mmspcl_meld_heads(&m, vt, va, vv, data.n_rows, is_s ? NULL : eh[hi], is_s ? sh[hi - 6] : NULL,
+                if (mmspcl_classifier_heads(&m, vt, va, vv, data.n_rows, is_s ? NULL : eh[hi], is_s ? sh[hi - 6] : NULL,
                                       is_s ? NULL : probs, is_s ? sp : NULL, &err)) {
                     printf("head=%s task=%s: %s\n", is_s ? sh[hi - 6] : eh[hi], is_s ? "sentiment" : "emotion", err.msg);
                     continue;
@@ -165,7 +165,7 @@ int mmspcl_cmd_eval(int argc, char **argv) {
             printf("\n");
             for (i = 0; i < data.n_rows; i++) yt[i] = sentiment ? data.rows[i].sentiment : data.rows[i].emotion;
         }
-        if (mmspcl_meld_heads(&m, vt, va, vv, data.n_rows, head, NULL, probs, sp, &err)) {
+        if (mmspcl_classifier_heads(&m, vt, va, vv, data.n_rows, head, NULL, probs, sp, &err)) {
             free(vt); free(va); free(vv);
             cli_fail(CMD, "%s", err.msg);
             goto done;
@@ -196,7 +196,7 @@ int mmspcl_cmd_eval(int argc, char **argv) {
     rc = 0;
 done:
     free(yt); free(yp); free(probs); free(sp); free(turns);
-    mmspcl_meld_free(&data);
-    mmspcl_meld_model_free(&m);
+    meld_csv_free(&data);
+    mmspcl_classifier_free(&m);
     return rc;
 }

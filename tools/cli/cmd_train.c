@@ -1,14 +1,13 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 /* mmspcl train --meld DIR -o MODEL [--seed N] [--resume CKPT] [--bpe DIR] [--q8 OUT] [recipe options]
 
-   The MELD recipe of mmspcl_train.h (mmspcl_meld_train): cut RoBERTa BPE, MLM
-   pretraining on the train transcripts, SPCL fine-tuning with early stopping on dev, text views,
-   MSVE heads. Reads DIR/train_sent_emo.csv and DIR/dev_sent_emo.csv (never the test split).
-   This file holds the training library's implementation for build/mmspcl
-   (MMSPCL_TRAIN_IMPLEMENTATION); the other commands use its declarations. */
-#define MMSPCL_TRAIN_IMPLEMENTATION
+   The front end of the MELD recipe (tools/train/meld_recipe.c, stages in meld_recipe.h): cut
+   RoBERTa BPE, MLM pretraining on the train transcripts, SPCL fine-tuning with early stopping on
+   dev, text views, MSVE heads. Reads DIR/train_sent_emo.csv and DIR/dev_sent_emo.csv (never the
+   test split). */
 #include "mmspcl.h"
 #include "mmspcl_train.h"
+#include "tools/train/meld_recipe.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,21 +63,8 @@ static void train_progress(void *user, const char *stage, int done, int total, c
     }
 }
 
-static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long len;
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) { fclose(f); return NULL; }
-    buf = (char *)malloc((size_t)len + 1);
-    if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) { free(buf); buf = NULL; }
-    fclose(f);
-    if (buf) { buf[len] = 0; *n = (size_t)len; }
-    return buf;
-}
-
 /* keep the first n_dialogues dialogues of a split (for quick runs) */
-static void meld_limit(mmspcl_meld *m, int n_dialogues) {
+static void meld_limit(meld_csv *m, int n_dialogues) {
     if (n_dialogues <= 0 || n_dialogues >= m->n_dialogues) return;
     m->n_dialogues = n_dialogues;
     m->n_rows = m->dialogue_start[n_dialogues];
@@ -87,18 +73,18 @@ static void meld_limit(mmspcl_meld *m, int n_dialogues) {
 int mmspcl_cmd_train(int argc, char **argv) {
     const char *meld_dir = NULL, *out = NULL, *bpe_dir = NULL, *q8 = NULL, *v;
     char path[1024], path2[1024], ckpt[1100], jerr[2048];
-    mmspcl_meld_recipe r;
-    mmspcl_meld train, dev;
+    meld_recipe r;
+    meld_csv train, dev;
     mmspcl_error err;
     train_ui ui;
     json_value *root = NULL;
     const char **vocab = NULL, **merges = NULL;
-    char *mtext = NULL;
+    unsigned char *mtext = NULL;
     size_t mlen = 0, i, start;
     int64_t n_vocab = 0, n_merges = 0, id;
     int rc = 1, limit = 0, have_train = 0, have_dev = 0, no_ckpt = 0;
     int a;
-    mmspcl_meld_recipe_defaults(&r);
+    meld_recipe_defaults(&r);
     memset(&ui, 0, sizeof ui);
     for (a = 1; a < argc; a++) {
 #define NUMARG(flag, field, conv) else if (!strcmp(argv[a], flag)) { if (!(v = cli_arg_value(CMD, argc, argv, &a))) return 2; r.field = conv(v); }
@@ -149,10 +135,10 @@ int mmspcl_cmd_train(int argc, char **argv) {
     if (!no_ckpt) { snprintf(ckpt, sizeof ckpt, "%s.ckpt", out); r.checkpoint = ckpt; }
 
     snprintf(path, sizeof path, "%s/train_sent_emo.csv", meld_dir);
-    if (mmspcl_meld_load(path, &train, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (meld_csv_load(path, &train, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
     have_train = 1;
     snprintf(path, sizeof path, "%s/dev_sent_emo.csv", meld_dir);
-    if (mmspcl_meld_load(path, &dev, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (meld_csv_load(path, &dev, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
     have_dev = 1;
     meld_limit(&train, limit);
     meld_limit(&dev, limit ? (limit + 8) / 9 : 0);
@@ -171,7 +157,7 @@ int mmspcl_cmd_train(int argc, char **argv) {
     if (!vocab) { cli_fail(CMD, "out of memory"); goto done; }
     for (i = 0; i < root->count; i++) { json_int(&root->items[i], &id); vocab[id] = root->items[i].key; }
     for (id = 0; id < n_vocab; id++) if (!vocab[id]) vocab[id] = "";
-    if (!(mtext = read_all(path2, &mlen))) { cli_fail(CMD, "%s: cannot read", path2); goto done; }
+    if (mmspcl_read_file(path2, (size_t)1 << 30, &mtext, &mlen, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
     for (i = 0; i < mlen; i++) n_merges += mtext[i] == '\n';
     if (!(merges = (const char **)calloc((size_t)n_merges + 1, sizeof *merges))) { cli_fail(CMD, "out of memory"); goto done; }
     n_merges = 0;
@@ -179,13 +165,13 @@ int mmspcl_cmd_train(int argc, char **argv) {
         if (i == mlen || mtext[i] == '\n') {
             size_t e = i;
             if (e > start && mtext[e - 1] == '\r') e--;
-            if (e > start) { mtext[e] = 0; merges[n_merges++] = mtext + start; }
+            if (e > start) { mtext[e] = 0; merges[n_merges++] = (const char *)mtext + start; }
             start = i + 1;
         }
     fprintf(stderr, "[0m00s] train: %d utterances in %d dialogues, dev %d in %d; encoder %d x %d (heads %d, ffn %d), max_len %d, seed %llu\n",
             train.n_rows, train.n_dialogues, dev.n_rows, dev.n_dialogues, r.layers, r.hidden, r.heads, r.ffn, r.max_len,
             (unsigned long long)r.seed);
-    if (mmspcl_meld_train(&r, &train, &dev, vocab, n_vocab, merges, n_merges, out, train_progress, &ui, &err)) {
+    if (meld_train(&r, &train, &dev, vocab, n_vocab, merges, n_merges, out, train_progress, &ui, &err)) {
         cli_fail(CMD, "%s", err.msg);
         goto done;
     }
@@ -195,16 +181,16 @@ int mmspcl_cmd_train(int argc, char **argv) {
         fprintf(stderr, "[%s] wrote %s\n", el, out);
     }
     if (q8) {
-        if (mmspcl_meld_quantize_file(out, q8, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+        if (meld_quantize_file(out, q8, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
         fprintf(stderr, "wrote %s (q8_0)\n", q8);
     }
     rc = 0;
 done:
-    if (have_train) mmspcl_meld_free(&train);
-    if (have_dev) mmspcl_meld_free(&dev);
+    if (have_train) meld_csv_free(&train);
+    if (have_dev) meld_csv_free(&dev);
     free(vocab);
     free(merges);
-    free(mtext);
+    mmspcl_free(mtext);
     if (root) json_free(root);
     return rc;
 }

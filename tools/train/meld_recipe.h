@@ -1,0 +1,61 @@
+/* tools/train/meld_recipe.h - the MELD text recipe: a small RoBERTa-layout encoder trained from
+   scratch on MELD's training split, then the MSVE heads that the classifier file carries.
+
+   It is an application of the library, not part of it: mmspcl.h runs the file it writes
+   (mmspcl_classifier_load), mmspcl_train.h provides every training piece, and this recipe puts
+   them in order, one stage a function over one state struct (tools/train/meld_recipe.c):
+     1. vocabulary  the RoBERTa BPE cut to the tokens the training split's SPCL prompts use,
+                    closed under the merges that build them, plus the 256 byte tokens and the
+                    specials. Merges whose parts or result were cut are dropped, so the cut
+                    tokenizer encodes the training text to the same tokens (renumbered) and any
+                    other text to smaller pieces: nothing maps to <unk>.
+     2. data        SPCL prompts of train and dev; every 5th training dialogue (index % 5 == 4)
+                    is held out of the encoder's training (the heads learn from it); MLM chunks
+     3. encoder     a new encoder, the CE heads, the optimisers, the SPCL queues
+     4. MLM         masked-language-model pretraining on the training dialogues
+     5. SPCL        fine-tuning with the SPCL loss, queues and curriculum, CE heads, early stop on
+                    dev weighted F1 of the nearest class mean
+     6. views       t, v of the held-out rows and dev; the n-gram view (TF-IDF + logistic
+                    regressions, chosen on dev, out-of-fold on train)
+     7. heads       MSVE ensembles (emotion, sentiment) and single-view emotion heads
+     8. file        the classifier file (its layout: mmspcl.h, CLASSIFIER)
+   A checkpoint (encoder and CE heads with their AdamW state, the best weights so far, the stage,
+   epoch, random generators and logs) is written after every epoch of stages 4 and 5; resume
+   continues from it with the same result as an uninterrupted run. */
+#ifndef MELD_RECIPE_H
+#define MELD_RECIPE_H
+#include "mmspcl.h"
+#include "mmspcl_train.h"
+#include "tools/train/meld_csv.h"
+
+typedef struct meld_recipe {
+    int hidden, layers, heads, ffn, max_len;       /* encoder; max_len of the SPCL prompt */
+    int mlm_epochs, mlm_batch; double mlm_lr;      /* batch in chunks of <= max_len tokens */
+    int spcl_epochs, batch, patience, warmup;
+    double lr, head_lr, temperature, ce_weight, sent_weight, clip;
+    int pool_size, K, curriculum;
+    int holdout;              /* 1: train dialogues with index % 5 == 4 train the heads, not the encoder */
+    int ngram_bits, msve_hidden, msve_epochs; double msve_dropout, msve_lr;
+    uint64_t seed;
+    const char *checkpoint;   /* written after every epoch (NULL: none) */
+    const char *resume;       /* checkpoint to continue from (NULL: start fresh) */
+} meld_recipe;
+void meld_recipe_defaults(meld_recipe *r);
+
+/* stage "mlm" / "spcl" / "embed" / "msve"...; done of total steps in the stage; msg: a line
+   summarising an epoch (NULL during an epoch) */
+typedef void (*meld_progress_fn)(void *user, const char *stage, int done, int total, const char *msg);
+
+/* Trains on train (dev only for early stopping and selection) and writes the classifier file to
+   out_path (f32). vocab[n_vocab] / merges[n_merges]: the full RoBERTa BPE (vocab.json by id,
+   merges.txt). */
+mmspcl_status meld_train(const meld_recipe *r, const meld_csv *train, const meld_csv *dev,
+                         const char *const *vocab, int64_t n_vocab, const char *const *merges,
+                         int64_t n_merges, const char *out_path, meld_progress_fn progress, void *user,
+                         mmspcl_error *err);
+
+/* Copies a classifier file, storing 2-D f32 tensors whose rows are a multiple of 32 as dtype
+   (meld.protos and meld.log.* stay f32). */
+mmspcl_status meld_quantize_file(const char *in_path, const char *out_path, mmspcl_dtype dtype,
+                                 mmspcl_error *err);
+#endif
