@@ -177,6 +177,9 @@ static int run_once(bench_ctx *b, mmspcl_error *err) {
     return 0;
 }
 
+/* A --pixels or --ids file holds at least as many values as one forward takes; only that many
+   are read (a larger file is accepted), so these read a bounded prefix with stdio rather than
+   the whole file with mmspcl_read_file. */
 static int read_ids(const char *path, int32_t *ids, int max, int *n) {
     FILE *f = fopen(path, "r");
     long v;
@@ -187,225 +190,297 @@ static int read_ids(const char *path, int32_t *ids, int max, int *n) {
     return *n > 0 ? 0 : -1;
 }
 
-int mmspcl_cmd_bench(int argc, char **argv) {
-    const char *model = NULL, *ids_path = NULL, *px_path = NULL, *out_path = NULL, *mm = NULL;
-    int seq = 128, batch = 1, threads = 0, image = 0, reps = 10, warmup = 2, matmul = 0, panels = 0, i, rc = 1;
-    mmspcl_weights *w = NULL;
-    mmspcl_error err;
-    bench_ctx b;
-    const char *arch = "";
-    double flops = 0.0, *wall = NULL, *cpu = NULL, *ratio = NULL, peak, peak_int, arena = 0.0, wsize;
-    size_t out_n = 0;
-    long rss;
-    const char *dtype = "f32";
+static size_t read_pixels(const char *path, float *px, size_t n) {
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(px, sizeof(float), n, f) : 0;
+    if (f) fclose(f);
+    return got;
+}
 
-    memset(&b, 0, sizeof b);
-    err.msg[0] = 0;
+/* The command line, parsed. */
+typedef struct bench_opts {
+    const char *model, *ids_path, *px_path, *out_path, *mm;
+    int seq, batch, threads, image, reps, warmup, matmul;
+} bench_opts;
+
+/* What the setup and the timed runs measure, for the report. */
+typedef struct bench_stats {
+    const char *arch, *dtype;
+    double flops, arena, wsize, peak, peak_int;
+    double *wall, *cpu, *ratio;   /* per timed run: seconds, CPU seconds, rate / FMA-peak sample */
+    size_t out_n;                 /* floats of the output --out writes */
+    long rss;
+} bench_stats;
+
+#define BENCH_PARSED (-1)
+
+/* Fills o from argv; BENCH_PARSED to go on, else the exit status (--help: 0, usage errors: 2). */
+static int bench_parse_args(int argc, char **argv, bench_opts *o) {
+    int i;
+    memset(o, 0, sizeof *o);
+    o->seq = 128; o->batch = 1; o->reps = 10; o->warmup = 2;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(bench_usage, stdout); return 0; }
-        else if (!strcmp(a, "--image")) image = 1;
+        else if (!strcmp(a, "--image")) o->image = 1;
         else if (!strcmp(a, "--matmul")) {
-            matmul = 1;
-            if (i + 1 < argc && argv[i + 1][0] != '-') mm = argv[++i];
+            o->matmul = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-') o->mm = argv[++i];   /* the shape is optional */
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--seq") || !strcmp(a, "--batch") ||
                    !strcmp(a, "--threads") || !strcmp(a, "--reps") || !strcmp(a, "--warmup") || !strcmp(a, "--ids") ||
                    !strcmp(a, "--pixels") || !strcmp(a, "--out")) {
             if (!(v = cli_arg_value("bench", argc, argv, &i))) return 2;
-            if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
-            else if (!strcmp(a, "--ids")) ids_path = v;
-            else if (!strcmp(a, "--pixels")) px_path = v;
-            else if (!strcmp(a, "--out")) out_path = v;
+            if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
+            else if (!strcmp(a, "--ids")) o->ids_path = v;
+            else if (!strcmp(a, "--pixels")) o->px_path = v;
+            else if (!strcmp(a, "--out")) o->out_path = v;
             else {
                 int n = atoi(v);
                 if (n < (strcmp(a, "--warmup") ? 1 : 0) || n > 1000000) { cli_fail("bench", "%s %s is out of range", a, v); return 2; }
-                if (!strcmp(a, "--seq")) seq = n;
-                else if (!strcmp(a, "--batch")) batch = n;
-                else if (!strcmp(a, "--threads")) threads = n;
-                else if (!strcmp(a, "--reps")) reps = n;
-                else warmup = n;
+                if (!strcmp(a, "--seq")) o->seq = n;
+                else if (!strcmp(a, "--batch")) o->batch = n;
+                else if (!strcmp(a, "--threads")) o->threads = n;
+                else if (!strcmp(a, "--reps")) o->reps = n;
+                else o->warmup = n;
             }
         } else { cli_fail("bench", "unknown option '%s'", a); fputs(bench_usage, stderr); return 2; }
     }
-    if (!model) { cli_fail("bench", "-m WEIGHTS is required"); fputs(bench_usage, stderr); return 2; }
-#ifdef _OPENMP
-    if (threads > 0) omp_set_num_threads(threads);
-    threads = omp_get_max_threads();
-#else
-    if (threads > 1) fprintf(stderr, "mmspcl bench: built without OpenMP: --threads %d ignored\n", threads);
-    threads = 1;
-#endif
+    if (!o->model) { cli_fail("bench", "-m WEIGHTS is required"); fputs(bench_usage, stderr); return 2; }
+    return BENCH_PARSED;
+}
 
-    if (mmspcl_weights_open(&w, model, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
-    wsize = (double)w->size;
-    mmspcl_weights_get_str(w, "general.architecture", &arch);
-    if (matmul) {   /* one linear layer with a weight of the file's largest matrix dtype */
-        int64_t t;
-        unsigned s = 1;
-        size_t rb, n;
-        unsigned char *wq;
-        float *wf;
-        b.M = 128; b.K = 1024; b.N = 4096;
-        if (mm && sscanf(mm, "%dx%dx%d", &b.M, &b.K, &b.N) != 3) { cli_fail("bench", "--matmul takes MxKxN"); rc = 2; goto done; }
-        for (t = 0; t < w->n_tensors; t++) {
-            if (w->tensors[t].ndim == 2 && w->tensors[t].dtype != MMSPCL_F32) { b.W.dtype = w->tensors[t].dtype; break; }
-            if (mmspcl_tensor_is_panels(&w->tensors[t])) { panels = 1; break; }
-        }
-        if (panels && b.N % MMSPCL_PANEL) { cli_fail("bench", "--matmul with f32 panels needs N a multiple of %d", MMSPCL_PANEL); rc = 2; goto done; }
-        rb = mmspcl_dtype_row_size(b.W.dtype, b.K);
-        if (b.M < 1 || b.K < 32 || b.N < 1 || !rb) { cli_fail("bench", "bad --matmul shape for %s", mmspcl_dtype_name(b.W.dtype)); rc = 2; goto done; }
-        wf = (float *)malloc((size_t)b.K * sizeof(float));
-        wq = (unsigned char *)malloc(rb * (size_t)b.N);
-        b.x = (float *)malloc((size_t)b.M * b.K * sizeof(float));
-        b.y = (float *)malloc((size_t)b.M * b.N * sizeof(float));
-        if (!wf || !wq || !b.x || !b.y) { free(wf); free(wq); cli_fail("bench", "out of memory"); goto done; }
-        for (n = 0; n < (size_t)b.M * b.K; n++) b.x[n] = (float)(lcg(&s) % 20001) / 10000.0f - 1.0f;
-        for (t = 0; t < b.N; t++) {
-            for (n = 0; n < (size_t)b.K; n++) wf[n] = ((float)(lcg(&s) % 20001) / 10000.0f - 1.0f) * 0.03f;
-            mmspcl_quantize_row(b.W.dtype, wf, wq + (size_t)t * rb, b.K);
-        }
-        free(wf);
-        b.W.name = "bench";
-        b.W.ndim = 2; b.W.ne[0] = b.N; b.W.ne[1] = b.K; b.W.data = wq; b.W.nbytes = rb * (size_t)b.N;
-        if (panels) {   /* the same values in panels of 16 rows, as the file stores its matrices */
-            float *pw = (float *)malloc(rb * (size_t)b.N);
-            if (!pw) { free(wq); cli_fail("bench", "out of memory"); goto done; }
-            mmspcl_pack_panels((const float *)wq, b.N, b.K, pw);
-            free(wq);
-            wq = (unsigned char *)pw;
-            b.W.ndim = 3; b.W.ne[0] = b.N / MMSPCL_PANEL; b.W.ne[2] = MMSPCL_PANEL; b.W.data = pw;
-        }
-        flops = 2.0 * b.M * b.K * b.N;
-        dtype = panels ? "f32-panels" : mmspcl_dtype_name(b.W.dtype);
-        wsize = (double)b.W.nbytes;
-    } else if (!strcmp(arch, "roberta")) {
-        const mmspcl_roberta_config *c;
-        unsigned s = 12345;
-        int n_ids = 0;
-        int64_t t;
-        if (image) { cli_fail("bench", "%s holds a RoBERTa encoder, not an image tower", model); rc = 2; goto done; }
-        if (mmspcl_roberta_load(&b.rob, w, batch, seq, &err)) { cli_fail("bench", "%s: %s", model, err.msg); goto done; }
-        c = mmspcl_roberta_get_config(b.rob);
-        b.batch = batch; b.seq = seq;
-        b.ids = (int32_t *)malloc((size_t)batch * seq * sizeof(int32_t));
-        b.lengths = (int *)malloc((size_t)batch * sizeof(int));
-        out_n = (size_t)batch * seq * c->hidden_size;
-        b.outbuf = (float *)malloc(out_n * sizeof(float));
-        if (!b.ids || !b.lengths || !b.outbuf) { cli_fail("bench", "out of memory"); goto done; }
-        if (ids_path && (read_ids(ids_path, b.ids, seq, &n_ids) || n_ids != seq)) {
-            cli_fail("bench", "%s: needs %d token ids (found %d)", ids_path, seq, n_ids);
-            goto done;
-        }
-        for (i = 0; i < batch; i++) {
-            int j;
-            b.lengths[i] = seq;
-            for (j = 0; j < seq; j++) {
-                int32_t *id = &b.ids[(size_t)i * seq + j];
-                if (ids_path) *id = b.ids[j];
-                else *id = j == 0 ? 0 : j == seq - 1 ? 2 : (int32_t)(3 + lcg(&s) % (unsigned)(c->vocab_size - 3));
-                if (*id < 0 || *id >= c->vocab_size) { cli_fail("bench", "token id %d outside the vocabulary", *id); goto done; }
-            }
-        }
-        for (t = 0; t < 1; t++) {   /* FLOPs: linear layers + attention (QK^T and PV) */
-            double T = (double)batch * seq, H = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
-            flops = L * (T * (8.0 * H * H + 4.0 * H * I) + (double)batch * 4.0 * seq * seq * H);
-        }
-        arena = (double)mmspcl_roberta_arena_bytes(b.rob);
-        for (t = 0; t < w->n_tensors; t++)
-            if (strstr(w->tensors[t].name, "intermediate.dense.weight")) { dtype = mmspcl_tensor_is_panels(&w->tensors[t]) ? "f32-panels" : mmspcl_dtype_name(w->tensors[t].dtype); break; }
-    } else {
-        const mmspcl_clip_config *c;
-        size_t npx, n;
-        int64_t t;
-        if (mmspcl_clip_load(&b.clip, w, batch, &err)) { cli_fail("bench", "%s: %s", model, err.msg); goto done; }
-        c = mmspcl_clip_get_config(b.clip);
-        b.batch = batch;
-        npx = (size_t)c->num_channels * c->image_size * c->image_size;
-        b.pixels = (float *)malloc((size_t)batch * npx * sizeof(float));
-        out_n = (size_t)batch * c->hidden_size;
-        b.outbuf = (float *)malloc(out_n * sizeof(float));
-        if (!b.pixels || !b.outbuf) { cli_fail("bench", "out of memory"); goto done; }
-        if (px_path) {
-            FILE *f = fopen(px_path, "rb");
-            size_t got = f ? fread(b.pixels, sizeof(float), npx, f) : 0;
-            if (f) fclose(f);
-            if (got != npx) { cli_fail("bench", "%s: needs %zu float32 pixels (found %zu)", px_path, npx, got); goto done; }
-        } else {
-            unsigned s = 777;
-            for (n = 0; n < npx; n++) b.pixels[n] = (float)(lcg(&s) % 40001) / 10000.0f - 2.0f;
-        }
-        for (i = 1; i < batch; i++) memcpy(b.pixels + (size_t)i * npx, b.pixels, npx * sizeof(float));
-        {
-            double T = c->num_tokens, H = c->hidden_size, I = c->intermediate_size, L = c->num_layers, P = c->patch_size;
-            flops = batch * (L * (T * (8.0 * H * H + 4.0 * H * I) + 4.0 * T * T * H) +
-                             2.0 * c->num_patches * H * c->num_channels * P * P);
-        }
-        arena = (double)mmspcl_clip_arena_bytes(b.clip);
-        for (t = 0; t < w->n_tensors; t++)
-            if (strstr(w->tensors[t].name, "fc1.weight")) { dtype = mmspcl_tensor_is_panels(&w->tensors[t]) ? "f32-panels" : mmspcl_dtype_name(w->tensors[t].dtype); break; }
+/* The dtype a report names for an encoder: that of the first tensor whose name has `marker`
+   (a large matrix of every layer), "f32-panels" for the f32 panel layout. */
+static const char *bench_layer_dtype(const mmspcl_weights *w, const char *marker) {
+    int64_t t;
+    for (t = 0; t < w->n_tensors; t++)
+        if (strstr(w->tensors[t].name, marker))
+            return mmspcl_tensor_is_panels(&w->tensors[t]) ? "f32-panels" : mmspcl_dtype_name(w->tensors[t].dtype);
+    return "f32";
+}
+
+/* --matmul: one linear layer with a weight of the file's largest matrix dtype (the first 2-D
+   tensor that is not f32, or f32 panels when the file stores its matrices so), filled with
+   deterministic random values. Returns 0, or the exit status (1, 2) after a message. */
+static int bench_setup_matmul(bench_ctx *b, const mmspcl_weights *w, const char *mm, bench_stats *r) {
+    int64_t t;
+    unsigned s = 1;
+    size_t rb, n;
+    unsigned char *wq;
+    float *wf;
+    int panels = 0;
+    b->M = 128; b->K = 1024; b->N = 4096;
+    if (mm && sscanf(mm, "%dx%dx%d", &b->M, &b->K, &b->N) != 3) { cli_fail("bench", "--matmul takes MxKxN"); return 2; }
+    for (t = 0; t < w->n_tensors; t++) {
+        if (w->tensors[t].ndim == 2 && w->tensors[t].dtype != MMSPCL_F32) { b->W.dtype = w->tensors[t].dtype; break; }
+        if (mmspcl_tensor_is_panels(&w->tensors[t])) { panels = 1; break; }
     }
+    if (panels && b->N % MMSPCL_PANEL) { cli_fail("bench", "--matmul with f32 panels needs N a multiple of %d", MMSPCL_PANEL); return 2; }
+    rb = mmspcl_dtype_row_size(b->W.dtype, b->K);
+    if (b->M < 1 || b->K < 32 || b->N < 1 || !rb) { cli_fail("bench", "bad --matmul shape for %s", mmspcl_dtype_name(b->W.dtype)); return 2; }
+    wf = (float *)malloc((size_t)b->K * sizeof(float));
+    wq = (unsigned char *)malloc(rb * (size_t)b->N);
+    b->x = (float *)malloc((size_t)b->M * b->K * sizeof(float));
+    b->y = (float *)malloc((size_t)b->M * b->N * sizeof(float));
+    if (!wf || !wq || !b->x || !b->y) { free(wf); free(wq); return cli_fail("bench", "out of memory"); }
+    for (n = 0; n < (size_t)b->M * b->K; n++) b->x[n] = (float)(lcg(&s) % 20001) / 10000.0f - 1.0f;
+    for (t = 0; t < b->N; t++) {
+        for (n = 0; n < (size_t)b->K; n++) wf[n] = ((float)(lcg(&s) % 20001) / 10000.0f - 1.0f) * 0.03f;
+        mmspcl_quantize_row(b->W.dtype, wf, wq + (size_t)t * rb, b->K);
+    }
+    free(wf);
+    b->W.name = "bench";
+    b->W.ndim = 2; b->W.ne[0] = b->N; b->W.ne[1] = b->K; b->W.data = wq; b->W.nbytes = rb * (size_t)b->N;
+    if (panels) {   /* the same values in panels of 16 rows, as the file stores its matrices */
+        float *pw = (float *)malloc(rb * (size_t)b->N);
+        if (!pw) return cli_fail("bench", "out of memory");   /* wq is b->W.data: the caller frees it */
+        mmspcl_pack_panels((const float *)wq, b->N, b->K, pw);
+        free(wq);
+        b->W.ndim = 3; b->W.ne[0] = b->N / MMSPCL_PANEL; b->W.ne[2] = MMSPCL_PANEL; b->W.data = pw;
+    }
+    r->flops = 2.0 * b->M * b->K * b->N;
+    r->dtype = panels ? "f32-panels" : mmspcl_dtype_name(b->W.dtype);
+    r->wsize = (double)b->W.nbytes;
+    return 0;
+}
 
-    wall = (double *)malloc((size_t)reps * sizeof(double));
-    cpu = (double *)malloc((size_t)reps * sizeof(double));
-    ratio = (double *)malloc((size_t)reps * sizeof(double));
-    if (!wall || !cpu || !ratio) { cli_fail("bench", "out of memory"); goto done; }
-    peak = measure_peak(0, 5, 2000000);
-    peak_int = measure_peak(1, 5, 2000000);
-    for (i = 0; i < warmup; i++)
-        if (run_once(&b, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
-    for (i = 0; i < reps; i++) {
+/* A RoBERTa encoder: batch x seq token ids, from --ids (every sequence the same) or
+   deterministic random ones between <s> and </s>. Returns 0, or the exit status after a message. */
+static int bench_setup_roberta(bench_ctx *b, mmspcl_weights *w, const bench_opts *o, bench_stats *r,
+                               mmspcl_error *err) {
+    const mmspcl_roberta_config *c;
+    unsigned s = 12345;
+    int n_ids = 0, i, j;
+    const int batch = o->batch, seq = o->seq;
+    if (o->image) { cli_fail("bench", "%s holds a RoBERTa encoder, not an image tower", o->model); return 2; }
+    if (mmspcl_roberta_load(&b->rob, w, batch, seq, err)) return cli_fail("bench", "%s: %s", o->model, err->msg);
+    c = mmspcl_roberta_get_config(b->rob);
+    b->batch = batch; b->seq = seq;
+    b->ids = (int32_t *)malloc((size_t)batch * seq * sizeof(int32_t));
+    b->lengths = (int *)malloc((size_t)batch * sizeof(int));
+    r->out_n = (size_t)batch * seq * c->hidden_size;
+    b->outbuf = (float *)malloc(r->out_n * sizeof(float));
+    if (!b->ids || !b->lengths || !b->outbuf) return cli_fail("bench", "out of memory");
+    if (o->ids_path && (read_ids(o->ids_path, b->ids, seq, &n_ids) || n_ids != seq))
+        return cli_fail("bench", "%s: needs %d token ids (found %d)", o->ids_path, seq, n_ids);
+    for (i = 0; i < batch; i++) {
+        b->lengths[i] = seq;
+        for (j = 0; j < seq; j++) {
+            int32_t *id = &b->ids[(size_t)i * seq + j];
+            if (o->ids_path) *id = b->ids[j];
+            else *id = j == 0 ? 0 : j == seq - 1 ? 2 : (int32_t)(3 + lcg(&s) % (unsigned)(c->vocab_size - 3));
+            if (*id < 0 || *id >= c->vocab_size) return cli_fail("bench", "token id %d outside the vocabulary", *id);
+        }
+    }
+    {   /* FLOPs: linear layers + attention (QK^T and PV) */
+        double T = (double)batch * seq, H = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
+        r->flops = L * (T * (8.0 * H * H + 4.0 * H * I) + (double)batch * 4.0 * seq * seq * H);
+    }
+    r->arena = (double)mmspcl_roberta_arena_bytes(b->rob);
+    r->dtype = bench_layer_dtype(w, "intermediate.dense.weight");
+    return 0;
+}
+
+/* A CLIP vision tower: batch copies of one image, from --pixels or deterministic random pixels.
+   Returns 0, or the exit status after a message. */
+static int bench_setup_clip(bench_ctx *b, mmspcl_weights *w, const bench_opts *o, bench_stats *r,
+                            mmspcl_error *err) {
+    const mmspcl_clip_config *c;
+    size_t npx, n;
+    int i;
+    const int batch = o->batch;
+    if (mmspcl_clip_load(&b->clip, w, batch, err)) return cli_fail("bench", "%s: %s", o->model, err->msg);
+    c = mmspcl_clip_get_config(b->clip);
+    b->batch = batch;
+    npx = (size_t)c->num_channels * c->image_size * c->image_size;
+    b->pixels = (float *)malloc((size_t)batch * npx * sizeof(float));
+    r->out_n = (size_t)batch * c->hidden_size;
+    b->outbuf = (float *)malloc(r->out_n * sizeof(float));
+    if (!b->pixels || !b->outbuf) return cli_fail("bench", "out of memory");
+    if (o->px_path) {
+        size_t got = read_pixels(o->px_path, b->pixels, npx);
+        if (got != npx) return cli_fail("bench", "%s: needs %zu float32 pixels (found %zu)", o->px_path, npx, got);
+    } else {
+        unsigned s = 777;
+        for (n = 0; n < npx; n++) b->pixels[n] = (float)(lcg(&s) % 40001) / 10000.0f - 2.0f;
+    }
+    for (i = 1; i < batch; i++) memcpy(b->pixels + (size_t)i * npx, b->pixels, npx * sizeof(float));
+    {
+        double T = c->num_tokens, H = c->hidden_size, I = c->intermediate_size, L = c->num_layers, P = c->patch_size;
+        r->flops = batch * (L * (T * (8.0 * H * H + 4.0 * H * I) + 4.0 * T * T * H) +
+                            2.0 * c->num_patches * H * c->num_channels * P * P);
+    }
+    r->arena = (double)mmspcl_clip_arena_bytes(b->clip);
+    r->dtype = bench_layer_dtype(w, "fc1.weight");
+    return 0;
+}
+
+/* Measures the core's peaks, then warm-up and timed runs into r->wall / cpu / ratio (allocated
+   here, freed by the caller). 0, or 1 after a message. */
+static int bench_time_runs(bench_ctx *b, const bench_opts *o, bench_stats *r, mmspcl_error *err) {
+    int i;
+    r->wall = (double *)malloc((size_t)o->reps * sizeof(double));
+    r->cpu = (double *)malloc((size_t)o->reps * sizeof(double));
+    r->ratio = (double *)malloc((size_t)o->reps * sizeof(double));
+    if (!r->wall || !r->cpu || !r->ratio) return cli_fail("bench", "out of memory");
+    r->peak = measure_peak(0, 5, 2000000);
+    r->peak_int = measure_peak(1, 5, 2000000);
+    for (i = 0; i < o->warmup; i++)
+        if (run_once(b, err)) return cli_fail("bench", "%s", err->msg);
+    for (i = 0; i < o->reps; i++) {
         /* --matmul: a short FMA-peak sample right before each run, so that each run's rate is
            compared with the peak the core gave at that moment (other processes share the cores) */
-        const double p = matmul && threads == 1 ? measure_peak(0, 1, 300000) : 0.0;
+        const double p = o->matmul && o->threads == 1 ? measure_peak(0, 1, 300000) : 0.0;
         double t0 = now_wall(), c0 = now_cpu();
-        if (run_once(&b, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
-        wall[i] = now_wall() - t0;
-        cpu[i] = now_cpu() - c0;
-        ratio[i] = p > 0 ? flops / cpu[i] / p : 0.0;
+        if (run_once(b, err)) return cli_fail("bench", "%s", err->msg);
+        r->wall[i] = now_wall() - t0;
+        r->cpu[i] = now_cpu() - c0;
+        r->ratio[i] = p > 0 ? r->flops / r->cpu[i] / p : 0.0;
     }
-    rss = peak_rss_kib();
-    if (out_path && out_n && cli_write_f32(out_path, b.outbuf, out_n)) { cli_fail("bench", "cannot write %s", out_path); goto done; }
-    {
-        double wmed, cmed, best_rate;
-        qsort(wall, (size_t)reps, sizeof *wall, cmp_double);
-        qsort(cpu, (size_t)reps, sizeof *cpu, cmp_double);
-        wmed = median(wall, reps);
-        cmed = median(cpu, reps);
-        best_rate = flops / wall[0];
-        printf("model      %s (%s weights, %s), %s\n", model, dtype,
-               matmul ? "one linear layer" : !strcmp(arch, "roberta") ? "RoBERTa" : "CLIP vision",
-               matmul ? "" : b.rob ? "text" : "image");
-        if (matmul) printf("shape      %d x %d x %d (rows x in x out)\n", b.M, b.K, b.N);
-        else if (b.rob) printf("input      batch %d x %d tokens\n", batch, seq);
-        else printf("input      batch %d image(s)\n", batch);
-        printf("threads    %d; %d warm-up + %d timed runs\n", threads, warmup, reps);
-        printf("time       median %.2f ms, min %.2f ms (wall); CPU median %.2f ms, min %.2f ms (all threads)\n",
-               1e3 * wmed, 1e3 * wall[0], 1e3 * cmed, 1e3 * cpu[0]);
-        printf("rate       %.1f GFLOP/s at the median, %.1f at the min (%.2f GFLOP per run); per CPU-second %.1f\n",
-               flops / wmed * 1e-9, best_rate * 1e-9, flops * 1e-9, flops / cpu[0] * 1e-9);
-        if (peak > 0)
-            printf("peak       f32 FMA %.1f GFLOP/s per core (measured): min time at %.0f%% of %d core(s), min CPU time at %.0f%%\n",
-                   peak * 1e-9, 100.0 * best_rate / (peak * threads), threads, 100.0 * flops / cpu[0] / peak);
-        if (peak_int > 0) printf("           int8 dot products %.0f GOP/s per core (measured)\n", peak_int * 1e-9);
-        if (matmul && threads == 1 && peak > 0) {
-            qsort(ratio, (size_t)reps, sizeof *ratio, cmp_double);
-            printf("vs peak    each run's CPU-time rate / an FMA-peak sample taken just before it: median %.0f%%, best %.0f%%\n",
-                   100.0 * median(ratio, reps), 100.0 * ratio[reps - 1]);
-        }
-        printf("memory     peak RSS %.1f MiB; weights %.1f MiB; activation arena %.1f MiB; RSS - weights - arena = %.1f MiB\n",
-               rss / 1024.0, wsize / 1048576.0, arena / 1048576.0, rss / 1024.0 - wsize / 1048576.0 - arena / 1048576.0);
-        printf("result dtype=%s threads=%d median_ms=%.3f min_ms=%.3f cpu_median_ms=%.3f cpu_min_ms=%.3f gflop=%.4f "
-               "peak_gflops=%.1f peak_int_gops=%.1f rss_kib=%ld weights_bytes=%.0f arena_bytes=%.0f",
-               dtype, threads, 1e3 * wmed, 1e3 * wall[0], 1e3 * cmed, 1e3 * cpu[0], flops * 1e-9, peak * 1e-9,
-               peak_int * 1e-9, rss, wsize, arena);
-        if (matmul && threads == 1 && peak > 0) printf(" peak_ratio_median=%.3f peak_ratio_best=%.3f", median(ratio, reps), ratio[reps - 1]);
-        printf("\n");
+    r->rss = peak_rss_kib();
+    return 0;
+}
+
+/* The human-readable lines, then one "result key=value ..." line for scripts. */
+static void bench_report(const bench_ctx *b, const bench_opts *o, bench_stats *r) {
+    const int reps = o->reps, threads = o->threads, matmul = o->matmul;
+    const double flops = r->flops, peak = r->peak, *wall = r->wall, *cpu = r->cpu;
+    double wmed, cmed, best_rate;
+    qsort(r->wall, (size_t)reps, sizeof *r->wall, cmp_double);
+    qsort(r->cpu, (size_t)reps, sizeof *r->cpu, cmp_double);
+    wmed = median(r->wall, reps);
+    cmed = median(r->cpu, reps);
+    best_rate = flops / wall[0];
+    printf("model      %s (%s weights, %s), %s\n", o->model, r->dtype,
+           matmul ? "one linear layer" : !strcmp(r->arch, "roberta") ? "RoBERTa" : "CLIP vision",
+           matmul ? "" : b->rob ? "text" : "image");
+    if (matmul) printf("shape      %d x %d x %d (rows x in x out)\n", b->M, b->K, b->N);
+    else if (b->rob) printf("input      batch %d x %d tokens\n", o->batch, o->seq);
+    else printf("input      batch %d image(s)\n", o->batch);
+    printf("threads    %d; %d warm-up + %d timed runs\n", threads, o->warmup, reps);
+    printf("time       median %.2f ms, min %.2f ms (wall); CPU median %.2f ms, min %.2f ms (all threads)\n",
+           1e3 * wmed, 1e3 * wall[0], 1e3 * cmed, 1e3 * cpu[0]);
+    printf("rate       %.1f GFLOP/s at the median, %.1f at the min (%.2f GFLOP per run); per CPU-second %.1f\n",
+           flops / wmed * 1e-9, best_rate * 1e-9, flops * 1e-9, flops / cpu[0] * 1e-9);
+    if (peak > 0)
+        printf("peak       f32 FMA %.1f GFLOP/s per core (measured): min time at %.0f%% of %d core(s), min CPU time at %.0f%%\n",
+               peak * 1e-9, 100.0 * best_rate / (peak * threads), threads, 100.0 * flops / cpu[0] / peak);
+    if (r->peak_int > 0) printf("           int8 dot products %.0f GOP/s per core (measured)\n", r->peak_int * 1e-9);
+    if (matmul && threads == 1 && peak > 0) {
+        qsort(r->ratio, (size_t)reps, sizeof *r->ratio, cmp_double);
+        printf("vs peak    each run's CPU-time rate / an FMA-peak sample taken just before it: median %.0f%%, best %.0f%%\n",
+               100.0 * median(r->ratio, reps), 100.0 * r->ratio[reps - 1]);
     }
+    printf("memory     peak RSS %.1f MiB; weights %.1f MiB; activation arena %.1f MiB; RSS - weights - arena = %.1f MiB\n",
+           r->rss / 1024.0, r->wsize / 1048576.0, r->arena / 1048576.0,
+           r->rss / 1024.0 - r->wsize / 1048576.0 - r->arena / 1048576.0);
+    printf("result dtype=%s threads=%d median_ms=%.3f min_ms=%.3f cpu_median_ms=%.3f cpu_min_ms=%.3f gflop=%.4f "
+           "peak_gflops=%.1f peak_int_gops=%.1f rss_kib=%ld weights_bytes=%.0f arena_bytes=%.0f",
+           r->dtype, threads, 1e3 * wmed, 1e3 * wall[0], 1e3 * cmed, 1e3 * cpu[0], flops * 1e-9, peak * 1e-9,
+           r->peak_int * 1e-9, r->rss, r->wsize, r->arena);
+    if (matmul && threads == 1 && peak > 0)
+        printf(" peak_ratio_median=%.3f peak_ratio_best=%.3f", median(r->ratio, reps), r->ratio[reps - 1]);
+    printf("\n");
+}
+
+int mmspcl_cmd_bench(int argc, char **argv) {
+    bench_opts o;
+    bench_stats r;
+    bench_ctx b;
+    mmspcl_weights *w = NULL;
+    mmspcl_error err;
+    int rc;
+
+    if ((rc = bench_parse_args(argc, argv, &o)) != BENCH_PARSED) return rc;
+#ifdef _OPENMP
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+    o.threads = omp_get_max_threads();
+#else
+    if (o.threads > 1) fprintf(stderr, "mmspcl bench: built without OpenMP: --threads %d ignored\n", o.threads);
+    o.threads = 1;
+#endif
+    memset(&b, 0, sizeof b);
+    memset(&r, 0, sizeof r);
+    r.arch = "";
+    r.dtype = "f32";
+    err.msg[0] = 0;
+    rc = 1;
+    if (mmspcl_weights_open(&w, o.model, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
+    r.wsize = (double)w->size;
+    mmspcl_weights_get_str(w, "general.architecture", &r.arch);
+    if (o.matmul) rc = bench_setup_matmul(&b, w, o.mm, &r);
+    else if (!strcmp(r.arch, "roberta")) rc = bench_setup_roberta(&b, w, &o, &r, &err);
+    else rc = bench_setup_clip(&b, w, &o, &r, &err);
+    if (rc) goto done;
+    rc = 1;
+    if (bench_time_runs(&b, &o, &r, &err)) goto done;
+    if (o.out_path && r.out_n && cli_write_f32(o.out_path, b.outbuf, r.out_n)) { cli_fail("bench", "cannot write %s", o.out_path); goto done; }
+    bench_report(&b, &o, &r);
     rc = 0;
 done:
-    free(wall);
-    free(cpu);
-    free(ratio);
+    free(r.wall);
+    free(r.cpu);
+    free(r.ratio);
     free(b.ids);
     free(b.lengths);
     free(b.pixels);

@@ -16,30 +16,15 @@
 
 #define CMD "tokenize"
 
+/* No limit of the tokenizer's own: a merges file or --file input as large as memory allows. */
+#define TOK_MAX_FILE (SIZE_MAX / 2)
+
+/* The whole of path ("-": standard input), NUL-terminated, freed with mmspcl_free; NULL when it
+   cannot be read (the callers say so in their own words: "PATH: cannot read"). */
 static char *tok_read_file(const char *path, size_t *n) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    if (!f) return NULL;
-    for (;;) {
-        size_t got;
-        if (cap - len < 65536) {
-            char *nb;
-            cap = cap ? cap * 2 : 1 << 20;
-            nb = (char *)realloc(buf, cap + 1);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-        }
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) { free(buf); buf = NULL; }
-            break;
-        }
-    }
-    if (f != stdin) fclose(f);
-    if (buf) { buf[len] = 0; *n = len; }
-    return buf;
+    unsigned char *buf;
+    if (mmspcl_read_file(path, TOK_MAX_FILE, &buf, n, NULL)) return NULL;
+    return (char *)buf;
 }
 
 /* vocab.json ({"token": id}) and merges.txt ("left right" per line) -> tokenizer */
@@ -100,7 +85,7 @@ out:
     free(vlens);
     free(merges);
     free(mlens);
-    free(mtext);
+    mmspcl_free(mtext);
     json_free(root);
     return rc;
 }
@@ -176,7 +161,7 @@ int mmspcl_cmd_tokenize(int argc, char **argv) {
             rc = tok_print(bpe, buf + p, e - p, flags, &ids, &cap);
             p = next;
         }
-        free(buf);
+        mmspcl_free(buf);
     }
     if (fflush(stdout) != 0 && !rc) rc = cli_fail(CMD, "cannot write the output");
     free(ids);

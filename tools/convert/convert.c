@@ -879,27 +879,23 @@ static int check_merge(conv *c, const char *file, size_t line, const char *s, si
     return 0;
 }
 
+/* The largest merges.txt taken: the reader this replaced refused 2 GiB and more, in the words
+   "larger than 1 GB" (kept, with that limit, so that the converter's behaviour stays the same). */
+#define CV_MAX_MERGES_BYTES (((size_t)1 << 31) - 1)
+
 static int read_merges_txt(conv *c, const char *path) {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL, *p, *end;
-    size_t cap = 0, n = 0, line = 0;
-    if (!f) return fail(c, "%s: cannot open: %s", path, strerror(errno));
-    for (;;) {
-        size_t got;
-        if (n == cap) {
-            char *nb;
-            if (cap > ((size_t)1 << 30)) { fclose(f); free(buf); return fail(c, "%s: larger than 1 GB", path); }
-            cap = cap ? cap * 2 : 1 << 20;
-            if (!(nb = (char *)realloc(buf, cap + 1))) { fclose(f); free(buf); return fail(c, "out of memory"); }
-            buf = nb;
-        }
-        got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (!got) break;
-    }
-    fclose(f);
-    if (!buf) return fail(c, "%s: empty", path);
-    buf[n] = 0;
+    unsigned char *raw;
+    char *buf, *p, *end;
+    size_t n = 0, line = 0;
+    mmspcl_status st;
+    int open_errno;
+    errno = 0;
+    st = mmspcl_read_file(path, CV_MAX_MERGES_BYTES, &raw, &n, NULL);
+    open_errno = errno;   /* why fopen failed, for the message below */
+    if (st == MMSPCL_ERR_UNSUPPORTED) return fail(c, "%s: larger than 1 GB", path);
+    if (st == MMSPCL_ERR_NOMEM) return fail(c, "out of memory");
+    if (st) return fail(c, "%s: cannot open: %s", path, strerror(open_errno));
+    buf = (char *)raw;
     for (p = buf, end = buf + n; p < end; ) {
         char *nl = (char *)memchr(p, '\n', (size_t)(end - p));
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
@@ -908,12 +904,12 @@ static int read_merges_txt(conv *c, const char *path) {
         if (line == 1 && len >= 8 && memcmp(p, "#version", 8) == 0) { p = nl ? nl + 1 : end; continue; }
         if (len) {
             p[len] = 0;
-            if (check_merge(c, path, line, p, len)) { free(buf); return -1; }
-            if (strlist_push(&c->merges, p, len)) { free(buf); return fail(c, "out of memory"); }
+            if (check_merge(c, path, line, p, len)) { mmspcl_free(raw); return -1; }
+            if (strlist_push(&c->merges, p, len)) { mmspcl_free(raw); return fail(c, "out of memory"); }
         }
         p = nl ? nl + 1 : end;
     }
-    free(buf);
+    mmspcl_free(raw);
     return 0;
 }
 

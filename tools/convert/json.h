@@ -429,6 +429,8 @@ JSON_FN json_value *json_parse(const char *text, size_t len, char *err, size_t e
     return NULL;
 }
 
+/* Not mmspcl_read_file: this header is libc only, so that programs built without the library
+   can include it (tests/fuzz/fuzz_json.c is one translation unit with json.h alone). */
 JSON_FN json_value *json_parse_file(const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     char *buf = NULL, sub[512];

@@ -234,29 +234,42 @@ static void tb__zip_free(tb__zip *z) {
 static const unsigned char tb__legacy_magic[] = {
     0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
-static int tb__zip_open(tb__src *s, tb__zip *z) {
-    unsigned char head[16], *tail = NULL, rec[56];
-    uint64_t tail_len, eocd, nent, cd_size, cd_off, pos;
-    size_t i, p, tl;
-    int found = 0;
-    memset(z, 0, sizeof *z);
+#define TB__HEAD_BYTES 16
 
-    tl = s->size < sizeof head ? (size_t)s->size : sizeof head;
-    if (tb__read_at(s, 0, head, tl, "file header")) return -1;
-    if (tl >= sizeof tb__legacy_magic && !memcmp(head, tb__legacy_magic, sizeof tb__legacy_magic))
+/* Where the central directory lies, as the end records give it. */
+typedef struct {
+    uint64_t eocd;              /* the (ZIP64) end record: the central directory ends before it */
+    uint64_t nent, cd_size, cd_off;
+} tb__zip_end;
+
+/* Reads the first bytes into head (*tl of them) and refuses, by name, the files people mistake
+   for a torch.save archive (old torch formats, safetensors, a bare pickle): a plain "no ZIP
+   end record" would not tell them what to do. */
+static int tb__zip_sniff(tb__src *s, unsigned char *head, size_t *tl) {
+    size_t n = s->size < TB__HEAD_BYTES ? (size_t)s->size : TB__HEAD_BYTES;
+    *tl = n;
+    if (tb__read_at(s, 0, head, n, "file header")) return -1;
+    if (n >= sizeof tb__legacy_magic && !memcmp(head, tb__legacy_magic, sizeof tb__legacy_magic))
         return tb__fail(s, "legacy PyTorch format, re-save with torch>=1.6 (this file was "
                         "written by torch < 1.6 or with _use_new_zipfile_serialization=False)");
-    if (tl >= 9 && head[8] == '{' && tb__u64(head) > 1 && tb__u64(head) <= s->size - 8)
+    if (n >= 9 && head[8] == '{' && tb__u64(head) > 1 && tb__u64(head) <= s->size - 8)
         return tb__fail(s, "this is a safetensors file, not a PyTorch .bin checkpoint");
-    if (tl >= 3 && head[0] == 0x80 && head[1] >= 1 && head[1] <= 5 && head[2] != 0)
+    if (n >= 3 && head[0] == 0x80 && head[1] >= 1 && head[1] <= 5 && head[2] != 0)
         return tb__fail(s, "not a ZIP archive: the file is a bare pickle (legacy PyTorch format? "
                         "re-save with torch>=1.6)");
     if (s->size < 22)
         return tb__fail(s, "not a PyTorch checkpoint: %llu bytes is too small for a ZIP archive",
                         (unsigned long long)s->size);
+    return 0;
+}
 
-    /* end of central directory: 22 bytes + a comment of at most 65535 bytes, at the end */
-    tail_len = s->size < 22 + 65535 ? s->size : 22 + 65535;
+/* The end of central directory record: 22 bytes + a comment of at most 65535 bytes, at the end
+   of the file. head / tl (the first bytes) only choose the message when there is none. */
+static int tb__zip_read_eocd(tb__src *s, const unsigned char *head, size_t tl, tb__zip_end *end) {
+    unsigned char *tail;
+    uint64_t tail_len = s->size < 22 + 65535 ? s->size : 22 + 65535;
+    size_t i, p;
+    int found = 0;
     tail = (unsigned char *)TB_MALLOC((size_t)tail_len);
     if (!tail) return tb__fail(s, "out of memory");
     if (tb__read_at(s, s->size - tail_len, tail, (size_t)tail_len, "ZIP end record")) {
@@ -267,9 +280,9 @@ static int tb__zip_open(tb__src *s, tb__zip *z) {
        last one whose comment fits (some writers append bytes) */
     for (i = 0; i < 2 && !found; i++) {
         for (p = (size_t)tail_len - 22 + 1; p-- > 0;) {
-            uint64_t end = p + 22 + (uint64_t)tb__u16(tail + p + 20);
+            uint64_t rec_end = p + 22 + (uint64_t)tb__u16(tail + p + 20);
             if (tail[p] == 'P' && tail[p + 1] == 'K' && tail[p + 2] == 5 && tail[p + 3] == 6 &&
-                (i == 0 ? end == tail_len : end <= tail_len)) {
+                (i == 0 ? rec_end == tail_len : rec_end <= tail_len)) {
                 found = 1;
                 break;
             }
@@ -283,7 +296,7 @@ static int tb__zip_open(tb__src *s, tb__zip *z) {
                                     : "not a PyTorch checkpoint (no ZIP end of central directory "
                                       "record)");
     }
-    eocd = s->size - tail_len + p;
+    end->eocd = s->size - tail_len + p;
     /* disk numbers 0 (or saturated 0xFFFF when the ZIP64 record holds the real values) */
     if ((tb__u16(tail + p + 4) != 0 && tb__u16(tail + p + 4) != 0xFFFF) ||
         (tb__u16(tail + p + 6) != 0 && tb__u16(tail + p + 6) != 0xFFFF) ||
@@ -291,130 +304,159 @@ static int tb__zip_open(tb__src *s, tb__zip *z) {
         TB_FREE(tail);
         return tb__fail(s, "multi-disk ZIP archives are not supported");
     }
-    nent = tb__u16(tail + p + 10);
-    cd_size = tb__u32(tail + p + 12);
-    cd_off = tb__u32(tail + p + 16);
+    end->nent = tb__u16(tail + p + 10);
+    end->cd_size = tb__u32(tail + p + 12);
+    end->cd_off = tb__u32(tail + p + 16);
     TB_FREE(tail);
-    tail = NULL;
+    return 0;
+}
 
-    /* ZIP64: a locator (20 bytes) right before the EOCD points at the ZIP64 EOCD record */
-    if (eocd >= 20) {
-        unsigned char loc[20];
-        if (tb__read_at(s, eocd - 20, loc, 20, "ZIP64 locator")) return -1;
-        if (tb__u32(loc) == 0x07064b50u) {
-            uint64_t r = tb__u64(loc + 8);
-            if (tb__u32(loc + 4) != 0 || tb__u32(loc + 16) > 1)
-                return tb__fail(s, "multi-disk ZIP64 archives are not supported");
-            if (r > eocd - 20 || eocd - 20 - r < 56)
-                return tb__fail(s, "ZIP64 end record offset %llu is out of range",
-                                (unsigned long long)r);
-            if (tb__read_at(s, r, rec, 56, "ZIP64 end record")) return -1;
-            if (tb__u32(rec) != 0x06064b50u)
-                return tb__fail(s, "bad ZIP64 end record signature at byte %llu",
-                                (unsigned long long)r);
-            if (tb__u32(rec + 16) != 0 || tb__u32(rec + 20) != 0 ||
-                tb__u64(rec + 24) != tb__u64(rec + 32))
-                return tb__fail(s, "multi-disk ZIP64 archives are not supported");
-            nent = tb__u64(rec + 32);
-            cd_size = tb__u64(rec + 40);
-            cd_off = tb__u64(rec + 48);
-            eocd = r; /* the central directory ends before the ZIP64 record */
-        } else if (nent == 0xFFFF || cd_size == 0xFFFFFFFFu || cd_off == 0xFFFFFFFFu) {
+/* ZIP64: a locator (20 bytes) right before the end record points at the ZIP64 end record, which
+   holds the real entry count and directory size and offset when the classic fields saturate. */
+static int tb__zip_read_zip64(tb__src *s, tb__zip_end *end) {
+    unsigned char loc[20], rec[56];
+    uint64_t r;
+    if (end->eocd < 20) return 0;
+    if (tb__read_at(s, end->eocd - 20, loc, 20, "ZIP64 locator")) return -1;
+    if (tb__u32(loc) != 0x07064b50u) {
+        if (end->nent == 0xFFFF || end->cd_size == 0xFFFFFFFFu || end->cd_off == 0xFFFFFFFFu)
             return tb__fail(s, "ZIP end record needs ZIP64 but the ZIP64 locator is missing");
+        return 0;
+    }
+    r = tb__u64(loc + 8);
+    if (tb__u32(loc + 4) != 0 || tb__u32(loc + 16) > 1)
+        return tb__fail(s, "multi-disk ZIP64 archives are not supported");
+    if (r > end->eocd - 20 || end->eocd - 20 - r < 56)
+        return tb__fail(s, "ZIP64 end record offset %llu is out of range", (unsigned long long)r);
+    if (tb__read_at(s, r, rec, 56, "ZIP64 end record")) return -1;
+    if (tb__u32(rec) != 0x06064b50u)
+        return tb__fail(s, "bad ZIP64 end record signature at byte %llu", (unsigned long long)r);
+    if (tb__u32(rec + 16) != 0 || tb__u32(rec + 20) != 0 || tb__u64(rec + 24) != tb__u64(rec + 32))
+        return tb__fail(s, "multi-disk ZIP64 archives are not supported");
+    end->nent = tb__u64(rec + 32);
+    end->cd_size = tb__u64(rec + 40);
+    end->cd_off = tb__u64(rec + 48);
+    end->eocd = r; /* the central directory ends before the ZIP64 record */
+    return 0;
+}
+
+/* The central directory must lie before the end record and be small enough to hold in memory:
+   checked before it is allocated, since every number here comes from the file. */
+static int tb__zip_check_cd(tb__src *s, const tb__zip_end *end) {
+    if (end->cd_off > end->eocd || end->cd_size > end->eocd - end->cd_off)
+        return tb__fail(s, "ZIP central directory (offset %llu, %llu bytes) lies outside the "
+                        "file (end record at %llu)", (unsigned long long)end->cd_off,
+                        (unsigned long long)end->cd_size, (unsigned long long)end->eocd);
+    if (end->nent == 0) return tb__fail(s, "empty ZIP archive");
+    if (end->nent > TB_MAX_ENTRIES)
+        return tb__fail(s, "ZIP archive has %llu entries (limit %d)", (unsigned long long)end->nent,
+                        (int)TB_MAX_ENTRIES);
+    if (end->nent > end->cd_size / 46)
+        return tb__fail(s, "ZIP central directory of %llu bytes cannot hold %llu entries",
+                        (unsigned long long)end->cd_size, (unsigned long long)end->nent);
+    if (end->cd_size > TB_MAX_CD_BYTES || end->cd_size > (uint64_t)SIZE_MAX - 1)
+        return tb__fail(s, "ZIP central directory of %llu bytes is larger than the limit %llu",
+                        (unsigned long long)end->cd_size, (unsigned long long)TB_MAX_CD_BYTES);
+    return 0;
+}
+
+/* ZIP64 extended information extra field (0x0001) in x[0..xe): holds only the fields the central
+   directory saturated to 0xFFFFFFFF, in the order usize, csize, lho. Returns 1 when it was
+   found and complete, 0 when it is missing, -1 when it is too short. */
+static int tb__zip64_extra(tb__zent *e, const unsigned char *x, const unsigned char *xe) {
+    while (xe - x >= 4) {
+        unsigned id = tb__u16(x), sz = tb__u16(x + 2);
+        const unsigned char *d = x + 4, *de;
+        if ((size_t)(xe - d) < sz) break;
+        de = d + sz;
+        if (id == 0x0001) {
+            if (e->usize == 0xFFFFFFFFu) {
+                if (de - d < 8) return -1;
+                e->usize = tb__u64(d); d += 8;
+            }
+            if (e->csize == 0xFFFFFFFFu) {
+                if (de - d < 8) return -1;
+                e->csize = tb__u64(d); d += 8;
+            }
+            if (e->lho == 0xFFFFFFFFu) {
+                if (de - d < 8) return -1;
+                e->lho = tb__u64(d);
+            }
+            return 1;
+        }
+        x = de;
+    }
+    return 0;
+}
+
+/* Central directory entry i, at byte pos of the directory, into z->ents[i]; *len is its size in
+   the directory. The caller frees z on failure (the message is written first, as it may quote
+   the entry's name, which points into z->cd). */
+static int tb__zip_parse_entry(tb__src *s, tb__zip *z, size_t i, uint64_t pos, uint64_t cd_size,
+                               uint64_t *len) {
+    const unsigned char *h = z->cd + pos;
+    tb__zent *e = &z->ents[i];
+    uint64_t nl, xl, cl;
+    if (cd_size - pos < 46 || tb__u32(h) != 0x02014b50u)
+        return tb__fail(s, "bad ZIP central directory entry %llu at byte %llu",
+                        (unsigned long long)i, (unsigned long long)(z->cd_off + pos));
+    nl = tb__u16(h + 28);
+    xl = tb__u16(h + 30);
+    cl = tb__u16(h + 32);
+    if (46 + nl + xl + cl > cd_size - pos)
+        return tb__fail(s, "ZIP central directory entry %llu overruns the directory",
+                        (unsigned long long)i);
+    memset(e, 0, sizeof *e);
+    e->flags = tb__u16(h + 8);
+    e->method = tb__u16(h + 10);
+    e->crc = tb__u32(h + 16);
+    e->csize = tb__u32(h + 20);
+    e->usize = tb__u32(h + 24);
+    e->lho = tb__u32(h + 42);
+    e->name = (const char *)h + 46;
+    e->nlen = (size_t)nl;
+    if (tb__u16(h + 34) != 0 && tb__u16(h + 34) != 0xFFFF)
+        return tb__fail(s, "multi-disk ZIP archives are not supported");
+    if (e->usize == 0xFFFFFFFFu || e->csize == 0xFFFFFFFFu || e->lho == 0xFFFFFFFFu) {
+        int got = tb__zip64_extra(e, h + 46 + nl, h + 46 + nl + xl);
+        if (got != 1) {
+            char nb[96];
+            tb__printable((const unsigned char *)e->name, e->nlen, nb, sizeof nb);
+            return tb__fail(s, "ZIP entry '%s' needs a ZIP64 extra field, which is %s", nb,
+                            got ? "too short" : "missing");
         }
     }
-    if (cd_off > eocd || cd_size > eocd - cd_off)
-        return tb__fail(s, "ZIP central directory (offset %llu, %llu bytes) lies outside the "
-                        "file (end record at %llu)", (unsigned long long)cd_off,
-                        (unsigned long long)cd_size, (unsigned long long)eocd);
-    if (nent == 0) return tb__fail(s, "empty ZIP archive");
-    if (nent > TB_MAX_ENTRIES)
-        return tb__fail(s, "ZIP archive has %llu entries (limit %d)", (unsigned long long)nent,
-                        (int)TB_MAX_ENTRIES);
-    if (nent > cd_size / 46)
-        return tb__fail(s, "ZIP central directory of %llu bytes cannot hold %llu entries",
-                        (unsigned long long)cd_size, (unsigned long long)nent);
-    if (cd_size > TB_MAX_CD_BYTES || cd_size > (uint64_t)SIZE_MAX - 1)
-        return tb__fail(s, "ZIP central directory of %llu bytes is larger than the limit %llu",
-                        (unsigned long long)cd_size, (unsigned long long)TB_MAX_CD_BYTES);
-    z->cd = (unsigned char *)TB_MALLOC((size_t)cd_size + 1);
-    z->ents = (tb__zent *)TB_MALLOC((size_t)nent * sizeof *z->ents);
+    *len = 46 + nl + xl + cl;
+    return 0;
+}
+
+/* Reads the central directory into z: entries sorted by name (tb__zip_find bisects them), two
+   entries of the same name refused (which one torch would load is not defined). */
+static int tb__zip_open(tb__src *s, tb__zip *z) {
+    unsigned char head[TB__HEAD_BYTES];
+    tb__zip_end end;
+    uint64_t pos, len = 0;
+    size_t i, tl;
+    memset(z, 0, sizeof *z);
+    memset(&end, 0, sizeof end);
+    if (tb__zip_sniff(s, head, &tl) || tb__zip_read_eocd(s, head, tl, &end) ||
+        tb__zip_read_zip64(s, &end) || tb__zip_check_cd(s, &end))
+        return -1;
+    z->cd = (unsigned char *)TB_MALLOC((size_t)end.cd_size + 1);
+    z->ents = (tb__zent *)TB_MALLOC((size_t)end.nent * sizeof *z->ents);
     if (!z->cd || !z->ents) { tb__zip_free(z); return tb__fail(s, "out of memory"); }
-    if (tb__read_at(s, cd_off, z->cd, (size_t)cd_size, "ZIP central directory")) {
+    if (tb__read_at(s, end.cd_off, z->cd, (size_t)end.cd_size, "ZIP central directory")) {
         tb__zip_free(z);
         return -1;
     }
-    z->cd_off = cd_off;
-
-    pos = 0;
-    for (i = 0; i < (size_t)nent; i++) {
-        const unsigned char *h = z->cd + pos;
-        tb__zent *e = &z->ents[i];
-        uint64_t nl, xl, cl;
-        if (cd_size - pos < 46 || tb__u32(h) != 0x02014b50u) {
+    z->cd_off = end.cd_off;
+    for (i = 0, pos = 0; i < (size_t)end.nent; i++, pos += len) {
+        if (tb__zip_parse_entry(s, z, i, pos, end.cd_size, &len)) {
             tb__zip_free(z);
-            return tb__fail(s, "bad ZIP central directory entry %llu at byte %llu",
-                            (unsigned long long)i, (unsigned long long)(cd_off + pos));
+            return -1;
         }
-        nl = tb__u16(h + 28);
-        xl = tb__u16(h + 30);
-        cl = tb__u16(h + 32);
-        if (46 + nl + xl + cl > cd_size - pos) {
-            tb__zip_free(z);
-            return tb__fail(s, "ZIP central directory entry %llu overruns the directory",
-                            (unsigned long long)i);
-        }
-        memset(e, 0, sizeof *e);
-        e->flags = tb__u16(h + 8);
-        e->method = tb__u16(h + 10);
-        e->crc = tb__u32(h + 16);
-        e->csize = tb__u32(h + 20);
-        e->usize = tb__u32(h + 24);
-        e->lho = tb__u32(h + 42);
-        e->name = (const char *)h + 46;
-        e->nlen = (size_t)nl;
-        if (tb__u16(h + 34) != 0 && tb__u16(h + 34) != 0xFFFF) {
-            tb__zip_free(z);
-            return tb__fail(s, "multi-disk ZIP archives are not supported");
-        }
-        if (e->usize == 0xFFFFFFFFu || e->csize == 0xFFFFFFFFu || e->lho == 0xFFFFFFFFu) {
-            /* ZIP64 extended information: only the saturated fields, in this order */
-            const unsigned char *x = h + 46 + nl, *xe = x + xl;
-            int got = 0;
-            while (xe - x >= 4) {
-                unsigned id = tb__u16(x), sz = tb__u16(x + 2);
-                const unsigned char *d = x + 4, *de;
-                if ((size_t)(xe - d) < sz) break;
-                de = d + sz;
-                if (id == 0x0001) {
-                    got = 1;
-                    if (e->usize == 0xFFFFFFFFu) {
-                        if (de - d < 8) { got = -1; break; }
-                        e->usize = tb__u64(d); d += 8;
-                    }
-                    if (e->csize == 0xFFFFFFFFu) {
-                        if (de - d < 8) { got = -1; break; }
-                        e->csize = tb__u64(d); d += 8;
-                    }
-                    if (e->lho == 0xFFFFFFFFu) {
-                        if (de - d < 8) { got = -1; break; }
-                        e->lho = tb__u64(d); d += 8;
-                    }
-                    break;
-                }
-                x = de;
-            }
-            if (got != 1) {
-                char nb[96];
-                tb__printable((const unsigned char *)e->name, e->nlen, nb, sizeof nb);
-                tb__zip_free(z);
-                return tb__fail(s, "ZIP entry '%s' needs a ZIP64 extra field, which is %s", nb,
-                                got ? "too short" : "missing");
-            }
-        }
-        pos += 46 + nl + xl + cl;
     }
-    z->n = (size_t)nent;
+    z->n = (size_t)end.nent;
     qsort(z->ents, z->n, sizeof *z->ents, tb__zent_cmp);
     for (i = 1; i < z->n; i++) {
         if (!tb__zent_cmp(&z->ents[i - 1], &z->ents[i])) {
@@ -925,238 +967,281 @@ static tb__obj *tb__apply(tb__vm *vm, tb__obj *fn, tb__obj *args, int nested) {
     return NULL;
 }
 
+/* The opcodes are handled by family, one function each; every handler takes the opcode (its
+   operand bytes follow at vm->pos) and returns 0 when done, -1 on an error (message written), or
+   TB__OP_OTHER when the opcode is not one of its family, so that tb__run can try the next. */
+#define TB__OP_OTHER 1
+
+/* Framing and plain stack work: PROTO, FRAME, MARK, POP, POP_MARK, DUP. */
+static int tb__op_stack(tb__vm *vm, unsigned op) {
+    const unsigned char *p = vm->p;
+    tb__obj *o;
+    size_t m = 0;
+    switch (op) {
+    case 0x80: /* PROTO */
+        if (tb__need(vm, 1)) return -1;
+        if (p[vm->pos] > 5) return tb__vfail(vm, "unsupported pickle protocol %u", p[vm->pos]);
+        vm->pos++;
+        return 0;
+    case 0x95: /* FRAME: 8-byte length; frames are just a hint */
+        if (tb__need(vm, 8)) return -1;
+        vm->pos += 8;
+        return 0;
+    case '(': /* MARK */
+        if (vm->nmarks >= TB_MAX_DEPTH)
+            return tb__vfail(vm, "MARKs nested deeper than %d", TB_MAX_DEPTH);
+        vm->marks[vm->nmarks++] = vm->sp;
+        return 0;
+    case '0': /* POP */
+        return tb__pop(vm) ? 0 : -1;
+    case '1': /* POP_MARK */
+        if (tb__pop_mark(vm, &m)) return -1;
+        vm->sp = m;
+        return 0;
+    case '2': /* DUP */
+        return (!(o = tb__top(vm)) || tb__push(vm, o)) ? -1 : 0;
+    }
+    return TB__OP_OTHER;
+}
+
+/* Constants: None, True, False, the integers and BINFLOAT. */
+static int tb__op_scalar(tb__vm *vm, unsigned op) {
+    const unsigned char *p = vm->p;
+    tb__obj *o;
+    uint64_t u;
+    switch (op) {
+    case 'N': return tb__push(vm, &vm->none_obj);
+    case 0x88: return tb__push(vm, &vm->true_obj);
+    case 0x89: return tb__push(vm, &vm->false_obj);
+    case 'J': /* BININT */
+        if (tb__need(vm, 4)) return -1;
+        u = tb__u32(p + vm->pos);
+        vm->pos += 4;
+        return tb__push_int(vm, (int64_t)(int32_t)(uint32_t)u);
+    case 'K': /* BININT1 */
+        if (tb__need(vm, 1)) return -1;
+        return tb__push_int(vm, p[vm->pos++]);
+    case 'M': /* BININT2 */
+        if (tb__need(vm, 2)) return -1;
+        u = tb__u16(p + vm->pos);
+        vm->pos += 2;
+        return tb__push_int(vm, (int64_t)u);
+    case 0x8a: { /* LONG1: n-byte little-endian two's complement */
+        size_t n, i;
+        uint64_t v = 0;
+        if (tb__need(vm, 1)) return -1;
+        n = p[vm->pos++];
+        if (n > 8) return tb__vfail(vm, "LONG1 integer of %u bytes is too large", (unsigned)n);
+        if (tb__need(vm, n)) return -1;
+        for (i = 0; i < n; i++) v |= (uint64_t)p[vm->pos + i] << (8 * i);
+        if (n && n < 8 && (p[vm->pos + n - 1] & 0x80)) v |= ~(uint64_t)0 << (8 * n);
+        vm->pos += n;
+        return tb__push_int(vm, (int64_t)v);
+    }
+    case 0x8b: /* LONG4 */
+        if (tb__need(vm, 4)) return -1;
+        return tb__vfail(vm, "LONG4 integers are not supported");
+    case 'G': { /* BINFLOAT: big-endian double */
+        uint64_t v = 0;
+        int i;
+        if (tb__need(vm, 8)) return -1;
+        for (i = 0; i < 8; i++) v = (v << 8) | p[vm->pos + i];
+        vm->pos += 8;
+        if (!(o = tb__new(vm, TB__FLOAT))) return -1;
+        o->i = (int64_t)v; /* the bits of the double; the value is never used */
+        return tb__push(vm, o);
+    }
+    }
+    return TB__OP_OTHER;
+}
+
+/* Strings and bytes, by the width of their length field (all kept as byte strings). */
+static int tb__op_string(tb__vm *vm, unsigned op) {
+    const unsigned char *p = vm->p;
+    uint64_t u;
+    switch (op) {
+    case 'X': case 'B': case 'T': /* BINUNICODE, BINBYTES, BINSTRING: 4-byte length */
+        if (tb__need(vm, 4)) return -1;
+        u = tb__u32(p + vm->pos);
+        vm->pos += 4;
+        if (op == 'T' && u > 0x7FFFFFFFu)
+            return tb__vfail(vm, "BINSTRING with a negative length");
+        return tb__push_str(vm, u);
+    case 0x8c: case 'U': case 'C': /* SHORT_BINUNICODE, SHORT_BINSTRING, SHORT_BINBYTES */
+        if (tb__need(vm, 1)) return -1;
+        u = p[vm->pos++];
+        return tb__push_str(vm, u);
+    case 0x8d: case 0x8e: /* BINUNICODE8, BINBYTES8 */
+        if (tb__need(vm, 8)) return -1;
+        u = tb__u64(p + vm->pos);
+        vm->pos += 8;
+        return tb__push_str(vm, u);
+    }
+    return TB__OP_OTHER;
+}
+
+/* GLOBAL and STACK_GLOBAL: both checked against the allow-list by tb__push_global. */
+static int tb__op_global(tb__vm *vm, unsigned op) {
+    const unsigned char *p = vm->p;
+    tb__obj *a, *b;
+    switch (op) {
+    case 'c': { /* GLOBAL: "module\nname\n" */
+        const unsigned char *mod = p + vm->pos, *nl1, *nl2;
+        size_t rest = vm->n - vm->pos;
+        nl1 = (const unsigned char *)memchr(mod, '\n', rest < 256 ? rest : 256);
+        if (!nl1) return tb__vfail(vm, "GLOBAL module name unterminated or too long");
+        rest -= (size_t)(nl1 - mod) + 1;
+        nl2 = (const unsigned char *)memchr(nl1 + 1, '\n', rest < 256 ? rest : 256);
+        if (!nl2) return tb__vfail(vm, "GLOBAL name unterminated or too long");
+        vm->pos = (size_t)(nl2 + 1 - p);
+        return tb__push_global(vm, mod, (size_t)(nl1 - mod), nl1 + 1, (size_t)(nl2 - nl1 - 1));
+    }
+    case 0x93: /* STACK_GLOBAL */
+        if (!(b = tb__pop(vm)) || !(a = tb__pop(vm))) return -1;
+        if (a->type != TB__STR || b->type != TB__STR)
+            return tb__vfail(vm, "STACK_GLOBAL needs two strings");
+        return tb__push_global(vm, a->s, a->len, b->s, b->len);
+    }
+    return TB__OP_OTHER;
+}
+
+/* The operand of BINPUT / BINGET (1 byte) and LONG_BINPUT / LONG_BINGET (4 bytes): a memo index. */
+static int tb__memo_index(tb__vm *vm, size_t width, uint64_t *idx) {
+    if (tb__need(vm, width)) return -1;
+    *idx = width == 1 ? vm->p[vm->pos] : tb__u32(vm->p + vm->pos);
+    vm->pos += width;
+    return 0;
+}
+
+/* The memo: BINPUT, LONG_BINPUT, MEMOIZE store the top of the stack; BINGET, LONG_BINGET push. */
+static int tb__op_memo(tb__vm *vm, unsigned op) {
+    uint64_t u;
+    switch (op) {
+    case 'q': case 'r': /* BINPUT, LONG_BINPUT */
+        if (tb__memo_index(vm, op == 'q' ? 1 : 4, &u)) return -1;
+        return tb__memo_put(vm, u);
+    case 0x94: /* MEMOIZE */
+        return tb__memo_put(vm, vm->memocount);
+    case 'h': case 'j': /* BINGET, LONG_BINGET */
+        if (tb__memo_index(vm, op == 'h' ? 1 : 4, &u)) return -1;
+        return tb__memo_get(vm, u);
+    }
+    return TB__OP_OTHER;
+}
+
+/* Tuples, lists and dicts: the empty ones, those built from the items since a MARK or from the
+   top 1..3 items, and appending to / setting items of the container below them. */
+static int tb__op_container(tb__vm *vm, unsigned op) {
+    tb__obj *o, *a, *b, *c;
+    size_t m = 0, k;
+    switch (op) {
+    case ')': /* EMPTY_TUPLE */
+        return tb__push(vm, tb__new(vm, TB__TUPLE));
+    case ']': /* EMPTY_LIST */
+        return tb__push(vm, tb__new(vm, TB__LIST));
+    case '}': /* EMPTY_DICT */
+        return tb__push(vm, tb__new(vm, TB__DICT));
+    case 't': case 'l': /* TUPLE, LIST: items since the last MARK */
+        if (tb__pop_mark(vm, &m)) return -1;
+        k = vm->sp - m;
+        if (!(o = tb__make_seq(vm, op == 't' ? TB__TUPLE : TB__LIST, vm->stack + m, k))) return -1;
+        vm->sp = m;
+        return tb__push(vm, o);
+    case 'd': /* DICT */
+        if (tb__pop_mark(vm, &m)) return -1;
+        k = vm->sp - m;
+        if (k % 2) return tb__vfail(vm, "DICT with an odd number of items");
+        if (!(o = tb__make_seq(vm, TB__DICT, vm->stack + m, k))) return -1;
+        vm->sp = m;
+        return tb__push(vm, o);
+    case 0x85: case 0x86: case 0x87: /* TUPLE1, TUPLE2, TUPLE3 */
+        k = op - 0x84;
+        if (vm->sp - tb__base(vm) < k) return tb__vfail(vm, "pickle stack underflow");
+        if (!(o = tb__make_seq(vm, TB__TUPLE, vm->stack + vm->sp - k, k))) return -1;
+        vm->sp -= k;
+        return tb__push(vm, o);
+    case 'a': /* APPEND */
+        if (!(b = tb__pop(vm)) || !(a = tb__top(vm))) return -1;
+        if (a->type != TB__LIST) return tb__vfail(vm, "APPEND to something that is not a list");
+        return tb__extend(vm, a, &b, 1);
+    case 'e': case 'u': /* APPENDS, SETITEMS */
+        if (tb__pop_mark(vm, &m)) return -1;
+        if (m <= tb__base(vm)) return tb__vfail(vm, "pickle stack underflow");
+        a = vm->stack[m - 1];
+        k = vm->sp - m;
+        if (op == 'e' && a->type != TB__LIST)
+            return tb__vfail(vm, "APPENDS to something that is not a list");
+        if (op == 'u' && a->type != TB__DICT)
+            return tb__vfail(vm, "SETITEMS on something that is not a dict");
+        if (op == 'u' && k % 2) return tb__vfail(vm, "SETITEMS with an odd number of items");
+        if (tb__extend(vm, a, vm->stack + m, k)) return -1;
+        vm->sp = m;
+        return 0;
+    case 's': { /* SETITEM */
+        tb__obj *kv[2];
+        if (!(b = tb__pop(vm)) || !(a = tb__pop(vm)) || !(c = tb__top(vm))) return -1;
+        if (c->type != TB__DICT) return tb__vfail(vm, "SETITEM on something that is not a dict");
+        kv[0] = a;
+        kv[1] = b;
+        return tb__extend(vm, c, kv, 2);
+    }
+    }
+    return TB__OP_OTHER;
+}
+
+/* Objects: persistent ids (storages), calls of allowed globals (REDUCE, NEWOBJ) and BUILD. */
+static int tb__op_object(tb__vm *vm, unsigned op) {
+    tb__obj *a, *b;
+    switch (op) {
+    case 'Q': /* BINPERSID */
+        if (!(a = tb__pop(vm))) return -1;
+        return tb__push(vm, tb__persid(vm, a));
+    case 'R': /* REDUCE */
+        if (!(b = tb__pop(vm)) || !(a = tb__pop(vm))) return -1;
+        return tb__push(vm, tb__apply(vm, a, b, 0));
+    case 0x81: /* NEWOBJ: cls.__new__(cls, *args); only OrderedDict() */
+        if (!(b = tb__pop(vm)) || !(a = tb__pop(vm))) return -1;
+        if (a->type != TB__GLOBAL || a->i != TB__G_ODICT)
+            return tb__vfail(vm, "NEWOBJ is only supported for collections.OrderedDict");
+        return tb__push(vm, tb__apply(vm, a, b, 0));
+    case 'b': /* BUILD: the state of a dict (e.g. _metadata) or tensor is ignored */
+        if (!(b = tb__pop(vm)) || !(a = tb__top(vm))) return -1;
+        if (a->type != TB__DICT && a->type != TB__TENSOR)
+            return tb__vfail(vm, "BUILD on an object that is not a dict or tensor");
+        return 0;
+    }
+    return TB__OP_OTHER;
+}
+
+typedef int (*tb__op_family)(tb__vm *vm, unsigned op);
+static const tb__op_family tb__op_families[] = {
+    tb__op_stack, tb__op_scalar, tb__op_string, tb__op_global, tb__op_memo, tb__op_container,
+    tb__op_object,
+};
+
 /* Run the pickle; on success *result is the object STOP returned. */
 static int tb__run(tb__vm *vm, tb__obj **result) {
-    const unsigned char *p = vm->p;
-    tb__obj *o, *a, *b, *c;
-    size_t m = 0, k = 0;
-    uint64_t u = 0;
     *result = NULL;
     for (;;) {
         unsigned op;
+        size_t f;
+        int rc = TB__OP_OTHER;
         if (vm->pos >= vm->n) {
             vm->op_pos = vm->n;
             return tb__vfail(vm, "pickle ends without STOP");
         }
         vm->op_pos = vm->pos;
-        op = p[vm->pos++];
-        switch (op) {
-        case 0x80: /* PROTO */
-            if (tb__need(vm, 1)) return -1;
-            if (p[vm->pos] > 5) return tb__vfail(vm, "unsupported pickle protocol %u", p[vm->pos]);
-            vm->pos++;
-            break;
-        case 0x95: /* FRAME: 8-byte length; frames are just a hint */
-            if (tb__need(vm, 8)) return -1;
-            vm->pos += 8;
-            break;
-        case '.': /* STOP */
-            if (!(o = tb__pop(vm))) return -1;
+        op = vm->p[vm->pos++];
+        if (op == '.') { /* STOP */
+            tb__obj *o = tb__pop(vm);
+            if (!o) return -1;
             *result = o;
             return 0;
-        case '(': /* MARK */
-            if (vm->nmarks >= TB_MAX_DEPTH)
-                return tb__vfail(vm, "MARKs nested deeper than %d", TB_MAX_DEPTH);
-            vm->marks[vm->nmarks++] = vm->sp;
-            break;
-        case '0': /* POP */
-            if (!tb__pop(vm)) return -1;
-            break;
-        case '1': /* POP_MARK */
-            if (tb__pop_mark(vm, &m)) return -1;
-            vm->sp = m;
-            break;
-        case '2': /* DUP */
-            if (!(o = tb__top(vm)) || tb__push(vm, o)) return -1;
-            break;
-        case 'N': if (tb__push(vm, &vm->none_obj)) return -1; break;
-        case 0x88: if (tb__push(vm, &vm->true_obj)) return -1; break;
-        case 0x89: if (tb__push(vm, &vm->false_obj)) return -1; break;
-        case 'J': /* BININT */
-            if (tb__need(vm, 4)) return -1;
-            u = tb__u32(p + vm->pos);
-            vm->pos += 4;
-            if (tb__push_int(vm, (int64_t)(int32_t)(uint32_t)u)) return -1;
-            break;
-        case 'K': /* BININT1 */
-            if (tb__need(vm, 1)) return -1;
-            if (tb__push_int(vm, p[vm->pos++])) return -1;
-            break;
-        case 'M': /* BININT2 */
-            if (tb__need(vm, 2)) return -1;
-            u = tb__u16(p + vm->pos);
-            vm->pos += 2;
-            if (tb__push_int(vm, (int64_t)u)) return -1;
-            break;
-        case 0x8a: { /* LONG1: n-byte little-endian two's complement */
-            size_t n, i;
-            uint64_t v = 0;
-            if (tb__need(vm, 1)) return -1;
-            n = p[vm->pos++];
-            if (n > 8) return tb__vfail(vm, "LONG1 integer of %u bytes is too large", (unsigned)n);
-            if (tb__need(vm, n)) return -1;
-            for (i = 0; i < n; i++) v |= (uint64_t)p[vm->pos + i] << (8 * i);
-            if (n && n < 8 && (p[vm->pos + n - 1] & 0x80)) v |= ~(uint64_t)0 << (8 * n);
-            vm->pos += n;
-            if (tb__push_int(vm, (int64_t)v)) return -1;
-            break;
         }
-        case 0x8b: /* LONG4 */
-            if (tb__need(vm, 4)) return -1;
-            return tb__vfail(vm, "LONG4 integers are not supported");
-        case 'G': { /* BINFLOAT: big-endian double */
-            uint64_t v = 0;
-            int i;
-            if (tb__need(vm, 8)) return -1;
-            for (i = 0; i < 8; i++) v = (v << 8) | p[vm->pos + i];
-            vm->pos += 8;
-            if (!(o = tb__new(vm, TB__FLOAT))) return -1;
-            o->i = (int64_t)v; /* the bits of the double; the value is never used */
-            if (tb__push(vm, o)) return -1;
-            break;
-        }
-        case 'X': case 'B': case 'T': /* BINUNICODE, BINBYTES, BINSTRING: 4-byte length */
-            if (tb__need(vm, 4)) return -1;
-            u = tb__u32(p + vm->pos);
-            vm->pos += 4;
-            if (op == 'T' && u > 0x7FFFFFFFu)
-                return tb__vfail(vm, "BINSTRING with a negative length");
-            if (tb__push_str(vm, u)) return -1;
-            break;
-        case 0x8c: case 'U': case 'C': /* SHORT_BINUNICODE, SHORT_BINSTRING, SHORT_BINBYTES */
-            if (tb__need(vm, 1)) return -1;
-            u = p[vm->pos++];
-            if (tb__push_str(vm, u)) return -1;
-            break;
-        case 0x8d: case 0x8e: /* BINUNICODE8, BINBYTES8 */
-            if (tb__need(vm, 8)) return -1;
-            u = tb__u64(p + vm->pos);
-            vm->pos += 8;
-            if (tb__push_str(vm, u)) return -1;
-            break;
-        case 'c': { /* GLOBAL: "module\nname\n" */
-            const unsigned char *mod = p + vm->pos, *nl1, *nl2;
-            size_t rest = vm->n - vm->pos;
-            nl1 = (const unsigned char *)memchr(mod, '\n', rest < 256 ? rest : 256);
-            if (!nl1) return tb__vfail(vm, "GLOBAL module name unterminated or too long");
-            rest -= (size_t)(nl1 - mod) + 1;
-            nl2 = (const unsigned char *)memchr(nl1 + 1, '\n', rest < 256 ? rest : 256);
-            if (!nl2) return tb__vfail(vm, "GLOBAL name unterminated or too long");
-            vm->pos = (size_t)(nl2 + 1 - p);
-            if (tb__push_global(vm, mod, (size_t)(nl1 - mod), nl1 + 1, (size_t)(nl2 - nl1 - 1)))
-                return -1;
-            break;
-        }
-        case 0x93: /* STACK_GLOBAL */
-            if (!(b = tb__pop(vm)) || !(a = tb__pop(vm))) return -1;
-            if (a->type != TB__STR || b->type != TB__STR)
-                return tb__vfail(vm, "STACK_GLOBAL needs two strings");
-            if (tb__push_global(vm, a->s, a->len, b->s, b->len)) return -1;
-            break;
-        case 'q': /* BINPUT */
-            if (tb__need(vm, 1)) return -1;
-            if (tb__memo_put(vm, p[vm->pos++])) return -1;
-            break;
-        case 'r': /* LONG_BINPUT */
-            if (tb__need(vm, 4)) return -1;
-            u = tb__u32(p + vm->pos);
-            vm->pos += 4;
-            if (tb__memo_put(vm, u)) return -1;
-            break;
-        case 0x94: /* MEMOIZE */
-            if (tb__memo_put(vm, vm->memocount)) return -1;
-            break;
-        case 'h': /* BINGET */
-            if (tb__need(vm, 1)) return -1;
-            if (tb__memo_get(vm, p[vm->pos++])) return -1;
-            break;
-        case 'j': /* LONG_BINGET */
-            if (tb__need(vm, 4)) return -1;
-            u = tb__u32(p + vm->pos);
-            vm->pos += 4;
-            if (tb__memo_get(vm, u)) return -1;
-            break;
-        case ')': /* EMPTY_TUPLE */
-            if (tb__push(vm, tb__new(vm, TB__TUPLE))) return -1;
-            break;
-        case ']': /* EMPTY_LIST */
-            if (tb__push(vm, tb__new(vm, TB__LIST))) return -1;
-            break;
-        case '}': /* EMPTY_DICT */
-            if (tb__push(vm, tb__new(vm, TB__DICT))) return -1;
-            break;
-        case 't': case 'l': /* TUPLE, LIST: items since the last MARK */
-            if (tb__pop_mark(vm, &m)) return -1;
-            k = vm->sp - m;
-            if (!(o = tb__make_seq(vm, op == 't' ? TB__TUPLE : TB__LIST, vm->stack + m, k)))
-                return -1;
-            vm->sp = m;
-            if (tb__push(vm, o)) return -1;
-            break;
-        case 'd': /* DICT */
-            if (tb__pop_mark(vm, &m)) return -1;
-            k = vm->sp - m;
-            if (k % 2) return tb__vfail(vm, "DICT with an odd number of items");
-            if (!(o = tb__make_seq(vm, TB__DICT, vm->stack + m, k))) return -1;
-            vm->sp = m;
-            if (tb__push(vm, o)) return -1;
-            break;
-        case 0x85: case 0x86: case 0x87: /* TUPLE1, TUPLE2, TUPLE3 */
-            k = op - 0x84;
-            if (vm->sp - tb__base(vm) < k) return tb__vfail(vm, "pickle stack underflow");
-            if (!(o = tb__make_seq(vm, TB__TUPLE, vm->stack + vm->sp - k, k))) return -1;
-            vm->sp -= k;
-            if (tb__push(vm, o)) return -1;
-            break;
-        case 'a': /* APPEND */
-            if (!(b = tb__pop(vm)) || !(a = tb__top(vm))) return -1;
-            if (a->type != TB__LIST) return tb__vfail(vm, "APPEND to something that is not a list");
-            if (tb__extend(vm, a, &b, 1)) return -1;
-            break;
-        case 'e': case 'u': /* APPENDS, SETITEMS */
-            if (tb__pop_mark(vm, &m)) return -1;
-            if (m <= tb__base(vm)) return tb__vfail(vm, "pickle stack underflow");
-            a = vm->stack[m - 1];
-            k = vm->sp - m;
-            if (op == 'e' && a->type != TB__LIST)
-                return tb__vfail(vm, "APPENDS to something that is not a list");
-            if (op == 'u' && a->type != TB__DICT)
-                return tb__vfail(vm, "SETITEMS on something that is not a dict");
-            if (op == 'u' && k % 2) return tb__vfail(vm, "SETITEMS with an odd number of items");
-            if (tb__extend(vm, a, vm->stack + m, k)) return -1;
-            vm->sp = m;
-            break;
-        case 's': { /* SETITEM */
-            tb__obj *kv[2];
-            if (!(b = tb__pop(vm)) || !(a = tb__pop(vm)) || !(c = tb__top(vm))) return -1;
-            if (c->type != TB__DICT) return tb__vfail(vm, "SETITEM on something that is not a dict");
-            kv[0] = a;
-            kv[1] = b;
-            if (tb__extend(vm, c, kv, 2)) return -1;
-            break;
-        }
-        case 'Q': /* BINPERSID */
-            if (!(a = tb__pop(vm))) return -1;
-            if (tb__push(vm, tb__persid(vm, a))) return -1;
-            break;
-        case 'R': /* REDUCE */
-            if (!(b = tb__pop(vm)) || !(a = tb__pop(vm))) return -1;
-            if (tb__push(vm, tb__apply(vm, a, b, 0))) return -1;
-            break;
-        case 0x81: /* NEWOBJ: cls.__new__(cls, *args); only OrderedDict() */
-            if (!(b = tb__pop(vm)) || !(a = tb__pop(vm))) return -1;
-            if (a->type != TB__GLOBAL || a->i != TB__G_ODICT)
-                return tb__vfail(vm, "NEWOBJ is only supported for collections.OrderedDict");
-            if (tb__push(vm, tb__apply(vm, a, b, 0))) return -1;
-            break;
-        case 'b': /* BUILD: the state of a dict (e.g. _metadata) or tensor is ignored */
-            if (!(b = tb__pop(vm)) || !(a = tb__top(vm))) return -1;
-            if (a->type != TB__DICT && a->type != TB__TENSOR)
-                return tb__vfail(vm, "BUILD on an object that is not a dict or tensor");
-            break;
-        default:
-            return tb__vfail(vm, "unknown or unsupported pickle opcode 0x%02x", op);
-        }
+        for (f = 0; f < sizeof tb__op_families / sizeof tb__op_families[0] && rc == TB__OP_OTHER; f++)
+            rc = tb__op_families[f](vm, op);
+        if (rc == TB__OP_OTHER) return tb__vfail(vm, "unknown or unsupported pickle opcode 0x%02x", op);
+        if (rc) return -1;
     }
 }
 
@@ -1537,6 +1622,8 @@ TB_API int tb_read_memory(const unsigned char *buf, size_t size, const char *lab
     return tb__read_src(&s, out);
 }
 
+/* Reads the file in place, with seeks (not into memory with mmspcl_read_file): a checkpoint may be
+   many GB, and only the ZIP records, data.pkl and one storage at a time are needed. */
 TB_API int tb_read(const char *path, tb_file *out, char *err, size_t errlen) {
     tb__src s;
     int rc;
