@@ -1,12 +1,119 @@
-/* Tiny test harness: CHECK(cond, fmt, ...) counts; TEST_END() prints "N passed, M failed" and
-   returns the exit status. Each test program is run from the repository root. */
+/* Tiny test harness, and the one home of the helpers the tests share. Each test program is run
+   from the repository root and includes "mmspcl.h" (when it uses the library) before
+   "tests/test.h".
+     CHECK(cond, fmt, ...)   counts a check (prints FAIL file:line and the message when false);
+     TEST_END()              prints "N passed, M failed" and gives the exit status;
+     test_read_file          a whole file, NUL-terminated (plain stdio, so a test's allocator hooks
+                             or a broken reader in the library never touch the fixtures);
+     test_run                a shell command line: its exit status, and what it printed;
+     test_cosine             the cosine of two float vectors;
+     test_close              |got - want| <= abs_tol + rel_tol * |want|;
+     test_crc32              CRC-32 (zlib, PNG, ZIP) bit by bit, independent of the library's.
+   Nothing here warns when a test does not use it (static inline functions, counters marked
+   unused), so the fuzz targets in tests/fuzz/ include this file too. */
 #ifndef MMSPCL_TEST_H
 #define MMSPCL_TEST_H
-#include <stdio.h>
 #include <math.h>
-static int test_passed, test_failed;
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TEST_UNUSED __attribute__((unused))
+#define TEST_PRINTF(fmt, first) __attribute__((format(printf, fmt, first)))
+#else
+#define TEST_UNUSED
+#define TEST_PRINTF(fmt, first)
+#endif
+
+static int test_passed TEST_UNUSED, test_failed TEST_UNUSED;
 #define CHECK(cond, ...) do { if (cond) test_passed++; else { test_failed++; \
     fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); \
     fputc('\n', stderr); } } while (0)
 #define TEST_END() (printf("%d passed, %d failed\n", test_passed, test_failed), test_failed ? 1 : 0)
+
+/* Reads the whole file at path into a new buffer (free it) with a NUL after the last byte;
+   *n (when n is not NULL) is the byte count without the NUL, 0 on failure. NULL when the file
+   cannot be opened or read (a folder included) or memory runs out. */
+static inline unsigned char *test_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL, *p;
+    size_t len = 0, cap = 0, got;
+    if (n) *n = 0;
+    if (!f) return NULL;
+    do {
+        if (len == cap) {
+            cap = cap ? 2 * cap : (size_t)1 << 16;
+            if (!(p = (unsigned char *)realloc(buf, cap + 1))) { free(buf); fclose(f); return NULL; }
+            buf = p;
+        }
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+    } while (got > 0);
+    if (ferror(f)) { free(buf); fclose(f); return NULL; }
+    fclose(f);
+    buf[len] = 0;
+    if (n) *n = len;
+    return buf;
+}
+
+/* Runs a shell command line made printf-style (at most 4095 characters; a longer one is not run).
+   Returns its exit status, 128 + the signal that ended it, or -1 when it could not be run.
+   With out not NULL, *out receives what the command wrote to its standard output
+   (NUL-terminated; free it), NULL when that could not be read; its standard error is not
+   captured (redirect it in the command line). */
+static inline int test_run(char **out, const char *fmt, ...) TEST_PRINTF(2, 3);
+static inline int test_run(char **out, const char *fmt, ...) {
+    char cmd[4096], line[4096 + 80], file[64];
+    int n, st;
+    va_list ap;
+    if (out) *out = NULL;
+    va_start(ap, fmt);
+    n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof cmd) return -1;
+    if (out) {
+        snprintf(file, sizeof file, "build/tests/test-run-%ld.out", (long)getpid());
+        snprintf(line, sizeof line, "(%s) > %s", cmd, file);
+    }
+    st = system(out ? line : cmd);
+    if (out) {
+        *out = (char *)test_read_file(file, NULL);
+        remove(file);
+    }
+    if (st == -1) return -1;
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The cosine of a[0..n) and b[0..n), in double; 0 when either has no (or a NaN) norm. */
+static inline double test_cosine(const float *a, const float *b, size_t n) {
+    double ab = 0, aa = 0, bb = 0;
+    size_t i;
+    for (i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
+}
+
+/* 1 when got is within abs_tol + rel_tol * |want| of want, else 0 (NaN is never close). */
+static inline int test_close(double got, double want, double rel_tol, double abs_tol) {
+    return fabs(got - want) <= abs_tol + rel_tol * fabs(want);
+}
+
+/* The CRC-32 of p[0..n) (reflected polynomial 0xEDB88320, as zlib, PNG and ZIP use), computed
+   bit by bit: an independent reference for the library's table-driven one. */
+static inline uint32_t test_crc32(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    size_t i;
+    int k;
+    for (i = 0; i < n; i++) {
+        c ^= p[i];
+        for (k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFu;
+}
 #endif

@@ -3,7 +3,6 @@
    wrote (tests/data/tokenizer/meld_ids.txt and fuzz_ids.txt, from tools/reference/tokenizer_ref.mjs
    and bpe_fuzz_ref.mjs) and every MELD
    utterance (../shared/data/meld/{train,dev,test}_sent_emo.csv) round-tripping through decode. */
-#define _POSIX_C_SOURCE 200809L  /* popen, for the CLI check */
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
 #include "tests/test.h"
@@ -13,20 +12,6 @@
 
 #define BPE_DIR "../shared/data/weights/roberta-bpe/"
 #define MELD_DIR "../shared/data/meld/"
-
-static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long sz;
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (sz = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = (char *)malloc((size_t)sz + 1);
-        if (buf && fread(buf, 1, (size_t)sz, f) == (size_t)sz) { buf[sz] = 0; *n = (size_t)sz; }
-        else { free(buf); buf = NULL; }
-    }
-    fclose(f);
-    return buf;
-}
 
 /* ---- a tiny reader for vocab.json: one flat object {"token": id, ...} ---------------------- */
 static void put_utf8(char *o, size_t *k, unsigned long cp) {
@@ -83,7 +68,7 @@ typedef struct { char **strs; uint32_t *lens; int64_t n; char *buf; } str_list;
 
 static int load_vocab(str_list *v) {
     size_t n, i = 0;
-    char *s = read_all(BPE_DIR "vocab.json", &n), *tmp;
+    char *s = (char *)test_read_file(BPE_DIR "vocab.json", &n), *tmp;
     int64_t cap = 1 << 16;
     if (!s) return 0;
     tmp = (char *)malloc(n + 1);
@@ -117,7 +102,7 @@ static int load_vocab(str_list *v) {
 
 static int load_merges(str_list *m) {
     size_t n, i, start = 0;
-    char *s = read_all(BPE_DIR "merges.txt", &n);
+    char *s = (char *)test_read_file(BPE_DIR "merges.txt", &n);
     int64_t cap = 1 << 17;
     if (!s) return 0;
     m->buf = s;
@@ -187,7 +172,7 @@ typedef struct { char *text; size_t len; } utt;
 
 static int read_meld(const char *path, utt **list, int *n, int *cap) {
     size_t sz, i = 0;
-    char *s = read_all(path, &sz);
+    char *s = (char *)test_read_file(path, &sz);
     int row = 0;
     if (!s) return 0;
     while (i < sz) {
@@ -257,7 +242,7 @@ static size_t unescape(const char *s, size_t n, char *out) {
 /* every line of a reference file (ids from transformers.js) must be equal */
 static void check_reference_file(const mmspcl_bpe *bpe, const char *path, int min_lines) {
     size_t sz, i = 0;
-    char *s = read_all(path, &sz);
+    char *s = (char *)test_read_file(path, &sz);
     int lines = 0, bad = 0;
     if (!s) {
         CHECK(0, "%s is missing", path);
@@ -427,16 +412,11 @@ static void check_long(const mmspcl_bpe *bpe) {
 
 /* build/mmspcl tokenize (make test builds it before running the tests) */
 static void run_cli(const char *args, const char *want) {
-    char cmd[1024], out[4096];
-    size_t n;
-    FILE *p;
-    snprintf(cmd, sizeof cmd, "build/mmspcl tokenize --vocab %svocab.json --merges %smerges.txt %s",
-             BPE_DIR, BPE_DIR, args);
-    p = popen(cmd, "r");
-    if (!p) { CHECK(0, "cannot run %s", cmd); return; }
-    n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    CHECK(pclose(p) == 0 && !strcmp(out, want), "%s\n  printed: %s  want: %s", cmd, out, want);
+    char *out = NULL;
+    int rc = test_run(&out, "build/mmspcl tokenize --vocab %svocab.json --merges %smerges.txt %s", BPE_DIR, BPE_DIR, args);
+    if (!out) { CHECK(0, "cannot run build/mmspcl tokenize %s", args); return; }
+    CHECK(rc == 0 && !strcmp(out, want), "build/mmspcl tokenize %s\n  printed: %s  want: %s", args, out, want);
+    free(out);
 }
 
 static void check_cli(void) {
@@ -456,9 +436,157 @@ static void check_cli(void) {
     }
 }
 
+/* accessors: sizes, special ids, token lookups both ways */
+static void test_accessors(const mmspcl_bpe *bpe) {
+    CHECK(mmspcl_bpe_vocab_size(bpe) == 50265, "vocab size %lld", (long long)mmspcl_bpe_vocab_size(bpe));
+    CHECK(mmspcl_bpe_bos_id(bpe) == 0 && mmspcl_bpe_pad_id(bpe) == 1 && mmspcl_bpe_eos_id(bpe) == 2 &&
+          mmspcl_bpe_unk_id(bpe) == 3 && mmspcl_bpe_mask_id(bpe) == 50264,
+          "special ids %d %d %d %d %d", mmspcl_bpe_bos_id(bpe), mmspcl_bpe_pad_id(bpe),
+          mmspcl_bpe_eos_id(bpe), mmspcl_bpe_unk_id(bpe), mmspcl_bpe_mask_id(bpe));
+    CHECK(mmspcl_bpe_token_id(bpe, "\xC4\xA0the") == 5, "id of Ġthe");
+    CHECK(mmspcl_bpe_token_id(bpe, "no-such-token-xyz") == -1 && mmspcl_bpe_token_id(bpe, "") == -1, "absent token");
+    {
+        size_t l = 0;
+        const char *t = mmspcl_bpe_token_str(bpe, 5, &l);
+        CHECK(t && l == 5 && !strcmp(t, "\xC4\xA0the"), "token_str(5)");
+        CHECK(!mmspcl_bpe_token_str(bpe, -1, NULL) && !mmspcl_bpe_token_str(bpe, 50265, NULL), "token_str out of range");
+    }
+}
+
+/* published ids (Hugging Face's RoBERTa tokenizer) */
+static void test_published_ids(const mmspcl_bpe *bpe) {
+    static const int32_t hello[] = {0, 31414, 232, 328, 740, 1140, 12695, 69, 46078, 1588, 2};
+    static const int32_t mask[] = {50264};
+    static const int32_t monica[] = {13368, 6, 12811, 2653};
+    static const int32_t empty_sp[] = {0, 2};
+    static const int32_t prompt[] = {0, 18393, 219, 35, 3592, 2, 50264, 2};
+    const char *hs = "Hello world! c\xC3\xA9" "c\xC3\xA9 herlolip";
+    CHECK(encode_eq(bpe, hs, strlen(hs), MMSPCL_BPE_ADD_SPECIAL, hello, 11), "Hello world! c\xC3\xA9" "c\xC3\xA9 herlolip");
+    CHECK(encode_eq(bpe, hs, strlen(hs), 0, hello + 1, 9), "Hello world without specials");
+    CHECK(encode_eq(bpe, " <mask>", 7, 0, mask, 1), "\" <mask>\" -> 50264 alone");
+    CHECK(encode_eq(bpe, "Hey, Monica feels", 17, 0, monica, 4), "Hey, Monica feels");
+    CHECK(encode_eq(bpe, "", 0, 0, NULL, 0), "empty string gives no ids");
+    CHECK(encode_eq(bpe, NULL, 0, 0, NULL, 0), "NULL, 0 gives no ids");
+    CHECK(encode_eq(bpe, "", 0, MMSPCL_BPE_ADD_SPECIAL, empty_sp, 2), "empty string with specials: 0 2");
+    CHECK(encode_eq(bpe, "<s>Joey:hi</s> <mask></s>", 25, 0, prompt, 8), "special tokens inside the text");
+    CHECK(mmspcl_bpe_encode(NULL, "a", 1, ids_buf, 10) == -1, "NULL tokenizer gives -1");
+    CHECK(mmspcl_bpe_encode(bpe, NULL, 3, ids_buf, 10) == -1, "NULL text with len gives -1");
+}
+
+/* special tokens: lstrip only for <mask>, and the flag that turns splitting off */
+static void test_special_tokens(const mmspcl_bpe *bpe) {
+    int n = mmspcl_bpe_encode(bpe, "a <s>", 5, ids_buf, 100);
+    CHECK(n == 3 && ids_buf[1] == 1437 && ids_buf[2] == 0, "\"a <s>\": <s> does not absorb the space (%d)", n);
+    n = mmspcl_bpe_encode(bpe, "a \t\n<mask>b", 11, ids_buf, 100);
+    CHECK(n == 3 && ids_buf[0] == 102 && ids_buf[1] == 50264 && ids_buf[2] == 428, "<mask> absorbs all whitespace before it (%d)", n);
+    n = mmspcl_bpe_encode(bpe, "<mask> x", 8, ids_buf, 100);
+    CHECK(n == 2 && ids_buf[0] == 50264 && ids_buf[1] == 3023, "<mask> keeps the space after it (%d)", n);
+    n = mmspcl_bpe_encode(bpe, "a\xE3\x80\x80<mask>", 10, ids_buf, 100);
+    CHECK(n == 2 && ids_buf[1] == 50264, "<mask> absorbs U+3000 (%d)", n);
+    n = mmspcl_bpe_encode_ex(bpe, " <mask>", 7, ids_buf, 100, MMSPCL_BPE_NO_SPECIAL_SPLIT);
+    CHECK(n > 1 && ids_buf[0] != 50264, "NO_SPECIAL_SPLIT treats <mask> as text (%d)", n);
+    n = mmspcl_bpe_encode(bpe, "<<mask><masks", 13, ids_buf, 100);
+    CHECK(n >= 3 && ids_buf[1] == 50264, "\"<<mask><masks\" (%d)", n);
+}
+
+/* buffer too small: the full count comes back and nothing past max_ids is written */
+static void test_short_buffer(const mmspcl_bpe *bpe) {
+    const char *t = "Hello world! How are you doing today?";
+    int full = mmspcl_bpe_encode(bpe, t, strlen(t), ids_buf, 100), n;
+    ids_buf[2] = -77;
+    n = mmspcl_bpe_encode(bpe, t, strlen(t), ids_buf, 2);
+    CHECK(n == full && full > 2 && ids_buf[2] == -77 && ids_buf[0] == 31414, "short buffer: %d vs %d", n, full);
+    CHECK(mmspcl_bpe_encode(bpe, t, strlen(t), NULL, 0) == full, "counting with a NULL buffer");
+}
+
+/* decode: specials, out-of-range ids, a short buffer */
+static void test_decode(const mmspcl_bpe *bpe) {
+    static const int32_t ids[] = {0, 31414, 232, 328, 2, 50264, -5, 99999999};
+    char small[8];
+    size_t n = mmspcl_bpe_decode(bpe, ids, 8, dec_buf, dec_cap);
+    CHECK(n == 25 && !strcmp(dec_buf, "<s>Hello world!</s><mask>"), "decode: %zu \"%s\"", n, dec_buf);
+    n = mmspcl_bpe_decode(bpe, ids, 8, small, sizeof small);
+    CHECK(n == 25 && !strcmp(small, "<s>Hell"), "decode into a short buffer: %zu \"%s\"", n, small);
+    CHECK(mmspcl_bpe_decode(bpe, ids, 0, small, sizeof small) == 0 && small[0] == 0, "decode nothing");
+}
+
+/* the same tokenizer through a weight file */
+static void test_weight_file(const mmspcl_bpe *bpe, const str_list *v, const str_list *m) {
+    mmspcl_writer *wr = mmspcl_writer_create();
+    mmspcl_bpe *bpe2 = NULL;
+    mmspcl_error err;
+    unsigned char *bytes = NULL;
+    size_t size = 0;
+    mmspcl_weights *w = NULL;
+    const char *t = "Hey, Monica feels <mask> \xF0\x9F\x98\x80 x\xFFy";
+    int n1, n2, same = 1, k;
+    mmspcl_status st;
+    st = mmspcl_writer_set_str_array(wr, "tokenizer.vocab", (const char *const *)v->strs, v->lens, v->n);
+    if (!st) st = mmspcl_writer_set_str_array(wr, "tokenizer.merges", (const char *const *)m->strs + 1, m->lens + 1, m->n - 1);
+    if (!st) st = mmspcl_writer_save_to_memory(wr, &bytes, &size, &err);
+    if (!st) st = mmspcl_weights_from_memory(&w, bytes, size, &err);
+    if (!st) st = mmspcl_bpe_from_weights(&bpe2, w, &err);
+    CHECK(st == MMSPCL_OK, "tokenizer through a weight file: %s", st ? err.msg : "");
+    if (!st) {
+        mmspcl_weights_free(w);  /* the tokenizer keeps its own copy */
+        w = NULL;
+        n1 = mmspcl_bpe_encode(bpe, t, strlen(t), ids_buf, 1000);
+        n2 = mmspcl_bpe_encode(bpe2, t, strlen(t), ids_buf + 1000, 1000);
+        for (k = 0; k < n1 && k < n2; k++) same &= ids_buf[k] == ids_buf[1000 + k];
+        CHECK(n1 == n2 && same && n1 > 0, "weight-file tokenizer encodes the same (%d vs %d)", n1, n2);
+    }
+    mmspcl_bpe_free(bpe2);
+    mmspcl_weights_free(w);
+    MMSPCL_FREE(bytes);
+    mmspcl_writer_free(wr);
+    /* a weight file without tokenizer keys */
+    wr = mmspcl_writer_create();
+    mmspcl_writer_set_int(wr, "x", 1);
+    bytes = NULL;
+    w = NULL;
+    bpe2 = NULL;
+    st = mmspcl_writer_save_to_memory(wr, &bytes, &size, &err);
+    if (!st) st = mmspcl_weights_from_memory(&w, bytes, size, &err);
+    if (!st) st = mmspcl_bpe_from_weights(&bpe2, w, &err);
+    CHECK(st == MMSPCL_ERR_NOT_FOUND && bpe2 == NULL && strstr(err.msg, "tokenizer.vocab"),
+          "missing tokenizer keys: %d %s", (int)st, err.msg);
+    mmspcl_weights_free(w);
+    MMSPCL_FREE(bytes);
+    mmspcl_writer_free(wr);
+}
+
+/* bad merges are refused with a message naming them */
+static void test_bad_merges(void) {
+    static const char *vocab[] = {"a", "b", "ab", "c"};
+    static const char *bad1[] = {"a b", "ab c"};
+    static const char *bad2[] = {"a b", "abc"};
+    static const char *good[] = {"#version: 0.2", "a b"};
+    mmspcl_bpe *bpe2 = NULL;
+    mmspcl_error err;
+    int32_t ids[4];
+    mmspcl_status st = mmspcl_bpe_from_arrays(&bpe2, vocab, NULL, 4, bad1, NULL, 2, &err);
+    CHECK(st == MMSPCL_ERR_FORMAT && !bpe2 && strstr(err.msg, "merge 1"), "merge with unknown result: %s", err.msg);
+    st = mmspcl_bpe_from_arrays(&bpe2, vocab, NULL, 4, bad2, NULL, 2, &err);
+    CHECK(st == MMSPCL_ERR_FORMAT && !bpe2, "merge without a space: %s", err.msg);
+    st = mmspcl_bpe_from_arrays(&bpe2, vocab, NULL, 0, good, NULL, 2, &err);
+    CHECK(st == MMSPCL_ERR_ARG && !bpe2, "empty vocabulary refused");
+    st = mmspcl_bpe_from_arrays(&bpe2, vocab, NULL, 4, good, NULL, 2, &err);
+    CHECK(st == MMSPCL_OK, "tiny vocabulary: %s", st ? err.msg : "");
+    if (!st) {
+        /* bytes without a token are dropped (Hugging Face without unk_token does the same) */
+        int n = mmspcl_bpe_encode(bpe2, "abxc", 4, ids, 4);
+        CHECK(n == 2 && ids[0] == 2 && ids[1] == 3, "tiny vocabulary: abxc -> %d ids", n);
+        CHECK(mmspcl_bpe_mask_id(bpe2) == -1, "tiny vocabulary has no <mask>");
+        n = mmspcl_bpe_encode(bpe2, "<mask>", 6, ids, 4);
+        CHECK(n == 1 && ids[0] == 0, "no <mask> token: plain text (only 'a' is known): %d", n);
+    }
+    mmspcl_bpe_free(bpe2);
+    mmspcl_bpe_free(NULL);
+}
+
 int main(void) {
     str_list v = {NULL, NULL, 0, NULL}, m = {NULL, NULL, 0, NULL};
-    mmspcl_bpe *bpe = NULL, *bpe2 = NULL;
+    mmspcl_bpe *bpe = NULL;
     mmspcl_error err;
     int ok_v = load_vocab(&v), ok_m = load_merges(&m);
     CHECK(ok_v && ok_m, "cannot read %svocab.json / merges.txt (run from the repository root)", BPE_DIR);
@@ -477,144 +605,13 @@ int main(void) {
                (double)(clock() - t0) * 1e3 / CLOCKS_PER_SEC);
     }
 
-    /* accessors */
-    CHECK(mmspcl_bpe_vocab_size(bpe) == 50265, "vocab size %lld", (long long)mmspcl_bpe_vocab_size(bpe));
-    CHECK(mmspcl_bpe_bos_id(bpe) == 0 && mmspcl_bpe_pad_id(bpe) == 1 && mmspcl_bpe_eos_id(bpe) == 2 &&
-          mmspcl_bpe_unk_id(bpe) == 3 && mmspcl_bpe_mask_id(bpe) == 50264,
-          "special ids %d %d %d %d %d", mmspcl_bpe_bos_id(bpe), mmspcl_bpe_pad_id(bpe),
-          mmspcl_bpe_eos_id(bpe), mmspcl_bpe_unk_id(bpe), mmspcl_bpe_mask_id(bpe));
-    CHECK(mmspcl_bpe_token_id(bpe, "\xC4\xA0the") == 5, "id of Ġthe");
-    CHECK(mmspcl_bpe_token_id(bpe, "no-such-token-xyz") == -1 && mmspcl_bpe_token_id(bpe, "") == -1, "absent token");
-    {
-        size_t l = 0;
-        const char *t = mmspcl_bpe_token_str(bpe, 5, &l);
-        CHECK(t && l == 5 && !strcmp(t, "\xC4\xA0the"), "token_str(5)");
-        CHECK(!mmspcl_bpe_token_str(bpe, -1, NULL) && !mmspcl_bpe_token_str(bpe, 50265, NULL), "token_str out of range");
-    }
-
-    /* published ids */
-    {
-        static const int32_t hello[] = {0, 31414, 232, 328, 740, 1140, 12695, 69, 46078, 1588, 2};
-        static const int32_t mask[] = {50264};
-        static const int32_t monica[] = {13368, 6, 12811, 2653};
-        static const int32_t empty_sp[] = {0, 2};
-        static const int32_t prompt[] = {0, 18393, 219, 35, 3592, 2, 50264, 2};
-        const char *hs = "Hello world! c\xC3\xA9" "c\xC3\xA9 herlolip";
-        CHECK(encode_eq(bpe, hs, strlen(hs), MMSPCL_BPE_ADD_SPECIAL, hello, 11), "Hello world! c\xC3\xA9" "c\xC3\xA9 herlolip");
-        CHECK(encode_eq(bpe, hs, strlen(hs), 0, hello + 1, 9), "Hello world without specials");
-        CHECK(encode_eq(bpe, " <mask>", 7, 0, mask, 1), "\" <mask>\" -> 50264 alone");
-        CHECK(encode_eq(bpe, "Hey, Monica feels", 17, 0, monica, 4), "Hey, Monica feels");
-        CHECK(encode_eq(bpe, "", 0, 0, NULL, 0), "empty string gives no ids");
-        CHECK(encode_eq(bpe, NULL, 0, 0, NULL, 0), "NULL, 0 gives no ids");
-        CHECK(encode_eq(bpe, "", 0, MMSPCL_BPE_ADD_SPECIAL, empty_sp, 2), "empty string with specials: 0 2");
-        CHECK(encode_eq(bpe, "<s>Joey:hi</s> <mask></s>", 25, 0, prompt, 8), "special tokens inside the text");
-        CHECK(mmspcl_bpe_encode(NULL, "a", 1, ids_buf, 10) == -1, "NULL tokenizer gives -1");
-        CHECK(mmspcl_bpe_encode(bpe, NULL, 3, ids_buf, 10) == -1, "NULL text with len gives -1");
-    }
-    /* special tokens: lstrip only for <mask>, and the flag that turns splitting off */
-    {
-        int n = mmspcl_bpe_encode(bpe, "a <s>", 5, ids_buf, 100);
-        CHECK(n == 3 && ids_buf[1] == 1437 && ids_buf[2] == 0, "\"a <s>\": <s> does not absorb the space (%d)", n);
-        n = mmspcl_bpe_encode(bpe, "a \t\n<mask>b", 11, ids_buf, 100);
-        CHECK(n == 3 && ids_buf[0] == 102 && ids_buf[1] == 50264 && ids_buf[2] == 428, "<mask> absorbs all whitespace before it (%d)", n);
-        n = mmspcl_bpe_encode(bpe, "<mask> x", 8, ids_buf, 100);
-        CHECK(n == 2 && ids_buf[0] == 50264 && ids_buf[1] == 3023, "<mask> keeps the space after it (%d)", n);
-        n = mmspcl_bpe_encode(bpe, "a\xE3\x80\x80<mask>", 10, ids_buf, 100);
-        CHECK(n == 2 && ids_buf[1] == 50264, "<mask> absorbs U+3000 (%d)", n);
-        n = mmspcl_bpe_encode_ex(bpe, " <mask>", 7, ids_buf, 100, MMSPCL_BPE_NO_SPECIAL_SPLIT);
-        CHECK(n > 1 && ids_buf[0] != 50264, "NO_SPECIAL_SPLIT treats <mask> as text (%d)", n);
-        n = mmspcl_bpe_encode(bpe, "<<mask><masks", 13, ids_buf, 100);
-        CHECK(n >= 3 && ids_buf[1] == 50264, "\"<<mask><masks\" (%d)", n);
-    }
-    /* buffer too small: the full count comes back and nothing past max_ids is written */
-    {
-        const char *t = "Hello world! How are you doing today?";
-        int full = mmspcl_bpe_encode(bpe, t, strlen(t), ids_buf, 100), n;
-        ids_buf[2] = -77;
-        n = mmspcl_bpe_encode(bpe, t, strlen(t), ids_buf, 2);
-        CHECK(n == full && full > 2 && ids_buf[2] == -77 && ids_buf[0] == 31414, "short buffer: %d vs %d", n, full);
-        CHECK(mmspcl_bpe_encode(bpe, t, strlen(t), NULL, 0) == full, "counting with a NULL buffer");
-    }
-    /* decode */
-    {
-        static const int32_t ids[] = {0, 31414, 232, 328, 2, 50264, -5, 99999999};
-        char small[8];
-        size_t n = mmspcl_bpe_decode(bpe, ids, 8, dec_buf, dec_cap);
-        CHECK(n == 25 && !strcmp(dec_buf, "<s>Hello world!</s><mask>"), "decode: %zu \"%s\"", n, dec_buf);
-        n = mmspcl_bpe_decode(bpe, ids, 8, small, sizeof small);
-        CHECK(n == 25 && !strcmp(small, "<s>Hell"), "decode into a short buffer: %zu \"%s\"", n, small);
-        CHECK(mmspcl_bpe_decode(bpe, ids, 0, small, sizeof small) == 0 && small[0] == 0, "decode nothing");
-    }
-
-    /* the same tokenizer through a weight file */
-    {
-        mmspcl_writer *wr = mmspcl_writer_create();
-        unsigned char *bytes = NULL;
-        size_t size = 0;
-        mmspcl_weights *w = NULL;
-        const char *t = "Hey, Monica feels <mask> \xF0\x9F\x98\x80 x\xFFy";
-        int n1, n2, same = 1, k;
-        mmspcl_status st;
-        st = mmspcl_writer_set_str_array(wr, "tokenizer.vocab", (const char *const *)v.strs, v.lens, v.n);
-        if (!st) st = mmspcl_writer_set_str_array(wr, "tokenizer.merges", (const char *const *)m.strs + 1, m.lens + 1, m.n - 1);
-        if (!st) st = mmspcl_writer_save_to_memory(wr, &bytes, &size, &err);
-        if (!st) st = mmspcl_weights_from_memory(&w, bytes, size, &err);
-        if (!st) st = mmspcl_bpe_from_weights(&bpe2, w, &err);
-        CHECK(st == MMSPCL_OK, "tokenizer through a weight file: %s", st ? err.msg : "");
-        if (!st) {
-            mmspcl_weights_free(w);  /* the tokenizer keeps its own copy */
-            w = NULL;
-            n1 = mmspcl_bpe_encode(bpe, t, strlen(t), ids_buf, 1000);
-            n2 = mmspcl_bpe_encode(bpe2, t, strlen(t), ids_buf + 1000, 1000);
-            for (k = 0; k < n1 && k < n2; k++) same &= ids_buf[k] == ids_buf[1000 + k];
-            CHECK(n1 == n2 && same && n1 > 0, "weight-file tokenizer encodes the same (%d vs %d)", n1, n2);
-        }
-        mmspcl_bpe_free(bpe2);
-        mmspcl_weights_free(w);
-        MMSPCL_FREE(bytes);
-        mmspcl_writer_free(wr);
-        /* a weight file without tokenizer keys */
-        wr = mmspcl_writer_create();
-        mmspcl_writer_set_int(wr, "x", 1);
-        bytes = NULL;
-        w = NULL;
-        bpe2 = NULL;
-        st = mmspcl_writer_save_to_memory(wr, &bytes, &size, &err);
-        if (!st) st = mmspcl_weights_from_memory(&w, bytes, size, &err);
-        if (!st) st = mmspcl_bpe_from_weights(&bpe2, w, &err);
-        CHECK(st == MMSPCL_ERR_NOT_FOUND && bpe2 == NULL && strstr(err.msg, "tokenizer.vocab"),
-              "missing tokenizer keys: %d %s", (int)st, err.msg);
-        mmspcl_weights_free(w);
-        MMSPCL_FREE(bytes);
-        mmspcl_writer_free(wr);
-    }
-    /* bad merges are refused with a message naming them */
-    {
-        static const char *vocab[] = {"a", "b", "ab", "c"};
-        static const char *bad1[] = {"a b", "ab c"};
-        static const char *bad2[] = {"a b", "abc"};
-        static const char *good[] = {"#version: 0.2", "a b"};
-        int32_t ids[4];
-        mmspcl_status st = mmspcl_bpe_from_arrays(&bpe2, vocab, NULL, 4, bad1, NULL, 2, &err);
-        CHECK(st == MMSPCL_ERR_FORMAT && !bpe2 && strstr(err.msg, "merge 1"), "merge with unknown result: %s", err.msg);
-        st = mmspcl_bpe_from_arrays(&bpe2, vocab, NULL, 4, bad2, NULL, 2, &err);
-        CHECK(st == MMSPCL_ERR_FORMAT && !bpe2, "merge without a space: %s", err.msg);
-        st = mmspcl_bpe_from_arrays(&bpe2, vocab, NULL, 0, good, NULL, 2, &err);
-        CHECK(st == MMSPCL_ERR_ARG && !bpe2, "empty vocabulary refused");
-        st = mmspcl_bpe_from_arrays(&bpe2, vocab, NULL, 4, good, NULL, 2, &err);
-        CHECK(st == MMSPCL_OK, "tiny vocabulary: %s", st ? err.msg : "");
-        if (!st) {
-            /* bytes without a token are dropped (Hugging Face without unk_token does the same) */
-            int n = mmspcl_bpe_encode(bpe2, "abxc", 4, ids, 4);
-            CHECK(n == 2 && ids[0] == 2 && ids[1] == 3, "tiny vocabulary: abxc -> %d ids", n);
-            CHECK(mmspcl_bpe_mask_id(bpe2) == -1, "tiny vocabulary has no <mask>");
-            n = mmspcl_bpe_encode(bpe2, "<mask>", 6, ids, 4);
-            CHECK(n == 1 && ids[0] == 0, "no <mask> token: plain text (only 'a' is known): %d", n);
-        }
-        mmspcl_bpe_free(bpe2);
-        mmspcl_bpe_free(NULL);
-    }
-
+    test_accessors(bpe);
+    test_published_ids(bpe);
+    test_special_tokens(bpe);
+    test_short_buffer(bpe);
+    test_decode(bpe);
+    test_weight_file(bpe, &v, &m);
+    test_bad_merges();
     check_reference_file(bpe, "tests/data/tokenizer/meld_ids.txt", 300);
     check_reference_file(bpe, "tests/data/tokenizer/fuzz_ids.txt", 1000);
     check_meld(bpe);

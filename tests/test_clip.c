@@ -70,13 +70,6 @@ bad:
 }
 
 /* ---- comparisons ------------------------------------------------------------------------- */
-static double cosine(const float *a, const float *b, size_t n) {
-    double ab = 0, aa = 0, bb = 0;
-    size_t i;
-    for (i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
-    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
-}
-
 /* max |got - ref| / max |ref| and the worst cosine over `rows` rows of n values */
 static void compare(const float *got, const float *ref, int rows, size_t n, double *rel, double *cos_min) {
     double md = 0, mr = 0;
@@ -89,7 +82,7 @@ static void compare(const float *got, const float *ref, int rows, size_t n, doub
         if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
     }
     for (r = 0; r < rows; r++) {
-        double c = cosine(got + (size_t)r * n, ref + (size_t)r * n, n);
+        double c = test_cosine(got + (size_t)r * n, ref + (size_t)r * n, n);
         if (!(c >= *cos_min)) *cos_min = c;
     }
     *rel = mr > 0 ? md / mr : md;
@@ -97,21 +90,6 @@ static void compare(const float *got, const float *ref, int rows, size_t n, doub
 
 /* ---- a minimal safetensors reader (F32 only, what clip_ref.py writes) ---------------------- */
 typedef struct { char name[160]; int ndim; int64_t shape[4]; size_t off, end; } st_entry;
-
-static unsigned char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf;
-    long len;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = (unsigned char *)malloc((size_t)len + 1);
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) { free(buf); fclose(f); return NULL; }
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
 
 static const char *st_string(const char *p, char *out, size_t cap) {
     size_t n = 0;
@@ -192,7 +170,7 @@ typedef struct {
 /* Builds a weight file for clip-tiny from the safetensors and the model line of expected.txt. */
 static int build_file(const ref_t *r, const char *path, const build_opts *o, mmspcl_error *err) {
     size_t size, base;
-    unsigned char *file = read_file(TINY "/model.safetensors", &size);
+    unsigned char *file = test_read_file(TINY "/model.safetensors", &size);
     st_entry e[128];
     void *conv[128];
     int n, i, ok;
@@ -281,10 +259,8 @@ static void check_close(const char *what, const outputs *o, const ref_t *r, doub
 }
 
 static int convert(const char *src, const char *dst, const char *type) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "build/mmspcl-convert %s %s%s%s > " TMP "/clip-convert.log 2>&1", src, dst,
-             type ? " --type " : "", type ? type : "");
-    return system(cmd) == 0;
+    return test_run(NULL, "build/mmspcl-convert %s %s%s%s > " TMP "/clip-convert.log 2>&1", src, dst,
+                    type ? " --type " : "", type ? type : "") == 0;
 }
 
 /* Loading a broken file must fail with `status` and a message containing `needle`. */
@@ -307,7 +283,7 @@ static void check_load_fails(const char *what, const ref_t *r, const build_opts 
 /* ---- images and the CLI ------------------------------------------------------------------ */
 static float *read_f32_file(const char *path, size_t *n) {
     size_t bytes, i;
-    unsigned char *b = read_file(path, &bytes);
+    unsigned char *b = test_read_file(path, &bytes);
     float *x;
     if (!b) return NULL;
     *n = bytes / 4;
@@ -338,19 +314,9 @@ static int write_ppm(const char *path, int w, int h, int uniform) {
     return fclose(f) == 0;
 }
 
-/* Runs a command line; returns its exit status (-1 if it did not exit). */
-static int run_cmd(const char *cmd) {
-    int st = system(cmd);
-    return st == -1 ? -1 : (st & 0x7f) ? -1 : (st >> 8) & 0xff;
-}
-
 static int file_contains(const char *path, const char *needle) {
-    size_t n;
-    unsigned char *b = read_file(path, &n);
-    int found;
-    if (!b) return 0;
-    b[n] = 0;
-    found = strstr((const char *)b, needle) != NULL;
+    char *b = (char *)test_read_file(path, NULL);
+    int found = b && strstr(b, needle) != NULL;
     free(b);
     return found;
 }
@@ -394,8 +360,8 @@ static void check_images_and_cli(const ref_t *r) {
     CHECK(!memcmp(e1, e2, (size_t)r->proj * sizeof(float)), "embed_image differs from preprocess + forward");
 
     remove(TMP "/clip-e.f32");
-    rc = run_cmd("build/mmspcl encode-image -m " TMP "/clip-tiny-w.mmspcl --image " TMP "/clip-pattern.ppm -o "
-                 TMP "/clip-e.f32 --dump-pixels " TMP "/clip-p.f32 2>" TMP "/clip-cli.err");
+    rc = test_run(NULL, "build/mmspcl encode-image -m " TMP "/clip-tiny-w.mmspcl --image " TMP "/clip-pattern.ppm -o "
+                  TMP "/clip-e.f32 --dump-pixels " TMP "/clip-p.f32 2>" TMP "/clip-cli.err");
     CHECK(rc == 0, "encode-image exit status %d", rc);
     got = read_f32_file(TMP "/clip-e.f32", &n);
     CHECK(got && n == (size_t)r->proj && !memcmp(got, e1, n * sizeof(float)), "encode-image -o: wrong vector");
@@ -403,19 +369,19 @@ static void check_images_and_cli(const ref_t *r) {
     got = read_f32_file(TMP "/clip-p.f32", &n);
     CHECK(got && n == npx && !memcmp(got, px, n * sizeof(float)), "encode-image --dump-pixels: wrong pixels");
     free(got);
-    rc = run_cmd("build/mmspcl encode-image -m " TMP "/clip-tiny-w.mmspcl --image " TMP "/clip-pattern.ppm --pooled -o "
-                 TMP "/clip-e.f32 2>" TMP "/clip-cli.err");
+    rc = test_run(NULL, "build/mmspcl encode-image -m " TMP "/clip-tiny-w.mmspcl --image " TMP "/clip-pattern.ppm --pooled -o "
+                  TMP "/clip-e.f32 2>" TMP "/clip-cli.err");
     got = read_f32_file(TMP "/clip-e.f32", &n);
     CHECK(rc == 0 && got && n == (size_t)r->W && !memcmp(got, pooled, n * sizeof(float)), "encode-image --pooled");
     free(got);
     /* clear errors */
-    rc = run_cmd("build/mmspcl encode-image -m " TMP "/clip-tiny-w.mmspcl --image " TMP "/no-such-frame.png -o "
-                 TMP "/clip-e.f32 2>" TMP "/clip-cli.err");
+    rc = test_run(NULL, "build/mmspcl encode-image -m " TMP "/clip-tiny-w.mmspcl --image " TMP "/no-such-frame.png -o "
+                  TMP "/clip-e.f32 2>" TMP "/clip-cli.err");
     CHECK(rc == 1 && file_contains(TMP "/clip-cli.err", "no-such-frame.png"), "missing image: status %d", rc);
-    rc = run_cmd("build/mmspcl encode-image -m " TMP "/clip-roberta.mmspcl --image " TMP "/clip-pattern.ppm -o "
-                 TMP "/clip-e.f32 2>" TMP "/clip-cli.err");
+    rc = test_run(NULL, "build/mmspcl encode-image -m " TMP "/clip-roberta.mmspcl --image " TMP "/clip-pattern.ppm -o "
+                  TMP "/clip-e.f32 2>" TMP "/clip-cli.err");
     CHECK(rc == 1 && file_contains(TMP "/clip-cli.err", "not a CLIP vision tower"), "wrong architecture: status %d", rc);
-    rc = run_cmd("build/mmspcl encode-image --image " TMP "/clip-pattern.ppm 2>" TMP "/clip-cli.err");
+    rc = test_run(NULL, "build/mmspcl encode-image --image " TMP "/clip-pattern.ppm 2>" TMP "/clip-cli.err");
     CHECK(rc == 2 && file_contains(TMP "/clip-cli.err", "-m WEIGHTS"), "no model: status %d", rc);
     mmspcl_image_free(&img);
     mmspcl_clip_free(m);
@@ -423,109 +389,135 @@ static void check_images_and_cli(const ref_t *r) {
     free(px); free(e1); free(e2); free(pooled);
 }
 
-int main(void) {
-    ref_t r;
+/* The settings of a correct weight file; each test changes one of them. */
+static build_opts base_opts(const ref_t *r) {
+    build_opts o;
+    o.arch = "clip_vision";
+    o.drop = NULL;
+    o.transpose = NULL;
+    o.vec_dtype = MMSPCL_F32;
+    o.image_size = r->S;
+    o.act = NULL;
+    return o;
+}
+
+/* 1. writer-built f32 file: exact against PyTorch (float64 reference); its outputs in *ref_f32.
+   2. batch of one (chunks of 1 image): the same bits */
+static void test_writer_f32(const ref_t *r, outputs *ref_f32) {
     mmspcl_error err;
-    outputs ref_f32, o;
-    build_opts opts;
+    build_opts opts = base_opts(r);
+    outputs o;
     memset(&err, 0, sizeof err);
-    if (system("mkdir -p " TMP) != 0) { CHECK(0, "cannot create " TMP); return TEST_END(); }
-    if (!load_ref(TINY "/expected.txt", &r)) { CHECK(0, "cannot read " TINY "/expected.txt"); return TEST_END(); }
-    CHECK(r.batch == 2 && r.proj > 0, "expected.txt: batch %d", r.batch);
+    CHECK(build_file(r, TMP "/clip-tiny-w.mmspcl", &opts, &err), "build: %s", err.msg);
+    CHECK(run_file(TMP "/clip-tiny-w.mmspcl", r, 2, ref_f32, &err), "forward: %s", err.msg);
+    check_close("writer f32, batch 2", ref_f32, r, 1e-4, 0.99999, 1);
 
-    /* 1. writer-built f32 file: exact against PyTorch (float64 reference) */
-    opts.arch = "clip_vision"; opts.drop = NULL; opts.transpose = NULL; opts.vec_dtype = MMSPCL_F32;
-    opts.image_size = r.S;
-    opts.act = NULL;
-    CHECK(build_file(&r, TMP "/clip-tiny-w.mmspcl", &opts, &err), "build: %s", err.msg);
-    CHECK(run_file(TMP "/clip-tiny-w.mmspcl", &r, 2, &ref_f32, &err), "forward: %s", err.msg);
-    check_close("writer f32, batch 2", &ref_f32, &r, 1e-4, 0.99999, 1);
-
-    /* 2. batch of one (chunks of 1 image): the same bits */
-    CHECK(run_file(TMP "/clip-tiny-w.mmspcl", &r, 1, &o, &err), "forward: %s", err.msg);
-    CHECK(same_bits(&o, &ref_f32, &r), "max_batch 1 and 2 differ");
+    CHECK(run_file(TMP "/clip-tiny-w.mmspcl", r, 1, &o, &err), "forward: %s", err.msg);
+    CHECK(same_bits(&o, ref_f32, r), "max_batch 1 and 2 differ");
     free_outputs(&o);
+}
 
 #ifdef _OPENMP
-    /* 3. one and two threads: the same bits */
+/* 3. one and two threads: the same bits */
+static void test_threads(const ref_t *r, const outputs *ref_f32) {
+    mmspcl_error err;
+    int saved = omp_get_max_threads();
+    outputs o1, o2;
+    memset(&err, 0, sizeof err);
+    omp_set_num_threads(1);
+    CHECK(run_file(TMP "/clip-tiny-w.mmspcl", r, 2, &o1, &err), "forward: %s", err.msg);
+    omp_set_num_threads(2);
+    CHECK(run_file(TMP "/clip-tiny-w.mmspcl", r, 2, &o2, &err), "forward: %s", err.msg);
+    CHECK(same_bits(&o1, &o2, r) && same_bits(&o1, ref_f32, r), "1 and 2 threads differ");
+    /* a model loaded with 1 thread and run with 3 (the arena grows) */
     {
-        int saved = omp_get_max_threads();
-        outputs o1, o2;
+        mmspcl_weights *w;
+        mmspcl_clip *m;
+        outputs o3;
         omp_set_num_threads(1);
-        CHECK(run_file(TMP "/clip-tiny-w.mmspcl", &r, 2, &o1, &err), "forward: %s", err.msg);
-        omp_set_num_threads(2);
-        CHECK(run_file(TMP "/clip-tiny-w.mmspcl", &r, 2, &o2, &err), "forward: %s", err.msg);
-        CHECK(same_bits(&o1, &o2, &r) && same_bits(&o1, &ref_f32, &r), "1 and 2 threads differ");
-        /* a model loaded with 1 thread and run with 3 (the arena grows) */
-        {
-            mmspcl_weights *w;
-            mmspcl_clip *m;
-            outputs o3;
-            omp_set_num_threads(1);
-            if (mmspcl_weights_open(&w, TMP "/clip-tiny-w.mmspcl", &err) == MMSPCL_OK) {
-                if (mmspcl_clip_load(&m, w, 2, &err) == MMSPCL_OK) {
-                    o3.embeds = (float *)calloc((size_t)r.batch * (size_t)r.proj, sizeof(float));
-                    o3.pooled = (float *)calloc((size_t)r.batch * (size_t)r.W, sizeof(float));
-                    o3.hidden = NULL;
-                    omp_set_num_threads(3);
-                    CHECK(mmspcl_clip_forward(m, r.pixels, r.batch, o3.embeds, o3.pooled, &err) == MMSPCL_OK,
-                          "forward: %s", err.msg);
-                    CHECK(same_bits(&o3, &o1, &r), "1-thread load, 3-thread forward differs");
-                    free_outputs(&o3);
-                    mmspcl_clip_free(m);
-                }
-                mmspcl_weights_free(w);
+        if (mmspcl_weights_open(&w, TMP "/clip-tiny-w.mmspcl", &err) == MMSPCL_OK) {
+            if (mmspcl_clip_load(&m, w, 2, &err) == MMSPCL_OK) {
+                o3.embeds = (float *)calloc((size_t)r->batch * (size_t)r->proj, sizeof(float));
+                o3.pooled = (float *)calloc((size_t)r->batch * (size_t)r->W, sizeof(float));
+                o3.hidden = NULL;
+                omp_set_num_threads(3);
+                CHECK(mmspcl_clip_forward(m, r->pixels, r->batch, o3.embeds, o3.pooled, &err) == MMSPCL_OK,
+                      "forward: %s", err.msg);
+                CHECK(same_bits(&o3, &o1, r), "1-thread load, 3-thread forward differs");
+                free_outputs(&o3);
+                mmspcl_clip_free(m);
             }
+            mmspcl_weights_free(w);
         }
-        free_outputs(&o1);
-        free_outputs(&o2);
-        omp_set_num_threads(saved);
     }
+    free_outputs(&o1);
+    free_outputs(&o2);
+    omp_set_num_threads(saved);
+}
 #endif
 
-    /* 4. f16 vectors and position embeddings (widened at load): close */
+/* 4. f16 vectors and position embeddings (widened at load): close */
+static void test_f16_vectors(const ref_t *r) {
+    mmspcl_error err;
+    build_opts opts = base_opts(r);
+    outputs o;
+    memset(&err, 0, sizeof err);
     opts.vec_dtype = MMSPCL_F16;
-    CHECK(build_file(&r, TMP "/clip-tiny-w16.mmspcl", &opts, &err), "build: %s", err.msg);
-    CHECK(run_file(TMP "/clip-tiny-w16.mmspcl", &r, 2, &o, &err), "forward f16 vectors: %s", err.msg);
-    check_close("writer, f16 vectors", &o, &r, 1e-2, 0.9999, 0);
+    CHECK(build_file(r, TMP "/clip-tiny-w16.mmspcl", &opts, &err), "build: %s", err.msg);
+    CHECK(run_file(TMP "/clip-tiny-w16.mmspcl", r, 2, &o, &err), "forward f16 vectors: %s", err.msg);
+    check_close("writer, f16 vectors", &o, r, 1e-2, 0.9999, 0);
     free_outputs(&o);
-    opts.vec_dtype = MMSPCL_F32;
+}
 
-    /* 5. broken files fail cleanly, naming what is wrong */
+/* 5. broken files fail cleanly, naming what is wrong (and TMP/clip-roberta.mmspcl is written
+   for the CLI's wrong-architecture case) */
+static void test_broken_files(const ref_t *r) {
+    mmspcl_error err;
+    build_opts opts = base_opts(r);
+    memset(&err, 0, sizeof err);
     opts.arch = "roberta";
-    check_load_fails("architecture", &r, &opts, MMSPCL_ERR_UNSUPPORTED, "roberta");
-    CHECK(build_file(&r, TMP "/clip-roberta.mmspcl", &opts, &err), "build: %s", err.msg);
+    check_load_fails("architecture", r, &opts, MMSPCL_ERR_UNSUPPORTED, "roberta");
+    CHECK(build_file(r, TMP "/clip-roberta.mmspcl", &opts, &err), "build: %s", err.msg);
     opts.arch = "clip_vision";
     opts.transpose = "vision_model.encoder.layers.1.mlp.fc1.weight";
-    check_load_fails("transposed fc1", &r, &opts, MMSPCL_ERR_FORMAT, "vision_model.encoder.layers.1.mlp.fc1.weight");
+    check_load_fails("transposed fc1", r, &opts, MMSPCL_ERR_FORMAT, "vision_model.encoder.layers.1.mlp.fc1.weight");
     opts.transpose = NULL;
     opts.drop = "vision_model.post_layernorm.bias";
-    check_load_fails("missing tensor", &r, &opts, MMSPCL_ERR_NOT_FOUND, "vision_model.post_layernorm.bias");
+    check_load_fails("missing tensor", r, &opts, MMSPCL_ERR_NOT_FOUND, "vision_model.post_layernorm.bias");
     opts.drop = NULL;
-    opts.image_size = 2 * r.S;  /* position embeddings no longer fit */
-    check_load_fails("image size", &r, &opts, MMSPCL_ERR_FORMAT, "position_embedding");
-    opts.image_size = r.S + 1;
-    check_load_fails("image size", &r, &opts, MMSPCL_ERR_FORMAT, "patch_size");
-    opts.image_size = r.S;
+    opts.image_size = 2 * r->S;  /* position embeddings no longer fit */
+    check_load_fails("image size", r, &opts, MMSPCL_ERR_FORMAT, "position_embedding");
+    opts.image_size = r->S + 1;
+    check_load_fails("image size", r, &opts, MMSPCL_ERR_FORMAT, "patch_size");
+    opts.image_size = r->S;
     opts.act = "relu";
-    check_load_fails("hidden_act", &r, &opts, MMSPCL_ERR_UNSUPPORTED, "relu");
-    /* hidden_act gelu (erf): loads, and changes the result by about what gelu - quick_gelu does */
-    opts.act = "gelu";
-    CHECK(build_file(&r, TMP "/clip-tiny-gelu.mmspcl", &opts, &err), "build: %s", err.msg);
-    CHECK(run_file(TMP "/clip-tiny-gelu.mmspcl", &r, 2, &o, &err), "forward gelu: %s", err.msg);
-    {
-        double rel, cmin;
-        compare(o.embeds, r.embeds, r.batch, (size_t)r.proj, &rel, &cmin);
-        CHECK(rel > 1e-4 && cmin > 0.9, "gelu: rel %.3g, cosine %.6f against the quick_gelu reference", rel, cmin);
-    }
-    free_outputs(&o);
-    opts.act = NULL;
+    check_load_fails("hidden_act", r, &opts, MMSPCL_ERR_UNSUPPORTED, "relu");
+}
 
-    /* 6. the converter: f32 as exact as above, bit-identical to the writer-built file */
+/* hidden_act gelu (erf): loads, and changes the result by about what gelu - quick_gelu does */
+static void test_gelu(const ref_t *r) {
+    mmspcl_error err;
+    build_opts opts = base_opts(r);
+    outputs o;
+    double rel, cmin;
+    memset(&err, 0, sizeof err);
+    opts.act = "gelu";
+    CHECK(build_file(r, TMP "/clip-tiny-gelu.mmspcl", &opts, &err), "build: %s", err.msg);
+    CHECK(run_file(TMP "/clip-tiny-gelu.mmspcl", r, 2, &o, &err), "forward gelu: %s", err.msg);
+    compare(o.embeds, r->embeds, r->batch, (size_t)r->proj, &rel, &cmin);
+    CHECK(rel > 1e-4 && cmin > 0.9, "gelu: rel %.3g, cosine %.6f against the quick_gelu reference", rel, cmin);
+    free_outputs(&o);
+}
+
+/* 6. the converter: f32 as exact as above, bit-identical to the writer-built file */
+static void test_converter_f32(const ref_t *r, const outputs *ref_f32) {
+    mmspcl_error err;
+    outputs o;
+    memset(&err, 0, sizeof err);
     if (convert(TINY, TMP "/clip-tiny.mmspcl", NULL)) {
-        CHECK(run_file(TMP "/clip-tiny.mmspcl", &r, 2, &o, &err), "forward converted f32: %s", err.msg);
-        check_close("converted f32", &o, &r, 1e-4, 0.99999, 1);
-        CHECK(same_bits(&o, &ref_f32, &r), "converted and writer-built files give different results");
+        CHECK(run_file(TMP "/clip-tiny.mmspcl", r, 2, &o, &err), "forward converted f32: %s", err.msg);
+        check_close("converted f32", &o, r, 1e-4, 0.99999, 1);
+        CHECK(same_bits(&o, ref_f32, r), "converted and writer-built files give different results");
         free_outputs(&o);
     } else {
         CHECK(0, "build/mmspcl-convert " TINY " failed (see " TMP "/clip-convert.log)");
@@ -533,8 +525,8 @@ int main(void) {
     /* f32 Linear weights in panels of 16 rows: the same bits */
     if (convert(TINY, TMP "/clip-tiny-f32p.mmspcl", "f32 --panels")) {
         mmspcl_weights *pw;
-        CHECK(run_file(TMP "/clip-tiny-f32p.mmspcl", &r, 2, &o, &err), "forward converted f32 panels: %s", err.msg);
-        CHECK(same_bits(&o, &ref_f32, &r), "--panels gives other bits than the 2-D f32 weights");
+        CHECK(run_file(TMP "/clip-tiny-f32p.mmspcl", r, 2, &o, &err), "forward converted f32 panels: %s", err.msg);
+        CHECK(same_bits(&o, ref_f32, r), "--panels gives other bits than the 2-D f32 weights");
         free_outputs(&o);
         if (mmspcl_weights_open(&pw, TMP "/clip-tiny-f32p.mmspcl", &err) == MMSPCL_OK) {
             const mmspcl_tensor *t = mmspcl_weights_find(pw, "vision_model.encoder.layers.0.mlp.fc1.weight");
@@ -544,71 +536,103 @@ int main(void) {
     } else {
         CHECK(0, "build/mmspcl-convert --panels " TINY " failed (see " TMP "/clip-convert.log)");
     }
-    /* the full CLIPModel checkpoint: only the vision tower is kept, same numbers */
+}
+
+/* the full CLIPModel checkpoint (safetensors, and PyTorch .bin: zip, pickle): only the vision
+   tower is kept, same numbers */
+static void test_converter_full(const ref_t *r, const outputs *ref_f32) {
+    mmspcl_error err;
+    outputs o;
+    memset(&err, 0, sizeof err);
     if (convert("tests/data/clip-tiny-full", TMP "/clip-tiny-full.mmspcl", NULL)) {
-        CHECK(run_file(TMP "/clip-tiny-full.mmspcl", &r, 2, &o, &err), "forward converted full: %s", err.msg);
-        check_close("converted full CLIP f32", &o, &r, 1e-4, 0.99999, 1);
-        CHECK(same_bits(&o, &ref_f32, &r), "clip-tiny-full gives different results from clip-tiny");
+        CHECK(run_file(TMP "/clip-tiny-full.mmspcl", r, 2, &o, &err), "forward converted full: %s", err.msg);
+        check_close("converted full CLIP f32", &o, r, 1e-4, 0.99999, 1);
+        CHECK(same_bits(&o, ref_f32, r), "clip-tiny-full gives different results from clip-tiny");
         free_outputs(&o);
     } else {
         CHECK(0, "build/mmspcl-convert tests/data/clip-tiny-full failed (see " TMP "/clip-convert.log)");
     }
-    /* the same CLIPModel as a PyTorch .bin (zip, pickle) */
     if (convert("tests/data/clip-tiny-bin", TMP "/clip-tiny-bin.mmspcl", NULL)) {
-        CHECK(run_file(TMP "/clip-tiny-bin.mmspcl", &r, 2, &o, &err), "forward converted .bin: %s", err.msg);
-        CHECK(same_bits(&o, &ref_f32, &r), "clip-tiny-bin gives different results from clip-tiny");
+        CHECK(run_file(TMP "/clip-tiny-bin.mmspcl", r, 2, &o, &err), "forward converted .bin: %s", err.msg);
+        CHECK(same_bits(&o, ref_f32, r), "clip-tiny-bin gives different results from clip-tiny");
         free_outputs(&o);
     } else {
         CHECK(0, "build/mmspcl-convert tests/data/clip-tiny-bin failed (see " TMP "/clip-convert.log)");
     }
-    {
-        static const char *const types[3] = {"f16", "q8_0", "q4_0"};
-        static const double cos_bound[3] = {0.9999, 0.999, 0.98};
-        int i;
-        for (i = 0; i < 3; i++) {
-            char path[128], what[64];
-            double rel, c1, c2;
-            snprintf(path, sizeof path, TMP "/clip-tiny-%s.mmspcl", types[i]);
-            snprintf(what, sizeof what, "converted %s", types[i]);
-            if (!convert(TINY, path, types[i])) {
-                CHECK(0, "build/mmspcl-convert --type %s failed (see " TMP "/clip-convert.log)", types[i]);
-                continue;
-            }
-            CHECK(run_file(path, &r, 2, &o, &err), "forward %s: %s", types[i], err.msg);
-            compare(o.embeds, r.embeds, r.batch, (size_t)r.proj, &rel, &c1);
-            printf("  %-28s embeds: max|diff|/max|ref| %.3g, cosine >= %.6f\n", what, rel, c1);
-            compare(o.pooled, r.pooled, r.batch, (size_t)r.W, &rel, &c2);
-            printf("  %-28s pooled: max|diff|/max|ref| %.3g, cosine >= %.6f\n", what, rel, c2);
-            CHECK(c1 >= cos_bound[i] && c2 >= cos_bound[i], "%s: cosine %.6f / %.6f < %g", types[i], c1, c2,
-                  cos_bound[i]);
-            free_outputs(&o);
-        }
-    }
+}
 
+/* converted f16, q8_0, q4_0: cosine against PyTorch over a bound per type */
+static void test_converter_quantized(const ref_t *r) {
+    static const char *const types[3] = {"f16", "q8_0", "q4_0"};
+    static const double cos_bound[3] = {0.9999, 0.999, 0.98};
+    mmspcl_error err;
+    outputs o;
+    int i;
+    memset(&err, 0, sizeof err);
+    for (i = 0; i < 3; i++) {
+        char path[128], what[64];
+        double rel, c1, c2;
+        snprintf(path, sizeof path, TMP "/clip-tiny-%s.mmspcl", types[i]);
+        snprintf(what, sizeof what, "converted %s", types[i]);
+        if (!convert(TINY, path, types[i])) {
+            CHECK(0, "build/mmspcl-convert --type %s failed (see " TMP "/clip-convert.log)", types[i]);
+            continue;
+        }
+        CHECK(run_file(path, r, 2, &o, &err), "forward %s: %s", types[i], err.msg);
+        compare(o.embeds, r->embeds, r->batch, (size_t)r->proj, &rel, &c1);
+        printf("  %-28s embeds: max|diff|/max|ref| %.3g, cosine >= %.6f\n", what, rel, c1);
+        compare(o.pooled, r->pooled, r->batch, (size_t)r->W, &rel, &c2);
+        printf("  %-28s pooled: max|diff|/max|ref| %.3g, cosine >= %.6f\n", what, rel, c2);
+        CHECK(c1 >= cos_bound[i] && c2 >= cos_bound[i], "%s: cosine %.6f / %.6f < %g", types[i], c1, c2,
+              cos_bound[i]);
+        free_outputs(&o);
+    }
+}
+
+/* 8. argument errors, and the config accessors */
+static void test_argument_errors(const ref_t *r) {
+    mmspcl_error err;
+    mmspcl_weights *w;
+    mmspcl_clip *m;
+    memset(&err, 0, sizeof err);
+    if (mmspcl_weights_open(&w, TMP "/clip-tiny-w.mmspcl", &err) == MMSPCL_OK) {
+        CHECK(mmspcl_clip_load(&m, w, 0, &err) == MMSPCL_ERR_ARG && m == NULL, "max_batch 0 accepted");
+        if (mmspcl_clip_load(&m, w, 3, &err) == MMSPCL_OK) {
+            const mmspcl_clip_config *c = mmspcl_clip_get_config(m);
+            CHECK(c->image_size == r->S && c->hidden_size == r->W && c->projection_dim == r->proj &&
+                  c->num_tokens == r->T && c->crop_size == r->S && c->resize_shortest_edge == r->S &&
+                  fabsf(c->image_mean[0] - 0.48145466f) < 1e-7f && fabsf(c->image_std[2] - 0.27577711f) < 1e-7f,
+                  "config accessors");
+            CHECK(mmspcl_clip_arena_bytes(m) > 0, "arena size");
+            CHECK(mmspcl_clip_last_hidden(m) == NULL, "last hidden before a forward");
+            CHECK(mmspcl_clip_forward(m, NULL, 1, NULL, NULL, &err) == MMSPCL_ERR_ARG, "NULL pixels accepted");
+            CHECK(mmspcl_clip_forward(m, r->pixels, 0, NULL, NULL, &err) == MMSPCL_OK, "empty batch");
+            mmspcl_clip_free(m);
+        }
+        mmspcl_weights_free(w);
+    }
+}
+
+int main(void) {
+    ref_t r;
+    outputs ref_f32;
+    if (test_run(NULL, "mkdir -p " TMP) != 0) { CHECK(0, "cannot create " TMP); return TEST_END(); }
+    if (!load_ref(TINY "/expected.txt", &r)) { CHECK(0, "cannot read " TINY "/expected.txt"); return TEST_END(); }
+    CHECK(r.batch == 2 && r.proj > 0, "expected.txt: batch %d", r.batch);
+
+    test_writer_f32(&r, &ref_f32);
+#ifdef _OPENMP
+    test_threads(&r, &ref_f32);
+#endif
+    test_f16_vectors(&r);
+    test_broken_files(&r);
+    test_gelu(&r);
+    test_converter_f32(&r, &ref_f32);
+    test_converter_full(&r, &ref_f32);
+    test_converter_quantized(&r);
     /* 7. images: preprocessing with the file's settings, embed_image, the CLI */
     check_images_and_cli(&r);
-
-    /* 8. argument errors */
-    {
-        mmspcl_weights *w;
-        mmspcl_clip *m;
-        if (mmspcl_weights_open(&w, TMP "/clip-tiny-w.mmspcl", &err) == MMSPCL_OK) {
-            CHECK(mmspcl_clip_load(&m, w, 0, &err) == MMSPCL_ERR_ARG && m == NULL, "max_batch 0 accepted");
-            if (mmspcl_clip_load(&m, w, 3, &err) == MMSPCL_OK) {
-                const mmspcl_clip_config *c = mmspcl_clip_get_config(m);
-                CHECK(c->image_size == r.S && c->hidden_size == r.W && c->projection_dim == r.proj &&
-                      c->num_tokens == r.T && c->crop_size == r.S && c->resize_shortest_edge == r.S &&
-                      fabsf(c->image_mean[0] - 0.48145466f) < 1e-7f && fabsf(c->image_std[2] - 0.27577711f) < 1e-7f,
-                      "config accessors");
-                CHECK(mmspcl_clip_arena_bytes(m) > 0, "arena size");
-                CHECK(mmspcl_clip_last_hidden(m) == NULL, "last hidden before a forward");
-                CHECK(mmspcl_clip_forward(m, NULL, 1, NULL, NULL, &err) == MMSPCL_ERR_ARG, "NULL pixels accepted");
-                CHECK(mmspcl_clip_forward(m, r.pixels, 0, NULL, NULL, &err) == MMSPCL_OK, "empty batch");
-                mmspcl_clip_free(m);
-            }
-            mmspcl_weights_free(w);
-        }
-    }
+    test_argument_errors(&r);
 
     free_outputs(&ref_f32);
     free(r.pixels); free(r.hidden); free(r.pooled); free(r.embeds);

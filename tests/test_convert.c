@@ -8,12 +8,10 @@
 #include "tools/convert/safetensors.c"
 #include "tests/test.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define TMP "build/tests/tmp/convert"
@@ -25,36 +23,7 @@ static char g_cwd[1024];
 /* ------------------------------------------------------------------------------------------ */
 /* small helpers                                                                              */
 
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    int rc;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    rc = system(cmd);
-    if (rc == -1) return -1;
-    if (WIFSIGNALED(rc)) return 128 + WTERMSIG(rc);
-    return WEXITSTATUS(rc);
-}
-
 static int exists(const char *p) { struct stat sb; return stat(p, &sb) == 0; }
-
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *b;
-    long sz;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b = (unsigned char *)malloc((size_t)sz + 1);
-    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) { free(b); b = NULL; }
-    if (b) b[sz] = 0;
-    fclose(f);
-    if (n) *n = (size_t)sz;
-    return b;
-}
 
 static int spit(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -73,10 +42,10 @@ static int clean_stderr(void) {
 /* Runs the converter (extra: more arguments), keeps its stderr in g_stderr, returns the exit code. */
 static int convert(const char *src, const char *out, const char *extra) {
     char *e;
-    int rc = sh("%s '%s' '%s' %s 2> %s/stderr.txt", CONV, src, out, extra ? extra : "", TMP);
+    int rc = test_run(NULL, "%s '%s' '%s' %s 2> %s/stderr.txt", CONV, src, out, extra ? extra : "", TMP);
     char p[512];
     snprintf(p, sizeof p, "%s/stderr.txt", TMP);
-    e = (char *)slurp(p, NULL);
+    e = (char *)test_read_file(p, NULL);
     snprintf(g_stderr, sizeof g_stderr, "%s", e ? e : "");
     free(e);
     CHECK(clean_stderr(), "%s: sanitizer report: %s", src, g_stderr);
@@ -391,7 +360,7 @@ static int check_against(const char *out_path, const char *const *src_paths, int
 
 static int files_equal(const char *a, const char *b) {
     size_t na, nb;
-    unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
+    unsigned char *x = test_read_file(a, &na), *y = test_read_file(b, &nb);
     int eq = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -581,26 +550,38 @@ static void test_quant_by_hand(void) {
     CHECK(ok, "q4_0 by hand: dequantized");
 }
 
-static void test_good(void) {
-    char out[512], out2[512], out3[512], p[4096];
-    const char *rt[] = {"tests/data/roberta-tiny/model.safetensors"};
-    const char *ct[] = {"tests/data/clip-tiny/model.safetensors"};
-    const char *cf[] = {"tests/data/clip-tiny-full/model.safetensors"};
-    const char *mlm[] = {"tests/data/roberta-tiny-mlm/model.safetensors"};
-    const char *shards[] = {"tests/data/roberta-tiny-sharded/model-00001-of-00002.safetensors",
-                            "tests/data/roberta-tiny-sharded/model-00002-of-00002.safetensors"};
-    const char *f16[] = {"tests/data/roberta-tiny-f16/model.safetensors"};
-    const char *bf16[] = {"tests/data/roberta-tiny-bf16/model.safetensors"};
+/* The converted file of tests/data/VARIANT, read through a symlink named ALIAS (so general.source
+   is ALIAS too), is byte-identical to want_out. */
+static void check_variant_same_file(const char *variant, const char *alias, const char *want_out) {
+    char p[4096], link[1200], dir[1100], out2[512];
+    int rc;
+    snprintf(p, sizeof p, "tests/data/%s", variant);
+    if (!exists(p)) { printf("note: %s not present: skipped\n", p); return; }
+    snprintf(dir, sizeof dir, "%s/alias-%s", TMP, variant);
+    test_run(NULL, "mkdir -p '%s'", dir);
+    snprintf(link, sizeof link, "%s/%s", dir, alias);
+    remove(link);
+    snprintf(p, sizeof p, "%s/tests/data/%s", g_cwd, variant);
+    CHECK(symlink(p, link) == 0, "symlink %s", link);
+    snprintf(out2, sizeof out2, "%s/%s.mmw", TMP, variant);
+    rc = convert(link, out2, "--quiet");
+    CHECK(rc == 0, "%s: rc %d: %s", variant, rc, g_stderr);
+    CHECK(files_equal(want_out, out2), "%s: output differs from %s's", variant, alias);
+}
+
+static const char *const rt_src[] = {"tests/data/roberta-tiny/model.safetensors"};
+static const char *const ct_src[] = {"tests/data/clip-tiny/model.safetensors"};
+
+/* roberta-tiny, f32: bit-exact, metadata (TMP/roberta-tiny.mmw is the reference of the tests after) */
+static void test_good_roberta(void) {
+    char out[512];
     mmspcl_weights *w = NULL;
     mmspcl_error err;
-    double rel;
     int rc;
-
-    /* roberta-tiny, f32: bit-exact, metadata */
     snprintf(out, sizeof out, "%s/roberta-tiny.mmw", TMP);
     rc = convert("tests/data/roberta-tiny", out, "--quiet");
     CHECK(rc == 0 && g_stderr[0] == 0, "roberta-tiny: rc %d, stderr '%s'", rc, g_stderr);
-    CHECK(check_against(out, rt, 1, MMSPCL_F32, NULL) == 37, "roberta-tiny: 37 tensors");
+    CHECK(check_against(out, rt_src, 1, MMSPCL_F32, NULL) == 37, "roberta-tiny: 37 tensors");
     if (mmspcl_weights_read(&w, out, &err) == MMSPCL_OK) {
         CHECK(strcmp(kv_str(w, "general.architecture"), "roberta") == 0, "roberta: architecture");
         CHECK(strcmp(kv_str(w, "general.source"), "roberta-tiny") == 0, "roberta: source '%s'", kv_str(w, "general.source"));
@@ -615,42 +596,38 @@ static void test_good(void) {
         CHECK(mmspcl_weights_get(w, "tokenizer.vocab") == NULL, "roberta-tiny has no tokenizer files");
         CHECK(mmspcl_weights_find(w, "embeddings.word_embeddings.weight") != NULL, "roberta: names without prefix");
         mmspcl_weights_free(w);
-        w = NULL;
     } else CHECK(0, "%s", err.msg);
+}
 
-    /* the same weights in other layouts give byte-identical files: the source folder is named
-       roberta-tiny through a symlink so general.source matches too */
-    {
-        static const char *const variants[] = {"roberta-tiny-mlm", "roberta-tiny-sharded", "roberta-tiny-bin",
-                                               "roberta-tiny-bin-sharded", NULL};
-        int k;
-        for (k = 0; variants[k]; k++) {
-            char link[1200], dir[1100];
-            snprintf(p, sizeof p, "tests/data/%s", variants[k]);
-            if (!exists(p)) { printf("note: %s not present: skipped\n", p); continue; }
-            snprintf(dir, sizeof dir, "%s/alias-%s", TMP, variants[k]);
-            sh("mkdir -p '%s'", dir);
-            snprintf(link, sizeof link, "%s/roberta-tiny", dir);
-            remove(link);
-            snprintf(p, sizeof p, "%s/tests/data/%s", g_cwd, variants[k]);
-            CHECK(symlink(p, link) == 0, "symlink %s", link);
-            snprintf(out2, sizeof out2, "%s/%s.mmw", TMP, variants[k]);
-            rc = convert(link, out2, "--quiet");
-            CHECK(rc == 0, "%s: rc %d: %s", variants[k], rc, g_stderr);
-            CHECK(files_equal(out, out2), "%s: output differs from roberta-tiny's", variants[k]);
-        }
-        /* and the index file itself as SRC works too */
-        snprintf(out2, sizeof out2, "%s/sharded-index.mmw", TMP);
-        rc = convert("tests/data/roberta-tiny-sharded/model.safetensors.index.json", out2, "--quiet");
-        CHECK(rc == 0, "sharded via index file: %s", g_stderr);
-        CHECK(check_against(out2, shards, 2, MMSPCL_F32, NULL) == 37, "sharded: 37 tensors bit-exact");
-        snprintf(out2, sizeof out2, "%s/mlm.mmw", TMP);
-        rc = convert("tests/data/roberta-tiny-mlm/config.json", out2, "--quiet");
-        CHECK(rc == 0, "mlm via a file in the folder: %s", g_stderr);
-        CHECK(check_against(out2, mlm, 1, MMSPCL_F32, NULL) == 37, "mlm: 37 tensors bit-exact, lm_head dropped");
-    }
+/* the same weights in other layouts give byte-identical files: the source folder is named
+   roberta-tiny through a symlink so general.source matches too */
+static void test_good_roberta_layouts(void) {
+    static const char *const variants[] = {"roberta-tiny-mlm", "roberta-tiny-sharded", "roberta-tiny-bin",
+                                           "roberta-tiny-bin-sharded", NULL};
+    const char *mlm[] = {"tests/data/roberta-tiny-mlm/model.safetensors"};
+    const char *shards[] = {"tests/data/roberta-tiny-sharded/model-00001-of-00002.safetensors",
+                            "tests/data/roberta-tiny-sharded/model-00002-of-00002.safetensors"};
+    char out[512], out2[512];
+    int k, rc;
+    snprintf(out, sizeof out, "%s/roberta-tiny.mmw", TMP);
+    for (k = 0; variants[k]; k++) check_variant_same_file(variants[k], "roberta-tiny", out);
+    /* and the index file itself as SRC works too */
+    snprintf(out2, sizeof out2, "%s/sharded-index.mmw", TMP);
+    rc = convert("tests/data/roberta-tiny-sharded/model.safetensors.index.json", out2, "--quiet");
+    CHECK(rc == 0, "sharded via index file: %s", g_stderr);
+    CHECK(check_against(out2, shards, 2, MMSPCL_F32, NULL) == 37, "sharded: 37 tensors bit-exact");
+    snprintf(out2, sizeof out2, "%s/mlm.mmw", TMP);
+    rc = convert("tests/data/roberta-tiny-mlm/config.json", out2, "--quiet");
+    CHECK(rc == 0, "mlm via a file in the folder: %s", g_stderr);
+    CHECK(check_against(out2, mlm, 1, MMSPCL_F32, NULL) == 37, "mlm: 37 tensors bit-exact, lm_head dropped");
+}
 
-    /* f16 / bf16 sources: stored f32, equal to the source values widened */
+/* f16 / bf16 sources: stored f32, equal to the source values widened; and --type f16 */
+static void test_good_half(void) {
+    const char *f16[] = {"tests/data/roberta-tiny-f16/model.safetensors"};
+    const char *bf16[] = {"tests/data/roberta-tiny-bf16/model.safetensors"};
+    char out2[512];
+    int rc;
     snprintf(out2, sizeof out2, "%s/roberta-tiny-f16.mmw", TMP);
     rc = convert("tests/data/roberta-tiny-f16", out2, "--quiet");
     CHECK(rc == 0, "f16: %s", g_stderr);
@@ -671,68 +648,84 @@ static void test_good(void) {
     snprintf(out2, sizeof out2, "%s/roberta-tiny-f16.mmw", TMP);
     rc = convert("tests/data/roberta-tiny", out2, "--type f16 --quiet");
     CHECK(rc == 0, "f32 -> f16: %s", g_stderr);
-    CHECK(check_against(out2, rt, 1, MMSPCL_F16, NULL) == 37, "f32 -> --type f16");
+    CHECK(check_against(out2, rt_src, 1, MMSPCL_F16, NULL) == 37, "f32 -> --type f16");
+}
 
-    /* --panels: the Linear weights (out a multiple of 16) as f32 {out / 16, in, 16}, every value
-       where docs/FORMAT.md puts it; everything else byte-identical to the plain f32 file */
+/* --panels: the Linear weights (out a multiple of 16) as f32 {out / 16, in, 16}, every value
+   where docs/FORMAT.md puts it; everything else byte-identical to the plain f32 file */
+static void test_good_panels(void) {
+    char out2[512], out3[512];
+    mmspcl_weights *plain = NULL, *pan = NULL;
+    mmspcl_error err;
+    int rc;
     snprintf(out2, sizeof out2, "%s/roberta-tiny-f32p.mmw", TMP);
     rc = convert("tests/data/roberta-tiny", out2, "--panels --quiet");
     CHECK(rc == 0 && g_stderr[0] == 0, "--panels: rc %d: %s", rc, g_stderr);
-    {
-        mmspcl_weights *plain = NULL, *pan = NULL;
-        snprintf(out3, sizeof out3, "%s/roberta-tiny.mmw", TMP);
-        if (mmspcl_weights_read(&plain, out3, &err) == MMSPCL_OK && mmspcl_weights_read(&pan, out2, &err) == MMSPCL_OK) {
-            int64_t t, packed = 0, same = 1;
-            CHECK(plain->n_tensors == pan->n_tensors, "--panels: %lld tensors, plain %lld", (long long)pan->n_tensors,
-                  (long long)plain->n_tensors);
-            for (t = 0; t < plain->n_tensors && t < pan->n_tensors; t++) {
-                const mmspcl_tensor *a = &plain->tensors[t], *b = mmspcl_weights_find(pan, a->name);
-                if (!b) { same = 0; continue; }
-                if (mmspcl_tensor_is_panels(b)) {
-                    int64_t o, k;
-                    packed++;
-                    same &= is_linear(a->name) && a->ndim == 2 && b->ne[0] * 16 == a->ne[0] && b->ne[1] == a->ne[1] &&
-                            b->nbytes == a->nbytes;
-                    for (o = 0; same && o < a->ne[0]; o++)
-                        for (k = 0; k < a->ne[1]; k++)
-                            same &= ((const float *)b->data)[((o / 16) * a->ne[1] + k) * 16 + o % 16] ==
-                                    ((const float *)a->data)[o * a->ne[1] + k];
-                } else {
-                    same &= !is_linear(a->name) && b->dtype == a->dtype && b->ndim == a->ndim && b->nbytes == a->nbytes &&
-                            !memcmp(a->data, b->data, a->nbytes);
-                }
+    snprintf(out3, sizeof out3, "%s/roberta-tiny.mmw", TMP);
+    if (mmspcl_weights_read(&plain, out3, &err) == MMSPCL_OK && mmspcl_weights_read(&pan, out2, &err) == MMSPCL_OK) {
+        int64_t t, packed = 0, same = 1;
+        CHECK(plain->n_tensors == pan->n_tensors, "--panels: %lld tensors, plain %lld", (long long)pan->n_tensors,
+              (long long)plain->n_tensors);
+        for (t = 0; t < plain->n_tensors && t < pan->n_tensors; t++) {
+            const mmspcl_tensor *a = &plain->tensors[t], *b = mmspcl_weights_find(pan, a->name);
+            if (!b) { same = 0; continue; }
+            if (mmspcl_tensor_is_panels(b)) {
+                int64_t o, k;
+                packed++;
+                same &= is_linear(a->name) && a->ndim == 2 && b->ne[0] * 16 == a->ne[0] && b->ne[1] == a->ne[1] &&
+                        b->nbytes == a->nbytes;
+                for (o = 0; same && o < a->ne[0]; o++)
+                    for (k = 0; k < a->ne[1]; k++)
+                        same &= ((const float *)b->data)[((o / 16) * a->ne[1] + k) * 16 + o % 16] ==
+                                ((const float *)a->data)[o * a->ne[1] + k];
+            } else {
+                same &= !is_linear(a->name) && b->dtype == a->dtype && b->ndim == a->ndim && b->nbytes == a->nbytes &&
+                        !memcmp(a->data, b->data, a->nbytes);
             }
-            CHECK(packed == 12 && same, "--panels: %lld Linear weights in panels (want 12), values in place: %d", (long long)packed, (int)same);
-        } else CHECK(0, "--panels: %s", err.msg);
-        mmspcl_weights_free(plain);
-        mmspcl_weights_free(pan);
-    }
+        }
+        CHECK(packed == 12 && same, "--panels: %lld Linear weights in panels (want 12), values in place: %d", (long long)packed, (int)same);
+    } else CHECK(0, "--panels: %s", err.msg);
+    mmspcl_weights_free(plain);
+    mmspcl_weights_free(pan);
     snprintf(out3, sizeof out3, "%s/panels-q8.mmw", TMP);
     rc = convert("tests/data/roberta-tiny", out3, "--panels --type q8_0 --quiet");
     CHECK(rc == 2 && strstr(g_stderr, "--panels") && !exists(out3), "--panels with q8_0: rc %d: %s", rc, g_stderr);
+}
 
-    /* q8_0 / q4_0 */
+/* q8_0 / q4_0: the error bound of each block */
+static void test_good_quantized(void) {
+    char out2[512], out3[512];
+    mmspcl_weights *w = NULL;
+    mmspcl_error err;
+    double rel;
+    int rc;
     snprintf(out2, sizeof out2, "%s/roberta-tiny-q8_0.mmw", TMP);
     rc = convert("tests/data/roberta-tiny", out2, "--type q8_0 --quiet");
     CHECK(rc == 0, "q8_0: %s", g_stderr);
-    CHECK(check_against(out2, rt, 1, MMSPCL_Q8_0, &rel) == 37, "roberta q8_0");
+    CHECK(check_against(out2, rt_src, 1, MMSPCL_Q8_0, &rel) == 37, "roberta q8_0");
     CHECK(rel > 0 && rel <= 0.5625 / 127, "q8_0: max error %.5f of the block's amax", rel);
     if (mmspcl_weights_read(&w, out2, &err) == MMSPCL_OK) {
         CHECK(strcmp(kv_str(w, "general.file_type"), "q8_0") == 0, "q8_0: file_type");
         mmspcl_weights_free(w);
-        w = NULL;
     }
     snprintf(out3, sizeof out3, "%s/roberta-tiny-q4_0.mmw", TMP);
     rc = convert("tests/data/roberta-tiny", out3, "--type q4_0 --quiet");
     CHECK(rc == 0, "q4_0: %s", g_stderr);
-    CHECK(check_against(out3, rt, 1, MMSPCL_Q4_0, &rel) == 37, "roberta q4_0");
+    CHECK(check_against(out3, rt_src, 1, MMSPCL_Q4_0, &rel) == 37, "roberta q4_0");
     CHECK(rel > 0 && rel <= 1.004 / 8, "q4_0: max error %.5f of the block's amax", rel);
+}
 
-    /* CLIP: vision-only and full checkpoints (text tower skipped) give the same file */
+/* CLIP vision-only checkpoint: bit-exact, metadata (TMP/clip-tiny.mmw is the reference of the
+   layouts test) */
+static void test_good_clip(void) {
+    char out[512];
+    mmspcl_weights *w = NULL;
+    mmspcl_error err;
+    int rc;
     snprintf(out, sizeof out, "%s/clip-tiny.mmw", TMP);
     rc = convert("tests/data/clip-tiny", out, "--quiet");
     CHECK(rc == 0 && g_stderr[0] == 0, "clip-tiny: rc %d: %s", rc, g_stderr);
-    CHECK(check_against(out, ct, 1, MMSPCL_F32, NULL) == 40, "clip-tiny: 40 tensors bit-exact");
+    CHECK(check_against(out, ct_src, 1, MMSPCL_F32, NULL) == 40, "clip-tiny: 40 tensors bit-exact");
     if (mmspcl_weights_read(&w, out, &err) == MMSPCL_OK) {
         CHECK(strcmp(kv_str(w, "general.architecture"), "clip_vision") == 0, "clip: architecture");
         CHECK(kv_int(w, "clip.image_size") == 64 && kv_int(w, "clip.patch_size") == 16 &&
@@ -749,49 +742,40 @@ static void test_good(void) {
         CHECK(mmspcl_weights_find(w, "vision_model.pre_layrnorm.weight") && mmspcl_weights_find(w, "visual_projection.weight") &&
               !mmspcl_weights_find(w, "vision_model.embeddings.position_ids"), "clip: names");
         mmspcl_weights_free(w);
-        w = NULL;
     } else CHECK(0, "%s", err.msg);
-    {
-        static const char *const variants[] = {"clip-tiny-full", "clip-tiny-bin", NULL};
-        int k;
-        for (k = 0; variants[k]; k++) {
-            char link[1200], dir[1100];
-            snprintf(p, sizeof p, "tests/data/%s", variants[k]);
-            if (!exists(p)) { printf("note: %s not present: skipped\n", p); continue; }
-            snprintf(dir, sizeof dir, "%s/alias-%s", TMP, variants[k]);
-            sh("mkdir -p '%s'", dir);
-            snprintf(link, sizeof link, "%s/clip-tiny", dir);
-            remove(link);
-            snprintf(p, sizeof p, "%s/tests/data/%s", g_cwd, variants[k]);
-            CHECK(symlink(p, link) == 0, "symlink %s", link);
-            snprintf(out2, sizeof out2, "%s/%s.mmw", TMP, variants[k]);
-            rc = convert(link, out2, "--quiet");
-            CHECK(rc == 0, "%s: rc %d: %s", variants[k], rc, g_stderr);
-            CHECK(files_equal(out, out2), "%s: output differs from clip-tiny's", variants[k]);
-        }
-    }
+}
+
+/* CLIP: the full checkpoints (text tower skipped) give the same file; q4_0 and q8_0 */
+static void test_good_clip_layouts(void) {
+    static const char *const variants[] = {"clip-tiny-full", "clip-tiny-bin", NULL};
+    const char *cf[] = {"tests/data/clip-tiny-full/model.safetensors"};
+    char out[512], out2[512];
+    int k, rc;
+    snprintf(out, sizeof out, "%s/clip-tiny.mmw", TMP);
+    for (k = 0; variants[k]; k++) check_variant_same_file(variants[k], "clip-tiny", out);
     snprintf(out2, sizeof out2, "%s/clip-full.mmw", TMP);
-    rc = convert("tests/data/clip-tiny-full", out2, "--quiet");
+    convert("tests/data/clip-tiny-full", out2, "--quiet");
     CHECK(check_against(out2, cf, 1, MMSPCL_F32, NULL) == 40, "clip-tiny-full: vision tower bit-exact");
     snprintf(out2, sizeof out2, "%s/clip-q4.mmw", TMP);
     rc = convert("tests/data/clip-tiny", out2, "--type q4_0 --quiet");
     CHECK(rc == 0, "clip q4_0: %s", g_stderr);
-    CHECK(check_against(out2, ct, 1, MMSPCL_Q4_0, NULL) == 40, "clip q4_0 (patch/position embeddings stay f32)");
+    CHECK(check_against(out2, ct_src, 1, MMSPCL_Q4_0, NULL) == 40, "clip q4_0 (patch/position embeddings stay f32)");
     snprintf(out2, sizeof out2, "%s/clip-q8.mmw", TMP);
     rc = convert("tests/data/clip-tiny", out2, "--type q8_0 --quiet");
     CHECK(rc == 0, "clip q8_0: %s", g_stderr);
-    CHECK(check_against(out2, ct, 1, MMSPCL_Q8_0, NULL) == 40, "clip q8_0");
+    CHECK(check_against(out2, ct_src, 1, MMSPCL_Q8_0, NULL) == 40, "clip q8_0");
+}
 
-    /* progress: plain lines when stderr is not a terminal, at most ~20; none with --quiet */
+/* progress: plain lines when stderr is not a terminal, at most ~20; none with --quiet */
+static void test_good_progress(void) {
+    char out2[512];
+    int lines = 0, rc;
+    const char *q;
     snprintf(out2, sizeof out2, "%s/progress.mmw", TMP);
     rc = convert("tests/data/roberta-tiny", out2, NULL);
-    {
-        int lines = 0;
-        const char *q;
-        for (q = g_stderr; *q; q++) lines += *q == '\n';
-        CHECK(rc == 0 && strstr(g_stderr, "converting: 37/37 tensors (100%)") && strstr(g_stderr, "(100%)\nmmspcl-convert: wrote") &&
-              lines <= 20 && !strchr(g_stderr, '\r'), "progress lines (%d): %s", lines, g_stderr);
-    }
+    for (q = g_stderr; *q; q++) lines += *q == '\n';
+    CHECK(rc == 0 && strstr(g_stderr, "converting: 37/37 tensors (100%)") && strstr(g_stderr, "(100%)\nmmspcl-convert: wrote") &&
+          lines <= 20 && !strchr(g_stderr, '\r'), "progress lines (%d): %s", lines, g_stderr);
 }
 
 static void test_synthetic(void) {
@@ -805,7 +789,7 @@ static void test_synthetic(void) {
     /* hidden 48 (not a multiple of 32), old gamma/beta names, an I64 position_ids (dropped
        silently), a classifier head (skipped with a note), q8_0 */
     snprintf(dir, sizeof dir, "%s/r48", TMP);
-    sh("rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    test_run(NULL, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
     gen_roberta(&m, 10, 48, 64, 1, 8, 1, "F32");
     model_add(&m, "embeddings.position_ids", "I64", 2, 1, 8);
     model_add(&m, "classifier.dense.weight", "F32", 2, 48, 48);
@@ -879,8 +863,8 @@ static void test_tokenizer(void) {
     if (!bpe) {
         printf("note: ../shared/data/weights/roberta-bpe not found: the real-vocabulary test is skipped\n");
     } else {
-        sh("rm -rf '%s' && mkdir -p '%s' && cp tests/data/roberta-tiny/config.json tests/data/roberta-tiny/model.safetensors "
-           "'%s/vocab.json' '%s/merges.txt' '%s/'", dir, dir, bpe, bpe, dir);
+        test_run(NULL, "rm -rf '%s' && mkdir -p '%s' && cp tests/data/roberta-tiny/config.json tests/data/roberta-tiny/model.safetensors "
+                       "'%s/vocab.json' '%s/merges.txt' '%s/'", dir, dir, bpe, bpe, dir);
         rc = convert(dir, out, NULL);
         CHECK(rc == 0, "tokenizer: %s", g_stderr);
         CHECK(strstr(g_stderr, "note: the tokenizer has 50265 tokens but the embedding has 300 rows") != NULL,
@@ -905,8 +889,8 @@ static void test_tokenizer(void) {
         }
     }
     /* tokenizer.json: merges as strings and as pairs, an added token past the model vocab */
-    sh("rm -rf '%s' && mkdir -p '%s' && cp tests/data/roberta-tiny/config.json tests/data/roberta-tiny/model.safetensors '%s/'",
-       dir, dir, dir);
+    test_run(NULL, "rm -rf '%s' && mkdir -p '%s' && cp tests/data/roberta-tiny/config.json tests/data/roberta-tiny/model.safetensors '%s/'",
+             dir, dir, dir);
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
     spit_str(p, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 4, \"content\": \"<mask>\", \"special\": true},"
                 " {\"id\": 0, \"content\": \"a\"}],\n"
@@ -957,19 +941,27 @@ static void test_tokenizer(void) {
     expect_fail("bad vocab.json", dir, "vocab.json: byte 16 (line 1, column 17): expected a string key");
 }
 
-static void test_bad(void) {
+/* TMP/bad: roberta-tiny's config.json and a rewritten model.safetensors, broken one way at a
+   time; the tests below leave the valid rewrite in place for the next one */
+static void bad_dir(char *dir, size_t dn, char *p, size_t pn) {
+    snprintf(dir, dn, "%s/bad", TMP);
+    snprintf(p, pn, "%s/model.safetensors", dir);
+}
+
+/* broken safetensors files: truncations, header length, data_offsets, shapes, a tensor missing,
+   the header JSON. 0 when roberta-tiny cannot be loaded (then the other bad-input tests are
+   skipped too). */
+static int test_bad_safetensors(void) {
     model m;
     char dir[512], p[700], q[700];
     unsigned char *buf;
     size_t n;
     tt *a, *b;
     const char *rt = "tests/data/roberta-tiny";
-    char *cfg;
 
-    snprintf(dir, sizeof dir, "%s/bad", TMP);
-    sh("rm -rf '%s' && mkdir -p '%s' && cp %s/config.json '%s/'", dir, dir, rt, dir);
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    if (model_load(&m, "tests/data/roberta-tiny/model.safetensors")) { CHECK(0, "cannot load roberta-tiny"); return; }
+    bad_dir(dir, sizeof dir, p, sizeof p);
+    test_run(NULL, "rm -rf '%s' && mkdir -p '%s' && cp %s/config.json '%s/'", dir, dir, rt, dir);
+    if (model_load(&m, "tests/data/roberta-tiny/model.safetensors")) { CHECK(0, "cannot load roberta-tiny"); return 0; }
 
     /* the unmodified rewrite converts (the builder is sound) */
     model_write(&m, p, -1);
@@ -977,7 +969,7 @@ static void test_bad(void) {
     CHECK(convert(dir, q, "--quiet") == 0, "rewritten roberta-tiny converts: %s", g_stderr);
 
     /* truncated: the data section ends early; a file cut inside the header; an empty file */
-    buf = slurp(p, &n);
+    buf = test_read_file(p, &n);
     spit(p, buf, n - 100);
     expect_fail("truncated data", dir, "end past the data section");
     spit(p, buf, 200);
@@ -1060,10 +1052,20 @@ static void test_bad(void) {
         expect_fail("header not an object", dir, "the JSON header must be an object, found array");
     }
     model_write(&m, p, -1);
+    free(m.data);
+    return 1;
+}
 
-    /* config.json problems */
+/* config.json problems: truncated, model_type, sizes and layer counts that disagree with the
+   tensors, a type error, deep nesting, missing */
+static void test_bad_config(void) {
+    char dir[512], p[700], q[700];
+    size_t n;
+    char *cfg;
+
+    bad_dir(dir, sizeof dir, p, sizeof p);
     snprintf(q, sizeof q, "%s/config.json", dir);
-    cfg = (char *)slurp("tests/data/roberta-tiny/config.json", &n);
+    cfg = (char *)test_read_file("tests/data/roberta-tiny/config.json", &n);
     spit(q, cfg, n / 2);
     expect_fail("truncated config.json", dir, "config.json: byte");
     spit_str(q, "{\"model_type\": \"bert\", \"hidden_size\": 32}");
@@ -1108,35 +1110,41 @@ static void test_bad(void) {
     free(cfg);
     remove(q);
     expect_fail("missing config.json", dir, "config.json: not found");
+}
 
-    /* unknown layout: no model_type, tensors that are neither RoBERTa nor CLIP */
+/* unknown layout: no model_type, tensors that are neither RoBERTa nor CLIP; then no weights at all */
+static void test_bad_layout(void) {
+    char dir[512], p[700], q[700];
+    model g;
+
+    bad_dir(dir, sizeof dir, p, sizeof p);
+    snprintf(q, sizeof q, "%s/config.json", dir);
     spit_str(q, "{\"hidden_size\": 4}");
-    {
-        model g;
-        memset(&g, 0, sizeof g);
-        model_add(&g, "transformer.h.0.attn.c_attn.weight", "F32", 2, 4, 12);
-        model_write(&g, p, -1);
-        free(g.data);
-    }
+    memset(&g, 0, sizeof g);
+    model_add(&g, "transformer.h.0.attn.c_attn.weight", "F32", 2, 4, 12);
+    model_write(&g, p, -1);
+    free(g.data);
     expect_fail("unknown layout", dir, "match neither the RoBERTa nor the CLIP layout; found 'transformer.h.0.attn.c_attn.weight'");
     spit_str(q, "{\"model_type\": \"roberta\"}");
     expect_fail("roberta without its tensors", dir, "has no 'embeddings.word_embeddings.weight'");
     spit_str(q, "{\"model_type\": \"clip\"}");
     expect_fail("clip without its tensors", dir, "has no 'vision_model.embeddings.patch_embedding.weight'");
-    free(m.data);
 
     /* no weights at all */
-    sh("rm -f '%s/model.safetensors'", dir);
+    test_run(NULL, "rm -f '%s/model.safetensors'", dir);
     expect_fail("no weights", dir, "no weights found");
     expect_fail("no such folder", "build/tests/tmp/convert/does-not-exist", "no such file or folder");
+}
 
-    /* sharded: missing shard, bad index JSON, tensor in the wrong shard */
+/* sharded: missing shard, bad index JSON, tensor in the wrong shard */
+static void test_bad_sharded(void) {
+    char dir[512], q[700];
     snprintf(dir, sizeof dir, "%s/bad-sharded", TMP);
-    sh("rm -rf '%s' && mkdir -p '%s' && cp tests/data/roberta-tiny-sharded/* '%s/' && rm '%s/model-00002-of-00002.safetensors'",
-       dir, dir, dir, dir);
+    test_run(NULL, "rm -rf '%s' && mkdir -p '%s' && cp tests/data/roberta-tiny-sharded/* '%s/' && rm '%s/model-00002-of-00002.safetensors'",
+             dir, dir, dir, dir);
     expect_fail("missing shard", dir, "shard 'model-00002-of-00002.safetensors' (holding tensor 'encoder.layer.1.");
     expect_fail("missing shard", dir, "is missing");
-    sh("cp tests/data/roberta-tiny-sharded/model-00002-of-00002.safetensors '%s/'", dir);
+    test_run(NULL, "cp tests/data/roberta-tiny-sharded/model-00002-of-00002.safetensors '%s/'", dir);
     snprintf(q, sizeof q, "%s/model.safetensors.index.json", dir);
     spit_str(q, "{\"metadata\": {}, \"weight_map\": {\"a\": \"model-00001-of-00002.safetensors\",,}}");
     expect_fail("bad index JSON", dir, "model.safetensors.index.json: byte 72 (line 1, column 73): expected a string key, found ','");
@@ -1149,33 +1157,35 @@ static void test_bad(void) {
     expect_fail("tensor in no shard", dir, "tensor 'embeddings.nope' should be in shard 'model-00001-of-00002.safetensors' but no shard holds it");
     spit_str(q, "{\"weight_map\": {\"x\": \"../../etc/passwd\"}}");
     expect_fail("shard outside the folder", dir, "must name a shard file in the same folder");
+}
 
-    /* output not writable: its folder is a regular file (works as root too) */
+/* output not writable: its folder is a regular file (works as root too), a read-only folder, a
+   folder as OUT; and bad arguments */
+static void test_bad_output(void) {
+    const char *rt = "tests/data/roberta-tiny";
+    char dir[512], p[700], out[800];
+    int rc;
     snprintf(p, sizeof p, "%s/a-file", TMP);
     spit_str(p, "x");
-    {
-        char out[800];
-        int rc;
-        snprintf(out, sizeof out, "%s/out.mmw", p);
+    snprintf(out, sizeof out, "%s/out.mmw", p);
+    rc = convert(rt, out, "--quiet");
+    CHECK(rc == 1 && strstr(g_stderr, "cannot create the output"), "unwritable output: rc %d: %s", rc, g_stderr);
+    if (geteuid() != 0) {
+        snprintf(dir, sizeof dir, "%s/ro", TMP);
+        test_run(NULL, "mkdir -p '%s' && chmod 555 '%s'", dir, dir);
+        snprintf(out, sizeof out, "%s/out.mmw", dir);
         rc = convert(rt, out, "--quiet");
-        CHECK(rc == 1 && strstr(g_stderr, "cannot create the output"), "unwritable output: rc %d: %s", rc, g_stderr);
-        if (geteuid() != 0) {
-            snprintf(dir, sizeof dir, "%s/ro", TMP);
-            sh("mkdir -p '%s' && chmod 555 '%s'", dir, dir);
-            snprintf(out, sizeof out, "%s/out.mmw", dir);
-            rc = convert(rt, out, "--quiet");
-            CHECK(rc == 1 && strstr(g_stderr, "cannot create the output") && !exists(out), "read-only folder: %s", g_stderr);
-            sh("chmod 755 '%s'", dir);
-        }
-        /* a folder as OUT */
-        rc = convert(rt, TMP, "--quiet");
-        CHECK(rc == 1 && strstr(g_stderr, "is a folder"), "OUT is a folder: %s", g_stderr);
-        /* bad arguments */
-        rc = sh("%s tests/data/roberta-tiny %s/x.mmw --type q5_1 2>/dev/null", CONV, TMP);
-        CHECK(rc == 2 && !exists(TMP "/x.mmw"), "--type q5_1 refused (rc %d)", rc);
-        rc = sh("%s tests/data/roberta-tiny 2>/dev/null", CONV);
-        CHECK(rc == 2, "one argument: usage (rc %d)", rc);
+        CHECK(rc == 1 && strstr(g_stderr, "cannot create the output") && !exists(out), "read-only folder: %s", g_stderr);
+        test_run(NULL, "chmod 755 '%s'", dir);
     }
+    /* a folder as OUT */
+    rc = convert(rt, TMP, "--quiet");
+    CHECK(rc == 1 && strstr(g_stderr, "is a folder"), "OUT is a folder: %s", g_stderr);
+    /* bad arguments */
+    rc = test_run(NULL, "%s tests/data/roberta-tiny %s/x.mmw --type q5_1 2>/dev/null", CONV, TMP);
+    CHECK(rc == 2 && !exists(TMP "/x.mmw"), "--type q5_1 refused (rc %d)", rc);
+    rc = test_run(NULL, "%s tests/data/roberta-tiny 2>/dev/null", CONV);
+    CHECK(rc == 2, "one argument: usage (rc %d)", rc);
 }
 
 int main(void) {
@@ -1184,13 +1194,25 @@ int main(void) {
         CHECK(0, "%s not built (run make test)", CONV);
         return TEST_END();
     }
-    sh("rm -rf " TMP " && mkdir -p " TMP);
+    test_run(NULL, "rm -rf " TMP " && mkdir -p " TMP);
     test_json();
     test_safetensors_reader();
     test_quant_by_hand();
-    test_good();
+    test_good_roberta();
+    test_good_roberta_layouts();
+    test_good_half();
+    test_good_panels();
+    test_good_quantized();
+    test_good_clip();
+    test_good_clip_layouts();
+    test_good_progress();
     test_synthetic();
     test_tokenizer();
-    test_bad();
+    if (test_bad_safetensors()) {
+        test_bad_config();
+        test_bad_layout();
+        test_bad_sharded();
+        test_bad_output();
+    }
     return TEST_END();
 }

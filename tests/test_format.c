@@ -18,7 +18,7 @@ static void *test_realloc(void *p, size_t n) { return alloc_fail_now() ? NULL : 
 
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
-#include "test.h"
+#include "tests/test.h"
 
 #include <errno.h>
 #include <float.h>
@@ -60,22 +60,6 @@ static void wr_le(unsigned char *p, uint64_t v, int n) {
 static int file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0;
-}
-
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *b;
-    long len;
-    *n = 0;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b = (unsigned char *)malloc((size_t)len + 1);
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) { free(b); b = NULL; }
-    fclose(f);
-    if (b) *n = (size_t)len;
-    return b;
 }
 
 static int spit(const char *path, const void *b, size_t n) {
@@ -731,7 +715,7 @@ static void test_round_trip(void) {
           (unsigned long long)prog[3], (unsigned long long)prog[0], (unsigned long long)prog[1]);
     CHECK(!file_exists(TMP "/roundtrip.mmw.tmp"), "no .tmp left after a save");
     CHECK(mmspcl_writer_save_to_memory(wr, &mem, &mem_n, &err) == MMSPCL_OK, "save_to_memory: %s", err.msg);
-    file = slurp(path, &file_n);
+    file = test_read_file(path, &file_n);
     CHECK(file && file_n == mem_n && memcmp(file, mem, mem_n) == 0, "file and memory images are identical (%zu / %zu bytes)", file_n, mem_n);
     CHECK(mem_n % 64 == 0, "file size %zu is a multiple of 64", mem_n);
 
@@ -866,7 +850,7 @@ static void test_atomic(void) {
     CHECK(mkdir(tmp, 0755) == 0, "mkdir %s", tmp);
     err.msg[0] = 0;
     CHECK(mmspcl_writer_save(wr, path, NULL, NULL, &err) == MMSPCL_ERR_IO && err.msg[0], "save with .tmp blocked: %s", err.msg);
-    b = slurp(path, &n);
+    b = test_read_file(path, &n);
     CHECK(b && n == sizeof old && memcmp(b, old, n) == 0, "the old file is unchanged");
     free(b);
     rmdir(tmp);
@@ -889,7 +873,7 @@ static void test_atomic(void) {
             CHECK(mmspcl_writer_save(wr, path, NULL, NULL, &err) == MMSPCL_ERR_IO && err.msg[0] && strstr(err.msg, "write"),
                   "save onto a full disk: %s", err.msg);
             CHECK(!file_exists(tmp) && access(tmp, F_OK) != 0, "no .tmp left after a write error");
-            b = slurp(path, &n);
+            b = test_read_file(path, &n);
             CHECK(b && n == sizeof old && memcmp(b, old, n) == 0, "the old file is unchanged after a write error");
             free(b);
             unlink(tmp);
@@ -899,7 +883,7 @@ static void test_atomic(void) {
     /* a good save replaces the old file */
     CHECK(spit(path, old, sizeof old), "write the old file");
     CHECK(mmspcl_writer_save(wr, path, NULL, NULL, &err) == MMSPCL_OK, "save over an old file: %s", err.msg);
-    b = slurp(path, &n);
+    b = test_read_file(path, &n);
     CHECK(b && n > 64 && memcmp(b, "MMSPCLWF", 8) == 0, "the file was replaced");
     free(b);
     CHECK(!file_exists(tmp), "no .tmp after a good save");
@@ -1140,13 +1124,14 @@ static void expect_ok(const unsigned char *b, size_t n, const char *what) {
 static unsigned char *mut;
 static void reset_mut(void) { memcpy(mut, base, base_n); }
 
-static void test_malformed(void) {
+/* The base file, walked as docs/FORMAT.md says, and every truncation of it. 0 when there is no
+   base file to mutate (the other test_malformed_* tests are then skipped). */
+static int test_malformed_truncations(void) {
     size_t n;
-    int i;
     char what[128];
     make_base();
     CHECK(base && walk(base, base_n, &BL) && BL.n_kv == 4 && BL.n_t == 3, "walk the base file as docs/FORMAT.md says");
-    if (!base || BL.n_t != 3) return;
+    if (!base || BL.n_t != 3) return 0;
     mut = (unsigned char *)malloc(base_n + 256);
     reset_mut();
     expect_ok(mut, base_n, "the base file");
@@ -1162,8 +1147,11 @@ static void test_malformed(void) {
     reset_mut();
     memset(mut + base_n, 0, 64);
     expect_ok(mut, base_n + 64, "64 trailing bytes");
+    return 1;
+}
 
-    /* header */
+/* the file header: magic, version, alignment, counts, sizes and offsets */
+static void test_malformed_header(void) {
     reset_mut(); mut[0] = 'X'; expect_bad(mut, base_n, "magic", "bad magic");
     reset_mut(); memcpy(mut, "GGUF", 4); expect_bad(mut, base_n, "magic", "GGUF magic");
     reset_mut(); wr_le(mut + 8, 2, 4); expect_bad(mut, base_n, "version 2", "version 2");
@@ -1201,8 +1189,10 @@ static void test_malformed(void) {
     reset_mut(); wr_le(mut + 48, UINT64_MAX, 8); expect_bad(mut, base_n, "data section", "data_size 2^64-1");
     reset_mut(); wr_le(mut + 48, 64, 8); expect_bad(mut, base_n, "outside the data section", "data_size too small for the tensors");
     reset_mut(); wr_le(mut + 56, 0x1234, 8); expect_ok(mut, base_n, "reserved bytes are ignored");
+}
 
-    /* tensor records: tensor 1 is "w.b" q8_0 [2, 32] (68 bytes) at data offset 64 */
+/* tensor records: tensor 1 is "w.b" q8_0 [2, 32] (68 bytes) at data offset 64 */
+static void test_malformed_tensors(void) {
     reset_mut(); wr_le(mut + BL.t_off_at[1], rd_le(mut + BL.t_off_at[1], 8) + 1, 8);
     expect_bad(mut, base_n, "'w.b' data", "tensor offset misaligned");
     reset_mut(); wr_le(mut + BL.t_off_at[1], rd_le(mut + BL.t_off_at[1], 8) + 32, 8);
@@ -1242,8 +1232,12 @@ static void test_malformed(void) {
     reset_mut(); mut[BL.t_at[1] + 4] = 'a'; expect_bad(mut, base_n, "'w.a' appears twice", "duplicate names");
     reset_mut(); wr_le(mut + BL.t_at[1], 0xffff, 2); expect_bad(mut, base_n, "tensor name", "tensor name length 65535");
     reset_mut(); wr_le(mut + BL.t_at[2], (uint64_t)(BL.meta_end - BL.t_at[2]), 2); expect_bad(mut, base_n, "tensor", "tensor name runs to the end of the metadata");
+}
 
-    /* key records: 0 "general.architecture" str, 1 int, 2 float, 3 "tokenizer.vocab" str array */
+/* key records: 0 "general.architecture" str, 1 int, 2 float, 3 "tokenizer.vocab" str array */
+static void test_malformed_keys(void) {
+    char what[128];
+    int i;
     for (i = 0; i < 4; i++) {
         static const unsigned bad_types[4] = {0, 5, 200, 255};
         char want[64];
@@ -1268,30 +1262,30 @@ static void test_malformed(void) {
     reset_mut(); wr_le(mut + BL.kv_val_at[3], 4, 8); expect_bad(mut, base_n, NULL, "string array count one too many");
     reset_mut(); wr_le(mut + BL.kv_val_at[3] + 8, 0xffffffffu, 4); expect_bad(mut, base_n, "string array item", "array item length 2^32-1");
     reset_mut(); wr_le(mut + BL.kv_val_at[3] + 8, 200, 4); expect_bad(mut, base_n, "string array item", "array item length 200");
+}
 
-    /* the same checks through the file readers */
-    {
-        mmspcl_weights *w = NULL;
-        mmspcl_error err;
-        reset_mut();
-        wr_le(mut + BL.t_off_at[1], 0, 8);
-        CHECK(spit(TMP "/bad.mmw", mut, base_n), "write bad.mmw");
-        err.msg[0] = 0;
-        CHECK(mmspcl_weights_open(&w, TMP "/bad.mmw", &err) == MMSPCL_ERR_FORMAT && !w && strstr(err.msg, "overlap") &&
-                  strstr(err.msg, "bad.mmw"), "open names the file: %s", err.msg);
-        err.msg[0] = 0;
-        CHECK(mmspcl_weights_read(&w, TMP "/bad.mmw", &err) == MMSPCL_ERR_FORMAT && !w && strstr(err.msg, "overlap") &&
-                  strstr(err.msg, "bad.mmw"), "read names the file: %s", err.msg);
-        CHECK(spit(TMP "/bad.mmw", base, base_n - 100), "write a truncated file");
-        err.msg[0] = 0;
-        CHECK(mmspcl_weights_open(&w, TMP "/bad.mmw", &err) == MMSPCL_ERR_FORMAT && !w && strstr(err.msg, "bad.mmw"),
-              "open a truncated file: %s", err.msg);
-        err.msg[0] = 0;
-        CHECK(mmspcl_weights_read(&w, TMP "/bad.mmw", &err) == MMSPCL_ERR_FORMAT && !w && strstr(err.msg, "bad.mmw"),
-              "read a truncated file: %s", err.msg);
-        CHECK(mmspcl_weights_from_memory(&w, mut, 40, NULL) == MMSPCL_ERR_FORMAT && !w, "a NULL error pointer is fine");
-        remove(TMP "/bad.mmw");
-    }
+/* the same checks through the file readers: the message names the file */
+static void test_malformed_files(void) {
+    mmspcl_weights *w = NULL;
+    mmspcl_error err;
+    reset_mut();
+    wr_le(mut + BL.t_off_at[1], 0, 8);
+    CHECK(spit(TMP "/bad.mmw", mut, base_n), "write bad.mmw");
+    err.msg[0] = 0;
+    CHECK(mmspcl_weights_open(&w, TMP "/bad.mmw", &err) == MMSPCL_ERR_FORMAT && !w && strstr(err.msg, "overlap") &&
+              strstr(err.msg, "bad.mmw"), "open names the file: %s", err.msg);
+    err.msg[0] = 0;
+    CHECK(mmspcl_weights_read(&w, TMP "/bad.mmw", &err) == MMSPCL_ERR_FORMAT && !w && strstr(err.msg, "overlap") &&
+              strstr(err.msg, "bad.mmw"), "read names the file: %s", err.msg);
+    CHECK(spit(TMP "/bad.mmw", base, base_n - 100), "write a truncated file");
+    err.msg[0] = 0;
+    CHECK(mmspcl_weights_open(&w, TMP "/bad.mmw", &err) == MMSPCL_ERR_FORMAT && !w && strstr(err.msg, "bad.mmw"),
+          "open a truncated file: %s", err.msg);
+    err.msg[0] = 0;
+    CHECK(mmspcl_weights_read(&w, TMP "/bad.mmw", &err) == MMSPCL_ERR_FORMAT && !w && strstr(err.msg, "bad.mmw"),
+          "read a truncated file: %s", err.msg);
+    CHECK(mmspcl_weights_from_memory(&w, mut, 40, NULL) == MMSPCL_ERR_FORMAT && !w, "a NULL error pointer is fine");
+    remove(TMP "/bad.mmw");
 }
 
 /* Random bit flips (and truncations) of the base file: never a crash, either OK or a clean error. */
@@ -1491,7 +1485,12 @@ int main(void) {
     test_round_trip();
     test_atomic();
     test_tiny();
-    test_malformed();
+    if (test_malformed_truncations()) {
+        test_malformed_header();
+        test_malformed_tensors();
+        test_malformed_keys();
+        test_malformed_files();
+    }
     test_fuzz();
     test_oom();
     test_unique_and_limits();

@@ -36,22 +36,6 @@ static const struct { const char *name; replay_fn fn; } replay_targets[] = {
     {"image", fuzz_image},     {"inflate", fuzz_inflate},         {"meld", fuzz_meld}};
 #define REPLAY_N ((int)(sizeof replay_targets / sizeof replay_targets[0]))
 
-static unsigned char *replay_read(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf = NULL;
-    long len;
-    if (!f) return NULL;
-    if (!fseek(f, 0, SEEK_END) && (len = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
-        (buf = (unsigned char *)malloc(len ? (size_t)len : 1)) != NULL && fread(buf, 1, (size_t)len, f) == (size_t)len) {
-        *n = (size_t)len;
-    } else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 static int replay_dir(const char *dir) {
     struct dirent **names = NULL;
     int n = scandir(dir, &names, NULL, alphasort), i, files = 0;
@@ -63,7 +47,7 @@ static int replay_dir(const char *dir) {
         if (names[i]->d_name[0] == '.') { free(names[i]); continue; }
         snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
         free(names[i]);
-        if (!(data = replay_read(path, &size))) continue;  /* a folder, or unreadable */
+        if (!(data = test_read_file(path, &size))) continue;  /* a folder, or unreadable */
         files++;
         for (t = 0; t < REPLAY_N; t++) {
             int before = fuzz_check_failures;

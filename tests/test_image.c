@@ -13,32 +13,6 @@
 /* ---------------------------------------------------------------------------------------------
    helpers
    ------------------------------------------------------------------------------------------ */
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *b;
-    long len;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b = (unsigned char *)malloc((size_t)len + 1);
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) { free(b); b = NULL; }
-    fclose(f);
-    if (b) *n = (size_t)len;
-    return b;
-}
-
-static uint32_t t_crc32(const unsigned char *p, size_t n) {
-    uint32_t c = 0xFFFFFFFFu;
-    size_t i;
-    int k;
-    for (i = 0; i < n; i++) {
-        c ^= p[i];
-        for (k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
-    }
-    return c ^ 0xFFFFFFFFu;
-}
-
 static uint32_t t_adler(const unsigned char *p, size_t n) {
     uint32_t a = 1, b = 0;
     size_t i;
@@ -65,7 +39,7 @@ static void png_chunk(pngbuf *p, const char *type, const unsigned char *data, si
     put_be32(p->b + p->n, (uint32_t)len);
     memcpy(p->b + p->n + 4, type, 4);
     if (len) memcpy(p->b + p->n + 8, data, len);
-    put_be32(p->b + p->n + 8 + len, t_crc32(p->b + p->n + 4, len + 4));
+    put_be32(p->b + p->n + 8 + len, test_crc32(p->b + p->n + 4, len + 4));
     p->n += len + 12;
 }
 static void png_ihdr(pngbuf *p, uint32_t w, uint32_t h, int depth, int ctype, int interlace) {
@@ -91,7 +65,7 @@ static void png_fix_crcs(unsigned char *b, size_t n) {
     while (pos + 12 <= n) {
         uint32_t len = get_be32(b + pos);
         if (len > n - pos - 12) break;
-        put_be32(b + pos + 8 + len, t_crc32(b + pos + 4, len + 4));
+        put_be32(b + pos + 8 + len, test_crc32(b + pos + 4, len + 4));
         pos += len + 12;
     }
 }
@@ -302,13 +276,12 @@ static void test_handmade(void) {
 /* ---------------------------------------------------------------------------------------------
    malformed files with specific errors
    ------------------------------------------------------------------------------------------ */
-static void test_malformed(void) {
+/* PNG: size limits, IHDR fields, chunks, lengths and CRCs */
+static void test_malformed_png_chunks(void) {
     static const unsigned char raw1[4] = {0, 1, 2, 3}; /* 1x1 RGB, filter 0 */
-    unsigned char z[256], buf[512];
+    unsigned char z[256];
     pngbuf p;
-    size_t zn = zlib_stored(z, raw1, 4), n;
-    mmspcl_image img;
-    mmspcl_error err;
+    size_t zn = zlib_stored(z, raw1, 4);
 
     png_start(&p); png_ihdr(&p, 100000, 1, 8, 2, 0); png_chunk(&p, "IDAT", z, zn); png_chunk(&p, "IEND", NULL, 0);
     expect_fail(p.b, p.n, MMSPCL_ERR_UNSUPPORTED, "limits", "PNG width 100000");
@@ -344,6 +317,14 @@ static void test_malformed(void) {
     png_start(&p); png_ihdr(&p, 1, 1, 8, 2, 0); png_chunk(&p, "IDAT", z, zn); png_chunk(&p, "IEND", NULL, 0);
     p.b[p.n - 13] ^= 1; /* IDAT CRC */
     expect_fail(p.b, p.n, MMSPCL_ERR_FORMAT, "CRC mismatch in chunk IDAT", "PNG bad CRC");
+}
+
+/* PNG image data: filter type 5; more data than the image needs, less; bad Adler; bad header;
+   preset dictionary; block type 3; a stored block's NLEN; a distance before the start */
+static void test_malformed_png_data(void) {
+    static const unsigned char raw1[4] = {0, 1, 2, 3}; /* 1x1 RGB, filter 0 */
+    unsigned char buf[512];
+    pngbuf p;
     {   /* filter type 5 */
         static const unsigned char bad[4] = {5, 1, 2, 3};
         size_t bn = zlib_stored(buf, bad, 4);
@@ -399,23 +380,32 @@ static void test_malformed(void) {
             expect_fail(p.b, p.n, MMSPCL_ERR_FORMAT, "before the start", "PNG deflate distance too far");
         }
     }
-    {   /* random garbage after a valid zlib header, as stored / fixed / dynamic blocks */
-        uint32_t s = 12345;
-        int t, bad = 0;
-        for (t = 0; t < 3000; t++) {
-            size_t len = 3 + (size_t)(t % 200), i;
-            mmspcl_status st;
-            buf[0] = 0x78; buf[1] = 0x9C;
-            for (i = 2; i < len; i++) { s = s * 1664525u + 1013904223u; buf[i] = (unsigned char)(s >> 24); }
-            buf[2] = (unsigned char)((buf[2] & ~6u) | ((unsigned)(t % 3) << 1));
-            png_start(&p); png_ihdr(&p, 7, 5, 8, 2, 0); png_chunk(&p, "IDAT", buf, len); png_chunk(&p, "IEND", NULL, 0);
-            st = mmspcl_image_decode(p.b, p.n, &img, &err);
-            if (st == MMSPCL_OK) mmspcl_image_free(&img);
-            if (st != MMSPCL_ERR_FORMAT || img.rgb) bad++;
-        }
-        CHECK(bad == 0, "zlib garbage: %d of 3000 random streams not rejected as FORMAT", bad);
+}
+
+/* random garbage after a valid zlib header, as stored / fixed / dynamic blocks */
+static void test_malformed_zlib_garbage(void) {
+    unsigned char buf[512];
+    pngbuf p;
+    mmspcl_image img;
+    mmspcl_error err;
+    uint32_t s = 12345;
+    int t, bad = 0;
+    for (t = 0; t < 3000; t++) {
+        size_t len = 3 + (size_t)(t % 200), i;
+        mmspcl_status st;
+        buf[0] = 0x78; buf[1] = 0x9C;
+        for (i = 2; i < len; i++) { s = s * 1664525u + 1013904223u; buf[i] = (unsigned char)(s >> 24); }
+        buf[2] = (unsigned char)((buf[2] & ~6u) | ((unsigned)(t % 3) << 1));
+        png_start(&p); png_ihdr(&p, 7, 5, 8, 2, 0); png_chunk(&p, "IDAT", buf, len); png_chunk(&p, "IEND", NULL, 0);
+        st = mmspcl_image_decode(p.b, p.n, &img, &err);
+        if (st == MMSPCL_OK) mmspcl_image_free(&img);
+        if (st != MMSPCL_ERR_FORMAT || img.rgb) bad++;
     }
-    /* other formats */
+    CHECK(bad == 0, "zlib garbage: %d of 3000 random streams not rejected as FORMAT", bad);
+}
+
+/* other formats (JPEG, GIF, WebP, P1-P4, text, empty) and malformed PPM */
+static void test_malformed_other_formats(void) {
     expect_fail((const unsigned char *)"\xff\xd8\xff\xe0\0\x10JFIF", 10, MMSPCL_ERR_UNSUPPORTED, "JPEG", "JPEG");
     expect_fail((const unsigned char *)"GIF89a\1\0\1\0", 10, MMSPCL_ERR_UNSUPPORTED, "GIF", "GIF");
     expect_fail((const unsigned char *)"RIFF\0\0\0\0WEBPVP8 ", 16, MMSPCL_ERR_UNSUPPORTED, "WebP", "WebP");
@@ -430,39 +420,44 @@ static void test_malformed(void) {
     expect_fail((const unsigned char *)"P6 99999999999 1 255\n", 21, MMSPCL_ERR_FORMAT, "header", "P6 width overflow");
     expect_fail((const unsigned char *)"P6 2 1 255\n\1\2\3\4\5", 16, MMSPCL_ERR_FORMAT, "needs 6 pixel bytes", "P6 truncated data");
     expect_fail((const unsigned char *)"P6 2 -1 255\n", 12, MMSPCL_ERR_FORMAT, "header", "P6 negative");
-    /* BMP */
-    {
-        static const unsigned char base[] = {
-            'B', 'M', 58, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0,
-            40, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 24, 0, 0, 0, 0, 0, 4, 0, 0, 0,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0};
-        memcpy(buf, base, sizeof base);
-        n = sizeof base;
-        CHECK(mmspcl_image_decode(buf, n, &img, &err) == MMSPCL_OK && img.rgb[0] == 3 && img.rgb[2] == 1,
-              "1x1 BMP base case: %s", err.msg);
-        mmspcl_image_free(&img);
-        memcpy(buf, base, n); buf[19] = 0x50;  /* width 20481 */
-        expect_fail(buf, n, MMSPCL_ERR_UNSUPPORTED, "limits", "BMP width 20481");
-        memcpy(buf, base, n); buf[22] = 0; buf[23] = 0; buf[24] = 0; buf[25] = 0x80; /* height INT32_MIN */
-        expect_fail(buf, n, MMSPCL_ERR_FORMAT, "height", "BMP height INT32_MIN");
-        memcpy(buf, base, n); buf[22] = 0xFF; buf[23] = 0xFF; buf[24] = 0xFF; buf[25] = 0xFF; /* -1: top-down 1 row */
-        CHECK(mmspcl_image_decode(buf, n, &img, &err) == MMSPCL_OK && img.height == 1, "BMP height -1: %s", err.msg);
-        mmspcl_image_free(&img);
-        memcpy(buf, base, n); buf[22] = 2; /* 2 rows, only 1 present */
-        expect_fail(buf, n, MMSPCL_ERR_FORMAT, "past the end", "BMP missing rows");
-        memcpy(buf, base, n); buf[10] = 200; /* pixel offset past the end */
-        expect_fail(buf, n, MMSPCL_ERR_FORMAT, "past the end", "BMP offset");
-        memcpy(buf, base, n); buf[30] = 1; /* RLE8 */
-        expect_fail(buf, n, MMSPCL_ERR_UNSUPPORTED, "RLE8", "BMP RLE8");
-        memcpy(buf, base, n); buf[28] = 16;
-        expect_fail(buf, n, MMSPCL_ERR_UNSUPPORTED, "16 bits", "BMP 16-bit");
-        memcpy(buf, base, n); buf[14] = 41;
-        expect_fail(buf, n, MMSPCL_ERR_UNSUPPORTED, "header size 41", "BMP header 41");
-        memcpy(buf, base, n); buf[28] = 32; buf[30] = 3; /* bitfields with masks 0x00000001.. */
-        buf[54] = 1;
-        expect_fail(buf, n, MMSPCL_ERR_FORMAT, "masks are truncated", "BMP bitfield masks truncated");
-        robustness("1x1 BMP", base, sizeof base, NULL);
-    }
+}
+
+/* BMP: limits, heights, missing rows, offsets, compressions, header sizes, bitfields */
+static void test_malformed_bmp(void) {
+    static const unsigned char base[] = {
+        'B', 'M', 58, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0,
+        40, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 24, 0, 0, 0, 0, 0, 4, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0};
+    unsigned char buf[512];
+    size_t n;
+    mmspcl_image img;
+    mmspcl_error err;
+    memcpy(buf, base, sizeof base);
+    n = sizeof base;
+    CHECK(mmspcl_image_decode(buf, n, &img, &err) == MMSPCL_OK && img.rgb[0] == 3 && img.rgb[2] == 1,
+          "1x1 BMP base case: %s", err.msg);
+    mmspcl_image_free(&img);
+    memcpy(buf, base, n); buf[19] = 0x50;  /* width 20481 */
+    expect_fail(buf, n, MMSPCL_ERR_UNSUPPORTED, "limits", "BMP width 20481");
+    memcpy(buf, base, n); buf[22] = 0; buf[23] = 0; buf[24] = 0; buf[25] = 0x80; /* height INT32_MIN */
+    expect_fail(buf, n, MMSPCL_ERR_FORMAT, "height", "BMP height INT32_MIN");
+    memcpy(buf, base, n); buf[22] = 0xFF; buf[23] = 0xFF; buf[24] = 0xFF; buf[25] = 0xFF; /* -1: top-down 1 row */
+    CHECK(mmspcl_image_decode(buf, n, &img, &err) == MMSPCL_OK && img.height == 1, "BMP height -1: %s", err.msg);
+    mmspcl_image_free(&img);
+    memcpy(buf, base, n); buf[22] = 2; /* 2 rows, only 1 present */
+    expect_fail(buf, n, MMSPCL_ERR_FORMAT, "past the end", "BMP missing rows");
+    memcpy(buf, base, n); buf[10] = 200; /* pixel offset past the end */
+    expect_fail(buf, n, MMSPCL_ERR_FORMAT, "past the end", "BMP offset");
+    memcpy(buf, base, n); buf[30] = 1; /* RLE8 */
+    expect_fail(buf, n, MMSPCL_ERR_UNSUPPORTED, "RLE8", "BMP RLE8");
+    memcpy(buf, base, n); buf[28] = 16;
+    expect_fail(buf, n, MMSPCL_ERR_UNSUPPORTED, "16 bits", "BMP 16-bit");
+    memcpy(buf, base, n); buf[14] = 41;
+    expect_fail(buf, n, MMSPCL_ERR_UNSUPPORTED, "header size 41", "BMP header 41");
+    memcpy(buf, base, n); buf[28] = 32; buf[30] = 3; /* bitfields with masks 0x00000001.. */
+    buf[54] = 1;
+    expect_fail(buf, n, MMSPCL_ERR_FORMAT, "masks are truncated", "BMP bitfield masks truncated");
+    robustness("1x1 BMP", base, sizeof base, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -484,9 +479,9 @@ static void test_files(void) {
         mmspcl_status st;
         if (line[0] == '#' || sscanf(line, "%127s %d %d %159s", name, &w, &h, exp) != 4) continue;
         snprintf(path, sizeof path, DEC_DIR "%s", name);
-        data = slurp(path, &n);
+        data = test_read_file(path, &n);
         snprintf(path, sizeof path, DEC_DIR "%s", exp);
-        want = slurp(path, &wn);
+        want = test_read_file(path, &wn);
         CHECK(data && want && wn == (size_t)w * h * 3, "%s: reference files missing", name);
         if (!data || !want) { free(data); free(want); continue; }
         files++;
@@ -563,7 +558,7 @@ static void test_clip(void) {
             want = refimg.rgb;
             wn = want ? nv : 0;
         } else {
-            want = slurp(path, &wn);
+            want = test_read_file(path, &wn);
         }
         CHECK(want && wn == nv, "%s: reference %s missing or of the wrong size", name, u8f);
         got = (unsigned char *)malloc(nv);
@@ -589,7 +584,7 @@ static void test_clip(void) {
             unsigned char *fb;
             float *out = (float *)malloc(nf * sizeof(float));
             snprintf(path, sizeof path, CLIP_DIR "%s", f32f);
-            fb = slurp(path, &fn);
+            fb = test_read_file(path, &fn);
             CHECK(fb && fn == nf * 4, "%s: %s missing", name, f32f);
             st = mmspcl_clip_preprocess_rgb(rgb, w, h, (size_t)w * 3, S, C, mean, stdv, out, &err);
             CHECK(st == MMSPCL_OK, "%s preprocess: %s", name, err.msg);
@@ -648,7 +643,7 @@ static void test_clip(void) {
             if (l[0] != '#') sscanf(l, "%u %u %x", &w, &h, &crc);
         if (f) fclose(f);
         CHECK(mmspcl_image_load("../shared/data/images/CLIP.png", &img, &err) == MMSPCL_OK && (unsigned)img.width == w &&
-              (unsigned)img.height == h && t_crc32(img.rgb, (size_t)w * h * 3) == crc,
+              (unsigned)img.height == h && test_crc32(img.rgb, (size_t)w * h * 3) == crc,
               "CLIP.png: %s", img.rgb ? "pixels differ from Pillow's" : err.msg);
         mmspcl_image_free(&img);
     }
@@ -710,7 +705,11 @@ static void test_resize_api(void) {
 
 int main(void) {
     test_handmade();
-    test_malformed();
+    test_malformed_png_chunks();
+    test_malformed_png_data();
+    test_malformed_zlib_garbage();
+    test_malformed_other_formats();
+    test_malformed_bmp();
     test_files();
     test_resize_api();
     test_clip();

@@ -156,165 +156,189 @@ static void check_panels(int rows, int n_in, int n_out, unsigned seed) {
     free(x); free(w); free(wp); free(bias); free(ref); free(got); free(row);
 }
 
-int main(void) {
+/* every Linear path: shapes x dtypes against a double-precision reference */
+static void test_linear(void) {
     static const int shapes[][3] = {{1, 32, 1}, {5, 64, 17}, {13, 96, 33}, {12, 128, 32}, {25, 160, 70}, {128, 256, 96},
                                     {50, 64, 13}, {33, 1600, 7}, {70, 96, 130}, {3, 64, 9}, {52, 1568, 20}, {18, 800, 6}};
     static const mmspcl_dtype dts[] = {MMSPCL_F32, MMSPCL_F16, MMSPCL_BF16, MMSPCL_Q8_0, MMSPCL_Q4_0};
     size_t s, d;
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (d = 0; d < sizeof dts / sizeof dts[0]; d++) check_linear(shapes[s][0], shapes[s][1], shapes[s][2], dts[d], 7u + (unsigned)s);
-    {
-        static const int pshapes[][3] = {{1, 32, 16}, {5, 40, 48}, {50, 100, 80}, {13, 1600, 16}, {70, 96, 144},
-                                         {3, 17, 32}, {128, 256, 64}, {7, 1537, 208}};
-        float xs[32], ys[32], buf[32 * 16];
-        mmspcl_tensor bad;
-        for (s = 0; s < sizeof pshapes / sizeof pshapes[0]; s++) check_panels(pshapes[s][0], pshapes[s][1], pshapes[s][2], 40u + (unsigned)s);
-        /* malformed panel tensors are refused, not read */
-        memset(&bad, 0, sizeof bad);
-        memset(buf, 0, sizeof buf);
-        memset(xs, 0, sizeof xs);
-        bad.dtype = MMSPCL_F32; bad.ndim = 3; bad.ne[0] = 1; bad.ne[1] = 32; bad.ne[2] = 16; bad.data = buf;
-        CHECK(mmspcl_linear(ys, xs, 1, 31, &bad, NULL) == MMSPCL_ERR_ARG, "panels with the wrong n_in refused");
-        bad.ne[2] = 8;
-        CHECK(mmspcl_linear(ys, xs, 1, 32, &bad, NULL) == MMSPCL_ERR_ARG, "3-D tensor with 8 columns per panel refused");
-        bad.ne[2] = 16; bad.dtype = MMSPCL_F16;
-        CHECK(mmspcl_linear(ys, xs, 1, 32, &bad, NULL) == MMSPCL_ERR_ARG, "f16 panels refused");
-        CHECK(mmspcl_pack_panels(xs, 8, 4, buf) == MMSPCL_ERR_ARG, "pack_panels needs rows in multiples of 16");
-        bad.dtype = MMSPCL_F32;
-        CHECK(mmspcl_matrix_row(&bad, 16, ys) == MMSPCL_ERR_ARG && mmspcl_matrix_row(&bad, -1, ys) == MMSPCL_ERR_ARG,
-              "matrix_row outside the matrix refused");
+}
+
+/* f32 panels against the 2-D weights; malformed panel tensors are refused, not read */
+static void test_panels(void) {
+    static const int pshapes[][3] = {{1, 32, 16}, {5, 40, 48}, {50, 100, 80}, {13, 1600, 16}, {70, 96, 144},
+                                     {3, 17, 32}, {128, 256, 64}, {7, 1537, 208}};
+    float xs[32], ys[32], buf[32 * 16];
+    mmspcl_tensor bad;
+    size_t s;
+    for (s = 0; s < sizeof pshapes / sizeof pshapes[0]; s++) check_panels(pshapes[s][0], pshapes[s][1], pshapes[s][2], 40u + (unsigned)s);
+    /* malformed panel tensors are refused, not read */
+    memset(&bad, 0, sizeof bad);
+    memset(buf, 0, sizeof buf);
+    memset(xs, 0, sizeof xs);
+    bad.dtype = MMSPCL_F32; bad.ndim = 3; bad.ne[0] = 1; bad.ne[1] = 32; bad.ne[2] = 16; bad.data = buf;
+    CHECK(mmspcl_linear(ys, xs, 1, 31, &bad, NULL) == MMSPCL_ERR_ARG, "panels with the wrong n_in refused");
+    bad.ne[2] = 8;
+    CHECK(mmspcl_linear(ys, xs, 1, 32, &bad, NULL) == MMSPCL_ERR_ARG, "3-D tensor with 8 columns per panel refused");
+    bad.ne[2] = 16; bad.dtype = MMSPCL_F16;
+    CHECK(mmspcl_linear(ys, xs, 1, 32, &bad, NULL) == MMSPCL_ERR_ARG, "f16 panels refused");
+    CHECK(mmspcl_pack_panels(xs, 8, 4, buf) == MMSPCL_ERR_ARG, "pack_panels needs rows in multiples of 16");
+    bad.dtype = MMSPCL_F32;
+    CHECK(mmspcl_matrix_row(&bad, 16, ys) == MMSPCL_ERR_ARG && mmspcl_matrix_row(&bad, -1, ys) == MMSPCL_ERR_ARG,
+          "matrix_row outside the matrix refused");
+}
+
+/* attention (SIMD where available) against a double-precision softmax(q k^T / sqrt(d)) v,
+   with and without a key mask; 1 and 2 threads give the same bits */
+static void test_attention(void) {
+    static const int cfg[][4] = {{37, 4, 64, 1}, {20, 3, 32, 0}, {9, 2, 8, 1}, {130, 2, 48, 0}, {5, 1, 128, 1}};
+    size_t s;
+    for (s = 0; s < sizeof cfg / sizeof cfg[0]; s++) {
+        const int n = cfg[s][0], H = cfg[s][1], hd = cfg[s][2], D = H * hd;
+        float *q = (float *)malloc(sizeof(float) * n * D * 4), *kk = q + n * D, *v = kk + n * D, *o = v + n * D;
+        float *scratch = (float *)malloc(sizeof(float) * mmspcl_attention_scratch(n));
+        unsigned char *valid = (unsigned char *)malloc((size_t)n);
+        unsigned seed = 11u + (unsigned)s;
+        double worst = 0;
+        int i, j, h, d, masked;
+        for (i = 0; i < n * D * 3; i++) q[i] = 2 * frand(&seed);
+        for (j = 0; j < n; j++) valid[j] = (unsigned char)(j % 3 != 1 || j == 0);
+        for (masked = 0; masked < 2; masked++) {
+            const unsigned char *kv = cfg[s][3] && masked ? valid : NULL;
+            mmspcl_attention(o, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
+            for (h = 0; h < H; h++)
+                for (i = 0; i < n; i++) {
+                    double p[140], mx = -1e300, sum = 0;
+                    for (j = 0; j < n; j++) {
+                        double dot = 0;
+                        for (d = 0; d < hd; d++) dot += (double)q[i * D + h * hd + d] * kk[j * D + h * hd + d];
+                        p[j] = kv && !kv[j] ? -1e300 : dot / sqrt((double)hd);
+                        mx = fmax(mx, p[j]);
+                    }
+                    for (j = 0; j < n; j++) sum += (p[j] = kv && !kv[j] ? 0 : exp(p[j] - mx));
+                    for (d = 0; d < hd; d++) {
+                        double r = 0, a = 0;
+                        for (j = 0; j < n; j++) { r += p[j] / sum * v[j * D + h * hd + d]; a += p[j] / sum * fabs(v[j * D + h * hd + d]); }
+                        worst = fmax(worst, fabs(r - o[i * D + h * hd + d]) / (a + 1e-30));
+                    }
+                }
+#ifdef _OPENMP
+            {
+                float *o1 = (float *)malloc(sizeof(float) * n * D);
+                int saved = omp_get_max_threads();
+                omp_set_num_threads(1);
+                mmspcl_attention(o1, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
+                omp_set_num_threads(2);
+                free(scratch);
+                scratch = (float *)malloc(sizeof(float) * mmspcl_attention_scratch(n));
+                mmspcl_attention(o, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
+                omp_set_num_threads(saved);
+                CHECK(!memcmp(o, o1, sizeof(float) * n * D), "attention n=%d hd=%d: 1 and 2 threads differ", n, hd);
+                free(o1);
+            }
+#endif
+        }
+        CHECK(worst < 1e-5, "attention n=%d heads=%d hd=%d: rel error %g", n, H, hd, worst);
+        free(q); free(scratch); free(valid);
     }
+}
+
+/* GELU, quick GELU and softmax on long arrays (vector bodies and scalar tails) */
+static void test_activations_long(void) {
+    float xs[1003], ys[1003];
+    double worst = 0, worst_q = 0, worst_s = 0, se = 0;
+    unsigned seed = 5;
+    int i;
+    for (i = 0; i < 1003; i++) xs[i] = 12 * frand(&seed);
+    xs[0] = 0; xs[1] = -30; xs[2] = 30; xs[3] = 1e-8f;
+    memcpy(ys, xs, sizeof xs);
+    mmspcl_gelu(ys, 1003);
+    for (i = 0; i < 1003; i++) worst = fmax(worst, fabs(ys[i] - 0.5 * xs[i] * (1 + erf(xs[i] / sqrt(2.0)))) / (1 + fabs(xs[i])));
+    CHECK(worst < 1e-6, "gelu (long) error %g", worst);
+    memcpy(ys, xs, sizeof xs);
+    mmspcl_quick_gelu(ys, 1003);
+    for (i = 0; i < 1003; i++) worst_q = fmax(worst_q, fabs(ys[i] - xs[i] / (1 + exp(-1.702 * xs[i]))) / (1 + fabs(xs[i])));
+    CHECK(worst_q < 1e-6, "quick gelu error %g", worst_q);
+    memcpy(ys, xs, sizeof xs);
+    mmspcl_softmax(ys, 1003);
+    for (i = 0; i < 1003; i++) se += exp(xs[i] - 30.0);
+    for (i = 0; i < 1003; i++) worst_s = fmax(worst_s, fabs(ys[i] - exp(xs[i] - 30.0) / se) / (exp(xs[i] - 30.0) / se + 1e-30) * (exp(xs[i] - 30.0) / se > 1e-30));
+    CHECK(worst_s < 1e-5, "softmax (long) rel error %g", worst_s);
+}
+
+/* layer norm on long rows (vector bodies, tails, in place) against double formulas */
+static void test_layernorm_long(void) {
+    static const int dims[] = {1024, 768, 37, 8};
+    size_t s;
+    unsigned seed = 21;
+    for (s = 0; s < 4; s++) {
+        const int dim = dims[s], rows = 3;
+        float *x = (float *)malloc(sizeof(float) * rows * dim * 4), *y = x + rows * dim, *g = y + rows * dim, *b = g + dim;
+        double worst = 0;
+        int r, i;
+        for (i = 0; i < rows * dim; i++) x[i] = 5 * frand(&seed) + 2;
+        for (i = 0; i < dim; i++) { g[i] = 1 + frand(&seed); b[i] = frand(&seed); }
+        mmspcl_layernorm(y, x, g, b, rows, dim, 1e-5f);
+        for (r = 0; r < rows; r++) {
+            double mean = 0, var = 0;
+            for (i = 0; i < dim; i++) mean += x[r * dim + i];
+            mean /= dim;
+            for (i = 0; i < dim; i++) var += (x[r * dim + i] - mean) * (x[r * dim + i] - mean);
+            var /= dim;
+            for (i = 0; i < dim; i++)
+                worst = fmax(worst, fabs(y[r * dim + i] - ((x[r * dim + i] - mean) / sqrt(var + 1e-5) * g[i] + b[i])));
+        }
+        memcpy(y, x, sizeof(float) * rows * dim);
+        mmspcl_layernorm(x, x, NULL, NULL, rows, dim, 1e-5f);   /* in place, no affine part */
+        for (r = 0; r < rows; r++) {
+            double mean = 0, var = 0;
+            for (i = 0; i < dim; i++) mean += y[r * dim + i];
+            mean /= dim;
+            for (i = 0; i < dim; i++) var += (y[r * dim + i] - mean) * (y[r * dim + i] - mean);
+            var /= dim;
+            for (i = 0; i < dim; i++) worst = fmax(worst, fabs(x[r * dim + i] - (y[r * dim + i] - mean) / sqrt(var + 1e-5)));
+        }
+        CHECK(worst < 2e-5, "layernorm dim %d: error %g", dim, worst);
+        free(x);
+    }
+}
+
+/* layer norm, GELU, softmax against double formulas */
+static void test_small_formulas(void) {
+    float x[48], y[48], g[48], b[48], v[5] = {1, 2, 3, -1, 0.5f};
+    double mean = 0, var = 0, worst = 0, e[5], se = 0;
+    unsigned seed = 3;
+    int i;
+    for (i = 0; i < 48; i++) { x[i] = 3 * frand(&seed) + 1; g[i] = frand(&seed); b[i] = frand(&seed); }
+    for (i = 0; i < 48; i++) mean += x[i];
+    mean /= 48;
+    for (i = 0; i < 48; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= 48;
+    mmspcl_layernorm(y, x, g, b, 1, 48, 1e-5f);
+    for (i = 0; i < 48; i++) worst = fmax(worst, fabs(y[i] - ((x[i] - mean) / sqrt(var + 1e-5) * g[i] + b[i])));
+    CHECK(worst < 1e-5, "layernorm error %g", worst);
+    memcpy(y, x, sizeof x);
+    mmspcl_gelu(y, 48);
+    for (i = 0, worst = 0; i < 48; i++) worst = fmax(worst, fabs(y[i] - 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0)))));
+    CHECK(worst < 1e-5, "gelu error %g", worst);
+    for (i = 0; i < 5; i++) se += (e[i] = exp(v[i]));
+    mmspcl_softmax(v, 5);
+    for (i = 0, worst = 0; i < 5; i++) worst = fmax(worst, fabs(v[i] - e[i] / se));
+    CHECK(worst < 1e-6, "softmax error %g", worst);
+}
+
+int main(void) {
+    size_t s;
+    test_linear();
+    test_panels();
     printf("linear paths tested (shape x dtype):");
     for (s = 0; s < 6; s++) printf(" %s %d", s == 0 ? "auto" : s == 1 ? "avx2" : s == 2 ? "avx512" : s == 3 ? "neon" : s == 4 ? "avxvnni" : "neon-dotprod", tested[s]);
     printf("\n");
-    {   /* attention (SIMD where available) against a double-precision softmax(q k^T / sqrt(d)) v,
-           with and without a key mask; 1 and 2 threads give the same bits */
-        static const int cfg[][4] = {{37, 4, 64, 1}, {20, 3, 32, 0}, {9, 2, 8, 1}, {130, 2, 48, 0}, {5, 1, 128, 1}};
-        for (s = 0; s < sizeof cfg / sizeof cfg[0]; s++) {
-            const int n = cfg[s][0], H = cfg[s][1], hd = cfg[s][2], D = H * hd;
-            float *q = (float *)malloc(sizeof(float) * n * D * 4), *kk = q + n * D, *v = kk + n * D, *o = v + n * D;
-            float *scratch = (float *)malloc(sizeof(float) * mmspcl_attention_scratch(n));
-            unsigned char *valid = (unsigned char *)malloc((size_t)n);
-            unsigned seed = 11u + (unsigned)s;
-            double worst = 0;
-            int i, j, h, d, masked;
-            for (i = 0; i < n * D * 3; i++) q[i] = 2 * frand(&seed);
-            for (j = 0; j < n; j++) valid[j] = (unsigned char)(j % 3 != 1 || j == 0);
-            for (masked = 0; masked < 2; masked++) {
-                const unsigned char *kv = cfg[s][3] && masked ? valid : NULL;
-                mmspcl_attention(o, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
-                for (h = 0; h < H; h++)
-                    for (i = 0; i < n; i++) {
-                        double p[140], mx = -1e300, sum = 0;
-                        for (j = 0; j < n; j++) {
-                            double dot = 0;
-                            for (d = 0; d < hd; d++) dot += (double)q[i * D + h * hd + d] * kk[j * D + h * hd + d];
-                            p[j] = kv && !kv[j] ? -1e300 : dot / sqrt((double)hd);
-                            mx = fmax(mx, p[j]);
-                        }
-                        for (j = 0; j < n; j++) sum += (p[j] = kv && !kv[j] ? 0 : exp(p[j] - mx));
-                        for (d = 0; d < hd; d++) {
-                            double r = 0, a = 0;
-                            for (j = 0; j < n; j++) { r += p[j] / sum * v[j * D + h * hd + d]; a += p[j] / sum * fabs(v[j * D + h * hd + d]); }
-                            worst = fmax(worst, fabs(r - o[i * D + h * hd + d]) / (a + 1e-30));
-                        }
-                    }
-#ifdef _OPENMP
-                {
-                    float *o1 = (float *)malloc(sizeof(float) * n * D);
-                    int saved = omp_get_max_threads();
-                    omp_set_num_threads(1);
-                    mmspcl_attention(o1, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
-                    omp_set_num_threads(2);
-                    free(scratch);
-                    scratch = (float *)malloc(sizeof(float) * mmspcl_attention_scratch(n));
-                    mmspcl_attention(o, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
-                    omp_set_num_threads(saved);
-                    CHECK(!memcmp(o, o1, sizeof(float) * n * D), "attention n=%d hd=%d: 1 and 2 threads differ", n, hd);
-                    free(o1);
-                }
-#endif
-            }
-            CHECK(worst < 1e-5, "attention n=%d heads=%d hd=%d: rel error %g", n, H, hd, worst);
-            free(q); free(scratch); free(valid);
-        }
-    }
-    {   /* GELU, quick GELU and softmax on long arrays (vector bodies and scalar tails) */
-        float xs[1003], ys[1003];
-        double worst = 0, worst_q = 0, worst_s = 0, se = 0;
-        unsigned seed = 5;
-        int i;
-        for (i = 0; i < 1003; i++) xs[i] = 12 * frand(&seed);
-        xs[0] = 0; xs[1] = -30; xs[2] = 30; xs[3] = 1e-8f;
-        memcpy(ys, xs, sizeof xs);
-        mmspcl_gelu(ys, 1003);
-        for (i = 0; i < 1003; i++) worst = fmax(worst, fabs(ys[i] - 0.5 * xs[i] * (1 + erf(xs[i] / sqrt(2.0)))) / (1 + fabs(xs[i])));
-        CHECK(worst < 1e-6, "gelu (long) error %g", worst);
-        memcpy(ys, xs, sizeof xs);
-        mmspcl_quick_gelu(ys, 1003);
-        for (i = 0; i < 1003; i++) worst_q = fmax(worst_q, fabs(ys[i] - xs[i] / (1 + exp(-1.702 * xs[i]))) / (1 + fabs(xs[i])));
-        CHECK(worst_q < 1e-6, "quick gelu error %g", worst_q);
-        memcpy(ys, xs, sizeof xs);
-        mmspcl_softmax(ys, 1003);
-        for (i = 0; i < 1003; i++) se += exp(xs[i] - 30.0);
-        for (i = 0; i < 1003; i++) worst_s = fmax(worst_s, fabs(ys[i] - exp(xs[i] - 30.0) / se) / (exp(xs[i] - 30.0) / se + 1e-30) * (exp(xs[i] - 30.0) / se > 1e-30));
-        CHECK(worst_s < 1e-5, "softmax (long) rel error %g", worst_s);
-    }
-    {   /* layer norm on long rows (vector bodies, tails, in place) against double formulas */
-        static const int dims[] = {1024, 768, 37, 8};
-        unsigned seed = 21;
-        for (s = 0; s < 4; s++) {
-            const int dim = dims[s], rows = 3;
-            float *x = (float *)malloc(sizeof(float) * rows * dim * 4), *y = x + rows * dim, *g = y + rows * dim, *b = g + dim;
-            double worst = 0;
-            int r, i;
-            for (i = 0; i < rows * dim; i++) x[i] = 5 * frand(&seed) + 2;
-            for (i = 0; i < dim; i++) { g[i] = 1 + frand(&seed); b[i] = frand(&seed); }
-            mmspcl_layernorm(y, x, g, b, rows, dim, 1e-5f);
-            for (r = 0; r < rows; r++) {
-                double mean = 0, var = 0;
-                for (i = 0; i < dim; i++) mean += x[r * dim + i];
-                mean /= dim;
-                for (i = 0; i < dim; i++) var += (x[r * dim + i] - mean) * (x[r * dim + i] - mean);
-                var /= dim;
-                for (i = 0; i < dim; i++)
-                    worst = fmax(worst, fabs(y[r * dim + i] - ((x[r * dim + i] - mean) / sqrt(var + 1e-5) * g[i] + b[i])));
-            }
-            memcpy(y, x, sizeof(float) * rows * dim);
-            mmspcl_layernorm(x, x, NULL, NULL, rows, dim, 1e-5f);   /* in place, no affine part */
-            for (r = 0; r < rows; r++) {
-                double mean = 0, var = 0;
-                for (i = 0; i < dim; i++) mean += y[r * dim + i];
-                mean /= dim;
-                for (i = 0; i < dim; i++) var += (y[r * dim + i] - mean) * (y[r * dim + i] - mean);
-                var /= dim;
-                for (i = 0; i < dim; i++) worst = fmax(worst, fabs(x[r * dim + i] - (y[r * dim + i] - mean) / sqrt(var + 1e-5)));
-            }
-            CHECK(worst < 2e-5, "layernorm dim %d: error %g", dim, worst);
-            free(x);
-        }
-    }
-    {   /* layer norm, GELU, softmax against double formulas */
-        float x[48], y[48], g[48], b[48], v[5] = {1, 2, 3, -1, 0.5f};
-        double mean = 0, var = 0, worst = 0, e[5], se = 0;
-        unsigned seed = 3;
-        int i;
-        for (i = 0; i < 48; i++) { x[i] = 3 * frand(&seed) + 1; g[i] = frand(&seed); b[i] = frand(&seed); }
-        for (i = 0; i < 48; i++) mean += x[i];
-        mean /= 48;
-        for (i = 0; i < 48; i++) var += (x[i] - mean) * (x[i] - mean);
-        var /= 48;
-        mmspcl_layernorm(y, x, g, b, 1, 48, 1e-5f);
-        for (i = 0; i < 48; i++) worst = fmax(worst, fabs(y[i] - ((x[i] - mean) / sqrt(var + 1e-5) * g[i] + b[i])));
-        CHECK(worst < 1e-5, "layernorm error %g", worst);
-        memcpy(y, x, sizeof x);
-        mmspcl_gelu(y, 48);
-        for (i = 0, worst = 0; i < 48; i++) worst = fmax(worst, fabs(y[i] - 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0)))));
-        CHECK(worst < 1e-5, "gelu error %g", worst);
-        for (i = 0; i < 5; i++) se += (e[i] = exp(v[i]));
-        mmspcl_softmax(v, 5);
-        for (i = 0, worst = 0; i < 5; i++) worst = fmax(worst, fabs(v[i] - e[i] / se));
-        CHECK(worst < 1e-6, "softmax error %g", worst);
-    }
+    test_attention();
+    test_activations_long();
+    test_layernorm_long();
+    test_small_formulas();
     return TEST_END();
 }

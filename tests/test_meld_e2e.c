@@ -1,4 +1,3 @@
-#define _POSIX_C_SOURCE 200809L /* popen */
 /* MELD end to end, small:
    1. the metrics eval prints, on hand-checked cases (numbers below worked out by hand and
       confirmed with scikit-learn 1.2.1: f1_score(average='weighted'), accuracy_score,
@@ -44,18 +43,15 @@ static void metrics_case(const int *yt, const int *yp, int n, int C, double wf1,
     for (c = 0; c < C; c++) CHECK(fabs(pc[c].f1 - f1s[c]) < 1e-9, "class %d F1 %.6f, expected %.6f", c, pc[c].f1, f1s[c]);
 }
 
+/* what cmd printed on standard output, or NULL when it failed */
 static char *run(const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = (char *)malloc(cap + 1);
-    if (!p || !buf) { if (p) pclose(p); free(buf); return NULL; }
-    while ((got = fread(buf + n, 1, cap - n, p)) > 0) {
-        n += got;
-        if (n == cap) { char *q = (char *)realloc(buf, cap * 2 + 1); if (!q) break; buf = q; cap *= 2; }
+    char *out = NULL;
+    if (test_run(&out, "%s", cmd) != 0) {
+        fprintf(stderr, "command failed: %s\n", cmd);
+        free(out);
+        return NULL;
     }
-    buf[n] = 0;
-    if (pclose(p) != 0) { fprintf(stderr, "command failed: %s\n", cmd); free(buf); return NULL; }
-    return buf;
+    return out;
 }
 
 static int emotion_of(const char *s) {

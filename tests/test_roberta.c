@@ -48,13 +48,6 @@ static int read_expected(const char *path, expected *e) {
 
 static void free_expected(expected *e) { int b; for (b = 0; b < MAXB; b++) free(e->ref[b]); }
 
-static double cosine(const float *a, const float *b, int n) {
-    double ab = 0, aa = 0, bb = 0;
-    int i;
-    for (i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
-    return ab / sqrt(aa * bb + 1e-300);
-}
-
 /* Converts SRC with --type TYPE (panels: and --panels) and compares every real token with the
    reference; keep (may be NULL) receives the hidden states (free them). */
 static void check_model_as(const char *src, const char *type, int panels, const expected *e, double min_cos, int exact,
@@ -91,7 +84,8 @@ static void check_model_as(const char *src, const char *type, int panels, const 
             maxdiff = fmax(maxdiff, d);
         }
         for (t = 0; t < e->n[b]; t++)
-            mincos = fmin(mincos, cosine(hidden + ((size_t)b * e->seq + t) * e->hidden, e->ref[b] + (size_t)t * e->hidden, e->hidden));
+            mincos = fmin(mincos, test_cosine(hidden + ((size_t)b * e->seq + t) * e->hidden, e->ref[b] + (size_t)t * e->hidden,
+                                                    (size_t)e->hidden));
         if (exact) CHECK(maxdiff <= 1e-4 * maxref, "%s %s seq %d: max diff %g > 1e-4 * %g", src, type, b, maxdiff, maxref);
         CHECK(mincos >= min_cos, "%s %s seq %d: min cosine %.7f < %g", src, type, b, mincos, min_cos);
         printf("  %-34s %-5s seq %d (%2d tokens): max|diff| %.3g (max|ref| %.3g), min cosine %.8f\n",

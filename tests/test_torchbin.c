@@ -6,8 +6,8 @@
    Run from the repository root. The reader is included as a single translation unit with every
    public function made static, so the test needs no link flags. */
 #define TB_API static
-#include "../tools/convert/torchbin.c"
-#include "test.h"
+#include "tools/convert/torchbin.c"
+#include "tests/test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,20 +15,6 @@
 
 /* ------------------------------------------------------------------------------------------ */
 /* helpers                                                                                    */
-
-static unsigned char *load_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *p;
-    long sz;
-    *n = 0;
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) { fclose(f); return NULL; }
-    p = (unsigned char *)malloc((size_t)sz + 1);
-    if (p && fread(p, 1, (size_t)sz, f) != (size_t)sz) { free(p); p = NULL; }
-    fclose(f);
-    if (p) { p[sz] = 0; *n = (size_t)sz; }
-    return p;
-}
 
 static const tb_tensor *find_tensor(const tb_file *f, const char *name) {
     int i;
@@ -76,17 +62,6 @@ static void b_u32(buf_t *b, uint32_t v) { b_u16(b, v & 0xFFFF); b_u16(b, v >> 16
 static void b_u64(buf_t *b, uint64_t v) { b_u32(b, (uint32_t)v); b_u32(b, (uint32_t)(v >> 32)); }
 static void b_free(buf_t *b) { free(b->p); b->p = NULL; b->n = b->cap = 0; }
 
-static uint32_t crc32_ref(const unsigned char *p, size_t n) {
-    uint32_t c = 0xFFFFFFFFu;
-    size_t i;
-    int k;
-    for (i = 0; i < n; i++) {
-        c ^= p[i];
-        for (k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    }
-    return ~c;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* a ZIP writer (stored entries, optionally ZIP64 / data descriptors / odd options)            */
 
@@ -111,7 +86,7 @@ static void zip_build(const zin *e, int n, const zopt *o, zout *z) {
     memset(z, 0, sizeof *z);
     for (i = 0; i < n; i++) {
         unsigned method = (o->deflate_entry == i + 1) ? 8 : 0;
-        uint32_t crc = crc32_ref(e[i].data, e[i].len);
+        uint32_t crc = test_crc32(e[i].data, e[i].len);
         size_t k;
         z->lho[i] = z->b.n;
         b_u32(&z->b, 0x04034b50u);
@@ -149,7 +124,7 @@ static void zip_build(const zin *e, int n, const zopt *o, zout *z) {
         b_u16(&z->b, o->descriptor ? 8 : 0);
         b_u16(&z->b, method);
         b_u16(&z->b, 0); b_u16(&z->b, 0x21);
-        b_u32(&z->b, crc32_ref(e[i].data, e[i].len));
+        b_u32(&z->b, test_crc32(e[i].data, e[i].len));
         b_u32(&z->b, o->zip64_extra ? 0xFFFFFFFFu : (uint32_t)e[i].len);
         b_u32(&z->b, o->zip64_extra ? 0xFFFFFFFFu : (uint32_t)e[i].len);
         b_u16(&z->b, (unsigned)strlen(e[i].name));
@@ -394,7 +369,7 @@ static void test_golden_hex(const char *name) {
     rc = tb_read(path, &f, err, sizeof err);
     CHECK(rc == 0, "%s: %s", path, err);
     if (rc) return;
-    raw = load_file(path, &rawn);
+    raw = test_read_file(path, &rawn);
     CHECK(raw != NULL, "%s: load", path);
     rc = raw ? tb_read_memory(raw, rawn, path, &g, err, sizeof err) : -1;
     CHECK(rc == 0 && g.n == f.n, "%s from memory: %s", path, err);
@@ -546,7 +521,7 @@ static void test_against_safetensors(const char *bin, const char *st, int expect
     FILE *probe = fopen(bin, "rb");
     if (!probe) { printf("note: %s not present, skipped\n", bin); return; }
     fclose(probe);
-    raw = load_file(st, &n);
+    raw = test_read_file(st, &n);
     if (!raw) { printf("note: %s not present, skipped\n", st); return; }
     rc = tb_read(bin, &f, err, sizeof err);
     CHECK(rc == 0, "%s: %s", bin, err);
@@ -606,7 +581,7 @@ static void test_golden(void) {
 /* Every truncation and every single-byte flip of a real file: never crash, truncations fail. */
 static void test_golden_mutations(const char *path) {
     size_t n, i;
-    unsigned char *raw = load_file(path, &n), *cp;
+    unsigned char *raw = test_read_file(path, &n), *cp;
     int allfail = 1, ok0 = 0;
     char err[512];
     tb_file f;
@@ -866,15 +841,10 @@ static void pk_begin(buf_t *b) {
     b_u8(b, 'R');
 }
 
-static void test_bad_pickles(void) {
+/* unknown opcodes, and GLOBALs outside the allow-list (os.system, eval, exec, near misses) */
+static void test_bad_pickle_globals(void) {
     buf_t b = {NULL, 0, 0};
     int i;
-    tb_file f;
-    char err[512];
-    zout z;
-    zopt o;
-    memset(&o, 0, sizeof o);
-
     pk_begin(&b); b_u8(&b, 0xFF);
     expect_pickle_fail(&b, "unknown or unsupported pickle opcode 0xff", "unknown opcode");
     pk_begin(&b); b_u8(&b, 'I');
@@ -898,8 +868,13 @@ static void test_bad_pickles(void) {
     expect_pickle_fail(&b, "unterminated", "GLOBAL unterminated");
     pk_begin(&b); pk_global(&b, "torch", "FloatStorage"); b_u8(&b, ')'); b_u8(&b, 'R');
     expect_pickle_fail(&b, "not callable", "calling a storage type");
+    b_free(&b);
+}
 
-    /* deep nesting */
+/* deep nesting: MARKs, containers, the stack */
+static void test_bad_pickle_nesting(void) {
+    buf_t b = {NULL, 0, 0};
+    int i;
     pk_begin(&b); for (i = 0; i < 100000; i++) { b_u8(&b, '('); b_u8(&b, ']'); }
     expect_pickle_fail(&b, "MARKs nested deeper than", "MARK/EMPTY_LIST x 100000");
     pk_begin(&b); for (i = 0; i < 100000; i++) b_u8(&b, ']');
@@ -912,8 +887,12 @@ static void test_bad_pickles(void) {
     pk_begin(&b); b_u8(&b, ']'); for (i = 0; i < 2000; i++) { b_u8(&b, '('); b_u8(&b, ']'); b_u8(&b, 'e'); }
     b_u8(&b, '.');
     expect_pickle_fail(&b, "top-level", "balanced APPENDS are fine, but the result is a list");
+    b_free(&b);
+}
 
-    /* strings */
+/* strings: huge, negative and truncated lengths */
+static void test_bad_pickle_strings(void) {
+    buf_t b = {NULL, 0, 0};
     pk_begin(&b); b_u8(&b, 'X'); b_u32(&b, 0xFFFFFFFFu);
     expect_pickle_fail(&b, "exceeds the limit", "BINUNICODE 4 GiB");
     pk_begin(&b); b_u8(&b, 'X'); b_u32(&b, 100000); b_put(&b, "abc", 3);
@@ -924,8 +903,12 @@ static void test_bad_pickles(void) {
     expect_pickle_fail(&b, "negative length", "BINSTRING negative");
     pk_begin(&b); b_u8(&b, 0x8c); b_u8(&b, 200);
     expect_pickle_fail(&b, "truncated", "SHORT_BINUNICODE past the end");
+    b_free(&b);
+}
 
-    /* memo, stack, marks */
+/* memo, stack, marks; protocols, STOP, long integers, the top-level object */
+static void test_bad_pickle_stack(void) {
+    buf_t b = {NULL, 0, 0};
     pk_begin(&b); b_u8(&b, 'r'); b_u32(&b, 0xFFFFFFFFu);
     expect_pickle_fail(&b, "memo index", "LONG_BINPUT huge");
     pk_begin(&b); b_u8(&b, 'h'); b_u8(&b, 7);
@@ -962,8 +945,13 @@ static void test_bad_pickles(void) {
     expect_pickle_fail(&b, "LONG4", "LONG4");
     b.n = 0; b_u8(&b, 0x80); b_u8(&b, 2); b_u8(&b, 'K'); b_u8(&b, 3); b_u8(&b, '.');
     expect_pickle_fail(&b, "top-level", "top-level int");
+    b_free(&b);
+}
 
-    /* calls with wrong arguments */
+/* calls with wrong arguments, persistent ids that are not storages */
+static void test_bad_pickle_calls(void) {
+    buf_t b = {NULL, 0, 0};
+    int i;
     pk_begin(&b); b_u8(&b, '0'); pk_global(&b, "collections", "OrderedDict"); b_u8(&b, 'K'); b_u8(&b, 1);
     b_u8(&b, 0x85); b_u8(&b, 'R');
     expect_pickle_fail(&b, "unexpected arguments (1) to collections.OrderedDict", "OrderedDict(1)");
@@ -985,8 +973,13 @@ static void test_bad_pickles(void) {
     expect_pickle_fail(&b, "not an allowed global", "REDUCE on None");
     pk_begin(&b); pk_global(&b, "torch._utils", "_rebuild_tensor_v2"); b_u8(&b, ')'); b_u8(&b, 0x81);
     expect_pickle_fail(&b, "NEWOBJ", "NEWOBJ of a function");
+    b_free(&b);
+}
 
-    /* recursive / shared dicts never hang */
+/* recursive / shared dicts never hang */
+static void test_bad_pickle_shared_dicts(void) {
+    buf_t b = {NULL, 0, 0};
+    int i;
     pk_begin(&b); b_u8(&b, 'q'); b_u8(&b, 0); pk_str(&b, "self"); b_u8(&b, 'h'); b_u8(&b, 0);
     b_u8(&b, 's'); b_u8(&b, '.');
     expect_pickle_fail(&b, "nested deeper than 64", "dict containing itself");
@@ -998,8 +991,18 @@ static void test_bad_pickles(void) {
     }
     b_u8(&b, '.');
     expect_pickle_fail(&b, "dict entries", "2^60 paths through shared dicts");
+    b_free(&b);
+}
 
-    /* accepted oddities: a self-referencing list value is skipped; nested dicts, int keys */
+/* accepted oddities: a self-referencing list value is skipped; nested dicts, int keys */
+static void test_pickle_oddities(void) {
+    buf_t b = {NULL, 0, 0};
+    int i;
+    tb_file f;
+    char err[512];
+    zout z;
+    zopt o;
+    memset(&o, 0, sizeof o);
     b.n = 0; b_u8(&b, 0x80); b_u8(&b, 2); b_u8(&b, '}'); b_u8(&b, '(');
     pk_str(&b, "cyc"); b_u8(&b, ']'); b_u8(&b, 'q'); b_u8(&b, 1); b_u8(&b, 'h'); b_u8(&b, 1); b_u8(&b, 'a');
     pk_str(&b, "sub"); b_u8(&b, '}'); b_u8(&b, 'K'); b_u8(&b, 4);
@@ -1013,8 +1016,18 @@ static void test_bad_pickles(void) {
           "cyclic list skipped, nested int key: %s", err);
     if (i == 0) tb_free(&f);
     b_free(&z.b);
+    b_free(&b);
+}
 
-    /* protocol 4 style: FRAME, MEMOIZE, SHORT_BINUNICODE, STACK_GLOBAL, _rebuild_from_type_v2 */
+/* protocol 4 style: FRAME, MEMOIZE, SHORT_BINUNICODE, STACK_GLOBAL, _rebuild_from_type_v2 */
+static void test_pickle_protocol4(void) {
+    buf_t b = {NULL, 0, 0};
+    int i;
+    tb_file f;
+    char err[512];
+    zout z;
+    zopt o;
+    memset(&o, 0, sizeof o);
     b.n = 0; b_u8(&b, 0x80); b_u8(&b, 4); b_u8(&b, 0x95); b_u64(&b, 100);
     b_u8(&b, 0x8c); b_u8(&b, 11); b_put(&b, "collections", 11); b_u8(&b, 0x94);
     b_u8(&b, 0x8c); b_u8(&b, 11); b_put(&b, "OrderedDict", 11); b_u8(&b, 0x94);
@@ -1048,7 +1061,7 @@ static void test_bad_pickles(void) {
    several values, re-zipped with the file's own storages and a valid CRC: never crash or leak. */
 static void test_real_pickle_fuzz(const char *path) {
     size_t n, i, k;
-    unsigned char *raw = load_file(path, &n), *cp;
+    unsigned char *raw = test_read_file(path, &n), *cp;
     tb__src src;
     tb__zip zp;
     zin e[MAXE];
@@ -1203,7 +1216,14 @@ int main(void) {
     test_synthetic_good();
     test_zip_corruptions();
     test_bad_tensors();
-    test_bad_pickles();
+    test_bad_pickle_globals();
+    test_bad_pickle_nesting();
+    test_bad_pickle_strings();
+    test_bad_pickle_stack();
+    test_bad_pickle_calls();
+    test_bad_pickle_shared_dicts();
+    test_pickle_oddities();
+    test_pickle_protocol4();
     test_pickle_fuzz();
     test_real_pickle_fuzz("tests/data/torchbin/views.bin");
     test_real_pickle_fuzz("tests/data/torchbin/module.bin");

@@ -13,6 +13,7 @@
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/test.h"
 #include "tools/convert/json.h"
 
 #include <string.h>
@@ -41,33 +42,18 @@ static size_t fuzz_bpe_byte_str(int b, char *u) {
     return 2;
 }
 
-static char *fuzz_bpe_read(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long len;
-    if (!f) return NULL;
-    if (!fseek(f, 0, SEEK_END) && (len = ftell(f)) > 0 && !fseek(f, 0, SEEK_SET) &&
-        (buf = (char *)malloc((size_t)len + 1)) != NULL && fread(buf, 1, (size_t)len, f) == (size_t)len) {
-        buf[len] = 0;
-        *n = (size_t)len;
-    } else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 /* RoBERTa's files, as tools/cli/cmd_tokenize.c loads them. */
 static mmspcl_bpe *fuzz_bpe_load_roberta(void) {
     size_t vn = 0, mn = 0, i, nm = 0, cap = 0;
-    char *vtext = fuzz_bpe_read(FUZZ_BPE_DIR "vocab.json", &vn), *mtext = fuzz_bpe_read(FUZZ_BPE_DIR "merges.txt", &mn);
+    char *vtext = (char *)test_read_file(FUZZ_BPE_DIR "vocab.json", &vn);
+    char *mtext = (char *)test_read_file(FUZZ_BPE_DIR "merges.txt", &mn);
     char err[256], *p, **merges = NULL;
     const char **vocab = NULL;
     json_value *root = NULL;
     mmspcl_bpe *bpe = NULL;
     int64_t n_vocab = 0, id;
-    if (!vtext || !mtext || !(root = json_parse(vtext, vn, err, sizeof err)) || root->type != JSON_OBJECT) goto out;
+    if (!vtext || !mtext || !vn || !mn || !(root = json_parse(vtext, vn, err, sizeof err)) || root->type != JSON_OBJECT)
+        goto out;
     for (i = 0; i < root->count; i++)
         if (json_int(&root->items[i], &id) && id >= n_vocab && id < 1 << 20) n_vocab = id + 1;
     if (!(vocab = (const char **)calloc((size_t)n_vocab + 1, sizeof *vocab))) goto out;

@@ -6,6 +6,7 @@
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/test.h"
 
 #include <string.h>
 
@@ -31,17 +32,6 @@ static void fuzz_image_one(const uint8_t *data, size_t size) {
     mmspcl_image_free(&img);
 }
 
-static uint32_t fuzz_image_crc(const unsigned char *p, size_t n) {
-    uint32_t c = 0xFFFFFFFFu;
-    size_t i;
-    int k;
-    for (i = 0; i < n; i++) {
-        c ^= p[i];
-        for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-    }
-    return c ^ 0xFFFFFFFFu;
-}
-
 FUZZ_TARGET(image) {
     fuzz_image_one(data, size);
     if (size >= 8 && !memcmp(data, "\x89PNG\r\n\x1a\n", 8)) {
@@ -55,7 +45,7 @@ FUZZ_TARGET(image) {
                            ((uint32_t)copy[pos + 2] << 8) | copy[pos + 3];
             uint32_t crc;
             if ((size_t)len > size - pos - 12) break;
-            crc = fuzz_image_crc(copy + pos + 4, (size_t)len + 4);
+            crc = test_crc32(copy + pos + 4, (size_t)len + 4);
             {
                 unsigned char *q = copy + pos + 8 + len;
                 uint32_t old = ((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | q[3];

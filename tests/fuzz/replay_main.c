@@ -16,6 +16,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tests/test.h"
+
 #ifdef __cplusplus
 extern "C"
 #endif
@@ -24,25 +26,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int verbose;
 
 static int run_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf;
-    long n;
-    if (!f) { fprintf(stderr, "%s: cannot open\n", path); return -1; }
-    if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
-        fclose(f);
-        fprintf(stderr, "%s: cannot size\n", path);
-        return -1;
-    }
-    buf = (unsigned char *)malloc(n ? (size_t)n : 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(buf);
-        fprintf(stderr, "%s: cannot read\n", path);
-        return -1;
-    }
-    fclose(f);
-    if (verbose) fprintf(stderr, "%s (%ld bytes)\n", path, n);
-    LLVMFuzzerTestOneInput(buf, (size_t)n);  /* exactly n bytes: a read past them is caught */
+    size_t n;
+    unsigned char *data = test_read_file(path, &n), *buf;
+    if (!data) { fprintf(stderr, "%s: cannot read\n", path); return -1; }
+    buf = (unsigned char *)malloc(n ? n : 1);
+    if (!buf) { free(data); fprintf(stderr, "%s: out of memory\n", path); return -1; }
+    memcpy(buf, data, n);   /* test_read_file adds a NUL: the copy has exactly n bytes */
+    free(data);
+    if (verbose) fprintf(stderr, "%s (%zu bytes)\n", path, n);
+    LLVMFuzzerTestOneInput(buf, n);  /* exactly n bytes: a read past them is caught */
     free(buf);
     return 0;
 }
