@@ -25,6 +25,7 @@
 #include "tests/fuzz/fuzz_image.c"
 #include "tests/fuzz/fuzz_inflate.c"
 #include "tests/fuzz/fuzz_meld.c"
+#include "tests/fuzz/fuzz_dialogues.c"
 
 #include <dirent.h>
 #include <string.h>
@@ -33,7 +34,8 @@ typedef int (*replay_fn)(const uint8_t *data, size_t size);
 static const struct { const char *name; replay_fn fn; } replay_targets[] = {
     {"weights", fuzz_weights}, {"safetensors", fuzz_safetensors}, {"json", fuzz_json},
     {"config", fuzz_config},   {"torchbin", fuzz_torchbin},       {"bpe", fuzz_bpe},
-    {"image", fuzz_image},     {"inflate", fuzz_inflate},         {"meld", fuzz_meld}};
+    {"image", fuzz_image},     {"inflate", fuzz_inflate},         {"meld", fuzz_meld},
+    {"dialogues", fuzz_dialogues}};
 #define REPLAY_N ((int)(sizeof replay_targets / sizeof replay_targets[0]))
 
 static int replay_dir(const char *dir) {

@@ -28,6 +28,27 @@ static void expect_error(const char *csv, const char *needle) {
           "expected an error containing '%s', got '%s'", needle, err.msg);
 }
 
+/* mmspcl_dialogues_parse: the "Speaker: text" files classify and examples/classify_dialogue read */
+static void test_dialogue_text(void) {
+    static const char text[] = "# a comment\r\nRachel: Oh, honey.\r\nno speaker here\n\n\n  Ross:  I'm sorry.  \n"
+                               "# between\nA very long speaker name that is over forty bytes: text\nJoey:no space\n";
+    mmspcl_dialogues d;
+    mmspcl_error err;
+    CHECK(mmspcl_dialogues_parse(text, sizeof text - 1, &d, &err) == MMSPCL_OK, "%s", err.msg);
+    CHECK(d.n_turns == 5 && d.n_dialogues == 2 && d.start[0] == 0 && d.start[1] == 2 && d.start[2] == 5,
+          "%d turns, %d dialogues", d.n_turns, d.n_dialogues);
+    if (d.n_turns == 5) {
+        CHECK(!strcmp(d.turns[0].speaker, "Rachel") && !strcmp(d.turns[0].text, "Oh, honey."), "turn 0: %s|%s", d.turns[0].speaker, d.turns[0].text);
+        CHECK(!strcmp(d.turns[1].speaker, "Speaker") && !strcmp(d.turns[1].text, "no speaker here"), "turn 1");
+        CHECK(!strcmp(d.turns[2].speaker, "Ross") && !strcmp(d.turns[2].text, " I'm sorry."), "turn 2: [%s]", d.turns[2].text);
+        CHECK(!strcmp(d.turns[3].speaker, "Speaker") && !strncmp(d.turns[3].text, "A very long", 11), "turn 3: a long 'speaker' is text");
+        CHECK(!strcmp(d.turns[4].speaker, "Speaker") && !strcmp(d.turns[4].text, "Joey:no space"), "turn 4: ':' must be followed by a space");
+    }
+    mmspcl_dialogues_free(&d);
+    CHECK(mmspcl_dialogues_parse("", 0, &d, &err) == MMSPCL_OK && d.n_turns == 0 && d.n_dialogues == 0, "empty text");
+    mmspcl_dialogues_free(&d);
+}
+
 int main(void) {
     /* SOURCES.md: neutral, joy, sadness, surprise, fear, disgust, anger */
     static const int train[] = {4710, 1743, 683, 1205, 268, 271, 1109};
@@ -58,5 +79,7 @@ int main(void) {
     expect_error("Utterance,Speaker,Emotion,Dialogue_ID\nhi,Ross,joy,zero\n", "not a number");
     expect_error("Text,Who\nhi,Ross\n", "no Utterance or Speaker");
     expect_error("Utterance,Speaker\n", "no rows");
+    expect_error("Utterance,Speaker,Emotion,Emotion\nhi,Ross,joy,anger\n", "column Emotion appears twice (fields 3 and 4)");
+    test_dialogue_text();
     return TEST_END();
 }

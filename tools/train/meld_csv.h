@@ -123,7 +123,15 @@ mmspcl_status meld_csv_parse(const char *bytes, size_t size, const char *label, 
     for (i = 0; i < NCOL; i++) {
         int f;
         col[i] = -1;
-        for (f = 0; f < nf; f++) if (!strcmp(header + starts[f], colnames[i])) col[i] = f;
+        for (f = 0; f < nf; f++)
+            if (!strcmp(header + starts[f], colnames[i])) {
+                if (col[i] >= 0) {   /* which of the two would be meant is a guess: refuse */
+                    st = mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: line 1: column %s appears twice (fields %d and %d)", label,
+                                          colnames[i], col[i] + 1, f + 1);
+                    goto fail;
+                }
+                col[i] = f;
+            }
     }
     if (col[UTT] < 0 || col[SPK] < 0) {
         st = mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: line 1: the header has no Utterance or Speaker column", label);
