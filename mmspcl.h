@@ -12,6 +12,43 @@
      In exactly one C or C++ file:              #define MMSPCL_IMPLEMENTATION
                                                 #include "mmspcl.h"
 
+   CONTENTS
+     Every numbered title heads its section twice: over the declarations (in the include guard)
+     and over the implementation (after IMPLEMENTATION), in the same order; a search for
+     "6. Kernels" finds both. Subsections (N.M) divide long sections; where the declarations
+     group the same way they carry the same subsection titles ("10.4 PNG": the format's notes
+     over the declarations and its decoder), the others are in the implementation only.
+      1. Status and errors
+      2. Whole files and mmspcl_free
+      3. Data types and tensors
+           3.1 Half precision and bfloat16; 3.2 Data types, panels and quantization blocks
+      4. Arena
+      5. Weight files
+           5.1 Reader; 5.2 Writer
+      6. Kernels (the table of code paths per operation is over the declarations)
+           6.1 Definitions; 6.2 SIMD layout and x86 CPU features;
+           6.3 x86 AVX-512: linear, f32 / f16 / bf16 weights; 6.4 x86 AVX-512: linear, f32 panels;
+           6.5 x86: linear, q8_0 / q4_0 weights; 6.6 x86 AVX2: linear, float weights;
+           6.7 x86: elementwise functions and attention; 6.8 ARM NEON: linear;
+           6.9 The public kernels: choice of path
+      7. Byte-level BPE tokenizer
+           7.1 Unicode; 7.2 Hashing; 7.3 Loading; 7.4 Encoding; 7.5 Decoding and lookups
+      8. RoBERTa encoder
+      9. SPCL prompt and text embedding z_t
+     10. Images
+           10.1 PPM / PGM; 10.2 BMP; 10.3 Inflate; 10.4 PNG; 10.5 Format detection and loading;
+           10.6 Pillow-exact bicubic resampling; 10.7 CLIP preprocessing
+     11. CLIP vision tower
+           11.1 Loading; 11.2 Forward; 11.3 Images
+     12. MM-SPCL heads
+           12.1 Small layers; 12.2 SPCL score; 12.3 Cross-modal pruning; 12.4 Fusion (a);
+           12.5 Fusion (b) MulT and (c) MBT; 12.6 MSVE; 12.7 Prototypes and metrics; 12.8 Loading
+     13. Classifier
+           13.1 Labels and the n-gram view; 13.2 The classifier file; 13.3 Views; 13.4 Heads;
+           13.5 Dialogues as text
+     Between the declarations and the implementation: INTERNALS SHARED BY BOTH IMPLEMENTATIONS
+     (OpenMP and allocator macros), which mmspcl_train.h's implementation uses too.
+
    CONFIG MACROS (define before the implementation include)
      MMSPCL_MALLOC(sz), MMSPCL_REALLOC(p,sz), MMSPCL_FREE(p)   allocator (default: libc)
      MMSPCL_NO_SIMD       scalar kernels only (the definition every SIMD path is tested against)
@@ -22,7 +59,8 @@
    ERRORS
      Every call that can fail returns mmspcl_status (MMSPCL_OK == 0) and, when given a non-NULL
      mmspcl_error *, writes a message naming the file, tensor and byte offset that was wrong.
-     The library never prints, exits or aborts. There is no global mutable state.
+     The library never prints, exits or aborts. There is no global mutable state but one cache:
+     on x86, the CPU's features, read on first use and kept (see 6.2).
 
    API IN BRIEF
      Weight files (format: docs/FORMAT.md)
@@ -60,7 +98,7 @@ extern "C" {
 #define MMSPCL_VERSION "0.2.0"
 
 /* ---------------------------------------------------------------------------------------------
-   Status and errors
+   1. Status and errors
    ------------------------------------------------------------------------------------------ */
 typedef enum mmspcl_status {
     MMSPCL_OK = 0,
@@ -85,6 +123,9 @@ __attribute__((format(printf, 3, 4)))
 #endif
 mmspcl_status mmspcl_error_set(mmspcl_error *err, mmspcl_status st, const char *fmt, ...);
 
+/* ---------------------------------------------------------------------------------------------
+   2. Whole files and mmspcl_free
+   ------------------------------------------------------------------------------------------ */
 /* Reads a whole file (path "-": standard input) into a new buffer with a NUL after the last
    byte (text parsers may rely on it); *size is the byte count without it. Files over max_bytes
    are refused before anything is allocated (MMSPCL_ERR_UNSUPPORTED); a folder, a missing file or
@@ -97,7 +138,7 @@ mmspcl_status mmspcl_read_file(const char *path, size_t max_bytes, unsigned char
 void mmspcl_free(void *p);
 
 /* ---------------------------------------------------------------------------------------------
-   Data types and tensors
+   3. Data types and tensors
    Quantized types hold blocks of 32 consecutive values along the innermost dimension
    (layout: docs/FORMAT.md, after ggml's q8_0 / q4_0):
      q8_0: { uint16 f16 scale d; int8 q[32] }            34 bytes, x = d * q
@@ -164,7 +205,8 @@ mmspcl_status mmspcl_quantize_row(mmspcl_dtype t, const float *src, void *dst, i
 mmspcl_status mmspcl_dequantize_row(mmspcl_dtype t, const void *src, float *dst, int64_t n);
 
 /* ---------------------------------------------------------------------------------------------
-   Arena: one block of memory, carved into 64-byte aligned pieces; reset between forwards.
+   4. Arena
+   One block of memory, carved into 64-byte aligned pieces; reset between forwards.
    ------------------------------------------------------------------------------------------ */
 typedef struct mmspcl_arena {
     unsigned char *base;
@@ -177,8 +219,10 @@ void mmspcl_arena_reset(mmspcl_arena *a);
 void mmspcl_arena_free(mmspcl_arena *a);
 
 /* ---------------------------------------------------------------------------------------------
-   Weight files (docs/FORMAT.md)
+   5. Weight files
+   The format: docs/FORMAT.md.
    ------------------------------------------------------------------------------------------ */
+/* ---- 5.1 Reader -------------------------------------------------------------------------- */
 typedef enum mmspcl_kv_type {
     MMSPCL_KV_INT = 1,       /* int64 */
     MMSPCL_KV_FLOAT = 2,     /* float64 */
@@ -237,6 +281,7 @@ mmspcl_status mmspcl_weights_expect(const mmspcl_weights *w, const char *name, i
 mmspcl_status mmspcl_weights_expect_matrix(const mmspcl_weights *w, const char *name, int64_t rows,
                                            int64_t cols, const mmspcl_tensor **out, mmspcl_error *err);
 
+/* ---- 5.2 Writer -------------------------------------------------------------------------- */
 typedef struct mmspcl_writer mmspcl_writer;
 typedef void (*mmspcl_progress_fn)(void *user, uint64_t done, uint64_t total);
 
@@ -262,13 +307,46 @@ mmspcl_status mmspcl_writer_save(mmspcl_writer *w, const char *path, mmspcl_prog
 mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out, size_t *size,
                                            mmspcl_error *err);
 
-/* Models, in reading order: kernels, tokenizer, RoBERTa, SPCL prompt, images, CLIP, heads, MELD.
-   Each section documents its own API. */
 /* ---------------------------------------------------------------------------------------------
-   Kernels: the numeric building blocks of every model. Rows are contiguous; a "weight" is a
-   PyTorch Linear weight [out, in] in any dtype (f32, f16, bf16, q8_0, q4_0).
+   6. Kernels
+   The numeric building blocks of every model. Rows are contiguous; a "weight" is a PyTorch
+   Linear weight [out, in] in any dtype (f32, f16, bf16, q8_0, q4_0).
    Results do not depend on the number of OpenMP threads: work is split over independent
    outputs, each computed by the same sequential loop.
+
+   Code paths of each operation, by column of mmspcl_kernel_path ("def": the scalar definition,
+   6.1; "-": no code of its own, the definition runs; "= P": the code of path P; letters: notes
+   below). x86 paths are chosen at run time from the CPU's features (GCC or clang builds), ARM
+   paths at compile time; MMSPCL_NO_SIMD keeps the definitions only. mmspcl_linear_path takes a
+   path from the caller; everything else always runs the best one available (AUTO), so its
+   row tells what runs on a CPU whose best path is that column.
+
+     operation          scalar  AVX2        AVX-512         AVX-VNNI  NEON      NEON dotprod
+     linear f32         def     tiles (a)   row lanes (b)   = AVX2    rows (b)  = NEON
+     linear f16, bf16   def (c) tiles (c)   row lanes (c)   = AVX2    rows (c)  = NEON
+     linear f32 panels  def (c) in place    panels (d)      = AVX2    rows (c)  = NEON
+     linear q8_0, q4_0  def     maddubs     VNNI-512 (e)    vpdpbusd  vmull     sdot
+     dot_f32            def     -           -               -         -         -
+     layernorm          def     -           yes (f)         -         -         -
+     gelu, quick_gelu   def     yes (g)     = AVX2          = AVX2    -         -
+     softmax            def     yes         = AVX2          = AVX2    -         -
+     attention          def (h) -           yes (i)         -         -         -
+   (a) W packed per call into panels of 16 outputs (the panel layout), x broadcast from blocks
+       of 6 rows: tiles of 6 rows x 16 outputs.
+   (b) rows of x in the vector lanes (x^T packed once per call), weights broadcast in place.
+   (c) rows widened to f32 first (AVX-512: 16 at a time, F16C or shifts), then the f32 code.
+   (d) the panel kernel: rows of x broadcast, 16 outputs of a panel per vector, read in place.
+   (e) needs AVX512-VNNI: with AVX-512 F/BW/VL alone, AUTO takes AVX-VNNI or AVX2 for q8_0 /
+       q4_0 and the AVX512 path returns MMSPCL_ERR_UNSUPPORTED.
+   (f) mean and variance summed in 8 double lanes.
+   (g) erf / exp by polynomials, 8 values at a time; the last n % 8 by the definition.
+   (h) its softmax is mmspcl_softmax: the AVX2 one where the CPU has AVX2.
+   (i) 6 queries at a time on the f32 micro-kernels, AVX2 softmax rows; needs head_dim a multiple
+       of 16 (otherwise, or when memory runs out, the definition runs).
+   AUTO on x86: float weights AVX-512 > AVX2; q8_0 / q4_0 AVX512-VNNI > AVX-VNNI > AVX2; then the
+   definition. On ARM: NEON, with sdot when built with the dot product (-march=armv8.2-a+dotprod).
+   The AVX-VNNI path needs a compiler that knows it (GCC 11, clang 12) and a CPU with AVX-VNNI,
+   for float weights too.
    ------------------------------------------------------------------------------------------ */
 
 /* out[r][o] = bias[o] + sum_i x[r][i] * W[o][i] for r < rows; W is [n_out, n_in] (2-D, or f32
@@ -310,8 +388,9 @@ void mmspcl_attention(float *out, int ld_out, const float *q, int ld_q, const fl
 size_t mmspcl_attention_scratch(int n_k);    /* floats needed by mmspcl_attention's scratch */
 
 /* ---------------------------------------------------------------------------------------------
-   Byte-level BPE tokenizer (RoBERTa / GPT-2), identical to Hugging Face's tokenizers library
-   (`RobertaTokenizerFast`, tokenizer.json with the ByteLevel pre-tokenizer, add_prefix_space false).
+   7. Byte-level BPE tokenizer
+   RoBERTa's (GPT-2's), identical to Hugging Face's tokenizers library (`RobertaTokenizerFast`,
+   tokenizer.json with the ByteLevel pre-tokenizer, add_prefix_space false).
 
      mmspcl_bpe *tok;
      mmspcl_bpe_from_weights(&tok, w, &err);             keys tokenizer.vocab, tokenizer.merges
@@ -356,6 +435,7 @@ typedef struct mmspcl_bpe mmspcl_bpe;
 #define MMSPCL_BPE_ADD_SPECIAL 1       /* wrap as <s> ... </s>, as tokenizer(text)["input_ids"] */
 #define MMSPCL_BPE_NO_SPECIAL_SPLIT 2  /* "<s>", "<mask>", ... in the text are plain text */
 
+/* ---- 7.3 Loading ------------------------------------------------------------------------- */
 /* From a weight file: STR_ARRAY "tokenizer.vocab" (token strings indexed by id; empty strings
    are holes) and STR_ARRAY "tokenizer.merges" ("left right" in rank order). The strings are
    copied: w may be freed afterwards. */
@@ -370,6 +450,7 @@ mmspcl_status mmspcl_bpe_from_arrays(mmspcl_bpe **out, const char *const *vocab,
                                      int64_t n_merges, mmspcl_error *err);
 void mmspcl_bpe_free(mmspcl_bpe *bpe);
 
+/* ---- 7.4 Encoding ------------------------------------------------------------------------ */
 /* Encodes len bytes of text (any bytes; NUL is an ordinary byte) without <s> </s>. Writes at
    most max_ids ids (ids may be NULL when max_ids is 0) and returns the number of ids the whole
    text needs, which may exceed max_ids: call again with a bigger buffer. Returns -1 when bpe is
@@ -380,6 +461,7 @@ int mmspcl_bpe_encode(const mmspcl_bpe *bpe, const char *text, size_t len, int32
 /* The same with flags MMSPCL_BPE_ADD_SPECIAL / MMSPCL_BPE_NO_SPECIAL_SPLIT. */
 int mmspcl_bpe_encode_ex(const mmspcl_bpe *bpe, const char *text, size_t len, int32_t *ids,
                          int max_ids, int flags);
+/* ---- 7.5 Decoding and lookups ------------------------------------------------------------ */
 /* Decodes n ids into out (cap bytes, snprintf-style: at most cap - 1 bytes and a NUL when
    cap > 0). Returns the full length in bytes (without the NUL): the text is complete when the
    result is < cap. Ids outside the vocabulary and holes are skipped. The text may contain NUL
@@ -400,7 +482,8 @@ int32_t mmspcl_bpe_unk_id(const mmspcl_bpe *bpe);   /* <unk>  */
 int32_t mmspcl_bpe_mask_id(const mmspcl_bpe *bpe);  /* <mask> */
 
 /* ---------------------------------------------------------------------------------------------
-   RoBERTa encoder (Hugging Face RobertaModel, post-LN)
+   8. RoBERTa encoder
+   Hugging Face's RobertaModel (post-LN).
 
      mmspcl_roberta *m;
      mmspcl_roberta_load(&m, weights, max_batch, max_seq, &err);   one arena, sized here
@@ -432,7 +515,7 @@ size_t mmspcl_roberta_arena_bytes(const mmspcl_roberta *m);
 void mmspcl_roberta_free(mmspcl_roberta *m);
 
 /* ---------------------------------------------------------------------------------------------
-   SPCL prompt and text embedding z_t
+   9. SPCL prompt and text embedding z_t
 
    The prompt for turn t of a dialogue, as token ids, exactly as the original SPCL code builds it
    (caskcsg/SPCL data_process.py, MELD setting, max_len 256):
@@ -472,32 +555,36 @@ mmspcl_status mmspcl_spcl_embed_dialogue(mmspcl_roberta *m, const mmspcl_bpe *to
                                          float *z, mmspcl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
-   Images: decoding without libraries, and CLIP preprocessing exactly as Hugging Face's
+   10. Images
+   Decoding without libraries, and CLIP preprocessing exactly as Hugging Face's
    CLIPImageProcessor does it with Pillow.
 
    Decoding (mmspcl_image_decode / mmspcl_image_load) always gives 8-bit RGB, row-major, no
    padding (width*height*3 bytes). Alpha is dropped (Pillow's convert("RGB"), which is what
    CLIPImageProcessor applies to RGBA input); grey is replicated to R=G=B; palettes are expanded.
-     PNG   colour types grey, grey+alpha, RGB, RGBA (bit depth 8; 16 is read by keeping the high
+     10.4 PNG (its zlib stream: 10.3 Inflate)
+           colour types grey, grey+alpha, RGB, RGBA (bit depth 8; 16 is read by keeping the high
            byte of each sample, as Pillow does for RGB/RGBA/LA; Pillow clips 16-bit grey instead)
            and grey / palette at 1, 2, 4 and 8 bits; non-interlaced and Adam7 interlaced; all
            five filter types; every chunk's CRC-32 is checked; the zlib stream is inflated by
            this code (stored, fixed and dynamic Huffman blocks), its Adler-32 checked, and its
            output must be exactly the size IHDR implies. IEND is required. Unknown critical
            chunks are refused; ancillary chunks (tRNS, gAMA, iCCP, text, ...) are skipped.
-     BMP   uncompressed (BI_RGB) 1/4/8-bit palette, 24-bit and 32-bit (BGRX); BI_BITFIELDS
+     10.2 BMP
+           uncompressed (BI_RGB) 1/4/8-bit palette, 24-bit and 32-bit (BGRX); BI_BITFIELDS
            32-bit with one-byte masks (any byte order); bottom-up and top-down rows; headers of
            12 (OS/2), 40, 52, 56, 64, 108 and 124 bytes. RLE, 16-bit and JPEG/PNG-in-BMP refused.
-     PPM/PGM  binary P6 / P5, comments in the header, maxval 1..65535 (two-byte big-endian samples
+     10.1 PPM / PGM
+           binary P6 / P5, comments in the header, maxval 1..65535 (two-byte big-endian samples
            above 255); samples are scaled as Pillow does: min(255, round(v / maxval * 255)).
    Anything else (JPEG, GIF, WebP, TIFF, plain-text PNM, ...) fails with MMSPCL_ERR_UNSUPPORTED and
    a message naming the format. Malformed input fails with MMSPCL_ERR_FORMAT naming what and
    where (byte offset); nothing is read outside the buffer and nothing leaks.
 
-   CLIP preprocessing (CLIPImageProcessor with size={"shortest_edge": S}, crop_size C):
+   10.7 CLIP preprocessing (CLIPImageProcessor with size={"shortest_edge": S}, crop_size C):
      1. resize so the shorter side is S; the longer becomes floor(S * long / short) (Hugging Face's
         get_resize_output_image_size with default_to_square=False: int(S * long / short));
-     2. bicubic resampling exactly as Pillow's Image.resize(BICUBIC) (libImaging/Resample.c):
+     2. bicubic resampling exactly as Pillow's Image.resize(BICUBIC) (libImaging/Resample.c; 10.6):
         separable, horizontal pass then vertical pass, a = -0.5, support 2 widened by the
         downscale factor (antialiasing), coefficients normalised and rounded to 22 fraction bits,
         each pass rounded and clipped to uint8. The result is bit-identical to Pillow's;
@@ -523,6 +610,7 @@ typedef struct mmspcl_image {
     unsigned char *rgb; /* width*height*3, row-major, allocated with MMSPCL_MALLOC */
 } mmspcl_image;
 
+/* ---- 10.5 Format detection and loading --------------------------------------------------- */
 /* Decode PNG, BMP or binary PPM/PGM bytes (format found from the first bytes). On failure *out is
    left empty (rgb NULL, sizes 0). */
 mmspcl_status mmspcl_image_decode(const void *bytes, size_t size, mmspcl_image *out,
@@ -532,12 +620,14 @@ mmspcl_status mmspcl_image_load(const char *path, mmspcl_image *out, mmspcl_erro
 /* Frees img->rgb and empties *img; NULL and empty images are fine. */
 void mmspcl_image_free(mmspcl_image *img);
 
+/* ---- 10.6 Pillow-exact bicubic resampling ------------------------------------------------ */
 /* Pillow-exact bicubic resize of packed RGB (w*h*3 bytes) into dst (dw*dh*3 bytes).
    MMSPCL_ERR_ARG for a bad size or NULL, MMSPCL_ERR_NOMEM when scratch memory fails. */
 mmspcl_status mmspcl_image_resize_bicubic(const unsigned char *src, int w, int h,
                                           unsigned char *dst, int dw, int dh);
 
-/* The size Hugging Face resizes a w x h image to for shortest_edge S (see 1. above). */
+/* ---- 10.7 CLIP preprocessing ------------------------------------------------------------- */
+/* The size Hugging Face resizes a w x h image to for shortest_edge S (step 1 above). */
 mmspcl_status mmspcl_clip_resize_size(int w, int h, int shortest_edge, int *out_w, int *out_h);
 
 /* Steps 1-3 only: the uint8 RGB crop (crop*crop*3 bytes), Pillow-exact. rgb has `stride` bytes
@@ -557,7 +647,8 @@ mmspcl_status mmspcl_clip_preprocess_rgb(const unsigned char *rgb, int width, in
                                          mmspcl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
-   CLIP vision tower (CLIPVisionModelWithProjection): image -> embedding, for MM-SPCL's video side.
+   11. CLIP vision tower
+   CLIPVisionModelWithProjection: image -> embedding, for MM-SPCL's video side.
 
    Weight file: what build/mmspcl-convert writes from a Hugging Face CLIP checkpoint (vision-only
    or full CLIPModel; only the vision tower is kept). Hugging Face's tensor names:
@@ -632,6 +723,7 @@ typedef struct mmspcl_clip_config {
 
 typedef struct mmspcl_clip mmspcl_clip;   /* opaque; owns its arena, points into the weights */
 
+/* ---- 11.1 Loading ------------------------------------------------------------------------ */
 /* Reads the config, checks every tensor and sizes the arena for max_batch images (>= 1). */
 mmspcl_status mmspcl_clip_load(mmspcl_clip **out, const mmspcl_weights *w, int max_batch,
                                mmspcl_error *err);
@@ -639,6 +731,7 @@ void mmspcl_clip_free(mmspcl_clip *m);
 const mmspcl_clip_config *mmspcl_clip_get_config(const mmspcl_clip *m);
 size_t mmspcl_clip_arena_bytes(const mmspcl_clip *m);
 
+/* ---- 11.2 Forward ------------------------------------------------------------------------ */
 /* pixels: batch x C x S x S floats (already normalised, channels first, as Hugging Face's
    pixel_values). embeds: batch x projection_dim, pooled: batch x hidden_size; either may be NULL. */
 mmspcl_status mmspcl_clip_forward(mmspcl_clip *m, const float *pixels, int batch, float *embeds,
@@ -648,6 +741,7 @@ mmspcl_status mmspcl_clip_forward(mmspcl_clip *m, const float *pixels, int batch
    (all of them when batch <= max_batch). Valid until the next forward; NULL before any. */
 const float *mmspcl_clip_last_hidden(const mmspcl_clip *m);
 
+/* ---- 11.3 Images ------------------------------------------------------------------------- */
 /* CLIP preprocessing with the model's own sizes, mean and std: out gets 3 x S x S floats. */
 mmspcl_status mmspcl_clip_preprocess_image(const mmspcl_clip *m, const mmspcl_image *img,
                                            float *out, mmspcl_error *err);
@@ -656,7 +750,8 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
                                       mmspcl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
-   MM-SPCL heads (inference): the forward halves of everything mmspcl_train.h trains.
+   12. MM-SPCL heads
+   Inference: the forward halves of everything mmspcl_train.h trains.
 
    Row-major, PyTorch layout (a Linear weight is [out][in]); Linear weights in any dtype the
    kernels take, the rest f32. Linear layers, layer norms, GELU and attention run on the kernels
@@ -699,6 +794,7 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
 
 typedef enum mmspcl_act { MMSPCL_ACT_GELU = 0, MMSPCL_ACT_RELU = 1 } mmspcl_act;
 
+/* ---- 12.1 Small layers ------------------------------------------------------------------- */
 /* A Linear layer: w is a [out][in] weight view in any dtype mmspcl_linear takes (f32, f16, bf16,
    q8_0, q4_0); b is f32 [out] or NULL. mmspcl_head_linear_f32 wraps plain float arrays. */
 typedef struct mmspcl_head_linear { mmspcl_tensor w; const float *b; int in, out; } mmspcl_head_linear;
@@ -730,9 +826,11 @@ mmspcl_status mmspcl_head_block_forward(const mmspcl_head_block *b, float *x, in
                                         const float *src, int tk, const unsigned char *kmask,
                                         float *scratch);
 
+/* ---- 12.2 SPCL score --------------------------------------------------------------------- */
 /* SPCL score, on float vectors of length d. Zero vectors have cosine 0. */
 float mmspcl_score(const float *a, const float *b, int d);
 
+/* ---- 12.3 Cross-modal pruning ------------------------------------------------------------ */
 /* Cross-modal pruning for n samples. base [n][db], prune [n][dp]; both are cut into heads of K
    values (K is 16, 32 or 64 in the paper; any K > 0 works). db must be a multiple of K; the last
    pruning head is shorter when K does not divide dp, and is then compared with the first values
@@ -747,11 +845,13 @@ mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, 
 mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune, int dp, int K,
                                    int n, float *out, unsigned char *kept, mmspcl_error *err);
 
+/* ---- 12.4 Fusion (a) --------------------------------------------------------------------- */
 /* Fusion (a): y = W [x_t ; x_a ; x_v] + b over the modalities with dims[m] > 0. */
 typedef struct mmspcl_fuse_linear { int dims[3]; mmspcl_head_linear proj; } mmspcl_fuse_linear;
 mmspcl_status mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const float *const x[3], int n,
                                          float *y, mmspcl_error *err);
 
+/* ---- 12.5 Fusion (b) MulT and (c) MBT ---------------------------------------------------- */
 /* Sequence heads: modality m is a sequence of seq[m] tokens of tok[m] floats per sample
    (for example a 1024-d text vector as 64 tokens of 16), m over the modalities with seq[m] > 0.
    Each token is projected to d_model and a learned position embedding is added. */
@@ -794,6 +894,7 @@ mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], i
                                  mmspcl_error *err);
 void mmspcl_mbt_free(mmspcl_mbt *m);
 
+/* ---- 12.6 MSVE --------------------------------------------------------------------------- */
 /* MSVE: one MLP per enabled combination c (index = combination mask 1..7); the input of each
    modality is first standardised, (x - mean) / std, when mean/std are given. */
 typedef struct mmspcl_msve {
@@ -808,6 +909,7 @@ typedef struct mmspcl_msve {
 mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
                                   unsigned combos, float *logits, mmspcl_error *err);
 
+/* ---- 12.7 Prototypes and metrics --------------------------------------------------------- */
 /* Nearest prototype by G: pred[i] = argmax_c G(z_i, protos_c); scores [n][C] optional. */
 void mmspcl_proto_classify(const float *z, int n, int dim, const float *protos, int n_classes,
                            int *pred, float *scores);
@@ -827,6 +929,7 @@ void mmspcl_confusion(const int *y_true, const int *y_pred, int n, int n_classes
 void mmspcl_metrics_from_confusion(const int64_t *cm, int n_classes, mmspcl_class_metrics *per_class,
                                    mmspcl_metrics *out);
 
+/* ---- 12.8 Loading ------------------------------------------------------------------------ */
 /* Loading heads saved by mmspcl_train.h (zero copy: w must outlive the head). Linear weights may
    be in any dtype mmspcl_linear takes (a converter may quantize them); everything else is f32.
    mmspcl_head_linear_load reads NAME.weight [out][in] and NAME.bias [out] (in, out from the file). */
@@ -845,7 +948,8 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
                                  const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
-   CLASSIFIER: the main job. Turns of a dialogue in, each turn's emotion and sentiment out.
+   13. Classifier
+   The main job: turns of a dialogue in, each turn's emotion and sentiment out.
 
      mmspcl_classifier m;
      mmspcl_classifier_load(&m, "weights/meld-text-q8_0.mmw", &err);   or _from_memory (firmware)
@@ -1004,7 +1108,7 @@ extern "C" {
 #endif
 
 /* ---------------------------------------------------------------------------------------------
-   Errors
+   1. Status and errors
    ------------------------------------------------------------------------------------------ */
 #define mmspcl__fail mmspcl_error_set
 mmspcl_status mmspcl_error_set(mmspcl_error *err, mmspcl_status st, const char *fmt, ...) {
@@ -1031,6 +1135,9 @@ const char *mmspcl_status_name(mmspcl_status st) {
     return "unknown status";
 }
 
+/* ---------------------------------------------------------------------------------------------
+   2. Whole files and mmspcl_free
+   ------------------------------------------------------------------------------------------ */
 void mmspcl_free(void *p) { MMSPCL_FREE(p); }
 
 #ifndef MMSPCL_NO_STDIO
@@ -1105,8 +1212,9 @@ mmspcl_status mmspcl_read_file(const char *path, size_t max_bytes, unsigned char
 #endif
 
 /* ---------------------------------------------------------------------------------------------
-   Half precision and bfloat16
+   3. Data types and tensors
    ------------------------------------------------------------------------------------------ */
+/* ---- 3.1 Half precision and bfloat16 ----------------------------------------------------- */
 static uint32_t mmspcl__f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static float mmspcl__bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
@@ -1147,9 +1255,7 @@ uint16_t mmspcl_fp32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Data types, quantization blocks
-   ------------------------------------------------------------------------------------------ */
+/* ---- 3.2 Data types, panels and quantization blocks -------------------------------------- */
 static const char *const mmspcl__dtype_names[MMSPCL_DTYPE_COUNT] = {
     "f32", "f16", "bf16", "q8_0", "q4_0", "i32"};
 
@@ -1300,7 +1406,7 @@ mmspcl_status mmspcl_dequantize_row(mmspcl_dtype t, const void *src, float *dst,
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Arena
+   4. Arena
    ------------------------------------------------------------------------------------------ */
 mmspcl_status mmspcl_arena_init(mmspcl_arena *a, size_t size, mmspcl_error *err) {
     memset(a, 0, sizeof *a);
@@ -1329,13 +1435,15 @@ void mmspcl_arena_free(mmspcl_arena *a) {
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Weight file reader. Layout (docs/FORMAT.md):
+   5. Weight files
+   ------------------------------------------------------------------------------------------ */
+/* ---- 5.1 Reader -----------------------------------------------------------------------------
+   Layout (docs/FORMAT.md):
      header   64 bytes: "MMSPCLWF" u32 version u32 alignment u64 n_kv u64 n_tensors
                         u64 meta_size u64 data_offset u64 data_size u64 reserved
      metadata key/values, then tensor records
      padding  to data_offset (a multiple of alignment)
-     data     tensors at data_offset + record.offset
-   ------------------------------------------------------------------------------------------ */
+     data     tensors at data_offset + record.offset */
 #define MMSPCL__MAGIC "MMSPCLWF"
 #define MMSPCL__FORMAT_VERSION 1u
 #define MMSPCL__HEADER_SIZE 64u
@@ -1795,9 +1903,7 @@ mmspcl_status mmspcl_weights_expect_matrix(const mmspcl_weights *w, const char *
     return MMSPCL_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Weight file writer
-   ------------------------------------------------------------------------------------------ */
+/* ---- 5.2 Writer -------------------------------------------------------------------------- */
 typedef struct mmspcl__wkv {
     char *key;
     mmspcl_kv_type type;
@@ -2043,9 +2149,9 @@ static mmspcl_status mmspcl__writer_meta(const mmspcl_writer *w, unsigned char *
 
 mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out, size_t *size,
                                            mmspcl_error *err) {
-    unsigned char *meta, *b;
-    size_t meta_len;
-    uint64_t data_size, off = 0;
+    unsigned char *meta = NULL, *b;
+    size_t meta_len = 0;
+    uint64_t data_size = 0, off = 0;
     int64_t i;
     mmspcl_status st = mmspcl__writer_meta(w, &meta, &meta_len, &data_size, err);
     if (st) return st;
@@ -2117,13 +2223,19 @@ out:
 }
 #endif /* MMSPCL_NO_STDIO */
 
-/* Models (implementation), in the same order. */
 /* ---------------------------------------------------------------------------------------------
-   Kernels. Each operation has a scalar definition, written to be read; the SIMD paths are tested
-   against it (tests/test_kernels.c): within 1e-5 relative for float arithmetic, bit-identical for
-   the integer paths. Work is split over independent outputs and every output is computed by the
-   same sequence of operations whatever the thread count, so results do not depend on it.
+   6. Kernels
+   Each operation has a scalar definition (6.1), written to be read; the SIMD paths (6.2 - 6.8)
+   are tested against it (tests/test_kernels.c): within 1e-5 relative for float arithmetic,
+   bit-identical for the integer paths. The public functions (6.9) choose the path (the table
+   is over the declarations, 6. Kernels). Work is split over independent outputs and every
+   output is computed by the same sequence of operations whatever the thread count, so results
+   do not depend on it.
    ------------------------------------------------------------------------------------------ */
+
+/* ---- 6.1 Definitions ------------------------------------------------------------------------
+   The scalar code of every operation: what the other paths are tested against, and what runs
+   where none applies. mmspcl_dot_f32 has no other path. */
 
 /* Eight partial sums: a fixed order the compiler can keep in vector registers. */
 float mmspcl_dot_f32(const float *a, const float *b, int n) {
@@ -2135,7 +2247,7 @@ float mmspcl_dot_f32(const float *a, const float *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-/* ---- Linear layers: y = x W^T + b, float weights (f32, f16, bf16) ---------------------------
+/* Linear layers, float weights (f32, f16, bf16, panels): y = x W^T + b.
    Definition: each output is bias + mmspcl_dot_f32(x row, W row widened to f32). */
 static void mmspcl__linear_scalar(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                   const float *bias, float *wide) {
@@ -2158,7 +2270,7 @@ static void mmspcl__linear_scalar(float *out, const float *x, int rows, int n_in
     }
 }
 
-/* ---- Linear layers, quantized weights (q8_0, q4_0): the integer path -----------------------
+/* Linear layers, quantized weights (q8_0, q4_0): the integer path.
    Definition (every SIMD path gives the same bits):
      1. each row of x is quantized in blocks of 32: d = max|x| / 127, q = round-to-nearest-even
         (x * (1/d)) (q = 0 when d = 0), an int8 in [-127, 127], d kept as f32;
@@ -2225,19 +2337,96 @@ static mmspcl_status mmspcl__linear_q_scalar(float *out, const float *x, int row
     return MMSPCL_OK;
 }
 
-/* ---- SIMD linear layers ---------------------------------------------------------------------
-   All SIMD paths put consecutive ROWS of x in the lanes of a vector ("x^T" packed once per call:
-   [k][rows rounded up], zero rows past the end) and broadcast weights straight from W's rows, so
-   W is streamed from memory once, in place, with no per-call repacking of the big matrix. A
-   micro-kernel keeps MO outputs x NV vectors of rows in registers.
+/* mmspcl_linear's definition (MMSPCL_PATH_SCALAR): the integer path for q8_0 / q4_0 weights;
+   float weights as above, f32 rows in place, f16 / bf16 / panel rows widened one at a time. */
+static mmspcl_status mmspcl__linear_definition(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
+                                               const float *bias) {
+    float *wide;
+    if (W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0) return mmspcl__linear_q_scalar(out, x, rows, n_in, W, bias);
+    wide = (float *)MMSPCL_MALLOC((size_t)MMSPCL__MAX_THREADS() * (size_t)n_in * sizeof(float));
+    if (!wide) return MMSPCL_ERR_NOMEM;
+    mmspcl__linear_scalar(out, x, rows, n_in, W, bias, wide);
+    MMSPCL_FREE(wide);
+    return MMSPCL_OK;
+}
+
+/* Layer norm of one row (in place ok): mean and biased variance in double, as torch.nn.LayerNorm,
+   then ((x - mean) * inv) * gamma + beta in float. */
+static void mmspcl__layernorm_scalar(float *yr, const float *xr, const float *gamma, const float *beta, int dim,
+                                     float eps) {
+    double mean = 0.0, var = 0.0;
+    float inv;
+    int i;
+    for (i = 0; i < dim; i++) mean += xr[i];
+    mean /= dim;
+    for (i = 0; i < dim; i++) { double d = xr[i] - mean; var += d * d; }
+    var /= dim;                          /* biased variance, as torch.nn.LayerNorm */
+    inv = (float)(1.0 / sqrt(var + eps));
+    for (i = 0; i < dim; i++)
+        yr[i] = ((xr[i] - (float)mean) * inv) * (gamma ? gamma[i] : 1.0f) + (beta ? beta[i] : 0.0f);
+}
+
+/* GELU, x * 0.5 * (1 + erf(x / sqrt(2))), and quick GELU, x * sigmoid(1.702 x), elementwise. */
+static void mmspcl__gelu_scalar(float *x, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+static void mmspcl__quick_gelu_scalar(float *x, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
+/* Softmax in place: exp(x - max), then divided by the sum. */
+static void mmspcl__softmax_scalar(float *x, int n) {
+    float mx = -INFINITY, sum = 0.0f;
+    int i;
+    for (i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    for (i = 0; i < n; i++) x[i] /= sum;
+}
+
+/* Attention, one task per (head, query) pair: scores q.k / sqrt(head_dim) (-inf for masked
+   keys), their softmax by mmspcl_softmax (so the AVX2 one where mmspcl_softmax takes it), then
+   the sum of the value rows weighted by it (zero weights skipped). */
+static void mmspcl__attention_scalar(float *out, int ld_out, const float *q, int ld_q, const float *k,
+                                     const float *v, int ld_kv, int n_q, int n_k, int n_heads, int head_dim,
+                                     const unsigned char *key_valid, float *scratch) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    int task;
+MMSPCL__OMP_FOR
+    for (task = 0; task < n_heads * n_q; task++) {
+        int h = task / n_q, i = task % n_q, j, d;
+        float *p = scratch + (size_t)MMSPCL__THREAD_ID() * (size_t)n_k;
+        const float *qi = q + (size_t)i * (size_t)ld_q + h * head_dim;
+        float *oi = out + (size_t)i * (size_t)ld_out + h * head_dim;
+        for (j = 0; j < n_k; j++)
+            p[j] = key_valid && !key_valid[j] ? -INFINITY
+                 : mmspcl_dot_f32(qi, k + (size_t)j * (size_t)ld_kv + h * head_dim, head_dim) * scale;
+        mmspcl_softmax(p, n_k);
+        for (d = 0; d < head_dim; d++) oi[d] = 0.0f;
+        for (j = 0; j < n_k; j++) {
+            const float *vj = v + (size_t)j * (size_t)ld_kv + h * head_dim;
+            if (p[j] == 0.0f) continue;
+            for (d = 0; d < head_dim; d++) oi[d] += p[j] * vj[d];
+        }
+    }
+}
+
+/* ---- 6.2 SIMD layout and x86 CPU features --------------------------------------------------
+   The AVX-512 float path, every integer path and NEON put consecutive ROWS of x in the lanes of
+   a vector ("x^T" packed once per call: [k][rows rounded up], zero rows past the end) and
+   broadcast weights straight from W's rows, so W is streamed from memory once, in place, with no
+   per-call repacking of the big matrix. A micro-kernel keeps MO outputs x NV vectors of rows in
+   registers. (The AVX2 float path, 6.6, and the AVX-512 panel kernel, 6.4, have outputs in the
+   lanes and broadcast x instead.)
    Integer paths: x^T holds 4-byte groups [k/4][rows][4] of quantized activations; each weight
    group of 4 int8 is broadcast as one 32-bit word; a dot-product instruction adds the 4 products
    into each row's 32-bit lane. */
 
 #ifndef MMSPCL__KC
-#define MMSPCL__KC 1024
+#define MMSPCL__KC 1024   /* k chunk of the f32 paths: x^T of the chunk stays in L2 */
 #endif
-#define MMSPCL__KC_UNUSED   /* k chunk of the f32 paths: x^T of the chunk stays in L2 */
 
 #if !defined(MMSPCL_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define MMSPCL__X86_DISPATCH 1
@@ -2254,12 +2443,18 @@ static mmspcl_status mmspcl__linear_q_scalar(float *out, const float *x, int row
 #define MMSPCL__HAVE_AVXVNNI 1   /* the compiler knows target("avxvnni") */
 #endif
 
-/* CPU features, read once per call (cheap; no global state). */
+/* CPU features. Kernels ask on every call (the attention definition calls mmspcl_softmax once
+   per head and query), and CPUID costs microseconds where it exits a VM, so they are read once
+   and cached: mmspcl__x86_features(w) reads them on its first call with that w and returns the
+   cached value afterwards. The cache (one int per w, 0 until read) is the library's only mutable
+   static data; threads that read the features at the same time store the same value, through
+   relaxed atomics (no lock, no data race). */
 #define MMSPCL__CPU_AVX2 1
 #define MMSPCL__CPU_AVX512 2
 #define MMSPCL__CPU_VNNI512 4
 #define MMSPCL__CPU_AVXVNNI 8
-static int mmspcl__x86_features(int want_avxvnni) {
+#define MMSPCL__CPU_KNOWN 256   /* in the cache: the features are read */
+static int mmspcl__x86_read_features(int want_avxvnni) {
     int f = 0;
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) f |= MMSPCL__CPU_AVX2;
@@ -2279,6 +2474,18 @@ static int mmspcl__x86_features(int want_avxvnni) {
     return f;
 }
 
+/* want_avxvnni: also look for AVX-VNNI when AVX512-VNNI is present (the AVXVNNI path). */
+static int mmspcl__x86_features(int want_avxvnni) {
+    static int cache[2];
+    const int w = want_avxvnni != 0;
+    int f = __atomic_load_n(&cache[w], __ATOMIC_RELAXED);
+    if (!f) {
+        f = mmspcl__x86_read_features(w) | MMSPCL__CPU_KNOWN;
+        __atomic_store_n(&cache[w], f, __ATOMIC_RELAXED);
+    }
+    return f & ~MMSPCL__CPU_KNOWN;
+}
+
 /* 4 bytes as one 32-bit word (a broadcast operand). */
 static int32_t mmspcl__word(const int8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
@@ -2291,7 +2498,8 @@ static int32_t mmspcl__word(const int8_t *p) { int32_t v; memcpy(&v, p, 4); retu
 #define MMSPCL__R8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 
 
-/* ===== x86, f32 / f16 / bf16 weights, AVX-512: 6 outputs x NV (1, 2, 4) vectors of 16 rows = */
+/* ---- 6.3 x86 AVX-512: linear, f32 / f16 / bf16 weights --------------------------------------
+   Micro-kernels of 6 outputs x NV (1, 2, 4) vectors of 16 rows. */
 #define MMSPCL__MO 6
 #define MMSPCL__SG 8   /* groups per super-group (48 outputs: 3 whole transposes per tile store) */
 
@@ -2491,7 +2699,8 @@ static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int r
     return MMSPCL_OK;
 }
 
-/* ===== x86, f32 weights in panels of 16 rows, AVX-512: rows of x broadcast, outputs in lanes ==
+/* ---- 6.4 x86 AVX-512: linear, f32 panels -----------------------------------------------------
+   Rows of x broadcast, outputs in the lanes.
    The layout mmspcl-convert --panels writes (docs/FORMAT.md): W[o][k] at panel o / 16, element
    k * 16 + o % 16, so the 16 outputs of a panel at one k are one vector, read in place. A group is
    4 panels (64 outputs); the micro-kernel holds 6 rows x 4 vectors and broadcasts x[r][k], so any
@@ -2610,7 +2819,8 @@ static mmspcl_status mmspcl__linear_panels_avx512(float *out, const float *x, in
     return MMSPCL_OK;
 }
 
-/* ===== x86, q8_0 / q4_0 weights: the integer path ===========================================
+/* ---- 6.5 x86: linear, q8_0 / q4_0 weights ----------------------------------------------------
+   The integer path: AVX2 (maddubs), AVX-VNNI and AVX512-VNNI (vpdpbusd).
    Activations in tiles of tw rows (tw = min(T, ldt - r0)): tile r0 holds xq[r0 * n_in + ((k/4)
    * tw + r - r0) * 4 + k%4] int8 (rows in the lanes), scales xd[r0 * nb + b * tw + r - r0] and
    xc (same place) the correction -128 * sum(q) of each block (VNNI multiplies unsigned by signed
@@ -2860,7 +3070,9 @@ static mmspcl_status mmspcl__linear_q_x86(float *out, const float *x, int rows, 
     return MMSPCL_OK;
 }
 
-/* ===== x86, f32 / f16 / bf16 weights, AVX2: packed panels of 16 columns, 6 x 16 tiles ===== */
+/* ---- 6.6 x86 AVX2: linear, float weights ----------------------------------------------------
+   f32, f16, bf16: W in panels of 16 outputs, packed per call; f32 panels: read in place.
+   Tiles of 6 rows x 16 outputs. */
 /* Panel of columns n0 .. n0+nr-1 of W^T: panel[k * 16 + j] = W[n0 + j][k], zero past nr.
    rows: scratch for 16 widened rows (n_in x 16 floats) when W is not f32. */
 static void mmspcl__pack_panel16(float *panel, const mmspcl_tensor *W, int n0, int nr, int n_in, float *rows) {
@@ -2942,7 +3154,8 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
     return MMSPCL_OK;
 }
 
-/* ===== x86: elementwise functions and attention ============================================ */
+/* ---- 6.7 x86: elementwise functions and attention -------------------------------------------
+   AVX2: GELU, quick GELU, softmax rows. AVX-512: attention, layer norm. */
 /* exp(x), x clamped to [-87.3, 88.3] (Cephes' expf polynomial, about 1 ulp). */
 static inline __attribute__((always_inline, target("avx2,fma"))) __m256 mmspcl__exp256(__m256 x) {
     __m256 n, r, p;
@@ -3112,7 +3325,8 @@ static __attribute__((target("avx512f"))) void mmspcl__layernorm_avx512(float *y
 #endif
 #endif /* MMSPCL__X86_DISPATCH */
 
-/* ===== ARM NEON (compile-time): the same scheme with 4 rows per vector ====================== */
+/* ---- 6.8 ARM NEON: linear -------------------------------------------------------------------
+   Compile-time. The scheme of 6.2 with 4 rows per vector; q8_0 / q4_0 with or without sdot. */
 #if !defined(MMSPCL_NO_SIMD) && defined(__ARM_NEON) && defined(__aarch64__)
 #define MMSPCL__NEON 1
 #include <arm_neon.h>
@@ -3313,7 +3527,9 @@ static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows,
 }
 #endif /* NEON */
 
-/* ===== Which path mmspcl_linear takes ====================================================== */
+/* ---- 6.9 The public kernels: choice of path -------------------------------------------------
+   Each runs the path the table over the declarations gives (6. Kernels): for x86 from
+   mmspcl__x86_features, for ARM from the build; mmspcl_linear_path also the caller's choice. */
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path) {
     const int quant = W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0, panels = mmspcl_tensor_is_panels(W);
@@ -3373,17 +3589,11 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
                      : mmspcl__linear_f32_neon(out, x, rows, n_in, W, bias);
     }
 #else
+    (void)quant;   /* only the SIMD paths need it */
     if (path != MMSPCL_PATH_SCALAR && path != MMSPCL_PATH_AUTO)
         return path < MMSPCL_PATH_COUNT ? MMSPCL_ERR_UNSUPPORTED : MMSPCL_ERR_ARG;
 #endif
-    if (quant) return mmspcl__linear_q_scalar(out, x, rows, n_in, W, bias);
-    {
-        float *wide = (float *)MMSPCL_MALLOC((size_t)MMSPCL__MAX_THREADS() * (size_t)n_in * sizeof(float));
-        if (!wide) return MMSPCL_ERR_NOMEM;
-        mmspcl__linear_scalar(out, x, rows, n_in, W, bias, wide);
-        MMSPCL_FREE(wide);
-        return MMSPCL_OK;
-    }
+    return mmspcl__linear_definition(out, x, rows, n_in, W, bias);
 }
 
 mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
@@ -3391,8 +3601,7 @@ mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, cons
     return mmspcl_linear_path(out, x, rows, n_in, W, bias, MMSPCL_PATH_AUTO);
 }
 
-/* Definition: mean and biased variance in double, then ((x - mean) * inv) * gamma + beta in float;
-   AVX-512 sums in 8 double lanes. */
+/* Layer norm: per row, the AVX-512 kernel or the definition. */
 void mmspcl_layernorm(float *y, const float *x, const float *gamma, const float *beta, int rows,
                       int dim, float eps) {
     int r;
@@ -3403,31 +3612,22 @@ MMSPCL__OMP_FOR
     for (r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * (size_t)dim;
         float *yr = y + (size_t)r * (size_t)dim;
-        double mean = 0.0, var = 0.0;
-        float inv;
-        int i;
 #ifdef MMSPCL__X86_DISPATCH
         if (simd) { mmspcl__layernorm_avx512(yr, xr, gamma, beta, dim, eps); continue; }
 #endif
-        for (i = 0; i < dim; i++) mean += xr[i];
-        mean /= dim;
-        for (i = 0; i < dim; i++) { double d = xr[i] - mean; var += d * d; }
-        var /= dim;                          /* biased variance, as torch.nn.LayerNorm */
-        inv = (float)(1.0 / sqrt(var + eps));
-        for (i = 0; i < dim; i++)
-            yr[i] = ((xr[i] - (float)mean) * inv) * (gamma ? gamma[i] : 1.0f) + (beta ? beta[i] : 0.0f);
+        mmspcl__layernorm_scalar(yr, xr, gamma, beta, dim, eps);
     }
 }
 
-/* GELU and quick GELU: the scalar loops are the definition; x86 with AVX2 evaluates erf / exp
-   with polynomials (within 2e-7 absolute of erff, about 1 ulp of expf). Elementwise, so any
-   split over threads gives the same bits. */
+/* GELU and quick GELU: x86 with AVX2 evaluates erf / exp with polynomials (within 2e-7 absolute
+   of erff, about 1 ulp of expf) on 8 values at a time, then the definition does the rest.
+   Elementwise, so any split over threads gives the same bits. */
 void mmspcl_gelu(float *x, size_t n) {
     size_t i = 0;
 #ifdef MMSPCL__X86_DISPATCH
     if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2) i = mmspcl__act_avx2(x, n, 0);
 #endif
-    for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+    mmspcl__gelu_scalar(x + i, n - i);
 }
 
 void mmspcl_quick_gelu(float *x, size_t n) {
@@ -3435,58 +3635,40 @@ void mmspcl_quick_gelu(float *x, size_t n) {
 #ifdef MMSPCL__X86_DISPATCH
     if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2) i = mmspcl__act_avx2(x, n, 1);
 #endif
-    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+    mmspcl__quick_gelu_scalar(x + i, n - i);
 }
 
 void mmspcl_softmax(float *x, int n) {
-    float mx = -INFINITY, sum = 0.0f;
-    int i;
 #ifdef MMSPCL__X86_DISPATCH
     if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2) {
-        sum = mmspcl__softmax_row_avx2(x, n, 1.0f, NULL);
+        const float sum = mmspcl__softmax_row_avx2(x, n, 1.0f, NULL);
+        int i;
         for (i = 0; i < n; i++) x[i] /= sum;
         return;
     }
 #endif
-    for (i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
-    for (i = 0; i < n; i++) x[i] /= sum;
+    mmspcl__softmax_scalar(x, n);
 }
 
 size_t mmspcl_attention_scratch(int n_k) { return (size_t)MMSPCL__MAX_THREADS() * (size_t)n_k; }
 
+/* Attention: the AVX-512 kernel when it takes the shape (it returns -1 when not), else the
+   definition. */
 void mmspcl_attention(float *out, int ld_out, const float *q, int ld_q, const float *k,
                       const float *v, int ld_kv, int n_q, int n_k, int n_heads, int head_dim,
                       const unsigned char *key_valid, float *scratch) {
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    int task;
 #ifdef MMSPCL__X86_DISPATCH
     if ((mmspcl__x86_features(0) & MMSPCL__CPU_AVX512) &&
         mmspcl__attention_avx512(out, ld_out, q, ld_q, k, v, ld_kv, n_q, n_k, n_heads, head_dim, key_valid) == 0)
         return;
 #endif
-    /* The definition: one task = one (head, query) pair */
-MMSPCL__OMP_FOR
-    for (task = 0; task < n_heads * n_q; task++) {
-        int h = task / n_q, i = task % n_q, j, d;
-        float *p = scratch + (size_t)MMSPCL__THREAD_ID() * (size_t)n_k;
-        const float *qi = q + (size_t)i * (size_t)ld_q + h * head_dim;
-        float *oi = out + (size_t)i * (size_t)ld_out + h * head_dim;
-        for (j = 0; j < n_k; j++)
-            p[j] = key_valid && !key_valid[j] ? -INFINITY
-                 : mmspcl_dot_f32(qi, k + (size_t)j * (size_t)ld_kv + h * head_dim, head_dim) * scale;
-        mmspcl_softmax(p, n_k);
-        for (d = 0; d < head_dim; d++) oi[d] = 0.0f;
-        for (j = 0; j < n_k; j++) {
-            const float *vj = v + (size_t)j * (size_t)ld_kv + h * head_dim;
-            if (p[j] == 0.0f) continue;
-            for (d = 0; d < head_dim; d++) oi[d] += p[j] * vj[d];
-        }
-    }
+    mmspcl__attention_scalar(out, ld_out, q, ld_q, k, v, ld_kv, n_q, n_k, n_heads, head_dim, key_valid, scratch);
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Byte-level BPE tokenizer (implementation). See bpe_api.h for the behaviour.
+   7. Byte-level BPE tokenizer
+   The behaviour is described over the declarations. First the generated table of Unicode
+   classes and the tokenizer's struct.
    ------------------------------------------------------------------------------------------ */
 
 /* BEGIN GENERATED unicode classes */
@@ -3706,7 +3888,7 @@ struct mmspcl_bpe {
     int32_t special[MMSPCL__BPE_N_SPECIAL];
 };
 
-/* ---- Unicode ------------------------------------------------------------------------------ */
+/* ---- 7.1 Unicode ------------------------------------------------------------------------- */
 
 /* Decodes one well-formed UTF-8 sequence (Unicode Table 3-7) at s[0..n); n >= 1. Anything else
    is one invalid byte: *cp = MMSPCL__BPE_INVALID, length 1. */
@@ -3771,7 +3953,7 @@ static size_t mmspcl__bpe_ws_run_start(const unsigned char *s, size_t lo, size_t
     return hi;
 }
 
-/* ---- hashing ------------------------------------------------------------------------------ */
+/* ---- 7.2 Hashing ------------------------------------------------------------------------- */
 
 static uint64_t mmspcl__bpe_hash_bytes(uint64_t h, const unsigned char *s, size_t n) {
     size_t i;
@@ -3823,7 +4005,7 @@ static uint32_t mmspcl__bpe_pow2(int64_t n) {
     return c;
 }
 
-/* ---- loading ------------------------------------------------------------------------------ */
+/* ---- 7.3 Loading ------------------------------------------------------------------------- */
 
 void mmspcl_bpe_free(mmspcl_bpe *bpe) {
     if (!bpe) return;
@@ -3967,7 +4149,7 @@ mmspcl_status mmspcl_bpe_from_weights(mmspcl_bpe **out, const mmspcl_weights *w,
     return mmspcl_bpe_from_arrays(out, v->strs, v->lens, v->count, m->strs, m->lens, m->count, err);
 }
 
-/* ---- encoding ----------------------------------------------------------------------------- */
+/* ---- 7.4 Encoding ------------------------------------------------------------------------ */
 
 typedef struct { int32_t c, prev, next; uint32_t len; } mmspcl__bpe_sym;
 typedef struct { uint32_t rank, pos; int32_t new_id; } mmspcl__bpe_mrg;
@@ -4204,7 +4386,7 @@ int mmspcl_bpe_encode(const mmspcl_bpe *bpe, const char *text, size_t len, int32
     return mmspcl_bpe_encode_ex(bpe, text, len, ids, max_ids, 0);
 }
 
-/* ---- decoding and lookups ----------------------------------------------------------------- */
+/* ---- 7.5 Decoding and lookups ------------------------------------------------------------ */
 
 size_t mmspcl_bpe_decode(const mmspcl_bpe *bpe, const int32_t *ids, int n, char *out, size_t cap) {
     size_t total = 0;
@@ -4263,7 +4445,7 @@ int32_t mmspcl_bpe_unk_id(const mmspcl_bpe *bpe) { return bpe ? bpe->special[MMS
 int32_t mmspcl_bpe_mask_id(const mmspcl_bpe *bpe) { return bpe ? bpe->special[MMSPCL__BPE_MASK] : -1; }
 
 /* ---------------------------------------------------------------------------------------------
-   RoBERTa encoder
+   8. RoBERTa encoder
    ------------------------------------------------------------------------------------------ */
 typedef struct mmspcl__roberta_layer {
     const mmspcl_tensor *wq, *wk, *wv, *wo, *w_in, *w_out;
@@ -4507,7 +4689,7 @@ mmspcl_status mmspcl_roberta_forward(mmspcl_roberta *m, const int32_t *ids, cons
 }
 
 /* ---------------------------------------------------------------------------------------------
-   SPCL prompt and text embedding
+   9. SPCL prompt and text embedding z_t
    ------------------------------------------------------------------------------------------ */
 
 /* SPCL's MELD cleaning: ’ -> ', drop ". Returns a new NUL-terminated string (caller frees). */
@@ -4650,7 +4832,9 @@ done:
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Images: PNG / BMP / PPM decoding (own inflate), Pillow-exact bicubic resize, CLIP preprocessing.
+   10. Images
+   PNG / BMP / PPM decoding (own inflate), Pillow-exact bicubic resize, CLIP preprocessing.
+   First the byte readers the decoders share.
    ------------------------------------------------------------------------------------------ */
 
 static uint32_t mmspcl__img_be32(const unsigned char *p) {
@@ -4682,9 +4866,8 @@ static mmspcl_status mmspcl__img_alloc(mmspcl_image *out, int64_t w, int64_t h, 
     return MMSPCL_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------
-   PPM / PGM (binary P6 / P5)
-   ------------------------------------------------------------------------------------------ */
+/* ---- 10.1 PPM / PGM -------------------------------------------------------------------------
+   Binary P6 / P5. */
 static int mmspcl__img_pnm_space(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
@@ -4775,9 +4958,7 @@ static mmspcl_status mmspcl__img_pnm(const unsigned char *p, size_t n, mmspcl_im
     return MMSPCL_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------
-   BMP
-   ------------------------------------------------------------------------------------------ */
+/* ---- 10.2 BMP ---------------------------------------------------------------------------- */
 static int mmspcl__img_mask_shift(uint32_t m) { /* shift of a one-byte contiguous mask, else -1 */
     int s;
     for (s = 0; s <= 24; s += 8)
@@ -4904,9 +5085,8 @@ static mmspcl_status mmspcl__img_bmp(const unsigned char *p, size_t n, mmspcl_im
     return MMSPCL_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Inflate (RFC 1950 zlib wrapper around RFC 1951 deflate)
-   ------------------------------------------------------------------------------------------ */
+/* ---- 10.3 Inflate ---------------------------------------------------------------------------
+   RFC 1950 zlib wrapper around RFC 1951 deflate. */
 #define MMSPCL__IMG_FASTBITS 10
 
 typedef struct mmspcl__img_huff {
@@ -5201,9 +5381,7 @@ static mmspcl_status mmspcl__img_zlib(const unsigned char *in, size_t n, unsigne
     return MMSPCL_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------
-   PNG
-   ------------------------------------------------------------------------------------------ */
+/* ---- 10.4 PNG ---------------------------------------------------------------------------- */
 static const uint32_t mmspcl__img_crc_table[256] = { /* CRC-32, reflected polynomial 0xEDB88320 */
     0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau, 0x076dc419u, 0x706af48fu,
     0xe963a535u, 0x9e6495a3u, 0x0edb8832u, 0x79dcb8a4u, 0xe0d5e91eu, 0x97d2d988u,
@@ -5471,9 +5649,8 @@ static mmspcl_status mmspcl__img_png(const unsigned char *p, size_t n, mmspcl_im
     return st;
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Format detection, public decode / load / free
-   ------------------------------------------------------------------------------------------ */
+/* ---- 10.5 Format detection and loading ------------------------------------------------------
+   Public decode / load / free. */
 static mmspcl_status mmspcl__img_decode(const unsigned char *p, size_t n, mmspcl_image *out,
                                         const char *label, mmspcl_error *err) {
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
@@ -5541,9 +5718,8 @@ mmspcl_status mmspcl_image_load(const char *path, mmspcl_image *out, mmspcl_erro
 }
 #endif
 
-/* ---------------------------------------------------------------------------------------------
-   Pillow-exact bicubic resampling (same arithmetic as libImaging/Resample.c, written anew)
-   ------------------------------------------------------------------------------------------ */
+/* ---- 10.6 Pillow-exact bicubic resampling ---------------------------------------------------
+   The same arithmetic as Pillow's libImaging/Resample.c, written anew. */
 #define MMSPCL__IMG_PREC 22 /* fraction bits of the fixed-point coefficients (32 - 8 - 2) */
 
 static double mmspcl__img_bicubic(double x) { /* a = -0.5 */
@@ -5699,9 +5875,7 @@ mmspcl_status mmspcl_image_resize_bicubic(const unsigned char *src, int w, int h
     return mmspcl__img_resample(src, w, h, (size_t)w * 3, dw, dh, 0, 0, dw, dh, dst, (size_t)dw * 3);
 }
 
-/* ---------------------------------------------------------------------------------------------
-   CLIP preprocessing
-   ------------------------------------------------------------------------------------------ */
+/* ---- 10.7 CLIP preprocessing ------------------------------------------------------------- */
 mmspcl_status mmspcl_clip_resize_size(int w, int h, int shortest_edge, int *out_w, int *out_h) {
     int shorter, longer, nl;
     double v;
@@ -5789,7 +5963,8 @@ mmspcl_status mmspcl_clip_preprocess(const mmspcl_image *img, int shortest_edge,
 }
 
 /* ---------------------------------------------------------------------------------------------
-   CLIP vision tower (API notes below)
+   11. CLIP vision tower
+   The API and the forward's equations are over the declarations.
    ------------------------------------------------------------------------------------------ */
 typedef struct mmspcl__clip_layer {
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
@@ -5853,7 +6028,7 @@ static int mmspcl__clip_carve(mmspcl_arena *a, const mmspcl_clip_config *c, int 
     return s->x && s->h && s->q && s->k && s->v && s->ctx && s->f && s->pooled && s->scratch;
 }
 
-/* ---- loading ---------------------------------------------------------------------------- */
+/* ---- 11.1 Loading ------------------------------------------------------------------------ */
 
 static mmspcl_status mmspcl__clip_int(const mmspcl_weights *w, const char *key, int lo, int hi,
                                       int dflt, int *out, mmspcl_error *err) {
@@ -6082,7 +6257,7 @@ const mmspcl_clip_config *mmspcl_clip_get_config(const mmspcl_clip *m) { return 
 size_t mmspcl_clip_arena_bytes(const mmspcl_clip *m) { return m->arena.size; }
 const float *mmspcl_clip_last_hidden(const mmspcl_clip *m) { return m->last_hidden; }
 
-/* ---- forward ---------------------------------------------------------------------------- */
+/* ---- 11.2 Forward ------------------------------------------------------------------------ */
 
 static mmspcl_status mmspcl__clip_linear(float *out, const float *x, int rows, int n_in,
                                          const mmspcl_tensor *W, const float *bias, mmspcl_error *err) {
@@ -6223,7 +6398,7 @@ mmspcl_status mmspcl_clip_forward(mmspcl_clip *m, const float *pixels, int batch
     return MMSPCL_OK;
 }
 
-/* ---- images ----------------------------------------------------------------------------- */
+/* ---- 11.3 Images ------------------------------------------------------------------------- */
 
 mmspcl_status mmspcl_clip_preprocess_image(const mmspcl_clip *m, const mmspcl_image *img,
                                            float *out, mmspcl_error *err) {
@@ -6250,9 +6425,11 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
 }
 
 /* ---------------------------------------------------------------------------------------------
-   MM-SPCL heads (implementation). Internal helpers: static, prefix mmspcl__heads_.
+   12. MM-SPCL heads
+   Internal helpers: static, prefix mmspcl__heads_.
    The numeric work is done by the kernels; these functions only arrange rows and sequences.
    ------------------------------------------------------------------------------------------ */
+/* ---- 12.1 Small layers ------------------------------------------------------------------- */
 
 mmspcl_head_linear mmspcl_head_linear_f32(const float *w, const float *b, int in, int out) {
     mmspcl_head_linear l;
@@ -6333,6 +6510,7 @@ mmspcl_status mmspcl_head_block_forward(const mmspcl_head_block *b, float *x, in
     return MMSPCL_OK;
 }
 
+/* ---- 12.2 SPCL score --------------------------------------------------------------------- */
 /* cosine as torch.nn.functional.cosine_similarity: a.b / (max(|a|, eps) max(|b|, eps)) */
 static double mmspcl__heads_cos(const float *a, const float *b, int n) {
     double ab = 0, aa = 0, bb = 0;
@@ -6346,7 +6524,7 @@ float mmspcl_score(const float *a, const float *b, int d) {
     return (float)((1.0 + mmspcl__heads_cos(a, b, d)) / 2.0 + 1e-8);
 }
 
-/* --- cross-modal pruning ------------------------------------------------------------------- */
+/* ---- 12.3 Cross-modal pruning ------------------------------------------------------------ */
 /* one sample: o [dp] = xp with the chosen heads zeroed (o may be xp) */
 static void mmspcl__heads_prune_row(const float *xb, int db, const float *xp, int dp, int K, float *o,
                                     unsigned char *kp) {
@@ -6396,7 +6574,7 @@ mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune
     return MMSPCL_OK;
 }
 
-/* --- fusion (a) ---------------------------------------------------------------------------- */
+/* ---- 12.4 Fusion (a) --------------------------------------------------------------------- */
 /* out [n][sum of the dims in mods] = concatenation of x[m] rows, m in t, a, v order */
 static void mmspcl__heads_concat(const float *const x[3], const int dims[3], unsigned mods, int n,
                                  float *out) {
@@ -6439,7 +6617,8 @@ mmspcl_status mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const floa
     return MMSPCL_OK;
 }
 
-/* --- token sequences shared by MulT and MBT ------------------------------------------------ */
+/* ---- 12.5 Fusion (b) MulT and (c) MBT ---------------------------------------------------- */
+/* token sequences, shared by MulT and MBT */
 /* e [ns][seq][D] = x [ns][seq][tok] W^T + b + pos */
 static mmspcl_status mmspcl__heads_embed(const mmspcl_head_linear *proj, const float *pos, const float *x,
                                          int ns, int seq, float *e) {
@@ -6602,7 +6781,7 @@ void mmspcl_mbt_free(mmspcl_mbt *m) {
     m->blocks = NULL;
 }
 
-/* --- MSVE ---------------------------------------------------------------------------------- */
+/* ---- 12.6 MSVE --------------------------------------------------------------------------- */
 mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
                                   unsigned combos, float *logits, mmspcl_error *err) {
     const int C = m->n_classes, CH = MMSPCL__HEADS_CHUNK;
@@ -6658,7 +6837,7 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
     return MMSPCL_OK;
 }
 
-/* --- prototypes and metrics ---------------------------------------------------------------- */
+/* ---- 12.7 Prototypes and metrics --------------------------------------------------------- */
 void mmspcl_proto_classify(const float *z, int n, int dim, const float *protos, int n_classes,
                            int *pred, float *scores) {
     int i;
@@ -6721,7 +6900,7 @@ void mmspcl_metrics_from_confusion(const int64_t *cm, int n_classes, mmspcl_clas
     out->macro_f1 = present ? mf / present : 0.0;
 }
 
-/* --- loading ------------------------------------------------------------------------------- */
+/* ---- 12.8 Loading ------------------------------------------------------------------------ */
 static const char *const mmspcl__heads_mod_name[3] = { "t", "a", "v" };
 static const char *const mmspcl__heads_combo_name[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
 
@@ -6998,8 +7177,9 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
 }
 
 /* ---------------------------------------------------------------------------------------------
-   CLASSIFIER (implementation)
+   13. Classifier
    ------------------------------------------------------------------------------------------ */
+/* ---- 13.1 Labels and the n-gram view ----------------------------------------------------- */
 const char *const mmspcl_emotion_names[MMSPCL_NUM_EMOTIONS] = {"neutral", "joy", "sadness", "surprise",
                                                                 "fear", "disgust", "anger"};
 const char *const mmspcl_sentiment_names[MMSPCL_NUM_SENTIMENTS] = {"neutral", "positive", "negative"};
@@ -7134,7 +7314,7 @@ void mmspcl_sparse_log_softmax(const float *W, const float *b, int C, int64_t F,
     for (c = 0; c < C; c++) out[c] = (float)(z[c] - mx - log(s));
 }
 
-/* ---- the classifier file ---- */
+/* ---- 13.2 The classifier file ------------------------------------------------------------ */
 void mmspcl_classifier_free(mmspcl_classifier *m) {
     if (!m) return;
     mmspcl_roberta_free(m->enc);
@@ -7260,7 +7440,7 @@ mmspcl_status mmspcl_classifier_from_memory(mmspcl_classifier *m, const void *by
     return st;
 }
 
-/* ---- views ---- */
+/* ---- 13.3 Views -------------------------------------------------------------------------- */
 /* t (the <mask> row) and v (the mean over the prompt) of a dialogue's turns, in batches */
 static mmspcl_status mmspcl__classifier_encode(mmspcl_classifier *m, const mmspcl_turn *turns, int n, float *t, float *v,
                                                mmspcl_error *err) {
@@ -7331,7 +7511,7 @@ mmspcl_status mmspcl_classifier_features(mmspcl_classifier *m, const mmspcl_turn
     return st;
 }
 
-/* ---- heads ---- */
+/* ---- 13.4 Heads -------------------------------------------------------------------------- */
 static void mmspcl__softmax_rows(float *x, int n, int C) {
     int i;
     for (i = 0; i < n; i++) mmspcl_softmax(x + (size_t)i * C, C);
@@ -7416,7 +7596,7 @@ mmspcl_status mmspcl_classifier_classify(mmspcl_classifier *m, const mmspcl_turn
     return st;
 }
 
-/* ---- dialogues as text ---- */
+/* ---- 13.5 Dialogues as text -------------------------------------------------------------- */
 void mmspcl_dialogues_free(mmspcl_dialogues *d) {
     if (!d) return;
     MMSPCL_FREE(d->turns);

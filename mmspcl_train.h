@@ -8,6 +8,26 @@
      In exactly one C or C++ file:   #define MMSPCL_TRAIN_IMPLEMENTATION before the include.
      MMSPCL_IMPLEMENTATION may be in the same file or in another one (the library archive).
 
+   CONTENTS
+     Every numbered title heads its section twice: over the declarations (in the include guard)
+     and over the implementation (after IMPLEMENTATION), in the same order; a search for
+     "9. MSVE" finds both; so does one for a subsection (N.M), "4.6 Attention core".
+     The OpenMP and allocator macros are mmspcl.h's (INTERNALS SHARED BY BOTH IMPLEMENTATIONS).
+      1. Random numbers
+      2. Parameters
+      3. Optimiser
+      4. Layers
+           4.1 Linear; 4.2 Layer norm; 4.3 Activations; 4.4 Dropout; 4.5 MLP; 4.6 Attention core;
+           4.7 Transformer block; 4.8 Softmax cross-entropy
+      5. SPCL loss, queues, prototypes, curriculum
+           5.1 SPCL loss; 5.2 Queues and prototypes; 5.3 Class means and curriculum
+      6. Cross-modal pruning, training twin
+      7. Fusion heads
+      8. Data sets and training reports
+      9. MSVE
+     10. SPCL model
+     11. RoBERTa-layout encoder training
+
    PRECISION AND THREADS
      Training computes in double: parameters, gradients, activations. Every backward pass is
      checked against central finite differences (tests/test_train.c), and the heads are small
@@ -112,7 +132,8 @@ extern "C" {
 #endif
 
 /* ---------------------------------------------------------------------------------------------
-   Random numbers: xoshiro256** seeded through splitmix64. Same seed, same stream, every platform.
+   1. Random numbers
+   xoshiro256** seeded through splitmix64. Same seed, same stream, every platform.
    ------------------------------------------------------------------------------------------ */
 typedef struct mmspcl_rng { uint64_t s[4]; } mmspcl_rng;
 void mmspcl_rng_seed(mmspcl_rng *r, uint64_t seed);
@@ -123,7 +144,8 @@ int mmspcl_rng_int(mmspcl_rng *r, int n);          /* uniform in 0..n-1 (n >= 1)
 void mmspcl_rng_shuffle(mmspcl_rng *r, int *a, int n); /* Fisher-Yates */
 
 /* ---------------------------------------------------------------------------------------------
-   Parameters: one flat array per role, tensors registered by name.
+   2. Parameters
+   One flat array per role, tensors registered by name.
    ------------------------------------------------------------------------------------------ */
 typedef enum mmspcl_init {
     MMSPCL_INIT_ZERO = 0,
@@ -168,7 +190,7 @@ mmspcl_status mmspcl_params_read(mmspcl_params *P, const mmspcl_weights *w, cons
                                  mmspcl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
-   Optimiser
+   3. Optimiser
    ------------------------------------------------------------------------------------------ */
 typedef struct mmspcl_adamw_cfg { double beta1, beta2, eps, weight_decay; } mmspcl_adamw_cfg;
 void mmspcl_adamw_defaults(mmspcl_adamw_cfg *c);   /* 0.9, 0.999, 1e-8, 0.01 */
@@ -182,8 +204,10 @@ void mmspcl_adamw_step(mmspcl_params *P, const mmspcl_adamw_cfg *c, double lr);
 double mmspcl_lr_cosine(int64_t step, int64_t warmup, int64_t total, double base);
 
 /* ---------------------------------------------------------------------------------------------
-   Layers (n = rows; x [n][in] row-major; caches sized by the _cache_size functions)
+   4. Layers
+   n = rows; x [n][in] row-major; caches sized by the _cache_size functions.
    ------------------------------------------------------------------------------------------ */
+/* ---- 4.1 Linear -------------------------------------------------------------------------- */
 /* y = x W^T + b; W [out][in] ("NAME.weight", decayed), b [out] ("NAME.bias").
    Init as torch.nn.Linear: U(-1/sqrt(in), 1/sqrt(in)) for both. */
 typedef struct mmspcl_lin { size_t w, b; int in, out; } mmspcl_lin;
@@ -194,6 +218,7 @@ void mmspcl_lin_forward(const mmspcl_params *P, const mmspcl_lin *l, const doubl
 void mmspcl_lin_backward(mmspcl_params *P, const mmspcl_lin *l, const double *x, const double *dy,
                          double *dx, int n);
 
+/* ---- 4.2 Layer norm ---------------------------------------------------------------------- */
 /* y = (x - mean) / sqrt(var + eps) * g + b over each row; stats [n][2] = mean, 1/sqrt(var+eps) */
 typedef struct mmspcl_ln { size_t g, b; int dim; double eps; } mmspcl_ln;
 void mmspcl_ln_create(mmspcl_ln *l, mmspcl_params *P, const char *name, int dim);
@@ -202,16 +227,19 @@ void mmspcl_ln_forward(const mmspcl_params *P, const mmspcl_ln *l, const double 
 void mmspcl_ln_backward(mmspcl_params *P, const mmspcl_ln *l, const double *x, const double *stats,
                         const double *dy, double *dx, int n);
 
+/* ---- 4.3 Activations --------------------------------------------------------------------- */
 /* GELU (erf form) or ReLU, elementwise; backward: dx += act'(x) dy */
 void mmspcl_act_forward(mmspcl_act act, const double *x, double *y, size_t n);
 void mmspcl_act_backward(mmspcl_act act, const double *x, const double *dy, double *dx, size_t n);
 
+/* ---- 4.4 Dropout ------------------------------------------------------------------------- */
 /* Inverted dropout: mask[i] = 0 with probability p, else 1/(1-p), drawn from rng in index
    order (rng NULL or p == 0: mask = 1); y = x * mask. backward: dx += dy * mask. */
 void mmspcl_dropout_forward(mmspcl_rng *rng, double p, const double *x, double *y, double *mask,
                             size_t n);
 void mmspcl_dropout_backward(const double *mask, const double *dy, double *dx, size_t n);
 
+/* ---- 4.5 MLP ----------------------------------------------------------------------------- */
 /* y = fc2(dropout(act(fc1 x))) */
 typedef struct mmspcl_mlp { mmspcl_lin fc1, fc2; mmspcl_act act; double dropout; } mmspcl_mlp;
 void mmspcl_mlp_create(mmspcl_mlp *m, mmspcl_params *P, const char *name, int in, int hidden,
@@ -223,6 +251,7 @@ void mmspcl_mlp_forward(const mmspcl_params *P, const mmspcl_mlp *m, const doubl
 void mmspcl_mlp_backward(mmspcl_params *P, const mmspcl_mlp *m, const double *x, const double *dy,
                          double *dx, int n, double *cache);
 
+/* ---- 4.6 Attention core ------------------------------------------------------------------ */
 /* Multi-head scaled dot-product attention core for nb sequences: q [nb][tq][D], k, v
    [nb][tk][D]; head h owns columns h*D/H .. (h+1)*D/H. kmask [nb][tk] (1 = attend; NULL = all).
    probs [nb][H][tq][tk] (cache), ctx [nb][tq][D]. A query with every key masked gets ctx = 0. */
@@ -232,6 +261,7 @@ void mmspcl_attn_backward(const double *q, const double *k, const double *v, int
                           int D, int H, const double *probs, const double *dctx, double *dq,
                           double *dk, double *dv);
 
+/* ---- 4.7 Transformer block --------------------------------------------------------------- */
 /* Pre-LN transformer layer (the training twin of mmspcl_head_block):
      x1 = x + Wo Attn(Wq LN_q(x), Wk kv, Wv kv),   kv = cross ? LN_kv(src) : LN_q(x)
      y  = x1 + MLP(LN_ff(x1))                      (MLP hidden ff, dropout on its hidden layer)
@@ -253,6 +283,7 @@ void mmspcl_block_backward(mmspcl_params *P, const mmspcl_block *b, const double
                            const double *src, int tk, double *cache, const double *dy, double *dx,
                            double *dsrc);
 
+/* ---- 4.8 Softmax cross-entropy ----------------------------------------------------------- */
 /* Softmax cross-entropy, mean weighted as torch's CrossEntropyLoss(weight=w, ignore_index<0):
    loss = sum_i w[y_i] (-log softmax(z_i)[y_i]) / sum_i w[y_i] over rows with y_i >= 0.
    class_w NULL: all 1. dlogits [n][C] (may be NULL) is WRITTEN (not accumulated). */
@@ -260,8 +291,10 @@ double mmspcl_ce_loss(const double *logits, const int *y, int n, int C, const do
                       double *dlogits);
 
 /* ---------------------------------------------------------------------------------------------
-   SPCL loss, queues, prototypes, curriculum (equations in the top comment)
+   5. SPCL loss, queues, prototypes, curriculum
+   The equations are in the top comment.
    ------------------------------------------------------------------------------------------ */
+/* ---- 5.1 SPCL loss ----------------------------------------------------------------------- */
 typedef struct mmspcl_spcl_stats { int anchors, active; double mean_anchor_loss; } mmspcl_spcl_stats;
 /* Loss of the batch z [n][dim] (labels y, < 0 = ignored) against prototypes [C][dim].
    dz (may be NULL) += dloss/dz. anchor_loss [n] (may be NULL) receives each l_i (0 for
@@ -270,6 +303,7 @@ mmspcl_status mmspcl_spcl_loss(const double *z, const int *y, int n, int dim, co
                                int C, double temperature, double *loss, double *dz,
                                double *anchor_loss, mmspcl_spcl_stats *stats, mmspcl_error *err);
 
+/* ---- 5.2 Queues and prototypes ----------------------------------------------------------- */
 typedef struct mmspcl_spcl {
     int n_classes, dim, pool_size, K;
     double temperature;
@@ -291,6 +325,7 @@ void mmspcl_spcl_prototypes(mmspcl_spcl *S);
 mmspcl_status mmspcl_spcl_step(mmspcl_spcl *S, const double *z, const int *y, int n, double *loss,
                                double *dz, mmspcl_spcl_stats *stats, mmspcl_error *err);
 
+/* ---- 5.3 Class means and curriculum ------------------------------------------------------ */
 /* means [C][dim] of the rows of each class, counts [C] (may be NULL); an empty class gets 0s */
 void mmspcl_class_means(const double *z, const int *y, int n, int dim, int C, double *means,
                         int *counts);
@@ -302,7 +337,8 @@ int mmspcl_curriculum_select(const double *diff, int n, int epoch, int n_epochs,
                              int *keep);
 
 /* ---------------------------------------------------------------------------------------------
-   Cross-modal pruning, training twin (selection as mmspcl_prune_apply, in double)
+   6. Cross-modal pruning, training twin
+   The selection of mmspcl_prune_apply, in double.
    ------------------------------------------------------------------------------------------ */
 /* pruned [n][dp]; kept [n][ceil(dp/K)] (required: the backward reads it) */
 mmspcl_status mmspcl_prune_train_forward(const double *base, int db, const double *prune, int dp,
@@ -314,7 +350,8 @@ void mmspcl_prune_train_backward(const unsigned char *kept, int dp, int K, int n
                                  const double *dpruned, double *dprune);
 
 /* ---------------------------------------------------------------------------------------------
-   Fusion heads (a) linear, (b) MulT, (c) MBT: structure as mmspcl_fuse_linear / mmspcl_mult /
+   7. Fusion heads
+   (a) linear, (b) MulT, (c) MBT: structure as mmspcl_fuse_linear / mmspcl_mult /
    mmspcl_mbt in mmspcl.h. Inputs x[m] [n][dims[m]] for modalities with dims[m] > 0; MULT and
    MBT read each as seq[m] tokens of dims[m] / seq[m] values. Output y [n][out_dim].
    ------------------------------------------------------------------------------------------ */
@@ -362,7 +399,8 @@ void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *co
 mmspcl_status mmspcl_fusion_write_config(const mmspcl_fusion *f, mmspcl_writer *wr, const char *outer);
 
 /* ---------------------------------------------------------------------------------------------
-   Data sets of per-utterance features (float, as they come from files): x[m] [n][dims[m]]
+   8. Data sets and training reports
+   Per-utterance features (float, as they come from files): x[m] [n][dims[m]].
    ------------------------------------------------------------------------------------------ */
 typedef struct mmspcl_dataset { const float *x[3]; const int *y; int n; } mmspcl_dataset;
 typedef void (*mmspcl_train_log_fn)(void *user, int epoch, double train_loss, double val_f1);
@@ -373,7 +411,8 @@ typedef struct mmspcl_train_report {
 } mmspcl_train_report;
 
 /* ---------------------------------------------------------------------------------------------
-   MSVE: one MLP per enabled combination; training sums the logits of k sampled combinations
+   9. MSVE
+   One MLP per enabled combination; training sums the logits of k sampled combinations
    per batch before softmax cross-entropy; inference sums all enabled ones.
    ------------------------------------------------------------------------------------------ */
 typedef struct mmspcl_msve_cfg {
@@ -431,7 +470,8 @@ mmspcl_status mmspcl_msve_model_load(mmspcl_msve_model *M, const mmspcl_weights 
                                      mmspcl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
-   SPCL model: optional cross-modal pruning -> fusion head -> embedding z; SPCL loss on z plus a
+   10. SPCL model
+   Optional cross-modal pruning -> fusion head -> embedding z; SPCL loss on z plus a
    linear classifier trained by cross-entropy on detached z (as the original's predictor), or
    cross-entropy alone through the whole head. Inference: nearest prototype (class means of the
    training embeddings) or the classifier.
@@ -483,7 +523,8 @@ mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *pat
 mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights *w, mmspcl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
-   RoBERTa-layout encoder training (float32)
+   11. RoBERTa-layout encoder training
+   In float32 (the heads above train in double).
 
    The forward pass mirrors mmspcl_roberta_forward (mmspcl.h) step by step: word +
    position (pad_id + running count of non-pad tokens) + token type 0 embeddings, LayerNorm, then
@@ -573,7 +614,6 @@ mmspcl_status mmspcl_roberta_train_write_tensors(const mmspcl_roberta_train *m, 
 #define MMSPCL_TRAIN_IMPLEMENTATION_DONE
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -581,7 +621,9 @@ mmspcl_status mmspcl_roberta_train_write_tensors(const mmspcl_roberta_train *m, 
 /* OpenMP: MMSPCL__T_PARALLEL(work) before a loop declares whether it is worth threads (about
    `work` multiply-adds); MMSPCL__T_OMP_FOR then splits the loop statically, or runs it on the
    calling thread. Starting threads for a few thousand flops costs more than it saves, much more
-   on a busy machine. Results never depend on the thread count. */
+   on a busy machine. Results never depend on the thread count. MMSPCL__OMP_FOR_IF (under
+   MMSPCL__T_OMP_FOR), MMSPCL__OMP_FOR, MMSPCL__THREAD_ID, MMSPCL__MAX_THREADS and the
+   allocator macros are mmspcl.h's: the internals both implementations share. */
 #ifndef MMSPCL_TRAIN_MIN_PARALLEL_WORK
 #define MMSPCL_TRAIN_MIN_PARALLEL_WORK 1e6
 #endif
@@ -602,7 +644,7 @@ static const char *const mmspcl__t_mod[3] = { "t", "a", "v" };
 static const char *const mmspcl__t_combo[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
 
 /* ---------------------------------------------------------------------------------------------
-   Random numbers
+   1. Random numbers
    ------------------------------------------------------------------------------------------ */
 static uint64_t mmspcl__t_splitmix(uint64_t *x) {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
@@ -649,7 +691,7 @@ void mmspcl_rng_shuffle(mmspcl_rng *r, int *a, int n) {
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Parameters
+   2. Parameters
    ------------------------------------------------------------------------------------------ */
 void mmspcl_params_init(mmspcl_params *P) { memset(P, 0, sizeof *P); }
 
@@ -782,7 +824,7 @@ mmspcl_status mmspcl_params_read(mmspcl_params *P, const mmspcl_weights *w, cons
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Optimiser
+   3. Optimiser
    ------------------------------------------------------------------------------------------ */
 void mmspcl_adamw_defaults(mmspcl_adamw_cfg *c) {
     c->beta1 = 0.9; c->beta2 = 0.999; c->eps = 1e-8; c->weight_decay = 0.01;
@@ -855,8 +897,10 @@ double mmspcl_lr_cosine(int64_t step, int64_t warmup, int64_t total, double base
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Linear: y[i][o] = b[o] + sum_c x[i][c] W[o][c]
+   4. Layers
    ------------------------------------------------------------------------------------------ */
+/* ---- 4.1 Linear -----------------------------------------------------------------------------
+   y[i][o] = b[o] + sum_c x[i][c] W[o][c] */
 void mmspcl_lin_create(mmspcl_lin *l, mmspcl_params *P, const char *name, int in, int out,
                        mmspcl_rng *rng) {
     char buf[200];
@@ -925,10 +969,9 @@ void mmspcl_lin_backward(mmspcl_params *P, const mmspcl_lin *l, const double *x,
     }
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Layer norm: xh = (x - mean) * rstd, rstd = 1 / sqrt(var + eps) (biased var);  y = xh g + b
-   backward: dg += dy xh; db += dy; dx = rstd (dxh - mean(dxh) - xh mean(dxh xh)), dxh = dy g
-   ------------------------------------------------------------------------------------------ */
+/* ---- 4.2 Layer norm -------------------------------------------------------------------------
+   xh = (x - mean) * rstd, rstd = 1 / sqrt(var + eps) (biased var);  y = xh g + b
+   backward: dg += dy xh; db += dy; dx = rstd (dxh - mean(dxh) - xh mean(dxh xh)), dxh = dy g */
 void mmspcl_ln_create(mmspcl_ln *l, mmspcl_params *P, const char *name, int dim) {
     char buf[200];
     int64_t sh[1];
@@ -998,10 +1041,9 @@ void mmspcl_ln_backward(mmspcl_params *P, const mmspcl_ln *l, const double *x, c
     }
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Activations: GELU(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), GELU'(x) = Phi(x) + x phi(x);
-   ReLU(x) = max(x, 0), ReLU'(x) = [x > 0]
-   ------------------------------------------------------------------------------------------ */
+/* ---- 4.3 Activations ------------------------------------------------------------------------
+   GELU(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), GELU'(x) = Phi(x) + x phi(x);
+   ReLU(x) = max(x, 0), ReLU'(x) = [x > 0] */
 void mmspcl_act_forward(mmspcl_act act, const double *x, double *y, size_t n) {
     size_t i;
     if (act == MMSPCL_ACT_RELU) { for (i = 0; i < n; i++) y[i] = x[i] > 0.0 ? x[i] : 0.0; return; }
@@ -1018,9 +1060,8 @@ void mmspcl_act_backward(mmspcl_act act, const double *x, const double *dy, doub
     }
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Dropout (inverted)
-   ------------------------------------------------------------------------------------------ */
+/* ---- 4.4 Dropout ----------------------------------------------------------------------------
+   Inverted. */
 void mmspcl_dropout_forward(mmspcl_rng *rng, double p, const double *x, double *y, double *mask,
                             size_t n) {
     size_t i;
@@ -1036,9 +1077,8 @@ void mmspcl_dropout_backward(const double *mask, const double *dy, double *dx, s
     for (i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
 }
 
-/* ---------------------------------------------------------------------------------------------
-   MLP: h = fc1 x; a = dropout(act(h)); y = fc2 a.   cache: h, a, mask, da, dh ([n][hidden] each)
-   ------------------------------------------------------------------------------------------ */
+/* ---- 4.5 MLP --------------------------------------------------------------------------------
+   h = fc1 x; a = dropout(act(h)); y = fc2 a.   cache: h, a, mask, da, dh ([n][hidden] each) */
 void mmspcl_mlp_create(mmspcl_mlp *m, mmspcl_params *P, const char *name, int in, int hidden,
                        int out, mmspcl_act act, double dropout, mmspcl_rng *rng) {
     char buf[200];
@@ -1075,13 +1115,12 @@ void mmspcl_mlp_backward(mmspcl_params *P, const mmspcl_mlp *m, const double *x,
     mmspcl_lin_backward(P, &m->fc1, x, dh, dx, n);
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Attention core, one task per (sequence s, head h), dh = D / H, scale = 1 / sqrt(dh):
+/* ---- 4.6 Attention core ---------------------------------------------------------------------
+   One task per (sequence s, head h), dh = D / H, scale = 1 / sqrt(dh):
      a_ij = q_i . k_j * scale (masked keys: -inf);  p_i = softmax(a_i);  ctx_i = sum_j p_ij v_j
    backward:  dv_j += sum_i p_ij dctx_i;  dp_ij = dctx_i . v_j;
               da_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij');
-              dq_i += scale sum_j da_ij k_j;  dk_j += scale sum_i da_ij q_i
-   ------------------------------------------------------------------------------------------ */
+              dq_i += scale sum_j da_ij k_j;  dk_j += scale sum_i da_ij q_i */
 void mmspcl_attn_forward(const double *q, const double *k, const double *v, int nb, int tq, int tk,
                          int D, int H, const unsigned char *kmask, double *probs, double *ctx) {
     const int dh = D / H;
@@ -1158,9 +1197,8 @@ void mmspcl_attn_backward(const double *q, const double *k, const double *v, int
     }
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Transformer block (pre-LN). Cache: forward values then backward scratch.
-   ------------------------------------------------------------------------------------------ */
+/* ---- 4.7 Transformer block ------------------------------------------------------------------
+   Pre-LN. Cache: forward values then backward scratch. */
 void mmspcl_block_create(mmspcl_block *b, mmspcl_params *P, const char *name, int D, int H, int ff,
                          mmspcl_act act, int cross, double dropout, mmspcl_rng *rng) {
     char buf[200];
@@ -1275,10 +1313,9 @@ void mmspcl_block_backward(mmspcl_params *P, const mmspcl_block *b, const double
     mmspcl_ln_backward(P, &b->ln_q, x, c.st1, dxln, dx, nb * tq);
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Softmax cross-entropy with class weights:  loss = sum_i w_i (lse(z_i) - z_i[y_i]) / sum_i w_i,
-   w_i = class_w[y_i];  dz_i = w_i (softmax(z_i) - onehot(y_i)) / sum_i w_i
-   ------------------------------------------------------------------------------------------ */
+/* ---- 4.8 Softmax cross-entropy --------------------------------------------------------------
+   With class weights:  loss = sum_i w_i (lse(z_i) - z_i[y_i]) / sum_i w_i,
+   w_i = class_w[y_i];  dz_i = w_i (softmax(z_i) - onehot(y_i)) / sum_i w_i */
 double mmspcl_ce_loss(const double *logits, const int *y, int n, int C, const double *class_w,
                       double *dlogits) {
     double wsum = 0.0, loss = 0.0;
@@ -1301,12 +1338,14 @@ double mmspcl_ce_loss(const double *logits, const int *y, int n, int C, const do
 }
 
 /* ---------------------------------------------------------------------------------------------
-   SPCL loss (see the top comment). cos(x, r) = x.r / (|x|' |r|'), |.|' = max(|.|, 1e-8):
+   5. SPCL loss, queues, prototypes, curriculum
+   ------------------------------------------------------------------------------------------ */
+/* ---- 5.1 SPCL loss --------------------------------------------------------------------------
+   See the top comment. cos(x, r) = x.r / (|x|' |r|'), |.|' = max(|.|, 1e-8):
      dcos/dx = r / (|x|' |r|') - cos x / (|x|' |x|)        (second term only when |x| > 1e-8)
    With e_a = exp(s_ia), T = pos + neg, prob = pos / T / (P + 1e-8), l = -log(prob + 1e-8):
      dl/ds_ia = -1/(prob + 1e-8) * e_a / (T^2 (P + 1e-8)) * (neg if a is a positive, -pos if not)
-     ds_ia/dcos_ia = 1 / (2 temperature)
-   ------------------------------------------------------------------------------------------ */
+     ds_ia/dcos_ia = 1 / (2 temperature) */
 static double mmspcl__t_dot(const double *a, const double *b, int n) {
     double s = 0.0;
     int i;
@@ -1417,9 +1456,7 @@ mmspcl_status mmspcl_spcl_loss(const double *z, const int *y, int n, int dim, co
     return MMSPCL_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Queues and prototypes
-   ------------------------------------------------------------------------------------------ */
+/* ---- 5.2 Queues and prototypes ----------------------------------------------------------- */
 mmspcl_status mmspcl_spcl_init(mmspcl_spcl *S, int n_classes, int dim, int pool_size, int K,
                                double temperature, uint64_t seed, mmspcl_error *err) {
     memset(S, 0, sizeof *S);
@@ -1501,9 +1538,7 @@ mmspcl_status mmspcl_spcl_step(mmspcl_spcl *S, const double *z, const int *y, in
     return mmspcl_spcl_loss(z, y, n, S->dim, S->protos, S->n_classes, S->temperature, loss, dz, NULL, stats, err);
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Class means and curriculum
-   ------------------------------------------------------------------------------------------ */
+/* ---- 5.3 Class means and curriculum ------------------------------------------------------ */
 void mmspcl_class_means(const double *z, const int *y, int n, int dim, int C, double *means,
                         int *counts) {
     int i, c, d;
@@ -1568,8 +1603,9 @@ int mmspcl_curriculum_select(const double *diff, int n, int epoch, int n_epochs,
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Cross-modal pruning, double twin. Selection exactly as mmspcl_prune_apply (same cosine code
-   in double, so float inputs give the same heads).
+   6. Cross-modal pruning, training twin
+   Selection exactly as mmspcl_prune_apply (same cosine code in double, so float inputs
+   give the same heads).
    ------------------------------------------------------------------------------------------ */
 static double mmspcl__t_cos(const double *a, const double *b, int n) {
     double ab = 0, aa = 0, bb = 0;
@@ -1619,7 +1655,7 @@ void mmspcl_prune_train_backward(const unsigned char *kept, int dp, int K, int n
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Fusion heads
+   7. Fusion heads
    ------------------------------------------------------------------------------------------ */
 void mmspcl_fusion_defaults(mmspcl_fusion_cfg *c, mmspcl_fusion_kind kind) {
     memset(c, 0, sizeof *c);
@@ -2071,7 +2107,8 @@ mmspcl_status mmspcl_fusion_write_config(const mmspcl_fusion *f, mmspcl_writer *
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Helpers shared by the trainers
+   8. Data sets and training reports
+   Helpers shared by the trainers: combinations, weighted F1, checks and batches of data sets.
    ------------------------------------------------------------------------------------------ */
 static unsigned mmspcl__t_possible_combos(const int dims[3]) {
     unsigned s = 0;
@@ -2116,7 +2153,8 @@ static void mmspcl__t_gather(const mmspcl_dataset *d, const int dims[3], const i
 }
 
 /* ---------------------------------------------------------------------------------------------
-   MSVE model
+   9. MSVE
+   The model and its trainer.
    ------------------------------------------------------------------------------------------ */
 mmspcl_status mmspcl_msve_model_create(mmspcl_msve_model *M, const mmspcl_msve_cfg *cfg,
                                        uint64_t seed, mmspcl_error *err) {
@@ -2435,7 +2473,8 @@ mmspcl_status mmspcl_msve_model_load(mmspcl_msve_model *M, const mmspcl_weights 
 }
 
 /* ---------------------------------------------------------------------------------------------
-   SPCL model: [pruning] -> fusion -> z; classifier on z
+   10. SPCL model
+   [pruning] -> fusion -> z; classifier on z.
    ------------------------------------------------------------------------------------------ */
 mmspcl_status mmspcl_spcl_model_create(mmspcl_spcl_model *M, const mmspcl_fusion_cfg *fusion,
                                        int n_classes, int prune_base, int prune_mod, int prune_K,
@@ -2770,7 +2809,8 @@ mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights 
 
 
 /* ---------------------------------------------------------------------------------------------
-   RoBERTa-layout encoder training (float32; API above)
+   11. RoBERTa-layout encoder training
+   In float32; the API is over the declarations.
    ------------------------------------------------------------------------------------------ */
 static mmspcl_tensor mmspcl__rt_view(const float *d, int64_t rows, int64_t cols) {
     mmspcl_tensor t;

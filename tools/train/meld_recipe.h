@@ -18,7 +18,7 @@
      6. views       t, v of the held-out rows and dev; the n-gram view (TF-IDF + logistic
                     regressions, chosen on dev, out-of-fold on train)
      7. heads       MSVE ensembles (emotion, sentiment) and single-view emotion heads
-     8. file        the classifier file (its layout: mmspcl.h, CLASSIFIER)
+     8. file        the classifier file (its layout: mmspcl.h, "13. Classifier")
    A checkpoint (encoder and CE heads with their AdamW state, the best weights so far, the stage,
    epoch, random generators and logs) is written after every epoch of stages 4 and 5; resume
    continues from it with the same result as an uninterrupted run. */
