@@ -961,10 +961,15 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
 
    A classifier file holds a RoBERTa-layout text encoder with its tokenizer (roberta.*,
    tokenizer.*), and under the key prefix "meld." (the name of format v1's classifier namespace,
-   kept so shipped files load): max_len and ngram_bits (ints), idf [2^bits], the n-gram logistic
-   regressions lr.{emotion,sentiment}.{weight,bias}, protos [7][hidden] (class means of t, the
-   SPCL prototype classifier), the MSVE heads emotion.* and sentiment.* (mmspcl_msve_load),
-   single-view emotion heads view.{t,a,v}.* and the training log log.{mlm,spcl,heads}.
+   kept so shipped files load): max_len (int, required) and any of these parts:
+     ngram_bits (int), idf [2^bits], lr.{emotion,sentiment}.{weight,bias}   the n-gram view
+     protos [7][hidden]           class means of t: the SPCL prototype classifier
+     linear.{emotion,sentiment}.{weight [C][hidden], bias [C]}   linear heads on t
+     emotion.*, sentiment.*       MSVE heads (mmspcl_msve_load); view.{t,a,v}.*  single views
+     default_head, default_sentiment_head (str)   the heads to use when the caller names none
+     log.{mlm,spcl,heads}         the training log
+   A file needs at least one emotion head; an MSVE head that takes the view a needs the n-gram
+   view. A file fine-tuned with SPCL (mmspcl train --init) holds protos and linear heads.
    Every turn has three views (the MSVE "modalities" of the text):
      t  the encoder's hidden state at the SPCL prompt's <mask>            [hidden]
      a  the n-gram view: log-probabilities of the two logistic regressions (7 emotions, then 3
@@ -972,10 +977,14 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
      v  the mean of the encoder's hidden states over the whole prompt      [hidden]
    Heads: "emotion" (MSVE ensemble over t, a, v), "lr" (the n-gram regression alone), "protos"
    (nearest class mean of t by G, as SPCL infers; softmax of G / 0.08 as probabilities),
-   "view.t" / "view.a" / "view.v" (single-view heads). The default (head NULL) is, per task,
-   the one of the MSVE ensemble and the n-gram regression with the higher dev weighted F1 in the
-   training log. Every head's class count is checked against the task's labels at load or
-   first use. A classifier is not thread-safe (the encoder owns its arena): one per thread.
+   "linear" (the linear head on t), "view.t" / "view.a" / "view.v" (single-view heads);
+   sentiment: "sentiment" (MSVE), "lr", "linear". The default (head NULL, see
+   mmspcl_classifier_default_head) is the file's default_head when it names one, else, per
+   task, the one of the MSVE ensemble and the n-gram regression with the higher dev weighted F1
+   in the training log, else linear, else protos. A file without any sentiment head gives no
+   sentiment (classify with sent NULL; asking for it is MMSPCL_ERR_NOT_FOUND). Every head's
+   class count and width are checked against the task and the model at load or first use.
+   A classifier is not thread-safe (the encoder owns its arena): one per thread.
    ------------------------------------------------------------------------------------------ */
 #define MMSPCL_NUM_EMOTIONS 7
 #define MMSPCL_NUM_SENTIMENTS 3
@@ -989,12 +998,16 @@ typedef struct mmspcl_classifier {
     mmspcl_roberta *enc;             /* the text encoder */
     mmspcl_bpe *tok;
     mmspcl_msve emotion, sentiment;  /* the MSVE heads */
-    int has_sentiment;               /* 0: no sentiment MSVE head (the n-gram regression decides) */
+    int has_sentiment;               /* 1: an MSVE sentiment head */
+    int has_ngram, has_msve;         /* 1: the n-gram view; an MSVE emotion head */
+    const mmspcl_tensor *lin_w[2];   /* linear heads on t (any dtype; NULL: none): emotion [7][hidden], sentiment [3][hidden] */
+    const float *lin_b[2];
+    const char *default_head[2];     /* emotion, sentiment (NULL: the task has no head) */
     const float *idf, *protos;       /* into w; protos may be NULL */
     float *lr_w[2];                  /* n-gram regressions, dequantized: emotion [7][2^bits], sentiment [3][2^bits] */
     const float *lr_b[2];
     int hidden, max_len, ngram_bits, max_batch;
-    int emo_lr, sent_lr;             /* 1: the default head of the task is the n-gram regression */
+    int emo_lr, sent_lr;             /* 1: the default head of the task is the n-gram regression (as default_head) */
     double dev_f1[2][2];             /* [emotion, sentiment][MSVE, regression] dev weighted F1 (-1: not logged) */
 } mmspcl_classifier;
 
@@ -1003,6 +1016,9 @@ mmspcl_status mmspcl_classifier_load(mmspcl_classifier *m, const char *path, mms
 mmspcl_status mmspcl_classifier_from_memory(mmspcl_classifier *m, const void *bytes, size_t size,
                                             mmspcl_error *err);
 void mmspcl_classifier_free(mmspcl_classifier *m);
+/* The head used for task 0 (emotion) or 1 (sentiment) when the caller names none; NULL when
+   the file has no head for the task. */
+const char *mmspcl_classifier_default_head(const mmspcl_classifier *m, int task);
 /* Class probabilities for every turn of ONE dialogue (the context of a turn is the turns before
    it): emo [n][7], sent [n][3] (either may be NULL). head: NULL or a head named above. */
 mmspcl_status mmspcl_classifier_classify(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
@@ -7353,21 +7369,62 @@ static mmspcl_status mmspcl__classifier_ngram_load(mmspcl_classifier *m, const c
     return MMSPCL_OK;
 }
 
-/* default heads: the better on dev of the MSVE ensemble and the regression (meld.log.heads rows
-   [k, dev F1, dev accuracy]: k 0/1 MSVE emotion/sentiment, 10/11 regression emotion/sentiment) */
-static void mmspcl__classifier_defaults(mmspcl_classifier *m) {
+/* Whether the file has head `name` for task 0 (emotion) / 1 (sentiment). */
+static int mmspcl__classifier_has_head(const mmspcl_classifier *m, int task, const char *name) {
+    if (!strcmp(name, "lr")) return m->has_ngram;
+    if (!strcmp(name, "linear")) return m->lin_w[task] != NULL;
+    if (task == 1) return !strcmp(name, "sentiment") && m->has_sentiment;
+    if (!strcmp(name, "emotion")) return m->has_msve;
+    if (!strcmp(name, "protos")) return m->protos != NULL;
+    if (!strncmp(name, "view.", 5) && (name[5] == 't' || name[5] == 'a' || name[5] == 'v') && !name[6]) {
+        char key[64];
+        int64_t v;
+        snprintf(key, sizeof key, "meld.%s.n_classes", name);
+        return mmspcl_weights_get_int(m->w, key, &v);
+    }
+    return 0;
+}
+
+/* The default heads: the file's meld.default_head / meld.default_sentiment_head when given
+   (they must exist); else the better on dev of the MSVE ensemble and the regression
+   (meld.log.heads rows [k, dev F1, dev accuracy]: k 0/1 MSVE emotion/sentiment, 10/11 regression
+   emotion/sentiment) where both exist; else whichever exists, linear before protos. */
+static mmspcl_status mmspcl__classifier_defaults(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
+    static const char *const key[2] = {"meld.default_head", "meld.default_sentiment_head"};
+    static const char *const msve_name[2] = {"emotion", "sentiment"};
     const mmspcl_tensor *lh = mmspcl_weights_find(m->w, "meld.log.heads");
+    const char *named;
     int64_t r;
+    int k;
     m->dev_f1[0][0] = m->dev_f1[0][1] = m->dev_f1[1][0] = m->dev_f1[1][1] = -1;
     if (lh && lh->dtype == MMSPCL_F32 && lh->ndim == 2 && lh->ne[1] == 3)
         for (r = 0; r < lh->ne[0]; r++) {
             const float *row = (const float *)lh->data + r * 3;
-            const int k = (int)row[0];
-            if (k == 0 || k == 1) m->dev_f1[k][0] = row[1];
-            if (k == 10 || k == 11) m->dev_f1[k - 10][1] = row[1];
+            const int i = (int)row[0];
+            if (i == 0 || i == 1) m->dev_f1[i][0] = row[1];
+            if (i == 10 || i == 11) m->dev_f1[i - 10][1] = row[1];
         }
-    m->emo_lr = m->dev_f1[0][1] > m->dev_f1[0][0];
-    m->sent_lr = m->dev_f1[1][1] > m->dev_f1[1][0];
+    for (k = 0; k < 2; k++) {
+        const int msve = mmspcl__classifier_has_head(m, k, msve_name[k]);
+        if (mmspcl_weights_get_str(m->w, key[k], &named)) {
+            if (!mmspcl__classifier_has_head(m, k, named))
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s names head '%.40s', which the file does not have", label, key[k], named);
+            m->default_head[k] = named;
+        } else if (msve && m->has_ngram) m->default_head[k] = m->dev_f1[k][1] > m->dev_f1[k][0] ? "lr" : msve_name[k];
+        else if (msve) m->default_head[k] = msve_name[k];
+        else if (m->has_ngram) m->default_head[k] = "lr";
+        else if (m->lin_w[k]) m->default_head[k] = "linear";
+        else if (k == 0 && m->protos) m->default_head[k] = "protos";
+    }
+    if (!m->default_head[0])
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: no emotion head (meld.emotion, meld.lr, meld.linear or meld.protos)", label);
+    m->emo_lr = !strcmp(m->default_head[0], "lr");
+    m->sent_lr = m->default_head[1] && !strcmp(m->default_head[1], "lr");
+    return MMSPCL_OK;
+}
+
+const char *mmspcl_classifier_default_head(const mmspcl_classifier *m, int task) {
+    return m && (task == 0 || task == 1) ? m->default_head[task] : NULL;
 }
 
 /* An MSVE head of the classifier must have the task's class count and the views' widths (a
@@ -7379,10 +7436,53 @@ static mmspcl_status mmspcl__classifier_check_msve(const mmspcl_classifier *m, c
     if (h->n_classes != n_classes)
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: head %s has %d classes, its task has %d", label, name, h->n_classes,
                             n_classes);
+    if (h->dims[1] != 0 && !m->has_ngram)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: head %s takes the n-gram view a, which the file lacks (meld.ngram_bits)",
+                            label, name);
     for (v = 0; v < 3; v++)
         if (h->dims[v] != 0 && h->dims[v] != want[v])
             return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: head %s takes view %c of width %d, the model's is %d", label, name,
                                 "tav"[v], h->dims[v], want[v]);
+    return MMSPCL_OK;
+}
+
+/* meld.linear.{emotion,sentiment}: optional linear heads on t */
+static mmspcl_status mmspcl__classifier_linear_load(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
+    static const char *const task[2] = {"emotion", "sentiment"};
+    const int CC[2] = {MMSPCL_NUM_EMOTIONS, MMSPCL_NUM_SENTIMENTS};
+    char wn[64], bn[64];
+    int k;
+    for (k = 0; k < 2; k++) {
+        const mmspcl_tensor *tb;
+        mmspcl_status st;
+        snprintf(wn, sizeof wn, "meld.linear.%s.weight", task[k]);
+        snprintf(bn, sizeof bn, "meld.linear.%s.bias", task[k]);
+        if (!mmspcl_weights_find(m->w, wn)) continue;
+        if ((st = mmspcl_weights_expect_matrix(m->w, wn, CC[k], m->hidden, &m->lin_w[k], err))) return st;
+        tb = mmspcl_weights_find(m->w, bn);
+        if (!tb || tb->dtype != MMSPCL_F32 || tb->ndim != 1 || tb->ne[0] != CC[k])
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s must be f32 [%d]", label, bn, CC[k]);
+        m->lin_b[k] = (const float *)tb->data;
+    }
+    return MMSPCL_OK;
+}
+
+/* the MSVE heads (optional each); one that takes the view a needs the n-gram view */
+static mmspcl_status mmspcl__classifier_msve_heads(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
+    int64_t v;
+    mmspcl_status st;
+    if (mmspcl_weights_get_int(m->w, "meld.emotion.n_classes", &v)) {
+        if ((st = mmspcl_msve_load(&m->emotion, m->w, "meld.emotion", err)) ||
+            (st = mmspcl__classifier_check_msve(m, &m->emotion, "meld.emotion", MMSPCL_NUM_EMOTIONS, label, err)))
+            return st;
+        m->has_msve = 1;
+    }
+    if (mmspcl_weights_get_int(m->w, "meld.sentiment.n_classes", &v)) {
+        if ((st = mmspcl_msve_load(&m->sentiment, m->w, "meld.sentiment", err)) ||
+            (st = mmspcl__classifier_check_msve(m, &m->sentiment, "meld.sentiment", MMSPCL_NUM_SENTIMENTS, label, err)))
+            return st;
+        m->has_sentiment = 1;
+    }
     return MMSPCL_OK;
 }
 
@@ -7396,27 +7496,22 @@ static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *
                             label);
     m->max_len = (int)v;
     m->max_batch = 16;
-    if (!mmspcl_weights_get_int(m->w, "meld.ngram_bits", &v) || v < 4 || v > 24)
-        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.ngram_bits missing or outside 4..24", label);
-    m->ngram_bits = (int)v;
-    if ((st = mmspcl__classifier_ngram_load(m, label, err))) return st;
+    if (mmspcl_weights_get_int(m->w, "meld.ngram_bits", &v)) {
+        if (v < 4 || v > 24) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.ngram_bits %lld is outside 4..24", label, (long long)v);
+        m->ngram_bits = (int)v;
+        if ((st = mmspcl__classifier_ngram_load(m, label, err))) return st;
+        m->has_ngram = 1;
+    }
     if ((st = mmspcl_roberta_load(&m->enc, m->w, m->max_batch, m->max_len, err))) return st;
     m->hidden = mmspcl_roberta_get_config(m->enc)->hidden_size;
     if ((st = mmspcl_bpe_from_weights(&m->tok, m->w, err))) return st;
-    t = mmspcl_weights_find(m->w, "meld.protos");
-    if (t && t->dtype == MMSPCL_F32 && t->ndim == 2 && t->ne[0] == MMSPCL_NUM_EMOTIONS && t->ne[1] == m->hidden)
+    if ((t = mmspcl_weights_find(m->w, "meld.protos"))) {
+        if (t->dtype != MMSPCL_F32 || t->ndim != 2 || t->ne[0] != MMSPCL_NUM_EMOTIONS || t->ne[1] != m->hidden)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.protos must be f32 [%d][%d]", label, MMSPCL_NUM_EMOTIONS, m->hidden);
         m->protos = (const float *)t->data;
-    mmspcl__classifier_defaults(m);
-    if ((st = mmspcl_msve_load(&m->emotion, m->w, "meld.emotion", err)) ||
-        (st = mmspcl__classifier_check_msve(m, &m->emotion, "meld.emotion", MMSPCL_NUM_EMOTIONS, label, err)))
-        return st;
-    if (mmspcl_weights_get_int(m->w, "meld.sentiment.n_classes", &v)) {
-        if ((st = mmspcl_msve_load(&m->sentiment, m->w, "meld.sentiment", err)) ||
-            (st = mmspcl__classifier_check_msve(m, &m->sentiment, "meld.sentiment", MMSPCL_NUM_SENTIMENTS, label, err)))
-            return st;
-        m->has_sentiment = 1;
     }
-    return MMSPCL_OK;
+    if ((st = mmspcl__classifier_linear_load(m, label, err)) || (st = mmspcl__classifier_msve_heads(m, label, err))) return st;
+    return mmspcl__classifier_defaults(m, label, err);
 }
 
 #ifndef MMSPCL_NO_STDIO
@@ -7507,7 +7602,8 @@ mmspcl_status mmspcl_classifier_features(mmspcl_classifier *m, const mmspcl_turn
     if (!m || !m->enc || (n > 0 && !turns) || n < 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_features: bad argument");
     if (n == 0) return MMSPCL_OK;
     if ((t || v) && (st = mmspcl__classifier_encode(m, turns, n, t, v, err))) return st;
-    if (a) st = mmspcl__classifier_ngram_view(m, turns, n, a, err);
+    if (a && m->has_ngram) st = mmspcl__classifier_ngram_view(m, turns, n, a, err);
+    else if (a) memset(a, 0, sizeof(float) * (size_t)n * (MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS));   /* no head reads it */
     return st;
 }
 
@@ -7517,27 +7613,43 @@ static void mmspcl__softmax_rows(float *x, int n, int C) {
     for (i = 0; i < n; i++) mmspcl_softmax(x + (size_t)i * C, C);
 }
 
+/* logits [n][C] of the linear head of task k on t */
+static mmspcl_status mmspcl__classifier_linear(const mmspcl_classifier *m, int k, const float *t, int n, float *out) {
+    return mmspcl_linear(out, t, n, m->hidden, m->lin_w[k], m->lin_b[k]);
+}
+
 /* emotion logits [n][7] of one head (before the softmax) */
 static mmspcl_status mmspcl__classifier_emotion_head(mmspcl_classifier *m, const float *const x[3], int n, const char *head,
                                                      float *emo, mmspcl_error *err) {
     const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
     int i;
     mmspcl_status st;
+    if (!mmspcl__classifier_has_head(m, 0, head)) {
+        static const char *const all[] = {"emotion", "lr", "protos", "linear", "view.t", "view.a", "view.v"};
+        char have[160] = "";
+        size_t k;
+        for (k = 0; k < sizeof all / sizeof all[0]; k++)
+            if (mmspcl__classifier_has_head(m, 0, all[k])) {
+                strcat(have, have[0] ? ", " : "");
+                strcat(have, all[k]);
+            }
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier: no emotion head '%.40s' in this model (it has: %s)", head, have);
+    }
     if (!strcmp(head, "emotion")) return mmspcl_msve_forward(&m->emotion, x, n, 0, emo, err);
+    if (!strcmp(head, "linear")) return mmspcl__classifier_linear(m, 0, x[0], n, emo);
     if (!strcmp(head, "lr")) {
         for (i = 0; i < n; i++) memcpy(emo + (size_t)i * MMSPCL_NUM_EMOTIONS, x[1] + (size_t)i * D, sizeof(float) * MMSPCL_NUM_EMOTIONS);
         return MMSPCL_OK;
     }
     if (!strcmp(head, "protos")) {
         int *pred;
-        if (!m->protos) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: the model has no meld.protos");
         if (!(pred = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1)))) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory");
         mmspcl_proto_classify(x[0], n, m->hidden, m->protos, MMSPCL_NUM_EMOTIONS, pred, emo);
         MMSPCL_FREE(pred);
         for (i = 0; i < n * MMSPCL_NUM_EMOTIONS; i++) emo[i] /= 0.08f;   /* SPCL's temperature */
         return MMSPCL_OK;
     }
-    if (!strncmp(head, "view.", 5) && strlen(head) < 32) {
+    {   /* view.t / view.a / view.v */
         char prefix[64];
         mmspcl_msve single;
         snprintf(prefix, sizeof prefix, "meld.%s", head);
@@ -7546,37 +7658,42 @@ static mmspcl_status mmspcl__classifier_emotion_head(mmspcl_classifier *m, const
             return st;
         return mmspcl_msve_forward(&single, x, n, 0, emo, err);
     }
-    return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier: unknown emotion head '%.40s' (emotion, lr, protos, view.t, view.a, view.v)", head);
+}
+
+/* sentiment logits [n][3] of one head (before the softmax) */
+static mmspcl_status mmspcl__classifier_sentiment_head(mmspcl_classifier *m, const float *const x[3], int n, const char *head,
+                                                       float *sent, mmspcl_error *err) {
+    const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+    int i;
+    if (!mmspcl__classifier_has_head(m, 1, head))
+        return mmspcl__fail(err, strcmp(head, "sentiment") && strcmp(head, "lr") && strcmp(head, "linear") ? MMSPCL_ERR_ARG : MMSPCL_ERR_NOT_FOUND,
+                            "classifier: no sentiment head '%.40s' in this model (sentiment heads: sentiment, lr, linear)", head);
+    if (!strcmp(head, "sentiment")) return mmspcl_msve_forward(&m->sentiment, x, n, 0, sent, err);
+    if (!strcmp(head, "linear")) return mmspcl__classifier_linear(m, 1, x[0], n, sent);
+    for (i = 0; i < n; i++)
+        memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, x[1] + (size_t)i * D + MMSPCL_NUM_EMOTIONS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
+    return MMSPCL_OK;
 }
 
 mmspcl_status mmspcl_classifier_heads(mmspcl_classifier *m, const float *t, const float *a, const float *v,
                                       int n, const char *head, const char *sent_head, float *emo, float *sent,
                                       mmspcl_error *err) {
-    const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
     const float *x[3];
-    int i, c;
-    mmspcl_status st = MMSPCL_OK;
+    mmspcl_status st;
     x[0] = t; x[1] = a; x[2] = v;
-    if (!head) head = m->emo_lr ? "lr" : "emotion";
-    if (!sent_head) sent_head = m->sent_lr || !m->has_sentiment ? "lr" : "sentiment";
+    if (!m || !m->enc || n < 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_heads: bad argument");
+    if (!head) head = m->default_head[0];
+    if (!sent_head) sent_head = m->default_head[1];
     if (emo) {
         if ((st = mmspcl__classifier_emotion_head(m, x, n, head, emo, err))) return st;
         mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
     }
     if (sent) {
-        if (!strcmp(sent_head, "lr")) {
-            for (i = 0; i < n; i++)
-                memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, a + (size_t)i * D + MMSPCL_NUM_EMOTIONS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
-        } else if (!strcmp(sent_head, "sentiment")) {
-            if (m->has_sentiment) {
-                if ((st = mmspcl_msve_forward(&m->sentiment, x, n, 0, sent, err))) return st;
-            } else
-                for (i = 0; i < n; i++) for (c = 0; c < MMSPCL_NUM_SENTIMENTS; c++) sent[i * MMSPCL_NUM_SENTIMENTS + c] = (float)(c == 0);
-        } else
-            return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier: unknown sentiment head '%.40s' (sentiment, lr)", sent_head);
+        if (!sent_head) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head");
+        if ((st = mmspcl__classifier_sentiment_head(m, x, n, sent_head, sent, err))) return st;
         mmspcl__softmax_rows(sent, n, MMSPCL_NUM_SENTIMENTS);
     }
-    return st;
+    return MMSPCL_OK;
 }
 
 mmspcl_status mmspcl_classifier_classify(mmspcl_classifier *m, const mmspcl_turn *turns, int n,

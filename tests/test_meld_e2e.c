@@ -278,6 +278,116 @@ static void test_example_same_labels(void) {
     free(ex);
 }
 
+/* 7. the classifier's optional parts: a copy of MODEL without the listed keys / tensor prefixes
+   (drop: NULL-terminated), plus the linear heads when lin_classes[k] > 0 ([lin_classes[k]][H],
+   fixed pseudo-random values) and the string key extra_key = extra_value when given */
+static int derive(const char *out, const char *const *drop, const int lin_classes[2], const char *extra_key,
+                  const char *extra_value, float *lin[2], int H) {
+    mmspcl_weights *w = NULL;
+    mmspcl_writer *wr = mmspcl_writer_create();
+    mmspcl_error err;
+    int64_t i, sh[2];
+    int k, ok = 1;
+    if (!wr || mmspcl_weights_read(&w, MODEL, &err)) { mmspcl_writer_free(wr); return 0; }
+    for (i = 0; i < w->n_kv; i++) {
+        const mmspcl_kv *kv = &w->kv[i];
+        int skip = 0, d;
+        for (d = 0; drop[d]; d++) skip |= !strncmp(kv->key, drop[d], strlen(drop[d]));
+        if (skip) continue;
+        if (kv->type == MMSPCL_KV_INT) mmspcl_writer_set_int(wr, kv->key, kv->i);
+        else if (kv->type == MMSPCL_KV_FLOAT) mmspcl_writer_set_float(wr, kv->key, kv->f);
+        else if (kv->type == MMSPCL_KV_STR) mmspcl_writer_set_str(wr, kv->key, kv->str);
+        else mmspcl_writer_set_str_array(wr, kv->key, kv->strs, kv->lens, kv->count);
+    }
+    for (i = 0; i < w->n_tensors; i++) {
+        const mmspcl_tensor *t = &w->tensors[i];
+        int skip = 0, d;
+        for (d = 0; drop[d]; d++) skip |= !strncmp(t->name, drop[d], strlen(drop[d]));
+        if (!skip) ok &= mmspcl_writer_add_tensor(wr, t->name, t->dtype, t->ndim, t->ne, t->data, t->nbytes, &err) == MMSPCL_OK;
+    }
+    for (k = 0; k < 2; k++) {
+        static const char *const wn[2] = {"meld.linear.emotion.weight", "meld.linear.sentiment.weight"};
+        static const char *const bn[2] = {"meld.linear.emotion.bias", "meld.linear.sentiment.bias"};
+        const int C = lin_classes[k];
+        int j;
+        if (C <= 0) continue;
+        for (j = 0; j < C * H + C; j++) lin[k][j] = (float)((j * 7919 % 1000) / 1000.0 - 0.5) * (j < C * H ? 0.2f : 1.0f);
+        sh[0] = C; sh[1] = H;
+        ok &= mmspcl_writer_add_tensor(wr, wn[k], MMSPCL_F32, 2, sh, lin[k], sizeof(float) * (size_t)C * H, &err) == MMSPCL_OK;
+        ok &= mmspcl_writer_add_tensor(wr, bn[k], MMSPCL_F32, 1, sh, lin[k] + C * H, sizeof(float) * (size_t)C, &err) == MMSPCL_OK;
+    }
+    if (extra_key) mmspcl_writer_set_str(wr, extra_key, extra_value);
+    ok &= mmspcl_writer_save(wr, out, NULL, NULL, &err) == MMSPCL_OK;
+    mmspcl_writer_free(wr);
+    mmspcl_weights_free(w);
+    return ok;
+}
+
+static void test_classifier_parts(void) {
+    static const char *const no_ngram_msve[] = {"meld.lr.", "meld.idf", "meld.ngram_bits", "meld.emotion.", "meld.sentiment.",
+                                                "meld.view.", NULL};
+    static const char *const no_heads[] = {"meld.lr.", "meld.idf", "meld.ngram_bits", "meld.emotion.", "meld.sentiment.",
+                                           "meld.view.", "meld.protos", NULL};
+    static const char *const no_ngram[] = {"meld.lr.", "meld.idf", "meld.ngram_bits", NULL};
+    static const mmspcl_turn turns[2] = {{"Monica", "Okay, everybody relax."}, {"Ross", "I am so happy for you!"}};
+    const char *path = "build/tests/e2e-parts.mmw";
+    mmspcl_classifier m;
+    mmspcl_error err;
+    float *lin[2], t[2 * 64], emo[2 * 7], sent[2 * 3];
+    const int both[2] = {7, 3}, emo_only[2] = {7, 0}, wrong[2] = {3, 0}, none[2] = {0, 0};
+    int H, i, c;
+    if (mmspcl_classifier_load(&m, MODEL, &err)) { CHECK(0, "load: %s", err.msg); return; }
+    H = m.hidden;
+    mmspcl_classifier_free(&m);
+    CHECK(H <= 64, "hidden %d", H);
+    lin[0] = (float *)malloc(sizeof(float) * (size_t)(7 * H + 7));
+    lin[1] = (float *)malloc(sizeof(float) * (size_t)(3 * H + 3));
+    /* protos + linear heads, no n-gram view, no MSVE: the SPCL fine-tuning layout */
+    CHECK(derive(path, no_ngram_msve, both, NULL, NULL, lin, H), "write %s", path);
+    if (mmspcl_classifier_load(&m, path, &err) == MMSPCL_OK) {
+        CHECK(!strcmp(mmspcl_classifier_default_head(&m, 0), "linear") && !strcmp(mmspcl_classifier_default_head(&m, 1), "linear"),
+              "defaults: %s / %s", mmspcl_classifier_default_head(&m, 0), mmspcl_classifier_default_head(&m, 1));
+        CHECK(mmspcl_classifier_classify(&m, turns, 2, NULL, emo, sent, &err) == MMSPCL_OK, "classify: %s", err.msg);
+        CHECK(mmspcl_classifier_features(&m, turns, 2, t, NULL, NULL, &err) == MMSPCL_OK, "features: %s", err.msg);
+        for (i = 0; i < 2; i++) {   /* softmax(W t + b), by hand in double */
+            double z[7], mx = -1e300, s = 0, worst = 0;
+            for (c = 0; c < 7; c++) {
+                int k;
+                z[c] = lin[0][7 * H + c];
+                for (k = 0; k < H; k++) z[c] += (double)lin[0][c * H + k] * t[i * H + k];
+                mx = z[c] > mx ? z[c] : mx;
+            }
+            for (c = 0; c < 7; c++) s += exp(z[c] - mx);
+            for (c = 0; c < 7; c++) worst = fmax(worst, fabs(exp(z[c] - mx) / s - emo[i * 7 + c]));
+            CHECK(worst < 1e-5, "turn %d: the linear head's probabilities differ by %g from softmax(W t + b)", i, worst);
+        }
+        CHECK(mmspcl_classifier_classify(&m, turns, 2, "lr", emo, NULL, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "it has: protos, linear"),
+              "a head the file lacks: %s", err.msg);
+        CHECK(mmspcl_classifier_classify(&m, turns, 2, "protos", emo, NULL, &err) == MMSPCL_OK, "protos: %s", err.msg);
+        mmspcl_classifier_free(&m);
+    } else CHECK(0, "load parts: %s", err.msg);
+    /* the file names its default */
+    CHECK(derive(path, no_ngram_msve, emo_only, "meld.default_head", "protos", lin, H), "write");
+    if (mmspcl_classifier_load(&m, path, &err) == MMSPCL_OK) {
+        CHECK(!strcmp(mmspcl_classifier_default_head(&m, 0), "protos") && !mmspcl_classifier_default_head(&m, 1), "named default");
+        CHECK(mmspcl_classifier_classify(&m, turns, 2, NULL, emo, sent, &err) == MMSPCL_ERR_NOT_FOUND && strstr(err.msg, "sentiment"),
+              "no sentiment head: %s", err.msg);
+        CHECK(mmspcl_classifier_classify(&m, turns, 2, NULL, emo, NULL, &err) == MMSPCL_OK, "emotion only: %s", err.msg);
+        mmspcl_classifier_free(&m);
+    } else CHECK(0, "load named default: %s", err.msg);
+    CHECK(derive(path, no_ngram_msve, emo_only, "meld.default_head", "emotion", lin, H), "write");
+    CHECK(mmspcl_classifier_load(&m, path, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, "meld.default_head"), "a default the file lacks: %s", err.msg);
+    /* refused: a linear head of the wrong class count, no emotion head at all, MSVE without its n-gram view */
+    CHECK(derive(path, no_ngram_msve, wrong, NULL, NULL, lin, H), "write");
+    CHECK(mmspcl_classifier_load(&m, path, &err) != MMSPCL_OK && strstr(err.msg, "meld.linear.emotion.weight"), "3-class linear head: %s", err.msg);
+    CHECK(derive(path, no_heads, none, NULL, NULL, lin, H), "write");
+    CHECK(mmspcl_classifier_load(&m, path, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, "no emotion head"), "no head: %s", err.msg);
+    CHECK(derive(path, no_ngram, none, NULL, NULL, lin, H), "write");
+    CHECK(mmspcl_classifier_load(&m, path, &err) == MMSPCL_ERR_FORMAT && strstr(err.msg, "n-gram view"), "MSVE without a: %s", err.msg);
+    free(lin[0]);
+    free(lin[1]);
+}
+
 int main(void) {
     FILE *f;
     test_metrics();
@@ -294,5 +404,6 @@ int main(void) {
     test_q8_copy();
     test_from_memory();
     test_example_same_labels();
+    test_classifier_parts();
     return TEST_END();
 }
