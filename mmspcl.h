@@ -46,6 +46,9 @@
      13. Classifier
            13.1 Labels and the n-gram view; 13.2 The classifier file; 13.3 Views; 13.4 Heads;
            13.5 Dialogues as text
+     14. Audio
+           14.1 WAV files; 14.2 Resampling; 14.3 Kaldi filterbank and MFCC; 14.4 F0 and voicing;
+           14.5 eGeMAPS; 14.6 Encoding a WAV stream
      Between the declarations and the implementation: INTERNALS SHARED BY BOTH IMPLEMENTATIONS
      (OpenMP and allocator macros), which mmspcl_train.h's implementation uses too.
 
@@ -448,6 +451,21 @@ mmspcl_status mmspcl_bpe_from_arrays(mmspcl_bpe **out, const char *const *vocab,
                                      const uint32_t *vocab_lens, int64_t n_vocab,
                                      const char *const *merges, const uint32_t *merge_lens,
                                      int64_t n_merges, mmspcl_error *err);
+/* Flag of mmspcl_bpe_from_arrays_ex: what a RoBERTa tokenizer file must also satisfy. Every id
+   has a token (no holes), no token has two ids, and the vocabulary holds all five special tokens
+   <s> <pad> </s> <unk> <mask> (the message names the missing ones). */
+#define MMSPCL_BPE_STRICT 4
+/* mmspcl_bpe_from_arrays with flags (0 or MMSPCL_BPE_STRICT). out may be NULL: then the arrays
+   are only checked (MMSPCL_OK exactly when they load) and nothing is kept. *bad_merge (when not
+   NULL) receives the index of the refused merge, -1 when the refusal is not about a merge. One
+   validation for every writer and reader of tokenizer files: mmspcl-convert runs it before it
+   writes tokenizer.vocab / tokenizer.merges, mmspcl tokenize --vocab --merges before it
+   encodes. Messages quote tokens and merges with control and invalid UTF-8 bytes as \xNN. */
+mmspcl_status mmspcl_bpe_from_arrays_ex(mmspcl_bpe **out, const char *const *vocab,
+                                        const uint32_t *vocab_lens, int64_t n_vocab,
+                                        const char *const *merges, const uint32_t *merge_lens,
+                                        int64_t n_merges, int flags, int64_t *bad_merge,
+                                        mmspcl_error *err);
 void mmspcl_bpe_free(mmspcl_bpe *bpe);
 
 /* ---- 7.4 Encoding ------------------------------------------------------------------------ */
@@ -507,6 +525,15 @@ typedef struct mmspcl_roberta mmspcl_roberta;
 
 mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w, int max_batch,
                                   int max_seq, mmspcl_error *err);
+/* The hyper-parameters alone, each checked as mmspcl_roberta_load checks them before it looks at
+   a tensor (general.architecture "roberta"; the integer keys inside the ranges of
+   docs/ROBUSTNESS.md; pad_token_id < vocab_size and at least one position after it;
+   layer_norm_eps finite, in [1e-30, 1] (default 1e-5); hidden_act gelu; hidden_size a multiple
+   of num_attention_heads; a key of the wrong type is refused, never defaulted). The error names
+   the key. mmspcl-convert runs it on the metadata it is about to write: a file it writes always
+   passes. */
+mmspcl_status mmspcl_roberta_read_config(const mmspcl_weights *w, mmspcl_roberta_config *cfg,
+                                         mmspcl_error *err);
 mmspcl_status mmspcl_roberta_forward(mmspcl_roberta *m, const int32_t *ids, const int *lengths,
                                      int batch, int seq, float *hidden, mmspcl_error *err);
 const mmspcl_roberta_config *mmspcl_roberta_get_config(const mmspcl_roberta *m);
@@ -545,6 +572,16 @@ typedef struct mmspcl_turn {
 mmspcl_status mmspcl_spcl_prompts(const mmspcl_bpe *tok, const mmspcl_turn *turns, int n_turns,
                                   int max_len, int32_t *ids, int *lengths, int *mask_pos,
                                   mmspcl_error *err);
+/* The same with the turn asked about chosen per prompt: prompt t keeps turn t's context
+   (u_l..u_t and the rule for l above) and asks about turn q = query[t] instead of t:
+     ids = [<s>] + u_l + ... + u_t + bpe("For utterance:") + u_q + bpe(speaker_q + " feels <mask>")
+         + [</s>], the last max_len kept.
+   SPCL's training adds such a prompt for turns t > 3 with probability 0.2, q drawn from l..t-1
+   (data_process.py:74-83). query NULL, or query[t] == t: mmspcl_spcl_prompts; 0 <= query[t] <= t.
+   first (may be NULL) receives l for every prompt. */
+mmspcl_status mmspcl_spcl_prompts_query(const mmspcl_bpe *tok, const mmspcl_turn *turns, int n_turns,
+                                        const int *query, int max_len, int32_t *ids, int *lengths,
+                                        int *mask_pos, int *first, mmspcl_error *err);
 /* speaker + sep + text with SPCL's MELD cleaning (U+2019 -> ', every " dropped), as one
    NUL-terminated string the caller frees with MMSPCL_FREE; NULL when out of memory. */
 char *mmspcl_spcl_clean(const char *speaker, const char *sep, const char *text);
@@ -727,6 +764,14 @@ typedef struct mmspcl_clip mmspcl_clip;   /* opaque; owns its arena, points into
 /* Reads the config, checks every tensor and sizes the arena for max_batch images (>= 1). */
 mmspcl_status mmspcl_clip_load(mmspcl_clip **out, const mmspcl_weights *w, int max_batch,
                                mmspcl_error *err);
+/* The config alone, each key checked as mmspcl_clip_load checks it before it looks at a tensor
+   (general.architecture "clip_vision"; the integer keys inside the ranges of docs/ROBUSTNESS.md;
+   image_size a multiple of patch_size; crop_size equal to image_size; layer_norm_eps in
+   [1e-30, 1]; image_mean.N in [-1000, 1000], image_std.N in [1e-6, 1000]; every float finite; a
+   key of the wrong type refused, never defaulted). The error names the key. mmspcl-convert runs
+   it on the metadata it is about to write. */
+mmspcl_status mmspcl_clip_read_config(const mmspcl_weights *w, mmspcl_clip_config *cfg,
+                                      mmspcl_error *err);
 void mmspcl_clip_free(mmspcl_clip *m);
 const mmspcl_clip_config *mmspcl_clip_get_config(const mmspcl_clip *m);
 size_t mmspcl_clip_arena_bytes(const mmspcl_clip *m);
@@ -1056,6 +1101,266 @@ typedef struct mmspcl_dialogues {
 } mmspcl_dialogues;
 mmspcl_status mmspcl_dialogues_parse(const char *bytes, size_t size, mmspcl_dialogues *out, mmspcl_error *err);
 void mmspcl_dialogues_free(mmspcl_dialogues *d);
+
+/* ---------------------------------------------------------------------------------------------
+   14. Audio
+   Speech in, without openSMILE: WAV files read in blocks (files of any length in bounded
+   memory), resampling to 16 kHz, Kaldi-compatible log-mel filterbanks and MFCCs, F0 with
+   voicing after Praat's autocorrelation method, and eGeMAPS-style functionals. Every
+   definition, tolerance and measured accuracy: docs/AUDIO.md.
+
+     mmspcl_wav_reader r;
+     float block[4096];
+     int got;
+     mmspcl_wav_open(&r, "speech.wav", &err);            or mmspcl_wav_open_memory
+     while (!(st = mmspcl_wav_read(&r, block, 4096, &got, &err)) && got > 0)
+         ... got mono samples in [-1, 1) at r.info.sample_rate ...
+     mmspcl_wav_close(&r);
+
+   14.1 WAV files
+     RIFF/WAVE: a "fmt " chunk, then a "data" chunk; other chunks are skipped (an odd size is
+     followed by one pad byte, per RIFF); nothing after the data chunk is read. Formats: 1 (PCM:
+     8-bit unsigned, 16/24/32-bit signed little-endian, or any bit count 1..32 left-justified in a
+     container of 1..4 bytes), 3 (IEEE float, 32 or 64 bit) and 0xFFFE (WAVE_FORMAT_EXTENSIBLE
+     whose sub-format GUID is PCM or float). Any channel count 1..65535, mixed to mono by
+     averaging; any rate 1..MMSPCL_WAV_MAX_RATE. Samples come out as floats: integers divided by
+     2^(8 x container bytes - 1) (8-bit: (u - 128) / 128), floats as stored.
+     Refused (MMSPCL_ERR_FORMAT, naming the byte offset): a truncated header, a chunk whose size
+     runs past the end of the RIFF or the file, a data chunk before the fmt chunk or none, 0
+     channels, a rate of 0 or over the maximum, a block size other than channels x container
+     bytes, a data size that is not a whole number of frames, no frames, and (when read) a NaN or
+     infinite float sample or a file that ends inside the data chunk. The reader holds one block
+     of bytes (64 KiB, or one frame when larger): a 10-hour file is never loaded whole.
+   ------------------------------------------------------------------------------------------ */
+#define MMSPCL_WAV_MAX_RATE 1000000
+#define MMSPCL_WAV_PCM 1
+#define MMSPCL_WAV_FLOAT 3
+#define MMSPCL_WAV_EXTENSIBLE 0xFFFE
+
+typedef struct mmspcl_wav_info {
+    int format;             /* MMSPCL_WAV_PCM or MMSPCL_WAV_FLOAT (an extensible file's sub-format) */
+    int extensible;         /* 1: the fmt chunk said WAVE_FORMAT_EXTENSIBLE */
+    int channels, sample_rate;
+    int bits;               /* bits per sample as the fmt chunk states them */
+    int container;          /* bytes per sample as stored: 1..4, or 8 (64-bit float) */
+    int64_t frames;         /* sample frames (one sample per channel) in the data chunk */
+    int64_t data_offset;    /* byte offset of the first sample */
+} mmspcl_wav_info;
+
+typedef struct mmspcl_wav_reader {
+    mmspcl_wav_info info;
+    /* private */
+    void *file;                      /* FILE *, or NULL when reading memory */
+    int own_file, seekable;
+    const unsigned char *mem;
+    size_t mem_size;
+    int64_t file_size;               /* -1: unknown (a pipe) */
+    int64_t frames_read;
+    unsigned char *buf;
+    size_t buf_cap;
+    char name[96];
+} mmspcl_wav_reader;
+
+/* A file ("-": standard input, which is read forward only). Not in MMSPCL_NO_STDIO builds. */
+mmspcl_status mmspcl_wav_open(mmspcl_wav_reader *r, const char *path, mmspcl_error *err);
+/* Bytes in memory, read in place (they must outlive r). */
+mmspcl_status mmspcl_wav_open_memory(mmspcl_wav_reader *r, const void *bytes, size_t size, mmspcl_error *err);
+/* Up to max frames, mixed to mono, into mono[0..*got); *got == 0 at the end of the data. */
+mmspcl_status mmspcl_wav_read(mmspcl_wav_reader *r, float *mono, int max, int *got, mmspcl_error *err);
+/* Back to the first sample (memory, regular files; standard input: MMSPCL_ERR_UNSUPPORTED). */
+mmspcl_status mmspcl_wav_rewind(mmspcl_wav_reader *r, mmspcl_error *err);
+/* All (remaining) frames as one mono buffer (free with mmspcl_free); over max_frames frames:
+   MMSPCL_ERR_UNSUPPORTED before anything is read. */
+mmspcl_status mmspcl_wav_read_all(mmspcl_wav_reader *r, int64_t max_frames, float **mono, int64_t *n, mmspcl_error *err);
+void mmspcl_wav_close(mmspcl_wav_reader *r);
+
+/* ---- 14.2 Resampling ------------------------------------------------------------------------
+     Band-limited interpolation with a Kaiser-windowed sinc (beta 9, 48 zero crossings of the
+     lower rate on each side, cutoff 0.46875 of the lower rate: 7.5 kHz when one side is 16 kHz).
+     Output sample k is at input time k * in_rate / out_rate exactly (rational arithmetic);
+     samples before the first and after the last are zero. Exact polyphase coefficients when
+     out_rate / gcd(in_rate, out_rate) <= 1024 (every common rate), otherwise 1024 phases and
+     linear interpolation between the two nearest. Measured by tests/test_audio.c on a stepped
+     sine sweep (docs/AUDIO.md): passband ripple +-0.0003 dB to 7 kHz, stopband >= 91 dB from
+     8 kHz (to 16 kHz), images >= 100 dB down (from 8 kHz).
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_resampler {
+    int in_rate, out_rate;
+    /* private */
+    int64_t p, q;                    /* in_rate / g, out_rate / g */
+    int half, taps, fine;            /* taps per side (input samples), 2 * half, 1: 1024 interpolated phases */
+    double fc, width;                /* cutoff (cycles per input sample), window half-width (input samples) */
+    float *table;                    /* [q][taps] exact, or the fine kernel table */
+    int table_n;
+    float *hist;                     /* input samples [hist_base, hist_base + hist_len) */
+    int64_t hist_base;
+    int hist_len, hist_cap;
+    int64_t n_in, k;                 /* inputs taken; the next output's index */
+    int done;
+} mmspcl_resampler;
+
+mmspcl_status mmspcl_resampler_init(mmspcl_resampler *r, int in_rate, int out_rate, mmspcl_error *err);
+/* Room that always suffices for the outputs of one mmspcl_resample call with n inputs (last
+   included), whatever came before: a buffer of mmspcl_resample_bound(r, 4096) floats takes
+   every call of up to 4096 inputs. */
+int64_t mmspcl_resample_bound(const mmspcl_resampler *r, int64_t n);
+/* Takes in[0..n) and writes the outputs now complete (cap too small for them: MMSPCL_ERR_ARG,
+   nothing taken); last = 1 with the final input flushes the rest: ceil(total * out / in)
+   outputs in all. */
+mmspcl_status mmspcl_resample(mmspcl_resampler *r, const float *in, int n, int last, float *out, int cap, int *n_out,
+                              mmspcl_error *err);
+/* Output count for n inputs in all: ceil(n * out_rate / in_rate). */
+int64_t mmspcl_resample_count(int in_rate, int out_rate, int64_t n);
+/* Back to the state after init (a new stream, the same rates), keeping the coefficients. */
+void mmspcl_resampler_reset(mmspcl_resampler *r);
+void mmspcl_resampler_free(mmspcl_resampler *r);
+
+/* ---- 14.3 Kaldi filterbank and MFCC ---------------------------------------------------------
+     Equal to torchaudio.compliance.kaldi.fbank (num_mel_bins 80) and .mfcc (23 bins, 13
+     cepstra, lifter 22, use_energy) with dither 0 and the other options at their defaults, on
+     the samples x 32768 (the int16 scale Kaldi reads WAV files in): frames of 25 ms every 10 ms
+     (snip_edges: 1 + (n - len) / shift frames), DC offset removed, pre-emphasis 0.97, Povey
+     window, FFT of the next power of two, power spectrum, triangular mel bins from 20 Hz to the
+     Nyquist frequency, log(max(e, FLT_EPSILON)); MFCC: orthonormal DCT-II (c0 with sqrt(1/23)),
+     lifter 1 + 11 sin(pi i / 22), c0 replaced by the log energy of the frame after DC removal
+     (floor 0 = log 1). Double precision throughout; measured against torchaudio: docs/AUDIO.md.
+   ------------------------------------------------------------------------------------------ */
+#define MMSPCL_FBANK 0   /* 80 log mel energies a frame */
+#define MMSPCL_MFCC 1    /* 13 cepstra a frame (c0: log energy) */
+
+typedef struct mmspcl_fbank {
+    int kind, rate, dim;             /* dim: 80 or 13 */
+    int win, shift, nfft;            /* samples */
+    /* private */
+    int n_mel;
+    double *window, *mel_w, *dct, *lifter, *work, *twc, *tws;
+    int *mel_lo, *mel_n, *rev;
+    float *buf;                      /* samples [buf_base, buf_base + buf_len) */
+    int64_t buf_base, next_frame;
+    int buf_len, buf_cap;
+} mmspcl_fbank;
+
+mmspcl_status mmspcl_fbank_init(mmspcl_fbank *f, int kind, int sample_rate, mmspcl_error *err);
+/* Frames for n samples in all: 1 + (n - win) / shift, 0 when n < win. */
+int64_t mmspcl_fbank_frames(const mmspcl_fbank *f, int64_t n);
+/* Takes x[0..n) and writes the frames now complete, dim floats each, at most cap frames
+   (cap below what n completes: MMSPCL_ERR_ARG; (n + shift - 1) / shift + 1 always suffices). */
+mmspcl_status mmspcl_fbank_push(mmspcl_fbank *f, const float *x, int n, float *out, int cap, int *n_frames,
+                                mmspcl_error *err);
+void mmspcl_fbank_free(mmspcl_fbank *f);
+/* One call for samples in memory: out holds mmspcl_fbank_frames(n) x dim floats. */
+mmspcl_status mmspcl_fbank_compute(int kind, int sample_rate, const float *x, int64_t n, float *out, mmspcl_error *err);
+
+/* ---- 14.4 F0 and voicing --------------------------------------------------------------------
+     Praat's "To Pitch (ac)" (Boersma 1993) with its standard settings: time step 10 ms, floor
+     75 Hz, ceiling 600 Hz, 15 candidates, Hanning window of 3 periods of the floor (40 ms),
+     silence threshold 0.03, voicing threshold 0.45, octave cost 0.01, octave-jump cost 0.35,
+     voiced/unvoiced cost 0.14. Frames are Praat's: as many 40 ms windows as fit, centred in the
+     sound, frame i at time t0 + 0.01 i (mmspcl_pitch_time). Per frame: local mean removed, the
+     autocorrelation divided by the window's, maxima refined by sinc interpolation (Brent); then
+     the Viterbi path over all frames. Output: F0 in Hz, 0 when unvoiced. The path is decided
+     as the survivors of the Viterbi search merge (a forced decision after
+     MMSPCL_PITCH_MAX_LAG frames without a merge), so memory stays bounded. The silence
+     threshold is relative to the sound's absolute peak (after its mean is removed): pass it in
+     (a first pass over the file: mmspcl_audio_peak), or 0 to use the peak of what was pushed
+     before the first frame completed (not Praat's). Measured against Praat: docs/AUDIO.md.
+   ------------------------------------------------------------------------------------------ */
+#define MMSPCL_PITCH_MAX_CAND 15
+#define MMSPCL_PITCH_MAX_LAG 2000
+
+/* The peak of |x - mean(x)| over a whole sound, from running sums (streams: call on each block). */
+typedef struct mmspcl_audio_peak { double sum, lo, hi; int64_t n; } mmspcl_audio_peak;
+void mmspcl_audio_peak_add(mmspcl_audio_peak *p, const float *x, int64_t n);   /* zero p first */
+double mmspcl_audio_peak_value(const mmspcl_audio_peak *p);
+
+typedef struct mmspcl_pitch_frame {   /* one frame's candidates (private) */
+    float freq[MMSPCL_PITCH_MAX_CAND], strength[MMSPCL_PITCH_MAX_CAND];
+    unsigned char psi[MMSPCL_PITCH_MAX_CAND], n;
+    float intensity;
+} mmspcl_pitch_frame;
+
+typedef struct mmspcl_pitch {
+    int rate;
+    int64_t n_samples, n_frames;     /* the whole sound's, given at init */
+    double t0, dt;                   /* time of frame 0 (s), time step */
+    /* private */
+    double global_peak;
+    mmspcl_audio_peak run;           /* of the samples pushed (global_peak <= 0) */
+    int nwin, half, nper, halfper, nfft, ixmax, max_lag;
+    double *window, *windowR, *work, *spec, *R, *twc, *tws, delta[MMSPCL_PITCH_MAX_CAND];
+    int *rev;
+    float *buf;
+    int64_t buf_base, next_frame, frames_out, q_base;
+    int buf_len, buf_cap;
+    mmspcl_pitch_frame *q;           /* frames [q_base, next_frame) not yet decided */
+    int q_cap;
+    float *ready;                    /* decided (F0, strength) pairs not yet taken */
+    int ready_len, ready_cap;
+} mmspcl_pitch;
+
+/* n_samples: the sound's length in samples (frames depend on it); global_peak as above. */
+mmspcl_status mmspcl_pitch_init(mmspcl_pitch *p, int sample_rate, int64_t n_samples, double global_peak,
+                                mmspcl_error *err);
+/* Takes x[0..n) (at most n_samples in all); decided F0 values queue up for mmspcl_pitch_take. */
+mmspcl_status mmspcl_pitch_push(mmspcl_pitch *p, const float *x, int n, mmspcl_error *err);
+/* After the last push: decides the remaining frames. */
+mmspcl_status mmspcl_pitch_finish(mmspcl_pitch *p, mmspcl_error *err);
+/* Moves up to cap decided frames (in order) out: F0 (Hz, 0 unvoiced) to f0 and, when strength is
+   not NULL, the chosen candidate's strength (its normalised autocorrelation; 0 unvoiced).
+   Returns the count. */
+int mmspcl_pitch_take(mmspcl_pitch *p, float *f0, float *strength, int cap);
+double mmspcl_pitch_time(const mmspcl_pitch *p, int64_t frame);
+void mmspcl_pitch_free(mmspcl_pitch *p);
+/* One call for a sound in memory: f0 holds mmspcl_pitch_frames(rate, n) floats. */
+int64_t mmspcl_pitch_frames(int sample_rate, int64_t n_samples);
+mmspcl_status mmspcl_pitch_compute(int sample_rate, const float *x, int64_t n, float *f0, mmspcl_error *err);
+
+/* ---- 14.5 eGeMAPS ----------------------------------------------------------------------------
+     The 88 functionals of eGeMAPS v02 (Eyben et al. 2016), named as openSMILE's eGeMAPSv02 CSV
+     header (mmspcl_egemaps_names), over low-level descriptors (LLDs) computed here on the
+     16 kHz sound every 10 ms on the frames of 14.4. Each LLD and functional is defined in
+     docs/AUDIO.md; they follow the paper's definitions, NOT openSMILE's code: values are of the
+     same kind and order of magnitude, not openSMILE's numbers (docs/AUDIO.md says where they
+     differ). The F0 is 14.4's (Praat), formants are Praat's Burg method, HNR comes from the
+     pitch candidate's autocorrelation.
+     LLD rows (mmspcl_egemaps_take_lld), MMSPCL_EGEMAPS_LLD floats a frame, 0 where a voiced-only
+     LLD is undefined: F0 (Hz), loudness, spectral flux, MFCC 1-4, jitter (local, fraction),
+     shimmer (local, dB), HNR (dB), H1-H2 (dB), H1-A3 (dB), F1, F1 bandwidth, F1 amplitude
+     relative to H1 (dB), the same for F2 and F3, alpha ratio (dB), Hammarberg index (dB),
+     spectral slope 0-500 Hz and 500-1500 Hz (dB/Hz), frame power (mean square).
+     Memory: bounded but for 8 bytes a frame (the F0 and loudness values the percentiles sort).
+   ------------------------------------------------------------------------------------------ */
+#define MMSPCL_EGEMAPS_N 88
+#define MMSPCL_EGEMAPS_LLD 26
+extern const char *const mmspcl_egemaps_names[MMSPCL_EGEMAPS_N];
+typedef struct mmspcl_egemaps mmspcl_egemaps;
+/* n_samples and global_peak as for mmspcl_pitch_init, at 16 kHz; keep_lld: queue LLD rows. */
+mmspcl_status mmspcl_egemaps_new(mmspcl_egemaps **out, int64_t n_samples, double global_peak, int keep_lld,
+                                 mmspcl_error *err);
+mmspcl_status mmspcl_egemaps_push(mmspcl_egemaps *g, const float *x, int n, mmspcl_error *err);
+/* After the last push: the 88 values into out. */
+mmspcl_status mmspcl_egemaps_finish(mmspcl_egemaps *g, float *out, mmspcl_error *err);
+/* Up to cap LLD rows (frames in order) of a keep_lld extractor; returns the count. */
+int mmspcl_egemaps_take_lld(mmspcl_egemaps *g, float *rows, int cap);
+void mmspcl_egemaps_free(mmspcl_egemaps *g);
+/* One call for a 16 kHz sound in memory. */
+mmspcl_status mmspcl_egemaps_compute(const float *x, int64_t n, float *out, mmspcl_error *err);
+
+/* ---- 14.6 Encoding a WAV stream --------------------------------------------------------------
+     The command line's path: a WAV reader's samples, resampled to MMSPCL_AUDIO_RATE (16 kHz)
+     unless already at it, into one feature; rows go to a callback as they complete, so memory
+     stays bounded for any length. F0 (and eGeMAPS) need the sound's peak (14.4): from a first
+     pass over the file when the reader can rewind (files, memory), otherwise (standard input)
+     the running peak. The reader is read from where it stands to its end.
+   ------------------------------------------------------------------------------------------ */
+#define MMSPCL_AUDIO_RATE 16000
+#define MMSPCL_F0 2                  /* 1 value a 10 ms frame (Praat's grid): Hz, 0 unvoiced */
+#define MMSPCL_EGEMAPS 3             /* 88 values for the whole sound (14.5) */
+/* Floats a row: 80, 13, 1 or 88; 0 for an unknown feature. */
+int mmspcl_audio_dim(int feature);
+/* Called with n_rows rows of dim floats each; a status other than MMSPCL_OK stops the encoding. */
+typedef mmspcl_status (*mmspcl_audio_rows_fn)(void *user, const float *rows, int n_rows, int dim, mmspcl_error *err);
+mmspcl_status mmspcl_audio_encode(mmspcl_wav_reader *r, int feature, mmspcl_audio_rows_fn fn, void *user, mmspcl_error *err);
 
 #ifdef __cplusplus
 }
@@ -4035,16 +4340,74 @@ void mmspcl_bpe_free(mmspcl_bpe *bpe) {
     MMSPCL_FREE(bpe);
 }
 
+/* s[0..len) for a message: at most 48 bytes, control bytes and bytes outside well-formed UTF-8 as
+   \xNN, "..." when cut; always NUL-terminated in buf (64 bytes at least). */
+static const char *mmspcl__bpe_show(char *buf, size_t cap, const char *s, size_t len) {
+    size_t i = 0, o = 0;
+    while (s && i < len && i < 48 && o + 8 < cap) {
+        uint32_t cp;
+        size_t k = mmspcl__bpe_utf8((const unsigned char *)s + i, len - i, &cp);
+        if (cp == MMSPCL__BPE_INVALID || cp < 0x20 || cp == 0x7F) {
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02X", (unsigned)(unsigned char)s[i]);
+            i++;
+        } else {
+            memcpy(buf + o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    if (s && i < len && o + 4 <= cap) { memcpy(buf + o, "...", 3); o += 3; }
+    buf[o] = 0;
+    return buf;
+}
+
+/* MMSPCL_BPE_STRICT, on a built tokenizer: no holes, no token twice, the five specials present. */
+static mmspcl_status mmspcl__bpe_strict(const mmspcl_bpe *bpe, mmspcl_error *err) {
+    char miss[64], show[128];
+    size_t ml = 0;
+    int64_t i;
+    int k;
+    for (i = 0; i < bpe->n_vocab; i++) {
+        const char *t = bpe->pool + bpe->tok_off[i];
+        int32_t first;
+        if (!bpe->tok_len[i])
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: token id %lld is empty (every id from 0 to %lld needs a token)",
+                                (long long)i, (long long)bpe->n_vocab - 1);
+        if ((first = mmspcl__bpe_lookup2(bpe, t, bpe->tok_len[i], "", 0)) != (int32_t)i)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: token \"%s\" has two ids, %d and %lld (one id per token)",
+                                mmspcl__bpe_show(show, sizeof show, t, bpe->tok_len[i]), (int)first, (long long)i);
+    }
+    miss[0] = 0;
+    for (k = 0; k < MMSPCL__BPE_N_SPECIAL; k++)
+        if (bpe->special[k] < 0)
+            ml += (size_t)snprintf(miss + ml, sizeof miss - ml, "%s%s", ml ? " " : "", mmspcl__bpe_special_names[k]);
+    if (ml)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: the vocabulary lacks the special token%s %s "
+                            "(RoBERTa and the SPCL prompt need all of <s> <pad> </s> <unk> <mask>)", strchr(miss, ' ') ? "s" : "", miss);
+    return MMSPCL_OK;
+}
+
 mmspcl_status mmspcl_bpe_from_arrays(mmspcl_bpe **out, const char *const *vocab,
                                      const uint32_t *vocab_lens, int64_t n_vocab,
                                      const char *const *merges, const uint32_t *merge_lens,
                                      int64_t n_merges, mmspcl_error *err) {
+    if (!out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "bpe: out is NULL");
+    return mmspcl_bpe_from_arrays_ex(out, vocab, vocab_lens, n_vocab, merges, merge_lens, n_merges, 0, NULL, err);
+}
+
+mmspcl_status mmspcl_bpe_from_arrays_ex(mmspcl_bpe **out, const char *const *vocab,
+                                        const uint32_t *vocab_lens, int64_t n_vocab,
+                                        const char *const *merges, const uint32_t *merge_lens,
+                                        int64_t n_merges, int flags, int64_t *bad_merge,
+                                        mmspcl_error *err) {
     mmspcl_bpe *bpe;
     size_t pool_size = 0, off = 0;
     int64_t i, first = 0;
     int b, n_cp = 0;
-    if (!out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "bpe: out is NULL");
-    *out = NULL;
+    char show[128];
+    mmspcl_status st;
+    if (out) *out = NULL;
+    if (bad_merge) *bad_merge = -1;
     if (!vocab || n_vocab <= 0 || n_vocab > 0x3FFFFFFF)
         return mmspcl__fail(err, MMSPCL_ERR_ARG, "bpe: vocabulary of %lld tokens (1..2^30 allowed)", (long long)n_vocab);
     if (n_merges < 0 || n_merges > 0x3FFFFFFF || (n_merges > 0 && !merges))
@@ -4121,16 +4484,18 @@ mmspcl_status mmspcl_bpe_from_arrays(mmspcl_bpe **out, const char *const *vocab,
         sp = len ? (const char *)memchr(m, ' ', len) : NULL;
         if (!sp || sp == m || sp == m + len - 1 || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - m))) {
             mmspcl_bpe_free(bpe);
-            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: merge %lld \"%.*s\" is not \"left right\"",
-                                (long long)i, (int)(len > 60 ? 60 : len), m ? m : "");
+            if (bad_merge) *bad_merge = i;
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: merge %lld \"%s\" is not \"left right\" (two tokens, one space)",
+                                (long long)i, mmspcl__bpe_show(show, sizeof show, m, len));
         }
         lid = mmspcl__bpe_lookup2(bpe, m, (size_t)(sp - m), "", 0);
         rid = mmspcl__bpe_lookup2(bpe, sp + 1, len - (size_t)(sp + 1 - m), "", 0);
         nid = mmspcl__bpe_lookup2(bpe, m, (size_t)(sp - m), sp + 1, len - (size_t)(sp + 1 - m));
         if (lid < 0 || rid < 0 || nid < 0) {
             mmspcl_bpe_free(bpe);
-            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: merge %lld \"%.*s\": %s is not in the vocabulary",
-                                (long long)i, (int)(len > 60 ? 60 : len), m,
+            if (bad_merge) *bad_merge = i;
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "bpe: merge %lld \"%s\": %s is not in the vocabulary",
+                                (long long)i, mmspcl__bpe_show(show, sizeof show, m, len),
                                 lid < 0 ? "its left part" : rid < 0 ? "its right part" : "the merged token");
         }
         key = ((uint64_t)(uint32_t)lid << 32) | (uint32_t)rid;
@@ -4145,7 +4510,12 @@ mmspcl_status mmspcl_bpe_from_arrays(mmspcl_bpe **out, const char *const *vocab,
         const char *nm = mmspcl__bpe_special_names[b];
         bpe->special[b] = mmspcl__bpe_lookup2(bpe, nm, strlen(nm), "", 0);
     }
-    *out = bpe;
+    if ((flags & MMSPCL_BPE_STRICT) && (st = mmspcl__bpe_strict(bpe, err))) {
+        mmspcl_bpe_free(bpe);
+        return st;
+    }
+    if (out) *out = bpe;
+    else mmspcl_bpe_free(bpe);
     return MMSPCL_OK;
 }
 
@@ -4498,11 +4868,23 @@ static mmspcl_status mmspcl__table(const mmspcl_weights *w, const char *name, in
     return mmspcl_weights_expect(w, name, 2, ne, out, err);
 }
 
+/* "" when key is absent or has one of the types wanted (bits 1 << MMSPCL_KV_*), else
+   " (it is a string)" and the like, for messages about a key of the wrong type. */
+static const char *mmspcl__kv_wrong(const mmspcl_weights *w, const char *key, unsigned wanted) {
+    static const char *const what[5] = {"", " (it is an integer)", " (it is a float)", " (it is a string)",
+                                        " (it is a string array)"};
+    const mmspcl_kv *kv = mmspcl_weights_get(w, key);
+    if (!kv || (wanted >> kv->type) & 1u || kv->type < 1 || kv->type > 4) return "";
+    return what[kv->type];
+}
+
 static mmspcl_status mmspcl__get_hparam(const mmspcl_weights *w, const char *key, int64_t lo,
                                         int64_t hi, int *out, mmspcl_error *err) {
     int64_t v;
-    if (!mmspcl_weights_get_int(w, key, &v))
-        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "weight file has no integer '%s'", key);
+    if (!mmspcl_weights_get_int(w, key, &v)) {
+        const char *why = mmspcl__kv_wrong(w, key, 1u << MMSPCL_KV_INT);
+        return mmspcl__fail(err, *why ? MMSPCL_ERR_FORMAT : MMSPCL_ERR_NOT_FOUND, "weight file has no integer '%s'%s", key, why);
+    }
     if (v < lo || v > hi)
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "'%s' = %lld is outside [%lld, %lld]", key, (long long)v,
                             (long long)lo, (long long)hi);
@@ -4517,24 +4899,16 @@ static size_t mmspcl__roberta_arena_need(const mmspcl_roberta_config *c, int max
            + 8 * 64 + (size_t)max_seq;
 }
 
-mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w, int max_batch,
-                                  int max_seq, mmspcl_error *err) {
-    mmspcl_roberta *m;
-    mmspcl_roberta_config *c;
+mmspcl_status mmspcl_roberta_read_config(const mmspcl_weights *w, mmspcl_roberta_config *c,
+                                         mmspcl_error *err) {
     const char *arch = NULL, *act = NULL;
     double eps = 1e-5;
-    char name[128];
-    int64_t ne2[2];
-    int l;
+    int64_t ieps;
     mmspcl_status st;
-    *out = NULL;
+    if (!w || !c) return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_read_config: NULL argument");
+    memset(c, 0, sizeof *c);
     if (!mmspcl_weights_get_str(w, "general.architecture", &arch) || strcmp(arch, "roberta") != 0)
-        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "weight file holds '%s', not a roberta encoder", arch ? arch : "(no general.architecture)");
-    if (max_batch < 1 || max_seq < 1)
-        return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_load: max_batch and max_seq must be >= 1");
-    if (!(m = (mmspcl_roberta *)MMSPCL_MALLOC(sizeof *m))) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory");
-    memset(m, 0, sizeof *m);
-    c = &m->cfg;
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "weight file holds '%.64s', not a roberta encoder", arch ? arch : "(no general.architecture)");
     if ((st = mmspcl__get_hparam(w, "roberta.vocab_size", 1, 1 << 24, &c->vocab_size, err)) ||
         (st = mmspcl__get_hparam(w, "roberta.hidden_size", 1, 1 << 16, &c->hidden_size, err)) ||
         (st = mmspcl__get_hparam(w, "roberta.num_hidden_layers", 1, 1024, &c->num_layers, err)) ||
@@ -4543,17 +4917,42 @@ mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w,
         (st = mmspcl__get_hparam(w, "roberta.max_position_embeddings", 1, 1 << 20, &c->max_positions, err)) ||
         (st = mmspcl__get_hparam(w, "roberta.type_vocab_size", 1, 1 << 16, &c->type_vocab_size, err)) ||
         (st = mmspcl__get_hparam(w, "roberta.pad_token_id", 0, c->vocab_size - 1, &c->pad_id, err)))
-        goto fail;
-    mmspcl_weights_get_float(w, "roberta.layer_norm_eps", &eps);
+        return st;
+    if (c->max_positions < c->pad_id + 2)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "'roberta.max_position_embeddings' = %d leaves no position after "
+                            "'roberta.pad_token_id' = %d (positions start at pad_token_id + 1)", c->max_positions, c->pad_id);
+    if (*mmspcl__kv_wrong(w, "roberta.layer_norm_eps", 1u << MMSPCL_KV_FLOAT | 1u << MMSPCL_KV_INT))
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "'roberta.layer_norm_eps' is not a number%s",
+                            mmspcl__kv_wrong(w, "roberta.layer_norm_eps", 1u << MMSPCL_KV_FLOAT | 1u << MMSPCL_KV_INT));
+    if (!mmspcl_weights_get_float(w, "roberta.layer_norm_eps", &eps) && mmspcl_weights_get_int(w, "roberta.layer_norm_eps", &ieps))
+        eps = (double)ieps;
+    if (!(eps >= 1e-30 && eps <= 1.0))   /* NaN fails too */
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "'roberta.layer_norm_eps' = %g is outside [1e-30, 1] (a LayerNorm "
+                            "epsilon is small and positive)", eps);
     c->layer_norm_eps = (float)eps;
-    if (mmspcl_weights_get_str(w, "roberta.hidden_act", &act) && strcmp(act, "gelu") != 0) {
-        st = mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "roberta.hidden_act '%s' is not supported (only gelu)", act);
-        goto fail;
-    }
-    if (c->hidden_size % c->num_heads) {
-        st = mmspcl__fail(err, MMSPCL_ERR_FORMAT, "hidden_size %d is not a multiple of %d heads", c->hidden_size, c->num_heads);
-        goto fail;
-    }
+    if (mmspcl_weights_get_str(w, "roberta.hidden_act", &act) && strcmp(act, "gelu") != 0)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "roberta.hidden_act '%.64s' is not supported (only gelu)", act);
+    if (c->hidden_size % c->num_heads)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "'roberta.hidden_size' = %d is not a multiple of "
+                            "'roberta.num_attention_heads' = %d", c->hidden_size, c->num_heads);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w, int max_batch,
+                                  int max_seq, mmspcl_error *err) {
+    mmspcl_roberta *m;
+    mmspcl_roberta_config *c;
+    char name[128];
+    int64_t ne2[2];
+    int l;
+    mmspcl_status st;
+    *out = NULL;
+    if (max_batch < 1 || max_seq < 1)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_load: max_batch and max_seq must be >= 1");
+    if (!(m = (mmspcl_roberta *)MMSPCL_MALLOC(sizeof *m))) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory");
+    memset(m, 0, sizeof *m);
+    c = &m->cfg;
+    if ((st = mmspcl_roberta_read_config(w, c, err))) goto fail;
     if ((st = mmspcl__table(w, "embeddings.word_embeddings.weight", c->vocab_size, c->hidden_size, &m->word_emb, err)) ||
         (st = mmspcl__table(w, "embeddings.position_embeddings.weight", c->max_positions, c->hidden_size, &m->pos_emb, err)) ||
         (st = mmspcl__table(w, "embeddings.token_type_embeddings.weight", c->type_vocab_size, c->hidden_size, &m->type_emb, err)) ||
@@ -4747,12 +5146,21 @@ static mmspcl_status mmspcl__spcl_tokenize(const mmspcl_bpe *tok, const char *te
 mmspcl_status mmspcl_spcl_prompts(const mmspcl_bpe *tok, const mmspcl_turn *turns, int n_turns,
                                   int max_len, int32_t *ids, int *lengths, int *mask_pos,
                                   mmspcl_error *err) {
+    return mmspcl_spcl_prompts_query(tok, turns, n_turns, NULL, max_len, ids, lengths, mask_pos, NULL, err);
+}
+
+mmspcl_status mmspcl_spcl_prompts_query(const mmspcl_bpe *tok, const mmspcl_turn *turns, int n_turns,
+                                        const int *qturn, int max_len, int32_t *ids, int *lengths,
+                                        int *mask_pos, int *first, mmspcl_error *err) {
     int32_t *all = NULL, *query = NULL;
     int *start = NULL, n_all = 0, cap_all = 0, n_query = 0, cap_query = 0, t;
     const int32_t bos = mmspcl_bpe_token_id(tok, "<s>"), eos = mmspcl_bpe_token_id(tok, "</s>");
     const int32_t mask = mmspcl_bpe_token_id(tok, "<mask>"), pad = mmspcl_bpe_token_id(tok, "<pad>");
     mmspcl_status st = MMSPCL_OK;
     if (n_turns < 1 || max_len < 16) return mmspcl__fail(err, MMSPCL_ERR_ARG, "spcl_prompts: need >= 1 turn and max_len >= 16");
+    for (t = 0; qturn && t < n_turns; t++)
+        if (qturn[t] < 0 || qturn[t] > t)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "spcl_prompts: prompt %d asks about turn %d (0..%d allowed)", t, qturn[t], t);
     if (bos < 0 || eos < 0 || mask < 0)
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "spcl_prompts: the vocabulary lacks <s>, </s> or <mask>");
     if (!(start = (int *)MMSPCL_MALLOC((size_t)(n_turns + 1) * sizeof(int)))) {
@@ -4781,8 +5189,9 @@ mmspcl_status mmspcl_spcl_prompts(const mmspcl_bpe *tok, const mmspcl_turn *turn
 
     for (t = 0; t < n_turns; t++) {
         int32_t *tail = NULL;
+        const int q = qturn ? qturn[t] : t;
         int n_tail = 0, cap_tail = 0, l = 0, j, len_t = start[t + 1] - start[t], total, skip, o;
-        char *p = mmspcl_spcl_clean(turns[t].speaker ? turns[t].speaker : "", " feels <mask>", "");
+        char *p = mmspcl_spcl_clean(turns[q].speaker ? turns[q].speaker : "", " feels <mask>", "");
         if (!p) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "spcl_prompts: out of memory"); goto done; }
         st = mmspcl__spcl_tokenize(tok, p, &tail, &n_tail, &cap_tail);
         MMSPCL_FREE(p);
@@ -4792,14 +5201,15 @@ mmspcl_status mmspcl_spcl_prompts(const mmspcl_bpe *tok, const mmspcl_turn *turn
             if ((start[t + 1] - start[j]) + 8 + len_t <= max_len) break;
         }
         if (l < t - MMSPCL_SPCL_MAX_CONTEXT) l = t - MMSPCL_SPCL_MAX_CONTEXT;
-        total = 1 + (start[t + 1] - start[l]) + n_query + len_t + n_tail + 1;
+        if (first) first[t] = l;
+        total = 1 + (start[t + 1] - start[l]) + n_query + (start[q + 1] - start[q]) + n_tail + 1;
         skip = total > max_len ? total - max_len : 0;   /* keep the last max_len ids */
         o = 0;
 #define MMSPCL__EMIT(id) do { if (skip > 0) skip--; else ids[(size_t)t * max_len + o++] = (id); } while (0)
         MMSPCL__EMIT(bos);
         for (j = start[l]; j < start[t + 1]; j++) MMSPCL__EMIT(all[j]);
         for (j = 0; j < n_query; j++) MMSPCL__EMIT(query[j]);
-        for (j = start[t]; j < start[t + 1]; j++) MMSPCL__EMIT(all[j]);
+        for (j = start[q]; j < start[q + 1]; j++) MMSPCL__EMIT(all[j]);
         for (j = 0; j < n_tail; j++) MMSPCL__EMIT(tail[j]);
         MMSPCL__EMIT(eos);
 #undef MMSPCL__EMIT
@@ -5047,14 +5457,23 @@ static mmspcl_status mmspcl__img_bmp(const unsigned char *p, size_t n, mmspcl_im
     }
     if (w < 1 || h < 1 || w > MMSPCL_IMAGE_MAX_SIDE || h > MMSPCL_IMAGE_MAX_SIDE || w * h > MMSPCL_IMAGE_MAX_PIXELS)
         return mmspcl__img_alloc(out, w, h, label, "BMP", err);
+    /* the pixels start after the headers (and the bit-field masks a 40-byte header is followed by) */
+    pal_off = 14 + (size_t)hsize + (compression == 3 && hsize < 52 ? 12 : 0);
+    if (off < pal_off)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: pixel data offset %u (bytes 10-13) points inside the "
+                            "headers, which end at byte %zu", label, (unsigned)off, pal_off);
     if (bits <= 8) {
         size_t k, avail, maxc = (size_t)1 << bits;
         size_t count = ncolors ? ncolors : maxc;
         if (ncolors > 65536)
-            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: palette of %u colours", label, (unsigned)ncolors);
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: palette of %u colours (bytes 46-49)", label, (unsigned)ncolors);
+        /* the palette is as long as the header says (entries past 2^bits are never used) */
+        if (pal_off + count * pal_entry > off)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: pixel data offset %u (bytes 10-13) points inside the "
+                                "%zu-entry palette (bytes %zu to %zu)", label, (unsigned)off, count, pal_off,
+                                pal_off + count * pal_entry - 1);
         if (count > maxc) count = maxc;
-        pal_off = 14 + (size_t)hsize;
-        if (pal_off > n || (n - pal_off) / pal_entry < count || pal_off + count * pal_entry > off)
+        if (pal_off > n || (n - pal_off) / pal_entry < count)
             return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: BMP: the %zu-entry palette at byte %zu is truncated",
                                 label, count, pal_off);
         avail = count;
@@ -6050,6 +6469,8 @@ static mmspcl_status mmspcl__clip_int(const mmspcl_weights *w, const char *key, 
                                       int dflt, int *out, mmspcl_error *err) {
     int64_t v;
     if (!mmspcl_weights_get_int(w, key, &v)) {
+        const char *why = mmspcl__kv_wrong(w, key, 1u << MMSPCL_KV_INT);
+        if (*why) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: '%s' is not an integer%s", key, why);
         if (dflt < 0) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "clip: integer '%s' is missing", key);
         *out = dflt;
         return MMSPCL_OK;
@@ -6064,6 +6485,8 @@ static mmspcl_status mmspcl__clip_int(const mmspcl_weights *w, const char *key, 
 static mmspcl_status mmspcl__clip_float(const mmspcl_weights *w, const char *key, double lo,
                                         double hi, double dflt, float *out, mmspcl_error *err) {
     double v;
+    const char *why = mmspcl__kv_wrong(w, key, 1u << MMSPCL_KV_FLOAT | 1u << MMSPCL_KV_INT);
+    if (*why) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: '%s' is not a number%s", key, why);
     if (!mmspcl_weights_get_float(w, key, &v)) {
         int64_t iv;   /* an integer stored for a float key is fine */
         if (!mmspcl_weights_get_int(w, key, &iv)) { *out = (float)dflt; return MMSPCL_OK; }
@@ -6075,13 +6498,14 @@ static mmspcl_status mmspcl__clip_float(const mmspcl_weights *w, const char *key
     return MMSPCL_OK;
 }
 
-static mmspcl_status mmspcl__clip_config(const mmspcl_weights *w, mmspcl_clip_config *c,
-                                         mmspcl_error *err) {
+mmspcl_status mmspcl_clip_read_config(const mmspcl_weights *w, mmspcl_clip_config *c,
+                                      mmspcl_error *err) {
     static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};  /* OpenAI CLIP's */
     static const float stdv[3] = {0.26862954f, 0.26130258f, 0.27577711f};
     const char *s;
     mmspcl_status st;
     int i;
+    if (!w || !c) return mmspcl__fail(err, MMSPCL_ERR_ARG, "clip_read_config: NULL argument");
     memset(c, 0, sizeof *c);
     if (!mmspcl_weights_get_str(w, "general.architecture", &s))
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: the weight file has no 'general.architecture'");
@@ -6096,7 +6520,7 @@ static mmspcl_status mmspcl__clip_config(const mmspcl_weights *w, mmspcl_clip_co
         (st = mmspcl__clip_int(w, "clip.num_attention_heads", 1, 65536, -1, &c->num_heads, err)) ||
         (st = mmspcl__clip_int(w, "clip.intermediate_size", 1, 1 << 20, -1, &c->intermediate_size, err)) ||
         (st = mmspcl__clip_int(w, "clip.projection_dim", 0, 1 << 20, 0, &c->projection_dim, err)) ||
-        (st = mmspcl__clip_float(w, "clip.layer_norm_eps", 0.0, 1.0, 1e-5, &c->layer_norm_eps, err)))
+        (st = mmspcl__clip_float(w, "clip.layer_norm_eps", 1e-30, 1.0, 1e-5, &c->layer_norm_eps, err)))
         return st;
     if (c->image_size % c->patch_size)
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "clip: image_size %d is not a multiple of patch_size %d",
@@ -6188,7 +6612,7 @@ static mmspcl_status mmspcl__clip_load(mmspcl_clip *m, const mmspcl_weights *w, 
     int64_t ne[4], W, D;
     mmspcl_status st;
     int l;
-    if ((st = mmspcl__clip_config(w, c, err))) return st;
+    if ((st = mmspcl_clip_read_config(w, c, err))) return st;
     W = c->hidden_size;
     D = (int64_t)c->num_channels * c->patch_size * c->patch_size;
     /* every vector may need widening: 16 per layer, 5 others */
@@ -7763,6 +8187,2115 @@ mmspcl_status mmspcl_dialogues_parse(const char *bytes, size_t size, mmspcl_dial
     }
     out->start[out->n_dialogues] = out->n_turns;
     return MMSPCL_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   14. Audio
+   ------------------------------------------------------------------------------------------ */
+/* ---- 14.1 WAV files ---------------------------------------------------------------------- */
+static uint32_t mmspcl__le32(const unsigned char *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static unsigned mmspcl__le16(const unsigned char *p) { return (unsigned)p[0] | ((unsigned)p[1] << 8); }
+
+/* Reads n bytes at the reader's position (pos: bytes consumed so far); fewer only at the end. */
+static size_t mmspcl__wav_bytes(mmspcl_wav_reader *r, int64_t *pos, unsigned char *dst, size_t n) {
+    size_t got = 0;
+    if (r->mem) {
+        if (*pos < (int64_t)r->mem_size) got = (size_t)((int64_t)r->mem_size - *pos) < n ? (size_t)((int64_t)r->mem_size - *pos) : n;
+        memcpy(dst, r->mem + *pos, got);
+    }
+#ifndef MMSPCL_NO_STDIO
+    else got = fread(dst, 1, n, (FILE *)r->file);
+#endif
+    *pos += (int64_t)got;
+    return got;
+}
+
+/* Skips n bytes (a chunk the reader does not use); 0 when the source ended first. */
+static int mmspcl__wav_skip(mmspcl_wav_reader *r, int64_t *pos, int64_t n) {
+    unsigned char tmp[512];
+    if (r->mem) { *pos += n; return *pos <= (int64_t)r->mem_size; }
+#ifndef MMSPCL_NO_STDIO
+    if (r->seekable && n <= 0x7fffffff) {
+        if (fseek((FILE *)r->file, (long)n, SEEK_CUR) != 0) return 0;
+        *pos += n;
+        return r->file_size < 0 || *pos <= r->file_size;
+    }
+#endif
+    while (n > 0) {
+        size_t want = n < (int64_t)sizeof tmp ? (size_t)n : sizeof tmp;
+        if (mmspcl__wav_bytes(r, pos, tmp, want) != want) return 0;
+        n -= (int64_t)want;
+    }
+    return 1;
+}
+
+static int mmspcl__wav_ch(unsigned char c) { return c >= 32 && c < 127 ? (int)c : '?'; }
+
+static const unsigned char mmspcl__wav_guid_tail[14] = {0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80,
+                                                        0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71};
+
+/* The fmt chunk's fields (size bytes at b, chunk at byte off) into r->info. */
+static mmspcl_status mmspcl__wav_fmt(mmspcl_wav_reader *r, const unsigned char *b, uint32_t size, int64_t off,
+                                     mmspcl_error *err) {
+    mmspcl_wav_info *in = &r->info;
+    unsigned tag = mmspcl__le16(b), align = mmspcl__le16(b + 12);
+    uint32_t rate = mmspcl__le32(b + 4);
+    in->channels = (int)mmspcl__le16(b + 2);
+    in->bits = (int)mmspcl__le16(b + 14);
+    in->format = (int)tag;
+    if (tag == MMSPCL_WAV_EXTENSIBLE) {
+        if (size < 40 || mmspcl__le16(b + 16) < 22)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: fmt chunk at byte %lld: WAVE_FORMAT_EXTENSIBLE needs 40 bytes with cbSize >= 22 (it has %u)",
+                                r->name, (long long)off, (unsigned)size);
+        if (memcmp(b + 26, mmspcl__wav_guid_tail, 14) != 0 || b[25] != 0)
+            return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: fmt chunk at byte %lld: sub-format GUID is not the PCM or float one",
+                                r->name, (long long)off);
+        in->extensible = 1;
+        in->format = (int)b[24];
+        if (mmspcl__le16(b + 18) > (unsigned)in->bits)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: fmt chunk at byte %lld: %u valid bits in a %d-bit sample", r->name,
+                                (long long)off, mmspcl__le16(b + 18), in->bits);
+    }
+    if (in->channels < 1) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: fmt chunk at byte %lld: 0 channels", r->name, (long long)(off + 10));
+    if (rate < 1 || rate > MMSPCL_WAV_MAX_RATE)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: fmt chunk at byte %lld: sample rate %lu is outside 1..%d", r->name,
+                            (long long)(off + 12), (unsigned long)rate, MMSPCL_WAV_MAX_RATE);
+    in->sample_rate = (int)rate;
+    if (in->format == MMSPCL_WAV_PCM) {
+        if (in->bits < 1 || in->bits > 32)
+            return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: fmt chunk at byte %lld: %d-bit PCM (1..32 are read)", r->name,
+                                (long long)(off + 22), in->bits);
+        in->container = (in->bits + 7) / 8;
+    } else if (in->format == MMSPCL_WAV_FLOAT) {
+        if (in->bits != 32 && in->bits != 64)
+            return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: fmt chunk at byte %lld: %d-bit float (32 and 64 are read)", r->name,
+                                (long long)(off + 22), in->bits);
+        in->container = in->bits / 8;
+    } else {
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: fmt chunk at byte %lld: format tag 0x%04x (PCM 1, float 3 and extensible are read)",
+                            r->name, (long long)(off + 8), (unsigned)in->format);
+    }
+    if ((int64_t)align != (int64_t)in->channels * in->container)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: fmt chunk at byte %lld: block size %u is not %d channels x %d bytes", r->name,
+                            (long long)(off + 20), align, in->channels, in->container);
+    return MMSPCL_OK;
+}
+
+/* Walks the chunks up to the data chunk; pos is the byte after the RIFF header. */
+static mmspcl_status mmspcl__wav_chunks(mmspcl_wav_reader *r, int64_t pos, int64_t riff_end, mmspcl_error *err) {
+    unsigned char h[8], fmt[64];
+    int have_fmt = 0;
+    mmspcl_status st;
+    for (;;) {
+        int64_t off = pos;
+        uint32_t size;
+        if (off + 8 > riff_end)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: no data chunk before the end of the RIFF at byte %lld", r->name, (long long)riff_end);
+        if (mmspcl__wav_bytes(r, &pos, h, 8) != 8)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: truncated: chunk header at byte %lld", r->name, (long long)off);
+        size = mmspcl__le32(h + 4);
+        if (off + 8 + (int64_t)size > riff_end)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: chunk '%c%c%c%c' at byte %lld: size %lu runs past the end of the %s at byte %lld",
+                                r->name, mmspcl__wav_ch(h[0]), mmspcl__wav_ch(h[1]), mmspcl__wav_ch(h[2]), mmspcl__wav_ch(h[3]), (long long)off, (unsigned long)size,
+                                r->file_size >= 0 && riff_end == r->file_size ? "file" : "RIFF", (long long)riff_end);
+        if (!memcmp(h, "fmt ", 4)) {
+            size_t keep = size < sizeof fmt ? size : sizeof fmt;
+            if (have_fmt) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: second fmt chunk at byte %lld", r->name, (long long)off);
+            if (size < 16) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: fmt chunk at byte %lld has %lu bytes (16 at least)", r->name, (long long)off, (unsigned long)size);
+            memset(fmt, 0, sizeof fmt);
+            if (mmspcl__wav_bytes(r, &pos, fmt, keep) != keep || !mmspcl__wav_skip(r, &pos, (int64_t)(size - keep) + (size & 1)))
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: truncated: fmt chunk at byte %lld", r->name, (long long)off);
+            if ((st = mmspcl__wav_fmt(r, fmt, size, off, err))) return st;
+            have_fmt = 1;
+        } else if (!memcmp(h, "data", 4)) {
+            int64_t block = (int64_t)r->info.channels * r->info.container;
+            if (!have_fmt) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: data chunk at byte %lld comes before the fmt chunk", r->name, (long long)off);
+            if (size % block)
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: data chunk at byte %lld: %lu bytes is not a whole number of %lld-byte frames",
+                                    r->name, (long long)off, (unsigned long)size, (long long)block);
+            if (size == 0) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: data chunk at byte %lld holds no samples", r->name, (long long)off);
+            r->info.frames = (int64_t)size / block;
+            r->info.data_offset = pos;
+            return MMSPCL_OK;
+        } else {
+            if (!mmspcl__wav_skip(r, &pos, (int64_t)size))
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: truncated: chunk at byte %lld", r->name, (long long)off);
+            if (size & 1) pos += mmspcl__wav_skip(r, &pos, 1) ? 0 : 1;   /* the pad byte (may be missing at the end) */
+        }
+    }
+}
+
+static mmspcl_status mmspcl__wav_start(mmspcl_wav_reader *r, mmspcl_error *err) {
+    unsigned char h[12];
+    int64_t pos = 0, riff_end;
+    size_t block;
+    mmspcl_status st;
+    if (mmspcl__wav_bytes(r, &pos, h, 12) != 12) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: truncated: %lld bytes, no RIFF header", r->name, (long long)pos);
+    if (memcmp(h, "RIFF", 4) || memcmp(h + 8, "WAVE", 4)) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: not a RIFF/WAVE file", r->name);
+    riff_end = 8 + (int64_t)mmspcl__le32(h + 4);
+    if (r->file_size >= 0 && riff_end > r->file_size)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: RIFF size %lu runs past the end of the file (%lld bytes)", r->name,
+                            (unsigned long)mmspcl__le32(h + 4), (long long)r->file_size);
+    if ((st = mmspcl__wav_chunks(r, pos, riff_end, err))) return st;
+    block = (size_t)r->info.channels * (size_t)r->info.container;
+    r->buf_cap = block > 65536 ? block : 65536 - 65536 % block;
+    if (!r->mem && !(r->buf = (unsigned char *)MMSPCL_MALLOC(r->buf_cap)))
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %zu bytes", r->name, r->buf_cap);
+    return MMSPCL_OK;
+}
+
+static void mmspcl__wav_name(mmspcl_wav_reader *r, const char *name) {
+    size_t n = strlen(name);
+    if (n < sizeof r->name) memcpy(r->name, name, n + 1);
+    else snprintf(r->name, sizeof r->name, "...%s", name + n - (sizeof r->name - 4));
+}
+
+mmspcl_status mmspcl_wav_open_memory(mmspcl_wav_reader *r, const void *bytes, size_t size, mmspcl_error *err) {
+    mmspcl_status st;
+    if (!r) return mmspcl__fail(err, MMSPCL_ERR_ARG, "wav: NULL reader");
+    memset(r, 0, sizeof *r);
+    mmspcl__wav_name(r, "wav");
+    if (!bytes && size) return mmspcl__fail(err, MMSPCL_ERR_ARG, "wav: NULL bytes");
+    r->mem = bytes ? (const unsigned char *)bytes : (const unsigned char *)"";
+    r->mem_size = size;
+    r->file_size = (int64_t)size;
+    r->seekable = 1;
+    if ((st = mmspcl__wav_start(r, err))) mmspcl_wav_close(r);
+    return st;
+}
+
+#ifndef MMSPCL_NO_STDIO
+mmspcl_status mmspcl_wav_open(mmspcl_wav_reader *r, const char *path, mmspcl_error *err) {
+    FILE *f;
+    long len;
+    mmspcl_status st;
+    if (!r) return mmspcl__fail(err, MMSPCL_ERR_ARG, "wav: NULL reader");
+    memset(r, 0, sizeof *r);
+    if (!path) return mmspcl__fail(err, MMSPCL_ERR_ARG, "wav: NULL path");
+    mmspcl__wav_name(r, path);
+    r->file_size = -1;
+    if (path[0] == '-' && !path[1]) f = stdin;
+    else if (!(f = fopen(path, "rb"))) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
+    else r->own_file = 1;
+    r->file = f;
+    if (r->own_file && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        int c = len > 0 ? fgetc(f) : 0;   /* a folder opens and may claim a size: read a byte first */
+        if (c == EOF || fseek(f, 0, SEEK_SET)) {
+            mmspcl_wav_close(r);
+            return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot read (a directory?)", path);
+        }
+        r->file_size = (int64_t)len;
+        r->seekable = 1;
+    }
+    if ((st = mmspcl__wav_start(r, err))) mmspcl_wav_close(r);
+    return st;
+}
+#endif
+
+mmspcl_status mmspcl_wav_rewind(mmspcl_wav_reader *r, mmspcl_error *err) {
+    if (!r || (!r->mem && !r->file)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "wav: reader not open");
+    if (!r->seekable) return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: cannot go back in a stream", r->name);
+#ifndef MMSPCL_NO_STDIO
+    if (!r->mem && (r->info.data_offset > 0x7fffffff || fseek((FILE *)r->file, (long)r->info.data_offset, SEEK_SET)))
+        return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot seek to byte %lld", r->name, (long long)r->info.data_offset);
+#endif
+    r->frames_read = 0;
+    return MMSPCL_OK;
+}
+
+/* One sample of the container at p as a float. */
+static double mmspcl__wav_sample(const mmspcl_wav_info *in, const unsigned char *p) {
+    switch (in->format == MMSPCL_WAV_FLOAT ? 8 + in->container : in->container) {
+    case 1: return ((double)p[0] - 128.0) / 128.0;
+    case 2: return (double)(int16_t)mmspcl__le16(p) / 32768.0;
+    case 3: return (double)((int32_t)(((uint32_t)p[0] << 8) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 24)) / 256) / 8388608.0;
+    case 4: return (double)(int32_t)mmspcl__le32(p) / 2147483648.0;
+    case 12: { uint32_t u = mmspcl__le32(p); float v; memcpy(&v, &u, 4); return (double)v; }
+    default: { uint64_t u = (uint64_t)mmspcl__le32(p) | ((uint64_t)mmspcl__le32(p + 4) << 32); double v; memcpy(&v, &u, 8); return v; }
+    }
+}
+
+mmspcl_status mmspcl_wav_read(mmspcl_wav_reader *r, float *mono, int max, int *got, mmspcl_error *err) {
+    const mmspcl_wav_info *in;
+    int64_t block, want, i, pos;
+    const unsigned char *b;
+    int c;
+    if (got) *got = 0;
+    if (!r || !got || (!mono && max > 0) || max < 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "wav: bad read arguments");
+    if (!r->mem && !r->file) return mmspcl__fail(err, MMSPCL_ERR_ARG, "wav: reader not open");
+    in = &r->info;
+    block = (int64_t)in->channels * in->container;
+    want = in->frames - r->frames_read;
+    if (want > max) want = max;
+    if (!r->mem && want > (int64_t)(r->buf_cap / (size_t)block)) want = (int64_t)(r->buf_cap / (size_t)block);
+    if (want <= 0) return MMSPCL_OK;
+    pos = in->data_offset + r->frames_read * block;
+    if (r->mem) {
+        if (pos + want * block > (int64_t)r->mem_size) want = ((int64_t)r->mem_size - pos) / block;
+        b = r->mem + pos;
+    } else {
+        int64_t p2 = pos;
+        want = (int64_t)mmspcl__wav_bytes(r, &p2, r->buf, (size_t)(want * block)) / block;
+        b = r->buf;
+    }
+    if (want <= 0)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: truncated: the data chunk declares %lld frames, the file ends after %lld (byte %lld)",
+                            r->name, (long long)in->frames, (long long)r->frames_read, (long long)pos);
+    for (i = 0; i < want; i++) {
+        double s = 0;
+        for (c = 0; c < in->channels; c++) {
+            double v = mmspcl__wav_sample(in, b + i * block + (int64_t)c * in->container);
+            if (!(v == v) || v > 1e308 || v < -1e308)
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: frame %lld channel %d (byte %lld) is not a finite number", r->name,
+                                    (long long)(r->frames_read + i), c, (long long)(pos + i * block + (int64_t)c * in->container));
+            s += v;
+        }
+        mono[i] = (float)(s / in->channels);
+    }
+    r->frames_read += want;
+    *got = (int)want;
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_wav_read_all(mmspcl_wav_reader *r, int64_t max_frames, float **mono, int64_t *n, mmspcl_error *err) {
+    int64_t total, have = 0;
+    float *x;
+    if (mono) *mono = NULL;
+    if (n) *n = 0;
+    if (!r || !mono || !n) return mmspcl__fail(err, MMSPCL_ERR_ARG, "wav: NULL argument");
+    total = r->info.frames - r->frames_read;
+    if (total > max_frames)
+        return mmspcl__fail(err, MMSPCL_ERR_UNSUPPORTED, "%s: %lld frames is over the limit of %lld", r->name, (long long)total, (long long)max_frames);
+    if ((uint64_t)total + 1 > (uint64_t)(SIZE_MAX / sizeof(float)) || !(x = (float *)MMSPCL_MALLOC((size_t)(total + 1) * sizeof(float))))
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: cannot allocate %lld samples", r->name, (long long)total);
+    while (have < total) {
+        int got, step = total - have > (1 << 20) ? 1 << 20 : (int)(total - have);
+        mmspcl_status st = mmspcl_wav_read(r, x + have, step, &got, err);
+        if (st || got == 0) {
+            MMSPCL_FREE(x);
+            return st ? st : mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: truncated data chunk", r->name);
+        }
+        have += got;
+    }
+    *mono = x;
+    *n = total;
+    return MMSPCL_OK;
+}
+
+void mmspcl_wav_close(mmspcl_wav_reader *r) {
+    if (!r) return;
+#ifndef MMSPCL_NO_STDIO
+    if (r->file && r->own_file) fclose((FILE *)r->file);
+#endif
+    MMSPCL_FREE(r->buf);
+    r->file = NULL;
+    r->mem = NULL;
+    r->buf = NULL;
+    r->own_file = 0;
+}
+
+/* ---- 14.2 Resampling --------------------------------------------------------------------- */
+#define MMSPCL__RS_ZEROS 48          /* zero crossings of the lower rate on each side */
+#define MMSPCL__RS_BETA 9.0
+#define MMSPCL__RS_CUTOFF 0.46875    /* of the lower rate */
+#define MMSPCL__RS_PHASES 1024       /* phases of the interpolated table (many-phase ratios) */
+
+static double mmspcl__bessel_i0(double x) {
+    double sum = 1, term = 1, q = x * x / 4;
+    int k;
+    for (k = 1; k < 200 && term > 1e-17 * sum; k++) {
+        term *= q / ((double)k * k);
+        sum += term;
+    }
+    return sum;
+}
+
+/* The kernel at d input samples from the output's time. */
+static double mmspcl__rs_kernel(const mmspcl_resampler *r, double d) {
+    double u = d / r->width, x = 2 * r->fc * d, s;
+    if (u >= 1 || u <= -1) return 0;
+    s = x == 0 ? 1 : sin(3.14159265358979323846 * x) / (3.14159265358979323846 * x);
+    return 2 * r->fc * s * mmspcl__bessel_i0(MMSPCL__RS_BETA * sqrt(1 - u * u)) / mmspcl__bessel_i0(MMSPCL__RS_BETA);
+}
+
+int64_t mmspcl_resample_count(int in_rate, int out_rate, int64_t n) {
+    if (in_rate <= 0 || out_rate <= 0 || n <= 0) return 0;
+    return (int64_t)(((uint64_t)n * (uint64_t)out_rate + (uint64_t)in_rate - 1) / (uint64_t)in_rate);
+}
+
+mmspcl_status mmspcl_resampler_init(mmspcl_resampler *r, int in_rate, int out_rate, mmspcl_error *err) {
+    int64_t a, b, t, lo, j, ph, rows;
+    if (!r) return mmspcl__fail(err, MMSPCL_ERR_ARG, "resampler: NULL");
+    memset(r, 0, sizeof *r);
+    if (in_rate < 1 || in_rate > MMSPCL_WAV_MAX_RATE || out_rate < 1 || out_rate > MMSPCL_WAV_MAX_RATE)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "resampler: rates %d -> %d (each 1..%d)", in_rate, out_rate, MMSPCL_WAV_MAX_RATE);
+    r->in_rate = in_rate;
+    r->out_rate = out_rate;
+    for (a = in_rate, b = out_rate; b; t = a % b, a = b, b = t) {}
+    r->p = in_rate / a;
+    r->q = out_rate / a;
+    if (in_rate == out_rate) return MMSPCL_OK;   /* a copy: no taps */
+    lo = in_rate < out_rate ? in_rate : out_rate;
+    r->fc = MMSPCL__RS_CUTOFF * (double)lo / in_rate;
+    r->width = (double)MMSPCL__RS_ZEROS * in_rate / lo;
+    r->half = (int)ceil(r->width) + 1;
+    r->taps = 2 * r->half;
+    r->fine = r->q > MMSPCL__RS_PHASES;
+    rows = r->fine ? MMSPCL__RS_PHASES + 1 : r->q;
+    r->table_n = (int)(rows * r->taps);
+    if (!(r->table = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)r->table_n)))
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "resampler: cannot allocate %d coefficients", r->table_n);
+    for (ph = 0; ph < rows; ph++) {   /* row ph: the output ph / q (or ph / PHASES) of an input sample late */
+        double frac = (double)ph / (double)(r->fine ? MMSPCL__RS_PHASES : r->q);
+        for (j = 0; j < r->taps; j++) r->table[ph * r->taps + j] = (float)mmspcl__rs_kernel(r, (double)(j - r->half + 1) - frac);
+    }
+    /* samples before the first are zero */
+    r->hist_cap = r->taps + 4096;
+    if (!(r->hist = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)r->hist_cap))) {
+        mmspcl_resampler_free(r);
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "resampler: out of memory");
+    }
+    memset(r->hist, 0, sizeof(float) * (size_t)r->half);
+    r->hist_len = r->half;
+    r->hist_base = -r->half;
+    return MMSPCL_OK;
+}
+
+int64_t mmspcl_resample_bound(const mmspcl_resampler *r, int64_t n) {
+    return mmspcl_resample_count(r->in_rate, r->out_rate, n + r->taps) + 2;
+}
+
+/* What one call can make from here: everything up to the end of n more inputs. */
+static int64_t mmspcl__rs_due(const mmspcl_resampler *r, int64_t n) {
+    return mmspcl_resample_count(r->in_rate, r->out_rate, r->n_in + n) - r->k;
+}
+
+/* sum a[j] b[j], j < n, in eight partial sums (vectorisable without -ffast-math) */
+static double mmspcl__rs_dot(const float *a, const float *b, int n) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j, k;
+    for (j = 0; j + 8 <= n; j += 8)
+        for (k = 0; k < 8; k++) s[k] += a[j + k] * b[j + k];
+    for (; j < n; j++) s[0] += a[j] * b[j];
+    return ((double)s[0] + s[1] + s[2] + s[3]) + ((double)s[4] + s[5] + s[6] + s[7]);
+}
+
+static mmspcl_status mmspcl__rs_append(mmspcl_resampler *r, const float *x, int n, mmspcl_error *err) {
+    int64_t keep_from = (r->k * r->p) / r->q - r->half + 1, drop = keep_from - r->hist_base;
+    if (drop > 0 && drop <= r->hist_len) {
+        memmove(r->hist, r->hist + drop, sizeof(float) * (size_t)(r->hist_len - drop));
+        r->hist_len -= (int)drop;
+        r->hist_base += drop;
+    }
+    if ((int64_t)r->hist_len + n > r->hist_cap) {
+        int64_t cap = 2 * ((int64_t)r->hist_len + n);
+        float *p;
+        if (cap > INT32_MAX || !(p = (float *)MMSPCL_REALLOC(r->hist, sizeof(float) * (size_t)cap)))
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "resampler: out of memory");
+        r->hist = p;
+        r->hist_cap = (int)cap;
+    }
+    if (n > 0) memcpy(r->hist + r->hist_len, x, sizeof(float) * (size_t)n);
+    r->hist_len += n;
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_resample(mmspcl_resampler *r, const float *in, int n, int last, float *out, int cap, int *n_out,
+                              mmspcl_error *err) {
+    int64_t total, made = 0;
+    mmspcl_status st;
+    if (n_out) *n_out = 0;
+    if (!r || !n_out || n < 0 || (n > 0 && !in) || (!out && cap > 0)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "resample: bad arguments");
+    if (r->done && n > 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "resample: input after the last block");
+    if (cap < mmspcl__rs_due(r, n))
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "resample: room for %d outputs, %lld may come", cap, (long long)mmspcl__rs_due(r, n));
+    if (r->taps == 0) {   /* same rate */
+        if (n > 0) memcpy(out, in, sizeof(float) * (size_t)n);
+        r->n_in += n;
+        r->k += n;
+        r->done = last;
+        *n_out = n;
+        return MMSPCL_OK;
+    }
+    if ((st = mmspcl__rs_append(r, in, n, err))) return st;
+    r->n_in += n;
+    if (last && !r->done) {   /* samples after the last are zero */
+        float z[64];
+        int left = r->taps;
+        memset(z, 0, sizeof z);
+        while (left > 0 && !st) { st = mmspcl__rs_append(r, z, left < 64 ? left : 64, err); left -= 64; }
+        if (st) return st;
+        r->done = 1;
+    }
+    total = mmspcl_resample_count(r->in_rate, r->out_rate, r->n_in);
+    while (r->k < total) {
+        int64_t num = r->k * r->p, c = num / r->q, ph = num % r->q, s = c - r->half + 1 - r->hist_base;
+        const float *x = r->hist + s;
+        double acc = 0;
+        if (c + r->half >= r->hist_base + r->hist_len) break;   /* needs input not yet given */
+        if (!r->fine) {
+            acc = mmspcl__rs_dot(r->table + ph * r->taps, x, r->taps);
+        } else {   /* between the two nearest of the table's phases */
+            double pos = (double)ph / (double)r->q * MMSPCL__RS_PHASES, w;
+            int i = (int)pos;
+            w = pos - i;
+            acc = (1 - w) * mmspcl__rs_dot(r->table + (int64_t)i * r->taps, x, r->taps) +
+                  w * mmspcl__rs_dot(r->table + (int64_t)(i + 1) * r->taps, x, r->taps);
+        }
+        out[made++] = (float)acc;
+        r->k++;
+    }
+    *n_out = (int)made;
+    return MMSPCL_OK;
+}
+
+void mmspcl_resampler_reset(mmspcl_resampler *r) {
+    if (!r) return;
+    r->n_in = r->k = 0;
+    r->done = 0;
+    if (r->hist) {
+        memset(r->hist, 0, sizeof(float) * (size_t)r->half);
+        r->hist_len = r->half;
+        r->hist_base = -r->half;
+    }
+}
+
+void mmspcl_resampler_free(mmspcl_resampler *r) {
+    if (!r) return;
+    MMSPCL_FREE(r->table);
+    MMSPCL_FREE(r->hist);
+    r->table = NULL;
+    r->hist = NULL;
+}
+
+/* ---- 14.3 Kaldi filterbank and MFCC ------------------------------------------------------ */
+#define MMSPCL__PI 3.14159265358979323846
+
+/* Tables of a real FFT of n points (a power of two >= 4): twiddles e^{-2 pi i k / n}, k < n/2, and
+   the bit reversal of n/2. */
+static int mmspcl__fft_tables(int n, double **twc, double **tws, int **rev) {
+    int h = n / 2, k, bits = 0;
+    *twc = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)h);
+    *tws = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)h);
+    *rev = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)h);
+    if (!*twc || !*tws || !*rev) return 0;
+    while ((1 << bits) < h) bits++;
+    for (k = 0; k < h; k++) {
+        int b, v = 0;
+        (*twc)[k] = cos(2 * MMSPCL__PI * k / n);
+        (*tws)[k] = sin(2 * MMSPCL__PI * k / n);
+        for (b = 0; b < bits; b++) v |= ((k >> b) & 1) << (bits - 1 - b);
+        (*rev)[k] = v;
+    }
+    return 1;
+}
+
+/* X = FFT(x) of n real points: re[0..n/2], im[0..n/2]; work holds n doubles. An n/2-point complex
+   FFT (iterative radix 2) of the even / odd samples, then the split into the real spectrum. */
+static void mmspcl__rfft(int n, const double *twc, const double *tws, const int *rev, const double *x, double *re,
+                         double *im, double *work) {
+    const int h = n / 2;
+    int len, i, j, k;
+    for (i = 0; i < h; i++) {
+        work[2 * rev[i]] = x[2 * i];
+        work[2 * rev[i] + 1] = x[2 * i + 1];
+    }
+    for (len = 2; len <= h; len *= 2) {
+        const int half = len / 2, step = n / len;
+        for (i = 0; i < h; i += len)
+            for (j = 0; j < half; j++) {
+                double wr = twc[j * step], wi = -tws[j * step];
+                double *a = work + 2 * (i + j), *b = work + 2 * (i + j + half);
+                double tr = wr * b[0] - wi * b[1], ti = wr * b[1] + wi * b[0];
+                b[0] = a[0] - tr;
+                b[1] = a[1] - ti;
+                a[0] += tr;
+                a[1] += ti;
+            }
+    }
+    re[0] = work[0] + work[1];
+    im[0] = 0;
+    re[h] = work[0] - work[1];
+    im[h] = 0;
+    for (k = 1; k < h; k++) {
+        double ar = work[2 * k], ai = work[2 * k + 1], br = work[2 * (h - k)], bi = -work[2 * (h - k) + 1];
+        double er = 0.5 * (ar + br), ei = 0.5 * (ai + bi), o_r = 0.5 * (ai - bi), oi = -0.5 * (ar - br);
+        double c = twc[k], s = tws[k];
+        re[k] = er + c * o_r + s * oi;
+        im[k] = ei + c * oi - s * o_r;
+    }
+}
+
+static double mmspcl__mel(double f) { return 1127.0 * log(1.0 + f / 700.0); }
+
+/* The triangular mel bins of torchaudio's get_mel_banks (no VTLN), over the FFT bins 0..nfft/2-1. */
+static int mmspcl__fbank_mel(mmspcl_fbank *f) {
+    const double nyq = 0.5 * f->rate, binw = (double)f->rate / f->nfft, ml = mmspcl__mel(20.0), mh = mmspcl__mel(nyq);
+    const double delta = (mh - ml) / (f->n_mel + 1);
+    const int nb = f->nfft / 2;
+    int m, k;
+    f->mel_w = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)f->n_mel * (size_t)nb);
+    f->mel_lo = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)f->n_mel);
+    f->mel_n = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)f->n_mel);
+    if (!f->mel_w || !f->mel_lo || !f->mel_n) return 0;
+    for (m = 0; m < f->n_mel; m++) {
+        double left = ml + m * delta, center = ml + (m + 1.0) * delta, right = ml + (m + 2.0) * delta;
+        double *w = f->mel_w + (size_t)m * nb;
+        int lo = -1, hi = -1;
+        for (k = 0; k < nb; k++) {
+            double mel = mmspcl__mel(binw * k), up = (mel - left) / (center - left), down = (right - mel) / (right - center);
+            double v = up < down ? up : down;
+            w[k] = v > 0 ? v : 0;
+            if (w[k] > 0) { if (lo < 0) lo = k; hi = k; }
+        }
+        f->mel_lo[m] = lo < 0 ? 0 : lo;
+        f->mel_n[m] = lo < 0 ? 0 : hi - lo + 1;
+    }
+    return 1;
+}
+
+mmspcl_status mmspcl_fbank_init(mmspcl_fbank *f, int kind, int sample_rate, mmspcl_error *err) {
+    int i, k;
+    if (!f) return mmspcl__fail(err, MMSPCL_ERR_ARG, "fbank: NULL");
+    memset(f, 0, sizeof *f);
+    if (kind != MMSPCL_FBANK && kind != MMSPCL_MFCC) return mmspcl__fail(err, MMSPCL_ERR_ARG, "fbank: kind %d (MMSPCL_FBANK or MMSPCL_MFCC)", kind);
+    if (sample_rate < 400 || sample_rate > MMSPCL_WAV_MAX_RATE)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "fbank: sample rate %d (400..%d)", sample_rate, MMSPCL_WAV_MAX_RATE);
+    f->kind = kind;
+    f->rate = sample_rate;
+    f->win = (int)(sample_rate * 25.0 * 0.001);   /* as torchaudio: int(sample_frequency * frame_length * 0.001) */
+    f->shift = (int)(sample_rate * 10.0 * 0.001);
+    for (f->nfft = 4; f->nfft < f->win; f->nfft *= 2) {}
+    f->n_mel = kind == MMSPCL_FBANK ? 80 : 23;
+    f->dim = kind == MMSPCL_FBANK ? 80 : 13;
+    f->window = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)f->win);
+    f->work = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)(4 * f->nfft + 8 + f->n_mel));
+    f->buf_cap = 2 * f->win + 8192;
+    f->buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)f->buf_cap);
+    if (!f->window || !f->work || !f->buf || !mmspcl__fft_tables(f->nfft, &f->twc, &f->tws, &f->rev) || !mmspcl__fbank_mel(f)) {
+        mmspcl_fbank_free(f);
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "fbank: out of memory");
+    }
+    for (i = 0; i < f->win; i++) f->window[i] = pow(0.5 - 0.5 * cos(2 * MMSPCL__PI * i / (f->win - 1)), 0.85);
+    if (kind == MMSPCL_MFCC) {
+        f->dct = (double *)MMSPCL_MALLOC(sizeof(double) * 13 * 23);
+        f->lifter = (double *)MMSPCL_MALLOC(sizeof(double) * 13);
+        if (!f->dct || !f->lifter) {
+            mmspcl_fbank_free(f);
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "fbank: out of memory");
+        }
+        for (k = 0; k < 13; k++) {
+            f->lifter[k] = 1.0 + 0.5 * 22.0 * sin(MMSPCL__PI * k / 22.0);
+            for (i = 0; i < 23; i++)
+                f->dct[k * 23 + i] = k == 0 ? sqrt(1.0 / 23) : sqrt(2.0 / 23) * cos(MMSPCL__PI / 23 * (i + 0.5) * k);
+        }
+    }
+    return MMSPCL_OK;
+}
+
+int64_t mmspcl_fbank_frames(const mmspcl_fbank *f, int64_t n) { return n < f->win ? 0 : 1 + (n - f->win) / f->shift; }
+
+/* One frame of f->win samples at s into out[dim]. */
+static void mmspcl__fbank_frame(mmspcl_fbank *f, const float *s, float *out) {
+    const int W = f->win, N = f->nfft;
+    double *x = f->work, *re = x + N, *im = re + N / 2 + 1, *work = im + N / 2 + 1, *mel = work + N;
+    double mean = 0, energy = 0;
+    int i, m;
+    for (i = 0; i < W; i++) mean += (x[i] = (double)s[i] * 32768.0);
+    mean /= W;
+    for (i = 0; i < W; i++) {
+        x[i] -= mean;
+        energy += x[i] * x[i];
+    }
+    for (i = W - 1; i > 0; i--) x[i] -= 0.97 * x[i - 1];
+    x[0] -= 0.97 * x[0];
+    for (i = 0; i < W; i++) x[i] *= f->window[i];
+    for (i = W; i < N; i++) x[i] = 0;
+    mmspcl__rfft(N, f->twc, f->tws, f->rev, x, re, im, work);
+    for (i = 0; i <= N / 2; i++) re[i] = re[i] * re[i] + im[i] * im[i];
+    for (m = 0; m < f->n_mel; m++) {
+        const double *w = f->mel_w + (size_t)m * (N / 2);
+        double e = 0;
+        int k, lo = f->mel_lo[m], hi = lo + f->mel_n[m];
+        for (k = lo; k < hi; k++) e += w[k] * re[k];
+        mel[m] = log(e > 1.1920928955078125e-07 ? e : 1.1920928955078125e-07);   /* FLT_EPSILON */
+    }
+    if (f->kind == MMSPCL_FBANK) {
+        for (m = 0; m < 80; m++) out[m] = (float)mel[m];
+        return;
+    }
+    energy = log(energy > 1.1920928955078125e-07 ? energy : 1.1920928955078125e-07);
+    out[0] = (float)(energy > 0 ? energy : 0);   /* energy floor 1 */
+    for (i = 1; i < 13; i++) {
+        double c = 0;
+        for (m = 0; m < 23; m++) c += f->dct[i * 23 + m] * mel[m];
+        out[i] = (float)(c * f->lifter[i]);
+    }
+}
+
+mmspcl_status mmspcl_fbank_push(mmspcl_fbank *f, const float *x, int n, float *out, int cap, int *n_frames,
+                                mmspcl_error *err) {
+    int64_t end, avail, drop;
+    int made = 0;
+    if (n_frames) *n_frames = 0;
+    if (!f || !n_frames || n < 0 || (n > 0 && !x) || (!out && cap > 0)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "fbank: bad arguments");
+    end = f->buf_base + f->buf_len + n;
+    avail = mmspcl_fbank_frames(f, end) - f->next_frame;
+    if (avail > cap) return mmspcl__fail(err, MMSPCL_ERR_ARG, "fbank: room for %d frames, %lld complete", cap, (long long)avail);
+    drop = f->next_frame * f->shift - f->buf_base;
+    if (drop > 0) {
+        if (drop > f->buf_len) drop = f->buf_len;
+        memmove(f->buf, f->buf + drop, sizeof(float) * (size_t)(f->buf_len - drop));
+        f->buf_len -= (int)drop;
+        f->buf_base += drop;
+    }
+    while (n > 0) {   /* take the input in pieces that fit the buffer */
+        int room = f->buf_cap - f->buf_len, step = n < room ? n : room;
+        memcpy(f->buf + f->buf_len, x, sizeof(float) * (size_t)step);
+        f->buf_len += step;
+        x += step;
+        n -= step;
+        while (f->next_frame * f->shift + f->win <= f->buf_base + f->buf_len) {
+            mmspcl__fbank_frame(f, f->buf + (f->next_frame * f->shift - f->buf_base), out + (size_t)made * f->dim);
+            made++;
+            f->next_frame++;
+        }
+        drop = f->next_frame * f->shift - f->buf_base;
+        if (drop > f->buf_len) drop = f->buf_len;
+        if (drop > 0) {
+            memmove(f->buf, f->buf + drop, sizeof(float) * (size_t)(f->buf_len - drop));
+            f->buf_len -= (int)drop;
+            f->buf_base += drop;
+        }
+    }
+    *n_frames = made;
+    return MMSPCL_OK;
+}
+
+void mmspcl_fbank_free(mmspcl_fbank *f) {
+    if (!f) return;
+    MMSPCL_FREE(f->window);
+    MMSPCL_FREE(f->mel_w);
+    MMSPCL_FREE(f->mel_lo);
+    MMSPCL_FREE(f->mel_n);
+    MMSPCL_FREE(f->dct);
+    MMSPCL_FREE(f->lifter);
+    MMSPCL_FREE(f->work);
+    MMSPCL_FREE(f->twc);
+    MMSPCL_FREE(f->tws);
+    MMSPCL_FREE(f->rev);
+    MMSPCL_FREE(f->buf);
+    memset(f, 0, sizeof *f);
+}
+
+mmspcl_status mmspcl_fbank_compute(int kind, int sample_rate, const float *x, int64_t n, float *out, mmspcl_error *err) {
+    mmspcl_fbank f;
+    mmspcl_status st;
+    int64_t done = 0;
+    if ((st = mmspcl_fbank_init(&f, kind, sample_rate, err))) return st;
+    while (!st && n > 0) {
+        int step = n > (1 << 20) ? 1 << 20 : (int)n, got;
+        st = mmspcl_fbank_push(&f, x, step, out + done * f.dim, (step + f.shift - 1) / f.shift + 1, &got, err);
+        x += step;
+        n -= step;
+        done += got;
+    }
+    mmspcl_fbank_free(&f);
+    return st;
+}
+
+/* ---- 14.4 F0 and voicing ----------------------------------------------------------------- */
+#define MMSPCL__P_FLOOR 75.0
+#define MMSPCL__P_CEIL 600.0
+#define MMSPCL__P_SILENCE 0.03
+#define MMSPCL__P_VOICING 0.45
+#define MMSPCL__P_OCTAVE 0.01
+#define MMSPCL__P_JUMP 0.35
+#define MMSPCL__P_VUV 0.14
+
+void mmspcl_audio_peak_add(mmspcl_audio_peak *p, const float *x, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        double v = x[i];
+        if (p->n == 0 && i == 0) p->lo = p->hi = v;
+        if (v < p->lo) p->lo = v;
+        if (v > p->hi) p->hi = v;
+        p->sum += v;
+    }
+    p->n += n > 0 ? n : 0;
+}
+
+double mmspcl_audio_peak_value(const mmspcl_audio_peak *p) {
+    double mean, a, b;
+    if (p->n <= 0) return 0;
+    mean = p->sum / (double)p->n;
+    a = p->hi - mean;
+    b = mean - p->lo;
+    return a > b ? a : b;
+}
+
+/* y[0..n) at position x (0-based) by sinc interpolation with a raised-cosine window reaching
+   depth samples to each side (fewer near the ends; linear interpolation below 2). */
+static double mmspcl__sinc_interp(const double *y, int n, double x, int depth) {
+    int ml, mr, left, right, i;
+    double res = 0, d, sd, cw, sw, dc, ds, t, wl;
+    if (x >= n - 1) return y[n - 1];
+    if (x <= 0) return y[0];
+    ml = (int)floor(x);
+    mr = ml + 1;
+    if (x == ml) return y[ml];
+    if (depth > mr) depth = mr;
+    if (depth > n - 1 - ml) depth = n - 1 - ml;
+    if (depth < 2) return y[ml] + (x - ml) * (y[mr] - y[ml]);
+    left = mr - depth;
+    right = ml + depth;
+    /* left side: distances d = x - i, window cos(pi d / wl); sin(pi d) alternates sign */
+    d = x - ml;
+    wl = x - left + 1;
+    sd = sin(MMSPCL__PI * d);
+    cw = cos(MMSPCL__PI * d / wl); sw = sin(MMSPCL__PI * d / wl);
+    dc = cos(MMSPCL__PI / wl); ds = sin(MMSPCL__PI / wl);
+    for (i = ml; i >= left; i--) {
+        res += y[i] * sd / (MMSPCL__PI * d) * 0.5 * (1 + cw);
+        d += 1;
+        sd = -sd;
+        t = cw * dc - sw * ds; sw = sw * dc + cw * ds; cw = t;
+    }
+    d = mr - x;
+    wl = right - x + 1;
+    sd = sin(MMSPCL__PI * d);
+    cw = cos(MMSPCL__PI * d / wl); sw = sin(MMSPCL__PI * d / wl);
+    dc = cos(MMSPCL__PI / wl); ds = sin(MMSPCL__PI / wl);
+    for (i = mr; i <= right; i++) {
+        res += y[i] * sd / (MMSPCL__PI * d) * 0.5 * (1 + cw);
+        d += 1;
+        sd = -sd;
+        t = cw * dc - sw * ds; sw = sw * dc + cw * ds; cw = t;
+    }
+    return res;
+}
+
+/* The maximum of the interpolated y over [a, b] (Brent's method: golden section and parabolas). */
+static double mmspcl__sinc_max(const double *y, int n, double a, double b, int depth, double *xmax) {
+    const double g = 0.3819660112501051, tol = 1e-10;
+    double x, w, v, fx, fw, fv, d = 0, e = 0, u, fu;
+    int it;
+    x = w = v = a + g * (b - a);
+    fx = fw = fv = -mmspcl__sinc_interp(y, n, x, depth);
+    for (it = 0; it < 100; it++) {
+        double m = 0.5 * (a + b), tol1 = tol * fabs(x) + 1e-12, tol2 = 2 * tol1;
+        if (fabs(x - m) <= tol2 - 0.5 * (b - a)) break;
+        if (fabs(e) > tol1) {
+            double r = (x - w) * (fx - fv), q = (x - v) * (fx - fw), p = (x - v) * q - (x - w) * r;
+            q = 2 * (q - r);
+            if (q > 0) p = -p; else q = -q;
+            r = e;
+            e = d;
+            if (fabs(p) < fabs(0.5 * q * r) && p > q * (a - x) && p < q * (b - x)) {
+                d = p / q;
+                u = x + d;
+                if (u - a < tol2 || b - u < tol2) d = x < m ? tol1 : -tol1;
+            } else {
+                e = (x < m ? b : a) - x;
+                d = g * e;
+            }
+        } else {
+            e = (x < m ? b : a) - x;
+            d = g * e;
+        }
+        u = x + (fabs(d) >= tol1 ? d : (d > 0 ? tol1 : -tol1));
+        fu = -mmspcl__sinc_interp(y, n, u, depth);
+        if (fu <= fx) {
+            if (u < x) b = x; else a = x;
+            v = w; fv = fw; w = x; fw = fx; x = u; fx = fu;
+        } else {
+            if (u < x) a = u; else b = u;
+            if (fu <= fw || w == x) { v = w; fv = fw; w = u; fw = fu; }
+            else if (fu <= fv || v == x || v == w) { v = u; fv = fu; }
+        }
+    }
+    *xmax = x;
+    return -fx;
+}
+
+/* Autocorrelation r[0..ixmax] of frame[0..nfft) (zero-padded) via the power spectrum. */
+static void mmspcl__pitch_ac(mmspcl_pitch *p, double *frame, double *ac) {
+    const int N = p->nfft;
+    double *re = p->spec, *im = re + N / 2 + 1, *sym = im + N / 2 + 1;
+    int k;
+    mmspcl__rfft(N, p->twc, p->tws, p->rev, frame, re, im, p->work);
+    for (k = 0; k <= N / 2; k++) sym[k] = re[k] * re[k] + im[k] * im[k];
+    for (k = N / 2 + 1; k < N; k++) sym[k] = sym[N - k];
+    mmspcl__rfft(N, p->twc, p->tws, p->rev, sym, re, im, p->work);   /* even input: the real part is the inverse */
+    for (k = 0; k <= p->ixmax; k++) ac[k] = re[k];
+}
+
+int64_t mmspcl_pitch_frames(int sample_rate, int64_t n) {
+    double dx = 1.0 / sample_rate, dur = dx * (double)n;
+    if (sample_rate < 1 || n <= 0 || dur < 3.0 / MMSPCL__P_FLOOR) return 0;
+    return (int64_t)floor((dur - 3.0 / MMSPCL__P_FLOOR) / 0.01) + 1;
+}
+
+mmspcl_status mmspcl_pitch_init(mmspcl_pitch *p, int sample_rate, int64_t n_samples, double global_peak,
+                                mmspcl_error *err) {
+    double dx, *tmp;
+    int i;
+    if (!p) return mmspcl__fail(err, MMSPCL_ERR_ARG, "pitch: NULL");
+    memset(p, 0, sizeof *p);
+    if (sample_rate < 2000 || sample_rate > MMSPCL_WAV_MAX_RATE || n_samples < 0)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "pitch: sample rate %d (2000..%d), %lld samples", sample_rate, MMSPCL_WAV_MAX_RATE, (long long)n_samples);
+    dx = 1.0 / sample_rate;
+    p->rate = sample_rate;
+    p->n_samples = n_samples;
+    p->dt = 0.01;
+    p->global_peak = global_peak;
+    p->nper = (int)floor(1.0 / dx / MMSPCL__P_FLOOR);
+    p->halfper = p->nper / 2 + 1;
+    p->half = (int)floor(3.0 / MMSPCL__P_FLOOR / dx) / 2 - 1;
+    p->nwin = 2 * p->half;
+    p->max_lag = (int)floor(p->nwin / 3.0) + 2;
+    if (p->max_lag > p->nwin) p->max_lag = p->nwin;
+    for (p->nfft = 1; p->nfft < p->nwin * 1.5; p->nfft *= 2) {}
+    p->ixmax = (int)floor(p->nwin * 0.5);
+    p->n_frames = mmspcl_pitch_frames(sample_rate, n_samples);
+    /* Praat's frames: as many as fit, centred in the sound (first sample at time dx / 2) */
+    p->t0 = 0.5 * dx - 0.5 * dx + 0.5 * (dx * (double)n_samples) - 0.5 * (double)p->n_frames * p->dt + 0.5 * p->dt;
+    p->window = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)p->nwin);
+    p->windowR = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)(p->ixmax + 1));
+    p->work = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)(3 * p->nfft + 8));
+    p->spec = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)(3 * p->nfft + 8));
+    p->R = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)(2 * p->ixmax + 1));
+    p->buf_cap = 2 * (p->nwin + 2 * p->nper) + 16384;
+    p->buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)p->buf_cap);
+    p->q_cap = 256;
+    p->q = (mmspcl_pitch_frame *)MMSPCL_MALLOC(sizeof(mmspcl_pitch_frame) * (size_t)p->q_cap);
+    p->ready_cap = 256;
+    p->ready = (float *)MMSPCL_MALLOC(sizeof(float) * 2 * (size_t)p->ready_cap);
+    if (!p->window || !p->windowR || !p->work || !p->spec || !p->R || !p->buf || !p->q || !p->ready ||
+        !mmspcl__fft_tables(p->nfft, &p->twc, &p->tws, &p->rev)) {
+        mmspcl_pitch_free(p);
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "pitch: out of memory");
+    }
+    for (i = 0; i < p->nwin; i++) p->window[i] = 0.5 - 0.5 * cos((i + 1) * 2 * MMSPCL__PI / (p->nwin + 1));
+    /* the normalised autocorrelation of the window */
+    tmp = p->work + p->nfft;
+    for (i = 0; i < p->nfft; i++) tmp[i] = i < p->nwin ? p->window[i] : 0;
+    {
+        double *ac = p->R;
+        mmspcl__pitch_ac(p, tmp, ac);
+        for (i = 1; i <= p->ixmax; i++) p->windowR[i] = ac[i] / ac[0];
+        p->windowR[0] = 1;
+    }
+    return MMSPCL_OK;
+}
+
+/* Sample i of the sound (0 outside what the buffer holds: never for frames Praat fits). */
+static double mmspcl__pitch_x(const mmspcl_pitch *p, int64_t i) {
+    int64_t j = i - p->buf_base;
+    return j >= 0 && j < p->buf_len ? (double)p->buf[j] : 0.0;
+}
+
+/* Candidates of frame `frame` (its samples are in the buffer) into c. */
+static void mmspcl__pitch_frame(mmspcl_pitch *p, int64_t frame, mmspcl_pitch_frame *c) {
+    const double dx = 1.0 / p->rate, t = p->t0 + (double)frame * p->dt, floor_f = MMSPCL__P_FLOOR;
+    const int64_t left = (int64_t)floor((t - 0.5 * dx) / dx);
+    double *fr = p->work + p->nfft, *ac = p->spec + 2 * p->nfft + 4, mean = 0, peak = 0, gpeak = p->global_peak;
+    double *R = p->R + p->ixmax;   /* R[-ixmax..ixmax] */
+    int imax[MMSPCL_PITCH_MAX_CAND], i, j, lo, hi;
+    int64_t s;
+    for (s = left + 1 - p->nper; s <= left + p->nper; s++) mean += mmspcl__pitch_x(p, s);
+    mean /= 2 * p->nper;
+    for (j = 0; j < p->nwin; j++) fr[j] = (mmspcl__pitch_x(p, left + 1 - p->half + j) - mean) * p->window[j];
+    for (j = p->nwin; j < p->nfft; j++) fr[j] = 0;
+    lo = p->half + 1 - p->halfper < 1 ? 1 : p->half + 1 - p->halfper;
+    hi = p->half + p->halfper > p->nwin ? p->nwin : p->half + p->halfper;
+    for (j = lo - 1; j < hi; j++) if (fabs(fr[j]) > peak) peak = fabs(fr[j]);
+    if (gpeak <= 0) gpeak = mmspcl_audio_peak_value(&p->run);   /* of what came so far */
+    c->intensity = (float)(peak > gpeak || gpeak <= 0 ? 1.0 : peak / gpeak);
+    c->n = 1;
+    c->freq[0] = 0;
+    c->strength[0] = 0;
+    imax[0] = 0;
+    if (peak == 0) return;
+    mmspcl__pitch_ac(p, fr, ac);
+    R[0] = 1;
+    for (i = 1; i <= p->ixmax; i++) R[i] = R[-i] = ac[i] / (ac[0] * p->windowR[i]);
+    for (i = 2; i < p->max_lag && i < p->ixmax; i++) {
+        double dr, d2r, f, str;
+        int place = 0;
+        if (!(R[i] > 0.5 * MMSPCL__P_VOICING && R[i] > R[i - 1] && R[i] >= R[i + 1])) continue;
+        dr = 0.5 * (R[i + 1] - R[i - 1]);
+        d2r = 2.0 * R[i] - R[i - 1] - R[i + 1];
+        f = 1.0 / dx / (i + dr / d2r);
+        str = mmspcl__sinc_interp(p->R, 2 * p->ixmax + 1, 1.0 / dx / f + p->ixmax, 30);
+        if (str > 1.0) str = 1.0 / str;
+        if (c->n < MMSPCL_PITCH_MAX_CAND) {
+            place = c->n++;
+        } else {   /* the weakest so far, high frequencies favoured */
+            double weakest = 2.0;
+            int k;
+            for (k = 1; k < MMSPCL_PITCH_MAX_CAND; k++) {
+                double ls = c->strength[k] - MMSPCL__P_OCTAVE * log2(floor_f / c->freq[k]);
+                if (ls < weakest) { weakest = ls; place = k; }
+            }
+            if (str - MMSPCL__P_OCTAVE * log2(floor_f / f) <= weakest) place = 0;
+        }
+        if (place) {
+            c->freq[place] = (float)f;
+            c->strength[place] = (float)str;
+            imax[place] = i;
+        }
+    }
+    for (i = 1; i < c->n; i++) {   /* refine: the maximum of the sinc interpolation */
+        double xm, ym;
+        int depth = c->freq[i] > 0.3 / dx ? 700 : 70;
+        ym = mmspcl__sinc_max(p->R, 2 * p->ixmax + 1, imax[i] - 1 + p->ixmax, imax[i] + 1 + p->ixmax, depth, &xm);
+        c->freq[i] = (float)(1.0 / dx / (xm - p->ixmax));
+        c->strength[i] = (float)(ym > 1.0 ? 1.0 / ym : ym);
+    }
+}
+
+/* Viterbi over the undecided frames: the local score of candidate k of frame c. */
+static double mmspcl__pitch_local(const mmspcl_pitch_frame *c, int k) {
+    double f = c->freq[k], u;
+    if (f == 0 || f > MMSPCL__P_CEIL) {
+        u = 2 - c->intensity / (MMSPCL__P_SILENCE / (1 + MMSPCL__P_VOICING));
+        return MMSPCL__P_VOICING + (u > 0 ? u : 0);
+    }
+    return c->strength[k] - MMSPCL__P_OCTAVE * log2(MMSPCL__P_CEIL / f);
+}
+
+static int mmspcl__pitch_emit(mmspcl_pitch *p, float f0, float strength) {
+    if (p->ready_len == p->ready_cap) {
+        float *q = (float *)MMSPCL_REALLOC(p->ready, sizeof(float) * 2 * (size_t)p->ready_cap * 2);
+        if (!q) return 0;
+        p->ready = q;
+        p->ready_cap *= 2;
+    }
+    p->ready[2 * p->ready_len] = f0;
+    p->ready[2 * p->ready_len + 1] = f0 > 0 ? strength : 0;
+    p->ready_len++;
+    p->frames_out++;
+    return 1;
+}
+
+/* Decides the frames q_base..last on the path that is at candidate k of frame `last`. */
+static int mmspcl__pitch_decide(mmspcl_pitch *p, int64_t last, int k) {
+    int64_t n = last - p->q_base + 1, i;
+    int start = p->ready_len;
+    for (i = n - 1; i >= 0; i--) {   /* trace back, then emit in time order */
+        float f = p->q[i].freq[k];
+        if (!mmspcl__pitch_emit(p, f > 0 && f < MMSPCL__P_CEIL ? f : 0, p->q[i].strength[k])) return 0;
+        k = p->q[i].psi[k];
+    }
+    for (i = 0; i < n / 2; i++) {
+        float *a = p->ready + 2 * (start + i), *b = p->ready + 2 * (start + n - 1 - i), t;
+        t = a[0]; a[0] = b[0]; b[0] = t;
+        t = a[1]; a[1] = b[1]; b[1] = t;
+    }
+    memmove(p->q, p->q + n, sizeof(mmspcl_pitch_frame) * (size_t)(p->next_frame - 1 - last));
+    p->q_base = last + 1;
+    return 1;
+}
+
+/* Where all surviving paths meet (the latest such frame), decide up to it; when none do within
+   MMSPCL_PITCH_MAX_LAG frames, follow the best path to half way and keep only paths through it. */
+static int mmspcl__pitch_merge(mmspcl_pitch *p, int force) {
+    const int64_t cur = p->next_frame - 1, n = cur - p->q_base + 1;
+    int s[MMSPCL_PITCH_MAX_CAND], k, nc = p->q[n - 1].n, best = 0;
+    int64_t i;
+    for (k = 0; k < nc; k++) s[k] = k;
+    for (i = n - 1; i > 0; i--) {
+        int same = 1;
+        for (k = 0; k < nc; k++) {
+            s[k] = p->q[i].psi[s[k]];
+            if (s[k] != s[0]) same = 0;
+        }
+        if (same) return mmspcl__pitch_decide(p, p->q_base + i - 1, s[0]);
+    }
+    if (!force) return 1;
+    for (k = 1; k < nc; k++) if (p->delta[k] > p->delta[best]) best = k;
+    {
+        const int64_t mid = n / 2;
+        int at = best, keep[MMSPCL_PITCH_MAX_CAND];
+        for (k = 0; k < nc; k++) keep[k] = k;
+        for (i = n - 1; i > mid; i--) {
+            at = p->q[i].psi[at];
+            for (k = 0; k < nc; k++) keep[k] = p->q[i].psi[keep[k]];
+        }
+        for (k = 0; k < nc; k++) if (keep[k] != at) p->delta[k] = -1e300;
+        return mmspcl__pitch_decide(p, p->q_base + mid, at);
+    }
+}
+
+/* Adds frame c (the next one) to the search. */
+static int mmspcl__pitch_step(mmspcl_pitch *p, const mmspcl_pitch_frame *c) {
+    const int64_t idx = p->next_frame - p->q_base;
+    double nd[MMSPCL_PITCH_MAX_CAND];
+    mmspcl_pitch_frame *f;
+    int k, j;
+    if (idx >= p->q_cap) {
+        mmspcl_pitch_frame *q = (mmspcl_pitch_frame *)MMSPCL_REALLOC(p->q, sizeof(mmspcl_pitch_frame) * (size_t)p->q_cap * 2);
+        if (!q) return 0;
+        p->q = q;
+        p->q_cap *= 2;
+    }
+    f = &p->q[idx];
+    *f = *c;
+    for (k = 0; k < f->n; k++) {
+        const mmspcl_pitch_frame *pr = idx > 0 ? &p->q[idx - 1] : NULL;   /* NULL: the first frame */
+        double loc = mmspcl__pitch_local(f, k), f2 = f->freq[k], best = -1e308;
+        int place = 0;
+        for (j = 0; pr && j < pr->n; j++) {
+            double f1 = pr->freq[j], cost, v;
+            int pv = f1 <= 0 || f1 >= MMSPCL__P_CEIL, cv = f2 <= 0 || f2 >= MMSPCL__P_CEIL;
+            cost = cv ? (pv ? 0 : MMSPCL__P_VUV) : (pv ? MMSPCL__P_VUV : MMSPCL__P_JUMP * fabs(log2(f1 / f2)));
+            v = p->delta[j] - cost + loc;
+            if (v > best) { best = v; place = j; }
+        }
+        nd[k] = pr ? best : loc;
+        f->psi[k] = (unsigned char)place;
+    }
+    memcpy(p->delta, nd, sizeof(double) * (size_t)f->n);
+    p->next_frame++;
+    if ((p->next_frame - p->q_base) % 32 == 0 || p->next_frame - p->q_base > MMSPCL_PITCH_MAX_LAG)
+        return mmspcl__pitch_merge(p, p->next_frame - p->q_base > MMSPCL_PITCH_MAX_LAG);
+    return 1;
+}
+
+mmspcl_status mmspcl_pitch_push(mmspcl_pitch *p, const float *x, int n, mmspcl_error *err) {
+    const int reach = p && p->nper > p->half ? p->nper : (p ? p->half : 0);
+    if (!p || n < 0 || (n > 0 && !x)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "pitch: bad arguments");
+    if (!p->buf) return mmspcl__fail(err, MMSPCL_ERR_ARG, "pitch: not initialised");
+    if (p->buf_base + p->buf_len + n > p->n_samples)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "pitch: more than the %lld samples announced", (long long)p->n_samples);
+    while (n > 0) {
+        int room, step;
+        /* keep the samples from the first one the next frame needs */
+        if (p->next_frame < p->n_frames) {
+            const double dx = 1.0 / p->rate, t = p->t0 + (double)p->next_frame * p->dt;
+            int64_t need = (int64_t)floor((t - 0.5 * dx) / dx) + 1 - reach, drop = need - p->buf_base;
+            if (drop > p->buf_len) drop = p->buf_len;
+            if (drop > 0) {
+                memmove(p->buf, p->buf + drop, sizeof(float) * (size_t)(p->buf_len - drop));
+                p->buf_len -= (int)drop;
+                p->buf_base += drop;
+            }
+        } else {
+            p->buf_base += p->buf_len;
+            p->buf_len = 0;
+        }
+        room = p->buf_cap - p->buf_len;
+        step = n < room ? n : room;
+        memcpy(p->buf + p->buf_len, x, sizeof(float) * (size_t)step);
+        if (p->global_peak <= 0) mmspcl_audio_peak_add(&p->run, x, step);
+        p->buf_len += step;
+        x += step;
+        n -= step;
+        while (p->next_frame < p->n_frames) {
+            const double dx = 1.0 / p->rate, t = p->t0 + (double)p->next_frame * p->dt;
+            const int64_t left = (int64_t)floor((t - 0.5 * dx) / dx);
+            mmspcl_pitch_frame c;
+            if (left + reach >= p->buf_base + p->buf_len && p->buf_base + p->buf_len < p->n_samples) break;
+            mmspcl__pitch_frame(p, p->next_frame, &c);
+            if (!mmspcl__pitch_step(p, &c)) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "pitch: out of memory");
+        }
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_pitch_finish(mmspcl_pitch *p, mmspcl_error *err) {
+    int k, best = 0;
+    if (!p || !p->buf) return mmspcl__fail(err, MMSPCL_ERR_ARG, "pitch: not initialised");
+    if (p->next_frame < p->n_frames) {   /* fewer samples than announced: the rest are zero */
+        static const float z[256] = {0};
+        mmspcl_status st;
+        int64_t left = p->n_samples - p->buf_base - p->buf_len;
+        while (left > 0) {
+            int step = left > 256 ? 256 : (int)left;
+            if ((st = mmspcl_pitch_push(p, z, step, err))) return st;
+            left -= step;
+        }
+    }
+    if (p->next_frame > p->q_base) {
+        const mmspcl_pitch_frame *last = &p->q[p->next_frame - 1 - p->q_base];
+        for (k = 1; k < last->n; k++) if (p->delta[k] > p->delta[best]) best = k;
+        if (!mmspcl__pitch_decide(p, p->next_frame - 1, best)) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "pitch: out of memory");
+    }
+    return MMSPCL_OK;
+}
+
+int mmspcl_pitch_take(mmspcl_pitch *p, float *f0, float *strength, int cap) {
+    int n, i;
+    if (!p || !f0 || cap <= 0) return 0;
+    n = p->ready_len < cap ? p->ready_len : cap;
+    for (i = 0; i < n; i++) {
+        f0[i] = p->ready[2 * i];
+        if (strength) strength[i] = p->ready[2 * i + 1];
+    }
+    memmove(p->ready, p->ready + 2 * n, sizeof(float) * 2 * (size_t)(p->ready_len - n));
+    p->ready_len -= n;
+    return n;
+}
+
+double mmspcl_pitch_time(const mmspcl_pitch *p, int64_t frame) { return p->t0 + (double)frame * p->dt; }
+
+void mmspcl_pitch_free(mmspcl_pitch *p) {
+    if (!p) return;
+    MMSPCL_FREE(p->window);
+    MMSPCL_FREE(p->windowR);
+    MMSPCL_FREE(p->work);
+    MMSPCL_FREE(p->spec);
+    MMSPCL_FREE(p->R);
+    MMSPCL_FREE(p->twc);
+    MMSPCL_FREE(p->tws);
+    MMSPCL_FREE(p->rev);
+    MMSPCL_FREE(p->buf);
+    MMSPCL_FREE(p->q);
+    MMSPCL_FREE(p->ready);
+    memset(p, 0, sizeof *p);
+}
+
+mmspcl_status mmspcl_pitch_compute(int sample_rate, const float *x, int64_t n, float *f0, mmspcl_error *err) {
+    mmspcl_pitch p;
+    mmspcl_audio_peak pk;
+    mmspcl_status st;
+    int64_t done = 0;
+    memset(&pk, 0, sizeof pk);
+    mmspcl_audio_peak_add(&pk, x, n);
+    if ((st = mmspcl_pitch_init(&p, sample_rate, n, mmspcl_audio_peak_value(&pk), err))) return st;
+    while (!st && n > 0) {
+        int step = n > (1 << 20) ? 1 << 20 : (int)n;
+        st = mmspcl_pitch_push(&p, x, step, err);
+        x += step;
+        n -= step;
+        done += mmspcl_pitch_take(&p, f0 + done, NULL, INT32_MAX);
+    }
+    if (!st) st = mmspcl_pitch_finish(&p, err);
+    done += mmspcl_pitch_take(&p, f0 + done, NULL, INT32_MAX);
+    mmspcl_pitch_free(&p);
+    return st;
+}
+
+/* ---- 14.5 eGeMAPS ------------------------------------------------------------------------ */
+const char *const mmspcl_egemaps_names[MMSPCL_EGEMAPS_N] = {
+    "F0semitoneFrom27.5Hz_sma3nz_amean", "F0semitoneFrom27.5Hz_sma3nz_stddevNorm",
+    "F0semitoneFrom27.5Hz_sma3nz_percentile20.0", "F0semitoneFrom27.5Hz_sma3nz_percentile50.0",
+    "F0semitoneFrom27.5Hz_sma3nz_percentile80.0", "F0semitoneFrom27.5Hz_sma3nz_pctlrange0-2",
+    "F0semitoneFrom27.5Hz_sma3nz_meanRisingSlope", "F0semitoneFrom27.5Hz_sma3nz_stddevRisingSlope",
+    "F0semitoneFrom27.5Hz_sma3nz_meanFallingSlope", "F0semitoneFrom27.5Hz_sma3nz_stddevFallingSlope",
+    "loudness_sma3_amean", "loudness_sma3_stddevNorm", "loudness_sma3_percentile20.0", "loudness_sma3_percentile50.0",
+    "loudness_sma3_percentile80.0", "loudness_sma3_pctlrange0-2", "loudness_sma3_meanRisingSlope",
+    "loudness_sma3_stddevRisingSlope", "loudness_sma3_meanFallingSlope", "loudness_sma3_stddevFallingSlope",
+    "spectralFlux_sma3_amean", "spectralFlux_sma3_stddevNorm", "mfcc1_sma3_amean", "mfcc1_sma3_stddevNorm",
+    "mfcc2_sma3_amean", "mfcc2_sma3_stddevNorm", "mfcc3_sma3_amean", "mfcc3_sma3_stddevNorm", "mfcc4_sma3_amean",
+    "mfcc4_sma3_stddevNorm", "jitterLocal_sma3nz_amean", "jitterLocal_sma3nz_stddevNorm",
+    "shimmerLocaldB_sma3nz_amean", "shimmerLocaldB_sma3nz_stddevNorm", "HNRdBACF_sma3nz_amean",
+    "HNRdBACF_sma3nz_stddevNorm", "logRelF0-H1-H2_sma3nz_amean", "logRelF0-H1-H2_sma3nz_stddevNorm",
+    "logRelF0-H1-A3_sma3nz_amean", "logRelF0-H1-A3_sma3nz_stddevNorm", "F1frequency_sma3nz_amean",
+    "F1frequency_sma3nz_stddevNorm", "F1bandwidth_sma3nz_amean", "F1bandwidth_sma3nz_stddevNorm",
+    "F1amplitudeLogRelF0_sma3nz_amean", "F1amplitudeLogRelF0_sma3nz_stddevNorm", "F2frequency_sma3nz_amean",
+    "F2frequency_sma3nz_stddevNorm", "F2bandwidth_sma3nz_amean", "F2bandwidth_sma3nz_stddevNorm",
+    "F2amplitudeLogRelF0_sma3nz_amean", "F2amplitudeLogRelF0_sma3nz_stddevNorm", "F3frequency_sma3nz_amean",
+    "F3frequency_sma3nz_stddevNorm", "F3bandwidth_sma3nz_amean", "F3bandwidth_sma3nz_stddevNorm",
+    "F3amplitudeLogRelF0_sma3nz_amean", "F3amplitudeLogRelF0_sma3nz_stddevNorm", "alphaRatioV_sma3nz_amean",
+    "alphaRatioV_sma3nz_stddevNorm", "hammarbergIndexV_sma3nz_amean", "hammarbergIndexV_sma3nz_stddevNorm",
+    "slopeV0-500_sma3nz_amean", "slopeV0-500_sma3nz_stddevNorm", "slopeV500-1500_sma3nz_amean",
+    "slopeV500-1500_sma3nz_stddevNorm", "spectralFluxV_sma3nz_amean", "spectralFluxV_sma3nz_stddevNorm",
+    "mfcc1V_sma3nz_amean", "mfcc1V_sma3nz_stddevNorm", "mfcc2V_sma3nz_amean", "mfcc2V_sma3nz_stddevNorm",
+    "mfcc3V_sma3nz_amean", "mfcc3V_sma3nz_stddevNorm", "mfcc4V_sma3nz_amean", "mfcc4V_sma3nz_stddevNorm",
+    "alphaRatioUV_sma3nz_amean", "hammarbergIndexUV_sma3nz_amean", "slopeUV0-500_sma3nz_amean",
+    "slopeUV500-1500_sma3nz_amean", "spectralFluxUV_sma3nz_amean", "loudnessPeaksPerSec", "VoicedSegmentsPerSec",
+    "MeanVoicedSegmentLengthSec", "StddevVoicedSegmentLengthSec", "MeanUnvoicedSegmentLength",
+    "StddevUnvoicedSegmentLength", "equivalentSoundLevel_dBp"};
+
+/* LLD row columns */
+enum { MMSPCL__L_F0, MMSPCL__L_LOUD, MMSPCL__L_FLUX, MMSPCL__L_MFCC, MMSPCL__L_JIT = 7, MMSPCL__L_SHIM, MMSPCL__L_HNR,
+       MMSPCL__L_H1H2, MMSPCL__L_H1A3, MMSPCL__L_FORM, MMSPCL__L_ALPHA = 21, MMSPCL__L_HAMM, MMSPCL__L_SL0, MMSPCL__L_SL1,
+       MMSPCL__L_POW };
+#define MMSPCL__EG_ALL 0   /* every frame */
+#define MMSPCL__EG_V 1     /* voiced frames (where the LLD is defined) */
+#define MMSPCL__EG_UV 2    /* unvoiced frames */
+/* The mean / coefficient-of-variation functionals: {LLD column, frames, out index of the mean,
+   of the coefficient of variation or -1}. */
+static const signed char mmspcl__eg_stats[][4] = {
+    {MMSPCL__L_F0, 1, 0, 1},        {MMSPCL__L_LOUD, 0, 10, 11},    {MMSPCL__L_FLUX, 0, 20, 21},
+    {MMSPCL__L_MFCC, 0, 22, 23},    {MMSPCL__L_MFCC + 1, 0, 24, 25}, {MMSPCL__L_MFCC + 2, 0, 26, 27},
+    {MMSPCL__L_MFCC + 3, 0, 28, 29}, {MMSPCL__L_JIT, 1, 30, 31},     {MMSPCL__L_SHIM, 1, 32, 33},
+    {MMSPCL__L_HNR, 1, 34, 35},     {MMSPCL__L_H1H2, 1, 36, 37},    {MMSPCL__L_H1A3, 1, 38, 39},
+    {MMSPCL__L_FORM, 1, 40, 41},    {MMSPCL__L_FORM + 1, 1, 42, 43}, {MMSPCL__L_FORM + 2, 1, 44, 45},
+    {MMSPCL__L_FORM + 3, 1, 46, 47}, {MMSPCL__L_FORM + 4, 1, 48, 49}, {MMSPCL__L_FORM + 5, 1, 50, 51},
+    {MMSPCL__L_FORM + 6, 1, 52, 53}, {MMSPCL__L_FORM + 7, 1, 54, 55}, {MMSPCL__L_FORM + 8, 1, 56, 57},
+    {MMSPCL__L_ALPHA, 1, 58, 59},   {MMSPCL__L_HAMM, 1, 60, 61},    {MMSPCL__L_SL0, 1, 62, 63},
+    {MMSPCL__L_SL1, 1, 64, 65},     {MMSPCL__L_FLUX, 1, 66, 67},    {MMSPCL__L_MFCC, 1, 68, 69},
+    {MMSPCL__L_MFCC + 1, 1, 70, 71}, {MMSPCL__L_MFCC + 2, 1, 72, 73}, {MMSPCL__L_MFCC + 3, 1, 74, 75},
+    {MMSPCL__L_ALPHA, 2, 76, -1},   {MMSPCL__L_HAMM, 2, 77, -1},    {MMSPCL__L_SL0, 2, 78, -1},
+    {MMSPCL__L_SL1, 2, 79, -1},     {MMSPCL__L_FLUX, 2, 80, -1}};
+#define MMSPCL__EG_NSTATS ((int)(sizeof mmspcl__eg_stats / sizeof mmspcl__eg_stats[0]))
+
+/* Rising / falling parts of a contour: slopes (units a second) between turning points. */
+typedef struct mmspcl__eg_slope {
+    double prev, start;
+    int64_t prev_t, start_t;
+    int have, dir;
+    double sum[2], sq[2];
+    int64_t n[2];
+} mmspcl__eg_slope;
+
+struct mmspcl_egemaps {
+    mmspcl_pitch pitch;
+    mmspcl_resampler rs11;
+    int64_t n_samples, n_frames, done;
+    int keep_lld;
+    float *x, *y, *ytmp;              /* 16 kHz; 11 kHz pre-emphasised; resampler output */
+    int64_t x_base, y_base;
+    int x_len, x_cap, y_len, y_cap, ytmp_cap, y_flushed;
+    double y_last;                   /* last 11 kHz sample before pre-emphasis */
+    float *pend;                     /* decided (F0, strength) of frames not yet analysed */
+    int pend_len, pend_cap;
+    /* analysis */
+    double *ham400, *ham960, *gauss, *bark_w, *mel_w, *dct, bark_el[26], *work, *fr, *re, *im, *P, *prev_mag;
+    double *t512c, *t512s, *t1024c, *t1024s;
+    int *r512, *r1024, bark_lo[26], bark_n[26], mel_lo[26], mel_n[26], have_prev_mag;
+    /* smoothing: raw rows of the last three frames, frame t in slot t % 3 (column 0 in semitones) */
+    float raw[3][MMSPCL_EGEMAPS_LLD];
+    unsigned char def[3][MMSPCL_EGEMAPS_LLD];
+    int rawv[3];
+    float *lld;
+    int lld_len, lld_cap;
+    /* functionals */
+    double sum[MMSPCL__EG_NSTATS], sq[MMSPCL__EG_NSTATS];
+    int64_t cnt[MMSPCL__EG_NSTATS];
+    float *vals[2];                  /* F0 semitones (voiced), loudness (all) */
+    int64_t nvals[2], capvals[2];
+    mmspcl__eg_slope slope[2];
+    double loud_hist[2];
+    int64_t peaks, n_smooth;
+    int seg_v, seg_len;
+    double seg_sum[2], seg_sq[2];
+    int64_t seg_n[2];
+    double pow_sum;
+};
+
+static double mmspcl__eg_x(const mmspcl_egemaps *g, int64_t i) {
+    int64_t j = i - g->x_base;
+    return j >= 0 && j < g->x_len ? (double)g->x[j] : 0.0;
+}
+static double mmspcl__eg_y(const mmspcl_egemaps *g, int64_t i) {
+    int64_t j = i - g->y_base;
+    return j >= 0 && j < g->y_len ? (double)g->y[j] : 0.0;
+}
+static double mmspcl__db(double p) { return 10.0 * log10(p > 1e-30 ? p : 1e-30); }
+static double mmspcl__bark(double f) { return 26.81 * f / (1960.0 + f) - 0.53; }
+static double mmspcl__bark_hz(double z) { return 1960.0 * (z + 0.53) / (26.28 - z); }
+static double mmspcl__mel_htk(double f) { return 2595.0 * log10(1.0 + f / 700.0); }
+static double mmspcl__mel_htk_hz(double m) { return 700.0 * (pow(10.0, m / 2595.0) - 1.0); }
+
+/* 26 triangular bands, edges equally spaced on a scale (scale / inverse), 20 Hz .. 8 kHz, over the 257
+   bins of a 512-point spectrum at 16 kHz; the centres' frequencies into fc (may be NULL). */
+static void mmspcl__eg_bands(double (*scale)(double), double (*inv)(double), double *w, int *lo, int *n, double *fc) {
+    const double a = scale(20.0), b = scale(8000.0), d = (b - a) / 27;
+    int m, k;
+    for (m = 0; m < 26; m++) {
+        double l = a + m * d, c = a + (m + 1) * d, r = a + (m + 2) * d;
+        int first = -1, last = -1;
+        for (k = 0; k < 257; k++) {
+            double z = scale(k * 31.25), v = z <= l || z >= r ? 0 : z <= c ? (z - l) / (c - l) : (r - z) / (r - c);
+            w[m * 257 + k] = v;
+            if (v > 0) { if (first < 0) first = k; last = k; }
+        }
+        lo[m] = first < 0 ? 0 : first;
+        n[m] = first < 0 ? 0 : last - first + 1;
+        if (fc) fc[m] = inv(c);
+    }
+}
+
+mmspcl_status mmspcl_egemaps_new(mmspcl_egemaps **out, int64_t n_samples, double global_peak, int keep_lld,
+                                 mmspcl_error *err) {
+    mmspcl_egemaps *g;
+    mmspcl_status st;
+    double fc[26];
+    int i, k;
+    if (!out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "egemaps: NULL");
+    *out = NULL;
+    if (!(g = (mmspcl_egemaps *)MMSPCL_MALLOC(sizeof *g))) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "egemaps: out of memory");
+    memset(g, 0, sizeof *g);
+    if ((st = mmspcl_pitch_init(&g->pitch, MMSPCL_AUDIO_RATE, n_samples, global_peak, err)) ||
+        (st = mmspcl_resampler_init(&g->rs11, MMSPCL_AUDIO_RATE, 11000, err))) {
+        mmspcl_egemaps_free(g);
+        return st;
+    }
+    g->n_samples = n_samples;
+    g->n_frames = g->pitch.n_frames;
+    g->keep_lld = keep_lld;
+    g->x_cap = 1 << 16;
+    g->y_cap = 1 << 16;
+    g->ytmp_cap = (int)mmspcl_resample_bound(&g->rs11, 4096) + 16;
+    g->pend_cap = 256;
+    g->ham400 = (double *)MMSPCL_MALLOC(sizeof(double) * (400 + 960 + 550 + 2 * 26 * 257 + 4 * 26 + 3 * 2048 + 4 * 1030 + 257));
+    g->x = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)g->x_cap);
+    g->y = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)g->y_cap);
+    g->ytmp = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)g->ytmp_cap);
+    g->pend = (float *)MMSPCL_MALLOC(sizeof(float) * 2 * (size_t)g->pend_cap);
+    if (!g->ham400 || !g->x || !g->y || !g->ytmp || !g->pend || !mmspcl__fft_tables(512, &g->t512c, &g->t512s, &g->r512) ||
+        !mmspcl__fft_tables(1024, &g->t1024c, &g->t1024s, &g->r1024)) {
+        mmspcl_egemaps_free(g);
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "egemaps: out of memory");
+    }
+    g->ham960 = g->ham400 + 400;
+    g->gauss = g->ham960 + 960;
+    g->bark_w = g->gauss + 550;
+    g->mel_w = g->bark_w + 26 * 257;
+    g->dct = g->mel_w + 26 * 257;
+    g->work = g->dct + 4 * 26;
+    g->fr = g->work + 2048;
+    g->re = g->fr + 2048;
+    g->im = g->re + 1030;
+    g->P = g->im + 1030;
+    g->prev_mag = g->P + 2060;
+    for (i = 0; i < 400; i++) g->ham400[i] = 0.54 - 0.46 * cos(2 * MMSPCL__PI * i / 399);
+    for (i = 0; i < 960; i++) g->ham960[i] = 0.54 - 0.46 * cos(2 * MMSPCL__PI * i / 959);
+    for (i = 0; i < 550; i++) {   /* Praat's Gaussian window of To Formant (burg) */
+        double mid = 0.5 * (550 + 1), edge = exp(-12.0), d = (i + 1) - mid;
+        g->gauss[i] = (exp(-48.0 * d * d / (551.0 * 551.0)) - edge) / (1.0 - edge);
+    }
+    mmspcl__eg_bands(mmspcl__bark, mmspcl__bark_hz, g->bark_w, g->bark_lo, g->bark_n, fc);
+    for (i = 0; i < 26; i++) {   /* equal-loudness weight at the band centre (Hermansky 1990) */
+        double w2 = (2 * MMSPCL__PI * fc[i]) * (2 * MMSPCL__PI * fc[i]);
+        g->bark_el[i] = (w2 + 56.8e6) * w2 * w2 / ((w2 + 6.3e6) * (w2 + 6.3e6) * (w2 + 0.38e9));
+    }
+    mmspcl__eg_bands(mmspcl__mel_htk, mmspcl__mel_htk_hz, g->mel_w, g->mel_lo, g->mel_n, NULL);
+    for (k = 0; k < 4; k++)
+        for (i = 0; i < 26; i++) g->dct[k * 26 + i] = sqrt(2.0 / 26) * cos(MMSPCL__PI * (k + 1) * (i + 0.5) / 26) * (1.0 + 11.0 * sin(MMSPCL__PI * (k + 1) / 22.0));
+    *out = g;
+    return MMSPCL_OK;
+}
+
+/* The LLDs every frame has, from the 25 ms frame around sample left + 0.5. */
+static void mmspcl__eg_spectral(mmspcl_egemaps *g, int64_t left, float *row) {
+    double *fr = g->fr, *P = g->P, pw = 0, wsum = 0, e, lo = 0, hi = 0, m1 = 0, m2 = 0, norm = 0, flux = 0;
+    double sx[2] = {0, 0}, sy[2] = {0, 0}, sxx[2] = {0, 0}, sxy[2] = {0, 0};
+    int j, k, b, cnt[2] = {0, 0};
+    for (j = 0; j < 400; j++) {
+        double v = mmspcl__eg_x(g, left - 199 + j);
+        pw += v * v;
+        fr[j] = v * g->ham400[j];
+        wsum += g->ham400[j] * g->ham400[j];
+    }
+    for (j = 400; j < 512; j++) fr[j] = 0;
+    mmspcl__rfft(512, g->t512c, g->t512s, g->r512, fr, g->re, g->im, g->work);
+    for (k = 0; k <= 256; k++) P[k] = (g->re[k] * g->re[k] + g->im[k] * g->im[k]) / wsum;
+    row[MMSPCL__L_POW] = (float)(pw / 400);
+    for (e = 0, b = 0; b < 26; b++) {
+        double s = 0;
+        for (k = g->bark_lo[b]; k < g->bark_lo[b] + g->bark_n[b]; k++) s += g->bark_w[b * 257 + k] * P[k];
+        e += pow(g->bark_el[b] * s, 0.33);
+    }
+    row[MMSPCL__L_LOUD] = (float)e;
+    {
+        double lm[26];
+        for (b = 0; b < 26; b++) {
+            double s = 0;
+            for (k = g->mel_lo[b]; k < g->mel_lo[b] + g->mel_n[b]; k++) s += g->mel_w[b * 257 + k] * P[k];
+            lm[b] = log(s > 1e-30 ? s : 1e-30);
+        }
+        for (k = 0; k < 4; k++) {
+            double c = 0;
+            for (b = 0; b < 26; b++) c += g->dct[k * 26 + b] * lm[b];
+            row[MMSPCL__L_MFCC + k] = (float)c;
+        }
+    }
+    for (k = 0; k <= 256; k++) norm += P[k];
+    norm = norm > 0 ? 1.0 / sqrt(norm) : 0;
+    for (k = 0; k <= 256; k++) {
+        double m = sqrt(P[k]) * norm, f = k * 31.25, L;
+        if (g->have_prev_mag) flux += (m - g->prev_mag[k]) * (m - g->prev_mag[k]);
+        g->prev_mag[k] = m;
+        if (f >= 50 && f < 1000) lo += P[k];
+        if (f >= 1000 && f < 5000) hi += P[k];
+        if (f <= 2000 && P[k] > m1) m1 = P[k];
+        if (f > 2000 && f <= 5000 && P[k] > m2) m2 = P[k];
+        if (f > 1500) continue;
+        L = mmspcl__db(P[k]);
+        for (j = 0; j < 2; j++)
+            if (j == 0 ? f <= 500 : f >= 500) {
+                sx[j] += f; sy[j] += L; sxx[j] += f * f; sxy[j] += f * L; cnt[j]++;
+            }
+    }
+    g->have_prev_mag = 1;
+    row[MMSPCL__L_FLUX] = (float)flux;
+    row[MMSPCL__L_ALPHA] = (float)(mmspcl__db(lo) - mmspcl__db(hi));
+    row[MMSPCL__L_HAMM] = (float)(mmspcl__db(m1) - mmspcl__db(m2));
+    for (j = 0; j < 2; j++) {
+        double den = cnt[j] * sxx[j] - sx[j] * sx[j];
+        row[MMSPCL__L_SL0 + j] = (float)(den > 0 ? (cnt[j] * sxy[j] - sx[j] * sy[j]) / den : 0);
+    }
+}
+
+/* Periods by waveform matching in the 60 ms around sample left + 0.5: from a peak near the
+   centre back to the window's start, then period after period, each the lag in 0.8 .. 1.2 / f0
+   that best correlates one period with the next (parabolic refinement); amplitudes are each
+   period's peak. As Praat's jitter and shimmer: a period counts when its correlation is at least
+   0.5, a pair of periods when their ratio is at most 1.3 (jitter) and the amplitudes' at most 1.6
+   (shimmer). jitter (local) = mean |T[j+1] - T[j]| / mean T, shimmer (local, dB) =
+   mean |20 log10(A[j+1] / A[j])|. 0 when no pair counts. */
+static int mmspcl__eg_jitter(const mmspcl_egemaps *g, int64_t left, double f0, double *jit, double *shim) {
+    const double P = MMSPCL_AUDIO_RATE / f0;
+    const int L = (int)floor(P + 0.5), lo_lag = (int)floor(0.8 * P), hi_lag = (int)ceil(1.2 * P);
+    const int64_t lo = left - 479, hi = left + 480;
+    double T[64], A[64], r[520], xs[962], sumT = 0, sumd = 0, sums = 0, mx = 0;
+    const double *x = xs - lo;   /* x[i] for i in lo .. hi */
+    int ok[64], n = 0, j, k, nd = 0, ns = 0, nt = 0;
+    int64_t m = left, i;
+    for (i = lo; i <= hi; i++) xs[i - lo] = mmspcl__eg_x(g, i);
+    for (i = left - L / 2; i <= left + L / 2; i++)
+        if (fabs(x[i]) > mx) { mx = fabs(x[i]); m = i; }
+    if (mx == 0 || hi_lag + 2 > 520) return 0;
+    while (m - L >= lo) m -= L;
+    while (n < 64 && m + L + hi_lag + 1 <= hi) {
+        double a = 0, e0 = 0, den, d;
+        int bl = lo_lag;
+        for (k = 0; k < L; k++) {
+            double v = x[m + k];
+            e0 += v * v;
+            if (fabs(v) > a) a = fabs(v);
+        }
+        for (j = lo_lag - 1; j <= hi_lag + 1; j++) {
+            const double *u = x + m, *w = x + m + j;
+            double xy = 0, e1 = 0;
+            for (k = 0; k < L; k++) {
+                xy += u[k] * w[k];
+                e1 += w[k] * w[k];
+            }
+            r[j] = e0 > 0 && e1 > 0 ? xy / sqrt(e0 * e1) : 0;
+        }
+        for (j = lo_lag; j <= hi_lag; j++) if (r[j] > r[bl]) bl = j;
+        den = r[bl - 1] - 2 * r[bl] + r[bl + 1];
+        d = den < 0 ? 0.5 * (r[bl - 1] - r[bl + 1]) / den : 0;
+        T[n] = bl + (d > 0.5 ? 0.5 : d < -0.5 ? -0.5 : d);
+        A[n] = a;
+        ok[n] = r[bl] >= 0.5;
+        n++;
+        m += bl;
+    }
+    for (j = 0; j < n; j++) if (ok[j]) { sumT += T[j]; nt++; }
+    for (j = 0; j + 1 < n; j++) {
+        double rt = T[j + 1] > T[j] ? T[j + 1] / T[j] : T[j] / T[j + 1];
+        double ra = A[j + 1] > A[j] ? A[j + 1] / A[j] : A[j] / A[j + 1];
+        if (!ok[j] || !ok[j + 1]) continue;
+        if (rt <= 1.3) { sumd += fabs(T[j + 1] - T[j]); nd++; }
+        if (A[j] > 0 && A[j + 1] > 0 && ra <= 1.6) { sums += 20.0 * log10(ra); ns++; }
+    }
+    if (!nd || !ns) return 0;
+    *jit = (sumd / nd) / (sumT / nt);
+    *shim = sums / ns;
+    return 1;
+}
+
+/* Burg's method: a[0..m] (a[0] = 1) of the predictor x[t] + sum a[i] x[t-i] = e[t]; f, b: n doubles. */
+static int mmspcl__burg(const double *x, int n, int m, double *a, double *f, double *b) {
+    int k, i, j;
+    for (j = 0; j < n; j++) f[j] = b[j] = x[j];
+    for (i = 0; i <= m; i++) a[i] = 0;
+    a[0] = 1;
+    for (k = 0; k < m; k++) {
+        double num = 0, den = 0, mu;
+        for (j = k + 1; j < n; j++) {
+            num += f[j] * b[j - 1];
+            den += f[j] * f[j] + b[j - 1] * b[j - 1];
+        }
+        if (den <= 0) return 0;
+        mu = -2 * num / den;
+        for (i = 0; i <= (k + 1) / 2; i++) {
+            double t1 = a[i] + mu * a[k + 1 - i], t2 = a[k + 1 - i] + mu * a[i];
+            a[i] = t1;
+            a[k + 1 - i] = t2;
+        }
+        for (j = n - 1; j > k; j--) {
+            double fj = f[j] + mu * b[j - 1];
+            b[j] = b[j - 1] + mu * f[j];
+            f[j] = fj;
+        }
+    }
+    return 1;
+}
+
+/* The roots of z^m + c[1] z^(m-1) + ... + c[m] (Durand-Kerner, then Newton), reflected into the unit circle. */
+static void mmspcl__poly_roots(const double *c, int m, double *zr, double *zi) {
+    int it, i, j, k;
+    for (i = 0; i < m; i++) {   /* (0.4 + 0.9i)^i */
+        double r = pow(0.985, i), t = 1.15 * i + 0.3;
+        zr[i] = r * cos(t);
+        zi[i] = r * sin(t);
+    }
+    for (it = 0; it < 500; it++) {
+        double change = 0;
+        for (i = 0; i < m; i++) {
+            double pr = 1, pi = 0, qr = 1, qi = 0, t, den, dr, di;
+            for (k = 1; k <= m; k++) {   /* p(z) by Horner */
+                t = pr * zr[i] - pi * zi[i] + c[k];
+                pi = pr * zi[i] + pi * zr[i];
+                pr = t;
+            }
+            for (j = 0; j < m; j++) if (j != i) {
+                double ar = zr[i] - zr[j], ai = zi[i] - zi[j];
+                t = qr * ar - qi * ai;
+                qi = qr * ai + qi * ar;
+                qr = t;
+            }
+            den = qr * qr + qi * qi;
+            if (den == 0) { zr[i] += 1e-8; continue; }
+            dr = (pr * qr + pi * qi) / den;
+            di = (pi * qr - pr * qi) / den;
+            zr[i] -= dr;
+            zi[i] -= di;
+            change += fabs(dr) + fabs(di);
+        }
+        if (change < 1e-13) break;
+    }
+    for (i = 0; i < m; i++) {
+        double a2 = zr[i] * zr[i] + zi[i] * zi[i];
+        if (a2 > 1) { zr[i] /= a2; zi[i] = zi[i] / a2; }   /* 1 / conj(z) */
+    }
+}
+
+/* F1..F3 and their bandwidths at the 11 kHz sample left11 + 0.5 (Praat's To Formant (burg):
+   50 ms Gaussian window, 10 poles, formants in 50 .. 5450 Hz); returns how many (<= 3). */
+static int mmspcl__eg_formants(mmspcl_egemaps *g, int64_t left11, double *F, double *B) {
+    double x[550], a[11], zr[10], zi[10], ff[10], bb[10], mx = 0;
+    int j, n = 0, i, k;
+    for (j = 0; j < 550; j++) {
+        double v = mmspcl__eg_y(g, left11 - 274 + j);
+        if (fabs(v) > mx) mx = fabs(v);
+        x[j] = v * g->gauss[j];
+    }
+    if (mx == 0 || !mmspcl__burg(x, 550, 10, a, g->fr, g->fr + 1024)) return 0;
+    mmspcl__poly_roots(a, 10, zr, zi);
+    for (i = 0; i < 10; i++) {
+        double f, b;
+        if (zi[i] < 0) continue;
+        f = fabs(atan2(zi[i], zr[i])) * 5500.0 / MMSPCL__PI;
+        b = -log(zr[i] * zr[i] + zi[i] * zi[i]) * 5500.0 / MMSPCL__PI;
+        if (f < 50 || f > 5450) continue;
+        for (k = n; k > 0 && ff[k - 1] > f; k--) { ff[k] = ff[k - 1]; bb[k] = bb[k - 1]; }
+        ff[k] = f;
+        bb[k] = b;
+        n++;
+    }
+    for (k = 0; k < n && k < 3; k++) { F[k] = ff[k]; B[k] = bb[k]; }
+    return n < 3 ? n : 3;
+}
+
+/* The level (dB) of harmonic h of f0: the strongest of the 513 bins of P (15.625 Hz) from
+   (h - 0.1) f0 to (h + 0.1) f0, widened to the bins on either side. */
+static double mmspcl__eg_harm(const double *P, double f0, int h) {
+    int k0 = (int)floor((h - 0.1) * f0 / 15.625), k1 = (int)ceil((h + 0.1) * f0 / 15.625), k;
+    double mx = 0;
+    if (k0 < 0) k0 = 0;
+    if (k1 > 512) k1 = 512;
+    for (k = k0; k <= k1; k++)
+        if (P[k] > mx) mx = P[k];
+    return mmspcl__db(mx);
+}
+
+/* The voiced-only LLDs of a frame with F0 f0 and autocorrelation strength r; def[col] = 1 where defined. */
+static void mmspcl__eg_voiced(mmspcl_egemaps *g, int64_t left, int64_t left11, double f0, double r, float *row,
+                              unsigned char *def) {
+    double *fr = g->fr, *P = g->P, jit, shim, F[3], B[3], h1, H[3];
+    int j, k, nf;
+    row[MMSPCL__L_F0] = (float)f0;
+    def[MMSPCL__L_F0] = 1;
+    r = r < 1e-6 ? 1e-6 : r > 1 - 1e-6 ? 1 - 1e-6 : r;   /* -60 .. 60 dB */
+    row[MMSPCL__L_HNR] = (float)(10 * log10(r / (1 - r)));
+    def[MMSPCL__L_HNR] = 1;
+    if (mmspcl__eg_jitter(g, left, f0, &jit, &shim)) {
+        row[MMSPCL__L_JIT] = (float)jit;
+        row[MMSPCL__L_SHIM] = (float)shim;
+        def[MMSPCL__L_JIT] = def[MMSPCL__L_SHIM] = 1;
+    }
+    nf = mmspcl__eg_formants(g, left11, F, B);
+    /* harmonic amplitudes from a 60 ms Hamming frame, 1024-point spectrum (15.6 Hz bins) */
+    for (j = 0; j < 960; j++) fr[j] = mmspcl__eg_x(g, left - 479 + j) * g->ham960[j];
+    for (j = 960; j < 1024; j++) fr[j] = 0;
+    mmspcl__rfft(1024, g->t1024c, g->t1024s, g->r1024, fr, g->re, g->im, g->work);
+    for (k = 0; k <= 512; k++) P[k] = g->re[k] * g->re[k] + g->im[k] * g->im[k];
+    h1 = mmspcl__eg_harm(P, f0, 1);
+    H[0] = mmspcl__eg_harm(P, f0, 2);
+    row[MMSPCL__L_H1H2] = (float)(h1 - H[0]);
+    def[MMSPCL__L_H1H2] = 1;
+    for (k = 0; k < nf; k++) {
+        int h = (int)floor(F[k] / f0 + 0.5);
+        if (h < 1) h = 1;
+        H[k] = mmspcl__eg_harm(P, f0, h);
+        row[MMSPCL__L_FORM + 3 * k] = (float)F[k];
+        row[MMSPCL__L_FORM + 3 * k + 1] = (float)B[k];
+        row[MMSPCL__L_FORM + 3 * k + 2] = (float)(H[k] - h1);
+        def[MMSPCL__L_FORM + 3 * k] = def[MMSPCL__L_FORM + 3 * k + 1] = def[MMSPCL__L_FORM + 3 * k + 2] = 1;
+    }
+    if (nf == 3) {   /* A3: the strongest harmonic within F3 +- B3 / 2 (the nearest one at least) */
+        double a3 = H[2];
+        int h, h0 = (int)ceil((F[2] - 0.5 * B[2]) / f0), h1n = (int)floor((F[2] + 0.5 * B[2]) / f0);
+        for (h = h0 < 1 ? 1 : h0; h <= h1n; h++) {
+            double v = mmspcl__eg_harm(P, f0, h);
+            if (v > a3) a3 = v;
+        }
+        row[MMSPCL__L_H1A3] = (float)(h1 - a3);
+        def[MMSPCL__L_H1A3] = 1;
+    }
+}
+
+static void mmspcl__eg_slope_close(mmspcl__eg_slope *s) {
+    if (s->have && s->dir != 0 && s->prev_t > s->start_t) {
+        double v = fabs(s->prev - s->start) / ((double)(s->prev_t - s->start_t) * 0.01);
+        int k = s->dir > 0 ? 0 : 1;
+        s->sum[k] += v;
+        s->sq[k] += v * v;
+        s->n[k]++;
+    }
+    s->dir = 0;
+}
+
+/* The next value of a contour at frame t (a gap since the last value ends the part). */
+static void mmspcl__eg_slope_add(mmspcl__eg_slope *s, double v, int64_t t) {
+    int dir;
+    if (!s->have || t != s->prev_t + 1) {
+        mmspcl__eg_slope_close(s);
+        s->have = 1;
+        s->prev = s->start = v;
+        s->prev_t = s->start_t = t;
+        return;
+    }
+    dir = v > s->prev ? 1 : v < s->prev ? -1 : 0;
+    if (dir != s->dir) {
+        mmspcl__eg_slope_close(s);
+        s->dir = dir;
+        s->start = s->prev;
+        s->start_t = s->prev_t;
+    }
+    s->prev = v;
+    s->prev_t = t;
+}
+
+static int mmspcl__eg_keep(mmspcl_egemaps *g, int which, double v) {
+    if (g->nvals[which] == g->capvals[which]) {
+        int64_t cap = g->capvals[which] ? 2 * g->capvals[which] : 1024;
+        float *p = (float *)MMSPCL_REALLOC(g->vals[which], sizeof(float) * (size_t)cap);
+        if (!p) return 0;
+        g->vals[which] = p;
+        g->capvals[which] = cap;
+    }
+    g->vals[which][g->nvals[which]++] = (float)v;
+    return 1;
+}
+
+/* Smooths frame t (ring slot t % 3; its neighbours when has_prev / has_next) over three frames
+   (sma3: every frame for the all-frame LLDs, frames of the same voicing where defined for the
+   others) and adds it to the functionals. */
+static int mmspcl__eg_smooth(mmspcl_egemaps *g, int64_t t, int has_prev, int has_next) {
+    double all[MMSPCL_EGEMAPS_LLD], cls[MMSPCL_EGEMAPS_LLD];
+    unsigned char cdef[MMSPCL_EGEMAPS_LLD];
+    const int me = (int)(t % 3), v = g->rawv[me];
+    int slots[3], ns = 0, c, s, i;
+    if (has_prev) slots[ns++] = (int)((t + 2) % 3);
+    slots[ns++] = me;
+    if (has_next) slots[ns++] = (int)((t + 1) % 3);
+    for (c = 0; c < MMSPCL_EGEMAPS_LLD; c++) {
+        double sa = 0, sc = 0;
+        int nc = 0;
+        for (s = 0; s < ns; s++) {
+            const int k = slots[s];
+            sa += g->raw[k][c];
+            if (g->def[k][c] && g->rawv[k] == v) { sc += g->raw[k][c]; nc++; }
+        }
+        all[c] = sa / ns;
+        cdef[c] = g->def[me][c] && nc > 0;
+        cls[c] = nc ? sc / nc : 0;
+    }
+    for (i = 0; i < MMSPCL__EG_NSTATS; i++) {
+        const int col = mmspcl__eg_stats[i][0], cl = mmspcl__eg_stats[i][1];
+        double x;
+        if (cl == MMSPCL__EG_ALL) x = all[col];
+        else if (cdef[col] && (cl == MMSPCL__EG_V) == (v == 1)) x = cls[col];
+        else continue;
+        g->sum[i] += x;
+        g->sq[i] += x * x;
+        g->cnt[i]++;
+    }
+    if (v && cdef[MMSPCL__L_F0]) {
+        if (!mmspcl__eg_keep(g, 0, cls[MMSPCL__L_F0])) return 0;
+        mmspcl__eg_slope_add(&g->slope[0], cls[MMSPCL__L_F0], t);
+    }
+    if (!mmspcl__eg_keep(g, 1, all[MMSPCL__L_LOUD])) return 0;
+    mmspcl__eg_slope_add(&g->slope[1], all[MMSPCL__L_LOUD], t);
+    /* loudness peaks: the previous smoothed value above its predecessor and not below this one */
+    if (g->n_smooth >= 2 && g->loud_hist[1] > g->loud_hist[0] && g->loud_hist[1] >= all[MMSPCL__L_LOUD]) g->peaks++;
+    g->loud_hist[0] = g->loud_hist[1];
+    g->loud_hist[1] = all[MMSPCL__L_LOUD];
+    g->n_smooth++;
+    /* voiced / unvoiced segments */
+    if (t > 0 && v != g->seg_v) {
+        double len = g->seg_len * 0.01;
+        g->seg_sum[g->seg_v] += len;
+        g->seg_sq[g->seg_v] += len * len;
+        g->seg_n[g->seg_v]++;
+        g->seg_len = 0;
+    }
+    g->seg_v = v;
+    g->seg_len++;
+    g->pow_sum += g->raw[me][MMSPCL__L_POW];
+    return 1;
+}
+
+/* One decided frame: its LLDs, queued for take_lld; the frame before it smoothed and counted. */
+static int mmspcl__eg_frame(mmspcl_egemaps *g, double f0, double strength) {
+    const double t = mmspcl_pitch_time(&g->pitch, g->done);
+    const int64_t left = (int64_t)floor((t - 0.5 / MMSPCL_AUDIO_RATE) * MMSPCL_AUDIO_RATE);
+    const int64_t left11 = (int64_t)floor((t - 0.5 / MMSPCL_AUDIO_RATE) * 11000.0);
+    const int slot = (int)(g->done % 3);
+    float *row = g->raw[slot];
+    unsigned char *d = g->def[slot];
+    int c;
+    memset(row, 0, sizeof g->raw[0]);
+    for (c = 0; c < MMSPCL_EGEMAPS_LLD; c++) d[c] = c == MMSPCL__L_F0 || (c >= MMSPCL__L_JIT && c <= MMSPCL__L_FORM + 8) ? 0 : 1;
+    mmspcl__eg_spectral(g, left, row);
+    if (f0 > 0) mmspcl__eg_voiced(g, left, left11, f0, strength, row, d);
+    if (g->keep_lld) {
+        if (g->lld_len == g->lld_cap) {
+            int cap = g->lld_cap ? 2 * g->lld_cap : 256;
+            float *p = (float *)MMSPCL_REALLOC(g->lld, sizeof(float) * MMSPCL_EGEMAPS_LLD * (size_t)cap);
+            if (!p) return 0;
+            g->lld = p;
+            g->lld_cap = cap;
+        }
+        memcpy(g->lld + (size_t)g->lld_len * MMSPCL_EGEMAPS_LLD, row, sizeof g->raw[0]);
+        g->lld_len++;
+    }
+    if (f0 > 0) row[MMSPCL__L_F0] = (float)(12.0 * log2(f0 / 27.5));   /* semitones from here on */
+    g->rawv[slot] = f0 > 0;
+    g->done++;
+    return g->done < 2 || mmspcl__eg_smooth(g, g->done - 2, g->done - 2 > 0, 1);
+}
+
+/* Appends n samples to a buffer [base, base + len) after dropping those before keep. */
+static int mmspcl__eg_append(float **buf, int64_t *base, int *len, int *cap, int64_t keep, const float *x, int n) {
+    int64_t drop = keep - *base;
+    if (drop > *len) drop = *len;
+    if (drop > 0) {
+        memmove(*buf, *buf + drop, sizeof(float) * (size_t)(*len - drop));
+        *len -= (int)drop;
+        *base += drop;
+    }
+    if ((int64_t)*len + n > *cap) {
+        int64_t c = 2 * ((int64_t)*len + n);
+        float *p;
+        if (c > INT32_MAX || !(p = (float *)MMSPCL_REALLOC(*buf, sizeof(float) * (size_t)c))) return 0;
+        *buf = p;
+        *cap = (int)c;
+    }
+    if (n > 0) memcpy(*buf + *len, x, sizeof(float) * (size_t)n);
+    *len += n;
+    return 1;
+}
+
+/* The first 16 kHz and 11 kHz samples frame `frame` needs. */
+static void mmspcl__eg_needs(const mmspcl_egemaps *g, int64_t frame, int64_t *x0, int64_t *x1, int64_t *y0, int64_t *y1) {
+    const double t = mmspcl_pitch_time(&g->pitch, frame);
+    const int64_t left = (int64_t)floor((t - 0.5 / MMSPCL_AUDIO_RATE) * MMSPCL_AUDIO_RATE);
+    const int64_t left11 = (int64_t)floor((t - 0.5 / MMSPCL_AUDIO_RATE) * 11000.0);
+    *x0 = left - 481;
+    *x1 = left + 481;
+    *y0 = left11 - 276;
+    *y1 = left11 + 276;
+}
+
+/* Decided frames whose samples have come (all of them when flushing). */
+static mmspcl_status mmspcl__eg_run(mmspcl_egemaps *g, int flush, mmspcl_error *err) {
+    int got, i = 0;
+    float f0[64], str[64];
+    while ((got = mmspcl_pitch_take(&g->pitch, f0, str, 64)) > 0) {
+        if (g->pend_len + got > g->pend_cap) {
+            float *p = (float *)MMSPCL_REALLOC(g->pend, sizeof(float) * 2 * (size_t)(g->pend_cap * 2 + got));
+            if (!p) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "egemaps: out of memory");
+            g->pend = p;
+            g->pend_cap = g->pend_cap * 2 + got;
+        }
+        for (i = 0; i < got; i++) {
+            g->pend[2 * (g->pend_len + i)] = f0[i];
+            g->pend[2 * (g->pend_len + i) + 1] = str[i];
+        }
+        g->pend_len += got;
+    }
+    for (i = 0; i < g->pend_len; i++) {
+        int64_t x0, x1, y0, y1;
+        mmspcl__eg_needs(g, g->done, &x0, &x1, &y0, &y1);
+        if (!flush && (x1 >= g->x_base + g->x_len || y1 >= g->y_base + g->y_len)) break;
+        if (!mmspcl__eg_frame(g, g->pend[2 * i], g->pend[2 * i + 1])) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "egemaps: out of memory");
+    }
+    memmove(g->pend, g->pend + 2 * i, sizeof(float) * 2 * (size_t)(g->pend_len - i));
+    g->pend_len -= i;
+    return MMSPCL_OK;
+}
+
+/* 11 kHz samples from the resampler, pre-emphasised (x[i] - exp(-2 pi 50 / 11000) x[i-1]). */
+static mmspcl_status mmspcl__eg_y_add(mmspcl_egemaps *g, const float *x, int n, int last, mmspcl_error *err) {
+    const double a = exp(-2 * MMSPCL__PI * 50.0 / 11000.0);
+    int64_t x0, x1, y0, y1;
+    mmspcl_status st;
+    int got, i;
+    if ((st = mmspcl_resample(&g->rs11, x, n, last, g->ytmp, g->ytmp_cap, &got, err))) return st;
+    for (i = 0; i < got; i++) {
+        double v = g->ytmp[i];
+        g->ytmp[i] = (float)(v - a * g->y_last);
+        g->y_last = v;
+    }
+    mmspcl__eg_needs(g, g->done, &x0, &x1, &y0, &y1);
+    if (!mmspcl__eg_append(&g->y, &g->y_base, &g->y_len, &g->y_cap, y0, g->ytmp, got))
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "egemaps: out of memory");
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_egemaps_push(mmspcl_egemaps *g, const float *x, int n, mmspcl_error *err) {
+    mmspcl_status st;
+    if (!g || n < 0 || (n > 0 && !x)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "egemaps: bad arguments");
+    while (n > 0) {
+        const int step = n < 4096 ? n : 4096;
+        int64_t x0, x1, y0, y1;
+        if ((st = mmspcl_pitch_push(&g->pitch, x, step, err))) return st;
+        mmspcl__eg_needs(g, g->done, &x0, &x1, &y0, &y1);
+        if (!mmspcl__eg_append(&g->x, &g->x_base, &g->x_len, &g->x_cap, x0, x, step))
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "egemaps: out of memory");
+        if ((st = mmspcl__eg_y_add(g, x, step, 0, err)) || (st = mmspcl__eg_run(g, 0, err))) return st;
+        x += step;
+        n -= step;
+    }
+    return MMSPCL_OK;
+}
+
+static double mmspcl__eg_pctl(const float *v, int64_t n, double p) {
+    double pos = p * (double)(n - 1), w;
+    int64_t i;
+    if (n <= 0) return 0;
+    i = (int64_t)pos;
+    w = pos - (double)i;
+    return i + 1 < n ? v[i] * (1 - w) + v[i + 1] * w : v[i];
+}
+
+static int mmspcl__eg_cmp(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void mmspcl__eg_meansd(double sum, double sq, int64_t n, float *mean, float *sd) {
+    double m = n ? sum / (double)n : 0, v = n ? sq / (double)n - m * m : 0;
+    *mean = (float)m;
+    *sd = (float)(v > 0 ? sqrt(v) : 0);
+}
+
+mmspcl_status mmspcl_egemaps_finish(mmspcl_egemaps *g, float *out, mmspcl_error *err) {
+    const double dur = g ? (double)g->n_samples / MMSPCL_AUDIO_RATE : 0;
+    mmspcl_status st;
+    int i, k;
+    if (!g || !out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "egemaps: bad arguments");
+    if ((st = mmspcl_pitch_finish(&g->pitch, err)) || (!g->y_flushed && (st = mmspcl__eg_y_add(g, NULL, 0, 1, err))) ||
+        (st = mmspcl__eg_run(g, 1, err)))
+        return st;
+    g->y_flushed = 1;
+    if (g->done >= 1 && !mmspcl__eg_smooth(g, g->done - 1, g->done - 1 > 0, 0)) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "egemaps: out of memory");
+    g->done = -g->done - 1;   /* finished: no second smoothing of the last frame */
+    memset(out, 0, sizeof(float) * MMSPCL_EGEMAPS_N);
+    for (i = 0; i < MMSPCL__EG_NSTATS; i++) {
+        float m, sd;
+        mmspcl__eg_meansd(g->sum[i], g->sq[i], g->cnt[i], &m, &sd);
+        out[(int)mmspcl__eg_stats[i][2]] = m;
+        if (mmspcl__eg_stats[i][3] >= 0) out[(int)mmspcl__eg_stats[i][3]] = m != 0 ? sd / fabsf(m) : 0;
+    }
+    for (k = 0; k < 2; k++) {   /* percentiles and slopes: F0 (0..9), loudness (10..19) */
+        const int o = 10 * k;
+        float *v = g->vals[k];
+        int64_t n = g->nvals[k];
+        if (n > 0) qsort(v, (size_t)n, sizeof(float), mmspcl__eg_cmp);
+        out[o + 2] = (float)mmspcl__eg_pctl(v, n, 0.2);
+        out[o + 3] = (float)mmspcl__eg_pctl(v, n, 0.5);
+        out[o + 4] = (float)mmspcl__eg_pctl(v, n, 0.8);
+        out[o + 5] = out[o + 4] - out[o + 2];
+        mmspcl__eg_slope_close(&g->slope[k]);
+        mmspcl__eg_meansd(g->slope[k].sum[0], g->slope[k].sq[0], g->slope[k].n[0], &out[o + 6], &out[o + 7]);
+        mmspcl__eg_meansd(g->slope[k].sum[1], g->slope[k].sq[1], g->slope[k].n[1], &out[o + 8], &out[o + 9]);
+    }
+    if (g->seg_len > 0) {
+        double len = g->seg_len * 0.01;
+        g->seg_sum[g->seg_v] += len;
+        g->seg_sq[g->seg_v] += len * len;
+        g->seg_n[g->seg_v]++;
+        g->seg_len = 0;
+    }
+    out[81] = dur > 0 ? (float)(g->peaks / dur) : 0;
+    out[82] = dur > 0 ? (float)(g->seg_n[1] / dur) : 0;
+    mmspcl__eg_meansd(g->seg_sum[1], g->seg_sq[1], g->seg_n[1], &out[83], &out[84]);
+    mmspcl__eg_meansd(g->seg_sum[0], g->seg_sq[0], g->seg_n[0], &out[85], &out[86]);
+    out[87] = (float)mmspcl__db(g->n_smooth ? g->pow_sum / (double)g->n_smooth : 0);
+    return MMSPCL_OK;
+}
+
+int mmspcl_egemaps_take_lld(mmspcl_egemaps *g, float *rows, int cap) {
+    int n;
+    if (!g || !rows || cap <= 0) return 0;
+    n = g->lld_len < cap ? g->lld_len : cap;
+    memcpy(rows, g->lld, sizeof(float) * MMSPCL_EGEMAPS_LLD * (size_t)n);
+    memmove(g->lld, g->lld + (size_t)n * MMSPCL_EGEMAPS_LLD, sizeof(float) * MMSPCL_EGEMAPS_LLD * (size_t)(g->lld_len - n));
+    g->lld_len -= n;
+    return n;
+}
+
+void mmspcl_egemaps_free(mmspcl_egemaps *g) {
+    if (!g) return;
+    mmspcl_pitch_free(&g->pitch);
+    mmspcl_resampler_free(&g->rs11);
+    MMSPCL_FREE(g->x);
+    MMSPCL_FREE(g->y);
+    MMSPCL_FREE(g->ytmp);
+    MMSPCL_FREE(g->pend);
+    MMSPCL_FREE(g->ham400);
+    MMSPCL_FREE(g->t512c);
+    MMSPCL_FREE(g->t512s);
+    MMSPCL_FREE(g->r512);
+    MMSPCL_FREE(g->t1024c);
+    MMSPCL_FREE(g->t1024s);
+    MMSPCL_FREE(g->r1024);
+    MMSPCL_FREE(g->lld);
+    MMSPCL_FREE(g->vals[0]);
+    MMSPCL_FREE(g->vals[1]);
+    MMSPCL_FREE(g);
+}
+
+mmspcl_status mmspcl_egemaps_compute(const float *x, int64_t n, float *out, mmspcl_error *err) {
+    mmspcl_egemaps *g;
+    mmspcl_audio_peak pk;
+    mmspcl_status st;
+    memset(&pk, 0, sizeof pk);
+    mmspcl_audio_peak_add(&pk, x, n);
+    if ((st = mmspcl_egemaps_new(&g, n, mmspcl_audio_peak_value(&pk), 0, err))) return st;
+    while (!st && n > 0) {
+        int step = n > (1 << 20) ? 1 << 20 : (int)n;
+        st = mmspcl_egemaps_push(g, x, step, err);
+        x += step;
+        n -= step;
+    }
+    if (!st) st = mmspcl_egemaps_finish(g, out, err);
+    mmspcl_egemaps_free(g);
+    return st;
+}
+
+/* ---- 14.6 Encoding a WAV stream ---------------------------------------------------------- */
+int mmspcl_audio_dim(int feature) {
+    switch (feature) {
+    case MMSPCL_FBANK: return 80;
+    case MMSPCL_MFCC: return 13;
+    case MMSPCL_F0: return 1;
+    case MMSPCL_EGEMAPS: return MMSPCL_EGEMAPS_N;
+    default: return 0;
+    }
+}
+
+typedef struct mmspcl__enc {
+    int feature;
+    mmspcl_fbank fb;
+    mmspcl_pitch pt;
+    mmspcl_egemaps *eg;
+    float *rows;
+    int cap;
+    mmspcl_audio_rows_fn fn;
+    void *user;
+} mmspcl__enc;
+
+/* 16 kHz samples x[0..n) into the feature; rows out to the callback. */
+static mmspcl_status mmspcl__enc_feed(mmspcl__enc *e, const float *x, int n, mmspcl_error *err) {
+    mmspcl_status st = MMSPCL_OK;
+    int got;
+    if (e->feature == MMSPCL_FBANK || e->feature == MMSPCL_MFCC) {
+        while (!st && n > 0) {
+            int step = n < 4096 ? n : 4096;
+            if (!(st = mmspcl_fbank_push(&e->fb, x, step, e->rows, e->cap, &got, err)) && got > 0)
+                st = e->fn(e->user, e->rows, got, e->fb.dim, err);
+            x += step;
+            n -= step;
+        }
+        return st;
+    }
+    if (e->feature == MMSPCL_EGEMAPS) return mmspcl_egemaps_push(e->eg, x, n, err);
+    if ((st = mmspcl_pitch_push(&e->pt, x, n, err))) return st;
+    while (!st && (got = mmspcl_pitch_take(&e->pt, e->rows, NULL, e->cap)) > 0) st = e->fn(e->user, e->rows, got, 1, err);
+    return st;
+}
+
+/* The peak for F0: a pass over the rest of the file when it can be read again, else 0 (running). */
+static mmspcl_status mmspcl__enc_peak(mmspcl_wav_reader *r, float *block, double *peak, mmspcl_error *err) {
+    mmspcl_audio_peak pk;
+    int64_t start = r->frames_read;
+    mmspcl_status st;
+    int got;
+    *peak = 0;
+    if (!r->seekable) return MMSPCL_OK;
+    memset(&pk, 0, sizeof pk);
+    while (!(st = mmspcl_wav_read(r, block, 4096, &got, err)) && got > 0) mmspcl_audio_peak_add(&pk, block, got);
+    if (st || (st = mmspcl_wav_rewind(r, err))) return st;
+    while (!st && r->frames_read < start)
+        if (!(st = mmspcl_wav_read(r, block, (int)(start - r->frames_read < 4096 ? start - r->frames_read : 4096), &got, err)) && got == 0) break;
+    *peak = mmspcl_audio_peak_value(&pk);
+    return st;
+}
+
+mmspcl_status mmspcl_audio_encode(mmspcl_wav_reader *r, int feature, mmspcl_audio_rows_fn fn, void *user, mmspcl_error *err) {
+    mmspcl__enc e;
+    mmspcl_resampler rs;
+    float *block = NULL, *x16 = NULL;
+    int64_t n16;
+    double peak = 0;
+    int got, n_out, cap16;
+    mmspcl_status st;
+    if (!r || !fn || !mmspcl_audio_dim(feature) || (!r->mem && !r->file)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "audio_encode: bad arguments");
+    memset(&e, 0, sizeof e);
+    e.feature = feature;
+    e.fn = fn;
+    e.user = user;
+    n16 = mmspcl_resample_count(r->info.sample_rate, MMSPCL_AUDIO_RATE, r->info.frames - r->frames_read);
+    if ((st = mmspcl_resampler_init(&rs, r->info.sample_rate, MMSPCL_AUDIO_RATE, err))) return st;
+    cap16 = (int)mmspcl_resample_bound(&rs, 4096) + 8;
+    block = (float *)MMSPCL_MALLOC(sizeof(float) * 4096);
+    x16 = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)cap16);
+    e.cap = 4096 / 160 + 2;
+    e.rows = (float *)MMSPCL_MALLOC(sizeof(float) * 88 * (size_t)e.cap);
+    if (!block || !x16 || !e.rows) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "audio_encode: out of memory"); goto done; }
+    if (feature == MMSPCL_F0 || feature == MMSPCL_EGEMAPS)
+        if ((st = mmspcl__enc_peak(r, block, &peak, err))) goto done;
+    if (feature == MMSPCL_FBANK || feature == MMSPCL_MFCC) st = mmspcl_fbank_init(&e.fb, feature, MMSPCL_AUDIO_RATE, err);
+    else if (feature == MMSPCL_F0) st = mmspcl_pitch_init(&e.pt, MMSPCL_AUDIO_RATE, n16, peak, err);
+    else st = mmspcl_egemaps_new(&e.eg, n16, peak, 0, err);
+    if (st) goto done;
+    for (;;) {
+        int last;
+        if ((st = mmspcl_wav_read(r, block, 4096, &got, err))) goto done;
+        last = r->frames_read >= r->info.frames;
+        if ((st = mmspcl_resample(&rs, block, got, last, x16, cap16, &n_out, err)) || (st = mmspcl__enc_feed(&e, x16, n_out, err))) goto done;
+        if (last) break;
+    }
+    if (feature == MMSPCL_F0) {
+        if (!(st = mmspcl_pitch_finish(&e.pt, err)))
+            while (!st && (got = mmspcl_pitch_take(&e.pt, e.rows, NULL, e.cap)) > 0) st = fn(user, e.rows, got, 1, err);
+    } else if (feature == MMSPCL_EGEMAPS) {
+        if (!(st = mmspcl_egemaps_finish(e.eg, e.rows, err))) st = fn(user, e.rows, 1, MMSPCL_EGEMAPS_N, err);
+    }
+done:
+    mmspcl_resampler_free(&rs);
+    mmspcl_fbank_free(&e.fb);
+    mmspcl_pitch_free(&e.pt);
+    mmspcl_egemaps_free(e.eg);
+    MMSPCL_FREE(block);
+    MMSPCL_FREE(x16);
+    MMSPCL_FREE(e.rows);
+    return st;
 }
 
 #ifdef __cplusplus

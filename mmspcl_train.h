@@ -95,11 +95,14 @@
        loss  = sum of l_i over anchors with l_i > 0.3, / (their number + 1e-8)
      (pos_i / (pos_i + neg_i) <= 1, so l_i >= log P_i: only an anchor whose one positive is its
      prototype can fall under 0.3.)
-     Prototypes carry no gradient. Queues: one per class, initialised with the class mean; each
-     batch first pushes its (detached) embeddings, an over-full queue drops one entry chosen at
-     random (the original shuffles and keeps the last pool_size: the same distribution); the
+     Prototypes carry no gradient. Queues: one per class, initialised with the class mean; the
      prototype of a class is the mean of K distinct random entries, or the class mean while the
-     queue holds fewer than K. Defaults: temperature 0.08, pool_size 512, K 64.
+     queue holds fewer than K. Each step (mmspcl_spcl_step) first samples the prototypes from the
+     queues as they are, then pushes the batch's (detached) embeddings: the order of the
+     original's HEAD (cd48939, spcl_loss.py:23-43, since 917b781; its Oct-2022 commits 4b5ea69
+     and cd4b456 pushed first, which push_first = 1 selects). An over-full queue drops one entry chosen at random (the
+     original shuffles and keeps the last pool_size: the same distribution). Defaults:
+     temperature 0.08, pool_size 512, K 64 (config.py).
      Curriculum (util_methods.py / train.py): difficulty_i = d(z_i, mean of its class) /
      sum_c d(z_i, mean_c), d = (1 - cos) / 2 + 1e-8; samples sorted easy -> hard; at epoch e of E
      the sample of rank r (of n) is kept with probability st + (ed - st) r / (n - 1),
@@ -159,7 +162,10 @@ typedef struct mmspcl_param_info {
     size_t off, n;
     int ndim;
     int64_t shape[4];
-    int decay;             /* 1: AdamW weight decay applies (Linear weights, embeddings) */
+    int decay;             /* 1: AdamW weight decay applies (Linear weights, embeddings); 0 for
+                              biases and LayerNorm, as transformers' no_decay = ['bias',
+                              'LayerNorm.weight'] that caskcsg/SPCL's train.py uses */
+    int frozen;            /* 1: mmspcl_adamw_step leaves the tensor (and its moments) alone */
 } mmspcl_param_info;
 
 typedef struct mmspcl_params {
@@ -197,8 +203,12 @@ void mmspcl_adamw_defaults(mmspcl_adamw_cfg *c);   /* 0.9, 0.999, 1e-8, 0.01 */
 /* L2 norm of all gradients; when max_norm > 0 and the norm exceeds it, gradients are scaled by
    max_norm / (norm + 1e-6). Returns the norm before clipping. */
 double mmspcl_grad_clip(mmspcl_params *P, double max_norm);
+/* The same over the gradients of n parameter sets together (one global norm, as
+   clip_grad_norm_ over a model whose parameters live in several sets). */
+double mmspcl_grad_clip_multi(mmspcl_params *const *P, int n, double max_norm);
 /* One step, t = ++P->step:  w -= lr * wd * w  (tensors with decay);  m = b1 m + (1-b1) g;
-   v = b2 v + (1-b2) g^2;  w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps). */
+   v = b2 v + (1-b2) g^2;  w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+   Frozen tensors are skipped (as torch skips a parameter without a gradient). */
 void mmspcl_adamw_step(mmspcl_params *P, const mmspcl_adamw_cfg *c, double lr);
 /* base * step/warmup during warm-up, then base * 0.5 (1 + cos(pi * progress)) */
 double mmspcl_lr_cosine(int64_t step, int64_t warmup, int64_t total, double base);
@@ -313,6 +323,8 @@ typedef struct mmspcl_spcl {
     double *centers;       /* [C][dim]: the class means the queues start from */
     double *protos;        /* [C][dim]: the prototypes of the last step */
     mmspcl_rng rng;
+    int push_first;        /* mmspcl_spcl_step's order. 0 (the default): prototypes, then push
+                              (HEAD cd48939); 1: push, then prototypes (Oct-2022 commits) */
 } mmspcl_spcl;
 mmspcl_status mmspcl_spcl_init(mmspcl_spcl *S, int n_classes, int dim, int pool_size, int K,
                                double temperature, uint64_t seed, mmspcl_error *err);
@@ -321,7 +333,7 @@ void mmspcl_spcl_free(mmspcl_spcl *S);
 void mmspcl_spcl_reset(mmspcl_spcl *S, const double *centers);
 void mmspcl_spcl_push(mmspcl_spcl *S, const double *z, const int *y, int n);
 void mmspcl_spcl_prototypes(mmspcl_spcl *S);
-/* push, prototypes, loss (the order of the original's forward) */
+/* prototypes, push, loss (the original's HEAD); with S->push_first: push, prototypes, loss */
 mmspcl_status mmspcl_spcl_step(mmspcl_spcl *S, const double *z, const int *y, int n, double *loss,
                                double *dz, mmspcl_spcl_stats *stats, mmspcl_error *err);
 
@@ -549,6 +561,31 @@ mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights 
      (compute dL/dout into dout [T][H]; for MLM: mmspcl_roberta_train_mlm_loss)
      mmspcl_roberta_train_backward(&m, dout, &err);                         gradients += into m.P.g
      mmspcl_grad_clip(&m.P, 5); mmspcl_adamw_step(&m.P, &cfg, lr); mmspcl_roberta_train_sync(&m);
+
+   FINE-TUNING A CONVERTED CHECKPOINT
+     mmspcl_roberta_train_from_weights builds the trainer from any weight file with a RoBERTa
+     encoder (mmspcl-convert of a RobertaModel, RobertaForMaskedLM or sup-simcse checkpoint:
+     the converter strips the "roberta." prefix and drops pooler / lm_head); matrices may be
+     f32, f16 or bf16 (or f32 panels) in the file, training runs on f32/double copies. Quantized
+     weights and other architectures (a CLIP file) are refused naming what was found.
+     Decay mask: Linear weights and the embedding tables decay, biases and LayerNorm do not (as
+     caskcsg/SPCL's no_decay = ['bias', 'LayerNorm.weight']).
+   DROPOUT (RoBERTa's training mode, as Hugging Face's modeling_roberta places it)
+     With m->train_mode = 1 the forward applies inverted dropout at the four places of
+     RobertaModel.train(): after the embedding LayerNorm (hidden_dropout_prob), on the attention
+     probabilities (attention_probs_dropout_prob), on the attention output dense before its
+     residual + LayerNorm, and on the FFN output dense before its residual + LayerNorm (both
+     hidden_dropout_prob). A mask element is 0 with probability p, else 1/(1-p); it is a hash of
+     (m->dropout_key, site, index) (mmspcl_roberta_train_dropout), so masks need no storage,
+     are the same for any thread count, and the same key gives the same masks: a forward can be
+     recomputed exactly (gradient accumulation over micro-batches of one contrastive batch).
+     Sites: 0 the embeddings; for layer l, 1 + 3l the attention probabilities, 2 + 3l the
+     attention output, 3 + 3l the FFN output. Index: packed token t, column c: t * hidden + c;
+     attention probabilities of sequence b, head h, query i, key j: the offset of b in the packed
+     probabilities (num_heads * sum of L^2 of the sequences before it) + (h * L + i) * L + j.
+     train_mode 0 (the default, evaluation) or p = 0: no dropout, bit-identical to before.
+   FREEZING  mmspcl_roberta_train_freeze(m, n): the embeddings and layers 0..n-1 get no gradient
+     (the backward stops above them) and AdamW leaves them alone.
    ------------------------------------------------------------------------------------------ */
 typedef struct mmspcl_roberta_train_layer {
     size_t wq, bq, wk, bk, wv, bv, wo, bo, ln1_g, ln1_b, wi, bi, wo2, bo2, ln2_g, ln2_b;
@@ -572,6 +609,14 @@ typedef struct mmspcl_roberta_train {
     float *cache;               /* activations kept for the backward */
     float *scratch;             /* backward scratch */
     size_t cache_n, scratch_n;
+    /* training mode: dropout (set by the caller; 0 after create: evaluation) */
+    int train_mode;             /* 1: dropout on in the forward */
+    float dropout_hidden;       /* hidden_dropout_prob (0.1 in RoBERTa's configs) */
+    float dropout_attn;         /* attention_probs_dropout_prob (0.1) */
+    uint64_t dropout_key;       /* the masks of the next forward */
+    int frozen_layers;          /* mmspcl_roberta_train_freeze */
+    int fwd_dropout;            /* the last forward: 1 when it applied dropout, with fwd_key */
+    uint64_t fwd_key;
 } mmspcl_roberta_train;
 
 /* max_tokens: most tokens in one packed batch; max_seq: longest sequence. */
@@ -584,14 +629,25 @@ void mmspcl_roberta_train_sync(mmspcl_roberta_train *m);
 mmspcl_status mmspcl_roberta_train_forward(mmspcl_roberta_train *m, const int32_t *ids, const int *lengths, int batch,
                                 int seq, mmspcl_error *err);
 /* dout [T][H] = dL/d(m->out) of the last forward; ADDS dL/dparams into m->P.g (zero it first
-   with mmspcl_params_zero_grad). demb [T][H] (may be NULL) receives dL/d(embedding sum), the
-   input of the embedding LayerNorm (for checks). */
+   with mmspcl_params_zero_grad), with the dropout masks of that forward. demb [T][H] (may be
+   NULL; not written when layers are frozen) receives dL/d(embedding sum), the input of the
+   embedding LayerNorm (for checks). */
 mmspcl_status mmspcl_roberta_train_backward(mmspcl_roberta_train *m, const float *dout, float *demb, mmspcl_error *err);
 /* Masked-LM loss (mean cross-entropy over n rows of the last forward): rows[i] is a packed
    token index, target[i] its true id. Adds the head's gradients into m->P.g and writes
    dL/d(m->out) into dout [T][H] (rows not listed are set to 0). Needs with_mlm. */
 double mmspcl_roberta_train_mlm_loss(mmspcl_roberta_train *m, const int *rows, const int32_t *target, int n, float *dout,
                           mmspcl_error *err);
+/* A trainer holding the encoder of a weight file (general.architecture "roberta", the
+   tensors of mmspcl_roberta_load; f32, f16, bf16 or f32 panels; no MLM head). max_seq must fit
+   the position table (max_position_embeddings - pad_token_id - 1). */
+mmspcl_status mmspcl_roberta_train_from_weights(mmspcl_roberta_train *m, const mmspcl_weights *w, int max_tokens,
+                                                int max_seq, mmspcl_error *err);
+/* The dropout mask element of (key, site, index): 0 with probability p, else 1 / (1 - p); 1 when
+   p <= 0. A hash (splitmix64's finaliser, twice): no state, any order, any thread. */
+float mmspcl_roberta_train_dropout(uint64_t key, uint32_t site, uint64_t index, float p);
+/* Freezes the embeddings and encoder layers 0..n_layers-1 (0: none; at most num_layers). */
+void mmspcl_roberta_train_freeze(mmspcl_roberta_train *m, int n_layers);
 /* general.architecture = "roberta" and the roberta.* hyper-parameters, as tools/convert writes */
 mmspcl_status mmspcl_roberta_train_write_config(const mmspcl_roberta_train *m, mmspcl_writer *wr, mmspcl_error *err);
 /* The encoder tensors (not the MLM head) into wr: matrices as dtype (f32, f16, q8_0, q4_0),
@@ -854,17 +910,25 @@ static double mmspcl__t_sumsq(const double *x, size_t n) {
     return total;
 }
 
-double mmspcl_grad_clip(mmspcl_params *P, double max_norm) {
-    double norm = sqrt(mmspcl__t_sumsq(P->g, P->n));
+double mmspcl_grad_clip_multi(mmspcl_params *const *P, int n, double max_norm) {
+    double sum = 0.0, norm;
+    int k;
+    for (k = 0; k < n; k++) sum += mmspcl__t_sumsq(P[k]->g, P[k]->n);
+    norm = sqrt(sum);
     if (max_norm > 0 && norm > max_norm) {
         const double c = max_norm / (norm + 1e-6);
-        long i, n = (long)P->n;
-        MMSPCL__T_PARALLEL((double)n);
-        MMSPCL__T_OMP_FOR
-        for (i = 0; i < n; i++) P->g[i] *= c;
+        for (k = 0; k < n; k++) {
+            long i, ne = (long)P[k]->n;
+            double *g = P[k]->g;
+            MMSPCL__T_PARALLEL((double)ne);
+            MMSPCL__T_OMP_FOR
+            for (i = 0; i < ne; i++) g[i] *= c;
+        }
     }
     return norm;
 }
+
+double mmspcl_grad_clip(mmspcl_params *P, double max_norm) { return mmspcl_grad_clip_multi(&P, 1, max_norm); }
 
 void mmspcl_adamw_step(mmspcl_params *P, const mmspcl_adamw_cfg *c, double lr) {
     double bc1, bc2;
@@ -876,7 +940,7 @@ void mmspcl_adamw_step(mmspcl_params *P, const mmspcl_adamw_cfg *c, double lr) {
         const mmspcl_param_info *pi = &P->info[t];
         const double decay = pi->decay ? 1.0 - lr * c->weight_decay : 1.0;
         double *w = P->w + pi->off, *g = P->g + pi->off, *m = P->m + pi->off, *v = P->v + pi->off;
-        long i, n = (long)pi->n;
+        long i, n = pi->frozen ? 0 : (long)pi->n;
         MMSPCL__T_PARALLEL(10.0 * (double)n);
         MMSPCL__T_OMP_FOR
         for (i = 0; i < n; i++) {
@@ -1533,8 +1597,13 @@ void mmspcl_spcl_prototypes(mmspcl_spcl *S) {
 
 mmspcl_status mmspcl_spcl_step(mmspcl_spcl *S, const double *z, const int *y, int n, double *loss,
                                double *dz, mmspcl_spcl_stats *stats, mmspcl_error *err) {
-    mmspcl_spcl_push(S, z, y, n);
-    mmspcl_spcl_prototypes(S);
+    if (S->push_first) {
+        mmspcl_spcl_push(S, z, y, n);
+        mmspcl_spcl_prototypes(S);
+    } else {
+        mmspcl_spcl_prototypes(S);
+        mmspcl_spcl_push(S, z, y, n);
+    }
     return mmspcl_spcl_loss(z, y, n, S->dim, S->protos, S->n_classes, S->temperature, loss, dz, NULL, stats, err);
 }
 
@@ -3058,9 +3127,9 @@ mmspcl_status mmspcl_roberta_train_create(mmspcl_roberta_train *m, const mmspcl_
     big = (size_t)(I > H ? I : H);
     if (with_mlm && (size_t)V > big) big = (size_t)V;
     /* dx, dz, dh, dq, dk, dv, dctx [T][H]; dI [T][I]; tmp, xT, dyT [T][big]; WT, dW [H][big];
-       attention rows [threads][max_seq] */
+       attention rows [threads][2][max_seq] */
     scr = 7 * (size_t)max_tokens * H + (size_t)max_tokens * I + 3 * (size_t)max_tokens * big + 2 * (size_t)H * big +
-          (size_t)MMSPCL__MAX_THREADS() * (size_t)max_seq;
+          2 * (size_t)MMSPCL__MAX_THREADS() * (size_t)max_seq;
     m->scratch_n = scr;
     m->scratch = (float *)MMSPCL_MALLOC(sizeof(float) * scr);
     if (!m->w || !m->g || !m->starts || !m->lens || !m->tok || !m->posid || !m->cache || !m->scratch) goto oom;
@@ -3072,9 +3141,77 @@ oom:
     return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "rt_create: out of memory");
 }
 
-/* attention of one (sequence, head): probs [L][L] kept */
+/* One tensor of the file into the trainer's tensor pi (same shape; f32, f16, bf16 or f32 panels) */
+static mmspcl_status mmspcl__rt_load_tensor(mmspcl_roberta_train *m, const mmspcl_weights *w, const mmspcl_param_info *pi,
+                                            float *row, mmspcl_error *err) {
+    const mmspcl_tensor *t = mmspcl_weights_find(w, pi->name);
+    const int64_t rows = pi->ndim == 2 ? pi->shape[0] : 1, cols = pi->shape[pi->ndim - 1];
+    int64_t r, k, tr, tc;
+    mmspcl_status st;
+    if (!t) return mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "tensor %s is missing (not a RoBERTa encoder file?)", pi->name);
+    if (t->dtype != MMSPCL_F32 && t->dtype != MMSPCL_F16 && t->dtype != MMSPCL_BF16)
+        return mmspcl__t_fail(err, MMSPCL_ERR_UNSUPPORTED, "tensor %s is %s: training starts from f32, f16 or bf16 weights "
+                              "(convert the checkpoint with --type f32 or f16)", pi->name, mmspcl_dtype_name(t->dtype));
+    if (pi->ndim == 2 && mmspcl_tensor_is_panels(t)) { tr = mmspcl_matrix_rows(t); tc = mmspcl_matrix_cols(t); }
+    else if (t->ndim == pi->ndim) { tr = pi->ndim == 2 ? t->ne[0] : 1; tc = t->ne[t->ndim - 1]; }
+    else tr = tc = -1;
+    if (tr != rows || tc != cols)
+        return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "tensor %s has shape %s%lld x %lld, expected %lld x %lld", pi->name,
+                              tr < 0 ? "(other dimensions) " : "", (long long)tr, (long long)tc, (long long)rows, (long long)cols);
+    for (r = 0; r < rows; r++) {
+        if (pi->ndim == 2) st = mmspcl_matrix_row(t, r, row);
+        else st = mmspcl_dequantize_row(t->dtype, t->data, row, cols);
+        if (st) return mmspcl__t_fail(err, st, "tensor %s: cannot read row %lld", pi->name, (long long)r);
+        for (k = 0; k < cols; k++) {
+            if (!(row[k] == row[k]) || row[k] - row[k] != 0.0f)
+                return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "tensor %s: value [%lld][%lld] is not finite", pi->name,
+                                      (long long)r, (long long)k);
+            m->P.w[pi->off + (size_t)r * cols + k] = row[k];
+        }
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_roberta_train_from_weights(mmspcl_roberta_train *m, const mmspcl_weights *w, int max_tokens,
+                                                int max_seq, mmspcl_error *err) {
+    mmspcl_roberta_config c;
+    mmspcl_roberta *probe = NULL;
+    mmspcl_status st;
+    float *row;
+    int t;
+    memset(m, 0, sizeof *m);
+    /* mmspcl.h's loader checks the architecture, the hyper-parameters and every tensor's shape
+       (one token of activations: nothing is run) */
+    if ((st = mmspcl_roberta_load(&probe, w, 1, 1, err))) return st;
+    c = *mmspcl_roberta_get_config(probe);
+    mmspcl_roberta_free(probe);
+    if (max_seq < 1 || max_seq > c.max_positions - c.pad_id - 1)
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "sequences of %d tokens do not fit the encoder's position table "
+                              "(max_position_embeddings %d, pad_token_id %d: at most %d tokens)", max_seq, c.max_positions,
+                              c.pad_id, c.max_positions - c.pad_id - 1);
+    if ((st = mmspcl_roberta_train_create(m, &c, 0, 0, max_tokens, max_seq, err))) return st;
+    if (!(row = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)(c.vocab_size > c.intermediate_size ?
+                                                                 (c.vocab_size > c.hidden_size ? c.vocab_size : c.hidden_size) :
+                                                                 (c.intermediate_size > c.hidden_size ? c.intermediate_size : c.hidden_size))))) {
+        mmspcl_roberta_train_free(m);
+        return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "rt_from_weights: out of memory");
+    }
+    for (t = 0; t < m->P.n_info && !st; t++) st = mmspcl__rt_load_tensor(m, w, &m->P.info[t], row, err);
+    MMSPCL_FREE(row);
+    if (st) { mmspcl_roberta_train_free(m); return st; }
+    mmspcl_roberta_train_sync(m);
+    return MMSPCL_OK;
+}
+
+/* The dropout of the attention probabilities of one (sequence, head): p > 0 when it applies;
+   element (i, j) of the [L][L] block at probability offset base. */
+typedef struct mmspcl__rt_adrop { float p; uint64_t key, base; uint32_t site; } mmspcl__rt_adrop;
+#define MMSPCL__RT_AMASK(a, i, j, L) \
+    ((a)->p > 0.0f ? mmspcl_roberta_train_dropout((a)->key, (a)->site, (a)->base + (uint64_t)(i) * (L) + (j), (a)->p) : 1.0f)
+
+/* attention of one (sequence, head): probs [L][L] kept (before dropout) */
 static void mmspcl__rt_attn_fwd(const float *q, const float *k, const float *v, float *ctx, float *probs, int L,
-                                int H, int h, int hd) {
+                                int H, int h, int hd, const mmspcl__rt_adrop *dr) {
     const float scale = 1.0f / sqrtf((float)hd);
     int i, j, d;
     for (i = 0; i < L; i++) {
@@ -3086,15 +3223,19 @@ static void mmspcl__rt_attn_fwd(const float *q, const float *k, const float *v, 
         for (d = 0; d < hd; d++) oi[d] = 0.0f;
         for (j = 0; j < L; j++) {
             const float *vj = v + (size_t)j * H + h * hd;
-            if (p[j] == 0.0f) continue;
-            for (d = 0; d < hd; d++) oi[d] += p[j] * vj[d];
+            const float pj = p[j] * MMSPCL__RT_AMASK(dr, i, j, L);
+            if (pj == 0.0f) continue;
+            for (d = 0; d < hd; d++) oi[d] += pj * vj[d];
         }
     }
 }
 
+/* ctx = (P o M) V with P = softmax(S) kept and M the dropout mask (1 without dropout):
+   dV += (P o M)^T dctx;  dP = (dctx V^T) o M;  dS = P o (dP - rowsum(P o dP)) * scale.
+   dp, mk: two rows of scratch [L]. */
 static void mmspcl__rt_attn_bwd(const float *q, const float *k, const float *v, const float *probs,
-                                const float *dctx, float *dq, float *dk, float *dv, float *dp, int L, int H,
-                                int h, int hd) {
+                                const float *dctx, float *dq, float *dk, float *dv, float *dp, float *mk, int L, int H,
+                                int h, int hd, const mmspcl__rt_adrop *dr) {
     const float scale = 1.0f / sqrtf((float)hd);
     int i, j, d;
     for (i = 0; i < L; i++) {
@@ -3102,18 +3243,61 @@ static void mmspcl__rt_attn_bwd(const float *q, const float *k, const float *v, 
         float *dqi = dq + (size_t)i * H + h * hd;
         double s = 0.0;
         for (j = 0; j < L; j++) {
-            dp[j] = mmspcl_dot_f32(di, v + (size_t)j * H + h * hd, hd);
+            mk[j] = MMSPCL__RT_AMASK(dr, i, j, L);
+            dp[j] = mmspcl_dot_f32(di, v + (size_t)j * H + h * hd, hd) * mk[j];
             s += (double)p[j] * dp[j];
         }
         for (j = 0; j < L; j++) {
-            const float ds = p[j] * (dp[j] - (float)s) * scale;
+            const float ds = p[j] * (dp[j] - (float)s) * scale, pj = p[j] * mk[j];
             const float *kj = k + (size_t)j * H + h * hd;
             float *dkj = dk + (size_t)j * H + h * hd, *dvj = dv + (size_t)j * H + h * hd;
             for (d = 0; d < hd; d++) {
                 dqi[d] += ds * kj[d];
                 dkj[d] += ds * qi[d];
-                dvj[d] += p[j] * di[d];
+                dvj[d] += pj * di[d];
             }
+        }
+    }
+}
+
+/* x [T][H] *= the dropout mask of site (nothing when the forward has no dropout or p is 0) */
+static void mmspcl__rt_drop_rows(float *x, int T, int H, int on, uint64_t key, uint32_t site, float p) {
+    int t;
+    if (!on || !(p > 0.0f)) return;
+    MMSPCL__OMP_FOR
+    for (t = 0; t < T; t++) {
+        float *r = x + (size_t)t * H;
+        int c;
+        for (c = 0; c < H; c++) r[c] *= mmspcl_roberta_train_dropout(key, site, (uint64_t)t * H + c, p);
+    }
+}
+
+static uint64_t mmspcl__rt_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+float mmspcl_roberta_train_dropout(uint64_t key, uint32_t site, uint64_t index, float p) {
+    uint64_t h;
+    if (!(p > 0.0f)) return 1.0f;
+    h = mmspcl__rt_mix(key ^ mmspcl__rt_mix(((uint64_t)site << 48) + index + 0x9E3779B97F4A7C15ull));
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0) < (double)p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+void mmspcl_roberta_train_freeze(mmspcl_roberta_train *m, int n_layers) {
+    char pre[64];
+    int t, l;
+    if (n_layers < 0) n_layers = 0;
+    if (n_layers > m->cfg.num_layers) n_layers = m->cfg.num_layers;
+    m->frozen_layers = n_layers;
+    for (t = 0; t < m->P.n_info; t++) {
+        mmspcl_param_info *pi = &m->P.info[t];
+        pi->frozen = 0;
+        if (n_layers > 0 && !strncmp(pi->name, "embeddings.", 11)) pi->frozen = 1;
+        for (l = 0; l < n_layers; l++) {
+            snprintf(pre, sizeof pre, "encoder.layer.%d.", l);
+            if (!strncmp(pi->name, pre, strlen(pre))) pi->frozen = 1;
         }
     }
 }
@@ -3175,6 +3359,9 @@ mmspcl_status mmspcl_roberta_train_forward(mmspcl_roberta_train *m, const int32_
     }
     mmspcl__rt_ln(MMSPCL__RT_X0(m), x, w + m->eln_g, w + m->eln_b, T, H, c->layer_norm_eps, MMSPCL__RT_XHAT0(m),
                   MMSPCL__RT_INV0(m));
+    m->fwd_dropout = m->train_mode && (m->dropout_hidden > 0.0f || m->dropout_attn > 0.0f);
+    m->fwd_key = m->dropout_key;
+    mmspcl__rt_drop_rows(MMSPCL__RT_X0(m), T, H, m->fwd_dropout, m->fwd_key, 0, m->dropout_hidden);
     poff = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (size_t)batch);
     if (!poff) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "rt_forward: out of memory");
     for (b = 0; b < batch; b++) poff[b] = mmspcl__rt_poff(m, b);
@@ -3191,11 +3378,13 @@ mmspcl_status mmspcl_roberta_train_forward(mmspcl_roberta_train *m, const int32_
         MMSPCL__OMP_FOR
         for (task = 0; task < batch * nh; task++) {
             const int bb = task / nh, h = task % nh;
-            const size_t s0 = (size_t)m->starts[bb] * H;
-            mmspcl__rt_attn_fwd(q + s0, k + s0, v + s0, ctx + s0,
-                                lc.probs + poff[bb] + (size_t)h * m->lens[bb] * m->lens[bb], m->lens[bb], H, h, hd);
+            const size_t s0 = (size_t)m->starts[bb] * H, pb = poff[bb] + (size_t)h * m->lens[bb] * m->lens[bb];
+            mmspcl__rt_adrop dr;
+            dr.p = m->fwd_dropout ? m->dropout_attn : 0.0f; dr.key = m->fwd_key; dr.base = pb; dr.site = 1 + 3 * (uint32_t)l;
+            mmspcl__rt_attn_fwd(q + s0, k + s0, v + s0, ctx + s0, lc.probs + pb, m->lens[bb], H, h, hd, &dr);
         }
         if ((st = mmspcl__rt_lin(h1, ctx, T, H, w + L->wo, H, w + L->bo))) goto fail;
+        mmspcl__rt_drop_rows(h1, T, H, m->fwd_dropout, m->fwd_key, 2 + 3 * (uint32_t)l, m->dropout_hidden);
         n = (size_t)T * H;
         for (i = 0; i < n; i++) h1[i] += x[i];
         mmspcl__rt_ln(h1, h1, w + L->ln1_g, w + L->ln1_b, T, H, c->layer_norm_eps, lc.h[MMSPCL__RT_XH1], lc.inv1);
@@ -3204,6 +3393,7 @@ mmspcl_status mmspcl_roberta_train_forward(mmspcl_roberta_train *m, const int32_
         for (i = 0; i < n; i++) lc.ga[i] = lc.f[i];
         mmspcl_gelu(lc.ga, n);
         if ((st = mmspcl__rt_lin(xo, lc.ga, T, I, w + L->wo2, H, w + L->bo2))) goto fail;
+        mmspcl__rt_drop_rows(xo, T, H, m->fwd_dropout, m->fwd_key, 3 + 3 * (uint32_t)l, m->dropout_hidden);
         n = (size_t)T * H;
         for (i = 0; i < n; i++) xo[i] += h1[i];
         mmspcl__rt_ln(xo, xo, w + L->ln2_g, w + L->ln2_b, T, H, c->layer_norm_eps, lc.h[MMSPCL__RT_XH2], lc.inv2);
@@ -3246,44 +3436,67 @@ mmspcl_status mmspcl_roberta_train_backward(mmspcl_roberta_train *m, const float
         if (!poff) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "rt_backward: out of memory");
         for (b = 0; b < m->batch; b++) poff[b] = mmspcl__rt_poff(m, b);
         memcpy(dx, dout, sizeof(float) * n);
-        for (l = c->num_layers - 1; l >= 0; l--) {
+        for (l = c->num_layers - 1; l >= m->frozen_layers; l--) {
             const mmspcl_roberta_train_layer *L = &m->L[l];
             mmspcl__rt_lc lc = mmspcl__rt_layer_cache(m, l);
             const float *xin = l ? mmspcl__rt_layer_cache(m, l - 1).h[MMSPCL__RT_XOUT] : MMSPCL__RT_X0(m);
             const float *h1 = lc.h[MMSPCL__RT_H1];
+            const float *dzm = dz;   /* dz through the dropout mask of the dense output (dq is free here) */
             size_t nI = (size_t)T * I;
-            /* x_out = LN2(h1 + FFN(h1)) */
+            /* x_out = LN2(h1 + dropout(FFN(h1))) */
             mmspcl__rt_ln_bwd(m, dz, dx, lc.h[MMSPCL__RT_XH2], lc.inv2, L->ln2_g, L->ln2_b, T, H);
+            if (m->fwd_dropout && m->dropout_hidden > 0.0f) {
+                memcpy(dq, dz, sizeof(float) * n);
+                mmspcl__rt_drop_rows(dq, T, H, 1, m->fwd_key, 3 + 3 * (uint32_t)l, m->dropout_hidden);
+                dzm = dq;
+            }
             memset(dI, 0, sizeof(float) * nI);
-            if ((st = mmspcl__rt_lin_bwd(m, lc.ga, T, I, L->wo2, H, L->bo2, dz, dI, &s))) break;
+            if ((st = mmspcl__rt_lin_bwd(m, lc.ga, T, I, L->wo2, H, L->bo2, dzm, dI, &s))) break;
             for (i = 0; i < nI; i++) dI[i] *= mmspcl__rt_gelu_grad(lc.f[i]);
             memcpy(dh, dz, sizeof(float) * n);                 /* residual */
             if ((st = mmspcl__rt_lin_bwd(m, h1, T, H, L->wi, I, L->bi, dI, dh, &s))) break;
-            /* h1 = LN1(x_in + Wo ctx) */
+            /* h1 = LN1(x_in + dropout(Wo ctx)) */
             mmspcl__rt_ln_bwd(m, dz, dh, lc.h[MMSPCL__RT_XH1], lc.inv1, L->ln1_g, L->ln1_b, T, H);
+            dzm = dz;
+            if (m->fwd_dropout && m->dropout_hidden > 0.0f) {
+                memcpy(dq, dz, sizeof(float) * n);
+                mmspcl__rt_drop_rows(dq, T, H, 1, m->fwd_key, 2 + 3 * (uint32_t)l, m->dropout_hidden);
+                dzm = dq;
+            }
             memset(dctx, 0, sizeof(float) * n);
-            if ((st = mmspcl__rt_lin_bwd(m, lc.h[MMSPCL__RT_CTX], T, H, L->wo, H, L->bo, dz, dctx, &s))) break;
+            if ((st = mmspcl__rt_lin_bwd(m, lc.h[MMSPCL__RT_CTX], T, H, L->wo, H, L->bo, dzm, dctx, &s))) break;
             memset(dq, 0, sizeof(float) * n);
             memset(dk, 0, sizeof(float) * n);
             memset(dv, 0, sizeof(float) * n);
             MMSPCL__OMP_FOR
             for (task = 0; task < m->batch * nh; task++) {
                 const int bb = task / nh, h = task % nh;
-                const size_t s0 = (size_t)m->starts[bb] * H;
+                const size_t s0 = (size_t)m->starts[bb] * H, pb = poff[bb] + (size_t)h * m->lens[bb] * m->lens[bb];
+                float *rows = attn_rows + (size_t)MMSPCL__THREAD_ID() * 2 * m->max_seq;
+                mmspcl__rt_adrop dr;
+                dr.p = m->fwd_dropout ? m->dropout_attn : 0.0f; dr.key = m->fwd_key; dr.base = pb; dr.site = 1 + 3 * (uint32_t)l;
                 mmspcl__rt_attn_bwd(lc.h[MMSPCL__RT_Q] + s0, lc.h[MMSPCL__RT_K] + s0, lc.h[MMSPCL__RT_V] + s0,
-                                    lc.probs + poff[bb] + (size_t)h * m->lens[bb] * m->lens[bb], dctx + s0, dq + s0,
-                                    dk + s0, dv + s0, attn_rows + (size_t)MMSPCL__THREAD_ID() * m->max_seq,
-                                    m->lens[bb], H, h, hd);
+                                    lc.probs + pb, dctx + s0, dq + s0, dk + s0, dv + s0, rows, rows + m->max_seq,
+                                    m->lens[bb], H, h, hd, &dr);
             }
-            memcpy(dx, dz, sizeof(float) * n);                 /* residual */
-            if ((st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wq, H, L->bq, dq, dx, &s)) ||
-                (st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wk, H, L->bk, dk, dx, &s)) ||
-                (st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wv, H, L->bv, dv, dx, &s)))
-                break;
+            {   /* the lowest trainable layer of a frozen stack passes no gradient down */
+                float *dxin = l == m->frozen_layers && l > 0 ? NULL : dx;
+                memcpy(dx, dz, sizeof(float) * n);             /* residual */
+                if ((st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wq, H, L->bq, dq, dxin, &s)) ||
+                    (st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wk, H, L->bk, dk, dxin, &s)) ||
+                    (st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wv, H, L->bv, dv, dxin, &s)))
+                    break;
+            }
         }
         MMSPCL_FREE(poff);
     }
     if (st) return mmspcl__t_fail(err, st, "rt_backward: layer %d failed (%s)", l, mmspcl_status_name(st));
+    if (m->frozen_layers > 0) {
+        mmspcl__rt_flush(m);
+        return MMSPCL_OK;
+    }
+    /* x0 = dropout(LN(embeddings)) */
+    mmspcl__rt_drop_rows(dx, T, H, m->fwd_dropout, m->fwd_key, 0, m->dropout_hidden);
     mmspcl__rt_ln_bwd(m, dz, dx, MMSPCL__RT_XHAT0(m), MMSPCL__RT_INV0(m), m->eln_g, m->eln_b, T, H);
     if (demb) memcpy(demb, dz, sizeof(float) * n);
     {

@@ -892,15 +892,18 @@ static void test_tokenizer(void) {
     test_run(NULL, "rm -rf '%s' && mkdir -p '%s' && cp tests/data/roberta-tiny/config.json tests/data/roberta-tiny/model.safetensors '%s/'",
              dir, dir, dir);
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-    spit_str(p, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 4, \"content\": \"<mask>\", \"special\": true},"
-                " {\"id\": 0, \"content\": \"a\"}],\n"
-                " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"\\u0120a\": 3},\n"
+    /* (the merges' parts and results are tokens, and RoBERTa's five special tokens are there:
+       the converter refuses a tokenizer the library would refuse or RoBERTa cannot use) */
+    spit_str(p, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 9, \"content\": \"<mask>\", \"special\": true},"
+                " {\"id\": 4, \"content\": \"a\"}],\n"
+                " \"model\": {\"type\": \"BPE\", \"vocab\": {\"<s>\": 0, \"<pad>\": 1, \"</s>\": 2, \"<unk>\": 3,"
+                " \"a\": 4, \"b\": 5, \"ab\": 6, \"\\u0120\": 7, \"\\u0120a\": 8},\n"
                 " \"merges\": [\"a b\", [\"\\u0120\", \"a\"]]}}");
     rc = convert(dir, out, "--quiet");
     CHECK(rc == 0, "tokenizer.json: %s", g_stderr);
     if (rc == 0 && mmspcl_weights_read(&w, out, &err) == MMSPCL_OK) {
         kv = mmspcl_weights_get(w, "tokenizer.vocab");
-        CHECK(kv && kv->count == 5 && strcmp(kv->strs[3], "\xc4\xa0" "a") == 0 && strcmp(kv->strs[4], "<mask>") == 0,
+        CHECK(kv && kv->count == 10 && strcmp(kv->strs[8], "\xc4\xa0" "a") == 0 && strcmp(kv->strs[9], "<mask>") == 0,
               "tokenizer.json vocab");
         kv = mmspcl_weights_get(w, "tokenizer.merges");
         CHECK(kv && kv->count == 2 && strcmp(kv->strs[0], "a b") == 0 && strcmp(kv->strs[1], "\xc4\xa0 a") == 0,
@@ -919,7 +922,7 @@ static void test_tokenizer(void) {
     remove(p);
     /* vocab.json + merges.txt by hand; "#version" header dropped, CRLF tolerated */
     snprintf(p, sizeof p, "%s/vocab.json", dir);
-    spit_str(p, "{\"<s>\": 0, \"\\u0120\": 1, \"t\": 2, \"\\u0120t\": 3}");
+    spit_str(p, "{\"<s>\": 0, \"\\u0120\": 1, \"t\": 2, \"\\u0120t\": 3, \"<pad>\": 4, \"</s>\": 5, \"<unk>\": 6, \"<mask>\": 7}");
     snprintf(p, sizeof p, "%s/merges.txt", dir);
     spit_str(p, "#version: 0.2\r\n\xc4\xa0 t\r\n");
     rc = convert(dir, out, "--quiet");
@@ -928,7 +931,7 @@ static void test_tokenizer(void) {
         kv = mmspcl_weights_get(w, "tokenizer.merges");
         CHECK(kv && kv->count == 1 && strcmp(kv->strs[0], "\xc4\xa0 t") == 0, "merges.txt: CRLF and header");
         kv = mmspcl_weights_get(w, "tokenizer.vocab");
-        CHECK(kv && kv->count == 4 && strcmp(kv->strs[3], "\xc4\xa0t") == 0, "vocab.json");
+        CHECK(kv && kv->count == 8 && strcmp(kv->strs[3], "\xc4\xa0t") == 0, "vocab.json");
         mmspcl_weights_free(w);
         w = NULL;
     }

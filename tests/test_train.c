@@ -582,56 +582,79 @@ static int read_nums(const char *line, const char *key, double *out, int max) {
     return n;
 }
 
+/* Each case: the queue settings, then steps run through mmspcl_spcl_step in the case's order
+   (protos_first: the original's HEAD; push_first: its Oct-2022 code) from one seed; the seeded
+   sequences grow the queues past K and past pool_size, so the prototypes are means of K random
+   entries drawn as the reference (mmspcl_streams.py) writes them down. */
 static void test_spcl_reference(void) {
     FILE *f = fopen("tests/data/spcl/spcl_ref.txt", "r");
-    char line[8192], name[64] = "";
-    double centers[64], reps[256], protos[64], al[64], loss = 0, grad[256], lab[64], v[4];
-    int C = 0, dim = 0, pool = 0, K = 0, n = 0, cases = 0;
-    double t = 0;
+    char line[16384], name[64] = "";
+    static double centers[64], reps[512], protos[64], al[64], grad[512], lab[64];
+    double loss = 0, v[4], t = 0, worst_g = 0, worst_l = 0;
+    int C = 0, dim = 0, pool = 0, K = 0, n = 0, cases = 0, steps = 0, push_first = 0, live = 0, drawn = 0;
+    uint64_t seed = 1;
+    mmspcl_spcl S;
+    memset(&S, 0, sizeof S);
     CHECK(f != NULL, "tests/data/spcl/spcl_ref.txt is missing (run tools/reference/spcl_ref.py)");
     if (!f) return;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
         if (!strncmp(line, "case ", 5)) snprintf(name, sizeof name, "%.60s", line + 5);
+        else if (!strncmp(line, "order ", 6)) push_first = !strcmp(line + 6, "push_first");
         else if (read_nums(line, "classes", v, 1) == 1) C = (int)v[0];
         else if (read_nums(line, "dim", v, 1) == 1) dim = (int)v[0];
         else if (read_nums(line, "pool", v, 1) == 1) pool = (int)v[0];
         else if (read_nums(line, "K", v, 1) == 1) K = (int)v[0];
         else if (read_nums(line, "temperature", v, 1) == 1) t = v[0];
-        else if (read_nums(line, "labels", lab, 64) > 0) n = read_nums(line, "labels", lab, 64);
+        else if (read_nums(line, "seed", v, 1) == 1) seed = (uint64_t)v[0];
         else if (read_nums(line, "centers", centers, 64) > 0) {}
-        else if (read_nums(line, "reps", reps, 256) > 0) {}
+        else if (!strncmp(line, "step ", 5)) {
+            if (!live) {
+                CHECK(mmspcl_spcl_init(&S, C, dim, pool, K, t, seed, NULL) == MMSPCL_OK, "%s: init", name);
+                S.push_first = push_first;
+                mmspcl_spcl_reset(&S, centers);
+                live = 1;
+            }
+        }
+        else if (read_nums(line, "labels", lab, 64) > 0) n = read_nums(line, "labels", lab, 64);
+        else if (read_nums(line, "reps", reps, 512) > 0) {}
+        else if (!strncmp(line, "select ", 7)) drawn += strstr(line, "mean") == NULL;
         else if (read_nums(line, "protos", protos, 64) > 0) {}
         else if (read_nums(line, "anchor_loss", al, 64) > 0) {}
         else if (read_nums(line, "loss", v, 1) == 1) loss = v[0];
-        else if (read_nums(line, "grad", grad, 256) > 0) {}
-        else if (!strcmp(line, "end")) {
-            mmspcl_spcl S;
+        else if (read_nums(line, "grad", grad, 512) > 0) {}
+        else if (!strcmp(line, "endstep") && live) {
             int y[64], i, ok_p = 1, ok_a = 1;
-            double got, dz[256], ga[64], gerr = 0;
+            double got, dz[512], ga[64], gerr = 0;
             for (i = 0; i < n; i++) y[i] = (int)lab[i];
-            CHECK(mmspcl_spcl_init(&S, C, dim, pool, K, t, 1, NULL) == MMSPCL_OK, "%s: init", name);
-            mmspcl_spcl_reset(&S, centers);
             memset(dz, 0, sizeof dz);
             mmspcl_spcl_step(&S, reps, y, n, &got, dz, NULL, NULL);
             for (i = 0; i < C * dim; i++) ok_p &= fabs(S.protos[i] - protos[i]) < 1e-14;
-            CHECK(ok_p, "%s: prototypes (queue = K entries -> mean, fewer -> class mean) as PyTorch", name);
-            CHECK(test_close(got, loss, 1e-12, 0), "%s: loss %.17g, PyTorch %.17g", name, got, loss);
+            CHECK(ok_p, "%s step %d: prototypes (K random queue entries, or the class mean) as the reference", name, steps);
+            CHECK(test_close(got, loss, 1e-12, 0), "%s step %d: loss %.17g, PyTorch %.17g", name, steps, got, loss);
             mmspcl_spcl_loss(reps, y, n, dim, S.protos, C, t, &got, NULL, ga, NULL, NULL);
             for (i = 0; i < n; i++) ok_a &= fabs(ga[i] - al[i]) <= 1e-12 * (fabs(al[i]) + 1e-3);
-            CHECK(ok_a, "%s: per-anchor losses as PyTorch", name);
+            CHECK(ok_a, "%s step %d: per-anchor losses as PyTorch", name, steps);
             for (i = 0; i < n * dim; i++) {
                 const double e = fabs(dz[i] - grad[i]) / (fabs(grad[i]) > 1e-6 ? fabs(grad[i]) : 1e-6);
                 if (e > gerr) gerr = e;
             }
-            CHECK(gerr < 1e-9, "%s: gradient vs PyTorch autograd, max rel err %.2e", name, gerr);
-            printf("  spcl vs PyTorch %-14s loss %.12f (diff %.1e), grad rel err %.1e\n", name, got, fabs(got - loss), gerr);
+            CHECK(gerr < 1e-9, "%s step %d: gradient vs PyTorch autograd, max rel err %.2e", name, steps, gerr);
+            worst_g = fmax(worst_g, gerr);
+            worst_l = fmax(worst_l, fabs(got - loss));
+            steps++;
+        } else if (!strcmp(line, "end") && live) {
+            printf("  spcl vs PyTorch %-20s (%s) loss diff <= %.1e, grad rel err <= %.1e\n", name,
+                   push_first ? "push first" : "prototypes first", worst_l, worst_g);
             mmspcl_spcl_free(&S);
+            live = 0;
+            worst_l = worst_g = 0;
             cases++;
         }
     }
     fclose(f);
-    CHECK(cases == 3, "3 reference cases read (%d)", cases);
+    CHECK(cases == 6 && steps == 17, "6 reference cases of 17 steps read (%d, %d)", cases, steps);
+    CHECK(drawn > 20, "the sequences draw prototypes from full queues (%d draws)", drawn);
 }
 
 /* ---- metrics ------------------------------------------------------------------------------------

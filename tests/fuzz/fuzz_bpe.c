@@ -1,5 +1,7 @@
 /* fuzz_bpe.c — the byte-level BPE tokenizer: loading a vocabulary and merges
-   (mmspcl_bpe_from_arrays, the same code mmspcl_bpe_from_weights runs) and encoding arbitrary
+   (mmspcl_bpe_from_arrays, the same code mmspcl_bpe_from_weights runs, and the tools' stricter
+   check mmspcl_bpe_from_arrays_ex(..., MMSPCL_BPE_STRICT), which must refuse whatever the loader
+   refuses) and encoding arbitrary
    bytes (pre-tokenisation, UTF-8 handling, special tokens, merging) and decoding ids.
 
    Input: VOCAB 0xFF 0xFE MERGES 0xFF 0xFE TEXT. VOCAB is one token per line ('\n'), MERGES one
@@ -179,8 +181,17 @@ FUZZ_TARGET(bpe) {
             int64_t nv = fuzz_bpe_lines(vp, vn, vs, vl, vlen), nm = fuzz_bpe_lines(mp, mn, ms, ml, mlen);
             mmspcl_bpe *bpe = NULL;
             mmspcl_error err;
+            int64_t bad = -2;
+            mmspcl_status loose, strict;
             if (mn == 0) nm = 0;
-            if (mmspcl_bpe_from_arrays(&bpe, vl, vlen, nv, ml, mlen, nm, &err) == MMSPCL_OK) {
+            /* the tools' check (MMSPCL_BPE_STRICT, nothing kept): it refuses whatever the loader
+               refuses, and names a merge index that exists */
+            strict = mmspcl_bpe_from_arrays_ex(NULL, vl, vlen, nv, ml, mlen, nm, MMSPCL_BPE_STRICT, &bad, &err);
+            FUZZ_CHECK(bad == -1 || (bad >= 0 && bad < nm));
+            FUZZ_CHECK(strict != MMSPCL_OK || bad == -1);
+            loose = mmspcl_bpe_from_arrays(&bpe, vl, vlen, nv, ml, mlen, nm, &err);
+            FUZZ_CHECK(loose == MMSPCL_OK || strict != MMSPCL_OK);
+            if (loose == MMSPCL_OK) {
                 int32_t special[5];
                 int k;
                 special[0] = mmspcl_bpe_bos_id(bpe); special[1] = mmspcl_bpe_pad_id(bpe);

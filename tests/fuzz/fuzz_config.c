@@ -111,7 +111,7 @@ FUZZ_TARGET(config) {
     if (c.config->type != JSON_OBJECT) goto out;
     mtv = json_get(c.config, "model_type");
     if (mtv && mtv->type != JSON_NULL) {
-        if (mtv->type != JSON_STRING) goto out;
+        if (mtv->type != JSON_STRING || strlen(mtv->str) != mtv->len) goto out;  /* as run() */
         mt = mtv->str;
     }
     if (add_st_file(&c, &fuzz_config_st[model], fuzz_config_models[model])) goto out;
@@ -160,14 +160,23 @@ FUZZ_TARGET(config) {
         if (bytes) {
             FUZZ_CHECK(mmspcl_weights_from_memory(&w, bytes, nbytes, &merr) == MMSPCL_OK);
             if (w) {
+                /* whatever the converter writes, the library loads (issue 14): the model with one
+                   position (the converter checked at least one follows pad_token_id), and the
+                   tokenizer, which also has RoBERTa's special tokens */
                 if (c.arch == ARCH_ROBERTA) {
                     mmspcl_roberta *m = NULL;
                     mmspcl_bpe *tok = NULL;
-                    if (mmspcl_roberta_load(&m, w, 1, 8, &merr) == MMSPCL_OK) mmspcl_roberta_free(m);
-                    if (c.have_tok && mmspcl_bpe_from_weights(&tok, w, &merr) == MMSPCL_OK) mmspcl_bpe_free(tok);
+                    FUZZ_CHECK(mmspcl_roberta_load(&m, w, 1, 1, &merr) == MMSPCL_OK);
+                    mmspcl_roberta_free(m);
+                    if (c.have_tok) {
+                        FUZZ_CHECK(mmspcl_bpe_from_weights(&tok, w, &merr) == MMSPCL_OK);
+                        FUZZ_CHECK(!tok || mmspcl_bpe_mask_id(tok) >= 0);
+                        mmspcl_bpe_free(tok);
+                    }
                 } else {
                     mmspcl_clip *m = NULL;
-                    if (mmspcl_clip_load(&m, w, 1, &merr) == MMSPCL_OK) mmspcl_clip_free(m);
+                    FUZZ_CHECK(mmspcl_clip_load(&m, w, 1, &merr) == MMSPCL_OK);
+                    mmspcl_clip_free(m);
                 }
                 mmspcl_weights_free(w);
             }

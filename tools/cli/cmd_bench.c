@@ -1,5 +1,5 @@
 /* mmspcl bench -m WEIGHTS [--seq N] [--batch B] [--threads T] [--image] [--reps R] [--warmup W]
-                 [--ids FILE] [--pixels FILE] [--out FILE] [--matmul]
+                 [--ids FILE] [--pixels FILE] [-o FILE] [--matmul [MxKxN]]
    Times the encoder a weight file holds (RoBERTa or CLIP's vision tower): warm-up, then repeated
    forwards; prints median / min wall and CPU time, GFLOP/s, % of a measured FMA peak, the peak
    RSS and the activation arena. --matmul times one linear layer (128 x 1024 x 4096 by default)
@@ -7,6 +7,7 @@
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200112L
 #endif
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,20 +22,7 @@
 #define BENCH_HAVE_RUSAGE 1
 #endif
 
-static const char *const bench_usage =
-    "usage: mmspcl bench -m WEIGHTS [--seq N] [--batch B] [--threads T] [--image] [--reps R] [--warmup W]\n"
-    "                    [--ids FILE] [--pixels FILE] [--out FILE] [--matmul [MxKxN]]\n"
-    "  -m, --model FILE   weight file (RoBERTa or CLIP vision tower; any weight dtype)\n"
-    "  --seq N            tokens per sequence (RoBERTa, default 128)\n"
-    "  --batch B          sequences / images per forward (default 1)\n"
-    "  --threads T        OpenMP threads (default: OMP_NUM_THREADS or all)\n"
-    "  --image            the file must be a CLIP vision tower (checked; the model type is read from the file)\n"
-    "  --reps R           timed forwards (default 10); --warmup W untimed ones before (default 2)\n"
-    "  --ids FILE         token ids (whitespace-separated) instead of deterministic random ones\n"
-    "  --pixels FILE      raw float32 3 x S x S preprocessed image instead of deterministic random pixels\n"
-    "  --out FILE         write the output as raw float32: RoBERTa last hidden state [batch][seq][hidden],\n"
-    "                     CLIP pooled class token [batch][hidden]\n"
-    "  --matmul [MxKxN]   time one linear layer y = x W^T with W of the file's dtype (default 128x1024x4096)\n";
+#define CMD "bench"
 
 static double now_wall(void) {
     struct timespec t;
@@ -118,7 +106,14 @@ static __attribute__((target("avx512f,avx512vnni"))) double vnni_loop(long n, fl
     s = _mm512_setzero_si512();
 #define BENCH_SI(i) s = _mm512_add_epi32(s, _mm512_add_epi32(a##i, e##i));
     BENCH_R12(BENCH_SI)
-    *sink += (float)_mm512_reduce_add_epi32(s);
+    {   /* the chains wrap around: summed as unsigned (_mm512_reduce_add_epi32 adds signed ints:
+           undefined on overflow, UBSan stops there) */
+        uint32_t t[16], u = 0;
+        int i;
+        _mm512_storeu_si512((void *)t, s);
+        for (i = 0; i < 16; i++) u += t[i];
+        *sink += (float)u;
+    }
     return (double)n * 24 * 128;
 }
 #endif
@@ -179,22 +174,34 @@ static int run_once(bench_ctx *b, mmspcl_error *err) {
 
 /* A --pixels or --ids file holds at least as many values as one forward takes; only that many
    are read (a larger file is accepted), so these read a bounded prefix with stdio rather than
-   the whole file with mmspcl_read_file. */
+   the whole file with mmspcl_read_file. "-" is standard input. Returns 0, or 1 after a message. */
 static int read_ids(const char *path, int32_t *ids, int max, int *n) {
-    FILE *f = fopen(path, "r");
-    long v;
+    FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    char tok[32];
+    int rc = 0;
     *n = 0;
-    if (!f) return -1;
-    while (*n < max && fscanf(f, "%ld", &v) == 1) ids[(*n)++] = (int32_t)v;
-    fclose(f);
-    return *n > 0 ? 0 : -1;
+    if (!f) return cli_fail(CMD, "cannot open %s: %s", path, strerror(errno));
+    while (*n < max && fscanf(f, "%31s", tok) == 1) {
+        char *end;
+        long v;
+        errno = 0;
+        v = strtol(tok, &end, 10);
+        if (*end || errno || v < 0 || v > 0x7fffffffL) { rc = cli_fail(CMD, "%s: token %d '%s' is not an id (0 to 2147483647)", path, *n + 1, tok); break; }
+        ids[(*n)++] = (int32_t)v;
+    }
+    if (!rc && ferror(f)) rc = cli_fail(CMD, "cannot read %s: %s", path, strerror(errno));
+    if (f != stdin) fclose(f);
+    return rc;
 }
 
-static size_t read_pixels(const char *path, float *px, size_t n) {
-    FILE *f = fopen(path, "rb");
-    size_t got = f ? fread(px, sizeof(float), n, f) : 0;
-    if (f) fclose(f);
-    return got;
+static int read_pixels(const char *path, float *px, size_t n, size_t *got) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    int rc = 0;
+    if (!f) return cli_fail(CMD, "cannot open %s: %s", path, strerror(errno));
+    *got = fread(px, sizeof(float), n, f);
+    if (*got < n && ferror(f)) rc = cli_fail(CMD, "cannot read %s: %s", path, strerror(errno));
+    if (f != stdin) fclose(f);
+    return rc;
 }
 
 /* The command line, parsed. */
@@ -212,40 +219,59 @@ typedef struct bench_stats {
     long rss;
 } bench_stats;
 
-#define BENCH_PARSED (-1)
+#define BENCH_PARSED CLI_GO
 
 /* Fills o from argv; BENCH_PARSED to go on, else the exit status (--help: 0, usage errors: 2). */
 static int bench_parse_args(int argc, char **argv, bench_opts *o) {
-    int i;
+    const char *in_opts[3] = {"-m", "--ids", "--pixels"}, *in_paths[3];
+    int np, rc;
     memset(o, 0, sizeof *o);
     o->seq = 128; o->batch = 1; o->reps = 10; o->warmup = 2;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(bench_usage, stdout); return 0; }
-        else if (!strcmp(a, "--image")) o->image = 1;
-        else if (!strcmp(a, "--matmul")) {
-            o->matmul = 1;
-            if (i + 1 < argc && argv[i + 1][0] != '-') o->mm = argv[++i];   /* the shape is optional */
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--seq") || !strcmp(a, "--batch") ||
-                   !strcmp(a, "--threads") || !strcmp(a, "--reps") || !strcmp(a, "--warmup") || !strcmp(a, "--ids") ||
-                   !strcmp(a, "--pixels") || !strcmp(a, "--out")) {
-            if (!(v = cli_arg_value("bench", argc, argv, &i))) return 2;
-            if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
-            else if (!strcmp(a, "--ids")) o->ids_path = v;
-            else if (!strcmp(a, "--pixels")) o->px_path = v;
-            else if (!strcmp(a, "--out")) o->out_path = v;
-            else {
-                int n = atoi(v);
-                if (n < (strcmp(a, "--warmup") ? 1 : 0) || n > 1000000) { cli_fail("bench", "%s %s is out of range", a, v); return 2; }
-                if (!strcmp(a, "--seq")) o->seq = n;
-                else if (!strcmp(a, "--batch")) o->batch = n;
-                else if (!strcmp(a, "--threads")) o->threads = n;
-                else if (!strcmp(a, "--reps")) o->reps = n;
-                else o->warmup = n;
-            }
-        } else { cli_fail("bench", "unknown option '%s'", a); fputs(bench_usage, stderr); return 2; }
+    {
+        const cli_opt opts[] = {
+            CLI_OPT_REQ("-m, --model", &o->model, "FILE", "weight file (RoBERTa or CLIP vision tower; any weight dtype), - for standard input"),
+            CLI_OPT_INT("--seq", &o->seq, 1, 65536, "N", "tokens per sequence (RoBERTa)"),
+            CLI_OPT_INT("--batch", &o->batch, 1, 4096, "B", "sequences / images per forward"),
+            {"--threads", CLI_INT, &o->threads, 1, 1024, "T", "OpenMP threads", "OMP_NUM_THREADS or all cores", 0, NULL},
+            CLI_OPT_FLAG("--image", &o->image, "the file must be a CLIP vision tower (checked; the model type is read from the file)"),
+            CLI_OPT_INT("--reps", &o->reps, 1, 1000000, "R", "timed forwards"),
+            CLI_OPT_INT("--warmup", &o->warmup, 0, 1000000, "W", "untimed forwards before them"),
+            CLI_OPT_STR("--ids", &o->ids_path, "FILE", "token ids (whitespace-separated) instead of deterministic random ones",
+                        NULL),
+            CLI_OPT_STR("--pixels", &o->px_path, "FILE", "raw float32 3 x S x S preprocessed image instead of random pixels", NULL),
+            CLI_OPT_STR("-o, --output, --out", &o->out_path, "FILE",
+                        "write the output as raw float32: RoBERTa [batch][seq][hidden], CLIP pooled [batch][hidden]", NULL),
+            {"--matmul", CLI_OPTVAL, &o->matmul, 0, 0, "MxKxN", "time one linear layer y = x W^T, W of the file's dtype",
+             "128x1024x4096", 0, &o->mm},
+            CLI_OPT_END};
+        const cli_spec spec = {CMD, "-m FILE [options]",
+                               "Times the encoder a weight file holds: warm-up, then repeated forwards; median / min wall and\n"
+                               "CPU time, GFLOP/s, % of a measured FMA peak, peak RSS and the activation arena. Timing lines\n"
+                               "are also printed as \"result key=value ...\" for scripts.",
+                               opts, NULL, 0, NULL};
+        if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
     }
-    if (!o->model) { cli_fail("bench", "-m WEIGHTS is required"); fputs(bench_usage, stderr); return 2; }
+    in_paths[0] = o->model; in_paths[1] = o->ids_path; in_paths[2] = o->px_path;
+    if ((rc = cli_one_stdin(CMD, 3, in_opts, in_paths))) return rc;
+    if (o->out_path && (rc = cli_refuse_same(CMD, "-o", o->out_path, 3, in_opts, in_paths))) return rc;
+    if (o->mm) {   /* MxKxN, each a whole number, and a size that fits in memory */
+        long long d[3];
+        const char *p = o->mm;
+        char part[24];
+        int k;
+        for (k = 0; k < 3; k++) {
+            size_t len = strcspn(p, "x");
+            if (len >= sizeof part || (k < 2 && p[len] != 'x') || (k == 2 && p[len]))
+                return cli_usage_error(CMD, "--matmul '%s': expected MxKxN (three whole numbers)", o->mm);
+            memcpy(part, p, len);
+            part[len] = 0;
+            if ((rc = cli_parse_int(CMD, k == 0 ? "--matmul M" : k == 1 ? "--matmul K" : "--matmul N", part, k == 1 ? 32 : 1, 65536, &d[k])))
+                return rc;
+            p += len + (k < 2);
+        }
+        if (d[0] * d[1] > (1LL << 28) || d[1] * d[2] > (1LL << 28) || d[0] * d[2] > (1LL << 28))
+            return cli_usage_error(CMD, "--matmul %s: each of M*K, K*N and M*N must be at most 2^28", o->mm);
+    }
     return BENCH_PARSED;
 }
 
@@ -270,30 +296,30 @@ static int bench_setup_matmul(bench_ctx *b, const mmspcl_weights *w, const char 
     float *wf;
     int panels = 0;
     b->M = 128; b->K = 1024; b->N = 4096;
-    if (mm && sscanf(mm, "%dx%dx%d", &b->M, &b->K, &b->N) != 3) { cli_fail("bench", "--matmul takes MxKxN"); return 2; }
+    if (mm && sscanf(mm, "%dx%dx%d", &b->M, &b->K, &b->N) != 3) return cli_usage_error(CMD, "--matmul takes MxKxN");
     for (t = 0; t < w->n_tensors; t++) {
         if (w->tensors[t].ndim == 2 && w->tensors[t].dtype != MMSPCL_F32) { b->W.dtype = w->tensors[t].dtype; break; }
         if (mmspcl_tensor_is_panels(&w->tensors[t])) { panels = 1; break; }
     }
-    if (panels && b->N % MMSPCL_PANEL) { cli_fail("bench", "--matmul with f32 panels needs N a multiple of %d", MMSPCL_PANEL); return 2; }
+    if (panels && b->N % MMSPCL_PANEL) { cli_fail(CMD, "--matmul with f32 panels needs N a multiple of %d", MMSPCL_PANEL); return 2; }
     rb = mmspcl_dtype_row_size(b->W.dtype, b->K);
-    if (b->M < 1 || b->K < 32 || b->N < 1 || !rb) { cli_fail("bench", "bad --matmul shape for %s", mmspcl_dtype_name(b->W.dtype)); return 2; }
+    if (b->M < 1 || b->K < 32 || b->N < 1 || !rb) { cli_fail(CMD, "bad --matmul shape for %s", mmspcl_dtype_name(b->W.dtype)); return 2; }
     wf = (float *)malloc((size_t)b->K * sizeof(float));
     wq = (unsigned char *)malloc(rb * (size_t)b->N);
     b->x = (float *)malloc((size_t)b->M * b->K * sizeof(float));
     b->y = (float *)malloc((size_t)b->M * b->N * sizeof(float));
-    if (!wf || !wq || !b->x || !b->y) { free(wf); free(wq); return cli_fail("bench", "out of memory"); }
+    if (!wf || !wq || !b->x || !b->y) { free(wf); free(wq); return cli_fail(CMD, "out of memory"); }
     for (n = 0; n < (size_t)b->M * b->K; n++) b->x[n] = (float)(lcg(&s) % 20001) / 10000.0f - 1.0f;
     for (t = 0; t < b->N; t++) {
         for (n = 0; n < (size_t)b->K; n++) wf[n] = ((float)(lcg(&s) % 20001) / 10000.0f - 1.0f) * 0.03f;
         mmspcl_quantize_row(b->W.dtype, wf, wq + (size_t)t * rb, b->K);
     }
     free(wf);
-    b->W.name = "bench";
+    b->W.name = CMD;
     b->W.ndim = 2; b->W.ne[0] = b->N; b->W.ne[1] = b->K; b->W.data = wq; b->W.nbytes = rb * (size_t)b->N;
     if (panels) {   /* the same values in panels of 16 rows, as the file stores its matrices */
         float *pw = (float *)malloc(rb * (size_t)b->N);
-        if (!pw) return cli_fail("bench", "out of memory");   /* wq is b->W.data: the caller frees it */
+        if (!pw) return cli_fail(CMD, "out of memory");   /* wq is b->W.data: the caller frees it */
         mmspcl_pack_panels((const float *)wq, b->N, b->K, pw);
         free(wq);
         b->W.ndim = 3; b->W.ne[0] = b->N / MMSPCL_PANEL; b->W.ne[2] = MMSPCL_PANEL; b->W.data = pw;
@@ -312,24 +338,24 @@ static int bench_setup_roberta(bench_ctx *b, mmspcl_weights *w, const bench_opts
     unsigned s = 12345;
     int n_ids = 0, i, j;
     const int batch = o->batch, seq = o->seq;
-    if (o->image) { cli_fail("bench", "%s holds a RoBERTa encoder, not an image tower", o->model); return 2; }
-    if (mmspcl_roberta_load(&b->rob, w, batch, seq, err)) return cli_fail("bench", "%s: %s", o->model, err->msg);
+    if (o->image) { cli_fail(CMD, "%s holds a RoBERTa encoder, not an image tower", o->model); return 2; }
+    if (mmspcl_roberta_load(&b->rob, w, batch, seq, err)) return cli_fail(CMD, "%s: %s", o->model, err->msg);
     c = mmspcl_roberta_get_config(b->rob);
     b->batch = batch; b->seq = seq;
     b->ids = (int32_t *)malloc((size_t)batch * seq * sizeof(int32_t));
     b->lengths = (int *)malloc((size_t)batch * sizeof(int));
     r->out_n = (size_t)batch * seq * c->hidden_size;
     b->outbuf = (float *)malloc(r->out_n * sizeof(float));
-    if (!b->ids || !b->lengths || !b->outbuf) return cli_fail("bench", "out of memory");
-    if (o->ids_path && (read_ids(o->ids_path, b->ids, seq, &n_ids) || n_ids != seq))
-        return cli_fail("bench", "%s: needs %d token ids (found %d)", o->ids_path, seq, n_ids);
+    if (!b->ids || !b->lengths || !b->outbuf) return cli_fail(CMD, "out of memory");
+    if (o->ids_path && read_ids(o->ids_path, b->ids, seq, &n_ids)) return 1;
+    if (o->ids_path && n_ids != seq) return cli_fail(CMD, "%s: needs %d token ids (found %d)", o->ids_path, seq, n_ids);
     for (i = 0; i < batch; i++) {
         b->lengths[i] = seq;
         for (j = 0; j < seq; j++) {
             int32_t *id = &b->ids[(size_t)i * seq + j];
             if (o->ids_path) *id = b->ids[j];
             else *id = j == 0 ? 0 : j == seq - 1 ? 2 : (int32_t)(3 + lcg(&s) % (unsigned)(c->vocab_size - 3));
-            if (*id < 0 || *id >= c->vocab_size) return cli_fail("bench", "token id %d outside the vocabulary", *id);
+            if (*id < 0 || *id >= c->vocab_size) return cli_fail(CMD, "token id %d outside the vocabulary", *id);
         }
     }
     {   /* FLOPs: linear layers + attention (QK^T and PV) */
@@ -349,17 +375,18 @@ static int bench_setup_clip(bench_ctx *b, mmspcl_weights *w, const bench_opts *o
     size_t npx, n;
     int i;
     const int batch = o->batch;
-    if (mmspcl_clip_load(&b->clip, w, batch, err)) return cli_fail("bench", "%s: %s", o->model, err->msg);
+    if (mmspcl_clip_load(&b->clip, w, batch, err)) return cli_fail(CMD, "%s: %s", o->model, err->msg);
     c = mmspcl_clip_get_config(b->clip);
     b->batch = batch;
     npx = (size_t)c->num_channels * c->image_size * c->image_size;
     b->pixels = (float *)malloc((size_t)batch * npx * sizeof(float));
     r->out_n = (size_t)batch * c->hidden_size;
     b->outbuf = (float *)malloc(r->out_n * sizeof(float));
-    if (!b->pixels || !b->outbuf) return cli_fail("bench", "out of memory");
+    if (!b->pixels || !b->outbuf) return cli_fail(CMD, "out of memory");
     if (o->px_path) {
-        size_t got = read_pixels(o->px_path, b->pixels, npx);
-        if (got != npx) return cli_fail("bench", "%s: needs %zu float32 pixels (found %zu)", o->px_path, npx, got);
+        size_t got = 0;
+        if (read_pixels(o->px_path, b->pixels, npx, &got)) return 1;
+        if (got != npx) return cli_fail(CMD, "%s: needs %zu float32 pixels (found %zu)", o->px_path, npx, got);
     } else {
         unsigned s = 777;
         for (n = 0; n < npx; n++) b->pixels[n] = (float)(lcg(&s) % 40001) / 10000.0f - 2.0f;
@@ -382,17 +409,17 @@ static int bench_time_runs(bench_ctx *b, const bench_opts *o, bench_stats *r, mm
     r->wall = (double *)malloc((size_t)o->reps * sizeof(double));
     r->cpu = (double *)malloc((size_t)o->reps * sizeof(double));
     r->ratio = (double *)malloc((size_t)o->reps * sizeof(double));
-    if (!r->wall || !r->cpu || !r->ratio) return cli_fail("bench", "out of memory");
+    if (!r->wall || !r->cpu || !r->ratio) return cli_fail(CMD, "out of memory");
     r->peak = measure_peak(0, 5, 2000000);
     r->peak_int = measure_peak(1, 5, 2000000);
     for (i = 0; i < o->warmup; i++)
-        if (run_once(b, err)) return cli_fail("bench", "%s", err->msg);
+        if (run_once(b, err)) return cli_fail(CMD, "%s", err->msg);
     for (i = 0; i < o->reps; i++) {
         /* --matmul: a short FMA-peak sample right before each run, so that each run's rate is
            compared with the peak the core gave at that moment (other processes share the cores) */
         const double p = o->matmul && o->threads == 1 ? measure_peak(0, 1, 300000) : 0.0;
         double t0 = now_wall(), c0 = now_cpu();
-        if (run_once(b, err)) return cli_fail("bench", "%s", err->msg);
+        if (run_once(b, err)) return cli_fail(CMD, "%s", err->msg);
         r->wall[i] = now_wall() - t0;
         r->cpu[i] = now_cpu() - c0;
         r->ratio[i] = p > 0 ? r->flops / r->cpu[i] / p : 0.0;
@@ -449,9 +476,13 @@ int mmspcl_cmd_bench(int argc, char **argv) {
     bench_ctx b;
     mmspcl_weights *w = NULL;
     mmspcl_error err;
+    cli_out out;
     int rc;
 
+    memset(&out, 0, sizeof out);
     if ((rc = bench_parse_args(argc, argv, &o)) != BENCH_PARSED) return rc;
+    if (o.out_path && o.matmul) return cli_usage_error(CMD, "-o writes an encoder's output: not with --matmul");
+    if (o.out_path && cli_out_open(&out, CMD, o.out_path)) return 1;
 #ifdef _OPENMP
     if (o.threads > 0) omp_set_num_threads(o.threads);
     o.threads = omp_get_max_threads();
@@ -465,7 +496,7 @@ int mmspcl_cmd_bench(int argc, char **argv) {
     r.dtype = "f32";
     err.msg[0] = 0;
     rc = 1;
-    if (mmspcl_weights_open(&w, o.model, &err)) { cli_fail("bench", "%s", err.msg); goto done; }
+    if (cli_weights_open(CMD, o.model, &w)) goto done;
     r.wsize = (double)w->size;
     mmspcl_weights_get_str(w, "general.architecture", &r.arch);
     if (o.matmul) rc = bench_setup_matmul(&b, w, o.mm, &r);
@@ -474,10 +505,11 @@ int mmspcl_cmd_bench(int argc, char **argv) {
     if (rc) goto done;
     rc = 1;
     if (bench_time_runs(&b, &o, &r, &err)) goto done;
-    if (o.out_path && r.out_n && cli_write_f32(o.out_path, b.outbuf, r.out_n)) { cli_fail("bench", "cannot write %s", o.out_path); goto done; }
+    if (o.out_path && (cli_out_f32(&out, CMD, b.outbuf, r.out_n) || cli_out_commit(&out, CMD))) goto done;
     bench_report(&b, &o, &r);
     rc = 0;
 done:
+    cli_out_discard(&out);
     free(r.wall);
     free(r.cpu);
     free(r.ratio);

@@ -1,13 +1,13 @@
-/* mmspcl eval -m MODEL --csv FILE [--svg OUT.svg] [--head H] [--sentiment]
+/* mmspcl eval -m MODEL --csv FILE [--svg OUT.svg] [--head H] [--sentiment] [--all-heads] [--json]
 
    Runs a MELD model (mmspcl train) over a MELD CSV, dialogue by dialogue, and prints per-class
    precision / recall / F1 / support, the confusion matrix (rows: true, columns: predicted) and,
    as the last line, exactly "weighted_f1=0.XXXX accuracy=0.XXXX" (scikit-learn's weighted F1:
    per-class F1 weighted by true-class support, zero_division=0). --svg draws the confusion
-   matrix and, when the model holds its training log, the training curves. --head picks a
-   single-view head (view.t, view.a, view.v) or protos instead of the MSVE ensemble;
-   --sentiment scores the sentiment head instead of emotion; --all-heads first prints one line
-   per head and task (the views are computed once). */
+   matrix and, when the model holds its training log, the training curves. --head picks the
+   head of the task scored: emotion (default) or, with --sentiment, sentiment; --all-heads first
+   prints one line per head and task (the views are computed once); --json prints all of it as
+   one JSON object instead. */
 #include "mmspcl.h"
 #include "tools/train/meld_csv.h"
 #include <stdio.h>
@@ -45,15 +45,14 @@ static void svg_curve(FILE *f, const mmspcl_tensor *t, int col, double x0, doubl
     fprintf(f, "\"/>\n");
 }
 
-static int write_svg(const char *path, const int64_t *cm, int C, const char *const *names, const mmspcl_weights *w,
-                     const mmspcl_metrics *mt) {
-    FILE *f = fopen(path, "w");
+/* The confusion matrix (and the training curves) as SVG, to an open output. */
+static void write_svg(FILE *f, const int64_t *cm, int C, const char *const *names, const mmspcl_weights *w,
+                      const mmspcl_metrics *mt) {
     const mmspcl_tensor *lm = mmspcl_weights_find(w, "meld.log.mlm"), *ls = mmspcl_weights_find(w, "meld.log.spcl");
     const int cell = 56, x0 = 120, y0 = 70, curves = (lm && lm->ne[1] == 3) + 2 * (ls && ls->ne[1] == 3);
     const int width = x0 + C * cell + 40 + (curves ? 380 : 0), height = y0 + C * cell + 90;
     char buf[128];
     int i, j;
-    if (!f) return 1;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\">\n", width, height < 560 ? 560 : height);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     snprintf(buf, sizeof buf, "Confusion matrix (rows: true, columns: predicted) - weighted F1 %.4f, accuracy %.4f", mt->weighted_f1, mt->accuracy);
@@ -83,120 +82,242 @@ static int write_svg(const char *path, const int64_t *cm, int C, const char *con
         }
     }
     fprintf(f, "</svg>\n");
-    return fclose(f) != 0;
 }
 
-int mmspcl_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *csv = NULL, *svg = NULL, *head = NULL;
-    int sentiment = 0, all_heads = 0, a, d, i, c, rc = 1, C;
+#define EVAL_HEADS 10
+#define EVAL_EMOTION_HEADS 7
+
+/* one run of eval: the options, the data and what is computed */
+typedef struct eval_run {
+    const char *model, *csv, *svg, *head;
+    int sentiment, all_heads, json;
     mmspcl_classifier m;
+    mmspcl_weights *hold;
     meld_csv data;
-    mmspcl_error err;
-    int *yt = NULL, *yp = NULL;
-    float *probs = NULL, *sp = NULL;
-    mmspcl_turn *turns = NULL;
+    int *yt, *yp;
+    float *probs, *sp, *vt, *va, *vv;
+    mmspcl_turn *turns;
     int64_t cm[MMSPCL_MAX_CLASSES * MMSPCL_MAX_CLASSES];
     mmspcl_class_metrics pc[MMSPCL_MAX_CLASSES];
     mmspcl_metrics mt;
-    const char *const *names;
-    for (a = 1; a < argc; a++) {
-        if (!strcmp(argv[a], "-m")) { if (!(model = cli_arg_value(CMD, argc, argv, &a))) return 2; }
-        else if (!strcmp(argv[a], "--csv")) { if (!(csv = cli_arg_value(CMD, argc, argv, &a))) return 2; }
-        else if (!strcmp(argv[a], "--svg")) { if (!(svg = cli_arg_value(CMD, argc, argv, &a))) return 2; }
-        else if (!strcmp(argv[a], "--head")) { if (!(head = cli_arg_value(CMD, argc, argv, &a))) return 2; }
-        else if (!strcmp(argv[a], "--sentiment")) sentiment = 1;
-        else if (!strcmp(argv[a], "--all-heads")) all_heads = 1;
-        else {
-            fprintf(stderr, "usage: mmspcl eval -m MODEL --csv FILE [--svg OUT.svg] [--head emotion|lr|view.t|view.a|view.v|protos] [--sentiment] [--all-heads]\n");
-            return 2;
+    /* --all-heads: per head and task */
+    int n_all;
+    const char *all_head[EVAL_HEADS], *all_task[EVAL_HEADS];
+    double all_f1[EVAL_HEADS], all_acc[EVAL_HEADS];
+    char all_err[EVAL_HEADS][sizeof(((mmspcl_error *)0)->msg)];
+} eval_run;
+
+/* the heads of --all-heads: CLI_EMOTION_HEADS, then CLI_SENTIMENT_HEADS */
+static const char *const eval_heads[EVAL_HEADS] = {"emotion", "lr", "protos", "linear", "view.t", "view.a", "view.v",
+                                                   "sentiment", "lr", "linear"};
+
+/* the head a task is scored with: the one asked for, or the model's default (NULL: none) */
+static const char *eval_head_used(const eval_run *e, int sentiment, const char *head) {
+    return head ? head : mmspcl_classifier_default_head(&e->m, sentiment);
+}
+
+/* scores one head of one task on the views: predictions into yp, metrics into mt (cm, pc may
+   be NULL: --all-heads), labels into yt; 0, or 1 with err filled */
+static int eval_score(eval_run *e, int sentiment, const char *head, int64_t *cm, mmspcl_class_metrics *pc,
+                      mmspcl_metrics *mt, mmspcl_error *err) {
+    const int C = sentiment ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS, n = e->data.n_rows;
+    int64_t cm2[MMSPCL_MAX_CLASSES * MMSPCL_MAX_CLASSES];
+    int i;
+    if (mmspcl_classifier_heads(&e->m, e->vt, e->va, e->vv, n, sentiment ? NULL : head, sentiment ? head : NULL,
+                                sentiment ? NULL : e->probs, sentiment ? e->sp : NULL, err))
+        return 1;
+    for (i = 0; i < n; i++)
+        if ((e->yt[i] = sentiment ? e->data.rows[i].sentiment : e->data.rows[i].emotion) < 0) {
+            snprintf(err->msg, sizeof err->msg, "%s line %d has no %s label", e->csv, e->data.rows[i].line,
+                     sentiment ? "sentiment" : "emotion");
+            return 1;
         }
+    mmspcl_argmax_rows(sentiment ? e->sp : e->probs, n, C, e->yp);
+    mmspcl_confusion(e->yt, e->yp, n, C, cm ? cm : cm2);
+    mmspcl_metrics_from_confusion(cm ? cm : cm2, C, pc, mt);
+    return 0;
+}
+
+/* the views of every row, dialogue by dialogue, then the heads */
+static int eval_compute(eval_run *e) {
+    const int H = e->m.hidden, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS, n = e->data.n_rows;
+    mmspcl_error err;
+    int d, i;
+    e->yt = (int *)malloc(sizeof(int) * (size_t)n + 1);
+    e->yp = (int *)malloc(sizeof(int) * (size_t)n + 1);
+    e->probs = (float *)malloc(sizeof(float) * (size_t)(n + 1) * MMSPCL_NUM_EMOTIONS);
+    e->sp = (float *)malloc(sizeof(float) * (size_t)(n + 1) * MMSPCL_NUM_SENTIMENTS);
+    e->turns = (mmspcl_turn *)malloc(sizeof(mmspcl_turn) * (size_t)n + 1);
+    e->vt = (float *)malloc(sizeof(float) * (size_t)n * H + 1);
+    e->va = (float *)malloc(sizeof(float) * (size_t)n * D + 1);
+    e->vv = (float *)malloc(sizeof(float) * (size_t)n * H + 1);
+    if (!e->yt || !e->yp || !e->probs || !e->sp || !e->turns || !e->vt || !e->va || !e->vv) return cli_fail(CMD, "out of memory");
+    for (i = 0; i < n; i++) {
+        const meld_row *r = &e->data.rows[i];
+        e->turns[i].speaker = r->speaker;
+        e->turns[i].text = r->utterance;
+        if ((e->sentiment ? r->sentiment : r->emotion) < 0)
+            return cli_fail(CMD, "%s line %d has no %s label", e->csv, r->line, e->sentiment ? "sentiment" : "emotion");
     }
-    if (!model || !csv) { fprintf(stderr, "usage: mmspcl eval -m MODEL --csv FILE [--svg OUT.svg]\n"); return 2; }
-    if (mmspcl_classifier_load(&m, model, &err)) return cli_fail(CMD, "%s", err.msg);
-    if (meld_csv_load(csv, &data, &err)) { mmspcl_classifier_free(&m); return cli_fail(CMD, "%s", err.msg); }
-    C = sentiment ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS;
-    names = sentiment ? mmspcl_sentiment_names : mmspcl_emotion_names;
-    yt = (int *)malloc(sizeof(int) * (size_t)data.n_rows + 1);
-    yp = (int *)malloc(sizeof(int) * (size_t)data.n_rows + 1);
-    probs = (float *)malloc(sizeof(float) * (size_t)(data.n_rows + 1) * MMSPCL_NUM_EMOTIONS);
-    sp = (float *)malloc(sizeof(float) * (size_t)(data.n_rows + 1) * MMSPCL_NUM_SENTIMENTS);
-    turns = (mmspcl_turn *)malloc(sizeof(mmspcl_turn) * (size_t)data.n_rows + 1);
-    if (!yt || !yp || !probs || !sp || !turns) { cli_fail(CMD, "out of memory"); goto done; }
-    for (i = 0; i < data.n_rows; i++) {
-        turns[i].speaker = data.rows[i].speaker;
-        turns[i].text = data.rows[i].utterance;
-        yt[i] = sentiment ? data.rows[i].sentiment : data.rows[i].emotion;
-        if (yt[i] < 0) { cli_fail(CMD, "%s line %d has no %s label", csv, data.rows[i].line, sentiment ? "sentiment" : "emotion"); goto done; }
+    for (d = 0; d < e->data.n_dialogues; d++) {
+        const int s = e->data.dialogue_start[d], t = e->data.dialogue_start[d + 1];
+        if (mmspcl_classifier_features(&e->m, e->turns + s, t - s, e->vt + (size_t)s * H, e->va + (size_t)s * D,
+                                       e->vv + (size_t)s * H, &err))
+            return cli_fail(CMD, "dialogue %d: %s", d, err.msg);
     }
-    {
-        const int H = m.hidden, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
-        float *vt = (float *)malloc(sizeof(float) * (size_t)data.n_rows * H + 1), *va = (float *)malloc(sizeof(float) * (size_t)data.n_rows * D + 1);
-        float *vv = (float *)malloc(sizeof(float) * (size_t)data.n_rows * H + 1);
-        if (!vt || !va || !vv) { free(vt); free(va); free(vv); cli_fail(CMD, "out of memory"); goto done; }
-        for (d = 0; d < data.n_dialogues; d++) {
-            const int s = data.dialogue_start[d], e = data.dialogue_start[d + 1];
-            if (mmspcl_classifier_features(&m, turns + s, e - s, vt + (size_t)s * H, va + (size_t)s * D, vv + (size_t)s * H, &err)) {
-                free(vt); free(va); free(vv);
-                cli_fail(CMD, "dialogue %d: %s", d, err.msg);
-                goto done;
+    if (e->all_heads) {   /* one line per head, both tasks */
+        for (i = 0; i < EVAL_HEADS; i++) {
+            const int is_s = i >= EVAL_EMOTION_HEADS;
+            mmspcl_metrics mt2;
+            e->all_head[i] = eval_heads[i];
+            e->all_task[i] = is_s ? "sentiment" : "emotion";
+            e->all_err[i][0] = 0;
+            if (eval_score(e, is_s, e->all_head[i], NULL, NULL, &mt2, &err)) {
+                snprintf(e->all_err[i], sizeof e->all_err[i], "%s", err.msg);
+                continue;
             }
+            e->all_f1[i] = mt2.weighted_f1;
+            e->all_acc[i] = mt2.accuracy;
         }
-        if (all_heads) {   /* one line per head, both tasks */
-            static const char *const eh[] = {"emotion", "lr", "view.t", "view.a", "view.v", "protos"};
-            static const char *const sh[] = {"sentiment", "lr"};
-            int hi;
-            for (hi = 0; hi < 8; hi++) {
-                const int is_s = hi >= 6;
-                const int CC = is_s ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS;
-                int64_t cm2[MMSPCL_MAX_CLASSES * MMSPCL_MAX_CLASSES];
-                mmspcl_metrics mt2;
-                for (i = 0; i < data.n_rows; i++) yt[i] = is_s ? data.rows[i].sentiment : data.rows[i].emotion;
-                if (mmspcl_classifier_heads(&m, vt, va, vv, data.n_rows, is_s ? NULL : eh[hi], is_s ? sh[hi - 6] : NULL,
-                                      is_s ? NULL : probs, is_s ? sp : NULL, &err)) {
-                    printf("head=%s task=%s: %s\n", is_s ? sh[hi - 6] : eh[hi], is_s ? "sentiment" : "emotion", err.msg);
-                    continue;
-                }
-                mmspcl_argmax_rows(is_s ? sp : probs, data.n_rows, CC, yp);
-                mmspcl_confusion(yt, yp, data.n_rows, CC, cm2);
-                mmspcl_metrics_from_confusion(cm2, CC, NULL, &mt2);
-                printf("head=%-9s task=%-9s weighted_f1=%.4f accuracy=%.4f\n", is_s ? sh[hi - 6] : eh[hi],
-                       is_s ? "sentiment" : "emotion", mt2.weighted_f1, mt2.accuracy);
-            }
-            printf("\n");
-            for (i = 0; i < data.n_rows; i++) yt[i] = sentiment ? data.rows[i].sentiment : data.rows[i].emotion;
-        }
-        if (mmspcl_classifier_heads(&m, vt, va, vv, data.n_rows, head, NULL, probs, sp, &err)) {
-            free(vt); free(va); free(vv);
-            cli_fail(CMD, "%s", err.msg);
-            goto done;
-        }
-        free(vt); free(va); free(vv);
+        e->n_all = EVAL_HEADS;
     }
-    mmspcl_argmax_rows(sentiment ? sp : probs, data.n_rows, C, yp);
-    mmspcl_confusion(yt, yp, data.n_rows, C, cm);
-    mmspcl_metrics_from_confusion(cm, C, pc, &mt);
-    printf("%s on %s (%d utterances, %d dialogues), head: %s\n", model, csv, data.n_rows, data.n_dialogues,
-           head ? head : sentiment ? (m.sent_lr ? "default = sentiment LR (beat the MSVE on dev)" : "default = sentiment MSVE")
-                : (m.emo_lr ? "default = n-gram LR (beat the MSVE ensemble on dev)" : "default = MSVE ensemble (t, a, v)"));
+    if (!eval_head_used(e, e->sentiment, e->head)) return cli_fail(CMD, "%s has no %s head", e->model, e->sentiment ? "sentiment" : "emotion");
+    if (eval_score(e, e->sentiment, e->head, e->cm, e->pc, &e->mt, &err)) return cli_fail(CMD, "%s", err.msg);
+    return 0;
+}
+
+static void eval_print_text(const eval_run *e) {
+    const int C = e->sentiment ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS;
+    const char *const *names = e->sentiment ? mmspcl_sentiment_names : mmspcl_emotion_names;
+    const mmspcl_metrics *mt = &e->mt;
+    int c, i;
+    for (i = 0; i < e->n_all; i++) {
+        if (e->all_err[i][0]) printf("head=%s task=%s: %s\n", e->all_head[i], e->all_task[i], e->all_err[i]);
+        else printf("head=%-9s task=%-9s weighted_f1=%.4f accuracy=%.4f\n", e->all_head[i], e->all_task[i], e->all_f1[i], e->all_acc[i]);
+    }
+    if (e->n_all) printf("\n");
+    printf("%s on %s (%d utterances, %d dialogues), task: %s, head: %s%s\n", e->model, e->csv, e->data.n_rows,
+           e->data.n_dialogues, e->sentiment ? "sentiment" : "emotion", eval_head_used(e, e->sentiment, e->head),
+           e->head ? "" : " (the model's default)");
     printf("%-10s %9s %9s %9s %8s\n", "class", "precision", "recall", "f1", "support");
     for (c = 0; c < C; c++)
-        printf("%-10s %9.4f %9.4f %9.4f %8lld\n", names[c], pc[c].precision, pc[c].recall, pc[c].f1, (long long)pc[c].support);
-    printf("%-10s %9.4f %9.4f %9.4f %8lld\n", "weighted", mt.weighted_precision, mt.weighted_recall, mt.weighted_f1, (long long)mt.n);
-    printf("%-10s %9s %9s %9.4f\n", "macro", "", "", mt.macro_f1);
+        printf("%-10s %9.4f %9.4f %9.4f %8lld\n", names[c], e->pc[c].precision, e->pc[c].recall, e->pc[c].f1, (long long)e->pc[c].support);
+    printf("%-10s %9.4f %9.4f %9.4f %8lld\n", "weighted", mt->weighted_precision, mt->weighted_recall, mt->weighted_f1, (long long)mt->n);
+    printf("%-10s %9s %9s %9.4f\n", "macro", "", "", mt->macro_f1);
     printf("\nconfusion (rows: true, columns: predicted)\n%-10s", "");
     for (c = 0; c < C; c++) printf(" %8.8s", names[c]);
     printf("\n");
     for (i = 0; i < C; i++) {
         printf("%-10s", names[i]);
-        for (c = 0; c < C; c++) printf(" %8lld", (long long)cm[i * C + c]);
+        for (c = 0; c < C; c++) printf(" %8lld", (long long)e->cm[i * C + c]);
         printf("\n");
     }
-    if (svg && write_svg(svg, cm, C, names, m.w, &mt)) { cli_fail(CMD, "cannot write %s", svg); goto done; }
-    printf("weighted_f1=%.4f accuracy=%.4f\n", mt.weighted_f1, mt.accuracy);
+    printf("weighted_f1=%.4f accuracy=%.4f\n", mt->weighted_f1, mt->accuracy);
+}
+
+#define J(v) cli_json_fixed(stdout, (v), 4)
+
+/* {"model", "csv", "task", "head", "default_head", "utterances", "dialogues", "classes": [{"name",
+   "precision", "recall", "f1", "support"}], "weighted": {"precision", "recall", "f1"}, "macro_f1",
+   "weighted_f1", "accuracy", "confusion": {"labels": [...], "rows": [[...]]}, "all_heads":
+   [{"head", "task", "weighted_f1", "accuracy"} or {"head", "task", "error"}] (empty without
+   --all-heads)} */
+static void eval_print_json(const eval_run *e) {
+    const int C = e->sentiment ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS;
+    const char *const *names = e->sentiment ? mmspcl_sentiment_names : mmspcl_emotion_names;
+    const mmspcl_metrics *mt = &e->mt;
+    int c, i;
+    printf("{\"model\": ");
+    cli_json_str(stdout, e->model);
+    printf(", \"csv\": ");
+    cli_json_str(stdout, e->csv);
+    printf(", \"task\": \"%s\", \"head\": \"%s\", \"default_head\": %s, \"utterances\": %d, \"dialogues\": %d,\n \"classes\": [",
+           e->sentiment ? "sentiment" : "emotion", eval_head_used(e, e->sentiment, e->head), e->head ? "false" : "true",
+           e->data.n_rows, e->data.n_dialogues);
+    for (c = 0; c < C; c++) {
+        printf("%s\n  {\"name\": \"%s\", \"precision\": ", c ? "," : "", names[c]);
+        J(e->pc[c].precision); printf(", \"recall\": "); J(e->pc[c].recall); printf(", \"f1\": "); J(e->pc[c].f1);
+        printf(", \"support\": %lld}", (long long)e->pc[c].support);
+    }
+    printf("],\n \"weighted\": {\"precision\": "); J(mt->weighted_precision);
+    printf(", \"recall\": "); J(mt->weighted_recall); printf(", \"f1\": "); J(mt->weighted_f1);
+    printf("}, \"macro_f1\": "); J(mt->macro_f1);
+    printf(", \"weighted_f1\": "); J(mt->weighted_f1);
+    printf(", \"accuracy\": "); J(mt->accuracy);
+    printf(",\n \"confusion\": {\"labels\": [");
+    for (c = 0; c < C; c++) printf("%s\"%s\"", c ? ", " : "", names[c]);
+    printf("], \"rows\": [");
+    for (i = 0; i < C; i++) {
+        printf("%s[", i ? ", " : "");
+        for (c = 0; c < C; c++) printf("%s%lld", c ? ", " : "", (long long)e->cm[i * C + c]);
+        printf("]");
+    }
+    printf("]},\n \"all_heads\": [");
+    for (i = 0; i < e->n_all; i++) {
+        printf("%s\n  {\"head\": \"%s\", \"task\": \"%s\", ", i ? "," : "", e->all_head[i], e->all_task[i]);
+        if (e->all_err[i][0]) { printf("\"error\": "); cli_json_str(stdout, e->all_err[i]); }
+        else { printf("\"weighted_f1\": "); J(e->all_f1[i]); printf(", \"accuracy\": "); J(e->all_acc[i]); }
+        printf("}");
+    }
+    printf("]}\n");
+}
+
+static void eval_free(eval_run *e) {
+    free(e->yt); free(e->yp); free(e->probs); free(e->sp); free(e->turns); free(e->vt); free(e->va); free(e->vv);
+    meld_csv_free(&e->data);
+    mmspcl_classifier_free(&e->m);
+    mmspcl_weights_free(e->hold);
+}
+
+int mmspcl_cmd_eval(int argc, char **argv) {
+    eval_run e;
+    int np, rc;
+    cli_out svg;
+    mmspcl_error err;
+    const char *in_opts[2] = {"-m", "--csv"}, *in_paths[2];
+    memset(&e, 0, sizeof e);
+    memset(&svg, 0, sizeof svg);
+    {
+        const cli_opt opts[] = {
+            CLI_OPT_REQ("-m, --model", &e.model, "MODEL", "classifier file (mmspcl train), - for standard input"),
+            CLI_OPT_REQ("--csv", &e.csv, "FILE", "MELD CSV with Utterance, Speaker and label columns, - for standard input"),
+            CLI_OPT_STR("--svg", &e.svg, "OUT.svg", "also draw the confusion matrix and the training curves", NULL),
+            CLI_OPT_STR("--head", &e.head, "H", "the head scored: emotion heads " CLI_EMOTION_HEADS "; with --sentiment: "
+                        CLI_SENTIMENT_HEADS, "the model's default (its default_head, else the better on dev)"),
+            CLI_OPT_FLAG("--sentiment", &e.sentiment, "score the sentiment task instead of emotion"),
+            CLI_OPT_FLAG("--all-heads", &e.all_heads, "first one line per head and task (the views computed once)"),
+            CLI_OPT_FLAG("--json", &e.json, "one JSON object instead of the text report"),
+            CLI_OPT_END};
+        const cli_spec spec = {CMD, "-m MODEL --csv FILE [options]",
+                               "Per-class precision / recall / F1 / support, the confusion matrix and, as the last line,\n"
+                               "\"weighted_f1=0.XXXX accuracy=0.XXXX\" (scikit-learn's weighted F1, zero_division=0).",
+                               opts, NULL, 0,
+                               "JSON: {\"model\", \"csv\", \"task\", \"head\", \"default_head\", \"utterances\", \"dialogues\", \"classes\": [{\"name\",\n"
+                               "\"precision\", \"recall\", \"f1\", \"support\"}], \"weighted\": {\"precision\", \"recall\", \"f1\"}, \"macro_f1\",\n"
+                               "\"weighted_f1\", \"accuracy\", \"confusion\": {\"labels\", \"rows\"}, \"all_heads\": [{\"head\", \"task\",\n"
+                               "\"weighted_f1\", \"accuracy\"} or {\"head\", \"task\", \"error\"}]}"};
+        if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
+    }
+    if ((rc = cli_check_head(CMD, "--head", e.head, e.sentiment))) return rc;
+    in_paths[0] = e.model; in_paths[1] = e.csv;
+    if ((rc = cli_one_stdin(CMD, 2, in_opts, in_paths)) || (e.svg && (rc = cli_refuse_same(CMD, "--svg", e.svg, 2, in_opts, in_paths))))
+        return rc;
+    if (e.svg && !strcmp(e.svg, "-")) return cli_usage_error(CMD, "--svg -: the SVG would be mixed with the report on standard output");
+    if (e.svg && cli_out_open(&svg, CMD, e.svg)) return 1;
+    rc = 1;
+    if (cli_classifier_load(CMD, e.model, &e.m, &e.hold)) goto done;
+    if (meld_csv_load(e.csv, &e.data, &err)) { cli_fail_io(CMD, e.csv, &err); goto done; }
+    if (eval_compute(&e)) goto done;
+    if (e.svg) {
+        write_svg(svg.f, e.cm, e.sentiment ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS,
+                  e.sentiment ? mmspcl_sentiment_names : mmspcl_emotion_names, e.m.w, &e.mt);
+        if (cli_out_commit(&svg, CMD)) goto done;
+    }
+    if (e.json) eval_print_json(&e);
+    else eval_print_text(&e);
     rc = 0;
 done:
-    free(yt); free(yp); free(probs); free(sp); free(turns);
-    meld_csv_free(&data);
-    mmspcl_classifier_free(&m);
+    cli_out_discard(&svg);
+    eval_free(&e);
     return rc;
 }

@@ -4,10 +4,13 @@
    The front end of the MELD recipe (tools/train/meld_recipe.c, stages in meld_recipe.h): cut
    RoBERTa BPE, MLM pretraining on the train transcripts, SPCL fine-tuning with early stopping on
    dev, text views, MSVE heads. Reads DIR/train_sent_emo.csv and DIR/dev_sent_emo.csv (never the
-   test split). */
+   test split). Every output (MODEL, --q8, the checkpoint MODEL.ckpt) is checked before any
+   training starts; none may be one of the inputs. The progress line's ETA is for the whole run
+   (every stage still to come, from the resume point with --resume). */
 #include "mmspcl.h"
 #include "mmspcl_train.h"
 #include "tools/train/meld_recipe.h"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,30 +27,135 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-typedef struct { int tty, quiet; double t0, stage_t0, last_print; char stage[32]; } train_ui;
-
 static void fmt_time(char *b, size_t n, double s) {
     if (s < 0) s = 0;
     if (s >= 3600) snprintf(b, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
     else snprintf(b, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
 }
 
+/* ==== the whole run's ETA ======================================================================
+   The work still to come, in units of one encoder forward of one prompt (TRAIN_U_STEP and
+   TRAIN_U_MLM for training steps; measured single-threaded, full MELD recipe), from the sizes the recipe reports ("data" message) and the resume
+   point ("resume" message); the rate is measured on this process's own work. The n-gram and
+   head stages, which report no steps, are counted by their messages, their size estimated in
+   the same units from the floating-point work they do compared with one encoder forward. */
+#define TRAIN_U_STEP 3.0   /* a training step of one prompt, forward + backward */
+#define TRAIN_U_MLM 2.7    /* an MLM step of one chunk (max_len tokens, packed), with its vocabulary head */
+
+typedef struct train_plan {
+    int known;
+    int n_all, n_enc, n_held, n_dev, n_chunks, start_stage, start_epoch;
+    double mlm_end, spcl_end, views_end, ngram_end, total;   /* position at the end of each stage */
+    double pos, measured, t0;                                /* position, units measured here, since */
+    char inst_stage[16];                                     /* the progress instance being counted */
+    int inst_done;
+} train_plan;
+
+typedef struct train_ui {
+    int tty, quiet;
+    double t0, last_print;
+    const meld_recipe *r;
+    train_plan plan;
+} train_ui;
+
+static void plan_compute(train_plan *p, const meld_recipe *r) {
+    /* flops of one encoder forward of a prompt (max_len tokens): the n-gram and head stages in its units */
+    const double L = r->layers, T = r->max_len, H = r->hidden, F = r->ffn;
+    const double enc = L * T * (8.0 * H * H + 4.0 * H * F) + 4.0 * L * T * T * H;
+    /* n-gram: per train row about 2 tasks x 130 SGD passes over ~250 features x 10 classes, scalar
+       and cache-bound: about 6.5x the cost of as many of the encoder's SIMD flops (measured) */
+    const double ngram = p->n_all * 2.6e6 * 6.5 / enc;
+    /* heads: 5 MSVE models, epochs x held rows x hidden x inputs x 6 (forward + backward); early
+       stopping runs about half the epochs: about 5x as many encoder flops (measured) */
+    const double msve = (double)r->msve_epochs * p->n_held * r->msve_hidden * (2.0 * (2.0 * H + 10.0) + 2.0 * H + 10.0) * 6.0 * 5.0 / enc;
+    const double kept = p->n_enc * (r->curriculum ? 0.5 : 1.0);
+    double u = 0.0;
+    int e;
+    if (p->start_stage == 0) u += TRAIN_U_MLM * p->n_chunks * (r->mlm_epochs - p->start_epoch);
+    p->mlm_end = u;
+    for (e = p->start_stage == 0 ? 0 : p->start_epoch; e <= r->spcl_epochs; e++) {
+        u += p->n_enc + (e > 0 ? p->n_dev : 0);
+        if (e < r->spcl_epochs) u += TRAIN_U_STEP * kept;
+    }
+    p->spcl_end = u;
+    p->views_end = u += p->n_held + p->n_dev;
+    p->ngram_end = u += ngram;
+    p->total = u + msve;
+}
+
+static void plan_advance(train_plan *p, double units, double floor_pos) {
+    if (p->pos < floor_pos) p->pos = floor_pos;
+    p->pos += units;
+    p->measured += units;
+}
+
+/* a message: the sizes, the resume point, or work done without steps */
+static void plan_message(train_plan *p, const meld_recipe *r, const char *stage, const char *msg, double t) {
+    const char *at;
+    int a[6];
+    if (!strcmp(stage, "data") &&
+        sscanf(msg, "%d train prompts (%d train the encoder, %d the heads), %d dev prompts, %d MLM chunks of <= %d tokens",
+               &a[0], &a[1], &a[2], &a[3], &a[4], &a[5]) == 6) {
+        p->n_all = a[0]; p->n_enc = a[1]; p->n_held = a[2]; p->n_dev = a[3]; p->n_chunks = a[4];
+        p->known = 1;
+        p->t0 = t;
+        plan_compute(p, r);
+    } else if (!strcmp(stage, "resume") && (at = strstr(msg, " at stage ")) && sscanf(at, " at stage %d epoch %d", &a[0], &a[1]) == 2) {
+        p->start_stage = a[0];
+        p->start_epoch = a[1];
+        if (p->known) plan_compute(p, r);
+    } else if (!p->known) {
+        return;
+    } else if (!strcmp(stage, "spcl") && strstr(msg, "dev weighted F1")) {
+        plan_advance(p, p->n_dev, 0.0);          /* the dev embedding of an evaluation */
+    } else if (!strcmp(stage, "spcl") && !strncmp(msg, "SPCL: best", 10)) {
+        if (p->pos < p->spcl_end) p->pos = p->spcl_end;   /* early stopping skips the rest */
+    } else if (!strcmp(stage, "ngram")) {
+        plan_advance(p, (p->ngram_end - p->views_end) / 14.0, p->views_end);   /* 2 tasks x 7 messages */
+    } else if (!strcmp(stage, "msve") && strstr(msg, " head: ")) {
+        plan_advance(p, (p->total - p->ngram_end) / 5.0, p->ngram_end);        /* 5 heads */
+    }
+}
+
+/* a step: done of total in stage */
+static void plan_step(train_plan *p, const meld_recipe *r, const char *stage, int done, int total) {
+    const int fresh = strcmp(stage, p->inst_stage) != 0 || done < p->inst_done;
+    const int delta = fresh ? (!strcmp(stage, "mlm") ? 1 : done) : done - p->inst_done;
+    double per = 1.0, floor_pos = 0.0;
+    snprintf(p->inst_stage, sizeof p->inst_stage, "%s", stage);
+    p->inst_done = done;
+    if (!p->known || delta <= 0) return;
+    if (!strcmp(stage, "mlm")) per = total > 0 ? TRAIN_U_MLM * p->n_chunks * r->mlm_epochs / total : 0.0;
+    else if (!strcmp(stage, "spcl")) per = TRAIN_U_STEP;
+    if (fresh && !strcmp(stage, "embed")) floor_pos = p->mlm_end;
+    if (fresh && !strcmp(stage, "features")) floor_pos = p->spcl_end;
+    plan_advance(p, delta * per, floor_pos);
+}
+
+/* seconds to the end of the run (-1: not known yet) */
+static double plan_eta(const train_plan *p, double t) {
+    if (!p->known || p->measured <= 0 || t <= p->t0) return -1.0;
+    return (p->total > p->pos ? p->total - p->pos : 0.0) * (t - p->t0) / p->measured;
+}
+
 static void train_progress(void *user, const char *stage, int done, int total, const char *msg) {
     train_ui *ui = (train_ui *)user;
     const double t = now_s();
+    double left;
     char el[32], eta[32];
-    if (strcmp(stage, ui->stage) != 0 || (total > 0 && done <= 1)) {
-        snprintf(ui->stage, sizeof ui->stage, "%s", stage);
-        ui->stage_t0 = t;
-    }
+    if (msg) plan_message(&ui->plan, ui->r, stage, msg, t);
+    else plan_step(&ui->plan, ui->r, stage, done, total);
+    left = plan_eta(&ui->plan, t);
     fmt_time(el, sizeof el, t - ui->t0);
+    fmt_time(eta, sizeof eta, left);
     if (msg) {
         if (ui->tty) fprintf(stderr, "\r\033[K");
-        fprintf(stderr, "[%s] %s\n", el, msg);
+        if (left > 0 && strcmp(stage, "data") && strcmp(stage, "resume")) fprintf(stderr, "[%s] %s (eta %s)\n", el, msg, eta);
+        else fprintf(stderr, "[%s] %s\n", el, msg);
         return;
     }
     if (ui->quiet || total <= 0) return;
-    fmt_time(eta, sizeof eta, done > 0 ? (t - ui->stage_t0) * (total - done) / done : 0);
+    if (left < 0) snprintf(eta, sizeof eta, "?");
     if (ui->tty) {
         const int W = 30, fill = (int)((double)W * done / total);
         int i;
@@ -70,127 +178,181 @@ static void meld_limit(meld_csv *m, int n_dialogues) {
     m->n_rows = m->dialogue_start[n_dialogues];
 }
 
+/* ==== options and paths ======================================================================= */
+typedef struct train_args {
+    const char *meld_dir, *out, *bpe_dir, *q8;
+    int limit, no_ckpt;
+    char train_csv[4096], dev_csv[4096], vocab[4096], merges[4096], ckpt[4200];
+} train_args;
+
+static int train_parse(int argc, char **argv, meld_recipe *r, train_args *a, train_ui *ui) {
+    int np, rc;
+    const cli_opt opts[] = {
+        CLI_OPT_REQ("--meld", &a->meld_dir, "DIR", "folder of train_sent_emo.csv and dev_sent_emo.csv"),
+        CLI_OPT_REQ("-o, --output", &a->out, "MODEL", "the classifier file to write (f32); the checkpoint is MODEL.ckpt"),
+        {"--seed", CLI_U64, &r->seed, 0, 18446744073709551615.0, "N", "random seed (0 to 2^64-1)", NULL, 0, NULL},
+        CLI_OPT_STR("--resume", &r->resume, "CKPT", "continue from a checkpoint (MODEL.ckpt of an interrupted run)", NULL),
+        CLI_OPT_STR("--bpe", &a->bpe_dir, "DIR", "vocab.json and merges.txt of the RoBERTa BPE", "DIR/../weights/roberta-bpe"),
+        CLI_OPT_STR("--q8", &a->q8, "OUT", "also write a q8_0 copy of the model", NULL),
+        {"--limit", CLI_INT, &a->limit, 1, 2147483647.0, "DIALOGUES", "train on the first DIALOGUES dialogues (dev: a ninth)", "all", 0, NULL},
+        CLI_OPT_FLAG("--no-checkpoint", &a->no_ckpt, "no MODEL.ckpt after each epoch"),
+        CLI_OPT_FLAG("--quiet", &ui->quiet, "no progress bar (epoch summaries still printed)"),
+        CLI_OPT_INT("--hidden", &r->hidden, 8, 4096, "N", "encoder width (a multiple of --heads)"),
+        CLI_OPT_INT("--layers", &r->layers, 1, 48, "N", "encoder layers"),
+        CLI_OPT_INT("--heads", &r->heads, 1, 64, "N", "attention heads"),
+        CLI_OPT_INT("--ffn", &r->ffn, 1, 65536, "N", "feed-forward width"),
+        CLI_OPT_INT("--max-len", &r->max_len, 16, 512, "N", "tokens of an SPCL prompt"),
+        CLI_OPT_INT("--mlm-epochs", &r->mlm_epochs, 0, 1000, "N", "MLM pretraining epochs"),
+        CLI_OPT_REAL("--mlm-lr", &r->mlm_lr, 1e-8, 1, "X", "MLM peak learning rate"),
+        CLI_OPT_INT("--epochs", &r->spcl_epochs, 1, 1000, "N", "SPCL fine-tuning epochs"),
+        CLI_OPT_INT("--batch", &r->batch, 1, 256, "N", "SPCL batch (rows)"),
+        CLI_OPT_INT("--patience", &r->patience, 0, 1000, "N", "stop after N epochs without a better dev F1 (0: never)"),
+        CLI_OPT_REAL("--lr", &r->lr, 1e-8, 1, "X", "SPCL peak learning rate"),
+        CLI_OPT_REAL("--ce-weight", &r->ce_weight, 0, 100, "X", "weight of the cross-entropy heads"),
+        CLI_OPT_REAL("--temperature", &r->temperature, 1e-3, 100, "X", "SPCL temperature"),
+        CLI_OPT_INT("--curriculum", &r->curriculum, 0, 1, "0|1", "curriculum sampling by difficulty"),
+        CLI_OPT_INT("--holdout", &r->holdout, 0, 1, "0|1", "every 5th dialogue trains the heads, not the encoder"),
+        CLI_OPT_INT("--ngram-bits", &r->ngram_bits, 4, 24, "N", "2^N hashed n-gram buckets"),
+        CLI_OPT_INT("--msve-hidden", &r->msve_hidden, 1, 4096, "N", "MSVE head width"),
+        CLI_OPT_INT("--msve-epochs", &r->msve_epochs, 1, 1000, "N", "MSVE head epochs"),
+        CLI_OPT_REAL("--msve-dropout", &r->msve_dropout, 0, 0.95, "X", "MSVE dropout"),
+        CLI_OPT_END};
+    const cli_spec spec = {CMD, "--meld DIR -o MODEL [options]",
+                           "Trains the MELD text classifier: cut RoBERTa BPE, MLM pretraining, SPCL fine-tuning with early\n"
+                           "stopping on dev, text views, MSVE heads (tools/train/meld_recipe.h). Never reads the test split.",
+                           opts, NULL, 0,
+                           "Every output (MODEL, --q8 OUT, MODEL.ckpt) is checked before training starts; none may be an input."};
+    if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
+    if (r->hidden % r->heads) return cli_usage_error(CMD, "--hidden %d is not a multiple of --heads %d", r->hidden, r->heads);
+    if (a->limit && a->limit < 5 && r->holdout)
+        return cli_usage_error(CMD, "--limit %d: with --holdout 1 every 5th dialogue trains the heads: give at least 5 (or --holdout 0)",
+                               a->limit);
+    if ((size_t)snprintf(a->train_csv, sizeof a->train_csv, "%s/train_sent_emo.csv", a->meld_dir) >= sizeof a->train_csv ||
+        (size_t)snprintf(a->dev_csv, sizeof a->dev_csv, "%s/dev_sent_emo.csv", a->meld_dir) >= sizeof a->dev_csv ||
+        (size_t)snprintf(a->vocab, sizeof a->vocab, "%s%s/vocab.json", a->bpe_dir ? a->bpe_dir : a->meld_dir,
+                         a->bpe_dir ? "" : "/../weights/roberta-bpe") >= sizeof a->vocab ||
+        (size_t)snprintf(a->merges, sizeof a->merges, "%s%s/merges.txt", a->bpe_dir ? a->bpe_dir : a->meld_dir,
+                         a->bpe_dir ? "" : "/../weights/roberta-bpe") >= sizeof a->merges ||
+        (size_t)snprintf(a->ckpt, sizeof a->ckpt, "%s.ckpt", a->out) >= sizeof a->ckpt)
+        return cli_usage_error(CMD, "a path is too long");
+    if (!a->no_ckpt) r->checkpoint = a->ckpt;
+    return CLI_GO;
+}
+
+/* Before any work: no output is an input or another output, and each can be written. */
+static int train_check_paths(const meld_recipe *r, train_args *a) {
+    const char *in_opts[5] = {"--meld", "--meld", "--bpe", "--bpe", "--resume"};
+    const char *in_paths[5];
+    int rc;
+    in_paths[0] = a->train_csv; in_paths[1] = a->dev_csv; in_paths[2] = a->vocab; in_paths[3] = a->merges; in_paths[4] = r->resume;
+    if ((rc = cli_refuse_same(CMD, "-o", a->out, 5, in_opts, in_paths)) ||
+        (a->q8 && (rc = cli_refuse_same(CMD, "--q8", a->q8, 5, in_opts, in_paths))) ||
+        (r->checkpoint && (rc = cli_refuse_same(CMD, "the checkpoint", r->checkpoint, 4, in_opts, in_paths))))
+        return rc;   /* the checkpoint may be --resume: it is read whole before it is rewritten */
+    if (a->q8 && (!strcmp(a->q8, a->out) || cli_same_file(a->q8, a->out)))
+        return cli_usage_error(CMD, "--q8 %s is the same file as -o %s", a->q8, a->out);
+    if (a->q8 && r->checkpoint && (!strcmp(a->q8, r->checkpoint) || cli_same_file(a->q8, r->checkpoint)))
+        return cli_usage_error(CMD, "--q8 %s is the same file as the checkpoint", a->q8);
+    if (r->resume && strcmp(r->resume, "-") && access(r->resume, R_OK) != 0)
+        return cli_fail(CMD, "cannot open --resume %s: %s", r->resume, strerror(errno));
+    if ((rc = cli_check_weights_output(CMD, "-o", a->out)) || (a->q8 && (rc = cli_check_weights_output(CMD, "--q8", a->q8))) ||
+        (r->checkpoint && (rc = cli_check_weights_output(CMD, "the checkpoint", r->checkpoint))))
+        return rc;
+    return 0;
+}
+
+/* the full RoBERTa BPE: vocab.json by id and merges.txt lines; 0 or 1 after a message */
+typedef struct train_bpe {
+    json_value *root;
+    const char **vocab, **merges;
+    unsigned char *mtext;
+    int64_t n_vocab, n_merges;
+} train_bpe;
+
+static int train_load_bpe(train_bpe *b, const char *vocab_path, const char *merges_path) {
+    char jerr[8192];
+    mmspcl_error err;
+    size_t mlen = 0, i, start;
+    int64_t id;
+    memset(b, 0, sizeof *b);
+    if (!(b->root = json_parse_file(vocab_path, jerr, sizeof jerr))) {
+        if (access(vocab_path, R_OK) != 0) return cli_fail(CMD, "cannot open %s: %s", vocab_path, strerror(errno));
+        return cli_fail(CMD, "%s", jerr);
+    }
+    if (b->root->type != JSON_OBJECT) return cli_fail(CMD, "%s: not a JSON object", vocab_path);
+    for (i = 0; i < b->root->count; i++) {
+        if (!json_int(&b->root->items[i], &id) || id < 0 || id >= (int64_t)1 << 30) return cli_fail(CMD, "%s: bad id", vocab_path);
+        if (id + 1 > b->n_vocab) b->n_vocab = id + 1;
+    }
+    if (!(b->vocab = (const char **)calloc((size_t)b->n_vocab + 1, sizeof *b->vocab))) return cli_fail(CMD, "out of memory");
+    for (i = 0; i < b->root->count; i++) { json_int(&b->root->items[i], &id); b->vocab[id] = b->root->items[i].key; }
+    for (id = 0; id < b->n_vocab; id++) if (!b->vocab[id]) b->vocab[id] = "";
+    if (mmspcl_read_file(merges_path, (size_t)1 << 30, &b->mtext, &mlen, &err)) return cli_fail_io(CMD, merges_path, &err);
+    for (i = 0; i < mlen; i++) b->n_merges += b->mtext[i] == '\n';
+    if (!(b->merges = (const char **)calloc((size_t)b->n_merges + 1, sizeof *b->merges))) return cli_fail(CMD, "out of memory");
+    b->n_merges = 0;
+    for (i = start = 0; i <= mlen; i++)
+        if (i == mlen || b->mtext[i] == '\n') {
+            size_t e = i;
+            if (e > start && b->mtext[e - 1] == '\r') e--;
+            if (e > start) { b->mtext[e] = 0; b->merges[b->n_merges++] = (const char *)b->mtext + start; }
+            start = i + 1;
+        }
+    return 0;
+}
+
+static void train_bpe_free(train_bpe *b) {
+    free(b->vocab);
+    free(b->merges);
+    mmspcl_free(b->mtext);
+    if (b->root) json_free(b->root);
+}
+
 int mmspcl_cmd_train(int argc, char **argv) {
-    const char *meld_dir = NULL, *out = NULL, *bpe_dir = NULL, *q8 = NULL, *v;
-    char path[1024], path2[1024], ckpt[1100], jerr[2048];
     meld_recipe r;
+    train_args a;
     meld_csv train, dev;
     mmspcl_error err;
     train_ui ui;
-    json_value *root = NULL;
-    const char **vocab = NULL, **merges = NULL;
-    unsigned char *mtext = NULL;
-    size_t mlen = 0, i, start;
-    int64_t n_vocab = 0, n_merges = 0, id;
-    int rc = 1, limit = 0, have_train = 0, have_dev = 0, no_ckpt = 0;
-    int a;
+    train_bpe bpe;
+    int rc, have_train = 0, have_dev = 0;
     meld_recipe_defaults(&r);
     memset(&ui, 0, sizeof ui);
-    for (a = 1; a < argc; a++) {
-#define NUMARG(flag, field, conv) else if (!strcmp(argv[a], flag)) { if (!(v = cli_arg_value(CMD, argc, argv, &a))) return 2; r.field = conv(v); }
-        if (!strcmp(argv[a], "--meld")) { if (!(meld_dir = cli_arg_value(CMD, argc, argv, &a))) return 2; }
-        else if (!strcmp(argv[a], "-o")) { if (!(out = cli_arg_value(CMD, argc, argv, &a))) return 2; }
-        else if (!strcmp(argv[a], "--bpe")) { if (!(bpe_dir = cli_arg_value(CMD, argc, argv, &a))) return 2; }
-        else if (!strcmp(argv[a], "--q8")) { if (!(q8 = cli_arg_value(CMD, argc, argv, &a))) return 2; }
-        else if (!strcmp(argv[a], "--resume")) { if (!(r.resume = cli_arg_value(CMD, argc, argv, &a))) return 2; }
-        else if (!strcmp(argv[a], "--limit")) { if (!(v = cli_arg_value(CMD, argc, argv, &a))) return 2; limit = atoi(v); }
-        else if (!strcmp(argv[a], "--no-checkpoint")) no_ckpt = 1;
-        else if (!strcmp(argv[a], "--quiet")) ui.quiet = 1;
-        else if (!strcmp(argv[a], "--seed")) { if (!(v = cli_arg_value(CMD, argc, argv, &a))) return 2; r.seed = strtoull(v, NULL, 10); }
-        NUMARG("--hidden", hidden, atoi)
-        NUMARG("--layers", layers, atoi)
-        NUMARG("--heads", heads, atoi)
-        NUMARG("--ffn", ffn, atoi)
-        NUMARG("--max-len", max_len, atoi)
-        NUMARG("--mlm-epochs", mlm_epochs, atoi)
-        NUMARG("--mlm-lr", mlm_lr, atof)
-        NUMARG("--epochs", spcl_epochs, atoi)
-        NUMARG("--batch", batch, atoi)
-        NUMARG("--patience", patience, atoi)
-        NUMARG("--lr", lr, atof)
-        NUMARG("--ce-weight", ce_weight, atof)
-        NUMARG("--temperature", temperature, atof)
-        NUMARG("--curriculum", curriculum, atoi)
-        NUMARG("--holdout", holdout, atoi)
-        NUMARG("--ngram-bits", ngram_bits, atoi)
-        NUMARG("--msve-hidden", msve_hidden, atoi)
-        NUMARG("--msve-epochs", msve_epochs, atoi)
-        NUMARG("--msve-dropout", msve_dropout, atof)
-        else {
-            fprintf(stderr,
-                    "usage: mmspcl train --meld DIR -o MODEL [--seed N] [--resume CKPT] [--bpe DIR] [--q8 OUT]\n"
-                    "       [--hidden N --layers N --heads N --ffn N --max-len N --mlm-epochs N --epochs N --batch N\n"
-                    "        --patience N --lr X --mlm-lr X --ce-weight X --temperature X --curriculum 0|1\n"
-                    "        --ngram-bits N --msve-hidden N --msve-epochs N --msve-dropout X --holdout 0|1] [--limit DIALOGUES]\n"
-                    "       [--no-checkpoint] [--quiet]\n"
-                    "  DIR holds train_sent_emo.csv and dev_sent_emo.csv; --bpe DIR (vocab.json, merges.txt)\n"
-                    "  defaults to DIR/../weights/roberta-bpe. A checkpoint MODEL.ckpt is written after each epoch.\n");
-            return 2;
-        }
-#undef NUMARG
-    }
-    if (!meld_dir || !out) return cli_fail(CMD, "needs --meld DIR and -o MODEL (see mmspcl train --help)"), 2;
+    memset(&a, 0, sizeof a);
+    memset(&bpe, 0, sizeof bpe);
+    ui.r = &r;
+    if ((rc = train_parse(argc, argv, &r, &a, &ui)) != CLI_GO) return rc;
+    if ((rc = train_check_paths(&r, &a))) return rc;
     ui.tty = isatty(2);
     ui.t0 = ui.last_print = now_s();
-    if (!no_ckpt) { snprintf(ckpt, sizeof ckpt, "%s.ckpt", out); r.checkpoint = ckpt; }
-
-    snprintf(path, sizeof path, "%s/train_sent_emo.csv", meld_dir);
-    if (meld_csv_load(path, &train, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    rc = 1;
+    if (meld_csv_load(a.train_csv, &train, &err)) { cli_fail_io(CMD, a.train_csv, &err); goto done; }
     have_train = 1;
-    snprintf(path, sizeof path, "%s/dev_sent_emo.csv", meld_dir);
-    if (meld_csv_load(path, &dev, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (meld_csv_load(a.dev_csv, &dev, &err)) { cli_fail_io(CMD, a.dev_csv, &err); goto done; }
     have_dev = 1;
-    meld_limit(&train, limit);
-    meld_limit(&dev, limit ? (limit + 8) / 9 : 0);
-
-    if (bpe_dir) snprintf(path, sizeof path, "%s/vocab.json", bpe_dir);
-    else snprintf(path, sizeof path, "%s/../weights/roberta-bpe/vocab.json", meld_dir);
-    if (bpe_dir) snprintf(path2, sizeof path2, "%s/merges.txt", bpe_dir);
-    else snprintf(path2, sizeof path2, "%s/../weights/roberta-bpe/merges.txt", meld_dir);
-    if (!(root = json_parse_file(path, jerr, sizeof jerr))) { cli_fail(CMD, "%s", jerr); goto done; }
-    if (root->type != JSON_OBJECT) { cli_fail(CMD, "%s: not a JSON object", path); goto done; }
-    for (i = 0; i < root->count; i++) {
-        if (!json_int(&root->items[i], &id) || id < 0 || id >= (int64_t)1 << 30) { cli_fail(CMD, "%s: bad id", path); goto done; }
-        if (id + 1 > n_vocab) n_vocab = id + 1;
-    }
-    vocab = (const char **)calloc((size_t)n_vocab + 1, sizeof *vocab);
-    if (!vocab) { cli_fail(CMD, "out of memory"); goto done; }
-    for (i = 0; i < root->count; i++) { json_int(&root->items[i], &id); vocab[id] = root->items[i].key; }
-    for (id = 0; id < n_vocab; id++) if (!vocab[id]) vocab[id] = "";
-    if (mmspcl_read_file(path2, (size_t)1 << 30, &mtext, &mlen, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
-    for (i = 0; i < mlen; i++) n_merges += mtext[i] == '\n';
-    if (!(merges = (const char **)calloc((size_t)n_merges + 1, sizeof *merges))) { cli_fail(CMD, "out of memory"); goto done; }
-    n_merges = 0;
-    for (i = start = 0; i <= mlen; i++)
-        if (i == mlen || mtext[i] == '\n') {
-            size_t e = i;
-            if (e > start && mtext[e - 1] == '\r') e--;
-            if (e > start) { mtext[e] = 0; merges[n_merges++] = (const char *)mtext + start; }
-            start = i + 1;
-        }
+    meld_limit(&train, a.limit);
+    meld_limit(&dev, a.limit ? (a.limit + 8) / 9 : 0);
+    if (train_load_bpe(&bpe, a.vocab, a.merges)) goto done;
     fprintf(stderr, "[0m00s] train: %d utterances in %d dialogues, dev %d in %d; encoder %d x %d (heads %d, ffn %d), max_len %d, seed %llu\n",
             train.n_rows, train.n_dialogues, dev.n_rows, dev.n_dialogues, r.layers, r.hidden, r.heads, r.ffn, r.max_len,
             (unsigned long long)r.seed);
-    if (meld_train(&r, &train, &dev, vocab, n_vocab, merges, n_merges, out, train_progress, &ui, &err)) {
+    if (meld_train(&r, &train, &dev, bpe.vocab, bpe.n_vocab, bpe.merges, bpe.n_merges, a.out, train_progress, &ui, &err)) {
         cli_fail(CMD, "%s", err.msg);
         goto done;
     }
     {
         char el[32];
         fmt_time(el, sizeof el, now_s() - ui.t0);
-        fprintf(stderr, "[%s] wrote %s\n", el, out);
+        fprintf(stderr, "[%s] wrote %s\n", el, a.out);
     }
-    if (q8) {
-        if (meld_quantize_file(out, q8, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
-        fprintf(stderr, "wrote %s (q8_0)\n", q8);
+    if (a.q8) {
+        if (meld_quantize_file(a.out, a.q8, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+        fprintf(stderr, "wrote %s (q8_0)\n", a.q8);
     }
     rc = 0;
 done:
     if (have_train) meld_csv_free(&train);
     if (have_dev) meld_csv_free(&dev);
-    free(vocab);
-    free(merges);
-    mmspcl_free(mtext);
-    if (root) json_free(root);
+    train_bpe_free(&bpe);
     return rc;
 }

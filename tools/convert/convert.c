@@ -1,18 +1,24 @@
 /* convert.c — mmspcl-convert: Hugging Face checkpoint folder -> one mmspcl weight file.
 
      mmspcl-convert SRC OUT [--type f32|f16|q8_0|q4_0] [--panels] [--quiet]
+     mmspcl-convert SRC -o OUT ...;  mmspcl-convert --help | --version
 
    SRC is a model folder (or a file inside it: then its folder is used). Read: config.json, the
    weights (model.safetensors, model.safetensors.index.json + shards, pytorch_model.bin or
    pytorch_model.bin.index.json + shards, in that order of preference unless SRC names one of
    them), preprocessor_config.json (CLIP) and the tokenizer (vocab.json + merges.txt, else
    tokenizer.json; RoBERTa only). The mapping, what gets quantized and the metadata keys are
-   documented in docs/CONVERT.md. libc only (POSIX for mmap, isatty, signals). */
+   documented in docs/CONVERT.md. libc only (POSIX for mmap, isatty, signals).
+   Conventions as build/mmspcl's (tools/cli/cli.h): --help on stdout (exit 0), usage errors exit 2,
+   OUT is never one of the files read (compared by device and inode, exit 2), never a folder or a
+   device, and is written as OUT.tmp and renamed (a stale OUT.tmp of an interrupted run is removed,
+   any other file of that name refused). */
 #ifndef _XOPEN_SOURCE
 #define _XOPEN_SOURCE 700 /* POSIX 2008 + realpath */
 #endif
 #include "mmspcl.h"
 #include "json.h"
+#include "tokenizer_files.h"
 #include "safetensors.h"
 #include "torchbin.h"
 
@@ -61,11 +67,7 @@ typedef struct out_tensor {
     size_t nbytes;
 } out_tensor;
 
-typedef struct strlist {
-    char **s;
-    uint32_t *len;
-    size_t n, cap;
-} strlist;
+typedef tf_list strlist;   /* tokenizer_files.h: strings, lengths, source lines */
 
 typedef enum { ARCH_ROBERTA, ARCH_CLIP } arch_t;
 
@@ -75,6 +77,9 @@ typedef struct conv {
     mmspcl_dtype type;
     int panels;                /* --panels: f32 Linear weights in panels of 16 rows */
     int quiet, tty;
+    int usage_error;           /* the failure is the arguments' (exit 2): OUT is an input */
+    struct stat out_st;        /* OUT's device and inode when it exists (out_exists) */
+    int out_exists;
     /* paths */
     char dir[CV_PATH];
     char weights[CV_PATH];     /* the weights file or index chosen */
@@ -156,6 +161,15 @@ static void install_signals(void) {
    ------------------------------------------------------------------------------------------ */
 static int is_file(const char *p) { struct stat sb; return stat(p, &sb) == 0 && S_ISREG(sb.st_mode); }
 
+/* -1 (after fail, exit 2) when path, a file the converter reads, is OUT itself (device and inode:
+   hard links and symbolic links included); 0 otherwise */
+static int refuse_output_input(conv *c, const char *path) {
+    struct stat sb;
+    if (!c->out_exists || stat(path, &sb) != 0 || sb.st_dev != c->out_st.st_dev || sb.st_ino != c->out_st.st_ino) return 0;
+    c->usage_error = 1;
+    return fail(c, "OUT %s is the same file as the input %s: refusing to overwrite an input", c->out_path, path);
+}
+
 static int join(conv *c, char *dst, const char *dir, const char *name) {
     int n = snprintf(dst, CV_PATH, "%s/%s", dir, name);
     if (n < 0 || n >= CV_PATH) return fail(c, "path too long: %s/%s", dir, name);
@@ -176,33 +190,7 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (pos < n) snprintf(buf + pos, n - pos, "]");
 }
 
-static int strlist_push(strlist *l, const char *s, size_t len) {
-    if (len > UINT32_MAX) return -1;
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 1024;
-        char **ns = (char **)realloc(l->s, nc * sizeof *ns);
-        uint32_t *nl;
-        if (!ns) return -1;
-        l->s = ns;
-        if (!(nl = (uint32_t *)realloc(l->len, nc * sizeof *nl))) return -1;
-        l->len = nl;
-        l->cap = nc;
-    }
-    if (!(l->s[l->n] = (char *)malloc(len + 1))) return -1;
-    memcpy(l->s[l->n], s, len);
-    l->s[l->n][len] = 0;
-    l->len[l->n] = (uint32_t)len;
-    l->n++;
-    return 0;
-}
-
-static void strlist_free(strlist *l) {
-    size_t i;
-    for (i = 0; i < l->n; i++) free(l->s[i]);
-    free(l->s);
-    free(l->len);
-    memset(l, 0, sizeof *l);
-}
+static void strlist_free(strlist *l) { tf_list_free(l); }
 
 /* ---------------------------------------------------------------------------------------------
    Progress: a bar on a terminal, at most ~20 plain lines otherwise, nothing with --quiet
@@ -306,8 +294,9 @@ static int add_tb_file(conv *c, const tb_file *f, const char *file) {
 static int open_weights_file(conv *c, const char *path, int torch) {
     char err[512];
     size_t k = c->n_st + c->n_tb;
-    char **nf = (char **)realloc(c->files, (k + 1) * sizeof *nf);
-    if (!nf) return fail(c, "out of memory");
+    char **nf;
+    if (refuse_output_input(c, path)) return -1;
+    if (!(nf = (char **)realloc(c->files, (k + 1) * sizeof *nf))) return fail(c, "out of memory");
     c->files = nf;
     if (!(c->files[k] = (char *)malloc(strlen(path) + 1))) return fail(c, "out of memory");
     strcpy(c->files[k], path);
@@ -351,6 +340,12 @@ static int open_index(conv *c, const char *index_path, int torch) {
     for (i = 0; i < wm->count; i++) {
         const json_value *e = &wm->items[i];
         int seen = 0;
+        if (strlen(e->key) != e->key_len) {
+            char show[256];
+            fail(c, "%s: weight_map key '%s' (value at byte %zu) holds a NUL byte: tensor names must not contain NUL",
+                 index_path, tf_show(show, e->key, e->key_len), e->offset);
+            goto out;
+        }
         if (e->type != JSON_STRING || e->len == 0 || strlen(e->str) != e->len || strchr(e->str, '/') ||
             strcmp(e->str, ".") == 0 || strcmp(e->str, "..") == 0) {
             fail(c, "%s: weight_map entry '%s' (byte %zu) must name a shard file in the same folder", index_path,
@@ -539,6 +534,31 @@ static void found_names(const conv *c, char *buf, size_t n) {
     if (c->n_src == 0) snprintf(buf, n, "no tensors");
 }
 
+/* The loader's own check of the metadata set so far (tensors are added later): the file's keys
+   go through mmspcl_roberta_read_config / mmspcl_clip_read_config, the functions
+   mmspcl_roberta_load / mmspcl_clip_load start with, so what they would refuse is refused here,
+   before anything is written. from: the files the keys came from, for the message. */
+static int loader_check(conv *c, const char *from) {
+    unsigned char *bytes = NULL;
+    size_t n = 0;
+    mmspcl_weights *w = NULL;
+    mmspcl_error e;
+    mmspcl_status st = mmspcl_writer_save_to_memory(c->w, &bytes, &n, &e);
+    if (!st) st = mmspcl_weights_from_memory(&w, bytes, n, &e);
+    if (!st && c->arch == ARCH_ROBERTA) {
+        mmspcl_roberta_config rc;
+        st = mmspcl_roberta_read_config(w, &rc, &e);
+    } else if (!st) {
+        mmspcl_clip_config cc;
+        st = mmspcl_clip_read_config(w, &cc, &e);
+    }
+    mmspcl_weights_free(w);
+    mmspcl_free(bytes);
+    if (st == MMSPCL_ERR_NOMEM) return fail(c, "out of memory");
+    if (st) return fail(c, "%s/%s: the weight file would not load, so it is not written: %s", c->dir, from, e.msg);
+    return 0;
+}
+
 static int map_roberta(conv *c, const char *mt) {
     const json_value *cfg = c->config;
     const char *W = "config.json", *act, *pet, *P;
@@ -630,7 +650,7 @@ static int map_roberta(conv *c, const char *mt) {
         mmspcl_writer_set_float(c->w, "roberta.layer_norm_eps", eps) ||
         mmspcl_writer_set_str(c->w, "roberta.hidden_act", act))
         return fail(c, "out of memory");
-    return 0;
+    return loader_check(c, "config.json");
 }
 
 /* preprocessor_config.json: "size": 224 or {"shortest_edge": 224}; "crop_size": 224 or
@@ -783,101 +803,18 @@ static int map_clip(conv *c, const char *mt) {
         mmspcl_writer_set_float(c->w, "clip.layer_norm_eps", eps) ||
         mmspcl_writer_set_str(c->w, "clip.hidden_act", act))
         return fail(c, "out of memory");
-    return clip_preprocessor(c, IMG);
+    /* config.json's keys first (the preprocessing ones at their defaults), then with
+       preprocessor_config.json's: each refusal names the file it comes from */
+    if (loader_check(c, W) || clip_preprocessor(c, IMG)) return -1;
+    return loader_check(c, "preprocessor_config.json");
 }
 
 /* ---------------------------------------------------------------------------------------------
    Tokenizer: vocab.json + merges.txt, or tokenizer.json
    ------------------------------------------------------------------------------------------ */
-/* Collects (id, token) pairs into c->vocab indexed by id; ids must be dense 0..n-1. */
-typedef struct tok_entry { int64_t id; const char *s; size_t len; } tok_entry;
-
-static int build_vocab(conv *c, const char *file, const tok_entry *e, size_t n) {
-    size_t i;
-    size_t *slot = (size_t *)malloc((n ? n : 1) * sizeof *slot);
-    if (!slot) return fail(c, "out of memory");
-    for (i = 0; i < n; i++) slot[i] = (size_t)-1;
-    for (i = 0; i < n; i++) {
-        if (e[i].id < 0 || (uint64_t)e[i].id >= n) {
-            free(slot);
-            return fail(c, "%s: token '%.60s' has id %lld but there are %zu tokens (ids must be 0..%zu with no gaps)",
-                        file, e[i].s, (long long)e[i].id, n, n - 1);
-        }
-        if (slot[e[i].id] != (size_t)-1) {
-            int r = fail(c, "%s: id %lld is given to both '%.60s' and '%.60s'", file, (long long)e[i].id,
-                         e[slot[e[i].id]].s, e[i].s);
-            free(slot);
-            return r;
-        }
-        slot[e[i].id] = i;
-    }
-    for (i = 0; i < n; i++)
-        if (strlist_push(&c->vocab, e[slot[i]].s, e[slot[i]].len)) { free(slot); return fail(c, "out of memory"); }
-    free(slot);
-    return 0;
-}
-
-static int vocab_from_object(conv *c, const char *file, const json_value *obj, const json_value *added) {
-    tok_entry *e;
-    size_t n = 0, i, cap;
-    int rc;
-    if (!obj || obj->type != JSON_OBJECT)
-        return fail(c, "%s: the vocabulary must be a JSON object {token: id}", file);
-    cap = obj->count + (added && added->type == JSON_ARRAY ? added->count : 0);
-    if (!(e = (tok_entry *)malloc((cap ? cap : 1) * sizeof *e))) return fail(c, "out of memory");
-    for (i = 0; i < obj->count; i++) {
-        const json_value *v = &obj->items[i];
-        if (!json_int(v, &e[n].id)) {
-            rc = fail(c, "%s: token '%.60s' (byte %zu) has a non-integer id", file, v->key, v->offset);
-            free(e);
-            return rc;
-        }
-        e[n].s = v->key;
-        e[n].len = v->key_len;
-        n++;
-    }
-    /* tokenizer.json: added tokens whose ids the model vocabulary does not already hold */
-    if (added && added->type == JSON_ARRAY) {
-        for (i = 0; i < added->count; i++) {
-            const json_value *a = &added->items[i], *id = json_get(a, "id"), *ct = json_get(a, "content");
-            int64_t v;
-            size_t k;
-            int dup = 0;
-            if (!json_int(id, &v) || !ct || ct->type != JSON_STRING) {
-                rc = fail(c, "%s: added_tokens[%zu] (byte %zu) needs an integer \"id\" and a string \"content\"", file, i, a->offset);
-                free(e);
-                return rc;
-            }
-            for (k = 0; k < obj->count; k++)
-                if (e[k].id == v) {
-                    if (e[k].len != ct->len || memcmp(e[k].s, ct->str, ct->len) != 0) {
-                        rc = fail(c, "%s: added token '%.60s' has id %lld, which the vocabulary gives to '%.60s'", file,
-                                  ct->str, (long long)v, e[k].s);
-                        free(e);
-                        return rc;
-                    }
-                    dup = 1;
-                    break;
-                }
-            if (dup) continue;
-            e[n].id = v;
-            e[n].s = ct->str;
-            e[n].len = ct->len;
-            n++;
-        }
-    }
-    if (n == 0) { free(e); return fail(c, "%s: the vocabulary is empty", file); }
-    rc = build_vocab(c, file, e, n);
-    free(e);
-    return rc;
-}
-
-static int check_merge(conv *c, const char *file, size_t line, const char *s, size_t len) {
-    const char *sp = (const char *)memchr(s, ' ', len);
-    if (!sp || sp == s || sp == s + len - 1 || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - s)))
-        return fail(c, "%s: merge %zu '%.60s' is not two tokens separated by one space", file, line, s);
-    return 0;
-}
+/* The checks are those of tokenizer_files.h, which mmspcl tokenize --vocab --merges runs too,
+   ending in the library's own (mmspcl_bpe_from_arrays_ex, MMSPCL_BPE_STRICT): what the converter
+   writes, mmspcl_bpe_from_weights loads. */
 
 /* The largest merges.txt taken: the reader this replaced refused 2 GiB and more, in the words
    "larger than 1 GB" (kept, with that limit, so that the converter's behaviour stays the same). */
@@ -885,36 +822,23 @@ static int check_merge(conv *c, const char *file, size_t line, const char *s, si
 
 static int read_merges_txt(conv *c, const char *path) {
     unsigned char *raw;
-    char *buf, *p, *end;
-    size_t n = 0, line = 0;
+    size_t n = 0;
     mmspcl_status st;
-    int open_errno;
+    int open_errno, rc;
     errno = 0;
     st = mmspcl_read_file(path, CV_MAX_MERGES_BYTES, &raw, &n, NULL);
     open_errno = errno;   /* why fopen failed, for the message below */
     if (st == MMSPCL_ERR_UNSUPPORTED) return fail(c, "%s: larger than 1 GB", path);
     if (st == MMSPCL_ERR_NOMEM) return fail(c, "out of memory");
     if (st) return fail(c, "%s: cannot open: %s", path, strerror(open_errno));
-    buf = (char *)raw;
-    for (p = buf, end = buf + n; p < end; ) {
-        char *nl = (char *)memchr(p, '\n', (size_t)(end - p));
-        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        line++;
-        if (len && p[len - 1] == '\r') len--;
-        if (line == 1 && len >= 8 && memcmp(p, "#version", 8) == 0) { p = nl ? nl + 1 : end; continue; }
-        if (len) {
-            p[len] = 0;
-            if (check_merge(c, path, line, p, len)) { mmspcl_free(raw); return -1; }
-            if (strlist_push(&c->merges, p, len)) { mmspcl_free(raw); return fail(c, "out of memory"); }
-        }
-        p = nl ? nl + 1 : end;
-    }
+    rc = tf_merges_text(&c->merges, path, (const char *)raw, n, c->err, sizeof c->err);
     mmspcl_free(raw);
-    return 0;
+    return rc;
 }
 
 static int read_tokenizer(conv *c) {
     char vj[CV_PATH], mt[CV_PATH], tj[CV_PATH], err[600];
+    const char *vfile = vj, *mfile = mt;
     json_value *j = NULL;
     int rc = -1;
     if (join(c, vj, c->dir, "vocab.json") || join(c, mt, c->dir, "merges.txt") || join(c, tj, c->dir, "tokenizer.json"))
@@ -924,50 +848,28 @@ static int read_tokenizer(conv *c) {
             return fail(c, "%s has %s but not %s: the BPE tokenizer needs both", c->dir,
                         is_file(vj) ? "vocab.json" : "merges.txt", is_file(vj) ? "merges.txt" : "vocab.json");
         if (!(j = json_parse_file(vj, err, sizeof err))) return fail(c, "%s", err);
-        if (vocab_from_object(c, vj, j, NULL) || read_merges_txt(c, mt)) goto out;
+        if (tf_vocab(&c->vocab, vj, j, NULL, c->err, sizeof c->err) || read_merges_txt(c, mt)) goto out;
     } else if (is_file(tj)) {
-        const json_value *m, *type, *merges;
-        size_t i;
+        const json_value *m, *type;
         if (!(j = json_parse_file(tj, err, sizeof err))) return fail(c, "%s", err);
         m = json_get(j, "model");
         type = json_get(m, "type");
         if (!m || m->type != JSON_OBJECT) { fail(c, "%s: no \"model\" object", tj); goto out; }
-        if (type && (type->type != JSON_STRING || strcmp(type->str, "BPE") != 0)) {
-            fail(c, "%s: model type '%s' is not supported (only BPE)", tj, type->type == JSON_STRING ? type->str : "?");
+        if (type && (type->type != JSON_STRING || strlen(type->str) != type->len || strcmp(type->str, "BPE") != 0)) {
+            char show[256];
+            fail(c, "%s: model type '%s' is not supported (only BPE; byte %zu)", tj,
+                 type->type == JSON_STRING ? tf_show(show, type->str, type->len) : "?", type->offset);
             goto out;
         }
-        if (vocab_from_object(c, tj, json_get(m, "vocab"), json_get(j, "added_tokens"))) goto out;
-        merges = json_get(m, "merges");
-        if (!merges || merges->type != JSON_ARRAY) { fail(c, "%s: model.merges must be an array", tj); goto out; }
-        for (i = 0; i < merges->count; i++) {
-            const json_value *e = &merges->items[i];
-            if (e->type == JSON_STRING) {
-                if (check_merge(c, tj, i + 1, e->str, e->len)) goto out;
-                if (strlist_push(&c->merges, e->str, e->len)) { fail(c, "out of memory"); goto out; }
-            } else if (e->type == JSON_ARRAY && e->count == 2 && e->items[0].type == JSON_STRING &&
-                       e->items[1].type == JSON_STRING) {
-                const json_value *a = &e->items[0], *b = &e->items[1];
-                char *s = (char *)malloc(a->len + b->len + 2);
-                if (!s) { fail(c, "out of memory"); goto out; }
-                memcpy(s, a->str, a->len);
-                s[a->len] = ' ';
-                memcpy(s + a->len + 1, b->str, b->len);
-                s[a->len + 1 + b->len] = 0;
-                if (check_merge(c, tj, i + 1, s, a->len + b->len + 1) ||
-                    strlist_push(&c->merges, s, a->len + b->len + 1)) {
-                    free(s);
-                    if (!c->err[0]) fail(c, "out of memory");
-                    goto out;
-                }
-                free(s);
-            } else {
-                fail(c, "%s: model.merges[%zu] (byte %zu) must be a string \"a b\" or a pair [\"a\", \"b\"]", tj, i, e->offset);
-                goto out;
-            }
-        }
+        if (tf_vocab(&c->vocab, tj, json_get(m, "vocab"), json_get(j, "added_tokens"), c->err, sizeof c->err) ||
+            tf_merges_json(&c->merges, tj, json_get(m, "merges"), c->err, sizeof c->err))
+            goto out;
+        vfile = mfile = tj;
     } else {
         return 0;  /* no tokenizer files: weights only */
     }
+    /* the loader's own checks, before anything is written */
+    if (tf_check(&c->vocab, &c->merges, vfile, mfile, NULL, c->err, sizeof c->err)) goto out;
     c->have_tok = 1;
     rc = 0;
 out:
@@ -1108,6 +1010,54 @@ static int locate(conv *c) {
     return join(c, c->weights, c->dir, chosen);
 }
 
+/* OUT's folder takes a new file (probed with a unique name, removed at once); OUT.tmp, the
+   writer's temporary name, is free: removed when it is a partial weight file left by an
+   interrupted run (empty or starting with the magic "MMSPCLWF"), refused when it is anything else */
+static int check_output_folder(conv *c) {
+    char probe[CV_PATH + 16];
+    struct stat sb;
+    int fd;
+    snprintf(probe, sizeof probe, "%s.tmp-XXXXXX", c->out_path);
+    if ((fd = mkstemp(probe)) < 0) return fail(c, "%s: cannot create the output (%s)", c->out_path, strerror(errno));
+    close(fd);
+    unlink(probe);
+    snprintf(g_tmp_path, sizeof g_tmp_path, "%s.tmp", c->out_path);
+    if (lstat(g_tmp_path, &sb) == 0) {
+        char head[8];
+        size_t got = 0;
+        FILE *f = S_ISREG(sb.st_mode) ? fopen(g_tmp_path, "rb") : NULL;
+        if (f) { got = fread(head, 1, sizeof head, f); fclose(f); }
+        if (!f || !(sb.st_size == 0 || (got == 8 && memcmp(head, "MMSPCLWF", 8) == 0))) {
+            char keep[CV_PATH + 8];
+            snprintf(keep, sizeof keep, "%s", g_tmp_path);
+            g_tmp_path[0] = 0;   /* not ours: never removed */
+            return fail(c, "%s exists and is not a partial mmspcl file; %s is written through it: move it away", keep, c->out_path);
+        }
+        if (unlink(g_tmp_path) != 0) {
+            char keep[CV_PATH + 8];
+            snprintf(keep, sizeof keep, "%s", g_tmp_path);
+            g_tmp_path[0] = 0;
+            return fail(c, "cannot remove the stale %s (%s)", keep, strerror(errno));
+        }
+        note(c, "removed %s, left by an interrupted run", g_tmp_path);
+    }
+    return 0;
+}
+
+/* every file of SRC's folder the converter may read, and SRC itself, against OUT (the shards
+   of an index are checked as they are opened) */
+static int refuse_inputs_in_folder(conv *c) {
+    static const char *const names[] = {"config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                                        "pytorch_model.bin.index.json", "vocab.json", "merges.txt", "tokenizer.json",
+                                        "preprocessor_config.json"};
+    char p[CV_PATH];
+    size_t i;
+    if (refuse_output_input(c, c->src_arg) || refuse_output_input(c, c->weights)) return -1;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (join(c, p, c->dir, names[i]) == 0 && refuse_output_input(c, p)) return -1;
+    return 0;
+}
+
 static int run(conv *c) {
     char path[CV_PATH], err[600], f[400];
     const json_value *mtv;
@@ -1115,20 +1065,19 @@ static int run(conv *c) {
     size_t i;
     uint64_t total_bytes = 0;
     mmspcl_error merr;
-    FILE *probe;
     struct stat sb;
 
     /* the output first: fail early when it cannot be written */
-    if (stat(c->out_path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return fail(c, "%s: is a folder; give the output file's name", c->out_path);
     if (strlen(c->out_path) >= CV_PATH) return fail(c, "%s: path too long", c->out_path);
-    snprintf(g_tmp_path, sizeof g_tmp_path, "%s.tmp", c->out_path);
-    if (!(probe = fopen(g_tmp_path, "wb")))
-        return fail(c, "%s: cannot create the output (%s)", g_tmp_path, strerror(errno));
-    fclose(probe);
-    unlink(g_tmp_path);
-
-    if (locate(c)) return -1;
+    if (stat(c->out_path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) return fail(c, "%s: is a folder; give the output file's name", c->out_path);
+        if (!S_ISREG(sb.st_mode))
+            return fail(c, "%s: not a regular file (the output is written beside it as OUT.tmp and renamed over it)", c->out_path);
+        c->out_st = sb;
+        c->out_exists = 1;
+    }
+    if (check_output_folder(c)) return -1;
+    if (locate(c) || refuse_inputs_in_folder(c)) return -1;
     if (join(c, path, c->dir, "config.json")) return -1;
     if (!is_file(path))
         return fail(c, "%s: not found (a Hugging Face model folder needs config.json)", path);
@@ -1136,7 +1085,8 @@ static int run(conv *c) {
     if (c->config->type != JSON_OBJECT) return fail(c, "%s: not a JSON object", path);
     mtv = json_get(c->config, "model_type");
     if (mtv && mtv->type != JSON_NULL) {
-        if (mtv->type != JSON_STRING) return fail(c, "%s: \"model_type\" must be a string", path);
+        if (mtv->type != JSON_STRING || strlen(mtv->str) != mtv->len)
+            return fail(c, "%s: \"model_type\" (byte %zu) must be a string without NUL bytes", path, mtv->offset);
         mt = mtv->str;
     }
 
@@ -1229,55 +1179,98 @@ static void cleanup(conv *c) {
 
 static void usage(FILE *f) {
     fputs("usage: mmspcl-convert SRC OUT [--type f32|f16|q8_0|q4_0] [--panels] [--quiet]\n"
+          "       mmspcl-convert SRC -o OUT [options]\n"
           "  SRC   a Hugging Face model folder (config.json + model.safetensors, a sharded\n"
           "        model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json,\n"
           "        and for RoBERTa vocab.json + merges.txt or tokenizer.json), or a file inside it\n"
-          "  OUT   the mmspcl weight file to write (written as OUT.tmp, renamed when complete)\n"
-          "  --type T   store Linear weight matrices as T (default f32; everything else stays f32)\n"
+          "  OUT   the mmspcl weight file to write (written as OUT.tmp, renamed when complete); never one\n"
+          "        of the files read, a folder or a device\n"
+          "  -o, --output OUT   OUT as an option instead of the second argument\n"
+          "  -t, --type T   store Linear weight matrices as T: f32, f16, q8_0 or q4_0 (default f32;\n"
+          "                 everything else stays f32)\n"
           "  --panels   f32 Linear weights in panels of 16 rows: the same results, faster SIMD kernels\n"
-          "             for few rows at a time (docs/FORMAT.md)\n"
-          "  --quiet    no progress or notes on stderr (errors still go there)\n"
+          "             for few rows at a time (docs/FORMAT.md) (default: off)\n"
+          "  -q, --quiet    no progress or notes on stderr (errors still go there) (default: off)\n"
+          "  -h, --help     this help, on standard output\n"
+          "  --version      the version of mmspcl\n"
           "Supported: RoBERTa (model_type roberta) and CLIP's vision tower (clip, clip_vision_model).\n"
-          "See docs/CONVERT.md.\n", f);
+          "Exit status: 0 written, 1 a conversion error, 2 bad arguments. See docs/CONVERT.md.\n", f);
+}
+
+/* a usage error: the message, a pointer to --help, exit status 2 */
+static int usage_error(const char *fmt, const char *arg) {
+    fputs("mmspcl-convert: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\n(see mmspcl-convert --help)\n", stderr);
+    return 2;
+}
+
+/* --help and --version print on stdout: it must have been written */
+static int stdout_status(int rc) {
+    int e;
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+    e = errno ? errno : EIO;
+    fprintf(stderr, "mmspcl-convert: cannot write to standard output: %s\n", strerror(e));
+    return rc ? rc : 1;
+}
+
+/* Fills c's options and pos from argv: -1 to go on, else the exit status. */
+static int parse_args(conv *c, int argc, char **argv, const char **pos, int *npos) {
+    int i, only_pos = 0;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *tv = NULL;
+        if (only_pos || a[0] != '-' || !a[1]) {
+            if (*npos == 2 || (*npos == 1 && c->out_path)) return usage_error("too many arguments (%s)", a);
+            pos[(*npos)++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) { only_pos = 1; continue; }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); return 0; }
+        if (strcmp(a, "--version") == 0) { printf("mmspcl %s\n", MMSPCL_VERSION); return 0; }
+        if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) { c->quiet = 1; continue; }
+        if (strcmp(a, "--panels") == 0) { c->panels = 1; continue; }
+        if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0 || strncmp(a, "--output=", 9) == 0) {
+            if (a[1] == '-' && a[8] == '=') c->out_path = a + 9;
+            else if (i + 1 >= argc) return usage_error("%s needs a value (OUT)", a);
+            else c->out_path = argv[++i];
+            if (*npos == 2) return usage_error("%s: OUT is given twice", a);
+            continue;
+        }
+        if (strcmp(a, "--type") == 0 || strcmp(a, "-t") == 0) {
+            if (i + 1 >= argc) return usage_error("%s needs a value (f32, f16, q8_0 or q4_0)", a);
+            tv = argv[++i];
+        } else if (strncmp(a, "--type=", 7) == 0) {
+            tv = a + 7;
+        } else {
+            return usage_error("unknown option '%s'", a);
+        }
+        if (mmspcl_dtype_from_name(tv, &c->type) != 0 ||
+            (c->type != MMSPCL_F32 && c->type != MMSPCL_F16 && c->type != MMSPCL_Q8_0 && c->type != MMSPCL_Q4_0))
+            return usage_error("--type %s: must be f32, f16, q8_0 or q4_0", tv);
+    }
+    return -1;
 }
 
 int main(int argc, char **argv) {
     conv c;
-    int i, rc;
+    int rc;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
     memset(&c, 0, sizeof c);
     c.type = MMSPCL_F32;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *tv = NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); return 0; }
-        if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) { c.quiet = 1; continue; }
-        if (strcmp(a, "--panels") == 0) { c.panels = 1; continue; }
-        if (strcmp(a, "--type") == 0 || strcmp(a, "-t") == 0) {
-            if (i + 1 >= argc) { fprintf(stderr, "mmspcl-convert: %s needs a value\n", a); return 2; }
-            tv = argv[++i];
-        } else if (strncmp(a, "--type=", 7) == 0) {
-            tv = a + 7;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "mmspcl-convert: unknown option %s\n", a);
-            usage(stderr);
-            return 2;
-        } else {
-            if (npos == 2) { fprintf(stderr, "mmspcl-convert: too many arguments (%s)\n", a); usage(stderr); return 2; }
-            pos[npos++] = a;
-            continue;
-        }
-        if (mmspcl_dtype_from_name(tv, &c.type) != 0 ||
-            (c.type != MMSPCL_F32 && c.type != MMSPCL_F16 && c.type != MMSPCL_Q8_0 && c.type != MMSPCL_Q4_0)) {
-            fprintf(stderr, "mmspcl-convert: --type %s: must be f32, f16, q8_0 or q4_0\n", tv);
-            return 2;
-        }
+    if ((rc = parse_args(&c, argc, argv, pos, &npos)) >= 0) return stdout_status(rc);
+    if (c.out_path && npos == 1) pos[npos++] = c.out_path;
+    if (npos != 2) {
+        usage(stderr);
+        return 2;
     }
-    if (npos != 2) { usage(stderr); return 2; }
     if (c.panels && c.type != MMSPCL_F32) {
         fprintf(stderr, "mmspcl-convert: --panels stores f32 weights; it cannot be combined with --type %s\n", mmspcl_dtype_name(c.type));
         return 2;
     }
+    if (strcmp(pos[0], "-") == 0) return usage_error("SRC %s: standard input is not supported (SRC is a folder of several files)", pos[0]);
+    if (strcmp(pos[1], "-") == 0) return usage_error("OUT %s: a weight file is written to a file (OUT.tmp, renamed), not to standard output", pos[1]);
     c.src_arg = pos[0];
     c.out_path = pos[1];
     c.tty = isatty(2);
@@ -1289,5 +1282,5 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mmspcl-convert: error: %s\n", c.err);
     }
     cleanup(&c);
-    return rc ? 1 : 0;
+    return stdout_status(rc ? (c.usage_error ? 2 : 1) : 0);
 }

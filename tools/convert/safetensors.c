@@ -113,8 +113,12 @@ static int st__parse(st_file *f, char *err, size_t errlen) {
         const char *nm = e->key;
         if (strcmp(e->key, "__metadata__") == 0 && e->key_len == 12) continue;
         if (strlen(nm) != e->key_len) {
+            /* the message first: e, nm and the offset live in the tree json_free releases */
+            int r = st__fail(err, errlen, L, "tensor entry at header byte %zu (file byte %zu): its name has a NUL byte "
+                             "at name byte %zu ('%.60s\\u0000...'); tensor names must not contain NUL",
+                             e->offset, e->offset + 8, strlen(nm), nm);
             json_free(h);
-            return st__fail(err, errlen, L, "a tensor name contains a NUL byte (header byte %zu)", e->offset);
+            return r;
         }
         if (e->type != JSON_OBJECT) {
             int r = st__fail(err, errlen, L, "tensor '%s': header entry is a %s, not an object", nm, json_type_name(e->type));
@@ -132,8 +136,9 @@ static int st__parse(st_file *f, char *err, size_t errlen) {
         sh = json_get(e, "shape");
         off = json_get(e, "data_offsets");
 #define ST__BAD(...) do { int r_ = st__fail(err, errlen, L, __VA_ARGS__); json_free(h); return r_; } while (0)
-        if (!dt || dt->type != JSON_STRING || dt->len == 0 || dt->len >= sizeof t->dtype)
-            ST__BAD("tensor '%s': missing or bad \"dtype\"", nm);
+        if (!dt || dt->type != JSON_STRING || dt->len == 0 || dt->len >= sizeof t->dtype || strlen(dt->str) != dt->len)
+            ST__BAD("tensor '%s': missing or bad \"dtype\"%s", nm,
+                    dt && dt->type == JSON_STRING && strlen(dt->str) != dt->len ? " (it contains a NUL byte)" : "");
         if (!sh || sh->type != JSON_ARRAY)
             ST__BAD("tensor '%s': missing or bad \"shape\" (must be an array)", nm);
         if (!off || off->type != JSON_ARRAY || off->count != 2)

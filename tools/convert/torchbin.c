@@ -837,8 +837,8 @@ static tb__obj *tb__persid(tb__vm *vm, tb__obj *pid) {
         tb__vfail(vm, "persistent id: the storage type is not a supported torch storage class");
         return NULL;
     }
-    if (it[2]->type != TB__STR || it[2]->len == 0 || it[2]->len > 256) {
-        tb__vfail(vm, "persistent id: storage key must be a string of 1..256 bytes");
+    if (it[2]->type != TB__STR || it[2]->len == 0 || it[2]->len > 256 || memchr(it[2]->s, 0, it[2]->len)) {
+        tb__vfail(vm, "persistent id: storage key must be a string of 1..256 bytes without NUL");
         return NULL;
     }
     if (!tb__is_int(it[4]) || it[4]->i < 0) {
@@ -1413,7 +1413,12 @@ static int tb__name_push(tb__ctx *cx, size_t len, const tb__obj *key, size_t *ne
     if (key->type == TB__STR) {
         k = (const char *)key->s;
         kl = key->len;
-        if (memchr(k, 0, kl)) return tb__fail(cx->src, "a dict key contains a NUL byte");
+        if (memchr(k, 0, kl)) {
+            char nb[80];
+            return tb__fail(cx->src, "dict key '%s' (NUL shown as '?', at byte %zu of the key) contains a NUL byte: "
+                            "tensor names must not contain NUL", tb__printable((const unsigned char *)k, kl, nb, sizeof nb),
+                            (size_t)((const char *)memchr(k, 0, kl) - k));
+        }
     } else if (key->type == TB__INT) {
         snprintf(num, sizeof num, "%lld", (long long)key->i);
         k = num;

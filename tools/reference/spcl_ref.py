@@ -5,52 +5,52 @@ The loss of SPCL (Song et al. 2022) as the original code computes it (caskcsg/SP
 spcl_loss.py: SupProtoConLoss, the non-decoupled branch), written here from its equations in
 float64 with PyTorch autograd for the gradient:
 
-  queues   one per class, starting as [class mean]; each batch first appends its detached
-           embeddings; prototype of class c = mean of K random queue entries when the queue
-           holds >= K, else the class mean. The cases below are built so that every queue holds
-           either exactly K entries (the prototype is the mean of all of them, whatever the
-           random draw) or fewer than K (the class mean): the result is deterministic.
+  queues   one per class, starting as [class mean]; prototype of class c = mean of K random queue
+           entries when the queue holds >= K, else the class mean. HEAD (cd48939) samples the
+           prototypes first and then pushes the batch's detached embeddings (order protos_first);
+           the Oct-2022 code pushed first (order push_first).
   score    G(a, b) = (1 + cosine_similarity(a, b)) / 2 + 1e-8, divided by the temperature
   anchor i of the batch, candidates: the other batch items and the C prototypes
            pos_i = sum of exp(score) over candidates of i's class, neg_i over the others
            prob_i = pos_i / (pos_i + neg_i) / (|P_i| + 1e-8),  l_i = -log(prob_i + 1e-8)
   loss     mean of l_i over the anchors with l_i > 0.3 (sum / (count + 1e-8))
 
+Cases:
+  paper_t0.08, readme_t0.05, t0.5   one push-first step where every queue holds exactly K entries
+                                    or fewer (deterministic whatever the draw)
+  seq_*                             seeded sequences of steps whose queues grow past K and past
+                                    pool_size: the random K-of-L draws and the drops follow
+                                    mmspcl_train.h's generator (mmspcl_streams.py re-states it),
+                                    and the positions drawn are written as "select" lines.
+
 The loss is computed twice, as the original's masked score matrix and as a plain loop over
 anchors; the script refuses to write if they disagree. Gradients are d loss / d reps.
 
 Output format (one item per line, numbers separated by spaces, %.17g):
-  case NAME / classes C / dim D / pool P / K K / temperature T / labels ... / centers ... (C*D) /
-  reps ... (n*D) / protos ... (C*D) / anchor_loss ... (n) / loss L / grad ... (n*D) / end
+  case NAME / order push_first|protos_first / classes C / dim D / pool P / K K / temperature T /
+  seed S / centers ... (C*D)
+  then per step: step I / labels ... / reps ... (n*D) / select C POS... (one line per class:
+  the K queue positions drawn, or "select C mean") / protos ... (C*D) / anchor_loss ... (n) /
+  loss L / grad ... (n*D) / endstep
+  and end.
 Run: tools/reference/spcl_ref.py [--out DIR]
 """
 import argparse
 import os
 
+import sys
+
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mmspcl_streams import Queues  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
 
 def score(x, y):
     return (1 + F.cosine_similarity(x, y, dim=-1)) / 2 + 1e-8
-
-
-def prototypes(reps, labels, centers, pool_size, K):
-    """Queues start as [center]; the batch (detached) is appended; len >= K -> mean of K entries
-    (here always all of them), else the center."""
-    C = centers.shape[0]
-    protos = []
-    for c in range(C):
-        pool = [centers[c]] + [reps[i].detach() for i in range(reps.shape[0]) if labels[i] == c]
-        pool = pool[-pool_size:]
-        if len(pool) >= K:
-            assert len(pool) == K, "reference cases keep every queue at <= K entries"
-            protos.append(torch.stack(pool).mean(0))
-        else:
-            protos.append(centers[c])
-    return torch.stack(protos)
 
 
 def loss_matrix(reps, labels, protos, temperature):
@@ -99,6 +99,53 @@ def fmt(xs):
     return " ".join("%.17g" % float(x) for x in torch.as_tensor(xs).reshape(-1))
 
 
+def step_lines(reps0, labels, protos, sel, temperature):
+    """One step: loss (both forms), gradient; the lines of the step."""
+    reps = reps0.clone().requires_grad_(True)
+    loss, anchor = loss_matrix(reps, labels, protos, temperature)
+    check = loss_loop(reps.detach(), labels, protos, temperature)
+    if abs(float(loss) - float(check)) > 1e-12 * max(1.0, abs(float(loss))):
+        raise SystemExit("matrix and loop forms disagree: %r %r" % (float(loss), float(check)))
+    loss.backward()
+    lines = ["labels " + " ".join(str(int(l)) for l in labels), "reps " + fmt(reps.detach())]
+    for c, s in enumerate(sel):
+        lines.append("select %d " % c + ("mean" if s is None else " ".join(str(i) for i in s)))
+    lines += ["protos " + fmt(protos), "anchor_loss " + fmt(anchor.detach()), "loss " + fmt(loss.detach()),
+              "grad " + fmt(reps.grad), "endstep"]
+    return lines, float(loss), anchor.detach()
+
+
+def header(name, order, C, dim, pool, K, temperature, seed, centers):
+    return ["case " + name, "order " + order, "classes %d" % C, "dim %d" % dim, "pool %d" % pool, "K %d" % K,
+            "temperature %.17g" % temperature, "seed %d" % seed, "centers " + fmt(centers)]
+
+
+def sequence_case(name, order, C, dim, pool, K, temperature, seed, steps, gen):
+    """steps batches of random reps (labels drawn so that some classes fill their queues past
+    pool, others stay under K for a while), through the queues in the given order."""
+    centers = torch.randn(C, dim, generator=gen)
+    Q = Queues(list(centers), pool, K, seed)
+    lines = header(name, order, C, dim, pool, K, temperature, seed, centers)
+    drawn = 0
+    for st in range(steps):
+        n = 6 + st % 3
+        labels = torch.tensor([[0, 0, 1, 0, 2, 1, 0, 3][(i + st) % 8] % C for i in range(n)])
+        reps = torch.randn(n, dim, generator=gen) + 0.8 * centers[labels]
+        if order == "push_first":
+            Q.push(reps, labels)
+            protos, sel = Q.prototypes()
+        else:
+            protos, sel = Q.prototypes()
+            Q.push(reps, labels)
+        drawn += sum(1 for s in sel if s is not None)
+        sl, loss, _ = step_lines(reps, labels, torch.stack(protos), sel, temperature)
+        lines += ["step %d" % st] + sl
+        print("%s step %d: loss %.10f, queue lengths %s" % (name, st, loss, [len(q) for q in Q.entries]))
+    if drawn == 0 or max(len(q) for q in Q.entries) < pool:
+        raise SystemExit("%s: the queues never reached K / pool_size" % name)
+    return lines + ["end"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data", "spcl"))
@@ -116,19 +163,18 @@ def main():
     lines = ["# SPCL loss reference (tools/reference/spcl_ref.py, PyTorch %s, float64)" % torch.__version__]
     for name, temperature in (("paper_t0.08", 0.08), ("readme_t0.05", 0.05), ("t0.5", 0.5)):
         pool_size, K = 8, 3
-        reps = reps0.clone().requires_grad_(True)
-        protos = prototypes(reps, labels, centers, pool_size, K)
-        loss, anchor = loss_matrix(reps, labels, protos, temperature)
-        check = loss_loop(reps.detach(), labels, protos, temperature)
-        if abs(float(loss) - float(check)) > 1e-12 * max(1.0, abs(float(loss))):
-            raise SystemExit("matrix and loop forms disagree: %r %r" % (float(loss), float(check)))
-        loss.backward()
-        lines += ["case " + name, "classes 3", "dim 4", "pool %d" % pool_size, "K %d" % K,
-                  "temperature %.17g" % temperature, "labels " + " ".join(str(int(l)) for l in labels),
-                  "centers " + fmt(centers), "reps " + fmt(reps.detach()), "protos " + fmt(protos),
-                  "anchor_loss " + fmt(anchor.detach()), "loss " + fmt(loss.detach()),
-                  "grad " + fmt(reps.grad), "end"]
-        print("%s: loss %.10f, anchors %s" % (name, float(loss), fmt(anchor.detach())))
+        Q = Queues(list(centers), pool_size, K, 1)
+        Q.push(reps0, labels)
+        protos, sel = Q.prototypes()
+        if [len(q) for q in Q.entries] != [3, 3, 2]:
+            raise SystemExit("the hand-made case must keep every queue at <= K entries")
+        sl, loss, anchor = step_lines(reps0, labels, torch.stack(protos), sel, temperature)
+        lines += header(name, "push_first", 3, 4, pool_size, K, temperature, 1, centers) + ["step 0"] + sl + ["end"]
+        print("%s: loss %.10f, anchors %s" % (name, loss, fmt(anchor)))
+    gen = torch.Generator().manual_seed(2333)
+    lines += sequence_case("seq_head_t0.08", "protos_first", 4, 5, 6, 3, 0.08, 77, 5, gen)
+    lines += sequence_case("seq_head_t0.5", "protos_first", 3, 6, 5, 2, 0.5, 12345, 4, gen)
+    lines += sequence_case("seq_pushfirst_t0.08", "push_first", 4, 5, 6, 3, 0.08, 9, 5, gen)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "spcl_ref.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -1,7 +1,8 @@
 /* tools/train/meld_recipe.c - the MELD text recipe, stage by stage (overview: meld_recipe.h).
    Every stage is a function of one meld_state; meld_train at the end calls them in order. */
-/* the MELD CSV reader's code lives here, for every program that links the recipe */
+/* the MELD CSV reader's and the shared pieces' code live here, for every program that links the recipe */
 #define MELD_CSV_IMPLEMENTATION
+#define MELD_COMMON_IMPLEMENTATION
 #include "tools/train/meld_recipe.h"
 #include <math.h>
 #include <stdarg.h>
@@ -136,73 +137,6 @@ static double meld_lr_eval(const float *W, const float *b, int C, int64_t F, con
     return mt.weighted_f1;
 }
 
-/* ---- data ---- */
-typedef struct meld_prompts {
-    int n, max_len;
-    int32_t *ids;     /* [n][max_len] */
-    int *len, *mask, *emo, *sent;
-} meld_prompts;
-
-static void meld_prompts_free(meld_prompts *d) {
-    free(d->ids); free(d->len); free(d->mask); free(d->emo); free(d->sent);
-    memset(d, 0, sizeof *d);
-}
-
-static mmspcl_status meld_prompts_build(meld_prompts *d, const meld_csv *s, const mmspcl_bpe *tok, int max_len,
-                                      mmspcl_error *err) {
-    int di, i;
-    mmspcl_turn *turns;
-    mmspcl_status st = MMSPCL_OK;
-    memset(d, 0, sizeof *d);
-    d->n = s->n_rows;
-    d->max_len = max_len;
-    d->ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)s->n_rows * max_len);
-    d->len = (int *)malloc(sizeof(int) * (size_t)s->n_rows);
-    d->mask = (int *)malloc(sizeof(int) * (size_t)s->n_rows);
-    d->emo = (int *)malloc(sizeof(int) * (size_t)s->n_rows);
-    d->sent = (int *)malloc(sizeof(int) * (size_t)s->n_rows);
-    turns = (mmspcl_turn *)malloc(sizeof(mmspcl_turn) * (size_t)(s->n_rows + 1));
-    if (!d->ids || !d->len || !d->mask || !d->emo || !d->sent || !turns) {
-        free(turns);
-        meld_prompts_free(d);
-        return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "meld: out of memory");
-    }
-    for (i = 0; i < s->n_rows; i++) {
-        turns[i].speaker = s->rows[i].speaker;
-        turns[i].text = s->rows[i].utterance;
-        d->emo[i] = s->rows[i].emotion;
-        d->sent[i] = s->rows[i].sentiment;
-    }
-    for (di = 0; di < s->n_dialogues && !st; di++) {
-        const int a = s->dialogue_start[di], b = s->dialogue_start[di + 1];
-        st = mmspcl_spcl_prompts(tok, turns + a, b - a, max_len, d->ids + (size_t)a * max_len, d->len + a, d->mask + a, err);
-    }
-    free(turns);
-    if (st) meld_prompts_free(d);
-    return st;
-}
-
-
-/* rows[0..n) of src as a new set (ng not copied) */
-static int meld_prompts_subset(meld_prompts *d, const meld_prompts *src, const int *rows, int n) {
-    int i;
-    memset(d, 0, sizeof *d);
-    d->n = n;
-    d->max_len = src->max_len;
-    d->ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n + 1) * src->max_len);
-    d->len = (int *)malloc(sizeof(int) * (size_t)(n + 1));
-    d->mask = (int *)malloc(sizeof(int) * (size_t)(n + 1));
-    d->emo = (int *)malloc(sizeof(int) * (size_t)(n + 1));
-    d->sent = (int *)malloc(sizeof(int) * (size_t)(n + 1));
-    if (!d->ids || !d->len || !d->mask || !d->emo || !d->sent) { meld_prompts_free(d); return -1; }
-    for (i = 0; i < n; i++) {
-        const int r = rows[i];
-        memcpy(d->ids + (size_t)i * src->max_len, src->ids + (size_t)r * src->max_len, sizeof(int32_t) * src->max_len);
-        d->len[i] = src->len[r]; d->mask[i] = src->mask[r]; d->emo[i] = src->emo[r]; d->sent[i] = src->sent[r];
-    }
-    return 0;
-}
-
 /* ---- vocabulary cut ---- */
 typedef struct meld_vocab_cut {
     const char **vocab; int64_t n_vocab;      /* new id -> string (points into the full arrays) */
@@ -262,114 +196,6 @@ oom:
     free(keep); free(mres); free(ml); free(mr);
     free(vc->vocab); free(vc->merges);
     return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "meld: out of memory cutting the vocabulary");
-}
-
-/* ---- training helpers ---- */
-/* t (mask row) and v (mean over the prompt) of rows idx[0..n) */
-static mmspcl_status meld_embed(mmspcl_roberta_train *m, const meld_prompts *d, const int *idx, int n, int B, float *t,
-                                      float *v, meld_progress_fn progress, void *user, const char *stage,
-                                      mmspcl_error *err) {
-    const int H = m->cfg.hidden_size;
-    int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)B * d->max_len);
-    int *lens = (int *)malloc(sizeof(int) * (size_t)B);
-    int i, b, j, k;
-    mmspcl_status st = MMSPCL_OK;
-    if (!ids || !lens) { st = mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "meld: out of memory"); goto done; }
-    for (i = 0; i < n; i += B) {
-        const int nb = n - i < B ? n - i : B;
-        int start = 0;
-        for (b = 0; b < nb; b++) {
-            const int r = idx ? idx[i + b] : i + b;
-            memcpy(ids + (size_t)b * d->max_len, d->ids + (size_t)r * d->max_len, sizeof(int32_t) * d->max_len);
-            lens[b] = d->len[r];
-        }
-        if ((st = mmspcl_roberta_train_forward(m, ids, lens, nb, d->max_len, err))) goto done;
-        for (b = 0; b < nb; b++) {
-            const int r = idx ? idx[i + b] : i + b;
-            if (t) memcpy(t + (size_t)(i + b) * H, m->out + (size_t)(start + d->mask[r]) * H, sizeof(float) * H);
-            if (v) {
-                float *vr = v + (size_t)(i + b) * H;
-                for (k = 0; k < H; k++) vr[k] = 0.0f;
-                for (j = 0; j < lens[b]; j++)
-                    for (k = 0; k < H; k++) vr[k] += m->out[(size_t)(start + j) * H + k];
-                for (k = 0; k < H; k++) vr[k] /= (float)lens[b];
-            }
-            start += lens[b];
-        }
-        if (progress) progress(user, stage, i + nb, n, NULL);
-    }
-done:
-    free(ids);
-    free(lens);
-    return st;
-}
-
-/* nearest class mean by G (cosine) */
-static void meld_nearest_mean(const float *z, int n, int H, const double *means, int C, int *pred) {
-    int i, c, k;
-    for (i = 0; i < n; i++) {
-        double best = -2;
-        int bc = 0;
-        for (c = 0; c < C; c++) {
-            double dot = 0, na = 0, nb = 0, cs;
-            for (k = 0; k < H; k++) {
-                dot += (double)z[(size_t)i * H + k] * means[(size_t)c * H + k];
-                na += (double)z[(size_t)i * H + k] * z[(size_t)i * H + k];
-                nb += means[(size_t)c * H + k] * means[(size_t)c * H + k];
-            }
-            cs = dot / (fmax(sqrt(na), 1e-8) * fmax(sqrt(nb), 1e-8));
-            if (cs > best) { best = cs; bc = c; }
-        }
-        pred[i] = bc;
-    }
-}
-
-static double meld_weighted_f1(const int *y, const int *p, int n, int C, double *acc) {
-    int64_t cm[MMSPCL_MAX_CLASSES * MMSPCL_MAX_CLASSES];
-    mmspcl_metrics mt;
-    mmspcl_confusion(y, p, n, C, cm);
-    mmspcl_metrics_from_confusion(cm, C, NULL, &mt);
-    if (acc) *acc = mt.accuracy;
-    return mt.weighted_f1;
-}
-
-/* ---- the log kept in the model file ---- */
-typedef struct meld_log { float *x; int n, cap, w; } meld_log;
-static void meld_log_add(meld_log *l, double a, double b, double c) {
-    if (l->n == l->cap) {
-        int nc = l->cap ? 2 * l->cap : 64;
-        float *p = (float *)realloc(l->x, sizeof(float) * (size_t)nc * 3);
-        if (!p) return;
-        l->x = p;
-        l->cap = nc;
-    }
-    l->x[l->n * 3] = (float)a; l->x[l->n * 3 + 1] = (float)b; l->x[l->n * 3 + 2] = (float)c;
-    l->n++;
-}
-static mmspcl_status meld_log_write(const meld_log *l, mmspcl_writer *wr, const char *name, mmspcl_error *err) {
-    int64_t sh[2];
-    if (!l->n) return MMSPCL_OK;
-    sh[0] = l->n; sh[1] = 3;
-    return mmspcl_writer_add_tensor(wr, name, MMSPCL_F32, 2, sh, l->x, sizeof(float) * (size_t)l->n * 3, err);
-}
-static void meld_log_read(meld_log *l, const mmspcl_weights *w, const char *name) {
-    const mmspcl_tensor *t = mmspcl_weights_find(w, name);
-    int64_t i;
-    if (!t || t->dtype != MMSPCL_F32 || t->ndim != 2 || t->ne[1] != 3) return;
-    for (i = 0; i < t->ne[0]; i++) {
-        const float *r = (const float *)t->data + i * 3;
-        meld_log_add(l, r[0], r[1], r[2]);
-    }
-}
-
-static void meld_msg(meld_progress_fn progress, void *user, const char *stage, const char *fmt, ...) {
-    char buf[512];
-    va_list ap;
-    if (!progress) return;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    progress(user, stage, 0, 0, buf);
 }
 
 /* ==== the state of one training run ==== */
@@ -572,6 +398,7 @@ static mmspcl_status meld_stage_encoder(meld_state *S) {
     mmspcl_adamw_defaults(&S->enc_opt);
     mmspcl_adamw_defaults(&S->head_opt);
     if ((st = mmspcl_spcl_init(&S->spcl, C, H, r->pool_size, r->K, r->temperature, r->seed + 7, S->err))) return st;
+    S->spcl.push_first = 1;   /* the queue order this recipe was tuned and shipped with (Oct-2022 SPCL) */
     S->batch_ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)B * ML);
     S->batch_len = (int *)malloc(sizeof(int) * (size_t)B);
     S->mlm_rows = (int *)malloc(sizeof(int) * (size_t)B * ML);

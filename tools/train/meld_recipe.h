@@ -26,7 +26,7 @@
 #define MELD_RECIPE_H
 #include "mmspcl.h"
 #include "mmspcl_train.h"
-#include "tools/train/meld_csv.h"
+#include "tools/train/meld_common.h"   /* meld_csv.h, prompts, embedding, logs, meld_progress_fn */
 
 typedef struct meld_recipe {
     int hidden, layers, heads, ffn, max_len;       /* encoder; max_len of the SPCL prompt */
@@ -41,10 +41,6 @@ typedef struct meld_recipe {
     const char *resume;       /* checkpoint to continue from (NULL: start fresh) */
 } meld_recipe;
 void meld_recipe_defaults(meld_recipe *r);
-
-/* stage "mlm" / "spcl" / "embed" / "msve"...; done of total steps in the stage; msg: a line
-   summarising an epoch (NULL during an epoch) */
-typedef void (*meld_progress_fn)(void *user, const char *stage, int done, int total, const char *msg);
 
 /* Trains on train (dev only for early stopping and selection) and writes the classifier file to
    out_path (f32). vocab[n_vocab] / merges[n_merges]: the full RoBERTa BPE (vocab.json by id,
