@@ -175,7 +175,7 @@ int mmspcl_cmd_classify(int argc, char **argv) {
     int json = 0, np, rc;
     const cli_opt opts[] = {
         CLI_OPT_REQ("-m, --model", &model, "MODEL", "classifier file (mmspcl train; weights/meld-text-q8_0.mmw), - for standard input"),
-        CLI_OPT_STR("--head", &head, "H", "emotion head: " CLI_EMOTION_HEADS, "the model's (its default_head, else the better on dev)"),
+        CLI_OPT_STR("--head", &head, "H", "emotion head: " CLI_EMOTION_HEADS, "the model's default_head, else the better on dev"),
         CLI_OPT_STR("--sentiment-head", &sent_head, "H", "sentiment head: " CLI_SENTIMENT_HEADS, "the model's; none when it has none"),
         CLI_OPT_STR("--format", &format, "F", "input: auto, text (Speaker: utterance lines) or csv", "auto: csv when the first line has Utterance and Speaker columns"),
         CLI_OPT_FLAG("--json", &json, "one JSON array, an object per utterance (probabilities of both tasks)"),

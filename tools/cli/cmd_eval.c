@@ -283,7 +283,7 @@ int mmspcl_cmd_eval(int argc, char **argv) {
             CLI_OPT_REQ("--csv", &e.csv, "FILE", "MELD CSV with Utterance, Speaker and label columns, - for standard input"),
             CLI_OPT_STR("--svg", &e.svg, "OUT.svg", "also draw the confusion matrix and the training curves", NULL),
             CLI_OPT_STR("--head", &e.head, "H", "the head scored: emotion heads " CLI_EMOTION_HEADS "; with --sentiment: "
-                        CLI_SENTIMENT_HEADS, "the model's default (its default_head, else the better on dev)"),
+                        CLI_SENTIMENT_HEADS, "the model's default_head, else the better on dev"),
             CLI_OPT_FLAG("--sentiment", &e.sentiment, "score the sentiment task instead of emotion"),
             CLI_OPT_FLAG("--all-heads", &e.all_heads, "first one line per head and task (the views computed once)"),
             CLI_OPT_FLAG("--json", &e.json, "one JSON object instead of the text report"),
