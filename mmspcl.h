@@ -303,7 +303,8 @@ mmspcl_status mmspcl_writer_add_tensor(mmspcl_writer *w, const char *name, mmspc
                                        int ndim, const int64_t *shape, const void *data,
                                        size_t nbytes, mmspcl_error *err);
 /* Writes path.tmp, then renames it to path; on any failure the temporary file is removed and
-   nothing named path is created or changed. progress may be NULL. */
+   nothing named path is created or changed. A path that exists and is not a regular file (a
+   device, a folder) is refused (POSIX builds). progress may be NULL. */
 mmspcl_status mmspcl_writer_save(mmspcl_writer *w, const char *path, mmspcl_progress_fn progress,
                                  void *user, mmspcl_error *err);
 /* The same bytes into a buffer the caller frees with MMSPCL_FREE (tests, firmware images). */
@@ -2500,7 +2501,15 @@ mmspcl_status mmspcl_writer_save(mmspcl_writer *w, const char *path, mmspcl_prog
     int64_t i;
     char *tmp;
     FILE *f;
-    mmspcl_status st = mmspcl__writer_meta(w, &meta, &meta_len, &data_size, err);
+    mmspcl_status st;
+#ifdef MMSPCL__HAVE_MMAP
+    {   /* rename() would replace a device node or a folder's entry by a regular file: refuse */
+        struct stat sb;
+        if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+            return mmspcl__fail(err, MMSPCL_ERR_IO, "%s exists and is not a regular file: not replaced", path);
+    }
+#endif
+    st = mmspcl__writer_meta(w, &meta, &meta_len, &data_size, err);
     if (st) return st;
     if (!(tmp = (char *)MMSPCL_MALLOC(plen + 5))) { MMSPCL_FREE(meta); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "writer: out of memory"); }
     memcpy(tmp, path, plen);
@@ -8443,11 +8452,22 @@ mmspcl_status mmspcl_wav_read(mmspcl_wav_reader *r, float *mono, int max, int *g
     if (want <= 0)
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: truncated: the data chunk declares %lld frames, the file ends after %lld (byte %lld)",
                             r->name, (long long)in->frames, (long long)r->frames_read, (long long)pos);
+    if (in->format == MMSPCL_WAV_PCM && in->container == 2 && in->channels <= 2) {   /* the common case, fast */
+        for (i = 0; i < want; i++) {
+            const unsigned char *q = b + i * block;
+            int v = (int16_t)mmspcl__le16(q);
+            if (in->channels == 2) mono[i] = (float)((double)(v + (int16_t)mmspcl__le16(q + 2)) / 65536.0);
+            else mono[i] = (float)v / 32768.0f;
+        }
+        r->frames_read += want;
+        *got = (int)want;
+        return MMSPCL_OK;
+    }
     for (i = 0; i < want; i++) {
         double s = 0;
         for (c = 0; c < in->channels; c++) {
             double v = mmspcl__wav_sample(in, b + i * block + (int64_t)c * in->container);
-            if (!(v == v) || v > 1e308 || v < -1e308)
+            if (!(v == v) || v > 3.4028234663852886e38 || v < -3.4028234663852886e38)   /* NaN, infinite, past float */
                 return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: frame %lld channel %d (byte %lld) is not a finite number", r->name,
                                     (long long)(r->frames_read + i), c, (long long)(pos + i * block + (int64_t)c * in->container));
             s += v;
@@ -8702,7 +8722,14 @@ static void mmspcl__rfft(int n, const double *twc, const double *tws, const int 
         work[2 * rev[i]] = x[2 * i];
         work[2 * rev[i] + 1] = x[2 * i + 1];
     }
-    for (len = 2; len <= h; len *= 2) {
+    for (i = 0; i < h; i += 2) {   /* the first stage: twiddle 1 */
+        double *a = work + 2 * i, tr = a[2], ti = a[3];
+        a[2] = a[0] - tr;
+        a[3] = a[1] - ti;
+        a[0] += tr;
+        a[1] += ti;
+    }
+    for (len = 4; len <= h; len *= 2) {
         const int half = len / 2, step = n / len;
         for (i = 0; i < h; i += len)
             for (j = 0; j < half; j++) {
@@ -8977,12 +9004,13 @@ static double mmspcl__sinc_interp(const double *y, int n, double x, int depth) {
     return res;
 }
 
-/* The maximum of the interpolated y over [a, b] (Brent's method: golden section and parabolas). */
-static double mmspcl__sinc_max(const double *y, int n, double a, double b, int depth, double *xmax) {
-    const double g = 0.3819660112501051, tol = 1e-10;
+/* The maximum of the interpolated y over [a, b] (Brent's method: golden section and parabolas),
+   starting from x0 (the vertex of the parabola through the three samples around the maximum). */
+static double mmspcl__sinc_max(const double *y, int n, double a, double b, double x0, int depth, double *xmax) {
+    const double g = 0.3819660112501051, tol = 1e-8;   /* position to 1e-8 relative: F0 to ~1e-8 */
     double x, w, v, fx, fw, fv, d = 0, e = 0, u, fu;
     int it;
-    x = w = v = a + g * (b - a);
+    x = w = v = x0 > a && x0 < b ? x0 : a + g * (b - a);
     fx = fw = fv = -mmspcl__sinc_interp(y, n, x, depth);
     for (it = 0; it < 100; it++) {
         double m = 0.5 * (a + b), tol1 = tol * fabs(x) + 1e-12, tol2 = 2 * tol1;
@@ -9151,7 +9179,8 @@ static void mmspcl__pitch_frame(mmspcl_pitch *p, int64_t frame, mmspcl_pitch_fra
     for (i = 1; i < c->n; i++) {   /* refine: the maximum of the sinc interpolation */
         double xm, ym;
         int depth = c->freq[i] > 0.3 / dx ? 700 : 70;
-        ym = mmspcl__sinc_max(p->R, 2 * p->ixmax + 1, imax[i] - 1 + p->ixmax, imax[i] + 1 + p->ixmax, depth, &xm);
+        ym = mmspcl__sinc_max(p->R, 2 * p->ixmax + 1, imax[i] - 1 + p->ixmax, imax[i] + 1 + p->ixmax,
+                              1.0 / dx / c->freq[i] + p->ixmax, depth, &xm);
         c->freq[i] = (float)(1.0 / dx / (xm - p->ixmax));
         c->strength[i] = (float)(ym > 1.0 ? 1.0 / ym : ym);
     }
@@ -9635,7 +9664,7 @@ static void mmspcl__eg_spectral(mmspcl_egemaps *g, int64_t left, float *row) {
 }
 
 /* Periods by waveform matching in the 60 ms around sample left + 0.5: from a peak near the
-   centre back to the window's start, then period after period, each the lag in 0.8 .. 1.2 / f0
+   centre back to the window's start, then period after period, each the lag in 0.9 .. 1.1 / f0
    that best correlates one period with the next (parabolic refinement); amplitudes are each
    period's peak. As Praat's jitter and shimmer: a period counts when its correlation is at least
    0.5, a pair of periods when their ratio is at most 1.3 (jitter) and the amplitudes' at most 1.6
@@ -9643,7 +9672,7 @@ static void mmspcl__eg_spectral(mmspcl_egemaps *g, int64_t left, float *row) {
    mean |20 log10(A[j+1] / A[j])|. 0 when no pair counts. */
 static int mmspcl__eg_jitter(const mmspcl_egemaps *g, int64_t left, double f0, double *jit, double *shim) {
     const double P = MMSPCL_AUDIO_RATE / f0;
-    const int L = (int)floor(P + 0.5), lo_lag = (int)floor(0.8 * P), hi_lag = (int)ceil(1.2 * P);
+    const int L = (int)floor(P + 0.5), lo_lag = (int)floor(0.9 * P), hi_lag = (int)ceil(1.1 * P);
     const int64_t lo = left - 479, hi = left + 480;
     double T[64], A[64], r[520], xs[962], sumT = 0, sumd = 0, sums = 0, mx = 0;
     const double *x = xs - lo;   /* x[i] for i in lo .. hi */
@@ -9662,14 +9691,17 @@ static int mmspcl__eg_jitter(const mmspcl_egemaps *g, int64_t left, double f0, d
             e0 += v * v;
             if (fabs(v) > a) a = fabs(v);
         }
-        for (j = lo_lag - 1; j <= hi_lag + 1; j++) {
-            const double *u = x + m, *w = x + m + j;
-            double xy = 0, e1 = 0;
-            for (k = 0; k < L; k++) {
-                xy += u[k] * w[k];
-                e1 += w[k] * w[k];
+        {
+            const double *u = x + m;
+            double e1 = 0;
+            for (k = 0; k < L; k++) e1 += u[lo_lag - 1 + k] * u[lo_lag - 1 + k];
+            for (j = lo_lag - 1; j <= hi_lag + 1; j++) {   /* e1: the energy of the period at lag j, slid along */
+                const double *w = u + j;
+                double xy = 0;
+                for (k = 0; k < L; k++) xy += u[k] * w[k];
+                r[j] = e0 > 0 && e1 > 0 ? xy / sqrt(e0 * e1) : 0;
+                e1 += w[L] * w[L] - w[0] * w[0];
             }
-            r[j] = e0 > 0 && e1 > 0 ? xy / sqrt(e0 * e1) : 0;
         }
         for (j = lo_lag; j <= hi_lag; j++) if (r[j] > r[bl]) bl = j;
         den = r[bl - 1] - 2 * r[bl] + r[bl + 1];
@@ -9778,7 +9810,7 @@ static int mmspcl__eg_formants(mmspcl_egemaps *g, int64_t left11, double *F, dou
         if (zi[i] < 0) continue;
         f = fabs(atan2(zi[i], zr[i])) * 5500.0 / MMSPCL__PI;
         b = -log(zr[i] * zr[i] + zi[i] * zi[i]) * 5500.0 / MMSPCL__PI;
-        if (f < 50 || f > 5450) continue;
+        if (!(f >= 50 && f <= 5450 && b == b)) continue;
         for (k = n; k > 0 && ff[k - 1] > f; k--) { ff[k] = ff[k - 1]; bb[k] = bb[k - 1]; }
         ff[k] = f;
         bb[k] = b;
@@ -9835,9 +9867,9 @@ static void mmspcl__eg_voiced(mmspcl_egemaps *g, int64_t left, int64_t left11, d
         def[MMSPCL__L_FORM + 3 * k] = def[MMSPCL__L_FORM + 3 * k + 1] = def[MMSPCL__L_FORM + 3 * k + 2] = 1;
     }
     if (nf == 3) {   /* A3: the strongest harmonic within F3 +- B3 / 2 (the nearest one at least) */
-        double a3 = H[2];
-        int h, h0 = (int)ceil((F[2] - 0.5 * B[2]) / f0), h1n = (int)floor((F[2] + 0.5 * B[2]) / f0);
-        for (h = h0 < 1 ? 1 : h0; h <= h1n; h++) {
+        double a3 = H[2], q0 = ceil((F[2] - 0.5 * B[2]) / f0), q1 = floor((F[2] + 0.5 * B[2]) / f0);
+        int h, h0 = q0 > 1 ? (q0 < 100 ? (int)q0 : 100) : 1, h1n = q1 > 0 ? (q1 < 100 ? (int)q1 : 100) : 0;
+        for (h = h0; h <= h1n; h++) {
             double v = mmspcl__eg_harm(P, f0, h);
             if (v > a3) a3 = v;
         }

@@ -855,14 +855,25 @@ static void test_atomic(void) {
     free(b);
     rmdir(tmp);
 
-    /* the rename fails (the target is a directory): the .tmp is removed */
+    /* the target is a directory, or (through a link) a device: refused before anything is
+       written, so rename() cannot replace it; no .tmp is left */
     remove(path);
     CHECK(mkdir(path, 0755) == 0, "mkdir %s", path);
     err.msg[0] = 0;
-    CHECK(mmspcl_writer_save(wr, path, NULL, NULL, &err) == MMSPCL_ERR_IO && err.msg[0] && strstr(err.msg, "rename"),
-          "rename onto a directory: %s", err.msg);
-    CHECK(!file_exists(tmp), "no .tmp left after a failed rename");
+    CHECK(mmspcl_writer_save(wr, path, NULL, NULL, &err) == MMSPCL_ERR_IO && strstr(err.msg, "not a regular file"),
+          "save onto a directory: %s", err.msg);
+    CHECK(!file_exists(tmp), "no .tmp left after a refused save");
     rmdir(path);
+    if (symlink("/dev/null", path) == 0) {
+        struct stat sb;
+        err.msg[0] = 0;
+        CHECK(mmspcl_writer_save(wr, path, NULL, NULL, &err) == MMSPCL_ERR_IO && strstr(err.msg, "not a regular file"),
+              "save onto a link to /dev/null: %s", err.msg);
+        CHECK(lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode) && stat("/dev/null", &sb) == 0 && S_ISCHR(sb.st_mode),
+              "the link and the device are still there");
+        CHECK(!file_exists(tmp), "no .tmp left");
+        unlink(path);
+    }
 
     /* a write error (the .tmp name points at /dev/full, a disk that is always full) */
     if (file_exists("/dev/full")) {
