@@ -1407,6 +1407,7 @@ mmspcl_status mmspcl_audio_encode(mmspcl_wav_reader *r, int feature, mmspcl_audi
 #ifndef MMSPCL_IMPLEMENTATION_DONE
 #define MMSPCL_IMPLEMENTATION_DONE
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1475,7 +1476,7 @@ static mmspcl_status mmspcl__read_whole(const char *path, size_t max_bytes, size
     unsigned char *buf = NULL;
     *raw = *data = NULL;
     *size = 0;
-    if (!f) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
+    if (!f) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (!is_stdin && fseek(f, 0, SEEK_END) == 0 && (flen = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
         /* a directory opens and may report a size of LONG_MAX: read one byte before trusting it */
         if (flen > 0 && (fgetc(f) == EOF || fseek(f, 0, SEEK_SET))) {
@@ -2125,7 +2126,7 @@ mmspcl_status mmspcl_weights_open(mmspcl_weights **out, const char *path, mmspcl
     mmspcl_weights *w;
     if (!out || !path) return mmspcl__fail(err, MMSPCL_ERR_ARG, "weights_open: NULL argument");
     *out = NULL;
-    if ((fd = open(path, O_RDONLY)) < 0) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open", path);
+    if ((fd = open(path, O_RDONLY)) < 0) return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
         return mmspcl__fail(err, MMSPCL_ERR_IO, "%s: not a regular file", path);
