@@ -1260,7 +1260,7 @@ mmspcl_status mmspcl_fbank_compute(int kind, int sample_rate, const float *x, in
      sound, frame i at time t0 + 0.01 i (mmspcl_pitch_time). Per frame: local mean removed, the
      autocorrelation divided by the window's, maxima refined by sinc interpolation (Brent); then
      the Viterbi path over all frames. Output: F0 in Hz, 0 when unvoiced. The path is decided
-     as the survivors of the Viterbi search merge (a forced decision after
+     as the survivors of the Viterbi search merge (a forced decision after decide_lag =
      MMSPCL_PITCH_MAX_LAG frames without a merge), so memory stays bounded. The silence
      threshold is relative to the sound's absolute peak (after its mean is removed): pass it in
      (a first pass over the file: mmspcl_audio_peak), or 0 to use the peak of what was pushed
@@ -1284,6 +1284,9 @@ typedef struct mmspcl_pitch {
     int rate;
     int64_t n_samples, n_frames;     /* the whole sound's, given at init */
     double t0, dt;                   /* time of frame 0 (s), time step */
+    int decide_lag;                  /* frames without a merge before a forced decision (init:
+                                        MMSPCL_PITCH_MAX_LAG; may be set before the first push;
+                                        at least 2) */
     /* private */
     double global_peak;
     mmspcl_audio_peak run;           /* of the samples pushed (global_peak <= 0) */
@@ -8730,7 +8733,18 @@ static void mmspcl__rfft(int n, const double *twc, const double *tws, const int 
         a[0] += tr;
         a[1] += ti;
     }
-    for (len = 4; len <= h; len *= 2) {
+    for (i = 0; h >= 4 && i < h; i += 4) {   /* the second: twiddles 1 and -i */
+        double *a = work + 2 * i, tr = a[4], ti = a[5], ur = a[7], ui = -a[6];
+        a[4] = a[0] - tr;
+        a[5] = a[1] - ti;
+        a[0] += tr;
+        a[1] += ti;
+        a[6] = a[2] - ur;
+        a[7] = a[3] - ui;
+        a[2] += ur;
+        a[3] += ui;
+    }
+    for (len = 8; len <= h; len *= 2) {
         const int half = len / 2, step = n / len;
         for (i = 0; i < h; i += len)
             for (j = 0; j < half; j++) {
@@ -9089,6 +9103,7 @@ mmspcl_status mmspcl_pitch_init(mmspcl_pitch *p, int sample_rate, int64_t n_samp
     for (p->nfft = 1; p->nfft < p->nwin * 1.5; p->nfft *= 2) {}
     p->ixmax = (int)floor(p->nwin * 0.5);
     p->n_frames = mmspcl_pitch_frames(sample_rate, n_samples);
+    p->decide_lag = MMSPCL_PITCH_MAX_LAG;
     /* Praat's frames: as many as fit, centred in the sound (first sample at time dx / 2) */
     p->t0 = 0.5 * dx - 0.5 * dx + 0.5 * (dx * (double)n_samples) - 0.5 * (double)p->n_frames * p->dt + 0.5 * p->dt;
     p->window = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)p->nwin);
@@ -9231,7 +9246,7 @@ static int mmspcl__pitch_decide(mmspcl_pitch *p, int64_t last, int k) {
 }
 
 /* Where all surviving paths meet (the latest such frame), decide up to it; when none do within
-   MMSPCL_PITCH_MAX_LAG frames, follow the best path to half way and keep only paths through it. */
+   decide_lag frames, follow the best path to half way and keep only paths through it. */
 static int mmspcl__pitch_merge(mmspcl_pitch *p, int force) {
     const int64_t cur = p->next_frame - 1, n = cur - p->q_base + 1;
     int s[MMSPCL_PITCH_MAX_CAND], k, nc = p->q[n - 1].n, best = 0;
@@ -9290,8 +9305,11 @@ static int mmspcl__pitch_step(mmspcl_pitch *p, const mmspcl_pitch_frame *c) {
     }
     memcpy(p->delta, nd, sizeof(double) * (size_t)f->n);
     p->next_frame++;
-    if ((p->next_frame - p->q_base) % 32 == 0 || p->next_frame - p->q_base > MMSPCL_PITCH_MAX_LAG)
-        return mmspcl__pitch_merge(p, p->next_frame - p->q_base > MMSPCL_PITCH_MAX_LAG);
+    {
+        const int64_t lag = p->decide_lag > 2 ? p->decide_lag : 2;   /* a forced decision keeps the last frame queued */
+        if ((p->next_frame - p->q_base) % 32 == 0 || p->next_frame - p->q_base > lag)
+            return mmspcl__pitch_merge(p, p->next_frame - p->q_base > lag);
+    }
     return 1;
 }
 
@@ -9687,24 +9705,43 @@ static int mmspcl__eg_jitter(const mmspcl_egemaps *g, int64_t left, double f0, d
     while (n < 64 && m + L + hi_lag + 1 <= hi) {
         double a = 0, e0 = 0, den, d;
         int bl = lo_lag;
+        for (j = lo_lag - 1; j <= hi_lag + 1; j++) r[j] = 2;
         for (k = 0; k < L; k++) {
             double v = x[m + k];
             e0 += v * v;
             if (fabs(v) > a) a = fabs(v);
         }
-        {
+        {   /* lags around the previous period (the first: around 1 / f0), the search widened while the
+               best is at its edge */
             const double *u = x + m;
-            double e1 = 0;
-            for (k = 0; k < L; k++) e1 += u[lo_lag - 1 + k] * u[lo_lag - 1 + k];
-            for (j = lo_lag - 1; j <= hi_lag + 1; j++) {   /* e1: the energy of the period at lag j, slid along */
-                const double *w = u + j;
-                double xy = 0;
-                for (k = 0; k < L; k++) xy += u[k] * w[k];
-                r[j] = e0 > 0 && e1 > 0 ? xy / sqrt(e0 * e1) : 0;
-                e1 += w[L] * w[L] - w[0] * w[0];
+            const double guess = n > 0 ? T[n - 1] : P;
+            int from = (int)floor(guess) - 2, to = (int)ceil(guess) + 2;
+            if (from < lo_lag) from = lo_lag;
+            if (to > hi_lag) to = hi_lag;
+            for (;;) {
+                for (j = from - 1; j <= to + 1; j++) {
+                    const double *w = u + j;
+                    double xy[2] = {0, 0}, e1[2] = {0, 0};
+                    if (r[j] == 2) {   /* 2: not computed yet (a correlation is at most 1) */
+                        for (k = 0; k + 1 < L; k += 2) {
+                            xy[0] += u[k] * w[k];
+                            xy[1] += u[k + 1] * w[k + 1];
+                            e1[0] += w[k] * w[k];
+                            e1[1] += w[k + 1] * w[k + 1];
+                        }
+                        if (k < L) { xy[0] += u[k] * w[k]; e1[0] += w[k] * w[k]; }
+                        xy[0] += xy[1];
+                        e1[0] += e1[1];
+                        r[j] = e0 > 0 && e1[0] > 0 ? xy[0] / sqrt(e0 * e1[0]) : 0;
+                    }
+                }
+                bl = from;
+                for (j = from; j <= to; j++) if (r[j] > r[bl]) bl = j;
+                if (bl == from && from > lo_lag) { from = from - 3 < lo_lag ? lo_lag : from - 3; continue; }
+                if (bl == to && to < hi_lag) { to = to + 3 > hi_lag ? hi_lag : to + 3; continue; }
+                break;
             }
         }
-        for (j = lo_lag; j <= hi_lag; j++) if (r[j] > r[bl]) bl = j;
         den = r[bl - 1] - 2 * r[bl] + r[bl + 1];
         d = den < 0 ? 0.5 * (r[bl - 1] - r[bl + 1]) / den : 0;
         T[n] = bl + (d > 0.5 ? 0.5 : d < -0.5 ? -0.5 : d);
@@ -9727,30 +9764,38 @@ static int mmspcl__eg_jitter(const mmspcl_egemaps *g, int64_t left, double f0, d
     return 1;
 }
 
-/* Burg's method: a[0..m] (a[0] = 1) of the predictor x[t] + sum a[i] x[t-i] = e[t]; f, b: n doubles. */
-static int mmspcl__burg(const double *x, int n, int m, double *a, double *f, double *b) {
+/* Burg's method: a[0..m] (a[0] = 1) of the predictor x[t] + sum a[i] x[t-i] = e[t]. The forward and
+   backward errors of order k live in f[j], b[j - 1] (j > k); work: 4 n doubles. */
+static int mmspcl__burg(const double *x, int n, int m, double *a, double *work) {
+    double *f = work, *b = work + n, *nf = work + 2 * n, *nb = work + 3 * n, *t;
     int k, i, j;
     for (j = 0; j < n; j++) f[j] = b[j] = x[j];
     for (i = 0; i <= m; i++) a[i] = 0;
     a[0] = 1;
     for (k = 0; k < m; k++) {
-        double num = 0, den = 0, mu;
-        for (j = k + 1; j < n; j++) {
-            num += f[j] * b[j - 1];
-            den += f[j] * f[j] + b[j - 1] * b[j - 1];
+        double num[2] = {0, 0}, den[2] = {0, 0}, mu;
+        for (j = k + 1; j + 1 < n; j += 2) {   /* two partial sums: no single chain of additions */
+            num[0] += f[j] * b[j - 1];
+            num[1] += f[j + 1] * b[j];
+            den[0] += f[j] * f[j] + b[j - 1] * b[j - 1];
+            den[1] += f[j + 1] * f[j + 1] + b[j] * b[j];
         }
-        if (den <= 0) return 0;
-        mu = -2 * num / den;
+        if (j < n) { num[0] += f[j] * b[j - 1]; den[0] += f[j] * f[j] + b[j - 1] * b[j - 1]; }
+        num[0] += num[1];
+        den[0] += den[1];
+        if (!(den[0] > 0)) return 0;
+        mu = -2 * num[0] / den[0];
         for (i = 0; i <= (k + 1) / 2; i++) {
             double t1 = a[i] + mu * a[k + 1 - i], t2 = a[k + 1 - i] + mu * a[i];
             a[i] = t1;
             a[k + 1 - i] = t2;
         }
-        for (j = n - 1; j > k; j--) {
-            double fj = f[j] + mu * b[j - 1];
-            b[j] = b[j - 1] + mu * f[j];
-            f[j] = fj;
+        for (j = k + 1; j < n; j++) {   /* the next order's errors, into the other pair of arrays */
+            nf[j] = f[j] + mu * b[j - 1];
+            nb[j] = b[j - 1] + mu * f[j];
         }
+        t = f; f = nf; nf = t;
+        t = b; b = nb; nb = t;
     }
     return 1;
 }
@@ -9797,14 +9842,14 @@ static void mmspcl__poly_roots(const double *c, int m, double *zr, double *zi) {
 /* F1..F3 and their bandwidths at the 11 kHz sample left11 + 0.5 (Praat's To Formant (burg):
    50 ms Gaussian window, 10 poles, formants in 50 .. 5450 Hz); returns how many (<= 3). */
 static int mmspcl__eg_formants(mmspcl_egemaps *g, int64_t left11, double *F, double *B) {
-    double x[550], a[11], zr[10], zi[10], ff[10], bb[10], mx = 0;
+    double x[550], w[4 * 550], a[11], zr[10], zi[10], ff[10], bb[10], mx = 0;
     int j, n = 0, i, k;
     for (j = 0; j < 550; j++) {
         double v = mmspcl__eg_y(g, left11 - 274 + j);
         if (fabs(v) > mx) mx = fabs(v);
         x[j] = v * g->gauss[j];
     }
-    if (mx == 0 || !mmspcl__burg(x, 550, 10, a, g->fr, g->fr + 1024)) return 0;
+    if (mx == 0 || !mmspcl__burg(x, 550, 10, a, w)) return 0;
     mmspcl__poly_roots(a, 10, zr, zi);
     for (i = 0; i < 10; i++) {
         double f, b;

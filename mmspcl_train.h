@@ -63,8 +63,9 @@
                       and AdamW moments m, v; tensors are registered by name (mmspcl_params_add)
                       and layers keep offsets into w.
                       mmspcl_params_write / _read: checkpoint (f32), optionally with AdamW state
-     Optimiser        mmspcl_grad_clip (global L2 norm, as torch.nn.utils.clip_grad_norm_),
-                      mmspcl_adamw_step (decoupled weight decay, as torch.optim.AdamW),
+     Optimiser        mmspcl_grad_clip / _multi (global L2 norm, as torch.nn.utils.clip_grad_norm_,
+                      over one or several parameter sets), mmspcl_adamw_step (decoupled weight
+                      decay, as torch.optim.AdamW; per-tensor decay mask and frozen flag),
                       mmspcl_lr_cosine (linear warm-up then cosine, as transformers'
                       get_cosine_schedule_with_warmup)
      Layers           mmspcl_lin (Linear), mmspcl_ln (LayerNorm), mmspcl_act_* (GELU erf, ReLU),
@@ -83,6 +84,10 @@
      Checkpoints      mmspcl_msve_model_save / _load, mmspcl_spcl_model_save / _load: f32 weight
                       files that mmspcl.h's loaders run at inference; with_optim = 1 adds the
                       AdamW state so that training resumes where it stopped
+     RoBERTa          mmspcl_roberta_train (f32 passes on the SIMD kernels, double master
+                      weights): _create (new) or _from_weights (a converted checkpoint), _forward /
+                      _backward (dropout in training mode: mmspcl_roberta_train_dropout's masks),
+                      _freeze, _mlm_loss, _write_config / _write_tensors
 
    SPCL, AS THE ORIGINAL CODE (caskcsg/SPCL spcl_loss.py) DOES IT
      Score G(a,b) = (1 + cos(a,b)) / 2 + 1e-8, cos as torch's cosine_similarity (norms clamped
@@ -578,11 +583,12 @@ mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights 
      hidden_dropout_prob). A mask element is 0 with probability p, else 1/(1-p); it is a hash of
      (m->dropout_key, site, index) (mmspcl_roberta_train_dropout), so masks need no storage,
      are the same for any thread count, and the same key gives the same masks: a forward can be
-     recomputed exactly (gradient accumulation over micro-batches of one contrastive batch).
+     recomputed exactly, and a batch split into micro-batches (m->dropout_row0 = the index of the
+     micro-batch's first sequence in the batch) gets the masks of the whole batch.
      Sites: 0 the embeddings; for layer l, 1 + 3l the attention probabilities, 2 + 3l the
-     attention output, 3 + 3l the FFN output. Index: packed token t, column c: t * hidden + c;
-     attention probabilities of sequence b, head h, query i, key j: the offset of b in the packed
-     probabilities (num_heads * sum of L^2 of the sequences before it) + (h * L + i) * L + j.
+     attention output, 3 + 3l the FFN output. Index, with r = dropout_row0 + b the row of sequence
+     b and S = max_seq: token i, column c: (r * S + i) * hidden + c; attention probabilities of
+     head h, query i, key j (sequence of L tokens): (r * num_heads + h) * S * S + i * L + j.
      train_mode 0 (the default, evaluation) or p = 0: no dropout, bit-identical to before.
    FREEZING  mmspcl_roberta_train_freeze(m, n): the embeddings and layers 0..n-1 get no gradient
      (the backward stops above them) and AdamW leaves them alone.
@@ -614,9 +620,11 @@ typedef struct mmspcl_roberta_train {
     float dropout_hidden;       /* hidden_dropout_prob (0.1 in RoBERTa's configs) */
     float dropout_attn;         /* attention_probs_dropout_prob (0.1) */
     uint64_t dropout_key;       /* the masks of the next forward */
+    int dropout_row0;           /* the row of the forward's first sequence in its batch (0) */
     int frozen_layers;          /* mmspcl_roberta_train_freeze */
-    int fwd_dropout;            /* the last forward: 1 when it applied dropout, with fwd_key */
+    int fwd_dropout;            /* the last forward: 1 when it applied dropout, with fwd_key, fwd_row0 */
     uint64_t fwd_key;
+    int fwd_row0;
 } mmspcl_roberta_train;
 
 /* max_tokens: most tokens in one packed batch; max_seq: longest sequence. */
@@ -3260,16 +3268,28 @@ static void mmspcl__rt_attn_bwd(const float *q, const float *k, const float *v, 
     }
 }
 
-/* x [T][H] *= the dropout mask of site (nothing when the forward has no dropout or p is 0) */
-static void mmspcl__rt_drop_rows(float *x, int T, int H, int on, uint64_t key, uint32_t site, float p) {
-    int t;
-    if (!on || !(p > 0.0f)) return;
+/* x [T][H] (packed, the last forward's sequences) *= the dropout mask of site (nothing when the
+   forward has no dropout or p is 0) */
+static void mmspcl__rt_drop_rows(const mmspcl_roberta_train *m, float *x, uint32_t site, float p) {
+    const int H = m->cfg.hidden_size;
+    int b;
+    if (!m->fwd_dropout || !(p > 0.0f)) return;
     MMSPCL__OMP_FOR
-    for (t = 0; t < T; t++) {
-        float *r = x + (size_t)t * H;
-        int c;
-        for (c = 0; c < H; c++) r[c] *= mmspcl_roberta_train_dropout(key, site, (uint64_t)t * H + c, p);
+    for (b = 0; b < m->batch; b++) {
+        const uint64_t r = (uint64_t)(m->fwd_row0 + b) * (uint64_t)m->max_seq;
+        int i, c;
+        for (i = 0; i < m->lens[b]; i++) {
+            float *xr = x + (size_t)(m->starts[b] + i) * H;
+            for (c = 0; c < H; c++) xr[c] *= mmspcl_roberta_train_dropout(m->fwd_key, site, (r + (uint64_t)i) * (uint64_t)H + (uint64_t)c, p);
+        }
     }
+}
+
+static void mmspcl__rt_adrop_set(mmspcl__rt_adrop *d, const mmspcl_roberta_train *m, int b, int h, int l) {
+    d->p = m->fwd_dropout ? m->dropout_attn : 0.0f;
+    d->key = m->fwd_key;
+    d->base = ((uint64_t)(m->fwd_row0 + b) * (uint64_t)m->cfg.num_heads + (uint64_t)h) * (uint64_t)m->max_seq * (uint64_t)m->max_seq;
+    d->site = 1 + 3 * (uint32_t)l;
 }
 
 static uint64_t mmspcl__rt_mix(uint64_t z) {
@@ -3361,7 +3381,8 @@ mmspcl_status mmspcl_roberta_train_forward(mmspcl_roberta_train *m, const int32_
                   MMSPCL__RT_INV0(m));
     m->fwd_dropout = m->train_mode && (m->dropout_hidden > 0.0f || m->dropout_attn > 0.0f);
     m->fwd_key = m->dropout_key;
-    mmspcl__rt_drop_rows(MMSPCL__RT_X0(m), T, H, m->fwd_dropout, m->fwd_key, 0, m->dropout_hidden);
+    m->fwd_row0 = m->dropout_row0;
+    mmspcl__rt_drop_rows(m, MMSPCL__RT_X0(m), 0, m->dropout_hidden);
     poff = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (size_t)batch);
     if (!poff) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "rt_forward: out of memory");
     for (b = 0; b < batch; b++) poff[b] = mmspcl__rt_poff(m, b);
@@ -3380,11 +3401,11 @@ mmspcl_status mmspcl_roberta_train_forward(mmspcl_roberta_train *m, const int32_
             const int bb = task / nh, h = task % nh;
             const size_t s0 = (size_t)m->starts[bb] * H, pb = poff[bb] + (size_t)h * m->lens[bb] * m->lens[bb];
             mmspcl__rt_adrop dr;
-            dr.p = m->fwd_dropout ? m->dropout_attn : 0.0f; dr.key = m->fwd_key; dr.base = pb; dr.site = 1 + 3 * (uint32_t)l;
+            mmspcl__rt_adrop_set(&dr, m, bb, h, l);
             mmspcl__rt_attn_fwd(q + s0, k + s0, v + s0, ctx + s0, lc.probs + pb, m->lens[bb], H, h, hd, &dr);
         }
         if ((st = mmspcl__rt_lin(h1, ctx, T, H, w + L->wo, H, w + L->bo))) goto fail;
-        mmspcl__rt_drop_rows(h1, T, H, m->fwd_dropout, m->fwd_key, 2 + 3 * (uint32_t)l, m->dropout_hidden);
+        mmspcl__rt_drop_rows(m, h1, 2 + 3 * (uint32_t)l, m->dropout_hidden);
         n = (size_t)T * H;
         for (i = 0; i < n; i++) h1[i] += x[i];
         mmspcl__rt_ln(h1, h1, w + L->ln1_g, w + L->ln1_b, T, H, c->layer_norm_eps, lc.h[MMSPCL__RT_XH1], lc.inv1);
@@ -3393,7 +3414,7 @@ mmspcl_status mmspcl_roberta_train_forward(mmspcl_roberta_train *m, const int32_
         for (i = 0; i < n; i++) lc.ga[i] = lc.f[i];
         mmspcl_gelu(lc.ga, n);
         if ((st = mmspcl__rt_lin(xo, lc.ga, T, I, w + L->wo2, H, w + L->bo2))) goto fail;
-        mmspcl__rt_drop_rows(xo, T, H, m->fwd_dropout, m->fwd_key, 3 + 3 * (uint32_t)l, m->dropout_hidden);
+        mmspcl__rt_drop_rows(m, xo, 3 + 3 * (uint32_t)l, m->dropout_hidden);
         n = (size_t)T * H;
         for (i = 0; i < n; i++) xo[i] += h1[i];
         mmspcl__rt_ln(xo, xo, w + L->ln2_g, w + L->ln2_b, T, H, c->layer_norm_eps, lc.h[MMSPCL__RT_XH2], lc.inv2);
@@ -3447,7 +3468,7 @@ mmspcl_status mmspcl_roberta_train_backward(mmspcl_roberta_train *m, const float
             mmspcl__rt_ln_bwd(m, dz, dx, lc.h[MMSPCL__RT_XH2], lc.inv2, L->ln2_g, L->ln2_b, T, H);
             if (m->fwd_dropout && m->dropout_hidden > 0.0f) {
                 memcpy(dq, dz, sizeof(float) * n);
-                mmspcl__rt_drop_rows(dq, T, H, 1, m->fwd_key, 3 + 3 * (uint32_t)l, m->dropout_hidden);
+                mmspcl__rt_drop_rows(m, dq, 3 + 3 * (uint32_t)l, m->dropout_hidden);
                 dzm = dq;
             }
             memset(dI, 0, sizeof(float) * nI);
@@ -3460,7 +3481,7 @@ mmspcl_status mmspcl_roberta_train_backward(mmspcl_roberta_train *m, const float
             dzm = dz;
             if (m->fwd_dropout && m->dropout_hidden > 0.0f) {
                 memcpy(dq, dz, sizeof(float) * n);
-                mmspcl__rt_drop_rows(dq, T, H, 1, m->fwd_key, 2 + 3 * (uint32_t)l, m->dropout_hidden);
+                mmspcl__rt_drop_rows(m, dq, 2 + 3 * (uint32_t)l, m->dropout_hidden);
                 dzm = dq;
             }
             memset(dctx, 0, sizeof(float) * n);
@@ -3474,7 +3495,7 @@ mmspcl_status mmspcl_roberta_train_backward(mmspcl_roberta_train *m, const float
                 const size_t s0 = (size_t)m->starts[bb] * H, pb = poff[bb] + (size_t)h * m->lens[bb] * m->lens[bb];
                 float *rows = attn_rows + (size_t)MMSPCL__THREAD_ID() * 2 * m->max_seq;
                 mmspcl__rt_adrop dr;
-                dr.p = m->fwd_dropout ? m->dropout_attn : 0.0f; dr.key = m->fwd_key; dr.base = pb; dr.site = 1 + 3 * (uint32_t)l;
+                mmspcl__rt_adrop_set(&dr, m, bb, h, l);
                 mmspcl__rt_attn_bwd(lc.h[MMSPCL__RT_Q] + s0, lc.h[MMSPCL__RT_K] + s0, lc.h[MMSPCL__RT_V] + s0,
                                     lc.probs + pb, dctx + s0, dq + s0, dk + s0, dv + s0, rows, rows + m->max_seq,
                                     m->lens[bb], H, h, hd, &dr);
@@ -3496,7 +3517,7 @@ mmspcl_status mmspcl_roberta_train_backward(mmspcl_roberta_train *m, const float
         return MMSPCL_OK;
     }
     /* x0 = dropout(LN(embeddings)) */
-    mmspcl__rt_drop_rows(dx, T, H, m->fwd_dropout, m->fwd_key, 0, m->dropout_hidden);
+    mmspcl__rt_drop_rows(m, dx, 0, m->dropout_hidden);
     mmspcl__rt_ln_bwd(m, dz, dx, MMSPCL__RT_XHAT0(m), MMSPCL__RT_INV0(m), m->eln_g, m->eln_b, T, H);
     if (demb) memcpy(demb, dz, sizeof(float) * n);
     {

@@ -26,6 +26,7 @@
 #include "tests/fuzz/fuzz_inflate.c"
 #include "tests/fuzz/fuzz_meld.c"
 #include "tests/fuzz/fuzz_dialogues.c"
+#include "tests/fuzz/fuzz_wav.c"
 
 #include <dirent.h>
 #include <string.h>
@@ -35,7 +36,7 @@ static const struct { const char *name; replay_fn fn; } replay_targets[] = {
     {"weights", fuzz_weights}, {"safetensors", fuzz_safetensors}, {"json", fuzz_json},
     {"config", fuzz_config},   {"torchbin", fuzz_torchbin},       {"bpe", fuzz_bpe},
     {"image", fuzz_image},     {"inflate", fuzz_inflate},         {"meld", fuzz_meld},
-    {"dialogues", fuzz_dialogues}};
+    {"dialogues", fuzz_dialogues}, {"wav", fuzz_wav}};
 #define REPLAY_N ((int)(sizeof replay_targets / sizeof replay_targets[0]))
 
 static int replay_dir(const char *dir) {

@@ -3,7 +3,10 @@
    Times the encoder a weight file holds (RoBERTa or CLIP's vision tower): warm-up, then repeated
    forwards; prints median / min wall and CPU time, GFLOP/s, % of a measured FMA peak, the peak
    RSS and the activation arena. --matmul times one linear layer (128 x 1024 x 4096 by default)
-   of the same dtype instead. Timing lines are also printed as "result key=value ..." for scripts. */
+   of the same dtype instead. --train times a training step of a RoBERTa encoder instead of a
+   forward (mmspcl_train.h: forward in training mode with dropout 0.1, backward, clipping,
+   AdamW; FLOPs counted as 3 forwards). Timing lines are also printed as "result key=value ..."
+   for scripts. */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200112L
 #endif
@@ -14,6 +17,7 @@
 #include <math.h>
 #include <time.h>
 #include "cli.h"
+#include "mmspcl_train.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -153,6 +157,8 @@ static unsigned lcg(unsigned *s) { *s = *s * 1664525u + 1013904223u; return *s >
 
 /* ---- the timed work ------------------------------------------------------------------------ */
 typedef struct bench_ctx {
+    mmspcl_roberta_train *rt;     /* --train */
+    float *dout;
     mmspcl_roberta *rob;
     mmspcl_clip *clip;
     int32_t *ids;
@@ -163,6 +169,18 @@ typedef struct bench_ctx {
 } bench_ctx;
 
 static int run_once(bench_ctx *b, mmspcl_error *err) {
+    if (b->rt) {   /* one training step: forward (dropout), backward of sum(dout . out), clip, AdamW */
+        mmspcl_adamw_cfg ac;
+        mmspcl_adamw_defaults(&ac);
+        b->rt->dropout_key++;
+        if (mmspcl_roberta_train_forward(b->rt, b->ids, b->lengths, b->batch, b->seq, err)) return 1;
+        mmspcl_params_zero_grad(&b->rt->P);
+        if (mmspcl_roberta_train_backward(b->rt, b->dout, NULL, err)) return 1;
+        mmspcl_grad_clip(&b->rt->P, 5.0);
+        mmspcl_adamw_step(&b->rt->P, &ac, 1e-5);
+        mmspcl_roberta_train_sync(b->rt);
+        return 0;
+    }
     if (b->rob) return mmspcl_roberta_forward(b->rob, b->ids, b->lengths, b->batch, b->seq, b->outbuf, err) != MMSPCL_OK;
     if (b->clip) return mmspcl_clip_forward(b->clip, b->pixels, b->batch, NULL, b->outbuf, err) != MMSPCL_OK;
     if (mmspcl_linear(b->y, b->x, b->M, b->K, &b->W, NULL) != MMSPCL_OK) {
@@ -207,7 +225,7 @@ static int read_pixels(const char *path, float *px, size_t n, size_t *got) {
 /* The command line, parsed. */
 typedef struct bench_opts {
     const char *model, *ids_path, *px_path, *out_path, *mm;
-    int seq, batch, threads, image, reps, warmup, matmul;
+    int seq, batch, threads, image, reps, warmup, matmul, train;
 } bench_opts;
 
 /* What the setup and the timed runs measure, for the report. */
@@ -234,6 +252,7 @@ static int bench_parse_args(int argc, char **argv, bench_opts *o) {
             CLI_OPT_INT("--batch", &o->batch, 1, 4096, "B", "sequences / images per forward"),
             {"--threads", CLI_INT, &o->threads, 1, 1024, "T", "OpenMP threads", "OMP_NUM_THREADS or all cores", 0, NULL},
             CLI_OPT_FLAG("--image", &o->image, "the file must be a CLIP vision tower (checked; the model type is read from the file)"),
+            CLI_OPT_FLAG("--train", &o->train, "time a training step of a RoBERTa encoder (forward with dropout, backward, AdamW)"),
             CLI_OPT_INT("--reps", &o->reps, 1, 1000000, "R", "timed forwards"),
             CLI_OPT_INT("--warmup", &o->warmup, 0, 1000000, "W", "untimed forwards before them"),
             CLI_OPT_STR("--ids", &o->ids_path, "FILE", "token ids (whitespace-separated) instead of deterministic random ones",
@@ -339,8 +358,20 @@ static int bench_setup_roberta(bench_ctx *b, mmspcl_weights *w, const bench_opts
     int n_ids = 0, i, j;
     const int batch = o->batch, seq = o->seq;
     if (o->image) { cli_fail(CMD, "%s holds a RoBERTa encoder, not an image tower", o->model); return 2; }
-    if (mmspcl_roberta_load(&b->rob, w, batch, seq, err)) return cli_fail(CMD, "%s: %s", o->model, err->msg);
-    c = mmspcl_roberta_get_config(b->rob);
+    if (o->train) {
+        if (!(b->rt = (mmspcl_roberta_train *)calloc(1, sizeof *b->rt))) return cli_fail(CMD, "out of memory");
+        if (mmspcl_roberta_train_from_weights(b->rt, w, batch * seq, seq, err)) {
+            free(b->rt);
+            b->rt = NULL;
+            return cli_fail(CMD, "%s: %s", o->model, err->msg);
+        }
+        b->rt->train_mode = 1;
+        b->rt->dropout_hidden = b->rt->dropout_attn = 0.1f;
+        c = &b->rt->cfg;
+    } else {
+        if (mmspcl_roberta_load(&b->rob, w, batch, seq, err)) return cli_fail(CMD, "%s: %s", o->model, err->msg);
+        c = mmspcl_roberta_get_config(b->rob);
+    }
     b->batch = batch; b->seq = seq;
     b->ids = (int32_t *)malloc((size_t)batch * seq * sizeof(int32_t));
     b->lengths = (int *)malloc((size_t)batch * sizeof(int));
@@ -358,11 +389,16 @@ static int bench_setup_roberta(bench_ctx *b, mmspcl_weights *w, const bench_opts
             if (*id < 0 || *id >= c->vocab_size) return cli_fail(CMD, "token id %d outside the vocabulary", *id);
         }
     }
-    {   /* FLOPs: linear layers + attention (QK^T and PV) */
+    {   /* FLOPs: linear layers + attention (QK^T and PV); a training step: about 3 forwards */
         double T = (double)batch * seq, H = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
-        r->flops = L * (T * (8.0 * H * H + 4.0 * H * I) + (double)batch * 4.0 * seq * seq * H);
+        r->flops = L * (T * (8.0 * H * H + 4.0 * H * I) + (double)batch * 4.0 * seq * seq * H) * (b->rt ? 3.0 : 1.0);
     }
-    r->arena = (double)mmspcl_roberta_arena_bytes(b->rob);
+    if (b->rt) {   /* the training "arena": the cache and scratch of the passes, float mirrors and double master state */
+        size_t k, n = (size_t)batch * seq * c->hidden_size;
+        if (!(b->dout = (float *)malloc(n * sizeof(float)))) return cli_fail(CMD, "out of memory");
+        for (k = 0; k < n; k++) b->dout[k] = (float)(lcg(&s) % 2001) / 1000.0f - 1.0f;
+        r->arena = (double)(b->rt->cache_n + b->rt->scratch_n) * sizeof(float) + (double)b->rt->P.n * (2 * sizeof(float) + 4 * sizeof(double));
+    } else r->arena = (double)mmspcl_roberta_arena_bytes(b->rob);
     r->dtype = bench_layer_dtype(w, "intermediate.dense.weight");
     return 0;
 }
@@ -440,8 +476,10 @@ static void bench_report(const bench_ctx *b, const bench_opts *o, bench_stats *r
     best_rate = flops / wall[0];
     printf("model      %s (%s weights, %s), %s\n", o->model, r->dtype,
            matmul ? "one linear layer" : !strcmp(r->arch, "roberta") ? "RoBERTa" : "CLIP vision",
-           matmul ? "" : b->rob ? "text" : "image");
+           matmul ? "" : b->rt ? "training" : b->rob ? "text" : "image");
     if (matmul) printf("shape      %d x %d x %d (rows x in x out)\n", b->M, b->K, b->N);
+    else if (b->rt) printf("input      batch %d x %d tokens, one training step (forward with dropout 0.1, backward, clip, AdamW)\n",
+                           o->batch, o->seq);
     else if (b->rob) printf("input      batch %d x %d tokens\n", o->batch, o->seq);
     else printf("input      batch %d image(s)\n", o->batch);
     printf("threads    %d; %d warm-up + %d timed runs\n", threads, o->warmup, reps);
@@ -482,6 +520,7 @@ int mmspcl_cmd_bench(int argc, char **argv) {
     memset(&out, 0, sizeof out);
     if ((rc = bench_parse_args(argc, argv, &o)) != BENCH_PARSED) return rc;
     if (o.out_path && o.matmul) return cli_usage_error(CMD, "-o writes an encoder's output: not with --matmul");
+    if (o.train && (o.matmul || o.image || o.out_path)) return cli_usage_error(CMD, "--train times a RoBERTa training step: not with --matmul, --image or -o");
     if (o.out_path && cli_out_open(&out, CMD, o.out_path)) return 1;
 #ifdef _OPENMP
     if (o.threads > 0) omp_set_num_threads(o.threads);
@@ -501,6 +540,7 @@ int mmspcl_cmd_bench(int argc, char **argv) {
     mmspcl_weights_get_str(w, "general.architecture", &r.arch);
     if (o.matmul) rc = bench_setup_matmul(&b, w, o.mm, &r);
     else if (!strcmp(r.arch, "roberta")) rc = bench_setup_roberta(&b, w, &o, &r, &err);
+    else if (o.train) rc = cli_fail(CMD, "--train: %s holds '%s', not a RoBERTa encoder", o.model, r.arch);
     else rc = bench_setup_clip(&b, w, &o, &r, &err);
     if (rc) goto done;
     rc = 1;
@@ -521,6 +561,9 @@ done:
     free(b.y);
     free((void *)b.W.data);
     mmspcl_roberta_free(b.rob);
+    if (b.rt) mmspcl_roberta_train_free(b.rt);
+    free(b.rt);
+    free(b.dout);
     mmspcl_clip_free(b.clip);
     mmspcl_weights_free(w);
     return rc;

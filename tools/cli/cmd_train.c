@@ -6,10 +6,14 @@
    dev, text views, MSVE heads. Reads DIR/train_sent_emo.csv and DIR/dev_sent_emo.csv (never the
    test split). Every output (MODEL, --q8, the checkpoint MODEL.ckpt) is checked before any
    training starts; none may be one of the inputs. The progress line's ETA is for the whole run
-   (every stage still to come, from the resume point with --resume). */
+   (every stage still to come, from the resume point with --resume).
+
+   mmspcl train --init MODEL --meld DIR -o OUT [options]: SPCL fine-tuning of a converted RoBERTa
+   checkpoint instead (tools/train/spcl_finetune.c; train_finetune below). */
 #include "mmspcl.h"
 #include "mmspcl_train.h"
 #include "tools/train/meld_recipe.h"
+#include "tools/train/spcl_finetune.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,7 +225,8 @@ static int train_parse(int argc, char **argv, meld_recipe *r, train_args *a, tra
                            "Trains the MELD text classifier: cut RoBERTa BPE, MLM pretraining, SPCL fine-tuning with early\n"
                            "stopping on dev, text views, MSVE heads (tools/train/meld_recipe.h). Never reads the test split.",
                            opts, NULL, 0,
-                           "Every output (MODEL, --q8 OUT, MODEL.ckpt) is checked before training starts; none may be an input."};
+                           "Every output (MODEL, --q8 OUT, MODEL.ckpt) is checked before training starts; none may be an input.\n"
+                           "With --init MODEL: SPCL fine-tuning of a converted RoBERTa instead (mmspcl train --init MODEL --help)."};
     if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
     if (r->hidden % r->heads) return cli_usage_error(CMD, "--hidden %d is not a multiple of --heads %d", r->hidden, r->heads);
     if (a->limit && a->limit < 5 && r->holdout)
@@ -308,6 +313,120 @@ static void train_bpe_free(train_bpe *b) {
     if (b->root) json_free(b->root);
 }
 
+/* ==== mmspcl train --init: SPCL fine-tuning of a converted RoBERTa ============================== */
+typedef struct ft_args {
+    const char *meld_dir, *out, *q8;
+    int limit, no_ckpt, max_steps;
+    char train_csv[4096], dev_csv[4096], ckpt[4200];
+} ft_args;
+
+static int ft_parse(int argc, char **argv, spcl_ft_recipe *r, ft_args *a, train_ui *ui) {
+    int np, rc;
+    const cli_opt opts[] = {
+        CLI_OPT_REQ("--init", &r->init, "MODEL", "the weight file to fine-tune: a RoBERTa encoder with its tokenizer (mmspcl-convert)"),
+        CLI_OPT_REQ("--meld", &a->meld_dir, "DIR", "folder of train_sent_emo.csv and dev_sent_emo.csv"),
+        CLI_OPT_REQ("-o, --output", &a->out, "OUT", "the classifier file to write (f32); the checkpoint is OUT.ckpt"),
+        {"--seed", CLI_U64, &r->seed, 0, 18446744073709551615.0, "N", "random seed (0 to 2^64-1)", NULL, 0, NULL},
+        CLI_OPT_STR("--resume", &r->resume, "CKPT", "continue from a checkpoint (OUT.ckpt of an interrupted run)", NULL),
+        CLI_OPT_STR("--q8", &a->q8, "Q8OUT", "also write a q8_0 copy of the classifier", NULL),
+        {"--limit", CLI_INT, &a->limit, 1, 2147483647.0, "DIALOGUES", "train on the first DIALOGUES dialogues (dev: a ninth)", "all", 0, NULL},
+        {"--max-steps", CLI_INT, &a->max_steps, 0, 2147483647.0, "N", "stop after N optimiser steps (0: no limit)", NULL, 0, NULL},
+        CLI_OPT_INT("--freeze", &r->freeze, 0, 1024, "N", "keep the embeddings and the bottom N layers fixed"),
+        CLI_OPT_FLAG("--no-checkpoint", &a->no_ckpt, "no OUT.ckpt after each epoch"),
+        CLI_OPT_FLAG("--quiet", &ui->quiet, "no progress bar (steps and epoch summaries still printed)"),
+        CLI_OPT_INT("--max-len", &r->max_len, 16, 4096, "N", "tokens of an SPCL prompt (must fit the model's positions)"),
+        CLI_OPT_INT("--epochs", &r->epochs, 1, 1000, "N", "epochs (the curriculum ramps over them)"),
+        CLI_OPT_INT("--batch", &r->batch, 2, 4096, "N", "prompts per optimiser step (the contrastive batch)"),
+        CLI_OPT_INT("--micro-batch", &r->micro_batch, 0, 4096, "N", "prompts per forward pass, for memory (0: the whole batch)"),
+        CLI_OPT_REAL("--lr", &r->lr, 0, 1, "X", "encoder peak learning rate"),
+        CLI_OPT_REAL("--head-lr", &r->head_lr, 0, 1, "X", "linear heads' peak learning rate"),
+        CLI_OPT_REAL("--weight-decay", &r->weight_decay, 0, 1, "X", "AdamW weight decay (not on biases and LayerNorm)"),
+        CLI_OPT_INT("--warmup", &r->warmup, 0, 1000000, "N", "warm-up steps of the first epoch"),
+        CLI_OPT_REAL("--clip", &r->clip, 0, 1e9, "X", "gradient clipping norm (0: none)"),
+        CLI_OPT_INT("--patience", &r->patience, 0, 1000, "N", "stop after N epochs without a better dev F1 (0: never)"),
+        CLI_OPT_REAL("--temperature", &r->temperature, 1e-3, 100, "X", "SPCL temperature"),
+        CLI_OPT_INT("--pool", &r->pool_size, 1, 1 << 20, "N", "SPCL queue length per class"),
+        CLI_OPT_INT("--k", &r->K, 1, 1 << 20, "N", "queue entries averaged into a prototype"),
+        CLI_OPT_FLAG("--push-first", &r->push_first, "push the batch into the queues before sampling (the Oct-2022 order)"),
+        CLI_OPT_INT("--curriculum", &r->curriculum, 0, 1, "0|1", "curriculum sampling by difficulty"),
+        CLI_OPT_INT("--augment", &r->augment, 0, 1, "0|1", "extra prompts asking about an earlier turn (SPCL's training data)"),
+        CLI_OPT_REAL("--dropout", &r->dropout, 0, 0.95, "X", "hidden and attention dropout while training"),
+        CLI_OPT_INT("--sentiment", &r->sentiment, 0, 1, "0|1", "train a sentiment head too"),
+        CLI_OPT_END};
+    const cli_spec spec = {CMD, "--init MODEL --meld DIR -o OUT [options]",
+                           "SPCL fine-tuning of a converted RoBERTa checkpoint, as caskcsg/SPCL trains sup-simcse-roberta-large\n"
+                           "(tools/train/spcl_finetune.h; each default's source: docs/TRAINING.md). Never reads the test split.",
+                           opts, NULL, 0,
+                           "Every output (OUT, --q8, OUT.ckpt) is checked before training starts; none may be an input. The model,\n"
+                           "its tokenizer (<mask>) and --max-len are checked before the first training step."};
+    if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
+    r->max_steps = a->max_steps;
+    if ((size_t)snprintf(a->train_csv, sizeof a->train_csv, "%s/train_sent_emo.csv", a->meld_dir) >= sizeof a->train_csv ||
+        (size_t)snprintf(a->dev_csv, sizeof a->dev_csv, "%s/dev_sent_emo.csv", a->meld_dir) >= sizeof a->dev_csv ||
+        (size_t)snprintf(a->ckpt, sizeof a->ckpt, "%s.ckpt", a->out) >= sizeof a->ckpt)
+        return cli_usage_error(CMD, "a path is too long");
+    if (!a->no_ckpt) r->checkpoint = a->ckpt;
+    return CLI_GO;
+}
+
+static int ft_check_paths(const spcl_ft_recipe *r, const ft_args *a) {
+    const char *in_opts[4] = {"--init", "--meld", "--meld", "--resume"};
+    const char *in_paths[4];
+    int rc;
+    in_paths[0] = r->init; in_paths[1] = a->train_csv; in_paths[2] = a->dev_csv; in_paths[3] = r->resume;
+    if ((rc = cli_refuse_same(CMD, "-o", a->out, 4, in_opts, in_paths)) ||
+        (a->q8 && (rc = cli_refuse_same(CMD, "--q8", a->q8, 4, in_opts, in_paths))) ||
+        (r->checkpoint && (rc = cli_refuse_same(CMD, "the checkpoint", r->checkpoint, 3, in_opts, in_paths))))
+        return rc;   /* the checkpoint may be --resume: it is read whole before it is rewritten */
+    if (a->q8 && (!strcmp(a->q8, a->out) || cli_same_file(a->q8, a->out)))
+        return cli_usage_error(CMD, "--q8 %s is the same file as -o %s", a->q8, a->out);
+    if (access(r->init, R_OK) != 0) return cli_fail(CMD, "cannot open --init %s: %s", r->init, strerror(errno));
+    if (r->resume && access(r->resume, R_OK) != 0) return cli_fail(CMD, "cannot open --resume %s: %s", r->resume, strerror(errno));
+    if (cli_check_weights_output(CMD, "-o", a->out) || (a->q8 && cli_check_weights_output(CMD, "--q8", a->q8)) ||
+        (r->checkpoint && cli_check_weights_output(CMD, "the checkpoint", r->checkpoint)))
+        return 1;
+    return 0;
+}
+
+static int train_finetune(int argc, char **argv) {
+    spcl_ft_recipe r;
+    ft_args a;
+    meld_csv train, dev;
+    mmspcl_error err;
+    train_ui ui;
+    int rc, have_train = 0, have_dev = 0;
+    spcl_ft_defaults(&r);
+    memset(&ui, 0, sizeof ui);
+    memset(&a, 0, sizeof a);
+    if ((rc = ft_parse(argc, argv, &r, &a, &ui)) != CLI_GO) return rc;
+    if ((rc = ft_check_paths(&r, &a))) return rc;
+    ui.tty = isatty(2);
+    ui.t0 = ui.last_print = now_s();
+    rc = 1;
+    if (meld_csv_load(a.train_csv, &train, &err)) { cli_fail_io(CMD, a.train_csv, &err); goto done; }
+    have_train = 1;
+    if (meld_csv_load(a.dev_csv, &dev, &err)) { cli_fail_io(CMD, a.dev_csv, &err); goto done; }
+    have_dev = 1;
+    meld_limit(&train, a.limit);
+    meld_limit(&dev, a.limit ? (a.limit + 8) / 9 : 0);
+    fprintf(stderr, "[0m00s] train --init %s: %d utterances in %d dialogues, dev %d in %d; max_len %d, batch %d, %d epochs, seed %llu\n",
+            r.init, train.n_rows, train.n_dialogues, dev.n_rows, dev.n_dialogues, r.max_len, r.batch, r.epochs,
+            (unsigned long long)r.seed);
+    if (spcl_finetune(&r, &train, &dev, a.out, train_progress, &ui, &err)) {
+        cli_fail(CMD, "%s", err.msg);
+        goto done;
+    }
+    if (a.q8) {
+        if (meld_quantize_file(a.out, a.q8, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+        fprintf(stderr, "wrote %s (q8_0)\n", a.q8);
+    }
+    rc = 0;
+done:
+    if (have_train) meld_csv_free(&train);
+    if (have_dev) meld_csv_free(&dev);
+    return rc;
+}
+
 int mmspcl_cmd_train(int argc, char **argv) {
     meld_recipe r;
     train_args a;
@@ -316,6 +435,8 @@ int mmspcl_cmd_train(int argc, char **argv) {
     train_ui ui;
     train_bpe bpe;
     int rc, have_train = 0, have_dev = 0;
+    for (rc = 1; rc < argc && strcmp(argv[rc], "--"); rc++)   /* --init: the fine-tuning recipe */
+        if (!strcmp(argv[rc], "--init") || !strncmp(argv[rc], "--init=", 7)) return train_finetune(argc, argv);
     meld_recipe_defaults(&r);
     memset(&ui, 0, sizeof ui);
     memset(&a, 0, sizeof a);

@@ -18,7 +18,8 @@
 3. Praat (Debian praat 6.3): tools/reference/audio_praat.praat writes NAME.praat.txt: F0 of
    "To Pitch (ac): 0.01, 75, 15, no, 0.03, 0.45, 0.01, 0.35, 0.14, 600" on the sound converted to
    mono, one frame a line (0: unvoiced), after a header line "# frames N t1 T".
-Run: tools/reference/audio_ref.py [--out DIR]   (re-running reproduces the committed bytes)
+4. Fuzz seeds (tests/fuzz/corpus/wav/, --seeds DIR): a few hundred bytes each, one a format.
+Run: tools/reference/audio_ref.py [--out DIR] [--seeds DIR]   (re-running reproduces the committed bytes)
 """
 import argparse
 import os
@@ -130,11 +131,34 @@ def references(out, files, praat_script):
         print(f"{name}: {n} frames at {rate} Hz, {ch} ch {kind}; fbank {tuple(fb.shape)}, mfcc {tuple(mf.shape)}")
 
 
+def write_seeds(d):
+    """Small WAV files for tests/fuzz/fuzz_wav.c: every sample format, odd chunks, extensible."""
+    os.makedirs(d, exist_ok=True)
+    rng = np.random.default_rng(7)
+    t = np.arange(96) / 8000.0
+    x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(t.size)
+    odd = [(b"LIST", b"INFOIART\x03\0\0\0ab\0")]   # 15 bytes: a pad byte follows
+    write_wav(f"{d}/u8.wav", [x], 8000, "u8", extra=odd)
+    write_wav(f"{d}/s16_stereo.wav", [x, -x], 16000, "s16")
+    write_wav(f"{d}/s24_ext.wav", [x[:64]], 48000, "s24", extensible=True)
+    write_wav(f"{d}/s32_3ch_ext.wav", [x[:32], x[:32], 0 * x[:32]], 32000, "s32", extensible=True)
+    write_wav(f"{d}/f32.wav", [x], 22050, "f32", extra=odd)
+    write_wav(f"{d}/f64.wav", [x[:48]], 11025, "f64")
+    write_wav(f"{d}/f32_ext_stereo.wav", [x[:40], x[:40]], 44100, "f32", extensible=True)
+    # 12-bit samples in 16-bit containers: the fmt chunk says 12 bits
+    write_wav(f"{d}/s12.wav", [np.round(x * 2048) / 2048], 16000, "s16")
+    with open(f"{d}/s12.wav", "r+b") as f:
+        f.seek(34)
+        f.write(struct.pack("<H", 12))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/data/audio")
+    ap.add_argument("--seeds", default="tests/fuzz/corpus/wav")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    write_seeds(args.seeds)
     torch.set_num_threads(1)
     files = make_wavs(args.out)
     references(args.out, files, os.path.join(os.path.dirname(os.path.abspath(__file__)), "audio_praat.praat"))

@@ -64,6 +64,7 @@ SPCL = dict(classes=7, pool=8, K=4, temperature=0.08, seed=2333)
 PREFILL = [9, 5, 4, 2, 6, 0, 3]          # queue entries pushed before the step, per class
 LR_ENC, LR_HEAD, WD, CLIP = 1e-5, 1e-3, 0.01, 1.0   # clip: the recipe's 5 would not bind here
 DROP_P, DROP_KEY = 0.1, 0x5EED5EED1234ABCD
+MAX_SEQ = 64                              # the C trainer's max_seq in tests/test_finetune.c (mask indices)
 NO_DECAY = ["bias", "LayerNorm.weight"]
 
 HEADER = """\
@@ -115,19 +116,21 @@ def compact_vocab(seqs):
 
 def forward_seq(w, ids, c, key, p):
     """One sequence (HF RobertaModel, float64), dropout p (hidden and attention) from the hash at
-    the C trainer's packed indices: w, the weights; ids, a list; key None: no dropout. Returns
-    the hidden states [L][H]."""
+    the C trainer's indices (mmspcl_train.h section 11, DROPOUT): key = (hash key or None for no
+    dropout, the sequence's row r in the batch, S = the trainer's max_seq); token i, column j:
+    (r S + i) H + j; head h, probabilities (i, j): (r heads + h) S^2 + i L + j. Returns the
+    hidden states [L][H]."""
     H, nh, eps, pad = c["hidden_size"], c["num_attention_heads"], c["layer_norm_eps"], c["pad_token_id"]
     d = H // nh
     L = len(ids)
-    t0, pbase = key[1], key[2]     # packed offset of the sequence's first token, of its probabilities
+    row, S = key[1], key[2]
     idt = torch.tensor(ids)
     pos = torch.tensor([pad + 1 + i for i in range(L)])
 
     def mask_rows(site):
         if key[0] is None:
             return None
-        return torch.tensor([[dropout_mask(key[0], site, (t0 + i) * H + j, p) for j in range(H)] for i in range(L)],
+        return torch.tensor([[dropout_mask(key[0], site, (row * S + i) * H + j, p) for j in range(H)] for i in range(L)],
                             dtype=torch.float64)
 
     def drop(x, site):
@@ -147,7 +150,7 @@ def forward_seq(w, ids, c, key, p):
         v = lin(x, pre + "attention.self.value").view(L, nh, d).transpose(0, 1)
         probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)
         if key[0] is not None:
-            am = torch.tensor([[[dropout_mask(key[0], 1 + 3 * l, pbase + (h * L + i) * L + j, p) for j in range(L)]
+            am = torch.tensor([[[dropout_mask(key[0], 1 + 3 * l, (row * nh + h) * S * S + i * L + j, p) for j in range(L)]
                                 for i in range(L)] for h in range(nh)], dtype=torch.float64)
             probs = probs * am
         ctx = (probs @ v).transpose(0, 1).reshape(L, H)
@@ -186,13 +189,9 @@ def run_case(W32, heads32, seqs, masks, labels, centers, prefill, prefill_y, c, 
     """The step; returns (losses, selections, gradnorms, z, grads dict, after dict)."""
     enc = OrderedDict((k, v.double().clone().requires_grad_(True)) for k, v in W32.items() if not k.startswith("pooler."))
     hd = OrderedDict((k, v.double().clone().requires_grad_(True)) for k, v in heads32.items())
-    H, nh = c["hidden_size"], c["num_attention_heads"]
-    zs, t0, pb = [], 0, 0
+    zs = []
     for b, s in enumerate(seqs):
-        key = (DROP_KEY if dropout else None, t0, pb)
-        zs.append(forward_seq(enc, s, c, key, f32(DROP_P))[masks[b]])
-        t0 += len(s)
-        pb += nh * len(s) * len(s)
+        zs.append(forward_seq(enc, s, c, (DROP_KEY if dropout else None, b, MAX_SEQ), f32(DROP_P))[masks[b]])
     z = torch.stack(zs)
     ye = torch.tensor([e for e, _ in labels])
     ys = torch.tensor([s for _, s in labels])
