@@ -86,11 +86,15 @@ fuzz-%: $(B)/fuzz/fuzz_%
 $(B)/tests/test_fuzz_replay: $(wildcard tests/fuzz/*.[ch])
 
 # The sanitizer, valgrind and ARM runs use a mirror of the repository root, $(B)/<kind>/root:
-# tests/ and ../shared are links to the real ones, build/ holds that kind's own tools and tests,
-# so every path a test uses (build/mmspcl-convert, build/mmspcl, build/tests/tmp, tests/data,
-# ../shared) resolves inside the mirror and no test needs to change.
+# tests/, examples/, weights/, tools/ and ../shared are links to the real ones, build/ holds that
+# kind's own tools, examples and tests, so every path a test uses (build/mmspcl-convert,
+# build/mmspcl, build/examples/*, build/tests/tmp, tests/data, weights/, ../shared) resolves inside
+# the mirror and no test needs to change.
 TEST_NAMES := $(patsubst tests/%.c,%,$(TEST_SRC))
-MIRROR      = mkdir -p $(1)/build/tests && ln -sfn ../../../tests $(1)/tests && ln -sfn ../../../shared $(1)/../shared
+EXAMPLE_NAMES := $(patsubst examples/%.c,%,$(EXAMPLE_SRC))
+MIRROR      = mkdir -p $(1)/build/tests $(1)/build/examples && ln -sfn ../../../tests $(1)/tests && \
+              ln -sfn ../../../examples $(1)/examples && ln -sfn ../../../weights $(1)/weights && \
+              ln -sfn ../../../tools $(1)/tools && ln -sfn ../../../shared $(1)/../shared
 SAN_ROOT   := $(B)/sanitize/root
 SAN_FLAGS  ?= -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_REPORT  = $(CURDIR)/$(B)/sanitize/report
@@ -98,7 +102,8 @@ SAN_REPORT  = $(CURDIR)/$(B)/sanitize/report
 # the tests start included, go to $(B)/sanitize/report.*: any report fails the target.
 test-sanitize:
 	@$(MAKE) --no-print-directory B=$(SAN_ROOT)/build CC=gcc CFLAGS="-O1 -g $(SAN_FLAGS)" \
-	  $(SAN_ROOT)/build/mmspcl-convert $(SAN_ROOT)/build/mmspcl $(patsubst %,$(SAN_ROOT)/build/tests/%,$(TEST_NAMES))
+	  $(SAN_ROOT)/build/mmspcl-convert $(SAN_ROOT)/build/mmspcl $(patsubst %,$(SAN_ROOT)/build/tests/%,$(TEST_NAMES)) \
+	  $(patsubst %,$(SAN_ROOT)/build/examples/%,$(EXAMPLE_NAMES))
 	@$(call MIRROR,$(SAN_ROOT))
 	@rm -f $(SAN_REPORT).*
 	@cd $(SAN_ROOT) && ASAN_OPTIONS=log_path=$(SAN_REPORT):detect_leaks=1:abort_on_error=0 \
@@ -129,9 +134,9 @@ test-arm:
 	@echo "== 32-bit ARM (armhf): the library compiles with $(WARN), with and without OpenMP"
 	@for v in $(ARM_VARIANTS); do name=$${v%%:*}; omp=$${v#*:}; bin=$(B)/arm64-$$name/bin; root=$(B)/arm64-$$name/root; \
 	  $(MAKE) --no-print-directory B=$$bin CC=$(ARM64_CC) OPENMP="$$omp" CFLAGS="$(ARM64_CFLAGS)" \
-	    $$bin/mmspcl-convert $$bin/mmspcl $(patsubst %,$$bin/tests/%,$(TEST_NAMES)) || exit 1; \
+	    $$bin/mmspcl-convert $$bin/mmspcl $(patsubst %,$$bin/tests/%,$(TEST_NAMES)) $(patsubst %,$$bin/examples/%,$(EXAMPLE_NAMES)) || exit 1; \
 	  $(call MIRROR,$$root); \
-	  for p in mmspcl mmspcl-convert $(patsubst %,tests/%,$(TEST_NAMES)); do \
+	  for p in mmspcl mmspcl-convert $(patsubst %,tests/%,$(TEST_NAMES)) $(patsubst %,examples/%,$(EXAMPLE_NAMES)); do \
 	    printf '#!/bin/sh\nexec %s %s "$$@"\n' "$(QEMU_ARM64)" "$(CURDIR)/$$bin/$$p" > $$root/build/$$p; chmod +x $$root/build/$$p; done; \
 	  echo "== AArch64 ($${omp:-no OpenMP}) under qemu"; \
 	  (cd $$root && OMP_NUM_THREADS=2 sh tests/run.sh $(patsubst %,build/tests/%,$(TEST_NAMES))) || exit 1; done
