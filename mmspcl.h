@@ -4,7 +4,8 @@
    WHAT
      Inference for MM-SPCL (RoBERTa text encoder + SPCL prompt, CLIP-ViT image tower, cross-modal
      pruning, fusion heads, MSVE voting, prototype classification) on plain CPUs and embedded
-     boards. libc and libm only; OpenMP optional (-fopenmp). The training side lives in
+     boards, and speech features from WAV files (Kaldi fbank / MFCC, Praat-style F0, eGeMAPS:
+     section 14). libc and libm only; OpenMP optional (-fopenmp). The training side lives in
      mmspcl_train.h.
 
    HOW TO INCLUDE
@@ -8216,7 +8217,7 @@ static size_t mmspcl__wav_bytes(mmspcl_wav_reader *r, int64_t *pos, unsigned cha
     size_t got = 0;
     if (r->mem) {
         if (*pos < (int64_t)r->mem_size) got = (size_t)((int64_t)r->mem_size - *pos) < n ? (size_t)((int64_t)r->mem_size - *pos) : n;
-        memcpy(dst, r->mem + *pos, got);
+        if (got) memcpy(dst, r->mem + *pos, got);
     }
 #ifndef MMSPCL_NO_STDIO
     else got = fread(dst, 1, n, (FILE *)r->file);
@@ -8744,7 +8745,25 @@ static void mmspcl__rfft(int n, const double *twc, const double *tws, const int 
         a[2] += ur;
         a[3] += ui;
     }
-    for (len = 8; len <= h; len *= 2) {
+    for (len = 8; 2 * len <= h; len *= 4) {   /* two stages at a time (len, 2 len): 3 products per 4 points */
+        const int half = len / 2, step = n / len, step2 = n / (2 * len);
+        for (i = 0; i < h; i += 2 * len)
+            for (j = 0; j < half; j++) {
+                const double w1r = twc[j * step], w1i = -tws[j * step], w2r = twc[j * step2], w2i = -tws[j * step2];
+                double *a = work + 2 * (i + j), *b = a + 2 * half, *c = a + 2 * len, *d = c + 2 * half;
+                double br = w1r * b[0] - w1i * b[1], bi = w1r * b[1] + w1i * b[0];
+                double dr = w1r * d[0] - w1i * d[1], di = w1r * d[1] + w1i * d[0];
+                double Ar = a[0] + br, Ai = a[1] + bi, Br = a[0] - br, Bi = a[1] - bi;
+                double Cr = c[0] + dr, Ci = c[1] + di, Dr = c[0] - dr, Di = c[1] - di;
+                double cr = w2r * Cr - w2i * Ci, ci = w2r * Ci + w2i * Cr;
+                double er = w2r * Di + w2i * Dr, ei = w2i * Di - w2r * Dr;   /* w2 (-i) D */
+                a[0] = Ar + cr; a[1] = Ai + ci;
+                c[0] = Ar - cr; c[1] = Ai - ci;
+                b[0] = Br + er; b[1] = Bi + ei;
+                d[0] = Br - er; d[1] = Bi - ei;
+            }
+    }
+    for (; len <= h; len *= 2) {   /* the last stage when the count left is odd */
         const int half = len / 2, step = n / len;
         for (i = 0; i < h; i += len)
             for (j = 0; j < half; j++) {
@@ -8982,7 +9001,7 @@ double mmspcl_audio_peak_value(const mmspcl_audio_peak *p) {
    depth samples to each side (fewer near the ends; linear interpolation below 2). */
 static double mmspcl__sinc_interp(const double *y, int n, double x, int depth) {
     int ml, mr, left, right, i;
-    double res = 0, d, sd, cw, sw, dc, ds, t, wl;
+    double res = 0, t;
     if (x >= n - 1) return y[n - 1];
     if (x <= 0) return y[0];
     ml = (int)floor(x);
@@ -8993,28 +9012,25 @@ static double mmspcl__sinc_interp(const double *y, int n, double x, int depth) {
     if (depth < 2) return y[ml] + (x - ml) * (y[mr] - y[ml]);
     left = mr - depth;
     right = ml + depth;
-    /* left side: distances d = x - i, window cos(pi d / wl); sin(pi d) alternates sign */
-    d = x - ml;
-    wl = x - left + 1;
-    sd = sin(MMSPCL__PI * d);
-    cw = cos(MMSPCL__PI * d / wl); sw = sin(MMSPCL__PI * d / wl);
-    dc = cos(MMSPCL__PI / wl); ds = sin(MMSPCL__PI / wl);
-    for (i = ml; i >= left; i--) {
-        res += y[i] * sd / (MMSPCL__PI * d) * 0.5 * (1 + cw);
-        d += 1;
-        sd = -sd;
-        t = cw * dc - sw * ds; sw = sw * dc + cw * ds; cw = t;
-    }
-    d = mr - x;
-    wl = right - x + 1;
-    sd = sin(MMSPCL__PI * d);
-    cw = cos(MMSPCL__PI * d / wl); sw = sin(MMSPCL__PI * d / wl);
-    dc = cos(MMSPCL__PI / wl); ds = sin(MMSPCL__PI / wl);
-    for (i = mr; i <= right; i++) {
-        res += y[i] * sd / (MMSPCL__PI * d) * 0.5 * (1 + cw);
-        d += 1;
-        sd = -sd;
-        t = cw * dc - sw * ds; sw = sw * dc + cw * ds; cw = t;
+    /* both sides at once (two independent chains): distances d = x - i on the left, i - x on the
+       right, window cos(pi d / w) with w = x - left + 1 (right - x + 1); sin(pi d) alternates sign */
+    {
+        const double dl0 = x - ml, dr0 = mr - x, wl = x - left + 1, wr = right - x + 1;
+        double dl = dl0, dr = dr0, sl = sin(MMSPCL__PI * dl0), sr = sin(MMSPCL__PI * dr0);
+        double cl = cos(MMSPCL__PI * dl0 / wl), snl = sin(MMSPCL__PI * dl0 / wl), cr = cos(MMSPCL__PI * dr0 / wr), snr = sin(MMSPCL__PI * dr0 / wr);
+        const double dcl = cos(MMSPCL__PI / wl), dsl = sin(MMSPCL__PI / wl), dcr = cos(MMSPCL__PI / wr), dsr = sin(MMSPCL__PI / wr);
+        double rl = 0, rr = 0;
+        for (i = 0; i < depth; i++) {
+            rl += y[ml - i] * sl / (MMSPCL__PI * dl) * 0.5 * (1 + cl);
+            rr += y[mr + i] * sr / (MMSPCL__PI * dr) * 0.5 * (1 + cr);
+            dl += 1;
+            dr += 1;
+            sl = -sl;
+            sr = -sr;
+            t = cl * dcl - snl * dsl; snl = snl * dcl + cl * dsl; cl = t;
+            t = cr * dcr - snr * dsr; snr = snr * dcr + cr * dsr; cr = t;
+        }
+        res = rl + rr;
     }
     return res;
 }

@@ -1,6 +1,7 @@
-/* make_weights roberta|clip DTYPE OUT [--layers N] [--vocab V]
+/* make_weights roberta|roberta-base|clip DTYPE OUT [--layers N] [--vocab V]
    Writes a weight file with random weights in the shape of RoBERTa-large (24 layers, hidden 1024,
-   16 heads, FFN 4096, vocab 50265) or CLIP ViT-B/32's vision tower (12 layers, hidden 768, 12
+   16 heads, FFN 4096, vocab 50265), RoBERTa-base (roberta-base: 12 layers, hidden 768, 12 heads,
+   FFN 3072, vocab 50265; the training-step comparison tools/bench/train_compare.sh) or CLIP ViT-B/32's vision tower (12 layers, hidden 768, 12
    heads, FFN 3072, 224 px, patch 32, projection 512), Linear matrices stored as DTYPE (f32, f32p =
    f32 in panels of 16 rows as mmspcl-convert --panels writes them, f16, bf16, q8_0, q4_0), everything else f32 -- what mmspcl-convert writes from a Hugging Face
    checkpoint, without needing one. Weights ~ U(-a, a) with a = sqrt(3 / fan_in) (variance 1/fan_in),
@@ -70,8 +71,8 @@ int main(int argc, char **argv) {
     char name[160];
     int layers = -1, vocab = 50265, i, l, rc = 0;
     g_panels = argc >= 3 && !strcmp(argv[2], "f32p");
-    if (argc < 4 || (mmspcl_dtype_from_name(g_panels ? "f32" : argv[2], &dt)) || (strcmp(argv[1], "roberta") && strcmp(argv[1], "clip"))) {
-        fprintf(stderr, "usage: make_weights roberta|clip f32|f32p|f16|bf16|q8_0|q4_0 OUT [--layers N] [--vocab V]\n");
+    if (argc < 4 || (mmspcl_dtype_from_name(g_panels ? "f32" : argv[2], &dt)) || (strcmp(argv[1], "roberta") && strcmp(argv[1], "roberta-base") && strcmp(argv[1], "clip"))) {
+        fprintf(stderr, "usage: make_weights roberta|roberta-base|clip f32|f32p|f16|bf16|q8_0|q4_0 OUT [--layers N] [--vocab V]\n");
         return 2;
     }
     for (i = 4; i + 1 < argc; i += 2) {
@@ -81,15 +82,16 @@ int main(int argc, char **argv) {
     w = mmspcl_writer_create();
     mmspcl_writer_set_str(w, "general.file_type", g_panels ? "f32" : argv[2]);
     mmspcl_writer_set_str(w, "general.source", "tools/bench/make_weights (random)");
-    if (!strcmp(argv[1], "roberta")) {
-        const int H = 1024, I = 4096;
+    if (!strncmp(argv[1], "roberta", 7)) {
+        const int base = !strcmp(argv[1], "roberta-base");
+        const int H = base ? 768 : 1024, I = base ? 3072 : 4096, NH = base ? 12 : 16;
         float a = sqrtf(3.0f / H), a2 = sqrtf(3.0f / I);
-        if (layers < 0) layers = 24;
+        if (layers < 0) layers = base ? 12 : 24;
         mmspcl_writer_set_str(w, "general.architecture", "roberta");
         mmspcl_writer_set_int(w, "roberta.vocab_size", vocab);
         mmspcl_writer_set_int(w, "roberta.hidden_size", H);
         mmspcl_writer_set_int(w, "roberta.num_hidden_layers", layers);
-        mmspcl_writer_set_int(w, "roberta.num_attention_heads", 16);
+        mmspcl_writer_set_int(w, "roberta.num_attention_heads", NH);
         mmspcl_writer_set_int(w, "roberta.intermediate_size", I);
         mmspcl_writer_set_int(w, "roberta.max_position_embeddings", 514);
         mmspcl_writer_set_int(w, "roberta.type_vocab_size", 1);
