@@ -182,6 +182,20 @@ static void meld_limit(meld_csv *m, int n_dialogues) {
     m->n_rows = m->dialogue_start[n_dialogues];
 }
 
+/* the train and dev splits, cut to the first `limit` dialogues (dev: a ninth as many) when
+   limit > 0; 1 after printing the error */
+static int train_load_splits(const char *train_csv, const char *dev_csv, int limit, meld_csv *train, meld_csv *dev,
+                             int *have_train, int *have_dev) {
+    mmspcl_error err;
+    if (meld_csv_load(train_csv, train, &err)) return cli_fail_io(CMD, train_csv, &err), 1;
+    *have_train = 1;
+    if (meld_csv_load(dev_csv, dev, &err)) return cli_fail_io(CMD, dev_csv, &err), 1;
+    *have_dev = 1;
+    meld_limit(train, limit);
+    meld_limit(dev, limit ? (limit + 8) / 9 : 0);
+    return 0;
+}
+
 /* ==== options and paths ======================================================================= */
 typedef struct train_args {
     const char *meld_dir, *out, *bpe_dir, *q8;
@@ -403,12 +417,7 @@ static int train_finetune(int argc, char **argv) {
     ui.tty = isatty(2);
     ui.t0 = ui.last_print = now_s();
     rc = 1;
-    if (meld_csv_load(a.train_csv, &train, &err)) { cli_fail_io(CMD, a.train_csv, &err); goto done; }
-    have_train = 1;
-    if (meld_csv_load(a.dev_csv, &dev, &err)) { cli_fail_io(CMD, a.dev_csv, &err); goto done; }
-    have_dev = 1;
-    meld_limit(&train, a.limit);
-    meld_limit(&dev, a.limit ? (a.limit + 8) / 9 : 0);
+    if (train_load_splits(a.train_csv, a.dev_csv, a.limit, &train, &dev, &have_train, &have_dev)) goto done;
     fprintf(stderr, "[0m00s] train --init %s: %d utterances in %d dialogues, dev %d in %d; max_len %d, batch %d, %d epochs, seed %llu\n",
             r.init, train.n_rows, train.n_dialogues, dev.n_rows, dev.n_dialogues, r.max_len, r.batch, r.epochs,
             (unsigned long long)r.seed);
@@ -447,12 +456,7 @@ int mmspcl_cmd_train(int argc, char **argv) {
     ui.tty = isatty(2);
     ui.t0 = ui.last_print = now_s();
     rc = 1;
-    if (meld_csv_load(a.train_csv, &train, &err)) { cli_fail_io(CMD, a.train_csv, &err); goto done; }
-    have_train = 1;
-    if (meld_csv_load(a.dev_csv, &dev, &err)) { cli_fail_io(CMD, a.dev_csv, &err); goto done; }
-    have_dev = 1;
-    meld_limit(&train, a.limit);
-    meld_limit(&dev, a.limit ? (a.limit + 8) / 9 : 0);
+    if (train_load_splits(a.train_csv, a.dev_csv, a.limit, &train, &dev, &have_train, &have_dev)) goto done;
     if (train_load_bpe(&bpe, a.vocab, a.merges)) goto done;
     fprintf(stderr, "[0m00s] train: %d utterances in %d dialogues, dev %d in %d; encoder %d x %d (heads %d, ffn %d), max_len %d, seed %llu\n",
             train.n_rows, train.n_dialogues, dev.n_rows, dev.n_dialogues, r.layers, r.hidden, r.heads, r.ffn, r.max_len,
