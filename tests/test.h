@@ -8,6 +8,7 @@
      test_run                a shell command line: its exit status, and what it printed;
      test_cosine             the cosine of two float vectors;
      test_close              |got - want| <= abs_tol + rel_tol * |want|;
+     test_write_file         write bytes to a file (0 / -1);
      test_crc32              CRC-32 (zlib, PNG, ZIP) bit by bit, independent of the library's.
    Nothing here warns when a test does not use it (static inline functions, counters marked
    unused), so the fuzz targets in tests/fuzz/ include this file too. */
@@ -102,6 +103,15 @@ static inline double test_cosine(const float *a, const float *b, size_t n) {
 /* 1 when got is within abs_tol + rel_tol * |want| of want, else 0 (NaN is never close). */
 static inline int test_close(double got, double want, double rel_tol, double abs_tol) {
     return fabs(got - want) <= abs_tol + rel_tol * fabs(want);
+}
+
+/* Writes n bytes to path (created or truncated): 0, or -1 when any step fails. */
+static inline int test_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    int ok;
+    if (!f) return -1;
+    ok = fwrite(data, 1, n, f) == n;
+    return fclose(f) == 0 && ok ? 0 : -1;
 }
 
 /* The CRC-32 of p[0..n) (reflected polynomial 0xEDB88320, as zlib, PNG and ZIP use), computed

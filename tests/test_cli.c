@@ -59,18 +59,10 @@ static int sh(const char *fmt, ...) {
 
 static int exists(const char *p) { struct stat sb; return lstat(p, &sb) == 0; }
 
-static int spit(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    int ok;
-    if (!f) return -1;
-    ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
-
 static int copy_file(const char *from, const char *to) {
     size_t n;
     unsigned char *b = test_read_file(from, &n);
-    int rc = b ? spit(to, b, n) : -1;
+    int rc = b ? test_write_file(to, b, n) : -1;
     free(b);
     return rc;
 }
@@ -433,17 +425,17 @@ static void test_outputs(void) {
           !exists(TMP "/m.mmw.ckpt"),
           "train --q8 FOLDER: %s", g_err);
     /* PATH.tmp of an interrupted write is removed; anyone else's is refused and kept */
-    spit(TMP "/st.mmw.tmp", "user data", 9);
+    test_write_file(TMP "/st.mmw.tmp", "user data", 9);
     CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/st.mmw") == 1 && strstr(g_err, "st.mmw.tmp"), "a foreign st.mmw.tmp: %s", g_err);
     CHECK(exists(TMP "/st.mmw.tmp"), "a foreign PATH.tmp was removed");
     remove(TMP "/st.mmw.tmp");
-    spit(TMP "/st.mmw.ckpt.tmp", partial, sizeof partial - 1);
+    test_write_file(TMP "/st.mmw.ckpt.tmp", partial, sizeof partial - 1);
     sh(MM " train --meld " TMP "/meld -o " TMP "/st.mmw");   /* fails later: the tiny CSV is no MELD data */
     CHECK(!exists(TMP "/st.mmw.ckpt.tmp") && strstr(g_err, "interrupted"), "a stale MODEL.ckpt.tmp was kept: %s", g_err);
-    spit(TMP "/conv.mmw.tmp", partial, sizeof partial - 1);
+    test_write_file(TMP "/conv.mmw.tmp", partial, sizeof partial - 1);
     CHECK(sh(CONV " tests/data/roberta-tiny " TMP "/conv.mmw") == 0 && !exists(TMP "/conv.mmw.tmp") && exists(TMP "/conv.mmw"),
           "mmspcl-convert with a stale OUT.tmp: %s", g_err);
-    spit(TMP "/conv2.mmw.tmp", "keep me", 7);
+    test_write_file(TMP "/conv2.mmw.tmp", "keep me", 7);
     CHECK(sh(CONV " tests/data/roberta-tiny " TMP "/conv2.mmw --quiet") == 1 && exists(TMP "/conv2.mmw.tmp") && !exists(TMP "/conv2.mmw"),
           "mmspcl-convert with a foreign OUT.tmp: %s", g_err);
     /* standard output on a full device: exit 1 with a message */
@@ -500,9 +492,9 @@ static void test_json(void) {
     static const char csv[] = "\xEF\xBB\xBF" "Speaker,Emotion,Utterance\r\nJoey,joy,\"Hi \xff, \"\"you\"\"\"\r\nRoss,anger,\"Line\nbreak \x02\"\r\n";
     static const char csv2[] = "Utterance,Speaker\nHello there,Monica\n";
     json_value *v;
-    spit(TMP "/bad.txt", dlg, sizeof dlg - 1);
-    spit(TMP "/cols.csv", csv, sizeof csv - 1);
-    spit(TMP "/dyadic.csv", csv2, sizeof csv2 - 1);
+    test_write_file(TMP "/bad.txt", dlg, sizeof dlg - 1);
+    test_write_file(TMP "/cols.csv", csv, sizeof csv - 1);
+    test_write_file(TMP "/dyadic.csv", csv2, sizeof csv2 - 1);
     CHECK(sh(MM " classify -m " MODEL " --json " TMP "/bad.txt") == 0, "classify --json bad.txt: %s", g_err);
     check_classify_json("classify --json on invalid UTF-8", 4, "Ann");
     CHECK(strstr(g_out, "caf\xEF\xBF\xBD") && strstr(g_out, "\\u0001") && strstr(g_out, "\\\"q\\\""), "U+FFFD / escapes missing");
@@ -557,9 +549,9 @@ static int setup(void) {
                                  "6,That is disgusting.,Bob,disgust,negative,1,1\n"
                                  "7,I am scared.,Ann,fear,negative,1,2\n";
     test_run(NULL, "rm -rf " TMP " && mkdir -p " TMP "/meld");
-    spit(TMP "/labels.csv", labels, sizeof labels - 1);
-    spit(TMP "/meld/train_sent_emo.csv", labels, sizeof labels - 1);
-    spit(TMP "/meld/dev_sent_emo.csv", labels, sizeof labels - 1);
+    test_write_file(TMP "/labels.csv", labels, sizeof labels - 1);
+    test_write_file(TMP "/meld/train_sent_emo.csv", labels, sizeof labels - 1);
+    test_write_file(TMP "/meld/dev_sent_emo.csv", labels, sizeof labels - 1);
     if (test_run(NULL, CONV " tests/data/roberta-tiny " ROBERTA " --quiet") != 0 || test_run(NULL, CONV " tests/data/clip-tiny " CLIP " --quiet") != 0) {
         CHECK(0, "cannot convert the tiny models (build/mmspcl-convert)");
         return -1;

@@ -25,15 +25,7 @@ static char g_cwd[1024];
 
 static int exists(const char *p) { struct stat sb; return stat(p, &sb) == 0; }
 
-static int spit(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    int ok;
-    if (!f) return -1;
-    ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
-
-static int spit_str(const char *path, const char *s) { return spit(path, s, strlen(s)); }
+static int spit_str(const char *path, const char *s) { return test_write_file(path, s, strlen(s)); }
 
 static int clean_stderr(void) {
     return !strstr(g_stderr, "Sanitizer") && !strstr(g_stderr, "runtime error");
@@ -973,11 +965,11 @@ static int test_bad_safetensors(void) {
 
     /* truncated: the data section ends early; a file cut inside the header; an empty file */
     buf = test_read_file(p, &n);
-    spit(p, buf, n - 100);
+    test_write_file(p, buf, n - 100);
     expect_fail("truncated data", dir, "end past the data section");
-    spit(p, buf, 200);
+    test_write_file(p, buf, 200);
     expect_fail("truncated header", dir, "runs past the end of the file");
-    spit(p, buf, 5);
+    test_write_file(p, buf, 5);
     expect_fail("5-byte file", dir, "shorter than the 8-byte header length");
     free(buf);
     /* header length past the end / past 100 MB */
@@ -1069,7 +1061,7 @@ static void test_bad_config(void) {
     bad_dir(dir, sizeof dir, p, sizeof p);
     snprintf(q, sizeof q, "%s/config.json", dir);
     cfg = (char *)test_read_file("tests/data/roberta-tiny/config.json", &n);
-    spit(q, cfg, n / 2);
+    test_write_file(q, cfg, n / 2);
     expect_fail("truncated config.json", dir, "config.json: byte");
     spit_str(q, "{\"model_type\": \"bert\", \"hidden_size\": 32}");
     expect_fail("unknown model_type", dir, "model_type 'bert' is not supported");
@@ -1109,7 +1101,7 @@ static void test_bad_config(void) {
         spit_str(q, deep);
         expect_fail("deep JSON config", dir, "nesting deeper than 256 levels");
     }
-    spit(q, cfg, n);
+    test_write_file(q, cfg, n);
     free(cfg);
     remove(q);
     expect_fail("missing config.json", dir, "config.json: not found");
