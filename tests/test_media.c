@@ -8,7 +8,12 @@
       anger with p = e^6 / (e^6 + e^3 + 5) and the 150 Hz turn neutral with
       p = e^3 / (e^3 + 6), and a turn without its WAV (--missing text) neutral as the 150 Hz one.
       The messages: a model without media heads, a missing clip, --clip / --missing misuse.
-   2. extract (below). */
+   2. extract on a CSV of 6 rows in 3 dialogues with clips made from tests/data (tones, speech,
+      test images): the files and their sizes; a's rows are encode-audio's, v's encode-image's
+      and t's the classifier's own t view (mmspcl_classifier_features); shards 1/2 + 2/2 joined
+      are byte for byte the unsharded run, and so is a run stopped by --max-rows, its .part
+      files then given a torn tail (as a kill mid-write leaves them), and resumed; --missing
+      skip, another job in the folder, option errors; examples/train_msve reads the output. */
 #define MMSPCL_IMPLEMENTATION
 #define MMSPCL_TRAIN_IMPLEMENTATION
 #include "mmspcl.h"
@@ -162,6 +167,159 @@ static void test_classify_media(void) {
     free(text_only);
 }
 
+/* ---- 2. extract ---------------------------------------------------------------------------- */
+#define EX TMP "/ex"
+#define EXA "--csv " EX "/train_x.csv --media " EX "/clips -m " BASE " --clip " EX "/clip.mmw -q"
+static const char *const ex_files[] = {"a.f32", "t.f32", "v.f32", "labels.txt", "sentiment.txt", "split.txt", "rows.tsv", "skipped.tsv", "extract.txt"};
+#define EX_NF ((int)(sizeof ex_files / sizeof ex_files[0]))
+
+static int same_bytes(const char *a, const char *b) {
+    size_t na, nb;
+    unsigned char *x = test_read_file(a, &na), *y = test_read_file(b, &nb);
+    const int same = x && y && na == nb && !memcmp(x, y, na);
+    free(x); free(y);
+    return same;
+}
+
+/* every output file of folder a equals folder b's */
+static int same_outputs(const char *a, const char *b) {
+    char pa[256], pb[256];
+    int i, ok = 1;
+    for (i = 0; i < EX_NF; i++) {
+        snprintf(pa, sizeof pa, "%s/%s", a, ex_files[i]);
+        snprintf(pb, sizeof pb, "%s/%s", b, ex_files[i]);
+        if (!same_bytes(pa, pb)) { fprintf(stderr, "  %s differs from %s\n", pa, pb); ok = 0; }
+    }
+    return ok;
+}
+
+static long fsize(const char *p) { struct stat sb; return stat(p, &sb) == 0 ? (long)sb.st_size : -1; }
+
+static int ex_setup(void) {
+    static const char csv[] = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID\n"
+                              "1,Hello there.,Dana,neutral,neutral,0,0\n"
+                              "2,Where is the coffee?,Leo,anger,negative,0,1\n"
+                              "3,I got the job!,Ann,joy,positive,1,0\n"
+                              "4,No way!,Bob,surprise,positive,1,1\n"
+                              "5,That is sad.,Ann,sadness,negative,1,2\n"
+                              "6,I am scared.,Cy,fear,negative,2,0\n";
+    static const char *const wav[6] = {"tone_150_16k_f32_stereo", "tone_220_48k_s24", "speech_m_16k", "speech_f_22k", "speech_8k_u8", "tone_300_8k_f64"};
+    static const char *const png[6] = {"clip_224_224", "edges97x311_224_224", "thin5x900_224_224", "clip_224_224", "edges97x311_224_224", "thin5x900_224_224"};
+    static const int dia[6] = {0, 0, 1, 1, 1, 2}, utt[6] = {0, 1, 0, 1, 2, 0};
+    int i, bad = 0;
+    test_run(NULL, "mkdir -p " EX "/clips");
+    test_write_file(EX "/train_x.csv", csv, sizeof csv - 1);
+    test_write_file(EX "/nosplit.csv", csv, sizeof csv - 1);
+    for (i = 0; i < 6; i++)
+        bad |= test_run(NULL, "cp tests/data/audio/%s.wav " EX "/clips/dia%d_utt%d.wav && cp tests/data/images/clip/%s.png " EX "/clips/dia%d_utt%d.png",
+                        wav[i], dia[i], utt[i], png[i], dia[i], utt[i]);
+    bad |= test_run(NULL, "build/mmspcl-convert tests/data/clip-tiny " EX "/clip.mmw --quiet");
+    CHECK(!bad, "extract fixtures (build/mmspcl-convert built?)");
+    return bad ? -1 : 0;
+}
+
+/* t.f32 of the unsharded run against the classifier's t view, computed here */
+static void ex_check_t(void) {
+    mmspcl_classifier m;
+    mmspcl_error err;
+    mmspcl_turn turns[3] = {{"Ann", "I got the job!"}, {"Bob", "No way!"}, {"Ann", "That is sad."}};
+    float t[3 * 128];
+    size_t n;
+    unsigned char *got = test_read_file(EX "/out/t.f32", &n);
+    int i, ok = 0;
+    double worst = 0;
+    if (!mmspcl_classifier_load(&m, BASE, &err) && !mmspcl_classifier_features(&m, turns, 3, t, NULL, NULL, &err) && got &&
+        n == 6 * 128 * 4) {
+        const float *g = (const float *)got + 2 * 128;   /* dialogue 1: rows 2..4 */
+        ok = 1;
+        for (i = 0; i < 3 * 128; i++) if (fabs(g[i] - t[i]) > worst) worst = fabs(g[i] - t[i]);
+    }
+    CHECK(ok && worst <= 1e-5, "t.f32 rows of dialogue 1 are the classifier's t view: max |diff| %g", worst);
+    mmspcl_classifier_free(&m);
+    free(got);
+}
+
+static void ex_check_run(void) {
+    char *lab;
+    CHECK(sh(MM " extract " EXA " -o " EX "/out") == 0, "extract: %s", g_err);
+    CHECK(fsize(EX "/out/a.f32") == 6 * 88 * 4 && fsize(EX "/out/t.f32") == 6 * 128 * 4 && fsize(EX "/out/v.f32") == 6 * 16 * 4 &&
+          fsize(EX "/out/skipped.tsv") == 0 && fsize(EX "/out/progress.txt") < 0, "extract: file sizes");
+    lab = (char *)test_read_file(EX "/out/labels.txt", NULL);
+    CHECK(lab && !strcmp(lab, "0\n6\n1\n3\n2\n4\n"), "labels.txt: %s", lab ? lab : "(none)");
+    free(lab);
+    lab = (char *)test_read_file(EX "/out/split.txt", NULL);
+    CHECK(lab && !strcmp(lab, "train\ntrain\ntrain\ntrain\ntrain\ntrain\n"), "split.txt from the CSV's name");
+    free(lab);
+    /* a row: encode-audio's bytes (and its F0 mean the tone's 29.37 semitones); v: encode-image's */
+    CHECK(sh(MM " encode-audio --wav " EX "/clips/dia1_utt1.wav -o " EX "/a3.f32 && " MM " encode-image -m " EX "/clip.mmw --image " EX
+             "/clips/dia1_utt1.png -o " EX "/v3.f32 && dd if=" EX "/out/a.f32 of=" EX "/a3x.f32 bs=352 skip=3 count=1 2>/dev/null && dd if=" EX
+             "/out/v.f32 of=" EX "/v3x.f32 bs=64 skip=3 count=1 2>/dev/null") == 0 &&
+          same_bytes(EX "/a3.f32", EX "/a3x.f32") && same_bytes(EX "/v3.f32", EX "/v3x.f32"), "row 3 = encode-audio / encode-image: %s", g_err);
+    {
+        size_t n;
+        unsigned char *a = test_read_file(EX "/out/a.f32", &n);
+        CHECK(a && n >= 4 && fabs(((const float *)a)[0] - 12.0 * log2(150.0 / 27.5)) < 0.1, "a row 0: F0 mean of the 150 Hz tone");
+        free(a);
+    }
+    ex_check_t();
+}
+
+static void ex_check_shards_resume(void) {
+    CHECK(sh(MM " extract " EXA " --shard 2/2 -o " EX "/sh") == 0 && sh(MM " extract --join -o " EX "/sh") == 1 && strstr(g_err, "shard 1/2"),
+          "--join with shard 1 missing: %s", g_err);
+    CHECK(sh(MM " extract " EXA " --shard 1/2 -o " EX "/sh") == 0 && sh(MM " extract --join -o " EX "/sh") == 0, "shard 1/2, join: %s", g_err);
+    CHECK(same_outputs(EX "/out", EX "/sh"), "shards 1/2 + 2/2 joined == one run");
+    /* interrupted after the first dialogue, torn tails appended, resumed */
+    CHECK(sh(MM " extract " EXA " --max-rows 1 -o " EX "/re") == 0 && fsize(EX "/re/extract.txt") < 0 && fsize(EX "/re/progress.txt") > 0 &&
+          fsize(EX "/re/a.f32") < 0, "--max-rows 1 stops with the work in .part files: %s", g_err);
+    test_run(NULL, "printf 'torn' >> " EX "/re/t.f32.part && printf '9' >> " EX "/re/labels.txt.part && printf 'x' >> " EX "/re/a.f32.part");
+    CHECK(sh(MM " extract " EXA " -o " EX "/re") == 0 && same_outputs(EX "/out", EX "/re"), "interrupted + resumed == one run: %s", g_err);
+    CHECK(sh(MM " extract " EXA " -o " EX "/re") == 0 && same_outputs(EX "/out", EX "/re"), "a complete folder is left alone: %s", g_err);
+    CHECK(sh(MM " extract " EXA " --split dev -o " EX "/re") == 1 && strstr(g_err, "another job"), "another job's folder: %s", g_err);
+}
+
+static void ex_check_errors(void) {
+    char *s;
+    test_run(NULL, "cp -r " EX "/clips " EX "/clips2 && rm " EX "/clips2/dia1_utt1.wav");
+    CHECK(sh(MM " extract --csv " EX "/train_x.csv --media " EX "/clips2 -o " EX "/miss") == 1 && strstr(g_err, "dia1_utt1.wav") &&
+          strstr(g_err, "--missing skip"), "missing clip: %s", g_err);
+    CHECK(sh(MM " extract --csv " EX "/train_x.csv --media " EX "/clips2 --missing skip -q -o " EX "/miss2") == 0 &&
+          fsize(EX "/miss2/a.f32") == 5 * 88 * 4 && fsize(EX "/miss2/t.f32") < 0, "--missing skip: %s", g_err);
+    s = (char *)test_read_file(EX "/miss2/skipped.tsv", NULL);
+    CHECK(s && !strncmp(s, "1\t1\t", 4) && strstr(s, "dia1_utt1.wav"), "skipped.tsv: %s", s ? s : "(none)");
+    free(s);
+    CHECK(sh(MM " extract --csv " EX "/nosplit.csv --media " EX "/clips -o " EX "/x") == 2 && strstr(g_err, "--split"), "no split: %s", g_err);
+    CHECK(sh(MM " extract " EXA " --shard 3/2 -o " EX "/x") == 2 && strstr(g_err, "--shard"), "--shard 3/2: %s", g_err);
+    CHECK(sh(MM " extract " EXA " --shard 1/9 -o " EX "/x") == 2 && strstr(g_err, "3 dialogues"), "--shard 1/9: %s", g_err);
+    CHECK(sh(MM " extract " EXA " --shard two -o " EX "/x") == 2, "--shard two: %s", g_err);
+    CHECK(sh(MM " extract " EXA " --missing maybe -o " EX "/x") == 2 && strstr(g_err, "--missing"), "--missing maybe: %s", g_err);
+    CHECK(sh(MM " extract " EXA) == 2 && strstr(g_err, "-o"), "no -o: %s", g_err);
+    CHECK(sh(MM " extract --join --csv " EX "/train_x.csv -o " EX "/sh") == 2, "--join with --csv: %s", g_err);
+    CHECK(sh(MM " extract --csv - --media " EX "/clips -o " EX "/x") == 2, "--csv -: %s", g_err);
+    CHECK(sh(MM " extract --csv " EX "/train_none.csv --media " EX "/clips -o " EX "/x") == 1 && strstr(g_err, "train_none.csv"), "no CSV: %s", g_err);
+}
+
+/* the three splits' folders concatenated (docs/MELD.md) train examples/train_msve */
+static void ex_check_train_msve(void) {
+    FILE *f = fopen("build/examples/train_msve", "rb");
+    if (!f) { printf("  (build/examples/train_msve not built: make examples; its check skipped)\n"); return; }
+    fclose(f);
+    CHECK(sh(MM " extract " EXA " --split dev -o " EX "/dev && " MM " extract " EXA " --split test -o " EX "/test && mkdir -p " EX
+             "/all && for f in t.f32 a.f32 v.f32 labels.txt split.txt; do cat " EX "/out/$f " EX "/dev/$f " EX "/test/$f > " EX
+             "/all/$f; done") == 0, "three splits: %s", g_err);
+    CHECK(sh("build/examples/train_msve --t " EX "/all/t.f32 --dim-t 128 --a " EX "/all/a.f32 --dim-a 88 --v " EX "/all/v.f32 --dim-v 16 --labels " EX
+             "/all/labels.txt --split " EX "/all/split.txt --classes 7 --epochs 2") == 0 && strstr(g_out, "18 rows (train 6, dev 6, test 6)"),
+          "train_msve reads extract's files: %s %s", g_out, g_err);
+}
+
+static void test_extract(void) {
+    if (ex_setup()) return;
+    ex_check_run();
+    ex_check_shards_resume();
+    ex_check_errors();
+    ex_check_train_msve();
+}
+
 int main(void) {
     FILE *f = fopen(MM, "rb");
     CHECK(f != NULL, "%s must be built (make test builds it)", MM);
@@ -169,6 +327,7 @@ int main(void) {
     fclose(f);
     test_run(NULL, "rm -rf " TMP " && mkdir -p " TMP);
     test_classify_media();
+    test_extract();
     free(g_out);
     free(g_err);
     return TEST_END();
