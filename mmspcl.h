@@ -88,6 +88,8 @@
      0.1  weight file format v1, tensors, quantization blocks, arena, reader and writer
      0.2  f32 Linear weights in panels of 16 rows (mmspcl-convert --panels; format unchanged:
           a 3-D f32 tensor), read in place by an AVX-512 kernel that broadcasts rows of x
+     0.3  bf16 weights compute bf16 x bf16 -> f32 (AVX512-BF16 vdpbf16ps, its emulation on AVX2,
+          the scalar definition); mmspcl-convert --type bf16
 */
 #ifndef MMSPCL_H
 #define MMSPCL_H
@@ -328,7 +330,8 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
 
      operation          scalar  AVX2        AVX-512         AVX-VNNI  NEON      NEON dotprod
      linear f32         def     tiles (a)   row lanes (b)   = AVX2    rows (b)  = NEON
-     linear f16, bf16   def (c) tiles (c)   row lanes (c)   = AVX2    rows (c)  = NEON
+     linear f16         def (c) tiles (c)   row lanes (c)   = AVX2    rows (c)  = NEON
+     linear bf16        def (j) tiles (j)   vdpbf16ps (k)   = AVX2    -         -
      linear f32 panels  def (c) in place    panels (d)      = AVX2    rows (c)  = NEON
      linear q8_0, q4_0  def     maddubs     VNNI-512 (e)    vpdpbusd  vmull     sdot
      dot_f32            def     -           -               -         -         -
@@ -348,8 +351,14 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
    (h) its softmax is mmspcl_softmax: the AVX2 one where the CPU has AVX2.
    (i) 6 queries at a time on the f32 micro-kernels, AVX2 softmax rows; needs head_dim a multiple
        of 16 (otherwise, or when memory runs out, the definition runs).
-   AUTO on x86: float weights AVX-512 > AVX2; q8_0 / q4_0 AVX512-VNNI > AVX-VNNI > AVX2; then the
-   definition. On ARM: NEON, with sdot when built with the dot product (-march=armv8.2-a+dotprod).
+   (j) bf16 x bf16 -> f32: x rounded to bf16, one fma chain per output in vdpbf16ps's order (6.1);
+       AVX2 runs it on the f32 tiles with x and the panels packed in that order (same bits).
+   (k) needs AVX512-BF16 (and an even n_in, else the AVX2 code): x^T in bf16 pairs, W read in
+       place, 6 outputs x 4 vectors of rows; same bits as the definition. With AVX-512 F/BW/VL
+       alone, AUTO takes AVX2 for bf16 and the AVX512 path returns MMSPCL_ERR_UNSUPPORTED.
+       ARM: the definition (no BFDOT code yet).
+   AUTO on x86: f32 / f16 weights AVX-512 > AVX2; bf16 AVX512-BF16 > AVX2; q8_0 / q4_0
+   AVX512-VNNI > AVX-VNNI > AVX2; then the definition. On ARM: NEON, with sdot when built with the dot product (-march=armv8.2-a+dotprod).
    The AVX-VNNI path needs a compiler that knows it (GCC 11, clang 12) and a CPU with AVX-VNNI,
    for float weights too.
    ------------------------------------------------------------------------------------------ */
@@ -362,11 +371,13 @@ mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, cons
 /* q8_0 / q4_0 weights take the integer path: each row of x is quantized on the fly to int8
    blocks of 32 (f32 scale per block), dot products are exact int32 sums per block, and blocks
    are accumulated in float in a fixed order (the definition is in the implementation section); every
-   SIMD integer path gives the same bits as the scalar one. Float weights (f32, f16, bf16) keep
+   SIMD integer path gives the same bits as the scalar one. bf16 weights compute bf16 x bf16 ->
+   f32 (x rounded to bf16; every x86 path gives the definition's bits). f32 and f16 weights keep
    x in f32; their SIMD paths agree with the scalar one to about 1e-6 relative.
    The same with a chosen code path (tests compare every path with the scalar definition).
    MMSPCL_ERR_UNSUPPORTED when this CPU or build lacks the path:
-     AVX2      AVX2 + FMA (integer: maddubs)        AVX512   AVX-512 F/BW/VL (integer: AVX512-VNNI)
+     AVX2      AVX2 + FMA (integer: maddubs)        AVX512   AVX-512 F/BW/VL (integer: AVX512-VNNI,
+                                                             bf16: AVX512-BF16)
      AVXVNNI   AVX2 f32 / AVX-VNNI integer          NEON     ARM NEON (integer without dot product)
      NEON_DOTPROD  NEON with the ARMv8.2 dot product (sdot), compile-time (-march=armv8.2-a+dotprod)
    AUTO picks the best this CPU (x86: at run time) or build (ARM) has. */
@@ -2582,7 +2593,7 @@ float mmspcl_dot_f32(const float *a, const float *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-/* Linear layers, float weights (f32, f16, bf16, panels): y = x W^T + b.
+/* Linear layers, float weights (f32, f16, panels): y = x W^T + b.
    Definition: each output is bias + mmspcl_dot_f32(x row, W row widened to f32). */
 static void mmspcl__linear_scalar(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                   const float *bias, float *wide) {
@@ -2672,12 +2683,61 @@ static mmspcl_status mmspcl__linear_q_scalar(float *out, const float *x, int row
     return MMSPCL_OK;
 }
 
-/* mmspcl_linear's definition (MMSPCL_PATH_SCALAR): the integer path for q8_0 / q4_0 weights;
-   float weights as above, f32 rows in place, f16 / bf16 / panel rows widened one at a time. */
+/* Linear layers, bf16 weights: bf16 x bf16 -> f32, in the order of AVX512-BF16's vdpbf16ps.
+   Definition (every x86 path gives the same bits):
+     1. each value of x is rounded to bf16 (mmspcl__bf16_act: a zero or subnormal float becomes a
+        zero of its sign, any other value mmspcl_fp32_to_bf16's nearest even, as vcvtneps2bf16);
+     2. for each output o: acc = 0, then for the columns in the order 1, 0, 3, 2, 5, 4, ... (each
+        pair's odd column first, as vdpbf16ps adds them; an odd last column alone)
+        acc = fma(xb[k], w[k], acc); out = acc + bias.
+   A product of two bf16 is exact in f32, so each step is acc + x w rounded once, the step the
+   instruction does. vdpbf16ps also flushes subnormal weights, products and partial sums to zero,
+   which this definition does not: the two agree whenever none of those is below 2^-126 in
+   magnitude (finite checkpoints with |w| > 1e-38 and activations of ordinary size). */
+static uint16_t mmspcl__bf16_act(float f) {
+    const uint32_t u = mmspcl__f32_bits(f);
+    return (u & 0x7f800000u) == 0 ? (uint16_t)((u >> 16) & 0x8000u) : mmspcl_fp32_to_bf16(f);
+}
+
+/* Column k's place in the definition's order (pairs swapped; an odd last column stays). */
+static int mmspcl__bf16_col(int k, int n) { return (k ^ 1) < n ? k ^ 1 : k; }
+
+static mmspcl_status mmspcl__linear_bf16_scalar(float *out, const float *x, int rows, int n_in,
+                                                const mmspcl_tensor *W, const float *bias) {
+    const int n_out = (int)W->ne[0];
+    const size_t nx = (size_t)rows * (size_t)n_in;
+    float *xb = (float *)MMSPCL_MALLOC((nx + (size_t)MMSPCL__MAX_THREADS() * (size_t)n_in) * sizeof(float));
+    size_t i;
+    int o;
+    if (!xb) return MMSPCL_ERR_NOMEM;
+    for (i = 0; i < nx; i++) xb[i] = mmspcl_bf16_to_fp32(mmspcl__bf16_act(x[i]));
+    MMSPCL__OMP_FOR
+    for (o = 0; o < n_out; o++) {
+        float *w = xb + nx + (size_t)MMSPCL__THREAD_ID() * (size_t)n_in;   /* row o widened (exact) */
+        int r, k;
+        mmspcl_dequantize_row(MMSPCL_BF16, (const uint16_t *)W->data + (size_t)o * (size_t)n_in, w, n_in);
+        for (r = 0; r < rows; r++) {
+            const float *xr = xb + (size_t)r * (size_t)n_in;
+            float acc = 0.0f;
+            for (k = 0; k < n_in; k++) {
+                const int c = mmspcl__bf16_col(k, n_in);
+                acc = fmaf(xr[c], w[c], acc);
+            }
+            out[(size_t)r * (size_t)n_out + (size_t)o] = acc + (bias ? bias[o] : 0.0f);
+        }
+    }
+    MMSPCL_FREE(xb);
+    return MMSPCL_OK;
+}
+
+/* mmspcl_linear's definition (MMSPCL_PATH_SCALAR): the integer path for q8_0 / q4_0 weights,
+   bf16 x bf16 for bf16 weights; f32 and f16 as above, f32 rows in place, f16 / panel rows widened
+   one at a time. */
 static mmspcl_status mmspcl__linear_definition(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                                const float *bias) {
     float *wide;
     if (W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0) return mmspcl__linear_q_scalar(out, x, rows, n_in, W, bias);
+    if (W->dtype == MMSPCL_BF16) return mmspcl__linear_bf16_scalar(out, x, rows, n_in, W, bias);
     wide = (float *)MMSPCL_MALLOC((size_t)MMSPCL__MAX_THREADS() * (size_t)n_in * sizeof(float));
     if (!wide) return MMSPCL_ERR_NOMEM;
     mmspcl__linear_scalar(out, x, rows, n_in, W, bias, wide);
@@ -2788,6 +2848,7 @@ MMSPCL__OMP_FOR
 #define MMSPCL__CPU_AVX512 2
 #define MMSPCL__CPU_VNNI512 4
 #define MMSPCL__CPU_AVXVNNI 8
+#define MMSPCL__CPU_BF16_512 16   /* AVX512-BF16: vdpbf16ps, vcvtne2ps2bf16 */
 #define MMSPCL__CPU_KNOWN 256   /* in the cache: the features are read */
 static int mmspcl__x86_read_features(int want_avxvnni) {
     int f = 0;
@@ -2797,6 +2858,7 @@ static int mmspcl__x86_read_features(int want_avxvnni) {
         __builtin_cpu_supports("avx512vl")) {
         f |= MMSPCL__CPU_AVX512;
         if (__builtin_cpu_supports("avx512vnni")) f |= MMSPCL__CPU_VNNI512;
+        if (__builtin_cpu_supports("avx512bf16")) f |= MMSPCL__CPU_BF16_512;
     }
 #ifdef MMSPCL__HAVE_AVXVNNI
     /* CPUID leaf 7 sub-leaf 1, EAX bit 4 (not every compiler's __builtin_cpu_supports knows it);
@@ -3031,6 +3093,110 @@ static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int r
         }
     }
     MMSPCL_FREE(xt);
+    return MMSPCL_OK;
+}
+
+/* bf16 weights on AVX512-BF16 (vdpbf16ps): the bf16 definition (6.1) in the row-lane layout.
+   x is rounded to bf16 (vcvtne2ps2bf16, the definition's rounding) and packed as column pairs
+   with the rows in the lanes: the tile of rows r0 .. r0+tw-1 (tw = min(64, ldt - r0)) holds the
+   32-bit word (x[r][2p], x[r][2p+1]) at xb[r0 * n_in / 2 + p * tw + r - r0]; zero rows up to ldt.
+   W's rows are read in place, each pair (w[2p], w[2p+1]) broadcast as one word: vdpbf16ps adds
+   x[2p+1] w[2p+1], then x[2p] w[2p], to each row's lane, one chain per output over all of k (no
+   k chunks: the chain is the definition's). Needs n_in even (an odd n_in takes the AVX2 code). */
+static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void mmspcl__pack_xb_avx512(uint32_t *xb, int ldt, const float *x,
+                                                                                         int rows, int n_in) {
+    const int np = n_in / 2;
+    int r0, p, i;
+    for (r0 = 0; r0 < ldt; r0 += 16) {
+        const int t0 = r0 & ~63, tw = ldt - t0 < 64 ? ldt - t0 : 64;
+        uint32_t *dst = xb + (size_t)t0 * np + (r0 - t0);
+        for (p = 0; p < np; p += 16) {
+            const int pn = np - p < 16 ? np - p : 16, kn = 2 * pn;
+            const __mmask16 m0 = (__mmask16)(kn >= 16 ? 0xFFFFu : (1u << kn) - 1);
+            const __mmask16 m1 = (__mmask16)(kn >= 32 ? 0xFFFFu : kn <= 16 ? 0u : (1u << (kn - 16)) - 1);
+            __m512 v[16];
+            for (i = 0; i < 16; i++) {
+                const float *xr = x + (size_t)(r0 + i) * n_in + 2 * p;
+                v[i] = r0 + i < rows ? _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xr + 16),
+                                                                                         _mm512_maskz_loadu_ps(m0, xr)))
+                                     : _mm512_setzero_ps();
+            }
+            mmspcl__tr16(v);   /* v[j]: word j (pair p + j) of the 16 rows */
+            for (i = 0; i < pn; i++) _mm512_storeu_ps((float *)(dst + (size_t)(p + i) * tw), v[i]);
+        }
+    }
+}
+
+/* Micro-kernel: t[o][16 v + lane] = the chain of output o for row 16 v + lane, o < 6, v < NV;
+   prefetches like mmspcl__f32k (pf counts lines over the np pairs). */
+#define MMSPCL__B_DOT(o, v) a##o##v = _mm512_dpbf16_ps(a##o##v, (__m512bh)x##v, (__m512bh)wb);
+#define MMSPCL__B_LOADX(v) const __m512i x##v = _mm512_loadu_si512((const void *)(xk + 16 * v));
+#define MMSPCL__B_STEP1(o) { const __m512i wb = _mm512_set1_epi32(mmspcl__word((const int8_t *)(w##o + 2 * p))); MMSPCL__V1(MMSPCL__B_DOT, o) }
+#define MMSPCL__B_STEP2(o) { const __m512i wb = _mm512_set1_epi32(mmspcl__word((const int8_t *)(w##o + 2 * p))); MMSPCL__V2(MMSPCL__B_DOT, o) }
+#define MMSPCL__B_STEP3(o) { const __m512i wb = _mm512_set1_epi32(mmspcl__word((const int8_t *)(w##o + 2 * p))); MMSPCL__V3(MMSPCL__B_DOT, o) }
+#define MMSPCL__B_STEP4(o) { const __m512i wb = _mm512_set1_epi32(mmspcl__word((const int8_t *)(w##o + 2 * p))); MMSPCL__V4(MMSPCL__B_DOT, o) }
+#define MMSPCL__BF16K(NV)                                                                                   \
+static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void mmspcl__bf16k##NV(                     \
+    float *t, const uint32_t *xb, int ldx, const uint16_t *const *w, int np, const mmspcl__pf *pf) {       \
+    const uint16_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];                  \
+    int p, pi = 0, pk = pf && pf->n ? 0 : np;                                                               \
+    MMSPCL__R6(MMSPCL__Z_DECL##NV)                                                                          \
+    for (p = 0; p < np; p++) {                                                                              \
+        const uint32_t *xk = xb + (size_t)p * ldx;                                                          \
+        MMSPCL__R##NV(MMSPCL__B_LOADX)                                                                      \
+        MMSPCL__R6(MMSPCL__B_STEP##NV)                                                                      \
+        if (p == pk) {                                                                                      \
+            _mm_prefetch(pf->p + (size_t)(pi / pf->lpr) * pf->stride + (size_t)(pi % pf->lpr) * 64, _MM_HINT_T0); \
+            pi++;                                                                                           \
+            pk = pi < pf->n ? (int)((long long)pi * np / pf->n) : np;                                       \
+        }                                                                                                   \
+    }                                                                                                       \
+    MMSPCL__R6(MMSPCL__Z_ST##NV)                                                                            \
+}
+MMSPCL__BF16K(1)
+MMSPCL__BF16K(2)
+MMSPCL__BF16K(3)
+MMSPCL__BF16K(4)
+
+static void mmspcl__bf16k(int nv, float *t, const uint32_t *xb, int ldx, const uint16_t *const *w, int np, const mmspcl__pf *pf) {
+    if (nv == 4) mmspcl__bf16k4(t, xb, ldx, w, np, pf);
+    else if (nv == 3) mmspcl__bf16k3(t, xb, ldx, w, np, pf);
+    else if (nv == 2) mmspcl__bf16k2(t, xb, ldx, w, np, pf);
+    else mmspcl__bf16k1(t, xb, ldx, w, np, pf);
+}
+
+/* Super-groups of 8 groups of 6 outputs, row tiles of 64, as mmspcl__linear_f32_avx512. */
+static mmspcl_status mmspcl__linear_bf16_avx512(float *out, const float *x, int rows, int n_in,
+                                                const mmspcl_tensor *W, const float *bias) {
+    const int n_out = (int)W->ne[0], ldt = (rows + 15) & ~15, np = n_in / 2;
+    const int n_groups = (n_out + MMSPCL__MO - 1) / MMSPCL__MO, n_super = (n_groups + MMSPCL__SG - 1) / MMSPCL__SG;
+    uint32_t *xb = (uint32_t *)MMSPCL_MALLOC((size_t)ldt * (size_t)np * sizeof(uint32_t) + 64);
+    int sg;
+    if (!xb) return MMSPCL_ERR_NOMEM;
+    mmspcl__pack_xb_avx512(xb, ldt, x, rows, n_in);
+    MMSPCL__OMP_FOR
+    for (sg = 0; sg < n_super; sg++) {
+        const int s0 = sg * MMSPCL__SG * MMSPCL__MO, smo = n_out - s0 < MMSPCL__SG * MMSPCL__MO ? n_out - s0 : MMSPCL__SG * MMSPCL__MO;
+        float t[MMSPCL__SG * MMSPCL__MO * 64];
+        int o, r0, g;
+        for (r0 = 0; r0 < rows; r0 += 64) {
+            const int nv = ldt - r0 < 64 ? (ldt - r0) / 16 : 4;
+            for (g = 0; g * MMSPCL__MO < smo; g++) {
+                const int o0 = s0 + g * MMSPCL__MO, mo = n_out - o0 < MMSPCL__MO ? n_out - o0 : MMSPCL__MO;
+                const uint16_t *w[MMSPCL__MO];
+                mmspcl__pf pf;   /* the next group's rows */
+                pf.stride = (size_t)n_in * 2;
+                pf.p = (const char *)W->data + (size_t)(o0 + MMSPCL__MO) * pf.stride;
+                pf.lpr = (int)((pf.stride + 63) / 64);
+                pf.n = o0 + MMSPCL__MO < n_out ? pf.lpr * (n_out - o0 - MMSPCL__MO < MMSPCL__MO ? n_out - o0 - MMSPCL__MO : MMSPCL__MO) : 0;
+                for (o = 0; o < MMSPCL__MO; o++) w[o] = (const uint16_t *)W->data + (size_t)(o0 + (o < mo ? o : 0)) * n_in;
+                mmspcl__bf16k(nv, t + (size_t)g * MMSPCL__MO * 64, xb + (size_t)r0 * np, 16 * nv, w, np, r0 ? NULL : &pf);
+            }
+            mmspcl__store_cols_avx512(out + (size_t)r0 * n_out + s0, n_out, t, 64, rows - r0 < 16 * nv ? rows - r0 : 16 * nv,
+                                      smo, bias ? bias + s0 : NULL, 0);
+        }
+    }
+    MMSPCL_FREE(xb);
     return MMSPCL_OK;
 }
 
@@ -3407,9 +3573,12 @@ static mmspcl_status mmspcl__linear_q_x86(float *out, const float *x, int rows, 
 
 /* ---- 6.6 x86 AVX2: linear, float weights ----------------------------------------------------
    f32, f16, bf16: W in panels of 16 outputs, packed per call; f32 panels: read in place.
-   Tiles of 6 rows x 16 outputs. */
-/* Panel of columns n0 .. n0+nr-1 of W^T: panel[k * 16 + j] = W[n0 + j][k], zero past nr.
-   rows: scratch for 16 widened rows (n_in x 16 floats) when W is not f32. */
+   Tiles of 6 rows x 16 outputs: one fma chain per output along k, so bf16 weights give the bf16
+   definition's bits (6.1) when x is rounded to bf16 and both are packed in its column order, 1,
+   0, 3, 2, ... (the vdpbf16ps emulation of CPUs without AVX512-BF16). */
+/* Panel of columns n0 .. n0+nr-1 of W^T: panel[k * 16 + j] = W[n0 + j][k] (bf16: column
+   mmspcl__bf16_col(k)), zero past nr. rows: scratch for 16 widened rows (n_in x 16 floats) when W
+   is not f32. */
 static void mmspcl__pack_panel16(float *panel, const mmspcl_tensor *W, int n0, int nr, int n_in, float *rows) {
     const size_t row_bytes = mmspcl_dtype_row_size(W->dtype, n_in);
     const float *src[16];
@@ -3426,16 +3595,21 @@ static void mmspcl__pack_panel16(float *panel, const mmspcl_tensor *W, int n0, i
     for (k = 0; k < n_in; k += 16) {
         const int kn = n_in - k < 16 ? n_in - k : 16;
         for (j = 0; j < 16; j++)
-            for (kk = 0; kk < kn; kk++) panel[(size_t)(k + kk) * 16 + j] = src[j] ? src[j][k + kk] : 0.0f;
+            for (kk = 0; kk < kn; kk++)
+                panel[(size_t)(k + kk) * 16 + j] = !src[j] ? 0.0f
+                                                 : src[j][W->dtype == MMSPCL_BF16 ? mmspcl__bf16_col(k + kk, n_in) : k + kk];
     }
 }
 
-/* out tile rows < mr, columns < nr = bias + x block (packed [k][6]) times the panel. */
+/* out tile rows < mr, columns < nr = bias + x block (packed [k][6]) times the panel: the chains
+   start from the bias, or (bias_last, the bf16 definition's order) from 0 with the bias added at
+   the end. */
 static __attribute__((target("avx2,fma"))) void mmspcl__tile_avx2(float *out, int ld_out, const float *xp, int n_in,
-                                                                  const float *panel, const float *bias, int mr, int nr) {
+                                                                  const float *panel, const float *bias, int mr, int nr,
+                                                                  int bias_last) {
     float tmp[6 * 16], b[16];
     int j, k, r;
-    for (j = 0; j < 16; j++) b[j] = bias && j < nr ? bias[j] : 0.0f;
+    for (j = 0; j < 16; j++) b[j] = bias && j < nr && !bias_last ? bias[j] : 0.0f;
     {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #define MMSPCL__DECL(r) __m256 a##r##_0 = b0, a##r##_1 = b1;
@@ -3454,13 +3628,15 @@ static __attribute__((target("avx2,fma"))) void mmspcl__tile_avx2(float *out, in
 #undef MMSPCL__STORE
     }
     for (r = 0; r < mr; r++)
-        for (j = 0; j < nr; j++) out[(size_t)r * ld_out + j] = tmp[r * 16 + j];
+        for (j = 0; j < nr; j++)
+            out[(size_t)r * ld_out + j] = bias_last ? tmp[r * 16 + j] + (bias ? bias[j] : 0.0f) : tmp[r * 16 + j];
 }
 
 static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                              const float *bias) {
     const int n_out = (int)mmspcl_matrix_rows(W), n_panels = (n_out + 15) / 16, n_blocks = (rows + 5) / 6, nthreads = MMSPCL__MAX_THREADS();
     const int in_place = mmspcl_tensor_is_panels(W);   /* already this kernel's panels */
+    const int bf = W->dtype == MMSPCL_BF16;              /* the bf16 definition's x and order */
     const size_t per_thread = (size_t)n_in * 16 * 2 + 16;   /* a panel and 16 widened rows */
     float *buf = (float *)MMSPCL_MALLOC(((size_t)nthreads * per_thread + (size_t)n_blocks * 6 * n_in) * sizeof(float));
     float *xp;
@@ -3469,8 +3645,14 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
     xp = buf + (size_t)nthreads * per_thread;   /* x in blocks of 6 rows, [block][k][6], zero past rows */
     for (r0 = 0; r0 < rows; r0 += 6)
         for (k = 0; k < n_in; k++)
-            for (r = 0; r < 6; r++)
-                xp[((size_t)(r0 / 6) * n_in + k) * 6 + r] = r0 + r < rows ? x[(size_t)(r0 + r) * n_in + k] : 0.0f;
+            for (r = 0; r < 6; r++) {
+                float v = 0.0f;
+                if (r0 + r < rows) {
+                    v = x[(size_t)(r0 + r) * n_in + (bf ? mmspcl__bf16_col(k, n_in) : k)];
+                    if (bf) v = mmspcl_bf16_to_fp32(mmspcl__bf16_act(v));
+                }
+                xp[((size_t)(r0 / 6) * n_in + k) * 6 + r] = v;
+            }
     MMSPCL__OMP_FOR
     for (p = 0; p < n_panels; p++) {
         float *scratch = buf + (size_t)MMSPCL__THREAD_ID() * per_thread, *wide = scratch + (size_t)n_in * 16;
@@ -3482,7 +3664,7 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
         for (blk = 0; blk < n_blocks; blk++) {
             const int b0 = blk * 6, mr = rows - b0 < 6 ? rows - b0 : 6;
             mmspcl__tile_avx2(out + (size_t)b0 * n_out + n0, n_out, xp + (size_t)blk * 6 * n_in, n_in, panel,
-                              bias ? bias + n0 : NULL, mr, nr);
+                              bias ? bias + n0 : NULL, mr, nr, bf);
         }
     }
     MMSPCL_FREE(buf);
@@ -3868,6 +4050,7 @@ static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows,
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path) {
     const int quant = W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0, panels = mmspcl_tensor_is_panels(W);
+    const int bf16 = W->dtype == MMSPCL_BF16;
     if ((W->ndim != 2 && !panels) || W->ne[1] != n_in || rows < 0 || n_in < 1 || mmspcl_dtype_row_size(W->dtype, n_in) == 0 ||
         W->dtype == MMSPCL_I32 || mmspcl_matrix_rows(W) > 0x7fffffff)
         return MMSPCL_ERR_ARG;
@@ -3883,6 +4066,9 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
                 if (f & MMSPCL__CPU_AVXVNNI) return mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 1);
 #endif
                 if (f & MMSPCL__CPU_AVX2) return mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 0);
+            } else if (bf16) {   /* vdpbf16ps, else its emulation */
+                if ((f & MMSPCL__CPU_BF16_512) && n_in % 2 == 0) return mmspcl__linear_bf16_avx512(out, x, rows, n_in, W, bias);
+                if (f & MMSPCL__CPU_AVX2) return mmspcl__linear_f32_avx2(out, x, rows, n_in, W, bias);
             } else {
                 if (f & MMSPCL__CPU_AVX512)
                     return panels ? mmspcl__linear_panels_avx512(out, x, rows, n_in, W, bias)
@@ -3890,7 +4076,10 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
                 if (f & MMSPCL__CPU_AVX2) return mmspcl__linear_f32_avx2(out, x, rows, n_in, W, bias);
             }
         } else if (path == MMSPCL_PATH_AVX512) {
-            if (!(f & (quant ? MMSPCL__CPU_VNNI512 : MMSPCL__CPU_AVX512))) return MMSPCL_ERR_UNSUPPORTED;
+            if (!(f & (quant ? MMSPCL__CPU_VNNI512 : bf16 ? MMSPCL__CPU_BF16_512 : MMSPCL__CPU_AVX512))) return MMSPCL_ERR_UNSUPPORTED;
+            if (bf16)
+                return n_in % 2 ? mmspcl__linear_f32_avx2(out, x, rows, n_in, W, bias)
+                                : mmspcl__linear_bf16_avx512(out, x, rows, n_in, W, bias);
             return quant    ? mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 2)
                    : panels ? mmspcl__linear_panels_avx512(out, x, rows, n_in, W, bias)
                             : mmspcl__linear_f32_avx512(out, x, rows, n_in, W, bias);
@@ -3920,11 +4109,12 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
 #endif
         if (path != MMSPCL_PATH_AUTO && path != MMSPCL_PATH_NEON && path != MMSPCL_PATH_NEON_DOTPROD)
             return path < MMSPCL_PATH_COUNT ? MMSPCL_ERR_UNSUPPORTED : MMSPCL_ERR_ARG;
+        if (bf16) return mmspcl__linear_definition(out, x, rows, n_in, W, bias);   /* no BFDOT code yet */
         return quant ? mmspcl__linear_q_neon(out, x, rows, n_in, W, bias, dot)
                      : mmspcl__linear_f32_neon(out, x, rows, n_in, W, bias);
     }
 #else
-    (void)quant;   /* only the SIMD paths need it */
+    (void)quant; (void)bf16;   /* only the SIMD paths need them */
     if (path != MMSPCL_PATH_SCALAR && path != MMSPCL_PATH_AUTO)
         return path < MMSPCL_PATH_COUNT ? MMSPCL_ERR_UNSUPPORTED : MMSPCL_ERR_ARG;
 #endif
