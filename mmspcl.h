@@ -150,6 +150,9 @@ void mmspcl_free(void *p);
      q8_0: { uint16 f16 scale d; int8 q[32] }            34 bytes, x = d * q
      q4_0: { uint16 f16 scale d; uint8 q[16] }           18 bytes, x = d * (nibble - 8);
            byte j holds value j in its low nibble and value j+16 in its high nibble.
+   k-types, super-blocks of 256 values = 8 sub-blocks of 32, each with its own scale and zero point
+   (docs/FORMAT.md "k-types"): x = f16 d * sc[j] * (q - z[j]) for a value of sub-block j, sc a
+   6-bit code; q4_k 140 bytes (4.375 bits per value), q5_k 173 bytes (5.41 bits per value).
    ------------------------------------------------------------------------------------------ */
 typedef enum mmspcl_dtype {
     MMSPCL_F32 = 0,
@@ -158,10 +161,15 @@ typedef enum mmspcl_dtype {
     MMSPCL_Q8_0 = 3,
     MMSPCL_Q4_0 = 4,
     MMSPCL_I32 = 5,
+    MMSPCL_Q4_K = 6,
+    MMSPCL_Q5_K = 7,
     MMSPCL_DTYPE_COUNT
 } mmspcl_dtype;
 
 #define MMSPCL_QBLOCK 32
+#define MMSPCL_KBLOCK 256     /* values per k-type super-block */
+#define MMSPCL_Q4_K_BYTES 140
+#define MMSPCL_Q5_K_BYTES 173
 #define MMSPCL_MAX_DIMS 4
 
 typedef struct mmspcl_block_q8_0 { uint16_t d; int8_t q[MMSPCL_QBLOCK]; } mmspcl_block_q8_0;
@@ -1594,30 +1602,32 @@ uint16_t mmspcl_fp32_to_bf16(float f) {
 }
 
 /* ---- 3.2 Data types, panels and quantization blocks -------------------------------------- */
-static const char *const mmspcl__dtype_names[MMSPCL_DTYPE_COUNT] = {
-    "f32", "f16", "bf16", "q8_0", "q4_0", "i32"};
+/* The type table: name, values per block (1 for plain numbers), bytes per block, and whether
+   Linear weights of the type take the integer path (int8 values and a scale per 32). */
+static const struct mmspcl__type_traits { const char *name; int block, bytes, integer; }
+    mmspcl__types[MMSPCL_DTYPE_COUNT] = {
+        {"f32", 1, 4, 0},         {"f16", 1, 2, 0},  {"bf16", 1, 2, 0},
+        {"q8_0", MMSPCL_QBLOCK, (int)sizeof(mmspcl_block_q8_0), 1}, {"q4_0", MMSPCL_QBLOCK, (int)sizeof(mmspcl_block_q4_0), 1},
+        {"i32", 1, 4, 0},         {"q4_k", MMSPCL_KBLOCK, MMSPCL_Q4_K_BYTES, 1}, {"q5_k", MMSPCL_KBLOCK, MMSPCL_Q5_K_BYTES, 1}};
 
 const char *mmspcl_dtype_name(mmspcl_dtype t) {
-    return (unsigned)t < MMSPCL_DTYPE_COUNT ? mmspcl__dtype_names[t] : "?";
+    return (unsigned)t < MMSPCL_DTYPE_COUNT ? mmspcl__types[t].name : "?";
 }
 
 int mmspcl_dtype_from_name(const char *name, mmspcl_dtype *out) {
     int i;
     for (i = 0; i < MMSPCL_DTYPE_COUNT; i++)
-        if (strcmp(name, mmspcl__dtype_names[i]) == 0) { *out = (mmspcl_dtype)i; return 0; }
+        if (strcmp(name, mmspcl__types[i].name) == 0) { *out = (mmspcl_dtype)i; return 0; }
     return -1;
 }
 
 size_t mmspcl_dtype_row_size(mmspcl_dtype t, int64_t n) {
-    if (n < 0) return 0;
-    switch (t) {
-    case MMSPCL_F32: case MMSPCL_I32: return (size_t)n * 4;
-    case MMSPCL_F16: case MMSPCL_BF16: return (size_t)n * 2;
-    case MMSPCL_Q8_0: return n % MMSPCL_QBLOCK ? 0 : (size_t)(n / MMSPCL_QBLOCK) * sizeof(mmspcl_block_q8_0);
-    case MMSPCL_Q4_0: return n % MMSPCL_QBLOCK ? 0 : (size_t)(n / MMSPCL_QBLOCK) * sizeof(mmspcl_block_q4_0);
-    default: return 0;
-    }
+    if (n < 0 || (unsigned)t >= MMSPCL_DTYPE_COUNT || n % mmspcl__types[t].block) return 0;
+    return (size_t)(n / mmspcl__types[t].block) * (size_t)mmspcl__types[t].bytes;
 }
+
+/* Weights of this type take the integer path (q8_0, q4_0, q4_k, q5_k). */
+static int mmspcl__dtype_integer(mmspcl_dtype t) { return (unsigned)t < MMSPCL_DTYPE_COUNT && mmspcl__types[t].integer; }
 
 int64_t mmspcl_tensor_nelements(const mmspcl_tensor *t) {
     int64_t n = 1;
@@ -1695,6 +1705,117 @@ static void mmspcl__quantize_q4_0(const float *x, mmspcl_block_q4_0 *b, int64_t 
     }
 }
 
+/* k-types (q4_k, q5_k): super-blocks of 256 values = 8 sub-blocks of 32 (docs/FORMAT.md).
+     bytes 0-1   d, f16: the unit of the sub-block scales
+     bytes 2-7   sc[j], j = 0..7, 6 bits each: bits 6j .. 6j+5 of the little-endian 48-bit number in bytes 2-7
+     q4_k: 8-11  z[j], 4 bits: byte 8 + j/2, low nibble for even j; 12-139 the values' 4 bits, sub-block
+                 j in bytes 12 + 16j .. +15: byte i has value i in its low nibble, value i+16 in its high
+     q5_k: 8-12  z[j], 5 bits: bits 5j .. 5j+4 of the little-endian 40-bit number in bytes 8-12;
+                 13-140 the low 4 bits as q4_k's; 141-172 bit 4: of value i of sub-block j, bit i of the
+                 little-endian 32-bit word at 141 + 4j
+   value i of sub-block j = S[j] * (q - z[j]) with S[j] = f32(d) * sc[j] (exact in f32). */
+static int mmspcl__kbits(mmspcl_dtype t) { return t == MMSPCL_Q5_K ? 5 : 4; }
+
+static uint64_t mmspcl__le_bits(const unsigned char *p, int nbytes) {
+    uint64_t v = 0;
+    int i;
+    for (i = nbytes - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* Scale S[j] and zero point z[j] of sub-block j of super-block blk. */
+static float mmspcl__ksub(const unsigned char *blk, int bits, int j, int *z) {
+    const int sc = (int)(mmspcl__le_bits(blk + 2, 6) >> (6 * j) & 63);
+    uint16_t d;
+    *z = bits == 4 ? (blk[8 + j / 2] >> (4 * (j & 1))) & 15 : (int)(mmspcl__le_bits(blk + 8, 5) >> (5 * j) & 31);
+    d = (uint16_t)(blk[0] | blk[1] << 8);
+    return mmspcl_fp16_to_fp32(d) * (float)sc;
+}
+
+/* Sub-block j of super-block blk as int8 values q - z[j] (v[32]); returns S[j]. */
+static float mmspcl__ksub_values(const unsigned char *blk, int bits, int j, int8_t *v) {
+    const unsigned char *lo = blk + (bits == 4 ? 12 : 13) + 16 * j;
+    uint32_t hi = bits == 4 ? 0 : (uint32_t)mmspcl__le_bits(blk + 141 + 4 * j, 4);
+    int z, i;
+    const float S = mmspcl__ksub(blk, bits, j, &z);
+    for (i = 0; i < 16; i++) {
+        v[i] = (int8_t)((lo[i] & 15) + (int)((hi >> i & 1) << 4) - z);
+        v[i + 16] = (int8_t)((lo[i] >> 4) + (int)((hi >> (i + 16) & 1) << 4) - z);
+    }
+    return S;
+}
+
+/* Codes of 32 values x with scale S: zero point z (0..L, the nearest to -min(x, 0) / S, or the
+   neighbour that fits better) and q = clamp(round(x / S) + z, 0, L); returns the squared error. */
+static float mmspcl__kfit(const float *x, float S, float mn, int L, int *zo, uint8_t *q) {
+    const float iS = S > 0.0f ? 1.0f / S : 0.0f, zc = -mn * iS + 0.5f;
+    const int z0 = zc >= (float)L ? L : zc > 0.0f ? (int)zc : 0;
+    float best = INFINITY;
+    int z, i;
+    *zo = 0;
+    for (z = z0 > 0 ? z0 - 1 : 0; z <= z0 + 1 && z <= L; z++) {
+        float err = 0.0f;
+        uint8_t c[MMSPCL_QBLOCK];
+        for (i = 0; i < MMSPCL_QBLOCK; i++) {
+            const float t = x[i] * iS + (float)z + 0.5f, e = S * (float)((c[i] = (uint8_t)(t >= (float)L ? L : t > 0.0f ? (int)t : 0)) - z) - x[i];
+            err += e * e;
+        }
+        if (err < best) { best = err; *zo = z; memcpy(q, c, sizeof c); }
+    }
+    return best;
+}
+
+/* One super-block. Per sub-block the float scale (max(x, 0) - min(x, 0)) / L times the factor of
+   0.84 .. 1.06 (steps of 0.02) with the least squared error; d = the largest of them / 63 as
+   f16; sc[j] = round(scale / d) in 1..63 (0 for an all-zero sub-block); then z and q again with
+   the stored S[j] (mmspcl__kfit). */
+static void mmspcl__quantize_k(const float *x, unsigned char *blk, int bits) {
+    const int L = (1 << bits) - 1;
+    float s[8], mn[8], dd, dmax = 0.0f;
+    uint64_t scw = 0, zw = 0;
+    uint16_t d16;
+    int j, i, f;
+    memset(blk, 0, bits == 4 ? MMSPCL_Q4_K_BYTES : MMSPCL_Q5_K_BYTES);
+    for (j = 0; j < 8; j++) {
+        const float *xs = x + MMSPCL_QBLOCK * j;
+        float lo = 0.0f, hi = 0.0f, best = INFINITY;
+        uint8_t q[MMSPCL_QBLOCK];
+        int z;
+        for (i = 0; i < MMSPCL_QBLOCK; i++) { lo = fminf(lo, xs[i]); hi = fmaxf(hi, xs[i]); }
+        mn[j] = lo;
+        s[j] = 0.0f;
+        if (hi - lo > 0.0f)
+            for (f = 0; f < 12; f++) {
+                const float cand = (hi - lo) / (float)L * ((float)(42 + f) / 50.0f);   /* f = 8: exactly 1 */
+                const float err = mmspcl__kfit(xs, cand, lo, L, &z, q);
+                if (err < best) { best = err; s[j] = cand; }
+            }
+        if (s[j] > dmax) dmax = s[j];
+    }
+    d16 = mmspcl_fp32_to_fp16(dmax / 63.0f);
+    dd = mmspcl_fp16_to_fp32(d16);
+    blk[0] = (unsigned char)(d16 & 255);
+    blk[1] = (unsigned char)(d16 >> 8);
+    for (j = 0; j < 8; j++) {
+        const float r = dd > 0.0f ? s[j] / dd + 0.5f : 0.0f;
+        const int sc = s[j] > 0.0f && dd > 0.0f ? (r >= 63.0f ? 63 : r >= 1.0f ? (int)r : 1) : 0;
+        uint8_t q[MMSPCL_QBLOCK];
+        unsigned char *lo = blk + (bits == 4 ? 12 : 13) + 16 * j;
+        int z;
+        uint32_t hb = 0;
+        mmspcl__kfit(x + MMSPCL_QBLOCK * j, dd * (float)sc, mn[j], L, &z, q);
+        if (sc == 0) { z = 0; memset(q, 0, sizeof q); }
+        scw |= (uint64_t)sc << (6 * j);
+        zw |= (uint64_t)z << (bits * j);
+        for (i = 0; i < 16; i++) lo[i] = (unsigned char)((q[i] & 15) | (q[i + 16] & 15) << 4);
+        for (i = 0; i < MMSPCL_QBLOCK; i++) hb |= (uint32_t)(q[i] >> 4 & 1) << i;
+        if (bits == 5)
+            for (i = 0; i < 4; i++) blk[141 + 4 * j + i] = (unsigned char)(hb >> (8 * i));
+    }
+    for (i = 0; i < 6; i++) blk[2 + i] = (unsigned char)(scw >> (8 * i));
+    for (i = 0; i < (bits == 4 ? 4 : 5); i++) blk[8 + i] = (unsigned char)(zw >> (8 * i));
+}
+
 mmspcl_status mmspcl_quantize_row(mmspcl_dtype t, const float *src, void *dst, int64_t n) {
     int64_t i;
     if (n < 0 || (mmspcl_dtype_row_size(t, n) == 0 && n != 0)) return MMSPCL_ERR_ARG;
@@ -1704,6 +1825,10 @@ mmspcl_status mmspcl_quantize_row(mmspcl_dtype t, const float *src, void *dst, i
     case MMSPCL_BF16: for (i = 0; i < n; i++) ((uint16_t *)dst)[i] = mmspcl_fp32_to_bf16(src[i]); break;
     case MMSPCL_Q8_0: mmspcl__quantize_q8_0(src, (mmspcl_block_q8_0 *)dst, n / MMSPCL_QBLOCK); break;
     case MMSPCL_Q4_0: mmspcl__quantize_q4_0(src, (mmspcl_block_q4_0 *)dst, n / MMSPCL_QBLOCK); break;
+    case MMSPCL_Q4_K: case MMSPCL_Q5_K:
+        for (i = 0; i < n / MMSPCL_KBLOCK; i++)
+            mmspcl__quantize_k(src + i * MMSPCL_KBLOCK, (unsigned char *)dst + (size_t)i * (size_t)mmspcl__types[t].bytes, mmspcl__kbits(t));
+        break;
     default: return MMSPCL_ERR_UNSUPPORTED;
     }
     return MMSPCL_OK;
@@ -1738,6 +1863,14 @@ mmspcl_status mmspcl_dequantize_row(mmspcl_dtype t, const void *src, float *dst,
         }
         break;
     }
+    case MMSPCL_Q4_K: case MMSPCL_Q5_K:
+        for (i = 0; i < n / MMSPCL_QBLOCK; i++) {   /* sub-block i % 8 of super-block i / 8 */
+            int8_t v[MMSPCL_QBLOCK];
+            const float S = mmspcl__ksub_values((const unsigned char *)src + (size_t)(i / 8) * (size_t)mmspcl__types[t].bytes,
+                                                mmspcl__kbits(t), (int)(i % 8), v);
+            for (j = 0; j < MMSPCL_QBLOCK; j++) dst[i * MMSPCL_QBLOCK + j] = S * (float)v[j];
+        }
+        break;
     default: return MMSPCL_ERR_UNSUPPORTED;
     }
     return MMSPCL_OK;
@@ -2634,9 +2767,13 @@ static void mmspcl__quantize_act(const float *x, int n, int8_t *q, float *d) {
     }
 }
 
-/* The 32 int8 values and the scale of block b of weight row w (q8_0 or q4_0). */
+/* The 32 int8 values and the scale of block b of weight row w (q8_0, q4_0; q4_k / q5_k: q - z of
+   sub-block b % 8 of super-block b / 8, scale S). */
 static float mmspcl__weight_block(const void *w, mmspcl_dtype dt, int b, int8_t *v) {
     int j;
+    if (dt == MMSPCL_Q4_K || dt == MMSPCL_Q5_K)
+        return mmspcl__ksub_values((const unsigned char *)w + (size_t)(b / 8) * (size_t)mmspcl__types[dt].bytes, mmspcl__kbits(dt),
+                                   b % 8, v);
     if (dt == MMSPCL_Q8_0) {
         const mmspcl_block_q8_0 *blk = (const mmspcl_block_q8_0 *)w + b;
         for (j = 0; j < MMSPCL_QBLOCK; j++) v[j] = blk->q[j];
@@ -2736,7 +2873,7 @@ static mmspcl_status mmspcl__linear_bf16_scalar(float *out, const float *x, int 
 static mmspcl_status mmspcl__linear_definition(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                                const float *bias) {
     float *wide;
-    if (W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0) return mmspcl__linear_q_scalar(out, x, rows, n_in, W, bias);
+    if (mmspcl__dtype_integer(W->dtype)) return mmspcl__linear_q_scalar(out, x, rows, n_in, W, bias);
     if (W->dtype == MMSPCL_BF16) return mmspcl__linear_bf16_scalar(out, x, rows, n_in, W, bias);
     wide = (float *)MMSPCL_MALLOC((size_t)MMSPCL__MAX_THREADS() * (size_t)n_in * sizeof(float));
     if (!wide) return MMSPCL_ERR_NOMEM;
@@ -3116,10 +3253,12 @@ static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void mmspcl__pack_
             const __mmask16 m1 = (__mmask16)(kn >= 32 ? 0xFFFFu : kn <= 16 ? 0u : (1u << (kn - 16)) - 1);
             __m512 v[16];
             for (i = 0; i < 16; i++) {
-                const float *xr = x + (size_t)(r0 + i) * n_in + 2 * p;
-                v[i] = r0 + i < rows ? _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xr + 16),
-                                                                                         _mm512_maskz_loadu_ps(m0, xr)))
-                                     : _mm512_setzero_ps();
+                v[i] = _mm512_setzero_ps();
+                if (r0 + i < rows) {   /* 32 columns, rounded to bf16: word j = (x[2j], x[2j + 1]) */
+                    const float *xr = x + (size_t)(r0 + i) * n_in + 2 * p;
+                    v[i] = _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xr + 16),
+                                                                             _mm512_maskz_loadu_ps(m0, xr)));
+                }
             }
             mmspcl__tr16(v);   /* v[j]: word j (pair p + j) of the 16 rows */
             for (i = 0; i < pn; i++) _mm512_storeu_ps((float *)(dst + (size_t)(p + i) * tw), v[i]);
@@ -3380,8 +3519,8 @@ static __attribute__((target("avx2,fma"))) void mmspcl__pack_xq_avx2(int8_t *xq,
     }
 }
 
-/* Rows o0 .. o0+mo-1 of a q8_0 / q4_0 W as int8 rows dst[o][n_in] (+128 when flip) and f32
-   scales ds[o][nb]. */
+/* Rows o0 .. o0+mo-1 of a q8_0 / q4_0 / q4_k / q5_k W as int8 rows dst[o][n_in] (+128 when
+   flip) and f32 scales ds[o][nb]. */
 static __attribute__((target("avx2,f16c"))) void mmspcl__unpack_w_avx2(int8_t *dst, float *ds, const mmspcl_tensor *W,
                                                                         int n_in, int o0, int mo, int flip) {
     const int nb = n_in / MMSPCL_QBLOCK;
@@ -3398,13 +3537,34 @@ static __attribute__((target("avx2,f16c"))) void mmspcl__unpack_w_avx2(int8_t *d
                 _mm256_storeu_si256((__m256i *)(d + 32 * b), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)blk[b].q), fx));
                 ds[(size_t)o * nb + b] = _cvtsh_ss(blk[b].d);
             }
-        } else {
+        } else if (W->dtype == MMSPCL_Q4_0) {
             const mmspcl_block_q4_0 *blk = (const mmspcl_block_q4_0 *)src;
             for (b = 0; b < nb; b++) {
                 const __m128i v = _mm_loadu_si128((const __m128i *)blk[b].q);
                 const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
                 _mm256_storeu_si256((__m256i *)(d + 32 * b), _mm256_add_epi8(u, off));
                 ds[(size_t)o * nb + b] = _cvtsh_ss(blk[b].d);
+            }
+        } else {   /* q4_k, q5_k: nibbles as q4_0's (plus bit 4 from its plane), minus z[j] */
+            const int bits = mmspcl__kbits(W->dtype), bytes = mmspcl__types[W->dtype].bytes;
+            const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+            const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll), b16 = _mm256_set1_epi8(16);
+            for (b = 0; b < nb; b++) {
+                const unsigned char *blk = src + (size_t)(b / 8) * (size_t)bytes;
+                const int j = b % 8;
+                int z;
+                const float S = mmspcl__ksub(blk, bits, j, &z);
+                const __m128i v = _mm_loadu_si128((const __m128i *)(blk + (bits == 4 ? 12 : 13) + 16 * j));
+                __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+                if (bits == 5) {   /* byte i gets bit i of the plane's word: 16 or 0 */
+                    int32_t h;
+                    __m256i hb;
+                    memcpy(&h, blk + 141 + 4 * j, 4);
+                    hb = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(h), spread), bit);
+                    u = _mm256_or_si256(u, _mm256_and_si256(_mm256_cmpeq_epi8(hb, bit), b16));
+                }
+                _mm256_storeu_si256((__m256i *)(d + 32 * b), _mm256_add_epi8(u, _mm256_set1_epi8((char)(flip ? 128 - z : -z))));
+                ds[(size_t)o * nb + b] = S;
             }
         }
     }
@@ -4049,7 +4209,7 @@ static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows,
    mmspcl__x86_features, for ARM from the build; mmspcl_linear_path also the caller's choice. */
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path) {
-    const int quant = W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0, panels = mmspcl_tensor_is_panels(W);
+    const int quant = mmspcl__dtype_integer(W->dtype), panels = mmspcl_tensor_is_panels(W);
     const int bf16 = W->dtype == MMSPCL_BF16;
     if ((W->ndim != 2 && !panels) || W->ne[1] != n_in || rows < 0 || n_in < 1 || mmspcl_dtype_row_size(W->dtype, n_in) == 0 ||
         W->dtype == MMSPCL_I32 || mmspcl_matrix_rows(W) > 0x7fffffff)

@@ -715,6 +715,18 @@ static void test_good_quantized(void) {
     CHECK(rc == 0, "q4_0: %s", g_stderr);
     CHECK(check_against(out3, rt_src, 1, MMSPCL_Q4_0, &rel) == 37, "roberta q4_0");
     CHECK(rel > 0 && rel <= 1.004 / 8, "q4_0: max error %.5f of the block's amax", rel);
+    /* k-types need rows of whole super-blocks (256): roberta-tiny's rows of 32 and 64 stay f32
+       (bit-exact), and the file says what was asked */
+    snprintf(out3, sizeof out3, "%s/roberta-tiny-q4_k.mmw", TMP);
+    rc = convert("tests/data/roberta-tiny", out3, "--type q4_k --quiet");
+    CHECK(rc == 0, "q4_k: %s", g_stderr);
+    CHECK(check_against(out3, rt_src, 1, MMSPCL_Q4_K, NULL) == 37, "roberta q4_k: Linear rows of 32 / 64 stay f32");
+    if (mmspcl_weights_read(&w, out3, &err) == MMSPCL_OK) {
+        CHECK(strcmp(kv_str(w, "general.file_type"), "q4_k") == 0, "q4_k: file_type");
+        mmspcl_weights_free(w);
+    }
+    CHECK(convert("tests/data/roberta-tiny", out3, "--type i32 --quiet") == 2 && strstr(g_stderr, "--type i32"), "--type i32 refused: %s",
+          g_stderr);
 }
 
 /* CLIP vision-only checkpoint: bit-exact, metadata (TMP/clip-tiny.mmw is the reference of the

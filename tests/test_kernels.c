@@ -6,7 +6,7 @@
    bf16 weights (bf16 x bf16 -> f32): every x86 path gives exactly the scalar definition's bits; the
    definition is within the bf16 rounding of x of the exact product:
    |scalar - exact| <= 2^-9 sum |x w| + 1e-5 * sum |x w| (w: the bf16 values).
-   q8_0 / q4_0 weights (integer path): every SIMD path gives exactly the scalar definition's bits;
+   q8_0 / q4_0 / q4_k / q5_k weights (integer path): every SIMD path gives exactly the scalar definition's bits;
    the definition is within the activation quantization error of the exact product:
    |scalar - exact| <= sum_blocks (max|x| / 254) sum |w| + 1e-5 * sum |x w|. */
 #define MMSPCL_IMPLEMENTATION
@@ -23,7 +23,7 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
     static const mmspcl_kernel_path paths[] = {MMSPCL_PATH_AUTO, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512, MMSPCL_PATH_NEON,
                                                MMSPCL_PATH_AVXVNNI, MMSPCL_PATH_NEON_DOTPROD};
     static const char *names[] = {"auto", "avx2", "avx512", "neon", "avxvnni", "neon-dotprod"};
-    const int quant = dt == MMSPCL_Q8_0 || dt == MMSPCL_Q4_0, exact = quant || dt == MMSPCL_BF16;
+    const int quant = dt == MMSPCL_Q8_0 || dt == MMSPCL_Q4_0 || dt == MMSPCL_Q4_K || dt == MMSPCL_Q5_K, exact = quant || dt == MMSPCL_BF16;
     size_t rb = mmspcl_dtype_row_size(dt, n_in), i;
     float *x = (float *)malloc(sizeof(float) * rows * n_in), *w = (float *)malloc(sizeof(float) * n_out * n_in);
     float *wd = (float *)malloc(sizeof(float) * n_out * n_in), *bias = (float *)malloc(sizeof(float) * n_out);
@@ -169,8 +169,13 @@ static void test_linear(void) {
     static const int bf16_shapes[][3] = {{7, 33, 5}, {3, 17, 13}, {65, 50, 49}, {1, 2, 1}, {20, 1, 3}};
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (d = 0; d < sizeof dts / sizeof dts[0]; d++) check_linear(shapes[s][0], shapes[s][1], shapes[s][2], dts[d], 7u + (unsigned)s);
+    static const int k_shapes[][3] = {{1, 256, 1}, {5, 512, 17}, {33, 768, 7}, {128, 256, 96}, {50, 1024, 13}, {3, 4096, 9}};
     for (s = 0; s < sizeof bf16_shapes / sizeof bf16_shapes[0]; s++)   /* bf16 takes any n_in, odd ones too */
         check_linear(bf16_shapes[s][0], bf16_shapes[s][1], bf16_shapes[s][2], MMSPCL_BF16, 99u + (unsigned)s);
+    for (s = 0; s < sizeof k_shapes / sizeof k_shapes[0]; s++) {   /* k-types: rows of whole super-blocks of 256 */
+        check_linear(k_shapes[s][0], k_shapes[s][1], k_shapes[s][2], MMSPCL_Q4_K, 199u + (unsigned)s);
+        check_linear(k_shapes[s][0], k_shapes[s][1], k_shapes[s][2], MMSPCL_Q5_K, 299u + (unsigned)s);
+    }
 }
 
 /* The bf16 definition's order and rounding, by hand (the order is vdpbf16ps's, Intel SDM: each
