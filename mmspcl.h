@@ -819,13 +819,14 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
      mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
      mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
      mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
+     mmspcl_mult_seq_forward      fusion (b) over sequences, MulT as its code does it (12.9)
      mmspcl_msve_forward          MSVE: sum of the enabled combinations' logits
      mmspcl_proto_classify        nearest prototype by G
    Metrics
      mmspcl_confusion, mmspcl_metrics_from_confusion (accuracy, per-class P/R/F1, weighted F1
      exactly as scikit-learn's average='weighted', zero_division=0)
    Loading what mmspcl_train.h saved
-     mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_fuse_linear_load,
+     mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_mult_seq_load, mmspcl_fuse_linear_load,
      mmspcl_head_linear_load (SPCL's linear classifier), mmspcl_protos_load
      (each with a name prefix; tensor names are listed in mmspcl_train.h)
    ------------------------------------------------------------------------------------------ */

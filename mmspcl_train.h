@@ -78,6 +78,7 @@
                       mmspcl_class_means, mmspcl_curriculum_difficulty / _select
      Pruning          mmspcl_prune_train_forward / _backward (double twin of mmspcl_prune_apply)
      Fusion heads     mmspcl_fusion: LINEAR (a), MULT (b), MBT (c); forward, backward, save
+                      mmspcl_mult_seq_train: MulT over sequences as its code does it (12)
      Models           mmspcl_msve_model + mmspcl_msve_train (early stopping on validation
                       weighted F1); mmspcl_spcl_model (optional pruning + fusion head + linear
                       classifier) + mmspcl_spcl_train (SPCL loss, curriculum, nearest-prototype

@@ -59,8 +59,8 @@ static void usage(FILE *o) {
             "usage: train_fusion --fusion linear|mult|bottleneck|prune\n"
             "         [--t FILE --len-t L --dim-t D [--lens-t FILE]] [--a ...] [--v ...]   (two or three)\n"
             "         --labels FILE --split FILE\n"
-            "         [--epochs 30] [--batch 32] [--lr 1e-3] [--weight-decay 0.01] [--clip 0.8]\n"
-            "         [--patience 8] [--seed 1] [--dropout 0.1] [--save FILE]\n"
+            "         [--epochs 40] [--batch 32] [--lr 3e-3] [--weight-decay 0.01] [--clip 0.8]\n"
+            "         [--patience 10] [--seed 1] [--dropout 0.1] [--save FILE]\n"
             "         mult:       [--d 16] [--heads 2] [--layers 2] [--mem-layers 1] [--pool last|mean]\n"
             "         bottleneck: [--d 16] [--heads 2] [--layers 2] [--fusion-tokens 4] [--fusion-start 1]\n"
             "         prune:      [--prune-k 4]\n"
@@ -139,11 +139,12 @@ static int load_modality(data *d, int m, const opts *o) {
         if (!(d->lens[m] = (int *)malloc(sizeof(int) * (size_t)(rows ? rows : 1)))) return -1;
         for (k = 0; k < rows; k++) d->lens[m][k] = d->L[m];
     }
-    for (k = 0; k < rows; k++) {
+    for (k = 0; k < rows; k++)
         if (d->lens[m][k] < 1 || d->lens[m][k] > d->L[m]) {
             fprintf(stderr, "%s: line %d: length %d is outside 1..%d\n", o->lens_path[m], k + 1, d->lens[m][k], d->L[m]);
             return -1;
         }
+    for (k = 0; k < rows; k++) {
         for (t = d->lens[m][k]; t < d->L[m]; t++)
             for (i = 0; i < (size_t)d->D[m]; i++)
                 if (d->x[m][((size_t)k * d->L[m] + t) * d->D[m] + i] != 0.0f) {
@@ -440,9 +441,9 @@ int main(int argc, char **argv) {
     memset(&d, 0, sizeof d);
     memset(&M, 0, sizeof M);
     memset(&err, 0, sizeof err);
-    o.kind = F_MULT; o.epochs = 30; o.batch = 32; o.patience = 8; o.d = 16; o.heads = 2; o.layers = 2; o.mem_layers = 1;
+    o.kind = F_MULT; o.epochs = 40; o.batch = 32; o.patience = 10; o.d = 16; o.heads = 2; o.layers = 2; o.mem_layers = 1;
     o.pool = MMSPCL_POOL_LAST; o.prune_k = 4; o.fusion_tokens = 4; o.fusion_start = 1;
-    o.lr = 1e-3; o.wd = 0.01; o.clip = 0.8; o.dropout = 0.1; o.seed = 1;
+    o.lr = 3e-3; o.wd = 0.01; o.clip = 0.8; o.dropout = 0.1; o.seed = 1;
     d.n = -1;
     if ((pr = parse(argc, argv, &o, &d)) != 0) { if (pr < 0) usage(stderr); return pr > 0 ? 0 : 2; }
     if (check_opts(&o, &d)) { usage(stderr); return 2; }
