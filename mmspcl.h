@@ -47,7 +47,7 @@
            12.9 Sequence MulT
      13. Classifier
            13.1 Labels and the n-gram view; 13.2 The classifier file; 13.3 Views; 13.4 Heads;
-           13.5 Dialogues as text
+           13.5 Dialogues as text; 13.6 Media heads
      14. Audio
            14.1 WAV files; 14.2 Resampling; 14.3 Kaldi filterbank and MFCC; 14.4 F0 and voicing;
            14.5 eGeMAPS; 14.6 Encoding a WAV stream
@@ -1089,6 +1089,13 @@ void mmspcl_sinusoids(double *pos, int T, int D);
    sentiment (classify with sent NULL; asking for it is MMSPCL_ERR_NOT_FOUND). Every head's
    class count and width are checked against the task and the model at load or first use.
    A classifier is not thread-safe (the encoder owns its arena): one per thread.
+   Media heads (13.6, optional): meld.media.emotion.* and meld.media.sentiment.* are MSVE heads
+   over the real modalities of MM-SPCL: t the <mask> view above [hidden], a a per-turn audio
+   vector [dims.a] (mmspcl classify computes the 88 eGeMAPS of the turn's WAV, 14.5), v a
+   per-turn video vector [dims.v] (the CLIP image embedding of the clip's middle frame, 11.3);
+   meld.media.audio (str) names the audio features ("egemaps"). A turn's vote is the sum of
+   the head's combinations whose modalities the turn has (MSVE's voting over any subset); a
+   turn with none of them, and the task without a media head, take the default text head.
    ------------------------------------------------------------------------------------------ */
 #define MMSPCL_NUM_EMOTIONS 7
 #define MMSPCL_NUM_SENTIMENTS 3
@@ -1113,6 +1120,10 @@ typedef struct mmspcl_classifier {
     int hidden, max_len, ngram_bits, max_batch;
     int emo_lr, sent_lr;             /* 1: the default head of the task is the n-gram regression (as default_head) */
     double dev_f1[2][2];             /* [emotion, sentiment][MSVE, regression] dev weighted F1 (-1: not logged) */
+    mmspcl_msve media[2];            /* media heads (13.6): emotion, sentiment */
+    int has_media[2];                /* 1: meld.media.emotion / meld.media.sentiment present */
+    int audio_dim, video_dim;        /* widths of a and v the media heads take (0: none takes it) */
+    const char *audio_features;      /* meld.media.audio ("egemaps"; NULL: not named) */
 } mmspcl_classifier;
 
 mmspcl_status mmspcl_classifier_load(mmspcl_classifier *m, const char *path, mmspcl_error *err);
@@ -1136,6 +1147,15 @@ mmspcl_status mmspcl_classifier_features(mmspcl_classifier *m, const mmspcl_turn
 mmspcl_status mmspcl_classifier_heads(mmspcl_classifier *m, const float *t, const float *a, const float *v,
                                       int n, const char *head, const char *sent_head, float *emo, float *sent,
                                       mmspcl_error *err);
+
+/* Like classify, with each turn's audio [n][audio_dim] and video [n][video_dim] vectors
+   (either NULL: no turn has it) and mods [n] (NULL: every turn has what audio / video give;
+   else MMSPCL_MOD_A | MMSPCL_MOD_V bits: what turn i has; t it always has). Emotion and sentiment come from the media
+   heads where the model has them (a turn they cannot vote on, and a task without one, from the
+   default text head). MMSPCL_ERR_NOT_FOUND when the model has no media head at all. */
+mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
+                                               const float *audio, const float *video, const unsigned char *mods,
+                                               float *emo, float *sent, mmspcl_error *err);
 
 /* The n-gram view's features: sparse hashed TF-IDF of a text: word uni+bigrams (lower-cased;
    ’ is '; letter/digit/' runs, other characters alone) and character 2..5-grams of each
@@ -8244,6 +8264,39 @@ static mmspcl_status mmspcl__classifier_msve_heads(mmspcl_classifier *m, const c
     return MMSPCL_OK;
 }
 
+/* meld.media.{emotion,sentiment}: optional MSVE heads over t and the per-turn media vectors a,
+   v (13.6); both heads must agree on the media widths, which the caller has to supply */
+static mmspcl_status mmspcl__classifier_media_load(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
+    static const char *const name[2] = {"meld.media.emotion", "meld.media.sentiment"};
+    const int CC[2] = {MMSPCL_NUM_EMOTIONS, MMSPCL_NUM_SENTIMENTS};
+    int *const width[2] = {&m->audio_dim, &m->video_dim};
+    char key[64];
+    int64_t v;
+    int k, mi;
+    mmspcl_status st;
+    for (k = 0; k < 2; k++) {
+        mmspcl_msve *h = &m->media[k];
+        snprintf(key, sizeof key, "%s.n_classes", name[k]);
+        if (!mmspcl_weights_get_int(m->w, key, &v)) continue;
+        if ((st = mmspcl_msve_load(h, m->w, name[k], err))) return st;
+        if (h->n_classes != CC[k])
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: head %s has %d classes, its task has %d", label, name[k], h->n_classes, CC[k]);
+        if (h->dims[0] != 0 && h->dims[0] != m->hidden)
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: head %s takes t of width %d, the model's is %d", label, name[k], h->dims[0],
+                                m->hidden);
+        for (mi = 1; mi < 3; mi++) {
+            if (!h->dims[mi]) continue;
+            if (*width[mi - 1] && *width[mi - 1] != h->dims[mi])
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: the media heads take %s vectors of widths %d and %d", label,
+                                    mi == 1 ? "audio" : "video", *width[mi - 1], h->dims[mi]);
+            *width[mi - 1] = h->dims[mi];
+        }
+        m->has_media[k] = 1;
+    }
+    if (m->audio_dim && !mmspcl_weights_get_str(m->w, "meld.media.audio", &m->audio_features)) m->audio_features = NULL;
+    return MMSPCL_OK;
+}
+
 /* Everything after the weights are open (m->w set). */
 static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
     int64_t v;
@@ -8268,7 +8321,9 @@ static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *
             return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.protos must be f32 [%d][%d]", label, MMSPCL_NUM_EMOTIONS, m->hidden);
         m->protos = (const float *)t->data;
     }
-    if ((st = mmspcl__classifier_linear_load(m, label, err)) || (st = mmspcl__classifier_msve_heads(m, label, err))) return st;
+    if ((st = mmspcl__classifier_linear_load(m, label, err)) || (st = mmspcl__classifier_msve_heads(m, label, err)) ||
+        (st = mmspcl__classifier_media_load(m, label, err)))
+        return st;
     return mmspcl__classifier_defaults(m, label, err);
 }
 
@@ -8521,6 +8576,83 @@ mmspcl_status mmspcl_dialogues_parse(const char *bytes, size_t size, mmspcl_dial
     }
     out->start[out->n_dialogues] = out->n_turns;
     return MMSPCL_OK;
+}
+
+/* ---- 13.6 Media heads -------------------------------------------------------------------- */
+/* logits [n][C] of media head h: turn i votes with the head's combinations that need only what
+   mods[i] has (t always); voted[i] = 0 where there is none (its row is left alone) */
+static mmspcl_status mmspcl__classifier_media_vote(const mmspcl_msve *h, const float *const x[3], const unsigned char *mods, int n,
+                                                   float *logits, unsigned char *voted, mmspcl_error *err) {
+    int i, c, mi;
+    mmspcl_status st;
+    for (i = 0; i < n; i++) {
+        const unsigned have = mods[i] | (unsigned)MMSPCL_MOD_T;
+        unsigned combos = 0;
+        const float *xi[3];
+        for (c = 1; c < 8; c++)
+            if ((h->combos & MMSPCL_COMBO(c)) && !((unsigned)c & ~have)) combos |= MMSPCL_COMBO(c);
+        voted[i] = combos != 0;
+        if (!combos) continue;
+        for (mi = 0; mi < 3; mi++) xi[mi] = h->dims[mi] && (have & (1u << mi)) ? x[mi] + (size_t)i * h->dims[mi] : NULL;
+        if ((st = mmspcl_msve_forward(h, xi, 1, combos, logits + (size_t)i * h->n_classes, err))) return st;
+    }
+    return MMSPCL_OK;
+}
+
+/* task k's media head over the turns it can vote on: their rows of out [n][C] become its
+   probabilities; the others keep the text head's (have_text 0: there is none, an error) */
+static mmspcl_status mmspcl__classifier_media_task(mmspcl_classifier *m, int k, const float *const x[3], const unsigned char *mods,
+                                                   int n, int have_text, float *out, float *tmp, unsigned char *voted,
+                                                   mmspcl_error *err) {
+    const int C = m->media[k].n_classes;
+    int i;
+    mmspcl_status st;
+    if ((st = mmspcl__classifier_media_vote(&m->media[k], x, mods, n, tmp, voted, err))) return st;
+    for (i = 0; i < n; i++) {
+        if (!voted[i] && !have_text)
+            return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND,
+                                "classifier: turn %d: the %s media head cannot vote without %s, and the model has no text %s head", i,
+                                k ? "sentiment" : "emotion", m->media[k].dims[1] ? "audio" : "video", k ? "sentiment" : "emotion");
+        if (!voted[i]) continue;
+        memcpy(out + (size_t)i * C, tmp + (size_t)i * C, sizeof(float) * (size_t)C);
+        mmspcl_softmax(out + (size_t)i * C, C);
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
+                                               const float *audio, const float *video, const unsigned char *mods,
+                                               float *emo, float *sent, mmspcl_error *err) {
+    const int H = m ? m->hidden : 0, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+    const int text_sent = m && m->default_head[1] != NULL;
+    const unsigned given = (audio ? (unsigned)MMSPCL_MOD_A : 0u) | (video ? (unsigned)MMSPCL_MOD_V : 0u);
+    float *t, *v, *a, *tmp;
+    unsigned char *mk, *voted;
+    const float *x[3];
+    int i;
+    mmspcl_status st;
+    if (!m || !m->enc || n < 0 || (n > 0 && !turns)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_classify_media: bad argument");
+    if (!m->has_media[0] && !m->has_media[1])
+        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: the model has no audio or video head (meld.media.*): it classifies from text only");
+    if (sent && !text_sent && !m->has_media[1]) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head");
+    if (n == 0) return MMSPCL_OK;
+    t = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
+    v = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
+    a = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * D);
+    tmp = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * MMSPCL_NUM_EMOTIONS);
+    mk = (unsigned char *)MMSPCL_MALLOC((size_t)n * 2);
+    voted = mk ? mk + n : NULL;
+    if (!t || !v || !a || !tmp || !mk) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory"); goto done; }
+    for (i = 0; i < n; i++) mk[i] = (unsigned char)((mods ? mods[i] : given) & given);
+    if ((st = mmspcl_classifier_features(m, turns, n, t, a, v, err)) ||
+        (st = mmspcl_classifier_heads(m, t, a, v, n, NULL, NULL, emo, text_sent ? sent : NULL, err)))
+        goto done;
+    x[0] = t; x[1] = audio; x[2] = video;
+    if (emo && m->has_media[0] && (st = mmspcl__classifier_media_task(m, 0, x, mk, n, 1, emo, tmp, voted, err))) goto done;
+    if (sent && m->has_media[1]) st = mmspcl__classifier_media_task(m, 1, x, mk, n, text_sent, sent, tmp, voted, err);
+done:
+    MMSPCL_FREE(t); MMSPCL_FREE(v); MMSPCL_FREE(a); MMSPCL_FREE(tmp); MMSPCL_FREE(mk);
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------------------
