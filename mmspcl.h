@@ -43,7 +43,8 @@
            11.1 Loading; 11.2 Forward; 11.3 Images
      12. MM-SPCL heads
            12.1 Small layers; 12.2 SPCL score; 12.3 Cross-modal pruning; 12.4 Fusion (a);
-           12.5 Fusion (b) MulT and (c) MBT; 12.6 MSVE; 12.7 Prototypes and metrics; 12.8 Loading
+           12.5 Fusion (b) MulT and (c) MBT; 12.6 MSVE; 12.7 Prototypes and metrics; 12.8 Loading;
+           12.9 Sequence MulT
      13. Classifier
            13.1 Labels and the n-gram view; 13.2 The classifier file; 13.3 Views; 13.4 Heads;
            13.5 Dialogues as text; 13.6 Media heads
@@ -837,13 +838,14 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
      mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
      mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
      mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
+     mmspcl_mult_seq_forward      fusion (b) over sequences, MulT as its code does it (12.9)
      mmspcl_msve_forward          MSVE: sum of the enabled combinations' logits
      mmspcl_proto_classify        nearest prototype by G
    Metrics
      mmspcl_confusion, mmspcl_metrics_from_confusion (accuracy, per-class P/R/F1, weighted F1
      exactly as scikit-learn's average='weighted', zero_division=0)
    Loading what mmspcl_train.h saved
-     mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_fuse_linear_load,
+     mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_mult_seq_load, mmspcl_fuse_linear_load,
      mmspcl_head_linear_load (SPCL's linear classifier), mmspcl_protos_load
      (each with a name prefix; tensor names are listed in mmspcl_train.h)
    ------------------------------------------------------------------------------------------ */
@@ -1012,6 +1014,61 @@ mmspcl_status mmspcl_fuse_linear_load(mmspcl_fuse_linear *f, const mmspcl_weight
 /* prefix.protos [C][dim] (SPCL class means), pointer into w */
 mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
                                  const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
+
+/* ---- 12.9 Sequence MulT: MulT as its code does it ----------------------------------------- */
+/* Fusion (b) over sequences, structured as yaohungt/Multimodal-Transformer (src/models.py,
+   modules/transformer.py): modality m is a sequence of T[m] steps of dims[m] features per
+   sample, lens[m][i] real steps (right padding; a single vector is T = 1).
+     e_m    = sqrt(d) * Conv1d_k1(x_m) + pos_d            (1-D conv of kernel 1 = a Linear with
+                                                           no bias; pos_d: fairseq sinusoids)
+     pair (a <- b), for each target a and source b != a:
+       h = e_a; n_layers times h = Layer(h, kv = e_b); h_ab = LN(h)
+     target a: c_a = [h_ab over b in t, a, v order], Dm = (n_mod - 1) d wide,
+       g = sqrt(Dm) * c_a + pos_Dm; n_mem_layers times g = Layer(g, self); g = LN(g)
+       last_a = g at step lens[a][i] - 1 (MulT's h[-1]), or the mean over real steps (pool MEAN)
+     z = [last_a over targets]; z += proj2(ReLU(proj1 z)); y = out(z)
+   Layer(x, kv): x += Wo Attn(Wq LN0(x), Wk LN0(kv), Wv LN0(kv)) with ONE layer norm LN0 for
+   queries and keys/values (MulT's layer_norms[0]); x += fc2(ReLU(fc1(LN1(x)))), fc1 4x wide.
+   Sinusoids: step t (0-based) gets fairseq's position t + 1: column j < D/2 is
+   sin((t+1) w_j), column D/2 + j is cos((t+1) w_j), w_j = exp(-j ln(10000) / (D/2 - 1)); an odd
+   D has a last zero column. Departures from the original, all documented in docs/FUSION.md: a
+   key padding mask (MulT has none; padded steps never reach an output, so full lengths give
+   MulT exactly), the last REAL step, the projection even when dims[m] == d (MulT then skips
+   it), no embedding / attention / residual dropout (training has ReLU and output dropout). */
+#define MMSPCL_POOL_LAST 0
+#define MMSPCL_POOL_MEAN 1
+typedef struct mmspcl_mult_seq_cfg {
+    int dims[3];           /* features per step of t, a, v (0 = absent; at least two present) */
+    int d;                 /* width of each modality inside (MulT: d_l = d_a = d_v = 30); >= 4 */
+    int n_heads;           /* divides d */
+    int n_layers;          /* cross-modal layers per pair (MulT: --nlevels 5), >= 1 */
+    int n_mem_layers;      /* self-attention layers per target (MulT: max(nlevels, 3)), >= 0 */
+    int out_dim;           /* output width (classes) */
+    int pool;              /* MMSPCL_POOL_LAST (MulT) or MMSPCL_POOL_MEAN */
+} mmspcl_mult_seq_cfg;
+typedef struct mmspcl_mult_seq {
+    mmspcl_mult_seq_cfg cfg;
+    int n_mod, mods[3], n_pairs, pa[6], pb[6];   /* pair p: target pa[p], source pb[p], target-major */
+    mmspcl_head_linear in_proj[3];               /* [d][dims[m]], bias 0 */
+    mmspcl_head_block *cross;                    /* [n_pairs][n_layers] (owned) */
+    mmspcl_head_ln cross_ln[6];
+    mmspcl_head_block *mem;                      /* [n_mod][n_mem_layers] (owned) */
+    mmspcl_head_ln mem_ln[3];
+    mmspcl_head_mlp res;                         /* proj1, proj2: n_mod Dm wide */
+    mmspcl_head_linear out;
+} mmspcl_mult_seq;
+/* x[m] [n][T[m]][dims[m]] (absent modalities: NULL); lens[m] [n] in 1..T[m] or NULL (all T[m]);
+   y [n][out_dim]. */
+mmspcl_status mmspcl_mult_seq_forward(const mmspcl_mult_seq *m, const float *const x[3], const int T[3],
+                                      const int *const lens[3], int n, float *y, mmspcl_error *err);
+/* keys P.dim.{t,a,v} P.d P.n_heads P.n_layers P.n_mem_layers P.out_dim P.pool; tensors
+   P.proj.{m} P.{a}_{b}.layer.{l}.{ln_q,attn.{q,k,v,o},ln_ff,ff.fc1,ff.fc2} P.{a}_{b}.ln
+   P.{a}_mem.layer.{l}.* P.{a}_mem.ln P.res.fc{1,2} P.out (each .weight/.bias) */
+mmspcl_status mmspcl_mult_seq_load(mmspcl_mult_seq *m, const mmspcl_weights *w, const char *prefix,
+                                   mmspcl_error *err);
+void mmspcl_mult_seq_free(mmspcl_mult_seq *m);
+/* The sinusoids above, pos [T][D] (double: the training twin shares them) */
+void mmspcl_sinusoids(double *pos, int T, int D);
 
 /* ---------------------------------------------------------------------------------------------
    13. Classifier
@@ -7998,6 +8055,269 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
     *n_classes = (int)t->ne[0];
     *dim = (int)t->ne[1];
     return MMSPCL_OK;
+}
+
+/* ---- 12.9 Sequence MulT: MulT as its code does it ----------------------------------------- */
+void mmspcl_sinusoids(double *pos, int T, int D) {
+    const int half = D / 2;
+    const double step = log(10000.0) / (double)(half - 1);
+    int t, j;
+    for (t = 0; t < T; t++) {
+        double *r = pos + (size_t)t * D;
+        for (j = 0; j < half; j++) {
+            const double a = (double)(t + 1) * exp(-(double)j * step);
+            r[j] = sin(a);
+            r[half + j] = cos(a);
+        }
+        if (D % 2) r[D - 1] = 0.0;
+    }
+}
+
+void mmspcl_mult_seq_free(mmspcl_mult_seq *m) {
+    MMSPCL_FREE(m->cross);
+    MMSPCL_FREE(m->mem);
+    m->cross = m->mem = NULL;
+}
+
+/* checks the inputs; mask[m] [ns][T[m]] from lens (1 = real step) for samples i0 .. i0+ns-1 */
+static mmspcl_status mmspcl__mseq_masks(const mmspcl_mult_seq *m, const float *const x[3], const int T[3],
+                                        const int *const lens[3], int i0, int ns, unsigned char *mask[3],
+                                        mmspcl_error *err) {
+    int s, i, t;
+    for (s = 0; s < m->n_mod; s++) {
+        const int mi = m->mods[s];
+        if (!x[mi] || T[mi] < 1)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "mult_seq: modality %s has no input (steps %d)", mmspcl__heads_mod_name[mi], T[mi]);
+        for (i = 0; i < ns; i++) {
+            const int L = lens && lens[mi] ? lens[mi][i0 + i] : T[mi];
+            if (L < 1 || L > T[mi])
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "mult_seq: sample %d of %s has length %d (steps 1..%d)", i0 + i, mmspcl__heads_mod_name[mi], L, T[mi]);
+            if (mask) for (t = 0; t < T[mi]; t++) mask[mi][(size_t)i * T[mi] + t] = t < L;
+        }
+    }
+    return MMSPCL_OK;
+}
+
+/* the output row of one target: the last real step or the mean over the real ones */
+static void mmspcl__mseq_pool(const float *g, const unsigned char *mask, int T, int D, int pool, float *out) {
+    int t, j, L = 0;
+    for (t = 0; t < T; t++) L += mask[t] != 0;
+    if (pool == MMSPCL_POOL_LAST) { memcpy(out, g + (size_t)(L - 1) * D, sizeof(float) * (size_t)D); return; }
+    for (j = 0; j < D; j++) out[j] = 0.0f;
+    for (t = 0; t < T; t++) if (mask[t]) for (j = 0; j < D; j++) out[j] += g[(size_t)t * D + j];
+    for (j = 0; j < D; j++) out[j] /= (float)L;
+}
+
+typedef struct mmspcl__mseq_buf {
+    float *e[3], *h, *g, *tmp, *z, *hid, *r, *pd, *pm, *scr;
+    unsigned char *mask[3];
+    void *mem;
+} mmspcl__mseq_buf;
+
+static mmspcl_status mmspcl__mseq_alloc(const mmspcl_mult_seq *m, const int T[3], int CH, mmspcl__mseq_buf *b) {
+    const int d = m->cfg.d, Dm = (m->n_mod - 1) * d, Z = m->n_mod * Dm;
+    int s, tmax = 1, p, l;
+    size_t nf = 0, nb = 0, scr = 0, t;
+    float *f;
+    unsigned char *u;
+    for (s = 0; s < m->n_mod; s++) if (T[m->mods[s]] > tmax) tmax = T[m->mods[s]];
+    for (p = 0; p < m->n_pairs; p++)
+        for (l = 0; l < m->cfg.n_layers; l++)
+            if ((t = mmspcl_head_block_scratch(&m->cross[p * m->cfg.n_layers + l], CH, T[m->pa[p]], T[m->pb[p]])) > scr) scr = t;
+    for (s = 0; s < m->n_mod; s++)
+        for (l = 0; l < m->cfg.n_mem_layers; l++)
+            if ((t = mmspcl_head_block_scratch(&m->mem[s * m->cfg.n_mem_layers + l], CH, T[m->mods[s]], T[m->mods[s]])) > scr) scr = t;
+    for (s = 0; s < m->n_mod; s++) { nf += (size_t)CH * T[m->mods[s]] * d; nb += (size_t)CH * T[m->mods[s]]; }
+    nf += (size_t)CH * tmax * (d + 2 * (size_t)Dm) + 3 * (size_t)CH * Z + (size_t)tmax * (d + Dm) + scr;
+    b->mem = MMSPCL_MALLOC(sizeof(float) * nf + nb + 16);
+    if (!b->mem) return MMSPCL_ERR_NOMEM;
+    f = (float *)b->mem;
+    for (s = 0; s < 3; s++) { b->e[s] = NULL; b->mask[s] = NULL; }
+    for (s = 0; s < m->n_mod; s++) { b->e[m->mods[s]] = f; f += (size_t)CH * T[m->mods[s]] * d; }
+    b->h = f; f += (size_t)CH * tmax * d;
+    b->g = f; f += (size_t)CH * tmax * Dm;
+    b->tmp = f; f += (size_t)CH * tmax * Dm;
+    b->z = f; f += (size_t)CH * Z;
+    b->hid = f; f += (size_t)CH * Z;
+    b->r = f; f += (size_t)CH * Z;
+    b->pd = f; f += (size_t)tmax * d;
+    b->pm = f; f += (size_t)tmax * Dm;
+    b->scr = f; f += scr;
+    u = (unsigned char *)f;
+    for (s = 0; s < m->n_mod; s++) { b->mask[m->mods[s]] = u; u += (size_t)CH * T[m->mods[s]]; }
+    return MMSPCL_OK;
+}
+
+/* float sinusoids [T][D] */
+static mmspcl_status mmspcl__mseq_pos(float *out, int T, int D) {
+    double *p = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)T * D);
+    size_t q;
+    if (!p) return MMSPCL_ERR_NOMEM;
+    mmspcl_sinusoids(p, T, D);
+    for (q = 0; q < (size_t)T * D; q++) out[q] = (float)p[q];
+    MMSPCL_FREE(p);
+    return MMSPCL_OK;
+}
+
+/* e [ns][T][d] = sqrt(d) x W^T + pos (Conv1d of kernel 1; the bias in the file is 0) */
+static mmspcl_status mmspcl__mseq_embed(const mmspcl_head_linear *proj, const float *x, int ns, int T,
+                                        const float *pos, float *e) {
+    const int d = proj->out;
+    const float sc = (float)sqrt((double)d);
+    size_t s, q, per = (size_t)T * d;
+    mmspcl_status st = mmspcl_head_linear_forward(proj, x, e, ns * T);
+    if (st) return st;
+    for (s = 0; s < (size_t)ns; s++)
+        for (q = 0; q < per; q++) e[s * per + q] = sc * e[s * per + q] + pos[q];
+    return MMSPCL_OK;
+}
+
+/* target s of one chunk: its pairs' cross-modal encoders into g, the memory encoder, the pooled row */
+static mmspcl_status mmspcl__mseq_target(const mmspcl_mult_seq *m, int s, const int T[3], int ns, mmspcl__mseq_buf *b) {
+    const int d = m->cfg.d, Dm = (m->n_mod - 1) * d, a = m->mods[s], Ta = T[a], L = m->cfg.n_layers;
+    const int Lm = m->cfg.n_mem_layers, Z = m->n_mod * Dm;
+    const float scm = (float)sqrt((double)Dm);
+    mmspcl_status st = MMSPCL_OK;
+    int k, l, i, t, j;
+    for (k = 0; k < m->n_mod - 1; k++) {
+        const int p = s * (m->n_mod - 1) + k, src = m->pb[p];
+        memcpy(b->h, b->e[a], sizeof(float) * (size_t)ns * Ta * d);
+        for (l = 0; l < L && !st; l++)
+            st = mmspcl_head_block_forward(&m->cross[p * L + l], b->h, ns, Ta, b->e[src], T[src], b->mask[src], b->scr);
+        if (st) return st;
+        mmspcl_head_ln_forward(&m->cross_ln[p], b->h, b->tmp, ns * Ta);
+        for (i = 0; i < ns * Ta; i++)
+            for (j = 0; j < d; j++) b->g[(size_t)i * Dm + k * d + j] = b->tmp[(size_t)i * d + j];
+    }
+    for (i = 0; i < ns; i++)
+        for (t = 0; t < Ta; t++)
+            for (j = 0; j < Dm; j++) {
+                float *v = &b->g[((size_t)i * Ta + t) * Dm + j];
+                *v = scm * *v + b->pm[(size_t)t * Dm + j];
+            }
+    for (l = 0; l < Lm && !st; l++)
+        st = mmspcl_head_block_forward(&m->mem[s * Lm + l], b->g, ns, Ta, NULL, 0, b->mask[a], b->scr);
+    if (st) return st;
+    mmspcl_head_ln_forward(&m->mem_ln[s], b->g, b->tmp, ns * Ta);
+    for (i = 0; i < ns; i++)
+        mmspcl__mseq_pool(b->tmp + (size_t)i * Ta * Dm, b->mask[a] + (size_t)i * Ta, Ta, Dm, m->cfg.pool,
+                          b->z + (size_t)i * Z + (size_t)s * Dm);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_mult_seq_forward(const mmspcl_mult_seq *m, const float *const x[3], const int T[3],
+                                      const int *const lens[3], int n, float *y, mmspcl_error *err) {
+    const int CH = 16, d = m->cfg.d, Dm = (m->n_mod - 1) * d, Z = m->n_mod * Dm;
+    mmspcl__mseq_buf b;
+    mmspcl_status st;
+    int i, s, tmax = 1;
+    size_t q;
+    if ((st = mmspcl__mseq_masks(m, x, T, lens, 0, n, NULL, err))) return st;
+    for (s = 0; s < m->n_mod; s++) if (T[m->mods[s]] > tmax) tmax = T[m->mods[s]];
+    if (mmspcl__mseq_alloc(m, T, CH, &b) || mmspcl__mseq_pos(b.pd, tmax, d) || mmspcl__mseq_pos(b.pm, tmax, Dm)) {
+        MMSPCL_FREE(b.mem);
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mult_seq: out of memory for a chunk of %d samples", CH);
+    }
+    for (i = 0; i < n && !st; i += CH) {
+        const int ns = n - i < CH ? n - i : CH;
+        mmspcl__mseq_masks(m, x, T, lens, i, ns, b.mask, NULL);
+        for (s = 0; s < m->n_mod && !st; s++) {
+            const int mi = m->mods[s];
+            st = mmspcl__mseq_embed(&m->in_proj[mi], x[mi] + (size_t)i * T[mi] * m->cfg.dims[mi], ns, T[mi], b.pd, b.e[mi]);
+        }
+        for (s = 0; s < m->n_mod && !st; s++) st = mmspcl__mseq_target(m, s, T, ns, &b);
+        /* the residual output block, then the output layer */
+        if (!st) st = mmspcl_head_mlp_forward(&m->res, b.z, b.r, ns, b.hid);
+        for (q = 0; !st && q < (size_t)ns * Z; q++) b.r[q] += b.z[q];
+        if (!st) st = mmspcl_head_linear_forward(&m->out, b.r, y + (size_t)i * m->cfg.out_dim, ns);
+    }
+    MMSPCL_FREE(b.mem);
+    if (st) return mmspcl__fail(err, st, "mult_seq: out of memory in a kernel");
+    return MMSPCL_OK;
+}
+
+/* pairs, target-major over the present modalities; sources in t, a, v order */
+static void mmspcl__mseq_pairs(const mmspcl_mult_seq_cfg *c, int *n_mod, int mods[3], int *n_pairs, int pa[6], int pb[6]) {
+    int a, b;
+    *n_mod = 0; *n_pairs = 0;
+    for (a = 0; a < 3; a++) if (c->dims[a] > 0) mods[(*n_mod)++] = a;
+    for (a = 0; a < *n_mod; a++)
+        for (b = 0; b < *n_mod; b++)
+            if (a != b) { pa[*n_pairs] = mods[a]; pb[*n_pairs] = mods[b]; (*n_pairs)++; }
+}
+
+/* one MulT layer: a pre-LN block whose keys/values go through the queries' layer norm */
+static mmspcl_status mmspcl__mseq_layer(mmspcl_head_block *b, const mmspcl_weights *w, const char *name, int D,
+                                        int H, int cross, mmspcl_error *err) {
+    mmspcl_status st = mmspcl__heads_blockl(b, w, name, D, H, 4, MMSPCL_ACT_RELU, 0, err);
+    if (st) return st;
+    b->cross = cross;
+    b->ln_kv = b->ln_q;
+    return MMSPCL_OK;
+}
+
+static mmspcl_status mmspcl__mseq_cfg_load(mmspcl_mult_seq_cfg *c, const mmspcl_weights *w, const char *prefix,
+                                           mmspcl_error *err) {
+    char key[64];
+    mmspcl_status st;
+    int mi, present = 0;
+    for (mi = 0; mi < 3; mi++) {
+        snprintf(key, sizeof key, "dim.%s", mmspcl__heads_mod_name[mi]);
+        if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 20, &c->dims[mi], err))) return st;
+        present += c->dims[mi] > 0;
+    }
+    if ((st = mmspcl__heads_int(w, prefix, "d", 4, 1 << 14, &c->d, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "n_heads", 1, c->d, &c->n_heads, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "n_layers", 1, 64, &c->n_layers, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "n_mem_layers", 0, 64, &c->n_mem_layers, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "out_dim", 1, 1 << 20, &c->out_dim, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "pool", 0, 1, &c->pool, err))) return st;
+    if (present < 2 || c->d % c->n_heads)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %d modalities (needs 2 or 3), d %d, %d heads", prefix, present, c->d, c->n_heads);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_mult_seq_load(mmspcl_mult_seq *m, const mmspcl_weights *w, const char *prefix,
+                                   mmspcl_error *err) {
+    char key[512];
+    mmspcl_status st;
+    int s, p, l, d, Dm, L, Lm;
+    memset(m, 0, sizeof *m);
+    if ((st = mmspcl__mseq_cfg_load(&m->cfg, w, prefix, err))) return st;
+    mmspcl__mseq_pairs(&m->cfg, &m->n_mod, m->mods, &m->n_pairs, m->pa, m->pb);
+    d = m->cfg.d; Dm = (m->n_mod - 1) * d; L = m->cfg.n_layers; Lm = m->cfg.n_mem_layers;
+    if (Dm % m->cfg.n_heads) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: memory width %d is not a multiple of %d heads", prefix, Dm, m->cfg.n_heads);
+    m->cross = (mmspcl_head_block *)MMSPCL_MALLOC(sizeof(mmspcl_head_block) * (size_t)m->n_pairs * L);
+    m->mem = (mmspcl_head_block *)MMSPCL_MALLOC(sizeof(mmspcl_head_block) * (size_t)(m->n_mod * Lm + 1));
+    if (!m->cross || !m->mem) { mmspcl_mult_seq_free(m); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", prefix); }
+    for (s = 0; s < m->n_mod && !st; s++) {
+        snprintf(key, sizeof key, "%s.proj.%s", prefix, mmspcl__heads_mod_name[m->mods[s]]);
+        st = mmspcl__heads_linear(&m->in_proj[m->mods[s]], w, key, m->cfg.dims[m->mods[s]], d, err);
+    }
+    for (p = 0; p < m->n_pairs && !st; p++) {
+        const char *an = mmspcl__heads_mod_name[m->pa[p]], *bn = mmspcl__heads_mod_name[m->pb[p]];
+        for (l = 0; l < L && !st; l++) {
+            snprintf(key, sizeof key, "%s.%s_%s.layer.%d", prefix, an, bn, l);
+            st = mmspcl__mseq_layer(&m->cross[p * L + l], w, key, d, m->cfg.n_heads, 1, err);
+        }
+        snprintf(key, sizeof key, "%s.%s_%s.ln", prefix, an, bn);
+        if (!st) st = mmspcl__heads_lnorm(&m->cross_ln[p], w, key, d, err);
+    }
+    for (s = 0; s < m->n_mod && !st; s++) {
+        const char *an = mmspcl__heads_mod_name[m->mods[s]];
+        for (l = 0; l < Lm && !st; l++) {
+            snprintf(key, sizeof key, "%s.%s_mem.layer.%d", prefix, an, l);
+            st = mmspcl__mseq_layer(&m->mem[s * Lm + l], w, key, Dm, m->cfg.n_heads, 0, err);
+        }
+        snprintf(key, sizeof key, "%s.%s_mem.ln", prefix, an);
+        if (!st) st = mmspcl__heads_lnorm(&m->mem_ln[s], w, key, Dm, err);
+    }
+    snprintf(key, sizeof key, "%s.res", prefix);
+    if (!st) st = mmspcl__heads_mlpl(&m->res, w, key, m->n_mod * Dm, m->n_mod * Dm, m->n_mod * Dm, MMSPCL_ACT_RELU, err);
+    snprintf(key, sizeof key, "%s.out", prefix);
+    if (!st) st = mmspcl__heads_linear(&m->out, w, key, m->n_mod * Dm, m->cfg.out_dim, err);
+    if (st) mmspcl_mult_seq_free(m);
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------------------
