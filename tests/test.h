@@ -6,6 +6,7 @@
      test_read_file          a whole file, NUL-terminated (plain stdio, so a test's allocator hooks
                              or a broken reader in the library never touch the fixtures);
      test_run                a shell command line: its exit status, and what it printed;
+     test_capture            the same, standard output and error both kept;
      test_cosine             the cosine of two float vectors;
      test_close              |got - want| <= abs_tol + rel_tol * |want|;
      test_write_file         write bytes to a file (0 / -1);
@@ -90,6 +91,26 @@ static inline int test_run(char **out, const char *fmt, ...) {
     if (st == -1) return -1;
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs a shell command line made printf-style, standard input from /dev/null; *out and *err
+   (freed first, never NULL after) receive its standard output and error (the latter through
+   the file err_path). Returns the exit status as test_run does. */
+static inline int test_capture(char **out, char **err, const char *err_path, const char *fmt, ...) TEST_PRINTF(4, 5);
+static inline int test_capture(char **out, char **err, const char *err_path, const char *fmt, ...) {
+    char cmd[3500];
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    free(*out);
+    free(*err);
+    rc = test_run(out, "(%s) < /dev/null 2> %s", cmd, err_path);
+    if (!*out) *out = (char *)calloc(1, 1);
+    *err = (char *)test_read_file(err_path, NULL);
+    if (!*err) *err = (char *)calloc(1, 1);
+    return rc;
 }
 
 /* The cosine of a[0..n) and b[0..n), in double; 0 when either has no (or a NaN) norm. */

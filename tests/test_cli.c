@@ -40,22 +40,7 @@ static char *g_out, *g_err;   /* standard output and error of the last sh() */
 
 /* Runs a shell command (stdin from /dev/null unless it redirects it), keeps its stdout and
    stderr in g_out / g_err; returns the exit status. */
-static int sh(const char *fmt, ...) TEST_PRINTF(1, 2);
-static int sh(const char *fmt, ...) {
-    char cmd[3500];
-    va_list ap;
-    int rc;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    free(g_out);
-    free(g_err);
-    rc = test_run(&g_out, "(%s) < /dev/null 2> " TMP "/stderr.txt", cmd);
-    if (!g_out) g_out = (char *)calloc(1, 1);
-    g_err = (char *)test_read_file(TMP "/stderr.txt", NULL);
-    if (!g_err) g_err = (char *)calloc(1, 1);
-    return rc;
-}
+#define sh(...) test_capture(&g_out, &g_err, TMP "/stderr.txt", __VA_ARGS__)
 
 static int exists(const char *p) { struct stat sb; return lstat(p, &sb) == 0; }
 

@@ -169,6 +169,7 @@ int mmspcl_cmd_inspect(int argc, char **argv);
 int mmspcl_cmd_tokenize(int argc, char **argv);
 int mmspcl_cmd_encode_image(int argc, char **argv);
 int mmspcl_cmd_encode_audio(int argc, char **argv);
+int mmspcl_cmd_extract(int argc, char **argv);
 int mmspcl_cmd_bench(int argc, char **argv);
 int mmspcl_cmd_encode_text(int argc, char **argv);
 int mmspcl_cmd_train(int argc, char **argv);

@@ -14,6 +14,7 @@ static const cli_command commands[] = {
     {"encode-text", mmspcl_cmd_encode_text, "RoBERTa hidden states of a text or of token ids"},
     {"encode-image", mmspcl_cmd_encode_image, "CLIP image embedding of a PNG, BMP or PPM file"},
     {"encode-audio", mmspcl_cmd_encode_audio, "speech features of a WAV file: eGeMAPS, log-mel, MFCC or F0"},
+    {"extract", mmspcl_cmd_extract, "per-utterance t / a / v features of a MELD CSV for train_msve (resumable, sharded)"},
     {"tokenize", mmspcl_cmd_tokenize, "byte-level BPE token ids of a text or of the lines of a file"},
     {"inspect", mmspcl_cmd_inspect, "hyper-parameters, tokenizer and tensor table of a weight file"},
     {"bench", mmspcl_cmd_bench, "time the encoder of a weight file (or one linear layer)"},

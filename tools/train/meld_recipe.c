@@ -1005,6 +1005,56 @@ mmspcl_status meld_train(const meld_recipe *r, const meld_csv *train, const meld
     return st;
 }
 
+/* ---- copies of a classifier file ---- */
+/* every key of w but `skip` and those starting with skip_prefix (either NULL: none) into wr */
+static mmspcl_status meld_copy_keys(const mmspcl_weights *w, mmspcl_writer *wr, const char *skip, const char *skip_prefix,
+                                    mmspcl_error *err) {
+    int64_t i;
+    for (i = 0; i < w->n_kv; i++) {
+        const mmspcl_kv *kv = &w->kv[i];
+        int bad = 0;
+        if ((skip && !strcmp(kv->key, skip)) || (skip_prefix && !strncmp(kv->key, skip_prefix, strlen(skip_prefix)))) continue;
+        if (kv->type == MMSPCL_KV_INT) bad = mmspcl_writer_set_int(wr, kv->key, kv->i);
+        else if (kv->type == MMSPCL_KV_FLOAT) bad = mmspcl_writer_set_float(wr, kv->key, kv->f);
+        else if (kv->type == MMSPCL_KV_STR) bad = mmspcl_writer_set_str(wr, kv->key, kv->str);
+        else bad = mmspcl_writer_set_str_array(wr, kv->key, kv->strs, kv->lens, kv->count);
+        if (bad) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "copy: out of memory");
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status meld_write_media_heads(const char *base_path, const mmspcl_msve_model *emo, const mmspcl_msve_model *sent,
+                                     const char *audio_features, const char *out_path, mmspcl_error *err) {
+    const mmspcl_msve_model *h[2] = {emo, sent};
+    static const char *const name[2] = {"meld.media.emotion", "meld.media.sentiment"};
+    mmspcl_weights *w = NULL;
+    mmspcl_writer *wr = NULL;
+    float *hold[2] = {NULL, NULL};
+    int64_t i;
+    int k;
+    mmspcl_status st;
+    if ((st = mmspcl_weights_read(&w, base_path, err))) return st;
+    if (!(wr = mmspcl_writer_create())) { st = mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "media heads: out of memory"); goto done; }
+    if ((st = meld_copy_keys(w, wr, NULL, "meld.media.", err))) goto done;
+    if (audio_features && mmspcl_writer_set_str(wr, "meld.media.audio", audio_features)) {
+        st = mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "media heads: out of memory");
+        goto done;
+    }
+    for (i = 0; i < w->n_tensors; i++) {   /* the base's tensors, in place in w (read whole: it outlives the save) */
+        const mmspcl_tensor *t = &w->tensors[i];
+        if (!strncmp(t->name, "meld.media.", 11)) continue;
+        if ((st = mmspcl_writer_add_tensor(wr, t->name, t->dtype, t->ndim, t->ne, t->data, t->nbytes, err))) goto done;
+    }
+    for (k = 0; k < 2; k++)
+        if (h[k] && (st = mmspcl_msve_model_write(h[k], wr, name[k], 0, &hold[k], err))) goto done;
+    st = mmspcl_writer_save(wr, out_path, NULL, NULL, err);
+done:
+    if (wr) mmspcl_writer_free(wr);
+    free(hold[0]); free(hold[1]);
+    mmspcl_weights_free(w);
+    return st;
+}
+
 /* ---- quantized copy ---- */
 mmspcl_status meld_quantize_file(const char *in_path, const char *out_path, mmspcl_dtype dtype,
                                         mmspcl_error *err) {
@@ -1016,16 +1066,7 @@ mmspcl_status meld_quantize_file(const char *in_path, const char *out_path, mmsp
     mmspcl_status st;
     if ((st = mmspcl_weights_read(&w, in_path, err))) return st;
     if (!(wr = mmspcl_writer_create())) { st = mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "quantize: out of memory"); goto done; }
-    for (i = 0; i < w->n_kv; i++) {
-        const mmspcl_kv *kv = &w->kv[i];
-        int bad = 0;
-        if (!strcmp(kv->key, "general.file_type")) continue;
-        if (kv->type == MMSPCL_KV_INT) bad = mmspcl_writer_set_int(wr, kv->key, kv->i);
-        else if (kv->type == MMSPCL_KV_FLOAT) bad = mmspcl_writer_set_float(wr, kv->key, kv->f);
-        else if (kv->type == MMSPCL_KV_STR) bad = mmspcl_writer_set_str(wr, kv->key, kv->str);
-        else bad = mmspcl_writer_set_str_array(wr, kv->key, kv->strs, kv->lens, kv->count);
-        if (bad) { st = mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "quantize: out of memory"); goto done; }
-    }
+    if ((st = meld_copy_keys(w, wr, "general.file_type", NULL, err))) goto done;
     mmspcl_writer_set_str(wr, "general.file_type", mmspcl_dtype_name(dtype));
     for (i = 0; i < w->n_tensors; i++) total += w->tensors[i].nbytes + 64;
     if (!(buf = (unsigned char *)malloc(total + 1))) { st = mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "quantize: out of memory"); goto done; }

@@ -54,4 +54,10 @@ mmspcl_status meld_train(const meld_recipe *r, const meld_csv *train, const meld
    (meld.protos and meld.log.* stay f32). */
 mmspcl_status meld_quantize_file(const char *in_path, const char *out_path, mmspcl_dtype dtype,
                                  mmspcl_error *err);
+/* Copies the classifier file base_path (without its own meld.media.*) adding media heads
+   (mmspcl.h, 13.6): emo as meld.media.emotion and sent as meld.media.sentiment (either NULL:
+   none), MSVE models over t [hidden], a, v; audio_features (NULL: not named) as
+   meld.media.audio. The output is written whole or not at all. */
+mmspcl_status meld_write_media_heads(const char *base_path, const mmspcl_msve_model *emo, const mmspcl_msve_model *sent,
+                                     const char *audio_features, const char *out_path, mmspcl_error *err);
 #endif
