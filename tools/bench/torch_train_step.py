@@ -9,7 +9,8 @@ Random weights; timing does not depend on their values.
 
 usage: torch_train_step.py [--layers 12] [--hidden 768] [--heads 12] [--ffn 3072] [--vocab 50265]
                            [--seq 128] [--batch 8] [--threads 1] [--reps 3] [--warmup 1]
-Prints per-step times and "result median_ms=... min_ms=..." (median of the timed steps).
+Prints per-step times and "result median_ms=... min_ms=... cpu_median_ms=..." (medians of the timed
+steps; CPU: this process, all threads).
 Run it as tools/bench/train_compare.sh does (docs/PERFORMANCE.md): env -u OPENBLAS_CORETYPE -u
 OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SKYLAKEX OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
 OMP_NUM_THREADS=1 /usr/bin/python3 tools/bench/torch_train_step.py ...
@@ -95,13 +96,15 @@ def main():
           f"batch {a.batch} x {a.seq} tokens, {a.layers} x {a.hidden} (heads {a.heads}, ffn {a.ffn})", flush=True)
     for _ in range(a.warmup):
         step()
-    ts = []
+    ts, cs = [], []
     for _ in range(a.reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         ts.append((time.perf_counter() - t0) * 1e3)
-        print(f"step {ts[-1]:.1f} ms", flush=True)
-    print(f"result median_ms={statistics.median(ts):.3f} min_ms={min(ts):.3f}", flush=True)
+        cs.append((time.process_time() - c0) * 1e3)
+        print(f"step {ts[-1]:.1f} ms (CPU {cs[-1]:.1f} ms)", flush=True)
+    print(f"result median_ms={statistics.median(ts):.3f} min_ms={min(ts):.3f} cpu_median_ms={statistics.median(cs):.3f}",
+          flush=True)
 
 
 if __name__ == "__main__":
