@@ -28,8 +28,11 @@ if [ ! -f "$OB/libblas.so.3" ]; then
         (cd "$D/openblas" && apt-get download libopenblas0-pthread && dpkg -x libopenblas0-pthread_*.deb root)
     fi
 fi
-ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SKYLAKEX OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T"
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), threads $T, batch $BATCH x $SEQ, $R rounds x $N steps"
+# OpenBLAS core type: SKYLAKEX needs AVX-512 (on an AVX2-only CPU such as Zen 3 it dies with
+# SIGILL, "Illegal instruction"); HASWELL is its AVX2 + FMA kernel set. CORETYPE overrides.
+CT=${CORETYPE:-$(grep -q avx512f /proc/cpuinfo && echo SKYLAKEX || echo HASWELL)}
+ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=$CT OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), OpenBLAS core $CT, threads $T, batch $BATCH x $SEQ, $R rounds x $N steps"
 ms=""; ts=""; mc=""; tc=""
 i=1
 while [ "$i" -le "$R" ]; do
