@@ -86,19 +86,17 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
                   names[p], mmspcl_dtype_name(dt), rows, n_in, n_out);
             free(part);
         }
-#ifdef _OPENMP
         {
             float *one = (float *)malloc(sizeof(float) * rows * n_out);
-            int saved = omp_get_max_threads();
-            omp_set_num_threads(1);
+            int saved = mmspcl_threads();
+            mmspcl_set_threads(1);
             mmspcl_linear_path(one, x, rows, n_in, &W, bias, paths[p]);
-            omp_set_num_threads(2);
+            mmspcl_set_threads(2);
             mmspcl_linear_path(got, x, rows, n_in, &W, bias, paths[p]);
-            omp_set_num_threads(saved);
+            mmspcl_set_threads(saved);
             CHECK(!memcmp(one, got, sizeof(float) * rows * n_out), "%s %s: 1 and 2 threads differ", names[p], mmspcl_dtype_name(dt));
             free(one);
         }
-#endif
     }
     free(x); free(w); free(wd); free(bias); free(ref); free(got); free(wq);
 }
@@ -147,15 +145,13 @@ static void check_panels(int rows, int n_in, int n_out, unsigned seed) {
                   names[p], rows, n_in, n_out);
             free(part);
         }
-#ifdef _OPENMP
         {
-            int saved = omp_get_max_threads();
-            omp_set_num_threads(saved == 1 ? 2 : 1);
+            int saved = mmspcl_threads();
+            mmspcl_set_threads(saved == 1 ? 2 : 1);
             mmspcl_linear_path(got, x, rows, n_in, &P, bias, paths[p]);
-            omp_set_num_threads(saved);
+            mmspcl_set_threads(saved);
             CHECK(!memcmp(ref, got, sizeof(float) * rows * n_out), "%s panels: thread counts differ", names[p]);
         }
-#endif
     }
     free(x); free(w); free(wp); free(bias); free(ref); free(got); free(row);
 }
@@ -260,21 +256,19 @@ static void test_attention(void) {
                         worst = fmax(worst, fabs(r - o[i * D + h * hd + d]) / (a + 1e-30));
                     }
                 }
-#ifdef _OPENMP
             {
                 float *o1 = (float *)malloc(sizeof(float) * n * D);
-                int saved = omp_get_max_threads();
-                omp_set_num_threads(1);
+                int saved = mmspcl_threads();
+                mmspcl_set_threads(1);
                 mmspcl_attention(o1, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
-                omp_set_num_threads(2);
+                mmspcl_set_threads(2);
                 free(scratch);
                 scratch = (float *)malloc(sizeof(float) * mmspcl_attention_scratch(n));
                 mmspcl_attention(o, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
-                omp_set_num_threads(saved);
+                mmspcl_set_threads(saved);
                 CHECK(!memcmp(o, o1, sizeof(float) * n * D), "attention n=%d hd=%d: 1 and 2 threads differ", n, hd);
                 free(o1);
             }
-#endif
         }
         CHECK(worst < 1e-5, "attention n=%d heads=%d hd=%d: rel error %g", n, H, hd, worst);
         free(q); free(scratch); free(valid);
