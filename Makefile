@@ -34,7 +34,10 @@ $(B)/mmspcl: $(CLI_SRC) $(wildcard tools/cli/*.h) $(wildcard tools/convert/*.h) 
 $(B)/tests/%: tests/%.c tests/test.h $(HEADERS) $(wildcard tools/convert/*.[ch]) $(wildcard tools/train/*.[ch]) | $(B)/tests
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(LDLIBS)
 
-examples: $(EXAMPLES)
+examples: $(EXAMPLES) $(B)/align_task
+# the synthetic alignment task of docs/FUSION.md (libc only)
+$(B)/align_task: tools/synth/align_task.c | $(B)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(LDLIBS)
 $(B)/examples/%: examples/%.c $(B)/libmmspcl.a | $(B)/examples
 	$(CC) $(ALL_CFLAGS) $< $(B)/libmmspcl.a -o $@ $(LDLIBS)
 

@@ -43,7 +43,8 @@
            11.1 Loading; 11.2 Forward; 11.3 Images
      12. MM-SPCL heads
            12.1 Small layers; 12.2 SPCL score; 12.3 Cross-modal pruning; 12.4 Fusion (a);
-           12.5 Fusion (b) MulT and (c) MBT; 12.6 MSVE; 12.7 Prototypes and metrics; 12.8 Loading
+           12.5 Fusion (b) MulT and (c) MBT; 12.6 MSVE; 12.7 Prototypes and metrics; 12.8 Loading;
+           12.9 Sequence MulT
      13. Classifier
            13.1 Labels and the n-gram view; 13.2 The classifier file; 13.3 Views; 13.4 Heads;
            13.5 Dialogues as text; 13.6 Media heads
@@ -88,6 +89,8 @@
      0.1  weight file format v1, tensors, quantization blocks, arena, reader and writer
      0.2  f32 Linear weights in panels of 16 rows (mmspcl-convert --panels; format unchanged:
           a 3-D f32 tensor), read in place by an AVX-512 kernel that broadcasts rows of x
+     0.3  bf16 weights compute bf16 x bf16 -> f32 (AVX512-BF16 vdpbf16ps, its emulation on AVX2,
+          the scalar definition); mmspcl-convert --type bf16
 */
 #ifndef MMSPCL_H
 #define MMSPCL_H
@@ -148,6 +151,9 @@ void mmspcl_free(void *p);
      q8_0: { uint16 f16 scale d; int8 q[32] }            34 bytes, x = d * q
      q4_0: { uint16 f16 scale d; uint8 q[16] }           18 bytes, x = d * (nibble - 8);
            byte j holds value j in its low nibble and value j+16 in its high nibble.
+   k-types, super-blocks of 256 values = 8 sub-blocks of 32, each with its own scale and zero point
+   (docs/FORMAT.md "k-types"): x = f16 d * sc[j] * (q - z[j]) for a value of sub-block j, sc a
+   6-bit code; q4_k 140 bytes (4.375 bits per value), q5_k 173 bytes (5.41 bits per value).
    ------------------------------------------------------------------------------------------ */
 typedef enum mmspcl_dtype {
     MMSPCL_F32 = 0,
@@ -156,10 +162,15 @@ typedef enum mmspcl_dtype {
     MMSPCL_Q8_0 = 3,
     MMSPCL_Q4_0 = 4,
     MMSPCL_I32 = 5,
+    MMSPCL_Q4_K = 6,
+    MMSPCL_Q5_K = 7,
     MMSPCL_DTYPE_COUNT
 } mmspcl_dtype;
 
 #define MMSPCL_QBLOCK 32
+#define MMSPCL_KBLOCK 256     /* values per k-type super-block */
+#define MMSPCL_Q4_K_BYTES 140
+#define MMSPCL_Q5_K_BYTES 173
 #define MMSPCL_MAX_DIMS 4
 
 typedef struct mmspcl_block_q8_0 { uint16_t d; int8_t q[MMSPCL_QBLOCK]; } mmspcl_block_q8_0;
@@ -328,7 +339,8 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
 
      operation          scalar  AVX2        AVX-512         AVX-VNNI  NEON      NEON dotprod
      linear f32         def     tiles (a)   row lanes (b)   = AVX2    rows (b)  = NEON
-     linear f16, bf16   def (c) tiles (c)   row lanes (c)   = AVX2    rows (c)  = NEON
+     linear f16         def (c) tiles (c)   row lanes (c)   = AVX2    rows (c)  = NEON
+     linear bf16        def (j) tiles (j)   vdpbf16ps (k)   = AVX2    -         -
      linear f32 panels  def (c) in place    panels (d)      = AVX2    rows (c)  = NEON
      linear q8_0, q4_0  def     maddubs     VNNI-512 (e)    vpdpbusd  vmull     sdot
      dot_f32            def     -           -               -         -         -
@@ -348,8 +360,14 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
    (h) its softmax is mmspcl_softmax: the AVX2 one where the CPU has AVX2.
    (i) 6 queries at a time on the f32 micro-kernels, AVX2 softmax rows; needs head_dim a multiple
        of 16 (otherwise, or when memory runs out, the definition runs).
-   AUTO on x86: float weights AVX-512 > AVX2; q8_0 / q4_0 AVX512-VNNI > AVX-VNNI > AVX2; then the
-   definition. On ARM: NEON, with sdot when built with the dot product (-march=armv8.2-a+dotprod).
+   (j) bf16 x bf16 -> f32: x rounded to bf16, one fma chain per output in vdpbf16ps's order (6.1);
+       AVX2 runs it on the f32 tiles with x and the panels packed in that order (same bits).
+   (k) needs AVX512-BF16 (and an even n_in, else the AVX2 code): x^T in bf16 pairs, W read in
+       place, 6 outputs x 4 vectors of rows; same bits as the definition. With AVX-512 F/BW/VL
+       alone, AUTO takes AVX2 for bf16 and the AVX512 path returns MMSPCL_ERR_UNSUPPORTED.
+       ARM: the definition (no BFDOT code yet).
+   AUTO on x86: f32 / f16 weights AVX-512 > AVX2; bf16 AVX512-BF16 > AVX2; q8_0 / q4_0
+   AVX512-VNNI > AVX-VNNI > AVX2; then the definition. On ARM: NEON, with sdot when built with the dot product (-march=armv8.2-a+dotprod).
    The AVX-VNNI path needs a compiler that knows it (GCC 11, clang 12) and a CPU with AVX-VNNI,
    for float weights too.
    ------------------------------------------------------------------------------------------ */
@@ -362,11 +380,13 @@ mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, cons
 /* q8_0 / q4_0 weights take the integer path: each row of x is quantized on the fly to int8
    blocks of 32 (f32 scale per block), dot products are exact int32 sums per block, and blocks
    are accumulated in float in a fixed order (the definition is in the implementation section); every
-   SIMD integer path gives the same bits as the scalar one. Float weights (f32, f16, bf16) keep
+   SIMD integer path gives the same bits as the scalar one. bf16 weights compute bf16 x bf16 ->
+   f32 (x rounded to bf16; every x86 path gives the definition's bits). f32 and f16 weights keep
    x in f32; their SIMD paths agree with the scalar one to about 1e-6 relative.
    The same with a chosen code path (tests compare every path with the scalar definition).
    MMSPCL_ERR_UNSUPPORTED when this CPU or build lacks the path:
-     AVX2      AVX2 + FMA (integer: maddubs)        AVX512   AVX-512 F/BW/VL (integer: AVX512-VNNI)
+     AVX2      AVX2 + FMA (integer: maddubs)        AVX512   AVX-512 F/BW/VL (integer: AVX512-VNNI,
+                                                             bf16: AVX512-BF16)
      AVXVNNI   AVX2 f32 / AVX-VNNI integer          NEON     ARM NEON (integer without dot product)
      NEON_DOTPROD  NEON with the ARMv8.2 dot product (sdot), compile-time (-march=armv8.2-a+dotprod)
    AUTO picks the best this CPU (x86: at run time) or build (ARM) has. */
@@ -818,13 +838,14 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
      mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
      mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
      mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
+     mmspcl_mult_seq_forward      fusion (b) over sequences, MulT as its code does it (12.9)
      mmspcl_msve_forward          MSVE: sum of the enabled combinations' logits
      mmspcl_proto_classify        nearest prototype by G
    Metrics
      mmspcl_confusion, mmspcl_metrics_from_confusion (accuracy, per-class P/R/F1, weighted F1
      exactly as scikit-learn's average='weighted', zero_division=0)
    Loading what mmspcl_train.h saved
-     mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_fuse_linear_load,
+     mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_mult_seq_load, mmspcl_fuse_linear_load,
      mmspcl_head_linear_load (SPCL's linear classifier), mmspcl_protos_load
      (each with a name prefix; tensor names are listed in mmspcl_train.h)
    ------------------------------------------------------------------------------------------ */
@@ -993,6 +1014,61 @@ mmspcl_status mmspcl_fuse_linear_load(mmspcl_fuse_linear *f, const mmspcl_weight
 /* prefix.protos [C][dim] (SPCL class means), pointer into w */
 mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
                                  const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
+
+/* ---- 12.9 Sequence MulT: MulT as its code does it ----------------------------------------- */
+/* Fusion (b) over sequences, structured as yaohungt/Multimodal-Transformer (src/models.py,
+   modules/transformer.py): modality m is a sequence of T[m] steps of dims[m] features per
+   sample, lens[m][i] real steps (right padding; a single vector is T = 1).
+     e_m    = sqrt(d) * Conv1d_k1(x_m) + pos_d            (1-D conv of kernel 1 = a Linear with
+                                                           no bias; pos_d: fairseq sinusoids)
+     pair (a <- b), for each target a and source b != a:
+       h = e_a; n_layers times h = Layer(h, kv = e_b); h_ab = LN(h)
+     target a: c_a = [h_ab over b in t, a, v order], Dm = (n_mod - 1) d wide,
+       g = sqrt(Dm) * c_a + pos_Dm; n_mem_layers times g = Layer(g, self); g = LN(g)
+       last_a = g at step lens[a][i] - 1 (MulT's h[-1]), or the mean over real steps (pool MEAN)
+     z = [last_a over targets]; z += proj2(ReLU(proj1 z)); y = out(z)
+   Layer(x, kv): x += Wo Attn(Wq LN0(x), Wk LN0(kv), Wv LN0(kv)) with ONE layer norm LN0 for
+   queries and keys/values (MulT's layer_norms[0]); x += fc2(ReLU(fc1(LN1(x)))), fc1 4x wide.
+   Sinusoids: step t (0-based) gets fairseq's position t + 1: column j < D/2 is
+   sin((t+1) w_j), column D/2 + j is cos((t+1) w_j), w_j = exp(-j ln(10000) / (D/2 - 1)); an odd
+   D has a last zero column. Departures from the original, all documented in docs/FUSION.md: a
+   key padding mask (MulT has none; padded steps never reach an output, so full lengths give
+   MulT exactly), the last REAL step, the projection even when dims[m] == d (MulT then skips
+   it), no embedding / attention / residual dropout (training has ReLU and output dropout). */
+#define MMSPCL_POOL_LAST 0
+#define MMSPCL_POOL_MEAN 1
+typedef struct mmspcl_mult_seq_cfg {
+    int dims[3];           /* features per step of t, a, v (0 = absent; at least two present) */
+    int d;                 /* width of each modality inside (MulT: d_l = d_a = d_v = 30); >= 4 */
+    int n_heads;           /* divides d */
+    int n_layers;          /* cross-modal layers per pair (MulT: --nlevels 5), >= 1 */
+    int n_mem_layers;      /* self-attention layers per target (MulT: max(nlevels, 3)), >= 0 */
+    int out_dim;           /* output width (classes) */
+    int pool;              /* MMSPCL_POOL_LAST (MulT) or MMSPCL_POOL_MEAN */
+} mmspcl_mult_seq_cfg;
+typedef struct mmspcl_mult_seq {
+    mmspcl_mult_seq_cfg cfg;
+    int n_mod, mods[3], n_pairs, pa[6], pb[6];   /* pair p: target pa[p], source pb[p], target-major */
+    mmspcl_head_linear in_proj[3];               /* [d][dims[m]], bias 0 */
+    mmspcl_head_block *cross;                    /* [n_pairs][n_layers] (owned) */
+    mmspcl_head_ln cross_ln[6];
+    mmspcl_head_block *mem;                      /* [n_mod][n_mem_layers] (owned) */
+    mmspcl_head_ln mem_ln[3];
+    mmspcl_head_mlp res;                         /* proj1, proj2: n_mod Dm wide */
+    mmspcl_head_linear out;
+} mmspcl_mult_seq;
+/* x[m] [n][T[m]][dims[m]] (absent modalities: NULL); lens[m] [n] in 1..T[m] or NULL (all T[m]);
+   y [n][out_dim]. */
+mmspcl_status mmspcl_mult_seq_forward(const mmspcl_mult_seq *m, const float *const x[3], const int T[3],
+                                      const int *const lens[3], int n, float *y, mmspcl_error *err);
+/* keys P.dim.{t,a,v} P.d P.n_heads P.n_layers P.n_mem_layers P.out_dim P.pool; tensors
+   P.proj.{m} P.{a}_{b}.layer.{l}.{ln_q,attn.{q,k,v,o},ln_ff,ff.fc1,ff.fc2} P.{a}_{b}.ln
+   P.{a}_mem.layer.{l}.* P.{a}_mem.ln P.res.fc{1,2} P.out (each .weight/.bias) */
+mmspcl_status mmspcl_mult_seq_load(mmspcl_mult_seq *m, const mmspcl_weights *w, const char *prefix,
+                                   mmspcl_error *err);
+void mmspcl_mult_seq_free(mmspcl_mult_seq *m);
+/* The sinusoids above, pos [T][D] (double: the training twin shares them) */
+void mmspcl_sinusoids(double *pos, int T, int D);
 
 /* ---------------------------------------------------------------------------------------------
    13. Classifier
@@ -1603,30 +1679,32 @@ uint16_t mmspcl_fp32_to_bf16(float f) {
 }
 
 /* ---- 3.2 Data types, panels and quantization blocks -------------------------------------- */
-static const char *const mmspcl__dtype_names[MMSPCL_DTYPE_COUNT] = {
-    "f32", "f16", "bf16", "q8_0", "q4_0", "i32"};
+/* The type table: name, values per block (1 for plain numbers), bytes per block, and whether
+   Linear weights of the type take the integer path (int8 values and a scale per 32). */
+static const struct mmspcl__type_traits { const char *name; int block, bytes, integer; }
+    mmspcl__types[MMSPCL_DTYPE_COUNT] = {
+        {"f32", 1, 4, 0},         {"f16", 1, 2, 0},  {"bf16", 1, 2, 0},
+        {"q8_0", MMSPCL_QBLOCK, (int)sizeof(mmspcl_block_q8_0), 1}, {"q4_0", MMSPCL_QBLOCK, (int)sizeof(mmspcl_block_q4_0), 1},
+        {"i32", 1, 4, 0},         {"q4_k", MMSPCL_KBLOCK, MMSPCL_Q4_K_BYTES, 1}, {"q5_k", MMSPCL_KBLOCK, MMSPCL_Q5_K_BYTES, 1}};
 
 const char *mmspcl_dtype_name(mmspcl_dtype t) {
-    return (unsigned)t < MMSPCL_DTYPE_COUNT ? mmspcl__dtype_names[t] : "?";
+    return (unsigned)t < MMSPCL_DTYPE_COUNT ? mmspcl__types[t].name : "?";
 }
 
 int mmspcl_dtype_from_name(const char *name, mmspcl_dtype *out) {
     int i;
     for (i = 0; i < MMSPCL_DTYPE_COUNT; i++)
-        if (strcmp(name, mmspcl__dtype_names[i]) == 0) { *out = (mmspcl_dtype)i; return 0; }
+        if (strcmp(name, mmspcl__types[i].name) == 0) { *out = (mmspcl_dtype)i; return 0; }
     return -1;
 }
 
 size_t mmspcl_dtype_row_size(mmspcl_dtype t, int64_t n) {
-    if (n < 0) return 0;
-    switch (t) {
-    case MMSPCL_F32: case MMSPCL_I32: return (size_t)n * 4;
-    case MMSPCL_F16: case MMSPCL_BF16: return (size_t)n * 2;
-    case MMSPCL_Q8_0: return n % MMSPCL_QBLOCK ? 0 : (size_t)(n / MMSPCL_QBLOCK) * sizeof(mmspcl_block_q8_0);
-    case MMSPCL_Q4_0: return n % MMSPCL_QBLOCK ? 0 : (size_t)(n / MMSPCL_QBLOCK) * sizeof(mmspcl_block_q4_0);
-    default: return 0;
-    }
+    if (n < 0 || (unsigned)t >= MMSPCL_DTYPE_COUNT || n % mmspcl__types[t].block) return 0;
+    return (size_t)(n / mmspcl__types[t].block) * (size_t)mmspcl__types[t].bytes;
 }
+
+/* Weights of this type take the integer path (q8_0, q4_0, q4_k, q5_k). */
+static int mmspcl__dtype_integer(mmspcl_dtype t) { return (unsigned)t < MMSPCL_DTYPE_COUNT && mmspcl__types[t].integer; }
 
 int64_t mmspcl_tensor_nelements(const mmspcl_tensor *t) {
     int64_t n = 1;
@@ -1704,6 +1782,117 @@ static void mmspcl__quantize_q4_0(const float *x, mmspcl_block_q4_0 *b, int64_t 
     }
 }
 
+/* k-types (q4_k, q5_k): super-blocks of 256 values = 8 sub-blocks of 32 (docs/FORMAT.md).
+     bytes 0-1   d, f16: the unit of the sub-block scales
+     bytes 2-7   sc[j], j = 0..7, 6 bits each: bits 6j .. 6j+5 of the little-endian 48-bit number in bytes 2-7
+     q4_k: 8-11  z[j], 4 bits: byte 8 + j/2, low nibble for even j; 12-139 the values' 4 bits, sub-block
+                 j in bytes 12 + 16j .. +15: byte i has value i in its low nibble, value i+16 in its high
+     q5_k: 8-12  z[j], 5 bits: bits 5j .. 5j+4 of the little-endian 40-bit number in bytes 8-12;
+                 13-140 the low 4 bits as q4_k's; 141-172 bit 4: of value i of sub-block j, bit i of the
+                 little-endian 32-bit word at 141 + 4j
+   value i of sub-block j = S[j] * (q - z[j]) with S[j] = f32(d) * sc[j] (exact in f32). */
+static int mmspcl__kbits(mmspcl_dtype t) { return t == MMSPCL_Q5_K ? 5 : 4; }
+
+static uint64_t mmspcl__le_bits(const unsigned char *p, int nbytes) {
+    uint64_t v = 0;
+    int i;
+    for (i = nbytes - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* Scale S[j] and zero point z[j] of sub-block j of super-block blk. */
+static float mmspcl__ksub(const unsigned char *blk, int bits, int j, int *z) {
+    const int sc = (int)(mmspcl__le_bits(blk + 2, 6) >> (6 * j) & 63);
+    uint16_t d;
+    *z = bits == 4 ? (blk[8 + j / 2] >> (4 * (j & 1))) & 15 : (int)(mmspcl__le_bits(blk + 8, 5) >> (5 * j) & 31);
+    d = (uint16_t)(blk[0] | blk[1] << 8);
+    return mmspcl_fp16_to_fp32(d) * (float)sc;
+}
+
+/* Sub-block j of super-block blk as int8 values q - z[j] (v[32]); returns S[j]. */
+static float mmspcl__ksub_values(const unsigned char *blk, int bits, int j, int8_t *v) {
+    const unsigned char *lo = blk + (bits == 4 ? 12 : 13) + 16 * j;
+    uint32_t hi = bits == 4 ? 0 : (uint32_t)mmspcl__le_bits(blk + 141 + 4 * j, 4);
+    int z, i;
+    const float S = mmspcl__ksub(blk, bits, j, &z);
+    for (i = 0; i < 16; i++) {
+        v[i] = (int8_t)((lo[i] & 15) + (int)((hi >> i & 1) << 4) - z);
+        v[i + 16] = (int8_t)((lo[i] >> 4) + (int)((hi >> (i + 16) & 1) << 4) - z);
+    }
+    return S;
+}
+
+/* Codes of 32 values x with scale S: zero point z (0..L, the nearest to -min(x, 0) / S, or the
+   neighbour that fits better) and q = clamp(round(x / S) + z, 0, L); returns the squared error. */
+static float mmspcl__kfit(const float *x, float S, float mn, int L, int *zo, uint8_t *q) {
+    const float iS = S > 0.0f ? 1.0f / S : 0.0f, zc = -mn * iS + 0.5f;
+    const int z0 = zc >= (float)L ? L : zc > 0.0f ? (int)zc : 0;
+    float best = INFINITY;
+    int z, i;
+    *zo = 0;
+    for (z = z0 > 0 ? z0 - 1 : 0; z <= z0 + 1 && z <= L; z++) {
+        float err = 0.0f;
+        uint8_t c[MMSPCL_QBLOCK];
+        for (i = 0; i < MMSPCL_QBLOCK; i++) {
+            const float t = x[i] * iS + (float)z + 0.5f, e = S * (float)((c[i] = (uint8_t)(t >= (float)L ? L : t > 0.0f ? (int)t : 0)) - z) - x[i];
+            err += e * e;
+        }
+        if (err < best) { best = err; *zo = z; memcpy(q, c, sizeof c); }
+    }
+    return best;
+}
+
+/* One super-block. Per sub-block the float scale (max(x, 0) - min(x, 0)) / L times the factor of
+   0.84 .. 1.06 (steps of 0.02) with the least squared error; d = the largest of them / 63 as
+   f16; sc[j] = round(scale / d) in 1..63 (0 for an all-zero sub-block); then z and q again with
+   the stored S[j] (mmspcl__kfit). */
+static void mmspcl__quantize_k(const float *x, unsigned char *blk, int bits) {
+    const int L = (1 << bits) - 1;
+    float s[8], mn[8], dd, dmax = 0.0f;
+    uint64_t scw = 0, zw = 0;
+    uint16_t d16;
+    int j, i, f;
+    memset(blk, 0, bits == 4 ? MMSPCL_Q4_K_BYTES : MMSPCL_Q5_K_BYTES);
+    for (j = 0; j < 8; j++) {
+        const float *xs = x + MMSPCL_QBLOCK * j;
+        float lo = 0.0f, hi = 0.0f, best = INFINITY;
+        uint8_t q[MMSPCL_QBLOCK];
+        int z;
+        for (i = 0; i < MMSPCL_QBLOCK; i++) { lo = fminf(lo, xs[i]); hi = fmaxf(hi, xs[i]); }
+        mn[j] = lo;
+        s[j] = 0.0f;
+        if (hi - lo > 0.0f)
+            for (f = 0; f < 12; f++) {
+                const float cand = (hi - lo) / (float)L * ((float)(42 + f) / 50.0f);   /* f = 8: exactly 1 */
+                const float err = mmspcl__kfit(xs, cand, lo, L, &z, q);
+                if (err < best) { best = err; s[j] = cand; }
+            }
+        if (s[j] > dmax) dmax = s[j];
+    }
+    d16 = mmspcl_fp32_to_fp16(dmax / 63.0f);
+    dd = mmspcl_fp16_to_fp32(d16);
+    blk[0] = (unsigned char)(d16 & 255);
+    blk[1] = (unsigned char)(d16 >> 8);
+    for (j = 0; j < 8; j++) {
+        const float r = dd > 0.0f ? s[j] / dd + 0.5f : 0.0f;
+        const int sc = s[j] > 0.0f && dd > 0.0f ? (r >= 63.0f ? 63 : r >= 1.0f ? (int)r : 1) : 0;
+        uint8_t q[MMSPCL_QBLOCK];
+        unsigned char *lo = blk + (bits == 4 ? 12 : 13) + 16 * j;
+        int z;
+        uint32_t hb = 0;
+        mmspcl__kfit(x + MMSPCL_QBLOCK * j, dd * (float)sc, mn[j], L, &z, q);
+        if (sc == 0) { z = 0; memset(q, 0, sizeof q); }
+        scw |= (uint64_t)sc << (6 * j);
+        zw |= (uint64_t)z << (bits * j);
+        for (i = 0; i < 16; i++) lo[i] = (unsigned char)((q[i] & 15) | (q[i + 16] & 15) << 4);
+        for (i = 0; i < MMSPCL_QBLOCK; i++) hb |= (uint32_t)(q[i] >> 4 & 1) << i;
+        if (bits == 5)
+            for (i = 0; i < 4; i++) blk[141 + 4 * j + i] = (unsigned char)(hb >> (8 * i));
+    }
+    for (i = 0; i < 6; i++) blk[2 + i] = (unsigned char)(scw >> (8 * i));
+    for (i = 0; i < (bits == 4 ? 4 : 5); i++) blk[8 + i] = (unsigned char)(zw >> (8 * i));
+}
+
 mmspcl_status mmspcl_quantize_row(mmspcl_dtype t, const float *src, void *dst, int64_t n) {
     int64_t i;
     if (n < 0 || (mmspcl_dtype_row_size(t, n) == 0 && n != 0)) return MMSPCL_ERR_ARG;
@@ -1713,6 +1902,10 @@ mmspcl_status mmspcl_quantize_row(mmspcl_dtype t, const float *src, void *dst, i
     case MMSPCL_BF16: for (i = 0; i < n; i++) ((uint16_t *)dst)[i] = mmspcl_fp32_to_bf16(src[i]); break;
     case MMSPCL_Q8_0: mmspcl__quantize_q8_0(src, (mmspcl_block_q8_0 *)dst, n / MMSPCL_QBLOCK); break;
     case MMSPCL_Q4_0: mmspcl__quantize_q4_0(src, (mmspcl_block_q4_0 *)dst, n / MMSPCL_QBLOCK); break;
+    case MMSPCL_Q4_K: case MMSPCL_Q5_K:
+        for (i = 0; i < n / MMSPCL_KBLOCK; i++)
+            mmspcl__quantize_k(src + i * MMSPCL_KBLOCK, (unsigned char *)dst + (size_t)i * (size_t)mmspcl__types[t].bytes, mmspcl__kbits(t));
+        break;
     default: return MMSPCL_ERR_UNSUPPORTED;
     }
     return MMSPCL_OK;
@@ -1747,6 +1940,14 @@ mmspcl_status mmspcl_dequantize_row(mmspcl_dtype t, const void *src, float *dst,
         }
         break;
     }
+    case MMSPCL_Q4_K: case MMSPCL_Q5_K:
+        for (i = 0; i < n / MMSPCL_QBLOCK; i++) {   /* sub-block i % 8 of super-block i / 8 */
+            int8_t v[MMSPCL_QBLOCK];
+            const float S = mmspcl__ksub_values((const unsigned char *)src + (size_t)(i / 8) * (size_t)mmspcl__types[t].bytes,
+                                                mmspcl__kbits(t), (int)(i % 8), v);
+            for (j = 0; j < MMSPCL_QBLOCK; j++) dst[i * MMSPCL_QBLOCK + j] = S * (float)v[j];
+        }
+        break;
     default: return MMSPCL_ERR_UNSUPPORTED;
     }
     return MMSPCL_OK;
@@ -2602,7 +2803,7 @@ float mmspcl_dot_f32(const float *a, const float *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-/* Linear layers, float weights (f32, f16, bf16, panels): y = x W^T + b.
+/* Linear layers, float weights (f32, f16, panels): y = x W^T + b.
    Definition: each output is bias + mmspcl_dot_f32(x row, W row widened to f32). */
 static void mmspcl__linear_scalar(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                   const float *bias, float *wide) {
@@ -2643,9 +2844,13 @@ static void mmspcl__quantize_act(const float *x, int n, int8_t *q, float *d) {
     }
 }
 
-/* The 32 int8 values and the scale of block b of weight row w (q8_0 or q4_0). */
+/* The 32 int8 values and the scale of block b of weight row w (q8_0, q4_0; q4_k / q5_k: q - z of
+   sub-block b % 8 of super-block b / 8, scale S). */
 static float mmspcl__weight_block(const void *w, mmspcl_dtype dt, int b, int8_t *v) {
     int j;
+    if (dt == MMSPCL_Q4_K || dt == MMSPCL_Q5_K)
+        return mmspcl__ksub_values((const unsigned char *)w + (size_t)(b / 8) * (size_t)mmspcl__types[dt].bytes, mmspcl__kbits(dt),
+                                   b % 8, v);
     if (dt == MMSPCL_Q8_0) {
         const mmspcl_block_q8_0 *blk = (const mmspcl_block_q8_0 *)w + b;
         for (j = 0; j < MMSPCL_QBLOCK; j++) v[j] = blk->q[j];
@@ -2692,12 +2897,61 @@ static mmspcl_status mmspcl__linear_q_scalar(float *out, const float *x, int row
     return MMSPCL_OK;
 }
 
-/* mmspcl_linear's definition (MMSPCL_PATH_SCALAR): the integer path for q8_0 / q4_0 weights;
-   float weights as above, f32 rows in place, f16 / bf16 / panel rows widened one at a time. */
+/* Linear layers, bf16 weights: bf16 x bf16 -> f32, in the order of AVX512-BF16's vdpbf16ps.
+   Definition (every x86 path gives the same bits):
+     1. each value of x is rounded to bf16 (mmspcl__bf16_act: a zero or subnormal float becomes a
+        zero of its sign, any other value mmspcl_fp32_to_bf16's nearest even, as vcvtneps2bf16);
+     2. for each output o: acc = 0, then for the columns in the order 1, 0, 3, 2, 5, 4, ... (each
+        pair's odd column first, as vdpbf16ps adds them; an odd last column alone)
+        acc = fma(xb[k], w[k], acc); out = acc + bias.
+   A product of two bf16 is exact in f32, so each step is acc + x w rounded once, the step the
+   instruction does. vdpbf16ps also flushes subnormal weights, products and partial sums to zero,
+   which this definition does not: the two agree whenever none of those is below 2^-126 in
+   magnitude (finite checkpoints with |w| > 1e-38 and activations of ordinary size). */
+static uint16_t mmspcl__bf16_act(float f) {
+    const uint32_t u = mmspcl__f32_bits(f);
+    return (u & 0x7f800000u) == 0 ? (uint16_t)((u >> 16) & 0x8000u) : mmspcl_fp32_to_bf16(f);
+}
+
+/* Column k's place in the definition's order (pairs swapped; an odd last column stays). */
+static int mmspcl__bf16_col(int k, int n) { return (k ^ 1) < n ? k ^ 1 : k; }
+
+static mmspcl_status mmspcl__linear_bf16_scalar(float *out, const float *x, int rows, int n_in,
+                                                const mmspcl_tensor *W, const float *bias) {
+    const int n_out = (int)W->ne[0];
+    const size_t nx = (size_t)rows * (size_t)n_in;
+    float *xb = (float *)MMSPCL_MALLOC((nx + (size_t)MMSPCL__MAX_THREADS() * (size_t)n_in) * sizeof(float));
+    size_t i;
+    int o;
+    if (!xb) return MMSPCL_ERR_NOMEM;
+    for (i = 0; i < nx; i++) xb[i] = mmspcl_bf16_to_fp32(mmspcl__bf16_act(x[i]));
+    MMSPCL__OMP_FOR
+    for (o = 0; o < n_out; o++) {
+        float *w = xb + nx + (size_t)MMSPCL__THREAD_ID() * (size_t)n_in;   /* row o widened (exact) */
+        int r, k;
+        mmspcl_dequantize_row(MMSPCL_BF16, (const uint16_t *)W->data + (size_t)o * (size_t)n_in, w, n_in);
+        for (r = 0; r < rows; r++) {
+            const float *xr = xb + (size_t)r * (size_t)n_in;
+            float acc = 0.0f;
+            for (k = 0; k < n_in; k++) {
+                const int c = mmspcl__bf16_col(k, n_in);
+                acc = fmaf(xr[c], w[c], acc);
+            }
+            out[(size_t)r * (size_t)n_out + (size_t)o] = acc + (bias ? bias[o] : 0.0f);
+        }
+    }
+    MMSPCL_FREE(xb);
+    return MMSPCL_OK;
+}
+
+/* mmspcl_linear's definition (MMSPCL_PATH_SCALAR): the integer path for q8_0 / q4_0 weights,
+   bf16 x bf16 for bf16 weights; f32 and f16 as above, f32 rows in place, f16 / panel rows widened
+   one at a time. */
 static mmspcl_status mmspcl__linear_definition(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                                const float *bias) {
     float *wide;
-    if (W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0) return mmspcl__linear_q_scalar(out, x, rows, n_in, W, bias);
+    if (mmspcl__dtype_integer(W->dtype)) return mmspcl__linear_q_scalar(out, x, rows, n_in, W, bias);
+    if (W->dtype == MMSPCL_BF16) return mmspcl__linear_bf16_scalar(out, x, rows, n_in, W, bias);
     wide = (float *)MMSPCL_MALLOC((size_t)MMSPCL__MAX_THREADS() * (size_t)n_in * sizeof(float));
     if (!wide) return MMSPCL_ERR_NOMEM;
     mmspcl__linear_scalar(out, x, rows, n_in, W, bias, wide);
@@ -2808,6 +3062,7 @@ MMSPCL__OMP_FOR
 #define MMSPCL__CPU_AVX512 2
 #define MMSPCL__CPU_VNNI512 4
 #define MMSPCL__CPU_AVXVNNI 8
+#define MMSPCL__CPU_BF16_512 16   /* AVX512-BF16: vdpbf16ps, vcvtne2ps2bf16 */
 #define MMSPCL__CPU_KNOWN 256   /* in the cache: the features are read */
 static int mmspcl__x86_read_features(int want_avxvnni) {
     int f = 0;
@@ -2817,6 +3072,7 @@ static int mmspcl__x86_read_features(int want_avxvnni) {
         __builtin_cpu_supports("avx512vl")) {
         f |= MMSPCL__CPU_AVX512;
         if (__builtin_cpu_supports("avx512vnni")) f |= MMSPCL__CPU_VNNI512;
+        if (__builtin_cpu_supports("avx512bf16")) f |= MMSPCL__CPU_BF16_512;
     }
 #ifdef MMSPCL__HAVE_AVXVNNI
     /* CPUID leaf 7 sub-leaf 1, EAX bit 4 (not every compiler's __builtin_cpu_supports knows it);
@@ -3054,6 +3310,112 @@ static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int r
     return MMSPCL_OK;
 }
 
+/* bf16 weights on AVX512-BF16 (vdpbf16ps): the bf16 definition (6.1) in the row-lane layout.
+   x is rounded to bf16 (vcvtne2ps2bf16, the definition's rounding) and packed as column pairs
+   with the rows in the lanes: the tile of rows r0 .. r0+tw-1 (tw = min(64, ldt - r0)) holds the
+   32-bit word (x[r][2p], x[r][2p+1]) at xb[r0 * n_in / 2 + p * tw + r - r0]; zero rows up to ldt.
+   W's rows are read in place, each pair (w[2p], w[2p+1]) broadcast as one word: vdpbf16ps adds
+   x[2p+1] w[2p+1], then x[2p] w[2p], to each row's lane, one chain per output over all of k (no
+   k chunks: the chain is the definition's). Needs n_in even (an odd n_in takes the AVX2 code). */
+static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void mmspcl__pack_xb_avx512(uint32_t *xb, int ldt, const float *x,
+                                                                                         int rows, int n_in) {
+    const int np = n_in / 2;
+    int r0, p, i;
+    for (r0 = 0; r0 < ldt; r0 += 16) {
+        const int t0 = r0 & ~63, tw = ldt - t0 < 64 ? ldt - t0 : 64;
+        uint32_t *dst = xb + (size_t)t0 * np + (r0 - t0);
+        for (p = 0; p < np; p += 16) {
+            const int pn = np - p < 16 ? np - p : 16, kn = 2 * pn;
+            const __mmask16 m0 = (__mmask16)(kn >= 16 ? 0xFFFFu : (1u << kn) - 1);
+            const __mmask16 m1 = (__mmask16)(kn >= 32 ? 0xFFFFu : kn <= 16 ? 0u : (1u << (kn - 16)) - 1);
+            __m512 v[16];
+            for (i = 0; i < 16; i++) {
+                v[i] = _mm512_setzero_ps();
+                if (r0 + i < rows) {   /* 32 columns, rounded to bf16: word j = (x[2j], x[2j + 1]) */
+                    const float *xr = x + (size_t)(r0 + i) * n_in + 2 * p;
+                    v[i] = _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xr + 16),
+                                                                             _mm512_maskz_loadu_ps(m0, xr)));
+                }
+            }
+            mmspcl__tr16(v);   /* v[j]: word j (pair p + j) of the 16 rows */
+            for (i = 0; i < pn; i++) _mm512_storeu_ps((float *)(dst + (size_t)(p + i) * tw), v[i]);
+        }
+    }
+}
+
+/* Micro-kernel: t[o][16 v + lane] = the chain of output o for row 16 v + lane, o < 6, v < NV;
+   prefetches like mmspcl__f32k (pf counts lines over the np pairs). */
+#define MMSPCL__B_DOT(o, v) a##o##v = _mm512_dpbf16_ps(a##o##v, (__m512bh)x##v, (__m512bh)wb);
+#define MMSPCL__B_LOADX(v) const __m512i x##v = _mm512_loadu_si512((const void *)(xk + 16 * v));
+#define MMSPCL__B_STEP1(o) { const __m512i wb = _mm512_set1_epi32(mmspcl__word((const int8_t *)(w##o + 2 * p))); MMSPCL__V1(MMSPCL__B_DOT, o) }
+#define MMSPCL__B_STEP2(o) { const __m512i wb = _mm512_set1_epi32(mmspcl__word((const int8_t *)(w##o + 2 * p))); MMSPCL__V2(MMSPCL__B_DOT, o) }
+#define MMSPCL__B_STEP3(o) { const __m512i wb = _mm512_set1_epi32(mmspcl__word((const int8_t *)(w##o + 2 * p))); MMSPCL__V3(MMSPCL__B_DOT, o) }
+#define MMSPCL__B_STEP4(o) { const __m512i wb = _mm512_set1_epi32(mmspcl__word((const int8_t *)(w##o + 2 * p))); MMSPCL__V4(MMSPCL__B_DOT, o) }
+#define MMSPCL__BF16K(NV)                                                                                   \
+static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void mmspcl__bf16k##NV(                     \
+    float *t, const uint32_t *xb, int ldx, const uint16_t *const *w, int np, const mmspcl__pf *pf) {       \
+    const uint16_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];                  \
+    int p, pi = 0, pk = pf && pf->n ? 0 : np;                                                               \
+    MMSPCL__R6(MMSPCL__Z_DECL##NV)                                                                          \
+    for (p = 0; p < np; p++) {                                                                              \
+        const uint32_t *xk = xb + (size_t)p * ldx;                                                          \
+        MMSPCL__R##NV(MMSPCL__B_LOADX)                                                                      \
+        MMSPCL__R6(MMSPCL__B_STEP##NV)                                                                      \
+        if (p == pk) {                                                                                      \
+            _mm_prefetch(pf->p + (size_t)(pi / pf->lpr) * pf->stride + (size_t)(pi % pf->lpr) * 64, _MM_HINT_T0); \
+            pi++;                                                                                           \
+            pk = pi < pf->n ? (int)((long long)pi * np / pf->n) : np;                                       \
+        }                                                                                                   \
+    }                                                                                                       \
+    MMSPCL__R6(MMSPCL__Z_ST##NV)                                                                            \
+}
+MMSPCL__BF16K(1)
+MMSPCL__BF16K(2)
+MMSPCL__BF16K(3)
+MMSPCL__BF16K(4)
+
+static void mmspcl__bf16k(int nv, float *t, const uint32_t *xb, int ldx, const uint16_t *const *w, int np, const mmspcl__pf *pf) {
+    if (nv == 4) mmspcl__bf16k4(t, xb, ldx, w, np, pf);
+    else if (nv == 3) mmspcl__bf16k3(t, xb, ldx, w, np, pf);
+    else if (nv == 2) mmspcl__bf16k2(t, xb, ldx, w, np, pf);
+    else mmspcl__bf16k1(t, xb, ldx, w, np, pf);
+}
+
+/* Super-groups of 8 groups of 6 outputs, row tiles of 64, as mmspcl__linear_f32_avx512. */
+static mmspcl_status mmspcl__linear_bf16_avx512(float *out, const float *x, int rows, int n_in,
+                                                const mmspcl_tensor *W, const float *bias) {
+    const int n_out = (int)W->ne[0], ldt = (rows + 15) & ~15, np = n_in / 2;
+    const int n_groups = (n_out + MMSPCL__MO - 1) / MMSPCL__MO, n_super = (n_groups + MMSPCL__SG - 1) / MMSPCL__SG;
+    uint32_t *xb = (uint32_t *)MMSPCL_MALLOC((size_t)ldt * (size_t)np * sizeof(uint32_t) + 64);
+    int sg;
+    if (!xb) return MMSPCL_ERR_NOMEM;
+    mmspcl__pack_xb_avx512(xb, ldt, x, rows, n_in);
+    MMSPCL__OMP_FOR
+    for (sg = 0; sg < n_super; sg++) {
+        const int s0 = sg * MMSPCL__SG * MMSPCL__MO, smo = n_out - s0 < MMSPCL__SG * MMSPCL__MO ? n_out - s0 : MMSPCL__SG * MMSPCL__MO;
+        float t[MMSPCL__SG * MMSPCL__MO * 64];
+        int o, r0, g;
+        for (r0 = 0; r0 < rows; r0 += 64) {
+            const int nv = ldt - r0 < 64 ? (ldt - r0) / 16 : 4;
+            for (g = 0; g * MMSPCL__MO < smo; g++) {
+                const int o0 = s0 + g * MMSPCL__MO, mo = n_out - o0 < MMSPCL__MO ? n_out - o0 : MMSPCL__MO;
+                const uint16_t *w[MMSPCL__MO];
+                mmspcl__pf pf;   /* the next group's rows */
+                pf.stride = (size_t)n_in * 2;
+                pf.p = (const char *)W->data + (size_t)(o0 + MMSPCL__MO) * pf.stride;
+                pf.lpr = (int)((pf.stride + 63) / 64);
+                pf.n = o0 + MMSPCL__MO < n_out ? pf.lpr * (n_out - o0 - MMSPCL__MO < MMSPCL__MO ? n_out - o0 - MMSPCL__MO : MMSPCL__MO) : 0;
+                for (o = 0; o < MMSPCL__MO; o++) w[o] = (const uint16_t *)W->data + (size_t)(o0 + (o < mo ? o : 0)) * n_in;
+                mmspcl__bf16k(nv, t + (size_t)g * MMSPCL__MO * 64, xb + (size_t)r0 * np, 16 * nv, w, np, r0 ? NULL : &pf);
+            }
+            mmspcl__store_cols_avx512(out + (size_t)r0 * n_out + s0, n_out, t, 64, rows - r0 < 16 * nv ? rows - r0 : 16 * nv,
+                                      smo, bias ? bias + s0 : NULL, 0);
+        }
+    }
+    MMSPCL_FREE(xb);
+    return MMSPCL_OK;
+}
+
 /* ---- 6.4 x86 AVX-512: linear, f32 panels -----------------------------------------------------
    Rows of x broadcast, outputs in the lanes.
    The layout mmspcl-convert --panels writes (docs/FORMAT.md): W[o][k] at panel o / 16, element
@@ -3234,8 +3596,8 @@ static __attribute__((target("avx2,fma"))) void mmspcl__pack_xq_avx2(int8_t *xq,
     }
 }
 
-/* Rows o0 .. o0+mo-1 of a q8_0 / q4_0 W as int8 rows dst[o][n_in] (+128 when flip) and f32
-   scales ds[o][nb]. */
+/* Rows o0 .. o0+mo-1 of a q8_0 / q4_0 / q4_k / q5_k W as int8 rows dst[o][n_in] (+128 when
+   flip) and f32 scales ds[o][nb]. */
 static __attribute__((target("avx2,f16c"))) void mmspcl__unpack_w_avx2(int8_t *dst, float *ds, const mmspcl_tensor *W,
                                                                         int n_in, int o0, int mo, int flip) {
     const int nb = n_in / MMSPCL_QBLOCK;
@@ -3252,13 +3614,34 @@ static __attribute__((target("avx2,f16c"))) void mmspcl__unpack_w_avx2(int8_t *d
                 _mm256_storeu_si256((__m256i *)(d + 32 * b), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)blk[b].q), fx));
                 ds[(size_t)o * nb + b] = _cvtsh_ss(blk[b].d);
             }
-        } else {
+        } else if (W->dtype == MMSPCL_Q4_0) {
             const mmspcl_block_q4_0 *blk = (const mmspcl_block_q4_0 *)src;
             for (b = 0; b < nb; b++) {
                 const __m128i v = _mm_loadu_si128((const __m128i *)blk[b].q);
                 const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
                 _mm256_storeu_si256((__m256i *)(d + 32 * b), _mm256_add_epi8(u, off));
                 ds[(size_t)o * nb + b] = _cvtsh_ss(blk[b].d);
+            }
+        } else {   /* q4_k, q5_k: nibbles as q4_0's (plus bit 4 from its plane), minus z[j] */
+            const int bits = mmspcl__kbits(W->dtype), bytes = mmspcl__types[W->dtype].bytes;
+            const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+            const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll), b16 = _mm256_set1_epi8(16);
+            for (b = 0; b < nb; b++) {
+                const unsigned char *blk = src + (size_t)(b / 8) * (size_t)bytes;
+                const int j = b % 8;
+                int z;
+                const float S = mmspcl__ksub(blk, bits, j, &z);
+                const __m128i v = _mm_loadu_si128((const __m128i *)(blk + (bits == 4 ? 12 : 13) + 16 * j));
+                __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+                if (bits == 5) {   /* byte i gets bit i of the plane's word: 16 or 0 */
+                    int32_t h;
+                    __m256i hb;
+                    memcpy(&h, blk + 141 + 4 * j, 4);
+                    hb = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(h), spread), bit);
+                    u = _mm256_or_si256(u, _mm256_and_si256(_mm256_cmpeq_epi8(hb, bit), b16));
+                }
+                _mm256_storeu_si256((__m256i *)(d + 32 * b), _mm256_add_epi8(u, _mm256_set1_epi8((char)(flip ? 128 - z : -z))));
+                ds[(size_t)o * nb + b] = S;
             }
         }
     }
@@ -3427,9 +3810,12 @@ static mmspcl_status mmspcl__linear_q_x86(float *out, const float *x, int rows, 
 
 /* ---- 6.6 x86 AVX2: linear, float weights ----------------------------------------------------
    f32, f16, bf16: W in panels of 16 outputs, packed per call; f32 panels: read in place.
-   Tiles of 6 rows x 16 outputs. */
-/* Panel of columns n0 .. n0+nr-1 of W^T: panel[k * 16 + j] = W[n0 + j][k], zero past nr.
-   rows: scratch for 16 widened rows (n_in x 16 floats) when W is not f32. */
+   Tiles of 6 rows x 16 outputs: one fma chain per output along k, so bf16 weights give the bf16
+   definition's bits (6.1) when x is rounded to bf16 and both are packed in its column order, 1,
+   0, 3, 2, ... (the vdpbf16ps emulation of CPUs without AVX512-BF16). */
+/* Panel of columns n0 .. n0+nr-1 of W^T: panel[k * 16 + j] = W[n0 + j][k] (bf16: column
+   mmspcl__bf16_col(k)), zero past nr. rows: scratch for 16 widened rows (n_in x 16 floats) when W
+   is not f32. */
 static void mmspcl__pack_panel16(float *panel, const mmspcl_tensor *W, int n0, int nr, int n_in, float *rows) {
     const size_t row_bytes = mmspcl_dtype_row_size(W->dtype, n_in);
     const float *src[16];
@@ -3446,16 +3832,21 @@ static void mmspcl__pack_panel16(float *panel, const mmspcl_tensor *W, int n0, i
     for (k = 0; k < n_in; k += 16) {
         const int kn = n_in - k < 16 ? n_in - k : 16;
         for (j = 0; j < 16; j++)
-            for (kk = 0; kk < kn; kk++) panel[(size_t)(k + kk) * 16 + j] = src[j] ? src[j][k + kk] : 0.0f;
+            for (kk = 0; kk < kn; kk++)
+                panel[(size_t)(k + kk) * 16 + j] = !src[j] ? 0.0f
+                                                 : src[j][W->dtype == MMSPCL_BF16 ? mmspcl__bf16_col(k + kk, n_in) : k + kk];
     }
 }
 
-/* out tile rows < mr, columns < nr = bias + x block (packed [k][6]) times the panel. */
+/* out tile rows < mr, columns < nr = bias + x block (packed [k][6]) times the panel: the chains
+   start from the bias, or (bias_last, the bf16 definition's order) from 0 with the bias added at
+   the end. */
 static __attribute__((target("avx2,fma"))) void mmspcl__tile_avx2(float *out, int ld_out, const float *xp, int n_in,
-                                                                  const float *panel, const float *bias, int mr, int nr) {
+                                                                  const float *panel, const float *bias, int mr, int nr,
+                                                                  int bias_last) {
     float tmp[6 * 16], b[16];
     int j, k, r;
-    for (j = 0; j < 16; j++) b[j] = bias && j < nr ? bias[j] : 0.0f;
+    for (j = 0; j < 16; j++) b[j] = bias && j < nr && !bias_last ? bias[j] : 0.0f;
     {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #define MMSPCL__DECL(r) __m256 a##r##_0 = b0, a##r##_1 = b1;
@@ -3474,13 +3865,15 @@ static __attribute__((target("avx2,fma"))) void mmspcl__tile_avx2(float *out, in
 #undef MMSPCL__STORE
     }
     for (r = 0; r < mr; r++)
-        for (j = 0; j < nr; j++) out[(size_t)r * ld_out + j] = tmp[r * 16 + j];
+        for (j = 0; j < nr; j++)
+            out[(size_t)r * ld_out + j] = bias_last ? tmp[r * 16 + j] + (bias ? bias[j] : 0.0f) : tmp[r * 16 + j];
 }
 
 static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                              const float *bias) {
     const int n_out = (int)mmspcl_matrix_rows(W), n_panels = (n_out + 15) / 16, n_blocks = (rows + 5) / 6, nthreads = MMSPCL__MAX_THREADS();
     const int in_place = mmspcl_tensor_is_panels(W);   /* already this kernel's panels */
+    const int bf = W->dtype == MMSPCL_BF16;              /* the bf16 definition's x and order */
     const size_t per_thread = (size_t)n_in * 16 * 2 + 16;   /* a panel and 16 widened rows */
     float *buf = (float *)MMSPCL_MALLOC(((size_t)nthreads * per_thread + (size_t)n_blocks * 6 * n_in) * sizeof(float));
     float *xp;
@@ -3489,8 +3882,14 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
     xp = buf + (size_t)nthreads * per_thread;   /* x in blocks of 6 rows, [block][k][6], zero past rows */
     for (r0 = 0; r0 < rows; r0 += 6)
         for (k = 0; k < n_in; k++)
-            for (r = 0; r < 6; r++)
-                xp[((size_t)(r0 / 6) * n_in + k) * 6 + r] = r0 + r < rows ? x[(size_t)(r0 + r) * n_in + k] : 0.0f;
+            for (r = 0; r < 6; r++) {
+                float v = 0.0f;
+                if (r0 + r < rows) {
+                    v = x[(size_t)(r0 + r) * n_in + (bf ? mmspcl__bf16_col(k, n_in) : k)];
+                    if (bf) v = mmspcl_bf16_to_fp32(mmspcl__bf16_act(v));
+                }
+                xp[((size_t)(r0 / 6) * n_in + k) * 6 + r] = v;
+            }
     MMSPCL__OMP_FOR
     for (p = 0; p < n_panels; p++) {
         float *scratch = buf + (size_t)MMSPCL__THREAD_ID() * per_thread, *wide = scratch + (size_t)n_in * 16;
@@ -3502,7 +3901,7 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
         for (blk = 0; blk < n_blocks; blk++) {
             const int b0 = blk * 6, mr = rows - b0 < 6 ? rows - b0 : 6;
             mmspcl__tile_avx2(out + (size_t)b0 * n_out + n0, n_out, xp + (size_t)blk * 6 * n_in, n_in, panel,
-                              bias ? bias + n0 : NULL, mr, nr);
+                              bias ? bias + n0 : NULL, mr, nr, bf);
         }
     }
     MMSPCL_FREE(buf);
@@ -3887,7 +4286,8 @@ static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows,
    mmspcl__x86_features, for ARM from the build; mmspcl_linear_path also the caller's choice. */
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path) {
-    const int quant = W->dtype == MMSPCL_Q8_0 || W->dtype == MMSPCL_Q4_0, panels = mmspcl_tensor_is_panels(W);
+    const int quant = mmspcl__dtype_integer(W->dtype), panels = mmspcl_tensor_is_panels(W);
+    const int bf16 = W->dtype == MMSPCL_BF16;
     if ((W->ndim != 2 && !panels) || W->ne[1] != n_in || rows < 0 || n_in < 1 || mmspcl_dtype_row_size(W->dtype, n_in) == 0 ||
         W->dtype == MMSPCL_I32 || mmspcl_matrix_rows(W) > 0x7fffffff)
         return MMSPCL_ERR_ARG;
@@ -3903,6 +4303,9 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
                 if (f & MMSPCL__CPU_AVXVNNI) return mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 1);
 #endif
                 if (f & MMSPCL__CPU_AVX2) return mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 0);
+            } else if (bf16) {   /* vdpbf16ps, else its emulation */
+                if ((f & MMSPCL__CPU_BF16_512) && n_in % 2 == 0) return mmspcl__linear_bf16_avx512(out, x, rows, n_in, W, bias);
+                if (f & MMSPCL__CPU_AVX2) return mmspcl__linear_f32_avx2(out, x, rows, n_in, W, bias);
             } else {
                 if (f & MMSPCL__CPU_AVX512)
                     return panels ? mmspcl__linear_panels_avx512(out, x, rows, n_in, W, bias)
@@ -3910,7 +4313,10 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
                 if (f & MMSPCL__CPU_AVX2) return mmspcl__linear_f32_avx2(out, x, rows, n_in, W, bias);
             }
         } else if (path == MMSPCL_PATH_AVX512) {
-            if (!(f & (quant ? MMSPCL__CPU_VNNI512 : MMSPCL__CPU_AVX512))) return MMSPCL_ERR_UNSUPPORTED;
+            if (!(f & (quant ? MMSPCL__CPU_VNNI512 : bf16 ? MMSPCL__CPU_BF16_512 : MMSPCL__CPU_AVX512))) return MMSPCL_ERR_UNSUPPORTED;
+            if (bf16)
+                return n_in % 2 ? mmspcl__linear_f32_avx2(out, x, rows, n_in, W, bias)
+                                : mmspcl__linear_bf16_avx512(out, x, rows, n_in, W, bias);
             return quant    ? mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 2)
                    : panels ? mmspcl__linear_panels_avx512(out, x, rows, n_in, W, bias)
                             : mmspcl__linear_f32_avx512(out, x, rows, n_in, W, bias);
@@ -3940,11 +4346,12 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
 #endif
         if (path != MMSPCL_PATH_AUTO && path != MMSPCL_PATH_NEON && path != MMSPCL_PATH_NEON_DOTPROD)
             return path < MMSPCL_PATH_COUNT ? MMSPCL_ERR_UNSUPPORTED : MMSPCL_ERR_ARG;
+        if (bf16) return mmspcl__linear_definition(out, x, rows, n_in, W, bias);   /* no BFDOT code yet */
         return quant ? mmspcl__linear_q_neon(out, x, rows, n_in, W, bias, dot)
                      : mmspcl__linear_f32_neon(out, x, rows, n_in, W, bias);
     }
 #else
-    (void)quant;   /* only the SIMD paths need it */
+    (void)quant; (void)bf16;   /* only the SIMD paths need them */
     if (path != MMSPCL_PATH_SCALAR && path != MMSPCL_PATH_AUTO)
         return path < MMSPCL_PATH_COUNT ? MMSPCL_ERR_UNSUPPORTED : MMSPCL_ERR_ARG;
 #endif
@@ -7648,6 +8055,269 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
     *n_classes = (int)t->ne[0];
     *dim = (int)t->ne[1];
     return MMSPCL_OK;
+}
+
+/* ---- 12.9 Sequence MulT: MulT as its code does it ----------------------------------------- */
+void mmspcl_sinusoids(double *pos, int T, int D) {
+    const int half = D / 2;
+    const double step = log(10000.0) / (double)(half - 1);
+    int t, j;
+    for (t = 0; t < T; t++) {
+        double *r = pos + (size_t)t * D;
+        for (j = 0; j < half; j++) {
+            const double a = (double)(t + 1) * exp(-(double)j * step);
+            r[j] = sin(a);
+            r[half + j] = cos(a);
+        }
+        if (D % 2) r[D - 1] = 0.0;
+    }
+}
+
+void mmspcl_mult_seq_free(mmspcl_mult_seq *m) {
+    MMSPCL_FREE(m->cross);
+    MMSPCL_FREE(m->mem);
+    m->cross = m->mem = NULL;
+}
+
+/* checks the inputs; mask[m] [ns][T[m]] from lens (1 = real step) for samples i0 .. i0+ns-1 */
+static mmspcl_status mmspcl__mseq_masks(const mmspcl_mult_seq *m, const float *const x[3], const int T[3],
+                                        const int *const lens[3], int i0, int ns, unsigned char *mask[3],
+                                        mmspcl_error *err) {
+    int s, i, t;
+    for (s = 0; s < m->n_mod; s++) {
+        const int mi = m->mods[s];
+        if (!x[mi] || T[mi] < 1)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "mult_seq: modality %s has no input (steps %d)", mmspcl__heads_mod_name[mi], T[mi]);
+        for (i = 0; i < ns; i++) {
+            const int L = lens && lens[mi] ? lens[mi][i0 + i] : T[mi];
+            if (L < 1 || L > T[mi])
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "mult_seq: sample %d of %s has length %d (steps 1..%d)", i0 + i, mmspcl__heads_mod_name[mi], L, T[mi]);
+            if (mask) for (t = 0; t < T[mi]; t++) mask[mi][(size_t)i * T[mi] + t] = t < L;
+        }
+    }
+    return MMSPCL_OK;
+}
+
+/* the output row of one target: the last real step or the mean over the real ones */
+static void mmspcl__mseq_pool(const float *g, const unsigned char *mask, int T, int D, int pool, float *out) {
+    int t, j, L = 0;
+    for (t = 0; t < T; t++) L += mask[t] != 0;
+    if (pool == MMSPCL_POOL_LAST) { memcpy(out, g + (size_t)(L - 1) * D, sizeof(float) * (size_t)D); return; }
+    for (j = 0; j < D; j++) out[j] = 0.0f;
+    for (t = 0; t < T; t++) if (mask[t]) for (j = 0; j < D; j++) out[j] += g[(size_t)t * D + j];
+    for (j = 0; j < D; j++) out[j] /= (float)L;
+}
+
+typedef struct mmspcl__mseq_buf {
+    float *e[3], *h, *g, *tmp, *z, *hid, *r, *pd, *pm, *scr;
+    unsigned char *mask[3];
+    void *mem;
+} mmspcl__mseq_buf;
+
+static mmspcl_status mmspcl__mseq_alloc(const mmspcl_mult_seq *m, const int T[3], int CH, mmspcl__mseq_buf *b) {
+    const int d = m->cfg.d, Dm = (m->n_mod - 1) * d, Z = m->n_mod * Dm;
+    int s, tmax = 1, p, l;
+    size_t nf = 0, nb = 0, scr = 0, t;
+    float *f;
+    unsigned char *u;
+    for (s = 0; s < m->n_mod; s++) if (T[m->mods[s]] > tmax) tmax = T[m->mods[s]];
+    for (p = 0; p < m->n_pairs; p++)
+        for (l = 0; l < m->cfg.n_layers; l++)
+            if ((t = mmspcl_head_block_scratch(&m->cross[p * m->cfg.n_layers + l], CH, T[m->pa[p]], T[m->pb[p]])) > scr) scr = t;
+    for (s = 0; s < m->n_mod; s++)
+        for (l = 0; l < m->cfg.n_mem_layers; l++)
+            if ((t = mmspcl_head_block_scratch(&m->mem[s * m->cfg.n_mem_layers + l], CH, T[m->mods[s]], T[m->mods[s]])) > scr) scr = t;
+    for (s = 0; s < m->n_mod; s++) { nf += (size_t)CH * T[m->mods[s]] * d; nb += (size_t)CH * T[m->mods[s]]; }
+    nf += (size_t)CH * tmax * (d + 2 * (size_t)Dm) + 3 * (size_t)CH * Z + (size_t)tmax * (d + Dm) + scr;
+    b->mem = MMSPCL_MALLOC(sizeof(float) * nf + nb + 16);
+    if (!b->mem) return MMSPCL_ERR_NOMEM;
+    f = (float *)b->mem;
+    for (s = 0; s < 3; s++) { b->e[s] = NULL; b->mask[s] = NULL; }
+    for (s = 0; s < m->n_mod; s++) { b->e[m->mods[s]] = f; f += (size_t)CH * T[m->mods[s]] * d; }
+    b->h = f; f += (size_t)CH * tmax * d;
+    b->g = f; f += (size_t)CH * tmax * Dm;
+    b->tmp = f; f += (size_t)CH * tmax * Dm;
+    b->z = f; f += (size_t)CH * Z;
+    b->hid = f; f += (size_t)CH * Z;
+    b->r = f; f += (size_t)CH * Z;
+    b->pd = f; f += (size_t)tmax * d;
+    b->pm = f; f += (size_t)tmax * Dm;
+    b->scr = f; f += scr;
+    u = (unsigned char *)f;
+    for (s = 0; s < m->n_mod; s++) { b->mask[m->mods[s]] = u; u += (size_t)CH * T[m->mods[s]]; }
+    return MMSPCL_OK;
+}
+
+/* float sinusoids [T][D] */
+static mmspcl_status mmspcl__mseq_pos(float *out, int T, int D) {
+    double *p = (double *)MMSPCL_MALLOC(sizeof(double) * (size_t)T * D);
+    size_t q;
+    if (!p) return MMSPCL_ERR_NOMEM;
+    mmspcl_sinusoids(p, T, D);
+    for (q = 0; q < (size_t)T * D; q++) out[q] = (float)p[q];
+    MMSPCL_FREE(p);
+    return MMSPCL_OK;
+}
+
+/* e [ns][T][d] = sqrt(d) x W^T + pos (Conv1d of kernel 1; the bias in the file is 0) */
+static mmspcl_status mmspcl__mseq_embed(const mmspcl_head_linear *proj, const float *x, int ns, int T,
+                                        const float *pos, float *e) {
+    const int d = proj->out;
+    const float sc = (float)sqrt((double)d);
+    size_t s, q, per = (size_t)T * d;
+    mmspcl_status st = mmspcl_head_linear_forward(proj, x, e, ns * T);
+    if (st) return st;
+    for (s = 0; s < (size_t)ns; s++)
+        for (q = 0; q < per; q++) e[s * per + q] = sc * e[s * per + q] + pos[q];
+    return MMSPCL_OK;
+}
+
+/* target s of one chunk: its pairs' cross-modal encoders into g, the memory encoder, the pooled row */
+static mmspcl_status mmspcl__mseq_target(const mmspcl_mult_seq *m, int s, const int T[3], int ns, mmspcl__mseq_buf *b) {
+    const int d = m->cfg.d, Dm = (m->n_mod - 1) * d, a = m->mods[s], Ta = T[a], L = m->cfg.n_layers;
+    const int Lm = m->cfg.n_mem_layers, Z = m->n_mod * Dm;
+    const float scm = (float)sqrt((double)Dm);
+    mmspcl_status st = MMSPCL_OK;
+    int k, l, i, t, j;
+    for (k = 0; k < m->n_mod - 1; k++) {
+        const int p = s * (m->n_mod - 1) + k, src = m->pb[p];
+        memcpy(b->h, b->e[a], sizeof(float) * (size_t)ns * Ta * d);
+        for (l = 0; l < L && !st; l++)
+            st = mmspcl_head_block_forward(&m->cross[p * L + l], b->h, ns, Ta, b->e[src], T[src], b->mask[src], b->scr);
+        if (st) return st;
+        mmspcl_head_ln_forward(&m->cross_ln[p], b->h, b->tmp, ns * Ta);
+        for (i = 0; i < ns * Ta; i++)
+            for (j = 0; j < d; j++) b->g[(size_t)i * Dm + k * d + j] = b->tmp[(size_t)i * d + j];
+    }
+    for (i = 0; i < ns; i++)
+        for (t = 0; t < Ta; t++)
+            for (j = 0; j < Dm; j++) {
+                float *v = &b->g[((size_t)i * Ta + t) * Dm + j];
+                *v = scm * *v + b->pm[(size_t)t * Dm + j];
+            }
+    for (l = 0; l < Lm && !st; l++)
+        st = mmspcl_head_block_forward(&m->mem[s * Lm + l], b->g, ns, Ta, NULL, 0, b->mask[a], b->scr);
+    if (st) return st;
+    mmspcl_head_ln_forward(&m->mem_ln[s], b->g, b->tmp, ns * Ta);
+    for (i = 0; i < ns; i++)
+        mmspcl__mseq_pool(b->tmp + (size_t)i * Ta * Dm, b->mask[a] + (size_t)i * Ta, Ta, Dm, m->cfg.pool,
+                          b->z + (size_t)i * Z + (size_t)s * Dm);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_mult_seq_forward(const mmspcl_mult_seq *m, const float *const x[3], const int T[3],
+                                      const int *const lens[3], int n, float *y, mmspcl_error *err) {
+    const int CH = 16, d = m->cfg.d, Dm = (m->n_mod - 1) * d, Z = m->n_mod * Dm;
+    mmspcl__mseq_buf b;
+    mmspcl_status st;
+    int i, s, tmax = 1;
+    size_t q;
+    if ((st = mmspcl__mseq_masks(m, x, T, lens, 0, n, NULL, err))) return st;
+    for (s = 0; s < m->n_mod; s++) if (T[m->mods[s]] > tmax) tmax = T[m->mods[s]];
+    if (mmspcl__mseq_alloc(m, T, CH, &b) || mmspcl__mseq_pos(b.pd, tmax, d) || mmspcl__mseq_pos(b.pm, tmax, Dm)) {
+        MMSPCL_FREE(b.mem);
+        return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mult_seq: out of memory for a chunk of %d samples", CH);
+    }
+    for (i = 0; i < n && !st; i += CH) {
+        const int ns = n - i < CH ? n - i : CH;
+        mmspcl__mseq_masks(m, x, T, lens, i, ns, b.mask, NULL);
+        for (s = 0; s < m->n_mod && !st; s++) {
+            const int mi = m->mods[s];
+            st = mmspcl__mseq_embed(&m->in_proj[mi], x[mi] + (size_t)i * T[mi] * m->cfg.dims[mi], ns, T[mi], b.pd, b.e[mi]);
+        }
+        for (s = 0; s < m->n_mod && !st; s++) st = mmspcl__mseq_target(m, s, T, ns, &b);
+        /* the residual output block, then the output layer */
+        if (!st) st = mmspcl_head_mlp_forward(&m->res, b.z, b.r, ns, b.hid);
+        for (q = 0; !st && q < (size_t)ns * Z; q++) b.r[q] += b.z[q];
+        if (!st) st = mmspcl_head_linear_forward(&m->out, b.r, y + (size_t)i * m->cfg.out_dim, ns);
+    }
+    MMSPCL_FREE(b.mem);
+    if (st) return mmspcl__fail(err, st, "mult_seq: out of memory in a kernel");
+    return MMSPCL_OK;
+}
+
+/* pairs, target-major over the present modalities; sources in t, a, v order */
+static void mmspcl__mseq_pairs(const mmspcl_mult_seq_cfg *c, int *n_mod, int mods[3], int *n_pairs, int pa[6], int pb[6]) {
+    int a, b;
+    *n_mod = 0; *n_pairs = 0;
+    for (a = 0; a < 3; a++) if (c->dims[a] > 0) mods[(*n_mod)++] = a;
+    for (a = 0; a < *n_mod; a++)
+        for (b = 0; b < *n_mod; b++)
+            if (a != b) { pa[*n_pairs] = mods[a]; pb[*n_pairs] = mods[b]; (*n_pairs)++; }
+}
+
+/* one MulT layer: a pre-LN block whose keys/values go through the queries' layer norm */
+static mmspcl_status mmspcl__mseq_layer(mmspcl_head_block *b, const mmspcl_weights *w, const char *name, int D,
+                                        int H, int cross, mmspcl_error *err) {
+    mmspcl_status st = mmspcl__heads_blockl(b, w, name, D, H, 4, MMSPCL_ACT_RELU, 0, err);
+    if (st) return st;
+    b->cross = cross;
+    b->ln_kv = b->ln_q;
+    return MMSPCL_OK;
+}
+
+static mmspcl_status mmspcl__mseq_cfg_load(mmspcl_mult_seq_cfg *c, const mmspcl_weights *w, const char *prefix,
+                                           mmspcl_error *err) {
+    char key[64];
+    mmspcl_status st;
+    int mi, present = 0;
+    for (mi = 0; mi < 3; mi++) {
+        snprintf(key, sizeof key, "dim.%s", mmspcl__heads_mod_name[mi]);
+        if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 20, &c->dims[mi], err))) return st;
+        present += c->dims[mi] > 0;
+    }
+    if ((st = mmspcl__heads_int(w, prefix, "d", 4, 1 << 14, &c->d, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "n_heads", 1, c->d, &c->n_heads, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "n_layers", 1, 64, &c->n_layers, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "n_mem_layers", 0, 64, &c->n_mem_layers, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "out_dim", 1, 1 << 20, &c->out_dim, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "pool", 0, 1, &c->pool, err))) return st;
+    if (present < 2 || c->d % c->n_heads)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %d modalities (needs 2 or 3), d %d, %d heads", prefix, present, c->d, c->n_heads);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_mult_seq_load(mmspcl_mult_seq *m, const mmspcl_weights *w, const char *prefix,
+                                   mmspcl_error *err) {
+    char key[512];
+    mmspcl_status st;
+    int s, p, l, d, Dm, L, Lm;
+    memset(m, 0, sizeof *m);
+    if ((st = mmspcl__mseq_cfg_load(&m->cfg, w, prefix, err))) return st;
+    mmspcl__mseq_pairs(&m->cfg, &m->n_mod, m->mods, &m->n_pairs, m->pa, m->pb);
+    d = m->cfg.d; Dm = (m->n_mod - 1) * d; L = m->cfg.n_layers; Lm = m->cfg.n_mem_layers;
+    if (Dm % m->cfg.n_heads) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: memory width %d is not a multiple of %d heads", prefix, Dm, m->cfg.n_heads);
+    m->cross = (mmspcl_head_block *)MMSPCL_MALLOC(sizeof(mmspcl_head_block) * (size_t)m->n_pairs * L);
+    m->mem = (mmspcl_head_block *)MMSPCL_MALLOC(sizeof(mmspcl_head_block) * (size_t)(m->n_mod * Lm + 1));
+    if (!m->cross || !m->mem) { mmspcl_mult_seq_free(m); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", prefix); }
+    for (s = 0; s < m->n_mod && !st; s++) {
+        snprintf(key, sizeof key, "%s.proj.%s", prefix, mmspcl__heads_mod_name[m->mods[s]]);
+        st = mmspcl__heads_linear(&m->in_proj[m->mods[s]], w, key, m->cfg.dims[m->mods[s]], d, err);
+    }
+    for (p = 0; p < m->n_pairs && !st; p++) {
+        const char *an = mmspcl__heads_mod_name[m->pa[p]], *bn = mmspcl__heads_mod_name[m->pb[p]];
+        for (l = 0; l < L && !st; l++) {
+            snprintf(key, sizeof key, "%s.%s_%s.layer.%d", prefix, an, bn, l);
+            st = mmspcl__mseq_layer(&m->cross[p * L + l], w, key, d, m->cfg.n_heads, 1, err);
+        }
+        snprintf(key, sizeof key, "%s.%s_%s.ln", prefix, an, bn);
+        if (!st) st = mmspcl__heads_lnorm(&m->cross_ln[p], w, key, d, err);
+    }
+    for (s = 0; s < m->n_mod && !st; s++) {
+        const char *an = mmspcl__heads_mod_name[m->mods[s]];
+        for (l = 0; l < Lm && !st; l++) {
+            snprintf(key, sizeof key, "%s.%s_mem.layer.%d", prefix, an, l);
+            st = mmspcl__mseq_layer(&m->mem[s * Lm + l], w, key, Dm, m->cfg.n_heads, 0, err);
+        }
+        snprintf(key, sizeof key, "%s.%s_mem.ln", prefix, an);
+        if (!st) st = mmspcl__heads_lnorm(&m->mem_ln[s], w, key, Dm, err);
+    }
+    snprintf(key, sizeof key, "%s.res", prefix);
+    if (!st) st = mmspcl__heads_mlpl(&m->res, w, key, m->n_mod * Dm, m->n_mod * Dm, m->n_mod * Dm, MMSPCL_ACT_RELU, err);
+    snprintf(key, sizeof key, "%s.out", prefix);
+    if (!st) st = mmspcl__heads_linear(&m->out, w, key, m->n_mod * Dm, m->cfg.out_dim, err);
+    if (st) mmspcl_mult_seq_free(m);
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------------------

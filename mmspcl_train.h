@@ -27,6 +27,7 @@
       9. MSVE
      10. SPCL model
      11. RoBERTa-layout encoder training
+     12. Sequence MulT, training twin
 
    PRECISION AND THREADS
      Training computes in double: parameters, gradients, activations. Every backward pass is
@@ -77,6 +78,7 @@
                       mmspcl_class_means, mmspcl_curriculum_difficulty / _select
      Pruning          mmspcl_prune_train_forward / _backward (double twin of mmspcl_prune_apply)
      Fusion heads     mmspcl_fusion: LINEAR (a), MULT (b), MBT (c); forward, backward, save
+                      mmspcl_mult_seq_train: MulT over sequences as its code does it (12)
      Models           mmspcl_msve_model + mmspcl_msve_train (early stopping on validation
                       weighted F1); mmspcl_spcl_model (optional pruning + fusion head + linear
                       classifier) + mmspcl_spcl_train (SPCL loss, curriculum, nearest-prototype
@@ -663,6 +665,52 @@ mmspcl_status mmspcl_roberta_train_write_config(const mmspcl_roberta_train *m, m
 mmspcl_status mmspcl_roberta_train_write_tensors(const mmspcl_roberta_train *m, mmspcl_writer *wr, mmspcl_dtype dtype,
                                       void **hold, mmspcl_error *err);
 
+/* ---------------------------------------------------------------------------------------------
+   12. Sequence MulT, training twin
+   mmspcl_mult_seq of mmspcl.h (MulT as its code does it, the equations there) in double, with
+   its backward. Parameters live in the caller's mmspcl_params under "PREFIX." + the names
+   mmspcl_mult_seq_load reads. Init as MulT: the layers' Linear weights xavier-uniform (q, k, v
+   over the [3D][D] in_proj_weight they come from), their biases 0; the in-projection, proj1,
+   proj2 and out as torch's Conv1d / Linear defaults. The in-projection's bias is frozen at 0
+   (Conv1d bias=False) and gets no gradient.
+   Inputs: x[m] [n][T[m]][dims[m]] double, lens[m] [n] (NULL: all T[m]). relu_dropout is on the
+   layers' FFN hidden layer, out_dropout on the output block's hidden layer (MulT's
+   relu_dropout / out_dropout); rng NULL = evaluation.
+   ------------------------------------------------------------------------------------------ */
+typedef struct mmspcl_mult_seq_train {
+    mmspcl_mult_seq_cfg cfg;
+    double relu_dropout, out_dropout;
+    char prefix[96];
+    int n_mod, mods[3], n_pairs, pa[6], pb[6], Dm;
+    mmspcl_lin in_proj[3];
+    mmspcl_block *cross;                 /* [n_pairs][n_layers] */
+    mmspcl_ln cross_ln[6];
+    mmspcl_block *mem;                   /* [n_mod][n_mem_layers] */
+    mmspcl_ln mem_ln[3];
+    mmspcl_mlp res;
+    mmspcl_lin out;
+    /* the last forward */
+    int n, T[3];
+    double *act, **ptr;
+    size_t act_cap;
+    unsigned char *mask[3];
+    size_t mask_cap[3];
+} mmspcl_mult_seq_train;
+mmspcl_status mmspcl_mult_seq_train_create(mmspcl_mult_seq_train *f, mmspcl_params *P, const char *prefix,
+                                           const mmspcl_mult_seq_cfg *cfg, double relu_dropout,
+                                           double out_dropout, mmspcl_rng *rng, mmspcl_error *err);
+void mmspcl_mult_seq_train_free(mmspcl_mult_seq_train *f);
+mmspcl_status mmspcl_mult_seq_train_forward(mmspcl_mult_seq_train *f, const mmspcl_params *P,
+                                            const double *const x[3], const int T[3],
+                                            const int *const lens[3], int n, double *y, mmspcl_rng *rng,
+                                            mmspcl_error *err);
+/* After a forward with the same x: parameter gradients += into P->g, dx[m] += dL/dx[m] (dx or
+   any entry may be NULL). */
+void mmspcl_mult_seq_train_backward(mmspcl_mult_seq_train *f, mmspcl_params *P, const double *const x[3],
+                                    const double *dy, double *const dx[3]);
+/* the hyper-parameter keys "PREFIX.dim.t" ... that mmspcl_mult_seq_load reads (the tensors come
+   from mmspcl_params_write with prefix NULL) */
+mmspcl_status mmspcl_mult_seq_train_write_config(const mmspcl_mult_seq_train *f, mmspcl_writer *wr);
 
 #ifdef __cplusplus
 }
@@ -3641,6 +3689,344 @@ mmspcl_status mmspcl_roberta_train_write_tensors(const mmspcl_roberta_train *m, 
     return MMSPCL_OK;
 }
 
+/* ---------------------------------------------------------------------------------------------
+   12. Sequence MulT, training twin
+   ------------------------------------------------------------------------------------------ */
+/* the arrays of one forward / backward over n samples, carved from f->act */
+typedef struct mmspcl__t_ms {
+    double *emb[3];            /* [n][T_m][d]: sqrt(d) proj(x_m) + pos */
+    double **h, **bc;          /* pair p: h[p (L+1) + l] [n][T_a][d] (l = 0 is emb[a]); bc[p L + l] */
+    double *cln[6], *cst[6];   /* pair p's final layer norm out [n][T_a][d] and stats */
+    double **g, **mbc;         /* target s: g[s (Lm+1) + l] [n][T_a][Dm]; mbc[s Lm + l] */
+    double *mln[3], *mst[3];   /* target s's final layer norm */
+    double *z, *rc, *r;        /* [n][Z] pooled rows; output block cache; z + block */
+    double *pd, *pm;           /* sinusoids [Tmax][d], [Tmax][Dm] */
+    double *dz, *dr, *dg[2], *dh[2], *dcln, *demb[3];   /* backward */
+} mmspcl__t_ms;
+
+static size_t mmspcl__t_ms_carve(mmspcl_mult_seq_train *f, int n, const int T[3], double *base, mmspcl__t_ms *a) {
+    const size_t N = (size_t)n, d = (size_t)f->cfg.d, Dm = (size_t)f->Dm, Z = (size_t)f->n_mod * Dm;
+    const int L = f->cfg.n_layers, Lm = f->cfg.n_mem_layers;
+    size_t used = 0, tmax = 1;
+    int s, p, l;
+#define MMSPCL__T_MS(ptr, count) do { size_t c_ = (count); (ptr) = base ? base + used : NULL; used += c_; } while (0)
+    for (s = 0; s < 3; s++) { a->emb[s] = a->demb[s] = NULL; }
+    a->h = f->ptr;
+    a->bc = a->h + f->n_pairs * (L + 1);
+    a->g = a->bc + f->n_pairs * L;
+    a->mbc = a->g + f->n_mod * (Lm + 1);
+    for (s = 0; s < f->n_mod; s++) if ((size_t)T[f->mods[s]] > tmax) tmax = (size_t)T[f->mods[s]];
+    for (s = 0; s < f->n_mod; s++) MMSPCL__T_MS(a->emb[f->mods[s]], N * T[f->mods[s]] * d);
+    for (p = 0; p < f->n_pairs; p++) {
+        const int Ta = T[f->pa[p]], Tb = T[f->pb[p]];
+        a->h[p * (L + 1)] = a->emb[f->pa[p]];
+        for (l = 1; l <= L; l++) MMSPCL__T_MS(a->h[p * (L + 1) + l], N * Ta * d);
+        for (l = 0; l < L; l++) MMSPCL__T_MS(a->bc[p * L + l], mmspcl_block_cache_size(&f->cross[p * L + l], n, Ta, Tb));
+        MMSPCL__T_MS(a->cln[p], N * Ta * d);
+        MMSPCL__T_MS(a->cst[p], N * Ta * 2);
+    }
+    for (s = 0; s < f->n_mod; s++) {
+        const int Ta = T[f->mods[s]];
+        for (l = 0; l <= Lm; l++) MMSPCL__T_MS(a->g[s * (Lm + 1) + l], N * Ta * Dm);
+        for (l = 0; l < Lm; l++) MMSPCL__T_MS(a->mbc[s * Lm + l], mmspcl_block_cache_size(&f->mem[s * Lm + l], n, Ta, Ta));
+        MMSPCL__T_MS(a->mln[s], N * Ta * Dm);
+        MMSPCL__T_MS(a->mst[s], N * Ta * 2);
+    }
+    MMSPCL__T_MS(a->z, N * Z);
+    MMSPCL__T_MS(a->rc, mmspcl_mlp_cache_size(&f->res, n));
+    MMSPCL__T_MS(a->r, N * Z);
+    MMSPCL__T_MS(a->pd, tmax * d);
+    MMSPCL__T_MS(a->pm, tmax * Dm);
+    MMSPCL__T_MS(a->dz, N * Z);
+    MMSPCL__T_MS(a->dr, N * Z);
+    MMSPCL__T_MS(a->dg[0], N * tmax * Dm);
+    MMSPCL__T_MS(a->dg[1], N * tmax * Dm);
+    MMSPCL__T_MS(a->dh[0], N * tmax * d);
+    MMSPCL__T_MS(a->dh[1], N * tmax * d);
+    MMSPCL__T_MS(a->dcln, N * tmax * d);
+    for (s = 0; s < f->n_mod; s++) MMSPCL__T_MS(a->demb[f->mods[s]], N * T[f->mods[s]] * d);
+#undef MMSPCL__T_MS
+    return used;
+}
+
+void mmspcl_mult_seq_train_free(mmspcl_mult_seq_train *f) {
+    int m;
+    MMSPCL_FREE(f->cross); MMSPCL_FREE(f->mem); MMSPCL_FREE(f->act); MMSPCL_FREE(f->ptr);
+    for (m = 0; m < 3; m++) MMSPCL_FREE(f->mask[m]);
+    memset(f, 0, sizeof *f);
+}
+
+/* MulT's init of a layer's Linear: xavier-uniform over [fan_out][in] (fan_out: the rows of the
+   tensor it is cut from), bias 0 */
+static void mmspcl__t_ms_xavier(mmspcl_params *P, const mmspcl_lin *l, int fan_out, mmspcl_rng *rng) {
+    const double bound = sqrt(6.0 / (double)(l->in + fan_out));
+    size_t i;
+    for (i = 0; i < (size_t)l->in * l->out; i++) P->w[l->w + i] = (2.0 * mmspcl_rng_uniform(rng) - 1.0) * bound;
+    for (i = 0; i < (size_t)l->out; i++) P->w[l->b + i] = 0.0;
+}
+
+/* one MulT layer (a block with ONE layer norm for queries and keys/values, ReLU FFN of 4 D) */
+static void mmspcl__t_ms_layer(mmspcl_block *b, mmspcl_params *P, const char *name, int D, int H, int cross,
+                               double dropout, mmspcl_rng *rng) {
+    mmspcl_block_create(b, P, name, D, H, 4 * D, MMSPCL_ACT_RELU, 0, dropout, rng);
+    if (P->oom) return;
+    b->cross = cross;       /* created as a self layer: no ln_kv tensor; keys share ln_q */
+    b->ln_kv = b->ln_q;
+    mmspcl__t_ms_xavier(P, &b->q, 3 * D, rng);
+    mmspcl__t_ms_xavier(P, &b->k, 3 * D, rng);
+    mmspcl__t_ms_xavier(P, &b->v, 3 * D, rng);
+    mmspcl__t_ms_xavier(P, &b->o, D, rng);
+    mmspcl__t_ms_xavier(P, &b->ff.fc1, 4 * D, rng);
+    mmspcl__t_ms_xavier(P, &b->ff.fc2, D, rng);
+}
+
+static mmspcl_status mmspcl__t_ms_check(const mmspcl_mult_seq_cfg *c, mmspcl_error *err) {
+    int m, present = 0;
+    for (m = 0; m < 3; m++) {
+        if (c->dims[m] < 0) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mult_seq: modality %s has width %d", mmspcl__t_mod[m], c->dims[m]);
+        present += c->dims[m] > 0;
+    }
+    if (present < 2) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mult_seq: %d modalities (needs 2 or 3)", present);
+    if (c->d < 4 || c->n_heads < 1 || c->d % c->n_heads || c->n_layers < 1 || c->n_mem_layers < 0 || c->out_dim < 1 ||
+        (c->pool != MMSPCL_POOL_LAST && c->pool != MMSPCL_POOL_MEAN))
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mult_seq: d %d (>= 4), %d heads (dividing d), %d cross and %d memory layers, out_dim %d, pool %d",
+                              c->d, c->n_heads, c->n_layers, c->n_mem_layers, c->out_dim, c->pool);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_mult_seq_train_create(mmspcl_mult_seq_train *f, mmspcl_params *P, const char *prefix,
+                                           const mmspcl_mult_seq_cfg *cfg, double relu_dropout,
+                                           double out_dropout, mmspcl_rng *rng, mmspcl_error *err) {
+    char name[240];
+    int a, b, s, p, l, L, Lm, Z;
+    mmspcl_status st;
+    memset(f, 0, sizeof *f);
+    if ((st = mmspcl__t_ms_check(cfg, err))) return st;
+    f->cfg = *cfg; f->relu_dropout = relu_dropout; f->out_dropout = out_dropout;
+    snprintf(f->prefix, sizeof f->prefix, "%s", prefix);
+    for (a = 0; a < 3; a++) if (cfg->dims[a] > 0) f->mods[f->n_mod++] = a;
+    for (a = 0; a < f->n_mod; a++)
+        for (b = 0; b < f->n_mod; b++)
+            if (a != b) { f->pa[f->n_pairs] = f->mods[a]; f->pb[f->n_pairs] = f->mods[b]; f->n_pairs++; }
+    f->Dm = (f->n_mod - 1) * cfg->d;
+    L = cfg->n_layers; Lm = cfg->n_mem_layers; Z = f->n_mod * f->Dm;
+    f->cross = (mmspcl_block *)MMSPCL_MALLOC(sizeof(mmspcl_block) * (size_t)f->n_pairs * L);
+    f->mem = (mmspcl_block *)MMSPCL_MALLOC(sizeof(mmspcl_block) * (size_t)(f->n_mod * Lm + 1));
+    f->ptr = (double **)MMSPCL_MALLOC(sizeof(double *) * (size_t)(f->n_pairs * (2 * L + 1) + f->n_mod * (2 * Lm + 1)));
+    if (!f->cross || !f->mem || !f->ptr) { mmspcl_mult_seq_train_free(f); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "mult_seq: out of memory"); }
+    for (s = 0; s < f->n_mod; s++) {
+        const mmspcl_param_info *pi;
+        snprintf(name, sizeof name, "%s.proj.%s", prefix, mmspcl__t_mod[f->mods[s]]);
+        mmspcl_lin_create(&f->in_proj[f->mods[s]], P, name, cfg->dims[f->mods[s]], cfg->d, rng);
+        if (P->oom) break;
+        mmspcl__t_zero(P->w + f->in_proj[f->mods[s]].b, (size_t)cfg->d);   /* Conv1d(bias=False) */
+        snprintf(name, sizeof name, "%s.proj.%s.bias", prefix, mmspcl__t_mod[f->mods[s]]);
+        if ((pi = mmspcl_params_find(P, name)) != NULL) P->info[pi - P->info].frozen = 1;
+    }
+    for (p = 0; p < f->n_pairs && !P->oom; p++) {
+        for (l = 0; l < L; l++) {
+            snprintf(name, sizeof name, "%s.%s_%s.layer.%d", prefix, mmspcl__t_mod[f->pa[p]], mmspcl__t_mod[f->pb[p]], l);
+            mmspcl__t_ms_layer(&f->cross[p * L + l], P, name, cfg->d, cfg->n_heads, 1, relu_dropout, rng);
+        }
+        snprintf(name, sizeof name, "%s.%s_%s.ln", prefix, mmspcl__t_mod[f->pa[p]], mmspcl__t_mod[f->pb[p]]);
+        mmspcl_ln_create(&f->cross_ln[p], P, name, cfg->d);
+    }
+    for (s = 0; s < f->n_mod && !P->oom; s++) {
+        for (l = 0; l < Lm; l++) {
+            snprintf(name, sizeof name, "%s.%s_mem.layer.%d", prefix, mmspcl__t_mod[f->mods[s]], l);
+            mmspcl__t_ms_layer(&f->mem[s * Lm + l], P, name, f->Dm, cfg->n_heads, 0, relu_dropout, rng);
+        }
+        snprintf(name, sizeof name, "%s.%s_mem.ln", prefix, mmspcl__t_mod[f->mods[s]]);
+        mmspcl_ln_create(&f->mem_ln[s], P, name, f->Dm);
+    }
+    snprintf(name, sizeof name, "%s.res", prefix);
+    mmspcl_mlp_create(&f->res, P, name, Z, Z, Z, MMSPCL_ACT_RELU, out_dropout, rng);
+    snprintf(name, sizeof name, "%s.out", prefix);
+    mmspcl_lin_create(&f->out, P, name, Z, cfg->out_dim, rng);
+    if (P->oom) { mmspcl_mult_seq_train_free(f); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "mult_seq: out of memory"); }
+    return MMSPCL_OK;
+}
+
+/* masks from lengths (checked), buffers for n samples of T steps */
+static mmspcl_status mmspcl__t_ms_prepare(mmspcl_mult_seq_train *f, const double *const x[3], const int T[3],
+                                          const int *const lens[3], int n, mmspcl__t_ms *a, mmspcl_error *err) {
+    size_t need;
+    int s, i, t;
+    for (s = 0; s < f->n_mod; s++) {
+        const int m = f->mods[s];
+        const size_t nm = (size_t)n * (T[m] > 0 ? T[m] : 1);
+        if (!x[m] || T[m] < 1) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mult_seq: modality %s has no input (steps %d)", mmspcl__t_mod[m], T[m]);
+        if (nm > f->mask_cap[m]) {
+            unsigned char *q = (unsigned char *)MMSPCL_REALLOC(f->mask[m], nm);
+            if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "mult_seq: out of memory for masks");
+            f->mask[m] = q; f->mask_cap[m] = nm;
+        }
+        for (i = 0; i < n; i++) {
+            const int len = lens && lens[m] ? lens[m][i] : T[m];
+            if (len < 1 || len > T[m]) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mult_seq: sample %d of %s has length %d (steps 1..%d)", i, mmspcl__t_mod[m], len, T[m]);
+            for (t = 0; t < T[m]; t++) f->mask[m][(size_t)i * T[m] + t] = t < len;
+        }
+    }
+    need = mmspcl__t_ms_carve(f, n, T, NULL, a);
+    if (need > f->act_cap) {
+        double *q = (double *)MMSPCL_REALLOC(f->act, sizeof(double) * need);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "mult_seq: out of memory for %zu activations", need);
+        f->act = q; f->act_cap = need;
+    }
+    mmspcl__t_ms_carve(f, n, T, f->act, a);
+    f->n = n;
+    for (s = 0; s < 3; s++) f->T[s] = T[s];
+    return MMSPCL_OK;
+}
+
+/* target s, forward: its pairs' encoders, memory encoder, pooled row into z */
+static void mmspcl__t_ms_target_forward(mmspcl_mult_seq_train *f, const mmspcl_params *P, int s, mmspcl__t_ms *a,
+                                        mmspcl_rng *rng) {
+    const int d = f->cfg.d, Dm = f->Dm, tg = f->mods[s], Ta = f->T[tg], n = f->n, L = f->cfg.n_layers;
+    const int Lm = f->cfg.n_mem_layers, Z = f->n_mod * Dm;
+    const double scm = sqrt((double)Dm);
+    double *g0 = a->g[s * (Lm + 1)], *gl;
+    int k, l, i, t, j;
+    for (k = 0; k < f->n_mod - 1; k++) {
+        const int p = s * (f->n_mod - 1) + k, src = f->pb[p];
+        for (l = 0; l < L; l++)
+            mmspcl_block_forward(P, &f->cross[p * L + l], a->h[p * (L + 1) + l], a->h[p * (L + 1) + l + 1], n, Ta,
+                                 a->emb[src], f->T[src], f->mask[src], a->bc[p * L + l], rng);
+        mmspcl_ln_forward(P, &f->cross_ln[p], a->h[p * (L + 1) + L], a->cln[p], a->cst[p], n * Ta);
+        for (i = 0; i < n; i++)
+            for (t = 0; t < Ta; t++)
+                for (j = 0; j < d; j++)
+                    g0[((size_t)i * Ta + t) * Dm + k * d + j] = scm * a->cln[p][((size_t)i * Ta + t) * d + j] + a->pm[(size_t)t * Dm + k * d + j];
+    }
+    for (l = 0; l < Lm; l++)
+        mmspcl_block_forward(P, &f->mem[s * Lm + l], a->g[s * (Lm + 1) + l], a->g[s * (Lm + 1) + l + 1], n, Ta,
+                             NULL, 0, f->mask[tg], a->mbc[s * Lm + l], rng);
+    gl = a->g[s * (Lm + 1) + Lm];
+    mmspcl_ln_forward(P, &f->mem_ln[s], gl, a->mln[s], a->mst[s], n * Ta);
+    for (i = 0; i < n; i++) {
+        const unsigned char *mk = f->mask[tg] + (size_t)i * Ta;
+        const double *src = a->mln[s] + (size_t)i * Ta * Dm;
+        double *o = a->z + (size_t)i * Z + (size_t)s * Dm;
+        int len = 0;
+        for (t = 0; t < Ta; t++) len += mk[t] != 0;
+        if (f->cfg.pool == MMSPCL_POOL_LAST) { memcpy(o, src + (size_t)(len - 1) * Dm, sizeof(double) * (size_t)Dm); continue; }
+        for (j = 0; j < Dm; j++) o[j] = 0.0;
+        for (t = 0; t < len; t++) for (j = 0; j < Dm; j++) o[j] += src[(size_t)t * Dm + j] / len;
+    }
+}
+
+mmspcl_status mmspcl_mult_seq_train_forward(mmspcl_mult_seq_train *f, const mmspcl_params *P,
+                                            const double *const x[3], const int T[3],
+                                            const int *const lens[3], int n, double *y, mmspcl_rng *rng,
+                                            mmspcl_error *err) {
+    const int d = f->cfg.d, Z = f->n_mod * f->Dm;
+    const double sc = sqrt((double)d);
+    mmspcl__t_ms a;
+    mmspcl_status st;
+    int s, tmax = 1;
+    size_t q, i;
+    if ((st = mmspcl__t_ms_prepare(f, x, T, lens, n, &a, err))) return st;
+    for (s = 0; s < f->n_mod; s++) if (T[f->mods[s]] > tmax) tmax = T[f->mods[s]];
+    mmspcl_sinusoids(a.pd, tmax, d);
+    mmspcl_sinusoids(a.pm, tmax, f->Dm);
+    for (s = 0; s < f->n_mod; s++) {
+        const int m = f->mods[s];
+        const size_t per = (size_t)T[m] * d;
+        mmspcl_lin_forward(P, &f->in_proj[m], x[m], a.emb[m], n * T[m]);
+        for (i = 0; i < (size_t)n; i++)
+            for (q = 0; q < per; q++) a.emb[m][i * per + q] = sc * a.emb[m][i * per + q] + a.pd[q];
+    }
+    for (s = 0; s < f->n_mod; s++) mmspcl__t_ms_target_forward(f, P, s, &a, rng);
+    /* z + proj2(dropout(ReLU(proj1 z))), then out */
+    mmspcl_mlp_forward(P, &f->res, a.z, a.r, n, a.rc, rng);
+    for (q = 0; q < (size_t)n * Z; q++) a.r[q] += a.z[q];
+    mmspcl_lin_forward(P, &f->out, a.r, y, n);
+    return MMSPCL_OK;
+}
+
+/* target s, backward from dz: the memory encoder, then each pair's encoder into demb */
+static void mmspcl__t_ms_target_backward(mmspcl_mult_seq_train *f, mmspcl_params *P, int s, mmspcl__t_ms *a) {
+    const int d = f->cfg.d, Dm = f->Dm, tg = f->mods[s], Ta = f->T[tg], n = f->n, L = f->cfg.n_layers;
+    const int Lm = f->cfg.n_mem_layers, Z = f->n_mod * Dm;
+    const size_t ng = (size_t)n * Ta * Dm, nh = (size_t)n * Ta * d;
+    const double scm = sqrt((double)Dm);
+    double *dg = a->dg[0], *dprev = a->dg[1], *dmln = a->dg[1], *tt;
+    int k, l, i, t, j;
+    /* pooling: into the final layer norm's output */
+    mmspcl__t_zero(dmln, ng);
+    for (i = 0; i < n; i++) {
+        const unsigned char *mk = f->mask[tg] + (size_t)i * Ta;
+        const double *dzi = a->dz + (size_t)i * Z + (size_t)s * Dm;
+        int len = 0;
+        for (t = 0; t < Ta; t++) len += mk[t] != 0;
+        for (t = 0; t < len; t++) {
+            if (f->cfg.pool == MMSPCL_POOL_LAST && t != len - 1) continue;
+            for (j = 0; j < Dm; j++)
+                dmln[((size_t)i * Ta + t) * Dm + j] = f->cfg.pool == MMSPCL_POOL_LAST ? dzi[j] : dzi[j] / len;
+        }
+    }
+    mmspcl__t_zero(dg, ng);
+    mmspcl_ln_backward(P, &f->mem_ln[s], a->g[s * (Lm + 1) + Lm], a->mst[s], dmln, dg, n * Ta);
+    for (l = Lm - 1; l >= 0; l--) {
+        mmspcl__t_zero(dprev, ng);
+        mmspcl_block_backward(P, &f->mem[s * Lm + l], a->g[s * (Lm + 1) + l], n, Ta, NULL, 0, a->mbc[s * Lm + l], dg, dprev, NULL);
+        tt = dg; dg = dprev; dprev = tt;
+    }
+    for (k = 0; k < f->n_mod - 1; k++) {
+        const int p = s * (f->n_mod - 1) + k, src = f->pb[p];
+        double *dh = a->dh[0], *dhp = a->dh[1];
+        for (i = 0; i < n * Ta; i++)
+            for (j = 0; j < d; j++) a->dcln[(size_t)i * d + j] = scm * dg[(size_t)i * Dm + k * d + j];
+        mmspcl__t_zero(dh, nh);
+        mmspcl_ln_backward(P, &f->cross_ln[p], a->h[p * (L + 1) + L], a->cst[p], a->dcln, dh, n * Ta);
+        for (l = L - 1; l >= 0; l--) {
+            mmspcl__t_zero(dhp, nh);
+            mmspcl_block_backward(P, &f->cross[p * L + l], a->h[p * (L + 1) + l], n, Ta, a->emb[src], f->T[src],
+                                  a->bc[p * L + l], dh, dhp, a->demb[src]);
+            tt = dh; dh = dhp; dhp = tt;
+        }
+        for (i = 0; i < (int)nh; i++) a->demb[tg][i] += dh[i];
+    }
+}
+
+void mmspcl_mult_seq_train_backward(mmspcl_mult_seq_train *f, mmspcl_params *P, const double *const x[3],
+                                    const double *dy, double *const dx[3]) {
+    const int n = f->n, d = f->cfg.d, Z = f->n_mod * f->Dm;
+    const double sc = sqrt((double)d);
+    mmspcl__t_ms a;
+    size_t q;
+    int s;
+    mmspcl__t_ms_carve(f, n, f->T, f->act, &a);
+    mmspcl__t_zero(a.dr, (size_t)n * Z);
+    mmspcl_lin_backward(P, &f->out, a.r, dy, a.dr, n);
+    memcpy(a.dz, a.dr, sizeof(double) * (size_t)n * Z);
+    mmspcl_mlp_backward(P, &f->res, a.z, a.dr, a.dz, n, a.rc);
+    for (s = 0; s < f->n_mod; s++) mmspcl__t_zero(a.demb[f->mods[s]], (size_t)n * f->T[f->mods[s]] * d);
+    for (s = 0; s < f->n_mod; s++) mmspcl__t_ms_target_backward(f, P, s, &a);
+    for (s = 0; s < f->n_mod; s++) {
+        const int m = f->mods[s];
+        double *de = a.demb[m];
+        for (q = 0; q < (size_t)n * f->T[m] * d; q++) de[q] *= sc;
+        mmspcl_lin_backward(P, &f->in_proj[m], x[m], de, dx ? dx[m] : NULL, n * f->T[m]);
+        mmspcl__t_zero(P->g + f->in_proj[m].b, (size_t)d);   /* no bias: no gradient */
+    }
+}
+
+mmspcl_status mmspcl_mult_seq_train_write_config(const mmspcl_mult_seq_train *f, mmspcl_writer *wr) {
+    char key[200];
+    int m, st = 0;
+    const mmspcl_mult_seq_cfg *c = &f->cfg;
+#define MMSPCL__T_MSKEY(k, v) do { snprintf(key, sizeof key, "%s.%s", f->prefix, k); st |= (int)mmspcl_writer_set_int(wr, key, (int64_t)(v)); } while (0)
+    for (m = 0; m < 3; m++) {
+        char k2[16];
+        snprintf(k2, sizeof k2, "dim.%s", mmspcl__t_mod[m]);
+        MMSPCL__T_MSKEY(k2, c->dims[m]);
+    }
+    MMSPCL__T_MSKEY("d", c->d); MMSPCL__T_MSKEY("n_heads", c->n_heads); MMSPCL__T_MSKEY("n_layers", c->n_layers);
+    MMSPCL__T_MSKEY("n_mem_layers", c->n_mem_layers); MMSPCL__T_MSKEY("out_dim", c->out_dim); MMSPCL__T_MSKEY("pool", c->pool);
+#undef MMSPCL__T_MSKEY
+    return st ? MMSPCL_ERR_NOMEM : MMSPCL_OK;
+}
 
 #ifdef __cplusplus
 }

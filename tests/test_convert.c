@@ -278,7 +278,7 @@ static int check_against(const char *out_path, const char *const *src_paths, int
             inner = s->shape[s->ndim - 1];
             rows = nel / inner;
             want = MMSPCL_F32;
-            if (is_linear(name) && linear_type != MMSPCL_F32 && (linear_type == MMSPCL_F16 || inner % 32 == 0))
+            if (is_linear(name) && linear_type != MMSPCL_F32 && mmspcl_dtype_row_size(linear_type, inner) != 0)
                 want = linear_type;
             CHECK(t->dtype == want, "%s: %s stored as %s, want %s", out_path, name, mmspcl_dtype_name(t->dtype),
                   mmspcl_dtype_name(want));
@@ -296,16 +296,17 @@ static int check_against(const char *out_path, const char *const *src_paths, int
             if (want == MMSPCL_F32) {
                 CHECK(t->nbytes == (size_t)nel * 4 && memcmp(t->data, ref, (size_t)nel * 4) == 0,
                       "%s: %s not bit-exact", out_path, name);
-            } else if (want == MMSPCL_F16) {
+            } else if (want == MMSPCL_F16 || want == MMSPCL_BF16) {   /* the source's bits, or rounded once */
+                const char *same_src = want == MMSPCL_F16 ? "F16" : "BF16";
                 int same = 1;
                 for (j = 0; j < nel && same; j++) {
                     uint16_t got, exp;
                     memcpy(&got, (const unsigned char *)t->data + 2 * j, 2);
-                    if (strcmp(s->dtype, "F16") == 0) memcpy(&exp, s->data + 2 * j, 2);
-                    else exp = mmspcl_fp32_to_fp16(ref[j]);
+                    if (strcmp(s->dtype, same_src) == 0) memcpy(&exp, s->data + 2 * j, 2);
+                    else exp = want == MMSPCL_F16 ? mmspcl_fp32_to_fp16(ref[j]) : mmspcl_fp32_to_bf16(ref[j]);
                     same = got == exp;
                 }
-                CHECK(same, "%s: %s f16 bits differ from the source", out_path, name);
+                CHECK(same, "%s: %s %s bits differ from the source", out_path, name, mmspcl_dtype_name(want));
             } else {
                 /* q8_0 / q4_0: exactly what mmspcl_quantize_row makes of the source rows, and within
                    the bound per block of 32 (amax = largest |x| in the block):
@@ -641,6 +642,15 @@ static void test_good_half(void) {
     rc = convert("tests/data/roberta-tiny", out2, "--type f16 --quiet");
     CHECK(rc == 0, "f32 -> f16: %s", g_stderr);
     CHECK(check_against(out2, rt_src, 1, MMSPCL_F16, NULL) == 37, "f32 -> --type f16");
+    /* --type bf16: a bf16 checkpoint keeps its bits, an f32 one is rounded once (nearest even) */
+    snprintf(out2, sizeof out2, "%s/roberta-tiny-bf16-bf16.mmw", TMP);
+    rc = convert("tests/data/roberta-tiny-bf16", out2, "--type bf16 --quiet");
+    CHECK(rc == 0, "bf16 -> bf16: %s", g_stderr);
+    CHECK(check_against(out2, bf16, 1, MMSPCL_BF16, NULL) == 37, "bf16 -> --type bf16 bit-exact");
+    snprintf(out2, sizeof out2, "%s/roberta-tiny-f32-bf16.mmw", TMP);
+    rc = convert("tests/data/roberta-tiny", out2, "--type=bf16 --quiet");
+    CHECK(rc == 0, "f32 -> bf16: %s", g_stderr);
+    CHECK(check_against(out2, rt_src, 1, MMSPCL_BF16, NULL) == 37, "f32 -> --type bf16");
 }
 
 /* --panels: the Linear weights (out a multiple of 16) as f32 {out / 16, in, 16}, every value
@@ -705,6 +715,18 @@ static void test_good_quantized(void) {
     CHECK(rc == 0, "q4_0: %s", g_stderr);
     CHECK(check_against(out3, rt_src, 1, MMSPCL_Q4_0, &rel) == 37, "roberta q4_0");
     CHECK(rel > 0 && rel <= 1.004 / 8, "q4_0: max error %.5f of the block's amax", rel);
+    /* k-types need rows of whole super-blocks (256): roberta-tiny's rows of 32 and 64 stay f32
+       (bit-exact), and the file says what was asked */
+    snprintf(out3, sizeof out3, "%s/roberta-tiny-q4_k.mmw", TMP);
+    rc = convert("tests/data/roberta-tiny", out3, "--type q4_k --quiet");
+    CHECK(rc == 0, "q4_k: %s", g_stderr);
+    CHECK(check_against(out3, rt_src, 1, MMSPCL_Q4_K, NULL) == 37, "roberta q4_k: Linear rows of 32 / 64 stay f32");
+    if (mmspcl_weights_read(&w, out3, &err) == MMSPCL_OK) {
+        CHECK(strcmp(kv_str(w, "general.file_type"), "q4_k") == 0, "q4_k: file_type");
+        mmspcl_weights_free(w);
+    }
+    CHECK(convert("tests/data/roberta-tiny", out3, "--type i32 --quiet") == 2 && strstr(g_stderr, "--type i32"), "--type i32 refused: %s",
+          g_stderr);
 }
 
 /* CLIP vision-only checkpoint: bit-exact, metadata (TMP/clip-tiny.mmw is the reference of the

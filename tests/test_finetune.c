@@ -233,9 +233,13 @@ static void test_from_weights(void) {
         CHECK(mmspcl_roberta_train_forward(&a, &ids[0][0], lens, 2, 6, &err) == MMSPCL_OK, "train forward: %s", err.msg);
         for (bb = 0, t = 0; bb < 2; t += lens[bb], bb++)
             for (i = 0; i < lens[bb] * 32; i++) md = fmax(md, fabs((double)hidden[bb * 6 * 32 + i] - a.out[(size_t)t * 32 + i]));
-        /* f32 rows are the same floats; f16/bf16 files go through the inference kernels' own
-           paths for those types, the trainer through f32 copies of the same values */
-        CHECK(md < (k == 0 ? 1e-6 : 1e-4), "%s: trainer forward vs mmspcl_roberta_forward: max |diff| %.2e", kinds[k], md);
+        /* f32 rows are the same floats; f16 files go through the inference kernels' own paths for
+           that type, the trainer through f32 copies of the same values. bf16 files compute bf16 x
+           bf16 (mmspcl_linear rounds each Linear input to bf16, 2^-9 relative): the forwards then
+           differ by that rounding at each of the 12 Linear inputs of the 2 layers, each of
+           relative size 2^-9 of the hidden state (|hidden| <= 4 here): 12 * 2^-9 * 4 = 0.094 */
+        CHECK(md < (k == 0 ? 1e-6 : k == 1 ? 1e-4 : 12.0 * 4.0 / 512), "%s: trainer forward vs mmspcl_roberta_forward: max |diff| %.2e",
+              kinds[k], md);
         printf("  from_weights %-4s: values exact, forward vs mmspcl_roberta_forward %.1e\n", kinds[k], md);
         mmspcl_roberta_free(r);
         r = NULL;

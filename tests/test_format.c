@@ -385,6 +385,84 @@ static void test_quant_hand(void) {
      r >= 7.5 (only values of the sign opposite to m with |x| >= 0.9375 |m|): q = 15 (clamped),
        |x - d (q-8)| = |d| (r - 7) in [|d|/2, |d|]: |x - x^| <= |d| + 8 |d - d16|.
      Overall |x - x^| <= |d| (1 + 8 * 2^-11) = 0.1255 max|x|; 0.0630 max|x| away from the clamp side. */
+/* k-types (docs/FORMAT.md "k-types"): the worked examples' bytes decode to the values worked out
+   by hand there; row sizes; exactly representable data round-trips exactly; random data: every
+   value that lies on its sub-block's grid span is within S/2, and the squared error is below
+   q4_0's (q4_k) / a quarter of q4_0's (q5_k) on the same data. */
+static void test_kblocks(void) {
+    static const unsigned char head[8] = {0x00, 0x34, 0x81, 0x30, 0x10, 0x85, 0x71, 0xfc};   /* d 0.25, sc 1..7, 63 */
+    static const unsigned char z4[4] = {0x08, 0x1f, 0x32, 0x54}, z5[5] = {0x10, 0xfc, 0x20, 0x06, 0x29};
+    static const unsigned char nib[16] = {0xf0, 0xe1, 0xd2, 0xc3, 0xb4, 0xa5, 0x96, 0x87, 0x78, 0x69, 0x5a, 0x4b, 0x3c, 0x2d, 0x1e, 0x0f};
+    unsigned char b4[MMSPCL_Q4_K_BYTES], b5[MMSPCL_Q5_K_BYTES], *qb = (unsigned char *)malloc(4 * MMSPCL_Q5_K_BYTES * 64);
+    float y[256], *x = (float *)malloc(sizeof(float) * 256 * 64), *xr = (float *)malloc(sizeof(float) * 256 * 64);
+    unsigned seed = 5;
+    int i, j, t;
+    memset(y, 0, sizeof y);
+    memset(b5, 0, sizeof b5);
+    CHECK(mmspcl_dtype_row_size(MMSPCL_Q4_K, 256) == 140 && mmspcl_dtype_row_size(MMSPCL_Q4_K, 1024) == 560 &&
+          mmspcl_dtype_row_size(MMSPCL_Q5_K, 512) == 346 && mmspcl_dtype_row_size(MMSPCL_Q4_K, 128) == 0 &&
+          mmspcl_dtype_row_size(MMSPCL_Q5_K, 288) == 0, "k-type row sizes");
+    CHECK(mmspcl_quantize_row(MMSPCL_Q4_K, y, b4, 32) == MMSPCL_ERR_ARG && mmspcl_dequantize_row(MMSPCL_Q5_K, b5, y, 320) == MMSPCL_ERR_ARG,
+          "k-types: n not a multiple of 256 refused");
+    memset(b4, 0, sizeof b4); memcpy(b4, head, 8); memcpy(b4 + 8, z4, 4); memcpy(b4 + 12, nib, 16);
+    mmspcl_dequantize_row(MMSPCL_Q4_K, b4, y, 256);
+    CHECK(y[0] == -2.0f && y[9] == 0.25f && y[15] == 1.75f && y[16] == 1.75f && y[31] == -2.0f && y[32] == 0.0f && y[64] == -11.25f &&
+          y[96] == -1.0f && y[224] == -78.75f && y[255] == -78.75f, "q4_k example: %g %g %g %g %g %g %g %g %g", y[0], y[9], y[15], y[16],
+          y[31], y[32], y[64], y[96], y[224]);
+    memset(b5, 0, sizeof b5); memcpy(b5, head, 8); memcpy(b5 + 8, z5, 5); memcpy(b5 + 13, nib, 16);
+    b5[141 + 2] = b5[141 + 3] = 0xff;   /* bit 4 of values 16..31 of sub-block 0 */
+    mmspcl_dequantize_row(MMSPCL_Q5_K, b5, y, 256);
+    CHECK(y[0] == -4.0f && y[15] == -0.25f && y[16] == 3.75f && y[31] == 0.0f && y[32] == 0.0f && y[64] == -23.25f && y[224] == -78.75f,
+          "q5_k example: %g %g %g %g %g %g", y[0], y[15], y[16], y[31], y[64], y[224]);
+    for (t = 0; t < 2; t++) {   /* values on a grid S[j] (q - z[j]) with S[j] = c[j] / 64, max c = 63: exact */
+        const mmspcl_dtype dt = t ? MMSPCL_Q5_K : MMSPCL_Q4_K;
+        const int L = t ? 31 : 15;
+        int same = 1;
+        for (j = 0; j < 8; j++) {
+            const int c = j == 3 ? 63 : 5 + 7 * j, z = (j * 5) % (L + 1);
+            for (i = 0; i < 32; i++) x[32 * j + i] = (float)c / 64.0f * (float)((i == 0 ? 0 : i == 1 ? L : (i * 7 + j) % (L + 1)) - z);
+        }
+        mmspcl_quantize_row(dt, x, qb, 256);
+        mmspcl_dequantize_row(dt, qb, y, 256);
+        for (i = 0; i < 256; i++) same &= y[i] == x[i];
+        CHECK(same, "%s: values on the grid round-trip exactly", mmspcl_dtype_name(dt));
+    }
+    for (i = 0; i < 256 * 64; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f + (i % 256 < 32 ? 0.5f : 0.0f);   /* one shifted sub-block */
+    }
+    {
+        double e0 = 0, ek[2] = {0, 0};
+        mmspcl_quantize_row(MMSPCL_Q4_0, x, qb, 256 * 64);
+        mmspcl_dequantize_row(MMSPCL_Q4_0, qb, xr, 256 * 64);
+        for (i = 0; i < 256 * 64; i++) e0 += (double)(xr[i] - x[i]) * (xr[i] - x[i]);
+        for (t = 0; t < 2; t++) {
+            const mmspcl_dtype dt = t ? MMSPCL_Q5_K : MMSPCL_Q4_K;
+            const int L = t ? 31 : 15, bytes = (int)mmspcl_dtype_row_size(dt, 256);
+            int within = 1;
+            mmspcl_quantize_row(dt, x, qb, 256 * 64);
+            mmspcl_dequantize_row(dt, qb, xr, 256 * 64);
+            for (i = 0; i < 256 * 64; i++) ek[t] += (double)(xr[i] - x[i]) * (xr[i] - x[i]);
+            for (j = 0; j < 8 * 64; j++) {   /* sub-block j: S and z from the bytes, as the format says */
+                const unsigned char *blk = qb + (size_t)(j / 8) * bytes;
+                const int sj = j % 8, sc = (int)((blk[2 + 6 * sj / 8] | blk[2 + 6 * sj / 8 + 1] << 8) >> (6 * sj % 8) & 63);
+                const int z = t ? (int)(((blk[8 + 5 * sj / 8] | blk[8 + 5 * sj / 8 + 1] << 8) >> (5 * sj % 8)) & 31)
+                                : (blk[8 + sj / 2] >> (4 * (sj & 1))) & 15;
+                const float S = mmspcl_fp16_to_fp32((uint16_t)(blk[0] | blk[1] << 8)) * (float)sc;
+                for (i = 0; i < 32; i++) {
+                    const float v = x[32 * j + i];
+                    if (v >= S * ((float)-z - 0.5f) && v <= S * ((float)(L - z) + 0.5f))
+                        within &= fabsf(v - xr[32 * j + i]) <= S * 0.5f * (1 + 1e-5f) + 1e-7f;
+                }
+            }
+            CHECK(within, "%s: values on the grid's span are within S/2", mmspcl_dtype_name(dt));
+        }
+        CHECK(ek[0] < e0 && ek[1] < e0 / 4, "squared error q4_k %.4g, q5_k %.4g, q4_0 %.4g", ek[0], ek[1], e0);
+        printf("  squared error / q4_0's on uniform data: q4_k %.3f, q5_k %.3f\n", ek[0] / e0, ek[1] / e0);
+    }
+    free(qb); free(x); free(xr);
+}
+
 static void test_quant_bounds(void) {
     enum { NB = 4096 };
     float *x = (float *)malloc(NB * 32 * sizeof(float)), *y = (float *)malloc(NB * 32 * sizeof(float));
@@ -529,8 +607,8 @@ static void make_rt_tensors(void) {
     for (t = 0; t < MMSPCL_DTYPE_COUNT; t++)
         for (nd = 1; nd <= 4; nd++, k++) {
             rt_tensor *r = &rt[k];
-            int quant = t == MMSPCL_Q8_0 || t == MMSPCL_Q4_0;
-            int64_t inner = quant ? 32 * (nd % 2 + 1) : 2 * nd + 1, rows = 1, i;
+            int quant = t == MMSPCL_Q8_0 || t == MMSPCL_Q4_0, ktype = t == MMSPCL_Q4_K || t == MMSPCL_Q5_K;
+            int64_t inner = ktype ? 256 * (nd % 2 + 1) : quant ? 32 * (nd % 2 + 1) : 2 * nd + 1, rows = 1, i;
             float *f;
             snprintf(r->name, sizeof r->name, "layer.%d.%s.%dd", k, mmspcl_dtype_name((mmspcl_dtype)t), nd);
             r->dtype = (mmspcl_dtype)t;
@@ -1218,10 +1296,12 @@ static void test_malformed_tensors(void) {
     expect_bad(mut, base_n, "overlap", "w.b [64,132) overlaps w.a [128,184)");
     reset_mut(); wr_le(mut + BL.t_off_at[0], 192, 8); wr_le(mut + BL.t_off_at[2], 0, 8);
     expect_ok(mut, base_n, "tensors in another order, not overlapping");
-    reset_mut(); mut[BL.t_dtype_at[1]] = 6; expect_bad(mut, base_n, "unknown dtype 6", "dtype 6");
+    reset_mut(); mut[BL.t_dtype_at[1]] = MMSPCL_DTYPE_COUNT; expect_bad(mut, base_n, "unknown dtype 8", "dtype 8");
     reset_mut(); mut[BL.t_dtype_at[1]] = 255; expect_bad(mut, base_n, "'w.b'", "dtype 255");
     reset_mut(); mut[BL.t_dtype_at[0]] = MMSPCL_Q8_0; expect_bad(mut, base_n, "not valid for q8_0", "q8_0 row of 7");
     reset_mut(); mut[BL.t_dtype_at[1]] = MMSPCL_Q4_0; expect_bad(mut, base_n, "'w.b' records 68 bytes", "q8_0 -> q4_0 sizes differ");
+    reset_mut(); mut[BL.t_dtype_at[1]] = MMSPCL_Q4_K; expect_bad(mut, base_n, "not valid for q4_k", "q4_k row of 64 (not whole super-blocks)");
+    reset_mut(); mut[BL.t_dtype_at[1]] = MMSPCL_Q5_K; expect_bad(mut, base_n, "not valid for q5_k", "q5_k row of 64 (not whole super-blocks)");
     reset_mut(); mut[BL.t_ndim_at[1]] = 0; expect_bad(mut, base_n, "'w.b' has 0 dimensions", "ndim 0");
     reset_mut(); mut[BL.t_ndim_at[1]] = 5; expect_bad(mut, base_n, "'w.b' has 5 dimensions", "ndim 5");
     reset_mut(); mut[BL.t_ndim_at[1]] = 255; expect_bad(mut, base_n, "dimensions", "ndim 255");
@@ -1491,6 +1571,7 @@ int main(void) {
     mkdir(TMP, 0755);
     test_half();
     test_quant_hand();
+    test_kblocks();
     test_quant_bounds();
     test_arena();
     test_round_trip();

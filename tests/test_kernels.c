@@ -2,8 +2,11 @@
    q4_0 weights; odd shapes), bit-identical results for 1 and 2 threads, f32 weights in panels
    bit-identical to the 2-D weight on every path, and layer norm, GELU and softmax against
    double-precision formulas.
-   Float weights: |simd - scalar| <= 1e-5 * sum_k |x_k w_k|.
-   q8_0 / q4_0 weights (integer path): every SIMD path gives exactly the scalar definition's bits;
+   Float weights (f32, f16): |simd - scalar| <= 1e-5 * sum_k |x_k w_k|.
+   bf16 weights (bf16 x bf16 -> f32): every x86 path gives exactly the scalar definition's bits; the
+   definition is within the bf16 rounding of x of the exact product:
+   |scalar - exact| <= 2^-9 sum |x w| + 1e-5 * sum |x w| (w: the bf16 values).
+   q8_0 / q4_0 / q4_k / q5_k weights (integer path): every SIMD path gives exactly the scalar definition's bits;
    the definition is within the activation quantization error of the exact product:
    |scalar - exact| <= sum_blocks (max|x| / 254) sum |w| + 1e-5 * sum |x w|. */
 #define MMSPCL_IMPLEMENTATION
@@ -20,7 +23,7 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
     static const mmspcl_kernel_path paths[] = {MMSPCL_PATH_AUTO, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512, MMSPCL_PATH_NEON,
                                                MMSPCL_PATH_AVXVNNI, MMSPCL_PATH_NEON_DOTPROD};
     static const char *names[] = {"auto", "avx2", "avx512", "neon", "avxvnni", "neon-dotprod"};
-    const int quant = dt == MMSPCL_Q8_0 || dt == MMSPCL_Q4_0;
+    const int quant = dt == MMSPCL_Q8_0 || dt == MMSPCL_Q4_0 || dt == MMSPCL_Q4_K || dt == MMSPCL_Q5_K, exact = quant || dt == MMSPCL_BF16;
     size_t rb = mmspcl_dtype_row_size(dt, n_in), i;
     float *x = (float *)malloc(sizeof(float) * rows * n_in), *w = (float *)malloc(sizeof(float) * n_out * n_in);
     float *wd = (float *)malloc(sizeof(float) * n_out * n_in), *bias = (float *)malloc(sizeof(float) * n_out);
@@ -51,6 +54,7 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
                         for (j = 0; j < 32; j++) { amax = fmax(amax, fabs(x[r * n_in + k + j])); sw += fabs(wd[(size_t)o * n_in + k + j]); }
                         qerr += amax / 254.0 * sw * (1 + 1e-6);
                     }
+                if (dt == MMSPCL_BF16) qerr = a * (1.0 / 512);   /* each x rounded to bf16: |dx| <= 2^-9 |x| */
                 worst = fmax(worst, (fabs(s - ref[r * n_out + o]) - qerr) / a);
             }
         CHECK(worst <= 1e-5, "scalar %s %dx%dx%d: rel error %g", mmspcl_dtype_name(dt), rows, n_in, n_out, worst);
@@ -61,11 +65,11 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
         if (st == MMSPCL_ERR_UNSUPPORTED) continue;  /* this CPU or build lacks the path */
         CHECK(st == MMSPCL_OK, "%s path failed", names[p]);
         tested[p]++;
-        if (quant) {
-            CHECK(!memcmp(got, ref, sizeof(float) * rows * n_out), "%s %s %dx%dx%d: integer path differs from the scalar definition",
-                  names[p], mmspcl_dtype_name(dt), rows, n_in, n_out);
-                    }
-        for (r = 0; r < rows && !quant; r++)
+        if (exact) {
+            CHECK(!memcmp(got, ref, sizeof(float) * rows * n_out), "%s %s %dx%dx%d: %s path differs from the scalar definition",
+                  names[p], mmspcl_dtype_name(dt), rows, n_in, n_out, quant ? "integer" : "bf16");
+        }
+        for (r = 0; r < rows && !exact; r++)
             for (o = 0; o < n_out; o++) {
                 double a = fabs(bias[o]);
                 for (k = 0; k < n_in; k++) a += fabs((double)x[r * n_in + k] * wd[(size_t)o * n_in + k]);
@@ -162,8 +166,40 @@ static void test_linear(void) {
                                     {50, 64, 13}, {33, 1600, 7}, {70, 96, 130}, {3, 64, 9}, {52, 1568, 20}, {18, 800, 6}};
     static const mmspcl_dtype dts[] = {MMSPCL_F32, MMSPCL_F16, MMSPCL_BF16, MMSPCL_Q8_0, MMSPCL_Q4_0};
     size_t s, d;
+    static const int bf16_shapes[][3] = {{7, 33, 5}, {3, 17, 13}, {65, 50, 49}, {1, 2, 1}, {20, 1, 3}};
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (d = 0; d < sizeof dts / sizeof dts[0]; d++) check_linear(shapes[s][0], shapes[s][1], shapes[s][2], dts[d], 7u + (unsigned)s);
+    static const int k_shapes[][3] = {{1, 256, 1}, {5, 512, 17}, {33, 768, 7}, {128, 256, 96}, {50, 1024, 13}, {3, 4096, 9}};
+    for (s = 0; s < sizeof bf16_shapes / sizeof bf16_shapes[0]; s++)   /* bf16 takes any n_in, odd ones too */
+        check_linear(bf16_shapes[s][0], bf16_shapes[s][1], bf16_shapes[s][2], MMSPCL_BF16, 99u + (unsigned)s);
+    for (s = 0; s < sizeof k_shapes / sizeof k_shapes[0]; s++) {   /* k-types: rows of whole super-blocks of 256 */
+        check_linear(k_shapes[s][0], k_shapes[s][1], k_shapes[s][2], MMSPCL_Q4_K, 199u + (unsigned)s);
+        check_linear(k_shapes[s][0], k_shapes[s][1], k_shapes[s][2], MMSPCL_Q5_K, 299u + (unsigned)s);
+    }
+}
+
+/* The bf16 definition's order and rounding, by hand (the order is vdpbf16ps's, Intel SDM: each
+   pair's odd element first). Products 2^24, 1, -2^24, 1 in columns 0..3: in the order 1, 0, 3, 2,
+   1 + 2^24 = 2^24 (the tie goes to even), + 1 = 2^24 again, - 2^24 = 0; in column order the sum
+   would be 1. And x = 1e-39 (a subnormal float) counts as 0, as vcvtneps2bf16 makes it. */
+static void test_bf16_definition(void) {
+    static const mmspcl_kernel_path paths[] = {MMSPCL_PATH_SCALAR, MMSPCL_PATH_AUTO, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512};
+    const float x[2][4] = {{4096.0f, 1.0f, -4096.0f, 1.0f}, {1e-39f, 0.0f, 0.0f, 0.0f}};
+    const float wf[4] = {4096.0f, 1.0f, 4096.0f, 1.0f}, wz[4] = {0x1p100f, 0.0f, 0.0f, 0.0f};
+    uint16_t w[2][4];
+    float out[2][2], bias[2] = {0.5f, -0.25f};
+    mmspcl_tensor W;
+    size_t p;
+    mmspcl_quantize_row(MMSPCL_BF16, wf, w[0], 4);
+    mmspcl_quantize_row(MMSPCL_BF16, wz, w[1], 4);
+    memset(&W, 0, sizeof W);
+    W.dtype = MMSPCL_BF16; W.ndim = 2; W.ne[0] = 2; W.ne[1] = 4; W.data = w; W.nbytes = sizeof w;
+    for (p = 0; p < sizeof paths / sizeof paths[0]; p++) {
+        mmspcl_status st = mmspcl_linear_path(&out[0][0], &x[0][0], 2, 4, &W, bias, paths[p]);
+        if (st == MMSPCL_ERR_UNSUPPORTED) continue;
+        CHECK(st == MMSPCL_OK && out[0][0] == 0.5f && out[1][1] == -0.25f, "bf16 path %d: pairs odd first: %g (want 0.5), subnormal x: %g (want -0.25)",
+              (int)paths[p], out[0][0], out[1][1]);
+    }
 }
 
 /* f32 panels against the 2-D weights; malformed panel tensors are refused, not read */
@@ -332,6 +368,7 @@ static void test_small_formulas(void) {
 int main(void) {
     size_t s;
     test_linear();
+    test_bf16_definition();
     test_panels();
     printf("linear paths tested (shape x dtype):");
     for (s = 0; s < 6; s++) printf(" %s %d", s == 0 ? "auto" : s == 1 ? "avx2" : s == 2 ? "avx512" : s == 3 ? "neon" : s == 4 ? "avxvnni" : "neon-dotprod", tested[s]);

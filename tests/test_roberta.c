@@ -1,7 +1,8 @@
 /* RoBERTa encoder against PyTorch: tests/data/roberta-tiny* (tools/reference/roberta_ref.py)
    are converted with build/mmspcl-convert and run through mmspcl_roberta_forward.
    Bounds (f32, f16, bf16 checkpoints): max |diff| <= 1e-4 * max |ref| over each sequence and
-   cosine >= 0.99999 per token. Quantized conversions: cosine per token >= 0.999 (q8_0), 0.98 (q4_0).
+   cosine >= 0.99999 per token. Conversions: cosine per token >= 0.9999 (--type f16, --type bf16: bf16 x bf16 compute), 0.999
+   (q8_0), 0.98 (q4_0).
    f32 with --panels (Linear weights in panels of 16 rows): the same bits as plain f32. */
 #define MMSPCL_IMPLEMENTATION
 #include "mmspcl.h"
@@ -145,6 +146,7 @@ int main(int argc, char **argv) {
         }
         if (i == 0) {
             check_model(variants[i].dir, "f16", &e, 0.9999, 0);
+            check_model(variants[i].dir, "bf16", &e, 0.9999, 0);   /* bf16 x bf16 compute */
             check_model(variants[i].dir, "q8_0", &e, 0.999, 0);
             check_model(variants[i].dir, "q4_0", &e, 0.98, 0);
         }

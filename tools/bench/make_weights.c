@@ -3,7 +3,7 @@
    16 heads, FFN 4096, vocab 50265), RoBERTa-base (roberta-base: 12 layers, hidden 768, 12 heads,
    FFN 3072, vocab 50265; the training-step comparison tools/bench/train_compare.sh) or CLIP ViT-B/32's vision tower (12 layers, hidden 768, 12
    heads, FFN 3072, 224 px, patch 32, projection 512), Linear matrices stored as DTYPE (f32, f32p =
-   f32 in panels of 16 rows as mmspcl-convert --panels writes them, f16, bf16, q8_0, q4_0), everything else f32 -- what mmspcl-convert writes from a Hugging Face
+   f32 in panels of 16 rows as mmspcl-convert --panels writes them, f16, bf16, q8_0, q4_0, q4_k, q5_k), everything else f32 -- what mmspcl-convert writes from a Hugging Face
    checkpoint, without needing one. Weights ~ U(-a, a) with a = sqrt(3 / fan_in) (variance 1/fan_in),
    biases and LayerNorm shifts ~ U(-0.01, 0.01), LayerNorm scales 1 + U(-0.01, 0.01). For make bench. */
 #include <stdio.h>
@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
     int layers = -1, vocab = 50265, i, l, rc = 0;
     g_panels = argc >= 3 && !strcmp(argv[2], "f32p");
     if (argc < 4 || (mmspcl_dtype_from_name(g_panels ? "f32" : argv[2], &dt)) || (strcmp(argv[1], "roberta") && strcmp(argv[1], "roberta-base") && strcmp(argv[1], "clip"))) {
-        fprintf(stderr, "usage: make_weights roberta|roberta-base|clip f32|f32p|f16|bf16|q8_0|q4_0 OUT [--layers N] [--vocab V]\n");
+        fprintf(stderr, "usage: make_weights roberta|roberta-base|clip f32|f32p|f16|bf16|q8_0|q4_0|q4_k|q5_k OUT [--layers N] [--vocab V]\n");
         return 2;
     }
     for (i = 4; i + 1 < argc; i += 2) {

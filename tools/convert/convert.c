@@ -1,6 +1,6 @@
 /* convert.c — mmspcl-convert: Hugging Face checkpoint folder -> one mmspcl weight file.
 
-     mmspcl-convert SRC OUT [--type f32|f16|q8_0|q4_0] [--panels] [--quiet]
+     mmspcl-convert SRC OUT [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k] [--panels] [--quiet]
      mmspcl-convert SRC -o OUT ...;  mmspcl-convert --help | --version
 
    SRC is a model folder (or a file inside it: then its folder is used). Read: config.json, the
@@ -920,12 +920,13 @@ static int convert_tensor(conv *c, out_tensor *o) {
     int nthreads = 1, failed = 0;
     float *tmp;
     o->dtype = MMSPCL_F32;
-    if (o->linear && c->type != MMSPCL_F32 && (c->type == MMSPCL_F16 || inner % MMSPCL_QBLOCK == 0))
+    if (o->linear && c->type != MMSPCL_F32 && mmspcl_dtype_row_size(c->type, inner) != 0)   /* blocks must fit the rows */
         o->dtype = c->type;
     if (c->panels && o->linear && o->dtype == MMSPCL_F32 && o->ndim == 2 && o->shape[0] % MMSPCL_PANEL == 0)
         return convert_panels(c, o);
     /* same bits in and out: point into the source, no copy */
-    if ((o->dtype == MMSPCL_F32 && s->dtype == SRC_F32) || (o->dtype == MMSPCL_F16 && s->dtype == SRC_F16)) {
+    if ((o->dtype == MMSPCL_F32 && s->dtype == SRC_F32) || (o->dtype == MMSPCL_F16 && s->dtype == SRC_F16) ||
+        (o->dtype == MMSPCL_BF16 && s->dtype == SRC_BF16)) {
         o->data = s->data;
         o->nbytes = (size_t)s->nbytes;
         return 0;
@@ -1178,7 +1179,7 @@ static void cleanup(conv *c) {
 }
 
 static void usage(FILE *f) {
-    fputs("usage: mmspcl-convert SRC OUT [--type f32|f16|q8_0|q4_0] [--panels] [--quiet]\n"
+    fputs("usage: mmspcl-convert SRC OUT [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k] [--panels] [--quiet]\n"
           "       mmspcl-convert SRC -o OUT [options]\n"
           "  SRC   a Hugging Face model folder (config.json + model.safetensors, a sharded\n"
           "        model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json,\n"
@@ -1186,8 +1187,10 @@ static void usage(FILE *f) {
           "  OUT   the mmspcl weight file to write (written as OUT.tmp, renamed when complete); never one\n"
           "        of the files read, a folder or a device\n"
           "  -o, --output OUT   OUT as an option instead of the second argument\n"
-          "  -t, --type T   store Linear weight matrices as T: f32, f16, q8_0 or q4_0 (default f32;\n"
-          "                 everything else stays f32)\n"
+          "  -t, --type T   store Linear weight matrices as T: f32, f16, bf16, q8_0, q4_0, q4_k or q5_k\n"
+          "                 (default f32; everything else stays f32; q8_0 / q4_0 need rows of whole blocks\n"
+          "                 of 32, q4_k / q5_k of 256, else that matrix stays f32). bf16 weights are\n"
+          "                 computed bf16 x bf16 -> f32 (activations rounded to bf16)\n"
           "  --panels   f32 Linear weights in panels of 16 rows: the same results, faster SIMD kernels\n"
           "             for few rows at a time (docs/FORMAT.md) (default: off)\n"
           "  -q, --quiet    no progress or notes on stderr (errors still go there) (default: off)\n"
@@ -1238,7 +1241,7 @@ static int parse_args(conv *c, int argc, char **argv, const char **pos, int *npo
             continue;
         }
         if (strcmp(a, "--type") == 0 || strcmp(a, "-t") == 0) {
-            if (i + 1 >= argc) return usage_error("%s needs a value (f32, f16, q8_0 or q4_0)", a);
+            if (i + 1 >= argc) return usage_error("%s needs a value (f32, f16, bf16, q8_0, q4_0, q4_k or q5_k)", a);
             tv = argv[++i];
         } else if (strncmp(a, "--type=", 7) == 0) {
             tv = a + 7;
@@ -1246,8 +1249,8 @@ static int parse_args(conv *c, int argc, char **argv, const char **pos, int *npo
             return usage_error("unknown option '%s'", a);
         }
         if (mmspcl_dtype_from_name(tv, &c->type) != 0 ||
-            (c->type != MMSPCL_F32 && c->type != MMSPCL_F16 && c->type != MMSPCL_Q8_0 && c->type != MMSPCL_Q4_0))
-            return usage_error("--type %s: must be f32, f16, q8_0 or q4_0", tv);
+            c->type == MMSPCL_I32)
+            return usage_error("--type %s: must be f32, f16, bf16, q8_0, q4_0, q4_k or q5_k", tv);
     }
     return -1;
 }
