@@ -11627,7 +11627,7 @@ static int mmspcl__team(void) {
    the gain is about half the work with 2 threads. When a helper does not get a core (another
    process holds it, or another job's threads), the owner ends up waiting for an item that a
    descheduled thread holds, and the jobs take longer than alone: then the pool goes solo (the
-   caller runs every item) for solo_len, doubled each time sharing fails again (20 ms to 1.3 s),
+   caller runs every item) for solo_len, doubled each time sharing fails again (50 to 800 ms),
    and tries sharing again after it: sharing is kept when it saves at least 15% (2 threads on an
    idle machine save up to 50%), judged after 4, 8 and 64 jobs. Probing costs a few jobs; a solo
    job on a busy machine runs at single-thread speed. */
@@ -11645,7 +11645,7 @@ static void mmspcl__pool_account(mmspcl__pool *p, int n, int own, unsigned long 
     p->spent += alone;
     p->window++;
     if ((p->window >= 4 && p->gain < 0.0) || ((p->window == 8 || p->window >= 64) && p->gain < 0.15 * p->spent)) {
-        if (p->solo_len < (unsigned long long)(0.02 * tps)) p->solo_len = (unsigned long long)(0.02 * tps);
+        if (p->solo_len < (unsigned long long)(0.05 * tps)) p->solo_len = (unsigned long long)(0.05 * tps);
         p->solo_until = t_all + p->solo_len;
         if (p->solo_len < (unsigned long long)(0.7 * tps)) p->solo_len *= 2;
         p->gain = p->spent = 0.0;
