@@ -3556,7 +3556,9 @@ mmspcl_status mmspcl_roberta_train_backward(mmspcl_roberta_train *m, const float
                                     dctx + s0, dq + s0, dk + s0, dv + s0, scr, scr + LL, scr + 2 * LL, m->work_attn,
                                     m->lens[bb], H, h, hd, &dr);
             if (e) {
-                MMSPCL__PRAGMA(omp critical)
+#ifdef _OPENMP
+                MMSPCL__PRAGMA(omp critical)   /* without OpenMP: no pragma (-Wunknown-pragmas) */
+#endif
                 ast = e;
             }
         }
