@@ -348,6 +348,7 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
      linear bf16        def (j) tiles (j)   vdpbf16ps (k)   = AVX2    -         -
      linear f32 panels  def (c) in place    panels (d)      = AVX2    rows (c)  = NEON
      linear q8_0, q4_0  def     maddubs     VNNI-512 (e)    vpdpbusd  vmull     sdot
+     gemm f32           def     tiles (l)   = AVX2          = AVX2    -         -
      dot_f32            def     -           -               -         -         -
      layernorm          def     -           yes (f)         -         -         -
      gelu, quick_gelu   def     yes (g)     = AVX2          = AVX2    -         -
@@ -371,6 +372,8 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
        place, 6 outputs x 4 vectors of rows; same bits as the definition. With AVX-512 F/BW/VL
        alone, AUTO takes AVX2 for bf16 and the AVX512 path returns MMSPCL_ERR_UNSUPPORTED.
        ARM: the definition (no BFDOT code yet).
+   (l) op(A) and op(B) packed per call in cache blocks (k 512, rows 72), tiles of 6
+       rows x 16 columns with fused multiply-adds (mmspcl_gemm_f32: training's backward products).
    AUTO on x86: f32 / f16 weights AVX-512 > AVX2; bf16 AVX512-BF16 > AVX2; q8_0 / q4_0
    AVX512-VNNI > AVX-VNNI > AVX2; then the definition. On ARM: NEON, with sdot when built with the dot product (-march=armv8.2-a+dotprod).
    The AVX-VNNI path needs a compiler that knows it (GCC 11, clang 12) and a CPU with AVX-VNNI,
@@ -401,6 +404,31 @@ typedef enum mmspcl_kernel_path {
 } mmspcl_kernel_path;
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path);
+/* General matrix product, f32, row-major with leading dimensions (the backward passes of
+   training: dX = dY W, dW = dY^T X, attention's products):
+     C[i][j] (i < M, j < N, row stride ldc) = (accumulate ? C[i][j] : 0) + sum_k op(A)[i][k] op(B)[k][j]
+     op(A)[i][k] = trans_a ? A[k * lda + i] : A[i * lda + k]        (M x K)
+     op(B)[k][j] = trans_b ? B[j * ldb + k] : B[k * ldb + j]        (K x N)
+   Each output is one float chain: it starts at C (accumulate) or 0 and adds its K products in
+   k order; the scalar definition multiplies then adds, the AVX2 path fuses (within a few ulp
+   times K of each other). Work is split over threads by columns, so any thread count gives the
+   same bits; called inside a parallel region (or for small products) it stays on the calling
+   thread. The AVX2 path packs blocks of A and B per call (cache blocking, 6 x 16 tiles);
+   AVX-512 CPUs run it too. MMSPCL_ERR_ARG for negative sizes or leading dimensions shorter
+   than a row; MMSPCL_ERR_NOMEM when the packing buffers cannot be allocated. */
+mmspcl_status mmspcl_gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                              const float *B, int ldb, float *C, int ldc, int accumulate);
+/* The same with the caller's packing buffer (no allocation): work holds work_floats floats, at
+   least mmspcl_gemm_f32_work(M, N, K, threads) for the threads the call may use (1 inside a
+   parallel region); NULL or a shorter buffer: the call allocates its own. */
+mmspcl_status mmspcl_gemm_f32_ws(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                 const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
+                                 size_t work_floats);
+size_t mmspcl_gemm_f32_work(int M, int N, int K, int threads);
+/* The same with a chosen path: SCALAR (the definition), AVX2, AUTO; others UNSUPPORTED. */
+mmspcl_status mmspcl_gemm_f32_path(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                   const float *B, int ldb, float *C, int ldc, int accumulate,
+                                   mmspcl_kernel_path path);
 /* Dot product of n floats, in the fixed summation order every path uses. */
 float mmspcl_dot_f32(const float *a, const float *b, int n);
 /* y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta, per row of dim values (in place ok). */
@@ -2849,6 +2877,35 @@ float mmspcl_dot_f32(const float *a, const float *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* General matrix product (declared with mmspcl_gemm_f32): each output one chain from C or 0,
+   products added in k order. */
+#ifdef _OPENMP
+#define MMSPCL__IN_PARALLEL() omp_in_parallel()
+#else
+#define MMSPCL__IN_PARALLEL() 0
+#endif
+/* worth splitting over threads: a big product, not already inside a parallel region */
+#define MMSPCL__GEMM_PARALLEL(M, N, K) ((double)(M) * (double)(N) * (double)(K) >= 4e6 && !MMSPCL__IN_PARALLEL())
+static void mmspcl__gemm_definition(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                    const float *B, int ldb, float *C, int ldc, int accumulate) {
+    const int par = MMSPCL__GEMM_PARALLEL(M, N, K);
+    int i;
+    (void)par;   /* without OpenMP */
+    MMSPCL__OMP_FOR_IF(par)
+    for (i = 0; i < M; i++) {
+        int j, k;
+        for (j = 0; j < N; j++) {
+            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
+            for (k = 0; k < K; k++) {
+                const float a = trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                const float b = trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                acc += a * b;
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
 /* Linear layers, float weights (f32, f16, panels): y = x W^T + b.
    Definition: each output is bias + mmspcl_dot_f32(x row, W row widened to f32). */
 /* What a linear layer's tasks share (each path uses the fields it needs). */
@@ -4102,6 +4159,149 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
     return MMSPCL_OK;
 }
 
+/* General matrix product (mmspcl_gemm_f32), BLIS-style blocking: per thread a range of 16-column
+   panels of C; per block of KC values of k, op(B) of those columns is packed into panels [KC][16]
+   and, per MC rows, op(A) into blocks [KC][6] (in L2) that meet every panel (16 KB: L1).
+   A 6 x 16 tile keeps its outputs in 12 ymm accumulators through the KC products; between k
+   blocks the partial sums go through C, which keeps each output one chain (the definition's). */
+#ifndef MMSPCL__GEMM_KC
+#define MMSPCL__GEMM_KC 512
+#endif
+#ifndef MMSPCL__GEMM_MC
+#define MMSPCL__GEMM_MC 72
+#endif
+/* ap[blk][k][r] = op(A)[i0 + 6 blk + r][k0 + k], zero for rows past M (mc rows of the block) */
+static void mmspcl__gemm_pack_a(float *ap, int trans_a, const float *A, int lda, int M, int i0, int mc, int k0, int kc) {
+    int r0, r, k;
+    for (r0 = 0; r0 < mc; r0 += 6) {
+        float *dst = ap + (size_t)(r0 / 6) * kc * 6;
+        const int h = mc - r0 < 6 ? mc - r0 : 6;   /* real rows of the block (i0 + mc <= M) */
+        if (trans_a) {   /* the block's 6 values of each k are adjacent in A */
+            for (k = 0; k < kc; k++) {
+                const float *src = A + (size_t)(k0 + k) * lda + i0 + r0;
+                for (r = 0; r < h; r++) dst[(size_t)k * 6 + r] = src[r];
+                for (; r < 6; r++) dst[(size_t)k * 6 + r] = 0.0f;
+            }
+            continue;
+        }
+        for (r = 0; r < 6; r++) {
+            const int i = i0 + r0 + r;
+            if (r >= h || i >= M) {
+                for (k = 0; k < kc; k++) dst[(size_t)k * 6 + r] = 0.0f;
+            } else {
+                const float *src = A + (size_t)i * lda + k0;
+                for (k = 0; k < kc; k++) dst[(size_t)k * 6 + r] = src[k];
+            }
+        }
+    }
+}
+/* bp[p][k][c] = op(B)[k0 + k][j0 + 16 p + c], zero for columns past nc */
+static void mmspcl__gemm_pack_b(float *bp, int trans_b, const float *B, int ldb, int j0, int nc, int k0, int kc) {
+    int p, c, k;
+    for (p = 0; p < nc; p += 16) {
+        float *dst = bp + (size_t)(p / 16) * kc * 16;
+        const int w = nc - p < 16 ? nc - p : 16;
+        if (trans_b) {
+            for (c = 0; c < 16; c++) {
+                const float *src = B + (size_t)(j0 + p + c) * ldb + k0;
+                if (c >= w) for (k = 0; k < kc; k++) dst[(size_t)k * 16 + c] = 0.0f;
+                else for (k = 0; k < kc; k++) dst[(size_t)k * 16 + c] = src[k];
+            }
+        } else {
+            for (k = 0; k < kc; k++) {
+                const float *src = B + (size_t)(k0 + k) * ldb + j0 + p;
+                for (c = 0; c < w; c++) dst[(size_t)k * 16 + c] = src[c];
+                for (; c < 16; c++) dst[(size_t)k * 16 + c] = 0.0f;
+            }
+        }
+    }
+}
+/* C tile (mr <= 6 rows, nr <= 16 columns) = (load ? C : 0) + ap block times bp panel over kc */
+static __attribute__((target("avx2,fma"))) void mmspcl__gemm_tile_avx2(float *C, int ldc, const float *ap, const float *bp,
+                                                                       int kc, int mr, int nr, int load) {
+    float tmp[6 * 16];
+    int r, j, k;
+    const int full = mr == 6 && nr == 16;
+    if (load && !full)
+        for (r = 0; r < 6; r++)
+            for (j = 0; j < 16; j++) tmp[r * 16 + j] = r < mr && j < nr ? C[(size_t)r * ldc + j] : 0.0f;
+    {
+        const float *src = full ? C : tmp;
+        const size_t ld = full ? (size_t)ldc : 16;
+#define MMSPCL__DECL(r) __m256 a##r##_0 = load ? _mm256_loadu_ps(src + r * ld) : _mm256_setzero_ps(), \
+                               a##r##_1 = load ? _mm256_loadu_ps(src + r * ld + 8) : _mm256_setzero_ps();
+        MMSPCL__R6(MMSPCL__DECL)
+#undef MMSPCL__DECL
+        for (k = 0; k < kc; k++) {
+            const __m256 w0 = _mm256_loadu_ps(bp + (size_t)k * 16), w1 = _mm256_loadu_ps(bp + (size_t)k * 16 + 8);
+            const float *xk = ap + (size_t)k * 6;
+#define MMSPCL__FMA(r) { const __m256 xv = _mm256_broadcast_ss(xk + r); \
+            a##r##_0 = _mm256_fmadd_ps(xv, w0, a##r##_0); a##r##_1 = _mm256_fmadd_ps(xv, w1, a##r##_1); }
+            MMSPCL__R6(MMSPCL__FMA)
+#undef MMSPCL__FMA
+        }
+        if (full) {
+#define MMSPCL__STORE(r) _mm256_storeu_ps(C + r * (size_t)ldc, a##r##_0); _mm256_storeu_ps(C + r * (size_t)ldc + 8, a##r##_1);
+            MMSPCL__R6(MMSPCL__STORE)
+#undef MMSPCL__STORE
+            return;
+        }
+#define MMSPCL__STORE(r) _mm256_storeu_ps(tmp + r * 16, a##r##_0); _mm256_storeu_ps(tmp + r * 16 + 8, a##r##_1);
+        MMSPCL__R6(MMSPCL__STORE)
+#undef MMSPCL__STORE
+    }
+    for (r = 0; r < mr; r++)
+        for (j = 0; j < nr; j++) C[(size_t)r * ldc + j] = tmp[r * 16 + j];
+}
+/* columns j0 .. j1-1 of C, with one thread's packing buffers: ap [MC][KC], bp [KC][j1 - j0 rounded up to 16].
+   A block of A is packed once per k block and meets every panel of the thread's columns. */
+static void mmspcl__gemm_cols_avx2(int trans_a, int trans_b, int M, int K, const float *A, int lda, const float *B, int ldb,
+                                   float *C, int ldc, int accumulate, int j0, int j1, float *ap, float *bp) {
+    const int nc = j1 - j0;
+    int pc, ic, jr, ir;
+    for (pc = 0; pc < K; pc += MMSPCL__GEMM_KC) {
+        const int kc = K - pc < MMSPCL__GEMM_KC ? K - pc : MMSPCL__GEMM_KC, load = accumulate || pc > 0;
+        mmspcl__gemm_pack_b(bp, trans_b, B, ldb, j0, nc, pc, kc);
+        for (ic = 0; ic < M; ic += MMSPCL__GEMM_MC) {
+            const int mc = M - ic < MMSPCL__GEMM_MC ? M - ic : MMSPCL__GEMM_MC;
+            mmspcl__gemm_pack_a(ap, trans_a, A, lda, M, ic, mc, pc, kc);
+            for (jr = 0; jr < nc; jr += 16)
+                for (ir = 0; ir < mc; ir += 6)
+                    mmspcl__gemm_tile_avx2(C + (size_t)(ic + ir) * ldc + j0 + jr, ldc, ap + (size_t)(ir / 6) * kc * 6,
+                                           bp + (size_t)(jr / 16) * kc * 16, kc, mc - ir < 6 ? mc - ir : 6,
+                                           nc - jr < 16 ? nc - jr : 16, load);
+        }
+    }
+}
+/* floats of packing buffer per thread, for nt threads (ap [MC][KC] and bp [KC][the thread's panels]) */
+static size_t mmspcl__gemm_per_thread(int M, int N, int K, int nt) {
+    const int n_panels = (N + 15) / 16, kc = K < MMSPCL__GEMM_KC ? K : MMSPCL__GEMM_KC;
+    const int mc = M < MMSPCL__GEMM_MC ? (M + 5) / 6 * 6 : MMSPCL__GEMM_MC;
+    return (size_t)mc * kc + (size_t)kc * 16 * (size_t)((n_panels + nt - 1) / nt);
+}
+static mmspcl_status mmspcl__gemm_avx2(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                       const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
+                                       size_t work_floats) {
+    const int n_panels = (N + 15) / 16;
+    int nt = MMSPCL__GEMM_PARALLEL(M, N, K) ? MMSPCL__MAX_THREADS() : 1, t;
+    size_t per;
+    float *buf = work;
+    if (nt > n_panels) nt = n_panels;
+    per = mmspcl__gemm_per_thread(M, N, K, nt);
+    if ((!buf || work_floats < per * (size_t)nt) && !(buf = (float *)MMSPCL_MALLOC(sizeof(float) * per * (size_t)nt)))
+        return MMSPCL_ERR_NOMEM;
+    MMSPCL__OMP_FOR_IF(nt > 1)
+    for (t = 0; t < nt; t++) {   /* thread t: panels n_panels * t / nt .. */
+        const int j0 = (int)((int64_t)n_panels * t / nt) * 16, j1p = (int)((int64_t)n_panels * (t + 1) / nt) * 16;
+        float *ap = buf + per * (size_t)t;
+        mmspcl__gemm_cols_avx2(trans_a, trans_b, M, K, A, lda, B, ldb, C, ldc, accumulate, j0, j1p < N ? j1p : N, ap,
+                               ap + (per - (size_t)(K < MMSPCL__GEMM_KC ? K : MMSPCL__GEMM_KC) * 16 *
+                                               (size_t)((n_panels + nt - 1) / nt)));
+    }
+    if (buf != work) MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
 /* ---- 6.7 x86: elementwise functions and attention -------------------------------------------
    AVX2: GELU, quick GELU, softmax rows. AVX-512: attention, layer norm. */
 /* exp(x), x clamped to [-87.3, 88.3] (Cephes' expf polynomial, about 1 ulp). */
@@ -4589,6 +4789,59 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
 mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                             const float *bias) {
     return mmspcl_linear_path(out, x, rows, n_in, W, bias, MMSPCL_PATH_AUTO);
+}
+
+static mmspcl_status mmspcl__gemm_run(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                      const float *B, int ldb, float *C, int ldc, int accumulate,
+                                      mmspcl_kernel_path path, float *work, size_t work_floats) {
+    if (M < 0 || N < 0 || K < 0 || ldc < N || lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || path >= MMSPCL_PATH_COUNT ||
+        (int)path < 0)
+        return MMSPCL_ERR_ARG;
+    if (M == 0 || N == 0) return MMSPCL_OK;
+    if (path != MMSPCL_PATH_AUTO && path != MMSPCL_PATH_SCALAR && path != MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+#ifdef MMSPCL__X86_DISPATCH
+    if (path != MMSPCL_PATH_SCALAR && K > 0) {
+        if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2)
+            return mmspcl__gemm_avx2(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work, work_floats);
+        if (path == MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+    }
+#else
+    (void)work;
+    (void)work_floats;
+    if (path == MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+#endif
+    mmspcl__gemm_definition(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_gemm_f32_path(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                   const float *B, int ldb, float *C, int ldc, int accumulate,
+                                   mmspcl_kernel_path path) {
+    return mmspcl__gemm_run(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, path, NULL, 0);
+}
+
+mmspcl_status mmspcl_gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                              const float *B, int ldb, float *C, int ldc, int accumulate) {
+    return mmspcl__gemm_run(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, MMSPCL_PATH_AUTO, NULL, 0);
+}
+
+mmspcl_status mmspcl_gemm_f32_ws(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                 const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
+                                 size_t work_floats) {
+    return mmspcl__gemm_run(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, MMSPCL_PATH_AUTO, work,
+                            work_floats);
+}
+
+size_t mmspcl_gemm_f32_work(int M, int N, int K, int threads) {
+#ifdef MMSPCL__X86_DISPATCH
+    int nt = threads < 1 ? 1 : threads;
+    if (M < 1 || N < 1 || K < 1) return 0;
+    if (nt > (N + 15) / 16) nt = (N + 15) / 16;
+    return mmspcl__gemm_per_thread(M, N, K, nt) * (size_t)nt;
+#else
+    (void)M; (void)N; (void)K; (void)threads;
+    return 0;
+#endif
 }
 
 /* Layer norm: per row, the AVX-512 kernel or the definition. */
@@ -11639,7 +11892,7 @@ static int mmspcl__team(void) {
    the gain is about half the work with 2 threads. When a helper does not get a core (another
    process holds it, or another job's threads), the owner ends up waiting for an item that a
    descheduled thread holds, and the jobs take longer than alone: then the pool goes solo (the
-   caller runs every item) for solo_len, doubled each time sharing fails again (20 ms to 1.3 s),
+   caller runs every item) for solo_len, doubled each time sharing fails again (50 to 800 ms),
    and tries sharing again after it: sharing is kept when it saves at least 15% (2 threads on an
    idle machine save up to 50%), judged after 4, 8 and 64 jobs. Probing costs a few jobs; a solo
    job on a busy machine runs at single-thread speed. */
@@ -11657,7 +11910,7 @@ static void mmspcl__pool_account(mmspcl__pool *p, int n, int own, unsigned long 
     p->spent += alone;
     p->window++;
     if ((p->window >= 4 && p->gain < 0.0) || ((p->window == 8 || p->window >= 64) && p->gain < 0.15 * p->spent)) {
-        if (p->solo_len < (unsigned long long)(0.02 * tps)) p->solo_len = (unsigned long long)(0.02 * tps);
+        if (p->solo_len < (unsigned long long)(0.05 * tps)) p->solo_len = (unsigned long long)(0.05 * tps);
         p->solo_until = t_all + p->solo_len;
         if (p->solo_len < (unsigned long long)(0.7 * tps)) p->solo_len *= 2;
         p->gain = p->spent = 0.0;
