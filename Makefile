@@ -5,7 +5,7 @@ CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Werror
 OPENMP  ?= -fopenmp
 ALL_CFLAGS = -std=c99 $(WARN) $(CFLAGS) $(OPENMP) -I.
-LDLIBS   = -lm
+LDLIBS   = -lm -pthread
 PREFIX  ?= /usr/local
 B        = build
 
@@ -148,6 +148,11 @@ test-arm:
 # and build/mmspcl bench on them (tools/bench/bench.sh; THREADS, REPS, SEQ from the environment).
 # The comparison with ONNX Runtime and PyTorch: tools/bench/compare.py (docs/PERFORMANCE.md).
 .PHONY: bench
-bench: $(B)/mmspcl $(B)/libmmspcl.a
-	$(CC) $(ALL_CFLAGS) tools/bench/make_weights.c $(B)/libmmspcl.a -o $(B)/bench-make-weights $(LDLIBS)
+bench: $(B)/mmspcl $(B)/bench-make-weights
 	@B=$(B) sh tools/bench/bench.sh
+$(B)/bench-make-weights: tools/bench/make_weights.c $(B)/libmmspcl.a
+	$(CC) $(ALL_CFLAGS) tools/bench/make_weights.c $(B)/libmmspcl.a -o $@ $(LDLIBS)
+# Threads on a busy machine (issue 19): tools/bench/threads.sh (ROUNDS, EVAL_ROWS from the environment).
+.PHONY: bench-threads
+bench-threads: $(B)/mmspcl $(B)/bench-make-weights
+	@B=$(B) sh tools/bench/threads.sh

@@ -5,7 +5,8 @@
      Inference for MM-SPCL (RoBERTa text encoder + SPCL prompt, CLIP-ViT image tower, cross-modal
      pruning, fusion heads, MSVE voting, prototype classification) on plain CPUs and embedded
      boards, and speech features from WAV files (Kaldi fbank / MFCC, Praat-style F0, eGeMAPS:
-     section 14). libc and libm only; OpenMP optional (-fopenmp). The training side lives in
+     section 14). libc (with POSIX threads where there are) and libm only; OpenMP optional
+     (-fopenmp; mmspcl_train.h's loops, or the kernels' threads where there is no pthreads). The training side lives in
      mmspcl_train.h.
 
    HOW TO INCLUDE
@@ -51,6 +52,7 @@
      14. Audio
            14.1 WAV files; 14.2 Resampling; 14.3 Kaldi filterbank and MFCC; 14.4 F0 and voicing;
            14.5 eGeMAPS; 14.6 Encoding a WAV stream
+     15. Threads (the library's thread pool; mmspcl_set_threads)
      Between the declarations and the implementation: INTERNALS SHARED BY BOTH IMPLEMENTATIONS
      (OpenMP and allocator macros), which mmspcl_train.h's implementation uses too.
 
@@ -60,12 +62,15 @@
      MMSPCL_NO_MMAP       never mmap; mmspcl_weights_open reads the file into one buffer
      MMSPCL_NO_STDIO      no file access at all (firmware): only mmspcl_weights_from_memory
      MMSPCL_ASSERT(x)     internal invariant checks (default: none). Bad input never asserts.
+     MMSPCL_NO_THREADS    no thread pool: every kernel on the calling thread (OpenMP if -fopenmp)
+     MMSPCL_SPIN          pause instructions an idle pool thread spins before sleeping (4000)
 
    ERRORS
      Every call that can fail returns mmspcl_status (MMSPCL_OK == 0) and, when given a non-NULL
      mmspcl_error *, writes a message naming the file, tensor and byte offset that was wrong.
      The library never prints, exits or aborts. There is no global mutable state but one cache:
-     on x86, the CPU's features, read on first use and kept (see 6.2).
+     on x86, the CPU's features, read on first use and kept (see 6.2); and the thread pool with
+     its thread count (15).
 
    API IN BRIEF
      Weight files (format: docs/FORMAT.md)
@@ -343,6 +348,7 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
      linear bf16        def (j) tiles (j)   vdpbf16ps (k)   = AVX2    -         -
      linear f32 panels  def (c) in place    panels (d)      = AVX2    rows (c)  = NEON
      linear q8_0, q4_0  def     maddubs     VNNI-512 (e)    vpdpbusd  vmull     sdot
+     gemm f32           def     tiles (l)   = AVX2          = AVX2    -         -
      dot_f32            def     -           -               -         -         -
      layernorm          def     -           yes (f)         -         -         -
      gelu, quick_gelu   def     yes (g)     = AVX2          = AVX2    -         -
@@ -366,6 +372,8 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
        place, 6 outputs x 4 vectors of rows; same bits as the definition. With AVX-512 F/BW/VL
        alone, AUTO takes AVX2 for bf16 and the AVX512 path returns MMSPCL_ERR_UNSUPPORTED.
        ARM: the definition (no BFDOT code yet).
+   (l) op(A) and op(B) packed per call in cache blocks (k 512, rows 72), tiles of 6
+       rows x 16 columns with fused multiply-adds (mmspcl_gemm_f32: training's backward products).
    AUTO on x86: f32 / f16 weights AVX-512 > AVX2; bf16 AVX512-BF16 > AVX2; q8_0 / q4_0
    AVX512-VNNI > AVX-VNNI > AVX2; then the definition. On ARM: NEON, with sdot when built with the dot product (-march=armv8.2-a+dotprod).
    The AVX-VNNI path needs a compiler that knows it (GCC 11, clang 12) and a CPU with AVX-VNNI,
@@ -396,6 +404,31 @@ typedef enum mmspcl_kernel_path {
 } mmspcl_kernel_path;
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path);
+/* General matrix product, f32, row-major with leading dimensions (the backward passes of
+   training: dX = dY W, dW = dY^T X, attention's products):
+     C[i][j] (i < M, j < N, row stride ldc) = (accumulate ? C[i][j] : 0) + sum_k op(A)[i][k] op(B)[k][j]
+     op(A)[i][k] = trans_a ? A[k * lda + i] : A[i * lda + k]        (M x K)
+     op(B)[k][j] = trans_b ? B[j * ldb + k] : B[k * ldb + j]        (K x N)
+   Each output is one float chain: it starts at C (accumulate) or 0 and adds its K products in
+   k order; the scalar definition multiplies then adds, the AVX2 path fuses (within a few ulp
+   times K of each other). Work is split over threads by columns, so any thread count gives the
+   same bits; called inside a parallel region (or for small products) it stays on the calling
+   thread. The AVX2 path packs blocks of A and B per call (cache blocking, 6 x 16 tiles);
+   AVX-512 CPUs run it too. MMSPCL_ERR_ARG for negative sizes or leading dimensions shorter
+   than a row; MMSPCL_ERR_NOMEM when the packing buffers cannot be allocated. */
+mmspcl_status mmspcl_gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                              const float *B, int ldb, float *C, int ldc, int accumulate);
+/* The same with the caller's packing buffer (no allocation): work holds work_floats floats, at
+   least mmspcl_gemm_f32_work(M, N, K, threads) for the threads the call may use (1 inside a
+   parallel region); NULL or a shorter buffer: the call allocates its own. */
+mmspcl_status mmspcl_gemm_f32_ws(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                 const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
+                                 size_t work_floats);
+size_t mmspcl_gemm_f32_work(int M, int N, int K, int threads);
+/* The same with a chosen path: SCALAR (the definition), AVX2, AUTO; others UNSUPPORTED. */
+mmspcl_status mmspcl_gemm_f32_path(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                   const float *B, int ldb, float *C, int ldc, int accumulate,
+                                   mmspcl_kernel_path path);
 /* Dot product of n floats, in the fixed summation order every path uses. */
 float mmspcl_dot_f32(const float *a, const float *b, int n);
 /* y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta, per row of dim values (in place ok). */
@@ -1471,6 +1504,33 @@ int mmspcl_audio_dim(int feature);
 typedef mmspcl_status (*mmspcl_audio_rows_fn)(void *user, const float *rows, int n_rows, int dim, mmspcl_error *err);
 mmspcl_status mmspcl_audio_encode(mmspcl_wav_reader *r, int feature, mmspcl_audio_rows_fn fn, void *user, mmspcl_error *err);
 
+/* ---------------------------------------------------------------------------------------------
+   15. Threads
+   The kernels (linear layers, attention, layer norm, ...) split their work over a pool of
+   threads the library owns (POSIX threads; none with MMSPCL_NO_THREADS, or where there are no
+   POSIX threads: there, OpenMP when the build has -fopenmp, else the calling thread). Defaults:
+   MMSPCL_NUM_THREADS from the environment, else OMP_NUM_THREADS, else the cores this process
+   may use (its CPU affinity, capped by a cgroup CPU quota where /sys/fs/cgroup shows one).
+   The pool is built not to collapse on a busy machine: work is handed out one item at a time
+   to whichever thread is running, a thread that gets no CPU takes none, and idle threads spin
+   only briefly (MMSPCL_SPIN pause instructions, default 4000, a few tens of microseconds) before
+   they sleep. Several jobs on one machine: see docs/PERFORMANCE.md ("Threads"); one thread per
+   job (mmspcl_set_threads(1), --threads 1) is the most throughput for many independent jobs.
+   Results never depend on the thread count: every output is computed by the same sequence of
+   operations whichever thread computes it (tests/test_kernels.c and tests/test_threads.c
+   compare 1 and 2 threads bit for bit).
+   mmspcl_train.h's loops use OpenMP (with -fopenmp); mmspcl_set_threads sets its thread count
+   too (omp_set_num_threads, on the calling thread).
+   Set the count before loading models or between calls, not while another thread of the
+   program is inside the library: per-thread scratch of a loaded model (CLIP's arena) grows on
+   its next forward, RoBERTa's attention uses at most the threads its arena was sized for.
+   ------------------------------------------------------------------------------------------ */
+/* Threads every later call may use: n >= 1, or n <= 0 for the default above. Returns the count
+   now in effect. The pool's threads start on first use and stop at exit. */
+int mmspcl_set_threads(int n);
+int mmspcl_threads(void);            /* the count in effect (the default until set) */
+int mmspcl_default_threads(void);    /* the default: environment, else the usable cores */
+
 #ifdef __cplusplus
 }
 #endif
@@ -1484,7 +1544,8 @@ mmspcl_status mmspcl_audio_encode(mmspcl_wav_reader *r, int feature, mmspcl_audi
 #if (defined(MMSPCL_IMPLEMENTATION) || defined(MMSPCL_TRAIN_IMPLEMENTATION)) && !defined(MMSPCL__SHARED_DONE)
 #define MMSPCL__SHARED_DONE
 #include <stdlib.h>
-/* OpenMP: MMSPCL__OMP_FOR in front of a for loop splits it statically over the threads;
+/* OpenMP, for mmspcl_train.h's loops (mmspcl.h's kernels use the library's pool, 15. Threads):
+   MMSPCL__OMP_FOR in front of a for loop splits it statically over the threads;
    MMSPCL__OMP_FOR_IF(c) does so only when c is true (small loops stay on the calling thread).
    Without -fopenmp they are nothing (and -Wall sees no unknown pragma). */
 #define MMSPCL__PRAGMA(x) _Pragma(#x)
@@ -1530,6 +1591,11 @@ mmspcl_status mmspcl_audio_encode(mmspcl_wav_reader *r, int feature, mmspcl_audi
 #include <unistd.h>
 #endif
 
+#if !defined(MMSPCL_NO_THREADS) && (defined(__unix__) || defined(__APPLE__)) && (defined(__GNUC__) || defined(__clang__))
+#define MMSPCL__POOL 1   /* the library's own threads (15. Threads) */
+#include <pthread.h>
+#include <unistd.h>
+#endif
 #ifndef MMSPCL_ASSERT
 #define MMSPCL_ASSERT(x) ((void)0)
 #endif
@@ -1537,6 +1603,14 @@ mmspcl_status mmspcl_audio_encode(mmspcl_wav_reader *r, int feature, mmspcl_audi
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* 15. Threads, used by the kernels: mmspcl__parallel(n, team, fn, ctx) runs fn(ctx, i, tid) for
+   every i < n on at most `team` threads (tid < team: the index of per-thread scratch; the caller
+   is 0). Items are claimed one at a time, in no fixed order: each must be computed the same way
+   whichever thread runs it. mmspcl__team() is the team a call may size its scratch for. */
+typedef void (*mmspcl__task_fn)(void *ctx, int item, int tid);
+static int mmspcl__team(void);
+static void mmspcl__parallel(int n, int team, mmspcl__task_fn fn, void *ctx);
 
 /* ---------------------------------------------------------------------------------------------
    1. Status and errors
@@ -2811,27 +2885,94 @@ float mmspcl_dot_f32(const float *a, const float *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* General matrix product (declared with mmspcl_gemm_f32): each output one chain from C or 0,
+   products added in k order. */
+#ifdef _OPENMP
+#define MMSPCL__IN_PARALLEL() omp_in_parallel()
+#else
+#define MMSPCL__IN_PARALLEL() 0
+#endif
+/* worth splitting over threads: a big product, not already inside a parallel region */
+#define MMSPCL__GEMM_PARALLEL(M, N, K) ((double)(M) * (double)(N) * (double)(K) >= 4e6 && !MMSPCL__IN_PARALLEL())
+static void mmspcl__gemm_definition(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                    const float *B, int ldb, float *C, int ldc, int accumulate) {
+    const int par = MMSPCL__GEMM_PARALLEL(M, N, K);
+    int i;
+    (void)par;   /* without OpenMP */
+    MMSPCL__OMP_FOR_IF(par)
+    for (i = 0; i < M; i++) {
+        int j, k;
+        for (j = 0; j < N; j++) {
+            float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
+            for (k = 0; k < K; k++) {
+                const float a = trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                const float b = trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                acc += a * b;
+            }
+            C[(size_t)i * ldc + j] = acc;
+        }
+    }
+}
+
 /* Linear layers, float weights (f32, f16, panels): y = x W^T + b.
    Definition: each output is bias + mmspcl_dot_f32(x row, W row widened to f32). */
-static void mmspcl__linear_scalar(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
-                                  const float *bias, float *wide) {
-    const int n_out = (int)mmspcl_matrix_rows(W);
-    int o;
-    MMSPCL__OMP_FOR
-    for (o = 0; o < n_out; o++) {
-        const float *w;
-        int r;
-        if (W->dtype != MMSPCL_F32 || W->ndim != 2) {   /* f16, bf16, panels: row o widened */
-            float *buf = wide + (size_t)MMSPCL__THREAD_ID() * (size_t)n_in;
-            mmspcl_matrix_row(W, o, buf);
-            w = buf;
-        } else {
-            w = (const float *)W->data + (size_t)o * (size_t)n_in;
-        }
-        for (r = 0; r < rows; r++)
-            out[(size_t)r * (size_t)n_out + (size_t)o] =
-                (bias ? bias[o] : 0.0f) + mmspcl_dot_f32(x + (size_t)r * (size_t)n_in, w, n_in);
+/* What a linear layer's tasks share (each path uses the fields it needs). */
+typedef struct mmspcl__lin_job {
+    float *out;
+    const float *x, *bias;
+    const mmspcl_tensor *W;
+    int rows, n_in, n_out;
+} mmspcl__lin_job;
+
+/* A k chunk of a linear layer (f32 row-lane and NEON paths): x^T of columns k0 .. k0+kc in xt,
+   per-thread scratch of `wide` floats each from xt + ldt * kcmax. */
+typedef struct mmspcl__lin_chunk_job {
+    mmspcl__lin_job l;
+    float *xt;
+    size_t wide, esize;
+    int ldt, kcmax, k0, kc;
+} mmspcl__lin_chunk_job;
+
+/* The integer paths' tasks (x86 and NEON): quantized x in buf, per-thread scratch after it. */
+typedef struct mmspcl__lin_q_job {
+    mmspcl__lin_job l;
+    unsigned char *buf;
+    const int8_t *xq;
+    const float *xd;
+    const int32_t *xc;
+    size_t xbytes, sbytes, per_thread, row_bytes;
+    int ldt, kind, dot;
+} mmspcl__lin_q_job;
+
+typedef struct mmspcl__lin_scalar_job { mmspcl__lin_job l; float *wide; } mmspcl__lin_scalar_job;
+
+/* task: output o for every row */
+static void mmspcl__linear_scalar_task(void *ctx, int o, int tid) {
+    const mmspcl__lin_scalar_job *j = (const mmspcl__lin_scalar_job *)ctx;
+    const mmspcl_tensor *W = j->l.W;
+    const int n_in = j->l.n_in, n_out = j->l.n_out;
+    const float *w;
+    int r;
+    if (W->dtype != MMSPCL_F32 || W->ndim != 2) {   /* f16, bf16, panels: row o widened */
+        float *buf = j->wide + (size_t)tid * (size_t)n_in;
+        mmspcl_matrix_row(W, o, buf);
+        w = buf;
+    } else {
+        w = (const float *)W->data + (size_t)o * (size_t)n_in;
     }
+    for (r = 0; r < j->l.rows; r++)
+        j->l.out[(size_t)r * (size_t)n_out + (size_t)o] =
+            (j->l.bias ? j->l.bias[o] : 0.0f) + mmspcl_dot_f32(j->l.x + (size_t)r * (size_t)n_in, w, n_in);
+}
+
+/* wide: team * n_in floats */
+static void mmspcl__linear_scalar(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
+                                  const float *bias, float *wide, int team) {
+    mmspcl__lin_scalar_job j;
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in;
+    j.l.n_out = (int)mmspcl_matrix_rows(W);
+    j.wide = wide;
+    mmspcl__parallel(j.l.n_out, team, mmspcl__linear_scalar_task, &j);
 }
 
 /* Linear layers, quantized weights (q8_0, q4_0): the integer path.
@@ -2873,34 +3014,44 @@ static float mmspcl__weight_block(const void *w, mmspcl_dtype dt, int b, int8_t 
     }
 }
 
+typedef struct mmspcl__lin_qs_job { mmspcl__lin_job l; const int8_t *xq; const float *xd; size_t row_bytes; } mmspcl__lin_qs_job;
+
+/* task: output o for every row */
+static void mmspcl__linear_q_scalar_task(void *ctx, int o, int tid) {
+    const mmspcl__lin_qs_job *jb = (const mmspcl__lin_qs_job *)ctx;
+    const int n_in = jb->l.n_in, n_out = jb->l.n_out, nb = n_in / MMSPCL_QBLOCK;
+    const void *w = (const unsigned char *)jb->l.W->data + (size_t)o * jb->row_bytes;
+    int rr, b, j;
+    (void)tid;
+    for (rr = 0; rr < jb->l.rows; rr++) {
+        const int8_t *q = jb->xq + (size_t)rr * n_in;
+        float acc = 0.0f;
+        for (b = 0; b < nb; b++) {
+            int8_t v[MMSPCL_QBLOCK];
+            float dw = mmspcl__weight_block(w, jb->l.W->dtype, b, v);
+            int32_t isum = 0;
+            for (j = 0; j < MMSPCL_QBLOCK; j++) isum += (int32_t)q[b * MMSPCL_QBLOCK + j] * v[j];
+            acc = fmaf(jb->xd[(size_t)rr * nb + b] * dw, (float)isum, acc);
+        }
+        jb->l.out[(size_t)rr * n_out + o] = acc + (jb->l.bias ? jb->l.bias[o] : 0.0f);
+    }
+}
+
 static mmspcl_status mmspcl__linear_q_scalar(float *out, const float *x, int rows, int n_in,
                                              const mmspcl_tensor *W, const float *bias) {
     const int n_out = (int)W->ne[0], nb = n_in / MMSPCL_QBLOCK;
     const size_t row_bytes = mmspcl_dtype_row_size(W->dtype, n_in);
     int8_t *xq = (int8_t *)MMSPCL_MALLOC((size_t)rows * (size_t)n_in + (size_t)rows * (size_t)nb * sizeof(float));
     float *xd = (float *)(xq + (size_t)rows * (size_t)n_in);
-    int r, o;
+    mmspcl__lin_qs_job j;
+    int r;
     if (!xq) return MMSPCL_ERR_NOMEM;
     /* n_in is a multiple of 4, so xd is aligned for floats */
     for (r = 0; r < rows; r++)
         mmspcl__quantize_act(x + (size_t)r * n_in, n_in, xq + (size_t)r * n_in, xd + (size_t)r * nb);
-    MMSPCL__OMP_FOR
-    for (o = 0; o < n_out; o++) {
-        const void *w = (const unsigned char *)W->data + (size_t)o * row_bytes;
-        int rr, b, j;
-        for (rr = 0; rr < rows; rr++) {
-            const int8_t *q = xq + (size_t)rr * n_in;
-            float acc = 0.0f;
-            for (b = 0; b < nb; b++) {
-                int8_t v[MMSPCL_QBLOCK];
-                float dw = mmspcl__weight_block(w, W->dtype, b, v);
-                int32_t isum = 0;
-                for (j = 0; j < MMSPCL_QBLOCK; j++) isum += (int32_t)q[b * MMSPCL_QBLOCK + j] * v[j];
-                acc = fmaf(xd[(size_t)rr * nb + b] * dw, (float)isum, acc);
-            }
-            out[(size_t)rr * n_out + o] = acc + (bias ? bias[o] : 0.0f);
-        }
-    }
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.xq = xq; j.xd = xd; j.row_bytes = row_bytes;
+    mmspcl__parallel(n_out, mmspcl__team(), mmspcl__linear_q_scalar_task, &j);
     MMSPCL_FREE(xq);
     return MMSPCL_OK;
 }
@@ -2924,30 +3075,38 @@ static uint16_t mmspcl__bf16_act(float f) {
 /* Column k's place in the definition's order (pairs swapped; an odd last column stays). */
 static int mmspcl__bf16_col(int k, int n) { return (k ^ 1) < n ? k ^ 1 : k; }
 
+typedef struct mmspcl__lin_bf16_job { mmspcl__lin_job l; float *xb; size_t nx; } mmspcl__lin_bf16_job;
+
+/* task: output o for every row */
+static void mmspcl__linear_bf16_scalar_task(void *ctx, int o, int tid) {
+    const mmspcl__lin_bf16_job *j = (const mmspcl__lin_bf16_job *)ctx;
+    const int n_in = j->l.n_in, n_out = j->l.n_out;
+    float *w = j->xb + j->nx + (size_t)tid * (size_t)n_in;   /* row o widened (exact) */
+    int r, k;
+    mmspcl_dequantize_row(MMSPCL_BF16, (const uint16_t *)j->l.W->data + (size_t)o * (size_t)n_in, w, n_in);
+    for (r = 0; r < j->l.rows; r++) {
+        const float *xr = j->xb + (size_t)r * (size_t)n_in;
+        float acc = 0.0f;
+        for (k = 0; k < n_in; k++) {
+            const int c = mmspcl__bf16_col(k, n_in);
+            acc = fmaf(xr[c], w[c], acc);
+        }
+        j->l.out[(size_t)r * (size_t)n_out + (size_t)o] = acc + (j->l.bias ? j->l.bias[o] : 0.0f);
+    }
+}
+
 static mmspcl_status mmspcl__linear_bf16_scalar(float *out, const float *x, int rows, int n_in,
                                                 const mmspcl_tensor *W, const float *bias) {
-    const int n_out = (int)W->ne[0];
+    const int n_out = (int)W->ne[0], team = mmspcl__team();
     const size_t nx = (size_t)rows * (size_t)n_in;
-    float *xb = (float *)MMSPCL_MALLOC((nx + (size_t)MMSPCL__MAX_THREADS() * (size_t)n_in) * sizeof(float));
+    float *xb = (float *)MMSPCL_MALLOC((nx + (size_t)team * (size_t)n_in) * sizeof(float));
+    mmspcl__lin_bf16_job j;
     size_t i;
-    int o;
     if (!xb) return MMSPCL_ERR_NOMEM;
     for (i = 0; i < nx; i++) xb[i] = mmspcl_bf16_to_fp32(mmspcl__bf16_act(x[i]));
-    MMSPCL__OMP_FOR
-    for (o = 0; o < n_out; o++) {
-        float *w = xb + nx + (size_t)MMSPCL__THREAD_ID() * (size_t)n_in;   /* row o widened (exact) */
-        int r, k;
-        mmspcl_dequantize_row(MMSPCL_BF16, (const uint16_t *)W->data + (size_t)o * (size_t)n_in, w, n_in);
-        for (r = 0; r < rows; r++) {
-            const float *xr = xb + (size_t)r * (size_t)n_in;
-            float acc = 0.0f;
-            for (k = 0; k < n_in; k++) {
-                const int c = mmspcl__bf16_col(k, n_in);
-                acc = fmaf(xr[c], w[c], acc);
-            }
-            out[(size_t)r * (size_t)n_out + (size_t)o] = acc + (bias ? bias[o] : 0.0f);
-        }
-    }
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.xb = xb; j.nx = nx;
+    mmspcl__parallel(n_out, team, mmspcl__linear_bf16_scalar_task, &j);
     MMSPCL_FREE(xb);
     return MMSPCL_OK;
 }
@@ -2957,12 +3116,13 @@ static mmspcl_status mmspcl__linear_bf16_scalar(float *out, const float *x, int 
    one at a time. */
 static mmspcl_status mmspcl__linear_definition(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                                const float *bias) {
+    const int team = mmspcl__team();
     float *wide;
     if (mmspcl__dtype_integer(W->dtype)) return mmspcl__linear_q_scalar(out, x, rows, n_in, W, bias);
     if (W->dtype == MMSPCL_BF16) return mmspcl__linear_bf16_scalar(out, x, rows, n_in, W, bias);
-    wide = (float *)MMSPCL_MALLOC((size_t)MMSPCL__MAX_THREADS() * (size_t)n_in * sizeof(float));
+    wide = (float *)MMSPCL_MALLOC((size_t)team * (size_t)n_in * sizeof(float));
     if (!wide) return MMSPCL_ERR_NOMEM;
-    mmspcl__linear_scalar(out, x, rows, n_in, W, bias, wide);
+    mmspcl__linear_scalar(out, x, rows, n_in, W, bias, wide, team);
     MMSPCL_FREE(wide);
     return MMSPCL_OK;
 }
@@ -3006,28 +3166,45 @@ static void mmspcl__softmax_scalar(float *x, int n) {
 /* Attention, one task per (head, query) pair: scores q.k / sqrt(head_dim) (-inf for masked
    keys), their softmax by mmspcl_softmax (so the AVX2 one where mmspcl_softmax takes it), then
    the sum of the value rows weighted by it (zero weights skipped). */
+/* What an attention call's tasks share. */
+typedef struct mmspcl__attn_job {
+    float *out, *scratch;
+    const float *q, *k, *v;
+    const unsigned char *key_valid;
+    int ld_out, ld_q, ld_kv, n_q, n_k, head_dim;
+    float scale;
+    size_t per;   /* scratch floats per thread */
+} mmspcl__attn_job;
+
+/* task: one (head, query) pair */
+static void mmspcl__attention_scalar_task(void *ctx, int task, int tid) {
+    const mmspcl__attn_job *a = (const mmspcl__attn_job *)ctx;
+    const int n_q = a->n_q, n_k = a->n_k, head_dim = a->head_dim, h = task / n_q, i = task % n_q;
+    float *p = a->scratch + (size_t)tid * (size_t)n_k;
+    const float *qi = a->q + (size_t)i * (size_t)a->ld_q + h * head_dim;
+    float *oi = a->out + (size_t)i * (size_t)a->ld_out + h * head_dim;
+    int j, d;
+    for (j = 0; j < n_k; j++)
+        p[j] = a->key_valid && !a->key_valid[j] ? -INFINITY
+             : mmspcl_dot_f32(qi, a->k + (size_t)j * (size_t)a->ld_kv + h * head_dim, head_dim) * a->scale;
+    mmspcl_softmax(p, n_k);
+    for (d = 0; d < head_dim; d++) oi[d] = 0.0f;
+    for (j = 0; j < n_k; j++) {
+        const float *vj = a->v + (size_t)j * (size_t)a->ld_kv + h * head_dim;
+        if (p[j] == 0.0f) continue;
+        for (d = 0; d < head_dim; d++) oi[d] += p[j] * vj[d];
+    }
+}
+
 static void mmspcl__attention_scalar(float *out, int ld_out, const float *q, int ld_q, const float *k,
                                      const float *v, int ld_kv, int n_q, int n_k, int n_heads, int head_dim,
-                                     const unsigned char *key_valid, float *scratch) {
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    int task;
-MMSPCL__OMP_FOR
-    for (task = 0; task < n_heads * n_q; task++) {
-        int h = task / n_q, i = task % n_q, j, d;
-        float *p = scratch + (size_t)MMSPCL__THREAD_ID() * (size_t)n_k;
-        const float *qi = q + (size_t)i * (size_t)ld_q + h * head_dim;
-        float *oi = out + (size_t)i * (size_t)ld_out + h * head_dim;
-        for (j = 0; j < n_k; j++)
-            p[j] = key_valid && !key_valid[j] ? -INFINITY
-                 : mmspcl_dot_f32(qi, k + (size_t)j * (size_t)ld_kv + h * head_dim, head_dim) * scale;
-        mmspcl_softmax(p, n_k);
-        for (d = 0; d < head_dim; d++) oi[d] = 0.0f;
-        for (j = 0; j < n_k; j++) {
-            const float *vj = v + (size_t)j * (size_t)ld_kv + h * head_dim;
-            if (p[j] == 0.0f) continue;
-            for (d = 0; d < head_dim; d++) oi[d] += p[j] * vj[d];
-        }
-    }
+                                     const unsigned char *key_valid, float *scratch, int team) {
+    mmspcl__attn_job a;
+    a.out = out; a.scratch = scratch; a.q = q; a.k = k; a.v = v; a.key_valid = key_valid;
+    a.ld_out = ld_out; a.ld_q = ld_q; a.ld_kv = ld_kv; a.n_q = n_q; a.n_k = n_k; a.head_dim = head_dim;
+    a.scale = 1.0f / sqrtf((float)head_dim);
+    a.per = (size_t)n_k;
+    mmspcl__parallel(n_heads * n_q, team, mmspcl__attention_scalar_task, &a);
 }
 
 /* ---- 6.2 SIMD layout and x86 CPU features --------------------------------------------------
@@ -3265,54 +3442,65 @@ static void mmspcl__f32k(int nv, float *t, const float *xt, int ldx, const float
     else mmspcl__f32k1(t, xt, ldx, w, kc, pf);
 }
 
+/* task: super-group sg (MMSPCL__SG groups of 6 outputs), every row tile */
+static void mmspcl__linear_f32_avx512_task(void *ctx, int sg, int tid) {
+    const mmspcl__lin_chunk_job *j = (const mmspcl__lin_chunk_job *)ctx;
+    const mmspcl_tensor *W = j->l.W;
+    const int vrows = j->l.rows, n_in = j->l.n_in, n_out = j->l.n_out, ldt = j->ldt, k0 = j->k0, kc = j->kc;
+    const size_t esize = j->esize;
+    const int s0 = sg * MMSPCL__SG * MMSPCL__MO, smo = n_out - s0 < MMSPCL__SG * MMSPCL__MO ? n_out - s0 : MMSPCL__SG * MMSPCL__MO;
+    const float *xt = j->xt;
+    float *buf = j->xt + (size_t)ldt * (size_t)j->kcmax + (size_t)tid * j->wide;
+    float t[MMSPCL__SG * MMSPCL__MO * 64];
+    int o, r0, g;
+    for (r0 = 0; r0 < vrows; r0 += 64) {
+        const int nv = ldt - r0 < 64 ? (ldt - r0) / 16 : 4;
+        const float *xb = xt + (size_t)r0 * kc;
+        for (g = 0; g * MMSPCL__MO < smo; g++) {
+            const int o0 = s0 + g * MMSPCL__MO, mo = n_out - o0 < MMSPCL__MO ? n_out - o0 : MMSPCL__MO;
+            const float *w[MMSPCL__MO];
+            mmspcl__pf pf;   /* the next group's rows, columns k0 .. k0+kc */
+            pf.stride = (size_t)n_in * esize;
+            pf.p = (const char *)W->data + (size_t)(o0 + MMSPCL__MO) * pf.stride + (size_t)k0 * esize;
+            pf.lpr = (int)(((size_t)kc * esize + 63) / 64);
+            pf.n = o0 + MMSPCL__MO < n_out ? pf.lpr * (n_out - o0 - MMSPCL__MO < MMSPCL__MO ? n_out - o0 - MMSPCL__MO : MMSPCL__MO) : 0;
+            if (W->dtype == MMSPCL_F32) {
+                for (o = 0; o < MMSPCL__MO; o++) w[o] = (const float *)W->data + (size_t)(o0 + (o < mo ? o : 0)) * n_in + k0;
+            } else {   /* widened rows of the whole super-group, kept for the next row tiles */
+                float *wr = buf + (size_t)g * MMSPCL__MO * kc;
+                if (r0 == 0) mmspcl__widen_avx512(wr, W, n_in, o0, mo, k0, kc);
+                for (o = 0; o < MMSPCL__MO; o++) w[o] = wr + (size_t)(o < mo ? o : 0) * kc;
+            }
+            mmspcl__f32k(nv, t + (size_t)g * MMSPCL__MO * 64, xb, 16 * nv, w, kc, r0 ? NULL : &pf);
+        }
+        mmspcl__store_cols_avx512(j->l.out + (size_t)r0 * n_out + s0, n_out, t, 64, vrows - r0 < 16 * nv ? vrows - r0 : 16 * nv,
+                                  smo, j->l.bias ? j->l.bias + s0 : NULL, k0 > 0);
+    }
+}
+
 static mmspcl_status mmspcl__linear_f32_avx512(float *out, const float *x, int rows, int n_in,
                                                const mmspcl_tensor *W, const float *bias) {
     /* Every row goes through the same vector lanes whatever its position: a row's result does
        not depend on the batch around it (a leftover-rows kernel with another summation order
        would break that). */
     const int vrows = rows;
-    const int n_out = (int)W->ne[0], ldt = (vrows + 15) & ~15, nthreads = MMSPCL__MAX_THREADS();
+    const int n_out = (int)W->ne[0], ldt = (vrows + 15) & ~15, nthreads = mmspcl__team();
     const int kcmax = n_in <= MMSPCL__KC * 3 / 2 ? n_in : MMSPCL__KC, n_groups = (n_out + MMSPCL__MO - 1) / MMSPCL__MO;
     const int n_super = (n_groups + MMSPCL__SG - 1) / MMSPCL__SG;
     const size_t wide = W->dtype == MMSPCL_F32 ? 0 : (size_t)MMSPCL__SG * MMSPCL__MO * (size_t)kcmax, esize = W->dtype == MMSPCL_F32 ? 4 : 2;
     float *xt = (float *)MMSPCL_MALLOC(((size_t)ldt * (size_t)kcmax + (size_t)nthreads * wide + 16) * sizeof(float));
-    int k0, sg;
+    mmspcl__lin_chunk_job j;
+    int k0;
     if (!xt) return MMSPCL_ERR_NOMEM;
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.xt = xt; j.wide = wide; j.esize = esize; j.ldt = ldt; j.kcmax = kcmax;
     for (k0 = 0; k0 < n_in; k0 += kcmax) {
         const int kc = n_in - k0 < kcmax ? n_in - k0 : kcmax;
         mmspcl__pack_xt_avx512(xt, ldt, x, vrows, n_in, k0, kc);
         /* super-groups of MMSPCL__SG groups of 6 outputs: their tiles are stored together, 16
            outputs per transpose */
-        MMSPCL__OMP_FOR
-        for (sg = 0; sg < n_super; sg++) {
-            const int s0 = sg * MMSPCL__SG * MMSPCL__MO, smo = n_out - s0 < MMSPCL__SG * MMSPCL__MO ? n_out - s0 : MMSPCL__SG * MMSPCL__MO;
-            float *buf = xt + (size_t)ldt * (size_t)kcmax + (size_t)MMSPCL__THREAD_ID() * wide;
-            float t[MMSPCL__SG * MMSPCL__MO * 64];
-            int o, r0, g;
-            for (r0 = 0; r0 < vrows; r0 += 64) {
-                const int nv = ldt - r0 < 64 ? (ldt - r0) / 16 : 4;
-                const float *xb = xt + (size_t)r0 * kc;
-                for (g = 0; g * MMSPCL__MO < smo; g++) {
-                    const int o0 = s0 + g * MMSPCL__MO, mo = n_out - o0 < MMSPCL__MO ? n_out - o0 : MMSPCL__MO;
-                    const float *w[MMSPCL__MO];
-                    mmspcl__pf pf;   /* the next group's rows, columns k0 .. k0+kc */
-                    pf.stride = (size_t)n_in * esize;
-                    pf.p = (const char *)W->data + (size_t)(o0 + MMSPCL__MO) * pf.stride + (size_t)k0 * esize;
-                    pf.lpr = (int)(((size_t)kc * esize + 63) / 64);
-                    pf.n = o0 + MMSPCL__MO < n_out ? pf.lpr * (n_out - o0 - MMSPCL__MO < MMSPCL__MO ? n_out - o0 - MMSPCL__MO : MMSPCL__MO) : 0;
-                    if (W->dtype == MMSPCL_F32) {
-                        for (o = 0; o < MMSPCL__MO; o++) w[o] = (const float *)W->data + (size_t)(o0 + (o < mo ? o : 0)) * n_in + k0;
-                    } else {   /* widened rows of the whole super-group, kept for the next row tiles */
-                        float *wr = buf + (size_t)g * MMSPCL__MO * kc;
-                        if (r0 == 0) mmspcl__widen_avx512(wr, W, n_in, o0, mo, k0, kc);
-                        for (o = 0; o < MMSPCL__MO; o++) w[o] = wr + (size_t)(o < mo ? o : 0) * kc;
-                    }
-                    mmspcl__f32k(nv, t + (size_t)g * MMSPCL__MO * 64, xb, 16 * nv, w, kc, r0 ? NULL : &pf);
-                }
-                mmspcl__store_cols_avx512(out + (size_t)r0 * n_out + s0, n_out, t, 64, vrows - r0 < 16 * nv ? vrows - r0 : 16 * nv,
-                                          smo, bias ? bias + s0 : NULL, k0 > 0);
-            }
-        }
+        j.k0 = k0; j.kc = kc;
+        mmspcl__parallel(n_super, nthreads, mmspcl__linear_f32_avx512_task, &j);
     }
     MMSPCL_FREE(xt);
     return MMSPCL_OK;
@@ -3389,17 +3577,18 @@ static void mmspcl__bf16k(int nv, float *t, const uint32_t *xb, int ldx, const u
     else mmspcl__bf16k1(t, xb, ldx, w, np, pf);
 }
 
-/* Super-groups of 8 groups of 6 outputs, row tiles of 64, as mmspcl__linear_f32_avx512. */
-static mmspcl_status mmspcl__linear_bf16_avx512(float *out, const float *x, int rows, int n_in,
-                                                const mmspcl_tensor *W, const float *bias) {
-    const int n_out = (int)W->ne[0], ldt = (rows + 15) & ~15, np = n_in / 2;
-    const int n_groups = (n_out + MMSPCL__MO - 1) / MMSPCL__MO, n_super = (n_groups + MMSPCL__SG - 1) / MMSPCL__SG;
-    uint32_t *xb = (uint32_t *)MMSPCL_MALLOC((size_t)ldt * (size_t)np * sizeof(uint32_t) + 64);
-    int sg;
-    if (!xb) return MMSPCL_ERR_NOMEM;
-    mmspcl__pack_xb_avx512(xb, ldt, x, rows, n_in);
-    MMSPCL__OMP_FOR
-    for (sg = 0; sg < n_super; sg++) {
+typedef struct mmspcl__lin_bf16x_job { mmspcl__lin_job l; const uint32_t *xb; int ldt, np; } mmspcl__lin_bf16x_job;
+
+/* task: super-group sg of 8 groups of 6 outputs, every row tile */
+static void mmspcl__linear_bf16_avx512_task(void *ctx, int sg, int tid) {
+    const mmspcl__lin_bf16x_job *j = (const mmspcl__lin_bf16x_job *)ctx;
+    const mmspcl_tensor *W = j->l.W;
+    const uint32_t *xb = j->xb;
+    const float *bias = j->l.bias;
+    float *out = j->l.out;
+    const int rows = j->l.rows, n_in = j->l.n_in, n_out = j->l.n_out, ldt = j->ldt, np = j->np;
+    (void)tid;
+    {
         const int s0 = sg * MMSPCL__SG * MMSPCL__MO, smo = n_out - s0 < MMSPCL__SG * MMSPCL__MO ? n_out - s0 : MMSPCL__SG * MMSPCL__MO;
         float t[MMSPCL__SG * MMSPCL__MO * 64];
         int o, r0, g;
@@ -3420,6 +3609,20 @@ static mmspcl_status mmspcl__linear_bf16_avx512(float *out, const float *x, int 
                                       smo, bias ? bias + s0 : NULL, 0);
         }
     }
+}
+
+/* Super-groups of 8 groups of 6 outputs, row tiles of 64, as mmspcl__linear_f32_avx512. */
+static mmspcl_status mmspcl__linear_bf16_avx512(float *out, const float *x, int rows, int n_in,
+                                                const mmspcl_tensor *W, const float *bias) {
+    const int n_out = (int)W->ne[0], ldt = (rows + 15) & ~15, np = n_in / 2;
+    const int n_groups = (n_out + MMSPCL__MO - 1) / MMSPCL__MO, n_super = (n_groups + MMSPCL__SG - 1) / MMSPCL__SG;
+    uint32_t *xb = (uint32_t *)MMSPCL_MALLOC((size_t)ldt * (size_t)np * sizeof(uint32_t) + 64);
+    mmspcl__lin_bf16x_job j;
+    if (!xb) return MMSPCL_ERR_NOMEM;
+    mmspcl__pack_xb_avx512(xb, ldt, x, rows, n_in);
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.xb = xb; j.ldt = ldt; j.np = np;
+    mmspcl__parallel(n_super, mmspcl__team(), mmspcl__linear_bf16_avx512_task, &j);
     MMSPCL_FREE(xb);
     return MMSPCL_OK;
 }
@@ -3502,44 +3705,55 @@ static __attribute__((target("avx512f"))) void mmspcl__store_rows_avx512(float *
     }
 }
 
+/* task: group g of 4 panels (64 outputs), every row chunk, columns k0 .. k0+kc */
+static void mmspcl__linear_panels_avx512_task(void *ctx, int g, int tid) {
+    const mmspcl__lin_chunk_job *jb = (const mmspcl__lin_chunk_job *)ctx;
+    const mmspcl_tensor *W = jb->l.W;
+    const int rows = jb->l.rows, n_in = jb->l.n_in, n_out = jb->l.n_out, k0 = jb->k0, kc = jb->kc;
+    const int n_panels = (int)W->ne[0], n_groups = (n_panels + 3) / 4;
+    const int n_chunks = (rows + MMSPCL__PR - 1) / MMSPCL__PR;           /* row chunks as even as possible */
+    const int o0 = g * 64, mo = n_out - o0 < 64 ? n_out - o0 : 64;
+    const float *p[4];
+    mmspcl__ppf ahead, next;
+    float t[MMSPCL__PR * 64];
+    int j, c;
+    (void)tid;
+    for (j = 0; j < 4; j++) {   /* a last group of fewer panels repeats its first; the extra outputs are dropped */
+        const int pn = 4 * g + 4 + j < n_panels ? 4 * g + 4 + j : 4 * g + 4;
+        p[j] = mmspcl__panel(W, 4 * g + (16 * j < mo ? j : 0), k0);
+        ahead.p[j] = (const char *)p[j];
+        next.p[j] = (const char *)mmspcl__panel(W, pn, k0);
+    }
+    ahead.first = MMSPCL__PPF; ahead.last = kc; ahead.shift = 0;
+    next.last = g + 1 < n_groups ? kc : 0;
+    next.shift = 0;   /* the next group's lines, spread over chunks 1 .. n_chunks - 1 */
+    while (n_chunks > 2 && (2 << next.shift) <= n_chunks - 1) next.shift++;
+    for (c = 0; c < n_chunks; c++) {
+        const int r0 = (int)((long long)c * rows / n_chunks), mr = (int)((long long)(c + 1) * rows / n_chunks) - r0;
+        const mmspcl__ppf *pf = NULL;
+        if (c == 0 && (g == 0 || n_chunks == 1)) pf = &ahead;   /* this group's panels come from memory */
+        else if (c > 0 || n_chunks == 1) {
+            next.first = n_chunks == 1 ? 0 : (c - 1) * (kc >> next.shift);
+            pf = &next;
+        }
+        mmspcl__f32p(mr, t, p, jb->l.x + (size_t)r0 * n_in + k0, n_in, kc, pf);
+        mmspcl__store_rows_avx512(jb->l.out + (size_t)r0 * n_out + o0, n_out, t, mr, mo, jb->l.bias ? jb->l.bias + o0 : NULL, k0 > 0);
+    }
+}
+
 static mmspcl_status mmspcl__linear_panels_avx512(float *out, const float *x, int rows, int n_in,
                                                   const mmspcl_tensor *W, const float *bias) {
     const int n_panels = (int)W->ne[0], n_out = n_panels * 16, n_groups = (n_panels + 3) / 4;
     const int kcmax = n_in <= MMSPCL__KC * 3 / 2 ? n_in : MMSPCL__KC;   /* the row-lane kernel's chunks */
-    const int n_chunks = (rows + MMSPCL__PR - 1) / MMSPCL__PR;           /* row chunks as even as possible */
+    mmspcl__lin_chunk_job j;
     int k0;
+    memset(&j, 0, sizeof j);
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.kcmax = kcmax;
     for (k0 = 0; k0 < n_in; k0 += kcmax) {
-        const int kc = n_in - k0 < kcmax ? n_in - k0 : kcmax;
-        int g;
-        MMSPCL__OMP_FOR
-        for (g = 0; g < n_groups; g++) {
-            const int o0 = g * 64, mo = n_out - o0 < 64 ? n_out - o0 : 64;
-            const float *p[4];
-            mmspcl__ppf ahead, next;
-            float t[MMSPCL__PR * 64];
-            int j, c;
-            for (j = 0; j < 4; j++) {   /* a last group of fewer panels repeats its first; the extra outputs are dropped */
-                const int pn = 4 * g + 4 + j < n_panels ? 4 * g + 4 + j : 4 * g + 4;
-                p[j] = mmspcl__panel(W, 4 * g + (16 * j < mo ? j : 0), k0);
-                ahead.p[j] = (const char *)p[j];
-                next.p[j] = (const char *)mmspcl__panel(W, pn, k0);
-            }
-            ahead.first = MMSPCL__PPF; ahead.last = kc; ahead.shift = 0;
-            next.last = g + 1 < n_groups ? kc : 0;
-            next.shift = 0;   /* the next group's lines, spread over chunks 1 .. n_chunks - 1 */
-            while (n_chunks > 2 && (2 << next.shift) <= n_chunks - 1) next.shift++;
-            for (c = 0; c < n_chunks; c++) {
-                const int r0 = (int)((long long)c * rows / n_chunks), mr = (int)((long long)(c + 1) * rows / n_chunks) - r0;
-                const mmspcl__ppf *pf = NULL;
-                if (c == 0 && (g == 0 || n_chunks == 1)) pf = &ahead;   /* this group's panels come from memory */
-                else if (c > 0 || n_chunks == 1) {
-                    next.first = n_chunks == 1 ? 0 : (c - 1) * (kc >> next.shift);
-                    pf = &next;
-                }
-                mmspcl__f32p(mr, t, p, x + (size_t)r0 * n_in + k0, n_in, kc, pf);
-                mmspcl__store_rows_avx512(out + (size_t)r0 * n_out + o0, n_out, t, mr, mo, bias ? bias + o0 : NULL, k0 > 0);
-            }
-        }
+        j.k0 = k0;
+        j.kc = n_in - k0 < kcmax ? n_in - k0 : kcmax;
+        mmspcl__parallel(n_groups, mmspcl__team(), mmspcl__linear_panels_avx512_task, &j);
     }
     return MMSPCL_OK;
 }
@@ -3754,28 +3968,20 @@ static __attribute__((target("avx2,fma,avxvnni"))) void mmspcl__qk_avxvnni(float
 }
 #endif
 
-/* kind: 2 AVX512-VNNI, 1 AVX-VNNI, 0 AVX2. */
-static mmspcl_status mmspcl__linear_q_x86(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
-                                          const float *bias, int kind) {
-    const int n_out = (int)W->ne[0], nb = n_in / MMSPCL_QBLOCK, nthreads = MMSPCL__MAX_THREADS();
-    const int ldt = (rows + 15) & ~15, MO = kind == 2 ? MMSPCL__MO : 4, n_groups = (n_out + MO - 1) / MO;
-    const size_t row_bytes = mmspcl_dtype_row_size(W->dtype, n_in);
-    const size_t xbytes = (size_t)ldt * (size_t)n_in, sbytes = (size_t)ldt * (size_t)nb * 4;
-    const size_t per_thread = (size_t)MO * ((size_t)n_in + (size_t)nb * 4);
-    unsigned char *buf = (unsigned char *)MMSPCL_MALLOC(xbytes + 2 * sbytes + (size_t)nthreads * per_thread + 64);
-    int8_t *xq;
-    float *xd;
-    int32_t *xc;
-    int g;
-    if (!buf) return MMSPCL_ERR_NOMEM;
-    xd = (float *)buf;
-    xc = (int32_t *)(buf + sbytes);
-    xq = (int8_t *)(buf + 2 * sbytes);
-    mmspcl__pack_xq_avx2(xq, xd, kind ? xc : NULL, ldt, kind == 2 ? 32 : 8, x, rows, n_in);
-    MMSPCL__OMP_FOR
-    for (g = 0; g < n_groups; g++) {
+/* task: one group of MO outputs (kind: 2 AVX512-VNNI, 1 AVX-VNNI, 0 AVX2), every row tile */
+static void mmspcl__linear_q_x86_task(void *ctx, int g, int tid) {
+    const mmspcl__lin_q_job *jb = (const mmspcl__lin_q_job *)ctx;
+    const mmspcl_tensor *W = jb->l.W;
+    float *out = jb->l.out;
+    const float *bias = jb->l.bias, *xd = jb->xd;
+    const int8_t *xq = jb->xq;
+    const int32_t *xc = jb->xc;
+    const int rows = jb->l.rows, n_in = jb->l.n_in, n_out = jb->l.n_out, nb = n_in / MMSPCL_QBLOCK, kind = jb->kind;
+    const int ldt = jb->ldt, MO = kind == 2 ? MMSPCL__MO : 4;
+    const size_t row_bytes = jb->row_bytes;
+    {
         const int o0 = g * MO, mo = n_out - o0 < MO ? n_out - o0 : MO;
-        unsigned char *tb = buf + xbytes + 2 * sbytes + (size_t)MMSPCL__THREAD_ID() * per_thread;
+        unsigned char *tb = jb->buf + jb->xbytes + 2 * jb->sbytes + (size_t)tid * jb->per_thread;
         float *ws_buf = (float *)tb;
         int8_t *wq = (int8_t *)(tb + (size_t)MO * nb * 4);
         const int8_t *w[MMSPCL__MO];
@@ -3812,6 +4018,30 @@ static mmspcl_status mmspcl__linear_q_x86(float *out, const float *x, int rows, 
             }
         }
     }
+}
+
+/* kind: 2 AVX512-VNNI, 1 AVX-VNNI, 0 AVX2. */
+static mmspcl_status mmspcl__linear_q_x86(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
+                                          const float *bias, int kind) {
+    const int n_out = (int)W->ne[0], nb = n_in / MMSPCL_QBLOCK, nthreads = mmspcl__team();
+    const int ldt = (rows + 15) & ~15, MO = kind == 2 ? MMSPCL__MO : 4, n_groups = (n_out + MO - 1) / MO;
+    const size_t row_bytes = mmspcl_dtype_row_size(W->dtype, n_in);
+    const size_t xbytes = (size_t)ldt * (size_t)n_in, sbytes = (size_t)ldt * (size_t)nb * 4;
+    const size_t per_thread = (size_t)MO * ((size_t)n_in + (size_t)nb * 4);
+    unsigned char *buf = (unsigned char *)MMSPCL_MALLOC(xbytes + 2 * sbytes + (size_t)nthreads * per_thread + 64);
+    int8_t *xq;
+    float *xd;
+    int32_t *xc;
+    mmspcl__lin_q_job j;
+    if (!buf) return MMSPCL_ERR_NOMEM;
+    xd = (float *)buf;
+    xc = (int32_t *)(buf + sbytes);
+    xq = (int8_t *)(buf + 2 * sbytes);
+    mmspcl__pack_xq_avx2(xq, xd, kind ? xc : NULL, ldt, kind == 2 ? 32 : 8, x, rows, n_in);
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.buf = buf; j.xq = xq; j.xd = xd; j.xc = xc; j.xbytes = xbytes; j.sbytes = sbytes; j.per_thread = per_thread;
+    j.row_bytes = row_bytes; j.ldt = ldt; j.kind = kind; j.dot = 0;
+    mmspcl__parallel(n_groups, nthreads, mmspcl__linear_q_x86_task, &j);
     MMSPCL_FREE(buf);
     return MMSPCL_OK;
 }
@@ -3877,15 +4107,35 @@ static __attribute__((target("avx2,fma"))) void mmspcl__tile_avx2(float *out, in
             out[(size_t)r * ld_out + j] = bias_last ? tmp[r * 16 + j] + (bias ? bias[j] : 0.0f) : tmp[r * 16 + j];
 }
 
+typedef struct mmspcl__lin_avx2_job { mmspcl__lin_job l; float *buf; const float *xp; size_t per_thread; int bf; } mmspcl__lin_avx2_job;
+
+/* task: panel p of 16 outputs, every block of 6 rows */
+static void mmspcl__linear_f32_avx2_task(void *ctx, int p, int tid) {
+    const mmspcl__lin_avx2_job *j = (const mmspcl__lin_avx2_job *)ctx;
+    const mmspcl_tensor *W = j->l.W;
+    const int rows = j->l.rows, n_in = j->l.n_in, n_out = j->l.n_out, n_blocks = (rows + 5) / 6;
+    float *scratch = j->buf + (size_t)tid * j->per_thread, *wide = scratch + (size_t)n_in * 16;
+    const int n0 = p * 16, nr = n_out - n0 < 16 ? n_out - n0 : 16;
+    const float *panel = scratch;
+    int blk;
+    if (mmspcl_tensor_is_panels(W)) panel = mmspcl__panel(W, p, 0);   /* already this kernel's panels */
+    else mmspcl__pack_panel16(scratch, W, n0, nr, n_in, wide);
+    for (blk = 0; blk < n_blocks; blk++) {
+        const int b0 = blk * 6, mr = rows - b0 < 6 ? rows - b0 : 6;
+        mmspcl__tile_avx2(j->l.out + (size_t)b0 * n_out + n0, n_out, j->xp + (size_t)blk * 6 * n_in, n_in, panel,
+                          j->l.bias ? j->l.bias + n0 : NULL, mr, nr, j->bf);
+    }
+}
+
 static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                              const float *bias) {
-    const int n_out = (int)mmspcl_matrix_rows(W), n_panels = (n_out + 15) / 16, n_blocks = (rows + 5) / 6, nthreads = MMSPCL__MAX_THREADS();
-    const int in_place = mmspcl_tensor_is_panels(W);   /* already this kernel's panels */
+    const int n_out = (int)mmspcl_matrix_rows(W), n_panels = (n_out + 15) / 16, n_blocks = (rows + 5) / 6, nthreads = mmspcl__team();
     const int bf = W->dtype == MMSPCL_BF16;              /* the bf16 definition's x and order */
     const size_t per_thread = (size_t)n_in * 16 * 2 + 16;   /* a panel and 16 widened rows */
     float *buf = (float *)MMSPCL_MALLOC(((size_t)nthreads * per_thread + (size_t)n_blocks * 6 * n_in) * sizeof(float));
     float *xp;
-    int p, r0, r, k;
+    mmspcl__lin_avx2_job j;
+    int r0, r, k;
     if (!buf) return MMSPCL_ERR_NOMEM;
     xp = buf + (size_t)nthreads * per_thread;   /* x in blocks of 6 rows, [block][k][6], zero past rows */
     for (r0 = 0; r0 < rows; r0 += 6)
@@ -3898,21 +4148,153 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
                 }
                 xp[((size_t)(r0 / 6) * n_in + k) * 6 + r] = v;
             }
-    MMSPCL__OMP_FOR
-    for (p = 0; p < n_panels; p++) {
-        float *scratch = buf + (size_t)MMSPCL__THREAD_ID() * per_thread, *wide = scratch + (size_t)n_in * 16;
-        const int n0 = p * 16, nr = n_out - n0 < 16 ? n_out - n0 : 16;
-        const float *panel = scratch;
-        int blk;
-        if (in_place) panel = mmspcl__panel(W, p, 0);
-        else mmspcl__pack_panel16(scratch, W, n0, nr, n_in, wide);
-        for (blk = 0; blk < n_blocks; blk++) {
-            const int b0 = blk * 6, mr = rows - b0 < 6 ? rows - b0 : 6;
-            mmspcl__tile_avx2(out + (size_t)b0 * n_out + n0, n_out, xp + (size_t)blk * 6 * n_in, n_in, panel,
-                              bias ? bias + n0 : NULL, mr, nr, bf);
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.buf = buf; j.xp = xp; j.per_thread = per_thread; j.bf = bf;
+    mmspcl__parallel(n_panels, nthreads, mmspcl__linear_f32_avx2_task, &j);
+    MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+/* General matrix product (mmspcl_gemm_f32), BLIS-style blocking: per thread a range of 16-column
+   panels of C; per block of KC values of k, op(B) of those columns is packed into panels [KC][16]
+   and, per MC rows, op(A) into blocks [KC][6] (in L2) that meet every panel (16 KB: L1).
+   A 6 x 16 tile keeps its outputs in 12 ymm accumulators through the KC products; between k
+   blocks the partial sums go through C, which keeps each output one chain (the definition's). */
+#ifndef MMSPCL__GEMM_KC
+#define MMSPCL__GEMM_KC 512
+#endif
+#ifndef MMSPCL__GEMM_MC
+#define MMSPCL__GEMM_MC 72
+#endif
+/* ap[blk][k][r] = op(A)[i0 + 6 blk + r][k0 + k], zero for rows past M (mc rows of the block) */
+static void mmspcl__gemm_pack_a(float *ap, int trans_a, const float *A, int lda, int M, int i0, int mc, int k0, int kc) {
+    int r0, r, k;
+    for (r0 = 0; r0 < mc; r0 += 6) {
+        float *dst = ap + (size_t)(r0 / 6) * kc * 6;
+        const int h = mc - r0 < 6 ? mc - r0 : 6;   /* real rows of the block (i0 + mc <= M) */
+        if (trans_a) {   /* the block's 6 values of each k are adjacent in A */
+            for (k = 0; k < kc; k++) {
+                const float *src = A + (size_t)(k0 + k) * lda + i0 + r0;
+                for (r = 0; r < h; r++) dst[(size_t)k * 6 + r] = src[r];
+                for (; r < 6; r++) dst[(size_t)k * 6 + r] = 0.0f;
+            }
+            continue;
+        }
+        for (r = 0; r < 6; r++) {
+            const int i = i0 + r0 + r;
+            if (r >= h || i >= M) {
+                for (k = 0; k < kc; k++) dst[(size_t)k * 6 + r] = 0.0f;
+            } else {
+                const float *src = A + (size_t)i * lda + k0;
+                for (k = 0; k < kc; k++) dst[(size_t)k * 6 + r] = src[k];
+            }
         }
     }
-    MMSPCL_FREE(buf);
+}
+/* bp[p][k][c] = op(B)[k0 + k][j0 + 16 p + c], zero for columns past nc */
+static void mmspcl__gemm_pack_b(float *bp, int trans_b, const float *B, int ldb, int j0, int nc, int k0, int kc) {
+    int p, c, k;
+    for (p = 0; p < nc; p += 16) {
+        float *dst = bp + (size_t)(p / 16) * kc * 16;
+        const int w = nc - p < 16 ? nc - p : 16;
+        if (trans_b) {
+            for (c = 0; c < 16; c++) {
+                const float *src = B + (size_t)(j0 + p + c) * ldb + k0;
+                if (c >= w) for (k = 0; k < kc; k++) dst[(size_t)k * 16 + c] = 0.0f;
+                else for (k = 0; k < kc; k++) dst[(size_t)k * 16 + c] = src[k];
+            }
+        } else {
+            for (k = 0; k < kc; k++) {
+                const float *src = B + (size_t)(k0 + k) * ldb + j0 + p;
+                for (c = 0; c < w; c++) dst[(size_t)k * 16 + c] = src[c];
+                for (; c < 16; c++) dst[(size_t)k * 16 + c] = 0.0f;
+            }
+        }
+    }
+}
+/* C tile (mr <= 6 rows, nr <= 16 columns) = (load ? C : 0) + ap block times bp panel over kc */
+static __attribute__((target("avx2,fma"))) void mmspcl__gemm_tile_avx2(float *C, int ldc, const float *ap, const float *bp,
+                                                                       int kc, int mr, int nr, int load) {
+    float tmp[6 * 16];
+    int r, j, k;
+    const int full = mr == 6 && nr == 16;
+    if (load && !full)
+        for (r = 0; r < 6; r++)
+            for (j = 0; j < 16; j++) tmp[r * 16 + j] = r < mr && j < nr ? C[(size_t)r * ldc + j] : 0.0f;
+    {
+        const float *src = full ? C : tmp;
+        const size_t ld = full ? (size_t)ldc : 16;
+#define MMSPCL__DECL(r) __m256 a##r##_0 = load ? _mm256_loadu_ps(src + r * ld) : _mm256_setzero_ps(), \
+                               a##r##_1 = load ? _mm256_loadu_ps(src + r * ld + 8) : _mm256_setzero_ps();
+        MMSPCL__R6(MMSPCL__DECL)
+#undef MMSPCL__DECL
+        for (k = 0; k < kc; k++) {
+            const __m256 w0 = _mm256_loadu_ps(bp + (size_t)k * 16), w1 = _mm256_loadu_ps(bp + (size_t)k * 16 + 8);
+            const float *xk = ap + (size_t)k * 6;
+#define MMSPCL__FMA(r) { const __m256 xv = _mm256_broadcast_ss(xk + r); \
+            a##r##_0 = _mm256_fmadd_ps(xv, w0, a##r##_0); a##r##_1 = _mm256_fmadd_ps(xv, w1, a##r##_1); }
+            MMSPCL__R6(MMSPCL__FMA)
+#undef MMSPCL__FMA
+        }
+        if (full) {
+#define MMSPCL__STORE(r) _mm256_storeu_ps(C + r * (size_t)ldc, a##r##_0); _mm256_storeu_ps(C + r * (size_t)ldc + 8, a##r##_1);
+            MMSPCL__R6(MMSPCL__STORE)
+#undef MMSPCL__STORE
+            return;
+        }
+#define MMSPCL__STORE(r) _mm256_storeu_ps(tmp + r * 16, a##r##_0); _mm256_storeu_ps(tmp + r * 16 + 8, a##r##_1);
+        MMSPCL__R6(MMSPCL__STORE)
+#undef MMSPCL__STORE
+    }
+    for (r = 0; r < mr; r++)
+        for (j = 0; j < nr; j++) C[(size_t)r * ldc + j] = tmp[r * 16 + j];
+}
+/* columns j0 .. j1-1 of C, with one thread's packing buffers: ap [MC][KC], bp [KC][j1 - j0 rounded up to 16].
+   A block of A is packed once per k block and meets every panel of the thread's columns. */
+static void mmspcl__gemm_cols_avx2(int trans_a, int trans_b, int M, int K, const float *A, int lda, const float *B, int ldb,
+                                   float *C, int ldc, int accumulate, int j0, int j1, float *ap, float *bp) {
+    const int nc = j1 - j0;
+    int pc, ic, jr, ir;
+    for (pc = 0; pc < K; pc += MMSPCL__GEMM_KC) {
+        const int kc = K - pc < MMSPCL__GEMM_KC ? K - pc : MMSPCL__GEMM_KC, load = accumulate || pc > 0;
+        mmspcl__gemm_pack_b(bp, trans_b, B, ldb, j0, nc, pc, kc);
+        for (ic = 0; ic < M; ic += MMSPCL__GEMM_MC) {
+            const int mc = M - ic < MMSPCL__GEMM_MC ? M - ic : MMSPCL__GEMM_MC;
+            mmspcl__gemm_pack_a(ap, trans_a, A, lda, M, ic, mc, pc, kc);
+            for (jr = 0; jr < nc; jr += 16)
+                for (ir = 0; ir < mc; ir += 6)
+                    mmspcl__gemm_tile_avx2(C + (size_t)(ic + ir) * ldc + j0 + jr, ldc, ap + (size_t)(ir / 6) * kc * 6,
+                                           bp + (size_t)(jr / 16) * kc * 16, kc, mc - ir < 6 ? mc - ir : 6,
+                                           nc - jr < 16 ? nc - jr : 16, load);
+        }
+    }
+}
+/* floats of packing buffer per thread, for nt threads (ap [MC][KC] and bp [KC][the thread's panels]) */
+static size_t mmspcl__gemm_per_thread(int M, int N, int K, int nt) {
+    const int n_panels = (N + 15) / 16, kc = K < MMSPCL__GEMM_KC ? K : MMSPCL__GEMM_KC;
+    const int mc = M < MMSPCL__GEMM_MC ? (M + 5) / 6 * 6 : MMSPCL__GEMM_MC;
+    return (size_t)mc * kc + (size_t)kc * 16 * (size_t)((n_panels + nt - 1) / nt);
+}
+static mmspcl_status mmspcl__gemm_avx2(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                       const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
+                                       size_t work_floats) {
+    const int n_panels = (N + 15) / 16;
+    int nt = MMSPCL__GEMM_PARALLEL(M, N, K) ? MMSPCL__MAX_THREADS() : 1, t;
+    size_t per;
+    float *buf = work;
+    if (nt > n_panels) nt = n_panels;
+    per = mmspcl__gemm_per_thread(M, N, K, nt);
+    if ((!buf || work_floats < per * (size_t)nt) && !(buf = (float *)MMSPCL_MALLOC(sizeof(float) * per * (size_t)nt)))
+        return MMSPCL_ERR_NOMEM;
+    MMSPCL__OMP_FOR_IF(nt > 1)
+    for (t = 0; t < nt; t++) {   /* thread t: panels n_panels * t / nt .. */
+        const int j0 = (int)((int64_t)n_panels * t / nt) * 16, j1p = (int)((int64_t)n_panels * (t + 1) / nt) * 16;
+        float *ap = buf + per * (size_t)t;
+        mmspcl__gemm_cols_avx2(trans_a, trans_b, M, K, A, lda, B, ldb, C, ldc, accumulate, j0, j1p < N ? j1p : N, ap,
+                               ap + (per - (size_t)(K < MMSPCL__GEMM_KC ? K : MMSPCL__GEMM_KC) * 16 *
+                                               (size_t)((n_panels + nt - 1) / nt)));
+    }
+    if (buf != work) MMSPCL_FREE(buf);
     return MMSPCL_OK;
 }
 
@@ -4007,18 +4389,16 @@ static __attribute__((target("avx2,fma"))) float mmspcl__softmax_row_avx2(float 
    lanes), then for 6 queries at a time: scores = 6 query rows broadcast against K_h^T, softmax,
    and (sum_j e_j v_j) / sum_j e_j with V's rows as the lanes (head_dim a multiple of 16).
    Returns 0 when done, -1 when it cannot (shape, memory): the caller then runs the definition. */
-static int mmspcl__attention_avx512(float *out, int ld_out, const float *q, int ld_q, const float *k, const float *v,
-                                    int ld_kv, int n_q, int n_k, int n_heads, int hd, const unsigned char *key_valid) {
-    const int ldk = (n_k + 15) & ~15, nthreads = MMSPCL__MAX_THREADS();
-    const size_t per = ((size_t)hd + MMSPCL__MO) * (size_t)ldk;
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *buf;
-    int h;
-    if (hd % 16 || n_q < 1 || n_k < 1) return -1;
-    if (!(buf = (float *)MMSPCL_MALLOC((size_t)nthreads * per * sizeof(float)))) return -1;
-    MMSPCL__OMP_FOR
-    for (h = 0; h < n_heads; h++) {
-        float *kt = buf + (size_t)MMSPCL__THREAD_ID() * per, *s = kt + (size_t)hd * ldk;
+/* task: head h */
+static void mmspcl__attention_avx512_task(void *ctx, int h, int tid) {
+    const mmspcl__attn_job *a = (const mmspcl__attn_job *)ctx;
+    const int n_q = a->n_q, n_k = a->n_k, hd = a->head_dim, ld_q = a->ld_q, ld_kv = a->ld_kv, ld_out = a->ld_out;
+    const int ldk = (n_k + 15) & ~15;
+    const float scale = a->scale, *q = a->q, *k = a->k, *v = a->v;
+    const unsigned char *key_valid = a->key_valid;
+    float *out = a->out;
+    {
+        float *kt = a->scratch + (size_t)tid * a->per, *s = kt + (size_t)hd * ldk;
         float t[MMSPCL__MO * 64], inv[MMSPCL__MO];
         const float *w[MMSPCL__MO];
         int q0, o, j0, d0, i;
@@ -4043,7 +4423,21 @@ static int mmspcl__attention_avx512(float *out, int ld_out, const float *q, int 
             }
         }
     }
-    MMSPCL_FREE(buf);
+}
+
+static int mmspcl__attention_avx512(float *out, int ld_out, const float *q, int ld_q, const float *k, const float *v,
+                                    int ld_kv, int n_q, int n_k, int n_heads, int hd, const unsigned char *key_valid) {
+    const int ldk = (n_k + 15) & ~15, nthreads = mmspcl__team();
+    const size_t per = ((size_t)hd + MMSPCL__MO) * (size_t)ldk;
+    mmspcl__attn_job a;
+    if (hd % 16 || n_q < 1 || n_k < 1) return -1;
+    if (!(a.scratch = (float *)MMSPCL_MALLOC((size_t)nthreads * per * sizeof(float)))) return -1;
+    a.out = out; a.q = q; a.k = k; a.v = v; a.key_valid = key_valid;
+    a.ld_out = ld_out; a.ld_q = ld_q; a.ld_kv = ld_kv; a.n_q = n_q; a.n_k = n_k; a.head_dim = hd;
+    a.scale = 1.0f / sqrtf((float)hd);
+    a.per = per;
+    mmspcl__parallel(n_heads, nthreads, mmspcl__attention_avx512_task, &a);
+    MMSPCL_FREE(a.scratch);
     return 0;
 }
 /* One row of the layer norm: the definition's formula with 8 double partial sums (in place ok). */
@@ -4130,40 +4524,49 @@ static void mmspcl__store_cols_neon(float *out, int ld, const float *t, int ts, 
         }
 }
 
+/* task: group g of 8 outputs, every row tile, columns k0 .. k0+kc */
+static void mmspcl__linear_f32_neon_task(void *ctx, int g, int tid) {
+    const mmspcl__lin_chunk_job *j = (const mmspcl__lin_chunk_job *)ctx;
+    const mmspcl_tensor *W = j->l.W;
+    const int rows = j->l.rows, n_in = j->l.n_in, n_out = j->l.n_out, ldt = j->ldt, k0 = j->k0, kc = j->kc;
+    const int in_place = W->dtype == MMSPCL_F32 && W->ndim == 2;   /* else rows are widened (f16, bf16, panels) */
+    const int o0 = g * 8, mo = n_out - o0 < 8 ? n_out - o0 : 8;
+    const float *w[8];
+    float t[8 * 8];
+    int o, r0;
+    for (o = 0; o < 8; o++) {
+        const int oo = o0 + (o < mo ? o : 0);
+        if (in_place) w[o] = (const float *)W->data + (size_t)oo * n_in + k0;
+        else {
+            float *d = j->xt + (size_t)ldt * (size_t)j->kcmax + (size_t)tid * j->wide + (size_t)o * n_in;
+            mmspcl_matrix_row(W, oo, d);
+            w[o] = d + k0;
+        }
+    }
+    for (r0 = 0; r0 < rows; r0 += 8) {
+        mmspcl__f32k_neon(t, j->xt + r0, ldt, w, kc);
+        mmspcl__store_cols_neon(j->l.out + (size_t)r0 * n_out + o0, n_out, t, 8, rows - r0 < 8 ? rows - r0 : 8, mo,
+                                j->l.bias ? j->l.bias + o0 : NULL, k0 > 0);
+    }
+}
+
 static mmspcl_status mmspcl__linear_f32_neon(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                              const float *bias) {
-    const int n_out = (int)mmspcl_matrix_rows(W), ldt = (rows + 7) & ~7, nthreads = MMSPCL__MAX_THREADS();
+    const int n_out = (int)mmspcl_matrix_rows(W), ldt = (rows + 7) & ~7, nthreads = mmspcl__team();
     const int kcmax = n_in <= MMSPCL__KC * 3 / 2 ? n_in : MMSPCL__KC, n_groups = (n_out + 7) / 8;
-    const int in_place = W->dtype == MMSPCL_F32 && W->ndim == 2;   /* else rows are widened (f16, bf16, panels) */
+    const int in_place = W->dtype == MMSPCL_F32 && W->ndim == 2;
     const size_t wide = in_place ? 0 : (size_t)8 * (size_t)n_in;
     float *xt = (float *)MMSPCL_MALLOC(((size_t)ldt * (size_t)kcmax + (size_t)nthreads * wide) * sizeof(float));
+    mmspcl__lin_chunk_job j;
     int k0;
     if (!xt) return MMSPCL_ERR_NOMEM;
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.xt = xt; j.wide = wide; j.esize = 4; j.ldt = ldt; j.kcmax = kcmax;
     for (k0 = 0; k0 < n_in; k0 += kcmax) {
         const int kc = n_in - k0 < kcmax ? n_in - k0 : kcmax;
-        int g;
         mmspcl__pack_xt_neon(xt, ldt, x, rows, n_in, k0, kc);
-        MMSPCL__OMP_FOR
-        for (g = 0; g < n_groups; g++) {
-            const int o0 = g * 8, mo = n_out - o0 < 8 ? n_out - o0 : 8;
-            const float *w[8];
-            float t[8 * 8];
-            int o, r0;
-            for (o = 0; o < 8; o++) {
-                const int oo = o0 + (o < mo ? o : 0);
-                if (in_place) w[o] = (const float *)W->data + (size_t)oo * n_in + k0;
-                else {
-                    float *d = xt + (size_t)ldt * (size_t)kcmax + (size_t)MMSPCL__THREAD_ID() * wide + (size_t)o * n_in;
-                    mmspcl_matrix_row(W, oo, d);
-                    w[o] = d + k0;
-                }
-            }
-            for (r0 = 0; r0 < rows; r0 += 8) {
-                mmspcl__f32k_neon(t, xt + r0, ldt, w, kc);
-                mmspcl__store_cols_neon(out + (size_t)r0 * n_out + o0, n_out, t, 8, rows - r0 < 8 ? rows - r0 : 8, mo,
-                                        bias ? bias + o0 : NULL, k0 > 0);
-            }
-        }
+        j.k0 = k0; j.kc = kc;
+        mmspcl__parallel(n_groups, nthreads, mmspcl__linear_f32_neon_task, &j);
     }
     MMSPCL_FREE(xt);
     return MMSPCL_OK;
@@ -4246,24 +4649,17 @@ static void mmspcl__qk_neon(float *t, const int8_t *xq, const float *xd, int ldt
     for (o = 0; o < 4; o++) { vst1q_f32(t + o * 8, f[o][0]); vst1q_f32(t + o * 8 + 4, f[o][1]); }
 }
 
-static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
-                                           const float *bias, int dot) {
-    const int n_out = (int)W->ne[0], nb = n_in / MMSPCL_QBLOCK, nthreads = MMSPCL__MAX_THREADS();
-    const int ldt = (rows + 7) & ~7, n_groups = (n_out + 3) / 4;
-    const size_t xbytes = (size_t)ldt * (size_t)n_in, sbytes = (size_t)ldt * (size_t)nb * 4;
-    const size_t per_thread = (size_t)4 * ((size_t)n_in + (size_t)nb * 4);
-    unsigned char *buf = (unsigned char *)MMSPCL_MALLOC(xbytes + sbytes + (size_t)nthreads * per_thread + 64);
-    int8_t *xq;
-    float *xd;
-    int g;
-    if (!buf) return MMSPCL_ERR_NOMEM;
-    xd = (float *)buf;
-    xq = (int8_t *)(buf + sbytes);
-    mmspcl__pack_xq_neon(xq, xd, ldt, x, rows, n_in);
-    MMSPCL__OMP_FOR
-    for (g = 0; g < n_groups; g++) {
+/* task: group g of 4 outputs, every row tile */
+static void mmspcl__linear_q_neon_task(void *ctx, int g, int tid) {
+    const mmspcl__lin_q_job *jb = (const mmspcl__lin_q_job *)ctx;
+    const mmspcl_tensor *W = jb->l.W;
+    float *out = jb->l.out;
+    const float *bias = jb->l.bias, *xd = jb->xd;
+    const int8_t *xq = jb->xq;
+    const int rows = jb->l.rows, n_in = jb->l.n_in, n_out = jb->l.n_out, nb = n_in / MMSPCL_QBLOCK, ldt = jb->ldt, dot = jb->dot;
+    {
         const int o0 = g * 4, mo = n_out - o0 < 4 ? n_out - o0 : 4;
-        unsigned char *tb = buf + xbytes + sbytes + (size_t)MMSPCL__THREAD_ID() * per_thread;
+        unsigned char *tb = jb->buf + jb->xbytes + jb->sbytes + (size_t)tid * jb->per_thread;
         float *ws_buf = (float *)tb;
         int8_t *wq = (int8_t *)(tb + (size_t)4 * nb * 4);
         const int8_t *w[4];
@@ -4284,6 +4680,26 @@ static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows,
                                     bias ? bias + o0 : NULL, 0);
         }
     }
+}
+
+static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
+                                           const float *bias, int dot) {
+    const int n_out = (int)W->ne[0], nb = n_in / MMSPCL_QBLOCK, nthreads = mmspcl__team();
+    const int ldt = (rows + 7) & ~7, n_groups = (n_out + 3) / 4;
+    const size_t xbytes = (size_t)ldt * (size_t)n_in, sbytes = (size_t)ldt * (size_t)nb * 4;
+    const size_t per_thread = (size_t)4 * ((size_t)n_in + (size_t)nb * 4);
+    unsigned char *buf = (unsigned char *)MMSPCL_MALLOC(xbytes + sbytes + (size_t)nthreads * per_thread + 64);
+    int8_t *xq;
+    float *xd;
+    mmspcl__lin_q_job j;
+    if (!buf) return MMSPCL_ERR_NOMEM;
+    xd = (float *)buf;
+    xq = (int8_t *)(buf + sbytes);
+    mmspcl__pack_xq_neon(xq, xd, ldt, x, rows, n_in);
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.buf = buf; j.xq = xq; j.xd = xd; j.xc = NULL; j.xbytes = xbytes; j.sbytes = sbytes; j.per_thread = per_thread;
+    j.row_bytes = mmspcl_dtype_row_size(W->dtype, n_in); j.ldt = ldt; j.kind = 0; j.dot = dot;
+    mmspcl__parallel(n_groups, nthreads, mmspcl__linear_q_neon_task, &j);
     MMSPCL_FREE(buf);
     return MMSPCL_OK;
 }
@@ -4371,22 +4787,83 @@ mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, cons
     return mmspcl_linear_path(out, x, rows, n_in, W, bias, MMSPCL_PATH_AUTO);
 }
 
+static mmspcl_status mmspcl__gemm_run(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                      const float *B, int ldb, float *C, int ldc, int accumulate,
+                                      mmspcl_kernel_path path, float *work, size_t work_floats) {
+    if (M < 0 || N < 0 || K < 0 || ldc < N || lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || path >= MMSPCL_PATH_COUNT ||
+        (int)path < 0)
+        return MMSPCL_ERR_ARG;
+    if (M == 0 || N == 0) return MMSPCL_OK;
+    if (path != MMSPCL_PATH_AUTO && path != MMSPCL_PATH_SCALAR && path != MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+#ifdef MMSPCL__X86_DISPATCH
+    if (path != MMSPCL_PATH_SCALAR && K > 0) {
+        if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2)
+            return mmspcl__gemm_avx2(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work, work_floats);
+        if (path == MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+    }
+#else
+    (void)work;
+    (void)work_floats;
+    if (path == MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+#endif
+    mmspcl__gemm_definition(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_gemm_f32_path(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                   const float *B, int ldb, float *C, int ldc, int accumulate,
+                                   mmspcl_kernel_path path) {
+    return mmspcl__gemm_run(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, path, NULL, 0);
+}
+
+mmspcl_status mmspcl_gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                              const float *B, int ldb, float *C, int ldc, int accumulate) {
+    return mmspcl__gemm_run(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, MMSPCL_PATH_AUTO, NULL, 0);
+}
+
+mmspcl_status mmspcl_gemm_f32_ws(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                 const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
+                                 size_t work_floats) {
+    return mmspcl__gemm_run(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, MMSPCL_PATH_AUTO, work,
+                            work_floats);
+}
+
+size_t mmspcl_gemm_f32_work(int M, int N, int K, int threads) {
+#ifdef MMSPCL__X86_DISPATCH
+    int nt = threads < 1 ? 1 : threads;
+    if (M < 1 || N < 1 || K < 1) return 0;
+    if (nt > (N + 15) / 16) nt = (N + 15) / 16;
+    return mmspcl__gemm_per_thread(M, N, K, nt) * (size_t)nt;
+#else
+    (void)M; (void)N; (void)K; (void)threads;
+    return 0;
+#endif
+}
+
 /* Layer norm: per row, the AVX-512 kernel or the definition. */
+typedef struct mmspcl__ln_job { float *y; const float *x, *gamma, *beta; int dim, simd; float eps; } mmspcl__ln_job;
+
+/* task: row r */
+static void mmspcl__layernorm_task(void *ctx, int r, int tid) {
+    const mmspcl__ln_job *j = (const mmspcl__ln_job *)ctx;
+    const float *xr = j->x + (size_t)r * (size_t)j->dim;
+    float *yr = j->y + (size_t)r * (size_t)j->dim;
+    (void)tid;
+#ifdef MMSPCL__X86_DISPATCH
+    if (j->simd) { mmspcl__layernorm_avx512(yr, xr, j->gamma, j->beta, j->dim, j->eps); return; }
+#endif
+    mmspcl__layernorm_scalar(yr, xr, j->gamma, j->beta, j->dim, j->eps);
+}
+
 void mmspcl_layernorm(float *y, const float *x, const float *gamma, const float *beta, int rows,
                       int dim, float eps) {
-    int r;
+    mmspcl__ln_job j;
+    j.y = y; j.x = x; j.gamma = gamma; j.beta = beta; j.dim = dim; j.eps = eps; j.simd = 0;
 #ifdef MMSPCL__X86_DISPATCH
-    const int simd = (mmspcl__x86_features(0) & MMSPCL__CPU_AVX512) != 0;
+    j.simd = (mmspcl__x86_features(0) & MMSPCL__CPU_AVX512) != 0;
 #endif
-MMSPCL__OMP_FOR
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * (size_t)dim;
-        float *yr = y + (size_t)r * (size_t)dim;
-#ifdef MMSPCL__X86_DISPATCH
-        if (simd) { mmspcl__layernorm_avx512(yr, xr, gamma, beta, dim, eps); continue; }
-#endif
-        mmspcl__layernorm_scalar(yr, xr, gamma, beta, dim, eps);
-    }
+    /* rows of a few hundred floats: threads only for a batch of them */
+    mmspcl__parallel(rows, (size_t)rows * (size_t)dim >= 16384 ? mmspcl__team() : 1, mmspcl__layernorm_task, &j);
 }
 
 /* GELU and quick GELU: x86 with AVX2 evaluates erf / exp with polynomials (within 2e-7 absolute
@@ -4420,7 +4897,7 @@ void mmspcl_softmax(float *x, int n) {
     mmspcl__softmax_scalar(x, n);
 }
 
-size_t mmspcl_attention_scratch(int n_k) { return (size_t)MMSPCL__MAX_THREADS() * (size_t)n_k; }
+size_t mmspcl_attention_scratch(int n_k) { return (size_t)mmspcl__team() * (size_t)n_k; }
 
 /* Attention: the AVX-512 kernel when it takes the shape (it returns -1 when not), else the
    definition. */
@@ -4432,7 +4909,8 @@ void mmspcl_attention(float *out, int ld_out, const float *q, int ld_q, const fl
         mmspcl__attention_avx512(out, ld_out, q, ld_q, k, v, ld_kv, n_q, n_k, n_heads, head_dim, key_valid) == 0)
         return;
 #endif
-    mmspcl__attention_scalar(out, ld_out, q, ld_q, k, v, ld_kv, n_q, n_k, n_heads, head_dim, key_valid, scratch);
+    mmspcl__attention_scalar(out, ld_out, q, ld_q, k, v, ld_kv, n_q, n_k, n_heads, head_dim, key_valid, scratch,
+                             mmspcl__team());
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -7111,7 +7589,7 @@ static mmspcl_status mmspcl__clip_load(mmspcl_clip *m, const mmspcl_weights *w, 
                                 max_batch, c->num_tokens, (long long)widest);
     }
     m->max_batch = max_batch;
-    m->arena_threads = MMSPCL__MAX_THREADS();
+    m->arena_threads = mmspcl__team();
     return mmspcl_arena_init(&m->arena, mmspcl__clip_arena_size(c, max_batch, m->arena_threads), err);
 }
 
@@ -7156,35 +7634,49 @@ static mmspcl_status mmspcl__clip_linear(float *out, const float *x, int rows, i
     return MMSPCL_OK;
 }
 
+typedef struct mmspcl__clip_rows_job { float *x; const float *y; const mmspcl_clip_config *c; int dim; } mmspcl__clip_rows_job;
+
+/* task: x[r] += y[r] */
+static void mmspcl__clip_add_task(void *ctx, int r, int tid) {
+    const mmspcl__clip_rows_job *j = (const mmspcl__clip_rows_job *)ctx;
+    float *xr = j->x + (size_t)r * (size_t)j->dim;
+    const float *yr = j->y + (size_t)r * (size_t)j->dim;
+    int i;
+    (void)tid;
+    for (i = 0; i < j->dim; i++) xr[i] += yr[i];
+}
+
 /* x += y over n rows of dim values */
 static void mmspcl__clip_add(float *x, const float *y, int rows, int dim) {
-    int r;
-MMSPCL__OMP_FOR
-    for (r = 0; r < rows; r++) {
-        float *xr = x + (size_t)r * (size_t)dim;
-        const float *yr = y + (size_t)r * (size_t)dim;
-        int i;
-        for (i = 0; i < dim; i++) xr[i] += yr[i];
-    }
+    mmspcl__clip_rows_job j;
+    j.x = x; j.y = y; j.c = NULL; j.dim = dim;
+    mmspcl__parallel(rows, mmspcl__team(), mmspcl__clip_add_task, &j);
+}
+
+/* task: patch `task` (image task / N, patch task % N) into its row */
+static void mmspcl__clip_unfold_task(void *ctx, int task, int tid) {
+    const mmspcl__clip_rows_job *j = (const mmspcl__clip_rows_job *)ctx;
+    const mmspcl_clip_config *c = j->c;
+    const int S = c->image_size, P = c->patch_size, C = c->num_channels, g = S / P;
+    const int b = task / c->num_patches, n = task % c->num_patches, py = n / g, px = n % g;
+    float *dst = j->x + (size_t)task * (size_t)C * (size_t)P * (size_t)P;
+    int ch, ky;
+    (void)tid;
+    for (ch = 0; ch < C; ch++)
+        for (ky = 0; ky < P; ky++) {
+            const float *src = j->y + (((size_t)b * (size_t)C + (size_t)ch) * (size_t)S +
+                                       (size_t)(py * P + ky)) * (size_t)S + (size_t)px * (size_t)P;
+            memcpy(dst, src, (size_t)P * sizeof(float));
+            dst += P;
+        }
 }
 
 /* Unfold B images [C][S][S] into rows [B*N][C*P*P], each row ordered (c, ky, kx) like the conv
    weight, patches in row-major order: the stride-P convolution becomes one matrix product. */
 static void mmspcl__clip_unfold(const mmspcl_clip_config *c, const float *pixels, int B, float *rows) {
-    int S = c->image_size, P = c->patch_size, C = c->num_channels, g = S / P;
-    int task;
-MMSPCL__OMP_FOR
-    for (task = 0; task < B * c->num_patches; task++) {
-        int b = task / c->num_patches, n = task % c->num_patches, py = n / g, px = n % g, ch, ky;
-        float *dst = rows + (size_t)task * (size_t)C * (size_t)P * (size_t)P;
-        for (ch = 0; ch < C; ch++)
-            for (ky = 0; ky < P; ky++) {
-                const float *src = pixels + (((size_t)b * (size_t)C + (size_t)ch) * (size_t)S +
-                                             (size_t)(py * P + ky)) * (size_t)S + (size_t)px * (size_t)P;
-                memcpy(dst, src, (size_t)P * sizeof(float));
-                dst += P;
-            }
-    }
+    mmspcl__clip_rows_job j;
+    j.x = rows; j.y = pixels; j.c = c; j.dim = 0;
+    mmspcl__parallel(B * c->num_patches, mmspcl__team(), mmspcl__clip_unfold_task, &j);
 }
 
 /* One chunk of B <= max_batch images. */
@@ -7263,7 +7755,7 @@ mmspcl_status mmspcl_clip_forward(mmspcl_clip *m, const float *pixels, int batch
     if (embeds && !m->proj_w)
         return mmspcl__fail(err, MMSPCL_ERR_ARG,
                             "clip forward: the weight file has no visual_projection: ask for pooled only");
-    threads = MMSPCL__MAX_THREADS();
+    threads = mmspcl__team();
     if (threads > m->arena_threads) {   /* more threads than at load: the attention scratch grows */
         mmspcl_status st;
         mmspcl_arena_free(&m->arena);
@@ -7434,33 +7926,47 @@ static void mmspcl__heads_prune_row(const float *xb, int db, const float *xp, in
     }
 }
 
-mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, int dp, int K,
-                                 int n, float *pruned, unsigned char *kept, mmspcl_error *err) {
-    const int np = K > 0 ? (dp + K - 1) / K : 0;
-    int i;
+/* Rows of a pruning call: `concat` 0 writes the pruned rows [n][dp], 1 [n][db + dp] with the base first. */
+typedef struct mmspcl__prune_job {
+    const float *base, *prune;
+    float *out;
+    unsigned char *kept;
+    int db, dp, K, np, concat;
+} mmspcl__prune_job;
+
+/* task: row i */
+static void mmspcl__prune_task(void *ctx, int i, int tid) {
+    const mmspcl__prune_job *j = (const mmspcl__prune_job *)ctx;
+    const int db = j->db, dp = j->dp;
+    float *o = j->out + (size_t)i * (j->concat ? db + dp : dp);
+    (void)tid;
+    if (j->concat) {
+        memcpy(o, j->base + (size_t)i * db, sizeof(float) * (size_t)db);
+        o += db;
+    }
+    mmspcl__heads_prune_row(j->base + (size_t)i * db, db, j->prune + (size_t)i * dp, dp, j->K, o,
+                            j->kept ? j->kept + (size_t)i * j->np : NULL);
+}
+
+static mmspcl_status mmspcl__prune_rows(const float *base, int db, const float *prune, int dp, int K, int n,
+                                        float *out, unsigned char *kept, int concat, mmspcl_error *err) {
+    mmspcl__prune_job j;
     if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0)
         return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d)", db, K, dp);
-    MMSPCL__OMP_FOR
-    for (i = 0; i < n; i++)
-        mmspcl__heads_prune_row(base + (size_t)i * db, db, prune + (size_t)i * dp, dp, K, pruned + (size_t)i * dp,
-                                kept ? kept + (size_t)i * np : NULL);
+    j.base = base; j.prune = prune; j.out = out; j.kept = kept;
+    j.db = db; j.dp = dp; j.K = K; j.np = (dp + K - 1) / K; j.concat = concat;
+    mmspcl__parallel(n, (double)n * db * dp >= 1e6 ? mmspcl__team() : 1, mmspcl__prune_task, &j);
     return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, int dp, int K,
+                                 int n, float *pruned, unsigned char *kept, mmspcl_error *err) {
+    return mmspcl__prune_rows(base, db, prune, dp, K, n, pruned, kept, 0, err);
 }
 
 mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune, int dp, int K,
                                    int n, float *out, unsigned char *kept, mmspcl_error *err) {
-    const int np = K > 0 ? (dp + K - 1) / K : 0;
-    int i;
-    if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0)
-        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d)", db, K, dp);
-    MMSPCL__OMP_FOR
-    for (i = 0; i < n; i++) {
-        float *o = out + (size_t)i * (db + dp);
-        memcpy(o, base + (size_t)i * db, sizeof(float) * (size_t)db);
-        mmspcl__heads_prune_row(base + (size_t)i * db, db, prune + (size_t)i * dp, dp, K, o + db,
-                                kept ? kept + (size_t)i * np : NULL);
-    }
-    return MMSPCL_OK;
+    return mmspcl__prune_rows(base, db, prune, dp, K, n, out, kept, 1, err);
 }
 
 mmspcl_status mmspcl_prune_threshold_apply(const float *base, int db, const float *prune, int dp, int K,
@@ -7750,20 +8256,27 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
 }
 
 /* ---- 12.7 Prototypes and metrics --------------------------------------------------------- */
+typedef struct mmspcl__proto_job { const float *z, *protos; float *scores; int *pred; int dim, n_classes; } mmspcl__proto_job;
+
+/* task: row i */
+static void mmspcl__proto_task(void *ctx, int i, int tid) {
+    const mmspcl__proto_job *j = (const mmspcl__proto_job *)ctx;
+    int c, best = 0;
+    float bs = -1;
+    (void)tid;
+    for (c = 0; c < j->n_classes; c++) {
+        float s = mmspcl_score(j->z + (size_t)i * j->dim, j->protos + (size_t)c * j->dim, j->dim);
+        if (j->scores) j->scores[(size_t)i * j->n_classes + c] = s;
+        if (s > bs) { bs = s; best = c; }
+    }
+    j->pred[i] = best;
+}
+
 void mmspcl_proto_classify(const float *z, int n, int dim, const float *protos, int n_classes,
                            int *pred, float *scores) {
-    int i;
-    MMSPCL__OMP_FOR
-    for (i = 0; i < n; i++) {
-        int c, best = 0;
-        float bs = -1;
-        for (c = 0; c < n_classes; c++) {
-            float s = mmspcl_score(z + (size_t)i * dim, protos + (size_t)c * dim, dim);
-            if (scores) scores[(size_t)i * n_classes + c] = s;
-            if (s > bs) { bs = s; best = c; }
-        }
-        pred[i] = best;
-    }
+    mmspcl__proto_job j;
+    j.z = z; j.protos = protos; j.scores = scores; j.pred = pred; j.dim = dim; j.n_classes = n_classes;
+    mmspcl__parallel(n, (double)n * dim * n_classes >= 1e6 ? mmspcl__team() : 1, mmspcl__proto_task, &j);
 }
 
 void mmspcl_argmax_rows(const float *x, int n, int C, int *out) {
@@ -11224,6 +11737,393 @@ done:
     MMSPCL_FREE(e.rows);
     return st;
 }
+
+
+/* ---------------------------------------------------------------------------------------------
+   15. Threads
+   One pool per process, started on the first call that can use it, grown when asked for more
+   threads. A call (the "owner") posts a job: n items, a function, its context. Items are
+   claimed one at a time from one atomic word (job number << 32 | next item), by the owner and
+   by every worker that is awake, so a thread that gets no CPU claims nothing, and the owner
+   waits only for the items already claimed. Waiting: a bounded spin on the job counter (about
+   the gap between two kernels of one forward), then sleeping on a condition variable, so an
+   idle or descheduled thread never holds a core another process (or our own late thread) needs.
+   A call made while another owns the pool (another user thread, a kernel called from a task)
+   runs its items on its own thread. The job's fields are written between two stores of the
+   word (a seqlock: a worker that read another job's fields fails its claim), so a worker that
+   wakes late never runs a finished job.
+   ------------------------------------------------------------------------------------------ */
+static int mmspcl__cores(void);
+
+#ifdef MMSPCL__POOL
+#ifndef MMSPCL_SPIN
+#define MMSPCL_SPIN 4000   /* pause instructions a waiting thread spins before it sleeps */
+#endif
+#define MMSPCL__POOL_MAX 256
+
+typedef struct mmspcl__pool {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done_cv;
+    pthread_t th[MMSPCL__POOL_MAX];
+    unsigned start_seq[MMSPCL__POOL_MAX];
+    int started, team, owned;
+    mmspcl__task_fn fn;        /* the job: fn(ctx, i, tid) for i < n, on threads tid < team */
+    void *ctx;
+    int n, job_team, done;
+    unsigned long long word;   /* job number << 32 | next item; next 0xFFFFFFFF: fields being written */
+    unsigned seq;              /* jobs posted: what sleeping workers wait on */
+    int sleepers, owner_waits, quit;
+    /* is sharing worth it (owner only)? over the jobs of a window: the owner's estimate of
+       what the jobs would have cost it alone, minus what they took; solo: until tick solo_until */
+    double gain, spent;
+    int window;
+    unsigned long long solo_until, solo_len;
+} mmspcl__pool;
+
+static mmspcl__pool mmspcl__the_pool;
+static pthread_once_t mmspcl__pool_once = PTHREAD_ONCE_INIT;
+
+static void mmspcl__pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* A clock for the pool's bookkeeping (ticks, MMSPCL__TICKS_PER_S of them a second, roughly:
+   the x86 TSC runs at about the nominal clock, ARM's counter says its rate). 0: no clock, and
+   the pool never goes solo. */
+static unsigned long long mmspcl__ticks(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_ia32_rdtsc();
+#elif defined(__aarch64__)
+    unsigned long long t;
+    __asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(t));
+    return t;
+#else
+    return 0;
+#endif
+}
+
+static double mmspcl__ticks_per_s(void) {
+#if defined(__aarch64__)
+    unsigned long long f;
+    __asm__ __volatile__("mrs %0, cntfrq_el0" : "=r"(f));
+    return f ? (double)f : 1e9;
+#else
+    return 2.5e9;
+#endif
+}
+
+/* A forked child has the parent's memory but none of its threads: start from nothing. */
+static void mmspcl__pool_after_fork(void) {
+    mmspcl__pool *p = &mmspcl__the_pool;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
+    p->started = p->owned = p->sleepers = p->owner_waits = p->quit = 0;
+}
+
+static void mmspcl__pool_stop(void);
+
+static void mmspcl__pool_init(void) {
+    mmspcl__pool_after_fork();
+    pthread_atfork(NULL, NULL, mmspcl__pool_after_fork);
+    atexit(mmspcl__pool_stop);
+}
+
+/* Claims and runs items of job `gen` until none is left; returns how many it ran. */
+static int mmspcl__pool_work(mmspcl__pool *p, unsigned long long gen, mmspcl__task_fn fn, void *ctx, int n, int tid) {
+    int ran = 0;
+    for (;;) {
+        unsigned long long w = __atomic_load_n(&p->word, __ATOMIC_ACQUIRE);
+        if (w >> 32 != gen || (long long)(w & 0xFFFFFFFFull) >= (long long)n) return ran;
+        if (!__atomic_compare_exchange_n(&p->word, &w, w + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) continue;
+        fn(ctx, (int)(w & 0xFFFFFFFFull), tid);
+        ran++;
+        if (__atomic_add_fetch(&p->done, 1, __ATOMIC_SEQ_CST) == n && __atomic_load_n(&p->owner_waits, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
+static void *mmspcl__pool_thread(void *arg) {
+    mmspcl__pool *p = &mmspcl__the_pool;
+    const int tid = (int)(size_t)arg;
+    unsigned seen = p->start_seq[tid];
+    for (;;) {
+        unsigned long long w;
+        mmspcl__task_fn fn;
+        void *ctx;
+        int k, n, team;
+        for (k = 0; k < MMSPCL_SPIN && __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE) == seen; k++) mmspcl__pause();
+        if (__atomic_load_n(&p->seq, __ATOMIC_ACQUIRE) == seen) {
+            pthread_mutex_lock(&p->mu);
+            __atomic_add_fetch(&p->sleepers, 1, __ATOMIC_SEQ_CST);
+            while (__atomic_load_n(&p->seq, __ATOMIC_SEQ_CST) == seen && !p->quit) pthread_cond_wait(&p->wake, &p->mu);
+            __atomic_sub_fetch(&p->sleepers, 1, __ATOMIC_SEQ_CST);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) return NULL;
+        seen = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
+        w = __atomic_load_n(&p->word, __ATOMIC_ACQUIRE);
+        fn = __atomic_load_n(&p->fn, __ATOMIC_RELAXED);
+        ctx = __atomic_load_n(&p->ctx, __ATOMIC_RELAXED);
+        n = __atomic_load_n(&p->n, __ATOMIC_RELAXED);
+        team = __atomic_load_n(&p->job_team, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);   /* the fields were this job's if the claim succeeds */
+        if (tid < team && fn) mmspcl__pool_work(p, w >> 32, fn, ctx, n, tid);
+    }
+}
+
+/* At exit: workers told to stop and joined (leak checkers see no live threads). */
+static void mmspcl__pool_stop(void) {
+    mmspcl__pool *p = &mmspcl__the_pool;
+    int i, n;
+    if (__atomic_exchange_n(&p->owned, 1, __ATOMIC_ACQUIRE)) return;   /* exit during a job: leave them */
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    n = p->started;
+    for (i = 1; i < n; i++) pthread_join(p->th[i], NULL);
+    p->started = 0;
+}
+
+/* Threads a call may use now (its per-thread scratch is sized for this many). */
+static int mmspcl__team(void) {
+    mmspcl__pool *p = &mmspcl__the_pool;
+    int t;
+    pthread_once(&mmspcl__pool_once, mmspcl__pool_init);
+    t = __atomic_load_n(&p->team, __ATOMIC_RELAXED);
+    if (t < 1) {
+        t = mmspcl__cores();
+        __atomic_store_n(&p->team, t, __ATOMIC_RELAXED);
+    }
+    return t;
+}
+
+/* Solo or shared? After each shared job the owner compares what it took (t_all) with what the
+   owner alone would have taken: its own time per item (t_own / own) times n. On an idle machine
+   the gain is about half the work with 2 threads. When a helper does not get a core (another
+   process holds it, or another job's threads), the owner ends up waiting for an item that a
+   descheduled thread holds, and the jobs take longer than alone: then the pool goes solo (the
+   caller runs every item) for solo_len, doubled each time sharing fails again (50 to 800 ms),
+   and tries sharing again after it: sharing is kept when it saves at least 15% (2 threads on an
+   idle machine save up to 50%), judged after 4, 8 and 64 jobs. Probing costs a few jobs; a solo
+   job on a busy machine runs at single-thread speed. */
+static int mmspcl__pool_solo(mmspcl__pool *p) {
+    return p->solo_until && mmspcl__ticks() < p->solo_until;
+}
+
+static void mmspcl__pool_account(mmspcl__pool *p, int n, int own, unsigned long long t0, unsigned long long t_own,
+                                 unsigned long long t_all) {
+    const double tps = mmspcl__ticks_per_s();
+    double alone;
+    if (!t0 || own < 1 || t_own < t0 || t_all < t0) return;   /* no clock, or nothing to compare with */
+    alone = (double)(t_own - t0) * n / own;
+    p->gain += alone - (double)(t_all - t0);
+    p->spent += alone;
+    p->window++;
+    if ((p->window >= 4 && p->gain < 0.0) || ((p->window == 8 || p->window >= 64) && p->gain < 0.15 * p->spent)) {
+        if (p->solo_len < (unsigned long long)(0.05 * tps)) p->solo_len = (unsigned long long)(0.05 * tps);
+        p->solo_until = t_all + p->solo_len;
+        if (p->solo_len < (unsigned long long)(0.7 * tps)) p->solo_len *= 2;
+        p->gain = p->spent = 0.0;
+        p->window = 0;
+    } else if (p->window >= 64) {   /* sharing pays: forget the back-off */
+        p->solo_len = 0;
+        p->gain = p->spent = 0.0;
+        p->window = 0;
+    }
+}
+
+/* fn(ctx, i, tid) for every i in [0, n), on at most `team` threads (tid < team; the caller is 0). */
+static void mmspcl__parallel(int n, int team, mmspcl__task_fn fn, void *ctx) {
+    mmspcl__pool *p = &mmspcl__the_pool;
+    unsigned long long gen, t0, t_own;
+    int i, k, own;
+    if (n <= 0) return;
+    if (team > mmspcl__team()) team = mmspcl__team();
+    if (team > n) team = n;
+    if (team <= 1 || __atomic_exchange_n(&p->owned, 1, __ATOMIC_ACQUIRE)) {
+        for (i = 0; i < n; i++) fn(ctx, i, 0);
+        return;
+    }
+    if (mmspcl__pool_solo(p)) {
+        __atomic_store_n(&p->owned, 0, __ATOMIC_RELEASE);
+        for (i = 0; i < n; i++) fn(ctx, i, 0);
+        return;
+    }
+    while (p->started < team && !p->quit) {   /* workers 1 .. team-1 (slot 0 is the caller) */
+        if (!p->started) p->started = 1;
+        p->start_seq[p->started] = __atomic_load_n(&p->seq, __ATOMIC_RELAXED);
+        if (pthread_create(&p->th[p->started], NULL, mmspcl__pool_thread, (void *)(size_t)p->started)) break;
+        p->started++;
+    }
+    if (team > p->started) team = p->started;
+    if (team <= 1) {
+        __atomic_store_n(&p->owned, 0, __ATOMIC_RELEASE);
+        for (i = 0; i < n; i++) fn(ctx, i, 0);
+        return;
+    }
+    t0 = mmspcl__ticks();
+    gen = (__atomic_load_n(&p->word, __ATOMIC_RELAXED) >> 32) + 1;
+    __atomic_store_n(&p->word, gen << 32 | 0xFFFFFFFFull, __ATOMIC_RELAXED);   /* no claims while the fields change */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&p->fn, fn, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->ctx, ctx, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->n, n, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->job_team, team, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->done, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->word, gen << 32, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&p->seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&p->sleepers, __ATOMIC_SEQ_CST)) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->mu);
+    }
+    own = mmspcl__pool_work(p, gen, fn, ctx, n, 0);
+    t_own = mmspcl__ticks();
+    for (k = 0; k < MMSPCL_SPIN && __atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n; k++) mmspcl__pause();
+    if (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < n) {   /* an item is still running elsewhere: sleep */
+        pthread_mutex_lock(&p->mu);
+        __atomic_store_n(&p->owner_waits, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&p->done, __ATOMIC_SEQ_CST) < n) pthread_cond_wait(&p->done_cv, &p->mu);
+        __atomic_store_n(&p->owner_waits, 0, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&p->mu);
+    }
+    mmspcl__pool_account(p, n, own, t0, t_own, mmspcl__ticks());
+    __atomic_store_n(&p->owned, 0, __ATOMIC_RELEASE);
+}
+
+int mmspcl_set_threads(int n) {
+    mmspcl__pool *p = &mmspcl__the_pool;
+    pthread_once(&mmspcl__pool_once, mmspcl__pool_init);
+    if (n < 1) n = mmspcl__cores();
+    if (n > MMSPCL__POOL_MAX) n = MMSPCL__POOL_MAX;
+    __atomic_store_n(&p->team, n, __ATOMIC_RELAXED);
+#ifdef _OPENMP
+    omp_set_num_threads(n);   /* mmspcl_train.h's loops are OpenMP's */
+#endif
+    return n;
+}
+
+int mmspcl_threads(void) { return mmspcl__team(); }
+
+#else /* no pool: the calling thread (or OpenMP, where the build has it and no pthreads) */
+static int mmspcl__team_n;
+
+static int mmspcl__team(void) {
+    if (mmspcl__team_n < 1) mmspcl__team_n = mmspcl__cores();
+    return mmspcl__team_n;
+}
+
+static void mmspcl__parallel(int n, int team, mmspcl__task_fn fn, void *ctx) {
+    int i;
+#ifdef _OPENMP
+    if (team > 1 && !omp_in_parallel()) {
+        MMSPCL__PRAGMA(omp parallel for schedule(dynamic) num_threads(team))
+        for (i = 0; i < n; i++) fn(ctx, i, omp_get_thread_num());
+        return;
+    }
+#endif
+    (void)team;
+    for (i = 0; i < n; i++) fn(ctx, i, 0);
+}
+
+int mmspcl_set_threads(int n) {
+    mmspcl__team_n = n < 1 ? mmspcl__cores() : n;
+#ifdef _OPENMP
+    omp_set_num_threads(mmspcl__team_n);
+#endif
+    return mmspcl__team_n;
+}
+
+int mmspcl_threads(void) { return mmspcl__team(); }
+#endif /* MMSPCL__POOL */
+
+/* The default thread count: MMSPCL_NUM_THREADS, else OMP_NUM_THREADS (its first number), else
+   the cores this process may run on (its CPU affinity, /proc/self/status) capped by its cgroup's
+   CPU quota (cgroup v2 cpu.max, v1 cpu.cfs_quota_us), else the online CPUs. */
+static int mmspcl__env_threads(const char *name) {
+    const char *s = getenv(name);
+    long v;
+    char *end;
+    if (!s) return 0;
+    v = strtol(s, &end, 10);
+    return end != s && v >= 1 && v <= 4096 ? (int)v : 0;
+}
+
+#if !defined(MMSPCL_NO_STDIO) && defined(__linux__)
+/* CPUs in a list such as "0-3,8,10-11"; 0 when unreadable */
+static int mmspcl__count_cpu_list(const char *s) {
+    int n = 0;
+    while (*s && *s != '\n') {
+        char *end;
+        long a = strtol(s, &end, 10), b = a;
+        if (end == s) return 0;
+        s = end;
+        if (*s == '-') { b = strtol(s + 1, &end, 10); if (end == s + 1) return 0; s = end; }
+        if (b >= a) n += (int)(b - a + 1);
+        if (*s == ',') s++;
+        else break;
+    }
+    return n;
+}
+
+static int mmspcl__affinity_cpus(void) {
+    char line[4096];
+    int n = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "Cpus_allowed_list:", 18)) { n = mmspcl__count_cpu_list(line + 18 + strspn(line + 18, " \t")); break; }
+    fclose(f);
+    return n;
+}
+
+/* ceil(quota / period) from "QUOTA PERIOD" (v2) or two files (v1); 0 for none */
+static int mmspcl__quota_cpus(void) {
+    long long q = -1, per = 0;
+    char buf[64];
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f) || sscanf(buf, "%lld %lld", &q, &per) != 2) q = -1;   /* "max 100000": none */
+        fclose(f);
+    } else if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r"))) {
+        if (fgets(buf, sizeof buf, f)) q = strtoll(buf, NULL, 10);
+        fclose(f);
+        if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r"))) {
+            if (fgets(buf, sizeof buf, f)) per = strtoll(buf, NULL, 10);
+            fclose(f);
+        }
+    }
+    return q > 0 && per > 0 ? (int)((q + per - 1) / per) : 0;
+}
+#endif
+
+static int mmspcl__cores(void) {
+    int n = mmspcl__env_threads("MMSPCL_NUM_THREADS");
+    if (!n) n = mmspcl__env_threads("OMP_NUM_THREADS");
+    if (n) return n;
+#if !defined(MMSPCL_NO_STDIO) && defined(__linux__)
+    {
+        const int q = mmspcl__quota_cpus();
+        n = mmspcl__affinity_cpus();
+        if (q > 0 && (n < 1 || q < n)) n = q;
+    }
+#endif
+#if defined(MMSPCL__POOL) && defined(_SC_NPROCESSORS_ONLN)
+    if (n < 1) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return n < 1 ? 1 : n;
+}
+
+int mmspcl_default_threads(void) { return mmspcl__cores(); }
 
 #ifdef __cplusplus
 }

@@ -632,6 +632,10 @@ typedef struct mmspcl_roberta_train {
     int fwd_dropout;            /* the last forward: 1 when it applied dropout, with fwd_key, fwd_row0 */
     uint64_t fwd_key;
     int fwd_row0;
+    /* the backward's matrix-product packing buffers, in scratch (mmspcl_gemm_f32_ws): one for
+       the layer-wide products (work_threads threads), one per thread for attention's */
+    size_t work_big, work_attn;
+    int work_threads;
 } mmspcl_roberta_train;
 
 /* max_tokens: most tokens in one packed batch; max_seq: longest sequence. */
@@ -2982,40 +2986,26 @@ static mmspcl_status mmspcl__rt_lin(float *y, const float *x, int T, int in, con
     return mmspcl_linear(y, x, T, in, &t, b);
 }
 
-/* dst[c][r] = src[r][c] for a [rows][cols] source */
-static void mmspcl__rt_transpose(float *dst, const float *src, int rows, int cols) {
-    int c0;
-    MMSPCL__OMP_FOR
-    for (c0 = 0; c0 < cols; c0 += 16) {
-        int r, c, ce = c0 + 16 < cols ? c0 + 16 : cols;
-        for (r = 0; r < rows; r++)
-            for (c = c0; c < ce; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
-    }
+/* Backward of y = x W^T + b (W at g/w offset woff, [out][in]; bias at boff, or (size_t)-1):
+   dx (may be NULL) = (dx_add ? dx : 0) + dy W;  gW += dy^T x;  gb += column sums of dy.
+   Both products are mmspcl_gemm_f32 on the operands in place (transposes by packing). */
+/* the backward's scratch after dx .. dI: attention [work_threads][2 max_seq^2 + work_attn], then
+   the layers' packing buffer [work_big] */
+static float *mmspcl__rt_attn_scratch(const mmspcl_roberta_train *m) {
+    const size_t TM = (size_t)m->max_tokens;
+    return m->scratch + 7 * TM * (size_t)m->cfg.hidden_size + TM * (size_t)m->cfg.intermediate_size;
+}
+static float *mmspcl__rt_big_work(const mmspcl_roberta_train *m) {
+    return mmspcl__rt_attn_scratch(m) +
+           (size_t)m->work_threads * (2 * (size_t)m->max_seq * (size_t)m->max_seq + m->work_attn);
 }
 
-typedef struct mmspcl__rt_scr { float *tmp, *xT, *dyT, *WT, *dW; } mmspcl__rt_scr;
-
-/* Backward of y = x W^T + b (W at g/w offset woff, [out][in]; bias at boff, or (size_t)-1):
-   dx (may be NULL) += dy W;  gW += dy^T x;  gb += column sums of dy. */
 static mmspcl_status mmspcl__rt_lin_bwd(mmspcl_roberta_train *m, const float *x, int T, int in, size_t woff, int out,
-                                        size_t boff, const float *dy, float *dx, const mmspcl__rt_scr *s) {
-    mmspcl_tensor t;
+                                        size_t boff, const float *dy, float *dx, int dx_add) {
+    float *work = mmspcl__rt_big_work(m);
     mmspcl_status st;
-    size_t i, n;
-    float *gw = m->g + woff;
-    if (dx) {
-        mmspcl__rt_transpose(s->WT, m->w + woff, out, in);            /* [in][out] */
-        t = mmspcl__rt_view(s->WT, in, out);
-        if ((st = mmspcl_linear(s->tmp, dy, T, out, &t, NULL))) return st;
-        n = (size_t)T * in;
-        for (i = 0; i < n; i++) dx[i] += s->tmp[i];
-    }
-    mmspcl__rt_transpose(s->dyT, dy, T, out);                         /* [out][T] */
-    mmspcl__rt_transpose(s->xT, x, T, in);                            /* [in][T] */
-    t = mmspcl__rt_view(s->xT, in, T);
-    if ((st = mmspcl_linear(s->dW, s->dyT, out, T, &t, NULL))) return st;  /* [out][in] */
-    n = (size_t)out * in;
-    for (i = 0; i < n; i++) gw[i] += s->dW[i];
+    if (dx && (st = mmspcl_gemm_f32_ws(0, 0, T, in, out, dy, out, m->w + woff, in, dx, in, dx_add, work, m->work_big))) return st;
+    if ((st = mmspcl_gemm_f32_ws(1, 0, out, in, T, dy, out, x, in, m->g + woff, in, 1, work, m->work_big))) return st;
     if (boff != (size_t)-1) {
         float *gb = m->g + boff;
         int r, o;
@@ -3081,6 +3071,12 @@ static void mmspcl__rt_ln_bwd(mmspcl_roberta_train *m, float *dx, const float *d
 static float mmspcl__rt_gelu_grad(float x) {
     return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * expf(-0.5f * x * x) * 0.39894228040143268f;
 }
+/* d[i] *= GELU'(f[i]) */
+static void mmspcl__rt_gelu_bwd(float *d, const float *f, size_t n) {
+    long i;
+    MMSPCL__OMP_FOR
+    for (i = 0; i < (long)n; i++) d[i] *= mmspcl__rt_gelu_grad(f[i]);
+}
 
 /* Per-layer cache layout, every block sized for max_tokens rows */
 enum { MMSPCL__RT_Q, MMSPCL__RT_K, MMSPCL__RT_V, MMSPCL__RT_CTX, MMSPCL__RT_H1, MMSPCL__RT_XH1, MMSPCL__RT_XH2,
@@ -3132,6 +3128,24 @@ void mmspcl_roberta_train_sync(mmspcl_roberta_train *m) {
     for (i = 0; i < n; i++) m->w[i] = (float)m->P.w[i];
 }
 
+/* packing buffer sizes of the backward's products (mmspcl__rt_lin_bwd, mmspcl__rt_attn_bwd) */
+static void mmspcl__rt_work_sizes(mmspcl_roberta_train *m) {
+    const int T = m->max_tokens, H = m->cfg.hidden_size, I = m->cfg.intermediate_size, L = m->max_seq;
+    const int hd = H / m->cfg.num_heads, nt = MMSPCL__MAX_THREADS();
+    const int io[3][2] = {{H, H}, {H, I}, {I, H}};
+    size_t w, big = 0, at = 0;
+    int k;
+    for (k = 0; k < 3; k++) {   /* dx = dy W: T x in x out; dW = dy^T x: out x in x T */
+        if ((w = mmspcl_gemm_f32_work(T, io[k][0], io[k][1], nt)) > big) big = w;
+        if ((w = mmspcl_gemm_f32_work(io[k][1], io[k][0], T, nt)) > big) big = w;
+    }
+    at = mmspcl_gemm_f32_work(L, L, hd, 1);               /* dctx V^T */
+    if ((w = mmspcl_gemm_f32_work(L, hd, L, 1)) > at) at = w;   /* dV, dQ, dK */
+    m->work_big = big;
+    m->work_attn = at;
+    m->work_threads = nt;
+}
+
 static size_t mmspcl__rt_add(mmspcl_roberta_train *m, const char *name, int64_t a, int64_t b, int decay, mmspcl_init init,
                              double scale, mmspcl_rng *rng) {
     int64_t shape[2];
@@ -3146,7 +3160,7 @@ mmspcl_status mmspcl_roberta_train_create(mmspcl_roberta_train *m, const mmspcl_
     const double sd = 0.02;
     mmspcl_rng rng;
     char name[160];
-    size_t big, scr;
+    size_t scr;
     int l;
     memset(m, 0, sizeof *m);
     if (H < 1 || cfg->num_heads < 1 || H % cfg->num_heads || I < 1 || V < 1 || cfg->num_layers < 1 ||
@@ -3206,12 +3220,11 @@ mmspcl_status mmspcl_roberta_train_create(mmspcl_roberta_train *m, const mmspcl_
     m->posid = (int32_t *)MMSPCL_MALLOC(sizeof(int32_t) * (size_t)max_tokens);
     m->cache_n = 2 * (size_t)max_tokens * H + (size_t)max_tokens + mmspcl__rt_layer_floats(m) * (size_t)cfg->num_layers;
     m->cache = (float *)MMSPCL_MALLOC(sizeof(float) * m->cache_n);
-    big = (size_t)(I > H ? I : H);
-    if (with_mlm && (size_t)V > big) big = (size_t)V;
-    /* dx, dz, dh, dq, dk, dv, dctx [T][H]; dI [T][I]; tmp, xT, dyT [T][big]; WT, dW [H][big];
-       attention rows [threads][2][max_seq] */
-    scr = 7 * (size_t)max_tokens * H + (size_t)max_tokens * I + 3 * (size_t)max_tokens * big + 2 * (size_t)H * big +
-          2 * (size_t)MMSPCL__MAX_THREADS() * (size_t)max_seq;
+    /* dx, dz, dh, dq, dk, dv, dctx [T][H]; dI [T][I]; attention [threads][2][max_seq][max_seq];
+       packing buffers: attention's [threads][work_attn], the layers' [work_big] */
+    mmspcl__rt_work_sizes(m);
+    scr = 7 * (size_t)max_tokens * H + (size_t)max_tokens * I +
+          (size_t)m->work_threads * (2 * (size_t)max_seq * (size_t)max_seq + m->work_attn) + m->work_big;
     m->scratch_n = scr;
     m->scratch = (float *)MMSPCL_MALLOC(sizeof(float) * scr);
     if (!m->w || !m->g || !m->starts || !m->lens || !m->tok || !m->posid || !m->cache || !m->scratch) goto oom;
@@ -3313,33 +3326,36 @@ static void mmspcl__rt_attn_fwd(const float *q, const float *k, const float *v, 
 }
 
 /* ctx = (P o M) V with P = softmax(S) kept and M the dropout mask (1 without dropout):
-   dV += (P o M)^T dctx;  dP = (dctx V^T) o M;  dS = P o (dP - rowsum(P o dP)) * scale.
-   dp, mk: two rows of scratch [L]. */
-static void mmspcl__rt_attn_bwd(const float *q, const float *k, const float *v, const float *probs,
-                                const float *dctx, float *dq, float *dk, float *dv, float *dp, float *mk, int L, int H,
-                                int h, int hd, const mmspcl__rt_adrop *dr) {
+   dV = (P o M)^T dctx;  dP = (dctx V^T) o M;  dS = P o (dP - rowsum(P o dP)) * scale;
+   dQ = dS K;  dK = dS^T Q. The head's columns of dq, dk, dv are written (not accumulated).
+   The four products are mmspcl_gemm_f32 calls (on the calling thread: this runs inside the
+   loop over (sequence, head)). dp, pm: scratch [L][L] each; work: their packing buffer (nw
+   floats). Returns the first failure. */
+static mmspcl_status mmspcl__rt_attn_bwd(const float *q, const float *k, const float *v, const float *probs,
+                                         const float *dctx, float *dq, float *dk, float *dv, float *dp, float *pm,
+                                         float *work, size_t nw, int L, int H, int h, int hd, const mmspcl__rt_adrop *dr) {
     const float scale = 1.0f / sqrtf((float)hd);
-    int i, j, d;
+    const size_t o = (size_t)h * hd;
+    mmspcl_status st;
+    int i, j;
+    if ((st = mmspcl_gemm_f32_ws(0, 1, L, L, hd, dctx + o, H, v + o, H, dp, L, 0, work, nw))) return st;   /* dctx V^T */
     for (i = 0; i < L; i++) {
-        const float *p = probs + (size_t)i * L, *di = dctx + (size_t)i * H + h * hd, *qi = q + (size_t)i * H + h * hd;
-        float *dqi = dq + (size_t)i * H + h * hd;
+        const float *p = probs + (size_t)i * L;
+        float *dpi = dp + (size_t)i * L, *pmi = pm + (size_t)i * L;
         double s = 0.0;
         for (j = 0; j < L; j++) {
-            mk[j] = MMSPCL__RT_AMASK(dr, i, j, L);
-            dp[j] = mmspcl_dot_f32(di, v + (size_t)j * H + h * hd, hd) * mk[j];
-            s += (double)p[j] * dp[j];
+            const float mk = MMSPCL__RT_AMASK(dr, i, j, L);
+            dpi[j] *= mk;
+            pmi[j] = p[j] * mk;
+            s += (double)p[j] * dpi[j];
         }
-        for (j = 0; j < L; j++) {
-            const float ds = p[j] * (dp[j] - (float)s) * scale, pj = p[j] * mk[j];
-            const float *kj = k + (size_t)j * H + h * hd;
-            float *dkj = dk + (size_t)j * H + h * hd, *dvj = dv + (size_t)j * H + h * hd;
-            for (d = 0; d < hd; d++) {
-                dqi[d] += ds * kj[d];
-                dkj[d] += ds * qi[d];
-                dvj[d] += pj * di[d];
-            }
-        }
+        for (j = 0; j < L; j++) dpi[j] = p[j] * (dpi[j] - (float)s) * scale;   /* dS */
     }
+    if ((st = mmspcl_gemm_f32_ws(1, 0, L, hd, L, pm, L, dctx + o, H, dv + o, H, 0, work, nw)) ||
+        (st = mmspcl_gemm_f32_ws(0, 0, L, hd, L, dp, L, k + o, H, dq + o, H, 0, work, nw)) ||
+        (st = mmspcl_gemm_f32_ws(1, 0, L, hd, L, dp, L, q + o, H, dk + o, H, 0, work, nw)))
+        return st;
+    return MMSPCL_OK;
 }
 
 /* x [T][H] (packed, the last forward's sequences) *= the dropout mask of site (nothing when the
@@ -3511,80 +3527,78 @@ static void mmspcl__rt_flush(mmspcl_roberta_train *m) {
 mmspcl_status mmspcl_roberta_train_backward(mmspcl_roberta_train *m, const float *dout, float *demb, mmspcl_error *err) {
     const mmspcl_roberta_config *c = &m->cfg;
     const int H = c->hidden_size, I = c->intermediate_size, nh = c->num_heads, hd = H / nh, T = m->T;
-    const size_t TM = (size_t)m->max_tokens;
+    const size_t TM = (size_t)m->max_tokens, LL = (size_t)m->max_seq * m->max_seq;
     float *dx = m->scratch, *dz = dx + TM * H, *dh = dz + TM * H, *dq = dh + TM * H, *dk = dq + TM * H,
-          *dv = dk + TM * H, *dctx = dv + TM * H, *dI = dctx + TM * H;
-    mmspcl__rt_scr s;
-    size_t bigc, i, n = (size_t)T * H, *poff;
+          *dv = dk + TM * H, *dctx = dv + TM * H, *dI = dctx + TM * H, *attn_scr = mmspcl__rt_attn_scratch(m);
+    const size_t per_thread = 2 * LL + m->work_attn;
+    const int nthr = m->work_threads;   /* the scratch has room for these */
+    size_t i, n = (size_t)T * H, *poff;
     int l, task, b;
     mmspcl_status st = MMSPCL_OK;
-    bigc = (size_t)(I > H ? I : H);
-    if (m->mlm && (size_t)c->vocab_size > bigc) bigc = (size_t)c->vocab_size;
-    s.tmp = dI + TM * I;
-    s.xT = s.tmp + TM * bigc;
-    s.dyT = s.xT + TM * bigc;
-    s.WT = s.dyT + TM * bigc;
-    s.dW = s.WT + (size_t)H * bigc;
-    {
-        float *attn_rows = s.dW + (size_t)H * bigc;
-        poff = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (size_t)m->batch);
-        if (!poff) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "rt_backward: out of memory");
-        for (b = 0; b < m->batch; b++) poff[b] = mmspcl__rt_poff(m, b);
-        memcpy(dx, dout, sizeof(float) * n);
-        for (l = c->num_layers - 1; l >= m->frozen_layers; l--) {
-            const mmspcl_roberta_train_layer *L = &m->L[l];
-            mmspcl__rt_lc lc = mmspcl__rt_layer_cache(m, l);
-            const float *xin = l ? mmspcl__rt_layer_cache(m, l - 1).h[MMSPCL__RT_XOUT] : MMSPCL__RT_X0(m);
-            const float *h1 = lc.h[MMSPCL__RT_H1];
-            const float *dzm = dz;   /* dz through the dropout mask of the dense output (dq is free here) */
-            size_t nI = (size_t)T * I;
-            /* x_out = LN2(h1 + dropout(FFN(h1))) */
-            mmspcl__rt_ln_bwd(m, dz, dx, lc.h[MMSPCL__RT_XH2], lc.inv2, L->ln2_g, L->ln2_b, T, H);
-            if (m->fwd_dropout && m->dropout_hidden > 0.0f) {
-                memcpy(dq, dz, sizeof(float) * n);
-                mmspcl__rt_drop_rows(m, dq, 3 + 3 * (uint32_t)l, m->dropout_hidden);
-                dzm = dq;
-            }
-            memset(dI, 0, sizeof(float) * nI);
-            if ((st = mmspcl__rt_lin_bwd(m, lc.ga, T, I, L->wo2, H, L->bo2, dzm, dI, &s))) break;
-            for (i = 0; i < nI; i++) dI[i] *= mmspcl__rt_gelu_grad(lc.f[i]);
-            memcpy(dh, dz, sizeof(float) * n);                 /* residual */
-            if ((st = mmspcl__rt_lin_bwd(m, h1, T, H, L->wi, I, L->bi, dI, dh, &s))) break;
-            /* h1 = LN1(x_in + dropout(Wo ctx)) */
-            mmspcl__rt_ln_bwd(m, dz, dh, lc.h[MMSPCL__RT_XH1], lc.inv1, L->ln1_g, L->ln1_b, T, H);
-            dzm = dz;
-            if (m->fwd_dropout && m->dropout_hidden > 0.0f) {
-                memcpy(dq, dz, sizeof(float) * n);
-                mmspcl__rt_drop_rows(m, dq, 2 + 3 * (uint32_t)l, m->dropout_hidden);
-                dzm = dq;
-            }
-            memset(dctx, 0, sizeof(float) * n);
-            if ((st = mmspcl__rt_lin_bwd(m, lc.h[MMSPCL__RT_CTX], T, H, L->wo, H, L->bo, dzm, dctx, &s))) break;
-            memset(dq, 0, sizeof(float) * n);
-            memset(dk, 0, sizeof(float) * n);
-            memset(dv, 0, sizeof(float) * n);
-            MMSPCL__OMP_FOR
-            for (task = 0; task < m->batch * nh; task++) {
-                const int bb = task / nh, h = task % nh;
-                const size_t s0 = (size_t)m->starts[bb] * H, pb = poff[bb] + (size_t)h * m->lens[bb] * m->lens[bb];
-                float *rows = attn_rows + (size_t)MMSPCL__THREAD_ID() * 2 * m->max_seq;
-                mmspcl__rt_adrop dr;
-                mmspcl__rt_adrop_set(&dr, m, bb, h, l);
-                mmspcl__rt_attn_bwd(lc.h[MMSPCL__RT_Q] + s0, lc.h[MMSPCL__RT_K] + s0, lc.h[MMSPCL__RT_V] + s0,
-                                    lc.probs + pb, dctx + s0, dq + s0, dk + s0, dv + s0, rows, rows + m->max_seq,
+    (void)i;
+    poff = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (size_t)m->batch);
+    if (!poff) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "rt_backward: out of memory");
+    for (b = 0; b < m->batch; b++) poff[b] = mmspcl__rt_poff(m, b);
+    memcpy(dx, dout, sizeof(float) * n);
+    for (l = c->num_layers - 1; l >= m->frozen_layers; l--) {
+        const mmspcl_roberta_train_layer *L = &m->L[l];
+        mmspcl__rt_lc lc = mmspcl__rt_layer_cache(m, l);
+        const float *xin = l ? mmspcl__rt_layer_cache(m, l - 1).h[MMSPCL__RT_XOUT] : MMSPCL__RT_X0(m);
+        const float *h1 = lc.h[MMSPCL__RT_H1];
+        const float *dzm = dz;   /* dz through the dropout mask of the dense output (dq is free here) */
+        mmspcl_status ast = MMSPCL_OK;
+        /* x_out = LN2(h1 + dropout(FFN(h1))) */
+        mmspcl__rt_ln_bwd(m, dz, dx, lc.h[MMSPCL__RT_XH2], lc.inv2, L->ln2_g, L->ln2_b, T, H);
+        if (m->fwd_dropout && m->dropout_hidden > 0.0f) {
+            memcpy(dq, dz, sizeof(float) * n);
+            mmspcl__rt_drop_rows(m, dq, 3 + 3 * (uint32_t)l, m->dropout_hidden);
+            dzm = dq;
+        }
+        if ((st = mmspcl__rt_lin_bwd(m, lc.ga, T, I, L->wo2, H, L->bo2, dzm, dI, 0))) break;
+        mmspcl__rt_gelu_bwd(dI, lc.f, (size_t)T * I);
+        memcpy(dh, dz, sizeof(float) * n);                 /* residual */
+        if ((st = mmspcl__rt_lin_bwd(m, h1, T, H, L->wi, I, L->bi, dI, dh, 1))) break;
+        /* h1 = LN1(x_in + dropout(Wo ctx)) */
+        mmspcl__rt_ln_bwd(m, dz, dh, lc.h[MMSPCL__RT_XH1], lc.inv1, L->ln1_g, L->ln1_b, T, H);
+        dzm = dz;
+        if (m->fwd_dropout && m->dropout_hidden > 0.0f) {
+            memcpy(dq, dz, sizeof(float) * n);
+            mmspcl__rt_drop_rows(m, dq, 2 + 3 * (uint32_t)l, m->dropout_hidden);
+            dzm = dq;
+        }
+        if ((st = mmspcl__rt_lin_bwd(m, lc.h[MMSPCL__RT_CTX], T, H, L->wo, H, L->bo, dzm, dctx, 0))) break;
+        (void)nthr;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthr)
+#endif
+        for (task = 0; task < m->batch * nh; task++) {
+            const int bb = task / nh, h = task % nh;
+            const size_t s0 = (size_t)m->starts[bb] * H, pb = poff[bb] + (size_t)h * m->lens[bb] * m->lens[bb];
+            float *scr = attn_scr + (size_t)MMSPCL__THREAD_ID() * per_thread;
+            mmspcl__rt_adrop dr;
+            mmspcl_status e;
+            mmspcl__rt_adrop_set(&dr, m, bb, h, l);
+            e = mmspcl__rt_attn_bwd(lc.h[MMSPCL__RT_Q] + s0, lc.h[MMSPCL__RT_K] + s0, lc.h[MMSPCL__RT_V] + s0, lc.probs + pb,
+                                    dctx + s0, dq + s0, dk + s0, dv + s0, scr, scr + LL, scr + 2 * LL, m->work_attn,
                                     m->lens[bb], H, h, hd, &dr);
-            }
-            {   /* the lowest trainable layer of a frozen stack passes no gradient down */
-                float *dxin = l == m->frozen_layers && l > 0 ? NULL : dx;
-                memcpy(dx, dz, sizeof(float) * n);             /* residual */
-                if ((st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wq, H, L->bq, dq, dxin, &s)) ||
-                    (st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wk, H, L->bk, dk, dxin, &s)) ||
-                    (st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wv, H, L->bv, dv, dxin, &s)))
-                    break;
+            if (e) {
+#ifdef _OPENMP
+                MMSPCL__PRAGMA(omp critical)   /* without OpenMP: no pragma (-Wunknown-pragmas) */
+#endif
+                ast = e;
             }
         }
-        MMSPCL_FREE(poff);
+        if ((st = ast)) break;
+        {   /* the lowest trainable layer of a frozen stack passes no gradient down */
+            float *dxin = l == m->frozen_layers && l > 0 ? NULL : dx;
+            memcpy(dx, dz, sizeof(float) * n);             /* residual */
+            if ((st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wq, H, L->bq, dq, dxin, 1)) ||
+                (st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wk, H, L->bk, dk, dxin, 1)) ||
+                (st = mmspcl__rt_lin_bwd(m, xin, T, H, L->wv, H, L->bv, dv, dxin, 1)))
+                break;
+        }
     }
+    MMSPCL_FREE(poff);
     if (st) return mmspcl__t_fail(err, st, "rt_backward: layer %d failed (%s)", l, mmspcl_status_name(st));
     if (m->frozen_layers > 0) {
         mmspcl__rt_flush(m);
@@ -3612,23 +3626,16 @@ double mmspcl_roberta_train_mlm_loss(mmspcl_roberta_train *m, const int *rows, c
     const int H = m->cfg.hidden_size, V = m->cfg.vocab_size;
     const float *w = m->w;
     float *hs, *a, *ga, *y, *xh, *inv, *logits, *dy, *dga, *dh;
-    mmspcl__rt_scr s;
     double loss = 0.0;
     int i, j;
-    size_t need, mx;
+    size_t need;
     if (!m->mlm || n < 1) { mmspcl__t_fail(err, MMSPCL_ERR_ARG, "rt_mlm_loss: no MLM head or no rows"); return -1.0; }
-    mx = (size_t)(V > H ? V : H);
-    need = (size_t)n * (7 * (size_t)H + 1 + 2 * (size_t)V) + 3 * (size_t)n * mx + 2 * (size_t)H * mx;
+    need = (size_t)n * (7 * (size_t)H + 1 + 2 * (size_t)V);
     hs = (float *)MMSPCL_MALLOC(sizeof(float) * need);
     if (!hs) { mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "rt_mlm_loss: out of memory"); return -1.0; }
     a = hs + (size_t)n * H; ga = a + (size_t)n * H; y = ga + (size_t)n * H; xh = y + (size_t)n * H;
     dga = xh + (size_t)n * H; dh = dga + (size_t)n * H; inv = dh + (size_t)n * H;
     logits = inv + n; dy = logits + (size_t)n * V;
-    s.tmp = dy + (size_t)n * V;
-    s.xT = s.tmp + (size_t)n * mx;
-    s.dyT = s.xT + (size_t)n * mx;
-    s.WT = s.dyT + (size_t)n * mx;
-    s.dW = s.WT + (size_t)H * mx;
     for (i = 0; i < n; i++) memcpy(hs + (size_t)i * H, m->out + (size_t)rows[i] * H, sizeof(float) * H);
     if (mmspcl__rt_lin(a, hs, n, H, w + m->lm_w, H, w + m->lm_b)) goto fail;
     memcpy(ga, a, sizeof(float) * (size_t)n * H);
@@ -3644,12 +3651,10 @@ double mmspcl_roberta_train_mlm_loss(mmspcl_roberta_train *m, const int *rows, c
         for (j = 0; j < V; j++) d[j] = (float)(exp((double)(lg[j] - mx)) / sum / n);
         d[target[i]] -= 1.0f / (float)n;
     }
-    memset(dh, 0, sizeof(float) * (size_t)n * H);
-    if (mmspcl__rt_lin_bwd(m, y, n, H, m->word, V, m->lm_bias, dy, dh, &s)) goto fail;
+    if (mmspcl__rt_lin_bwd(m, y, n, H, m->word, V, m->lm_bias, dy, dh, 0)) goto fail;
     mmspcl__rt_ln_bwd(m, dga, dh, xh, inv, m->lm_ln_g, m->lm_ln_b, n, H);
-    for (i = 0; i < n * H; i++) dga[i] *= mmspcl__rt_gelu_grad(a[i]);
-    memset(dh, 0, sizeof(float) * (size_t)n * H);
-    if (mmspcl__rt_lin_bwd(m, hs, n, H, m->lm_w, H, m->lm_b, dga, dh, &s)) goto fail;
+    mmspcl__rt_gelu_bwd(dga, a, (size_t)n * H);
+    if (mmspcl__rt_lin_bwd(m, hs, n, H, m->lm_w, H, m->lm_b, dga, dh, 0)) goto fail;
     memset(dout, 0, sizeof(float) * (size_t)m->T * H);
     for (i = 0; i < n; i++) {
         float *o = dout + (size_t)rows[i] * H;

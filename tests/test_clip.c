@@ -8,9 +8,6 @@
 #include "tests/test.h"
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define TMP "build/tests/tmp"
 #define TINY "tests/data/clip-tiny"
@@ -417,16 +414,15 @@ static void test_writer_f32(const ref_t *r, outputs *ref_f32) {
     free_outputs(&o);
 }
 
-#ifdef _OPENMP
 /* 3. one and two threads: the same bits */
 static void test_threads(const ref_t *r, const outputs *ref_f32) {
     mmspcl_error err;
-    int saved = omp_get_max_threads();
+    int saved = mmspcl_threads();
     outputs o1, o2;
     memset(&err, 0, sizeof err);
-    omp_set_num_threads(1);
+    mmspcl_set_threads(1);
     CHECK(run_file(TMP "/clip-tiny-w.mmspcl", r, 2, &o1, &err), "forward: %s", err.msg);
-    omp_set_num_threads(2);
+    mmspcl_set_threads(2);
     CHECK(run_file(TMP "/clip-tiny-w.mmspcl", r, 2, &o2, &err), "forward: %s", err.msg);
     CHECK(same_bits(&o1, &o2, r) && same_bits(&o1, ref_f32, r), "1 and 2 threads differ");
     /* a model loaded with 1 thread and run with 3 (the arena grows) */
@@ -434,13 +430,13 @@ static void test_threads(const ref_t *r, const outputs *ref_f32) {
         mmspcl_weights *w;
         mmspcl_clip *m;
         outputs o3;
-        omp_set_num_threads(1);
+        mmspcl_set_threads(1);
         if (mmspcl_weights_open(&w, TMP "/clip-tiny-w.mmspcl", &err) == MMSPCL_OK) {
             if (mmspcl_clip_load(&m, w, 2, &err) == MMSPCL_OK) {
                 o3.embeds = (float *)calloc((size_t)r->batch * (size_t)r->proj, sizeof(float));
                 o3.pooled = (float *)calloc((size_t)r->batch * (size_t)r->W, sizeof(float));
                 o3.hidden = NULL;
-                omp_set_num_threads(3);
+                mmspcl_set_threads(3);
                 CHECK(mmspcl_clip_forward(m, r->pixels, r->batch, o3.embeds, o3.pooled, &err) == MMSPCL_OK,
                       "forward: %s", err.msg);
                 CHECK(same_bits(&o3, &o1, r), "1-thread load, 3-thread forward differs");
@@ -452,9 +448,8 @@ static void test_threads(const ref_t *r, const outputs *ref_f32) {
     }
     free_outputs(&o1);
     free_outputs(&o2);
-    omp_set_num_threads(saved);
+    mmspcl_set_threads(saved);
 }
-#endif
 
 /* 4. f16 vectors and position embeddings (widened at load): close */
 static void test_f16_vectors(const ref_t *r) {
@@ -621,9 +616,7 @@ int main(void) {
     CHECK(r.batch == 2 && r.proj > 0, "expected.txt: batch %d", r.batch);
 
     test_writer_f32(&r, &ref_f32);
-#ifdef _OPENMP
     test_threads(&r, &ref_f32);
-#endif
     test_f16_vectors(&r);
     test_broken_files(&r);
     test_gelu(&r);

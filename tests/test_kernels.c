@@ -1,7 +1,7 @@
 /* Kernels: every SIMD path of mmspcl_linear against the scalar definition (f32, f16, bf16, q8_0,
    q4_0 weights; odd shapes), bit-identical results for 1 and 2 threads, f32 weights in panels
    bit-identical to the 2-D weight on every path, and layer norm, GELU and softmax against
-   double-precision formulas.
+   double-precision formulas; mmspcl_gemm_f32 (check_gemm) against a double sum and its paths.
    Float weights (f32, f16): |simd - scalar| <= 1e-5 * sum_k |x_k w_k|.
    bf16 weights (bf16 x bf16 -> f32): every x86 path gives exactly the scalar definition's bits; the
    definition is within the bf16 rounding of x of the exact product:
@@ -86,19 +86,17 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
                   names[p], mmspcl_dtype_name(dt), rows, n_in, n_out);
             free(part);
         }
-#ifdef _OPENMP
         {
             float *one = (float *)malloc(sizeof(float) * rows * n_out);
-            int saved = omp_get_max_threads();
-            omp_set_num_threads(1);
+            int saved = mmspcl_threads();
+            mmspcl_set_threads(1);
             mmspcl_linear_path(one, x, rows, n_in, &W, bias, paths[p]);
-            omp_set_num_threads(2);
+            mmspcl_set_threads(2);
             mmspcl_linear_path(got, x, rows, n_in, &W, bias, paths[p]);
-            omp_set_num_threads(saved);
+            mmspcl_set_threads(saved);
             CHECK(!memcmp(one, got, sizeof(float) * rows * n_out), "%s %s: 1 and 2 threads differ", names[p], mmspcl_dtype_name(dt));
             free(one);
         }
-#endif
     }
     free(x); free(w); free(wd); free(bias); free(ref); free(got); free(wq);
 }
@@ -147,15 +145,13 @@ static void check_panels(int rows, int n_in, int n_out, unsigned seed) {
                   names[p], rows, n_in, n_out);
             free(part);
         }
-#ifdef _OPENMP
         {
-            int saved = omp_get_max_threads();
-            omp_set_num_threads(saved == 1 ? 2 : 1);
+            int saved = mmspcl_threads();
+            mmspcl_set_threads(saved == 1 ? 2 : 1);
             mmspcl_linear_path(got, x, rows, n_in, &P, bias, paths[p]);
-            omp_set_num_threads(saved);
+            mmspcl_set_threads(saved);
             CHECK(!memcmp(ref, got, sizeof(float) * rows * n_out), "%s panels: thread counts differ", names[p]);
         }
-#endif
     }
     free(x); free(w); free(wp); free(bias); free(ref); free(got); free(row);
 }
@@ -260,21 +256,19 @@ static void test_attention(void) {
                         worst = fmax(worst, fabs(r - o[i * D + h * hd + d]) / (a + 1e-30));
                     }
                 }
-#ifdef _OPENMP
             {
                 float *o1 = (float *)malloc(sizeof(float) * n * D);
-                int saved = omp_get_max_threads();
-                omp_set_num_threads(1);
+                int saved = mmspcl_threads();
+                mmspcl_set_threads(1);
                 mmspcl_attention(o1, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
-                omp_set_num_threads(2);
+                mmspcl_set_threads(2);
                 free(scratch);
                 scratch = (float *)malloc(sizeof(float) * mmspcl_attention_scratch(n));
                 mmspcl_attention(o, D, q, D, kk, v, D, n, n, H, hd, kv, scratch);
-                omp_set_num_threads(saved);
+                mmspcl_set_threads(saved);
                 CHECK(!memcmp(o, o1, sizeof(float) * n * D), "attention n=%d hd=%d: 1 and 2 threads differ", n, hd);
                 free(o1);
             }
-#endif
         }
         CHECK(worst < 1e-5, "attention n=%d heads=%d hd=%d: rel error %g", n, H, hd, worst);
         free(q); free(scratch); free(valid);
@@ -365,8 +359,91 @@ static void test_small_formulas(void) {
     CHECK(worst < 1e-6, "softmax error %g", worst);
 }
 
+/* mmspcl_gemm_f32: every transpose pair, accumulate or not, leading dimensions past the row,
+   sizes across the cache blocks (k 512, rows 72) and the 6 x 16 tiles. The
+   definition within 1e-5 * sum_k |a b| of a double sum (+ |C| when accumulating); every path
+   within the same bound of the definition; 1 and 2 threads bit-identical. */
+static void check_gemm(int ta, int tb, int M, int N, int K, int acc, unsigned seed) {
+    static const mmspcl_kernel_path paths[] = {MMSPCL_PATH_AUTO, MMSPCL_PATH_AVX2};
+    const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+    float *A = (float *)malloc(sizeof(float) * (size_t)(ta ? K : M) * lda);
+    float *B = (float *)malloc(sizeof(float) * (size_t)(tb ? N : K) * ldb);
+    float *C0 = (float *)malloc(sizeof(float) * (size_t)M * ldc), *ref = (float *)malloc(sizeof(float) * (size_t)M * ldc);
+    float *got = (float *)malloc(sizeof(float) * (size_t)M * ldc);
+    double worst = 0;
+    int i, j, k, p, bad = 0;
+    for (i = 0; i < (ta ? K : M) * lda; i++) A[i] = frand(&seed);
+    for (i = 0; i < (tb ? N : K) * ldb; i++) B[i] = frand(&seed);
+    for (i = 0; i < M * ldc; i++) C0[i] = frand(&seed);
+    memcpy(ref, C0, sizeof(float) * (size_t)M * ldc);
+    CHECK(mmspcl_gemm_f32_path(ta, tb, M, N, K, A, lda, B, ldb, ref, ldc, acc, MMSPCL_PATH_SCALAR) == MMSPCL_OK, "gemm def");
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            double e = acc ? C0[i * ldc + j] : 0, mag = fabs(e);
+            for (k = 0; k < K; k++) {
+                const double a = ta ? A[k * lda + i] : A[i * lda + k], b = tb ? B[j * ldb + k] : B[k * ldb + j];
+                e += a * b;
+                mag += fabs(a * b);
+            }
+            if (fabs(ref[i * ldc + j] - e) > 1e-5 * mag + 1e-30) bad++;
+            if (i * ldc + j + 1 < M * ldc && j == N - 1 && ref[i * ldc + N] != C0[i * ldc + N]) bad++;   /* padding kept */
+        }
+    CHECK(!bad, "gemm definition %d%d %dx%dx%d acc %d: %d outputs off the double sum", ta, tb, M, N, K, acc, bad);
+    for (p = 0; p < (int)(sizeof paths / sizeof paths[0]); p++) {
+        mmspcl_status st;
+        memcpy(got, C0, sizeof(float) * (size_t)M * ldc);
+        st = mmspcl_gemm_f32_path(ta, tb, M, N, K, A, lda, B, ldb, got, ldc, acc, paths[p]);
+        if (st == MMSPCL_ERR_UNSUPPORTED) continue;
+        CHECK(st == MMSPCL_OK, "gemm path %d", p);
+        for (i = 0, bad = 0; i < M; i++)
+            for (j = 0; j < ldc; j++) {
+                double mag = acc ? fabs(C0[i * ldc + j]) : 0, d = fabs((double)got[i * ldc + j] - ref[i * ldc + j]);
+                if (j >= N) { bad += got[i * ldc + j] != C0[i * ldc + j]; continue; }
+                for (k = 0; k < K; k++)
+                    mag += fabs((double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]));
+                if (d > 1e-5 * mag + 1e-30) bad++;
+                if (d / (mag + 1e-30) > worst) worst = d / (mag + 1e-30);
+            }
+        CHECK(!bad, "gemm path %d %d%d %dx%dx%d acc %d: %d outputs off the definition (worst %g)", p, ta, tb, M, N, K, acc, bad, worst);
+        if (paths[p] == MMSPCL_PATH_AUTO) {   /* the caller's packing buffer: the same bits */
+            const size_t nw = mmspcl_gemm_f32_work(M, N, K, 2);
+            float *work = (float *)malloc(sizeof(float) * (nw ? nw : 1)), *again = (float *)malloc(sizeof(float) * (size_t)M * ldc);
+            memcpy(again, C0, sizeof(float) * (size_t)M * ldc);
+            CHECK(mmspcl_gemm_f32_ws(ta, tb, M, N, K, A, lda, B, ldb, again, ldc, acc, work, nw) == MMSPCL_OK &&
+                      !memcmp(again, got, sizeof(float) * (size_t)M * ldc), "gemm_ws %dx%dx%d: differs from gemm", M, N, K);
+            free(work); free(again);
+        }
+#ifdef _OPENMP
+        {
+            int saved = omp_get_max_threads();
+            memcpy(ref, C0, sizeof(float) * (size_t)M * ldc);
+            omp_set_num_threads(1);
+            mmspcl_gemm_f32_path(ta, tb, M, N, K, A, lda, B, ldb, ref, ldc, acc, paths[p]);
+            memcpy(got, C0, sizeof(float) * (size_t)M * ldc);
+            omp_set_num_threads(2);
+            mmspcl_gemm_f32_path(ta, tb, M, N, K, A, lda, B, ldb, got, ldc, acc, paths[p]);
+            omp_set_num_threads(saved);
+            CHECK(!memcmp(ref, got, sizeof(float) * (size_t)M * ldc), "gemm path %d: 1 and 2 threads differ", p);
+        }
+#endif
+    }
+    free(A); free(B); free(C0); free(ref); free(got);
+}
+
+static void test_gemm(void) {
+    static const int shapes[][3] = {{1, 1, 1}, {7, 17, 5}, {13, 37, 300}, {80, 300, 260}, {128, 128, 64}, {150, 40, 513}};
+    float c[2] = {5, 5};
+    int s, t;
+    for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
+        for (t = 0; t < 8; t++) check_gemm(t & 1, (t >> 1) & 1, shapes[s][0], shapes[s][1], shapes[s][2], t >> 2, 1000u + 17u * (unsigned)(s * 8 + t));
+    CHECK(mmspcl_gemm_f32(0, 0, 1, 2, 0, c, 1, c, 2, c, 2, 0) == MMSPCL_OK && c[0] == 0 && c[1] == 0, "K = 0 clears C");
+    CHECK(mmspcl_gemm_f32(0, 0, 2, 2, 2, c, 1, c, 2, c, 2, 0) == MMSPCL_ERR_ARG, "lda shorter than a row");
+    CHECK(mmspcl_gemm_f32(0, 0, -1, 2, 2, c, 2, c, 2, c, 2, 0) == MMSPCL_ERR_ARG, "negative size");
+}
+
 int main(void) {
     size_t s;
+    test_gemm();
     test_linear();
     test_bf16_definition();
     test_panels();

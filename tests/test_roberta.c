@@ -92,18 +92,16 @@ static void check_model_as(const char *src, const char *type, int panels, const 
         printf("  %-34s %-5s seq %d (%2d tokens): max|diff| %.3g (max|ref| %.3g), min cosine %.8f\n",
                src, panels ? "f32p" : type, b, e->n[b], maxdiff, maxref, mincos);
     }
-#ifdef _OPENMP
     {   /* one thread must give the same bits as many */
         float *h1 = (float *)malloc((size_t)e->batch * e->seq * e->hidden * sizeof(float));
-        int saved = omp_get_max_threads();
-        omp_set_num_threads(1);
+        int saved = mmspcl_threads();
+        mmspcl_set_threads(1);
         mmspcl_roberta_forward(m, ids, lengths, e->batch, e->seq, h1, &err);
-        omp_set_num_threads(saved > 1 ? saved : 2);
+        mmspcl_set_threads(saved > 1 ? saved : 2);
         CHECK(memcmp(h1, hidden, (size_t)e->batch * e->seq * e->hidden * sizeof(float)) == 0, "%s: 1 thread differs from %d", type, saved);
-        omp_set_num_threads(saved);
+        mmspcl_set_threads(saved);
         free(h1);
     }
-#endif
     free(ids);
     if (keep) *keep = hidden;
     else free(hidden);

@@ -21,6 +21,14 @@ Steps (each skipped when its output is already there):
      libopenblas0-pthread is fetched with apt-get download into D and put on LD_LIBRARY_PATH);
   6. the outputs are checked against PyTorch f32 (cosine of the <mask> row / the class token) and
      q8_0 / q4_0 against f32 over --accuracy (default 100) inputs with tools/bench/accuracy.c.
+--dataset (issue 19, items 5-6): instead, the SPCL prompts of MELD test (tools/bench/dataset.c
+prompts; every --every-th utterance, lengths up to 256) through the RoBERTa-large checkpoint:
+mmspcl (dataset.c run: sorted prompts in length buckets of <= --tokens tokens, packed, no work on
+padding; --dtypes f32,q8_0), ONNX Runtime (tools/bench/ort_dataset.mjs on export_onnx.py's
+roberta-batch graph) and PyTorch (tools/bench/torch_dataset.py), both fed sorted, padded batches
+of each of --batches; --reps passes each per round, engines interleaved; utterances per second
+(median over the passes), ratios to ONNX Runtime's best batching, <mask> rows vs PyTorch f32.
+Written to D/dataset-results.md.
 Prints a table (median over all timed runs, min, CPU time) with ratios to ONNX Runtime and to
 PyTorch int8, and writes it as Markdown to D/results.md. Wall times suffer from other processes on
 a shared machine; CPU time (all threads of the process) much less, so both are shown.
@@ -117,6 +125,13 @@ def openblas_dir(D):
     return os.path.dirname(found[0])
 
 
+def openblas_coretype():
+    """SKYLAKEX where the CPU has AVX-512 (the kernels OpenBLAS would not pick by itself), else
+    HASWELL (AVX2): SKYLAKEX on an AVX2-only CPU dies of an illegal instruction."""
+    cpu = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    return "SKYLAKEX" if " avx512f" in cpu else "HASWELL"
+
+
 def time_round(a, m, src, table, first):
     D = a.dir
     inp = os.path.join(D, "ids128.txt" if m == "roberta" else "pixels.f32")
@@ -143,7 +158,7 @@ def time_round(a, m, src, table, first):
             env = dict(os.environ)
             env.pop("OPENBLAS_CORETYPE", None)
             env.pop("OPENBLAS_L2_SIZE", None)
-            env.update(OPENBLAS_CORETYPE="SKYLAKEX", OMP_WAIT_POLICY="PASSIVE", OPENBLAS_NUM_THREADS=str(t),
+            env.update(OPENBLAS_CORETYPE=openblas_coretype(), OMP_WAIT_POLICY="PASSIVE", OPENBLAS_NUM_THREADS=str(t),
                        OMP_NUM_THREADS=str(t), LD_LIBRARY_PATH=a.openblas)
             cmd = [PY, os.path.join(ROOT, "tools/bench/torch_bench.py"), m, src, inp, str(t), str(a.reps), "2",
                    os.path.join(D, "out-%s-torch-%d" % (m, t))]
@@ -181,6 +196,130 @@ def agreement(a, m):
     return out
 
 
+# ---- --dataset: the MELD test prompts through RoBERTa-large, utterances per second ------------
+MELD_TEST = os.path.join(ROOT, "..", "shared", "data", "meld", "test_sent_emo.csv")
+
+
+def prepare_dataset(a):
+    D = a.dir
+    os.makedirs(D, exist_ok=True)
+    run(["make", "-s", "build/mmspcl", "build/mmspcl-convert", "build/libmmspcl.a"])
+    run(["cc", "-std=c99", "-O2", "-fopenmp", "-I.", "tools/bench/dataset.c", "build/libmmspcl.a", "-o",
+         os.path.join(D, "dataset"), "-lm", "-pthread"])
+    src = os.path.join(REF, "roberta-large")
+    if not os.path.exists(os.path.join(src, "model.safetensors")):
+        log("writing the RoBERTa-large reference checkpoint (this takes minutes)")
+        run([PY, os.path.join(ROOT, "tools/reference/roberta_ref.py"), "--large"])
+    for dt in a.dtypes:
+        out = os.path.join(D, "roberta-%s.mmw" % dt)
+        if not os.path.exists(out):
+            run([os.path.join(ROOT, "build/mmspcl-convert"), src, out, "--quiet"] + CONVERT_ARGS.get(dt, ["--type", dt]))
+    onnx = os.path.join(D, "roberta-batch.onnx")
+    if not a.no_ort and not os.path.exists(onnx):
+        run([PY, os.path.join(ROOT, "tools/bench/export_onnx.py"), "roberta-batch", src, onnx])
+    if not a.no_ort and not os.path.exists(os.path.join(D, "ort/node_modules/onnxruntime-node")):
+        os.makedirs(os.path.join(D, "ort"), exist_ok=True)
+        env = dict(os.environ, ONNXRUNTIME_NODE_INSTALL_CUDA="skip")
+        run(["npm", "install", "--no-audit", "--no-fund", "onnxruntime-node"], env=env, cwd=os.path.join(D, "ort"))
+    prompts = os.path.join(D, "prompts-every%d.txt" % a.every)
+    if not os.path.exists(prompts):
+        run([os.path.join(D, "dataset"), "prompts", os.path.join(ROOT, "weights/meld-text-q8_0.mmw"), a.meld,
+             str(a.every), prompts])
+    return src, prompts
+
+
+def dataset_round(a, src, prompts, table, first):
+    D = a.dir
+    for t in a.threads:
+        for dt in a.dtypes:
+            cmd = [os.path.join(D, "dataset"), "run", os.path.join(D, "roberta-%s.mmw" % dt), prompts, str(t),
+                   str(a.reps), str(a.tokens)] + ([os.path.join(D, "z-mmspcl-%s-%d.f32" % (dt, t))] if first else [])
+            for row in results(run(cmd)):
+                table.setdefault(("mmspcl", dt, t, "buckets"), []).append(row)
+        if not a.no_ort:
+            env = dict(os.environ, ORT_NODE_MODULES=os.path.join(D, "ort/node_modules"))
+            cmd = ["node", os.path.join(ROOT, "tools/bench/ort_dataset.mjs"), os.path.join(D, "roberta-batch.onnx"),
+                   prompts, str(t), str(a.reps), a.batches] + ([os.path.join(D, "z-ort-%d" % t)] if first else [])
+            for row in results(run(cmd, env=env)):
+                table.setdefault(("onnxruntime", "f32", t, row["batch"]), []).append(row)
+        if not a.no_torch:
+            env = dict(os.environ)
+            env.pop("OPENBLAS_CORETYPE", None)
+            env.pop("OPENBLAS_L2_SIZE", None)
+            env.update(OPENBLAS_CORETYPE=openblas_coretype(), OMP_WAIT_POLICY="PASSIVE", OPENBLAS_NUM_THREADS=str(t),
+                       OMP_NUM_THREADS=str(t), LD_LIBRARY_PATH=a.openblas)
+            cmd = [PY, os.path.join(ROOT, "tools/bench/torch_dataset.py"), src, prompts, str(t), str(a.reps),
+                   a.batches] + ([os.path.join(D, "z-torch-%d" % t)] if first else []) + (["--int8"] if a.torch_int8 else [])
+            for row in results(run(cmd, env=env)):
+                table.setdefault(("pytorch", row["dtype"], t, row["batch"]), []).append(row)
+
+
+def dataset_agreement(a, n):
+    """cosine of every engine's <mask> rows with PyTorch f32's (first batch size, first thread count)"""
+    D = a.dir
+    ref = os.path.join(D, "z-torch-%d-f32-%s.f32" % (a.threads[0], a.batches.split(",")[0]))
+    if not os.path.exists(ref):
+        return {}
+    R = np.fromfile(ref, dtype="<f4").reshape(n, -1)
+    out = {}
+    for name in sorted(os.listdir(D)):
+        if name.startswith("z-") and name.endswith(".f32") and os.path.join(D, name) != ref:
+            Z = np.fromfile(os.path.join(D, name), dtype="<f4").reshape(n, -1)
+            c = [cosine(R[i], Z[i]) for i in range(n)]
+            out[name[2:-4]] = (float(np.mean(c)), float(np.min(c)))
+    return out
+
+
+def dataset_main(a):
+    src, prompts = prepare_dataset(a)
+    n = sum(1 for _ in open(prompts))
+    a.openblas = "" if a.no_torch else openblas_dir(a.dir)
+    table, t0 = {}, time.time()
+    load0 = open("/proc/loadavg").read().split()[:3]
+    for r in range(a.rounds):
+        log("dataset round %d/%d" % (r + 1, a.rounds))
+        dataset_round(a, src, prompts, table, r == 0)
+    S = {}
+    for k, rows in table.items():
+        runs = [float(x) for row in rows for x in row["runs"].split(",")]
+        S[k] = dict(ups=n / statistics.median(runs), med=statistics.median(runs),
+                    cpu=statistics.median(float(row["cpu_median_s"]) for row in rows))
+    best = {}
+    for (e, dt, t, b), v in S.items():
+        if (e, dt, t) not in best or v["ups"] > S[best[(e, dt, t)]]["ups"]:
+            best[(e, dt, t)] = (e, dt, t, b)
+    cpu = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    model_name = re.search(r"model name\s*:\s*(.*)", cpu)
+    lens = [len(l.split()) - 1 for l in open(prompts)]
+    lines = ["machine: %s, %d CPUs; load average before %s, after %s; %d rounds x %d passes; %.0f s" % (
+        model_name.group(1) if model_name else "?", os.cpu_count(), load0, open("/proc/loadavg").read().split()[:3],
+        a.rounds, a.reps, time.time() - t0),
+        "", "%d prompts (MELD test, every %d-th utterance; %d tokens, %.1f a prompt on average, longest %d)" % (
+            n, a.every, sum(lens), sum(lens) / n, max(lens)), "",
+        "| engine | weights | threads | batching | utterances/s | median s a pass | CPU s | vs ORT f32 best (same threads) |",
+        "|---|---|---|---|---|---|---|---|"]
+    for k in sorted(S, key=lambda k: (k[2], ["mmspcl", "onnxruntime", "pytorch"].index(k[0]), k[1], str(k[3]))):
+        v, o = S[k], best.get(("onnxruntime", "f32", k[2]))
+        ratio = "%.2f" % (v["ups"] / S[o]["ups"]) if o else "-"
+        batching = "length buckets <= %d tokens" % a.tokens if k[3] == "buckets" else "sorted, padded, %s a batch" % k[3]
+        star = " (best)" if best.get(k[:3]) == k and k[0] != "mmspcl" else ""
+        lines.append("| %s | %s | %d | %s%s | %.2f | %.1f | %.1f | %s |" % (k[0], k[1], k[2], batching, star, v["ups"],
+                                                                            v["med"], v["cpu"], ratio))
+    ag = dataset_agreement(a, n)
+    if ag:
+        lines += ["", "<mask> rows vs PyTorch f32 (mean / min cosine over the prompts): " +
+                  ", ".join("%s %.6f / %.6f" % (k, m, mn) for k, (m, mn) in sorted(ag.items()))]
+    for t in a.threads:
+        o = best.get(("onnxruntime", "f32", t))
+        if o and ("mmspcl", "f32", t) in best:
+            lines.append("- %d thread(s): mmspcl f32 / ORT f32 (best batching) throughput = %.2f (bar >= 1.3)" % (
+                t, S[best[("mmspcl", "f32", t)]]["ups"] / S[o]["ups"]))
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(a.dir, "dataset-results.md"), "w") as f:
+        f.write(text + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -192,8 +331,18 @@ def main():
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-ort", action="store_true")
     ap.add_argument("--accuracy", type=int, default=100)
+    ap.add_argument("--dataset", action="store_true", help="the MELD test prompts instead (see the docstring)")
+    ap.add_argument("--every", type=int, default=40, help="--dataset: every N-th prompt of MELD test")
+    ap.add_argument("--tokens", type=int, default=2048, help="--dataset: mmspcl's bucket size in tokens")
+    ap.add_argument("--batches", default="8,16,32", help="--dataset: ORT / PyTorch batch sizes")
+    ap.add_argument("--dtypes", default="f32,q8_0", help="--dataset: mmspcl weight types")
+    ap.add_argument("--torch-int8", action="store_true", help="--dataset: PyTorch dynamic int8 rows too")
+    ap.add_argument("--meld", default=MELD_TEST)
     a = ap.parse_args()
     a.threads = [int(t) for t in a.threads.split(",")]
+    if a.dataset:
+        a.dtypes = a.dtypes.split(",")
+        return dataset_main(a)
     a.torch_threads = [int(t) for t in a.torch_threads.split(",")]
     a.models = a.models.split(",")
     srcs = prepare(a)

@@ -28,13 +28,14 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(H, eps=eps), nn.LayerNorm(H, eps=eps)
         self.nh, self.post_ln, self.act = nh, post_ln, act
 
-    def attention(self, x):
+    def attention(self, x, bias=None):  # bias [B, 1, 1, T]: 0 for keys, a large negative for padding
         B, T, H = x.shape
         d = H // self.nh
         q = self.q(x).view(B, T, self.nh, d).transpose(1, 2)
         k = self.k(x).view(B, T, self.nh, d).transpose(1, 2)
         v = self.v(x).view(B, T, self.nh, d).transpose(1, 2)
-        p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)
+        s = q @ k.transpose(-1, -2) / math.sqrt(d)
+        p = torch.softmax(s if bias is None else s + bias, dim=-1)
         return self.o((p @ v).transpose(1, 2).reshape(B, T, H))
 
     def mlp(self, x):
@@ -42,9 +43,9 @@ class Block(nn.Module):
         h = F.gelu(h) if self.act == "gelu" else h * torch.sigmoid(1.702 * h)
         return self.fc2(h)
 
-    def forward(self, x):
+    def forward(self, x, bias=None):
         if self.post_ln:  # RoBERTa
-            x = self.ln1(x + self.attention(x))
+            x = self.ln1(x + self.attention(x, bias))
             return self.ln2(x + self.mlp(x))
         x = x + self.attention(self.ln1(x))  # CLIP
         return x + self.mlp(self.ln2(x))
@@ -82,12 +83,17 @@ class RobertaEncoder(nn.Module):
             self.layers.append(b)
         self.eval()
 
-    def forward(self, ids):  # ids [B, T] int64, no padding
-        T = ids.shape[1]
-        pos = torch.arange(T, dtype=torch.int64) + (self.pad + 1)
+    def forward(self, ids, mask=None):  # ids [B, T] int64; mask [B, T] int64 (1 token, 0 padding) or None
+        if mask is None:
+            T = ids.shape[1]
+            pos = torch.arange(T, dtype=torch.int64) + (self.pad + 1)
+            bias = None
+        else:  # Hugging Face's create_position_ids_from_input_ids and extended attention mask
+            pos = torch.cumsum(mask, dim=1) * mask + self.pad
+            bias = ((1 - mask).to(torch.float32) * -1e9)[:, None, None, :]
         x = self.ln(F.embedding(ids, self.word) + F.embedding(pos, self.pos) + self.typ)
         for b in self.layers:
-            x = b(x)
+            x = b(x, bias)
         return x
 
 

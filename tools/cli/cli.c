@@ -168,6 +168,15 @@ int cli_parse(const cli_spec *s, int argc, char **argv, int *n_pos) {
         for (k = 0; s->opts[k].names && !o; k++)
             if (cli_opt_has(&s->opts[k], a, n)) o = &s->opts[k];
         snprintf(name, sizeof name, "%.*s", (int)(n < 60 ? n : 60), a);
+        if (!o && !strcmp(name, "--threads")) {   /* every command's, unless it has its own */
+            long long t;
+            if (eq) v = eq + 1;
+            else if (i + 1 < argc) v = argv[++i];
+            else return cli_usage_error(s->name, "--threads needs a value (N)");
+            if ((rc = cli_parse_int(s->name, "--threads", v, 1, 1024, &t))) return rc;
+            mmspcl_set_threads((int)t);
+            continue;
+        }
         if (!o) return cli_usage_error(s->name, "unknown option '%s'", name);
         if (o - s->opts < CLI_MAX_OPTS) seen[o - s->opts] = 1;
         if (o->kind == CLI_FLAG) {
@@ -243,6 +252,11 @@ static void cli_usage_defs(const cli_spec *s, FILE *f, char (*defs)[CLI_DEF_LEN]
         if (strlen(left) > 24) fprintf(f, "  %s\n  %-24s  %s%s\n", left, "", o->help, def);
         else fprintf(f, "  %-24s  %s%s\n", left, o->help, def);
     }
+    for (k = 0; s->opts[k].names && !cli_opt_has(&s->opts[k], "--threads", 9); k++) {}
+    if (!s->opts[k].names)
+        fprintf(f, "  %-24s  %s; 1..1024 (default %d: MMSPCL_NUM_THREADS, else OMP_NUM_THREADS, else the cores this\n"
+                   "  %-24s  process may use; several jobs at once: --threads 1 each)\n",
+                "--threads N", "threads of the kernels", mmspcl_default_threads(), "");
     fprintf(f, "  %-24s  %s\n", "-h, --help", "this help, on standard output");
     fprintf(f, "  %-24s  %s\n", "--version", "the version of mmspcl");
     if (s->notes) fprintf(f, "\n%s\n", s->notes);

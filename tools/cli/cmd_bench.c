@@ -18,9 +18,6 @@
 #include <time.h>
 #include "cli.h"
 #include "mmspcl_train.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/resource.h>
 #define BENCH_HAVE_RUSAGE 1
@@ -250,7 +247,7 @@ static int bench_parse_args(int argc, char **argv, bench_opts *o) {
             CLI_OPT_REQ("-m, --model", &o->model, "FILE", "weight file (RoBERTa or CLIP vision tower; any weight dtype), - for standard input"),
             CLI_OPT_INT("--seq", &o->seq, 1, 65536, "N", "tokens per sequence (RoBERTa)"),
             CLI_OPT_INT("--batch", &o->batch, 1, 4096, "B", "sequences / images per forward"),
-            {"--threads", CLI_INT, &o->threads, 1, 1024, "T", "OpenMP threads", "OMP_NUM_THREADS or all cores", 0, NULL},
+            {"--threads", CLI_INT, &o->threads, 1, 1024, "T", "threads (mmspcl_set_threads)", "MMSPCL_NUM_THREADS, OMP_NUM_THREADS or the usable cores", 0, NULL},
             CLI_OPT_FLAG("--image", &o->image, "the file must be a CLIP vision tower (checked; the model type is read from the file)"),
             CLI_OPT_FLAG("--train", &o->train, "time a training step of a RoBERTa encoder (forward with dropout, backward, AdamW)"),
             CLI_OPT_INT("--reps", &o->reps, 1, 1000000, "R", "timed forwards"),
@@ -522,13 +519,7 @@ int mmspcl_cmd_bench(int argc, char **argv) {
     if (o.out_path && o.matmul) return cli_usage_error(CMD, "-o writes an encoder's output: not with --matmul");
     if (o.train && (o.matmul || o.image || o.out_path)) return cli_usage_error(CMD, "--train times a RoBERTa training step: not with --matmul, --image or -o");
     if (o.out_path && cli_out_open(&out, CMD, o.out_path)) return 1;
-#ifdef _OPENMP
-    if (o.threads > 0) omp_set_num_threads(o.threads);
-    o.threads = omp_get_max_threads();
-#else
-    if (o.threads > 1) fprintf(stderr, "mmspcl bench: built without OpenMP: --threads %d ignored\n", o.threads);
-    o.threads = 1;
-#endif
+    o.threads = mmspcl_set_threads(o.threads);   /* 0: the default (mmspcl.h, 15. Threads); training's OpenMP too */
     memset(&b, 0, sizeof b);
     memset(&r, 0, sizeof r);
     r.arch = "";
