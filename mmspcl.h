@@ -3848,11 +3848,22 @@ static __attribute__((target("avx2,f16c"))) void mmspcl__unpack_w_avx2(int8_t *d
             const int bits = mmspcl__kbits(W->dtype), bytes = mmspcl__types[W->dtype].bytes;
             const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
             const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll), b16 = _mm256_set1_epi8(16);
+            uint64_t scw = 0, zw = 0;
+            float dk = 0.0f;
             for (b = 0; b < nb; b++) {
                 const unsigned char *blk = src + (size_t)(b / 8) * (size_t)bytes;
                 const int j = b % 8;
                 int z;
-                const float S = mmspcl__ksub(blk, bits, j, &z);
+                float S;
+                if (j == 0) {   /* the super-block's header, once: d, 8 scale codes, 8 zero points */
+                    uint16_t h = (uint16_t)(blk[0] | blk[1] << 8);
+                    scw = mmspcl__le_bits(blk + 2, 6);
+                    zw = mmspcl__le_bits(blk + 8, bits == 4 ? 4 : 5);
+                    dk = _cvtsh_ss(h);
+                }
+                S = dk * (float)(int)(scw >> (6 * j) & 63);
+                z = (int)(zw >> (bits * j) & (uint64_t)(bits == 4 ? 15 : 31));
+                {
                 const __m128i v = _mm_loadu_si128((const __m128i *)(blk + (bits == 4 ? 12 : 13) + 16 * j));
                 __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
                 if (bits == 5) {   /* byte i gets bit i of the plane's word: 16 or 0 */
@@ -3864,6 +3875,7 @@ static __attribute__((target("avx2,f16c"))) void mmspcl__unpack_w_avx2(int8_t *d
                 }
                 _mm256_storeu_si256((__m256i *)(d + 32 * b), _mm256_add_epi8(u, _mm256_set1_epi8((char)(flip ? 128 - z : -z))));
                 ds[(size_t)o * nb + b] = S;
+                }
             }
         }
     }
