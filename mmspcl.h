@@ -945,6 +945,14 @@ mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, 
                                  int n, float *pruned, unsigned char *kept, mmspcl_error *err);
 mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune, int dp, int K,
                                    int n, float *out, unsigned char *kept, mmspcl_error *err);
+/* Threshold variant (the paper's section 8.3 proposal): a pruning head is zeroed when its cosine
+   with at least one base head is >= tau, so none, some or all heads may go (the arg-max rule
+   zeroes the best match of every base head whatever its cosine). Same heads and cosine as
+   above; pruned [n][dp], kept (optional) [n][ceil(dp/K)]. Several pruning modalities: call it
+   once per modality against the same base. */
+mmspcl_status mmspcl_prune_threshold_apply(const float *base, int db, const float *prune, int dp, int K,
+                                           double tau, int n, float *pruned, unsigned char *kept,
+                                           mmspcl_error *err);
 
 /* ---- 12.4 Fusion (a) --------------------------------------------------------------------- */
 /* Fusion (a): y = W [x_t ; x_a ; x_v] + b over the modalities with dims[m] > 0. */
@@ -7971,6 +7979,29 @@ mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, 
 mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune, int dp, int K,
                                    int n, float *out, unsigned char *kept, mmspcl_error *err) {
     return mmspcl__prune_rows(base, db, prune, dp, K, n, out, kept, 1, err);
+}
+
+mmspcl_status mmspcl_prune_threshold_apply(const float *base, int db, const float *prune, int dp, int K,
+                                           double tau, int n, float *pruned, unsigned char *kept,
+                                           mmspcl_error *err) {
+    const int np = K > 0 ? (dp + K - 1) / K : 0;
+    int i;
+    if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0 || tau != tau)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d), threshold a number", db, K, dp);
+    MMSPCL__OMP_FOR
+    for (i = 0; i < n; i++) {
+        const float *xb = base + (size_t)i * db, *xp = prune + (size_t)i * dp;
+        float *o = pruned + (size_t)i * dp;
+        int hb, hp, j;
+        for (hp = 0; hp < np; hp++) {
+            const int w = (hp + 1) * K <= dp ? K : dp - hp * K;
+            int drop = 0;
+            for (hb = 0; hb < db / K && !drop; hb++) drop = mmspcl__heads_cos(xb + (size_t)hb * K, xp + (size_t)hp * K, w) >= tau;
+            if (kept) kept[(size_t)i * np + hp] = (unsigned char)!drop;
+            for (j = hp * K; j < hp * K + w; j++) o[j] = drop ? 0.0f : xp[j];
+        }
+    }
+    return MMSPCL_OK;
 }
 
 /* ---- 12.4 Fusion (a) --------------------------------------------------------------------- */
