@@ -945,6 +945,14 @@ mmspcl_status mmspcl_prune_apply(const float *base, int db, const float *prune, 
                                  int n, float *pruned, unsigned char *kept, mmspcl_error *err);
 mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune, int dp, int K,
                                    int n, float *out, unsigned char *kept, mmspcl_error *err);
+/* Threshold variant (the paper's section 8.3 proposal): a pruning head is zeroed when its cosine
+   with at least one base head is >= tau, so none, some or all heads may go (the arg-max rule
+   zeroes the best match of every base head whatever its cosine). Same heads and cosine as
+   above; pruned [n][dp], kept (optional) [n][ceil(dp/K)]. Several pruning modalities: call it
+   once per modality against the same base. */
+mmspcl_status mmspcl_prune_threshold_apply(const float *base, int db, const float *prune, int dp, int K,
+                                           double tau, int n, float *pruned, unsigned char *kept,
+                                           mmspcl_error *err);
 
 /* ---- 12.4 Fusion (a) --------------------------------------------------------------------- */
 /* Fusion (a): y = W [x_t ; x_a ; x_v] + b over the modalities with dims[m] > 0. */
@@ -3840,11 +3848,22 @@ static __attribute__((target("avx2,f16c"))) void mmspcl__unpack_w_avx2(int8_t *d
             const int bits = mmspcl__kbits(W->dtype), bytes = mmspcl__types[W->dtype].bytes;
             const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
             const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll), b16 = _mm256_set1_epi8(16);
+            uint64_t scw = 0, zw = 0;
+            float dk = 0.0f;
             for (b = 0; b < nb; b++) {
                 const unsigned char *blk = src + (size_t)(b / 8) * (size_t)bytes;
                 const int j = b % 8;
                 int z;
-                const float S = mmspcl__ksub(blk, bits, j, &z);
+                float S;
+                if (j == 0) {   /* the super-block's header, once: d, 8 scale codes, 8 zero points */
+                    uint16_t h = (uint16_t)(blk[0] | blk[1] << 8);
+                    scw = mmspcl__le_bits(blk + 2, 6);
+                    zw = mmspcl__le_bits(blk + 8, bits == 4 ? 4 : 5);
+                    dk = _cvtsh_ss(h);
+                }
+                S = dk * (float)(int)(scw >> (6 * j) & 63);
+                z = (int)(zw >> (bits * j) & (uint64_t)(bits == 4 ? 15 : 31));
+                {
                 const __m128i v = _mm_loadu_si128((const __m128i *)(blk + (bits == 4 ? 12 : 13) + 16 * j));
                 __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
                 if (bits == 5) {   /* byte i gets bit i of the plane's word: 16 or 0 */
@@ -3856,6 +3875,7 @@ static __attribute__((target("avx2,f16c"))) void mmspcl__unpack_w_avx2(int8_t *d
                 }
                 _mm256_storeu_si256((__m256i *)(d + 32 * b), _mm256_add_epi8(u, _mm256_set1_epi8((char)(flip ? 128 - z : -z))));
                 ds[(size_t)o * nb + b] = S;
+                }
             }
         }
     }
@@ -7961,6 +7981,29 @@ mmspcl_status mmspcl_prune_forward(const float *base, int db, const float *prune
     return mmspcl__prune_rows(base, db, prune, dp, K, n, out, kept, 1, err);
 }
 
+mmspcl_status mmspcl_prune_threshold_apply(const float *base, int db, const float *prune, int dp, int K,
+                                           double tau, int n, float *pruned, unsigned char *kept,
+                                           mmspcl_error *err) {
+    const int np = K > 0 ? (dp + K - 1) / K : 0;
+    int i;
+    if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0 || tau != tau)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d), threshold a number", db, K, dp);
+    MMSPCL__OMP_FOR
+    for (i = 0; i < n; i++) {
+        const float *xb = base + (size_t)i * db, *xp = prune + (size_t)i * dp;
+        float *o = pruned + (size_t)i * dp;
+        int hb, hp, j;
+        for (hp = 0; hp < np; hp++) {
+            const int w = (hp + 1) * K <= dp ? K : dp - hp * K;
+            int drop = 0;
+            for (hb = 0; hb < db / K && !drop; hb++) drop = mmspcl__heads_cos(xb + (size_t)hb * K, xp + (size_t)hp * K, w) >= tau;
+            if (kept) kept[(size_t)i * np + hp] = (unsigned char)!drop;
+            for (j = hp * K; j < hp * K + w; j++) o[j] = drop ? 0.0f : xp[j];
+        }
+    }
+    return MMSPCL_OK;
+}
+
 /* ---- 12.4 Fusion (a) --------------------------------------------------------------------- */
 /* out [n][sum of the dims in mods] = concatenation of x[m] rows, m in t, a, v order */
 static void mmspcl__heads_concat(const float *const x[3], const int dims[3], unsigned mods, int n,
@@ -11880,7 +11923,7 @@ static int mmspcl__team(void) {
    the gain is about half the work with 2 threads. When a helper does not get a core (another
    process holds it, or another job's threads), the owner ends up waiting for an item that a
    descheduled thread holds, and the jobs take longer than alone: then the pool goes solo (the
-   caller runs every item) for solo_len, doubled each time sharing fails again (20 ms to 1.3 s),
+   caller runs every item) for solo_len, doubled each time sharing fails again (50 to 800 ms),
    and tries sharing again after it: sharing is kept when it saves at least 15% (2 threads on an
    idle machine save up to 50%), judged after 4, 8 and 64 jobs. Probing costs a few jobs; a solo
    job on a busy machine runs at single-thread speed. */
@@ -11898,7 +11941,7 @@ static void mmspcl__pool_account(mmspcl__pool *p, int n, int own, unsigned long 
     p->spent += alone;
     p->window++;
     if ((p->window >= 4 && p->gain < 0.0) || ((p->window == 8 || p->window >= 64) && p->gain < 0.15 * p->spent)) {
-        if (p->solo_len < (unsigned long long)(0.02 * tps)) p->solo_len = (unsigned long long)(0.02 * tps);
+        if (p->solo_len < (unsigned long long)(0.05 * tps)) p->solo_len = (unsigned long long)(0.05 * tps);
         p->solo_until = t_all + p->solo_len;
         if (p->solo_len < (unsigned long long)(0.7 * tps)) p->solo_len *= 2;
         p->gain = p->spent = 0.0;

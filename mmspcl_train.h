@@ -367,6 +367,11 @@ mmspcl_status mmspcl_prune_train_forward(const double *base, int db, const doubl
    heads is piecewise constant) */
 void mmspcl_prune_train_backward(const unsigned char *kept, int dp, int K, int n,
                                  const double *dpruned, double *dprune);
+/* The threshold variant of mmspcl_prune_threshold_apply, in double (same selection for float
+   inputs); its backward is mmspcl_prune_train_backward. */
+mmspcl_status mmspcl_prune_train_threshold_forward(const double *base, int db, const double *prune, int dp,
+                                                   int K, double tau, int n, double *pruned,
+                                                   unsigned char *kept, mmspcl_error *err);
 
 /* ---------------------------------------------------------------------------------------------
    7. Fusion heads
@@ -1781,6 +1786,27 @@ void mmspcl_prune_train_backward(const unsigned char *kept, int dp, int K, int n
     for (i = 0; i < n; i++)
         for (j = 0; j < dp; j++)
             if (kept[(size_t)i * np + j / K]) dprune[(size_t)i * dp + j] += dpruned[(size_t)i * dp + j];
+}
+
+mmspcl_status mmspcl_prune_train_threshold_forward(const double *base, int db, const double *prune, int dp,
+                                                   int K, double tau, int n, double *pruned,
+                                                   unsigned char *kept, mmspcl_error *err) {
+    int i, np;
+    if (K <= 0 || db <= 0 || dp <= 0 || db % K != 0 || n < 0 || tau != tau)
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a positive multiple of head size %d (pruning width %d), threshold a number", db, K, dp);
+    np = (dp + K - 1) / K;
+    for (i = 0; i < n; i++) {
+        const double *xb = base + (size_t)i * db, *xp = prune + (size_t)i * dp;
+        int hb, hp, j;
+        for (hp = 0; hp < np; hp++) {
+            const int w = (hp + 1) * K <= dp ? K : dp - hp * K;
+            int drop = 0;
+            for (hb = 0; hb < db / K && !drop; hb++) drop = mmspcl__t_cos(xb + (size_t)hb * K, xp + (size_t)hp * K, w) >= tau;
+            kept[(size_t)i * np + hp] = (unsigned char)!drop;
+            for (j = hp * K; j < hp * K + w; j++) pruned[(size_t)i * dp + j] = drop ? 0.0 : xp[j];
+        }
+    }
+    return MMSPCL_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -3556,7 +3582,9 @@ mmspcl_status mmspcl_roberta_train_backward(mmspcl_roberta_train *m, const float
                                     dctx + s0, dq + s0, dk + s0, dv + s0, scr, scr + LL, scr + 2 * LL, m->work_attn,
                                     m->lens[bb], H, h, hd, &dr);
             if (e) {
-                MMSPCL__PRAGMA(omp critical)
+#ifdef _OPENMP
+                MMSPCL__PRAGMA(omp critical)   /* without OpenMP: no pragma (-Wunknown-pragmas) */
+#endif
                 ast = e;
             }
         }

@@ -6,21 +6,24 @@
                                  --labels labels.txt --split split.txt [options]
 
    Feature files: float32 (little-endian) [n][L][D] per modality, rows in label order, zero-padded
-   past each row's length; a lengths file has one length (1..L) per line (without one every row
-   is L long). A single vector per utterance is --len-x 1. Labels: one class per line; split: one
+   past each row's length; a lengths file has one length (1..L) per line (without one, a row ends
+   after its last step that is not all zeros). A single vector per utterance is --len-x 1. Labels: one class per line; split: one
    of train / dev / test (or 0 / 1 / 2) per line, the formats of train_msve. At least two
    modalities.
    Fusions (docs/FUSION.md):
      mult        MulT as its code does it over the sequences (mmspcl_mult_seq, mmspcl.h 12.9)
      linear      each sequence mean-pooled over its real steps, concatenated, one Linear (fusion a)
      prune       pooled as linear; cross-modal pruning of every other modality against t (heads
-                 of --prune-k), then the Linear
+                 of --prune-k; a and v both pruned when both are given; the arg-max rule, or
+                 with --prune-threshold T every head with a cosine >= T), then the Linear
      bottleneck  MBT (mmspcl_fusion MBT): every step a token, learned positions; padded steps are
                  tokens too (no mask in that head)
    Training: AdamW, cross-entropy, gradient clipping, dev weighted F1 after every epoch, the best
-   epoch's weights kept, early stop after --patience epochs without a better dev F1. */
+   epoch's weights kept, early stop after --patience epochs without a better dev F1 (default off:
+   MulT can sit at chance for 5-15 epochs before it finds an alignment). */
 #include "mmspcl.h"
 #include "mmspcl_train.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +41,7 @@ typedef struct opts {
     fusion_kind kind;
     const char *path[3], *lens_path[3], *labels, *split, *save;
     int epochs, batch, patience, d, heads, layers, mem_layers, pool, prune_k, fusion_tokens, fusion_start;
-    double lr, wd, clip, dropout;
+    double lr, wd, clip, dropout, prune_tau;   /* prune_tau NAN: the arg-max rule */
     unsigned long long seed;
 } opts;
 
@@ -48,6 +51,7 @@ typedef struct model {
     mmspcl_mult_seq_train ms;    /* mult */
     mmspcl_fusion fu;            /* linear, prune, bottleneck */
     int prune_k, in_dims[3];
+    double prune_tau;
     double *x[3], *tmp[3], *logits;   /* one batch's inputs (double) and logits */
     unsigned char *kept;
 } model;
@@ -60,11 +64,12 @@ static void usage(FILE *o) {
             "         [--t FILE --len-t L --dim-t D [--lens-t FILE]] [--a ...] [--v ...]   (two or three)\n"
             "         --labels FILE --split FILE\n"
             "         [--epochs 40] [--batch 32] [--lr 3e-3] [--weight-decay 0.01] [--clip 0.8]\n"
-            "         [--patience 10] [--seed 1] [--dropout 0.1] [--save FILE]\n"
+            "         [--patience 0 (off)] [--seed 1] [--dropout 0.1] [--save FILE]\n"
             "         mult:       [--d 16] [--heads 2] [--layers 2] [--mem-layers 1] [--pool last|mean]\n"
             "         bottleneck: [--d 16] [--heads 2] [--layers 2] [--fusion-tokens 4] [--fusion-start 1]\n"
-            "         prune:      [--prune-k 4]\n"
-            "Feature files: float32 [n][L][D], zero-padded; lengths: one per line (default all L).\n"
+            "         prune:      [--prune-k 4] [--prune-threshold T (default: the arg-max rule)]\n"
+            "Feature files: float32 [n][L][D], zero-padded; lengths: one per line (default: up to the\n"
+            "last step that is not all zeros).\n"
             "Labels: one class per line. Split: train/dev/test (or 0/1/2) per line.\n"
             "Prints the dev weighted F1 of every epoch and, last, 'test weighted F1 XX.XX'.\n");
 }
@@ -135,9 +140,15 @@ static int load_modality(data *d, int m, const opts *o) {
     if (o->lens_path[m]) {
         if (!(d->lens[m] = read_column(o->lens_path[m], 0, &k))) return -1;
         if (k != rows) { fprintf(stderr, "%s has %d lengths for %d rows\n", o->lens_path[m], k, rows); return -1; }
-    } else {
+    } else {   /* no lengths file: a row ends after its last step that is not all zeros */
         if (!(d->lens[m] = (int *)malloc(sizeof(int) * (size_t)(rows ? rows : 1)))) return -1;
-        for (k = 0; k < rows; k++) d->lens[m][k] = d->L[m];
+        for (k = 0; k < rows; k++) {
+            int len = 1;
+            for (t = 0; t < d->L[m]; t++)
+                for (i = 0; i < (size_t)d->D[m]; i++)
+                    if (d->x[m][((size_t)k * d->L[m] + t) * d->D[m] + i] != 0.0f) { len = t + 1; break; }
+            d->lens[m][k] = len;
+        }
     }
     for (k = 0; k < rows; k++)
         if (d->lens[m][k] < 1 || d->lens[m][k] > d->L[m]) {
@@ -171,6 +182,7 @@ static int model_create(model *M, const data *d, const opts *o, mmspcl_error *er
     memset(M, 0, sizeof *M);
     M->kind = o->kind;
     M->prune_k = o->prune_k;
+    M->prune_tau = o->prune_tau;
     mmspcl_params_init(&M->P);
     mmspcl_rng_seed(&r, o->seed);
     if (o->kind == F_MULT) {
@@ -236,7 +248,8 @@ static int model_forward(model *M, const data *d, const int *idx, int nb, int *l
     if (M->kind == F_PRUNE)   /* a and v each pruned against t */
         for (m = 1; m < 3; m++) {
             if (!d->D[m]) continue;
-            if (mmspcl_prune_train_forward(M->x[0], d->D[0], M->x[m], d->D[m], M->prune_k, nb, M->tmp[m], M->kept, err)) return -1;
+            if (M->prune_tau == M->prune_tau ? mmspcl_prune_train_threshold_forward(M->x[0], d->D[0], M->x[m], d->D[m], M->prune_k, M->prune_tau, nb, M->tmp[m], M->kept, err)
+                                             : mmspcl_prune_train_forward(M->x[0], d->D[0], M->x[m], d->D[m], M->prune_k, nb, M->tmp[m], M->kept, err)) return -1;
             memcpy(M->x[m], M->tmp[m], sizeof(double) * (size_t)nb * d->D[m]);
         }
     return mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->x, nb, M->logits, rng, err) ? -1 : 0;
@@ -375,6 +388,7 @@ static int parse(int argc, char **argv, opts *o, data *d) {
         else if (!strcmp(a, "--layers")) o->layers = atoi(v);
         else if (!strcmp(a, "--mem-layers")) o->mem_layers = atoi(v);
         else if (!strcmp(a, "--prune-k")) o->prune_k = atoi(v);
+        else if (!strcmp(a, "--prune-threshold")) o->prune_tau = atof(v);
         else if (!strcmp(a, "--fusion-tokens")) o->fusion_tokens = atoi(v);
         else if (!strcmp(a, "--fusion-start")) o->fusion_start = atoi(v);
         else if (!strcmp(a, "--lr")) o->lr = atof(v);
@@ -441,9 +455,9 @@ int main(int argc, char **argv) {
     memset(&d, 0, sizeof d);
     memset(&M, 0, sizeof M);
     memset(&err, 0, sizeof err);
-    o.kind = F_MULT; o.epochs = 40; o.batch = 32; o.patience = 10; o.d = 16; o.heads = 2; o.layers = 2; o.mem_layers = 1;
+    o.kind = F_MULT; o.epochs = 40; o.batch = 32; o.patience = 0; o.d = 16; o.heads = 2; o.layers = 2; o.mem_layers = 1;
     o.pool = MMSPCL_POOL_LAST; o.prune_k = 4; o.fusion_tokens = 4; o.fusion_start = 1;
-    o.lr = 3e-3; o.wd = 0.01; o.clip = 0.8; o.dropout = 0.1; o.seed = 1;
+    o.lr = 3e-3; o.wd = 0.01; o.clip = 0.8; o.dropout = 0.1; o.seed = 1; o.prune_tau = NAN;
     d.n = -1;
     if ((pr = parse(argc, argv, &o, &d)) != 0) { if (pr < 0) usage(stderr); return pr > 0 ? 0 : 2; }
     if (check_opts(&o, &d)) { usage(stderr); return 2; }

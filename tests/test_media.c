@@ -13,7 +13,9 @@
       and t's the classifier's own t view (mmspcl_classifier_features); shards 1/2 + 2/2 joined
       are byte for byte the unsharded run, and so is a run stopped by --max-rows, its .part
       files then given a torn tail (as a kill mid-write leaves them), and resumed; --missing
-      skip, another job in the folder, option errors; examples/train_msve reads the output. */
+      skip, another job in the folder, option errors; examples/train_msve reads the output;
+      train --media on the train + dev folders (--join DIR...) gives a model whose heads take
+      t, a and v, and classify --media --clip votes with all three. */
 #define MMSPCL_IMPLEMENTATION
 #define MMSPCL_TRAIN_IMPLEMENTATION
 #include "mmspcl.h"
@@ -87,18 +89,19 @@ static double json_prob(const char *json, int n, const char *key, const char *cl
     return atof(p + strlen(pat));
 }
 
-/* the value of string key `key` of the n-th object */
-static void json_str(const char *json, int n, const char *key, char *out, size_t cap) {
+/* the value of string key `key` of the n-th object ("" when absent); returns 0 */
+static int json_str(const char *json, int n, const char *key, char *out, size_t cap) {
     const char *p = json, *e;
     char pat[64];
     int i;
     out[0] = 0;
     for (i = 0; i <= n && p; i++) p = strstr(i ? p + 1 : p, "{\"dialogue\"");
     snprintf(pat, sizeof pat, "\"%s\": \"", key);
-    if (!p || !(p = strstr(p, pat))) return;
+    if (!p || !(p = strstr(p, pat))) return 0;
     p += strlen(pat);
     e = strchr(p, '"');
     if (e && (size_t)(e - p) < cap) { memcpy(out, p, (size_t)(e - p)); out[e - p] = 0; }
+    return 0;
 }
 
 static void test_classify_media(void) {
@@ -297,12 +300,38 @@ static void ex_check_train_msve(void) {
           "train_msve reads extract's files: %s %s", g_out, g_err);
 }
 
+/* train and dev folders joined (--join DIR...), media heads trained on them (train --media),
+   then classify --media with video: every turn votes with t, a and v */
+static void ex_check_train_media(void) {
+    char m[8];
+    int i, all = 1;
+    CHECK(sh(MM " extract --join -q -o " EX "/tv " EX "/out " EX "/dev") == 0 && fsize(EX "/tv/a.f32") == 12 * 88 * 4 &&
+          fsize(EX "/tv/labels.txt") == 24, "--join of two folders: %s", g_err);
+    CHECK(sh(MM " extract --join -q -o " EX "/tv2 " EX "/out " EX "/sh/shard-1-of-2") == 1 && strstr(g_err, "one shard"),
+          "--join of a lone shard: %s", g_err);
+    CHECK(sh(MM " extract --join -q -o " EX "/out " EX "/out " EX "/dev") == 2, "--join into one of its inputs: %s", g_err);
+    CHECK(sh(MM " train --media " EX "/tv -m " AUDIO_MODEL " -o " EX "/x.mmw") == 1 && strstr(g_err, "t view"),
+          "features of another model refused: %s", g_err);
+    CHECK(sh(MM " train --media " EX "/tv -m " BASE " -o " EX "/av.mmw --epochs 3") == 0 && strstr(g_err, "emotion head over t+a+v"),
+          "train --media: %s", g_err);
+    CHECK(sh(MM " classify -m " EX "/av.mmw --media " EX "/clips " EX "/train_x.csv") == 2 && strstr(g_err, "--clip"),
+          "a video head without --clip: %s", g_err);
+    CHECK(sh(MM " classify -m " EX "/av.mmw --media " EX "/clips --clip " EX "/clip.mmw --json " EX "/train_x.csv") == 0,
+          "classify with audio and video: %s", g_err);
+    for (i = 0; i < 6; i++) { json_str(g_out, i, "modalities", m, sizeof m); all &= !strcmp(m, "tav"); }
+    CHECK(all, "every turn voted with t, a and v");
+    CHECK(sh(MM " classify -m " EX "/av.mmw --media " EX "/clips --missing text --json " EX "/train_x.csv") == 0 &&
+          strstr(g_err, "video head goes unused") && json_str(g_out, 0, "modalities", m, sizeof m) == 0 && !strcmp(m, "ta"),
+          "no --clip with --missing text: votes with t and a: %s", g_err);
+}
+
 static void test_extract(void) {
     if (ex_setup()) return;
     ex_check_run();
     ex_check_shards_resume();
     ex_check_errors();
     ex_check_train_msve();
+    ex_check_train_media();
 }
 
 int main(void) {

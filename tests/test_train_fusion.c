@@ -67,6 +67,15 @@ static void test_kinds(void) {
     }
 }
 
+/* without lengths files a row ends after its last step that is not all zeros */
+static void test_inferred_lengths(void) {
+    char *out = NULL;
+    int rc = test_run(&out, "build/examples/train_fusion --fusion mult --t " TMP "/t.f32 --len-t 4 --dim-t 8 --a " TMP "/a.f32 --len-a 3 "
+                            "--dim-a 4 --labels " TMP "/labels.txt --split " TMP "/split.txt --epochs 1 --d 8 2>&1");
+    CHECK(rc == 0 && out && strstr(out, "test weighted F1 "), "no lengths files: exit %d: %s", rc, out ? out : "");
+    free(out);
+}
+
 static void test_saved_mult(void) {
     mmspcl_weights *w = NULL;
     mmspcl_mult_seq m;
@@ -117,6 +126,8 @@ static void test_bad_input(void) {
     expect_fail("split word", "--t " TMP "/t_pad.f32 --len-t 4 --dim-t 8 --a " TMP "/t_pad.f32 --len-a 4 --dim-a 8 --labels " TMP "/lab2.txt --split " TMP "/sp_bad.txt", "line 2 'maybe' is not a split");
     expect_fail("label count", "--fusion linear --t " TMP "/t.f32 --len-t 4 --dim-t 8 --a " TMP "/a.f32 --len-a 3 --dim-a 4 --labels " TMP "/lab2.txt --split " TMP "/split.txt", "2 labels for 60 feature rows");
     expect_fail("prune head size", "--fusion prune --prune-k 3 " ARGS, "multiple of --prune-k 3");
+    CHECK(test_run(NULL, "build/examples/train_fusion --fusion prune --prune-threshold 0.5 " ARGS " --epochs 1 >/dev/null 2>&1") == 0,
+          "prune with a threshold runs");
 }
 
 int main(void) {
@@ -125,5 +136,6 @@ int main(void) {
     test_bad_input();
     test_kinds();
     test_saved_mult();
+    test_inferred_lengths();
     return TEST_END();
 }

@@ -190,7 +190,7 @@ done:
 static int media_check(const mmspcl_classifier *m, const char *model, const char *clip_path, const char *missing, media_opts *mo) {
     if (!m->has_media[0] && !m->has_media[1])
         return cli_fail(CMD, "--media: %s has no audio or video head (meld.media.*), so it classifies from text only: run without --media, "
-                             "or give it media heads (docs/AUDIO.md, 9. Audio and video in the classifier)", model);
+                             "or give it media heads with mmspcl train --media (docs/AUDIO.md, section 9)", model);
     mo->fallback = !strcmp(missing, "text");
     mo->use_audio = m->audio_dim > 0;
     mo->use_video = m->video_dim > 0 && clip_path;

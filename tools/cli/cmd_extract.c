@@ -432,19 +432,29 @@ static int ex_append(FILE *f, const char *from, const char *to) {
     return 0;
 }
 
-/* the shards' manifests: the same job, counts summed into *j (sig, rows, skipped, dims) */
-static int ex_join_check(ex_job *j, int n) {
+/* the folders' manifests, counts summed into *j (sig, rows, skipped, dims): shards of one job
+   (shards 1), or whole extractions (shards 0: other CSVs or splits, the same models) */
+static int ex_join_check(ex_job *j, char **dir, int n, int shards) {
     char path[4100], val[1300], *text;
+    const char *mp;
     int i;
-    for (i = 1; i <= n; i++) {
-        snprintf(path, sizeof path, "%s/shard-%d-of-%d/extract.txt", j->out, i, n);
+    for (i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/extract.txt", dir[i]);
         if (!(text = ex_slurp(path)))
-            return cli_fail(CMD, "shard %d/%d is not complete (no %s): run it (again) before --join", i, n, path);
-        if (!ex_field(text, "job", val, sizeof val) || (i > 1 && strcmp(val, j->sig))) {
+            return shards ? cli_fail(CMD, "shard %d/%d is not complete (no %s): run it (again) before --join", i + 1, n, path)
+                          : cli_fail(CMD, "%s is not a complete extraction (no %s)", dir[i], path);
+        if (!shards && (!ex_field(text, "shard", val, sizeof val) || strcmp(val, "1/1"))) {
             mmspcl_free(text);
-            return cli_fail(CMD, "%s: another job than shard 1's (CSV, models, split or --missing differ)", path);
+            return cli_fail(CMD, "%s holds one shard: join its shards first (mmspcl extract --join -o THAT_FOLDER)", dir[i]);
         }
-        snprintf(j->sig, sizeof j->sig, "%s", val);
+        mp = ex_field(text, "job", val, sizeof val) ? strstr(val, " t=") : NULL;
+        if (!mp || (i > 0 && strcmp(shards ? val : mp, shards ? j->sig : strstr(j->sig, " t=")))) {
+            mmspcl_free(text);
+            return cli_fail(CMD, "%s: %s", path, shards ? "another job than shard 1's (CSV, models, split or --missing differ)"
+                                                        : "features of other models than the first folder's (t, v widths and files)");
+        }
+        if (shards) snprintf(j->sig, sizeof j->sig, "%s", val);
+        else if (i == 0) snprintf(j->sig, sizeof j->sig, "joined=%d%s", n, mp);
         j->rows_done += ex_field(text, "rows", val, sizeof val) ? atoi(val) : 0;
         j->skipped += ex_field(text, "skipped", val, sizeof val) ? atoi(val) : 0;
         j->H = ex_field(text, "dim.t", val, sizeof val) ? atoi(val) : 0;
@@ -454,30 +464,51 @@ static int ex_join_check(ex_job *j, int n) {
     return 0;
 }
 
-static int ex_join(ex_job *j) {
+/* the folders' files concatenated in order into j->out, then its manifest */
+static int ex_join_files(ex_job *j, char **dir, int n) {
     char from[4100], to[4100], tmp[4200], text[2048];
-    const int n = ex_shard_count(j->out);
     int i, k;
-    if (n < 0) return 1;
-    if (n == 0) return cli_fail(CMD, "--join: %s holds no shard-I-of-N folders (made by --shard I/N -o %s)", j->out, j->out);
-    if (ex_join_check(j, n)) return 1;
     for (k = 0; k < EX_NFILES; k++) {
         FILE *f;
         if ((k == EX_T && !j->H) || (k == EX_V && !j->V)) continue;
         if (ex_path(to, sizeof to, j->out, ex_name[k], "")) return 1;
         snprintf(tmp, sizeof tmp, "%s.tmp", to);
         if (!(f = fopen(tmp, "wb"))) return cli_fail(CMD, "cannot create %s: %s", tmp, strerror(errno));
-        for (i = 1; i <= n; i++) {
-            snprintf(from, sizeof from, "%s/shard-%d-of-%d/%s", j->out, i, n, ex_name[k]);
+        for (i = 0; i < n; i++) {
+            snprintf(from, sizeof from, "%s/%s", dir[i], ex_name[k]);
             if (ex_append(f, from, to)) { fclose(f); remove(tmp); return 1; }
         }
         if (fclose(f) != 0 || rename(tmp, to) != 0) { remove(tmp); return cli_fail(CMD, "cannot write %s: %s", to, strerror(errno)); }
     }
     j->shard_i = j->shard_n = 1;
     ex_describe(j, text, sizeof text, 1);
-    if (ex_path(to, sizeof to, j->out, "extract.txt", "") || ex_write_atomic(to, text)) return 1;
-    if (!j->quiet) fprintf(stderr, "mmspcl " CMD ": joined %d shards into %s: %d rows (%d skipped)\n", n, j->out, j->rows_done, j->skipped);
-    return 0;
+    return ex_path(to, sizeof to, j->out, "extract.txt", "") || ex_write_atomic(to, text);
+}
+
+/* --join -o OUTDIR: OUTDIR's shard-I-of-N folders; --join -o OUTDIR DIR...: those folders */
+static int ex_join(ex_job *j, const char *const *pos, int np) {
+    const int n = np ? np : ex_shard_count(j->out);
+    char **dir;
+    int i, rc = 1;
+    if (n < 0) return 1;
+    if (n == 0) return cli_fail(CMD, "--join: %s holds no shard-I-of-N folders (made by --shard I/N -o %s)", j->out, j->out);
+    for (i = 0; i < np; i++)
+        if (!strcmp(pos[i], j->out) || cli_same_file(pos[i], j->out)) return cli_usage_error(CMD, "--join: -o %s is one of the folders joined", j->out);
+    if (np && ex_mkdir(j->out)) return 1;
+    if (!(dir = (char **)calloc((size_t)n, sizeof *dir))) return cli_fail(CMD, "out of memory");
+    for (i = 0; i < n; i++) {
+        if (!(dir[i] = (char *)malloc(4100))) { cli_fail(CMD, "out of memory"); goto done; }
+        if (np) snprintf(dir[i], 4100, "%s", pos[i]);
+        else snprintf(dir[i], 4100, "%s/shard-%d-of-%d", j->out, i + 1, n);
+    }
+    if (ex_join_check(j, dir, n, !np) || ex_join_files(j, dir, n)) goto done;
+    if (!j->quiet)
+        fprintf(stderr, "mmspcl " CMD ": joined %d %s into %s: %d rows (%d skipped)\n", n, np ? "folders" : "shards", j->out, j->rows_done, j->skipped);
+    rc = 0;
+done:
+    for (i = 0; i < n; i++) free(dir[i]);
+    free(dir);
+    return rc;
 }
 
 /* ==== the command =========================================================================== */
@@ -509,7 +540,7 @@ static void ex_free(ex_job *j) {
 }
 
 int mmspcl_cmd_extract(int argc, char **argv) {
-    const char *shard = NULL;
+    const char *shard = NULL, *pos[64];
     int join = 0, np, rc;
     ex_job j;
     memset(&j, 0, sizeof j);
@@ -524,28 +555,29 @@ int mmspcl_cmd_extract(int argc, char **argv) {
             CLI_OPT_STR("--shard", &shard, "I/N", "the I-th of N contiguous runs of dialogues, into OUTDIR/shard-I-of-N", "1/1: all, into OUTDIR"),
             CLI_OPT_STR("--missing", &j.missing, "M", "a missing clip file: error, or skip (the row left out, listed in skipped.tsv)", "error"),
             CLI_OPT_INT("--max-rows", &j.max_rows, 0, 1e9, "N", "stop (resumable) after about N more rows, at a dialogue's end; 0: no limit"),
-            CLI_OPT_FLAG("--join", &join, "concatenate OUTDIR's complete shard-I-of-N folders into OUTDIR"),
+            CLI_OPT_FLAG("--join", &join, "concatenate OUTDIR's complete shard-I-of-N folders (or the DIRs given) into OUTDIR"),
             CLI_OPT_FLAG("-q, --quiet", &j.quiet, "no progress bar or summary on stderr"),
             CLI_OPT_STR("-o, --output, --out", &j.out, "OUTDIR", "the folder of the feature files (created; its parent must exist)", NULL),
             CLI_OPT_END};
         const cli_spec spec = {CMD, "--csv FILE --media DIR [-m TEXT_MODEL] [--clip CLIP_MODEL] [--shard I/N] -o OUTDIR\n"
-                                    "       mmspcl extract --join -o OUTDIR",
+                                    "       mmspcl extract --join -o OUTDIR [DIR...]",
                                "Per-utterance features of a MELD CSV for examples/train_msve: a.f32 (88 eGeMAPS of diaX_uttY.wav),\n"
                                "t.f32 (-m), v.f32 (--clip, of diaX_uttY.png), labels.txt (emotion ids), sentiment.txt, split.txt,\n"
                                "rows.tsv (Dialogue_ID, Utterance_ID), skipped.tsv; extract.txt, written last, says the folder is complete.",
-                               opts, NULL, 0,
+                               opts, pos, 64,
                                "Resumable: run the same command again after an interruption; rows already committed (every\n"
                                "dialogue, in progress.txt) are kept and the rest is done. --join gives the bytes of one unsharded\n"
-                               "run. Slurm arrays and GNU parallel: docs/MELD.md."};
+                               "run. --join -o OUTDIR DIR...: complete extractions (e.g. the train and dev splits' folders), the same\n"
+                               "models, concatenated in that order. Slurm arrays and GNU parallel: docs/MELD.md."};
         if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
     }
     if (!j.out) return cli_usage_error(CMD, "-o OUTDIR is required");
     if (join) {
         if (j.csv_path || j.media || j.model || j.clip_path || shard || j.split || j.max_rows)
             return cli_usage_error(CMD, "--join takes only -o OUTDIR (and --quiet)");
-        rc = ex_join(&j);
-        return rc;
+        return ex_join(&j, pos, np);
     }
+    if (np) return cli_usage_error(CMD, "unexpected argument '%s' (folders are for --join)", pos[0]);
     if (!j.csv_path || !j.media) return cli_usage_error(CMD, "%s is required", j.csv_path ? "--media DIR" : "--csv FILE");
     if (strcmp(j.missing, "error") && strcmp(j.missing, "skip")) return cli_usage_error(CMD, "--missing '%s': expected error or skip", j.missing);
     if (!strcmp(j.csv_path, "-") || (j.model && !strcmp(j.model, "-")) || (j.clip_path && !strcmp(j.clip_path, "-")))

@@ -9,7 +9,10 @@
    (every stage still to come, from the resume point with --resume).
 
    mmspcl train --init MODEL --meld DIR -o OUT [options]: SPCL fine-tuning of a converted RoBERTa
-   checkpoint instead (tools/train/spcl_finetune.c; train_finetune below). */
+   checkpoint instead (tools/train/spcl_finetune.c; train_finetune below).
+
+   mmspcl train --media FEATS -m MODEL -o OUT: audio / video heads on mmspcl extract's features
+   (meld_train_media; train_media below). */
 #include "mmspcl.h"
 #include "mmspcl_train.h"
 #include "tools/train/meld_recipe.h"
@@ -240,7 +243,8 @@ static int train_parse(int argc, char **argv, meld_recipe *r, train_args *a, tra
                            "stopping on dev, text views, MSVE heads (tools/train/meld_recipe.h). Never reads the test split.",
                            opts, NULL, 0,
                            "Every output (MODEL, --q8 OUT, MODEL.ckpt) is checked before training starts; none may be an input.\n"
-                           "With --init MODEL: SPCL fine-tuning of a converted RoBERTa instead (mmspcl train --init MODEL --help)."};
+                           "With --init MODEL: SPCL fine-tuning of a converted RoBERTa instead (mmspcl train --init MODEL --help).\n"
+                           "With --media FEATS: audio / video heads for a classifier (mmspcl train --media FEATS --help)."};
     if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
     if (r->hidden % r->heads) return cli_usage_error(CMD, "--hidden %d is not a multiple of --heads %d", r->hidden, r->heads);
     if (a->limit && a->limit < 5 && r->holdout)
@@ -436,6 +440,49 @@ done:
     return rc;
 }
 
+/* ==== mmspcl train --media: audio / video heads for a classifier ================================ */
+static void media_progress(void *user, const char *stage, int done, int total, const char *msg) {
+    (void)user; (void)done; (void)total;
+    if (msg) fprintf(stderr, "%s: %s\n", stage, msg);
+}
+
+static int train_media(int argc, char **argv) {
+    const char *feats = NULL, *base = NULL, *out = NULL;
+    meld_media_recipe r;
+    mmspcl_error err;
+    int np, rc;
+    meld_media_defaults(&r);
+    {
+        const cli_opt opts[] = {
+            CLI_OPT_REQ("--media", &feats, "FEATS", "a folder of mmspcl extract -m MODEL (t, a and maybe v; train and dev rows)"),
+            CLI_OPT_REQ("-m, --model", &base, "MODEL", "the classifier file the heads join (the -m of extract)"),
+            CLI_OPT_REQ("-o, --output", &out, "OUT", "the classifier file to write: MODEL with meld.media.* heads"),
+            CLI_OPT_INT("--hidden", &r.hidden, 1, 1 << 16, "N", "hidden width of each combination's MLP"),
+            CLI_OPT_INT("--epochs", &r.epochs, 1, 100000, "N", "epochs at most"),
+            CLI_OPT_INT("--patience", &r.patience, 0, 100000, "N", "stop after N epochs without a better dev F1 (0: never)"),
+            CLI_OPT_REAL("--lr", &r.lr, 0, 1, "X", "AdamW learning rate"),
+            CLI_OPT_REAL("--dropout", &r.dropout, 0, 0.95, "X", "dropout of the MLPs while training"),
+            {"--seed", CLI_U64, &r.seed, 0, 18446744073709551615.0, "N", "random seed (0 to 2^64-1)", NULL, 0, NULL},
+            CLI_OPT_END};
+        const cli_spec spec = {CMD, "--media FEATS -m MODEL -o OUT [options]",
+                               "Audio and video heads for a classifier (mmspcl.h 13.6): an MSVE head per task over MODEL's t view and\n"
+                               "the eGeMAPS / CLIP vectors of mmspcl extract, trained on the folder's train rows, stopped on its dev rows.",
+                               opts, NULL, 0,
+                               "FEATS: one extract folder holding the train and dev rows (the two runs' files concatenated, docs/MELD.md).\n"
+                               "mmspcl classify -m OUT --media DIR then uses them (docs/AUDIO.md, section 9)."};
+        if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
+    }
+    {
+        const char *in_opts[1] = {"-m"}, *in_paths[1];
+        in_paths[0] = base;
+        if ((rc = cli_refuse_same(CMD, "-o", out, 1, in_opts, in_paths))) return rc;
+    }
+    if (cli_check_weights_output(CMD, "-o", out)) return 1;
+    if (meld_train_media(&r, base, feats, out, media_progress, NULL, &err)) return cli_fail(CMD, "%s", err.msg);
+    fprintf(stderr, "wrote %s\n", out);
+    return 0;
+}
+
 int mmspcl_cmd_train(int argc, char **argv) {
     meld_recipe r;
     train_args a;
@@ -446,6 +493,8 @@ int mmspcl_cmd_train(int argc, char **argv) {
     int rc, have_train = 0, have_dev = 0;
     for (rc = 1; rc < argc && strcmp(argv[rc], "--"); rc++)   /* --init: the fine-tuning recipe */
         if (!strcmp(argv[rc], "--init") || !strncmp(argv[rc], "--init=", 7)) return train_finetune(argc, argv);
+    for (rc = 1; rc < argc && strcmp(argv[rc], "--"); rc++)   /* --media: heads for the clips' audio and video */
+        if (!strcmp(argv[rc], "--media") || !strncmp(argv[rc], "--media=", 8)) return train_media(argc, argv);
     meld_recipe_defaults(&r);
     memset(&ui, 0, sizeof ui);
     memset(&a, 0, sizeof a);

@@ -1094,3 +1094,188 @@ done:
 }
 
 
+
+/* ---- media heads from mmspcl extract's features ---- */
+void meld_media_defaults(meld_media_recipe *r) {
+    memset(r, 0, sizeof *r);
+    r->hidden = 64; r->epochs = 50; r->patience = 5; r->lr = 1e-3; r->dropout = 0.1; r->seed = 1;
+}
+
+/* the extract folder: rows, widths, split and labels of each row */
+typedef struct meld_feats {
+    int n, dims[3];
+    float *x[3];                     /* [n][dims[m]] (NULL: width 0) */
+    int *y[2], *split;               /* emotion, sentiment ids; 0 train, 1 dev, 2 test */
+    char *manifest;
+} meld_feats;
+
+static void meld_feats_free(meld_feats *f) {
+    int m;
+    for (m = 0; m < 3; m++) free(f->x[m]);
+    free(f->y[0]); free(f->y[1]); free(f->split);
+    mmspcl_free(f->manifest);
+    memset(f, 0, sizeof *f);
+}
+
+/* "key VALUE" of the manifest as an integer (-1: absent) */
+static long long meld_manifest_int(const char *text, const char *key) {
+    const size_t kl = strlen(key);
+    const char *p;
+    for (p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, key, kl) && p[kl] == ' ') return atoll(p + kl + 1);
+    return -1;
+}
+
+/* dir/name, whole (NUL after the last byte) */
+static mmspcl_status meld_feats_file(const char *dir, const char *name, unsigned char **b, size_t *n, mmspcl_error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return mmspcl_read_file(path, (size_t)1 << 40, b, n, err);
+}
+
+/* n lines of dir/name: integers (kind 0) or split words (kind 1) into out */
+static mmspcl_status meld_feats_lines(const char *dir, const char *name, int n, int kind, int *out, mmspcl_error *err) {
+    unsigned char *b = NULL;
+    size_t len;
+    char *p, *e;
+    int i;
+    mmspcl_status st;
+    if ((st = meld_feats_file(dir, name, &b, &len, err))) return st;
+    for (i = 0, p = (char *)b; i < n; i++, p = e + 1) {
+        long v = 0;
+        if (!(e = strchr(p, '\n'))) break;
+        *e = 0;
+        if (kind == 1) v = !strcmp(p, "train") ? 0 : !strcmp(p, "dev") ? 1 : !strcmp(p, "test") ? 2 : -9;
+        else v = strtol(p, NULL, 10);
+        if (v < -1 || v > 1000) { mmspcl_free(b); return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s/%s line %d: '%.20s'", dir, name, i + 1, p); }
+        out[i] = (int)v;
+    }
+    mmspcl_free(b);
+    if (i < n) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s/%s has %d lines, extract.txt says %d rows", dir, name, i, n);
+    return MMSPCL_OK;
+}
+
+/* extract.txt, then every file it promises (t required: the base's own t view) */
+static mmspcl_status meld_feats_load(meld_feats *f, const char *dir, mmspcl_error *err) {
+    static const char *const fname[3] = {"t.f32", "a.f32", "v.f32"}, *const dname[3] = {"dim.t", "dim.a", "dim.v"};
+    unsigned char *b = NULL;
+    size_t len;
+    int m;
+    mmspcl_status st;
+    memset(f, 0, sizeof *f);
+    if ((st = meld_feats_file(dir, "extract.txt", &b, &len, err)))
+        return mmspcl_error_set(err, st, "%s/extract.txt: %s (an mmspcl extract folder, complete, is needed)", dir, err->msg);
+    f->manifest = (char *)b;
+    f->n = (int)meld_manifest_int(f->manifest, "rows");
+    for (m = 0; m < 3; m++) f->dims[m] = (int)meld_manifest_int(f->manifest, dname[m]);
+    if (f->n < 1 || f->dims[0] < 0 || f->dims[1] < 0 || f->dims[2] < 0)
+        return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s/extract.txt: no rows or widths", dir);
+    if (!f->dims[0]) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s has no t.f32: run mmspcl extract with -m (the base model)", dir);
+    for (m = 0; m < 3; m++) {
+        if (!f->dims[m]) continue;
+        if ((st = meld_feats_file(dir, fname[m], &b, &len, err))) return st;
+        if (len != (size_t)f->n * (size_t)f->dims[m] * 4) {
+            mmspcl_free(b);
+            return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s/%s: %zu bytes, not %d rows of %d float32", dir, fname[m], len, f->n, f->dims[m]);
+        }
+        f->x[m] = (float *)malloc(len);
+        if (f->x[m]) memcpy(f->x[m], b, len);   /* little-endian file, little-endian host (the library's targets) */
+        mmspcl_free(b);
+        if (!f->x[m]) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "media heads: out of memory");
+    }
+    f->y[0] = (int *)malloc(sizeof(int) * (size_t)f->n);
+    f->y[1] = (int *)malloc(sizeof(int) * (size_t)f->n);
+    f->split = (int *)malloc(sizeof(int) * (size_t)f->n);
+    if (!f->y[0] || !f->y[1] || !f->split) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "media heads: out of memory");
+    if ((st = meld_feats_lines(dir, "labels.txt", f->n, 0, f->y[0], err)) || (st = meld_feats_lines(dir, "sentiment.txt", f->n, 0, f->y[1], err)))
+        return st;
+    return meld_feats_lines(dir, "split.txt", f->n, 1, f->split, err);
+}
+
+/* the rows of split s as a dataset over copies (freed with meld_take_free); task k's labels */
+static mmspcl_status meld_take(const meld_feats *f, int s, int k, mmspcl_dataset *d, float *hold[3], int **y, mmspcl_error *err) {
+    int i, m, r = 0;
+    for (i = 0; i < f->n; i++) r += f->split[i] == s;
+    *y = (int *)malloc(sizeof(int) * (size_t)(r + 1));
+    for (m = 0; m < 3; m++) hold[m] = f->dims[m] ? (float *)malloc(sizeof(float) * (size_t)(r + 1) * f->dims[m]) : NULL;
+    if (!*y || (f->dims[0] && !hold[0]) || (f->dims[1] && !hold[1]) || (f->dims[2] && !hold[2]))
+        return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "media heads: out of memory");
+    for (i = 0, r = 0; i < f->n; i++) {
+        if (f->split[i] != s) continue;
+        for (m = 0; m < 3; m++)
+            if (f->dims[m]) memcpy(hold[m] + (size_t)r * f->dims[m], f->x[m] + (size_t)i * f->dims[m], sizeof(float) * (size_t)f->dims[m]);
+        (*y)[r++] = f->y[k][i];
+    }
+    for (m = 0; m < 3; m++) d->x[m] = hold[m];
+    d->y = *y;
+    d->n = r;
+    return MMSPCL_OK;
+}
+
+/* task k's head on train (dev: early stopping); *have 0 when the task has no labels */
+static mmspcl_status meld_media_head(const meld_media_recipe *r, const meld_feats *f, int k, mmspcl_msve_model *M, int *have,
+                                     meld_progress_fn progress, void *user, mmspcl_error *err) {
+    static const char *const task[2] = {"emotion", "sentiment"};
+    const int C = k ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS;
+    mmspcl_dataset d[2];
+    float *hold[2][3] = {{NULL, NULL, NULL}, {NULL, NULL, NULL}};
+    int *y[2] = {NULL, NULL}, i, s, m;
+    mmspcl_msve_cfg mc;
+    mmspcl_msve_train_cfg tc;
+    mmspcl_train_report rep;
+    mmspcl_status st = MMSPCL_OK;
+    *have = 0;
+    for (s = 0; s < 2 && !st; s++) st = meld_take(f, s, k, &d[s], hold[s], &y[s], err);
+    if (!st && (d[0].n < 2 || d[1].n < 1))
+        st = mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "media heads: %d train and %d dev rows: both splits are needed (split.txt)", d[0].n, d[1].n);
+    for (s = 0; s < 2 && !st; s++)
+        for (i = 0; i < d[s].n; i++)
+            if (d[s].y[i] < 0 || d[s].y[i] >= C) { meld_msg(progress, user, "media", "no %s labels: no %s head", task[k], task[k]); goto done; }
+    if (st) goto done;
+    memset(&mc, 0, sizeof mc);
+    mc.n_classes = C; mc.hidden = r->hidden; mc.act = MMSPCL_ACT_GELU; mc.dropout = r->dropout;
+    for (m = 0; m < 3; m++) mc.dims[m] = f->dims[m];
+    mmspcl_msve_train_defaults(&tc);
+    tc.epochs = r->epochs; tc.patience = r->patience; tc.lr = r->lr; tc.seed = r->seed + (uint64_t)k; tc.standardize = 1;
+    if ((st = mmspcl_msve_model_create(M, &mc, r->seed + 100 + (uint64_t)k, err))) goto done;
+    if ((st = mmspcl_msve_train(M, &d[0], &d[1], &tc, &rep, NULL, NULL, err))) { mmspcl_msve_model_free(M); goto done; }
+    *have = 1;
+    meld_msg(progress, user, "media", "%s head over t%s%s: %d train rows, dev weighted F1 %.4f (epoch %d)", task[k], f->dims[1] ? "+a" : "",
+             f->dims[2] ? "+v" : "", d[0].n, rep.best_val_f1, rep.best_epoch);
+done:
+    for (s = 0; s < 2; s++) { free(y[s]); for (m = 0; m < 3; m++) free(hold[s][m]); }
+    return st;
+}
+
+mmspcl_status meld_train_media(const meld_media_recipe *r, const char *base_path, const char *feats, const char *out_path,
+                               meld_progress_fn progress, void *user, mmspcl_error *err) {
+    meld_feats f;
+    mmspcl_weights *w = NULL;
+    mmspcl_msve_model M[2];
+    int have[2] = {0, 0}, k;
+    long long want_bytes = -1;
+    int64_t hidden = 0, ml;
+    const char *job;
+    mmspcl_status st;
+    if ((st = mmspcl_weights_open(&w, base_path, err))) return st;
+    if (!mmspcl_weights_get_int(w, "meld.max_len", &ml) || !mmspcl_weights_get_int(w, "roberta.hidden_size", &hidden)) {
+        mmspcl_weights_free(w);
+        return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s is not a classifier file (mmspcl train writes one)", base_path);
+    }
+    want_bytes = (long long)w->size;
+    mmspcl_weights_free(w);
+    if ((st = meld_feats_load(&f, feats, err))) { meld_feats_free(&f); return st; }
+    /* t must be this model's own view: extract records "t=HIDDEN:BYTES" of its -m file */
+    job = strstr(f.manifest, " t=");
+    if (f.dims[0] != hidden || !job || atoll(strchr(job, ':') ? strchr(job, ':') + 1 : "-1") != want_bytes) {
+        meld_feats_free(&f);
+        return mmspcl_error_set(err, MMSPCL_ERR_ARG, "%s/t.f32 is not %s's t view (width %d, from a %s): run mmspcl extract -m %s", feats, base_path,
+                                f.dims[0], job ? "text model of another size" : "file without a job line", base_path);
+    }
+    for (k = 0; k < 2 && !st; k++) st = meld_media_head(r, &f, k, &M[k], &have[k], progress, user, err);
+    if (!st && !have[0] && !have[1]) st = mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: no labels for either task", feats);
+    if (!st) st = meld_write_media_heads(base_path, have[0] ? &M[0] : NULL, have[1] ? &M[1] : NULL, f.dims[1] ? "egemaps" : NULL, out_path, err);
+    for (k = 0; k < 2; k++) if (have[k]) mmspcl_msve_model_free(&M[k]);
+    meld_feats_free(&f);
+    return st;
+}

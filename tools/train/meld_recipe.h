@@ -60,4 +60,17 @@ mmspcl_status meld_quantize_file(const char *in_path, const char *out_path, mmsp
    meld.media.audio. The output is written whole or not at all. */
 mmspcl_status meld_write_media_heads(const char *base_path, const mmspcl_msve_model *emo, const mmspcl_msve_model *sent,
                                      const char *audio_features, const char *out_path, mmspcl_error *err);
+
+/* Media heads trained on the features `mmspcl extract -m BASE` wrote to folder feats (rows of
+   split train train them, dev stops them early; t must be BASE's own t view, which the folder's
+   manifest records): an MSVE head per task over t, a, v (as many as the folder has), inputs
+   standardised on train; base_path + the heads written to out_path (meld_write_media_heads). */
+typedef struct meld_media_recipe {
+    int hidden, epochs, patience;
+    double lr, dropout;
+    uint64_t seed;
+} meld_media_recipe;
+void meld_media_defaults(meld_media_recipe *r);
+mmspcl_status meld_train_media(const meld_media_recipe *r, const char *base_path, const char *feats, const char *out_path,
+                               meld_progress_fn progress, void *user, mmspcl_error *err);
 #endif
