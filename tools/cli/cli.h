@@ -173,6 +173,7 @@ int mmspcl_cmd_extract(int argc, char **argv);
 int mmspcl_cmd_bench(int argc, char **argv);
 int mmspcl_cmd_encode_text(int argc, char **argv);
 int mmspcl_cmd_train(int argc, char **argv);
+int mmspcl_cmd_pretrain(int argc, char **argv);
 int mmspcl_cmd_eval(int argc, char **argv);
 int mmspcl_cmd_classify(int argc, char **argv);
 #endif

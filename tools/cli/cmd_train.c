@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cli.h"
-#include "../convert/json.h"
+#include "train_bpe.h"
 
 #define CMD "train"
 
@@ -284,15 +284,7 @@ static int train_check_paths(const meld_recipe *r, train_args *a) {
     return 0;
 }
 
-/* the full RoBERTa BPE: vocab.json by id and merges.txt lines; 0 or 1 after a message */
-typedef struct train_bpe {
-    json_value *root;
-    const char **vocab, **merges;
-    unsigned char *mtext;
-    int64_t n_vocab, n_merges;
-} train_bpe;
-
-static int train_load_bpe(train_bpe *b, const char *vocab_path, const char *merges_path) {
+int train_load_bpe(train_bpe *b, const char *vocab_path, const char *merges_path) {
     char jerr[8192];
     mmspcl_error err;
     size_t mlen = 0, i, start;
@@ -324,7 +316,7 @@ static int train_load_bpe(train_bpe *b, const char *vocab_path, const char *merg
     return 0;
 }
 
-static void train_bpe_free(train_bpe *b) {
+void train_bpe_free(train_bpe *b) {
     free(b->vocab);
     free(b->merges);
     mmspcl_free(b->mtext);

@@ -138,16 +138,8 @@ static double meld_lr_eval(const float *W, const float *b, int C, int64_t F, con
 }
 
 /* ---- vocabulary cut ---- */
-typedef struct meld_vocab_cut {
-    const char **vocab; int64_t n_vocab;      /* new id -> string (points into the full arrays) */
-    const char **merges; int64_t n_merges;
-    char *pool;                                /* "<mask>" etc. are in the full arrays already */
-} meld_vocab_cut;
-
-static mmspcl_status meld_vocab_cut_build(meld_vocab_cut *vc, const mmspcl_bpe *full, const char *const *vocab, int64_t n_vocab,
-                                       const char *const *merges, int64_t n_merges, const meld_prompts *used,
-                                       mmspcl_error *err) {
-    unsigned char *keep = (unsigned char *)malloc((size_t)n_vocab + 1);
+mmspcl_status meld_vocab_cut_keep(meld_vocab_cut *vc, const mmspcl_bpe *full, const char *const *vocab, int64_t n_vocab,
+                                  const char *const *merges, int64_t n_merges, unsigned char *keep, mmspcl_error *err) {
     int32_t *mres = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_merges + 1));
     int32_t *ml = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_merges + 1));
     int32_t *mr = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_merges + 1));
@@ -155,12 +147,7 @@ static mmspcl_status meld_vocab_cut_build(meld_vocab_cut *vc, const mmspcl_bpe *
     char tmp[512];
     static const char *const specials[] = {"<s>", "<pad>", "</s>", "<unk>", "<mask>"};
     memset(vc, 0, sizeof *vc);
-    if (!keep || !mres || !ml || !mr) goto oom;
-    memset(keep, 0, (size_t)n_vocab);
-    for (i = 0; i < (int64_t)used->n * used->max_len; i++) {
-        const int row = (int)(i / used->max_len), col = (int)(i % used->max_len);
-        if (col < used->len[row]) keep[used->ids[i]] = 1;
-    }
+    if (!mres || !ml || !mr) goto oom;
     for (i = 0; i < 5; i++) { int32_t id = mmspcl_bpe_token_id(full, specials[i]); if (id >= 0) keep[id] = 1; }
     for (i = 0; i < n_vocab; i++) {   /* the byte alphabet: one code point */
         const unsigned char *s = (const unsigned char *)vocab[i];
@@ -190,12 +177,31 @@ static mmspcl_status meld_vocab_cut_build(meld_vocab_cut *vc, const mmspcl_bpe *
         if (mres[r] >= 0 && ml[r] >= 0 && mr[r] >= 0 && keep[mres[r]] && keep[ml[r]] && keep[mr[r]]) vc->merges[nm++] = merges[r];
     vc->n_vocab = nv;
     vc->n_merges = nm;
-    free(keep); free(mres); free(ml); free(mr);
+    free(mres); free(ml); free(mr);
     return MMSPCL_OK;
 oom:
-    free(keep); free(mres); free(ml); free(mr);
+    free(mres); free(ml); free(mr);
     free(vc->vocab); free(vc->merges);
+    memset(vc, 0, sizeof *vc);
     return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "meld: out of memory cutting the vocabulary");
+}
+
+/* the tokens the prompts `used` use, then meld_vocab_cut_keep */
+static mmspcl_status meld_vocab_cut_build(meld_vocab_cut *vc, const mmspcl_bpe *full, const char *const *vocab, int64_t n_vocab,
+                                       const char *const *merges, int64_t n_merges, const meld_prompts *used,
+                                       mmspcl_error *err) {
+    unsigned char *keep = (unsigned char *)calloc((size_t)n_vocab + 1, 1);
+    int64_t i;
+    mmspcl_status st;
+    memset(vc, 0, sizeof *vc);
+    if (!keep) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "meld: out of memory cutting the vocabulary");
+    for (i = 0; i < (int64_t)used->n * used->max_len; i++) {
+        const int row = (int)(i / used->max_len), col = (int)(i % used->max_len);
+        if (col < used->len[row]) keep[used->ids[i]] = 1;
+    }
+    st = meld_vocab_cut_keep(vc, full, vocab, n_vocab, merges, n_merges, keep, err);
+    free(keep);
+    return st;
 }
 
 /* ==== the state of one training run ==== */

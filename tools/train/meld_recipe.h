@@ -50,6 +50,17 @@ mmspcl_status meld_train(const meld_recipe *r, const meld_csv *train, const meld
                          int64_t n_merges, const char *out_path, meld_progress_fn progress, void *user,
                          mmspcl_error *err);
 
+/* The RoBERTa BPE cut to the tokens keep[id] != 0 (n_vocab bytes; the caller's, updated) plus the
+   five specials and the byte alphabet, closed under the merges that build kept tokens; merges
+   whose parts or result were cut are dropped (stage 1 above). vocab / merges point into the full
+   arrays; <mask> gets the last id. Free vc->vocab and vc->merges. */
+typedef struct meld_vocab_cut {
+    const char **vocab; int64_t n_vocab;      /* new id -> string (points into the full arrays) */
+    const char **merges; int64_t n_merges;
+} meld_vocab_cut;
+mmspcl_status meld_vocab_cut_keep(meld_vocab_cut *vc, const mmspcl_bpe *full, const char *const *vocab, int64_t n_vocab,
+                                  const char *const *merges, int64_t n_merges, unsigned char *keep, mmspcl_error *err);
+
 /* Copies a classifier file, storing 2-D f32 tensors whose rows are a multiple of 32 as dtype
    (meld.protos and meld.log.* stay f32). */
 mmspcl_status meld_quantize_file(const char *in_path, const char *out_path, mmspcl_dtype dtype,
