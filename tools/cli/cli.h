@@ -174,6 +174,7 @@ int mmspcl_cmd_bench(int argc, char **argv);
 int mmspcl_cmd_encode_text(int argc, char **argv);
 int mmspcl_cmd_train(int argc, char **argv);
 int mmspcl_cmd_pretrain(int argc, char **argv);
+int mmspcl_cmd_heads(int argc, char **argv);
 int mmspcl_cmd_eval(int argc, char **argv);
 int mmspcl_cmd_classify(int argc, char **argv);
 #endif
