@@ -375,7 +375,7 @@ static mmspcl_status pt_stage_encoder(pt_state *S) {
     const pretrain_recipe *r = S->r;
     const int B = r->batch, ML = S->ML;
     mmspcl_status st;
-    int c, k, o = 0;
+    int c;
     memset(&S->cfg, 0, sizeof S->cfg);
     S->cfg.vocab_size = (int)S->vc.n_vocab; S->cfg.hidden_size = r->hidden; S->cfg.num_layers = r->layers;
     S->cfg.num_heads = r->heads; S->cfg.intermediate_size = r->ffn; S->cfg.max_positions = ML + 2;
@@ -392,10 +392,15 @@ static mmspcl_status pt_stage_encoder(pt_state *S) {
     S->blen = (int *)malloc(sizeof(int) * (size_t)B);
     S->dout = (float *)malloc(sizeof(float) * (size_t)B * ML * r->hidden);
     if (!S->order || !S->mrows || !S->mtarget || !S->bids || !S->blen || !S->dout) return pt_oom(S, "buffers");
-    for (c = 0; c < S->n_chunks; c++)
-        for (k = 0; k < (S->cdialog[c] ? r->dialogue_repeat : 1); k++) S->order[o++] = c;
     if (S->n_order < 1) return mmspcl_error_set(S->err, MMSPCL_ERR_ARG, "pretrain: no chunk to train on (--dialogue-repeat 0 and no prose)");
     return pt_glove(S);
+}
+
+/* the epoch's chunk list before its shuffle: every chunk, dialogue chunks dialogue_repeat times */
+static void pt_fill_order(pt_state *S) {
+    int c, k, o = 0;
+    for (c = 0; c < S->n_chunks; c++)
+        for (k = 0; k < (S->cdialog[c] ? S->r->dialogue_repeat : 1); k++) S->order[o++] = c;
 }
 
 /* ==== checkpoints ==== */
@@ -523,8 +528,16 @@ static mmspcl_status pt_stage_mlm(pt_state *S, int *finished) {
     for (e = S->epoch0; e < r->epochs; e++) {
         double sum = 0.0, win = 0.0;
         int nsum = 0, nwin = 0;
-        if (e == S->epoch0 && S->batch0 > 0) { mmspcl_rng now = S->rng; S->rng = S->rng_epoch; mmspcl_rng_shuffle(&S->rng, S->order, S->n_order); S->rng = now; }
-        else { S->rng_epoch = S->rng; mmspcl_rng_shuffle(&S->rng, S->order, S->n_order); }
+        pt_fill_order(S);   /* then shuffled by the stream as it was at the epoch's start */
+        if (e == S->epoch0 && S->batch0 > 0) {
+            mmspcl_rng now = S->rng;
+            S->rng = S->rng_epoch;
+            mmspcl_rng_shuffle(&S->rng, S->order, S->n_order);
+            S->rng = now;
+        } else {
+            S->rng_epoch = S->rng;
+            mmspcl_rng_shuffle(&S->rng, S->order, S->n_order);
+        }
         for (b = e == S->epoch0 ? S->batch0 * B : 0; b < S->n_order; b += B) {
             const int nb = S->n_order - b < B ? S->n_order - b : B;
             double loss;
