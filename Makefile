@@ -62,6 +62,15 @@ check-headers: | $(B)
 run: $(B)/mmspcl
 	@build/mmspcl classify -m weights/meld-text-q8_0.mmw examples/dialogue.txt
 
+# Issue 18's text model (docs/MELD.md, "Pretrained encoder, out-of-fold heads"): hours of CPU,
+# resumable: run the same target again to continue. MODEL_DIR holds every stage's output.
+MODEL_DIR ?= build/meld-model
+.PHONY: pretrain meld-model
+pretrain: $(B)/mmspcl
+	ONLY_PRETRAIN=1 tools/train/meld_model.sh $(MODEL_DIR)
+meld-model: $(B)/mmspcl
+	tools/train/meld_model.sh $(MODEL_DIR)
+
 install: all
 	mkdir -p $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	cp mmspcl.h mmspcl_train.h $(DESTDIR)$(PREFIX)/include/

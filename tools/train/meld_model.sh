@@ -13,7 +13,7 @@
 #   MMSPCL [build/mmspcl]  MELD [../shared/data/meld]  CORPUS [../shared/data/corpus]
 #   K [3] folds   JOBS [1] fine-tunes at a time   LIMIT [] --limit DIALOGUES for every stage
 #   PRETRAIN_ARGS, FT_ARGS, HEADS_ARGS: options of each stage (defaults below)
-#   NICE [nice -n 5]
+#   NICE [nice -n 5]   ONLY_PRETRAIN [0]: 1 stops after stage 1 (make pretrain)
 set -eu
 OUT=${1:?usage: tools/train/meld_model.sh OUTDIR}
 MMSPCL=${MMSPCL:-build/mmspcl}
@@ -47,6 +47,8 @@ else
     exit 3
   fi
 fi
+
+[ "${ONLY_PRETRAIN:-0}" = 1 ] && { log "pretraining only (ONLY_PRETRAIN=1): $P"; exit 0; }
 
 # 2. fine-tunes: K without their fold, one on all of train
 finetune() {   # NAME [--folds K --fold F]
