@@ -985,16 +985,28 @@ void mmspcl_mult_free(mmspcl_mult *m);
 
 /* Fusion (c), attention bottlenecks (Nagrani et al. 2021): one transformer per modality of
    n_layers layers; layers before fusion_start see only their own tokens; from fusion_start on
-   each modality's layer sees its tokens followed by n_fusion shared fusion tokens, and the
-   fusion tokens are then averaged over the modalities. Output: each modality's tokens through a
-   final layer norm, mean-pooled, concatenated, projected to out_dim. */
+   each modality's layer sees its tokens followed by the bottleneck (fusion) tokens it shares, and
+   each bottleneck set is then replaced by the mean of what its modalities' layers made of it.
+   Output: each modality's tokens through a final layer norm, mean-pooled, concatenated,
+   projected to out_dim. Two ways to share (bottleneck):
+     MMSPCL_BOTTLENECK_MODALITY  one set of n_fusion tokens shared by every modality, averaged
+                                 over all of them (scenic's MBT, per modality: m's layer sees
+                                 [z_m ; B], then B = mean over m of its part of the outputs)
+     MMSPCL_BOTTLENECK_PAIR      one set B_ij per pair of present modalities, pairs (t,a), (t,v),
+                                 (a,v) in that order (the paper's equations 8-9 as they read):
+                                 m's layer sees [z_m ; B_ij for each pair holding m, in pair
+                                 order], then B_ij = mean of the i and j outputs of its tokens.
+   With two modalities both are the same model. fusion_tokens holds the sets one after another. */
+#define MMSPCL_BOTTLENECK_MODALITY 0
+#define MMSPCL_BOTTLENECK_PAIR 1
 typedef struct mmspcl_mbt {
     int seq[3], tok[3];
     int d_model, n_heads, n_layers, fusion_start, n_fusion, ff_mult, out_dim, n_mod;
+    int bottleneck, n_sets;          /* MMSPCL_BOTTLENECK_*; 1, or n_mod (n_mod - 1) / 2 pairs */
     mmspcl_act act;
     mmspcl_head_linear in_proj[3];
     const float *pos[3];
-    const float *fusion_tokens;      /* [n_fusion][d_model] */
+    const float *fusion_tokens;      /* [n_sets * n_fusion][d_model] */
     mmspcl_head_block *blocks;       /* [n_mod][n_layers] over present modalities (owned) */
     mmspcl_head_ln final_ln[3];
     mmspcl_head_linear out_proj;     /* n_mod * d_model -> out_dim */
@@ -8163,65 +8175,110 @@ void mmspcl_mult_free(mmspcl_mult *m) {
     m->final_ln = NULL;
 }
 
+/* Bottleneck sets of MBT: slot s (the present modalities in t, a, v order) reads and updates the
+   sets sets[s][0 .. k[s] - 1]; returns the number of sets. Per modality: one set for all slots;
+   per pair: set p for the p-th pair (a, b), a < b, in the order (0,1), (0,2), (1,2). */
+static int mmspcl__heads_mbt_sets(int n_mod, int bottleneck, int sets[3][2], int k[3]) {
+    int s, a, b, p = 0;
+    for (s = 0; s < 3; s++) { k[s] = 0; sets[s][0] = sets[s][1] = 0; }
+    if (bottleneck != MMSPCL_BOTTLENECK_PAIR) {
+        for (s = 0; s < n_mod; s++) k[s] = 1;
+        return 1;
+    }
+    for (a = 0; a < n_mod; a++)
+        for (b = a + 1; b < n_mod; b++) { sets[a][k[a]++] = p; sets[b][k[b]++] = p; p++; }
+    return p;
+}
+
+/* one MBT layer l for a chunk of ns samples: z[slot] updated, fsn [ns][NS F D] -> the next state */
+typedef struct mmspcl__heads_mbt_ctx {
+    const mmspcl_mbt *m;
+    int sets[3][2], k[3], NS, members;
+    float *z[3], *fsn, *fnew, *u, *bscr;
+} mmspcl__heads_mbt_ctx;
+
+static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, int ns) {
+    const mmspcl_mbt *m = c->m;
+    const int D = m->d_model, F = m->n_fusion, L = m->n_layers, fuse = l >= m->fusion_start;
+    const size_t fd = (size_t)F * D, fsd = (size_t)c->NS * fd;
+    mmspcl_status st = MMSPCL_OK;
+    int mi, slot, s, j;
+    size_t q;
+    if (fuse) for (q = 0; q < (size_t)ns * fsd; q++) c->fnew[q] = 0.0f;
+    for (mi = 0, slot = 0; mi < 3 && !st; mi++) {
+        const int T = m->seq[mi], K = fuse ? c->k[slot] : 0, TT = T + K * F;
+        const mmspcl_head_block *blk;
+        float *zs;
+        if (T <= 0) continue;
+        blk = &m->blocks[(size_t)slot * L + l];
+        zs = c->z[slot];
+        if (!fuse) { st = mmspcl_head_block_forward(blk, zs, ns, T, NULL, 0, NULL, c->bscr); slot++; continue; }
+        /* u = [own tokens ; the sets this modality shares] per sample */
+        for (s = 0; s < ns; s++) {
+            memcpy(c->u + (size_t)s * TT * D, zs + (size_t)s * T * D, sizeof(float) * (size_t)T * D);
+            for (j = 0; j < K; j++)
+                memcpy(c->u + ((size_t)s * TT + T + (size_t)j * F) * D, c->fsn + (size_t)s * fsd + (size_t)c->sets[slot][j] * fd,
+                       sizeof(float) * fd);
+        }
+        st = mmspcl_head_block_forward(blk, c->u, ns, TT, NULL, 0, NULL, c->bscr);
+        for (s = 0; s < ns; s++) {
+            memcpy(zs + (size_t)s * T * D, c->u + (size_t)s * TT * D, sizeof(float) * (size_t)T * D);
+            for (j = 0; j < K; j++) {
+                float *dst = c->fnew + (size_t)s * fsd + (size_t)c->sets[slot][j] * fd;
+                const float *src = c->u + ((size_t)s * TT + T + (size_t)j * F) * D;
+                for (q = 0; q < fd; q++) dst[q] += src[q];
+            }
+        }
+        slot++;
+    }
+    if (fuse) for (q = 0; q < (size_t)ns * fsd; q++) c->fsn[q] = c->fnew[q] / (float)c->members;
+    return st;
+}
+
 mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
                                  mmspcl_error *err) {
     const int D = m->d_model, L = m->n_layers, F = m->n_fusion, CH = MMSPCL__HEADS_CHUNK;
-    int tmax = 1, ztot = 0, mi, i;
-    size_t bs;
+    mmspcl__heads_mbt_ctx c;
+    int tmax = 1, ztot = 0, mi, i, KM;
+    size_t bs, fsd;
     float *buf;
     mmspcl_status st = MMSPCL_OK;
+    memset(&c, 0, sizeof c);
+    c.m = m;
+    c.NS = mmspcl__heads_mbt_sets(m->n_mod, m->bottleneck, c.sets, c.k);
+    c.members = m->bottleneck == MMSPCL_BOTTLENECK_PAIR ? 2 : m->n_mod;
+    if (c.NS != m->n_sets) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: %d bottleneck sets, the sharing rule gives %d", m->n_sets, c.NS);
+    KM = c.k[0];
+    fsd = (size_t)c.NS * F * D;
     for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) {
         if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: modality %d has %d tokens but no input", mi, m->seq[mi]);
-        if (m->seq[mi] + F > tmax) tmax = m->seq[mi] + F;
+        if (m->seq[mi] + KM * F > tmax) tmax = m->seq[mi] + KM * F;
         ztot += m->seq[mi];
     }
     bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_mod * L, CH, tmax);
-    buf = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)CH * ((size_t)ztot * D + 2 * (size_t)F * D + 2 * (size_t)tmax * D + (size_t)m->n_mod * D) + bs));
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)CH * ((size_t)ztot * D + 2 * fsd + 2 * (size_t)tmax * D + (size_t)m->n_mod * D) + bs));
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mbt: out of memory for a chunk of %d samples", CH);
     for (i = 0; i < n && !st; i += CH) {
         const int ns = n - i < CH ? n - i : CH;
-        float *z[3], *fsn, *fnew, *u, *tmp, *pooled, *bscr, *p = buf;
+        float *tmp, *pooled, *p = buf;
         int l, slot, s;
-        size_t q, fd = (size_t)F * D;
-        for (mi = 0; mi < 3; mi++) {
-            z[mi] = NULL;
-            if (m->seq[mi] <= 0) continue;
-            z[mi] = p; p += (size_t)CH * m->seq[mi] * D;
-            if (!st) st = mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], ns, m->seq[mi], z[mi]);
-        }
-        fsn = p; p += (size_t)CH * fd;
-        fnew = p; p += (size_t)CH * fd;
-        u = p; p += (size_t)CH * tmax * D;
-        tmp = p; p += (size_t)CH * tmax * D;
-        pooled = p; p += (size_t)CH * m->n_mod * D;
-        bscr = p;
-        for (s = 0; s < ns; s++) memcpy(fsn + (size_t)s * fd, m->fusion_tokens, sizeof(float) * fd);
-        for (l = 0; l < L && !st; l++) {
-            const int fuse = l >= m->fusion_start;
-            if (fuse) for (q = 0; q < (size_t)ns * fd; q++) fnew[q] = 0.0f;
-            for (mi = 0, slot = 0; mi < 3 && !st; mi++) {
-                const int T = m->seq[mi];
-                const mmspcl_head_block *blk;
-                if (T <= 0) continue;
-                blk = &m->blocks[(size_t)slot * L + l];
-                slot++;
-                if (!fuse) { st = mmspcl_head_block_forward(blk, z[mi], ns, T, NULL, 0, NULL, bscr); continue; }
-                /* u = [own tokens ; fusion tokens] per sample */
-                for (s = 0; s < ns; s++) {
-                    memcpy(u + (size_t)s * (T + F) * D, z[mi] + (size_t)s * T * D, sizeof(float) * (size_t)T * D);
-                    memcpy(u + ((size_t)s * (T + F) + T) * D, fsn + (size_t)s * fd, sizeof(float) * fd);
-                }
-                st = mmspcl_head_block_forward(blk, u, ns, T + F, NULL, 0, NULL, bscr);
-                for (s = 0; s < ns; s++) {
-                    memcpy(z[mi] + (size_t)s * T * D, u + (size_t)s * (T + F) * D, sizeof(float) * (size_t)T * D);
-                    for (q = 0; q < fd; q++) fnew[(size_t)s * fd + q] += u[((size_t)s * (T + F) + T) * D + q];
-                }
-            }
-            if (fuse) for (q = 0; q < (size_t)ns * fd; q++) fsn[q] = fnew[q] / (float)m->n_mod;
-        }
         for (mi = 0, slot = 0; mi < 3; mi++) {
             if (m->seq[mi] <= 0) continue;
-            mmspcl__heads_ln_pool(&m->final_ln[mi], z[mi], ns, m->seq[mi], tmp, pooled + (size_t)slot * D, m->n_mod * D);
+            c.z[slot] = p; p += (size_t)CH * m->seq[mi] * D;
+            if (!st) st = mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], ns, m->seq[mi], c.z[slot]);
+            slot++;
+        }
+        c.fsn = p; p += (size_t)CH * fsd;
+        c.fnew = p; p += (size_t)CH * fsd;
+        c.u = p; p += (size_t)CH * tmax * D;
+        tmp = p; p += (size_t)CH * tmax * D;
+        pooled = p; p += (size_t)CH * m->n_mod * D;
+        c.bscr = p;
+        for (s = 0; s < ns; s++) memcpy(c.fsn + (size_t)s * fsd, m->fusion_tokens, sizeof(float) * fsd);
+        for (l = 0; l < L && !st; l++) st = mmspcl__heads_mbt_layer(&c, l, ns);
+        for (mi = 0, slot = 0; mi < 3; mi++) {
+            if (m->seq[mi] <= 0) continue;
+            mmspcl__heads_ln_pool(&m->final_ln[mi], c.z[slot], ns, m->seq[mi], tmp, pooled + (size_t)slot * D, m->n_mod * D);
             slot++;
         }
         if (!st) st = mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, ns);
@@ -8676,9 +8733,18 @@ mmspcl_status mmspcl_mbt_load(mmspcl_mbt *m, const mmspcl_weights *w, const char
     if ((st = mmspcl__heads_int(w, prefix, "out_dim", 1, 1 << 20, &m->out_dim, err))) return st;
     if ((st = mmspcl__heads_int(w, prefix, "act", 0, 1, &act, err))) return st;
     m->act = (mmspcl_act)act;
+    {   /* absent in older files: per modality */
+        int64_t v;
+        snprintf(key, sizeof key, "%s.bottleneck", prefix);
+        if (mmspcl_weights_get_int(w, key, &v) && (st = mmspcl__heads_int(w, prefix, "bottleneck", 0, 1, &m->bottleneck, err))) return st;
+    }
     if ((st = mmspcl__heads_seq_load(w, prefix, m->seq, m->tok, m->d_model, m->in_proj, m->pos, &m->n_mod, err))) return st;
+    {
+        int sets[3][2], k[3];
+        m->n_sets = mmspcl__heads_mbt_sets(m->n_mod, m->bottleneck, sets, k);
+    }
     snprintf(key, sizeof key, "%s.fusion_tokens", prefix);
-    if ((st = mmspcl__heads_f32(w, key, 2, m->n_fusion, m->d_model, &m->fusion_tokens, err))) return st;
+    if ((st = mmspcl__heads_f32(w, key, 2, (int64_t)m->n_sets * m->n_fusion, m->d_model, &m->fusion_tokens, err))) return st;
     m->blocks = (mmspcl_head_block *)MMSPCL_MALLOC(sizeof(mmspcl_head_block) * (size_t)(m->n_mod * m->n_layers));
     if (!m->blocks) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "%s: out of memory", prefix);
     for (mi = 0; mi < 3; mi++) {

@@ -127,8 +127,9 @@
      MULT    P.d_model n_heads n_cross n_self ff_mult out_dim act seq.{m} tok.{m};
              P.in.{m}.* P.pos.{m} P.{i}_{j}.layer.{l}.{ln_q,ln_kv,attn.{q,k,v,o},ln_ff,ff.fc1,ff.fc2}.*
              P.{i}_{j}.ln.* P.out.*                                  -> mmspcl_mult_load
-     MBT     P.d_model n_heads n_layers fusion_start n_fusion ff_mult out_dim act seq.{m} tok.{m};
-             P.in.{m}.* P.pos.{m} P.fusion_tokens P.{m}.layer.{l}.* P.{m}.ln.* P.out.*
+     MBT     P.d_model n_heads n_layers fusion_start n_fusion bottleneck ff_mult out_dim act seq.{m}
+             tok.{m}; P.in.{m}.* P.pos.{m} P.fusion_tokens [sets * n_fusion][d] P.{m}.layer.{l}.*
+             P.{m}.ln.* P.out.*
                                                                      -> mmspcl_mbt_load
      SPCL model  spcl.kind spcl.n_classes spcl.prune.{base,mod,K}; spcl.fusion.* (one of the
              three above); spcl.classifier.{weight,bias}; spcl.protos [C][out_dim]
@@ -390,6 +391,8 @@ typedef struct mmspcl_fusion_cfg {
     int d_model, n_heads, ff_mult;
     int n_cross, n_self;   /* MULT: 5 and 2 in the paper */
     int n_layers, fusion_start, n_fusion; /* MBT: 5, 2, 8 in the paper */
+    int bottleneck;        /* MBT: MMSPCL_BOTTLENECK_MODALITY (0, scenic's) or _PAIR (the paper's
+                              equations 8-9): the sharing rules of mmspcl_mbt in mmspcl.h */
     mmspcl_act act;
     double dropout;        /* on the blocks' MLP hidden layer, training only */
 } mmspcl_fusion_cfg;
@@ -402,7 +405,9 @@ typedef struct mmspcl_fusion {
     int mods[3], pa[6], pb[6];           /* present modalities; MULT pairs (queries, keys) */
     mmspcl_lin proj;                     /* LINEAR */
     mmspcl_lin in_proj[3];               /* MULT, MBT */
-    size_t pos[3], fusion_tokens;
+    size_t pos[3], fusion_tokens;        /* MBT: fusion_tokens [n_sets * n_fusion][d_model] */
+    int n_sets, sets[3][2], nset[3], members; /* MBT: slot s shares sets[s][0..nset[s]-1]; a set
+                                                 is the mean of its `members` modalities' outputs */
     mmspcl_block *blocks;                /* MULT [n_pairs][L], MBT [n_mod][L] */
     mmspcl_ln *final_ln;                 /* MULT [n_pairs], MBT [n_mod] */
     mmspcl_lin out_proj;
@@ -1906,8 +1911,19 @@ mmspcl_status mmspcl_fusion_create(mmspcl_fusion *f, mmspcl_params *P, const cha
         mmspcl_lin_create(&f->out_proj, P, name, f->n_pairs * D, cfg->out_dim, rng);
     } else {
         int64_t sh[2];
+        int p = 0;
+        if (cfg->bottleneck != MMSPCL_BOTTLENECK_MODALITY && cfg->bottleneck != MMSPCL_BOTTLENECK_PAIR)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mbt: bottleneck %d is neither per modality (%d) nor per pair (%d)", cfg->bottleneck, MMSPCL_BOTTLENECK_MODALITY, MMSPCL_BOTTLENECK_PAIR);
+        if (cfg->bottleneck == MMSPCL_BOTTLENECK_PAIR) {
+            for (a = 0; a < f->n_mod; a++)
+                for (b = a + 1; b < f->n_mod; b++) { f->sets[a][f->nset[a]++] = p; f->sets[b][f->nset[b]++] = p; p++; }
+            f->n_sets = p; f->members = 2;
+        } else {
+            for (a = 0; a < f->n_mod; a++) f->nset[a] = 1;
+            f->n_sets = 1; f->members = f->n_mod;
+        }
         snprintf(name, sizeof name, "%s.fusion_tokens", prefix);
-        sh[0] = cfg->n_fusion; sh[1] = D;
+        sh[0] = (int64_t)f->n_sets * cfg->n_fusion; sh[1] = D;
         f->fusion_tokens = mmspcl_params_add(P, name, 2, sh, 1, MMSPCL_INIT_NORMAL, 0.02, rng);
         f->blocks = (mmspcl_block *)MMSPCL_MALLOC(sizeof(mmspcl_block) * (size_t)(f->n_mod * f->L));
         f->final_ln = (mmspcl_ln *)MMSPCL_MALLOC(sizeof(mmspcl_ln) * (size_t)f->n_mod);
@@ -1977,7 +1993,8 @@ static size_t mmspcl__t_fusion_layout(mmspcl_fusion *f, int n) {
         MMSPCL__T_PUT(N * f->n_pairs * D);                     /* DPOOL */
         MMSPCL__T_PUT(N * tmax * D);                           /* DFLN */
     } else {
-        const size_t F = (size_t)f->cfg.n_fusion;
+        /* F: the bottleneck tokens one modality's layer sees; FS: every set's tokens */
+        const size_t F = (size_t)f->cfg.n_fusion * (size_t)f->nset[0], FS = (size_t)f->cfg.n_fusion * (size_t)f->n_sets;
         for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * D);
         for (l = 0; l < f->L; l++)
             for (s = 0; s < f->n_mod; s++)
@@ -1987,14 +2004,14 @@ static size_t mmspcl__t_fusion_layout(mmspcl_fusion *f, int n) {
                 const int T = f->cfg.seq[f->mods[s]] + (l >= f->cfg.fusion_start ? (int)F : 0);
                 MMSPCL__T_PUT(mmspcl_block_cache_size(&f->blocks[s * f->L + l], n, T, T));
             }
-        for (l = 0; l < f->L; l++) MMSPCL__T_PUT(l >= f->cfg.fusion_start ? N * F * D : 0);
+        for (l = 0; l < f->L; l++) MMSPCL__T_PUT(l >= f->cfg.fusion_start ? N * FS * D : 0);
         for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * D);       /* ZF */
         for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * D);       /* FLN */
         for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * 2);       /* FST */
         MMSPCL__T_PUT(N * f->n_mod * D);                       /* POOL */
         MMSPCL__T_PUT(N * (tmax + F) * D);                     /* TMP */
         for (s = 0; s < f->n_mod; s++) MMSPCL__T_PUT(N * f->cfg.seq[f->mods[s]] * D);       /* DZ */
-        MMSPCL__T_PUT(N * F * D); MMSPCL__T_PUT(N * F * D);    /* DFSN0 DFSN1 */
+        MMSPCL__T_PUT(N * FS * D); MMSPCL__T_PUT(N * FS * D);  /* DFSN0 DFSN1 */
         MMSPCL__T_PUT(N * (tmax + F) * D); MMSPCL__T_PUT(N * (tmax + F) * D); /* DOUT DIN */
         MMSPCL__T_PUT(N * f->n_mod * D);                       /* DPOOL */
         MMSPCL__T_PUT(N * tmax * D);                           /* DFLN */
@@ -2041,6 +2058,129 @@ static void mmspcl__t_pool_backward(const double *dout, int ld, int n, int T, in
     for (s = 0; s < n; s++)
         for (t = 0; t < T; t++)
             for (d = 0; d < D; d++) dx[((size_t)s * T + t) * D + d] = dout[(size_t)s * ld + d] / T;
+}
+
+/* MBT forward (mmspcl_fusion_forward's third kind): layer l of slot s runs on [z_s ; the sets
+   sets[s][0..nset[s]-1] of the fusion state FSN(l)]; the next state is, per set, the mean of its
+   members' outputs of its tokens. */
+static void mmspcl__t_mbt_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3], int n,
+                                  double *y, mmspcl_rng *rng) {
+    const int D = f->cfg.d_model, L = f->L, F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod;
+    const size_t fd = (size_t)F * D, fsd = (size_t)f->n_sets * fd;
+    double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1), *tmp = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 2);
+    int i, s, l, j, m;
+    size_t q;
+    for (s = 0; s < NM; s++) {
+        m = f->mods[s];
+        mmspcl__t_embed(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, s));
+    }
+    if (FS < L) {
+        double *f0 = MMSPCL__T_A(f, MMSPCL__T_MB_FSN(f, FS));
+        for (i = 0; i < n; i++) memcpy(f0 + (size_t)i * fsd, P->w + f->fusion_tokens, sizeof(double) * fsd);
+    }
+    for (l = 0; l < L; l++) {
+        const int fuse = l >= FS;
+        const double *fcur = fuse ? MMSPCL__T_A(f, MMSPCL__T_MB_FSN(f, l)) : NULL;
+        double *fnext = (fuse && l + 1 < L) ? MMSPCL__T_A(f, MMSPCL__T_MB_FSN(f, l + 1)) : NULL;
+        if (fnext) mmspcl__t_zero(fnext, (size_t)n * fsd);
+        for (s = 0; s < NM; s++) {
+            const int T = f->cfg.seq[f->mods[s]], K = fuse ? f->nset[s] : 0, TT = T + K * F;
+            const double *zc = l == 0 ? MMSPCL__T_A(f, s) : MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s));
+            double *in = MMSPCL__T_A(f, MMSPCL__T_MB_IN(f, l, s)), *zf = MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s));
+            for (i = 0; i < n; i++) {
+                memcpy(in + (size_t)i * TT * D, zc + (size_t)i * T * D, sizeof(double) * (size_t)T * D);
+                for (j = 0; j < K; j++)
+                    memcpy(in + ((size_t)i * TT + T + (size_t)j * F) * D, fcur + (size_t)i * fsd + (size_t)f->sets[s][j] * fd,
+                           sizeof(double) * fd);
+            }
+            mmspcl_block_forward(P, &f->blocks[s * L + l], in, tmp, n, TT, NULL, 0, NULL,
+                                 MMSPCL__T_A(f, MMSPCL__T_MB_BC(f, l, s)), rng);
+            for (i = 0; i < n; i++) {
+                memcpy(zf + (size_t)i * T * D, tmp + (size_t)i * TT * D, sizeof(double) * (size_t)T * D);
+                if (fnext)
+                    for (j = 0; j < K; j++) {
+                        double *dst = fnext + (size_t)i * fsd + (size_t)f->sets[s][j] * fd;
+                        const double *src = tmp + ((size_t)i * TT + T + (size_t)j * F) * D;
+                        for (q = 0; q < fd; q++) dst[q] += src[q];
+                    }
+            }
+        }
+        if (fnext) for (q = 0; q < (size_t)n * fsd; q++) fnext[q] /= f->members;
+    }
+    for (s = 0; s < NM; s++) {
+        const int T = f->cfg.seq[f->mods[s]];
+        if (L == 0) memcpy(MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, s), sizeof(double) * (size_t)n * T * D);
+        mmspcl_ln_forward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)),
+                          MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)), n * T);
+        mmspcl__t_pool(MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)), n, T, D, pool + (size_t)s * D, NM * D);
+    }
+    mmspcl_lin_forward(P, &f->out_proj, pool, y, n);
+}
+
+/* MBT backward: the forward's steps in reverse; a set's gradient reaches each member's tokens
+   divided by `members`, and the learned tokens collect the state's gradient at fusion_start. */
+static void mmspcl__t_mbt_backward(mmspcl_fusion *f, mmspcl_params *P, const double *const x[3], int n,
+                                   const double *dy, double *const dx[3]) {
+    const int D = f->cfg.d_model, L = f->L, F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod;
+    const int end = MMSPCL__T_MB_END(f);
+    const size_t fd = (size_t)F * D, fsd = (size_t)f->n_sets * fd;
+    double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1);
+    double *dfs_next = MMSPCL__T_A(f, end), *dfs_cur = MMSPCL__T_A(f, end + 1), *t;
+    double *dout = MMSPCL__T_A(f, end + 2), *din = MMSPCL__T_A(f, end + 3);
+    double *dpool = MMSPCL__T_A(f, end + 4), *dfln = MMSPCL__T_A(f, end + 5);
+    int i, s, l, j, m;
+    size_t q;
+    mmspcl__t_zero(dpool, (size_t)n * NM * D);
+    mmspcl_lin_backward(P, &f->out_proj, pool, dy, dpool, n);
+    for (s = 0; s < NM; s++) {
+        const int T = f->cfg.seq[f->mods[s]];
+        double *dz = MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s));
+        mmspcl__t_pool_backward(dpool + (size_t)s * D, NM * D, n, T, D, dfln);
+        mmspcl__t_zero(dz, (size_t)n * T * D);
+        mmspcl_ln_backward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)),
+                           dfln, dz, n * T);
+    }
+    mmspcl__t_zero(dfs_next, (size_t)n * fsd);   /* dL / d(fusion state entering layer l + 1) */
+    for (l = L - 1; l >= 0; l--) {
+        const int fuse = l >= FS;
+        mmspcl__t_zero(dfs_cur, (size_t)n * fsd);
+        for (s = 0; s < NM; s++) {
+            const int T = f->cfg.seq[f->mods[s]], K = fuse ? f->nset[s] : 0, TT = T + K * F;
+            double *dz = MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s));
+            for (i = 0; i < n; i++) {
+                memcpy(dout + (size_t)i * TT * D, dz + (size_t)i * T * D, sizeof(double) * (size_t)T * D);
+                for (j = 0; j < K; j++) {
+                    const double *g = dfs_next + (size_t)i * fsd + (size_t)f->sets[s][j] * fd;
+                    double *o = dout + ((size_t)i * TT + T + (size_t)j * F) * D;
+                    for (q = 0; q < fd; q++) o[q] = l + 1 < L ? g[q] / f->members : 0.0;
+                }
+            }
+            mmspcl__t_zero(din, (size_t)n * TT * D);
+            mmspcl_block_backward(P, &f->blocks[s * L + l], MMSPCL__T_A(f, MMSPCL__T_MB_IN(f, l, s)), n, TT, NULL, 0,
+                                  MMSPCL__T_A(f, MMSPCL__T_MB_BC(f, l, s)), dout, din, NULL);
+            for (i = 0; i < n; i++) {
+                memcpy(dz + (size_t)i * T * D, din + (size_t)i * TT * D, sizeof(double) * (size_t)T * D);
+                for (j = 0; j < K; j++) {
+                    double *g = dfs_cur + (size_t)i * fsd + (size_t)f->sets[s][j] * fd;
+                    const double *o = din + ((size_t)i * TT + T + (size_t)j * F) * D;
+                    for (q = 0; q < fd; q++) g[q] += o[q];
+                }
+            }
+        }
+        if (l == FS) {   /* the fusion state entering layer FS is the learned tokens, per sample */
+            for (q = 0; q < fsd; q++) {
+                double acc = 0.0;
+                for (i = 0; i < n; i++) acc += dfs_cur[(size_t)i * fsd + q];
+                P->g[f->fusion_tokens + q] += acc;
+            }
+        }
+        t = dfs_next; dfs_next = dfs_cur; dfs_cur = t;
+    }
+    for (s = 0; s < NM; s++) {
+        m = f->mods[s];
+        mmspcl__t_embed_backward(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s)),
+                                 dx ? dx[m] : NULL);
+    }
 }
 
 mmspcl_status mmspcl_fusion_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
@@ -2090,57 +2230,14 @@ mmspcl_status mmspcl_fusion_forward(mmspcl_fusion *f, const mmspcl_params *P, co
         mmspcl_lin_forward(P, &f->out_proj, pool, y, n);
         return MMSPCL_OK;
     }
-    {   /* MBT */
-        const int F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod;
-        const size_t fd = (size_t)F * D;
-        double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1), *tmp = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 2);
-        int i;
-        size_t q;
-        for (s = 0; s < NM; s++) {
-            m = f->mods[s];
-            mmspcl__t_embed(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, s));
-        }
-        if (FS < L) {
-            double *f0 = MMSPCL__T_A(f, MMSPCL__T_MB_FSN(f, FS));
-            for (i = 0; i < n; i++) memcpy(f0 + (size_t)i * fd, P->w + f->fusion_tokens, sizeof(double) * fd);
-        }
-        for (l = 0; l < L; l++) {
-            const int fuse = l >= FS;
-            double *fnext = (fuse && l + 1 < L) ? MMSPCL__T_A(f, MMSPCL__T_MB_FSN(f, l + 1)) : NULL;
-            if (fnext) mmspcl__t_zero(fnext, (size_t)n * fd);
-            for (s = 0; s < NM; s++) {
-                const int T = f->cfg.seq[f->mods[s]], TT = T + (fuse ? F : 0);
-                const double *zc = l == 0 ? MMSPCL__T_A(f, s) : MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s));
-                double *in = MMSPCL__T_A(f, MMSPCL__T_MB_IN(f, l, s)), *zf = MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s));
-                for (i = 0; i < n; i++) {
-                    memcpy(in + (size_t)i * TT * D, zc + (size_t)i * T * D, sizeof(double) * (size_t)T * D);
-                    if (fuse) memcpy(in + ((size_t)i * TT + T) * D, MMSPCL__T_A(f, MMSPCL__T_MB_FSN(f, l)) + (size_t)i * fd, sizeof(double) * fd);
-                }
-                mmspcl_block_forward(P, &f->blocks[s * L + l], in, tmp, n, TT, NULL, 0, NULL,
-                                     MMSPCL__T_A(f, MMSPCL__T_MB_BC(f, l, s)), rng);
-                for (i = 0; i < n; i++) {
-                    memcpy(zf + (size_t)i * T * D, tmp + (size_t)i * TT * D, sizeof(double) * (size_t)T * D);
-                    if (fnext) for (q = 0; q < fd; q++) fnext[(size_t)i * fd + q] += tmp[((size_t)i * TT + T) * D + q];
-                }
-            }
-            if (fnext) for (q = 0; q < (size_t)n * fd; q++) fnext[q] /= NM;
-        }
-        for (s = 0; s < NM; s++) {
-            const int T = f->cfg.seq[f->mods[s]];
-            if (L == 0) memcpy(MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, s), sizeof(double) * (size_t)n * T * D);
-            mmspcl_ln_forward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)),
-                              MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)), n * T);
-            mmspcl__t_pool(MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)), n, T, D, pool + (size_t)s * D, NM * D);
-        }
-        mmspcl_lin_forward(P, &f->out_proj, pool, y, n);
-    }
+    mmspcl__t_mbt_forward(f, P, x, n, y, rng);
     return MMSPCL_OK;
 }
 
 void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *const x[3], int n,
                             const double *dy, double *const dx[3]) {
     const int D = f->cfg.d_model, L = f->L;
-    int m, s, p, l, i;
+    int m, p, l, i;
     if (f->cfg.kind == MMSPCL_FUSION_LINEAR) {
         double *cat = MMSPCL__T_A(f, 0), *dcat = MMSPCL__T_A(f, 1);
         int off = 0, d;
@@ -2188,59 +2285,7 @@ void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *co
                 mmspcl__t_embed_backward(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, end + 3 + m), dx ? dx[m] : NULL);
         return;
     }
-    {   /* MBT */
-        const int F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod, end = MMSPCL__T_MB_END(f);
-        const size_t fd = (size_t)F * D;
-        double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1);
-        double *dfs_next = MMSPCL__T_A(f, end), *dfs_cur = MMSPCL__T_A(f, end + 1), *t;
-        double *dout = MMSPCL__T_A(f, end + 2), *din = MMSPCL__T_A(f, end + 3);
-        double *dpool = MMSPCL__T_A(f, end + 4), *dfln = MMSPCL__T_A(f, end + 5);
-        size_t q;
-        mmspcl__t_zero(dpool, (size_t)n * NM * D);
-        mmspcl_lin_backward(P, &f->out_proj, pool, dy, dpool, n);
-        for (s = 0; s < NM; s++) {
-            const int T = f->cfg.seq[f->mods[s]];
-            double *dz = MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s));
-            mmspcl__t_pool_backward(dpool + (size_t)s * D, NM * D, n, T, D, dfln);
-            mmspcl__t_zero(dz, (size_t)n * T * D);
-            mmspcl_ln_backward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)),
-                               dfln, dz, n * T);
-        }
-        mmspcl__t_zero(dfs_next, (size_t)n * fd);   /* dL / d(fusion state entering layer l + 1) */
-        for (l = L - 1; l >= 0; l--) {
-            const int fuse = l >= FS;
-            mmspcl__t_zero(dfs_cur, (size_t)n * fd);
-            for (s = 0; s < NM; s++) {
-                const int T = f->cfg.seq[f->mods[s]], TT = T + (fuse ? F : 0);
-                double *dz = MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s));
-                for (i = 0; i < n; i++) {
-                    memcpy(dout + (size_t)i * TT * D, dz + (size_t)i * T * D, sizeof(double) * (size_t)T * D);
-                    if (fuse)
-                        for (q = 0; q < fd; q++)
-                            dout[((size_t)i * TT + T) * D + q] = l + 1 < L ? dfs_next[(size_t)i * fd + q] / NM : 0.0;
-                }
-                mmspcl__t_zero(din, (size_t)n * TT * D);
-                mmspcl_block_backward(P, &f->blocks[s * L + l], MMSPCL__T_A(f, MMSPCL__T_MB_IN(f, l, s)), n, TT, NULL, 0,
-                                      MMSPCL__T_A(f, MMSPCL__T_MB_BC(f, l, s)), dout, din, NULL);
-                for (i = 0; i < n; i++) {
-                    memcpy(dz + (size_t)i * T * D, din + (size_t)i * TT * D, sizeof(double) * (size_t)T * D);
-                    if (fuse) for (q = 0; q < fd; q++) dfs_cur[(size_t)i * fd + q] += din[((size_t)i * TT + T) * D + q];
-                }
-            }
-            if (l == FS) {   /* the fusion state entering layer FS is the learned tokens, per sample */
-                for (q = 0; q < fd; q++) {
-                    double acc = 0.0;
-                    for (i = 0; i < n; i++) acc += dfs_cur[(size_t)i * fd + q];
-                    P->g[f->fusion_tokens + q] += acc;
-                }
-            }
-            t = dfs_next; dfs_next = dfs_cur; dfs_cur = t;
-        }
-        for (s = 0; s < NM; s++) {
-            m = f->mods[s];
-            mmspcl__t_embed_backward(P, &f->in_proj[m], f->pos[m], x[m], n, f->cfg.seq[m], MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s)), dx ? dx[m] : NULL);
-        }
-    }
+    mmspcl__t_mbt_backward(f, P, x, n, dy, dx);
 }
 
 mmspcl_status mmspcl_fusion_write_config(const mmspcl_fusion *f, mmspcl_writer *wr, const char *outer) {
@@ -2262,7 +2307,7 @@ mmspcl_status mmspcl_fusion_write_config(const mmspcl_fusion *f, mmspcl_writer *
     if (c->kind == MMSPCL_FUSION_MULT) { MMSPCL__T_KEY("n_cross", c->n_cross); MMSPCL__T_KEY("n_self", c->n_self); }
     if (c->kind == MMSPCL_FUSION_MBT) {
         MMSPCL__T_KEY("n_layers", c->n_layers); MMSPCL__T_KEY("fusion_start", c->fusion_start);
-        MMSPCL__T_KEY("n_fusion", c->n_fusion);
+        MMSPCL__T_KEY("n_fusion", c->n_fusion); MMSPCL__T_KEY("bottleneck", c->bottleneck);
     }
 #undef MMSPCL__T_KEY
     snprintf(key, sizeof key, "%s%s%s.dropout", outer && *outer ? outer : "", outer && *outer ? "." : "", f->prefix);
@@ -3054,7 +3099,7 @@ mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights 
         if ((st = mmspcl_mbt_load(&f, w, "spcl.fusion", err))) return st;
         for (m = 0; m < 3; m++) { fc.seq[m] = f.seq[m]; fc.dims[m] = f.seq[m] * f.tok[m]; }
         fc.d_model = f.d_model; fc.n_heads = f.n_heads; fc.n_layers = f.n_layers; fc.fusion_start = f.fusion_start;
-        fc.n_fusion = f.n_fusion; fc.ff_mult = f.ff_mult; fc.out_dim = f.out_dim; fc.act = f.act;
+        fc.n_fusion = f.n_fusion; fc.ff_mult = f.ff_mult; fc.out_dim = f.out_dim; fc.act = f.act; fc.bottleneck = f.bottleneck;
         mmspcl_mbt_free(&f);
     }
     fc.dropout = mmspcl_weights_get_float(w, "spcl.fusion.dropout", &dropout) ? dropout : 0.0;

@@ -17,7 +17,9 @@
                  of --prune-k; a and v both pruned when both are given; the arg-max rule, or
                  with --prune-threshold T every head with a cosine >= T), then the Linear
      bottleneck  MBT (mmspcl_fusion MBT): every step a token, learned positions; padded steps are
-                 tokens too (no mask in that head)
+                 tokens too (no mask in that head); --bottleneck per-modality (scenic's MBT: one
+                 token set shared by all modalities) or per-pair (the paper's equations 8-9: one
+                 set per pair of modalities)
    Training: AdamW, cross-entropy, gradient clipping, dev weighted F1 after every epoch, the best
    epoch's weights kept, early stop after --patience epochs without a better dev F1 (default off:
    MulT can sit at chance for 5-15 epochs before it finds an alignment). */
@@ -40,7 +42,7 @@ typedef struct data {
 typedef struct opts {
     fusion_kind kind;
     const char *path[3], *lens_path[3], *labels, *split, *save;
-    int epochs, batch, patience, d, heads, layers, mem_layers, pool, prune_k, fusion_tokens, fusion_start;
+    int epochs, batch, patience, d, heads, layers, mem_layers, pool, prune_k, fusion_tokens, fusion_start, bottleneck;
     double lr, wd, clip, dropout, prune_tau;   /* prune_tau NAN: the arg-max rule */
     unsigned long long seed;
 } opts;
@@ -67,6 +69,7 @@ static void usage(FILE *o) {
             "         [--patience 0 (off)] [--seed 1] [--dropout 0.1] [--save FILE]\n"
             "         mult:       [--d 16] [--heads 2] [--layers 2] [--mem-layers 1] [--pool last|mean]\n"
             "         bottleneck: [--d 16] [--heads 2] [--layers 2] [--fusion-tokens 4] [--fusion-start 1]\n"
+            "                     [--bottleneck per-modality|per-pair (default per-modality)]\n"
             "         prune:      [--prune-k 4] [--prune-threshold T (default: the arg-max rule)]\n"
             "Feature files: float32 [n][L][D], zero-padded; lengths: one per line (default: up to the\n"
             "last step that is not all zeros).\n"
@@ -202,7 +205,7 @@ static int model_create(model *M, const data *d, const opts *o, mmspcl_error *er
         }
         if (o->kind == F_BOTTLENECK) {
             c.d_model = o->d; c.n_heads = o->heads; c.n_layers = o->layers; c.fusion_start = o->fusion_start;
-            c.n_fusion = o->fusion_tokens; c.dropout = o->dropout;
+            c.n_fusion = o->fusion_tokens; c.dropout = o->dropout; c.bottleneck = o->bottleneck;
         }
         if (o->kind == F_PRUNE && (!d->D[0] || d->D[0] % o->prune_k)) {
             snprintf(err->msg, sizeof err->msg, "prune: t (the base) must be present with a width that is a multiple of --prune-k %d", o->prune_k);
@@ -396,7 +399,10 @@ static int parse(int argc, char **argv, opts *o, data *d) {
         else if (!strcmp(a, "--clip")) o->clip = atof(v);
         else if (!strcmp(a, "--dropout")) o->dropout = atof(v);
         else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--pool")) {
+        else if (!strcmp(a, "--bottleneck")) {
+            if (strcmp(v, "per-modality") && strcmp(v, "per-pair")) { fprintf(stderr, "train_fusion: --bottleneck %s: expected per-modality or per-pair\n", v); return -1; }
+            o->bottleneck = !strcmp(v, "per-pair") ? MMSPCL_BOTTLENECK_PAIR : MMSPCL_BOTTLENECK_MODALITY;
+        } else if (!strcmp(a, "--pool")) {
             if (strcmp(v, "last") && strcmp(v, "mean")) { fprintf(stderr, "train_fusion: --pool %s: expected last or mean\n", v); return -1; }
             o->pool = !strcmp(v, "mean") ? MMSPCL_POOL_MEAN : MMSPCL_POOL_LAST;
         } else { fprintf(stderr, "train_fusion: unknown option %s\n", a); return -1; }
@@ -456,7 +462,7 @@ int main(int argc, char **argv) {
     memset(&M, 0, sizeof M);
     memset(&err, 0, sizeof err);
     o.kind = F_MULT; o.epochs = 40; o.batch = 32; o.patience = 0; o.d = 16; o.heads = 2; o.layers = 2; o.mem_layers = 1;
-    o.pool = MMSPCL_POOL_LAST; o.prune_k = 4; o.fusion_tokens = 4; o.fusion_start = 1;
+    o.pool = MMSPCL_POOL_LAST; o.prune_k = 4; o.fusion_tokens = 4; o.fusion_start = 1; o.bottleneck = MMSPCL_BOTTLENECK_MODALITY;
     o.lr = 3e-3; o.wd = 0.01; o.clip = 0.8; o.dropout = 0.1; o.seed = 1; o.prune_tau = NAN;
     d.n = -1;
     if ((pr = parse(argc, argv, &o, &d)) != 0) { if (pr < 0) usage(stderr); return pr > 0 ? 0 : 2; }
