@@ -561,11 +561,15 @@ int32_t mmspcl_bpe_mask_id(const mmspcl_bpe *bpe);  /* <mask> */
      mmspcl_roberta *m;
      mmspcl_roberta_load(&m, weights, max_batch, max_seq, &err);   one arena, sized here
      mmspcl_roberta_forward(m, ids, lengths, batch, seq, hidden, &err);
+     mmspcl_roberta_forward_rows(m, ids, lengths, batch, seq, rows, out, &err);   one row each
      mmspcl_roberta_free(m);
 
    ids is [batch][seq] (row b holds lengths[b] real tokens, the rest is ignored); hidden is
-   [batch][seq][hidden_size], rows past lengths[b] are set to 0. The batch is packed: padding
-   costs nothing. Position ids follow Hugging Face: pad_id + 1, pad_id + 2, ... over tokens that
+   [batch][seq][hidden_size], rows past lengths[b] are set to 0. The batch is packed: the tokens
+   of all sequences are one matrix through every Linear, LayerNorm and GELU, attention runs per
+   sequence, so padding costs nothing and a sequence's rows have the same bits alone or in any
+   batch. For many prompts (a dataset), pass them sorted by length in batches of a few thousand
+   tokens; _rows keeps one row per sequence and skips the rest of the last layer. Position ids follow Hugging Face: pad_id + 1, pad_id + 2, ... over tokens that
    are not pad_id (a pad id inside a sequence keeps position pad_id), token type 0.
    Needs the tensors embeddings.* and encoder.layer.N.* (see docs/CONVERT.md), any weight dtype.
    ------------------------------------------------------------------------------------------ */
@@ -591,6 +595,12 @@ mmspcl_status mmspcl_roberta_read_config(const mmspcl_weights *w, mmspcl_roberta
                                          mmspcl_error *err);
 mmspcl_status mmspcl_roberta_forward(mmspcl_roberta *m, const int32_t *ids, const int *lengths,
                                      int batch, int seq, float *hidden, mmspcl_error *err);
+/* The final hidden state of one token per sequence (the SPCL <mask>, a [CLS] row): out
+   [batch][hidden_size] gets row rows[b] (0 <= rows[b] < lengths[b]) of sequence b, the same bits
+   as mmspcl_roberta_forward's hidden[b][rows[b]]. The last layer runs its keys and values over every
+   token and everything else for those rows alone: a RoBERTa-large forward costs about 3.5% less. */
+mmspcl_status mmspcl_roberta_forward_rows(mmspcl_roberta *m, const int32_t *ids, const int *lengths, int batch,
+                                          int seq, const int *rows, float *out, mmspcl_error *err);
 const mmspcl_roberta_config *mmspcl_roberta_get_config(const mmspcl_roberta *m);
 /* Bytes of the activation arena (fixed at load from max_batch * max_seq tokens). */
 size_t mmspcl_roberta_arena_bytes(const mmspcl_roberta *m);
@@ -641,7 +651,8 @@ mmspcl_status mmspcl_spcl_prompts_query(const mmspcl_bpe *tok, const mmspcl_turn
    NUL-terminated string the caller frees with MMSPCL_FREE; NULL when out of memory. */
 char *mmspcl_spcl_clean(const char *speaker, const char *sep, const char *text);
 /* z_t for every turn of a dialogue: z is [n_turns][hidden_size]. Runs the encoder in batches of
-   at most the max_batch it was loaded with (load it with max_seq >= max_len). */
+   at most the max_batch it was loaded with (load it with max_seq >= max_len), keeping the <mask>
+   rows alone (mmspcl_roberta_forward_rows). */
 mmspcl_status mmspcl_spcl_embed_dialogue(mmspcl_roberta *m, const mmspcl_bpe *tok,
                                          const mmspcl_turn *turns, int n_turns, int max_len,
                                          float *z, mmspcl_error *err);
@@ -6002,14 +6013,19 @@ static void mmspcl__residual_layernorm(float *x, const float *delta, const float
     mmspcl_layernorm(x, x, g, b, rows, dim, eps);
 }
 
-mmspcl_status mmspcl_roberta_forward(mmspcl_roberta *m, const int32_t *ids, const int *lengths,
-                                     int batch, int seq, float *hidden, mmspcl_error *err) {
-    const mmspcl_roberta_config *c = &m->cfg;
-    const int H = c->hidden_size, I = c->intermediate_size, nh = c->num_heads, hd = H / nh;
-    float *x, *q, *k, *v, *ctx, *ffn, *scratch, *tmp;
-    int b, l, T = 0, t;
-    mmspcl_status st = MMSPCL_OK;
+/* The activations of one forward (slices of the arena) and its packed token count. */
+typedef struct mmspcl__roberta_run {
+    float *x, *q, *k, *v, *ctx, *ffn, *scratch;
+    int T;
+} mmspcl__roberta_run;
 
+/* Checks the batch, lays out the activations and runs the embeddings (+ LayerNorm) into r->x. */
+static mmspcl_status mmspcl__roberta_begin(mmspcl_roberta *m, const int32_t *ids, const int *lengths, int batch,
+                                           int seq, mmspcl__roberta_run *r, mmspcl_error *err) {
+    const mmspcl_roberta_config *c = &m->cfg;
+    const int H = c->hidden_size, I = c->intermediate_size;
+    float *tmp;
+    int b, T = 0, t;
     if (batch < 1 || seq < 1) return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_forward: empty batch");
     for (b = 0; b < batch; b++) {
         if (lengths[b] < 1 || lengths[b] > seq)
@@ -6027,54 +6043,127 @@ mmspcl_status mmspcl_roberta_forward(mmspcl_roberta *m, const int32_t *ids, cons
         return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_forward: %d tokens exceed the %d the model was loaded for", T, m->max_tokens);
 
     mmspcl_arena_reset(&m->arena);
-    x = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
-    q = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
-    k = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
-    v = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
-    ctx = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
-    ffn = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * I * sizeof(float));
-    scratch = (float *)mmspcl_arena_alloc(&m->arena, mmspcl_attention_scratch(seq) * sizeof(float));
-    if (!x || !q || !k || !v || !ctx || !ffn || !scratch)
+    r->T = T;
+    r->x = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    r->q = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    r->k = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    r->v = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    r->ctx = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * H * sizeof(float));
+    r->ffn = (float *)mmspcl_arena_alloc(&m->arena, (size_t)T * I * sizeof(float));
+    r->scratch = (float *)mmspcl_arena_alloc(&m->arena, mmspcl_attention_scratch(seq) * sizeof(float));
+    if (!r->x || !r->q || !r->k || !r->v || !r->ctx || !r->ffn || !r->scratch)
         return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "roberta_forward: activation arena too small");
-    tmp = ctx;  /* free until the first layer */
+    tmp = r->ctx;  /* free until the first layer */
 
     /* Embeddings: word + position (HF: pad_id + running count of non-pad tokens) + type 0. */
     for (b = 0, T = 0; b < batch; b++) {
         int pos = c->pad_id;
         for (t = 0; t < lengths[b]; t++, T++) {
             int32_t id = ids[(size_t)b * seq + t];
-            float *row = x + (size_t)T * H;
+            float *row = r->x + (size_t)T * H;
             memset(row, 0, (size_t)H * sizeof(float));
             mmspcl__add_embedding_row(row, m->word_emb, id, tmp);
             mmspcl__add_embedding_row(row, m->pos_emb, id != c->pad_id ? ++pos : c->pad_id, tmp);
             mmspcl__add_embedding_row(row, m->type_emb, 0, tmp);
         }
     }
-    mmspcl_layernorm(x, x, m->emb_ln_g, m->emb_ln_b, T, H, c->layer_norm_eps);
+    mmspcl_layernorm(r->x, r->x, m->emb_ln_g, m->emb_ln_b, T, H, c->layer_norm_eps);
+    return MMSPCL_OK;
+}
 
-    for (l = 0; l < c->num_layers && !st; l++) {
-        const mmspcl__roberta_layer *L = &m->layers[l];
-        int start = 0;
-        if ((st = mmspcl_linear(q, x, T, H, L->wq, L->bq)) || (st = mmspcl_linear(k, x, T, H, L->wk, L->bk)) ||
-            (st = mmspcl_linear(v, x, T, H, L->wv, L->bv)))
-            break;
-        for (b = 0; b < batch; start += lengths[b], b++)   /* each sequence attends to itself */
-            mmspcl_attention(ctx + (size_t)start * H, H, q + (size_t)start * H, H, k + (size_t)start * H,
-                             v + (size_t)start * H, H, lengths[b], lengths[b], nh, hd, NULL, scratch);
-        if ((st = mmspcl_linear(q, ctx, T, H, L->wo, L->bo))) break;  /* q is free again */
-        mmspcl__residual_layernorm(x, q, L->ln_attn_g, L->ln_attn_b, T, H, c->layer_norm_eps);
-        if ((st = mmspcl_linear(ffn, x, T, H, L->w_in, L->b_in))) break;
-        mmspcl_gelu(ffn, (size_t)T * I);
-        if ((st = mmspcl_linear(q, ffn, T, I, L->w_out, L->b_out))) break;
-        mmspcl__residual_layernorm(x, q, L->ln_out_g, L->ln_out_b, T, H, c->layer_norm_eps);
-    }
-    if (st) return mmspcl__fail(err, st, "roberta_forward: layer %d failed (%s)", l, mmspcl_status_name(st));
+/* GELU row by row: a row's bits do not depend on where it sits in the batch (mmspcl_gelu's SIMD
+   code leaves the last n % 8 values of a call to the definition). */
+static void mmspcl__gelu_rows(float *x, int rows, int n) {
+    int r;
+    for (r = 0; r < rows; r++) mmspcl_gelu(x + (size_t)r * (size_t)n, (size_t)n);
+}
 
+/* One encoder layer over every packed token, in place on r->x; each sequence attends to itself. */
+static mmspcl_status mmspcl__roberta_layer_all(const mmspcl_roberta *m, const mmspcl__roberta_layer *L,
+                                               mmspcl__roberta_run *r, const int *lengths, int batch) {
+    const mmspcl_roberta_config *c = &m->cfg;
+    const int H = c->hidden_size, I = c->intermediate_size, nh = c->num_heads, T = r->T;
+    mmspcl_status st;
+    int b, start = 0;
+    if ((st = mmspcl_linear(r->q, r->x, T, H, L->wq, L->bq)) || (st = mmspcl_linear(r->k, r->x, T, H, L->wk, L->bk)) ||
+        (st = mmspcl_linear(r->v, r->x, T, H, L->wv, L->bv)))
+        return st;
+    for (b = 0; b < batch; start += lengths[b], b++)
+        mmspcl_attention(r->ctx + (size_t)start * H, H, r->q + (size_t)start * H, H, r->k + (size_t)start * H,
+                         r->v + (size_t)start * H, H, lengths[b], lengths[b], nh, H / nh, NULL, r->scratch);
+    if ((st = mmspcl_linear(r->q, r->ctx, T, H, L->wo, L->bo))) return st;  /* q is free again */
+    mmspcl__residual_layernorm(r->x, r->q, L->ln_attn_g, L->ln_attn_b, T, H, c->layer_norm_eps);
+    if ((st = mmspcl_linear(r->ffn, r->x, T, H, L->w_in, L->b_in))) return st;
+    mmspcl__gelu_rows(r->ffn, T, I);
+    if ((st = mmspcl_linear(r->q, r->ffn, T, I, L->w_out, L->b_out))) return st;
+    mmspcl__residual_layernorm(r->x, r->q, L->ln_out_g, L->ln_out_b, T, H, c->layer_norm_eps);
+    return MMSPCL_OK;
+}
+
+/* The last layer for one row per sequence (row rows[b] of sequence b): keys and values of every
+   token, then queries, attention, output projection and feed-forward for those rows alone, into
+   out [batch][H]. Rows are computed exactly as inside the whole batch (every kernel computes a row
+   by itself: tests/test_roberta.c), so the bits are mmspcl__roberta_layer_all's. */
+static mmspcl_status mmspcl__roberta_layer_rows(const mmspcl_roberta *m, const mmspcl__roberta_layer *L,
+                                                mmspcl__roberta_run *r, const int *lengths, int batch,
+                                                const int *rows, float *out) {
+    const mmspcl_roberta_config *c = &m->cfg;
+    const int H = c->hidden_size, I = c->intermediate_size, nh = c->num_heads, T = r->T;
+    float *xs = r->q, *qs = r->ctx, *cs = r->ffn;   /* batch <= T rows each */
+    mmspcl_status st;
+    int b, start = 0;
+    if ((st = mmspcl_linear(r->k, r->x, T, H, L->wk, L->bk)) || (st = mmspcl_linear(r->v, r->x, T, H, L->wv, L->bv)))
+        return st;
+    for (b = 0; b < batch; start += lengths[b], b++)
+        memcpy(xs + (size_t)b * H, r->x + ((size_t)start + (size_t)rows[b]) * H, sizeof(float) * (size_t)H);
+    if ((st = mmspcl_linear(qs, xs, batch, H, L->wq, L->bq))) return st;
+    for (b = 0, start = 0; b < batch; start += lengths[b], b++)
+        mmspcl_attention(cs + (size_t)b * H, H, qs + (size_t)b * H, H, r->k + (size_t)start * H, r->v + (size_t)start * H,
+                         H, 1, lengths[b], nh, H / nh, NULL, r->scratch);
+    if ((st = mmspcl_linear(qs, cs, batch, H, L->wo, L->bo))) return st;   /* qs is free again */
+    mmspcl__residual_layernorm(xs, qs, L->ln_attn_g, L->ln_attn_b, batch, H, c->layer_norm_eps);
+    if ((st = mmspcl_linear(r->ffn, xs, batch, H, L->w_in, L->b_in))) return st;   /* cs is free again */
+    mmspcl__gelu_rows(r->ffn, batch, I);
+    if ((st = mmspcl_linear(qs, r->ffn, batch, I, L->w_out, L->b_out))) return st;
+    mmspcl__residual_layernorm(xs, qs, L->ln_out_g, L->ln_out_b, batch, H, c->layer_norm_eps);
+    memcpy(out, xs, sizeof(float) * (size_t)batch * (size_t)H);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_roberta_forward(mmspcl_roberta *m, const int32_t *ids, const int *lengths,
+                                     int batch, int seq, float *hidden, mmspcl_error *err) {
+    const int H = m->cfg.hidden_size;
+    mmspcl__roberta_run r;
+    int b, l, T;
+    mmspcl_status st;
+    if ((st = mmspcl__roberta_begin(m, ids, lengths, batch, seq, &r, err))) return st;
+    for (l = 0; l < m->cfg.num_layers; l++)
+        if ((st = mmspcl__roberta_layer_all(m, &m->layers[l], &r, lengths, batch)))
+            return mmspcl__fail(err, st, "roberta_forward: layer %d failed (%s)", l, mmspcl_status_name(st));
     for (b = 0, T = 0; b < batch; b++) {
         float *dst = hidden + (size_t)b * seq * H;
-        memcpy(dst, x + (size_t)T * H, (size_t)lengths[b] * H * sizeof(float));
+        memcpy(dst, r.x + (size_t)T * H, (size_t)lengths[b] * H * sizeof(float));
         memset(dst + (size_t)lengths[b] * H, 0, (size_t)(seq - lengths[b]) * H * sizeof(float));
         T += lengths[b];
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_roberta_forward_rows(mmspcl_roberta *m, const int32_t *ids, const int *lengths, int batch,
+                                          int seq, const int *rows, float *out, mmspcl_error *err) {
+    mmspcl__roberta_run r;
+    int b, l;
+    mmspcl_status st;
+    if (!rows || !out) return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_forward_rows: NULL rows or output");
+    if ((st = mmspcl__roberta_begin(m, ids, lengths, batch, seq, &r, err))) return st;
+    for (b = 0; b < batch; b++)
+        if (rows[b] < 0 || rows[b] >= lengths[b])
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "roberta_forward_rows: row %d of sequence %d is outside its %d tokens",
+                                rows[b], b, lengths[b]);
+    for (l = 0; l < m->cfg.num_layers; l++) {
+        st = l + 1 < m->cfg.num_layers ? mmspcl__roberta_layer_all(m, &m->layers[l], &r, lengths, batch)
+                                       : mmspcl__roberta_layer_rows(m, &m->layers[l], &r, lengths, batch, rows, out);
+        if (st) return mmspcl__fail(err, st, "roberta_forward_rows: layer %d failed (%s)", l, mmspcl_status_name(st));
     }
     return MMSPCL_OK;
 }
@@ -6211,25 +6300,23 @@ mmspcl_status mmspcl_spcl_embed_dialogue(mmspcl_roberta *m, const mmspcl_bpe *to
     int32_t *ids = (int32_t *)MMSPCL_MALLOC((size_t)n_turns * max_len * sizeof(int32_t));
     int *lengths = (int *)MMSPCL_MALLOC((size_t)n_turns * sizeof(int));
     int *mask_pos = (int *)MMSPCL_MALLOC((size_t)n_turns * sizeof(int));
-    float *hidden = (float *)MMSPCL_MALLOC((size_t)max_batch * max_len * H * sizeof(float));
     mmspcl_status st;
-    int t0, b;
-    if (!ids || !lengths || !mask_pos || !hidden) {
+    int t0;
+    if (!ids || !lengths || !mask_pos) {
         st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "spcl_embed_dialogue: out of memory");
         goto done;
     }
     if ((st = mmspcl_spcl_prompts(tok, turns, n_turns, max_len, ids, lengths, mask_pos, err))) goto done;
     for (t0 = 0; t0 < n_turns; t0 += max_batch) {
         int nb = n_turns - t0 < max_batch ? n_turns - t0 : max_batch;
-        if ((st = mmspcl_roberta_forward(m, ids + (size_t)t0 * max_len, lengths + t0, nb, max_len, hidden, err))) goto done;
-        for (b = 0; b < nb; b++)
-            memcpy(z + (size_t)(t0 + b) * H, hidden + ((size_t)b * max_len + mask_pos[t0 + b]) * H, (size_t)H * sizeof(float));
+        if ((st = mmspcl_roberta_forward_rows(m, ids + (size_t)t0 * max_len, lengths + t0, nb, max_len, mask_pos + t0,
+                                              z + (size_t)t0 * H, err)))
+            goto done;
     }
 done:
     MMSPCL_FREE(ids);
     MMSPCL_FREE(lengths);
     MMSPCL_FREE(mask_pos);
-    MMSPCL_FREE(hidden);
     return st;
 }
 
