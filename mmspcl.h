@@ -372,8 +372,9 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
        place, 6 outputs x 4 vectors of rows; same bits as the definition. With AVX-512 F/BW/VL
        alone, AUTO takes AVX2 for bf16 and the AVX512 path returns MMSPCL_ERR_UNSUPPORTED.
        ARM: the definition (no BFDOT code yet).
-   (l) op(A) and op(B) packed per call in cache blocks (k 512, rows 72), tiles of 6
-       rows x 16 columns with fused multiply-adds (mmspcl_gemm_f32: training's backward products).
+   (l) op(A) and op(B) packed per call in cache blocks, tiles with fused multiply-adds
+       (mmspcl_gemm_f32: training's backward products): AVX-512 12 rows x 32 columns (k 256,
+       rows 144), AVX2 6 x 16 (k 512, rows 72); the same bits on both.
    AUTO on x86: f32 / f16 weights AVX-512 > AVX2; bf16 AVX512-BF16 > AVX2; q8_0 / q4_0
    AVX512-VNNI > AVX-VNNI > AVX2; then the definition. On ARM: NEON, with sdot when built with the dot product (-march=armv8.2-a+dotprod).
    The AVX-VNNI path needs a compiler that knows it (GCC 11, clang 12) and a CPU with AVX-VNNI,
@@ -413,8 +414,8 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
    k order; the scalar definition multiplies then adds, the AVX2 path fuses (within a few ulp
    times K of each other). Work is split over threads by columns, so any thread count gives the
    same bits; called inside a parallel region (or for small products) it stays on the calling
-   thread. The AVX2 path packs blocks of A and B per call (cache blocking, 6 x 16 tiles);
-   AVX-512 CPUs run it too. MMSPCL_ERR_ARG for negative sizes or leading dimensions shorter
+   thread. The SIMD paths pack blocks of A and B per call (cache blocking; AVX-512: 12 x 32
+   tiles, AVX2: 6 x 16; the same bits). MMSPCL_ERR_ARG for negative sizes or leading dimensions shorter
    than a row; MMSPCL_ERR_NOMEM when the packing buffers cannot be allocated. */
 mmspcl_status mmspcl_gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                               const float *B, int ldb, float *C, int ldc, int accumulate);
@@ -425,7 +426,7 @@ mmspcl_status mmspcl_gemm_f32_ws(int trans_a, int trans_b, int M, int N, int K, 
                                  const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
                                  size_t work_floats);
 size_t mmspcl_gemm_f32_work(int M, int N, int K, int threads);
-/* The same with a chosen path: SCALAR (the definition), AVX2, AUTO; others UNSUPPORTED. */
+/* The same with a chosen path: SCALAR (the definition), AVX2, AVX512, AUTO; others UNSUPPORTED. */
 mmspcl_status mmspcl_gemm_f32_path(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                                    const float *B, int ldb, float *C, int ldc, int accumulate,
                                    mmspcl_kernel_path path);
@@ -4215,64 +4216,88 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
     return MMSPCL_OK;
 }
 
-/* General matrix product (mmspcl_gemm_f32), BLIS-style blocking: per thread a range of 16-column
-   panels of C; per block of KC values of k, op(B) of those columns is packed into panels [KC][16]
-   and, per MC rows, op(A) into blocks [KC][6] (in L2) that meet every panel (16 KB: L1).
-   A 6 x 16 tile keeps its outputs in 12 ymm accumulators through the KC products; between k
-   blocks the partial sums go through C, which keeps each output one chain (the definition's). */
+/* General matrix product (mmspcl_gemm_f32), BLIS-style blocking, one geometry per path (AVX2:
+   tiles of 6 rows x 16 columns, k blocks of 512, 72 rows; AVX-512: 12 x 32, k 256, 144 rows):
+   per thread a range of NR-column panels of C; per block of KC values of k, op(B) of those
+   columns is packed into panels [KC][NR] and, per MC rows, op(A) into blocks [KC][MR] (in L2)
+   that meet every panel. A tile keeps its MR x NR outputs in vector accumulators through the KC
+   products; between k blocks the partial sums go through C, which keeps each output one chain
+   (the definition's). Every geometry gives the same bits: the blocking only changes where the
+   chains pause in C. */
+typedef struct mmspcl__gemm_geo { int mr, nr, kc, mc; } mmspcl__gemm_geo;
 #ifndef MMSPCL__GEMM_KC
 #define MMSPCL__GEMM_KC 512
 #endif
 #ifndef MMSPCL__GEMM_MC
 #define MMSPCL__GEMM_MC 72
 #endif
-/* ap[blk][k][r] = op(A)[i0 + 6 blk + r][k0 + k], zero for rows past M (mc rows of the block) */
-static void mmspcl__gemm_pack_a(float *ap, int trans_a, const float *A, int lda, int M, int i0, int mc, int k0, int kc) {
+#ifndef MMSPCL__GEMM512_KC
+#define MMSPCL__GEMM512_KC 256
+#endif
+#ifndef MMSPCL__GEMM512_MC
+#define MMSPCL__GEMM512_MC 144
+#endif
+static const mmspcl__gemm_geo mmspcl__gemm_geo_avx2 = {6, 16, MMSPCL__GEMM_KC, MMSPCL__GEMM_MC};
+static const mmspcl__gemm_geo mmspcl__gemm_geo_avx512 = {12, 32, MMSPCL__GEMM512_KC, MMSPCL__GEMM512_MC};
+/* n (6, 12, 16 or 32: constant sizes, so the copies are inlined vector moves) floats */
+static inline void mmspcl__gemm_copy(float *dst, const float *src, int n) {
+    switch (n) {
+    case 6: memcpy(dst, src, 6 * sizeof(float)); break;
+    case 12: memcpy(dst, src, 12 * sizeof(float)); break;
+    case 16: memcpy(dst, src, 16 * sizeof(float)); break;
+    case 32: memcpy(dst, src, 32 * sizeof(float)); break;
+    default: memcpy(dst, src, (size_t)n * sizeof(float)); break;
+    }
+}
+/* ap[blk][k][r] = op(A)[i0 + mr blk + r][k0 + k], zero for rows past the block (i0 + mc <= M) */
+static void mmspcl__gemm_pack_a(float *ap, int mr, int trans_a, const float *A, int lda, int i0, int mc, int k0, int kc) {
     int r0, r, k;
-    for (r0 = 0; r0 < mc; r0 += 6) {
-        float *dst = ap + (size_t)(r0 / 6) * kc * 6;
-        const int h = mc - r0 < 6 ? mc - r0 : 6;   /* real rows of the block (i0 + mc <= M) */
-        if (trans_a) {   /* the block's 6 values of each k are adjacent in A */
+    for (r0 = 0; r0 < mc; r0 += mr) {
+        float *dst = ap + (size_t)(r0 / mr) * kc * mr;
+        const int h = mc - r0 < mr ? mc - r0 : mr;   /* real rows of the block */
+        if (trans_a) {   /* the block's mr values of each k are adjacent in A */
             for (k = 0; k < kc; k++) {
                 const float *src = A + (size_t)(k0 + k) * lda + i0 + r0;
-                for (r = 0; r < h; r++) dst[(size_t)k * 6 + r] = src[r];
-                for (; r < 6; r++) dst[(size_t)k * 6 + r] = 0.0f;
+                if (h == mr) { mmspcl__gemm_copy(dst + (size_t)k * mr, src, mr); continue; }
+                for (r = 0; r < h; r++) dst[(size_t)k * mr + r] = src[r];
+                for (; r < mr; r++) dst[(size_t)k * mr + r] = 0.0f;
             }
             continue;
         }
-        for (r = 0; r < 6; r++) {
-            const int i = i0 + r0 + r;
-            if (r >= h || i >= M) {
-                for (k = 0; k < kc; k++) dst[(size_t)k * 6 + r] = 0.0f;
+        for (r = 0; r < mr; r++) {
+            if (r >= h) {
+                for (k = 0; k < kc; k++) dst[(size_t)k * mr + r] = 0.0f;
             } else {
-                const float *src = A + (size_t)i * lda + k0;
-                for (k = 0; k < kc; k++) dst[(size_t)k * 6 + r] = src[k];
+                const float *src = A + (size_t)(i0 + r0 + r) * lda + k0;
+                for (k = 0; k < kc; k++) dst[(size_t)k * mr + r] = src[k];
             }
         }
     }
 }
-/* bp[p][k][c] = op(B)[k0 + k][j0 + 16 p + c], zero for columns past nc */
-static void mmspcl__gemm_pack_b(float *bp, int trans_b, const float *B, int ldb, int j0, int nc, int k0, int kc) {
+/* bp[p][k][c] = op(B)[k0 + k][j0 + nr p + c], zero for columns past nc */
+static void mmspcl__gemm_pack_b(float *bp, int nr, int trans_b, const float *B, int ldb, int j0, int nc, int k0, int kc) {
     int p, c, k;
-    for (p = 0; p < nc; p += 16) {
-        float *dst = bp + (size_t)(p / 16) * kc * 16;
-        const int w = nc - p < 16 ? nc - p : 16;
+    for (p = 0; p < nc; p += nr) {
+        float *dst = bp + (size_t)(p / nr) * kc * nr;
+        const int w = nc - p < nr ? nc - p : nr;
         if (trans_b) {
-            for (c = 0; c < 16; c++) {
+            for (c = 0; c < nr; c++) {
                 const float *src = B + (size_t)(j0 + p + c) * ldb + k0;
-                if (c >= w) for (k = 0; k < kc; k++) dst[(size_t)k * 16 + c] = 0.0f;
-                else for (k = 0; k < kc; k++) dst[(size_t)k * 16 + c] = src[k];
+                if (c >= w) for (k = 0; k < kc; k++) dst[(size_t)k * nr + c] = 0.0f;
+                else for (k = 0; k < kc; k++) dst[(size_t)k * nr + c] = src[k];
             }
         } else {
             for (k = 0; k < kc; k++) {
                 const float *src = B + (size_t)(k0 + k) * ldb + j0 + p;
-                for (c = 0; c < w; c++) dst[(size_t)k * 16 + c] = src[c];
-                for (; c < 16; c++) dst[(size_t)k * 16 + c] = 0.0f;
+                if (w == nr) { mmspcl__gemm_copy(dst + (size_t)k * nr, src, nr); continue; }
+                for (c = 0; c < w; c++) dst[(size_t)k * nr + c] = src[c];
+                for (; c < nr; c++) dst[(size_t)k * nr + c] = 0.0f;
             }
         }
     }
 }
-/* C tile (mr <= 6 rows, nr <= 16 columns) = (load ? C : 0) + ap block times bp panel over kc */
+/* A tile: C (mr <= MR rows, nr <= NR columns) = (load ? C : 0) + ap block times bp panel over kc */
+typedef void (*mmspcl__gemm_tile_fn)(float *C, int ldc, const float *ap, const float *bp, int kc, int mr, int nr, int load);
 static __attribute__((target("avx2,fma"))) void mmspcl__gemm_tile_avx2(float *C, int ldc, const float *ap, const float *bp,
                                                                        int kc, int mr, int nr, int load) {
     float tmp[6 * 16];
@@ -4309,53 +4334,110 @@ static __attribute__((target("avx2,fma"))) void mmspcl__gemm_tile_avx2(float *C,
     for (r = 0; r < mr; r++)
         for (j = 0; j < nr; j++) C[(size_t)r * ldc + j] = tmp[r * 16 + j];
 }
-/* columns j0 .. j1-1 of C, with one thread's packing buffers: ap [MC][KC], bp [KC][j1 - j0 rounded up to 16].
+#define MMSPCL__R12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+/* 12 x 32: 24 zmm accumulators, two vectors of the panel and one broadcast of A per row and k */
+static __attribute__((target("avx512f"))) void mmspcl__gemm_tile_avx512(float *C, int ldc, const float *ap, const float *bp,
+                                                                        int kc, int mr, int nr, int load) {
+    float tmp[12 * 32];
+    int r, j, k;
+    const int full = mr == 12 && nr == 32;
+    if (load && !full)
+        for (r = 0; r < 12; r++)
+            for (j = 0; j < 32; j++) tmp[r * 32 + j] = r < mr && j < nr ? C[(size_t)r * ldc + j] : 0.0f;
+    {
+        const float *src = full ? C : tmp;
+        const size_t ld = full ? (size_t)ldc : 32;
+#define MMSPCL__DECL(r) __m512 a##r##_0 = load ? _mm512_loadu_ps(src + r * ld) : _mm512_setzero_ps(), \
+                               a##r##_1 = load ? _mm512_loadu_ps(src + r * ld + 16) : _mm512_setzero_ps();
+        MMSPCL__R12(MMSPCL__DECL)
+#undef MMSPCL__DECL
+        for (k = 0; k < kc; k++) {
+            const __m512 w0 = _mm512_loadu_ps(bp + (size_t)k * 32), w1 = _mm512_loadu_ps(bp + (size_t)k * 32 + 16);
+            const float *xk = ap + (size_t)k * 12;
+#define MMSPCL__FMA(r) { const __m512 xv = _mm512_set1_ps(xk[r]); \
+            a##r##_0 = _mm512_fmadd_ps(xv, w0, a##r##_0); a##r##_1 = _mm512_fmadd_ps(xv, w1, a##r##_1); }
+            MMSPCL__R12(MMSPCL__FMA)
+#undef MMSPCL__FMA
+        }
+        if (full) {
+#define MMSPCL__STORE(r) _mm512_storeu_ps(C + r * (size_t)ldc, a##r##_0); _mm512_storeu_ps(C + r * (size_t)ldc + 16, a##r##_1);
+            MMSPCL__R12(MMSPCL__STORE)
+#undef MMSPCL__STORE
+            return;
+        }
+#define MMSPCL__STORE(r) _mm512_storeu_ps(tmp + r * 32, a##r##_0); _mm512_storeu_ps(tmp + r * 32 + 16, a##r##_1);
+        MMSPCL__R12(MMSPCL__STORE)
+#undef MMSPCL__STORE
+    }
+    for (r = 0; r < mr; r++)
+        for (j = 0; j < nr; j++) C[(size_t)r * ldc + j] = tmp[r * 32 + j];
+}
+#undef MMSPCL__R12
+/* What one call shares: the operands, the geometry and its tile kernel. */
+typedef struct mmspcl__gemm_job {
+    int trans_a, trans_b, M, K, lda, ldb, ldc, accumulate;
+    const float *A, *B;
+    float *C;
+    mmspcl__gemm_geo g;
+    mmspcl__gemm_tile_fn tile;
+} mmspcl__gemm_job;
+/* columns j0 .. j1-1 of C, with one thread's packing buffers: ap [MC][KC], bp [KC][j1 - j0 rounded up to NR].
    A block of A is packed once per k block and meets every panel of the thread's columns. */
-static void mmspcl__gemm_cols_avx2(int trans_a, int trans_b, int M, int K, const float *A, int lda, const float *B, int ldb,
-                                   float *C, int ldc, int accumulate, int j0, int j1, float *ap, float *bp) {
-    const int nc = j1 - j0;
+static void mmspcl__gemm_cols(const mmspcl__gemm_job *j, int j0, int j1, float *ap, float *bp) {
+    const int nc = j1 - j0, MR = j->g.mr, NR = j->g.nr;
     int pc, ic, jr, ir;
-    for (pc = 0; pc < K; pc += MMSPCL__GEMM_KC) {
-        const int kc = K - pc < MMSPCL__GEMM_KC ? K - pc : MMSPCL__GEMM_KC, load = accumulate || pc > 0;
-        mmspcl__gemm_pack_b(bp, trans_b, B, ldb, j0, nc, pc, kc);
-        for (ic = 0; ic < M; ic += MMSPCL__GEMM_MC) {
-            const int mc = M - ic < MMSPCL__GEMM_MC ? M - ic : MMSPCL__GEMM_MC;
-            mmspcl__gemm_pack_a(ap, trans_a, A, lda, M, ic, mc, pc, kc);
-            for (jr = 0; jr < nc; jr += 16)
-                for (ir = 0; ir < mc; ir += 6)
-                    mmspcl__gemm_tile_avx2(C + (size_t)(ic + ir) * ldc + j0 + jr, ldc, ap + (size_t)(ir / 6) * kc * 6,
-                                           bp + (size_t)(jr / 16) * kc * 16, kc, mc - ir < 6 ? mc - ir : 6,
-                                           nc - jr < 16 ? nc - jr : 16, load);
+    for (pc = 0; pc < j->K; pc += j->g.kc) {
+        const int kc = j->K - pc < j->g.kc ? j->K - pc : j->g.kc, load = j->accumulate || pc > 0;
+        mmspcl__gemm_pack_b(bp, NR, j->trans_b, j->B, j->ldb, j0, nc, pc, kc);
+        for (ic = 0; ic < j->M; ic += j->g.mc) {
+            const int mc = j->M - ic < j->g.mc ? j->M - ic : j->g.mc;
+            mmspcl__gemm_pack_a(ap, MR, j->trans_a, j->A, j->lda, ic, mc, pc, kc);
+            for (jr = 0; jr < nc; jr += NR)
+                for (ir = 0; ir < mc; ir += MR)
+                    j->tile(j->C + (size_t)(ic + ir) * j->ldc + j0 + jr, j->ldc, ap + (size_t)(ir / MR) * kc * MR,
+                            bp + (size_t)(jr / NR) * kc * NR, kc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, load);
         }
     }
 }
-/* floats of packing buffer per thread, for nt threads (ap [MC][KC] and bp [KC][the thread's panels]) */
-static size_t mmspcl__gemm_per_thread(int M, int N, int K, int nt) {
-    const int n_panels = (N + 15) / 16, kc = K < MMSPCL__GEMM_KC ? K : MMSPCL__GEMM_KC;
-    const int mc = M < MMSPCL__GEMM_MC ? (M + 5) / 6 * 6 : MMSPCL__GEMM_MC;
-    return (size_t)mc * kc + (size_t)kc * 16 * (size_t)((n_panels + nt - 1) / nt);
+/* floats of packing buffer per thread, for nt threads (ap [MC][KC], then bp [KC][the thread's panels]) */
+static size_t mmspcl__gemm_per_thread(const mmspcl__gemm_geo *g, int M, int N, int K, int nt) {
+    const int n_panels = (N + g->nr - 1) / g->nr, kc = K < g->kc ? K : g->kc;
+    const int mc = M < g->mc ? (M + g->mr - 1) / g->mr * g->mr : g->mc;
+    return (size_t)mc * kc + (size_t)kc * g->nr * (size_t)((n_panels + nt - 1) / nt);
 }
-static mmspcl_status mmspcl__gemm_avx2(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
-                                       const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
-                                       size_t work_floats) {
-    const int n_panels = (N + 15) / 16;
-    int nt = MMSPCL__GEMM_PARALLEL(M, N, K) ? MMSPCL__MAX_THREADS() : 1, t;
-    size_t per;
+/* threads a product of N columns runs on */
+static int mmspcl__gemm_threads(const mmspcl__gemm_geo *g, int M, int N, int K) {
+    const int n_panels = (N + g->nr - 1) / g->nr;
+    const int nt = MMSPCL__GEMM_PARALLEL(M, N, K) ? MMSPCL__MAX_THREADS() : 1;
+    return nt > n_panels ? n_panels : nt;
+}
+static mmspcl_status mmspcl__gemm_blocked(mmspcl__gemm_job *j, int N, float *work, size_t work_floats) {
+    const int n_panels = (N + j->g.nr - 1) / j->g.nr, nt = mmspcl__gemm_threads(&j->g, j->M, N, j->K);
+    const size_t per = mmspcl__gemm_per_thread(&j->g, j->M, N, j->K, nt);
+    const size_t bfl = (size_t)(j->K < j->g.kc ? j->K : j->g.kc) * j->g.nr * (size_t)((n_panels + nt - 1) / nt);
     float *buf = work;
-    if (nt > n_panels) nt = n_panels;
-    per = mmspcl__gemm_per_thread(M, N, K, nt);
+    int t;
     if ((!buf || work_floats < per * (size_t)nt) && !(buf = (float *)MMSPCL_MALLOC(sizeof(float) * per * (size_t)nt)))
         return MMSPCL_ERR_NOMEM;
     MMSPCL__OMP_FOR_IF(nt > 1)
     for (t = 0; t < nt; t++) {   /* thread t: panels n_panels * t / nt .. */
-        const int j0 = (int)((int64_t)n_panels * t / nt) * 16, j1p = (int)((int64_t)n_panels * (t + 1) / nt) * 16;
+        const int j0 = (int)((int64_t)n_panels * t / nt) * j->g.nr, j1p = (int)((int64_t)n_panels * (t + 1) / nt) * j->g.nr;
         float *ap = buf + per * (size_t)t;
-        mmspcl__gemm_cols_avx2(trans_a, trans_b, M, K, A, lda, B, ldb, C, ldc, accumulate, j0, j1p < N ? j1p : N, ap,
-                               ap + (per - (size_t)(K < MMSPCL__GEMM_KC ? K : MMSPCL__GEMM_KC) * 16 *
-                                               (size_t)((n_panels + nt - 1) / nt)));
+        mmspcl__gemm_cols(j, j0, j1p < N ? j1p : N, ap, ap + (per - bfl));
     }
     if (buf != work) MMSPCL_FREE(buf);
     return MMSPCL_OK;
+}
+/* avx512: the 12 x 32 tiles, else the 6 x 16 AVX2 ones */
+static mmspcl_status mmspcl__gemm_simd(int avx512, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                       const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
+                                       size_t work_floats) {
+    mmspcl__gemm_job j;
+    j.trans_a = trans_a; j.trans_b = trans_b; j.M = M; j.K = K; j.lda = lda; j.ldb = ldb; j.ldc = ldc;
+    j.accumulate = accumulate; j.A = A; j.B = B; j.C = C;
+    j.g = avx512 ? mmspcl__gemm_geo_avx512 : mmspcl__gemm_geo_avx2;
+    j.tile = avx512 ? mmspcl__gemm_tile_avx512 : mmspcl__gemm_tile_avx2;
+    return mmspcl__gemm_blocked(&j, N, work, work_floats);
 }
 
 /* ---- 6.7 x86: elementwise functions and attention -------------------------------------------
@@ -4854,17 +4936,21 @@ static mmspcl_status mmspcl__gemm_run(int trans_a, int trans_b, int M, int N, in
         (int)path < 0)
         return MMSPCL_ERR_ARG;
     if (M == 0 || N == 0) return MMSPCL_OK;
-    if (path != MMSPCL_PATH_AUTO && path != MMSPCL_PATH_SCALAR && path != MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+    if (path != MMSPCL_PATH_AUTO && path != MMSPCL_PATH_SCALAR && path != MMSPCL_PATH_AVX2 && path != MMSPCL_PATH_AVX512)
+        return MMSPCL_ERR_UNSUPPORTED;
 #ifdef MMSPCL__X86_DISPATCH
     if (path != MMSPCL_PATH_SCALAR && K > 0) {
-        if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2)
-            return mmspcl__gemm_avx2(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work, work_floats);
-        if (path == MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+        const int f = mmspcl__x86_features(0);
+        if ((f & MMSPCL__CPU_AVX512) && (path == MMSPCL_PATH_AUTO || path == MMSPCL_PATH_AVX512))
+            return mmspcl__gemm_simd(1, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work, work_floats);
+        if ((f & MMSPCL__CPU_AVX2) && path != MMSPCL_PATH_AVX512)
+            return mmspcl__gemm_simd(0, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work, work_floats);
+        if (path != MMSPCL_PATH_AUTO) return MMSPCL_ERR_UNSUPPORTED;
     }
 #else
     (void)work;
     (void)work_floats;
-    if (path == MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+    if (path == MMSPCL_PATH_AVX2 || path == MMSPCL_PATH_AVX512) return MMSPCL_ERR_UNSUPPORTED;
 #endif
     mmspcl__gemm_definition(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     return MMSPCL_OK;
@@ -4890,10 +4976,19 @@ mmspcl_status mmspcl_gemm_f32_ws(int trans_a, int trans_b, int M, int N, int K, 
 
 size_t mmspcl_gemm_f32_work(int M, int N, int K, int threads) {
 #ifdef MMSPCL__X86_DISPATCH
-    int nt = threads < 1 ? 1 : threads;
+    const mmspcl__gemm_geo *geo[2];
+    size_t most = 0, w;
+    int i;
+    geo[0] = &mmspcl__gemm_geo_avx2;
+    geo[1] = &mmspcl__gemm_geo_avx512;
     if (M < 1 || N < 1 || K < 1) return 0;
-    if (nt > (N + 15) / 16) nt = (N + 15) / 16;
-    return mmspcl__gemm_per_thread(M, N, K, nt) * (size_t)nt;
+    for (i = 0; i < 2; i++) {   /* enough for either path (AUTO, or one chosen) */
+        const int np = (N + geo[i]->nr - 1) / geo[i]->nr;
+        int nt = threads < 1 ? 1 : threads;
+        if (nt > np) nt = np;
+        if ((w = mmspcl__gemm_per_thread(geo[i], M, N, K, nt) * (size_t)nt) > most) most = w;
+    }
+    return most;
 #else
     (void)M; (void)N; (void)K; (void)threads;
     return 0;

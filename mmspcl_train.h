@@ -966,23 +966,38 @@ void mmspcl_adamw_defaults(mmspcl_adamw_cfg *c) {
 }
 
 #define MMSPCL__T_BLOCK 4096
+/* sum of squares of one block: four partial sums (i mod 4), added pairwise at the end */
+static double mmspcl__t_sumsq_block(const double *x, size_t n) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i] * x[i];
+        s1 += x[i + 1] * x[i + 1];
+        s2 += x[i + 2] * x[i + 2];
+        s3 += x[i + 3] * x[i + 3];
+    }
+    for (; i < n; i++) s0 += x[i] * x[i];
+    return (s0 + s1) + (s2 + s3);
+}
 /* sum of squares in fixed blocks (parallel), the block sums added in order: thread-independent */
 static double mmspcl__t_sumsq(const double *x, size_t n) {
     const long nb = (long)((n + MMSPCL__T_BLOCK - 1) / MMSPCL__T_BLOCK);
     double *part = mmspcl__t_alloc((size_t)nb), total = 0.0;
     long b;
     if (!part) {
-        size_t i;
-        for (i = 0; i < n; i++) total += x[i] * x[i];
+        for (b = 0; b < nb; b++) {
+            const size_t i0 = (size_t)b * MMSPCL__T_BLOCK;
+            total += mmspcl__t_sumsq_block(x + i0, n - i0 < MMSPCL__T_BLOCK ? n - i0 : MMSPCL__T_BLOCK);
+        }
         return total;
     }
-    MMSPCL__T_PARALLEL((double)n);
-    MMSPCL__T_OMP_FOR
-    for (b = 0; b < nb; b++) {
-        size_t i, e = (size_t)(b + 1) * MMSPCL__T_BLOCK < n ? (size_t)(b + 1) * MMSPCL__T_BLOCK : n;
-        double s = 0.0;
-        for (i = (size_t)b * MMSPCL__T_BLOCK; i < e; i++) s += x[i] * x[i];
-        part[b] = s;
+    {
+        MMSPCL__T_PARALLEL((double)n);
+        MMSPCL__T_OMP_FOR
+        for (b = 0; b < nb; b++) {
+            const size_t i0 = (size_t)b * MMSPCL__T_BLOCK;
+            part[b] = mmspcl__t_sumsq_block(x + i0, n - i0 < MMSPCL__T_BLOCK ? n - i0 : MMSPCL__T_BLOCK);
+        }
     }
     for (b = 0; b < nb; b++) total += part[b];
     MMSPCL_FREE(part);
@@ -1009,24 +1024,77 @@ double mmspcl_grad_clip_multi(mmspcl_params *const *P, int n, double max_norm) {
 
 double mmspcl_grad_clip(mmspcl_params *P, double max_norm) { return mmspcl_grad_clip_multi(&P, 1, max_norm); }
 
+/* The AdamW update of n values (mmspcl_adamw_step's loop): the definition, and an AVX2 kernel
+   with the same operations in the same order (double multiplies, adds, divisions and square
+   roots, no fused multiply-add: the same bits; tests/test_train.c compares them). */
+typedef struct mmspcl__t_adamw_k { double decay, b1, ob1, b2, ob2, bc1, bc2, lr, eps; } mmspcl__t_adamw_k;
+static void mmspcl__t_adamw_scalar(double *w, double *m, double *v, const double *g, size_t n, const mmspcl__t_adamw_k *k) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        w[i] *= k->decay;
+        m[i] = k->b1 * m[i] + k->ob1 * g[i];
+        v[i] = k->b2 * v[i] + k->ob2 * g[i] * g[i];
+        w[i] -= k->lr * (m[i] / k->bc1) / (sqrt(v[i] / k->bc2) + k->eps);
+    }
+}
+#if !defined(MMSPCL_NO_SIMD) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MMSPCL__T_X86 1
+static __attribute__((target("avx2"))) void mmspcl__t_adamw_avx2(double *w, double *m, double *v, const double *g, size_t n,
+                                                                  const mmspcl__t_adamw_k *k) {
+    const __m256d decay = _mm256_set1_pd(k->decay), b1 = _mm256_set1_pd(k->b1), ob1 = _mm256_set1_pd(k->ob1);
+    const __m256d b2 = _mm256_set1_pd(k->b2), ob2 = _mm256_set1_pd(k->ob2), bc1 = _mm256_set1_pd(k->bc1);
+    const __m256d bc2 = _mm256_set1_pd(k->bc2), lr = _mm256_set1_pd(k->lr), eps = _mm256_set1_pd(k->eps);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m256d gi = _mm256_loadu_pd(g + i);
+        const __m256d wi = _mm256_mul_pd(_mm256_loadu_pd(w + i), decay);
+        const __m256d mi = _mm256_add_pd(_mm256_mul_pd(b1, _mm256_loadu_pd(m + i)), _mm256_mul_pd(ob1, gi));
+        const __m256d vi = _mm256_add_pd(_mm256_mul_pd(b2, _mm256_loadu_pd(v + i)), _mm256_mul_pd(_mm256_mul_pd(ob2, gi), gi));
+        const __m256d den = _mm256_add_pd(_mm256_sqrt_pd(_mm256_div_pd(vi, bc2)), eps);
+        _mm256_storeu_pd(m + i, mi);
+        _mm256_storeu_pd(v + i, vi);
+        _mm256_storeu_pd(w + i, _mm256_sub_pd(wi, _mm256_div_pd(_mm256_mul_pd(lr, _mm256_div_pd(mi, bc1)), den)));
+    }
+    mmspcl__t_adamw_scalar(w + i, m + i, v + i, g + i, n - i, k);
+}
+#endif
+/* simd: 0 the definition, 1 the AVX2 kernel where the CPU has it */
+static void mmspcl__t_adamw_run(double *w, double *m, double *v, const double *g, size_t n, const mmspcl__t_adamw_k *k,
+                                int simd) {
+#ifdef MMSPCL__T_X86
+    if (simd && __builtin_cpu_supports("avx2")) {
+        mmspcl__t_adamw_avx2(w, m, v, g, n, k);
+        return;
+    }
+#endif
+    (void)simd;
+    mmspcl__t_adamw_scalar(w, m, v, g, n, k);
+}
+
 void mmspcl_adamw_step(mmspcl_params *P, const mmspcl_adamw_cfg *c, double lr) {
-    double bc1, bc2;
+    mmspcl__t_adamw_k k;
     int t;
     P->step++;
-    bc1 = 1.0 - pow(c->beta1, (double)P->step);
-    bc2 = 1.0 - pow(c->beta2, (double)P->step);
+    k.bc1 = 1.0 - pow(c->beta1, (double)P->step);
+    k.bc2 = 1.0 - pow(c->beta2, (double)P->step);
+    k.b1 = c->beta1; k.ob1 = 1.0 - c->beta1; k.b2 = c->beta2; k.ob2 = 1.0 - c->beta2;
+    k.lr = lr; k.eps = c->eps;
     for (t = 0; t < P->n_info; t++) {
         const mmspcl_param_info *pi = &P->info[t];
-        const double decay = pi->decay ? 1.0 - lr * c->weight_decay : 1.0;
         double *w = P->w + pi->off, *g = P->g + pi->off, *m = P->m + pi->off, *v = P->v + pi->off;
-        long i, n = pi->frozen ? 0 : (long)pi->n;
-        MMSPCL__T_PARALLEL(10.0 * (double)n);
-        MMSPCL__T_OMP_FOR
-        for (i = 0; i < n; i++) {
-            w[i] *= decay;
-            m[i] = c->beta1 * m[i] + (1.0 - c->beta1) * g[i];
-            v[i] = c->beta2 * v[i] + (1.0 - c->beta2) * g[i] * g[i];
-            w[i] -= lr * (m[i] / bc1) / (sqrt(v[i] / bc2) + c->eps);
+        const long n = pi->frozen ? 0 : (long)pi->n, nb = (n + MMSPCL__T_BLOCK - 1) / MMSPCL__T_BLOCK;
+        long b;
+        mmspcl__t_adamw_k kt = k;
+        kt.decay = pi->decay ? 1.0 - lr * c->weight_decay : 1.0;
+        {
+            MMSPCL__T_PARALLEL(10.0 * (double)n);
+            MMSPCL__T_OMP_FOR
+            for (b = 0; b < nb; b++) {
+                const size_t i0 = (size_t)b * MMSPCL__T_BLOCK;
+                mmspcl__t_adamw_run(w + i0, m + i0, v + i0, g + i0,
+                                    (size_t)n - i0 < MMSPCL__T_BLOCK ? (size_t)n - i0 : MMSPCL__T_BLOCK, &kt, 1);
+            }
         }
     }
 }

@@ -728,6 +728,34 @@ static void test_curriculum(void) {
 }
 
 /* ---- optimiser -------------------------------------------------------------------------------- */
+/* the AdamW kernel (AVX2 where the CPU has it) against the definition: the same bits, for sizes
+   around the 4-wide vectors and the 4096 blocks, decay or not, several steps */
+static void test_adamw_kernel(void) {
+    static const size_t sizes[] = {1, 3, 4, 5, 7, 8, 9, 31, 4095, 4097, 10007};
+    mmspcl_rng r;
+    size_t s, i;
+    int step, bad = 0;
+    mmspcl_rng_seed(&r, 77);
+    for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const size_t n = sizes[s];
+        double *a = (double *)malloc(sizeof(double) * 7 * n), *g = a + 6 * n;
+        for (i = 0; i < 3 * n; i++) a[i] = mmspcl_rng_normal(&r);
+        for (i = 0; i < n; i++) a[2 * n + i] = fabs(a[2 * n + i]) * 1e-3;   /* v >= 0 */
+        memcpy(a + 3 * n, a, sizeof(double) * 3 * n);
+        for (step = 1; step <= 3; step++) {
+            mmspcl__t_adamw_k k;
+            k.decay = s % 2 ? 1.0 : 1.0 - 1e-3 * 0.01; k.b1 = 0.9; k.ob1 = 1.0 - 0.9; k.b2 = 0.999; k.ob2 = 1.0 - 0.999;
+            k.bc1 = 1.0 - pow(0.9, step); k.bc2 = 1.0 - pow(0.999, step); k.lr = 1e-3; k.eps = 1e-8;
+            for (i = 0; i < n; i++) g[i] = mmspcl_rng_normal(&r) * (i % 5 == 0 ? 1e-6 : 1.0);
+            mmspcl__t_adamw_scalar(a, a + n, a + 2 * n, g, n, &k);
+            mmspcl__t_adamw_run(a + 3 * n, a + 4 * n, a + 5 * n, g, n, &k, 1);
+        }
+        bad += memcmp(a, a + 3 * n, sizeof(double) * 3 * n) != 0;
+        free(a);
+    }
+    CHECK(!bad, "AdamW kernel differs from its definition in %d of %d sizes", bad, (int)(sizeof sizes / sizeof sizes[0]));
+}
+
 static void test_optim(void) {
     mmspcl_params P;
     mmspcl_adamw_cfg o;
@@ -1167,6 +1195,7 @@ int main(void) {
     test_fusion_grad();
     test_msve_grad();
     test_optim();
+    test_adamw_kernel();
     test_spcl_reference();
     test_metrics();
     test_curriculum();
