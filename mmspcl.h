@@ -1080,19 +1080,44 @@ mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], i
 void mmspcl_mbt_free(mmspcl_mbt *m);
 
 /* ---- 12.6 MSVE --------------------------------------------------------------------------- */
-/* MSVE: one MLP per enabled combination c (index = combination mask 1..7); the input of each
-   modality is first standardised, (x - mean) / std, when mean/std are given. */
+/* MSVE: one network per enabled combination c (index = combination mask 1..7) of depth[c]
+   Linear layers, act between them (no act after the last):
+     depth 1   logits = fc1 x                              (in -> classes)
+     depth 2   logits = fc2 act(fc1 x)                     (in -> hidden -> classes)
+     depth 3   logits = fc3 act(fc2 act(fc1 x))            (in -> hidden -> hidden -> classes)
+   The input of each modality is first standardised, (x - mean) / std, when mean/std are given.
+   The paper's mix (MMSPCL_MSVE_PAPER_DEPTHS): single linear layers for every combination but
+   tv (2 layers) and tav (3 layers); at dims 1024/88/512, 7 classes, hidden 100: 351,101
+   parameters (the paper: "about 350K"; which two combinations are deeper is our choice, see
+   docs/FUSION.md). Files written before depths existed have no depth keys: depth 2. */
+#define MMSPCL_MSVE_MAX_DEPTH 3
 typedef struct mmspcl_msve {
     int n_classes;
     int dims[3];
     unsigned combos;                 /* enabled set (MMSPCL_COMBO bits) */
-    mmspcl_head_mlp mlp[8];
+    int hidden;                      /* width of the hidden layers */
+    mmspcl_act act;
+    int depth[8];                    /* Linear layers of combination c (1..3; 0 when disabled) */
+    mmspcl_head_linear fc[8][MMSPCL_MSVE_MAX_DEPTH];
     const float *mean[3], *std[3];
 } mmspcl_msve;
-/* logits [n][n_classes] = sum over the combinations in `combos` (0: all enabled) of their MLP's
-   logits. x[m] is [n][dims[m]] (unused modalities may be NULL). */
+/* the paper's depths, indexed by combination mask: t 1, a 1, ta 1, v 1, tv 2, av 1, tav 3 */
+#define MMSPCL_MSVE_PAPER_DEPTHS { 0, 1, 1, 1, 1, 2, 1, 3 }
+/* logits [n][n_classes] = sum over the combinations in `combos` (0: all enabled) of their
+   networks' logits. x[m] is [n][dims[m]] (unused modalities may be NULL). */
 mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
                                   unsigned combos, float *logits, mmspcl_error *err);
+/* Name of combination mask c (1..7): "t", "a", "ta", "v", "tv", "av", "tav"; "" otherwise. */
+const char *mmspcl_combo_name(int c);
+/* A list of combinations, "t,ta,tv,tav" (commas; each name any order of distinct letters t, a,
+   v, so "at" is ta; "all" is every combination), as a set of MMSPCL_COMBO bits. Refused with a
+   message naming the entry: an empty list or entry, an unknown letter, a letter twice, a
+   combination twice. */
+mmspcl_status mmspcl_combos_parse(const char *s, unsigned *set, mmspcl_error *err);
+/* Depths per combination, "tv=2,tav=3" (entries as in mmspcl_combos_parse, depth 1..3), over
+   depth[8]: the entries named are set, the others left as they are. "paper" sets the paper's
+   mix, "N" (one number) sets every combination to N. */
+mmspcl_status mmspcl_depths_parse(const char *s, int depth[8], mmspcl_error *err);
 
 /* ---- 12.7 Prototypes and metrics --------------------------------------------------------- */
 /* Nearest prototype by G: pred[i] = argmax_c G(z_i, protos_c); scores [n][C] optional. */
@@ -8503,11 +8528,28 @@ void mmspcl_mbt_free(mmspcl_mbt *m) {
 }
 
 /* ---- 12.6 MSVE --------------------------------------------------------------------------- */
+/* one combination's network on nn rows: cat -> (fc act)* fc -> lg; h0, h1 [nn][hidden] scratch */
+static mmspcl_status mmspcl__msve_net(const mmspcl_msve *m, int c, const float *cat, int nn, float *h0, float *h1,
+                                      float *lg) {
+    const float *in = cat;
+    float *buf[2];
+    int l;
+    buf[0] = h0; buf[1] = h1;
+    for (l = 0; l < m->depth[c]; l++) {
+        const int last = l == m->depth[c] - 1;
+        float *out = last ? lg : buf[l & 1];
+        if (mmspcl_head_linear_forward(&m->fc[c][l], in, out, nn)) return MMSPCL_ERR_NOMEM;
+        if (!last) mmspcl__heads_act(out, (size_t)nn * (size_t)m->fc[c][l].out, m->act);
+        in = out;
+    }
+    return MMSPCL_OK;
+}
+
 mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
                                   unsigned combos, float *logits, mmspcl_error *err) {
     const int C = m->n_classes, CH = MMSPCL__HEADS_CHUNK;
-    int c, mi, i, maxin = 0, maxh = 0, dtot = 0;
-    float *buf, *z[3], *cat, *hid, *lg;
+    int c, mi, i, maxin = 0, maxh = 1, dtot = 0;
+    float *buf, *z[3], *cat, *h0, *h1, *lg;
     size_t q;
     if (combos == 0) combos = m->combos;
     if (combos & ~m->combos)
@@ -8517,11 +8559,11 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
         for (mi = 0; mi < 3; mi++)
             if ((c & (1 << mi)) && (m->dims[mi] <= 0 || !x[mi]))
                 return mmspcl__fail(err, MMSPCL_ERR_ARG, "msve: combination %d needs modality %d", c, mi);
-        if (m->mlp[c].fc1.in > maxin) maxin = m->mlp[c].fc1.in;
-        if (m->mlp[c].fc1.out > maxh) maxh = m->mlp[c].fc1.out;
+        if (m->fc[c][0].in > maxin) maxin = m->fc[c][0].in;
+        if (m->depth[c] > 1 && m->hidden > maxh) maxh = m->hidden;
     }
     for (mi = 0; mi < 3; mi++) if (m->dims[mi] > 0) dtot += m->dims[mi];
-    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)CH * ((size_t)dtot + maxin + maxh + C));
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)CH * ((size_t)dtot + maxin + 2 * (size_t)maxh + C));
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for a chunk of %d rows", CH);
     for (i = 0; i < n; i += CH) {
         int nn = n - i < CH ? n - i : CH, r;
@@ -8541,13 +8583,14 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
             }
         }
         cat = p; p += (size_t)CH * maxin;
-        hid = p; p += (size_t)CH * maxh;
+        h0 = p; p += (size_t)CH * maxh;
+        h1 = p; p += (size_t)CH * maxh;
         lg = p;
         for (q = 0; q < (size_t)nn * C; q++) logits[(size_t)i * C + q] = 0;
         for (c = 1; c < 8; c++) {
             if (!(combos & MMSPCL_COMBO(c))) continue;
             mmspcl__heads_concat((const float *const *)z, m->dims, (unsigned)c, nn, cat);
-            if (mmspcl_head_mlp_forward(&m->mlp[c], cat, lg, nn, hid)) {
+            if (mmspcl__msve_net(m, c, cat, nn, h0, h1, lg)) {
                 MMSPCL_FREE(buf);
                 return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory in a kernel");
             }
@@ -8555,6 +8598,68 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
         }
     }
     MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+static const char *const mmspcl__combo_names[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
+const char *mmspcl_combo_name(int c) { return c >= 1 && c <= 7 ? mmspcl__combo_names[c] : ""; }
+
+/* one entry s[0..len) of a combination list as a mask 1..7, or 0 with err set */
+static int mmspcl__combo_entry(const char *s, size_t len, const char *list, mmspcl_error *err) {
+    int c = 0;
+    size_t k;
+    if (len == 0) { mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations '%s': an empty entry", list); return 0; }
+    for (k = 0; k < len; k++) {
+        const int bit = s[k] == 't' ? MMSPCL_MOD_T : s[k] == 'a' ? MMSPCL_MOD_A : s[k] == 'v' ? MMSPCL_MOD_V : 0;
+        if (!bit || (c & bit)) {
+            mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations '%s': entry '%.*s' %s '%c' (entries are t, a, v, ta, tv, av, tav)", list,
+                         (int)len, s, bit ? "repeats" : "has the unknown letter", s[k]);
+            return 0;
+        }
+        c |= bit;
+    }
+    return c;
+}
+
+mmspcl_status mmspcl_combos_parse(const char *s, unsigned *set, mmspcl_error *err) {
+    const char *p = s;
+    unsigned out = 0;
+    if (!s || !*s) return mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations: an empty list (e.g. t,ta,tv,tav or all)");
+    if (!strcmp(s, "all")) { *set = MMSPCL_COMBOS_ALL; return MMSPCL_OK; }
+    for (;;) {
+        const size_t len = strcspn(p, ",");
+        const int c = mmspcl__combo_entry(p, len, s, err);
+        if (!c) return MMSPCL_ERR_ARG;
+        if (out & MMSPCL_COMBO(c)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations '%s': %s is listed twice", s, mmspcl__combo_names[c]);
+        out |= MMSPCL_COMBO(c);
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    *set = out;
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_depths_parse(const char *s, int depth[8], mmspcl_error *err) {
+    static const int paper[8] = MMSPCL_MSVE_PAPER_DEPTHS;
+    int tmp[8], c, seen = 0;
+    const char *p = s;
+    if (!s || !*s) return mmspcl__fail(err, MMSPCL_ERR_ARG, "depths: an empty list (e.g. tv=2,tav=3, paper or 1)");
+    memcpy(tmp, depth, sizeof tmp);
+    if (!strcmp(s, "paper")) { for (c = 1; c < 8; c++) depth[c] = paper[c]; return MMSPCL_OK; }
+    if ((s[0] >= '1' && s[0] <= '3') && !s[1]) { for (c = 1; c < 8; c++) depth[c] = s[0] - '0'; return MMSPCL_OK; }
+    for (;;) {
+        const size_t len = strcspn(p, ","), name = strcspn(p, "=,");
+        if (name >= len || len != name + 2 || p[name + 1] < '1' || p[name + 1] > '3')
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "depths '%s': entry '%.*s' is not COMBINATION=DEPTH with a depth 1..3 (e.g. tav=3)", s,
+                                (int)len, p);
+        if (!(c = mmspcl__combo_entry(p, name, s, err))) return MMSPCL_ERR_ARG;
+        if (seen & (1 << c)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "depths '%s': %s is listed twice", s, mmspcl__combo_names[c]);
+        seen |= 1 << c;
+        tmp[c] = p[name + 1] - '0';
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    memcpy(depth, tmp, sizeof tmp);
     return MMSPCL_OK;
 }
 
@@ -8742,14 +8847,15 @@ static mmspcl_status mmspcl__heads_blockl(mmspcl_head_block *b, const mmspcl_wei
 mmspcl_status mmspcl_msve_load(mmspcl_msve *m, const mmspcl_weights *w, const char *prefix,
                                mmspcl_error *err) {
     char key[512];
-    int c, mi, hidden, act, combos;
+    int c, mi, act, combos, l;
     mmspcl_status st;
     memset(m, 0, sizeof *m);
     if ((st = mmspcl__heads_int(w, prefix, "n_classes", 2, MMSPCL_MAX_CLASSES, &m->n_classes, err))) return st;
-    if ((st = mmspcl__heads_int(w, prefix, "hidden", 1, 1 << 20, &hidden, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "hidden", 1, 1 << 20, &m->hidden, err))) return st;
     if ((st = mmspcl__heads_int(w, prefix, "act", 0, 1, &act, err))) return st;
     if ((st = mmspcl__heads_int(w, prefix, "combos", 2, 0xFE, &combos, err))) return st;
     m->combos = (unsigned)combos & MMSPCL_COMBOS_ALL;
+    m->act = (mmspcl_act)act;
     for (mi = 0; mi < 3; mi++) {
         snprintf(key, sizeof key, "dim.%s", mmspcl__heads_mod_name[mi]);
         if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 24, &m->dims[mi], err))) return st;
@@ -8761,14 +8867,22 @@ mmspcl_status mmspcl_msve_load(mmspcl_msve *m, const mmspcl_weights *w, const ch
     }
     for (c = 1; c < 8; c++) {
         int in = 0;
+        int64_t depth = 2;   /* files from before depths: every combination an MLP of 2 layers */
         if (!(m->combos & MMSPCL_COMBO(c))) continue;
         for (mi = 0; mi < 3; mi++) if (c & (1 << mi)) {
             if (m->dims[mi] == 0)
                 return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: combination %s enabled but modality %s has width 0", prefix, mmspcl__heads_combo_name[c], mmspcl__heads_mod_name[mi]);
             in += m->dims[mi];
         }
-        snprintf(key, sizeof key, "%s.%s", prefix, mmspcl__heads_combo_name[c]);
-        if ((st = mmspcl__heads_mlpl(&m->mlp[c], w, key, in, hidden, m->n_classes, (mmspcl_act)act, err))) return st;
+        snprintf(key, sizeof key, "%s.depth.%s", prefix, mmspcl__heads_combo_name[c]);
+        if (mmspcl_weights_get_int(w, key, &depth) && (depth < 1 || depth > MMSPCL_MSVE_MAX_DEPTH))
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %lld, expected 1..%d", key, (long long)depth, MMSPCL_MSVE_MAX_DEPTH);
+        m->depth[c] = (int)depth;
+        for (l = 0; l < m->depth[c]; l++) {
+            const int li = l ? m->hidden : in, lo = l == m->depth[c] - 1 ? m->n_classes : m->hidden;
+            snprintf(key, sizeof key, "%s.%s.fc%d", prefix, mmspcl__heads_combo_name[c], l + 1);
+            if ((st = mmspcl__heads_linear(&m->fc[c][l], w, key, li, lo, err))) return st;
+        }
     }
     return MMSPCL_OK;
 }

@@ -44,9 +44,10 @@
    QUICK START (MSVE on per-utterance features; examples/train_msve.c is the full program)
      mmspcl_msve_cfg cfg = {0};  mmspcl_msve_train_cfg tc;  mmspcl_msve_model M;
      cfg.n_classes = 7; cfg.dims[0] = 1024; cfg.dims[1] = 88; cfg.dims[2] = 512;
-     cfg.hidden = 64; cfg.dropout = 0.1;                     (combos 0: all seven)
+     cfg.hidden = 100; cfg.dropout = 0.1;                    (combos 0: all seven; depth[] 0:
+                                                              the paper's mix, tv 2, tav 3, rest 1)
      mmspcl_msve_model_create(&M, &cfg, seed, &err);
-     mmspcl_msve_train_defaults(&tc);                        (k = 2, AdamW 1e-3, clip 5, ...)
+     mmspcl_msve_train_defaults(&tc);                        (k = 2, AdamW 1e-4, clip 5, ...)
      mmspcl_msve_train(&M, &train, &dev, &tc, &report, NULL, NULL, &err);
      mmspcl_msve_model_predict(&M, test.x, test.n, 0, pred, NULL, &err);
      mmspcl_msve_model_save(&M, "msve.bin", "msve", 0, &err); -> mmspcl_msve_load(w, "msve")
@@ -121,8 +122,9 @@
      only), batches without the last partial one, validation by nearest class mean.
 
    CHECKPOINT NAMES (f32; prefix "P")
-     MSVE    P.n_classes P.hidden P.act P.combos P.dim.{t,a,v} (ints); P.mean.{m} P.std.{m};
-             P.{t,a,ta,v,tv,av,tav}.fc{1,2}.{weight,bias}            -> mmspcl_msve_load(w, "P")
+     MSVE    P.n_classes P.hidden P.act P.combos P.dim.{t,a,v} P.depth.{c} (ints; no depth key:
+             2); P.mean.{m} P.std.{m}; P.{c}.fc{1..depth}.{weight,bias}, c over the enabled
+             combinations of t, a, ta, v, tv, av, tav                -> mmspcl_msve_load(w, "P")
      LINEAR  P.dim.{t,a,v} P.out_dim; P.proj.{weight,bias}           -> mmspcl_fuse_linear_load
      MULT    P.d_model n_heads n_cross n_self ff_mult out_dim act seq.{m} tok.{m};
              P.in.{m}.* P.pos.{m} P.{i}_{j}.layer.{l}.{ln_q,ln_kv,attn.{q,k,v,o},ln_ff,ff.fc1,ff.fc2}.*
@@ -476,19 +478,26 @@ typedef struct mmspcl_train_report {
 
 /* ---------------------------------------------------------------------------------------------
    9. MSVE
-   One MLP per enabled combination; training sums the logits of k sampled combinations
-   per batch before softmax cross-entropy; inference sums all enabled ones.
+   One network per enabled combination (depth[c] Linear layers, act and dropout between them:
+   mmspcl.h 12.6); training sums the logits of k sampled combinations per batch before softmax
+   cross-entropy; inference sums all enabled ones. A depth-2 network is mmspcl_mlp exactly
+   (same names, initialisation and dropout draws as before depths existed).
    ------------------------------------------------------------------------------------------ */
 typedef struct mmspcl_msve_cfg {
     int n_classes, dims[3], hidden;
     unsigned combos;       /* MMSPCL_COMBO bits (0: every combination of the present modalities) */
     mmspcl_act act;
     double dropout;
+    int depth[8];          /* Linear layers of combination c, 1..3; 0: the paper's depth of c
+                              (MMSPCL_MSVE_PAPER_DEPTHS: tv 2, tav 3, the others 1) */
 } mmspcl_msve_cfg;
+/* parameters a model of cfg would have (combos 0 and depths 0 resolved as create does them);
+   0 when cfg is refused */
+size_t mmspcl_msve_param_count(const mmspcl_msve_cfg *cfg);
 typedef struct mmspcl_msve_model {
-    mmspcl_msve_cfg cfg;
+    mmspcl_msve_cfg cfg;   /* as given, with combos and depth[] resolved */
     mmspcl_params P;
-    mmspcl_mlp mlp[8];
+    mmspcl_lin fc[8][MMSPCL_MSVE_MAX_DEPTH];
     float *mean[3], *std[3];   /* input standardisation (set by mmspcl_msve_train), or NULL */
     double *act;
     size_t act_cap, act_off[17];
@@ -2560,27 +2569,73 @@ static void mmspcl__t_gather(const mmspcl_dataset *d, const int dims[3], const i
    9. MSVE
    The model and its trainer.
    ------------------------------------------------------------------------------------------ */
+/* cfg's combinations and depths resolved (0: all possible / the paper's); refusals in err */
+static mmspcl_status mmspcl__t_msve_resolve(const mmspcl_msve_cfg *cfg, mmspcl_msve_cfg *out, mmspcl_error *err) {
+    static const int paper[8] = MMSPCL_MSVE_PAPER_DEPTHS;
+    unsigned possible;
+    int c, m, deep = 0;
+    *out = *cfg;
+    for (m = 0; m < 3; m++) if (cfg->dims[m] < 0) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: width of %s is %d", mmspcl__t_mod[m], cfg->dims[m]);
+    if (cfg->n_classes < 2 || cfg->n_classes > MMSPCL_MAX_CLASSES || cfg->dropout < 0 || cfg->dropout >= 1)
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: %d classes, dropout %g", cfg->n_classes, cfg->dropout);
+    possible = mmspcl__t_possible_combos(cfg->dims);
+    if (!cfg->combos) out->combos = possible;
+    for (c = 1; c < 8; c++)
+        if ((out->combos & ~possible) & MMSPCL_COMBO(c))
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: combination %s needs a modality of width 0 (widths t %d, a %d, v %d)",
+                                  mmspcl__t_combo[c], cfg->dims[0], cfg->dims[1], cfg->dims[2]);
+    if ((out->combos & ~possible) || !(out->combos & MMSPCL_COMBOS_ALL))
+        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: combinations 0x%x: none enabled", out->combos);
+    for (c = 0; c < 8; c++) {
+        if (c == 0 || !(out->combos & MMSPCL_COMBO(c))) { out->depth[c] = 0; continue; }
+        if (!cfg->depth[c]) out->depth[c] = paper[c];
+        if (out->depth[c] < 1 || out->depth[c] > MMSPCL_MSVE_MAX_DEPTH)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: depth %d for %s (1..%d)", out->depth[c], mmspcl__t_combo[c], MMSPCL_MSVE_MAX_DEPTH);
+        deep |= out->depth[c] > 1;
+    }
+    if (cfg->hidden < 1) {
+        if (deep) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: hidden %d", cfg->hidden);
+        out->hidden = 1;   /* unused: every network is one Linear */
+    }
+    return MMSPCL_OK;
+}
+
+size_t mmspcl_msve_param_count(const mmspcl_msve_cfg *cfg) {
+    mmspcl_msve_cfg r;
+    size_t total = 0;
+    int c, m, l;
+    if (mmspcl__t_msve_resolve(cfg, &r, NULL)) return 0;
+    for (c = 1; c < 8; c++) {
+        size_t in = 0;
+        if (!r.depth[c]) continue;
+        for (m = 0; m < 3; m++) if (c & (1 << m)) in += (size_t)r.dims[m];
+        for (l = 0; l < r.depth[c]; l++) {
+            const size_t li = l ? (size_t)r.hidden : in, lo = l == r.depth[c] - 1 ? (size_t)r.n_classes : (size_t)r.hidden;
+            total += li * lo + lo;
+        }
+    }
+    return total;
+}
+
 mmspcl_status mmspcl_msve_model_create(mmspcl_msve_model *M, const mmspcl_msve_cfg *cfg,
                                        uint64_t seed, mmspcl_error *err) {
     mmspcl_rng rng;
-    unsigned possible;
-    int c, m;
+    mmspcl_status st;
+    int c, m, l;
     memset(M, 0, sizeof *M);
-    M->cfg = *cfg;
-    for (m = 0; m < 3; m++) if (cfg->dims[m] < 0) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: width of %s is %d", mmspcl__t_mod[m], cfg->dims[m]);
-    if (cfg->n_classes < 2 || cfg->n_classes > MMSPCL_MAX_CLASSES || cfg->hidden < 1 || cfg->dropout < 0 || cfg->dropout >= 1)
-        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: %d classes, hidden %d, dropout %g", cfg->n_classes, cfg->hidden, cfg->dropout);
-    possible = mmspcl__t_possible_combos(cfg->dims);
-    if (!cfg->combos) M->cfg.combos = possible;
-    if ((M->cfg.combos & ~possible) || !(M->cfg.combos & MMSPCL_COMBOS_ALL))
-        return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "msve: combinations 0x%x need absent modalities (possible 0x%x)", M->cfg.combos, possible);
+    if ((st = mmspcl__t_msve_resolve(cfg, &M->cfg, err))) return st;
     mmspcl_rng_seed(&rng, seed);
     mmspcl_params_init(&M->P);
-    for (c = 1; c < 8; c++) {
+    for (c = 1; c < 8; c++) {   /* fc1, fc2, ... of each combination, in the order mmspcl_mlp_create draws them */
         int in = 0;
-        if (!(M->cfg.combos & MMSPCL_COMBO(c))) continue;
+        if (!M->cfg.depth[c]) continue;
         for (m = 0; m < 3; m++) if (c & (1 << m)) in += cfg->dims[m];
-        mmspcl_mlp_create(&M->mlp[c], &M->P, mmspcl__t_combo[c], in, cfg->hidden, cfg->n_classes, cfg->act, cfg->dropout, &rng);
+        for (l = 0; l < M->cfg.depth[c]; l++) {
+            char name[32];
+            const int li = l ? M->cfg.hidden : in, lo = l == M->cfg.depth[c] - 1 ? M->cfg.n_classes : M->cfg.hidden;
+            snprintf(name, sizeof name, "%s.fc%d", mmspcl__t_combo[c], l + 1);
+            mmspcl_lin_create(&M->fc[c][l], &M->P, name, li, lo, &rng);
+        }
     }
     if (M->P.oom) { mmspcl_msve_model_free(M); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for the parameters"); }
     return MMSPCL_OK;
@@ -2594,7 +2649,48 @@ void mmspcl_msve_model_free(mmspcl_msve_model *M) {
     memset(M, 0, sizeof *M);
 }
 
-/* per combination c: CAT_c [n][in] and the MLP cache; then the logits of one MLP */
+/* Combination c's network, layers l = 0 .. D-1 (D = depth[c]):
+     u_0 = CAT;  h_l = fc_{l+1} u_l;  u_{l+1} = dropout(act(h_l)) (l < D-1);  logits = h_{D-1}
+   cache: for each of the D-1 hidden layers h, u, mask, du, dh ([n][hidden] each), the layout
+   of mmspcl_mlp's cache (so depth 2 is mmspcl_mlp). */
+static size_t mmspcl__t_msve_cache(const mmspcl_msve_model *M, int c, int n) {
+    return 5 * (size_t)n * (size_t)M->cfg.hidden * (size_t)(M->cfg.depth[c] - 1);
+}
+
+static void mmspcl__t_msve_net_forward(mmspcl_msve_model *M, int c, const double *cat, double *y, int n, double *cache,
+                                       mmspcl_rng *rng) {
+    const size_t nh = (size_t)n * M->cfg.hidden;
+    const double *u = cat;
+    int l;
+    for (l = 0; l < M->cfg.depth[c] - 1; l++) {
+        double *h = cache + 5 * nh * (size_t)l, *a = h + nh, *mask = a + nh;
+        mmspcl_lin_forward(&M->P, &M->fc[c][l], u, h, n);
+        mmspcl_act_forward(M->cfg.act, h, a, nh);
+        mmspcl_dropout_forward(rng, M->cfg.dropout, a, a, mask, nh);
+        u = a;
+    }
+    mmspcl_lin_forward(&M->P, &M->fc[c][l], u, y, n);
+}
+
+static void mmspcl__t_msve_net_backward(mmspcl_msve_model *M, int c, const double *cat, const double *dy, int n,
+                                        double *cache) {
+    const size_t nh = (size_t)n * M->cfg.hidden;
+    const double *g = dy;
+    size_t i;
+    int l;
+    for (l = M->cfg.depth[c] - 1; l > 0; l--) {   /* layer l's input is hidden layer l-1's u */
+        double *h = cache + 5 * nh * (size_t)(l - 1), *a = h + nh, *mask = a + nh, *da = mask + nh, *dh = da + nh;
+        mmspcl__t_zero(da, nh);
+        mmspcl__t_zero(dh, nh);
+        mmspcl_lin_backward(&M->P, &M->fc[c][l], a, g, da, n);
+        for (i = 0; i < nh; i++) da[i] *= mask[i];
+        mmspcl_act_backward(M->cfg.act, h, da, dh, nh);
+        g = dh;
+    }
+    mmspcl_lin_backward(&M->P, &M->fc[c][0], cat, g, NULL, n);
+}
+
+/* per combination c: CAT_c [n][in] and the network's cache; then the logits of one network */
 mmspcl_status mmspcl_msve_model_forward(mmspcl_msve_model *M, const float *const x[3], int n,
                                         unsigned combos, double *logits, mmspcl_rng *rng,
                                         mmspcl_error *err) {
@@ -2609,9 +2705,9 @@ mmspcl_status mmspcl_msve_model_forward(mmspcl_msve_model *M, const float *const
     for (c = 1; c < 8; c++) {
         if (!(combos & MMSPCL_COMBO(c))) continue;
         M->act_off[c] = need;
-        need += (size_t)n * M->mlp[c].fc1.in;
+        need += (size_t)n * M->fc[c][0].in;
         M->act_off[8 + c] = need;
-        need += mmspcl_mlp_cache_size(&M->mlp[c], n);
+        need += mmspcl__t_msve_cache(M, c, n);
     }
     M->act_off[16] = need;
     need += (size_t)n * C;
@@ -2625,7 +2721,7 @@ mmspcl_status mmspcl_msve_model_forward(mmspcl_msve_model *M, const float *const
     M->act_combos = combos;
     for (c = 1; c < 8; c++) {
         double *cat = M->act + M->act_off[c], *lg = M->act + M->act_off[16];
-        const int in = M->mlp[c].fc1.in;
+        const int in = M->fc[c][0].in;
         if (!(combos & MMSPCL_COMBO(c))) continue;
         /* standardised concatenation in t, a, v order */
         for (i = 0; i < n; i++) {
@@ -2641,20 +2737,19 @@ mmspcl_status mmspcl_msve_model_forward(mmspcl_msve_model *M, const float *const
                 off += M->cfg.dims[m];
             }
         }
-        mmspcl_mlp_forward(&M->P, &M->mlp[c], cat, first ? logits : lg, n, M->act + M->act_off[8 + c], rng);
+        mmspcl__t_msve_net_forward(M, c, cat, first ? logits : lg, n, M->act + M->act_off[8 + c], rng);
         if (!first) for (q = 0; q < (size_t)n * C; q++) logits[q] += lg[q];
         first = 0;
     }
     return MMSPCL_OK;
 }
 
-/* logits = sum_c MLP_c(x_c), so every MLP of the forward gets the same dlogits */
+/* logits = sum_c NET_c(x_c), so every network of the forward gets the same dlogits */
 void mmspcl_msve_model_backward(mmspcl_msve_model *M, const double *dlogits) {
     int c;
     for (c = 1; c < 8; c++)
         if (M->act_combos & MMSPCL_COMBO(c))
-            mmspcl_mlp_backward(&M->P, &M->mlp[c], M->act + M->act_off[c], dlogits, NULL, M->act_n,
-                                M->act + M->act_off[8 + c]);
+            mmspcl__t_msve_net_backward(M, c, M->act + M->act_off[c], dlogits, M->act_n, M->act + M->act_off[8 + c]);
 }
 
 mmspcl_status mmspcl_msve_model_predict(mmspcl_msve_model *M, const float *const x[3], int n,
@@ -2683,8 +2778,10 @@ mmspcl_status mmspcl_msve_model_predict(mmspcl_msve_model *M, const float *const
 
 void mmspcl_msve_train_defaults(mmspcl_msve_train_cfg *c) {
     memset(c, 0, sizeof *c);
-    c->epochs = 50; c->batch = 32; c->k = 2; c->warmup = 0; c->patience = 5;
-    c->lr = 1e-3; c->weight_decay = 0.01; c->clip = 5.0;
+    /* the paper's lr 1e-4; at it the best dev epoch came late (37-62 on train_msve --synthetic
+       3000, seeds 1-3): 200 epochs, patience 10 (docs/FUSION.md, "MSVE") */
+    c->epochs = 200; c->batch = 32; c->k = 2; c->warmup = 0; c->patience = 10;
+    c->lr = 1e-4; c->weight_decay = 0.01; c->clip = 5.0;
     c->standardize = 1;
     c->seed = 1;
 }
@@ -2818,6 +2915,12 @@ mmspcl_status mmspcl_msve_model_write(const mmspcl_msve_model *M, mmspcl_writer 
         snprintf(k2, sizeof k2, "dim.%s", mmspcl__t_mod[m]);
         MMSPCL__T_SET(k2, M->cfg.dims[m]);
     }
+    for (m = 1; m < 8; m++) {
+        char k2[16];
+        if (!M->cfg.depth[m]) continue;
+        snprintf(k2, sizeof k2, "depth.%s", mmspcl__t_combo[m]);
+        MMSPCL__T_SET(k2, M->cfg.depth[m]);
+    }
 #undef MMSPCL__T_SET
     snprintf(key, sizeof key, "%s.dropout", prefix);
     st |= (int)mmspcl_writer_set_float(wr, key, M->cfg.dropout);
@@ -2860,7 +2963,9 @@ mmspcl_status mmspcl_msve_model_load(mmspcl_msve_model *M, const mmspcl_weights 
     cfg.n_classes = inf.n_classes;
     for (m = 0; m < 3; m++) cfg.dims[m] = inf.dims[m];
     cfg.combos = inf.combos;
-    for (m = 1; m < 8; m++) if (inf.combos & MMSPCL_COMBO(m)) { cfg.hidden = inf.mlp[m].fc1.out; cfg.act = inf.mlp[m].act; break; }
+    cfg.hidden = inf.hidden;
+    cfg.act = inf.act;
+    for (m = 1; m < 8; m++) cfg.depth[m] = inf.depth[m];
     snprintf(key, sizeof key, "%s.dropout", prefix);
     if (mmspcl_weights_get_float(w, key, &dropout)) cfg.dropout = dropout;
     if ((st = mmspcl_msve_model_create(M, &cfg, 0, err))) return st;
