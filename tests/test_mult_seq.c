@@ -399,12 +399,16 @@ static void test_reference(void) {
    mbt.fusion_tokens, encoderblock_L_M -> mbt.M.layer.L (LayerNorm_0 ln_q, the attention's
    query/key/value/out attn.q/k/v/o, LayerNorm_1 ln_ff, Dense_0/Dense_1 ff.fc1/ff.fc2),
    encoder_norm_M -> mbt.M.ln, output_projection -> mbt.out. */
-static int mbt_map(const char *s, char *ours, size_t cap) {
+static int mbt_map(const char *s, char *ours, size_t cap, int *slice) {
     static const char *const from[7] = { "LayerNorm_0.", "MultiHeadDotProductAttention_0.query.", "MultiHeadDotProductAttention_0.key.",
                                          "MultiHeadDotProductAttention_0.value.", "MultiHeadDotProductAttention_0.out.", "LayerNorm_1.", "Dense_" };
     static const char *const to[7] = { "ln_q.", "attn.q.", "attn.k.", "attn.v.", "attn.o.", "ln_ff.", "ff.fc" };
     char m = 0, rest[160] = "";
+    static const char *const pairs[3] = { "bottleneck_ta", "bottleneck_tv", "bottleneck_av" };
     int l = -1, i, pos = 0;
+    *slice = -1;
+    for (i = 0; i < 3; i++)   /* per-pair sets: slices of fusion_tokens in pair order */
+        if (!strcmp(s, pairs[i])) { *slice = i; snprintf(ours, cap, "mbt.fusion_tokens"); return 0; }
     if (sscanf(s, "posembed_input_%c", &m) == 1) { snprintf(ours, cap, "mbt.pos.%c", m); return 0; }
     if (!strcmp(s, "bottleneck")) { snprintf(ours, cap, "mbt.fusion_tokens"); return 0; }
     if (sscanf(s, "embedding_%c.%159s", &m, rest) == 2) { snprintf(ours, cap, "mbt.in.%c.%s", m, rest); return 0; }
@@ -456,7 +460,19 @@ static void ref_inference(const char *what, const mmspcl_params *P, mmspcl_statu
 static mmspcl_status write_cfg_mbt(const void *f, mmspcl_writer *wr) { return mmspcl_fusion_write_config((const mmspcl_fusion *)f, wr, NULL); }
 static mmspcl_status write_cfg_ms(const void *f, mmspcl_writer *wr) { return mmspcl_mult_seq_train_write_config((const mmspcl_mult_seq_train *)f, wr); }
 
-static void test_mbt_reference(void) {
+/* where reference tensor `name` (n values) lives in P: the offset, or (size_t)-1 */
+static size_t mbt_place(const mmspcl_params *P, const char *name, size_t n) {
+    char ours[240];
+    int slice;
+    const mmspcl_param_info *pi = mbt_map(name, ours, sizeof ours, &slice) ? NULL : mmspcl_params_find(P, ours);
+    if (!pi) return (size_t)-1;
+    if (slice < 0) return pi->n == n ? pi->off : (size_t)-1;
+    return (size_t)(slice + 1) * n <= pi->n ? pi->off + (size_t)slice * n : (size_t)-1;
+}
+
+/* path: mbt_ref.txt (scenic's per-modality MBT) or mbt_pair_ref.txt (per pair, the paper's
+   equations 8-9: tools/reference/mbt_pair_ref.py) */
+static void test_mbt_reference(const char *path, int bottleneck) {
     ref_file rf;
     const ref_rec *cfg, *W, *out;
     mmspcl_fusion_cfg c;
@@ -468,13 +484,13 @@ static void test_mbt_reference(void) {
     double *x[3], *dx[3], *y;
     float *xf[3];
     int i, m, n, mapped = 0, grads = 0;
-    if (ref_load(&rf, "tests/data/mbt_ref/mbt_ref.txt") || !(cfg = ref_get(&rf, "cfg")) || cfg->n != 14) { CHECK(0, "cannot read mbt_ref.txt"); return; }
+    if (ref_load(&rf, path) || !(cfg = ref_get(&rf, "cfg")) || cfg->n != 14) { CHECK(0, "cannot read %s", path); return; }
     mmspcl_fusion_defaults(&c, MMSPCL_FUSION_MBT);
     n = (int)cfg->v[0];
     for (m = 0; m < 3; m++) { c.seq[m] = (int)cfg->v[1 + m]; c.dims[m] = c.seq[m] * (int)cfg->v[4 + m]; }
     c.d_model = (int)cfg->v[7]; c.n_heads = (int)cfg->v[8]; c.ff_mult = (int)cfg->v[9]; c.n_layers = (int)cfg->v[10];
     c.fusion_start = (int)cfg->v[11]; c.n_fusion = (int)cfg->v[12]; c.out_dim = (int)cfg->v[13];
-    c.act = MMSPCL_ACT_GELU; c.dropout = 0;
+    c.act = MMSPCL_ACT_GELU; c.dropout = 0; c.bottleneck = bottleneck;
     mmspcl_params_init(&P);
     mmspcl_rng_seed(&r, 3);
     CHECK(!mmspcl_fusion_create(&f, &P, "mbt", &c, &r, &err), "mbt create: %s", err.msg);
@@ -483,14 +499,13 @@ static void test_mbt_reference(void) {
         size_t q;
         int k;
         for (i = 0; i < rf.n; i++) {
-            char ours[240];
-            const mmspcl_param_info *pi;
+            size_t off;
             if (strncmp(rf.r[i].name, "param.", 6)) continue;
-            pi = mbt_map(rf.r[i].name + 6, ours, sizeof ours) ? NULL : mmspcl_params_find(&P, ours);
-            CHECK(pi && pi->n == rf.r[i].n, "scenic tensor %s has no place in ours (%s)", rf.r[i].name, ours);
-            if (!pi || pi->n != rf.r[i].n) continue;
-            memcpy(P.w + pi->off, rf.r[i].v, sizeof(double) * pi->n);
-            memset(set + pi->off, 1, pi->n);
+            off = mbt_place(&P, rf.r[i].name + 6, rf.r[i].n);
+            CHECK(off != (size_t)-1, "reference tensor %s has no place in ours", rf.r[i].name);
+            if (off == (size_t)-1) continue;
+            memcpy(P.w + off, rf.r[i].v, sizeof(double) * rf.r[i].n);
+            memset(set + off, 1, rf.r[i].n);
             mapped++;
         }
         for (k = 0; k < P.n_info; k++) for (q = 0; q < P.info[k].n; q++) CHECK(set[P.info[k].off + q], "%s not set from the reference", P.info[k].name);
@@ -514,11 +529,10 @@ static void test_mbt_reference(void) {
     mmspcl_params_zero_grad(&P);
     mmspcl_fusion_backward(&f, &P, (const double *const *)x, n, W->v, dx);
     for (i = 0; i < rf.n; i++) {
-        char ours[240];
-        const mmspcl_param_info *pi;
+        size_t off;
         if (strncmp(rf.r[i].name, "grad.", 5) || !strncmp(rf.r[i].name, "grad.x.", 7)) continue;
-        pi = mbt_map(rf.r[i].name + 5, ours, sizeof ours) ? NULL : mmspcl_params_find(&P, ours);
-        if (pi && pi->n == rf.r[i].n) ref_compare(rf.r[i].name, P.g + pi->off, rf.r[i].v, pi->n);
+        off = mbt_place(&P, rf.r[i].name + 5, rf.r[i].n);
+        if (off != (size_t)-1) ref_compare(rf.r[i].name, P.g + off, rf.r[i].v, rf.r[i].n);
         else CHECK(0, "%s: no tensor", rf.r[i].name);
         grads++;
     }
@@ -528,8 +542,12 @@ static void test_mbt_reference(void) {
         ref_compare(name, dx[m], ref_get(&rf, name)->v, ref_get(&rf, name)->n);
     }
     ref_inference("mbt: float inference", &P, write_cfg_mbt, &f, (const float *const *)xf, NULL, NULL, n, out);
-    printf("  vs PyTorch MBT (scenic's bottleneck encoder): %d tensors mapped, %d gradients compared, output max|diff| %.2e\n",
-           mapped, grads, fabs(y[0] - out->v[0]));
+    {
+        double worst = 0;
+        for (i = 0; i < (int)out->n; i++) if (fabs(y[i] - out->v[i]) > worst) worst = fabs(y[i] - out->v[i]);
+        printf("  vs PyTorch MBT (%s): %d tensors mapped, %d gradients compared, output max|diff| %.2e\n",
+               bottleneck ? "per pair, the paper's eqs. 8-9" : "scenic's bottleneck encoder", mapped, grads, worst);
+    }
     for (m = 0; m < 3; m++) { free(dx[m]); free(xf[m]); }
     free(y);
     mmspcl_fusion_free(&f);
@@ -545,6 +563,7 @@ int main(void) {
     test_inference("inference, 3 modalities, last", d3, T3, MMSPCL_POOL_LAST);
     test_inference("inference, t and v, mean", d2, T2, MMSPCL_POOL_MEAN);
     test_reference();
-    test_mbt_reference();
+    test_mbt_reference("tests/data/mbt_ref/mbt_ref.txt", MMSPCL_BOTTLENECK_MODALITY);
+    test_mbt_reference("tests/data/mbt_ref/mbt_pair_ref.txt", MMSPCL_BOTTLENECK_PAIR);
     return TEST_END();
 }

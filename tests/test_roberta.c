@@ -113,6 +113,118 @@ static void check_model(const char *src, const char *type, const expected *e, do
     check_model_as(src, type, 0, e, min_cos, exact, NULL);
 }
 
+/* ---- packing: a batch is its sequences side by side -------------------------------------------
+   A random RoBERTa in memory (hidden 64, 2 heads of 32: the AVX-512 attention takes them; FFN n_ffn)
+   with Linear weights of type dt (FFN 132: GELU's SIMD code leaves 4 values of each row to the
+   definition). Sequences of lengths 1, 7, 13, 2, 31, 5 in one packed batch must
+   give the same bits as each alone (a batch of 1), and mmspcl_roberta_forward_rows the same bits as
+   the rows of the whole forward. */
+static uint64_t pk_rng = 0x9e3779b97f4a7c15ull;
+static float pk_rand(void) {
+    pk_rng ^= pk_rng << 13; pk_rng ^= pk_rng >> 7; pk_rng ^= pk_rng << 17;
+    return (float)((pk_rng >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+static void pk_add(mmspcl_writer *w, const char *name, mmspcl_dtype dt, int64_t rows, int64_t cols, float scale,
+                   float offset, void **keep) {   /* rows 0: a vector of cols */
+    const int ndim = rows ? 2 : 1;
+    const size_t rb = mmspcl_dtype_row_size(dt, cols);
+    float *f = (float *)malloc(sizeof(float) * (size_t)cols);
+    unsigned char *q = (unsigned char *)malloc(rb * (size_t)(rows ? rows : 1));
+    int64_t shape[2], r, i;
+    mmspcl_error err;
+    if (!rows) rows = 1;
+    shape[0] = rows; shape[1] = cols;
+    for (r = 0; r < rows; r++) {
+        for (i = 0; i < cols; i++) f[i] = offset + scale * pk_rand();
+        mmspcl_quantize_row(dt, f, q + (size_t)r * rb, cols);
+    }
+    free(f);
+    *keep = q;
+    CHECK(mmspcl_writer_add_tensor(w, name, dt, ndim, ndim == 1 ? shape + 1 : shape, q,
+                                   rb * (size_t)rows, &err) == MMSPCL_OK, "%s: %s", name, err.msg);
+}
+
+static void check_packing(mmspcl_dtype dt, int n_ffn) {
+    enum { H = 64, V = 60, NL = 2, NB = 6, SEQ = 31 };
+    static const int lens[NB] = {1, 7, 13, 2, 31, 5};
+    mmspcl_writer *w = mmspcl_writer_create();
+    mmspcl_weights *wt = NULL;
+    mmspcl_roberta *m = NULL;
+    mmspcl_error err;
+    void *keep[8 + NL * 16];
+    unsigned char *bytes = NULL;
+    size_t size = 0;
+    int nk = 0, l, i, b, t, rows[NB], same_alone = 1, same_rows = 1;
+    int32_t ids[NB * SEQ];
+    char name[96];
+    float *full = (float *)malloc(sizeof(float) * NB * SEQ * H), *one = (float *)malloc(sizeof(float) * SEQ * H);
+    float sel[NB * H];
+    mmspcl_writer_set_str(w, "general.architecture", "roberta");
+    mmspcl_writer_set_int(w, "roberta.vocab_size", V);
+    mmspcl_writer_set_int(w, "roberta.hidden_size", H);
+    mmspcl_writer_set_int(w, "roberta.num_hidden_layers", NL);
+    mmspcl_writer_set_int(w, "roberta.num_attention_heads", 2);
+    mmspcl_writer_set_int(w, "roberta.intermediate_size", n_ffn);
+    mmspcl_writer_set_int(w, "roberta.max_position_embeddings", 40);
+    mmspcl_writer_set_int(w, "roberta.type_vocab_size", 1);
+    mmspcl_writer_set_int(w, "roberta.pad_token_id", 1);
+    pk_add(w, "embeddings.word_embeddings.weight", MMSPCL_F32, V, H, 0.5f, 0, &keep[nk++]);
+    pk_add(w, "embeddings.position_embeddings.weight", MMSPCL_F32, 40, H, 0.5f, 0, &keep[nk++]);
+    pk_add(w, "embeddings.token_type_embeddings.weight", MMSPCL_F32, 1, H, 0.5f, 0, &keep[nk++]);
+    pk_add(w, "embeddings.LayerNorm.weight", MMSPCL_F32, 0, H, 0.1f, 1, &keep[nk++]);
+    pk_add(w, "embeddings.LayerNorm.bias", MMSPCL_F32, 0, H, 0.1f, 0, &keep[nk++]);
+    for (l = 0; l < NL; l++) {
+        static const char *const mats[] = {"attention.self.query", "attention.self.key", "attention.self.value",
+                                           "attention.output.dense", "intermediate.dense", "output.dense"};
+        static const char *const lns[] = {"attention.output.LayerNorm", "output.LayerNorm"};
+        for (i = 0; i < 6; i++) {
+            const int out = i == 4 ? n_ffn : H, in = i == 5 ? n_ffn : H;
+            snprintf(name, sizeof name, "encoder.layer.%d.%s.weight", l, mats[i]);
+            pk_add(w, name, dt, out, in, sqrtf(3.0f / (float)in), 0, &keep[nk++]);
+            snprintf(name, sizeof name, "encoder.layer.%d.%s.bias", l, mats[i]);
+            pk_add(w, name, MMSPCL_F32, 0, out, 0.1f, 0, &keep[nk++]);
+        }
+        for (i = 0; i < 2; i++) {
+            snprintf(name, sizeof name, "encoder.layer.%d.%s.weight", l, lns[i]);
+            pk_add(w, name, MMSPCL_F32, 0, H, 0.1f, 1, &keep[nk++]);
+            snprintf(name, sizeof name, "encoder.layer.%d.%s.bias", l, lns[i]);
+            pk_add(w, name, MMSPCL_F32, 0, H, 0.1f, 0, &keep[nk++]);
+        }
+    }
+    CHECK(mmspcl_writer_save_to_memory(w, &bytes, &size, &err) == MMSPCL_OK, "save: %s", err.msg);
+    CHECK(mmspcl_weights_from_memory(&wt, bytes, size, &err) == MMSPCL_OK, "open: %s", err.msg);
+    CHECK(wt && mmspcl_roberta_load(&m, wt, NB, SEQ, &err) == MMSPCL_OK, "load: %s", err.msg);
+    for (b = 0; b < NB; b++) {
+        for (t = 0; t < SEQ; t++) ids[b * SEQ + t] = t < lens[b] ? 3 + (int32_t)((pk_rand() + 1.0f) * 0.5f * (V - 4)) : 1;
+        rows[b] = (lens[b] * 5 + 3) % lens[b];
+    }
+    if (m) {
+        CHECK(mmspcl_roberta_forward(m, ids, lens, NB, SEQ, full, &err) == MMSPCL_OK, "packed forward: %s", err.msg);
+        for (b = 0; b < NB; b++) {   /* each alone, ids and output of its own length */
+            CHECK(mmspcl_roberta_forward(m, ids + b * SEQ, &lens[b], 1, lens[b], one, &err) == MMSPCL_OK, "alone: %s", err.msg);
+            same_alone &= !memcmp(one, full + (size_t)b * SEQ * H, sizeof(float) * (size_t)lens[b] * H);
+        }
+        CHECK(mmspcl_roberta_forward_rows(m, ids, lens, NB, SEQ, rows, sel, &err) == MMSPCL_OK, "rows: %s", err.msg);
+        for (b = 0; b < NB; b++) same_rows &= !memcmp(sel + b * H, full + ((size_t)b * SEQ + rows[b]) * H, sizeof(float) * H);
+        CHECK(mmspcl_roberta_forward_rows(m, ids + 2 * SEQ, &lens[2], 1, SEQ, &rows[2], sel, &err) == MMSPCL_OK, "rows, batch of 1");
+        same_rows &= !memcmp(sel, full + ((size_t)2 * SEQ + rows[2]) * H, sizeof(float) * H);
+        CHECK(same_alone, "%s FFN %d: a sequence in a packed batch differs from the same sequence alone", mmspcl_dtype_name(dt), n_ffn);
+        CHECK(same_rows, "%s FFN %d: forward_rows differs from the rows of the whole forward", mmspcl_dtype_name(dt), n_ffn);
+        rows[3] = lens[3];
+        CHECK(mmspcl_roberta_forward_rows(m, ids, lens, NB, SEQ, rows, sel, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "row 2"),
+              "a row past its sequence is refused: %s", err.msg);
+        printf("  packing %-5s FFN %3d: %d sequences (1..31 tokens) packed = alone, forward_rows = rows: %s\n",
+               mmspcl_dtype_name(dt), n_ffn, NB, same_alone && same_rows ? "same bits" : "DIFFER");
+    }
+    mmspcl_roberta_free(m);
+    mmspcl_weights_free(wt);
+    mmspcl_free(bytes);
+    mmspcl_writer_free(w);
+    for (i = 0; i < nk; i++) free(keep[i]);
+    free(full); free(one);
+}
+
 int main(int argc, char **argv) {
     expected e;
     static const struct { const char *dir; } variants[] = {
@@ -150,6 +262,9 @@ int main(int argc, char **argv) {
         }
         free_expected(&e);
     }
+    check_packing(MMSPCL_F32, 132);    /* 132 = 16 x 8 + 4: GELU leaves a tail per row */
+    check_packing(MMSPCL_BF16, 132);
+    check_packing(MMSPCL_Q8_0, 160);
     {   /* the CLI: encode-text --ids writes [tokens x hidden] float32 equal to the reference */
         char cmd[1024];
         int n = 0, t;

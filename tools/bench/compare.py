@@ -24,7 +24,8 @@ Steps (each skipped when its output is already there):
 --dataset (issue 19, items 5-6): instead, the SPCL prompts of MELD test (tools/bench/dataset.c
 prompts; every --every-th utterance, lengths up to 256) through the RoBERTa-large checkpoint:
 mmspcl (dataset.c run: sorted prompts in length buckets of <= --tokens tokens, packed, no work on
-padding; --dtypes f32,q8_0), ONNX Runtime (tools/bench/ort_dataset.mjs on export_onnx.py's
+padding, only the <mask> rows through the last layer; --dtypes f32,q8_0; --block B: every --every-th run of B
+prompts sorted by length, so that batches pad as on the whole split), ONNX Runtime (tools/bench/ort_dataset.mjs on export_onnx.py's
 roberta-batch graph) and PyTorch (tools/bench/torch_dataset.py), both fed sorted, padded batches
 of each of --batches; --reps passes each per round, engines interleaved; utterances per second
 (median over the passes), ratios to ONNX Runtime's best batching, <mask> rows vs PyTorch f32.
@@ -221,10 +222,10 @@ def prepare_dataset(a):
         os.makedirs(os.path.join(D, "ort"), exist_ok=True)
         env = dict(os.environ, ONNXRUNTIME_NODE_INSTALL_CUDA="skip")
         run(["npm", "install", "--no-audit", "--no-fund", "onnxruntime-node"], env=env, cwd=os.path.join(D, "ort"))
-    prompts = os.path.join(D, "prompts-every%d.txt" % a.every)
+    prompts = os.path.join(D, "prompts-every%d%s.txt" % (a.every, "-block%d" % a.block if a.block else ""))
     if not os.path.exists(prompts):
         run([os.path.join(D, "dataset"), "prompts", os.path.join(ROOT, "weights/meld-text-q8_0.mmw"), a.meld,
-             str(a.every), prompts])
+             str(a.every), prompts] + ([str(a.block)] if a.block else []))
     return src, prompts
 
 
@@ -294,8 +295,9 @@ def dataset_main(a):
     lines = ["machine: %s, %d CPUs; load average before %s, after %s; %d rounds x %d passes; %.0f s" % (
         model_name.group(1) if model_name else "?", os.cpu_count(), load0, open("/proc/loadavg").read().split()[:3],
         a.rounds, a.reps, time.time() - t0),
-        "", "%d prompts (MELD test, every %d-th utterance; %d tokens, %.1f a prompt on average, longest %d)" % (
-            n, a.every, sum(lens), sum(lens) / n, max(lens)), "",
+        "", "%d prompts (MELD test, %s; %d tokens, %.1f a prompt on average, longest %d)" % (
+            n, "every %d-th run of %d prompts sorted by length" % (a.every, a.block) if a.block else
+            "every %d-th utterance" % a.every, sum(lens), sum(lens) / n, max(lens)), "",
         "| engine | weights | threads | batching | utterances/s | median s a pass | CPU s | vs ORT f32 best (same threads) |",
         "|---|---|---|---|---|---|---|---|"]
     for k in sorted(S, key=lambda k: (k[2], ["mmspcl", "onnxruntime", "pytorch"].index(k[0]), k[1], str(k[3]))):
@@ -334,6 +336,8 @@ def main():
     ap.add_argument("--dataset", action="store_true", help="the MELD test prompts instead (see the docstring)")
     ap.add_argument("--every", type=int, default=40, help="--dataset: every N-th prompt of MELD test")
     ap.add_argument("--tokens", type=int, default=2048, help="--dataset: mmspcl's bucket size in tokens")
+    ap.add_argument("--block", type=int, default=0, help="--dataset: keep every --every-th run of BLOCK prompts sorted "
+                    "by length instead of every --every-th utterance (batches of BLOCK or a divisor pad as on the whole split)")
     ap.add_argument("--batches", default="8,16,32", help="--dataset: ORT / PyTorch batch sizes")
     ap.add_argument("--dtypes", default="f32,q8_0", help="--dataset: mmspcl weight types")
     ap.add_argument("--torch-int8", action="store_true", help="--dataset: PyTorch dynamic int8 rows too")

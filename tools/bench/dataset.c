@@ -6,12 +6,17 @@
          dialogue as mmspcl eval builds them), keeping utterances 0, EVERY, 2 EVERY, ... of the
          file; one line per prompt: "MASK_POS ID ID ...". TOKENIZER: any weight file with a
          RoBERTa tokenizer (the shipped weights/meld-text-q8_0.mmw).
+     dataset prompts TOKENIZER.mmw MELD.csv EVERY OUT.txt BLOCK
+         the same prompts sorted by length, cut into runs of BLOCK consecutive ones, every
+         EVERY-th run kept: sorted padded batches of BLOCK (or of a divisor of it) pad exactly as
+         on the whole split, which keeping every EVERY-th utterance does not (a sparse subset has
+         gaps between lengths that batches must pad over).
      dataset run MODEL.mmw PROMPTS.txt THREADS REPS TOKENS [OUT.f32]
          every prompt through the encoder, REPS times (after a warm-up forward of the shortest
          prompt, which reads every weight page once): prompts sorted by
          length and cut into buckets of consecutive prompts with at most TOKENS tokens together
-         (and at most 64 prompts); mmspcl_roberta_forward packs each bucket's tokens, so no work
-         is spent on padding. Prints "result engine=mmspcl dtype=D threads=T tokens=TOKENS
+         (and at most 64 prompts); mmspcl_roberta_forward_rows packs each bucket's tokens, so no
+         work is spent on padding, and keeps the <mask> rows (the last layer runs only them). Prints "result engine=mmspcl dtype=D threads=T tokens=TOKENS
          utt_per_s=... median_s=... min_s=... cpu_median_s=... runs=..." (wall time of a whole
          pass) and writes the <mask> rows, in the file's order, to OUT.f32 ([n][hidden] f32). */
 #define _POSIX_C_SOURCE 200809L
@@ -38,44 +43,83 @@ static int fail(const char *what, const mmspcl_error *err) {
 }
 
 /* ---- prompts ----------------------------------------------------------------------------- */
-static int cmd_prompts(const char *tok_path, const char *csv_path, int every, const char *out_path) {
+typedef struct prompt_set { int n, cap, *len, *mask; int32_t *ids; } prompt_set;   /* ids [n][MAX_LEN] */
+
+static int set_add(prompt_set *p, int mask, const int32_t *ids, int len) {
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 1024;
+        p->len = (int *)realloc(p->len, sizeof(int) * (size_t)p->cap);
+        p->mask = (int *)realloc(p->mask, sizeof(int) * (size_t)p->cap);
+        p->ids = (int32_t *)realloc(p->ids, sizeof(int32_t) * (size_t)p->cap * MAX_LEN);
+        if (!p->len || !p->mask || !p->ids) return 1;
+    }
+    p->len[p->n] = len;
+    p->mask[p->n] = mask;
+    memcpy(p->ids + (size_t)p->n * MAX_LEN, ids, sizeof(int32_t) * (size_t)len);
+    p->n++;
+    return 0;
+}
+
+static const prompt_set *g_set;
+static int set_by_length(const void *a, const void *b) {
+    const int i = *(const int *)a, j = *(const int *)b;
+    return g_set->len[i] != g_set->len[j] ? g_set->len[i] - g_set->len[j] : i - j;
+}
+
+/* Which prompts to keep: block 0: every EVERY-th of the file; block B: the prompts sorted by length
+   (ties in file order) cut into runs of B, every EVERY-th run kept (runs EVERY/2, EVERY/2 +
+   EVERY, ...), so a padded batch of B or a divisor of B pads as on the whole set. */
+static int write_subset(const prompt_set *all, int every, int block, const char *out_path) {
+    FILE *f = fopen(out_path, "w");
+    int *order = (int *)malloc(sizeof(int) * (size_t)(all->n ? all->n : 1)), i, j, kept = 0;
+    if (!f || !order) { perror(out_path); if (f) fclose(f); free(order); return 1; }
+    for (i = 0; i < all->n; i++) order[i] = i;
+    if (block) { g_set = all; qsort(order, (size_t)all->n, sizeof(int), set_by_length); }
+    for (i = 0; i < all->n; i++) {
+        const int k = order[i];
+        if (block ? (i / block) % every != every / 2 : i % every) continue;
+        fprintf(f, "%d", all->mask[k]);
+        for (j = 0; j < all->len[k]; j++) fprintf(f, " %d", (int)all->ids[(size_t)k * MAX_LEN + j]);
+        fputc('\n', f);
+        kept++;
+    }
+    free(order);
+    if (fclose(f)) { perror(out_path); return 1; }
+    if (block) fprintf(stderr, "dataset: %d prompts of %d (runs of %d by length, every %d-th run) to %s\n", kept, all->n, block, every, out_path);
+    else fprintf(stderr, "dataset: %d prompts of %d utterances (every %d) to %s\n", kept, all->n, every, out_path);
+    return 0;
+}
+
+static int cmd_prompts(const char *tok_path, const char *csv_path, int every, int block, const char *out_path) {
     mmspcl_weights *w = NULL;
     mmspcl_bpe *tok = NULL;
     meld_csv data;
     mmspcl_error err;
-    FILE *f = NULL;
+    prompt_set all;
     int32_t *ids = NULL;
-    int *len = NULL, *mask = NULL, d, rc = 1, kept = 0, row = 0;
+    int *len = NULL, *mask = NULL, d, rc = 1;
     memset(&data, 0, sizeof data);
+    memset(&all, 0, sizeof all);
     if (mmspcl_weights_open(&w, tok_path, &err) || mmspcl_bpe_from_weights(&tok, w, &err)) { fail(tok_path, &err); goto done; }
     if (meld_csv_load(csv_path, &data, &err)) { fail(csv_path, &err); goto done; }
-    if (!(f = fopen(out_path, "w"))) { perror(out_path); goto done; }
     for (d = 0; d < data.n_dialogues; d++) {
         const int s = data.dialogue_start[d], n = data.dialogue_start[d + 1] - s;
         mmspcl_turn *turns = (mmspcl_turn *)malloc(sizeof(mmspcl_turn) * (size_t)n);
-        int t, j;
+        int t;
         ids = (int32_t *)realloc(ids, sizeof(int32_t) * (size_t)n * MAX_LEN);
         len = (int *)realloc(len, sizeof(int) * (size_t)n);
         mask = (int *)realloc(mask, sizeof(int) * (size_t)n);
         if (!turns || !ids || !len || !mask) { free(turns); fprintf(stderr, "dataset: out of memory\n"); goto done; }
         for (t = 0; t < n; t++) { turns[t].speaker = data.rows[s + t].speaker; turns[t].text = data.rows[s + t].utterance; }
         if (mmspcl_spcl_prompts(tok, turns, n, MAX_LEN, ids, len, mask, &err)) { free(turns); fail(csv_path, &err); goto done; }
-        for (t = 0; t < n; t++, row++) {
-            if (row % every) continue;
-            fprintf(f, "%d", mask[t]);
-            for (j = 0; j < len[t]; j++) fprintf(f, " %d", (int)ids[(size_t)t * MAX_LEN + j]);
-            fputc('\n', f);
-            kept++;
-        }
+        for (t = 0; t < n; t++)
+            if (set_add(&all, mask[t], ids + (size_t)t * MAX_LEN, len[t])) { free(turns); fprintf(stderr, "dataset: out of memory\n"); goto done; }
         free(turns);
     }
-    if (fclose(f)) { f = NULL; perror(out_path); goto done; }
-    f = NULL;
-    fprintf(stderr, "dataset: %d prompts of %d utterances (every %d) to %s\n", kept, row, every, out_path);
-    rc = 0;
+    rc = write_subset(&all, every, block, out_path);
 done:
-    if (f) fclose(f);
     free(ids); free(len); free(mask);
+    free(all.len); free(all.mask); free(all.ids);
     meld_csv_free(&data);
     mmspcl_bpe_free(tok);
     mmspcl_weights_free(w);
@@ -128,7 +172,7 @@ static int pass(mmspcl_roberta *m, const prompts *p, int tokens, int H, int32_t 
     int i = 0;
     while (i < p->n) {
         int nb = 0, total = 0, seq = 0, b;
-        int lens[MAX_BUCKET];
+        int lens[MAX_BUCKET], rows[MAX_BUCKET];
         while (i + nb < p->n && nb < MAX_BUCKET && (nb == 0 || total + p->len[p->order[i + nb]] <= tokens)) {
             total += p->len[p->order[i + nb]];
             nb++;
@@ -137,14 +181,14 @@ static int pass(mmspcl_roberta *m, const prompts *p, int tokens, int H, int32_t 
         for (b = 0; b < nb; b++) {
             const int k = p->order[i + b];
             lens[b] = p->len[k];
+            rows[b] = p->mask[k] >= 0 && p->mask[k] < lens[b] ? p->mask[k] : 0;
             memcpy(ids + (size_t)b * seq, p->ids + (size_t)k * MAX_LEN, sizeof(int32_t) * (size_t)lens[b]);
         }
-        if (mmspcl_roberta_forward(m, ids, lens, nb, seq, hidden, &err)) return fail("forward", &err);
+        /* the <mask> rows alone: the last layer skips the other rows */
+        if (mmspcl_roberta_forward_rows(m, ids, lens, nb, seq, rows, hidden, &err)) return fail("forward", &err);
         if (z)
-            for (b = 0; b < nb; b++) {
-                const int k = p->order[i + b], mp = p->mask[k] >= 0 && p->mask[k] < lens[b] ? p->mask[k] : 0;
-                memcpy(z + (size_t)k * H, hidden + ((size_t)b * seq + (size_t)mp) * H, sizeof(float) * (size_t)H);
-            }
+            for (b = 0; b < nb; b++)
+                memcpy(z + (size_t)p->order[i + b] * H, hidden + (size_t)b * H, sizeof(float) * (size_t)H);
         i += nb;
     }
     return 0;
@@ -174,7 +218,7 @@ static int cmd_run(const char *model, const char *path, int threads, int reps, i
     if (mmspcl_weights_open(&w, model, &err) || mmspcl_roberta_load(&m, w, MAX_BUCKET, MAX_LEN, &err)) { fail(model, &err); goto done; }
     H = mmspcl_roberta_get_config(m)->hidden_size;
     ids = (int32_t *)malloc(sizeof(int32_t) * MAX_BUCKET * MAX_LEN);
-    hidden = (float *)malloc(sizeof(float) * (size_t)MAX_BUCKET * MAX_LEN * (size_t)H);
+    hidden = (float *)malloc(sizeof(float) * (size_t)MAX_BUCKET * (size_t)H);   /* the <mask> rows of a bucket */
     z = (float *)malloc(sizeof(float) * (size_t)p.n * (size_t)H);
     if (!ids || !hidden || !z) { fprintf(stderr, "dataset: out of memory\n"); goto done; }
     {   /* warm-up: the shortest prompt alone (every weight page read once) */
@@ -216,10 +260,11 @@ done:
 }
 
 int main(int argc, char **argv) {
-    if (argc == 6 && !strcmp(argv[1], "prompts") && atoi(argv[4]) >= 1) return cmd_prompts(argv[2], argv[3], atoi(argv[4]), argv[5]);
+    if ((argc == 6 || argc == 7) && !strcmp(argv[1], "prompts") && atoi(argv[4]) >= 1 && (argc == 6 || atoi(argv[6]) >= 1))
+        return cmd_prompts(argv[2], argv[3], atoi(argv[4]), argc == 7 ? atoi(argv[6]) : 0, argv[5]);
     if ((argc == 7 || argc == 8) && !strcmp(argv[1], "run") && atoi(argv[4]) >= 1 && atoi(argv[5]) >= 1 && atoi(argv[6]) >= 1)
         return cmd_run(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), argc == 8 ? argv[7] : NULL);
-    fprintf(stderr, "usage: dataset prompts TOKENIZER.mmw MELD.csv EVERY OUT.txt\n"
+    fprintf(stderr, "usage: dataset prompts TOKENIZER.mmw MELD.csv EVERY OUT.txt [BLOCK]\n"
                     "       dataset run MODEL.mmw PROMPTS.txt THREADS REPS TOKENS [OUT.f32]\n");
     return 2;
 }
