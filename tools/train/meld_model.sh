@@ -14,6 +14,7 @@
 #   K [3] folds   JOBS [1] fine-tunes at a time   LIMIT [] --limit DIALOGUES for every stage
 #   PRETRAIN_ARGS, FT_ARGS, HEADS_ARGS: options of each stage (defaults below)
 #   NICE [nice -n 5]   ONLY_PRETRAIN [0]: 1 stops after stage 1 (make pretrain)
+#   NO_PRETRAIN [0]: 1 fine-tunes OUTDIR/pretrained.mmw as it is, even unfinished
 set -eu
 OUT=${1:?usage: tools/train/meld_model.sh OUTDIR}
 MMSPCL=${MMSPCL:-build/mmspcl}
@@ -36,6 +37,8 @@ P="$OUT/pretrained.mmw"
 finished() { [ -f "$P" ] && $MMSPCL inspect "$P" 2>/dev/null | grep -Eq 'pretrain[.]finished +1$'; }
 if finished; then
   log "pretraining done ($P)"
+elif [ "${NO_PRETRAIN:-0}" = 1 ] && [ -f "$P" ]; then
+  log "NO_PRETRAIN=1: fine-tuning $P as it is (pretraining unfinished)"
 else
   RES=""
   [ -f "$P.ckpt" ] && RES="--resume $P.ckpt"
@@ -62,16 +65,14 @@ finetune() {   # NAME [--folds K --fold F]
     log "fine-tuning $name failed: see $OUT/$name.log"; tail -3 "$OUT/$name.log" >&2; return 1; }
 }
 F=0; running=0; OOFS=""
-while [ $F -lt "$K" ]; do
-  finetune "fold$F" --folds "$K" --fold $F &
+while [ $F -le "$K" ]; do   # F = K: the fine-tune on all of train
+  if [ $F -lt "$K" ]; then finetune "fold$F" --folds "$K" --fold $F & OOFS="$OOFS $OUT/fold$F.mmw.oof"; else finetune full & fi
   running=$((running + 1))
   if [ $running -ge "$JOBS" ]; then wait; running=0; fi
-  OOFS="$OOFS $OUT/fold$F.mmw.oof"
   F=$((F + 1))
 done
 wait
-for f in $OOFS; do [ -f "$f" ] || { log "missing $f (a fine-tune failed)"; exit 1; }; done
-finetune full
+for f in $OOFS $OUT/full.mmw; do [ -f "$f" ] || { log "missing $f (a fine-tune failed)"; exit 1; }; done
 
 # 3. heads
 if [ -f "$OUT/meld-text-q8_0.mmw" ]; then
