@@ -77,7 +77,9 @@
      SPCL             mmspcl_spcl_loss (loss and gradient for given prototypes),
                       mmspcl_spcl (per-class queues and prototypes), mmspcl_spcl_step,
                       mmspcl_class_means, mmspcl_curriculum_difficulty / _select
-     Pruning          mmspcl_prune_train_forward / _backward (double twin of mmspcl_prune_apply)
+     Pruning          mmspcl_prune_train_forward / _backward (double twin of mmspcl_prune_apply);
+                      mmspcl_xprune_train: pruning as a layer (two pruning modalities, the
+                      threshold rule, the common projection), forward, backward, config
      Fusion heads     mmspcl_fusion: LINEAR (a), MULT (b), MBT (c); forward, backward, save
                       mmspcl_mult_seq_train: MulT over sequences as its code does it (12)
      Models           mmspcl_msve_model + mmspcl_msve_train (early stopping on validation
@@ -129,8 +131,9 @@
              P.{i}_{j}.ln.* P.out.*                                  -> mmspcl_mult_load
      MBT     P.d_model n_heads n_layers fusion_start n_fusion bottleneck ff_mult out_dim act seq.{m}
              tok.{m}; P.in.{m}.* P.pos.{m} P.fusion_tokens [sets * n_fusion][d] P.{m}.layer.{l}.*
-             P.{m}.ln.* P.out.*
-                                                                     -> mmspcl_mbt_load
+             P.{m}.ln.* P.out.*                                      -> mmspcl_mbt_load
+     XPRUNE  P.dim.{t,a,v} base mods K rule joint proj_dim (ints), P.tau (float);
+             P.proj.{m}.{weight,bias} (proj_dim > 0)                 -> mmspcl_xprune_load
      SPCL model  spcl.kind spcl.n_classes spcl.prune.{base,mod,K}; spcl.fusion.* (one of the
              three above); spcl.classifier.{weight,bias}; spcl.protos [C][out_dim]
      With the optimiser state: adamw.step (int), adamw.m.NAME, adamw.v.NAME for every tensor.
@@ -375,6 +378,38 @@ void mmspcl_prune_train_backward(const unsigned char *kept, int dp, int K, int n
 mmspcl_status mmspcl_prune_train_threshold_forward(const double *base, int db, const double *prune, int dp,
                                                    int K, double tau, int n, double *pruned,
                                                    unsigned char *kept, mmspcl_error *err);
+
+/* Cross-modal pruning as a layer (Table 4's {tav} and the paper's section 8.3): a base modality
+   and one or two pruning modalities, an optional common projection, the arg-max or the
+   threshold rule; the training twin of mmspcl_xprune (mmspcl.h 12.3, the equations there; the
+   same mmspcl_xprune_select chooses the heads). Output per modality y[m] [n][width[m]]: the
+   base as it is, each pruning modality with its zeroed heads; feed them to any fusion head
+   (mmspcl_fusion with dims = the widths). Parameters (proj_dim > 0 only): "PREFIX.proj.{t,a,v}",
+   Linear [proj_dim][dims[m]] with bias, PyTorch's default init. */
+typedef struct mmspcl_xprune_train {
+    mmspcl_xprune_cfg cfg;     /* cfg.mods resolved (never 0) */
+    mmspcl_xprune_layout lay;
+    char prefix[96];
+    mmspcl_lin proj[3];
+    /* the last forward */
+    int n;
+    unsigned char *kept;       /* [n][lay.n_kept]: 1 kept, 0 zeroed */
+    double *g;                 /* backward scratch [n][widest] */
+    size_t kept_cap, g_cap;
+} mmspcl_xprune_train;
+mmspcl_status mmspcl_xprune_train_create(mmspcl_xprune_train *p, mmspcl_params *P, const char *prefix,
+                                         const mmspcl_xprune_cfg *cfg, mmspcl_rng *rng, mmspcl_error *err);
+void mmspcl_xprune_train_free(mmspcl_xprune_train *p);
+/* x[m] [n][dims[m]] -> y[m] [n][width[m]] for the present modalities (y may not alias x) */
+mmspcl_status mmspcl_xprune_train_forward(mmspcl_xprune_train *p, const mmspcl_params *P, const double *const x[3],
+                                          int n, double *const y[3], mmspcl_error *err);
+/* After a forward with the same x: dx[m] += dL/dx[m] (dx or entries may be NULL; dy entries too),
+   parameter gradients += (the choice of heads carries no gradient; zeroed heads pass none). */
+void mmspcl_xprune_train_backward(mmspcl_xprune_train *p, mmspcl_params *P, const double *const x[3], int n,
+                                  const double *const dy[3], double *const dx[3]);
+/* the keys mmspcl_xprune_load reads: "PREFIX.dim.{t,a,v}" base mods K rule joint proj_dim tau
+   (the tensors come from mmspcl_params_write with prefix NULL) */
+mmspcl_status mmspcl_xprune_train_write_config(const mmspcl_xprune_train *p, mmspcl_writer *wr);
 
 /* ---------------------------------------------------------------------------------------------
    7. Fusion heads
@@ -1889,6 +1924,107 @@ mmspcl_status mmspcl_prune_train_threshold_forward(const double *base, int db, c
         }
     }
     return MMSPCL_OK;
+}
+
+/* ---- cross-modal pruning as a layer ---- */
+void mmspcl_xprune_train_free(mmspcl_xprune_train *p) {
+    MMSPCL_FREE(p->kept);
+    MMSPCL_FREE(p->g);
+    memset(p, 0, sizeof *p);
+}
+
+mmspcl_status mmspcl_xprune_train_create(mmspcl_xprune_train *p, mmspcl_params *P, const char *prefix,
+                                         const mmspcl_xprune_cfg *cfg, mmspcl_rng *rng, mmspcl_error *err) {
+    char name[200];
+    int m;
+    mmspcl_status st;
+    memset(p, 0, sizeof *p);
+    if ((st = mmspcl_xprune_plan(cfg, &p->lay, err))) return st;
+    p->cfg = *cfg;
+    p->cfg.mods = p->lay.mods;
+    snprintf(p->prefix, sizeof p->prefix, "%s", prefix);
+    for (m = 0; m < 3 && cfg->proj_dim > 0; m++) {
+        if (cfg->dims[m] <= 0) continue;
+        snprintf(name, sizeof name, "%s.proj.%s", prefix, mmspcl__t_mod[m]);
+        mmspcl_lin_create(&p->proj[m], P, name, cfg->dims[m], cfg->proj_dim, rng);
+    }
+    if (P->oom) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory");
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_xprune_train_forward(mmspcl_xprune_train *p, const mmspcl_params *P, const double *const x[3],
+                                          int n, double *const y[3], mmspcl_error *err) {
+    const mmspcl_xprune_layout *l = &p->lay;
+    const double *row[3] = { NULL, NULL, NULL };
+    size_t widest = 1;
+    int m, i, j;
+    for (m = 0; m < 3; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        if (!x[m] || !y[m]) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output", mmspcl__t_mod[m], p->cfg.dims[m]);
+        if ((size_t)l->width[m] > widest) widest = (size_t)l->width[m];
+    }
+    if ((size_t)n * l->n_kept > p->kept_cap) {
+        unsigned char *q = (unsigned char *)MMSPCL_REALLOC(p->kept, (size_t)n * l->n_kept);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory for %d samples", n);
+        p->kept = q; p->kept_cap = (size_t)n * l->n_kept;
+    }
+    if ((size_t)n * widest > p->g_cap) {
+        double *q = (double *)MMSPCL_REALLOC(p->g, sizeof(double) * (size_t)n * widest);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory for %d samples", n);
+        p->g = q; p->g_cap = (size_t)n * widest;
+    }
+    p->n = n;
+    for (m = 0; m < 3; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        if (p->cfg.proj_dim > 0) mmspcl_lin_forward(P, &p->proj[m], x[m], y[m], n);
+        else memcpy(y[m], x[m], sizeof(double) * (size_t)n * l->width[m]);
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char *ks = p->kept + (size_t)i * l->n_kept;
+        for (m = 0; m < 3; m++) row[m] = p->cfg.dims[m] > 0 ? y[m] + (size_t)i * l->width[m] : NULL;
+        mmspcl_xprune_select(&p->cfg, l, row, ks);
+        for (m = 0; m < 3; m++)
+            for (j = 0; (l->mods & (1u << m)) && j < l->width[m]; j++)
+                if (!ks[l->koff[m] + j / p->cfg.K]) y[m][(size_t)i * l->width[m] + j] = 0.0;
+    }
+    return MMSPCL_OK;
+}
+
+void mmspcl_xprune_train_backward(mmspcl_xprune_train *p, mmspcl_params *P, const double *const x[3], int n,
+                                  const double *const dy[3], double *const dx[3]) {
+    const mmspcl_xprune_layout *l = &p->lay;
+    int m, i, j;
+    for (m = 0; m < 3; m++) {
+        const int W = l->width[m];
+        const double *g = dy ? dy[m] : NULL;
+        double *d = dx ? dx[m] : NULL;
+        if (p->cfg.dims[m] <= 0 || !g) continue;
+        if (l->mods & (1u << m)) {   /* zeroed heads pass no gradient */
+            for (i = 0; i < n; i++)
+                for (j = 0; j < W; j++)
+                    p->g[(size_t)i * W + j] = p->kept[(size_t)i * l->n_kept + l->koff[m] + j / p->cfg.K] ? g[(size_t)i * W + j] : 0.0;
+            g = p->g;
+        }
+        if (p->cfg.proj_dim > 0) mmspcl_lin_backward(P, &p->proj[m], x[m], g, d, n);
+        else if (d) for (j = 0; j < n * W; j++) d[j] += g[j];
+    }
+}
+
+mmspcl_status mmspcl_xprune_train_write_config(const mmspcl_xprune_train *p, mmspcl_writer *wr) {
+    char key[200];
+    int m, st = 0;
+#define MMSPCL__T_PKEY(k, v) do { snprintf(key, sizeof key, "%s.%s", p->prefix, k); st |= (int)mmspcl_writer_set_int(wr, key, (int64_t)(v)); } while (0)
+    for (m = 0; m < 3; m++) {
+        char k2[16];
+        snprintf(k2, sizeof k2, "dim.%s", mmspcl__t_mod[m]);
+        MMSPCL__T_PKEY(k2, p->cfg.dims[m]);
+    }
+    MMSPCL__T_PKEY("base", p->cfg.base); MMSPCL__T_PKEY("mods", p->cfg.mods); MMSPCL__T_PKEY("K", p->cfg.K);
+    MMSPCL__T_PKEY("rule", p->cfg.rule); MMSPCL__T_PKEY("joint", p->cfg.joint); MMSPCL__T_PKEY("proj_dim", p->cfg.proj_dim);
+#undef MMSPCL__T_PKEY
+    snprintf(key, sizeof key, "%s.tau", p->prefix);
+    st |= (int)mmspcl_writer_set_float(wr, key, p->cfg.rule == MMSPCL_PRUNE_THRESHOLD ? p->cfg.tau : 0.0);
+    return st ? MMSPCL_ERR_NOMEM : MMSPCL_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
