@@ -181,10 +181,8 @@ typedef struct abl_model {
     mmspcl_params P;
     mmspcl_mult_seq_train ms;
     mmspcl_fusion fu;
-    int prune_k;
-    double prune_tau;
-    double *x[3], *tmp[3], *logits;
-    unsigned char *kept;
+    mmspcl_xprune_train xp;
+    double *x[3], *tmp[3], *dtmp[3], *logits;
     int *lens[3];
 } abl_model;
 
@@ -192,9 +190,10 @@ static void abl_model_free(abl_model *M) {
     int m;
     mmspcl_mult_seq_train_free(&M->ms);
     mmspcl_fusion_free(&M->fu);
+    mmspcl_xprune_train_free(&M->xp);
     mmspcl_params_free(&M->P);
-    for (m = 0; m < 3; m++) { free(M->x[m]); free(M->tmp[m]); free(M->lens[m]); }
-    free(M->logits); free(M->kept);
+    for (m = 0; m < 3; m++) { free(M->x[m]); free(M->tmp[m]); free(M->dtmp[m]); free(M->lens[m]); }
+    free(M->logits);
 }
 
 static mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl_fusion_cfg *o, mmspcl_error *err) {
@@ -202,7 +201,7 @@ static mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl
     int m, B = o->batch > 256 ? o->batch : 256;
     mmspcl_status st;
     memset(M, 0, sizeof *M);
-    M->kind = o->kind; M->prune_k = o->prune_k; M->prune_tau = o->prune_tau;
+    M->kind = o->kind;
     mmspcl_params_init(&M->P);
     mmspcl_rng_seed(&r, o->seed);
     if (o->kind == ABL_MULT) {
@@ -224,29 +223,39 @@ static mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl
             c.d_model = o->d; c.n_heads = o->heads; c.n_layers = o->layers; c.fusion_start = o->fusion_start;
             c.n_fusion = o->fusion_tokens; c.dropout = o->dropout; c.bottleneck = o->bottleneck;
         }
-        if (o->kind == ABL_PRUNE && (!d->D[0] || d->D[0] % o->prune_k))
-            return mmspcl_error_set(err, MMSPCL_ERR_ARG, "prune: t (the base) must be present with a width that is a multiple of K %d", o->prune_k);
+        if (o->kind == ABL_PRUNE) {   /* the pruning layer first (its parameters and draws), as train_fusion */
+            mmspcl_xprune_cfg pc;
+            if (!d->D[0] || (o->prune_proj ? o->prune_proj : d->D[0]) % o->prune_k)
+                return mmspcl_error_set(err, MMSPCL_ERR_ARG, "prune: t (the base) must be present with a width (after the projection) that is a multiple of K %d", o->prune_k);
+            memset(&pc, 0, sizeof pc);
+            for (m = 0; m < 3; m++) pc.dims[m] = d->D[m];
+            pc.base = 0; pc.mods = o->prune_mods; pc.K = o->prune_k; pc.proj_dim = o->prune_proj; pc.joint = o->prune_joint;
+            pc.rule = o->prune_tau == o->prune_tau ? MMSPCL_PRUNE_THRESHOLD : MMSPCL_PRUNE_ARGMAX;
+            pc.tau = o->prune_tau;
+            if ((st = mmspcl_xprune_train_create(&M->xp, &M->P, "prune", &pc, &r, err))) return st;
+            for (m = 0; m < 3; m++) c.dims[m] = M->xp.lay.width[m];
+        }
         if ((st = mmspcl_fusion_create(&M->fu, &M->P, "fusion", &c, &r, err))) return st;
     }
     for (m = 0; m < 3; m++) {
         const size_t w = (size_t)(o->kind == ABL_MULT || o->kind == ABL_BOTTLENECK ? d->L[m] : 1) * d->D[m];
+        const size_t wp = (size_t)(o->kind == ABL_PRUNE ? M->xp.lay.width[m] : 1);
         M->lens[m] = (int *)malloc(sizeof(int) * 1024);
         if (!M->lens[m]) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
         if (!d->D[m]) continue;
         M->x[m] = (double *)malloc(sizeof(double) * (size_t)B * w);
-        M->tmp[m] = (double *)malloc(sizeof(double) * (size_t)B * d->D[m]);
-        if (!M->x[m] || !M->tmp[m]) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
+        M->tmp[m] = (double *)malloc(sizeof(double) * (size_t)B * wp);
+        M->dtmp[m] = (double *)malloc(sizeof(double) * (size_t)B * wp);
+        if (!M->x[m] || !M->tmp[m] || !M->dtmp[m]) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
     }
     M->logits = (double *)malloc(sizeof(double) * (size_t)B * d->C);
-    M->kept = (unsigned char *)malloc((size_t)B * (3 * (size_t)d->D[1] + 3 * (size_t)d->D[2] + 1));
-    if (!M->logits || !M->kept) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
+    if (!M->logits) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
     return MMSPCL_OK;
 }
 
 /* rows idx[0..nb) as the model's inputs (sequences, or means over real steps), then its forward */
 static mmspcl_status abl_model_forward(abl_model *M, const abl_data *d, const int *idx, int nb, mmspcl_rng *rng, mmspcl_error *err) {
     int m, i, t, k;
-    mmspcl_status st;
     for (m = 0; m < 3; m++) {
         const size_t per = (size_t)d->L[m] * d->D[m];
         if (!d->D[m]) continue;
@@ -266,16 +275,22 @@ static mmspcl_status abl_model_forward(abl_model *M, const abl_data *d, const in
     }
     if (M->kind == ABL_MULT)
         return mmspcl_mult_seq_train_forward(&M->ms, &M->P, (const double *const *)M->x, d->L, (const int *const *)M->lens, nb, M->logits, rng, err);
-    if (M->kind == ABL_PRUNE)
-        for (m = 1; m < 3; m++) {
-            if (!d->D[m]) continue;
-            st = M->prune_tau == M->prune_tau
-                     ? mmspcl_prune_train_threshold_forward(M->x[0], d->D[0], M->x[m], d->D[m], M->prune_k, M->prune_tau, nb, M->tmp[m], M->kept, err)
-                     : mmspcl_prune_train_forward(M->x[0], d->D[0], M->x[m], d->D[m], M->prune_k, nb, M->tmp[m], M->kept, err);
-            if (st) return st;
-            memcpy(M->x[m], M->tmp[m], sizeof(double) * (size_t)nb * d->D[m]);
-        }
+    if (M->kind == ABL_PRUNE) {
+        mmspcl_status st = mmspcl_xprune_train_forward(&M->xp, &M->P, (const double *const *)M->x, nb, M->tmp, err);
+        return st ? st : mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->tmp, nb, M->logits, rng, err);
+    }
     return mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->x, nb, M->logits, rng, err);
+}
+
+static void abl_model_backward(abl_model *M, const double *dl, int nb) {
+    int m;
+    if (M->kind == ABL_MULT) mmspcl_mult_seq_train_backward(&M->ms, &M->P, (const double *const *)M->x, dl, NULL);
+    else if (M->kind == ABL_PRUNE) {   /* the fusion's input gradients, then through the pruning layer */
+        for (m = 0; m < 3; m++)
+            if (M->dtmp[m]) memset(M->dtmp[m], 0, sizeof(double) * (size_t)nb * M->xp.lay.width[m]);
+        mmspcl_fusion_backward(&M->fu, &M->P, (const double *const *)M->tmp, nb, dl, M->dtmp);
+        mmspcl_xprune_train_backward(&M->xp, &M->P, (const double *const *)M->x, nb, (const double *const *)M->dtmp, NULL);
+    } else mmspcl_fusion_backward(&M->fu, &M->P, (const double *const *)M->x, nb, dl, NULL);
 }
 
 /* weighted F1 and accuracy of split s, evaluation mode, chunks of 256 */
@@ -331,8 +346,7 @@ static mmspcl_status abl_train(abl_model *M, const abl_data *d, const abl_fusion
             if ((st = abl_model_forward(M, d, tr + i, nb, &r, err))) break;
             loss += mmspcl_ce_loss(M->logits, yb, nb, d->C, NULL, dl);
             mmspcl_params_zero_grad(&M->P);
-            if (M->kind == ABL_MULT) mmspcl_mult_seq_train_backward(&M->ms, &M->P, (const double *const *)M->x, dl, NULL);
-            else mmspcl_fusion_backward(&M->fu, &M->P, (const double *const *)M->x, nb, dl, NULL);
+            abl_model_backward(M, dl, nb);
             mmspcl_grad_clip(&M->P, o->clip);
             mmspcl_adamw_step(&M->P, &ac, o->lr);
             steps++;
@@ -355,6 +369,7 @@ void abl_fusion_defaults(abl_fusion_cfg *o) {   /* examples/train_fusion's defau
     o->epochs = 40; o->batch = 32; o->patience = 0; o->d = 16; o->heads = 2; o->layers = 2; o->mem_layers = 1;
     o->pool = MMSPCL_POOL_LAST; o->prune_k = 4; o->fusion_tokens = 4; o->fusion_start = 1; o->bottleneck = MMSPCL_BOTTLENECK_MODALITY;
     o->lr = 3e-3; o->wd = 0.01; o->clip = 0.8; o->dropout = 0.1; o->seed = 1; o->prune_tau = NAN;
+    o->prune_mods = 0; o->prune_joint = 0; o->prune_proj = 0;
 }
 
 mmspcl_status abl_fusion_run(const abl_data *d, const abl_fusion_cfg *c, abl_result *r, abl_epoch_fn fn, void *user,
