@@ -880,6 +880,7 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
    Method parts
      mmspcl_score                 G(a,b) = (1 + cos(a,b)) / 2 + 1e-8      (SPCL's score)
      mmspcl_prune_apply / _forward cross-modal pruning (heads of size K)
+     mmspcl_xprune_forward        pruning as a layer: two pruning modalities, common projection
      mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
      mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
      mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
@@ -891,6 +892,7 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
      exactly as scikit-learn's average='weighted', zero_division=0)
    Loading what mmspcl_train.h saved
      mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_mult_seq_load, mmspcl_fuse_linear_load,
+     mmspcl_xprune_load,
      mmspcl_head_linear_load (SPCL's linear classifier), mmspcl_protos_load
      (each with a name prefix; tensor names are listed in mmspcl_train.h)
    ------------------------------------------------------------------------------------------ */
@@ -966,6 +968,56 @@ mmspcl_status mmspcl_prune_threshold_apply(const float *base, int db, const floa
                                            double tau, int n, float *pruned, unsigned char *kept,
                                            mmspcl_error *err);
 
+/* Cross-modal pruning as a layer (Table 4's {tav} and the paper's section 8.3 proposals):
+   a base modality (t in the paper) and one or two pruning modalities (a, v), each cut into
+   heads of K values after an optional common projection, so that:
+     u_m  = proj_dim > 0 ? W_m x_m + b_m (every present modality into one proj_dim-wide space,
+            the common projection before the split) : x_m
+     rule MMSPCL_PRUNE_ARGMAX: every base head zeroes the pruning head with the highest cosine;
+          two pruning modalities either each on their own (joint 0: its best head in a AND its
+          best head in v) or as one pool (joint 1: its best head among a's and v's, t, a, v
+          order, ties to the first)
+     rule MMSPCL_PRUNE_THRESHOLD: a pruning head goes when its cosine with at least one base head
+          is >= tau (joint does not matter)
+     y_m  = u_m with its zeroed heads; the base and any modality outside `mods` pass unchanged.
+   Heads and cosine as mmspcl_prune_apply above (a short last head meets the first values of each
+   base head; cosine in double). The outputs y[m] [n][width[m]] feed any fusion head.
+   mmspcl_train.h trains it (mmspcl_xprune_train) and saves it under the names
+   mmspcl_xprune_load reads. */
+#define MMSPCL_PRUNE_ARGMAX 0
+#define MMSPCL_PRUNE_THRESHOLD 1
+typedef struct mmspcl_xprune_cfg {
+    int dims[3];           /* input widths of t, a, v (0 = absent) */
+    int base;              /* modality index of the base (0 = t) */
+    unsigned mods;         /* pruning modalities, MMSPCL_MOD_* bits; 0: every present one but the base */
+    int K;                 /* head size; divides the base's width (after the projection) */
+    int rule;              /* MMSPCL_PRUNE_ARGMAX or MMSPCL_PRUNE_THRESHOLD */
+    double tau;            /* the threshold (threshold rule) */
+    int joint;             /* arg-max rule: 0 each pruning modality on its own, 1 one pool */
+    int proj_dim;          /* 0: no projection; > 0: the common projection's width */
+} mmspcl_xprune_cfg;
+/* what a configuration implies: the pruning set, widths after the projection, heads per
+   modality and where each modality's kept flags start in a sample's n_kept flags */
+typedef struct mmspcl_xprune_layout { unsigned mods; int width[3], np[3], koff[3], n_kept; } mmspcl_xprune_layout;
+typedef struct mmspcl_xprune {
+    mmspcl_xprune_cfg cfg;
+    mmspcl_xprune_layout lay;
+    mmspcl_head_linear proj[3];      /* proj_dim > 0: [proj_dim][dims[m]] */
+} mmspcl_xprune;
+/* checks a configuration (MMSPCL_ERR_ARG naming what is wrong) and fills its layout */
+mmspcl_status mmspcl_xprune_plan(const mmspcl_xprune_cfg *c, mmspcl_xprune_layout *l, mmspcl_error *err);
+/* the choice of heads for ONE sample from its (projected) rows u[m] [width[m]], in double;
+   kept [n_kept]. Shared by mmspcl_xprune_forward and the training twin. */
+void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                          unsigned char *kept);
+/* x[m] [n][dims[m]] -> y[m] [n][width[m]] (present modalities; y may not alias x); kept
+   (optional) [n][n_kept] */
+mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
+                                    unsigned char *kept, mmspcl_error *err);
+/* keys P.dim.{t,a,v} P.base P.mods P.K P.rule P.joint P.proj_dim (ints), P.tau (float);
+   tensors P.proj.{t,a,v}.weight/.bias when proj_dim > 0 */
+mmspcl_status mmspcl_xprune_load(mmspcl_xprune *p, const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
+
 /* ---- 12.4 Fusion (a) --------------------------------------------------------------------- */
 /* Fusion (a): y = W [x_t ; x_a ; x_v] + b over the modalities with dims[m] > 0. */
 typedef struct mmspcl_fuse_linear { int dims[3]; mmspcl_head_linear proj; } mmspcl_fuse_linear;
@@ -1028,19 +1080,44 @@ mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], i
 void mmspcl_mbt_free(mmspcl_mbt *m);
 
 /* ---- 12.6 MSVE --------------------------------------------------------------------------- */
-/* MSVE: one MLP per enabled combination c (index = combination mask 1..7); the input of each
-   modality is first standardised, (x - mean) / std, when mean/std are given. */
+/* MSVE: one network per enabled combination c (index = combination mask 1..7) of depth[c]
+   Linear layers, act between them (no act after the last):
+     depth 1   logits = fc1 x                              (in -> classes)
+     depth 2   logits = fc2 act(fc1 x)                     (in -> hidden -> classes)
+     depth 3   logits = fc3 act(fc2 act(fc1 x))            (in -> hidden -> hidden -> classes)
+   The input of each modality is first standardised, (x - mean) / std, when mean/std are given.
+   The paper's mix (MMSPCL_MSVE_PAPER_DEPTHS): single linear layers for every combination but
+   tv (2 layers) and tav (3 layers); at dims 1024/88/512, 7 classes, hidden 100: 351,101
+   parameters (the paper: "about 350K"; which two combinations are deeper is our choice, see
+   docs/FUSION.md). Files written before depths existed have no depth keys: depth 2. */
+#define MMSPCL_MSVE_MAX_DEPTH 3
 typedef struct mmspcl_msve {
     int n_classes;
     int dims[3];
     unsigned combos;                 /* enabled set (MMSPCL_COMBO bits) */
-    mmspcl_head_mlp mlp[8];
+    int hidden;                      /* width of the hidden layers */
+    mmspcl_act act;
+    int depth[8];                    /* Linear layers of combination c (1..3; 0 when disabled) */
+    mmspcl_head_linear fc[8][MMSPCL_MSVE_MAX_DEPTH];
     const float *mean[3], *std[3];
 } mmspcl_msve;
-/* logits [n][n_classes] = sum over the combinations in `combos` (0: all enabled) of their MLP's
-   logits. x[m] is [n][dims[m]] (unused modalities may be NULL). */
+/* the paper's depths, indexed by combination mask: t 1, a 1, ta 1, v 1, tv 2, av 1, tav 3 */
+#define MMSPCL_MSVE_PAPER_DEPTHS { 0, 1, 1, 1, 1, 2, 1, 3 }
+/* logits [n][n_classes] = sum over the combinations in `combos` (0: all enabled) of their
+   networks' logits. x[m] is [n][dims[m]] (unused modalities may be NULL). */
 mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
                                   unsigned combos, float *logits, mmspcl_error *err);
+/* Name of combination mask c (1..7): "t", "a", "ta", "v", "tv", "av", "tav"; "" otherwise. */
+const char *mmspcl_combo_name(int c);
+/* A list of combinations, "t,ta,tv,tav" (commas; each name any order of distinct letters t, a,
+   v, so "at" is ta; "all" is every combination), as a set of MMSPCL_COMBO bits. Refused with a
+   message naming the entry: an empty list or entry, an unknown letter, a letter twice, a
+   combination twice. */
+mmspcl_status mmspcl_combos_parse(const char *s, unsigned *set, mmspcl_error *err);
+/* Depths per combination, "tv=2,tav=3" (entries as in mmspcl_combos_parse, depth 1..3), over
+   depth[8]: the entries named are set, the others left as they are. "paper" sets the paper's
+   mix, "N" (one number) sets every combination to N. */
+mmspcl_status mmspcl_depths_parse(const char *s, int depth[8], mmspcl_error *err);
 
 /* ---- 12.7 Prototypes and metrics --------------------------------------------------------- */
 /* Nearest prototype by G: pred[i] = argmax_c G(z_i, protos_c); scores [n][C] optional. */
@@ -8451,11 +8528,28 @@ void mmspcl_mbt_free(mmspcl_mbt *m) {
 }
 
 /* ---- 12.6 MSVE --------------------------------------------------------------------------- */
+/* one combination's network on nn rows: cat -> (fc act)* fc -> lg; h0, h1 [nn][hidden] scratch */
+static mmspcl_status mmspcl__msve_net(const mmspcl_msve *m, int c, const float *cat, int nn, float *h0, float *h1,
+                                      float *lg) {
+    const float *in = cat;
+    float *buf[2];
+    int l;
+    buf[0] = h0; buf[1] = h1;
+    for (l = 0; l < m->depth[c]; l++) {
+        const int last = l == m->depth[c] - 1;
+        float *out = last ? lg : buf[l & 1];
+        if (mmspcl_head_linear_forward(&m->fc[c][l], in, out, nn)) return MMSPCL_ERR_NOMEM;
+        if (!last) mmspcl__heads_act(out, (size_t)nn * (size_t)m->fc[c][l].out, m->act);
+        in = out;
+    }
+    return MMSPCL_OK;
+}
+
 mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
                                   unsigned combos, float *logits, mmspcl_error *err) {
     const int C = m->n_classes, CH = MMSPCL__HEADS_CHUNK;
-    int c, mi, i, maxin = 0, maxh = 0, dtot = 0;
-    float *buf, *z[3], *cat, *hid, *lg;
+    int c, mi, i, maxin = 0, maxh = 1, dtot = 0;
+    float *buf, *z[3], *cat, *h0, *h1, *lg;
     size_t q;
     if (combos == 0) combos = m->combos;
     if (combos & ~m->combos)
@@ -8465,11 +8559,11 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
         for (mi = 0; mi < 3; mi++)
             if ((c & (1 << mi)) && (m->dims[mi] <= 0 || !x[mi]))
                 return mmspcl__fail(err, MMSPCL_ERR_ARG, "msve: combination %d needs modality %d", c, mi);
-        if (m->mlp[c].fc1.in > maxin) maxin = m->mlp[c].fc1.in;
-        if (m->mlp[c].fc1.out > maxh) maxh = m->mlp[c].fc1.out;
+        if (m->fc[c][0].in > maxin) maxin = m->fc[c][0].in;
+        if (m->depth[c] > 1 && m->hidden > maxh) maxh = m->hidden;
     }
     for (mi = 0; mi < 3; mi++) if (m->dims[mi] > 0) dtot += m->dims[mi];
-    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)CH * ((size_t)dtot + maxin + maxh + C));
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)CH * ((size_t)dtot + maxin + 2 * (size_t)maxh + C));
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for a chunk of %d rows", CH);
     for (i = 0; i < n; i += CH) {
         int nn = n - i < CH ? n - i : CH, r;
@@ -8489,13 +8583,14 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
             }
         }
         cat = p; p += (size_t)CH * maxin;
-        hid = p; p += (size_t)CH * maxh;
+        h0 = p; p += (size_t)CH * maxh;
+        h1 = p; p += (size_t)CH * maxh;
         lg = p;
         for (q = 0; q < (size_t)nn * C; q++) logits[(size_t)i * C + q] = 0;
         for (c = 1; c < 8; c++) {
             if (!(combos & MMSPCL_COMBO(c))) continue;
             mmspcl__heads_concat((const float *const *)z, m->dims, (unsigned)c, nn, cat);
-            if (mmspcl_head_mlp_forward(&m->mlp[c], cat, lg, nn, hid)) {
+            if (mmspcl__msve_net(m, c, cat, nn, h0, h1, lg)) {
                 MMSPCL_FREE(buf);
                 return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory in a kernel");
             }
@@ -8503,6 +8598,68 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
         }
     }
     MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+static const char *const mmspcl__combo_names[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
+const char *mmspcl_combo_name(int c) { return c >= 1 && c <= 7 ? mmspcl__combo_names[c] : ""; }
+
+/* one entry s[0..len) of a combination list as a mask 1..7, or 0 with err set */
+static int mmspcl__combo_entry(const char *s, size_t len, const char *list, mmspcl_error *err) {
+    int c = 0;
+    size_t k;
+    if (len == 0) { mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations '%s': an empty entry", list); return 0; }
+    for (k = 0; k < len; k++) {
+        const int bit = s[k] == 't' ? MMSPCL_MOD_T : s[k] == 'a' ? MMSPCL_MOD_A : s[k] == 'v' ? MMSPCL_MOD_V : 0;
+        if (!bit || (c & bit)) {
+            mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations '%s': entry '%.*s' %s '%c' (entries are t, a, v, ta, tv, av, tav)", list,
+                         (int)len, s, bit ? "repeats" : "has the unknown letter", s[k]);
+            return 0;
+        }
+        c |= bit;
+    }
+    return c;
+}
+
+mmspcl_status mmspcl_combos_parse(const char *s, unsigned *set, mmspcl_error *err) {
+    const char *p = s;
+    unsigned out = 0;
+    if (!s || !*s) return mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations: an empty list (e.g. t,ta,tv,tav or all)");
+    if (!strcmp(s, "all")) { *set = MMSPCL_COMBOS_ALL; return MMSPCL_OK; }
+    for (;;) {
+        const size_t len = strcspn(p, ",");
+        const int c = mmspcl__combo_entry(p, len, s, err);
+        if (!c) return MMSPCL_ERR_ARG;
+        if (out & MMSPCL_COMBO(c)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations '%s': %s is listed twice", s, mmspcl__combo_names[c]);
+        out |= MMSPCL_COMBO(c);
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    *set = out;
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_depths_parse(const char *s, int depth[8], mmspcl_error *err) {
+    static const int paper[8] = MMSPCL_MSVE_PAPER_DEPTHS;
+    int tmp[8], c, seen = 0;
+    const char *p = s;
+    if (!s || !*s) return mmspcl__fail(err, MMSPCL_ERR_ARG, "depths: an empty list (e.g. tv=2,tav=3, paper or 1)");
+    memcpy(tmp, depth, sizeof tmp);
+    if (!strcmp(s, "paper")) { for (c = 1; c < 8; c++) depth[c] = paper[c]; return MMSPCL_OK; }
+    if ((s[0] >= '1' && s[0] <= '3') && !s[1]) { for (c = 1; c < 8; c++) depth[c] = s[0] - '0'; return MMSPCL_OK; }
+    for (;;) {
+        const size_t len = strcspn(p, ","), name = strcspn(p, "=,");
+        if (name >= len || len != name + 2 || p[name + 1] < '1' || p[name + 1] > '3')
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "depths '%s': entry '%.*s' is not COMBINATION=DEPTH with a depth 1..3 (e.g. tav=3)", s,
+                                (int)len, p);
+        if (!(c = mmspcl__combo_entry(p, name, s, err))) return MMSPCL_ERR_ARG;
+        if (seen & (1 << c)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "depths '%s': %s is listed twice", s, mmspcl__combo_names[c]);
+        seen |= 1 << c;
+        tmp[c] = p[name + 1] - '0';
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    memcpy(depth, tmp, sizeof tmp);
     return MMSPCL_OK;
 }
 
@@ -8690,14 +8847,15 @@ static mmspcl_status mmspcl__heads_blockl(mmspcl_head_block *b, const mmspcl_wei
 mmspcl_status mmspcl_msve_load(mmspcl_msve *m, const mmspcl_weights *w, const char *prefix,
                                mmspcl_error *err) {
     char key[512];
-    int c, mi, hidden, act, combos;
+    int c, mi, act, combos, l;
     mmspcl_status st;
     memset(m, 0, sizeof *m);
     if ((st = mmspcl__heads_int(w, prefix, "n_classes", 2, MMSPCL_MAX_CLASSES, &m->n_classes, err))) return st;
-    if ((st = mmspcl__heads_int(w, prefix, "hidden", 1, 1 << 20, &hidden, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "hidden", 1, 1 << 20, &m->hidden, err))) return st;
     if ((st = mmspcl__heads_int(w, prefix, "act", 0, 1, &act, err))) return st;
     if ((st = mmspcl__heads_int(w, prefix, "combos", 2, 0xFE, &combos, err))) return st;
     m->combos = (unsigned)combos & MMSPCL_COMBOS_ALL;
+    m->act = (mmspcl_act)act;
     for (mi = 0; mi < 3; mi++) {
         snprintf(key, sizeof key, "dim.%s", mmspcl__heads_mod_name[mi]);
         if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 24, &m->dims[mi], err))) return st;
@@ -8709,14 +8867,22 @@ mmspcl_status mmspcl_msve_load(mmspcl_msve *m, const mmspcl_weights *w, const ch
     }
     for (c = 1; c < 8; c++) {
         int in = 0;
+        int64_t depth = 2;   /* files from before depths: every combination an MLP of 2 layers */
         if (!(m->combos & MMSPCL_COMBO(c))) continue;
         for (mi = 0; mi < 3; mi++) if (c & (1 << mi)) {
             if (m->dims[mi] == 0)
                 return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: combination %s enabled but modality %s has width 0", prefix, mmspcl__heads_combo_name[c], mmspcl__heads_mod_name[mi]);
             in += m->dims[mi];
         }
-        snprintf(key, sizeof key, "%s.%s", prefix, mmspcl__heads_combo_name[c]);
-        if ((st = mmspcl__heads_mlpl(&m->mlp[c], w, key, in, hidden, m->n_classes, (mmspcl_act)act, err))) return st;
+        snprintf(key, sizeof key, "%s.depth.%s", prefix, mmspcl__heads_combo_name[c]);
+        if (mmspcl_weights_get_int(w, key, &depth) && (depth < 1 || depth > MMSPCL_MSVE_MAX_DEPTH))
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %lld, expected 1..%d", key, (long long)depth, MMSPCL_MSVE_MAX_DEPTH);
+        m->depth[c] = (int)depth;
+        for (l = 0; l < m->depth[c]; l++) {
+            const int li = l ? m->hidden : in, lo = l == m->depth[c] - 1 ? m->n_classes : m->hidden;
+            snprintf(key, sizeof key, "%s.%s.fc%d", prefix, mmspcl__heads_combo_name[c], l + 1);
+            if ((st = mmspcl__heads_linear(&m->fc[c][l], w, key, li, lo, err))) return st;
+        }
     }
     return MMSPCL_OK;
 }
@@ -8858,6 +9024,138 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
     *protos = (const float *)t->data;
     *n_classes = (int)t->ne[0];
     *dim = (int)t->ne[1];
+    return MMSPCL_OK;
+}
+
+/* Cross-modal pruning as a layer (mmspcl_xprune, declared in 12.3; here for the loaders' helpers) */
+mmspcl_status mmspcl_xprune_plan(const mmspcl_xprune_cfg *c, mmspcl_xprune_layout *l, mmspcl_error *err) {
+    int m, k = 0;
+    memset(l, 0, sizeof *l);
+    if (c->base < 0 || c->base > 2 || c->dims[c->base] <= 0)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: the base modality %d is not present", c->base);
+    if (c->K < 1 || c->proj_dim < 0 || (c->rule != MMSPCL_PRUNE_ARGMAX && c->rule != MMSPCL_PRUNE_THRESHOLD) ||
+        (c->joint != 0 && c->joint != 1) || (c->rule == MMSPCL_PRUNE_THRESHOLD && c->tau != c->tau))
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: head size %d, projection %d, rule %d, joint %d (a threshold must be a number)",
+                            c->K, c->proj_dim, c->rule, c->joint);
+    l->mods = c->mods;
+    for (m = 0; m < 3; m++) {
+        if (c->dims[m] < 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d", mmspcl__heads_mod_name[m], c->dims[m]);
+        if (!c->mods && c->dims[m] > 0 && m != c->base) l->mods |= 1u << m;
+        l->width[m] = c->dims[m] > 0 ? (c->proj_dim > 0 ? c->proj_dim : c->dims[m]) : 0;
+    }
+    if (!l->mods || (l->mods & (1u << c->base)) || (l->mods & ~7u))
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: pruning modalities 0x%x: one or more of t, a, v, not the base %s", l->mods, mmspcl__heads_mod_name[c->base]);
+    if (l->width[c->base] % c->K)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a multiple of head size %d", l->width[c->base], c->K);
+    for (m = 0; m < 3; m++) {
+        if (!(l->mods & (1u << m))) continue;
+        if (c->dims[m] <= 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: pruning modality %s is not present", mmspcl__heads_mod_name[m]);
+        l->np[m] = (l->width[m] + c->K - 1) / c->K;
+        l->koff[m] = k;
+        k += l->np[m];
+    }
+    l->n_kept = k;
+    return MMSPCL_OK;
+}
+
+/* cosine of base head hb with head hp of modality m (a short last head: its width) */
+static double mmspcl__xprune_cos(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                                 int m, int hb, int hp) {
+    const int K = c->K, w = (hp + 1) * K <= l->width[m] ? K : l->width[m] - hp * K;
+    const double *a = u[c->base] + (size_t)hb * K, *b = u[m] + (size_t)hp * K;
+    double ab = 0, aa = 0, bb = 0;
+    int i;
+    for (i = 0; i < w; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+    aa = sqrt(aa); bb = sqrt(bb);
+    return ab / ((aa > 1e-8 ? aa : 1e-8) * (bb > 1e-8 ? bb : 1e-8));
+}
+
+void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                          unsigned char *kept) {
+    const int nb = l->width[c->base] / c->K;
+    int m, hb, hp;
+    for (hp = 0; hp < l->n_kept; hp++) kept[hp] = 1;
+    if (c->rule == MMSPCL_PRUNE_THRESHOLD) {
+        for (m = 0; m < 3; m++)
+            for (hp = 0; l->mods & (1u << m) && hp < l->np[m]; hp++)
+                for (hb = 0; hb < nb && kept[l->koff[m] + hp]; hb++)
+                    if (mmspcl__xprune_cos(c, l, u, m, hb, hp) >= c->tau) kept[l->koff[m] + hp] = 0;
+        return;
+    }
+    for (hb = 0; hb < nb; hb++) {
+        int best = -1;
+        double bc = -2;
+        for (m = 0; m < 3; m++) {
+            if (!(l->mods & (1u << m))) continue;
+            if (!c->joint) { best = -1; bc = -2; }
+            for (hp = 0; hp < l->np[m]; hp++) {
+                const double cs = mmspcl__xprune_cos(c, l, u, m, hb, hp);
+                if (cs > bc) { bc = cs; best = l->koff[m] + hp; }
+            }
+            if (!c->joint) kept[best] = 0;
+        }
+        if (c->joint && best >= 0) kept[best] = 0;
+    }
+}
+
+mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
+                                    unsigned char *kept, mmspcl_error *err) {
+    const mmspcl_xprune_layout *l = &p->lay;
+    double *row[3] = { NULL, NULL, NULL }, *buf;
+    unsigned char *kp;
+    size_t tot = 0;
+    int m, i, j;
+    for (m = 0; m < 3; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        if (!x[m] || !y[m]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output", mmspcl__heads_mod_name[m], p->cfg.dims[m]);
+        tot += (size_t)l->width[m];
+    }
+    buf = (double *)MMSPCL_MALLOC(sizeof(double) * (tot + 1) + (size_t)l->n_kept + 1);
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory");
+    kp = (unsigned char *)(buf + tot + 1);
+    for (m = 0, tot = 0; m < 3; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        row[m] = buf + tot;
+        tot += (size_t)l->width[m];
+        if (p->cfg.proj_dim > 0) {
+            if (mmspcl_head_linear_forward(&p->proj[m], x[m], y[m], n)) { MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory in a kernel"); }
+        } else memcpy(y[m], x[m], sizeof(float) * (size_t)n * l->width[m]);
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char *ks = kept ? kept + (size_t)i * l->n_kept : kp;
+        for (m = 0; m < 3; m++)
+            for (j = 0; row[m] && j < l->width[m]; j++) row[m][j] = y[m][(size_t)i * l->width[m] + j];
+        mmspcl_xprune_select(&p->cfg, l, (const double *const *)row, ks);
+        for (m = 0; m < 3; m++)
+            for (j = 0; (l->mods & (1u << m)) && j < l->width[m]; j++)
+                if (!ks[l->koff[m] + j / p->cfg.K]) y[m][(size_t)i * l->width[m] + j] = 0.0f;
+    }
+    MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_xprune_load(mmspcl_xprune *p, const mmspcl_weights *w, const char *prefix, mmspcl_error *err) {
+    char key[512];
+    int m, mods;
+    mmspcl_status st;
+    memset(p, 0, sizeof *p);
+    for (m = 0; m < 3; m++) {
+        snprintf(key, sizeof key, "dim.%s", mmspcl__heads_mod_name[m]);
+        if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 24, &p->cfg.dims[m], err))) return st;
+    }
+    if ((st = mmspcl__heads_int(w, prefix, "base", 0, 2, &p->cfg.base, err)) || (st = mmspcl__heads_int(w, prefix, "mods", 0, 7, &mods, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "K", 1, 1 << 20, &p->cfg.K, err)) || (st = mmspcl__heads_int(w, prefix, "rule", 0, 1, &p->cfg.rule, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "joint", 0, 1, &p->cfg.joint, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "proj_dim", 0, 1 << 20, &p->cfg.proj_dim, err))) return st;
+    p->cfg.mods = (unsigned)mods;
+    snprintf(key, sizeof key, "%s.tau", prefix);
+    if (!mmspcl_weights_get_float(w, key, &p->cfg.tau)) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "float key %s is missing", key);
+    if ((st = mmspcl_xprune_plan(&p->cfg, &p->lay, err))) return st;
+    for (m = 0; m < 3 && p->cfg.proj_dim > 0; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        snprintf(key, sizeof key, "%s.proj.%s", prefix, mmspcl__heads_mod_name[m]);
+        if ((st = mmspcl__heads_linear(&p->proj[m], w, key, p->cfg.dims[m], p->cfg.proj_dim, err))) return st;
+    }
     return MMSPCL_OK;
 }
 

@@ -838,7 +838,7 @@ static void test_msve_checkpoint(void) {
     CHECK(mmspcl_weights_open(&w, path, &err) == MMSPCL_OK, "open %s: %s", path, err.msg);
     if (!w) return;
     CHECK(mmspcl_msve_load(&inf, w, "msve", &err) == MMSPCL_OK, "mmspcl_msve_load: %s", err.msg);
-    CHECK(inf.combos == M.cfg.combos && inf.mlp[7].fc1.in == 12 && inf.mlp[1].fc1.out == 6, "msve: loaded structure");
+    CHECK(inf.combos == M.cfg.combos && inf.fc[7][0].in == 12 && inf.hidden == 6 && inf.depth[7] == 3 && inf.depth[1] == 1, "msve: loaded structure");
     mmspcl_msve_forward(&inf, (const float *const *)x, n, 0, lf, NULL);
     mmspcl_msve_model_predict(&M, (const float *const *)x, n, 0, NULL, ld, NULL);
     {
@@ -1020,9 +1020,11 @@ static double train_msve_on(const synth *tr, const synth *va, const synth *te, u
     mmspcl_metrics mt;
     mmspcl_error err;
     double acc;
+    int k2;
     memset(&cfg, 0, sizeof cfg);
     cfg.n_classes = 4; cfg.dims[0] = cfg.dims[1] = cfg.dims[2] = SYN_DIM; cfg.hidden = 32; cfg.act = MMSPCL_ACT_GELU;
     cfg.combos = combos; cfg.dropout = 0.1;
+    for (k2 = 1; k2 < 8; k2++) cfg.depth[k2] = 2;   /* this task was built for a 2-layer MLP per combination */
     mmspcl_msve_model_create(&M, &cfg, 1234, NULL);
     mmspcl_msve_train_defaults(&tc);
     tc.epochs = 40; tc.k = k; tc.lr = 3e-3; tc.patience = 8; tc.seed = 99;
