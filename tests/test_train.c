@@ -512,6 +512,8 @@ static void test_fusion_grad(void) {
     fc.d_model = 8; fc.n_heads = 2; fc.ff_mult = 2; fc.n_layers = 3; fc.fusion_start = 1; fc.n_fusion = 2;
     fc.out_dim = 5; fc.dropout = 0.1;
     fusion_grad_check("fusion (c) MBT", &fc, 3);
+    fc.bottleneck = MMSPCL_BOTTLENECK_PAIR;   /* a token set per pair (the paper's equations 8-9) */
+    fusion_grad_check("fusion (c) MBT, bottlenecks per pair", &fc, 3);
 }
 
 /* ---- MSVE ------------------------------------------------------------------------------------- */
