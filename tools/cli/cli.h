@@ -177,4 +177,5 @@ int mmspcl_cmd_pretrain(int argc, char **argv);
 int mmspcl_cmd_heads(int argc, char **argv);
 int mmspcl_cmd_eval(int argc, char **argv);
 int mmspcl_cmd_classify(int argc, char **argv);
+int mmspcl_cmd_ablate(int argc, char **argv);
 #endif
