@@ -3422,14 +3422,15 @@ static void mmspcl__rt_ln_bwd(mmspcl_roberta_train *m, float *dx, const float *d
         }
 }
 
-static float mmspcl__rt_gelu_grad(float x) {
-    return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * expf(-0.5f * x * x) * 0.39894228040143268f;
-}
-/* d[i] *= GELU'(f[i]) */
+/* d[i] *= GELU'(f[i]) (mmspcl_gelu_grad), in blocks over the threads */
 static void mmspcl__rt_gelu_bwd(float *d, const float *f, size_t n) {
-    long i;
+    const long nb = (long)((n + 4095) / 4096);
+    long b;
     MMSPCL__OMP_FOR
-    for (i = 0; i < (long)n; i++) d[i] *= mmspcl__rt_gelu_grad(f[i]);
+    for (b = 0; b < nb; b++) {
+        const size_t i0 = (size_t)b * 4096;
+        mmspcl_gelu_grad(d + i0, f + i0, n - i0 < 4096 ? n - i0 : 4096);
+    }
 }
 
 /* Per-layer cache layout, every block sized for max_tokens rows */
