@@ -59,7 +59,7 @@ static int pt_add_file(pretrain_text *t, int *n, unsigned char **hold, const cha
     unsigned char *b = NULL;
     size_t len = 0;
     if (*n >= PT_MAX_TEXTS) return cli_fail(CMD, "more than %d corpus files", PT_MAX_TEXTS);
-    if (mmspcl_read_file(path, (size_t)1 << 32, &b, &len, &err)) return cli_fail_io(CMD, path, &err);
+    if (mmspcl_read_file(path, (size_t)1 << 30, &b, &len, &err)) return cli_fail_io(CMD, path, &err);
     if (max_bytes > 0 && len > (size_t)max_bytes) {
         len = (size_t)max_bytes;
         while (len > 0 && b[len - 1] != '\n') len--;

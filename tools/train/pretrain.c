@@ -345,7 +345,7 @@ static mmspcl_status pt_glove(pt_state *S) {
     mmspcl_status st;
     if (!r->glove_words) return MMSPCL_OK;
     if ((st = mmspcl_read_file(r->glove_words, (size_t)1 << 30, &words, &nw, S->err)) ||
-        (st = mmspcl_read_file(r->glove_vectors, (size_t)1 << 32, &vecs, &nv, S->err)))
+        (st = mmspcl_read_file(r->glove_vectors, (size_t)1 << 30, &vecs, &nv, S->err)))
         goto done;
     for (i = 0; i < nw; i++) nrows += words[i] == '\n';
     if (r->glove_dim < 1 || nv != (size_t)nrows * r->glove_dim * 4) {
