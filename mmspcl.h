@@ -372,8 +372,9 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
        place, 6 outputs x 4 vectors of rows; same bits as the definition. With AVX-512 F/BW/VL
        alone, AUTO takes AVX2 for bf16 and the AVX512 path returns MMSPCL_ERR_UNSUPPORTED.
        ARM: the definition (no BFDOT code yet).
-   (l) op(A) and op(B) packed per call in cache blocks (k 512, rows 72), tiles of 6
-       rows x 16 columns with fused multiply-adds (mmspcl_gemm_f32: training's backward products).
+   (l) op(A) and op(B) packed per call in cache blocks, tiles with fused multiply-adds
+       (mmspcl_gemm_f32: training's backward products): AVX-512 12 rows x 32 columns (k 256,
+       rows 144), AVX2 6 x 16 (k 512, rows 72); the same bits on both.
    AUTO on x86: f32 / f16 weights AVX-512 > AVX2; bf16 AVX512-BF16 > AVX2; q8_0 / q4_0
    AVX512-VNNI > AVX-VNNI > AVX2; then the definition. On ARM: NEON, with sdot when built with the dot product (-march=armv8.2-a+dotprod).
    The AVX-VNNI path needs a compiler that knows it (GCC 11, clang 12) and a CPU with AVX-VNNI,
@@ -413,8 +414,8 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
    k order; the scalar definition multiplies then adds, the AVX2 path fuses (within a few ulp
    times K of each other). Work is split over threads by columns, so any thread count gives the
    same bits; called inside a parallel region (or for small products) it stays on the calling
-   thread. The AVX2 path packs blocks of A and B per call (cache blocking, 6 x 16 tiles);
-   AVX-512 CPUs run it too. MMSPCL_ERR_ARG for negative sizes or leading dimensions shorter
+   thread. The SIMD paths pack blocks of A and B per call (cache blocking; AVX-512: 12 x 32
+   tiles, AVX2: 6 x 16; the same bits). MMSPCL_ERR_ARG for negative sizes or leading dimensions shorter
    than a row; MMSPCL_ERR_NOMEM when the packing buffers cannot be allocated. */
 mmspcl_status mmspcl_gemm_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                               const float *B, int ldb, float *C, int ldc, int accumulate);
@@ -425,7 +426,7 @@ mmspcl_status mmspcl_gemm_f32_ws(int trans_a, int trans_b, int M, int N, int K, 
                                  const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
                                  size_t work_floats);
 size_t mmspcl_gemm_f32_work(int M, int N, int K, int threads);
-/* The same with a chosen path: SCALAR (the definition), AVX2, AUTO; others UNSUPPORTED. */
+/* The same with a chosen path: SCALAR (the definition), AVX2, AVX512, AUTO; others UNSUPPORTED. */
 mmspcl_status mmspcl_gemm_f32_path(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                                    const float *B, int ldb, float *C, int ldc, int accumulate,
                                    mmspcl_kernel_path path);
@@ -879,6 +880,7 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
    Method parts
      mmspcl_score                 G(a,b) = (1 + cos(a,b)) / 2 + 1e-8      (SPCL's score)
      mmspcl_prune_apply / _forward cross-modal pruning (heads of size K)
+     mmspcl_xprune_forward        pruning as a layer: two pruning modalities, common projection
      mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
      mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
      mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
@@ -890,6 +892,7 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
      exactly as scikit-learn's average='weighted', zero_division=0)
    Loading what mmspcl_train.h saved
      mmspcl_msve_load, mmspcl_mult_load, mmspcl_mbt_load, mmspcl_mult_seq_load, mmspcl_fuse_linear_load,
+     mmspcl_xprune_load,
      mmspcl_head_linear_load (SPCL's linear classifier), mmspcl_protos_load
      (each with a name prefix; tensor names are listed in mmspcl_train.h)
    ------------------------------------------------------------------------------------------ */
@@ -965,6 +968,56 @@ mmspcl_status mmspcl_prune_threshold_apply(const float *base, int db, const floa
                                            double tau, int n, float *pruned, unsigned char *kept,
                                            mmspcl_error *err);
 
+/* Cross-modal pruning as a layer (Table 4's {tav} and the paper's section 8.3 proposals):
+   a base modality (t in the paper) and one or two pruning modalities (a, v), each cut into
+   heads of K values after an optional common projection, so that:
+     u_m  = proj_dim > 0 ? W_m x_m + b_m (every present modality into one proj_dim-wide space,
+            the common projection before the split) : x_m
+     rule MMSPCL_PRUNE_ARGMAX: every base head zeroes the pruning head with the highest cosine;
+          two pruning modalities either each on their own (joint 0: its best head in a AND its
+          best head in v) or as one pool (joint 1: its best head among a's and v's, t, a, v
+          order, ties to the first)
+     rule MMSPCL_PRUNE_THRESHOLD: a pruning head goes when its cosine with at least one base head
+          is >= tau (joint does not matter)
+     y_m  = u_m with its zeroed heads; the base and any modality outside `mods` pass unchanged.
+   Heads and cosine as mmspcl_prune_apply above (a short last head meets the first values of each
+   base head; cosine in double). The outputs y[m] [n][width[m]] feed any fusion head.
+   mmspcl_train.h trains it (mmspcl_xprune_train) and saves it under the names
+   mmspcl_xprune_load reads. */
+#define MMSPCL_PRUNE_ARGMAX 0
+#define MMSPCL_PRUNE_THRESHOLD 1
+typedef struct mmspcl_xprune_cfg {
+    int dims[3];           /* input widths of t, a, v (0 = absent) */
+    int base;              /* modality index of the base (0 = t) */
+    unsigned mods;         /* pruning modalities, MMSPCL_MOD_* bits; 0: every present one but the base */
+    int K;                 /* head size; divides the base's width (after the projection) */
+    int rule;              /* MMSPCL_PRUNE_ARGMAX or MMSPCL_PRUNE_THRESHOLD */
+    double tau;            /* the threshold (threshold rule) */
+    int joint;             /* arg-max rule: 0 each pruning modality on its own, 1 one pool */
+    int proj_dim;          /* 0: no projection; > 0: the common projection's width */
+} mmspcl_xprune_cfg;
+/* what a configuration implies: the pruning set, widths after the projection, heads per
+   modality and where each modality's kept flags start in a sample's n_kept flags */
+typedef struct mmspcl_xprune_layout { unsigned mods; int width[3], np[3], koff[3], n_kept; } mmspcl_xprune_layout;
+typedef struct mmspcl_xprune {
+    mmspcl_xprune_cfg cfg;
+    mmspcl_xprune_layout lay;
+    mmspcl_head_linear proj[3];      /* proj_dim > 0: [proj_dim][dims[m]] */
+} mmspcl_xprune;
+/* checks a configuration (MMSPCL_ERR_ARG naming what is wrong) and fills its layout */
+mmspcl_status mmspcl_xprune_plan(const mmspcl_xprune_cfg *c, mmspcl_xprune_layout *l, mmspcl_error *err);
+/* the choice of heads for ONE sample from its (projected) rows u[m] [width[m]], in double;
+   kept [n_kept]. Shared by mmspcl_xprune_forward and the training twin. */
+void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                          unsigned char *kept);
+/* x[m] [n][dims[m]] -> y[m] [n][width[m]] (present modalities; y may not alias x); kept
+   (optional) [n][n_kept] */
+mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
+                                    unsigned char *kept, mmspcl_error *err);
+/* keys P.dim.{t,a,v} P.base P.mods P.K P.rule P.joint P.proj_dim (ints), P.tau (float);
+   tensors P.proj.{t,a,v}.weight/.bias when proj_dim > 0 */
+mmspcl_status mmspcl_xprune_load(mmspcl_xprune *p, const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
+
 /* ---- 12.4 Fusion (a) --------------------------------------------------------------------- */
 /* Fusion (a): y = W [x_t ; x_a ; x_v] + b over the modalities with dims[m] > 0. */
 typedef struct mmspcl_fuse_linear { int dims[3]; mmspcl_head_linear proj; } mmspcl_fuse_linear;
@@ -1027,19 +1080,44 @@ mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], i
 void mmspcl_mbt_free(mmspcl_mbt *m);
 
 /* ---- 12.6 MSVE --------------------------------------------------------------------------- */
-/* MSVE: one MLP per enabled combination c (index = combination mask 1..7); the input of each
-   modality is first standardised, (x - mean) / std, when mean/std are given. */
+/* MSVE: one network per enabled combination c (index = combination mask 1..7) of depth[c]
+   Linear layers, act between them (no act after the last):
+     depth 1   logits = fc1 x                              (in -> classes)
+     depth 2   logits = fc2 act(fc1 x)                     (in -> hidden -> classes)
+     depth 3   logits = fc3 act(fc2 act(fc1 x))            (in -> hidden -> hidden -> classes)
+   The input of each modality is first standardised, (x - mean) / std, when mean/std are given.
+   The paper's mix (MMSPCL_MSVE_PAPER_DEPTHS): single linear layers for every combination but
+   tv (2 layers) and tav (3 layers); at dims 1024/88/512, 7 classes, hidden 100: 351,101
+   parameters (the paper: "about 350K"; which two combinations are deeper is our choice, see
+   docs/FUSION.md). Files written before depths existed have no depth keys: depth 2. */
+#define MMSPCL_MSVE_MAX_DEPTH 3
 typedef struct mmspcl_msve {
     int n_classes;
     int dims[3];
     unsigned combos;                 /* enabled set (MMSPCL_COMBO bits) */
-    mmspcl_head_mlp mlp[8];
+    int hidden;                      /* width of the hidden layers */
+    mmspcl_act act;
+    int depth[8];                    /* Linear layers of combination c (1..3; 0 when disabled) */
+    mmspcl_head_linear fc[8][MMSPCL_MSVE_MAX_DEPTH];
     const float *mean[3], *std[3];
 } mmspcl_msve;
-/* logits [n][n_classes] = sum over the combinations in `combos` (0: all enabled) of their MLP's
-   logits. x[m] is [n][dims[m]] (unused modalities may be NULL). */
+/* the paper's depths, indexed by combination mask: t 1, a 1, ta 1, v 1, tv 2, av 1, tav 3 */
+#define MMSPCL_MSVE_PAPER_DEPTHS { 0, 1, 1, 1, 1, 2, 1, 3 }
+/* logits [n][n_classes] = sum over the combinations in `combos` (0: all enabled) of their
+   networks' logits. x[m] is [n][dims[m]] (unused modalities may be NULL). */
 mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
                                   unsigned combos, float *logits, mmspcl_error *err);
+/* Name of combination mask c (1..7): "t", "a", "ta", "v", "tv", "av", "tav"; "" otherwise. */
+const char *mmspcl_combo_name(int c);
+/* A list of combinations, "t,ta,tv,tav" (commas; each name any order of distinct letters t, a,
+   v, so "at" is ta; "all" is every combination), as a set of MMSPCL_COMBO bits. Refused with a
+   message naming the entry: an empty list or entry, an unknown letter, a letter twice, a
+   combination twice. */
+mmspcl_status mmspcl_combos_parse(const char *s, unsigned *set, mmspcl_error *err);
+/* Depths per combination, "tv=2,tav=3" (entries as in mmspcl_combos_parse, depth 1..3), over
+   depth[8]: the entries named are set, the others left as they are. "paper" sets the paper's
+   mix, "N" (one number) sets every combination to N. */
+mmspcl_status mmspcl_depths_parse(const char *s, int depth[8], mmspcl_error *err);
 
 /* ---- 12.7 Prototypes and metrics --------------------------------------------------------- */
 /* Nearest prototype by G: pred[i] = argmax_c G(z_i, protos_c); scores [n][C] optional. */
@@ -4190,64 +4268,88 @@ static mmspcl_status mmspcl__linear_f32_avx2(float *out, const float *x, int row
     return MMSPCL_OK;
 }
 
-/* General matrix product (mmspcl_gemm_f32), BLIS-style blocking: per thread a range of 16-column
-   panels of C; per block of KC values of k, op(B) of those columns is packed into panels [KC][16]
-   and, per MC rows, op(A) into blocks [KC][6] (in L2) that meet every panel (16 KB: L1).
-   A 6 x 16 tile keeps its outputs in 12 ymm accumulators through the KC products; between k
-   blocks the partial sums go through C, which keeps each output one chain (the definition's). */
+/* General matrix product (mmspcl_gemm_f32), BLIS-style blocking, one geometry per path (AVX2:
+   tiles of 6 rows x 16 columns, k blocks of 512, 72 rows; AVX-512: 12 x 32, k 256, 144 rows):
+   per thread a range of NR-column panels of C; per block of KC values of k, op(B) of those
+   columns is packed into panels [KC][NR] and, per MC rows, op(A) into blocks [KC][MR] (in L2)
+   that meet every panel. A tile keeps its MR x NR outputs in vector accumulators through the KC
+   products; between k blocks the partial sums go through C, which keeps each output one chain
+   (the definition's). Every geometry gives the same bits: the blocking only changes where the
+   chains pause in C. */
+typedef struct mmspcl__gemm_geo { int mr, nr, kc, mc; } mmspcl__gemm_geo;
 #ifndef MMSPCL__GEMM_KC
 #define MMSPCL__GEMM_KC 512
 #endif
 #ifndef MMSPCL__GEMM_MC
 #define MMSPCL__GEMM_MC 72
 #endif
-/* ap[blk][k][r] = op(A)[i0 + 6 blk + r][k0 + k], zero for rows past M (mc rows of the block) */
-static void mmspcl__gemm_pack_a(float *ap, int trans_a, const float *A, int lda, int M, int i0, int mc, int k0, int kc) {
+#ifndef MMSPCL__GEMM512_KC
+#define MMSPCL__GEMM512_KC 256
+#endif
+#ifndef MMSPCL__GEMM512_MC
+#define MMSPCL__GEMM512_MC 144
+#endif
+static const mmspcl__gemm_geo mmspcl__gemm_geo_avx2 = {6, 16, MMSPCL__GEMM_KC, MMSPCL__GEMM_MC};
+static const mmspcl__gemm_geo mmspcl__gemm_geo_avx512 = {12, 32, MMSPCL__GEMM512_KC, MMSPCL__GEMM512_MC};
+/* n (6, 12, 16 or 32: constant sizes, so the copies are inlined vector moves) floats */
+static inline void mmspcl__gemm_copy(float *dst, const float *src, int n) {
+    switch (n) {
+    case 6: memcpy(dst, src, 6 * sizeof(float)); break;
+    case 12: memcpy(dst, src, 12 * sizeof(float)); break;
+    case 16: memcpy(dst, src, 16 * sizeof(float)); break;
+    case 32: memcpy(dst, src, 32 * sizeof(float)); break;
+    default: memcpy(dst, src, (size_t)n * sizeof(float)); break;
+    }
+}
+/* ap[blk][k][r] = op(A)[i0 + mr blk + r][k0 + k], zero for rows past the block (i0 + mc <= M) */
+static void mmspcl__gemm_pack_a(float *ap, int mr, int trans_a, const float *A, int lda, int i0, int mc, int k0, int kc) {
     int r0, r, k;
-    for (r0 = 0; r0 < mc; r0 += 6) {
-        float *dst = ap + (size_t)(r0 / 6) * kc * 6;
-        const int h = mc - r0 < 6 ? mc - r0 : 6;   /* real rows of the block (i0 + mc <= M) */
-        if (trans_a) {   /* the block's 6 values of each k are adjacent in A */
+    for (r0 = 0; r0 < mc; r0 += mr) {
+        float *dst = ap + (size_t)(r0 / mr) * kc * mr;
+        const int h = mc - r0 < mr ? mc - r0 : mr;   /* real rows of the block */
+        if (trans_a) {   /* the block's mr values of each k are adjacent in A */
             for (k = 0; k < kc; k++) {
                 const float *src = A + (size_t)(k0 + k) * lda + i0 + r0;
-                for (r = 0; r < h; r++) dst[(size_t)k * 6 + r] = src[r];
-                for (; r < 6; r++) dst[(size_t)k * 6 + r] = 0.0f;
+                if (h == mr) { mmspcl__gemm_copy(dst + (size_t)k * mr, src, mr); continue; }
+                for (r = 0; r < h; r++) dst[(size_t)k * mr + r] = src[r];
+                for (; r < mr; r++) dst[(size_t)k * mr + r] = 0.0f;
             }
             continue;
         }
-        for (r = 0; r < 6; r++) {
-            const int i = i0 + r0 + r;
-            if (r >= h || i >= M) {
-                for (k = 0; k < kc; k++) dst[(size_t)k * 6 + r] = 0.0f;
+        for (r = 0; r < mr; r++) {
+            if (r >= h) {
+                for (k = 0; k < kc; k++) dst[(size_t)k * mr + r] = 0.0f;
             } else {
-                const float *src = A + (size_t)i * lda + k0;
-                for (k = 0; k < kc; k++) dst[(size_t)k * 6 + r] = src[k];
+                const float *src = A + (size_t)(i0 + r0 + r) * lda + k0;
+                for (k = 0; k < kc; k++) dst[(size_t)k * mr + r] = src[k];
             }
         }
     }
 }
-/* bp[p][k][c] = op(B)[k0 + k][j0 + 16 p + c], zero for columns past nc */
-static void mmspcl__gemm_pack_b(float *bp, int trans_b, const float *B, int ldb, int j0, int nc, int k0, int kc) {
+/* bp[p][k][c] = op(B)[k0 + k][j0 + nr p + c], zero for columns past nc */
+static void mmspcl__gemm_pack_b(float *bp, int nr, int trans_b, const float *B, int ldb, int j0, int nc, int k0, int kc) {
     int p, c, k;
-    for (p = 0; p < nc; p += 16) {
-        float *dst = bp + (size_t)(p / 16) * kc * 16;
-        const int w = nc - p < 16 ? nc - p : 16;
+    for (p = 0; p < nc; p += nr) {
+        float *dst = bp + (size_t)(p / nr) * kc * nr;
+        const int w = nc - p < nr ? nc - p : nr;
         if (trans_b) {
-            for (c = 0; c < 16; c++) {
+            for (c = 0; c < nr; c++) {
                 const float *src = B + (size_t)(j0 + p + c) * ldb + k0;
-                if (c >= w) for (k = 0; k < kc; k++) dst[(size_t)k * 16 + c] = 0.0f;
-                else for (k = 0; k < kc; k++) dst[(size_t)k * 16 + c] = src[k];
+                if (c >= w) for (k = 0; k < kc; k++) dst[(size_t)k * nr + c] = 0.0f;
+                else for (k = 0; k < kc; k++) dst[(size_t)k * nr + c] = src[k];
             }
         } else {
             for (k = 0; k < kc; k++) {
                 const float *src = B + (size_t)(k0 + k) * ldb + j0 + p;
-                for (c = 0; c < w; c++) dst[(size_t)k * 16 + c] = src[c];
-                for (; c < 16; c++) dst[(size_t)k * 16 + c] = 0.0f;
+                if (w == nr) { mmspcl__gemm_copy(dst + (size_t)k * nr, src, nr); continue; }
+                for (c = 0; c < w; c++) dst[(size_t)k * nr + c] = src[c];
+                for (; c < nr; c++) dst[(size_t)k * nr + c] = 0.0f;
             }
         }
     }
 }
-/* C tile (mr <= 6 rows, nr <= 16 columns) = (load ? C : 0) + ap block times bp panel over kc */
+/* A tile: C (mr <= MR rows, nr <= NR columns) = (load ? C : 0) + ap block times bp panel over kc */
+typedef void (*mmspcl__gemm_tile_fn)(float *C, int ldc, const float *ap, const float *bp, int kc, int mr, int nr, int load);
 static __attribute__((target("avx2,fma"))) void mmspcl__gemm_tile_avx2(float *C, int ldc, const float *ap, const float *bp,
                                                                        int kc, int mr, int nr, int load) {
     float tmp[6 * 16];
@@ -4284,53 +4386,110 @@ static __attribute__((target("avx2,fma"))) void mmspcl__gemm_tile_avx2(float *C,
     for (r = 0; r < mr; r++)
         for (j = 0; j < nr; j++) C[(size_t)r * ldc + j] = tmp[r * 16 + j];
 }
-/* columns j0 .. j1-1 of C, with one thread's packing buffers: ap [MC][KC], bp [KC][j1 - j0 rounded up to 16].
+#define MMSPCL__R12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+/* 12 x 32: 24 zmm accumulators, two vectors of the panel and one broadcast of A per row and k */
+static __attribute__((target("avx512f"))) void mmspcl__gemm_tile_avx512(float *C, int ldc, const float *ap, const float *bp,
+                                                                        int kc, int mr, int nr, int load) {
+    float tmp[12 * 32];
+    int r, j, k;
+    const int full = mr == 12 && nr == 32;
+    if (load && !full)
+        for (r = 0; r < 12; r++)
+            for (j = 0; j < 32; j++) tmp[r * 32 + j] = r < mr && j < nr ? C[(size_t)r * ldc + j] : 0.0f;
+    {
+        const float *src = full ? C : tmp;
+        const size_t ld = full ? (size_t)ldc : 32;
+#define MMSPCL__DECL(r) __m512 a##r##_0 = load ? _mm512_loadu_ps(src + r * ld) : _mm512_setzero_ps(), \
+                               a##r##_1 = load ? _mm512_loadu_ps(src + r * ld + 16) : _mm512_setzero_ps();
+        MMSPCL__R12(MMSPCL__DECL)
+#undef MMSPCL__DECL
+        for (k = 0; k < kc; k++) {
+            const __m512 w0 = _mm512_loadu_ps(bp + (size_t)k * 32), w1 = _mm512_loadu_ps(bp + (size_t)k * 32 + 16);
+            const float *xk = ap + (size_t)k * 12;
+#define MMSPCL__FMA(r) { const __m512 xv = _mm512_set1_ps(xk[r]); \
+            a##r##_0 = _mm512_fmadd_ps(xv, w0, a##r##_0); a##r##_1 = _mm512_fmadd_ps(xv, w1, a##r##_1); }
+            MMSPCL__R12(MMSPCL__FMA)
+#undef MMSPCL__FMA
+        }
+        if (full) {
+#define MMSPCL__STORE(r) _mm512_storeu_ps(C + r * (size_t)ldc, a##r##_0); _mm512_storeu_ps(C + r * (size_t)ldc + 16, a##r##_1);
+            MMSPCL__R12(MMSPCL__STORE)
+#undef MMSPCL__STORE
+            return;
+        }
+#define MMSPCL__STORE(r) _mm512_storeu_ps(tmp + r * 32, a##r##_0); _mm512_storeu_ps(tmp + r * 32 + 16, a##r##_1);
+        MMSPCL__R12(MMSPCL__STORE)
+#undef MMSPCL__STORE
+    }
+    for (r = 0; r < mr; r++)
+        for (j = 0; j < nr; j++) C[(size_t)r * ldc + j] = tmp[r * 32 + j];
+}
+#undef MMSPCL__R12
+/* What one call shares: the operands, the geometry and its tile kernel. */
+typedef struct mmspcl__gemm_job {
+    int trans_a, trans_b, M, K, lda, ldb, ldc, accumulate;
+    const float *A, *B;
+    float *C;
+    mmspcl__gemm_geo g;
+    mmspcl__gemm_tile_fn tile;
+} mmspcl__gemm_job;
+/* columns j0 .. j1-1 of C, with one thread's packing buffers: ap [MC][KC], bp [KC][j1 - j0 rounded up to NR].
    A block of A is packed once per k block and meets every panel of the thread's columns. */
-static void mmspcl__gemm_cols_avx2(int trans_a, int trans_b, int M, int K, const float *A, int lda, const float *B, int ldb,
-                                   float *C, int ldc, int accumulate, int j0, int j1, float *ap, float *bp) {
-    const int nc = j1 - j0;
+static void mmspcl__gemm_cols(const mmspcl__gemm_job *j, int j0, int j1, float *ap, float *bp) {
+    const int nc = j1 - j0, MR = j->g.mr, NR = j->g.nr;
     int pc, ic, jr, ir;
-    for (pc = 0; pc < K; pc += MMSPCL__GEMM_KC) {
-        const int kc = K - pc < MMSPCL__GEMM_KC ? K - pc : MMSPCL__GEMM_KC, load = accumulate || pc > 0;
-        mmspcl__gemm_pack_b(bp, trans_b, B, ldb, j0, nc, pc, kc);
-        for (ic = 0; ic < M; ic += MMSPCL__GEMM_MC) {
-            const int mc = M - ic < MMSPCL__GEMM_MC ? M - ic : MMSPCL__GEMM_MC;
-            mmspcl__gemm_pack_a(ap, trans_a, A, lda, M, ic, mc, pc, kc);
-            for (jr = 0; jr < nc; jr += 16)
-                for (ir = 0; ir < mc; ir += 6)
-                    mmspcl__gemm_tile_avx2(C + (size_t)(ic + ir) * ldc + j0 + jr, ldc, ap + (size_t)(ir / 6) * kc * 6,
-                                           bp + (size_t)(jr / 16) * kc * 16, kc, mc - ir < 6 ? mc - ir : 6,
-                                           nc - jr < 16 ? nc - jr : 16, load);
+    for (pc = 0; pc < j->K; pc += j->g.kc) {
+        const int kc = j->K - pc < j->g.kc ? j->K - pc : j->g.kc, load = j->accumulate || pc > 0;
+        mmspcl__gemm_pack_b(bp, NR, j->trans_b, j->B, j->ldb, j0, nc, pc, kc);
+        for (ic = 0; ic < j->M; ic += j->g.mc) {
+            const int mc = j->M - ic < j->g.mc ? j->M - ic : j->g.mc;
+            mmspcl__gemm_pack_a(ap, MR, j->trans_a, j->A, j->lda, ic, mc, pc, kc);
+            for (jr = 0; jr < nc; jr += NR)
+                for (ir = 0; ir < mc; ir += MR)
+                    j->tile(j->C + (size_t)(ic + ir) * j->ldc + j0 + jr, j->ldc, ap + (size_t)(ir / MR) * kc * MR,
+                            bp + (size_t)(jr / NR) * kc * NR, kc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, load);
         }
     }
 }
-/* floats of packing buffer per thread, for nt threads (ap [MC][KC] and bp [KC][the thread's panels]) */
-static size_t mmspcl__gemm_per_thread(int M, int N, int K, int nt) {
-    const int n_panels = (N + 15) / 16, kc = K < MMSPCL__GEMM_KC ? K : MMSPCL__GEMM_KC;
-    const int mc = M < MMSPCL__GEMM_MC ? (M + 5) / 6 * 6 : MMSPCL__GEMM_MC;
-    return (size_t)mc * kc + (size_t)kc * 16 * (size_t)((n_panels + nt - 1) / nt);
+/* floats of packing buffer per thread, for nt threads (ap [MC][KC], then bp [KC][the thread's panels]) */
+static size_t mmspcl__gemm_per_thread(const mmspcl__gemm_geo *g, int M, int N, int K, int nt) {
+    const int n_panels = (N + g->nr - 1) / g->nr, kc = K < g->kc ? K : g->kc;
+    const int mc = M < g->mc ? (M + g->mr - 1) / g->mr * g->mr : g->mc;
+    return (size_t)mc * kc + (size_t)kc * g->nr * (size_t)((n_panels + nt - 1) / nt);
 }
-static mmspcl_status mmspcl__gemm_avx2(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
-                                       const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
-                                       size_t work_floats) {
-    const int n_panels = (N + 15) / 16;
-    int nt = MMSPCL__GEMM_PARALLEL(M, N, K) ? MMSPCL__MAX_THREADS() : 1, t;
-    size_t per;
+/* threads a product of N columns runs on */
+static int mmspcl__gemm_threads(const mmspcl__gemm_geo *g, int M, int N, int K) {
+    const int n_panels = (N + g->nr - 1) / g->nr;
+    const int nt = MMSPCL__GEMM_PARALLEL(M, N, K) ? MMSPCL__MAX_THREADS() : 1;
+    return nt > n_panels ? n_panels : nt;
+}
+static mmspcl_status mmspcl__gemm_blocked(mmspcl__gemm_job *j, int N, float *work, size_t work_floats) {
+    const int n_panels = (N + j->g.nr - 1) / j->g.nr, nt = mmspcl__gemm_threads(&j->g, j->M, N, j->K);
+    const size_t per = mmspcl__gemm_per_thread(&j->g, j->M, N, j->K, nt);
+    const size_t bfl = (size_t)(j->K < j->g.kc ? j->K : j->g.kc) * j->g.nr * (size_t)((n_panels + nt - 1) / nt);
     float *buf = work;
-    if (nt > n_panels) nt = n_panels;
-    per = mmspcl__gemm_per_thread(M, N, K, nt);
+    int t;
     if ((!buf || work_floats < per * (size_t)nt) && !(buf = (float *)MMSPCL_MALLOC(sizeof(float) * per * (size_t)nt)))
         return MMSPCL_ERR_NOMEM;
     MMSPCL__OMP_FOR_IF(nt > 1)
     for (t = 0; t < nt; t++) {   /* thread t: panels n_panels * t / nt .. */
-        const int j0 = (int)((int64_t)n_panels * t / nt) * 16, j1p = (int)((int64_t)n_panels * (t + 1) / nt) * 16;
+        const int j0 = (int)((int64_t)n_panels * t / nt) * j->g.nr, j1p = (int)((int64_t)n_panels * (t + 1) / nt) * j->g.nr;
         float *ap = buf + per * (size_t)t;
-        mmspcl__gemm_cols_avx2(trans_a, trans_b, M, K, A, lda, B, ldb, C, ldc, accumulate, j0, j1p < N ? j1p : N, ap,
-                               ap + (per - (size_t)(K < MMSPCL__GEMM_KC ? K : MMSPCL__GEMM_KC) * 16 *
-                                               (size_t)((n_panels + nt - 1) / nt)));
+        mmspcl__gemm_cols(j, j0, j1p < N ? j1p : N, ap, ap + (per - bfl));
     }
     if (buf != work) MMSPCL_FREE(buf);
     return MMSPCL_OK;
+}
+/* avx512: the 12 x 32 tiles, else the 6 x 16 AVX2 ones */
+static mmspcl_status mmspcl__gemm_simd(int avx512, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                                       const float *B, int ldb, float *C, int ldc, int accumulate, float *work,
+                                       size_t work_floats) {
+    mmspcl__gemm_job j;
+    j.trans_a = trans_a; j.trans_b = trans_b; j.M = M; j.K = K; j.lda = lda; j.ldb = ldb; j.ldc = ldc;
+    j.accumulate = accumulate; j.A = A; j.B = B; j.C = C;
+    j.g = avx512 ? mmspcl__gemm_geo_avx512 : mmspcl__gemm_geo_avx2;
+    j.tile = avx512 ? mmspcl__gemm_tile_avx512 : mmspcl__gemm_tile_avx2;
+    return mmspcl__gemm_blocked(&j, N, work, work_floats);
 }
 
 /* ---- 6.7 x86: elementwise functions and attention -------------------------------------------
@@ -4829,17 +4988,21 @@ static mmspcl_status mmspcl__gemm_run(int trans_a, int trans_b, int M, int N, in
         (int)path < 0)
         return MMSPCL_ERR_ARG;
     if (M == 0 || N == 0) return MMSPCL_OK;
-    if (path != MMSPCL_PATH_AUTO && path != MMSPCL_PATH_SCALAR && path != MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+    if (path != MMSPCL_PATH_AUTO && path != MMSPCL_PATH_SCALAR && path != MMSPCL_PATH_AVX2 && path != MMSPCL_PATH_AVX512)
+        return MMSPCL_ERR_UNSUPPORTED;
 #ifdef MMSPCL__X86_DISPATCH
     if (path != MMSPCL_PATH_SCALAR && K > 0) {
-        if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2)
-            return mmspcl__gemm_avx2(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work, work_floats);
-        if (path == MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+        const int f = mmspcl__x86_features(0);
+        if ((f & MMSPCL__CPU_AVX512) && (path == MMSPCL_PATH_AUTO || path == MMSPCL_PATH_AVX512))
+            return mmspcl__gemm_simd(1, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work, work_floats);
+        if ((f & MMSPCL__CPU_AVX2) && path != MMSPCL_PATH_AVX512)
+            return mmspcl__gemm_simd(0, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, work, work_floats);
+        if (path != MMSPCL_PATH_AUTO) return MMSPCL_ERR_UNSUPPORTED;
     }
 #else
     (void)work;
     (void)work_floats;
-    if (path == MMSPCL_PATH_AVX2) return MMSPCL_ERR_UNSUPPORTED;
+    if (path == MMSPCL_PATH_AVX2 || path == MMSPCL_PATH_AVX512) return MMSPCL_ERR_UNSUPPORTED;
 #endif
     mmspcl__gemm_definition(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     return MMSPCL_OK;
@@ -4865,10 +5028,19 @@ mmspcl_status mmspcl_gemm_f32_ws(int trans_a, int trans_b, int M, int N, int K, 
 
 size_t mmspcl_gemm_f32_work(int M, int N, int K, int threads) {
 #ifdef MMSPCL__X86_DISPATCH
-    int nt = threads < 1 ? 1 : threads;
+    const mmspcl__gemm_geo *geo[2];
+    size_t most = 0, w;
+    int i;
+    geo[0] = &mmspcl__gemm_geo_avx2;
+    geo[1] = &mmspcl__gemm_geo_avx512;
     if (M < 1 || N < 1 || K < 1) return 0;
-    if (nt > (N + 15) / 16) nt = (N + 15) / 16;
-    return mmspcl__gemm_per_thread(M, N, K, nt) * (size_t)nt;
+    for (i = 0; i < 2; i++) {   /* enough for either path (AUTO, or one chosen) */
+        const int np = (N + geo[i]->nr - 1) / geo[i]->nr;
+        int nt = threads < 1 ? 1 : threads;
+        if (nt > np) nt = np;
+        if ((w = mmspcl__gemm_per_thread(geo[i], M, N, K, nt) * (size_t)nt) > most) most = w;
+    }
+    return most;
 #else
     (void)M; (void)N; (void)K; (void)threads;
     return 0;
@@ -8356,11 +8528,28 @@ void mmspcl_mbt_free(mmspcl_mbt *m) {
 }
 
 /* ---- 12.6 MSVE --------------------------------------------------------------------------- */
+/* one combination's network on nn rows: cat -> (fc act)* fc -> lg; h0, h1 [nn][hidden] scratch */
+static mmspcl_status mmspcl__msve_net(const mmspcl_msve *m, int c, const float *cat, int nn, float *h0, float *h1,
+                                      float *lg) {
+    const float *in = cat;
+    float *buf[2];
+    int l;
+    buf[0] = h0; buf[1] = h1;
+    for (l = 0; l < m->depth[c]; l++) {
+        const int last = l == m->depth[c] - 1;
+        float *out = last ? lg : buf[l & 1];
+        if (mmspcl_head_linear_forward(&m->fc[c][l], in, out, nn)) return MMSPCL_ERR_NOMEM;
+        if (!last) mmspcl__heads_act(out, (size_t)nn * (size_t)m->fc[c][l].out, m->act);
+        in = out;
+    }
+    return MMSPCL_OK;
+}
+
 mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3], int n,
                                   unsigned combos, float *logits, mmspcl_error *err) {
     const int C = m->n_classes, CH = MMSPCL__HEADS_CHUNK;
-    int c, mi, i, maxin = 0, maxh = 0, dtot = 0;
-    float *buf, *z[3], *cat, *hid, *lg;
+    int c, mi, i, maxin = 0, maxh = 1, dtot = 0;
+    float *buf, *z[3], *cat, *h0, *h1, *lg;
     size_t q;
     if (combos == 0) combos = m->combos;
     if (combos & ~m->combos)
@@ -8370,11 +8559,11 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
         for (mi = 0; mi < 3; mi++)
             if ((c & (1 << mi)) && (m->dims[mi] <= 0 || !x[mi]))
                 return mmspcl__fail(err, MMSPCL_ERR_ARG, "msve: combination %d needs modality %d", c, mi);
-        if (m->mlp[c].fc1.in > maxin) maxin = m->mlp[c].fc1.in;
-        if (m->mlp[c].fc1.out > maxh) maxh = m->mlp[c].fc1.out;
+        if (m->fc[c][0].in > maxin) maxin = m->fc[c][0].in;
+        if (m->depth[c] > 1 && m->hidden > maxh) maxh = m->hidden;
     }
     for (mi = 0; mi < 3; mi++) if (m->dims[mi] > 0) dtot += m->dims[mi];
-    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)CH * ((size_t)dtot + maxin + maxh + C));
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)CH * ((size_t)dtot + maxin + 2 * (size_t)maxh + C));
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory for a chunk of %d rows", CH);
     for (i = 0; i < n; i += CH) {
         int nn = n - i < CH ? n - i : CH, r;
@@ -8394,13 +8583,14 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
             }
         }
         cat = p; p += (size_t)CH * maxin;
-        hid = p; p += (size_t)CH * maxh;
+        h0 = p; p += (size_t)CH * maxh;
+        h1 = p; p += (size_t)CH * maxh;
         lg = p;
         for (q = 0; q < (size_t)nn * C; q++) logits[(size_t)i * C + q] = 0;
         for (c = 1; c < 8; c++) {
             if (!(combos & MMSPCL_COMBO(c))) continue;
             mmspcl__heads_concat((const float *const *)z, m->dims, (unsigned)c, nn, cat);
-            if (mmspcl_head_mlp_forward(&m->mlp[c], cat, lg, nn, hid)) {
+            if (mmspcl__msve_net(m, c, cat, nn, h0, h1, lg)) {
                 MMSPCL_FREE(buf);
                 return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "msve: out of memory in a kernel");
             }
@@ -8408,6 +8598,68 @@ mmspcl_status mmspcl_msve_forward(const mmspcl_msve *m, const float *const x[3],
         }
     }
     MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+static const char *const mmspcl__combo_names[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
+const char *mmspcl_combo_name(int c) { return c >= 1 && c <= 7 ? mmspcl__combo_names[c] : ""; }
+
+/* one entry s[0..len) of a combination list as a mask 1..7, or 0 with err set */
+static int mmspcl__combo_entry(const char *s, size_t len, const char *list, mmspcl_error *err) {
+    int c = 0;
+    size_t k;
+    if (len == 0) { mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations '%s': an empty entry", list); return 0; }
+    for (k = 0; k < len; k++) {
+        const int bit = s[k] == 't' ? MMSPCL_MOD_T : s[k] == 'a' ? MMSPCL_MOD_A : s[k] == 'v' ? MMSPCL_MOD_V : 0;
+        if (!bit || (c & bit)) {
+            mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations '%s': entry '%.*s' %s '%c' (entries are t, a, v, ta, tv, av, tav)", list,
+                         (int)len, s, bit ? "repeats" : "has the unknown letter", s[k]);
+            return 0;
+        }
+        c |= bit;
+    }
+    return c;
+}
+
+mmspcl_status mmspcl_combos_parse(const char *s, unsigned *set, mmspcl_error *err) {
+    const char *p = s;
+    unsigned out = 0;
+    if (!s || !*s) return mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations: an empty list (e.g. t,ta,tv,tav or all)");
+    if (!strcmp(s, "all")) { *set = MMSPCL_COMBOS_ALL; return MMSPCL_OK; }
+    for (;;) {
+        const size_t len = strcspn(p, ",");
+        const int c = mmspcl__combo_entry(p, len, s, err);
+        if (!c) return MMSPCL_ERR_ARG;
+        if (out & MMSPCL_COMBO(c)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "combinations '%s': %s is listed twice", s, mmspcl__combo_names[c]);
+        out |= MMSPCL_COMBO(c);
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    *set = out;
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_depths_parse(const char *s, int depth[8], mmspcl_error *err) {
+    static const int paper[8] = MMSPCL_MSVE_PAPER_DEPTHS;
+    int tmp[8], c, seen = 0;
+    const char *p = s;
+    if (!s || !*s) return mmspcl__fail(err, MMSPCL_ERR_ARG, "depths: an empty list (e.g. tv=2,tav=3, paper or 1)");
+    memcpy(tmp, depth, sizeof tmp);
+    if (!strcmp(s, "paper")) { for (c = 1; c < 8; c++) depth[c] = paper[c]; return MMSPCL_OK; }
+    if ((s[0] >= '1' && s[0] <= '3') && !s[1]) { for (c = 1; c < 8; c++) depth[c] = s[0] - '0'; return MMSPCL_OK; }
+    for (;;) {
+        const size_t len = strcspn(p, ","), name = strcspn(p, "=,");
+        if (name >= len || len != name + 2 || p[name + 1] < '1' || p[name + 1] > '3')
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "depths '%s': entry '%.*s' is not COMBINATION=DEPTH with a depth 1..3 (e.g. tav=3)", s,
+                                (int)len, p);
+        if (!(c = mmspcl__combo_entry(p, name, s, err))) return MMSPCL_ERR_ARG;
+        if (seen & (1 << c)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "depths '%s': %s is listed twice", s, mmspcl__combo_names[c]);
+        seen |= 1 << c;
+        tmp[c] = p[name + 1] - '0';
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    memcpy(depth, tmp, sizeof tmp);
     return MMSPCL_OK;
 }
 
@@ -8595,14 +8847,15 @@ static mmspcl_status mmspcl__heads_blockl(mmspcl_head_block *b, const mmspcl_wei
 mmspcl_status mmspcl_msve_load(mmspcl_msve *m, const mmspcl_weights *w, const char *prefix,
                                mmspcl_error *err) {
     char key[512];
-    int c, mi, hidden, act, combos;
+    int c, mi, act, combos, l;
     mmspcl_status st;
     memset(m, 0, sizeof *m);
     if ((st = mmspcl__heads_int(w, prefix, "n_classes", 2, MMSPCL_MAX_CLASSES, &m->n_classes, err))) return st;
-    if ((st = mmspcl__heads_int(w, prefix, "hidden", 1, 1 << 20, &hidden, err))) return st;
+    if ((st = mmspcl__heads_int(w, prefix, "hidden", 1, 1 << 20, &m->hidden, err))) return st;
     if ((st = mmspcl__heads_int(w, prefix, "act", 0, 1, &act, err))) return st;
     if ((st = mmspcl__heads_int(w, prefix, "combos", 2, 0xFE, &combos, err))) return st;
     m->combos = (unsigned)combos & MMSPCL_COMBOS_ALL;
+    m->act = (mmspcl_act)act;
     for (mi = 0; mi < 3; mi++) {
         snprintf(key, sizeof key, "dim.%s", mmspcl__heads_mod_name[mi]);
         if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 24, &m->dims[mi], err))) return st;
@@ -8614,14 +8867,22 @@ mmspcl_status mmspcl_msve_load(mmspcl_msve *m, const mmspcl_weights *w, const ch
     }
     for (c = 1; c < 8; c++) {
         int in = 0;
+        int64_t depth = 2;   /* files from before depths: every combination an MLP of 2 layers */
         if (!(m->combos & MMSPCL_COMBO(c))) continue;
         for (mi = 0; mi < 3; mi++) if (c & (1 << mi)) {
             if (m->dims[mi] == 0)
                 return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: combination %s enabled but modality %s has width 0", prefix, mmspcl__heads_combo_name[c], mmspcl__heads_mod_name[mi]);
             in += m->dims[mi];
         }
-        snprintf(key, sizeof key, "%s.%s", prefix, mmspcl__heads_combo_name[c]);
-        if ((st = mmspcl__heads_mlpl(&m->mlp[c], w, key, in, hidden, m->n_classes, (mmspcl_act)act, err))) return st;
+        snprintf(key, sizeof key, "%s.depth.%s", prefix, mmspcl__heads_combo_name[c]);
+        if (mmspcl_weights_get_int(w, key, &depth) && (depth < 1 || depth > MMSPCL_MSVE_MAX_DEPTH))
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %lld, expected 1..%d", key, (long long)depth, MMSPCL_MSVE_MAX_DEPTH);
+        m->depth[c] = (int)depth;
+        for (l = 0; l < m->depth[c]; l++) {
+            const int li = l ? m->hidden : in, lo = l == m->depth[c] - 1 ? m->n_classes : m->hidden;
+            snprintf(key, sizeof key, "%s.%s.fc%d", prefix, mmspcl__heads_combo_name[c], l + 1);
+            if ((st = mmspcl__heads_linear(&m->fc[c][l], w, key, li, lo, err))) return st;
+        }
     }
     return MMSPCL_OK;
 }
@@ -8763,6 +9024,138 @@ mmspcl_status mmspcl_protos_load(const float **protos, int *n_classes, int *dim,
     *protos = (const float *)t->data;
     *n_classes = (int)t->ne[0];
     *dim = (int)t->ne[1];
+    return MMSPCL_OK;
+}
+
+/* Cross-modal pruning as a layer (mmspcl_xprune, declared in 12.3; here for the loaders' helpers) */
+mmspcl_status mmspcl_xprune_plan(const mmspcl_xprune_cfg *c, mmspcl_xprune_layout *l, mmspcl_error *err) {
+    int m, k = 0;
+    memset(l, 0, sizeof *l);
+    if (c->base < 0 || c->base > 2 || c->dims[c->base] <= 0)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: the base modality %d is not present", c->base);
+    if (c->K < 1 || c->proj_dim < 0 || (c->rule != MMSPCL_PRUNE_ARGMAX && c->rule != MMSPCL_PRUNE_THRESHOLD) ||
+        (c->joint != 0 && c->joint != 1) || (c->rule == MMSPCL_PRUNE_THRESHOLD && c->tau != c->tau))
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: head size %d, projection %d, rule %d, joint %d (a threshold must be a number)",
+                            c->K, c->proj_dim, c->rule, c->joint);
+    l->mods = c->mods;
+    for (m = 0; m < 3; m++) {
+        if (c->dims[m] < 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d", mmspcl__heads_mod_name[m], c->dims[m]);
+        if (!c->mods && c->dims[m] > 0 && m != c->base) l->mods |= 1u << m;
+        l->width[m] = c->dims[m] > 0 ? (c->proj_dim > 0 ? c->proj_dim : c->dims[m]) : 0;
+    }
+    if (!l->mods || (l->mods & (1u << c->base)) || (l->mods & ~7u))
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: pruning modalities 0x%x: one or more of t, a, v, not the base %s", l->mods, mmspcl__heads_mod_name[c->base]);
+    if (l->width[c->base] % c->K)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: base width %d must be a multiple of head size %d", l->width[c->base], c->K);
+    for (m = 0; m < 3; m++) {
+        if (!(l->mods & (1u << m))) continue;
+        if (c->dims[m] <= 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: pruning modality %s is not present", mmspcl__heads_mod_name[m]);
+        l->np[m] = (l->width[m] + c->K - 1) / c->K;
+        l->koff[m] = k;
+        k += l->np[m];
+    }
+    l->n_kept = k;
+    return MMSPCL_OK;
+}
+
+/* cosine of base head hb with head hp of modality m (a short last head: its width) */
+static double mmspcl__xprune_cos(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                                 int m, int hb, int hp) {
+    const int K = c->K, w = (hp + 1) * K <= l->width[m] ? K : l->width[m] - hp * K;
+    const double *a = u[c->base] + (size_t)hb * K, *b = u[m] + (size_t)hp * K;
+    double ab = 0, aa = 0, bb = 0;
+    int i;
+    for (i = 0; i < w; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+    aa = sqrt(aa); bb = sqrt(bb);
+    return ab / ((aa > 1e-8 ? aa : 1e-8) * (bb > 1e-8 ? bb : 1e-8));
+}
+
+void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                          unsigned char *kept) {
+    const int nb = l->width[c->base] / c->K;
+    int m, hb, hp;
+    for (hp = 0; hp < l->n_kept; hp++) kept[hp] = 1;
+    if (c->rule == MMSPCL_PRUNE_THRESHOLD) {
+        for (m = 0; m < 3; m++)
+            for (hp = 0; l->mods & (1u << m) && hp < l->np[m]; hp++)
+                for (hb = 0; hb < nb && kept[l->koff[m] + hp]; hb++)
+                    if (mmspcl__xprune_cos(c, l, u, m, hb, hp) >= c->tau) kept[l->koff[m] + hp] = 0;
+        return;
+    }
+    for (hb = 0; hb < nb; hb++) {
+        int best = -1;
+        double bc = -2;
+        for (m = 0; m < 3; m++) {
+            if (!(l->mods & (1u << m))) continue;
+            if (!c->joint) { best = -1; bc = -2; }
+            for (hp = 0; hp < l->np[m]; hp++) {
+                const double cs = mmspcl__xprune_cos(c, l, u, m, hb, hp);
+                if (cs > bc) { bc = cs; best = l->koff[m] + hp; }
+            }
+            if (!c->joint) kept[best] = 0;
+        }
+        if (c->joint && best >= 0) kept[best] = 0;
+    }
+}
+
+mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
+                                    unsigned char *kept, mmspcl_error *err) {
+    const mmspcl_xprune_layout *l = &p->lay;
+    double *row[3] = { NULL, NULL, NULL }, *buf;
+    unsigned char *kp;
+    size_t tot = 0;
+    int m, i, j;
+    for (m = 0; m < 3; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        if (!x[m] || !y[m]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output", mmspcl__heads_mod_name[m], p->cfg.dims[m]);
+        tot += (size_t)l->width[m];
+    }
+    buf = (double *)MMSPCL_MALLOC(sizeof(double) * (tot + 1) + (size_t)l->n_kept + 1);
+    if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory");
+    kp = (unsigned char *)(buf + tot + 1);
+    for (m = 0, tot = 0; m < 3; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        row[m] = buf + tot;
+        tot += (size_t)l->width[m];
+        if (p->cfg.proj_dim > 0) {
+            if (mmspcl_head_linear_forward(&p->proj[m], x[m], y[m], n)) { MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory in a kernel"); }
+        } else memcpy(y[m], x[m], sizeof(float) * (size_t)n * l->width[m]);
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char *ks = kept ? kept + (size_t)i * l->n_kept : kp;
+        for (m = 0; m < 3; m++)
+            for (j = 0; row[m] && j < l->width[m]; j++) row[m][j] = y[m][(size_t)i * l->width[m] + j];
+        mmspcl_xprune_select(&p->cfg, l, (const double *const *)row, ks);
+        for (m = 0; m < 3; m++)
+            for (j = 0; (l->mods & (1u << m)) && j < l->width[m]; j++)
+                if (!ks[l->koff[m] + j / p->cfg.K]) y[m][(size_t)i * l->width[m] + j] = 0.0f;
+    }
+    MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_xprune_load(mmspcl_xprune *p, const mmspcl_weights *w, const char *prefix, mmspcl_error *err) {
+    char key[512];
+    int m, mods;
+    mmspcl_status st;
+    memset(p, 0, sizeof *p);
+    for (m = 0; m < 3; m++) {
+        snprintf(key, sizeof key, "dim.%s", mmspcl__heads_mod_name[m]);
+        if ((st = mmspcl__heads_int(w, prefix, key, 0, 1 << 24, &p->cfg.dims[m], err))) return st;
+    }
+    if ((st = mmspcl__heads_int(w, prefix, "base", 0, 2, &p->cfg.base, err)) || (st = mmspcl__heads_int(w, prefix, "mods", 0, 7, &mods, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "K", 1, 1 << 20, &p->cfg.K, err)) || (st = mmspcl__heads_int(w, prefix, "rule", 0, 1, &p->cfg.rule, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "joint", 0, 1, &p->cfg.joint, err)) ||
+        (st = mmspcl__heads_int(w, prefix, "proj_dim", 0, 1 << 20, &p->cfg.proj_dim, err))) return st;
+    p->cfg.mods = (unsigned)mods;
+    snprintf(key, sizeof key, "%s.tau", prefix);
+    if (!mmspcl_weights_get_float(w, key, &p->cfg.tau)) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "float key %s is missing", key);
+    if ((st = mmspcl_xprune_plan(&p->cfg, &p->lay, err))) return st;
+    for (m = 0; m < 3 && p->cfg.proj_dim > 0; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        snprintf(key, sizeof key, "%s.proj.%s", prefix, mmspcl__heads_mod_name[m]);
+        if ((st = mmspcl__heads_linear(&p->proj[m], w, key, p->cfg.dims[m], p->cfg.proj_dim, err))) return st;
+    }
     return MMSPCL_OK;
 }
 

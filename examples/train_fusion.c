@@ -13,9 +13,13 @@
    Fusions (docs/FUSION.md):
      mult        MulT as its code does it over the sequences (mmspcl_mult_seq, mmspcl.h 12.9)
      linear      each sequence mean-pooled over its real steps, concatenated, one Linear (fusion a)
-     prune       pooled as linear; cross-modal pruning of every other modality against t (heads
-                 of --prune-k; a and v both pruned when both are given; the arg-max rule, or
-                 with --prune-threshold T every head with a cosine >= T), then the Linear
+     prune       pooled as linear; cross-modal pruning against t (mmspcl_xprune_train; heads of
+                 --prune-k): the modalities of --prune-mods (default every other one: a and v
+                 both, Table 4's {tav}); the arg-max rule (--prune-pool separate: every t head
+                 zeroes its best head in each pruning modality; joint: its best head among all
+                 of them) or with --prune-threshold T every head with a cosine >= T; with
+                 --prune-proj D every modality first through its own Linear to D (the common
+                 projection of the paper's section 8.3, trained with the rest); then the Linear
      bottleneck  MBT (mmspcl_fusion MBT): every step a token, learned positions; padded steps are
                  tokens too (no mask in that head); --bottleneck per-modality (scenic's MBT: one
                  token set shared by all modalities) or per-pair (the paper's equations 8-9: one
@@ -43,6 +47,8 @@ typedef struct opts {
     fusion_kind kind;
     const char *path[3], *lens_path[3], *labels, *split, *save;
     int epochs, batch, patience, d, heads, layers, mem_layers, pool, prune_k, fusion_tokens, fusion_start, bottleneck;
+    int prune_joint, prune_proj;
+    unsigned prune_mods;                       /* 0: every modality but t */
     double lr, wd, clip, dropout, prune_tau;   /* prune_tau NAN: the arg-max rule */
     unsigned long long seed;
 } opts;
@@ -52,10 +58,8 @@ typedef struct model {
     mmspcl_params P;
     mmspcl_mult_seq_train ms;    /* mult */
     mmspcl_fusion fu;            /* linear, prune, bottleneck */
-    int prune_k, in_dims[3];
-    double prune_tau;
-    double *x[3], *tmp[3], *logits;   /* one batch's inputs (double) and logits */
-    unsigned char *kept;
+    mmspcl_xprune_train xp;      /* prune */
+    double *x[3], *tmp[3], *dtmp[3], *logits;   /* one batch's inputs (double), pruned inputs, logits */
 } model;
 
 static const char *const mod_name[3] = { "t", "a", "v" };
@@ -71,6 +75,9 @@ static void usage(FILE *o) {
             "         bottleneck: [--d 16] [--heads 2] [--layers 2] [--fusion-tokens 4] [--fusion-start 1]\n"
             "                     [--bottleneck per-modality|per-pair (default per-modality)]\n"
             "         prune:      [--prune-k 4] [--prune-threshold T (default: the arg-max rule)]\n"
+            "                     [--prune-mods a|v|av (default: every modality but t)]\n"
+            "                     [--prune-pool separate|joint (arg-max rule; default separate)]\n"
+            "                     [--prune-proj D (common projection width; default 0: none)]\n"
             "Feature files: float32 [n][L][D], zero-padded; lengths: one per line (default: up to the\n"
             "last step that is not all zeros).\n"
             "Labels: one class per line. Split: train/dev/test (or 0/1/2) per line.\n"
@@ -174,9 +181,10 @@ static void model_free(model *M) {
     int m;
     mmspcl_mult_seq_train_free(&M->ms);
     mmspcl_fusion_free(&M->fu);
+    mmspcl_xprune_train_free(&M->xp);
     mmspcl_params_free(&M->P);
-    for (m = 0; m < 3; m++) { free(M->x[m]); free(M->tmp[m]); }
-    free(M->logits); free(M->kept);
+    for (m = 0; m < 3; m++) { free(M->x[m]); free(M->tmp[m]); free(M->dtmp[m]); }
+    free(M->logits);
 }
 
 static int model_create(model *M, const data *d, const opts *o, mmspcl_error *err) {
@@ -184,8 +192,6 @@ static int model_create(model *M, const data *d, const opts *o, mmspcl_error *er
     int m, B = o->batch > 256 ? o->batch : 256;
     memset(M, 0, sizeof *M);
     M->kind = o->kind;
-    M->prune_k = o->prune_k;
-    M->prune_tau = o->prune_tau;
     mmspcl_params_init(&M->P);
     mmspcl_rng_seed(&r, o->seed);
     if (o->kind == F_MULT) {
@@ -207,22 +213,33 @@ static int model_create(model *M, const data *d, const opts *o, mmspcl_error *er
             c.d_model = o->d; c.n_heads = o->heads; c.n_layers = o->layers; c.fusion_start = o->fusion_start;
             c.n_fusion = o->fusion_tokens; c.dropout = o->dropout; c.bottleneck = o->bottleneck;
         }
-        if (o->kind == F_PRUNE && (!d->D[0] || d->D[0] % o->prune_k)) {
-            snprintf(err->msg, sizeof err->msg, "prune: t (the base) must be present with a width that is a multiple of --prune-k %d", o->prune_k);
-            return -1;
+        if (o->kind == F_PRUNE) {
+            mmspcl_xprune_cfg pc;
+            if (!d->D[0] || (o->prune_proj ? o->prune_proj : d->D[0]) % o->prune_k) {
+                snprintf(err->msg, sizeof err->msg, "prune: t (the base) must be present with a width (after --prune-proj) that is a multiple of --prune-k %d", o->prune_k);
+                return -1;
+            }
+            memset(&pc, 0, sizeof pc);
+            for (m = 0; m < 3; m++) pc.dims[m] = d->D[m];
+            pc.base = 0; pc.mods = o->prune_mods; pc.K = o->prune_k; pc.proj_dim = o->prune_proj; pc.joint = o->prune_joint;
+            pc.rule = o->prune_tau == o->prune_tau ? MMSPCL_PRUNE_THRESHOLD : MMSPCL_PRUNE_ARGMAX;
+            pc.tau = o->prune_tau;
+            if (mmspcl_xprune_train_create(&M->xp, &M->P, "prune", &pc, &r, err)) return -1;
+            for (m = 0; m < 3; m++) c.dims[m] = M->xp.lay.width[m];
         }
         if (mmspcl_fusion_create(&M->fu, &M->P, "fusion", &c, &r, err)) return -1;
     }
     for (m = 0; m < 3; m++) {
         const size_t w = (size_t)(o->kind == F_MULT || o->kind == F_BOTTLENECK ? d->L[m] : 1) * d->D[m];
         if (!d->D[m]) continue;
+        const size_t wp = (size_t)(o->kind == F_PRUNE ? M->xp.lay.width[m] : 1);
         M->x[m] = (double *)malloc(sizeof(double) * (size_t)B * w);
-        M->tmp[m] = (double *)malloc(sizeof(double) * (size_t)B * d->D[m]);
-        if (!M->x[m] || !M->tmp[m]) { snprintf(err->msg, sizeof err->msg, "out of memory"); return -1; }
+        M->tmp[m] = (double *)malloc(sizeof(double) * (size_t)B * wp);
+        M->dtmp[m] = (double *)malloc(sizeof(double) * (size_t)B * wp);
+        if (!M->x[m] || !M->tmp[m] || !M->dtmp[m]) { snprintf(err->msg, sizeof err->msg, "out of memory"); return -1; }
     }
     M->logits = (double *)malloc(sizeof(double) * (size_t)B * d->C);
-    M->kept = (unsigned char *)malloc((size_t)B * (3 * (size_t)d->D[1] + 3 * (size_t)d->D[2] + 1));
-    if (!M->logits || !M->kept) { snprintf(err->msg, sizeof err->msg, "out of memory"); return -1; }
+    if (!M->logits) { snprintf(err->msg, sizeof err->msg, "out of memory"); return -1; }
     return 0;
 }
 
@@ -248,20 +265,21 @@ static int model_forward(model *M, const data *d, const int *idx, int nb, int *l
     }
     if (M->kind == F_MULT)
         return mmspcl_mult_seq_train_forward(&M->ms, &M->P, (const double *const *)M->x, d->L, (const int *const *)lens, nb, M->logits, rng, err) ? -1 : 0;
-    if (M->kind == F_PRUNE)   /* a and v each pruned against t */
-        for (m = 1; m < 3; m++) {
-            if (!d->D[m]) continue;
-            if (M->prune_tau == M->prune_tau ? mmspcl_prune_train_threshold_forward(M->x[0], d->D[0], M->x[m], d->D[m], M->prune_k, M->prune_tau, nb, M->tmp[m], M->kept, err)
-                                             : mmspcl_prune_train_forward(M->x[0], d->D[0], M->x[m], d->D[m], M->prune_k, nb, M->tmp[m], M->kept, err)) return -1;
-            memcpy(M->x[m], M->tmp[m], sizeof(double) * (size_t)nb * d->D[m]);
-        }
+    if (M->kind == F_PRUNE)
+        return mmspcl_xprune_train_forward(&M->xp, &M->P, (const double *const *)M->x, nb, M->tmp, err) ||
+               mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->tmp, nb, M->logits, rng, err) ? -1 : 0;
     return mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->x, nb, M->logits, rng, err) ? -1 : 0;
 }
 
 static void model_backward(model *M, const double *dlogits, int nb) {
-    (void)nb;
+    int m;
     if (M->kind == F_MULT) mmspcl_mult_seq_train_backward(&M->ms, &M->P, (const double *const *)M->x, dlogits, NULL);
-    else mmspcl_fusion_backward(&M->fu, &M->P, (const double *const *)M->x, nb, dlogits, NULL);
+    else if (M->kind == F_PRUNE) {   /* the fusion's input gradients, then through the pruning layer */
+        for (m = 0; m < 3; m++)
+            if (M->dtmp[m]) memset(M->dtmp[m], 0, sizeof(double) * (size_t)nb * M->xp.lay.width[m]);
+        mmspcl_fusion_backward(&M->fu, &M->P, (const double *const *)M->tmp, nb, dlogits, M->dtmp);
+        mmspcl_xprune_train_backward(&M->xp, &M->P, (const double *const *)M->x, nb, (const double *const *)M->dtmp, NULL);
+    } else mmspcl_fusion_backward(&M->fu, &M->P, (const double *const *)M->x, nb, dlogits, NULL);
 }
 
 /* weighted F1 (and accuracy) of the rows of split s, in evaluation mode */
@@ -341,6 +359,7 @@ static int save_model(const model *M, const char *path, mmspcl_error *err) {
     int rc = -1;
     if (!wr) { snprintf(err->msg, sizeof err->msg, "out of memory"); return -1; }
     if (!(M->kind == F_MULT ? mmspcl_mult_seq_train_write_config(&M->ms, wr) : mmspcl_fusion_write_config(&M->fu, wr, NULL)) &&
+        !(M->kind == F_PRUNE && mmspcl_xprune_train_write_config(&M->xp, wr)) &&
         !mmspcl_params_write(&M->P, wr, NULL, 0, &hold, err) && !mmspcl_writer_save(wr, path, NULL, NULL, err))
         rc = 0;
     else if (!err->msg[0]) snprintf(err->msg, sizeof err->msg, "%s: cannot write", path);
@@ -399,7 +418,14 @@ static int parse(int argc, char **argv, opts *o, data *d) {
         else if (!strcmp(a, "--clip")) o->clip = atof(v);
         else if (!strcmp(a, "--dropout")) o->dropout = atof(v);
         else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--bottleneck")) {
+        else if (!strcmp(a, "--prune-proj")) o->prune_proj = atoi(v);
+        else if (!strcmp(a, "--prune-pool")) {
+            if (strcmp(v, "separate") && strcmp(v, "joint")) { fprintf(stderr, "train_fusion: --prune-pool %s: expected separate or joint\n", v); return -1; }
+            o->prune_joint = !strcmp(v, "joint");
+        } else if (!strcmp(a, "--prune-mods")) {
+            if (strcmp(v, "a") && strcmp(v, "v") && strcmp(v, "av")) { fprintf(stderr, "train_fusion: --prune-mods %s: expected a, v or av\n", v); return -1; }
+            o->prune_mods = (strchr(v, 'a') ? MMSPCL_MOD_A : 0u) | (strchr(v, 'v') ? MMSPCL_MOD_V : 0u);
+        } else if (!strcmp(a, "--bottleneck")) {
             if (strcmp(v, "per-modality") && strcmp(v, "per-pair")) { fprintf(stderr, "train_fusion: --bottleneck %s: expected per-modality or per-pair\n", v); return -1; }
             o->bottleneck = !strcmp(v, "per-pair") ? MMSPCL_BOTTLENECK_PAIR : MMSPCL_BOTTLENECK_MODALITY;
         } else if (!strcmp(a, "--pool")) {
@@ -418,10 +444,15 @@ static int check_opts(const opts *o, const data *d) {
         if (d->L[m] < 1 || d->D[m] < 1) { fprintf(stderr, "train_fusion: --%s needs --len-%s >= 1 and --dim-%s >= 1\n", mod_name[m], mod_name[m], mod_name[m]); return -1; }
     }
     if (present < 2 || !o->labels || !o->split) { fprintf(stderr, "train_fusion: needs two or three modalities, --labels and --split\n"); return -1; }
-    if (o->epochs < 1 || o->batch < 1 || o->batch > 1024 || !(o->lr > 0) || o->prune_k < 1) {
-        fprintf(stderr, "train_fusion: --epochs >= 1, 1 <= --batch <= 1024, --lr > 0, --prune-k >= 1\n");
+    if (o->epochs < 1 || o->batch < 1 || o->batch > 1024 || !(o->lr > 0) || o->prune_k < 1 || o->prune_proj < 0) {
+        fprintf(stderr, "train_fusion: --epochs >= 1, 1 <= --batch <= 1024, --lr > 0, --prune-k >= 1, --prune-proj >= 0\n");
         return -1;
     }
+    for (m = 1; m < 3; m++)
+        if ((o->prune_mods & (1u << m)) && !o->path[m]) {
+            fprintf(stderr, "train_fusion: --prune-mods names %s, which has no --%s file\n", mod_name[m], mod_name[m]);
+            return -1;
+        }
     return 0;
 }
 

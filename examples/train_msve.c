@@ -6,13 +6,18 @@
                                --v video.f32 --dim-v 512 --labels labels.txt --split split.txt \
                                [--save msve.bin]
      build/examples/train_msve --synthetic 2000      (no files: the synthetic set of the tests)
+     build/examples/train_msve ... --combos t,ta,tv,tav       (the paper's final model: no a, v, av)
+     build/examples/train_msve ... --depths 2                 (every combination a 2-layer MLP)
 
    Feature files: one raw little-endian float32 matrix per modality, rows in the same order as
    the labels (e.g. MELD utterances: z_t from mmspcl_spcl_embed_dialogue, z_v from the CLIP
    image tower, z_a openSMILE). Labels: one integer class per line. Split: one word per line,
    train / dev / test (or 0 / 1 / 2); without --split, a random 80/10/10 split. Early stopping
    uses the dev split's weighted F1; the test split is only scored at the end.
-   Any modality may be left out; the combinations of the ones given are used. */
+   Any modality may be left out; the combinations of the ones given are used (--combos: some).
+   Networks (mmspcl.h 12.6): by default the paper's mix, one Linear per combination but tv
+   (2 layers) and tav (3 layers), hidden 100: 351,101 parameters at 1024/88/512 and 7 classes;
+   --depths tv=2,tav=3 / paper / 1 / 2 / 3 sets them (docs/FUSION.md, "MSVE"). */
 #include "mmspcl.h"
 #include "mmspcl_train.h"
 #include <stdio.h>
@@ -25,7 +30,9 @@ static void usage(void) {
     fprintf(stderr,
             "usage: train_msve [--t FILE --dim-t N] [--a FILE --dim-a N] [--v FILE --dim-v N]\n"
             "                  --labels FILE [--split FILE] [--classes C]\n"
-            "                  [--hidden 64] [--k 2] [--epochs 50] [--batch 32] [--lr 1e-3] [--dropout 0.1]\n"
+            "                  [--combos t,ta,tv,tav (default: all of the given modalities)]\n"
+            "                  [--depths paper (tv=2,tav=3, the others 1) | tv=2,tav=3 | 1 | 2 | 3]\n"
+            "                  [--hidden 100] [--k 2] [--epochs 50] [--batch 32] [--lr LR] [--dropout 0.1]\n"
             "                  [--weight-decay 0.01] [--patience 5] [--seed 1] [--save FILE]\n"
             "       train_msve --synthetic N [options]\n");
 }
@@ -158,11 +165,12 @@ int main(int argc, char **argv) {
     mmspcl_msve_train_cfg tc;
     mmspcl_msve_model M;
     mmspcl_train_report rep;
+    const char *combos = NULL, *depths = NULL;
     mmspcl_dataset tr, dev;
     mmspcl_error err;
     mmspcl_rng r;
     memset(&cfg, 0, sizeof cfg);
-    cfg.hidden = 64;
+    cfg.hidden = 100;
     cfg.act = MMSPCL_ACT_GELU;
     cfg.dropout = 0.1;
     mmspcl_msve_train_defaults(&tc);
@@ -180,6 +188,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--split")) split_path = v;
         else if (!strcmp(a, "--classes")) C = atoi(v);
         else if (!strcmp(a, "--hidden")) cfg.hidden = atoi(v);
+        else if (!strcmp(a, "--combos")) combos = v;
+        else if (!strcmp(a, "--depths")) depths = v;
         else if (!strcmp(a, "--dropout")) cfg.dropout = atof(v);
         else if (!strcmp(a, "--k")) tc.k = atoi(v);
         else if (!strcmp(a, "--epochs")) tc.epochs = atoi(v);
@@ -225,9 +235,14 @@ int main(int argc, char **argv) {
     if (ns[0] < 2 || ns[1] < 1 || ns[2] < 1) { fprintf(stderr, "every split needs rows\n"); return 1; }
     cfg.n_classes = C;
     for (m = 0; m < 3; m++) cfg.dims[m] = dims[m];
-    if (mmspcl_msve_model_create(&M, &cfg, tc.seed, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
-    for (c = 1, i = 0; c < 8; c++) i += (M.cfg.combos >> c) & 1;
-    printf("MSVE: %d combinations, hidden %d, %zu parameters, k = %d\n", i, cfg.hidden, M.P.n, tc.k);
+    if ((combos && mmspcl_combos_parse(combos, &cfg.combos, &err)) || (depths && mmspcl_depths_parse(depths, cfg.depth, &err))) {
+        fprintf(stderr, "train_msve: %s\n", err.msg);
+        return 2;
+    }
+    if (mmspcl_msve_model_create(&M, &cfg, tc.seed, &err)) { fprintf(stderr, "train_msve: %s\n", err.msg); return 1; }
+    printf("MSVE: hidden %d, k = %d, lr %g, %zu parameters; layers:", M.cfg.hidden, tc.k, tc.lr, M.P.n);
+    for (c = 1; c < 8; c++) if (M.cfg.depth[c]) printf(" %s %d", combo_name[c], M.cfg.depth[c]);
+    printf("\n");
     for (m = 0; m < 3; m++) { tr.x[m] = xs[0][m]; dev.x[m] = xs[1][m]; }
     tr.y = ys[0]; tr.n = ns[0];
     dev.y = ys[1]; dev.n = ns[1];

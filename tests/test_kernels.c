@@ -360,18 +360,20 @@ static void test_small_formulas(void) {
 }
 
 /* mmspcl_gemm_f32: every transpose pair, accumulate or not, leading dimensions past the row,
-   sizes across the cache blocks (k 512, rows 72) and the 6 x 16 tiles. The
+   sizes across the cache blocks (AVX2: k 512, rows 72; AVX-512: k 256, rows 144) and the tiles
+   (6 x 16, 12 x 32), odd tails of rows and columns. The
    definition within 1e-5 * sum_k |a b| of a double sum (+ |C| when accumulating); every path
-   within the same bound of the definition; 1 and 2 threads bit-identical. */
+   within the same bound of the definition; 1 and 2 threads bit-identical; the SIMD paths (the
+   same fused chains, blocked differently) bit-identical to each other. */
 static void check_gemm(int ta, int tb, int M, int N, int K, int acc, unsigned seed) {
-    static const mmspcl_kernel_path paths[] = {MMSPCL_PATH_AUTO, MMSPCL_PATH_AVX2};
+    static const mmspcl_kernel_path paths[] = {MMSPCL_PATH_AUTO, MMSPCL_PATH_AVX2, MMSPCL_PATH_AVX512};
     const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
     float *A = (float *)malloc(sizeof(float) * (size_t)(ta ? K : M) * lda);
     float *B = (float *)malloc(sizeof(float) * (size_t)(tb ? N : K) * ldb);
     float *C0 = (float *)malloc(sizeof(float) * (size_t)M * ldc), *ref = (float *)malloc(sizeof(float) * (size_t)M * ldc);
-    float *got = (float *)malloc(sizeof(float) * (size_t)M * ldc);
+    float *got = (float *)malloc(sizeof(float) * (size_t)M * ldc), *simd = (float *)malloc(sizeof(float) * (size_t)M * ldc);
     double worst = 0;
-    int i, j, k, p, bad = 0;
+    int i, j, k, p, bad = 0, have_simd = 0;
     for (i = 0; i < (ta ? K : M) * lda; i++) A[i] = frand(&seed);
     for (i = 0; i < (tb ? N : K) * ldb; i++) B[i] = frand(&seed);
     for (i = 0; i < M * ldc; i++) C0[i] = frand(&seed);
@@ -405,6 +407,10 @@ static void check_gemm(int ta, int tb, int M, int N, int K, int acc, unsigned se
                 if (d / (mag + 1e-30) > worst) worst = d / (mag + 1e-30);
             }
         CHECK(!bad, "gemm path %d %d%d %dx%dx%d acc %d: %d outputs off the definition (worst %g)", p, ta, tb, M, N, K, acc, bad, worst);
+        if (have_simd)
+            CHECK(!memcmp(simd, got, sizeof(float) * (size_t)M * ldc), "gemm path %d %d%d %dx%dx%d: not the bits of the other SIMD path", p, ta, tb, M, N, K);
+        else memcpy(simd, got, sizeof(float) * (size_t)M * ldc);
+        have_simd = 1;
         if (paths[p] == MMSPCL_PATH_AUTO) {   /* the caller's packing buffer: the same bits */
             const size_t nw = mmspcl_gemm_f32_work(M, N, K, 2);
             float *work = (float *)malloc(sizeof(float) * (nw ? nw : 1)), *again = (float *)malloc(sizeof(float) * (size_t)M * ldc);
@@ -427,11 +433,12 @@ static void check_gemm(int ta, int tb, int M, int N, int K, int acc, unsigned se
         }
 #endif
     }
-    free(A); free(B); free(C0); free(ref); free(got);
+    free(A); free(B); free(C0); free(ref); free(got); free(simd);
 }
 
 static void test_gemm(void) {
-    static const int shapes[][3] = {{1, 1, 1}, {7, 17, 5}, {13, 37, 300}, {80, 300, 260}, {128, 128, 64}, {150, 40, 513}};
+    static const int shapes[][3] = {{1, 1, 1}, {7, 17, 5}, {13, 37, 300}, {80, 300, 260}, {128, 128, 64}, {150, 40, 513},
+                                    {25, 65, 257}, {290, 97, 31}};
     float c[2] = {5, 5};
     int s, t;
     for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)

@@ -62,6 +62,7 @@ static int make_audio_model(void) {
     cfg.hidden = 1;
     cfg.act = MMSPCL_ACT_RELU;
     cfg.combos = MMSPCL_COMBO(MMSPCL_MOD_T) | MMSPCL_COMBO(MMSPCL_MOD_A);
+    cfg.depth[MMSPCL_MOD_T] = cfg.depth[MMSPCL_MOD_A] = 2;   /* the hand weights below are 2-layer MLPs */
     if (mmspcl_msve_model_create(&M, &cfg, 1, &err)) { CHECK(0, "msve create: %s", err.msg); return -1; }
     for (k = 0; k < M.P.n; k++) M.P.w[k] = 0;
     set_param(&M, "t.fc1.bias", 0, 0, 1.0);      /* hidden 1 */
@@ -323,6 +324,23 @@ static void ex_check_train_media(void) {
     CHECK(sh(MM " classify -m " EX "/av.mmw --media " EX "/clips --missing text --json " EX "/train_x.csv") == 0 &&
           strstr(g_err, "video head goes unused") && json_str(g_out, 0, "modalities", m, sizeof m) == 0 && !strcmp(m, "ta"),
           "no --clip with --missing text: votes with t and a: %s", g_err);
+    /* the paper's final model leaves out a, v and av; depths from the list, the head in the file */
+    CHECK(sh(MM " train --media " EX "/tv -m " BASE " -o " EX "/av2.mmw --epochs 2 --combos t,ta,tv,tav --depths tav=2") == 0,
+          "train --media --combos t,ta,tv,tav: %s", g_err);
+    {
+        mmspcl_weights *w = NULL;
+        mmspcl_msve h;
+        mmspcl_error err;
+        CHECK(mmspcl_weights_open(&w, EX "/av2.mmw", &err) == MMSPCL_OK && mmspcl_msve_load(&h, w, "meld.media.emotion", &err) == MMSPCL_OK &&
+              h.combos == (MMSPCL_COMBO(1) | MMSPCL_COMBO(3) | MMSPCL_COMBO(5) | MMSPCL_COMBO(7)) && h.depth[1] == 1 && h.depth[5] == 2 &&
+              h.depth[7] == 2 && h.hidden == 100, "--combos / --depths reach the file: combos 0x%x, depths %d %d %d", h.combos, h.depth[1],
+              h.depth[5], h.depth[7]);
+        mmspcl_weights_free(w);
+    }
+    CHECK(sh(MM " train --media " EX "/tv -m " BASE " -o " EX "/av3.mmw --combos t,tt") == 2 && strstr(g_err, "'tt' repeats 't'") &&
+          fsize(EX "/av3.mmw") < 0, "a bad --combos is a usage error: %s", g_err);
+    CHECK(sh(MM " train --media " EX "/tv -m " BASE " -o " EX "/av3.mmw --depths tav=4") == 2 && strstr(g_err, "--depths"),
+          "a bad --depths is a usage error: %s", g_err);
 }
 
 static void test_extract(void) {

@@ -1,6 +1,9 @@
 /* Cross-modal pruning, the threshold variant (mmspcl_prune_threshold_apply and its double twin)
    on a hand-worked case, against the arg-max rule, with two pruning modalities, and bad
-   arguments. */
+   arguments. Pruning as a layer (mmspcl_xprune / mmspcl_xprune_train: two pruning modalities
+   separate or joint, the threshold rule, the common projection) followed by the Linear fusion,
+   against PyTorch: tools/reference/prune_ref.py (tests/data/prune_ref/prune_ref.txt): the heads
+   chosen, the output, every gradient, the float inference of the saved layer. */
 #define MMSPCL_IMPLEMENTATION
 #define MMSPCL_TRAIN_IMPLEMENTATION
 #include "mmspcl.h"
@@ -31,6 +34,224 @@ static void expect(double tau, const char *keep_want) {
     for (j = 0; j < 9; j++) CHECK(pruned[j] == (double)out[j], "tau %g: double value %d", tau, j);
 }
 
+
+/* ---- against PyTorch: records "NAME NDIM S0 .. VALUES" (tools/reference/prune_ref.py) ---------- */
+typedef struct ref_rec { char name[160]; int ndim; size_t n; double *v; } ref_rec;
+typedef struct ref_file { ref_rec *r; int n; } ref_file;
+
+static int ref_load(ref_file *rf, const char *path) {
+    char *buf = (char *)test_read_file(path, NULL), *p, *end;
+    int cap = 0;
+    rf->r = NULL; rf->n = 0;
+    if (!buf) return -1;
+    for (p = buf; ; ) {
+        ref_rec *q;
+        size_t k, len;
+        int i;
+        while (*p == ' ' || *p == '\n') p++;
+        if (!*p) break;
+        if (rf->n == cap) rf->r = (ref_rec *)realloc(rf->r, sizeof(ref_rec) * (size_t)(cap = cap ? 2 * cap : 64));
+        q = &rf->r[rf->n++];
+        len = strcspn(p, " \n");
+        if (len >= sizeof q->name) { free(buf); return -1; }
+        memcpy(q->name, p, len); q->name[len] = 0; p += len;
+        q->ndim = (int)strtol(p, &end, 10); p = end;
+        for (i = 0, q->n = 1; i < q->ndim; i++) { q->n *= (size_t)strtol(p, &end, 10); p = end; }
+        q->v = (double *)malloc(sizeof(double) * (q->n ? q->n : 1));
+        for (k = 0; k < q->n; k++) { q->v[k] = strtod(p, &end); if (end == p) { free(buf); return -1; } p = end; }
+    }
+    free(buf);
+    return 0;
+}
+
+static const ref_rec *ref_get(const ref_file *rf, const char *c, const char *name) {
+    char full[200];
+    int i;
+    snprintf(full, sizeof full, "%s.%s", c, name);
+    for (i = 0; i < rf->n; i++) if (!strcmp(rf->r[i].name, full)) return &rf->r[i];
+    return NULL;
+}
+
+/* max|got - want| <= 1e-4 max|want| (an all-zero reference: got must be below 1e-12) */
+static void ref_compare(const char *what, const double *got, const double *want, size_t n, double *worst) {
+    double dmax = 0, wmax = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (fabs(want[i]) > wmax) wmax = fabs(want[i]);
+        if (fabs(got[i] - want[i]) > dmax) dmax = fabs(got[i] - want[i]);
+    }
+    if (worst && dmax > *worst) *worst = dmax;
+    if (wmax == 0) CHECK(dmax < 1e-12, "%s: a zero reference, got %.3e", what, dmax);
+    else CHECK(dmax <= 1e-4 * wmax, "%s: max|diff| %.3e, max|ref| %.3e", what, dmax, wmax);
+}
+
+/* PyTorch's name (proj_t.weight, fuse.bias) -> ours (xp.proj.t.weight, fuse.proj.bias) */
+static const mmspcl_param_info *ref_param(const mmspcl_params *P, const char *torch_name) {
+    char ours[200];
+    if (!strncmp(torch_name, "proj_", 5)) snprintf(ours, sizeof ours, "xp.proj.%c%s", torch_name[5], torch_name + 6);
+    else if (!strncmp(torch_name, "fuse.", 5)) snprintf(ours, sizeof ours, "fuse.proj.%s", torch_name + 5);
+    else return NULL;
+    return mmspcl_params_find(P, ours);
+}
+
+/* the saved layer and fusion through mmspcl_xprune_forward / mmspcl_fuse_linear_forward (float) */
+static void ref_float(const char *c, const mmspcl_params *P, const mmspcl_xprune_train *xp, const mmspcl_fusion *fu,
+                      const double *const x[3], int n, const ref_rec *out) {
+    mmspcl_writer *wr = mmspcl_writer_create();
+    mmspcl_weights *w = NULL;
+    mmspcl_error err;
+    mmspcl_xprune h;
+    mmspcl_fuse_linear fl;
+    unsigned char *bytes = NULL;
+    size_t nbytes = 0, i;
+    float *hold = NULL, *xf[3], *yf[3], *of = (float *)malloc(sizeof(float) * out->n);
+    double *od = (double *)malloc(sizeof(double) * out->n);
+    int m, ok;
+    for (m = 0; m < 3; m++) {
+        xf[m] = (float *)malloc(sizeof(float) * (size_t)n * xp->cfg.dims[m]);
+        yf[m] = (float *)malloc(sizeof(float) * (size_t)n * xp->lay.width[m]);
+        for (i = 0; i < (size_t)n * xp->cfg.dims[m]; i++) xf[m][i] = (float)x[m][i];
+    }
+    ok = wr && !mmspcl_xprune_train_write_config(xp, wr) && !mmspcl_fusion_write_config(fu, wr, NULL) &&
+         !mmspcl_params_write(P, wr, NULL, 0, &hold, &err) && !mmspcl_writer_save_to_memory(wr, &bytes, &nbytes, &err) &&
+         !mmspcl_weights_from_memory(&w, bytes, nbytes, &err) && !mmspcl_xprune_load(&h, w, "xp", &err) &&
+         !mmspcl_fuse_linear_load(&fl, w, "fuse", &err) &&
+         !mmspcl_xprune_forward(&h, (const float *const *)xf, n, yf, NULL, &err) &&
+         !mmspcl_fuse_linear_forward(&fl, (const float *const *)yf, n, of, &err);
+    CHECK(ok, "%s: save, load, float forward: %s", c, err.msg);
+    for (i = 0; i < out->n; i++) od[i] = of[i];
+    if (ok) {
+        char what[80];
+        snprintf(what, sizeof what, "%s: float inference", c);
+        ref_compare(what, od, out->v, out->n, NULL);
+    }
+    mmspcl_weights_free(w);
+    mmspcl_writer_free(wr);
+    free(bytes); free(hold); free(of); free(od);
+    for (m = 0; m < 3; m++) { free(xf[m]); free(yf[m]); }
+}
+
+static void ref_case(const ref_file *rf, const char *c) {
+    const ref_rec *cfg = ref_get(rf, c, "cfg"), *tau = ref_get(rf, c, "tau"), *W = ref_get(rf, c, "W"), *out = ref_get(rf, c, "out");
+    static const char *const mn[3] = { "t", "a", "v" };
+    mmspcl_xprune_cfg pc;
+    mmspcl_xprune_train xp;
+    mmspcl_fusion_cfg fc;
+    mmspcl_fusion fu;
+    mmspcl_params P;
+    mmspcl_rng r;
+    mmspcl_error err;
+    double *x[3], *y[3], *dy[3], *dx[3], *o, worst = 0;
+    int i, m, n, C, grads = 0, kept_ok = 1;
+    if (!cfg || cfg->n != 9 || !tau || !W || !out) { CHECK(0, "%s: records missing", c); return; }
+    memset(&pc, 0, sizeof pc);
+    n = (int)cfg->v[0];
+    for (m = 0; m < 3; m++) pc.dims[m] = (int)cfg->v[1 + m];
+    pc.K = (int)cfg->v[4]; pc.proj_dim = (int)cfg->v[5]; pc.rule = (int)cfg->v[6]; pc.joint = (int)cfg->v[7]; pc.tau = tau->v[0];
+    C = (int)cfg->v[8];
+    mmspcl_params_init(&P);
+    mmspcl_rng_seed(&r, 7);
+    CHECK(!mmspcl_xprune_train_create(&xp, &P, "xp", &pc, &r, &err), "%s: create: %s", c, err.msg);
+    mmspcl_fusion_defaults(&fc, MMSPCL_FUSION_LINEAR);
+    for (m = 0; m < 3; m++) fc.dims[m] = xp.lay.width[m];
+    fc.out_dim = C;
+    CHECK(!mmspcl_fusion_create(&fu, &P, "fuse", &fc, &r, &err), "%s: fusion: %s", c, err.msg);
+    for (i = 0; i < rf->n; i++) {   /* PyTorch's parameters into ours */
+        char pre[64];
+        const mmspcl_param_info *pi;
+        snprintf(pre, sizeof pre, "%s.param.", c);
+        if (strncmp(rf->r[i].name, pre, strlen(pre))) continue;
+        pi = ref_param(&P, rf->r[i].name + strlen(pre));
+        CHECK(pi && pi->n == rf->r[i].n, "%s has no place in ours", rf->r[i].name);
+        if (pi && pi->n == rf->r[i].n) memcpy(P.w + pi->off, rf->r[i].v, sizeof(double) * pi->n);
+    }
+    for (m = 0; m < 3; m++) {
+        char name[16];
+        snprintf(name, sizeof name, "x.%s", mn[m]);
+        x[m] = ref_get(rf, c, name)->v;
+        y[m] = (double *)malloc(sizeof(double) * (size_t)n * xp.lay.width[m]);
+        dy[m] = (double *)calloc((size_t)n * xp.lay.width[m], sizeof(double));
+        dx[m] = (double *)calloc((size_t)n * pc.dims[m], sizeof(double));
+    }
+    o = (double *)malloc(sizeof(double) * (size_t)n * C);
+    CHECK(!mmspcl_xprune_train_forward(&xp, &P, (const double *const *)x, n, y, &err) &&
+          !mmspcl_fusion_forward(&fu, &P, (const double *const *)y, n, o, NULL, &err), "%s: forward: %s", c, err.msg);
+    for (m = 1; m < 3; m++) {   /* the heads chosen */
+        char name[16];
+        const ref_rec *k;
+        snprintf(name, sizeof name, "kept.%s", mn[m]);
+        k = ref_get(rf, c, name);
+        for (i = 0; k && i < n * xp.lay.np[m]; i++)
+            kept_ok &= xp.kept[(size_t)(i / xp.lay.np[m]) * xp.lay.n_kept + xp.lay.koff[m] + i % xp.lay.np[m]] == (unsigned char)k->v[i];
+        CHECK(k && (int)k->n == n * xp.lay.np[m], "%s: kept.%s shape", c, mn[m]);
+    }
+    CHECK(kept_ok, "%s: the heads zeroed differ from PyTorch's", c);
+    {
+        char what[80];
+        snprintf(what, sizeof what, "%s: output", c);
+        ref_compare(what, o, out->v, out->n, &worst);
+    }
+    mmspcl_params_zero_grad(&P);
+    mmspcl_fusion_backward(&fu, &P, (const double *const *)y, n, W->v, dy);
+    mmspcl_xprune_train_backward(&xp, &P, (const double *const *)x, n, (const double *const *)dy, dx);
+    for (i = 0; i < rf->n; i++) {
+        char pre[64];
+        const mmspcl_param_info *pi;
+        snprintf(pre, sizeof pre, "%s.grad.", c);
+        if (strncmp(rf->r[i].name, pre, strlen(pre)) || !strncmp(rf->r[i].name + strlen(pre), "x.", 2)) continue;
+        pi = ref_param(&P, rf->r[i].name + strlen(pre));
+        if (pi && pi->n == rf->r[i].n) ref_compare(rf->r[i].name, P.g + pi->off, rf->r[i].v, pi->n, NULL);
+        else CHECK(0, "%s: no tensor", rf->r[i].name);
+        grads++;
+    }
+    for (m = 0; m < 3; m++) {
+        char name[16];
+        snprintf(name, sizeof name, "grad.x.%s", mn[m]);
+        ref_compare(name, dx[m], ref_get(rf, c, name)->v, (size_t)n * pc.dims[m], NULL);
+        grads++;
+    }
+    ref_float(c, &P, &xp, &fu, (const double *const *)x, n, out);
+    printf("  vs PyTorch pruning %-10s  %d gradients compared, output max|diff| %.2e\n", c, grads, worst);
+    for (m = 0; m < 3; m++) { free(y[m]); free(dy[m]); free(dx[m]); }
+    free(o);
+    mmspcl_xprune_train_free(&xp);
+    mmspcl_fusion_free(&fu);
+    mmspcl_params_free(&P);
+}
+
+static void test_reference(void) {
+    static const char *const cases[5] = { "proj_sep", "proj_joint", "proj_thr", "raw_sep", "raw_thr" };
+    ref_file rf;
+    int k;
+    if (ref_load(&rf, "tests/data/prune_ref/prune_ref.txt")) { CHECK(0, "cannot read tests/data/prune_ref/prune_ref.txt"); return; }
+    for (k = 0; k < 5; k++) ref_case(&rf, cases[k]);
+    for (k = 0; k < rf.n; k++) free(rf.r[k].v);
+    free(rf.r);
+}
+
+/* bad configurations are refused with a message naming the problem */
+static void test_plan_errors(void) {
+    mmspcl_xprune_cfg c;
+    mmspcl_xprune_layout l;
+    mmspcl_error err;
+    memset(&c, 0, sizeof c);
+    c.dims[0] = 8; c.dims[1] = 6; c.dims[2] = 5; c.K = 4;
+    CHECK(!mmspcl_xprune_plan(&c, &l, &err) && l.mods == (MMSPCL_MOD_A | MMSPCL_MOD_V) && l.np[1] == 2 && l.np[2] == 2 && l.n_kept == 4,
+          "default pruning set: a and v");
+    c.mods = MMSPCL_MOD_T | MMSPCL_MOD_A;
+    CHECK(mmspcl_xprune_plan(&c, &l, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "not the base t"), "the base cannot be pruned: %s", err.msg);
+    c.mods = 0; c.K = 3;
+    CHECK(mmspcl_xprune_plan(&c, &l, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "multiple of head size 3"), "K must divide the base: %s", err.msg);
+    c.K = 4; c.proj_dim = 6;
+    CHECK(mmspcl_xprune_plan(&c, &l, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "base width 6"), "K must divide the projection: %s", err.msg);
+    c.proj_dim = 0; c.rule = MMSPCL_PRUNE_THRESHOLD; c.tau = (double)NAN;
+    CHECK(mmspcl_xprune_plan(&c, &l, &err) == MMSPCL_ERR_ARG, "a NaN threshold is refused");
+    c.rule = MMSPCL_PRUNE_ARGMAX; c.dims[2] = 0; c.mods = MMSPCL_MOD_V;
+    CHECK(mmspcl_xprune_plan(&c, &l, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "v is not present"), "an absent pruning modality: %s", err.msg);
+    c.mods = 0; c.dims[0] = 0;
+    CHECK(mmspcl_xprune_plan(&c, &l, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "base modality 0 is not present"), "an absent base: %s", err.msg);
+}
+
 int main(void) {
     float out[9], two[2 * 9];
     unsigned char kept[5], kept2[2 * 5];
@@ -57,5 +278,7 @@ int main(void) {
           "a base width that is not a multiple of K is refused: %s", err.msg);
     CHECK(mmspcl_prune_threshold_apply(base, 2, prune, 9, 2, (double)NAN, 1, out, kept, &err) == MMSPCL_ERR_ARG,
           "a NaN threshold is refused");
+    test_plan_errors();
+    test_reference();
     return TEST_END();
 }

@@ -512,6 +512,8 @@ static void test_fusion_grad(void) {
     fc.d_model = 8; fc.n_heads = 2; fc.ff_mult = 2; fc.n_layers = 3; fc.fusion_start = 1; fc.n_fusion = 2;
     fc.out_dim = 5; fc.dropout = 0.1;
     fusion_grad_check("fusion (c) MBT", &fc, 3);
+    fc.bottleneck = MMSPCL_BOTTLENECK_PAIR;   /* a token set per pair (the paper's equations 8-9) */
+    fusion_grad_check("fusion (c) MBT, bottlenecks per pair", &fc, 3);
 }
 
 /* ---- MSVE ------------------------------------------------------------------------------------- */
@@ -728,6 +730,34 @@ static void test_curriculum(void) {
 }
 
 /* ---- optimiser -------------------------------------------------------------------------------- */
+/* the AdamW kernel (AVX2 where the CPU has it) against the definition: the same bits, for sizes
+   around the 4-wide vectors and the 4096 blocks, decay or not, several steps */
+static void test_adamw_kernel(void) {
+    static const size_t sizes[] = {1, 3, 4, 5, 7, 8, 9, 31, 4095, 4097, 10007};
+    mmspcl_rng r;
+    size_t s, i;
+    int step, bad = 0;
+    mmspcl_rng_seed(&r, 77);
+    for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const size_t n = sizes[s];
+        double *a = (double *)malloc(sizeof(double) * 7 * n), *g = a + 6 * n;
+        for (i = 0; i < 3 * n; i++) a[i] = mmspcl_rng_normal(&r);
+        for (i = 0; i < n; i++) a[2 * n + i] = fabs(a[2 * n + i]) * 1e-3;   /* v >= 0 */
+        memcpy(a + 3 * n, a, sizeof(double) * 3 * n);
+        for (step = 1; step <= 3; step++) {
+            mmspcl__t_adamw_k k;
+            k.decay = s % 2 ? 1.0 : 1.0 - 1e-3 * 0.01; k.b1 = 0.9; k.ob1 = 1.0 - 0.9; k.b2 = 0.999; k.ob2 = 1.0 - 0.999;
+            k.bc1 = 1.0 - pow(0.9, step); k.bc2 = 1.0 - pow(0.999, step); k.lr = 1e-3; k.eps = 1e-8;
+            for (i = 0; i < n; i++) g[i] = mmspcl_rng_normal(&r) * (i % 5 == 0 ? 1e-6 : 1.0);
+            mmspcl__t_adamw_scalar(a, a + n, a + 2 * n, g, n, &k);
+            mmspcl__t_adamw_run(a + 3 * n, a + 4 * n, a + 5 * n, g, n, &k, 1);
+        }
+        bad += memcmp(a, a + 3 * n, sizeof(double) * 3 * n) != 0;
+        free(a);
+    }
+    CHECK(!bad, "AdamW kernel differs from its definition in %d of %d sizes", bad, (int)(sizeof sizes / sizeof sizes[0]));
+}
+
 static void test_optim(void) {
     mmspcl_params P;
     mmspcl_adamw_cfg o;
@@ -810,7 +840,7 @@ static void test_msve_checkpoint(void) {
     CHECK(mmspcl_weights_open(&w, path, &err) == MMSPCL_OK, "open %s: %s", path, err.msg);
     if (!w) return;
     CHECK(mmspcl_msve_load(&inf, w, "msve", &err) == MMSPCL_OK, "mmspcl_msve_load: %s", err.msg);
-    CHECK(inf.combos == M.cfg.combos && inf.mlp[7].fc1.in == 12 && inf.mlp[1].fc1.out == 6, "msve: loaded structure");
+    CHECK(inf.combos == M.cfg.combos && inf.fc[7][0].in == 12 && inf.hidden == 6 && inf.depth[7] == 3 && inf.depth[1] == 1, "msve: loaded structure");
     mmspcl_msve_forward(&inf, (const float *const *)x, n, 0, lf, NULL);
     mmspcl_msve_model_predict(&M, (const float *const *)x, n, 0, NULL, ld, NULL);
     {
@@ -992,9 +1022,11 @@ static double train_msve_on(const synth *tr, const synth *va, const synth *te, u
     mmspcl_metrics mt;
     mmspcl_error err;
     double acc;
+    int k2;
     memset(&cfg, 0, sizeof cfg);
     cfg.n_classes = 4; cfg.dims[0] = cfg.dims[1] = cfg.dims[2] = SYN_DIM; cfg.hidden = 32; cfg.act = MMSPCL_ACT_GELU;
     cfg.combos = combos; cfg.dropout = 0.1;
+    for (k2 = 1; k2 < 8; k2++) cfg.depth[k2] = 2;   /* this task was built for a 2-layer MLP per combination */
     mmspcl_msve_model_create(&M, &cfg, 1234, NULL);
     mmspcl_msve_train_defaults(&tc);
     tc.epochs = 40; tc.k = k; tc.lr = 3e-3; tc.patience = 8; tc.seed = 99;
@@ -1165,6 +1197,7 @@ int main(void) {
     test_fusion_grad();
     test_msve_grad();
     test_optim();
+    test_adamw_kernel();
     test_spcl_reference();
     test_metrics();
     test_curriculum();

@@ -101,6 +101,21 @@ static void test_saved_pair_bottleneck(void) {
     mmspcl_weights_free(w);
 }
 
+/* pruning with the common projection and the joint pool trains, saves and loads (mmspcl_xprune_load) */
+static void test_saved_prune(void) {
+    mmspcl_weights *w = NULL;
+    mmspcl_xprune p;
+    mmspcl_fuse_linear fl;
+    mmspcl_error err;
+    int rc = test_run(NULL, "build/examples/train_fusion --fusion prune --prune-proj 8 --prune-pool joint " ARGS " --epochs 1 --save " TMP "/p.mmw >/dev/null 2>&1");
+    CHECK(rc == 0, "prune --prune-proj --save: exit %d", rc);
+    CHECK(!mmspcl_weights_open(&w, TMP "/p.mmw", &err) && !mmspcl_xprune_load(&p, w, "prune", &err) && !mmspcl_fuse_linear_load(&fl, w, "fusion", &err),
+          "saved pruning layer and fusion load: %s", err.msg);
+    if (w) CHECK(p.cfg.proj_dim == 8 && p.cfg.joint == 1 && p.cfg.K == 4 && p.lay.mods == MMSPCL_MOD_A && fl.dims[0] == 8 && fl.dims[1] == 8,
+                 "saved pruning config");
+    mmspcl_weights_free(w);
+}
+
 /* exit status 1 or 2 and a message that contains want */
 static void expect_fail(const char *what, const char *args, const char *want) {
     char *out = NULL;
@@ -140,6 +155,10 @@ static void test_bad_input(void) {
     expect_fail("split word", "--t " TMP "/t_pad.f32 --len-t 4 --dim-t 8 --a " TMP "/t_pad.f32 --len-a 4 --dim-a 8 --labels " TMP "/lab2.txt --split " TMP "/sp_bad.txt", "line 2 'maybe' is not a split");
     expect_fail("label count", "--fusion linear --t " TMP "/t.f32 --len-t 4 --dim-t 8 --a " TMP "/a.f32 --len-a 3 --dim-a 4 --labels " TMP "/lab2.txt --split " TMP "/split.txt", "2 labels for 60 feature rows");
     expect_fail("bottleneck rule", "--fusion bottleneck --bottleneck per-triple " ARGS, "expected per-modality or per-pair");
+    expect_fail("prune pool", "--fusion prune --prune-pool both " ARGS, "expected separate or joint");
+    expect_fail("prune modalities", "--fusion prune --prune-mods tv " ARGS, "expected a, v or av");
+    expect_fail("absent pruning modality", "--fusion prune --prune-mods v " ARGS, "names v, which has no --v file");
+    expect_fail("projection not a multiple of K", "--fusion prune --prune-proj 6 " ARGS, "multiple of --prune-k 4");
     expect_fail("prune head size", "--fusion prune --prune-k 3 " ARGS, "multiple of --prune-k 3");
     CHECK(test_run(NULL, "build/examples/train_fusion --fusion prune --prune-threshold 0.5 " ARGS " --epochs 1 >/dev/null 2>&1") == 0,
           "prune with a threshold runs");
@@ -152,6 +171,7 @@ int main(void) {
     test_kinds();
     test_saved_mult();
     test_saved_pair_bottleneck();
+    test_saved_prune();
     test_inferred_lengths();
     return TEST_END();
 }

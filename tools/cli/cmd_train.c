@@ -447,7 +447,7 @@ static void media_progress(void *user, const char *stage, int done, int total, c
 }
 
 static int train_media(int argc, char **argv) {
-    const char *feats = NULL, *base = NULL, *out = NULL;
+    const char *feats = NULL, *base = NULL, *out = NULL, *combos = NULL, *depths = NULL;
     meld_media_recipe r;
     mmspcl_error err;
     int np, rc;
@@ -457,7 +457,9 @@ static int train_media(int argc, char **argv) {
             CLI_OPT_REQ("--media", &feats, "FEATS", "a folder of mmspcl extract -m MODEL (t, a and maybe v; train and dev rows)"),
             CLI_OPT_REQ("-m, --model", &base, "MODEL", "the classifier file the heads join (the -m of extract)"),
             CLI_OPT_REQ("-o, --output", &out, "OUT", "the classifier file to write: MODEL with meld.media.* heads"),
-            CLI_OPT_INT("--hidden", &r.hidden, 1, 1 << 16, "N", "hidden width of each combination's MLP"),
+            CLI_OPT_STR("--combos", &combos, "LIST", "combinations, e.g. t,ta,tv,tav", "all of the folder's modalities"),
+            CLI_OPT_STR("--depths", &depths, "LIST", "Linear layers per combination: paper (tv=2,tav=3, the others 1), tv=2,tav=3, 1, 2 or 3", "paper"),
+            CLI_OPT_INT("--hidden", &r.hidden, 1, 1 << 16, "N", "hidden width of the combinations with 2 or 3 layers"),
             CLI_OPT_INT("--epochs", &r.epochs, 1, 100000, "N", "epochs at most"),
             CLI_OPT_INT("--patience", &r.patience, 0, 100000, "N", "stop after N epochs without a better dev F1 (0: never)"),
             CLI_OPT_REAL("--lr", &r.lr, 0, 1, "X", "AdamW learning rate"),
@@ -477,6 +479,8 @@ static int train_media(int argc, char **argv) {
         in_paths[0] = base;
         if ((rc = cli_refuse_same(CMD, "-o", out, 1, in_opts, in_paths))) return rc;
     }
+    if (combos && mmspcl_combos_parse(combos, &r.combos, &err)) return cli_usage_error(CMD, "--combos: %s", err.msg);
+    if (depths && mmspcl_depths_parse(depths, r.depth, &err)) return cli_usage_error(CMD, "--depths: %s", err.msg);
     if (cli_check_weights_output(CMD, "-o", out)) return 1;
     if (meld_train_media(&r, base, feats, out, media_progress, NULL, &err)) return cli_fail(CMD, "%s", err.msg);
     fprintf(stderr, "wrote %s\n", out);

@@ -871,6 +871,7 @@ static mmspcl_status meld_train_head(meld_state *S, int k, const int *width, mms
     memset(&mc, 0, sizeof mc);
     mc.n_classes = C; mc.hidden = r->msve_hidden; mc.act = MMSPCL_ACT_GELU; mc.dropout = r->msve_dropout;
     for (mi = 0; mi < 3; mi++) mc.dims[mi] = k < 2 || k - 2 == mi ? width[mi] : 0;
+    for (mi = 1; mi < 8; mi++) mc.depth[mi] = 2;   /* the recipe was tuned with a 2-layer MLP per combination */
     if ((st = mmspcl_msve_model_create(M, &mc, r->seed + 100 + k, S->err))) return st;
     S->have_head[k] = 1;
     for (mi = 0; mi < 3; mi++)
@@ -1098,7 +1099,9 @@ done:
 /* ---- media heads from mmspcl extract's features ---- */
 void meld_media_defaults(meld_media_recipe *r) {
     memset(r, 0, sizeof *r);
-    r->hidden = 64; r->epochs = 50; r->patience = 5; r->lr = 1e-3; r->dropout = 0.1; r->seed = 1;
+    /* the paper's MSVE (mmspcl_msve_train_defaults: lr 1e-4, 200 epochs, patience 10; hidden 100,
+       the paper's depths) */
+    r->hidden = 100; r->epochs = 200; r->patience = 10; r->lr = 1e-4; r->dropout = 0.1; r->seed = 1;
 }
 
 /* the extract folder: rows, widths, split and labels of each row */
@@ -1234,6 +1237,8 @@ static mmspcl_status meld_media_head(const meld_media_recipe *r, const meld_feat
     if (st) goto done;
     memset(&mc, 0, sizeof mc);
     mc.n_classes = C; mc.hidden = r->hidden; mc.act = MMSPCL_ACT_GELU; mc.dropout = r->dropout;
+    mc.combos = r->combos;
+    for (m = 0; m < 8; m++) mc.depth[m] = r->depth[m];
     for (m = 0; m < 3; m++) mc.dims[m] = f->dims[m];
     mmspcl_msve_train_defaults(&tc);
     tc.epochs = r->epochs; tc.patience = r->patience; tc.lr = r->lr; tc.seed = r->seed + (uint64_t)k; tc.standardize = 1;

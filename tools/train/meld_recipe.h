@@ -64,11 +64,15 @@ mmspcl_status meld_write_media_heads(const char *base_path, const mmspcl_msve_mo
 /* Media heads trained on the features `mmspcl extract -m BASE` wrote to folder feats (rows of
    split train train them, dev stops them early; t must be BASE's own t view, which the folder's
    manifest records): an MSVE head per task over t, a, v (as many as the folder has), inputs
-   standardised on train; base_path + the heads written to out_path (meld_write_media_heads). */
+   standardised on train; base_path + the heads written to out_path (meld_write_media_heads).
+   combos: the combinations (MMSPCL_COMBO bits; 0: all those of the folder's modalities), each
+   one Linear per layer of depth[c] (0: the paper's depth, mmspcl.h 12.6). */
 typedef struct meld_media_recipe {
     int hidden, epochs, patience;
     double lr, dropout;
     uint64_t seed;
+    unsigned combos;
+    int depth[8];
 } meld_media_recipe;
 void meld_media_defaults(meld_media_recipe *r);
 mmspcl_status meld_train_media(const meld_media_recipe *r, const char *base_path, const char *feats, const char *out_path,
