@@ -11,7 +11,7 @@ B        = build
 
 HEADERS     := mmspcl.h mmspcl_train.h
 CONVERT_SRC := $(wildcard tools/convert/*.c)
-CLI_SRC     := $(wildcard tools/cli/*.c) tools/train/meld_recipe.c tools/train/spcl_finetune.c
+CLI_SRC     := $(wildcard tools/cli/*.c) tools/train/meld_recipe.c tools/train/spcl_finetune.c tools/train/ablate.c
 TEST_SRC    := $(wildcard tests/test_*.c)
 TESTS       := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
 EXAMPLE_SRC := $(wildcard examples/*.c)

@@ -436,6 +436,9 @@ float mmspcl_dot_f32(const float *a, const float *b, int n);
 void mmspcl_layernorm(float *y, const float *x, const float *gamma, const float *beta, int rows,
                       int dim, float eps);
 void mmspcl_gelu(float *x, size_t n);        /* x * 0.5 * (1 + erf(x / sqrt(2))) */
+/* d[i] *= GELU'(x[i]) = 0.5 (1 + erf(x / sqrt(2))) + x exp(-x^2 / 2) / sqrt(2 pi) (training's
+   backward; the same polynomials as mmspcl_gelu on x86 with AVX2) */
+void mmspcl_gelu_grad(float *d, const float *x, size_t n);
 void mmspcl_quick_gelu(float *x, size_t n);  /* x * sigmoid(1.702 x), CLIP's activation */
 void mmspcl_softmax(float *x, int n);        /* in place, max-subtracted */
 /* Multi-head scaled dot-product attention. q: [n_q][ld_q], k, v: [n_k][ld_kv]; head h uses
@@ -3250,6 +3253,12 @@ static void mmspcl__gelu_scalar(float *x, size_t n) {
     for (i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
+static void mmspcl__gelu_grad_scalar(float *d, const float *x, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        d[i] *= 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f)) + x[i] * expf(-0.5f * x[i] * x[i]) * 0.39894228040143268f;
+}
+
 static void mmspcl__quick_gelu_scalar(float *x, size_t n) {
     size_t i;
     for (i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
@@ -4546,6 +4555,20 @@ static __attribute__((target("avx2,fma"))) size_t mmspcl__act_avx2(float *x, siz
     return i;
 }
 
+/* d[i] *= GELU'(x[i]) for the whole vectors of n; returns how many were done */
+static __attribute__((target("avx2,fma"))) size_t mmspcl__gelu_grad_avx2(float *d, const float *x, size_t n) {
+    size_t i;
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 cdf = _mm256_mul_ps(_mm256_set1_ps(0.5f),
+                                         _mm256_add_ps(_mm256_set1_ps(1.0f), mmspcl__erf256(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)))));
+        const __m256 pdf = _mm256_mul_ps(mmspcl__exp256(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(v, v))),
+                                         _mm256_set1_ps(0.39894228040143268f));
+        _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(d + i), _mm256_add_ps(cdf, _mm256_mul_ps(v, pdf))));
+    }
+    return i;
+}
+
 /* e[j] = exp(s[j] * scale - max) (0 where valid[j] == 0), in place; returns the sum of e. */
 static __attribute__((target("avx2,fma"))) float mmspcl__softmax_row_avx2(float *s, int n, float scale,
                                                                           const unsigned char *valid) {
@@ -5082,6 +5105,14 @@ void mmspcl_gelu(float *x, size_t n) {
     if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2) i = mmspcl__act_avx2(x, n, 0);
 #endif
     mmspcl__gelu_scalar(x + i, n - i);
+}
+
+void mmspcl_gelu_grad(float *d, const float *x, size_t n) {
+    size_t i = 0;
+#ifdef MMSPCL__X86_DISPATCH
+    if (mmspcl__x86_features(0) & MMSPCL__CPU_AVX2) i = mmspcl__gelu_grad_avx2(d, x, n);
+#endif
+    mmspcl__gelu_grad_scalar(d + i, x + i, n - i);
 }
 
 void mmspcl_quick_gelu(float *x, size_t n) {

@@ -3422,14 +3422,15 @@ static void mmspcl__rt_ln_bwd(mmspcl_roberta_train *m, float *dx, const float *d
         }
 }
 
-static float mmspcl__rt_gelu_grad(float x) {
-    return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * expf(-0.5f * x * x) * 0.39894228040143268f;
-}
-/* d[i] *= GELU'(f[i]) */
+/* d[i] *= GELU'(f[i]) (mmspcl_gelu_grad), in blocks over the threads */
 static void mmspcl__rt_gelu_bwd(float *d, const float *f, size_t n) {
-    long i;
+    const long nb = (long)((n + 4095) / 4096);
+    long b;
     MMSPCL__OMP_FOR
-    for (i = 0; i < (long)n; i++) d[i] *= mmspcl__rt_gelu_grad(f[i]);
+    for (b = 0; b < nb; b++) {
+        const size_t i0 = (size_t)b * 4096;
+        mmspcl_gelu_grad(d + i0, f + i0, n - i0 < 4096 ? n - i0 : 4096);
+    }
 }
 
 /* Per-layer cache layout, every block sized for max_tokens rows */
@@ -3652,17 +3653,92 @@ mmspcl_status mmspcl_roberta_train_from_weights(mmspcl_roberta_train *m, const m
     return MMSPCL_OK;
 }
 
+static uint64_t mmspcl__rt_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+float mmspcl_roberta_train_dropout(uint64_t key, uint32_t site, uint64_t index, float p) {
+    uint64_t h;
+    if (!(p > 0.0f)) return 1.0f;
+    h = mmspcl__rt_mix(key ^ mmspcl__rt_mix(((uint64_t)site << 48) + index + 0x9E3779B97F4A7C15ull));
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0) < (double)p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+/* out[j] = mmspcl_roberta_train_dropout(key, site, index0 + j, p) for j < n (p > 0): the
+   definition, and an AVX-512 (F + DQ) kernel with the same bits, 16 indices at a time. The
+   kernel compares the 53-bit draw h >> 11 with ceil(p 2^53) as integers: for an integer x below
+   2^53, x 2^-53 < p exactly when x < ceil(p 2^53). */
+static void mmspcl__rt_mask_scalar(float *out, uint64_t key, uint32_t site, uint64_t index0, int n, float p) {
+    int j;
+    for (j = 0; j < n; j++) out[j] = mmspcl_roberta_train_dropout(key, site, index0 + (uint64_t)j, p);
+}
+#ifdef MMSPCL__T_X86
+/* GCC 12's AVX-512 headers trip -W(maybe-)uninitialized in C++ (GCC bug 105593, fixed in 13) */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define MMSPCL__T_POP_DIAGNOSTIC 1
+#endif
+static inline __attribute__((always_inline, target("avx512f,avx512dq"))) __m512i mmspcl__rt_mix512(__m512i z) {
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ull));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), _mm512_set1_epi64((long long)0x94D049BB133111EBull));
+    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+static __attribute__((target("avx512f,avx512dq"))) void mmspcl__rt_mask_avx512(float *out, uint64_t key, uint32_t site,
+                                                                              uint64_t index0, int n, float p) {
+    const __m512i step = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), kv = _mm512_set1_epi64((long long)key);
+    const __m512i thr = _mm512_set1_epi64((long long)(uint64_t)ceil((double)p * 9007199254740992.0));
+    const __m512 keep = _mm512_set1_ps(1.0f / (1.0f - p));
+    uint64_t base = ((uint64_t)site << 48) + index0 + 0x9E3779B97F4A7C15ull;
+    int j;
+    for (j = 0; j < n; j += 16, base += 16) {
+        const __m512i z0 = _mm512_add_epi64(_mm512_set1_epi64((long long)base), step);
+        const __m512i z1 = _mm512_add_epi64(z0, _mm512_set1_epi64(8));
+        const __m512i h0 = _mm512_srli_epi64(mmspcl__rt_mix512(_mm512_xor_si512(kv, mmspcl__rt_mix512(z0))), 11);
+        const __m512i h1 = _mm512_srli_epi64(mmspcl__rt_mix512(_mm512_xor_si512(kv, mmspcl__rt_mix512(z1))), 11);
+        const __mmask16 kept = (__mmask16)(_mm512_cmpge_epu64_mask(h0, thr) | (_mm512_cmpge_epu64_mask(h1, thr) << 8));
+        const __m512 v = _mm512_maskz_mov_ps(kept, keep);
+        if (n - j >= 16) _mm512_storeu_ps(out + j, v);
+        else _mm512_mask_storeu_ps(out + j, (__mmask16)((1u << (n - j)) - 1u), v);
+    }
+}
+#ifdef MMSPCL__T_POP_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#undef MMSPCL__T_POP_DIAGNOSTIC
+#endif
+#endif
+/* simd: 0 the definition, 1 the AVX-512 kernel where the CPU has it */
+static void mmspcl__rt_mask_row(float *out, uint64_t key, uint32_t site, uint64_t index0, int n, float p, int simd) {
+#ifdef MMSPCL__T_X86
+    if (simd && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) {
+        mmspcl__rt_mask_avx512(out, key, site, index0, n, p);
+        return;
+    }
+#endif
+    (void)simd;
+    mmspcl__rt_mask_scalar(out, key, site, index0, n, p);
+}
+
 /* The dropout of the attention probabilities of one (sequence, head): p > 0 when it applies;
    element (i, j) of the [L][L] block at probability offset base. */
 typedef struct mmspcl__rt_adrop { float p; uint64_t key, base; uint32_t site; } mmspcl__rt_adrop;
-#define MMSPCL__RT_AMASK(a, i, j, L) \
-    ((a)->p > 0.0f ? mmspcl_roberta_train_dropout((a)->key, (a)->site, (a)->base + (uint64_t)(i) * (L) + (j), (a)->p) : 1.0f)
+#define MMSPCL__RT_MCHUNK 128   /* mask values made at a time (a stack buffer) */
+/* mk[j - j0] = mask of (i, j) for j0 <= j < j0 + n (1 without dropout) */
+static void mmspcl__rt_amask(float *mk, const mmspcl__rt_adrop *a, int i, int j0, int n, int L) {
+    int j;
+    if (a->p > 0.0f) mmspcl__rt_mask_row(mk, a->key, a->site, a->base + (uint64_t)i * (uint64_t)L + (uint64_t)j0, n, a->p, 1);
+    else for (j = 0; j < n; j++) mk[j] = 1.0f;
+}
 
 /* attention of one (sequence, head): probs [L][L] kept (before dropout) */
 static void mmspcl__rt_attn_fwd(const float *q, const float *k, const float *v, float *ctx, float *probs, int L,
                                 int H, int h, int hd, const mmspcl__rt_adrop *dr) {
     const float scale = 1.0f / sqrtf((float)hd);
-    int i, j, d;
+    float mk[MMSPCL__RT_MCHUNK];
+    int i, j, j0, d;
     for (i = 0; i < L; i++) {
         float *p = probs + (size_t)i * L;
         const float *qi = q + (size_t)i * H + h * hd;
@@ -3670,11 +3746,15 @@ static void mmspcl__rt_attn_fwd(const float *q, const float *k, const float *v, 
         for (j = 0; j < L; j++) p[j] = mmspcl_dot_f32(qi, k + (size_t)j * H + h * hd, hd) * scale;
         mmspcl_softmax(p, L);
         for (d = 0; d < hd; d++) oi[d] = 0.0f;
-        for (j = 0; j < L; j++) {
-            const float *vj = v + (size_t)j * H + h * hd;
-            const float pj = p[j] * MMSPCL__RT_AMASK(dr, i, j, L);
-            if (pj == 0.0f) continue;
-            for (d = 0; d < hd; d++) oi[d] += pj * vj[d];
+        for (j0 = 0; j0 < L; j0 += MMSPCL__RT_MCHUNK) {
+            const int n = L - j0 < MMSPCL__RT_MCHUNK ? L - j0 : MMSPCL__RT_MCHUNK;
+            mmspcl__rt_amask(mk, dr, i, j0, n, L);
+            for (j = j0; j < j0 + n; j++) {
+                const float *vj = v + (size_t)j * H + h * hd;
+                const float pj = p[j] * mk[j - j0];
+                if (pj == 0.0f) continue;
+                for (d = 0; d < hd; d++) oi[d] += pj * vj[d];
+            }
         }
     }
 }
@@ -3691,17 +3771,21 @@ static mmspcl_status mmspcl__rt_attn_bwd(const float *q, const float *k, const f
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t o = (size_t)h * hd;
     mmspcl_status st;
-    int i, j;
+    float mk[MMSPCL__RT_MCHUNK];
+    int i, j, j0;
     if ((st = mmspcl_gemm_f32_ws(0, 1, L, L, hd, dctx + o, H, v + o, H, dp, L, 0, work, nw))) return st;   /* dctx V^T */
     for (i = 0; i < L; i++) {
         const float *p = probs + (size_t)i * L;
         float *dpi = dp + (size_t)i * L, *pmi = pm + (size_t)i * L;
         double s = 0.0;
-        for (j = 0; j < L; j++) {
-            const float mk = MMSPCL__RT_AMASK(dr, i, j, L);
-            dpi[j] *= mk;
-            pmi[j] = p[j] * mk;
-            s += (double)p[j] * dpi[j];
+        for (j0 = 0; j0 < L; j0 += MMSPCL__RT_MCHUNK) {
+            const int n = L - j0 < MMSPCL__RT_MCHUNK ? L - j0 : MMSPCL__RT_MCHUNK;
+            mmspcl__rt_amask(mk, dr, i, j0, n, L);
+            for (j = j0; j < j0 + n; j++) {
+                dpi[j] *= mk[j - j0];
+                pmi[j] = p[j] * mk[j - j0];
+                s += (double)p[j] * dpi[j];
+            }
         }
         for (j = 0; j < L; j++) dpi[j] = p[j] * (dpi[j] - (float)s) * scale;   /* dS */
     }
@@ -3721,10 +3805,15 @@ static void mmspcl__rt_drop_rows(const mmspcl_roberta_train *m, float *x, uint32
     MMSPCL__OMP_FOR
     for (b = 0; b < m->batch; b++) {
         const uint64_t r = (uint64_t)(m->fwd_row0 + b) * (uint64_t)m->max_seq;
-        int i, c;
+        float mk[MMSPCL__RT_MCHUNK];
+        int i, c, c0;
         for (i = 0; i < m->lens[b]; i++) {
             float *xr = x + (size_t)(m->starts[b] + i) * H;
-            for (c = 0; c < H; c++) xr[c] *= mmspcl_roberta_train_dropout(m->fwd_key, site, (r + (uint64_t)i) * (uint64_t)H + (uint64_t)c, p);
+            for (c0 = 0; c0 < H; c0 += MMSPCL__RT_MCHUNK) {
+                const int n = H - c0 < MMSPCL__RT_MCHUNK ? H - c0 : MMSPCL__RT_MCHUNK;
+                mmspcl__rt_mask_row(mk, m->fwd_key, site, (r + (uint64_t)i) * (uint64_t)H + (uint64_t)c0, n, p, 1);
+                for (c = 0; c < n; c++) xr[c0 + c] *= mk[c];
+            }
         }
     }
 }
@@ -3734,19 +3823,6 @@ static void mmspcl__rt_adrop_set(mmspcl__rt_adrop *d, const mmspcl_roberta_train
     d->key = m->fwd_key;
     d->base = ((uint64_t)(m->fwd_row0 + b) * (uint64_t)m->cfg.num_heads + (uint64_t)h) * (uint64_t)m->max_seq * (uint64_t)m->max_seq;
     d->site = 1 + 3 * (uint32_t)l;
-}
-
-static uint64_t mmspcl__rt_mix(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-float mmspcl_roberta_train_dropout(uint64_t key, uint32_t site, uint64_t index, float p) {
-    uint64_t h;
-    if (!(p > 0.0f)) return 1.0f;
-    h = mmspcl__rt_mix(key ^ mmspcl__rt_mix(((uint64_t)site << 48) + index + 0x9E3779B97F4A7C15ull));
-    return (double)(h >> 11) * (1.0 / 9007199254740992.0) < (double)p ? 0.0f : 1.0f / (1.0f - p);
 }
 
 void mmspcl_roberta_train_freeze(mmspcl_roberta_train *m, int n_layers) {

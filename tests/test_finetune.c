@@ -62,6 +62,24 @@ static void test_dropout_masks(void) {
           "dropout: deterministic; p <= 0 keeps everything");
 }
 
+/* the mask rows of the passes (AVX-512 F + DQ where the CPU has them) against the definition:
+   the same values for odd lengths, high indices and sites, rates near 0 and 1 */
+static void test_mask_rows(void) {
+    static const float ps[5] = {1e-7f, 0.1f, 0.5f, 0.9f, 0.9999999f};
+    static const int ns[6] = {1, 7, 15, 16, 17, 333};
+    float a[333], b[333];
+    int k, t, bad = 0;
+    for (k = 0; k < 5; k++)
+        for (t = 0; t < 6; t++) {
+            const uint64_t key = 0x123456789ull * (uint64_t)(k + 1) + (uint64_t)t, index0 = (uint64_t)t << (8 * t);
+            const uint32_t site = 37u * (uint32_t)(k + t);
+            mmspcl__rt_mask_scalar(a, key, site, index0, ns[t], ps[k]);
+            mmspcl__rt_mask_row(b, key, site, index0, ns[t], ps[k], 1);
+            bad += memcmp(a, b, sizeof(float) * (size_t)ns[t]) != 0;
+        }
+    CHECK(!bad, "dropout mask rows: %d of 30 differ from mmspcl_roberta_train_dropout", bad);
+}
+
 #define FB 3
 #define FS 7
 static const int f_lens[FB] = {5, 3, 7};
@@ -599,6 +617,7 @@ static void test_query_prompts(void) {
 int main(void) {
     if (test_run(NULL, "mkdir -p build/tests/tmp") != 0) CHECK(0, "mkdir");
     test_dropout_masks();
+    test_mask_rows();
     test_dropout_forward_backward();
     test_from_weights();
     test_freeze();

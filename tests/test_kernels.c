@@ -291,6 +291,18 @@ static void test_activations_long(void) {
     mmspcl_quick_gelu(ys, 1003);
     for (i = 0; i < 1003; i++) worst_q = fmax(worst_q, fabs(ys[i] - xs[i] / (1 + exp(-1.702 * xs[i]))) / (1 + fabs(xs[i])));
     CHECK(worst_q < 1e-6, "quick gelu error %g", worst_q);
+    for (i = 0; i < 1003; i++) ys[i] = 1.0f + 0.5f * frand(&seed);
+    {   /* GELU's derivative times a gradient, against the double formula */
+        float d[1003];
+        double worst_g = 0;
+        memcpy(d, ys, sizeof d);
+        mmspcl_gelu_grad(d, xs, 1003);
+        for (i = 0; i < 1003; i++) {
+            const double x = xs[i], g = 0.5 * (1 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2 * 3.14159265358979323846);
+            worst_g = fmax(worst_g, fabs(d[i] - ys[i] * g) / fabs(ys[i]));
+        }
+        CHECK(worst_g < 1e-6, "gelu gradient error %g", worst_g);
+    }
     memcpy(ys, xs, sizeof xs);
     mmspcl_softmax(ys, 1003);
     for (i = 0; i < 1003; i++) se += exp(xs[i] - 30.0);

@@ -175,4 +175,5 @@ int mmspcl_cmd_encode_text(int argc, char **argv);
 int mmspcl_cmd_train(int argc, char **argv);
 int mmspcl_cmd_eval(int argc, char **argv);
 int mmspcl_cmd_classify(int argc, char **argv);
+int mmspcl_cmd_ablate(int argc, char **argv);
 #endif

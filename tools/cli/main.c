@@ -17,6 +17,7 @@ static const cli_command commands[] = {
     {"extract", mmspcl_cmd_extract, "per-utterance t / a / v features of a MELD CSV for train_msve (resumable, sharded)"},
     {"tokenize", mmspcl_cmd_tokenize, "byte-level BPE token ids of a text or of the lines of a file"},
     {"inspect", mmspcl_cmd_inspect, "hyper-parameters, tokenizer and tensor table of a weight file"},
+    {"ablate", mmspcl_cmd_ablate, "the paper's ablation tables 2-5 (fusion, bottlenecks, pruning, MSVE) on a feature set"},
     {"bench", mmspcl_cmd_bench, "time the encoder of a weight file (or one linear layer)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
