@@ -11,7 +11,7 @@ B        = build
 
 HEADERS     := mmspcl.h mmspcl_train.h
 CONVERT_SRC := $(wildcard tools/convert/*.c)
-CLI_SRC     := $(wildcard tools/cli/*.c) tools/train/meld_recipe.c tools/train/spcl_finetune.c tools/train/ablate.c
+CLI_SRC     := $(wildcard tools/cli/*.c) tools/train/meld_recipe.c tools/train/spcl_finetune.c tools/train/ablate.c tools/train/pretrain.c tools/train/meld_heads.c
 TEST_SRC    := $(wildcard tests/test_*.c)
 TESTS       := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
 EXAMPLE_SRC := $(wildcard examples/*.c)
@@ -61,6 +61,15 @@ check-headers: | $(B)
 # The main job: the emotion and sentiment of each utterance of a dialogue, with the shipped model.
 run: $(B)/mmspcl
 	@build/mmspcl classify -m weights/meld-text-q8_0.mmw examples/dialogue.txt
+
+# Issue 18's text model (docs/MELD.md, "Pretrained encoder, out-of-fold heads"): hours of CPU,
+# resumable: run the same target again to continue. MODEL_DIR holds every stage's output.
+MODEL_DIR ?= build/meld-model
+.PHONY: pretrain meld-model
+pretrain: $(B)/mmspcl
+	ONLY_PRETRAIN=1 tools/train/meld_model.sh $(MODEL_DIR)
+meld-model: $(B)/mmspcl
+	tools/train/meld_model.sh $(MODEL_DIR)
 
 install: all
 	mkdir -p $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig

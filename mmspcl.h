@@ -1235,6 +1235,8 @@ void mmspcl_sinusoids(double *pos, int T, int D);
      linear.{emotion,sentiment}.{weight [C][hidden], bias [C]}   linear heads on t
      emotion.*, sentiment.*       MSVE heads (mmspcl_msve_load); view.{t,a,v}.*  single views
      default_head, default_sentiment_head (str)   the heads to use when the caller names none
+     view_t (str)                 "scores": the MSVE heads take the score view of t (below)
+                                  instead of t itself (needs protos and both linear heads)
      log.{mlm,spcl,heads}         the training log
    A file needs at least one emotion head; an MSVE head that takes the view a needs the n-gram
    view. A file fine-tuned with SPCL (mmspcl train --init) holds protos and linear heads.
@@ -1243,6 +1245,12 @@ void mmspcl_sinusoids(double *pos, int T, int D);
      a  the n-gram view: log-probabilities of the two logistic regressions (7 emotions, then 3
         sentiments) on the hashed TF-IDF of the utterance (mmspcl_ngram_sparse)   [10]
      v  the mean of the encoder's hidden states over the whole prompt      [hidden]
+   The score view of t (mmspcl_classifier_scores, [17]): cos(t, protos_c) for the 7 classes, the
+   linear emotion head's 7 logits and the linear sentiment head's 3 on t. Unlike t, it means
+   the same thing in every encoder fine-tuned the same way, so heads can learn it from
+   out-of-fold encoders (mmspcl heads) and run it on the final one. With view_t "scores" every
+   MSVE head (emotion, sentiment, view.*) takes it as its t input; mmspcl_classifier_features
+   still returns t itself, mmspcl_classifier_heads derives the scores.
    Heads: "emotion" (MSVE ensemble over t, a, v), "lr" (the n-gram regression alone), "protos"
    (nearest class mean of t by G, as SPCL infers; softmax of G / 0.08 as probabilities),
    "linear" (the linear head on t), "view.t" / "view.a" / "view.v" (single-view heads);
@@ -1283,6 +1291,7 @@ typedef struct mmspcl_classifier {
     const float *lr_b[2];
     int hidden, max_len, ngram_bits, max_batch;
     int emo_lr, sent_lr;             /* 1: the default head of the task is the n-gram regression (as default_head) */
+    int t_scores;                    /* 1: meld.view_t "scores": the MSVE heads take mmspcl_classifier_scores of t */
     double dev_f1[2][2];             /* [emotion, sentiment][MSVE, regression] dev weighted F1 (-1: not logged) */
     mmspcl_msve media[2];            /* media heads (13.6): emotion, sentiment */
     int has_media[2];                /* 1: meld.media.emotion / meld.media.sentiment present */
@@ -1320,6 +1329,12 @@ mmspcl_status mmspcl_classifier_heads(mmspcl_classifier *m, const float *t, cons
 mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
                                                const float *audio, const float *video, const unsigned char *mods,
                                                float *emo, float *sent, mmspcl_error *err);
+
+/* The score view of t [n][hidden]: s [n][MMSPCL_SCORES_DIM] = cos(t, protos_c) (7), the linear
+   emotion head's logits (7), the linear sentiment head's logits (3). MMSPCL_ERR_NOT_FOUND when
+   the file lacks meld.protos or a linear head. */
+#define MMSPCL_SCORES_DIM (2 * MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS)
+mmspcl_status mmspcl_classifier_scores(const mmspcl_classifier *m, const float *t, int n, float *s, mmspcl_error *err);
 
 /* The n-gram view's features: sparse hashed TF-IDF of a text: word uni+bigrams (lower-cased;
    ’ is '; letter/digit/' runs, other characters alone) and character 2..5-grams of each
@@ -9692,7 +9707,7 @@ const char *mmspcl_classifier_default_head(const mmspcl_classifier *m, int task)
    width of 0: that view unused). */
 static mmspcl_status mmspcl__classifier_check_msve(const mmspcl_classifier *m, const mmspcl_msve *h, const char *name,
                                                    int n_classes, const char *label, mmspcl_error *err) {
-    const int want[3] = {m->hidden, MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS, m->hidden};
+    const int want[3] = {m->t_scores ? MMSPCL_SCORES_DIM : m->hidden, MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS, m->hidden};
     int v;
     if (h->n_classes != n_classes)
         return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: head %s has %d classes, its task has %d", label, name, h->n_classes,
@@ -9804,9 +9819,18 @@ static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *
             return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.protos must be f32 [%d][%d]", label, MMSPCL_NUM_EMOTIONS, m->hidden);
         m->protos = (const float *)t->data;
     }
-    if ((st = mmspcl__classifier_linear_load(m, label, err)) || (st = mmspcl__classifier_msve_heads(m, label, err)) ||
-        (st = mmspcl__classifier_media_load(m, label, err)))
-        return st;
+    if ((st = mmspcl__classifier_linear_load(m, label, err))) return st;
+    {
+        const char *vt = NULL;
+        if (mmspcl_weights_get_str(m->w, "meld.view_t", &vt)) {
+            if (strcmp(vt, "scores"))
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.view_t '%.40s' is not a known view (scores)", label, vt);
+            if (!m->protos || !m->lin_w[0] || !m->lin_w[1])
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.view_t scores needs meld.protos and both meld.linear heads", label);
+            m->t_scores = 1;
+        }
+    }
+    if ((st = mmspcl__classifier_msve_heads(m, label, err)) || (st = mmspcl__classifier_media_load(m, label, err))) return st;
     return mmspcl__classifier_defaults(m, label, err);
 }
 
@@ -9919,9 +9943,49 @@ static mmspcl_status mmspcl__classifier_linear(const mmspcl_classifier *m, int k
     return mmspcl_linear(out, t, n, m->hidden, m->lin_w[k], m->lin_b[k]);
 }
 
+mmspcl_status mmspcl_classifier_scores(const mmspcl_classifier *m, const float *t, int n, float *s, mmspcl_error *err) {
+    const int H = m ? m->hidden : 0, C = MMSPCL_NUM_EMOTIONS, CS = MMSPCL_NUM_SENTIMENTS;
+    float *le, *ls;
+    double pn[MMSPCL_NUM_EMOTIONS];
+    int i, c, k;
+    mmspcl_status st;
+    if (!m || !m->enc || n < 0 || (n > 0 && (!t || !s))) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_scores: bad argument");
+    if (!m->protos || !m->lin_w[0] || !m->lin_w[1])
+        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier_scores: the model lacks meld.protos or a meld.linear head");
+    if (n == 0) return MMSPCL_OK;
+    le = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * C);
+    ls = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * CS);
+    if (!le || !ls) { MMSPCL_FREE(le); MMSPCL_FREE(ls); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory"); }
+    if ((st = mmspcl__classifier_linear(m, 0, t, n, le)) || (st = mmspcl__classifier_linear(m, 1, t, n, ls))) {
+        MMSPCL_FREE(le); MMSPCL_FREE(ls);
+        return mmspcl__fail(err, st, "classifier_scores: linear heads failed");
+    }
+    for (c = 0; c < C; c++) {
+        double a = 0;
+        for (k = 0; k < H; k++) a += (double)m->protos[(size_t)c * H + k] * m->protos[(size_t)c * H + k];
+        pn[c] = sqrt(a) > 1e-8 ? sqrt(a) : 1e-8;
+    }
+    for (i = 0; i < n; i++) {
+        const float *ti = t + (size_t)i * H;
+        float *si = s + (size_t)i * MMSPCL_SCORES_DIM;
+        double tn = 0;
+        for (k = 0; k < H; k++) tn += (double)ti[k] * ti[k];
+        tn = sqrt(tn) > 1e-8 ? sqrt(tn) : 1e-8;
+        for (c = 0; c < C; c++) {
+            double d = 0;
+            for (k = 0; k < H; k++) d += (double)ti[k] * m->protos[(size_t)c * H + k];
+            si[c] = (float)(d / (tn * pn[c]));
+        }
+        memcpy(si + C, le + (size_t)i * C, sizeof(float) * C);
+        memcpy(si + 2 * C, ls + (size_t)i * CS, sizeof(float) * CS);
+    }
+    MMSPCL_FREE(le); MMSPCL_FREE(ls);
+    return MMSPCL_OK;
+}
+
 /* emotion logits [n][7] of one head (before the softmax) */
-static mmspcl_status mmspcl__classifier_emotion_head(mmspcl_classifier *m, const float *const x[3], int n, const char *head,
-                                                     float *emo, mmspcl_error *err) {
+static mmspcl_status mmspcl__classifier_emotion_head(mmspcl_classifier *m, const float *const x[3], const float *const xm[3], int n,
+                                                     const char *head, float *emo, mmspcl_error *err) {
     const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
     int i;
     mmspcl_status st;
@@ -9936,7 +10000,7 @@ static mmspcl_status mmspcl__classifier_emotion_head(mmspcl_classifier *m, const
             }
         return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier: no emotion head '%.40s' in this model (it has: %s)", head, have);
     }
-    if (!strcmp(head, "emotion")) return mmspcl_msve_forward(&m->emotion, x, n, 0, emo, err);
+    if (!strcmp(head, "emotion")) return mmspcl_msve_forward(&m->emotion, xm, n, 0, emo, err);
     if (!strcmp(head, "linear")) return mmspcl__classifier_linear(m, 0, x[0], n, emo);
     if (!strcmp(head, "lr")) {
         for (i = 0; i < n; i++) memcpy(emo + (size_t)i * MMSPCL_NUM_EMOTIONS, x[1] + (size_t)i * D, sizeof(float) * MMSPCL_NUM_EMOTIONS);
@@ -9957,19 +10021,19 @@ static mmspcl_status mmspcl__classifier_emotion_head(mmspcl_classifier *m, const
         if ((st = mmspcl_msve_load(&single, m->w, prefix, err)) ||
             (st = mmspcl__classifier_check_msve(m, &single, prefix, MMSPCL_NUM_EMOTIONS, "classifier", err)))
             return st;
-        return mmspcl_msve_forward(&single, x, n, 0, emo, err);
+        return mmspcl_msve_forward(&single, xm, n, 0, emo, err);
     }
 }
 
 /* sentiment logits [n][3] of one head (before the softmax) */
-static mmspcl_status mmspcl__classifier_sentiment_head(mmspcl_classifier *m, const float *const x[3], int n, const char *head,
-                                                       float *sent, mmspcl_error *err) {
+static mmspcl_status mmspcl__classifier_sentiment_head(mmspcl_classifier *m, const float *const x[3], const float *const xm[3], int n,
+                                                       const char *head, float *sent, mmspcl_error *err) {
     const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
     int i;
     if (!mmspcl__classifier_has_head(m, 1, head))
         return mmspcl__fail(err, strcmp(head, "sentiment") && strcmp(head, "lr") && strcmp(head, "linear") ? MMSPCL_ERR_ARG : MMSPCL_ERR_NOT_FOUND,
                             "classifier: no sentiment head '%.40s' in this model (sentiment heads: sentiment, lr, linear)", head);
-    if (!strcmp(head, "sentiment")) return mmspcl_msve_forward(&m->sentiment, x, n, 0, sent, err);
+    if (!strcmp(head, "sentiment")) return mmspcl_msve_forward(&m->sentiment, xm, n, 0, sent, err);
     if (!strcmp(head, "linear")) return mmspcl__classifier_linear(m, 1, x[0], n, sent);
     for (i = 0; i < n; i++)
         memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, x[1] + (size_t)i * D + MMSPCL_NUM_EMOTIONS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
@@ -9979,22 +10043,31 @@ static mmspcl_status mmspcl__classifier_sentiment_head(mmspcl_classifier *m, con
 mmspcl_status mmspcl_classifier_heads(mmspcl_classifier *m, const float *t, const float *a, const float *v,
                                       int n, const char *head, const char *sent_head, float *emo, float *sent,
                                       mmspcl_error *err) {
-    const float *x[3];
-    mmspcl_status st;
-    x[0] = t; x[1] = a; x[2] = v;
+    const float *x[3], *xm[3];
+    float *sc = NULL;
+    mmspcl_status st = MMSPCL_OK;
+    x[0] = xm[0] = t; x[1] = xm[1] = a; x[2] = xm[2] = v;
     if (!m || !m->enc || n < 0) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_heads: bad argument");
     if (!head) head = m->default_head[0];
     if (!sent_head) sent_head = m->default_head[1];
+    if (m->t_scores && t && n > 0) {   /* the MSVE heads' t: the score view */
+        if (!(sc = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * MMSPCL_SCORES_DIM)))
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory");
+        if ((st = mmspcl_classifier_scores(m, t, n, sc, err))) goto done;
+        xm[0] = sc;
+    }
     if (emo) {
-        if ((st = mmspcl__classifier_emotion_head(m, x, n, head, emo, err))) return st;
+        if ((st = mmspcl__classifier_emotion_head(m, x, xm, n, head, emo, err))) goto done;
         mmspcl__softmax_rows(emo, n, MMSPCL_NUM_EMOTIONS);
     }
     if (sent) {
-        if (!sent_head) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head");
-        if ((st = mmspcl__classifier_sentiment_head(m, x, n, sent_head, sent, err))) return st;
+        if (!sent_head) { st = mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head"); goto done; }
+        if ((st = mmspcl__classifier_sentiment_head(m, x, xm, n, sent_head, sent, err))) goto done;
         mmspcl__softmax_rows(sent, n, MMSPCL_NUM_SENTIMENTS);
     }
-    return MMSPCL_OK;
+done:
+    MMSPCL_FREE(sc);
+    return st;
 }
 
 mmspcl_status mmspcl_classifier_classify(mmspcl_classifier *m, const mmspcl_turn *turns, int n,

@@ -173,6 +173,8 @@ int mmspcl_cmd_extract(int argc, char **argv);
 int mmspcl_cmd_bench(int argc, char **argv);
 int mmspcl_cmd_encode_text(int argc, char **argv);
 int mmspcl_cmd_train(int argc, char **argv);
+int mmspcl_cmd_pretrain(int argc, char **argv);
+int mmspcl_cmd_heads(int argc, char **argv);
 int mmspcl_cmd_eval(int argc, char **argv);
 int mmspcl_cmd_classify(int argc, char **argv);
 int mmspcl_cmd_ablate(int argc, char **argv);

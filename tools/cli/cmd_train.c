@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cli.h"
-#include "../convert/json.h"
+#include "train_bpe.h"
 
 #define CMD "train"
 
@@ -284,15 +284,7 @@ static int train_check_paths(const meld_recipe *r, train_args *a) {
     return 0;
 }
 
-/* the full RoBERTa BPE: vocab.json by id and merges.txt lines; 0 or 1 after a message */
-typedef struct train_bpe {
-    json_value *root;
-    const char **vocab, **merges;
-    unsigned char *mtext;
-    int64_t n_vocab, n_merges;
-} train_bpe;
-
-static int train_load_bpe(train_bpe *b, const char *vocab_path, const char *merges_path) {
+int train_load_bpe(train_bpe *b, const char *vocab_path, const char *merges_path) {
     char jerr[8192];
     mmspcl_error err;
     size_t mlen = 0, i, start;
@@ -324,7 +316,7 @@ static int train_load_bpe(train_bpe *b, const char *vocab_path, const char *merg
     return 0;
 }
 
-static void train_bpe_free(train_bpe *b) {
+void train_bpe_free(train_bpe *b) {
     free(b->vocab);
     free(b->merges);
     mmspcl_free(b->mtext);
@@ -333,10 +325,75 @@ static void train_bpe_free(train_bpe *b) {
 
 /* ==== mmspcl train --init: SPCL fine-tuning of a converted RoBERTa ============================== */
 typedef struct ft_args {
-    const char *meld_dir, *out, *q8;
-    int limit, no_ckpt, max_steps;
-    char train_csv[4096], dev_csv[4096], ckpt[4200];
+    const char *meld_dir, *out, *q8, *oof;
+    int limit, no_ckpt, max_steps, folds, fold;
+    char train_csv[4096], dev_csv[4096], ckpt[4200], oof_buf[4200];
 } ft_args;
+
+/* ---- --folds K --fold F: out-of-fold features ---- */
+/* dst: the dialogues d of src with (d % K == F) == in_fold, rows copied (strings shared);
+   rows[i] the source row of dst's row i (may be NULL). Free dst->rows, dst->dialogue_start. */
+static int ft_fold_subset(const meld_csv *src, int K, int F, int in_fold, meld_csv *dst, int *rows) {
+    int d, i, n = 0, nd = 0;
+    memset(dst, 0, sizeof *dst);
+    dst->rows = (meld_row *)malloc(sizeof(meld_row) * (size_t)(src->n_rows + 1));
+    dst->dialogue_start = (int *)malloc(sizeof(int) * (size_t)(src->n_dialogues + 1));
+    if (!dst->rows || !dst->dialogue_start) return -1;
+    for (d = 0; d < src->n_dialogues; d++) {
+        if ((d % K == F) != in_fold) continue;
+        dst->dialogue_start[nd++] = n;
+        for (i = src->dialogue_start[d]; i < src->dialogue_start[d + 1]; i++) {
+            if (rows) rows[n] = i;
+            dst->rows[n++] = src->rows[i];
+        }
+    }
+    dst->dialogue_start[nd] = n;
+    dst->n_rows = n;
+    dst->n_dialogues = nd;
+    return 0;
+}
+
+/* OOF file: the classifier `model` (fine-tuned without fold F) on fold F's dialogues: the score
+   view (mmspcl_classifier_scores) and t of each of its rows, with the rows' indices in train */
+static int ft_write_oof(const char *model, const meld_csv *fold, const int *rows, int K, int F, int n_train, const char *path) {
+    mmspcl_classifier m;
+    mmspcl_error err;
+    mmspcl_writer *wr = NULL;
+    mmspcl_turn *turns = (mmspcl_turn *)malloc(sizeof(mmspcl_turn) * (size_t)(fold->n_rows + 1));
+    float *t = NULL, *sc = NULL;
+    int64_t sh[2];
+    int d, i, rc = 1, H;
+    if (!turns) return cli_fail(CMD, "out of memory");
+    if (mmspcl_classifier_load(&m, model, &err)) { free(turns); return cli_fail(CMD, "%s", err.msg); }
+    H = m.hidden;
+    t = (float *)malloc(sizeof(float) * (size_t)(fold->n_rows + 1) * H);
+    sc = (float *)malloc(sizeof(float) * (size_t)(fold->n_rows + 1) * MMSPCL_SCORES_DIM);
+    if (!t || !sc || !(wr = mmspcl_writer_create())) { cli_fail(CMD, "out of memory"); goto done; }
+    for (i = 0; i < fold->n_rows; i++) { turns[i].speaker = fold->rows[i].speaker; turns[i].text = fold->rows[i].utterance; }
+    for (d = 0; d < fold->n_dialogues; d++) {
+        const int a = fold->dialogue_start[d], n = fold->dialogue_start[d + 1] - a;
+        if (mmspcl_classifier_features(&m, turns + a, n, t + (size_t)a * H, NULL, NULL, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    }
+    if (mmspcl_classifier_scores(&m, t, fold->n_rows, sc, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (mmspcl_writer_set_str(wr, "general.name", "mmspcl-oof") || mmspcl_writer_set_int(wr, "oof.folds", K) ||
+        mmspcl_writer_set_int(wr, "oof.fold", F) || mmspcl_writer_set_int(wr, "oof.train_rows", n_train) ||
+        mmspcl_writer_set_int(wr, "oof.hidden", H)) { cli_fail(CMD, "out of memory"); goto done; }
+    sh[0] = fold->n_rows; sh[1] = MMSPCL_SCORES_DIM;
+    if (mmspcl_writer_add_tensor(wr, "oof.rows", MMSPCL_I32, 1, sh, rows, sizeof(int32_t) * (size_t)fold->n_rows, &err) ||
+        mmspcl_writer_add_tensor(wr, "oof.scores", MMSPCL_F32, 2, sh, sc, sizeof(float) * (size_t)fold->n_rows * MMSPCL_SCORES_DIM, &err))
+        { cli_fail(CMD, "%s", err.msg); goto done; }
+    sh[1] = H;
+    if (mmspcl_writer_add_tensor(wr, "oof.t", MMSPCL_F32, 2, sh, t, sizeof(float) * (size_t)fold->n_rows * H, &err) ||
+        mmspcl_writer_save(wr, path, NULL, NULL, &err))
+        { cli_fail(CMD, "%s", err.msg); goto done; }
+    fprintf(stderr, "wrote %s: out-of-fold views of the %d rows of fold %d of %d\n", path, fold->n_rows, F, K);
+    rc = 0;
+done:
+    if (wr) mmspcl_writer_free(wr);
+    free(turns); free(t); free(sc);
+    mmspcl_classifier_free(&m);
+    return rc;
+}
 
 static int ft_parse(int argc, char **argv, spcl_ft_recipe *r, ft_args *a, train_ui *ui) {
     int np, rc;
@@ -352,6 +409,9 @@ static int ft_parse(int argc, char **argv, spcl_ft_recipe *r, ft_args *a, train_
         CLI_OPT_INT("--freeze", &r->freeze, 0, 1024, "N", "keep the embeddings and the bottom N layers fixed"),
         CLI_OPT_FLAG("--no-checkpoint", &a->no_ckpt, "no OUT.ckpt after each epoch"),
         CLI_OPT_FLAG("--quiet", &ui->quiet, "no progress bar (steps and epoch summaries still printed)"),
+        {"--folds", CLI_INT, &a->folds, 2, 100, "K", "train on the dialogues d with d % K != --fold only, then write OUT.oof", "none", 0, NULL},
+        {"--fold", CLI_INT, &a->fold, 0, 99, "F", "the held-out fold (0..K-1): its rows' views go to --oof", "0", 0, NULL},
+        CLI_OPT_STR("--oof", &a->oof, "FILE", "the out-of-fold views (mmspcl heads reads them)", "OUT.oof"),
         CLI_OPT_INT("--max-len", &r->max_len, 16, 4096, "N", "tokens of an SPCL prompt (must fit the model's positions)"),
         CLI_OPT_INT("--epochs", &r->epochs, 1, 1000, "N", "epochs (the curriculum ramps over them)"),
         CLI_OPT_INT("--batch", &r->batch, 2, 4096, "N", "prompts per optimiser step (the contrastive batch)"),
@@ -379,6 +439,12 @@ static int ft_parse(int argc, char **argv, spcl_ft_recipe *r, ft_args *a, train_
                            "its tokenizer (<mask>) and --max-len are checked before the first training step."};
     if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
     r->max_steps = a->max_steps;
+    if (a->folds && a->fold >= a->folds) return cli_usage_error(CMD, "--fold %d: give 0..%d for --folds %d", a->fold, a->folds - 1, a->folds);
+    if (!a->folds && a->oof) return cli_usage_error(CMD, "--oof needs --folds K --fold F");
+    if (a->folds && !a->oof) {
+        if ((size_t)snprintf(a->oof_buf, sizeof a->oof_buf, "%s.oof", a->out) >= sizeof a->oof_buf) return cli_usage_error(CMD, "a path is too long");
+        a->oof = a->oof_buf;
+    }
     if ((size_t)snprintf(a->train_csv, sizeof a->train_csv, "%s/train_sent_emo.csv", a->meld_dir) >= sizeof a->train_csv ||
         (size_t)snprintf(a->dev_csv, sizeof a->dev_csv, "%s/dev_sent_emo.csv", a->meld_dir) >= sizeof a->dev_csv ||
         (size_t)snprintf(a->ckpt, sizeof a->ckpt, "%s.ckpt", a->out) >= sizeof a->ckpt)
@@ -398,6 +464,10 @@ static int ft_check_paths(const spcl_ft_recipe *r, const ft_args *a) {
         return rc;   /* the checkpoint may be --resume: it is read whole before it is rewritten */
     if (a->q8 && (!strcmp(a->q8, a->out) || cli_same_file(a->q8, a->out)))
         return cli_usage_error(CMD, "--q8 %s is the same file as -o %s", a->q8, a->out);
+    if (a->oof && ((rc = cli_refuse_same(CMD, "--oof", a->oof, 4, in_opts, in_paths)) ||
+                   (!strcmp(a->oof, a->out) && (rc = cli_usage_error(CMD, "--oof %s is the same file as -o", a->oof)))))
+        return rc;
+    if (a->oof && cli_check_weights_output(CMD, "--oof", a->oof)) return 1;
     if (access(r->init, R_OK) != 0) return cli_fail(CMD, "cannot open --init %s: %s", r->init, strerror(errno));
     if (r->resume && access(r->resume, R_OK) != 0) return cli_fail(CMD, "cannot open --resume %s: %s", r->resume, strerror(errno));
     if (cli_check_weights_output(CMD, "-o", a->out) || (a->q8 && cli_check_weights_output(CMD, "--q8", a->q8)) ||
@@ -409,11 +479,13 @@ static int ft_check_paths(const spcl_ft_recipe *r, const ft_args *a) {
 static int train_finetune(int argc, char **argv) {
     spcl_ft_recipe r;
     ft_args a;
-    meld_csv train, dev;
+    meld_csv train, dev, fit, held;
     mmspcl_error err;
     train_ui ui;
-    int rc, have_train = 0, have_dev = 0;
+    int rc, have_train = 0, have_dev = 0, *rows = NULL;
     spcl_ft_defaults(&r);
+    memset(&fit, 0, sizeof fit);
+    memset(&held, 0, sizeof held);
     memset(&ui, 0, sizeof ui);
     memset(&a, 0, sizeof a);
     if ((rc = ft_parse(argc, argv, &r, &a, &ui)) != CLI_GO) return rc;
@@ -422,19 +494,28 @@ static int train_finetune(int argc, char **argv) {
     ui.t0 = ui.last_print = now_s();
     rc = 1;
     if (train_load_splits(a.train_csv, a.dev_csv, a.limit, &train, &dev, &have_train, &have_dev)) goto done;
-    fprintf(stderr, "[0m00s] train --init %s: %d utterances in %d dialogues, dev %d in %d; max_len %d, batch %d, %d epochs, seed %llu\n",
-            r.init, train.n_rows, train.n_dialogues, dev.n_rows, dev.n_dialogues, r.max_len, r.batch, r.epochs,
-            (unsigned long long)r.seed);
-    if (spcl_finetune(&r, &train, &dev, a.out, train_progress, &ui, &err)) {
+    if (a.folds) {
+        if (!(rows = (int *)malloc(sizeof(int) * (size_t)(train.n_rows + 1))) || ft_fold_subset(&train, a.folds, a.fold, 0, &fit, NULL) ||
+            ft_fold_subset(&train, a.folds, a.fold, 1, &held, rows)) { cli_fail(CMD, "out of memory"); goto done; }
+        if (fit.n_rows < 1 || held.n_rows < 1) { cli_fail(CMD, "--folds %d --fold %d: %d dialogues leave fold %d empty or nothing to train on",
+                                                           a.folds, a.fold, train.n_dialogues, a.fold); goto done; }
+    }
+    fprintf(stderr, "[0m00s] train --init %s: %d utterances in %d dialogues%s, dev %d in %d; max_len %d, batch %d, %d epochs, seed %llu\n",
+            r.init, a.folds ? fit.n_rows : train.n_rows, a.folds ? fit.n_dialogues : train.n_dialogues,
+            a.folds ? " (the other folds)" : "", dev.n_rows, dev.n_dialogues, r.max_len, r.batch, r.epochs, (unsigned long long)r.seed);
+    if (spcl_finetune(&r, a.folds ? &fit : &train, &dev, a.out, train_progress, &ui, &err)) {
         cli_fail(CMD, "%s", err.msg);
         goto done;
     }
+    if (a.folds && ft_write_oof(a.out, &held, rows, a.folds, a.fold, train.n_rows, a.oof)) goto done;
     if (a.q8) {
         if (meld_quantize_file(a.out, a.q8, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
         fprintf(stderr, "wrote %s (q8_0)\n", a.q8);
     }
     rc = 0;
 done:
+    free(fit.rows); free(fit.dialogue_start); free(held.rows); free(held.dialogue_start);
+    free(rows);
     if (have_train) meld_csv_free(&train);
     if (have_dev) meld_csv_free(&dev);
     return rc;

@@ -11,6 +11,8 @@ static const cli_command commands[] = {
     {"classify", mmspcl_cmd_classify, "emotion and sentiment of each utterance of a dialogue (text or MELD CSV)"},
     {"eval", mmspcl_cmd_eval, "per-class precision / recall / F1, confusion matrix and weighted F1 on a MELD CSV"},
     {"train", mmspcl_cmd_train, "train the MELD text classifier (MLM, SPCL, text views, MSVE heads)"},
+    {"pretrain", mmspcl_cmd_pretrain, "MLM pretraining of a RoBERTa-layout encoder on the text corpus (for SPCL fine-tuning)"},
+    {"heads", mmspcl_cmd_heads, "MSVE heads on the out-of-fold views of K fine-tunes; default head chosen on dev"},
     {"encode-text", mmspcl_cmd_encode_text, "RoBERTa hidden states of a text or of token ids"},
     {"encode-image", mmspcl_cmd_encode_image, "CLIP image embedding of a PNG, BMP or PPM file"},
     {"encode-audio", mmspcl_cmd_encode_audio, "speech features of a WAV file: eGeMAPS, log-mel, MFCC or F0"},

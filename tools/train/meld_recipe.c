@@ -138,16 +138,8 @@ static double meld_lr_eval(const float *W, const float *b, int C, int64_t F, con
 }
 
 /* ---- vocabulary cut ---- */
-typedef struct meld_vocab_cut {
-    const char **vocab; int64_t n_vocab;      /* new id -> string (points into the full arrays) */
-    const char **merges; int64_t n_merges;
-    char *pool;                                /* "<mask>" etc. are in the full arrays already */
-} meld_vocab_cut;
-
-static mmspcl_status meld_vocab_cut_build(meld_vocab_cut *vc, const mmspcl_bpe *full, const char *const *vocab, int64_t n_vocab,
-                                       const char *const *merges, int64_t n_merges, const meld_prompts *used,
-                                       mmspcl_error *err) {
-    unsigned char *keep = (unsigned char *)malloc((size_t)n_vocab + 1);
+mmspcl_status meld_vocab_cut_keep(meld_vocab_cut *vc, const mmspcl_bpe *full, const char *const *vocab, int64_t n_vocab,
+                                  const char *const *merges, int64_t n_merges, unsigned char *keep, mmspcl_error *err) {
     int32_t *mres = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_merges + 1));
     int32_t *ml = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_merges + 1));
     int32_t *mr = (int32_t *)malloc(sizeof(int32_t) * (size_t)(n_merges + 1));
@@ -155,12 +147,7 @@ static mmspcl_status meld_vocab_cut_build(meld_vocab_cut *vc, const mmspcl_bpe *
     char tmp[512];
     static const char *const specials[] = {"<s>", "<pad>", "</s>", "<unk>", "<mask>"};
     memset(vc, 0, sizeof *vc);
-    if (!keep || !mres || !ml || !mr) goto oom;
-    memset(keep, 0, (size_t)n_vocab);
-    for (i = 0; i < (int64_t)used->n * used->max_len; i++) {
-        const int row = (int)(i / used->max_len), col = (int)(i % used->max_len);
-        if (col < used->len[row]) keep[used->ids[i]] = 1;
-    }
+    if (!mres || !ml || !mr) goto oom;
     for (i = 0; i < 5; i++) { int32_t id = mmspcl_bpe_token_id(full, specials[i]); if (id >= 0) keep[id] = 1; }
     for (i = 0; i < n_vocab; i++) {   /* the byte alphabet: one code point */
         const unsigned char *s = (const unsigned char *)vocab[i];
@@ -190,12 +177,31 @@ static mmspcl_status meld_vocab_cut_build(meld_vocab_cut *vc, const mmspcl_bpe *
         if (mres[r] >= 0 && ml[r] >= 0 && mr[r] >= 0 && keep[mres[r]] && keep[ml[r]] && keep[mr[r]]) vc->merges[nm++] = merges[r];
     vc->n_vocab = nv;
     vc->n_merges = nm;
-    free(keep); free(mres); free(ml); free(mr);
+    free(mres); free(ml); free(mr);
     return MMSPCL_OK;
 oom:
-    free(keep); free(mres); free(ml); free(mr);
+    free(mres); free(ml); free(mr);
     free(vc->vocab); free(vc->merges);
+    memset(vc, 0, sizeof *vc);
     return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "meld: out of memory cutting the vocabulary");
+}
+
+/* the tokens the prompts `used` use, then meld_vocab_cut_keep */
+static mmspcl_status meld_vocab_cut_build(meld_vocab_cut *vc, const mmspcl_bpe *full, const char *const *vocab, int64_t n_vocab,
+                                       const char *const *merges, int64_t n_merges, const meld_prompts *used,
+                                       mmspcl_error *err) {
+    unsigned char *keep = (unsigned char *)calloc((size_t)n_vocab + 1, 1);
+    int64_t i;
+    mmspcl_status st;
+    memset(vc, 0, sizeof *vc);
+    if (!keep) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "meld: out of memory cutting the vocabulary");
+    for (i = 0; i < (int64_t)used->n * used->max_len; i++) {
+        const int row = (int)(i / used->max_len), col = (int)(i % used->max_len);
+        if (col < used->len[row]) keep[used->ids[i]] = 1;
+    }
+    st = meld_vocab_cut_keep(vc, full, vocab, n_vocab, merges, n_merges, keep, err);
+    free(keep);
+    return st;
 }
 
 /* ==== the state of one training run ==== */
@@ -240,8 +246,8 @@ typedef struct meld_state {
     double best_f1;
     meld_log log_mlm, log_spcl, log_heads;
     /* 6. the n-gram view */
-    float *idf, *lr_w[2], lr_b[2][MMSPCL_MAX_CLASSES];
-    float *ngram_train, *ngram_dev, *ngram_held;   /* [rows][D] log-probabilities */
+    meld_ngram ng;
+    float *ngram_held;              /* [held rows][10] out-of-fold log-probabilities */
     /* 7. heads */
     mmspcl_msve_model heads[MELD_HEADS];
     int have_head[MELD_HEADS];
@@ -262,7 +268,7 @@ static void meld_state_free(meld_state *S) {
     free(S->train_t); free(S->train_v); free(S->dev_t); free(S->dev_v);
     free(S->z_all); free(S->means); free(S->difficulty); free(S->best);
     free(S->log_mlm.x); free(S->log_spcl.x); free(S->log_heads.x);
-    free(S->idf); free(S->lr_w[0]); free(S->lr_w[1]); free(S->ngram_train); free(S->ngram_dev); free(S->ngram_held);
+    meld_ngram_free(&S->ng); free(S->ngram_held);
     for (i = 0; i < MELD_HEADS; i++) if (S->have_head[i]) mmspcl_msve_model_free(&S->heads[i]);
     for (i = 0; i < 3; i++) { free(S->view_mean[i]); free(S->view_std[i]); }
     memset(S, 0, sizeof *S);
@@ -734,89 +740,145 @@ static mmspcl_status meld_stage_spcl(meld_state *S) {
 
 /* ==== 6. views: t and v of the held-out rows and dev, the n-gram view ==== */
 /* idf from the training split: log((1 + n) / (1 + df)) + 1, as scikit-learn's smooth_idf */
-static int meld_ngram_idf(meld_state *S, meld_csr *x_train, meld_csr *x_dev) {
-    const int64_t F = S->F;
+static int meld_ngram_idf(meld_ngram *g, const meld_csv *train, const meld_csv *dev, meld_csr *x_train, meld_csr *x_dev) {
+    const int64_t F = g->F;
     int *df = (int *)malloc(sizeof(int) * (size_t)F);
     int64_t q;
-    S->idf = (float *)malloc(sizeof(float) * (size_t)F);
-    if (!df || !S->idf || meld_csr_build(x_train, S->train, S->r->ngram_bits, NULL)) { free(df); return -1; }
+    g->idf = (float *)malloc(sizeof(float) * (size_t)F);
+    if (!df || !g->idf || meld_csr_build(x_train, train, g->bits, NULL)) { free(df); return -1; }
     memset(df, 0, sizeof(int) * (size_t)F);
     for (q = 0; q < x_train->ptr[x_train->n]; q++) df[x_train->idx[q]]++;
-    for (q = 0; q < F; q++) S->idf[q] = (float)(log((1.0 + S->all.n) / (1.0 + df[q])) + 1.0);
+    for (q = 0; q < F; q++) g->idf[q] = (float)(log((1.0 + train->n_rows) / (1.0 + df[q])) + 1.0);
     free(df);
     meld_csr_free(x_train);
-    if (meld_csr_build(x_train, S->train, S->r->ngram_bits, S->idf) || meld_csr_build(x_dev, S->dev, S->r->ngram_bits, S->idf)) return -1;
+    if (meld_csr_build(x_train, train, g->bits, g->idf) || meld_csr_build(x_dev, dev, g->bits, g->idf)) return -1;
     return 0;
 }
+
+/* what one task's fit works on */
+typedef struct meld_ngram_ctx {
+    const meld_csr *xtr, *xdv;
+    const int *fold, *ytr[2], *ydv[2];
+    int *rows, *order, n, nd;
+    float *lp;
+    uint64_t seed;
+    meld_progress_fn progress;
+    void *user;
+} meld_ngram_ctx;
 
 /* One task's regression (0 emotion, 1 sentiment): lambda and epochs chosen on dev, out-of-fold
    log-probabilities for the train rows (5 folds by dialogue, so the heads see the view as it
    behaves on unseen text), the final model on all of train, its dev log-probabilities. */
-static void meld_ngram_task(meld_state *S, int task, const meld_csr *xtr, const meld_csr *xdv, const int *fold, int *rows,
-                            int *order, float *lp) {
+static void meld_ngram_task(meld_ngram *g, int task, const meld_ngram_ctx *x) {
     static const double lambdas[3] = {1e-5, 3e-5, 1e-4};
     static const int epochs[2] = {8, 16};
-    const int C = MMSPCL_NUM_EMOTIONS, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS, n = S->all.n;
-    const int CC = task ? MMSPCL_NUM_SENTIMENTS : C, *yy = task ? S->all.sent : S->all.emo, *yd = task ? S->devp.sent : S->devp.emo;
-    const uint64_t seed = S->r->seed;
+    const int C = MMSPCL_NUM_EMOTIONS, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS, n = x->n;
+    const int CC = task ? MMSPCL_NUM_SENTIMENTS : C, *yy = x->ytr[task], *yd = x->ydv[task];
+    const meld_csr *xtr = x->xtr;
     double bestf = -1, bl = 1e-5, acc;
     int be = 8, li, ei, f, i;
     mmspcl_rng lr_rng;
     for (li = 0; li < 3; li++)
         for (ei = 0; ei < 2; ei++) {
             double f1;
-            mmspcl_rng_seed(&lr_rng, seed + 31);
-            meld_lr_train(xtr, yy, rows, n, CC, S->F, lambdas[li], epochs[ei], 0.5, &lr_rng, S->lr_w[task], S->lr_b[task], order);
-            f1 = meld_lr_eval(S->lr_w[task], S->lr_b[task], CC, S->F, xdv, yd, NULL, &acc);
-            meld_msg(S->progress, S->user, "ngram", "%s TF-IDF + LR, lambda %g, %d epochs: dev weighted F1 %.4f accuracy %.4f",
+            mmspcl_rng_seed(&lr_rng, x->seed + 31);
+            meld_lr_train(xtr, yy, x->rows, n, CC, g->F, lambdas[li], epochs[ei], 0.5, &lr_rng, g->w[task], g->b[task], x->order);
+            f1 = meld_lr_eval(g->w[task], g->b[task], CC, g->F, x->xdv, yd, NULL, &acc);
+            meld_msg(x->progress, x->user, "ngram", "%s TF-IDF + LR, lambda %g, %d epochs: dev weighted F1 %.4f accuracy %.4f",
                      task ? "sentiment" : "emotion", lambdas[li], epochs[ei], f1, acc);
             if (f1 > bestf) { bestf = f1; bl = lambdas[li]; be = epochs[ei]; }
         }
     for (f = 0; f < 5; f++) {
         int nf = 0;
-        for (i = 0; i < n; i++) if (fold[i] != f) rows[nf++] = i;
-        mmspcl_rng_seed(&lr_rng, seed + 37 + f);
-        meld_lr_train(xtr, yy, rows, nf, CC, S->F, bl, be, 0.5, &lr_rng, S->lr_w[task], S->lr_b[task], order);
+        for (i = 0; i < n; i++) if (x->fold[i] != f) x->rows[nf++] = i;
+        mmspcl_rng_seed(&lr_rng, x->seed + 37 + f);
+        meld_lr_train(xtr, yy, x->rows, nf, CC, g->F, bl, be, 0.5, &lr_rng, g->w[task], g->b[task], x->order);
         for (i = 0; i < n; i++)
-            if (fold[i] == f)
-                mmspcl_sparse_log_softmax(S->lr_w[task], S->lr_b[task], CC, S->F, xtr->idx + xtr->ptr[i], xtr->val + xtr->ptr[i],
-                                          (int)(xtr->ptr[i + 1] - xtr->ptr[i]), S->ngram_train + (size_t)i * D + (task ? C : 0));
+            if (x->fold[i] == f)
+                mmspcl_sparse_log_softmax(g->w[task], g->b[task], CC, g->F, xtr->idx + xtr->ptr[i], xtr->val + xtr->ptr[i],
+                                          (int)(xtr->ptr[i + 1] - xtr->ptr[i]), g->train_lp + (size_t)i * D + (task ? C : 0));
     }
-    for (i = 0; i < n; i++) rows[i] = i;
-    mmspcl_rng_seed(&lr_rng, seed + 31);
-    meld_lr_train(xtr, yy, rows, n, CC, S->F, bl, be, 0.5, &lr_rng, S->lr_w[task], S->lr_b[task], order);
-    bestf = meld_lr_eval(S->lr_w[task], S->lr_b[task], CC, S->F, xdv, yd, lp, &acc);
-    for (i = 0; i < S->devp.n; i++) memcpy(S->ngram_dev + (size_t)i * D + (task ? C : 0), lp + (size_t)i * CC, sizeof(float) * CC);
-    meld_log_add(&S->log_heads, 10 + task, bestf, acc);
-    meld_msg(S->progress, S->user, "ngram", "%s TF-IDF + LR (lambda %g, %d epochs): dev weighted F1 %.4f accuracy %.4f",
+    for (i = 0; i < n; i++) x->rows[i] = i;
+    mmspcl_rng_seed(&lr_rng, x->seed + 31);
+    meld_lr_train(xtr, yy, x->rows, n, CC, g->F, bl, be, 0.5, &lr_rng, g->w[task], g->b[task], x->order);
+    bestf = meld_lr_eval(g->w[task], g->b[task], CC, g->F, x->xdv, yd, x->lp, &acc);
+    for (i = 0; i < x->nd; i++) memcpy(g->dev_lp + (size_t)i * D + (task ? C : 0), x->lp + (size_t)i * CC, sizeof(float) * CC);
+    g->dev_f1[task] = bestf;
+    g->dev_acc[task] = acc;
+    meld_msg(x->progress, x->user, "ngram", "%s TF-IDF + LR (lambda %g, %d epochs): dev weighted F1 %.4f accuracy %.4f",
              task ? "sentiment" : "emotion", bl, be, bestf, acc);
 }
 
-static mmspcl_status meld_ngram_view(meld_state *S) {
-    const int C = MMSPCL_NUM_EMOTIONS, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS, n = S->all.n, nd = S->devp.n;
+void meld_ngram_free(meld_ngram *g) {
+    free(g->idf); free(g->w[0]); free(g->w[1]); free(g->train_lp); free(g->dev_lp);
+    memset(g, 0, sizeof *g);
+}
+
+mmspcl_status meld_ngram_fit(meld_ngram *g, int bits, uint64_t seed, const meld_csv *train, const meld_csv *dev,
+                             meld_progress_fn progress, void *user, mmspcl_error *err) {
+    const int C = MMSPCL_NUM_EMOTIONS, D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS, n = train->n_rows, nd = dev->n_rows;
     meld_csr xtr, xdv;
-    int *rows = (int *)malloc(sizeof(int) * (size_t)n), *order = (int *)malloc(sizeof(int) * (size_t)n);
-    int *fold = (int *)malloc(sizeof(int) * (size_t)n);
-    float *lp = (float *)malloc(sizeof(float) * (size_t)(n > nd ? n : nd) * C);
+    meld_ngram_ctx x;
+    int *lab = (int *)malloc(sizeof(int) * (size_t)(2 * n + 2 * nd + 4));
     int task, di, i, ok;
+    memset(g, 0, sizeof *g);
+    memset(&x, 0, sizeof x);
+    g->bits = bits;
+    g->F = (int64_t)1 << bits;
     memset(&xtr, 0, sizeof xtr); memset(&xdv, 0, sizeof xdv);
-    S->lr_w[0] = (float *)malloc(sizeof(float) * (size_t)S->F * C);
-    S->lr_w[1] = (float *)malloc(sizeof(float) * (size_t)S->F * MMSPCL_NUM_SENTIMENTS);
-    S->ngram_train = (float *)malloc(sizeof(float) * (size_t)n * D);
-    S->ngram_dev = (float *)malloc(sizeof(float) * (size_t)nd * D);
-    S->ngram_held = (float *)malloc(sizeof(float) * (size_t)(S->held.n + 1) * D);
-    ok = rows && order && fold && lp && S->lr_w[0] && S->lr_w[1] && S->ngram_train && S->ngram_dev && S->ngram_held &&
-         !meld_ngram_idf(S, &xtr, &xdv);
+    x.rows = (int *)malloc(sizeof(int) * (size_t)(n + 1)); x.order = (int *)malloc(sizeof(int) * (size_t)(n + 1));
+    x.lp = (float *)malloc(sizeof(float) * (size_t)(n > nd ? n : nd) * C);
+    x.fold = (int *)malloc(sizeof(int) * (size_t)(n + 1));
+    g->w[0] = (float *)malloc(sizeof(float) * (size_t)g->F * C);
+    g->w[1] = (float *)malloc(sizeof(float) * (size_t)g->F * MMSPCL_NUM_SENTIMENTS);
+    g->train_lp = (float *)malloc(sizeof(float) * (size_t)(n + 1) * D);
+    g->dev_lp = (float *)malloc(sizeof(float) * (size_t)(nd + 1) * D);
+    ok = lab && x.rows && x.order && x.lp && x.fold && g->w[0] && g->w[1] && g->train_lp && g->dev_lp && !meld_ngram_idf(g, train, dev, &xtr, &xdv);
     if (ok) {
-        for (i = 0; i < n; i++) rows[i] = i;
-        for (di = 0; di < S->train->n_dialogues; di++)
-            for (i = S->train->dialogue_start[di]; i < S->train->dialogue_start[di + 1]; i++) fold[i] = di % 5;
-        for (task = 0; task < 2; task++) meld_ngram_task(S, task, &xtr, &xdv, fold, rows, order, lp);
-        for (i = 0; i < S->held.n; i++) memcpy(S->ngram_held + (size_t)i * D, S->ngram_train + (size_t)S->held_rows[i] * D, sizeof(float) * D);
+        int *fold = (int *)x.fold;
+        x.xtr = &xtr; x.xdv = &xdv; x.n = n; x.nd = nd; x.seed = seed; x.progress = progress; x.user = user;
+        x.ytr[0] = lab; x.ytr[1] = lab + n; x.ydv[0] = lab + 2 * n; x.ydv[1] = lab + 2 * n + nd;
+        for (i = 0; i < n; i++) { lab[i] = train->rows[i].emotion; lab[n + i] = train->rows[i].sentiment; x.rows[i] = i; }
+        for (i = 0; i < nd; i++) { lab[2 * n + i] = dev->rows[i].emotion; lab[2 * n + nd + i] = dev->rows[i].sentiment; }
+        for (di = 0; di < train->n_dialogues; di++)
+            for (i = train->dialogue_start[di]; i < train->dialogue_start[di + 1]; i++) fold[i] = di % 5;
+        for (task = 0; task < 2; task++) meld_ngram_task(g, task, &x);
     }
-    free(rows); free(order); free(fold); free(lp);
+    free(lab); free(x.rows); free(x.order); free((void *)x.fold); free(x.lp);
     meld_csr_free(&xtr); meld_csr_free(&xdv);
-    return ok ? MMSPCL_OK : meld_oom(S, "n-gram view");
+    if (!ok) { meld_ngram_free(g); return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "meld: out of memory (n-gram view)"); }
+    return MMSPCL_OK;
+}
+
+mmspcl_status meld_ngram_write(const meld_ngram *g, mmspcl_writer *wr, mmspcl_error *err) {
+    const int C = MMSPCL_NUM_EMOTIONS, CS = MMSPCL_NUM_SENTIMENTS;
+    const int64_t F = g->F;
+    int64_t sh[2];
+    mmspcl_status st;
+    if (mmspcl_writer_set_int(wr, "meld.ngram_bits", g->bits)) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "meld: out of memory");
+    sh[0] = F;
+    if ((st = mmspcl_writer_add_tensor(wr, "meld.idf", MMSPCL_F32, 1, sh, g->idf, sizeof(float) * (size_t)F, err))) return st;
+    sh[0] = C; sh[1] = F;
+    if ((st = mmspcl_writer_add_tensor(wr, "meld.lr.emotion.weight", MMSPCL_F32, 2, sh, g->w[0], sizeof(float) * (size_t)(C * F), err)) ||
+        (st = mmspcl_writer_add_tensor(wr, "meld.lr.emotion.bias", MMSPCL_F32, 1, sh, g->b[0], sizeof(float) * (size_t)C, err)))
+        return st;
+    sh[0] = CS;
+    if ((st = mmspcl_writer_add_tensor(wr, "meld.lr.sentiment.weight", MMSPCL_F32, 2, sh, g->w[1], sizeof(float) * (size_t)(CS * F), err)) ||
+        (st = mmspcl_writer_add_tensor(wr, "meld.lr.sentiment.bias", MMSPCL_F32, 1, sh, g->b[1], sizeof(float) * (size_t)CS, err)))
+        return st;
+    return MMSPCL_OK;
+}
+
+static mmspcl_status meld_ngram_view(meld_state *S) {
+    const int D = MMSPCL_NUM_EMOTIONS + MMSPCL_NUM_SENTIMENTS;
+    int i;
+    mmspcl_status st;
+    if ((st = meld_ngram_fit(&S->ng, S->r->ngram_bits, S->r->seed, S->train, S->dev, S->progress, S->user, S->err))) return st;
+    meld_log_add(&S->log_heads, 10, S->ng.dev_f1[0], S->ng.dev_acc[0]);
+    meld_log_add(&S->log_heads, 11, S->ng.dev_f1[1], S->ng.dev_acc[1]);
+    if (!(S->ngram_held = (float *)malloc(sizeof(float) * (size_t)(S->held.n + 1) * D))) return meld_oom(S, "n-gram view");
+    for (i = 0; i < S->held.n; i++) memcpy(S->ngram_held + (size_t)i * D, S->ng.train_lp + (size_t)S->held_rows[i] * D, sizeof(float) * D);
+    return MMSPCL_OK;
 }
 
 static mmspcl_status meld_stage_views(meld_state *S) {
@@ -903,7 +965,7 @@ static mmspcl_status meld_stage_heads(meld_state *S) {
     if ((st = meld_view_stats(S, width))) return st;
     memset(&trs, 0, sizeof trs); memset(&dvs, 0, sizeof dvs);
     trs.x[0] = S->train_t; trs.x[1] = S->ngram_held; trs.x[2] = S->train_v; trs.n = S->held.n;
-    dvs.x[0] = S->dev_t; dvs.x[1] = S->ngram_dev; dvs.x[2] = S->dev_v; dvs.n = S->devp.n;
+    dvs.x[0] = S->dev_t; dvs.x[1] = S->ng.dev_lp; dvs.x[2] = S->dev_v; dvs.n = S->devp.n;
     for (k = 0; k < MELD_HEADS; k++)
         if ((st = meld_train_head(S, k, width, &trs, &dvs))) return st;
     meld_nearest_mean(S->dev_t, S->devp.n, S->H, S->means, MMSPCL_NUM_EMOTIONS, S->pred);
@@ -920,27 +982,9 @@ static mmspcl_status meld_write_keys(meld_state *S, mmspcl_writer *wr) {
         mmspcl_writer_set_str_array(wr, "tokenizer.merges", S->vocab.merges, NULL, S->vocab.n_merges) ||
         mmspcl_writer_set_str(wr, "general.name", "mmspcl-meld-text") ||
         mmspcl_writer_set_str(wr, "general.source", "trained by mmspcl train on MELD train_sent_emo.csv (GPL-3.0 data)") ||
-        mmspcl_writer_set_int(wr, "meld.max_len", S->ML) || mmspcl_writer_set_int(wr, "meld.ngram_bits", S->r->ngram_bits) ||
+        mmspcl_writer_set_int(wr, "meld.max_len", S->ML) ||
         mmspcl_writer_set_int(wr, "meld.seed", (int64_t)S->r->seed) || mmspcl_writer_set_float(wr, "meld.dev_f1_spcl", S->best_f1))
         return meld_oom(S, "model file");
-    return MMSPCL_OK;
-}
-
-static mmspcl_status meld_write_ngram(meld_state *S, mmspcl_writer *wr) {
-    const int C = MMSPCL_NUM_EMOTIONS, CS = MMSPCL_NUM_SENTIMENTS;
-    const int64_t F = S->F;
-    int64_t sh[2];
-    mmspcl_status st;
-    sh[0] = F;
-    if ((st = mmspcl_writer_add_tensor(wr, "meld.idf", MMSPCL_F32, 1, sh, S->idf, sizeof(float) * (size_t)F, S->err))) return st;
-    sh[0] = C; sh[1] = F;
-    if ((st = mmspcl_writer_add_tensor(wr, "meld.lr.emotion.weight", MMSPCL_F32, 2, sh, S->lr_w[0], sizeof(float) * (size_t)(C * F), S->err)) ||
-        (st = mmspcl_writer_add_tensor(wr, "meld.lr.emotion.bias", MMSPCL_F32, 1, sh, S->lr_b[0], sizeof(float) * (size_t)C, S->err)))
-        return st;
-    sh[0] = CS;
-    if ((st = mmspcl_writer_add_tensor(wr, "meld.lr.sentiment.weight", MMSPCL_F32, 2, sh, S->lr_w[1], sizeof(float) * (size_t)(CS * F), S->err)) ||
-        (st = mmspcl_writer_add_tensor(wr, "meld.lr.sentiment.bias", MMSPCL_F32, 1, sh, S->lr_b[1], sizeof(float) * (size_t)CS, S->err)))
-        return st;
     return MMSPCL_OK;
 }
 
@@ -954,7 +998,7 @@ static mmspcl_status meld_write_model(meld_state *S, mmspcl_writer *wr, void **h
     mmspcl_status st;
     if ((st = mmspcl_roberta_train_write_config(&S->model, wr, S->err)) ||
         (st = mmspcl_roberta_train_write_tensors(&S->model, wr, MMSPCL_F32, &hold[0], S->err)) || (st = meld_write_keys(S, wr)) ||
-        (st = meld_write_ngram(S, wr)))
+        (st = meld_ngram_write(&S->ng, wr, S->err)))
         return st;
     if (!(protos = (float *)malloc(sizeof(float) * (size_t)C * H))) return meld_oom(S, "model file");
     hold[1] = protos;
@@ -1008,7 +1052,7 @@ mmspcl_status meld_train(const meld_recipe *r, const meld_csv *train, const meld
 
 /* ---- copies of a classifier file ---- */
 /* every key of w but `skip` and those starting with skip_prefix (either NULL: none) into wr */
-static mmspcl_status meld_copy_keys(const mmspcl_weights *w, mmspcl_writer *wr, const char *skip, const char *skip_prefix,
+mmspcl_status meld_copy_keys(const mmspcl_weights *w, mmspcl_writer *wr, const char *skip, const char *skip_prefix,
                                     mmspcl_error *err) {
     int64_t i;
     for (i = 0; i < w->n_kv; i++) {

@@ -50,6 +50,38 @@ mmspcl_status meld_train(const meld_recipe *r, const meld_csv *train, const meld
                          int64_t n_merges, const char *out_path, meld_progress_fn progress, void *user,
                          mmspcl_error *err);
 
+/* The RoBERTa BPE cut to the tokens keep[id] != 0 (n_vocab bytes; the caller's, updated) plus the
+   five specials and the byte alphabet, closed under the merges that build kept tokens; merges
+   whose parts or result were cut are dropped (stage 1 above). vocab / merges point into the full
+   arrays; <mask> gets the last id. Free vc->vocab and vc->merges. */
+typedef struct meld_vocab_cut {
+    const char **vocab; int64_t n_vocab;      /* new id -> string (points into the full arrays) */
+    const char **merges; int64_t n_merges;
+} meld_vocab_cut;
+mmspcl_status meld_vocab_cut_keep(meld_vocab_cut *vc, const mmspcl_bpe *full, const char *const *vocab, int64_t n_vocab,
+                                  const char *const *merges, int64_t n_merges, unsigned char *keep, mmspcl_error *err);
+
+/* The n-gram view (stage 6): hashed TF-IDF of word uni+bigrams and character 2-5-grams
+   (mmspcl_ngram_sparse, 2^bits buckets, idf from train), multinomial logistic regressions for
+   emotion and sentiment (L2 strength and epochs chosen on dev), their out-of-fold
+   log-probabilities on train (5 folds by dialogue: d % 5) and their dev log-probabilities. */
+typedef struct meld_ngram {
+    int bits;
+    int64_t F;                         /* 2^bits */
+    float *idf, *w[2], b[2][MMSPCL_MAX_CLASSES];   /* w[0] [7][F], w[1] [3][F] */
+    float *train_lp, *dev_lp;          /* [rows][10]: 7 emotion then 3 sentiment log-probabilities */
+    double dev_f1[2], dev_acc[2];      /* the final regressions on dev: emotion, sentiment */
+} meld_ngram;
+mmspcl_status meld_ngram_fit(meld_ngram *g, int bits, uint64_t seed, const meld_csv *train, const meld_csv *dev,
+                             meld_progress_fn progress, void *user, mmspcl_error *err);
+/* meld.ngram_bits, meld.idf, meld.lr.{emotion,sentiment}.{weight,bias} (f32) into wr; g must
+   outlive the save */
+mmspcl_status meld_ngram_write(const meld_ngram *g, mmspcl_writer *wr, mmspcl_error *err);
+void meld_ngram_free(meld_ngram *g);
+/* every key of w but `skip` and those starting with skip_prefix (either NULL: none) into wr */
+mmspcl_status meld_copy_keys(const mmspcl_weights *w, mmspcl_writer *wr, const char *skip, const char *skip_prefix,
+                             mmspcl_error *err);
+
 /* Copies a classifier file, storing 2-D f32 tensors whose rows are a multiple of 32 as dtype
    (meld.protos and meld.log.* stay f32). */
 mmspcl_status meld_quantize_file(const char *in_path, const char *out_path, mmspcl_dtype dtype,
