@@ -3733,6 +3733,28 @@ static void mmspcl__rt_amask(float *mk, const mmspcl__rt_adrop *a, int i, int j0
     else for (j = 0; j < n; j++) mk[j] = 1.0f;
 }
 
+/* o[d] += a * v[d] for d < n, each element a multiply then an add (no fused multiply-add): the
+   scalar loop, and AVX2 on 8 elements at a time with the same operations (the same bits) */
+static void mmspcl__rt_axpy_scalar(float *o, float a, const float *v, int n) {
+    int d;
+    for (d = 0; d < n; d++) o[d] += a * v[d];
+}
+#ifdef MMSPCL__T_X86
+static __attribute__((target("avx2"))) void mmspcl__rt_axpy_avx2(float *o, float a, const float *v, int n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int d = 0;
+    for (; d + 8 <= n; d += 8) _mm256_storeu_ps(o + d, _mm256_add_ps(_mm256_loadu_ps(o + d), _mm256_mul_ps(av, _mm256_loadu_ps(v + d))));
+    mmspcl__rt_axpy_scalar(o + d, a, v + d, n - d);
+}
+#endif
+static void mmspcl__rt_axpy(float *o, float a, const float *v, int n, int simd) {
+#ifdef MMSPCL__T_X86
+    if (simd && __builtin_cpu_supports("avx2")) { mmspcl__rt_axpy_avx2(o, a, v, n); return; }
+#endif
+    (void)simd;
+    mmspcl__rt_axpy_scalar(o, a, v, n);
+}
+
 /* attention of one (sequence, head): probs [L][L] kept (before dropout) */
 static void mmspcl__rt_attn_fwd(const float *q, const float *k, const float *v, float *ctx, float *probs, int L,
                                 int H, int h, int hd, const mmspcl__rt_adrop *dr) {
@@ -3753,7 +3775,7 @@ static void mmspcl__rt_attn_fwd(const float *q, const float *k, const float *v, 
                 const float *vj = v + (size_t)j * H + h * hd;
                 const float pj = p[j] * mk[j - j0];
                 if (pj == 0.0f) continue;
-                for (d = 0; d < hd; d++) oi[d] += pj * vj[d];
+                mmspcl__rt_axpy(oi, pj, vj, hd, 1);
             }
         }
     }

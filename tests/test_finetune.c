@@ -67,7 +67,7 @@ static void test_dropout_masks(void) {
 static void test_mask_rows(void) {
     static const float ps[5] = {1e-7f, 0.1f, 0.5f, 0.9f, 0.9999999f};
     static const int ns[6] = {1, 7, 15, 16, 17, 333};
-    float a[333], b[333];
+    float a[333], b[333], v[333];
     int k, t, bad = 0;
     for (k = 0; k < 5; k++)
         for (t = 0; t < 6; t++) {
@@ -78,6 +78,13 @@ static void test_mask_rows(void) {
             bad += memcmp(a, b, sizeof(float) * (size_t)ns[t]) != 0;
         }
     CHECK(!bad, "dropout mask rows: %d of 30 differ from mmspcl_roberta_train_dropout", bad);
+    for (t = 0, bad = 0; t < 6; t++) {   /* attention's o += p v: the AVX2 loop has the scalar one's bits */
+        for (k = 0; k < ns[t]; k++) { a[k] = b[k] = 0.01f * (float)(k % 13) - 0.05f; v[k] = 0.3f - 0.007f * (float)k; }
+        mmspcl__rt_axpy(a, 0.37f, v, ns[t], 0);
+        mmspcl__rt_axpy(b, 0.37f, v, ns[t], 1);
+        bad += memcmp(a, b, sizeof(float) * (size_t)ns[t]) != 0;
+    }
+    CHECK(!bad, "attention axpy: %d of 6 lengths differ from the scalar loop", bad);
 }
 
 #define FB 3
