@@ -35,10 +35,11 @@ static mmspcl_status abl_column(const char *path, int split, int **out, int *cou
         else if (split && !strcmp(line, "test")) x = 2;
         else {
             x = strtol(line, &end, 10);
-            if (*end || x < 0 || x > (split ? 2 : MMSPCL_MAX_CLASSES - 1)) {
+            if (*end || x < 0 || x > (split ? 2 : MMSPCL_MAX_CLASSES - 1)) {   /* the message before buf is freed */
+                mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: line %d '%.40s' is not a %s", path, no, line,
+                                 split ? "split (train, dev, test)" : "class (0 to 63)");
                 free(v); mmspcl_free(buf);
-                return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: line %d '%.40s' is not a %s", path, no, line,
-                                        split ? "split (train, dev, test)" : "class (0 to 63)");
+                return MMSPCL_ERR_FORMAT;
             }
         }
         if (n == cap) {
@@ -73,9 +74,10 @@ static mmspcl_status abl_lengths(abl_data *d, int m, const char *fpath, const ch
             d->lens[m][k] = len;
         }
     }
-    for (k = 0; k < d->n; k++) {
+    for (k = 0; k < d->n; k++)   /* every length first, then the padding */
         if (d->lens[m][k] < 1 || d->lens[m][k] > d->L[m])
             return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: line %d: length %d is outside 1..%d", lpath ? lpath : fpath, k + 1, d->lens[m][k], d->L[m]);
+    for (k = 0; k < d->n; k++) {
         for (t = d->lens[m][k]; t < d->L[m]; t++)
             for (i = 0; i < (size_t)d->D[m]; i++)
                 if (d->x[m][((size_t)k * d->L[m] + t) * d->D[m] + i] != 0.0f)
