@@ -9869,6 +9869,11 @@ static mmspcl_status mmspcl__classifier_encode(mmspcl_classifier *m, const mmspc
     if ((st = mmspcl_spcl_prompts(m->tok, turns, n, ML, ids, len, mask, err))) goto done;
     for (i = 0; i < n; i += B) {
         const int nb = n - i < B ? n - i : B;
+        if (!v) {   /* the <mask> rows alone: the last layer skips the others (the same bits) */
+            if ((st = mmspcl_roberta_forward_rows(m->enc, ids + (size_t)i * ML, len + i, nb, ML, mask + i, t + (size_t)i * H, err)))
+                goto done;
+            continue;
+        }
         if ((st = mmspcl_roberta_forward(m->enc, ids + (size_t)i * ML, len + i, nb, ML, hid, err))) goto done;
         for (b = 0; b < nb; b++) {
             const float *hb = hid + (size_t)b * ML * H;

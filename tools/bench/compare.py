@@ -335,7 +335,7 @@ def main():
     ap.add_argument("--accuracy", type=int, default=100)
     ap.add_argument("--dataset", action="store_true", help="the MELD test prompts instead (see the docstring)")
     ap.add_argument("--every", type=int, default=40, help="--dataset: every N-th prompt of MELD test")
-    ap.add_argument("--tokens", type=int, default=2048, help="--dataset: mmspcl's bucket size in tokens")
+    ap.add_argument("--tokens", type=int, default=512, help="--dataset: mmspcl's bucket size in tokens")
     ap.add_argument("--block", type=int, default=0, help="--dataset: keep every --every-th run of BLOCK prompts sorted "
                     "by length instead of every --every-th utterance (batches of BLOCK or a divisor pad as on the whole split)")
     ap.add_argument("--batches", default="8,16,32", help="--dataset: ORT / PyTorch batch sizes")
