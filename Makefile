@@ -38,7 +38,7 @@ examples: $(EXAMPLES) $(B)/align_task
 # the synthetic alignment task of docs/FUSION.md (libc only)
 $(B)/align_task: tools/synth/align_task.c | $(B)
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(LDLIBS)
-$(B)/examples/%: examples/%.c $(B)/libmmspcl.a | $(B)/examples
+$(B)/examples/%: examples/%.c $(wildcard tools/train/*.[ch]) $(B)/libmmspcl.a | $(B)/examples
 	$(CC) $(ALL_CFLAGS) $< $(B)/libmmspcl.a -o $@ $(LDLIBS)
 
 $(B) $(B)/lib $(B)/tests $(B)/examples:

@@ -234,9 +234,9 @@ static void abl_msve_table(abl_args *a, const abl_data *d, abl_table *T, abl_job
     }
 }
 
-static void abl_epoch(void *user, int epoch, double loss, double f1) {
+static void abl_epoch(void *user, int epoch, double loss, double f1, double acc) {
     abl_ui *u = (abl_ui *)user;
-    (void)loss;
+    (void)loss; (void)acc;
     if (u->quiet || !u->tty) return;
     fprintf(stderr, "\r[%d/%d] %s: epoch %d/%d, dev wF1 %.2f   ", u->job, u->jobs, u->what, epoch, u->epochs, 100 * f1);
 }

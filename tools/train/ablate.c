@@ -1,8 +1,8 @@
-/* The ablation grid's data and trainers (ablate.h). abl_fusion_run restates, step for step,
-   the training of examples/train_fusion.c (model_create, model_forward, evaluate, train): the
-   same generator seeds (seed for the weights, seed + 17 for batches and dropout), the same batch
-   loop, evaluation in chunks of 256, the best dev epoch's weights kept; tests/test_ablate.c
-   compares the two programs' numbers. */
+/* The ablation grid's data and trainers (ablate.h), and the one fusion training loop: both
+   `mmspcl ablate` (abl_fusion_run) and examples/train_fusion.c (which includes this file) load
+   and train through the functions here: generator seeds (seed for the weights, seed + 17 for
+   batches and dropout), the batch loop, evaluation in chunks of 256, the best dev epoch's weights
+   kept; tests/test_ablate.c compares the two programs' numbers. */
 #include "tools/train/ablate.h"
 #include <math.h>
 #include <stdio.h>
@@ -35,10 +35,11 @@ static mmspcl_status abl_column(const char *path, int split, int **out, int *cou
         else if (split && !strcmp(line, "test")) x = 2;
         else {
             x = strtol(line, &end, 10);
-            if (*end || x < 0 || x > (split ? 2 : MMSPCL_MAX_CLASSES - 1)) {
+            if (*end || x < 0 || x > (split ? 2 : MMSPCL_MAX_CLASSES - 1)) {   /* the message before buf is freed */
+                mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: line %d '%.40s' is not a %s", path, no, line,
+                                 split ? "split (train, dev, test)" : "class (0 to 63)");
                 free(v); mmspcl_free(buf);
-                return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: line %d '%.40s' is not a %s", path, no, line,
-                                        split ? "split (train, dev, test)" : "class (0 to 63)");
+                return MMSPCL_ERR_FORMAT;
             }
         }
         if (n == cap) {
@@ -54,19 +55,15 @@ static mmspcl_status abl_column(const char *path, int split, int **out, int *cou
     return *out ? MMSPCL_OK : mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "%s: out of memory", path);
 }
 
-/* lengths of modality m: dir/lens_m.txt, else up to the last step that is not all zeros;
-   then the padding must be zeros */
-static mmspcl_status abl_lengths(abl_data *d, int m, const char *dir, mmspcl_error *err) {
-    char path[4200];
-    FILE *f;
+/* lengths of modality m (features from file fpath): the file lpath, else (NULL) up to the last
+   step that is not all zeros; then the padding must be zeros */
+static mmspcl_status abl_lengths(abl_data *d, int m, const char *fpath, const char *lpath, mmspcl_error *err) {
     int k, t, cnt;
     size_t i;
     mmspcl_status st;
-    snprintf(path, sizeof path, "%s/lens_%s.txt", dir, abl_mod[m]);
-    if ((f = fopen(path, "rb"))) {
-        fclose(f);
-        if ((st = abl_column(path, 0, &d->lens[m], &cnt, err))) return st;
-        if (cnt != d->n) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s has %d lengths for %d rows", path, cnt, d->n);
+    if (lpath) {
+        if ((st = abl_column(lpath, 0, &d->lens[m], &cnt, err))) return st;
+        if (cnt != d->n) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s has %d lengths for %d rows", lpath, cnt, d->n);
     } else {
         if (!(d->lens[m] = (int *)malloc(sizeof(int) * (size_t)(d->n + 1)))) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
         for (k = 0; k < d->n; k++) {
@@ -77,25 +74,24 @@ static mmspcl_status abl_lengths(abl_data *d, int m, const char *dir, mmspcl_err
             d->lens[m][k] = len;
         }
     }
-    for (k = 0; k < d->n; k++) {
+    for (k = 0; k < d->n; k++)   /* every length first, then the padding */
         if (d->lens[m][k] < 1 || d->lens[m][k] > d->L[m])
-            return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: line %d: length %d is outside 1..%d", path, k + 1, d->lens[m][k], d->L[m]);
+            return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: line %d: length %d is outside 1..%d", lpath ? lpath : fpath, k + 1, d->lens[m][k], d->L[m]);
+    for (k = 0; k < d->n; k++) {
         for (t = d->lens[m][k]; t < d->L[m]; t++)
             for (i = 0; i < (size_t)d->D[m]; i++)
                 if (d->x[m][((size_t)k * d->L[m] + t) * d->D[m] + i] != 0.0f)
-                    return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s/%s.f32: row %d step %d is past its length %d but not zero (byte %zu)",
-                                            dir, abl_mod[m], k, t, d->lens[m][k], 4 * (((size_t)k * d->L[m] + t) * d->D[m] + i));
+                    return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: row %d step %d is past its length %d but not zero (byte %zu)",
+                                            fpath, k, t, d->lens[m][k], 4 * (((size_t)k * d->L[m] + t) * d->D[m] + i));
     }
     return MMSPCL_OK;
 }
 
-static mmspcl_status abl_modality(abl_data *d, int m, const char *dir, mmspcl_error *err) {
-    char path[4200];
+static mmspcl_status abl_modality(abl_data *d, int m, const char *path, const char *lpath, mmspcl_error *err) {
     unsigned char *buf = NULL;
     size_t size = 0, per = (size_t)d->L[m] * d->D[m], i;
     int rows;
     mmspcl_status st;
-    snprintf(path, sizeof path, "%s/%s.f32", dir, abl_mod[m]);
     if ((st = mmspcl_read_file(path, (size_t)1 << 36, &buf, &size, err))) return st;
     if (size % (4 * per) || size == 0) {
         mmspcl_free(buf);
@@ -114,7 +110,7 @@ static mmspcl_status abl_modality(abl_data *d, int m, const char *dir, mmspcl_er
         memcpy(&d->x[m][i], &u, 4);
     }
     mmspcl_free(buf);
-    return abl_lengths(d, m, dir, err);
+    return abl_lengths(d, m, path, lpath, err);
 }
 
 /* "dim.m N" of dir/extract.txt into D (L = 1); 0 when there is no manifest */
@@ -140,32 +136,52 @@ static mmspcl_status abl_manifest(const char *dir, int L[3], int D[3], mmspcl_er
     return MMSPCL_OK;
 }
 
-mmspcl_status abl_data_load(abl_data *d, const char *dir, const int L[3], const int D[3], mmspcl_error *err) {
-    char path[4200];
+mmspcl_status abl_data_load_files(abl_data *d, const char *const path[3], const char *const lens_path[3], const int L[3],
+                                  const int D[3], const char *labels, const char *split, mmspcl_error *err) {
     int m, i, k, present = 0;
     mmspcl_status st;
     memset(d, 0, sizeof *d);
     d->n = -1;
-    for (m = 0; m < 3; m++) { d->L[m] = L[m]; d->D[m] = D[m]; }
-    if ((st = abl_manifest(dir, d->L, d->D, err))) return st;
     for (m = 0; m < 3; m++) {
-        if (d->L[m] <= 0 || d->D[m] <= 0) { d->L[m] = d->D[m] = 0; continue; }
-        if ((st = abl_modality(d, m, dir, err))) return st;
+        if (!path[m]) continue;
+        if (L[m] <= 0 || D[m] <= 0) return mmspcl_error_set(err, MMSPCL_ERR_ARG, "%s: length %d and width %d must be >= 1", path[m], L[m], D[m]);
+        d->L[m] = L[m]; d->D[m] = D[m];
+        if ((st = abl_modality(d, m, path[m], lens_path[m], err))) return st;
         present++;
     }
-    if (!present)
-        return mmspcl_error_set(err, MMSPCL_ERR_ARG, "%s: no modality (give --len-t/--dim-t ... or a folder with extract.txt)", dir);
-    snprintf(path, sizeof path, "%s/labels.txt", dir);
-    if ((st = abl_column(path, 0, &d->y, &k, err))) return st;
-    if (k != d->n) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s has %d labels for %d feature rows", path, k, d->n);
-    snprintf(path, sizeof path, "%s/split.txt", dir);
-    if ((st = abl_column(path, 1, &d->split, &k, err))) return st;
-    if (k != d->n) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s has %d entries for %d rows", path, k, d->n);
+    if (!present) return mmspcl_error_set(err, MMSPCL_ERR_ARG, "no modality");
+    if ((st = abl_column(labels, 0, &d->y, &k, err))) return st;
+    if (k != d->n) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s has %d labels for %d feature rows", labels, k, d->n);
+    if ((st = abl_column(split, 1, &d->split, &k, err))) return st;
+    if (k != d->n) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s has %d entries for %d rows", split, k, d->n);
     for (i = 0; i < d->n; i++) { if (d->y[i] + 1 > d->C) d->C = d->y[i] + 1; d->count[d->split[i]]++; }
-    if (d->C < 2) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s/labels.txt: %d classes (2..%d)", dir, d->C, MMSPCL_MAX_CLASSES);
+    if (d->C < 2) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: %d classes (2..%d)", labels, d->C, MMSPCL_MAX_CLASSES);
     if (d->count[0] < 2 || d->count[1] < 1 || d->count[2] < 1)
-        return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: every split needs rows (train %d, dev %d, test %d)", path, d->count[0], d->count[1], d->count[2]);
+        return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s: every split needs rows (train %d, dev %d, test %d)", split, d->count[0], d->count[1], d->count[2]);
     return MMSPCL_OK;
+}
+
+mmspcl_status abl_data_load(abl_data *d, const char *dir, const int L[3], const int D[3], mmspcl_error *err) {
+    char fp[3][4200], lp[3][4200], labels[4200], split[4200];
+    const char *path[3] = {NULL, NULL, NULL}, *lens[3] = {NULL, NULL, NULL};
+    int m, l[3], w[3];
+    FILE *f;
+    mmspcl_status st;
+    memset(d, 0, sizeof *d);
+    for (m = 0; m < 3; m++) { l[m] = L[m]; w[m] = D[m]; }
+    if ((st = abl_manifest(dir, l, w, err))) return st;
+    for (m = 0; m < 3; m++) {
+        if (l[m] <= 0 || w[m] <= 0) continue;
+        snprintf(fp[m], sizeof fp[m], "%s/%s.f32", dir, abl_mod[m]);
+        snprintf(lp[m], sizeof lp[m], "%s/lens_%s.txt", dir, abl_mod[m]);
+        path[m] = fp[m];
+        if ((f = fopen(lp[m], "rb"))) { fclose(f); lens[m] = lp[m]; }
+    }
+    if (!path[0] && !path[1] && !path[2])
+        return mmspcl_error_set(err, MMSPCL_ERR_ARG, "%s: no modality (give --len-t/--dim-t ... or a folder with extract.txt)", dir);
+    snprintf(labels, sizeof labels, "%s/labels.txt", dir);
+    snprintf(split, sizeof split, "%s/split.txt", dir);
+    return abl_data_load_files(d, path, lens, l, w, labels, split, err);
 }
 
 void abl_data_free(abl_data *d) {
@@ -175,18 +191,8 @@ void abl_data_free(abl_data *d) {
     memset(d, 0, sizeof *d);
 }
 
-/* ---- fusion heads, as examples/train_fusion trains them -------------------------------------- */
-typedef struct abl_model {
-    abl_kind kind;
-    mmspcl_params P;
-    mmspcl_mult_seq_train ms;
-    mmspcl_fusion fu;
-    mmspcl_xprune_train xp;
-    double *x[3], *tmp[3], *dtmp[3], *logits;
-    int *lens[3];
-} abl_model;
-
-static void abl_model_free(abl_model *M) {
+/* ---- fusion heads (examples/train_fusion and abl_fusion_run) ------------------------------- */
+void abl_model_free(abl_model *M) {
     int m;
     mmspcl_mult_seq_train_free(&M->ms);
     mmspcl_fusion_free(&M->fu);
@@ -196,7 +202,7 @@ static void abl_model_free(abl_model *M) {
     free(M->logits);
 }
 
-static mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl_fusion_cfg *o, mmspcl_error *err) {
+mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl_fusion_cfg *o, mmspcl_error *err) {
     mmspcl_rng r;
     int m, B = o->batch > 256 ? o->batch : 256;
     mmspcl_status st;
@@ -226,7 +232,7 @@ static mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl
         if (o->kind == ABL_PRUNE) {   /* the pruning layer first (its parameters and draws), as train_fusion */
             mmspcl_xprune_cfg pc;
             if (!d->D[0] || (o->prune_proj ? o->prune_proj : d->D[0]) % o->prune_k)
-                return mmspcl_error_set(err, MMSPCL_ERR_ARG, "prune: t (the base) must be present with a width (after the projection) that is a multiple of K %d", o->prune_k);
+                return mmspcl_error_set(err, MMSPCL_ERR_ARG, "prune: t (the base) must be present with a width (after --prune-proj) that is a multiple of --prune-k %d", o->prune_k);
             memset(&pc, 0, sizeof pc);
             for (m = 0; m < 3; m++) pc.dims[m] = d->D[m];
             pc.base = 0; pc.mods = o->prune_mods; pc.K = o->prune_k; pc.proj_dim = o->prune_proj; pc.joint = o->prune_joint;
@@ -294,7 +300,7 @@ static void abl_model_backward(abl_model *M, const double *dl, int nb) {
 }
 
 /* weighted F1 and accuracy of split s, evaluation mode, chunks of 256 */
-static mmspcl_status abl_evaluate(abl_model *M, const abl_data *d, int s, double *f1, double *acc, mmspcl_error *err) {
+mmspcl_status abl_fusion_evaluate(abl_model *M, const abl_data *d, int s, double *f1, double *acc, mmspcl_error *err) {
     int *idx = (int *)malloc(sizeof(int) * (size_t)(d->n + 1)), *yt = (int *)malloc(sizeof(int) * (size_t)(d->n + 1));
     int *yp = (int *)malloc(sizeof(int) * (size_t)(d->n + 1)), k = 0, i, j;
     int64_t *cm = (int64_t *)calloc((size_t)d->C * d->C, sizeof(int64_t));
@@ -322,7 +328,7 @@ static mmspcl_status abl_evaluate(abl_model *M, const abl_data *d, int s, double
 }
 
 /* epochs of shuffled batches (the last may be short); the best dev epoch's weights kept */
-static mmspcl_status abl_train(abl_model *M, const abl_data *d, const abl_fusion_cfg *o, abl_result *res, abl_epoch_fn fn,
+mmspcl_status abl_fusion_train(abl_model *M, const abl_data *d, const abl_fusion_cfg *o, abl_result *res, abl_epoch_fn fn,
                                void *user, mmspcl_error *err) {
     mmspcl_adamw_cfg ac;
     mmspcl_rng r;
@@ -351,9 +357,9 @@ static mmspcl_status abl_train(abl_model *M, const abl_data *d, const abl_fusion
             mmspcl_adamw_step(&M->P, &ac, o->lr);
             steps++;
         }
-        if (st || (st = abl_evaluate(M, d, 1, &f1, &acc, err))) break;
+        if (st || (st = abl_fusion_evaluate(M, d, 1, &f1, &acc, err))) break;
         res->epochs_run = e + 1;
-        if (fn) fn(user, e + 1, loss / (steps ? steps : 1), f1);
+        if (fn) fn(user, e + 1, loss / (steps ? steps : 1), f1, acc);
         if (f1 > best_f1) { best_f1 = f1; res->best_epoch = e + 1; since = 0; memcpy(best, M->P.w, sizeof(double) * M->P.n); }
         else if (o->patience > 0 && ++since >= o->patience) break;
     }
@@ -389,8 +395,8 @@ mmspcl_status abl_fusion_run(const abl_data *d, const abl_fusion_cfg *c, abl_res
         return mmspcl_error_set(err, MMSPCL_ERR_ARG, "fusion: epochs >= 1, 1 <= batch <= 1024, lr > 0, K >= 1");
     st = abl_model_create(&M, &v, c, err);
     r->params = M.P.n;
-    if (!st) st = abl_train(&M, &v, c, r, fn, user, err);
-    if (!st) st = abl_evaluate(&M, &v, 2, &r->test_f1, &acc, err);
+    if (!st) st = abl_fusion_train(&M, &v, c, r, fn, user, err);
+    if (!st) st = abl_fusion_evaluate(&M, &v, 2, &r->test_f1, &acc, err);
     r->test_acc = acc;
     abl_model_free(&M);
     return st;

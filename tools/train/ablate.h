@@ -2,9 +2,10 @@
    examples/train_fusion and examples/train_msve (DIR/{t,a,v}.f32 float32 [n][L][D] zero-padded,
    DIR/lens_{t,a,v}.txt optional, DIR/labels.txt, DIR/split.txt; mmspcl extract's folders are the
    L = 1 case) and the two trainers the grid runs:
-     abl_fusion_run   one fusion head over a subset of the modalities, trained as
-                      examples/train_fusion trains it (same seeds, batches, evaluation: the same
-                      numbers as a train_fusion run with the same options; tests/test_ablate.c)
+     abl_fusion_run   one fusion head over a subset of the modalities, trained by the same
+                      functions examples/train_fusion uses (abl_model_create, abl_fusion_train,
+                      abl_fusion_evaluate): the same numbers as a train_fusion run with the same
+                      options; tests/test_ablate.c)
      abl_msve_run     MSVE (mmspcl_msve_train) on the sequences mean-pooled over real steps
    Everything reports through mmspcl_error; nothing prints. */
 #ifndef MMSPCL_ABLATE_H
@@ -25,6 +26,10 @@ typedef struct abl_data {
    is absent; a file given a shape must exist. Checks as train_fusion: whole rows, the same row
    count everywhere, lengths 1..L, zeros past each length, labels >= 0, every split non-empty. */
 mmspcl_status abl_data_load(abl_data *d, const char *dir, const int L[3], const int D[3], mmspcl_error *err);
+/* The same checks over named files (examples/train_fusion): path[m] NULL: modality m absent, else
+   L[m], D[m] >= 1; lens_path[m] NULL: lengths inferred (up to the last step not all zeros). */
+mmspcl_status abl_data_load_files(abl_data *d, const char *const path[3], const char *const lens_path[3], const int L[3],
+                                  const int D[3], const char *labels, const char *split, mmspcl_error *err);
 void abl_data_free(abl_data *d);
 
 typedef enum { ABL_LINEAR, ABL_MULT, ABL_BOTTLENECK, ABL_PRUNE } abl_kind;
@@ -47,8 +52,31 @@ typedef struct abl_result {
     size_t params;
 } abl_result;
 
-/* called after every epoch (epoch from 1), may be NULL */
-typedef void (*abl_epoch_fn)(void *user, int epoch, double loss, double dev_f1);
+/* called after every epoch (epoch from 1; dev weighted F1 and accuracy in 0..1), may be NULL */
+typedef void (*abl_epoch_fn)(void *user, int epoch, double loss, double dev_f1, double dev_acc);
+
+/* One fusion head and its batch buffers (batches up to 1024 rows). abl_fusion_run is
+   abl_model_create, abl_fusion_train, abl_fusion_evaluate(split 2) over the chosen modalities;
+   examples/train_fusion calls the three itself (it prints and saves between them). */
+typedef struct abl_model {
+    abl_kind kind;
+    mmspcl_params P;
+    mmspcl_mult_seq_train ms;    /* mult */
+    mmspcl_fusion fu;            /* linear, prune, bottleneck */
+    mmspcl_xprune_train xp;      /* prune */
+    double *x[3], *tmp[3], *dtmp[3], *logits;   /* one batch's inputs, pruned inputs, logits */
+    int *lens[3];
+} abl_model;
+/* weights from c->seed; every modality of d with D[m] != 0 is an input. Free M even on failure. */
+mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl_fusion_cfg *c, mmspcl_error *err);
+void abl_model_free(abl_model *M);
+/* c->epochs epochs of shuffled batches (generator c->seed + 17), dev F1 after each, early stop
+   after c->patience (> 0) epochs without a better one; the best dev epoch's weights end in M->P.w;
+   r->best_epoch, epochs_run, dev_f1 set */
+mmspcl_status abl_fusion_train(abl_model *M, const abl_data *d, const abl_fusion_cfg *c, abl_result *r, abl_epoch_fn fn,
+                               void *user, mmspcl_error *err);
+/* weighted F1 and accuracy (0..1) of split s (0 train, 1 dev, 2 test), evaluation mode */
+mmspcl_status abl_fusion_evaluate(abl_model *M, const abl_data *d, int s, double *f1, double *acc, mmspcl_error *err);
 
 mmspcl_status abl_fusion_run(const abl_data *d, const abl_fusion_cfg *c, abl_result *r, abl_epoch_fn fn, void *user,
                              mmspcl_error *err);
