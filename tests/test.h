@@ -10,7 +10,9 @@
      test_cosine             the cosine of two float vectors;
      test_close              |got - want| <= abs_tol + rel_tol * |want|;
      test_write_file         write bytes to a file (0 / -1);
-     test_crc32              CRC-32 (zlib, PNG, ZIP) bit by bit, independent of the library's.
+     test_crc32              CRC-32 (zlib, PNG, ZIP) bit by bit, independent of the library's;
+     test_ref_load / _get / _free   the reference scripts' text records "NAME NDIM S0 .. VALUES"
+                             (the mult, mbt, mbt_pair and prune scripts of tools/reference).
    Nothing here warns when a test does not use it (static inline functions, counters marked
    unused), so the fuzz targets in tests/fuzz/ include this file too. */
 #ifndef MMSPCL_TEST_H
@@ -147,4 +149,52 @@ static inline uint32_t test_crc32(const unsigned char *p, size_t n) {
     }
     return c ^ 0xFFFFFFFFu;
 }
+/* A reference file: records "NAME NDIM S0 .. S(NDIM-1) VALUES" separated by spaces or newlines,
+   as tools/reference's PyTorch scripts write them (values in double precision). */
+typedef struct test_ref_rec { char name[160]; int ndim, shape[4]; size_t n; double *v; } test_ref_rec;
+typedef struct test_ref_file { test_ref_rec *r; int n; } test_ref_file;
+
+static inline void test_ref_free(test_ref_file *rf) {
+    int i;
+    for (i = 0; i < rf->n; i++) free(rf->r[i].v);
+    free(rf->r);
+    rf->r = NULL; rf->n = 0;
+}
+
+/* 0, or -1 (nothing kept) when the file is missing or a record is malformed */
+static inline int test_ref_load(test_ref_file *rf, const char *path) {
+    char *buf = (char *)test_read_file(path, NULL), *p, *end;
+    int cap = 0;
+    rf->r = NULL; rf->n = 0;
+    if (!buf) return -1;
+    for (p = buf; ; ) {
+        test_ref_rec *q;
+        size_t k, len;
+        int i;
+        while (*p == ' ' || *p == '\n') p++;
+        if (!*p) break;
+        if (rf->n == cap) rf->r = (test_ref_rec *)realloc(rf->r, sizeof(test_ref_rec) * (size_t)(cap = cap ? 2 * cap : 256));
+        q = &rf->r[rf->n++];
+        q->v = NULL;
+        len = strcspn(p, " \n");
+        q->ndim = (int)strtol(p + len, &end, 10);
+        if (len >= sizeof q->name || q->ndim < 0 || q->ndim > 4) break;
+        memcpy(q->name, p, len); q->name[len] = 0; p = end;
+        for (i = 0, q->n = 1; i < q->ndim; i++) { q->shape[i] = (int)strtol(p, &end, 10); p = end; q->n *= (size_t)q->shape[i]; }
+        q->v = (double *)malloc(sizeof(double) * (q->n ? q->n : 1));
+        for (k = 0; k < q->n; k++) { q->v[k] = strtod(p, &end); if (end == p) break; p = end; }
+        if (k < q->n) break;
+    }
+    if (*p) { free(buf); test_ref_free(rf); return -1; }
+    free(buf);
+    return 0;
+}
+
+/* the record named NAME, or NULL */
+static inline const test_ref_rec *test_ref_get(const test_ref_file *rf, const char *name) {
+    int i;
+    for (i = 0; i < rf->n; i++) if (!strcmp(rf->r[i].name, name)) return &rf->r[i];
+    return NULL;
+}
+
 #endif

@@ -180,45 +180,8 @@ static void test_inference(const char *what, const int dims[3], const int T[3], 
    layer_norms.1 -> ln_ff, self_attn.in_proj_{weight,bias} -> attn.{q,k,v} (thirds),
    self_attn.out_proj -> attn.o, fc1/fc2 -> ff.fc1/ff.fc2, layer_norm -> ln, proj_X -> proj.X,
    proj1/proj2 -> res.fc1/res.fc2, out_layer -> out. */
-typedef struct ref_rec { char name[160]; int ndim, shape[4]; size_t n; double *v; } ref_rec;
-typedef struct ref_file { ref_rec *r; int n; } ref_file;
-
-static int ref_load(ref_file *rf, const char *path) {
-    char *buf = (char *)test_read_file(path, NULL), *p, *end;
-    int cap = 0;
-    rf->r = NULL; rf->n = 0;
-    if (!buf) return -1;
-    for (p = buf; ; ) {
-        ref_rec *q;
-        size_t k, len;
-        int i;
-        while (*p == ' ' || *p == '\n') p++;
-        if (!*p) break;
-        if (rf->n == cap) { rf->r = (ref_rec *)realloc(rf->r, sizeof(ref_rec) * (size_t)(cap = cap ? 2 * cap : 256)); }
-        q = &rf->r[rf->n++];
-        len = strcspn(p, " \n");
-        if (len >= sizeof q->name) { free(buf); return -1; }
-        memcpy(q->name, p, len); q->name[len] = 0; p += len;
-        q->ndim = (int)strtol(p, &end, 10); p = end;
-        for (i = 0, q->n = 1; i < q->ndim; i++) { q->shape[i] = (int)strtol(p, &end, 10); p = end; q->n *= (size_t)q->shape[i]; }
-        q->v = (double *)malloc(sizeof(double) * (q->n ? q->n : 1));
-        for (k = 0; k < q->n; k++) { q->v[k] = strtod(p, &end); if (end == p) { free(buf); return -1; } p = end; }
-    }
-    free(buf);
-    return 0;
-}
-
-static const ref_rec *ref_get(const ref_file *rf, const char *name) {
-    int i;
-    for (i = 0; i < rf->n; i++) if (!strcmp(rf->r[i].name, name)) return &rf->r[i];
-    return NULL;
-}
-
-static void ref_free(ref_file *rf) {
-    int i;
-    for (i = 0; i < rf->n; i++) free(rf->r[i].v);
-    free(rf->r);
-}
+typedef test_ref_rec ref_rec;
+typedef test_ref_file ref_file;
 
 /* our tensor name (and the row range of MulT's tensor it takes) for a MulT parameter name */
 static int ref_map(const char *mult, char *ours, size_t cap, int *third) {
@@ -294,7 +257,7 @@ static void test_reference(void) {
     static const char *const cases[2] = { "full", "padded" }, *const ml = "lav";
     int i, k, m, T[3], n, mapped = 0, grads = 0;
     double worst_out = 0;
-    if (ref_load(&rf, "tests/data/mult_ref/mult_ref.txt") || !(cfg = ref_get(&rf, "cfg")) || cfg->n != 12) {
+    if (test_ref_load(&rf, "tests/data/mult_ref/mult_ref.txt") || !(cfg = test_ref_get(&rf, "cfg")) || cfg->n != 12) {
         CHECK(0, "cannot read tests/data/mult_ref/mult_ref.txt");
         return;
     }
@@ -338,15 +301,15 @@ static void test_reference(void) {
         const ref_rec *W, *out;
         for (m = 0; m < 3; m++) {
             const ref_rec *xr, *lr;
-            snprintf(name, sizeof name, "%s.x.%c", cases[k], ml[m]); xr = ref_get(&rf, name);
-            snprintf(name, sizeof name, "%s.lens.%c", cases[k], ml[m]); lr = ref_get(&rf, name);
+            snprintf(name, sizeof name, "%s.x.%c", cases[k], ml[m]); xr = test_ref_get(&rf, name);
+            snprintf(name, sizeof name, "%s.lens.%c", cases[k], ml[m]); lr = test_ref_get(&rf, name);
             x[m] = xr->v;
             dx[m] = (double *)calloc(xr->n, sizeof(double));
             lens[m] = (int *)malloc(sizeof(int) * (size_t)n);
             for (i = 0; i < n; i++) lens[m][i] = (int)lr->v[i];
         }
-        snprintf(name, sizeof name, "%s.W", cases[k]); W = ref_get(&rf, name);
-        snprintf(name, sizeof name, "%s.out", cases[k]); out = ref_get(&rf, name);
+        snprintf(name, sizeof name, "%s.W", cases[k]); W = test_ref_get(&rf, name);
+        snprintf(name, sizeof name, "%s.out", cases[k]); out = test_ref_get(&rf, name);
         CHECK(!mmspcl_mult_seq_train_forward(&f, &P, (const double *const *)x, T, (const int *const *)lens, n, y, NULL, &err), "%s: %s", cases[k], err.msg);
         snprintf(name, sizeof name, "%s: output", cases[k]);
         ref_compare(name, y, out->v, out->n);
@@ -383,7 +346,7 @@ static void test_reference(void) {
         }
         for (m = 0; m < 3; m++) {
             snprintf(name, sizeof name, "%s.grad.x.%c", cases[k], ml[m]);
-            ref_compare(name, dx[m], ref_get(&rf, name)->v, ref_get(&rf, name)->n);
+            ref_compare(name, dx[m], test_ref_get(&rf, name)->v, test_ref_get(&rf, name)->n);
             free(dx[m]); free(lens[m]);
         }
         free(y);
@@ -391,7 +354,7 @@ static void test_reference(void) {
     printf("  vs PyTorch MulT: %d tensors mapped, %d gradients compared, output max|diff| %.2e\n", mapped, grads, worst_out);
     mmspcl_mult_seq_train_free(&f);
     mmspcl_params_free(&P);
-    ref_free(&rf);
+    test_ref_free(&rf);
 }
 
 /* ---- MBT against PyTorch: tests/data/mbt_ref/mbt_ref.txt (tools/reference/mbt_ref.py) ---------
@@ -484,7 +447,7 @@ static void test_mbt_reference(const char *path, int bottleneck) {
     double *x[3], *dx[3], *y;
     float *xf[3];
     int i, m, n, mapped = 0, grads = 0;
-    if (ref_load(&rf, path) || !(cfg = ref_get(&rf, "cfg")) || cfg->n != 14) { CHECK(0, "cannot read %s", path); return; }
+    if (test_ref_load(&rf, path) || !(cfg = test_ref_get(&rf, "cfg")) || cfg->n != 14) { CHECK(0, "cannot read %s", path); return; }
     mmspcl_fusion_defaults(&c, MMSPCL_FUSION_MBT);
     n = (int)cfg->v[0];
     for (m = 0; m < 3; m++) { c.seq[m] = (int)cfg->v[1 + m]; c.dims[m] = c.seq[m] * (int)cfg->v[4 + m]; }
@@ -516,13 +479,13 @@ static void test_mbt_reference(const char *path, int bottleneck) {
         size_t q;
         const ref_rec *xr;
         snprintf(name, sizeof name, "x.%c", mn[m]);
-        xr = ref_get(&rf, name);
+        xr = test_ref_get(&rf, name);
         x[m] = xr->v;
         dx[m] = (double *)calloc(xr->n, sizeof(double));
         xf[m] = (float *)malloc(sizeof(float) * xr->n);
         for (q = 0; q < xr->n; q++) xf[m][q] = (float)xr->v[q];
     }
-    W = ref_get(&rf, "W"); out = ref_get(&rf, "out");
+    W = test_ref_get(&rf, "W"); out = test_ref_get(&rf, "out");
     y = (double *)malloc(sizeof(double) * out->n);
     CHECK(!mmspcl_fusion_forward(&f, &P, (const double *const *)x, n, y, NULL, &err), "mbt forward: %s", err.msg);
     ref_compare("mbt: output", y, out->v, out->n);
@@ -539,7 +502,7 @@ static void test_mbt_reference(const char *path, int bottleneck) {
     for (m = 0; m < 3; m++) {
         char name[32];
         snprintf(name, sizeof name, "grad.x.%c", mn[m]);
-        ref_compare(name, dx[m], ref_get(&rf, name)->v, ref_get(&rf, name)->n);
+        ref_compare(name, dx[m], test_ref_get(&rf, name)->v, test_ref_get(&rf, name)->n);
     }
     ref_inference("mbt: float inference", &P, write_cfg_mbt, &f, (const float *const *)xf, NULL, NULL, n, out);
     {
@@ -552,7 +515,7 @@ static void test_mbt_reference(const char *path, int bottleneck) {
     free(y);
     mmspcl_fusion_free(&f);
     mmspcl_params_free(&P);
-    ref_free(&rf);
+    test_ref_free(&rf);
 }
 
 int main(void) {

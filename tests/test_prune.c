@@ -36,40 +36,14 @@ static void expect(double tau, const char *keep_want) {
 
 
 /* ---- against PyTorch: records "NAME NDIM S0 .. VALUES" (tools/reference/prune_ref.py) ---------- */
-typedef struct ref_rec { char name[160]; int ndim; size_t n; double *v; } ref_rec;
-typedef struct ref_file { ref_rec *r; int n; } ref_file;
+typedef test_ref_rec ref_rec;
+typedef test_ref_file ref_file;
 
-static int ref_load(ref_file *rf, const char *path) {
-    char *buf = (char *)test_read_file(path, NULL), *p, *end;
-    int cap = 0;
-    rf->r = NULL; rf->n = 0;
-    if (!buf) return -1;
-    for (p = buf; ; ) {
-        ref_rec *q;
-        size_t k, len;
-        int i;
-        while (*p == ' ' || *p == '\n') p++;
-        if (!*p) break;
-        if (rf->n == cap) rf->r = (ref_rec *)realloc(rf->r, sizeof(ref_rec) * (size_t)(cap = cap ? 2 * cap : 64));
-        q = &rf->r[rf->n++];
-        len = strcspn(p, " \n");
-        if (len >= sizeof q->name) { free(buf); return -1; }
-        memcpy(q->name, p, len); q->name[len] = 0; p += len;
-        q->ndim = (int)strtol(p, &end, 10); p = end;
-        for (i = 0, q->n = 1; i < q->ndim; i++) { q->n *= (size_t)strtol(p, &end, 10); p = end; }
-        q->v = (double *)malloc(sizeof(double) * (q->n ? q->n : 1));
-        for (k = 0; k < q->n; k++) { q->v[k] = strtod(p, &end); if (end == p) { free(buf); return -1; } p = end; }
-    }
-    free(buf);
-    return 0;
-}
-
+/* case C's record NAME ("C.NAME" in the file) */
 static const ref_rec *ref_get(const ref_file *rf, const char *c, const char *name) {
     char full[200];
-    int i;
     snprintf(full, sizeof full, "%s.%s", c, name);
-    for (i = 0; i < rf->n; i++) if (!strcmp(rf->r[i].name, full)) return &rf->r[i];
-    return NULL;
+    return test_ref_get(rf, full);
 }
 
 /* max|got - want| <= 1e-4 max|want| (an all-zero reference: got must be below 1e-12) */
@@ -223,10 +197,9 @@ static void test_reference(void) {
     static const char *const cases[5] = { "proj_sep", "proj_joint", "proj_thr", "raw_sep", "raw_thr" };
     ref_file rf;
     int k;
-    if (ref_load(&rf, "tests/data/prune_ref/prune_ref.txt")) { CHECK(0, "cannot read tests/data/prune_ref/prune_ref.txt"); return; }
+    if (test_ref_load(&rf, "tests/data/prune_ref/prune_ref.txt")) { CHECK(0, "cannot read tests/data/prune_ref/prune_ref.txt"); return; }
     for (k = 0; k < 5; k++) ref_case(&rf, cases[k]);
-    for (k = 0; k < rf.n; k++) free(rf.r[k].v);
-    free(rf.r);
+    test_ref_free(&rf);
 }
 
 /* bad configurations are refused with a message naming the problem */
