@@ -33,9 +33,11 @@ typedef struct opts {
     abl_fusion_cfg c;            /* kind, sizes, optimiser, seed (abl_fusion_defaults) */
     const char *path[3], *lens_path[3], *labels, *split, *save;
     int L[3], D[3];
+    const char *kind_opt[4];     /* per fusion kind, the last option given that only it takes */
 } opts;
 
 static const char *const mod_name[3] = { "t", "a", "v" };
+static const char *const kind_name[4] = { "linear", "mult", "bottleneck", "prune" };   /* by abl_kind */
 
 static void usage(FILE *o) {
     fprintf(o,
@@ -89,6 +91,18 @@ static int modality_option(opts *o, const char *a, const char *v) {
     return 0;
 }
 
+/* the fusion kind an option belongs to alone, or -1 for an option every kind takes */
+static int option_kind(const char *a) {
+    static const struct { const char *name; int kind; } only[] = {
+        {"--mem-layers", ABL_MULT}, {"--pool", ABL_MULT}, {"--bottleneck", ABL_BOTTLENECK},
+        {"--fusion-tokens", ABL_BOTTLENECK}, {"--fusion-start", ABL_BOTTLENECK}, {"--prune-k", ABL_PRUNE},
+        {"--prune-threshold", ABL_PRUNE}, {"--prune-proj", ABL_PRUNE}, {"--prune-pool", ABL_PRUNE}, {"--prune-mods", ABL_PRUNE}};
+    size_t k;
+    for (k = 0; k < sizeof only / sizeof only[0]; k++)
+        if (!strcmp(a, only[k].name)) return only[k].kind;
+    return -1;
+}
+
 static int parse(int argc, char **argv, opts *o) {
     int i;
     for (i = 1; i < argc; i++) {
@@ -96,6 +110,7 @@ static int parse(int argc, char **argv, opts *o) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 1; }
         if (!v) { fprintf(stderr, "train_fusion: %s needs a value\n", a); return -1; }
         i++;
+        if (option_kind(a) >= 0) o->kind_opt[option_kind(a)] = a;
         if (modality_option(o, a, v)) continue;
         if (!strcmp(a, "--fusion")) {
             if (!strcmp(v, "linear")) o->c.kind = ABL_LINEAR;
@@ -142,6 +157,11 @@ static int parse(int argc, char **argv, opts *o) {
 
 static int check_opts(const opts *o) {
     int m, present = 0;
+    for (m = 0; m < 4; m++)
+        if (m != (int)o->c.kind && o->kind_opt[m]) {
+            fprintf(stderr, "train_fusion: %s is an option of --fusion %s, not of --fusion %s\n", o->kind_opt[m], kind_name[m], kind_name[o->c.kind]);
+            return -1;
+        }
     for (m = 0; m < 3; m++) {
         if (!o->path[m]) continue;
         present++;
@@ -170,7 +190,6 @@ static void print_epoch(void *user, int epoch, double loss, double f1, double ac
 }
 
 int main(int argc, char **argv) {
-    static const char *const kind_name[4] = { "linear", "mult", "bottleneck", "prune" };
     opts o;
     abl_data d;
     abl_model M;

@@ -159,6 +159,8 @@ static void test_bad_input(void) {
     expect_fail("prune modalities", "--fusion prune --prune-mods tv " ARGS, "expected a, v or av");
     expect_fail("absent pruning modality", "--fusion prune --prune-mods v " ARGS, "names v, which has no --v file");
     expect_fail("projection not a multiple of K", "--fusion prune --prune-proj 6 " ARGS, "multiple of --prune-k 4");
+    expect_fail("option of another kind", "--fusion mult --prune-k 2 " ARGS, "--prune-k is an option of --fusion prune, not of --fusion mult");
+    expect_fail("option of another kind, given first", "--bottleneck per-pair --fusion linear " ARGS, "--bottleneck is an option of --fusion bottleneck, not of --fusion linear");
     expect_fail("prune head size", "--fusion prune --prune-k 3 " ARGS, "multiple of --prune-k 3");
     CHECK(test_run(NULL, "build/examples/train_fusion --fusion prune --prune-threshold 0.5 " ARGS " --epochs 1 >/dev/null 2>&1") == 0,
           "prune with a threshold runs");
