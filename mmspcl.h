@@ -4372,16 +4372,26 @@ static void mmspcl__gemm_pack_b(float *bp, int nr, int trans_b, const float *B, 
         }
     }
 }
+/* A partial tile (mr < MR rows or nr < NR columns) runs on a full MR x NR copy: in, C's values
+   (zeros outside the tile); out, the tile's part back into C. */
+static void mmspcl__gemm_tile_stage_in(float *tmp, int MR, int NR, const float *C, int ldc, int mr, int nr) {
+    int r, j;
+    for (r = 0; r < MR; r++)
+        for (j = 0; j < NR; j++) tmp[r * NR + j] = r < mr && j < nr ? C[(size_t)r * ldc + j] : 0.0f;
+}
+static void mmspcl__gemm_tile_stage_out(float *C, int ldc, const float *tmp, int NR, int mr, int nr) {
+    int r, j;
+    for (r = 0; r < mr; r++)
+        for (j = 0; j < nr; j++) C[(size_t)r * ldc + j] = tmp[r * NR + j];
+}
 /* A tile: C (mr <= MR rows, nr <= NR columns) = (load ? C : 0) + ap block times bp panel over kc */
 typedef void (*mmspcl__gemm_tile_fn)(float *C, int ldc, const float *ap, const float *bp, int kc, int mr, int nr, int load);
 static __attribute__((target("avx2,fma"))) void mmspcl__gemm_tile_avx2(float *C, int ldc, const float *ap, const float *bp,
                                                                        int kc, int mr, int nr, int load) {
     float tmp[6 * 16];
-    int r, j, k;
+    int k;
     const int full = mr == 6 && nr == 16;
-    if (load && !full)
-        for (r = 0; r < 6; r++)
-            for (j = 0; j < 16; j++) tmp[r * 16 + j] = r < mr && j < nr ? C[(size_t)r * ldc + j] : 0.0f;
+    if (load && !full) mmspcl__gemm_tile_stage_in(tmp, 6, 16, C, ldc, mr, nr);
     {
         const float *src = full ? C : tmp;
         const size_t ld = full ? (size_t)ldc : 16;
@@ -4407,19 +4417,16 @@ static __attribute__((target("avx2,fma"))) void mmspcl__gemm_tile_avx2(float *C,
         MMSPCL__R6(MMSPCL__STORE)
 #undef MMSPCL__STORE
     }
-    for (r = 0; r < mr; r++)
-        for (j = 0; j < nr; j++) C[(size_t)r * ldc + j] = tmp[r * 16 + j];
+    mmspcl__gemm_tile_stage_out(C, ldc, tmp, 16, mr, nr);
 }
 #define MMSPCL__R12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
 /* 12 x 32: 24 zmm accumulators, two vectors of the panel and one broadcast of A per row and k */
 static __attribute__((target("avx512f"))) void mmspcl__gemm_tile_avx512(float *C, int ldc, const float *ap, const float *bp,
                                                                         int kc, int mr, int nr, int load) {
     float tmp[12 * 32];
-    int r, j, k;
+    int k;
     const int full = mr == 12 && nr == 32;
-    if (load && !full)
-        for (r = 0; r < 12; r++)
-            for (j = 0; j < 32; j++) tmp[r * 32 + j] = r < mr && j < nr ? C[(size_t)r * ldc + j] : 0.0f;
+    if (load && !full) mmspcl__gemm_tile_stage_in(tmp, 12, 32, C, ldc, mr, nr);
     {
         const float *src = full ? C : tmp;
         const size_t ld = full ? (size_t)ldc : 32;
@@ -4445,8 +4452,7 @@ static __attribute__((target("avx512f"))) void mmspcl__gemm_tile_avx512(float *C
         MMSPCL__R12(MMSPCL__STORE)
 #undef MMSPCL__STORE
     }
-    for (r = 0; r < mr; r++)
-        for (j = 0; j < nr; j++) C[(size_t)r * ldc + j] = tmp[r * 32 + j];
+    mmspcl__gemm_tile_stage_out(C, ldc, tmp, 32, mr, nr);
 }
 #undef MMSPCL__R12
 /* What one call shares: the operands, the geometry and its tile kernel. */
