@@ -115,7 +115,7 @@ SAN_REPORT  = $(CURDIR)/$(B)/sanitize/report
 test-sanitize:
 	@$(MAKE) --no-print-directory B=$(SAN_ROOT)/build CC=gcc CFLAGS="-O1 -g $(SAN_FLAGS)" \
 	  $(SAN_ROOT)/build/mmspcl-convert $(SAN_ROOT)/build/mmspcl $(patsubst %,$(SAN_ROOT)/build/tests/%,$(TEST_NAMES)) \
-	  $(patsubst %,$(SAN_ROOT)/build/examples/%,$(EXAMPLE_NAMES))
+	  $(patsubst %,$(SAN_ROOT)/build/examples/%,$(EXAMPLE_NAMES)) $(SAN_ROOT)/build/align_task
 	@$(call MIRROR,$(SAN_ROOT))
 	@rm -f $(SAN_REPORT).*
 	@cd $(SAN_ROOT) && ASAN_OPTIONS=log_path=$(SAN_REPORT):detect_leaks=1:abort_on_error=0 \
@@ -146,9 +146,9 @@ test-arm:
 	@echo "== 32-bit ARM (armhf): the library compiles with $(WARN), with and without OpenMP"
 	@for v in $(ARM_VARIANTS); do name=$${v%%:*}; omp=$${v#*:}; bin=$(B)/arm64-$$name/bin; root=$(B)/arm64-$$name/root; \
 	  $(MAKE) --no-print-directory B=$$bin CC=$(ARM64_CC) OPENMP="$$omp" CFLAGS="$(ARM64_CFLAGS)" \
-	    $$bin/mmspcl-convert $$bin/mmspcl $(patsubst %,$$bin/tests/%,$(TEST_NAMES)) $(patsubst %,$$bin/examples/%,$(EXAMPLE_NAMES)) || exit 1; \
+	    $$bin/mmspcl-convert $$bin/mmspcl $$bin/align_task $(patsubst %,$$bin/tests/%,$(TEST_NAMES)) $(patsubst %,$$bin/examples/%,$(EXAMPLE_NAMES)) || exit 1; \
 	  $(call MIRROR,$$root); \
-	  for p in mmspcl mmspcl-convert $(patsubst %,tests/%,$(TEST_NAMES)) $(patsubst %,examples/%,$(EXAMPLE_NAMES)); do \
+	  for p in mmspcl mmspcl-convert align_task $(patsubst %,tests/%,$(TEST_NAMES)) $(patsubst %,examples/%,$(EXAMPLE_NAMES)); do \
 	    printf '#!/bin/sh\nexec %s %s "$$@"\n' "$(QEMU_ARM64)" "$(CURDIR)/$$bin/$$p" > $$root/build/$$p; chmod +x $$root/build/$$p; done; \
 	  echo "== AArch64 ($${omp:-no OpenMP}) under qemu"; \
 	  (cd $$root && OMP_NUM_THREADS=2 sh tests/run.sh $(patsubst %,build/tests/%,$(TEST_NAMES))) || exit 1; done
