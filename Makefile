@@ -124,11 +124,13 @@ test-sanitize:
 	  if ls $(SAN_REPORT).* >/dev/null 2>&1; then cat $(SAN_REPORT).*; echo "test-sanitize: sanitizer reports above"; exit 1; fi; \
 	  [ $$rc -eq 0 ] && echo "test-sanitize: ASan + UBSan: no report"
 
-# valgrind memcheck over the tools' main paths (tests/fuzz/valgrind.sh), on a build of their own.
+# valgrind memcheck over the tools' main paths and a few unit tests (tests/fuzz/valgrind.sh), on a
+# build of their own. VG_TESTS: the unit tests run whole under valgrind (small and quick ones).
 VG_B := $(B)/valgrind
+VG_TESTS ?= test_prune test_outputs
 test-valgrind:
-	@$(MAKE) --no-print-directory B=$(VG_B) CFLAGS="-O2 -g" $(VG_B)/mmspcl-convert $(VG_B)/mmspcl
-	@OMP_NUM_THREADS=2 sh tests/fuzz/valgrind.sh $(VG_B)
+	@$(MAKE) --no-print-directory B=$(VG_B) CFLAGS="-O2 -g" $(VG_B)/mmspcl-convert $(VG_B)/mmspcl $(patsubst %,$(VG_B)/tests/%,$(VG_TESTS))
+	@OMP_NUM_THREADS=2 VG_TESTS="$(VG_TESTS)" sh tests/fuzz/valgrind.sh $(VG_B)
 
 # AArch64: the unit suite cross-compiled with and without OpenMP, run under qemu-user; the
 # mirror's build/ holds wrapper scripts that start each program under qemu, so the tools the

@@ -62,19 +62,28 @@ static char **list_frames(const char *dir, size_t *count) {
     return names;
 }
 
+/* n floats, little-endian, to path through path.tmp and a rename: a failed write leaves no
+   half-written path (and an earlier path as it was) */
 static int write_f32(const char *path, const float *x, size_t n) {
-    FILE *f = fopen(path, "wb");
+    char tmp[4200];
+    FILE *f;
     size_t i;
-    if (!f) return -1;
-    for (i = 0; i < n; i++) {
+    int bad = 0;
+    if (strlen(path) + 5 > sizeof tmp) return -1;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "wb"))) return -1;
+    for (i = 0; i < n && !bad; i++) {
         unsigned char b[4];
         uint32_t u;
         memcpy(&u, &x[i], 4);
         b[0] = (unsigned char)u; b[1] = (unsigned char)(u >> 8);
         b[2] = (unsigned char)(u >> 16); b[3] = (unsigned char)(u >> 24);
-        if (fwrite(b, 1, 4, f) != 4) { fclose(f); return -1; }
+        bad = fwrite(b, 1, 4, f) != 4;
     }
-    return fclose(f);
+    bad |= fflush(f) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) { remove(tmp); return -1; }
+    return 0;
 }
 
 int main(int argc, char **argv) {

@@ -182,32 +182,42 @@ static inline void test_ref_free(test_ref_file *rf) {
     rf->r = NULL; rf->n = 0;
 }
 
-/* 0, or -1 (nothing kept) when the file is missing or a record is malformed */
+/* 0, or -1 (nothing kept) when the file is missing, a record is malformed or short (the file
+   ends inside it) or memory runs out */
 static inline int test_ref_load(test_ref_file *rf, const char *path) {
     char *buf = (char *)test_read_file(path, NULL), *p, *end;
-    int cap = 0;
+    int cap = 0, bad = 0;
     rf->r = NULL; rf->n = 0;
     if (!buf) return -1;
-    for (p = buf; ; ) {
+    for (p = buf; !bad; ) {
         test_ref_rec *q;
         size_t k, len;
         int i;
         while (*p == ' ' || *p == '\n') p++;
         if (!*p) break;
-        if (rf->n == cap) rf->r = (test_ref_rec *)realloc(rf->r, sizeof(test_ref_rec) * (size_t)(cap = cap ? 2 * cap : 256));
+        if (rf->n == cap) {
+            test_ref_rec *r2 = (test_ref_rec *)realloc(rf->r, sizeof(test_ref_rec) * (size_t)(cap ? 2 * cap : 256));
+            if (!r2) { bad = 1; break; }
+            rf->r = r2;
+            cap = cap ? 2 * cap : 256;
+        }
         q = &rf->r[rf->n++];
         q->v = NULL;
         len = strcspn(p, " \n");
         q->ndim = (int)strtol(p + len, &end, 10);
-        if (len >= sizeof q->name || q->ndim < 0 || q->ndim > 4) break;
+        if (len >= sizeof q->name || end == p + len || q->ndim < 0 || q->ndim > 4) { bad = 1; break; }
         memcpy(q->name, p, len); q->name[len] = 0; p = end;
-        for (i = 0, q->n = 1; i < q->ndim; i++) { q->shape[i] = (int)strtol(p, &end, 10); p = end; q->n *= (size_t)q->shape[i]; }
-        q->v = (double *)malloc(sizeof(double) * (q->n ? q->n : 1));
+        for (i = 0, q->n = 1; i < q->ndim && !bad; i++) {
+            q->shape[i] = (int)strtol(p, &end, 10);
+            bad = end == p || q->shape[i] < 0 || q->shape[i] > (1 << 24);
+            p = end; q->n *= (size_t)q->shape[i];
+        }
+        if (bad || q->n > ((size_t)1 << 28) || !(q->v = (double *)malloc(sizeof(double) * (q->n ? q->n : 1)))) { bad = 1; break; }
         for (k = 0; k < q->n; k++) { q->v[k] = strtod(p, &end); if (end == p) break; p = end; }
-        if (k < q->n) break;
+        bad = k < q->n;
     }
-    if (*p) { free(buf); test_ref_free(rf); return -1; }
     free(buf);
+    if (bad) { test_ref_free(rf); return -1; }
     return 0;
 }
 

@@ -233,6 +233,12 @@ static void test_refusals(void) {
 #endif
         printf("not root (or no mknod): the full-device case skipped\n");
     CHECK(!exists(TMP "/both.md.tmp") && test_run(NULL, "ls " TMP " | grep -q 'tmp-'") != 0, "a temporary file was left");
+    /* align_task's eight files: all or none (labels.txt a folder: refused, an earlier t.f32 kept) */
+    test_run(NULL, "mkdir -p " TMP "/at/labels.txt");
+    test_write_file(TMP "/at/t.f32", "earlier", 7);
+    CHECK(sh("build/align_task --out " TMP "/at --n 20", NULL, NULL) == 1 && strstr(g_err, "labels.txt"), "align_task, labels.txt a folder: %s", g_err);
+    CHECK(test_file_is(TMP "/at/t.f32", "earlier") && !exists(TMP "/at/a.f32") && test_count_names(TMP "/at", ".tmp") == 0,
+          "align_task failed: an earlier file changed, or a new one left");
 }
 
 int main(void) {

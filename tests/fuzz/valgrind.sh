@@ -3,7 +3,8 @@
 # the small test data (make test-valgrind builds BIN_DIR/mmspcl and BIN_DIR/mmspcl-convert).
 # Paths: convert (safetensors f32/f16/q8_0/q4_0, sharded, PyTorch .bin, CLIP vision and full,
 # with a tokenizer), inspect, tokenize (weight file and vocab.json + merges.txt, --text and
-# --file), encode-text (--ids, --text --mask-only), encode-image (PNG, BMP, PPM), and error paths.
+# --file), encode-text (--ids, --text --mask-only), encode-image (PNG, BMP, PPM), and error paths;
+# then the unit tests named in VG_TESTS (BIN_DIR/tests/NAME), each run whole.
 # Any memcheck error or leak (definite or possible) fails; so does an unexpected exit status.
 # Prints "N passed, M failed" last. Run from the repository root.
 set -u
@@ -63,6 +64,12 @@ run 0 "encode-image BMP --pooled"         $M encode-image -m "$tmp/cf.mmw" --ima
 run 0 "encode-image PPM (text out)"       $M encode-image -m "$tmp/cb.mmw" --image $D/images/dec/p6.ppm
 run 1 "encode-image: not an image"        $M encode-image -m "$tmp/c.mmw" --image $D/roberta-tiny/config.json -o "$tmp/x.f32"
 run 1 "encode-image: RoBERTa weights"     $M encode-image -m "$tmp/r.mmw" --image $D/images/dec/p6.ppm -o "$tmp/x.f32"
+
+# unit tests run whole (VG_TESTS, built by make test-valgrind into BIN_DIR/tests): their own
+# allocations and the library's, with the threads they start
+for t in ${VG_TESTS:-}; do
+  run 0 "unit test $t"                    "$bin/tests/$t"
+done
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -23,12 +23,14 @@
    class can only be read from when things happen.
    Output: DIR/t.f32 a.f32 v.f32 (float32 [n][len][dim], little-endian), DIR/lens_t.txt
    lens_a.txt lens_v.txt, DIR/labels.txt, DIR/split.txt (train / dev / test, 80 / 10 / 10 in
-   order). Every file is written as NAME.tmp and renamed. */
+   order). Every file is written as NAME.tmp; all are renamed only when all are complete (a name
+   taken by a folder is refused first), so a failed run leaves an earlier DIR as it was. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct rng { uint64_t s; } rng;
 static uint64_t rnext(rng *r) {  /* splitmix64 */
@@ -161,6 +163,10 @@ int main(int argc, char **argv) {
     for (k = 0; k < dims[0] * dims[1]; k++) mix[k] = rnorm(&r) / sqrt((double)dims[0]);
     for (k = 0; k < 8; k++) o[k].f = NULL;
     for (k = 0; k < 8 && !bad; k++) bad = open_out(&o[k], dir, names[k], k < 3 ? "wb" : "w");
+    for (k = 0; k < 8 && !bad; k++) {   /* a name taken by a folder would fail its rename after the others: refuse now */
+        struct stat sb;
+        if (stat(o[k].path, &sb) == 0 && !S_ISREG(sb.st_mode)) { fprintf(stderr, "align_task: %s is not a regular file\n", o[k].path); bad = 1; }
+    }
     for (i = 0; i < n && !bad; i++) {
         const int c = rint_(&r, 3);
         int L[3], ev[3];
