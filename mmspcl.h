@@ -96,6 +96,10 @@
           a 3-D f32 tensor), read in place by an AVX-512 kernel that broadcasts rows of x
      0.3  bf16 weights compute bf16 x bf16 -> f32 (AVX512-BF16 vdpbf16ps, its emulation on AVX2,
           the scalar definition); mmspcl-convert --type bf16
+     0.4  the integer path quantizes activations with power-of-two block scales (6.1: d_x * d_w is
+          exact, so the AVX512-VNNI kernel forms it with an integer add); that kernel puts the
+          outputs in the lanes; mmspcl_tensor_pack / mmspcl_tensor.packed: Linear weights repacked
+          once at load (the RoBERTa and CLIP loaders do it), the file format unchanged
 */
 #ifndef MMSPCL_H
 #define MMSPCL_H
@@ -190,6 +194,10 @@ typedef struct mmspcl_tensor {
     int64_t ne[MMSPCL_MAX_DIMS];
     const void *data;
     size_t nbytes;
+    /* NULL, or this weight repacked once for the running CPU's integer kernel (mmspcl_tensor_pack:
+       q8_0 / q4_0 / q4_k / q5_k Linear weights on AVX512-VNNI); the kernels then read it instead
+       of data, with the same results. A copy of the struct shares it. */
+    const void *packed;
 } mmspcl_tensor;
 
 const char *mmspcl_dtype_name(mmspcl_dtype t);
@@ -359,7 +367,8 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
    (b) rows of x in the vector lanes (x^T packed once per call), weights broadcast in place.
    (c) rows widened to f32 first (AVX-512: 16 at a time, F16C or shifts), then the f32 code.
    (d) the panel kernel: rows of x broadcast, 16 outputs of a panel per vector, read in place.
-   (e) needs AVX512-VNNI: with AVX-512 F/BW/VL alone, AUTO takes AVX-VNNI or AVX2 for q8_0 /
+   (e) outputs in the lanes, 6 rows x 32 outputs, W packed once (mmspcl_tensor_pack) or per call
+       (6.5); needs AVX512-VNNI: with AVX-512 F/BW/VL alone, AUTO takes AVX-VNNI or AVX2 for q8_0 /
        q4_0 and the AVX512 path returns MMSPCL_ERR_UNSUPPORTED.
    (f) mean and variance summed in 8 double lanes.
    (g) erf / exp by polynomials, 8 values at a time; the last n % 8 by the definition.
@@ -387,7 +396,7 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
 mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                             const float *bias);
 /* q8_0 / q4_0 weights take the integer path: each row of x is quantized on the fly to int8
-   blocks of 32 (f32 scale per block), dot products are exact int32 sums per block, and blocks
+   blocks of 32 (a power-of-two scale per block), dot products are exact int32 sums per block, and blocks
    are accumulated in float in a fixed order (the definition is in the implementation section); every
    SIMD integer path gives the same bits as the scalar one. bf16 weights compute bf16 x bf16 ->
    f32 (x rounded to bf16; every x86 path gives the definition's bits). f32 and f16 weights keep
@@ -405,6 +414,16 @@ typedef enum mmspcl_kernel_path {
 } mmspcl_kernel_path;
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path);
+/* Repacks an integer Linear weight W (2-D q8_0, q4_0, q4_k, q5_k) once into the layout of this
+   CPU's integer kernel and sets W->packed (x86 with AVX512-VNNI: 32 outputs a group, 4 bytes of
+   each interleaved, scales beside them; docs/PERFORMANCE.md), so that mmspcl_linear does not
+   repack it on every call. The results are the same bits. Where no kernel uses a packed form
+   (other CPUs, float weights, MMSPCL_NO_SIMD) W is left as it is and MMSPCL_OK returned.
+   MMSPCL_ERR_NOMEM when the copy (about the size of the weight) cannot be allocated. Free it with
+   mmspcl_tensor_pack_free(W) (sets W->packed to NULL) before W's data goes away. The model
+   loaders (mmspcl_roberta_load, mmspcl_clip_load) pack their own copies of their Linear weights. */
+mmspcl_status mmspcl_tensor_pack(mmspcl_tensor *W);
+void mmspcl_tensor_pack_free(mmspcl_tensor *W);
 /* General matrix product, f32, row-major with leading dimensions (the backward passes of
    training: dX = dY W, dW = dY^T X, attention's products):
      C[i][j] (i < M, j < N, row stride ldc) = (accumulate ? C[i][j] : 0) + sum_k op(A)[i][k] op(B)[k][j]
@@ -3094,21 +3113,42 @@ static void mmspcl__linear_scalar(float *out, const float *x, int rows, int n_in
     mmspcl__parallel(j.l.n_out, team, mmspcl__linear_scalar_task, &j);
 }
 
-/* Linear layers, quantized weights (q8_0, q4_0): the integer path.
+/* Linear layers, quantized weights (q8_0, q4_0, q4_k, q5_k): the integer path.
    Definition (every SIMD path gives the same bits):
-     1. each row of x is quantized in blocks of 32: d = max|x| / 127, q = round-to-nearest-even
-        (x * (1/d)) (q = 0 when d = 0), an int8 in [-127, 127], d kept as f32;
+     1. each row of x is quantized in blocks of 32 with a power-of-two scale: amax = max|x|;
+        d = 0 and q = 0 when amax = 0, else d = 2^e with e the smallest integer such that
+        127 * 2^e >= amax (clamped to [-100, 100]: mmspcl__act_exp) and q = round-to-nearest-even
+        (clamp(x * 2^-e, -127, 127)), an int8 in [-127, 127];
      2. for each output o and block b: isum = sum of the 32 products q_x * q_w (exact, int32);
      3. acc = 0; for b in order: acc = fma(d_x * d_w, (float)isum, acc); out = acc + bias.
-   q4_0 weights count as nibble - 8. */
+   q4_0 weights count as nibble - 8. The scale of x being a power of two, d_x * d_w is exact (the
+   weight scale d_w is a finite f16 value, or S of a k-type sub-block, and the clamp keeps the
+   product a normal float): so a SIMD path may form it by adding e to the exponent field of d_w
+   (an integer add, cheaper than a multiply on the VNNI kernels' pipes: 6.5) and still give the
+   definition's bits. The price: a step up to 2 x max|x| / 127 instead of max|x| / 127, so the
+   activation rounding error is at most 2 x that of a free scale (about 1.45 x on average). */
+static int mmspcl__act_exp(float amax) {   /* amax > 0 */
+    const uint32_t u = mmspcl__f32_bits(amax);
+    /* amax = m 2^E, m in [1, 2): 127 * 2^(E-6) >= amax iff m <= 127/64 (fraction <= 0x7e0000) */
+    const int e = (int)(u >> 23 & 255) - 133 + ((u & 0x7fffffu) > 0x7e0000u);
+    return e < -100 ? -100 : e > 100 ? 100 : e;
+}
+static float mmspcl__pow2f(int e) { return mmspcl__bits_f32((uint32_t)(e + 127) << 23); }   /* |e| <= 126 */
 static void mmspcl__quantize_act(const float *x, int n, int8_t *q, float *d) {
     int b, j;
     for (b = 0; b < n / MMSPCL_QBLOCK; b++, x += MMSPCL_QBLOCK, q += MMSPCL_QBLOCK) {
         float amax = 0.0f, id;
+        int e;
         for (j = 0; j < MMSPCL_QBLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        d[b] = amax / 127.0f;
-        id = d[b] != 0.0f ? 1.0f / d[b] : 0.0f;
-        for (j = 0; j < MMSPCL_QBLOCK; j++) q[j] = (int8_t)lrintf(x[j] * id);
+        if (amax == 0.0f) {   /* also x = -0 */
+            d[b] = 0.0f;
+            memset(q, 0, MMSPCL_QBLOCK);
+            continue;
+        }
+        e = mmspcl__act_exp(amax);
+        d[b] = mmspcl__pow2f(e);
+        id = mmspcl__pow2f(-e);
+        for (j = 0; j < MMSPCL_QBLOCK; j++) q[j] = (int8_t)lrintf(fminf(fmaxf(x[j] * id, -127.0f), 127.0f));
     }
 }
 
@@ -3885,16 +3925,62 @@ static mmspcl_status mmspcl__linear_panels_avx512(float *out, const float *x, in
 
 /* ---- 6.5 x86: linear, q8_0 / q4_0 weights ----------------------------------------------------
    The integer path: AVX2 (maddubs), AVX-VNNI and AVX512-VNNI (vpdpbusd).
-   Activations in tiles of tw rows (tw = min(T, ldt - r0)): tile r0 holds xq[r0 * n_in + ((k/4)
+   AVX512-VNNI (mmspcl__linear_qn512, below): the outputs in the lanes, 6 rows x 32 outputs a tile,
+   W in groups of 32 outputs with 4 bytes of each interleaved (packed once by mmspcl_tensor_pack,
+   or per call), k in chunks of 16 blocks; per block of 32 columns and tile 96 vpdpbusd, then for
+   each of the 12 accumulators one cvt, two integer adds (the correction and d_x * d_w as d_w's
+   bits plus e << 23, 6.1) and one fma: the fma is the only float operation, which caps the
+   kernel at 8/9 of vpdpbusd's rate (a multiply as well would cap it at 8/10).
+   AVX2 and AVX-VNNI: activations in tiles of tw rows (tw = min(T, ldt - r0)): tile r0 holds xq[r0 * n_in + ((k/4)
    * tw + r - r0) * 4 + k%4] int8 (rows in the lanes), scales xd[r0 * nb + b * tw + r - r0] and
    xc (same place) the correction -128 * sum(q) of each block (VNNI multiplies unsigned by signed
    bytes: weights are stored +128 as unsigned, so sum((w + 128) q) - 128 sum(q) = sum(w q)).
    Weights: each thread unpacks the rows of its output group once into plain int8 rows (+128 for
    VNNI) and their scales; the micro-kernel broadcasts 4 weight bytes at a time from there. */
+/* One block of 32 activations as the definition quantizes it (6.1): q, the scale d (0 for a zero
+   block), e << 23 (0 for a zero block: the VNNI kernel's exponent offset) and the sum of q. */
+static __attribute__((target("avx2,fma"))) void mmspcl__quant_block_avx2(const float *xb, int8_t *q, float *d, int32_t *eb,
+                                                                         int32_t *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    __m256i i0, i1, i2, i3, p;
+    __m256 id;
+    float amax;
+    int e;
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    amax = _mm_cvtss_f32(h);
+    if (amax == 0.0f) {
+        memset(q, 0, MMSPCL_QBLOCK);
+        *d = 0.0f; *eb = 0; *sum = 0;
+        return;
+    }
+    e = mmspcl__act_exp(amax);
+    *d = mmspcl__pow2f(e);
+    *eb = (int32_t)((uint32_t)e << 23);
+    id = _mm256_set1_ps(mmspcl__pow2f(-e));
+#define MMSPCL__QB_CVT(v) _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, id), lo), hi))
+    i0 = MMSPCL__QB_CVT(v0); i1 = MMSPCL__QB_CVT(v1); i2 = MMSPCL__QB_CVT(v2); i3 = MMSPCL__QB_CVT(v3);
+#undef MMSPCL__QB_CVT
+    {   /* sum of the 32 values (exact), then pack to bytes in order */
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        *sum = _mm_cvtsi128_si32(s4);
+    }
+    p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    /* packs works per 128-bit lane: dwords come out as 0 2 4 6 1 3 5 7 */
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, p);
+}
+
 static __attribute__((target("avx2,fma"))) void mmspcl__pack_xq_avx2(int8_t *xq, float *xd, int32_t *xc, int ldt, int T,
                                                                       const float *x, int rows, int n_in) {
     const int nb = n_in / MMSPCL_QBLOCK;
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     int r, b, g;
     for (r = 0; r < ldt; r++) {
         const float *xr = x + (size_t)r * n_in;
@@ -3902,40 +3988,10 @@ static __attribute__((target("avx2,fma"))) void mmspcl__pack_xq_avx2(int8_t *xq,
         int8_t *tq = xq + (size_t)t0 * n_in;
         for (b = 0; b < nb; b++) {
             int8_t q[MMSPCL_QBLOCK];
-            int32_t sum = 0;
+            int32_t sum = 0, eb;
             float d = 0.0f;
-            if (r < rows) {
-                const __m256 v0 = _mm256_loadu_ps(xr + 32 * b), v1 = _mm256_loadu_ps(xr + 32 * b + 8);
-                const __m256 v2 = _mm256_loadu_ps(xr + 32 * b + 16), v3 = _mm256_loadu_ps(xr + 32 * b + 24);
-                __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                         _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-                __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-                __m256i i0, i1, i2, i3, p;
-                __m256 id;
-                float amax;
-                h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-                h = _mm_max_ss(h, _mm_movehdup_ps(h));
-                amax = _mm_cvtss_f32(h);
-                d = amax / 127.0f;
-                id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-                i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id));
-                i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id));
-                i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id));
-                i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
-                {   /* sum of the 32 values (exact), then pack to bytes in order */
-                    __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-                    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-                    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-                    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
-                    sum = _mm_cvtsi128_si32(s4);
-                }
-                p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-                /* packs works per 128-bit lane: dwords come out as 0 2 4 6 1 3 5 7 */
-                p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-                _mm256_storeu_si256((__m256i *)q, p);
-            } else {
-                memset(q, 0, sizeof q);
-            }
+            if (r < rows) mmspcl__quant_block_avx2(xr + 32 * b, q, &d, &eb, &sum);
+            else memset(q, 0, sizeof q);
             for (g = 0; g < MMSPCL_QBLOCK / 4; g++) memcpy(tq + ((size_t)(b * 8 + g) * tw + lane) * 4, q + 4 * g, 4);
             xd[(size_t)t0 * nb + (size_t)b * tw + lane] = d;
             if (xc) xc[(size_t)t0 * nb + (size_t)b * tw + lane] = -128 * sum;
@@ -4104,6 +4160,217 @@ static __attribute__((target("avx2,fma,avxvnni"))) void mmspcl__qk_avxvnni(float
     for (o = 0; o < 4; o++) _mm256_storeu_ps(t + o * 8, f[o]);
 }
 #endif
+
+/* AVX512-VNNI with the outputs in the lanes (kind 2). A group of 32 outputs (two panels of 16)
+   is packed per call, per block b of 32 columns, into MMSPCL__QN_BLOCK bytes: panel p's 8 vectors
+   of 64 bytes (vector g: the 4 bytes 32b + 4g .. 32b + 4g + 3 of each of its 16 weight rows, +128
+   as unsigned), then the two panels' 16 scale words (the bits of d_w; a zero scale becomes 1.0 with
+   the block's weights 0, which gives the definition's acc unchanged). x is row-major int8 with, per
+   row and block, -128 * sum(q) (xc) and e << 23 (xe): d_x * d_w is d_w's bits plus xe (6.1). */
+#define MMSPCL__QN_ROWS 6
+#define MMSPCL__QN_BLOCK (2 * 8 * 64 + 2 * 64)
+/* The permutation indices of mmspcl__xchg_avx512 for element bit m = 1, 2, 4: [m / 2][0 or 1][16]. */
+static const int32_t mmspcl__xchg_idx[3][2][16] = {
+    {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}, {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+    {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}, {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+    {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}, {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}}};
+/* Swaps element bit m of a and b with the pair's vector bit: a keeps the elements whose bit m is
+   0 (a's in place, b's moved to the bit-m-set places), b those whose bit m is 1. */
+static __attribute__((target("avx512f"))) void mmspcl__xchg_avx512(__m512i *a, __m512i *b, int m) {
+    const int32_t(*ix)[16] = mmspcl__xchg_idx[m == 1 ? 0 : m == 2 ? 1 : 2];
+    const __m512i x = *a, y = *b;
+    *a = _mm512_permutex2var_epi32(x, _mm512_loadu_si512((const void *)ix[0]), y);
+    *b = _mm512_permutex2var_epi32(x, _mm512_loadu_si512((const void *)ix[1]), y);
+}
+
+/* Packs the 32 weight rows o0 .. o0 + 31 (those from mo on: zero) into dst (nb blocks). q8_0 is
+   read in place; the other types through mmspcl__unpack_w_avx2 into u[32][n_in], us[32][nb]. */
+static __attribute__((target("avx512f,avx2,f16c"))) void mmspcl__pack_qn_avx512(unsigned char *dst, const mmspcl_tensor *W, int o0,
+                                                                                  int mo, int n_in, int8_t *u, float *us) {
+    const int nb = n_in / MMSPCL_QBLOCK, q8 = W->dtype == MMSPCL_Q8_0;
+    const size_t rb = mmspcl_dtype_row_size(W->dtype, n_in);
+    const unsigned char *src = (const unsigned char *)W->data + (size_t)o0 * rb;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    int b, p, k;
+    if (!q8) mmspcl__unpack_w_avx2(u, us, W, n_in, o0, mo, 1);
+    for (b = 0; b < nb; b++) {
+        unsigned char *blk = dst + (size_t)b * MMSPCL__QN_BLOCK;
+        float *sc = (float *)(blk + 1024);
+        int zero[32];
+        for (k = 0; k < 32; k++) {   /* the scales; rows past mo and zero scales: weights 0, scale 1 */
+            float d = k >= mo ? 0.0f : q8 ? _cvtsh_ss(((const mmspcl_block_q8_0 *)(src + (size_t)k * rb))[b].d) : us[(size_t)k * nb + b];
+            zero[k] = d == 0.0f;
+            sc[k] = zero[k] ? 1.0f : d;
+        }
+        for (p = 0; p < 2; p++) {
+            __m512i a[8];
+            __m256i h[16];
+            for (k = 0; k < 16; k++) {
+                const int o = 16 * p + k;
+                if (zero[o])
+                    h[k] = flip;
+                else if (q8)
+                    h[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(((const mmspcl_block_q8_0 *)(src + (size_t)o * rb))[b].q)), flip);
+                else
+                    h[k] = _mm256_loadu_si256((const __m256i *)(u + (size_t)o * n_in + 32 * b));
+            }
+            for (k = 0; k < 8; k++) a[k] = _mm512_inserti64x4(_mm512_castsi256_si512(h[k]), h[k + 8], 1);   /* element (r / 8) * 8 + g */
+            for (k = 0; k < 4; k++) mmspcl__xchg_avx512(&a[k], &a[k + 4], 4);
+            for (k = 0; k < 8; k++) if (!(k & 2)) mmspcl__xchg_avx512(&a[k], &a[k + 2], 2);
+            for (k = 0; k < 8; k += 2) mmspcl__xchg_avx512(&a[k], &a[k + 1], 1);
+            for (k = 0; k < 8; k++) _mm512_storeu_si512((void *)(blk + 512 * p + 64 * k), a[k]);
+        }
+    }
+}
+
+#define MMSPCL__QN_DECL(r) __m512 f##r##0 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(t + 32 * r),                     \
+                                  f##r##1 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(t + 32 * r + 16);
+#define MMSPCL__QN_INIT(r) __m512i i##r##0 = _mm512_setzero_si512(), i##r##1 = _mm512_setzero_si512();
+#define MMSPCL__QN_DOT(r) { const __m512i xb = _mm512_set1_epi32(mmspcl__word(xq + (size_t)r * ldx + 32 * b + 4 * g)); \
+    i##r##0 = _mm512_dpbusd_epi32(i##r##0, w0, xb); i##r##1 = _mm512_dpbusd_epi32(i##r##1, w1, xb); }
+#define MMSPCL__QN_GROUP(G) { const int g = G; const __m512i w0 = _mm512_loadu_si512((const void *)(wb + 64 * g));       \
+    const __m512i w1 = _mm512_loadu_si512((const void *)(wb + 512 + 64 * g)); MMSPCL__R6(MMSPCL__QN_DOT) }
+#define MMSPCL__QN_SCALE(r) { const __m512i e = _mm512_set1_epi32(xe[(size_t)r * nb + b]), c = _mm512_set1_epi32(xc[(size_t)r * nb + b]); \
+    f##r##0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i##r##0, c)), _mm512_castsi512_ps(_mm512_add_epi32(s0, e)), f##r##0); \
+    f##r##1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i##r##1, c)), _mm512_castsi512_ps(_mm512_add_epi32(s1, e)), f##r##1); }
+#define MMSPCL__QN_STORE(r) _mm512_storeu_ps(t + 32 * r, f##r##0); _mm512_storeu_ps(t + 32 * r + 16, f##r##1);
+/* 6 rows x 32 outputs, blocks b0 .. b1 - 1: the accumulators t[6][32] start at 0 (first) or at
+   t (the blocks before: the definition's chain goes on), and are stored back. pf_n cache lines
+   from pf are prefetched into L2 along the way, at most pf_k a block. */
+static __attribute__((target("avx512f,avx512bw,avx512vnni,fma"))) void mmspcl__qn512(float *t, int first, const int8_t *xq, size_t ldx,
+                                                                                    const int32_t *xc, const int32_t *xe, int nb,
+                                                                                    int b0, int b1, const unsigned char *wp,
+                                                                                    const char *pf, int pf_n, int pf_k) {
+    int b, pi = 0;
+    MMSPCL__R6(MMSPCL__QN_DECL)
+    for (b = b0; b < b1; b++) {
+        const unsigned char *wb = wp + (size_t)b * MMSPCL__QN_BLOCK;
+        int k;
+        for (k = 0; k < pf_k && pi < pf_n; k++, pi++) _mm_prefetch(pf + 64 * (size_t)pi, _MM_HINT_T1);
+        {
+            MMSPCL__R6(MMSPCL__QN_INIT)
+            MMSPCL__R8(MMSPCL__QN_GROUP)
+            {
+                const __m512i s0 = _mm512_loadu_si512((const void *)(wb + 1024)), s1 = _mm512_loadu_si512((const void *)(wb + 1088));
+                MMSPCL__R6(MMSPCL__QN_SCALE)
+            }
+        }
+    }
+    MMSPCL__R6(MMSPCL__QN_STORE)
+}
+
+typedef struct mmspcl__lin_qn_job {
+    mmspcl__lin_job l;
+    const int8_t *xq;
+    const int32_t *xc, *xe;
+    unsigned char *scratch;
+    size_t per_thread, row_bytes;
+    int ldt;
+} mmspcl__lin_qn_job;
+
+#define MMSPCL__QN_KC 16   /* blocks of 32 columns a k chunk: 18 KiB of packed weights, in L1 with x */
+/* task: the group of 32 outputs 32 g .. 32 g + 31: packed, then k chunk by k chunk over every
+   tile of 6 rows, the accumulators of all rows in acc[ldt][32] */
+static __attribute__((target("avx512f,avx2,f16c"))) void mmspcl__linear_qn_task(void *ctx, int g, int tid) {
+    const mmspcl__lin_qn_job *jb = (const mmspcl__lin_qn_job *)ctx;
+    const int rows = jb->l.rows, n_in = jb->l.n_in, n_out = jb->l.n_out, nb = n_in / MMSPCL_QBLOCK;
+    const int o0 = 32 * g, mo = n_out - o0 < 32 ? n_out - o0 : 32, next = n_out - o0 - 32 < 32 ? n_out - o0 - 32 : 32;
+    const size_t gbytes = (size_t)nb * MMSPCL__QN_BLOCK;
+    unsigned char *own = jb->scratch + (size_t)tid * jb->per_thread;
+    const unsigned char *wp = jb->l.W->packed ? (const unsigned char *)jb->l.W->packed + (size_t)g * gbytes : own;
+    float *acc = (float *)(own + gbytes);
+    int8_t *u = (int8_t *)(acc + (size_t)jb->ldt * 32);
+    float *us = (float *)(u + (size_t)32 * n_in);
+    /* the next group's weights (packed, or its rows) are fetched into L2 along the way, spread over the calls */
+    const char *pf = jb->l.W->packed ? (const char *)(wp + gbytes) : (const char *)jb->l.W->data + (size_t)(o0 + 32) * jb->row_bytes;
+    const size_t pf_bytes = next <= 0 ? 0 : jb->l.W->packed ? gbytes : (size_t)next * jb->row_bytes;
+    const int tiles = (rows + MMSPCL__QN_ROWS - 1) / MMSPCL__QN_ROWS, chunks = (nb + MMSPCL__QN_KC - 1) / MMSPCL__QN_KC;
+    const int pf_all = (int)((pf_bytes + 63) / 64);
+    const int pf_call = (pf_all + tiles * chunks - 1) / (tiles * chunks), pf_k = (pf_call + MMSPCL__QN_KC - 1) / MMSPCL__QN_KC;
+    int r0, r, p, c, call = 0;
+    if (!jb->l.W->packed) mmspcl__pack_qn_avx512(own, jb->l.W, o0, mo, n_in, u, us);
+    for (c = 0; c < chunks; c++) {
+        const int b0 = c * MMSPCL__QN_KC, b1 = nb - b0 < MMSPCL__QN_KC ? nb : b0 + MMSPCL__QN_KC;
+        for (r0 = 0; r0 < rows; r0 += MMSPCL__QN_ROWS, call++) {
+            const int pf0 = call * pf_call, pf_n = pf_all - pf0 < pf_call ? pf_all - pf0 : pf_call;
+            float *a = acc + (size_t)r0 * 32;
+            mmspcl__qn512(a, c == 0, jb->xq + (size_t)r0 * n_in, (size_t)n_in, jb->xc + (size_t)r0 * nb, jb->xe + (size_t)r0 * nb, nb,
+                          b0, b1, wp, pf + 64 * (size_t)(pf_n > 0 ? pf0 : 0), pf_n > 0 ? pf_n : 0, pf_k);
+            if (c < chunks - 1) continue;
+            for (r = 0; r < rows - r0 && r < MMSPCL__QN_ROWS; r++)   /* the last chunk: out = acc + bias */
+                for (p = 0; p * 16 < mo; p++) {
+                    const int n = mo - 16 * p < 16 ? mo - 16 * p : 16;
+                    const __mmask16 m = (__mmask16)((1u << n) - 1);
+                    __m512 v = _mm512_loadu_ps(a + 32 * r + 16 * p);
+                    if (jb->l.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, jb->l.bias + o0 + 16 * p));
+                    _mm512_mask_storeu_ps(jb->l.out + (size_t)(r0 + r) * n_out + o0 + 16 * p, m, v);
+                }
+        }
+    }
+}
+
+static __attribute__((target("avx2,fma"))) mmspcl_status mmspcl__linear_qn512(float *out, const float *x, int rows, int n_in,
+                                                                               const mmspcl_tensor *W, const float *bias) {
+    const int n_out = (int)W->ne[0], nb = n_in / MMSPCL_QBLOCK, nthreads = mmspcl__team();
+    const int ldt = (rows + MMSPCL__QN_ROWS - 1) / MMSPCL__QN_ROWS * MMSPCL__QN_ROWS;
+    const size_t xbytes = (size_t)ldt * (size_t)n_in, sbytes = (size_t)ldt * (size_t)nb * 4;
+    const size_t per_thread = ((size_t)nb * MMSPCL__QN_BLOCK + (size_t)ldt * 128 + (size_t)32 * n_in + (size_t)32 * nb * 4 + 63) &
+                              ~(size_t)63;
+    unsigned char *buf = (unsigned char *)MMSPCL_MALLOC(2 * sbytes + xbytes + (size_t)nthreads * per_thread + 64);
+    int32_t *xc, *xe;
+    int8_t *xq;
+    mmspcl__lin_qn_job j;
+    int r, b;
+    if (!buf) return MMSPCL_ERR_NOMEM;
+    xc = (int32_t *)buf;
+    xe = (int32_t *)(buf + sbytes);
+    xq = (int8_t *)(buf + 2 * sbytes);
+    for (r = 0; r < ldt; r++)
+        for (b = 0; b < nb; b++) {
+            int8_t *q = xq + (size_t)r * n_in + 32 * b;
+            int32_t sum = 0, eb = 0;
+            float d;
+            if (r < rows) mmspcl__quant_block_avx2(x + (size_t)r * n_in + 32 * b, q, &d, &eb, &sum);
+            else memset(q, 0, 32);
+            xc[(size_t)r * nb + b] = -128 * sum;
+            xe[(size_t)r * nb + b] = eb;
+        }
+    memset(&j, 0, sizeof j);
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.xq = xq; j.xc = xc; j.xe = xe; j.per_thread = per_thread; j.ldt = ldt; j.row_bytes = mmspcl_dtype_row_size(W->dtype, n_in);
+    j.scratch = (unsigned char *)(((uintptr_t)(xq + xbytes) + 63) & ~(uintptr_t)63);
+    mmspcl__parallel((n_out + 31) / 32, nthreads, mmspcl__linear_qn_task, &j);
+    MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+/* mmspcl_tensor_pack on AVX512-VNNI: every group of 32 outputs as the task above packs it per
+   call, one after the other (group g at g * nb * MMSPCL__QN_BLOCK bytes). */
+typedef struct mmspcl__qn_pack_job { const mmspcl_tensor *W; unsigned char *dst, *scratch; size_t per_thread; } mmspcl__qn_pack_job;
+static void mmspcl__qn_pack_task(void *ctx, int g, int tid) {
+    const mmspcl__qn_pack_job *j = (const mmspcl__qn_pack_job *)ctx;
+    const int n_out = (int)j->W->ne[0], n_in = (int)j->W->ne[1], nb = n_in / MMSPCL_QBLOCK;
+    int8_t *u = (int8_t *)(j->scratch + (size_t)tid * j->per_thread);
+    mmspcl__pack_qn_avx512(j->dst + (size_t)g * nb * MMSPCL__QN_BLOCK, j->W, 32 * g, n_out - 32 * g < 32 ? n_out - 32 * g : 32, n_in, u,
+                           (float *)(u + (size_t)32 * n_in));
+}
+static mmspcl_status mmspcl__tensor_pack_qn(mmspcl_tensor *W) {
+    const int n_out = (int)W->ne[0], n_in = (int)W->ne[1], nb = n_in / MMSPCL_QBLOCK, groups = (n_out + 31) / 32;
+    const size_t bytes = (size_t)groups * nb * MMSPCL__QN_BLOCK, per_thread = (size_t)32 * n_in + (size_t)32 * nb * 4;
+    const int team = mmspcl__team();
+    unsigned char *raw = (unsigned char *)MMSPCL_MALLOC(bytes + 128), *dst;
+    mmspcl__qn_pack_job j;
+    if (!raw) return MMSPCL_ERR_NOMEM;
+    j.scratch = W->dtype == MMSPCL_Q8_0 ? NULL : (unsigned char *)MMSPCL_MALLOC((size_t)team * per_thread);
+    if (W->dtype != MMSPCL_Q8_0 && !j.scratch) { MMSPCL_FREE(raw); return MMSPCL_ERR_NOMEM; }
+    dst = (unsigned char *)(((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63);   /* 64-byte aligned, the allocation before it */
+    memcpy(dst - sizeof(void *), &raw, sizeof(void *));
+    j.W = W; j.dst = dst; j.per_thread = per_thread;
+    mmspcl__parallel(groups, team, mmspcl__qn_pack_task, &j);
+    MMSPCL_FREE(j.scratch);
+    W->packed = dst;
+    return MMSPCL_OK;
+}
 
 /* task: one group of MO outputs (kind: 2 AVX512-VNNI, 1 AVX-VNNI, 0 AVX2), every row tile */
 static void mmspcl__linear_q_x86_task(void *ctx, int g, int tid) {
@@ -4821,15 +5088,21 @@ static void mmspcl__pack_xq_neon(int8_t *xq, float *xd, int ldt, const float *x,
             float d = 0.0f;
             if (r < rows) {
                 const float *xb = x + (size_t)r * n_in + 32 * b;
+                const float32x4_t lo = vdupq_n_f32(-127.0f), hi = vdupq_n_f32(127.0f);
                 float32x4_t v[8], m = vdupq_n_f32(0.0f), id;
+                float amax;
                 for (i = 0; i < 8; i++) { v[i] = vld1q_f32(xb + 4 * i); m = vmaxq_f32(m, vabsq_f32(v[i])); }
-                d = vmaxvq_f32(m) / 127.0f;
-                id = vdupq_n_f32(d != 0.0f ? 1.0f / d : 0.0f);
-                for (i = 0; i < 8; i += 2) {
-                    const int16x8_t h = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[i], id))),
-                                                     vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[i + 1], id))));
-                    vst1_s8(q + 4 * i, vqmovn_s16(h));
+                amax = vmaxvq_f32(m);
+                if (amax != 0.0f) {   /* the definition's power-of-two scale (6.1) */
+                    const int e = mmspcl__act_exp(amax);
+                    d = mmspcl__pow2f(e);
+                    id = vdupq_n_f32(mmspcl__pow2f(-e));
+                } else {
+                    id = vdupq_n_f32(0.0f);
                 }
+#define MMSPCL__QN_CVT(v) vqmovn_s32(vcvtnq_s32_f32(vminnmq_f32(vmaxnmq_f32(vmulq_f32(v, id), lo), hi)))
+                for (i = 0; i < 8; i += 2) vst1_s8(q + 4 * i, vqmovn_s16(vcombine_s16(MMSPCL__QN_CVT(v[i]), MMSPCL__QN_CVT(v[i + 1]))));
+#undef MMSPCL__QN_CVT
             } else {
                 memset(q, 0, sizeof q);
             }
@@ -4946,6 +5219,24 @@ static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows,
 /* ---- 6.9 The public kernels: choice of path -------------------------------------------------
    Each runs the path the table over the declarations gives (6. Kernels): for x86 from
    mmspcl__x86_features, for ARM from the build; mmspcl_linear_path also the caller's choice. */
+mmspcl_status mmspcl_tensor_pack(mmspcl_tensor *W) {
+    if (!W || W->packed || W->ndim != 2 || !mmspcl__dtype_integer(W->dtype) || W->ne[0] < 1 || W->ne[0] > 0x7fffffff ||
+        W->ne[1] < 1 || W->ne[1] > 0x7fffffff || mmspcl_dtype_row_size(W->dtype, W->ne[1]) == 0)
+        return MMSPCL_OK;   /* nothing to pack (or already packed) */
+#ifdef MMSPCL__X86_DISPATCH
+    if (mmspcl__x86_features(0) & MMSPCL__CPU_VNNI512) return mmspcl__tensor_pack_qn(W);
+#endif
+    return MMSPCL_OK;
+}
+
+void mmspcl_tensor_pack_free(mmspcl_tensor *W) {
+    void *raw;
+    if (!W || !W->packed) return;
+    memcpy(&raw, (const unsigned char *)W->packed - sizeof(void *), sizeof(void *));
+    MMSPCL_FREE(raw);
+    W->packed = NULL;
+}
+
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path) {
     const int quant = mmspcl__dtype_integer(W->dtype), panels = mmspcl_tensor_is_panels(W);
@@ -4960,7 +5251,7 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
         if (path == MMSPCL_PATH_NEON || path == MMSPCL_PATH_NEON_DOTPROD) return MMSPCL_ERR_UNSUPPORTED;
         if (path == MMSPCL_PATH_AUTO) {
             if (quant) {
-                if (f & MMSPCL__CPU_VNNI512) return mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 2);
+                if (f & MMSPCL__CPU_VNNI512) return mmspcl__linear_qn512(out, x, rows, n_in, W, bias);
 #ifdef MMSPCL__HAVE_AVXVNNI
                 if (f & MMSPCL__CPU_AVXVNNI) return mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 1);
 #endif
@@ -4979,7 +5270,7 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
             if (bf16)
                 return n_in % 2 ? mmspcl__linear_f32_avx2(out, x, rows, n_in, W, bias)
                                 : mmspcl__linear_bf16_avx512(out, x, rows, n_in, W, bias);
-            return quant    ? mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 2)
+            return quant    ? mmspcl__linear_qn512(out, x, rows, n_in, W, bias)
                    : panels ? mmspcl__linear_panels_avx512(out, x, rows, n_in, W, bias)
                             : mmspcl__linear_f32_avx512(out, x, rows, n_in, W, bias);
         } else if (path == MMSPCL_PATH_AVXVNNI) {
@@ -6019,6 +6310,47 @@ int32_t mmspcl_bpe_mask_id(const mmspcl_bpe *bpe) { return bpe ? bpe->special[MM
 /* ---------------------------------------------------------------------------------------------
    8. RoBERTa encoder
    ------------------------------------------------------------------------------------------ */
+/* A model's packed copies of its Linear weights (mmspcl_tensor_pack), 6 a layer: the weight
+   pointers at offsets offs[] of each of the n_layers layers (stride bytes apart) are repointed at
+   the copies made. A weight file
+   that is mmap'd gives the pages of a packed weight back (MADV_DONTNEED: they are read again from
+   the file should anything use them), so memory holds the packed copy instead of both. */
+typedef struct mmspcl__packed_set { mmspcl_tensor *t; int n; } mmspcl__packed_set;
+static mmspcl_status mmspcl__pack_model(mmspcl__packed_set *ps, const mmspcl_weights *w, void *layers, size_t stride,
+                                        const size_t offs[6], int n_layers, mmspcl_error *err) {
+    const int n = 6 * n_layers;
+    int i;
+    if (!(ps->t = (mmspcl_tensor *)MMSPCL_MALLOC((size_t)n * sizeof *ps->t))) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory");
+    memset(ps->t, 0, (size_t)n * sizeof *ps->t);
+    ps->n = n;
+    for (i = 0; i < n; i++) {
+        const mmspcl_tensor **slot = (const mmspcl_tensor **)((unsigned char *)layers + (size_t)(i / 6) * stride + offs[i % 6]);
+        ps->t[i] = **slot;
+        ps->t[i].packed = NULL;
+        if (mmspcl_tensor_pack(&ps->t[i]) != MMSPCL_OK)
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory packing '%s'", ps->t[i].name ? ps->t[i].name : "a weight");
+        if (!ps->t[i].packed) continue;
+        *slot = &ps->t[i];
+#if defined(MMSPCL__HAVE_MMAP) && defined(MADV_DONTNEED)   /* madvise: with _DEFAULT_SOURCE (tools/lib/mmspcl_impl.c) */
+        if (w->storage == 2) {
+            const uintptr_t a = ((uintptr_t)ps->t[i].data + 4095) & ~(uintptr_t)4095;
+            const uintptr_t e = ((uintptr_t)ps->t[i].data + ps->t[i].nbytes) & ~(uintptr_t)4095;
+            if (e > a) madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
+        }
+#else
+        (void)w;
+#endif
+    }
+    return MMSPCL_OK;
+}
+static void mmspcl__packed_free(mmspcl__packed_set *ps) {
+    int i;
+    for (i = 0; i < ps->n; i++) mmspcl_tensor_pack_free(&ps->t[i]);
+    MMSPCL_FREE(ps->t);
+    ps->t = NULL;
+    ps->n = 0;
+}
+
 typedef struct mmspcl__roberta_layer {
     const mmspcl_tensor *wq, *wk, *wv, *wo, *w_in, *w_out;
     const float *bq, *bk, *bv, *bo, *b_in, *b_out;
@@ -6030,6 +6362,7 @@ struct mmspcl_roberta {
     const mmspcl_tensor *word_emb, *pos_emb, *type_emb;
     const float *emb_ln_g, *emb_ln_b;
     mmspcl__roberta_layer *layers;
+    mmspcl__packed_set packed;   /* the Linear weights repacked for this CPU, when it has such a kernel */
     int max_tokens;
     mmspcl_arena arena;
 };
@@ -6180,6 +6513,12 @@ mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w,
     }
     m->max_tokens = max_batch * max_seq;
     if ((st = mmspcl_arena_init(&m->arena, mmspcl__roberta_arena_need(c, m->max_tokens, max_seq), err))) goto fail;
+    {
+        static const size_t offs[6] = {offsetof(mmspcl__roberta_layer, wq), offsetof(mmspcl__roberta_layer, wk),
+                                       offsetof(mmspcl__roberta_layer, wv), offsetof(mmspcl__roberta_layer, wo),
+                                       offsetof(mmspcl__roberta_layer, w_in), offsetof(mmspcl__roberta_layer, w_out)};
+        if ((st = mmspcl__pack_model(&m->packed, w, m->layers, sizeof *m->layers, offs, c->num_layers, err))) goto fail;
+    }
     *out = m;
     return MMSPCL_OK;
 fail:
@@ -6189,6 +6528,7 @@ fail:
 
 void mmspcl_roberta_free(mmspcl_roberta *m) {
     if (!m) return;
+    mmspcl__packed_free(&m->packed);
     mmspcl_arena_free(&m->arena);
     MMSPCL_FREE(m->layers);
     MMSPCL_FREE(m);
@@ -7677,6 +8017,7 @@ struct mmspcl_clip {
     const float *pre_ln_w, *pre_ln_b, *post_ln_w, *post_ln_b;
     const mmspcl_tensor *proj_w;      /* [proj, W] or NULL */
     mmspcl__clip_layer *layers;
+    mmspcl__packed_set packed;        /* the layers' Linear weights repacked for this CPU, if it has such a kernel */
     float **owned;                    /* vectors widened to f32 at load */
     int n_owned;
     int max_batch, arena_threads;
@@ -7925,6 +8266,12 @@ static mmspcl_status mmspcl__clip_load(mmspcl_clip *m, const mmspcl_weights *w, 
     }
     m->max_batch = max_batch;
     m->arena_threads = mmspcl__team();
+    {
+        static const size_t offs[6] = {offsetof(mmspcl__clip_layer, q_w), offsetof(mmspcl__clip_layer, k_w),
+                                       offsetof(mmspcl__clip_layer, v_w), offsetof(mmspcl__clip_layer, o_w),
+                                       offsetof(mmspcl__clip_layer, fc1_w), offsetof(mmspcl__clip_layer, fc2_w)};
+        if ((st = mmspcl__pack_model(&m->packed, w, m->layers, sizeof *m->layers, offs, c->num_layers, err))) return st;
+    }
     return mmspcl_arena_init(&m->arena, mmspcl__clip_arena_size(c, max_batch, m->arena_threads), err);
 }
 
@@ -7948,6 +8295,7 @@ mmspcl_status mmspcl_clip_load(mmspcl_clip **out, const mmspcl_weights *w, int m
 void mmspcl_clip_free(mmspcl_clip *m) {
     int i;
     if (!m) return;
+    mmspcl__packed_free(&m->packed);
     for (i = 0; i < m->n_owned; i++) MMSPCL_FREE(m->owned[i]);
     MMSPCL_FREE(m->owned);
     MMSPCL_FREE(m->layers);
