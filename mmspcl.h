@@ -1268,6 +1268,15 @@ void mmspcl_sinusoids(double *pos, int T, int D);
    meld.media.audio (str) names the audio features ("egemaps"). A turn's vote is the sum of
    the head's combinations whose modalities the turn has (MSVE's voting over any subset); a
    turn with none of them, and the task without a media head, take the default text head.
+   The joint head (optional; mmspcl train --init --fusion writes it): meld.joint.kind (0 linear,
+   1 MulT, 2 MBT), meld.joint.fusion.* (the fusion head, mmspcl_fuse_linear_load /
+   _mult_load / _mbt_load), meld.joint.prune.* (optional, mmspcl_xprune_load), meld.joint.protos
+   [7][D] (class means of z), meld.joint.linear.{emotion,sentiment}.{weight,bias} (linear
+   heads on z, optional), meld.joint.audio (str, as meld.media.audio). z = fusion(prune(t, a,
+   v)) with t the <mask> view; emotion by nearest class mean of z (softmax of G / 0.08, as
+   "protos"), sentiment by the linear sentiment head on z where there is one. A turn without
+   a vector the joint head takes gets zeros there (as the training did for rows without one).
+   The joint head decides every turn where the file has it (after any media head).
    ------------------------------------------------------------------------------------------ */
 #define MMSPCL_NUM_EMOTIONS 7
 #define MMSPCL_NUM_SENTIMENTS 3
@@ -1297,6 +1306,17 @@ typedef struct mmspcl_classifier {
     int has_media[2];                /* 1: meld.media.emotion / meld.media.sentiment present */
     int audio_dim, video_dim;        /* widths of a and v the media heads take (0: none takes it) */
     const char *audio_features;      /* meld.media.audio ("egemaps"; NULL: not named) */
+    /* the joint head (13.6, meld.joint.*): z = fusion(prune(t, a, v)) of a fine-tuning with a
+       fusion head (mmspcl train --init --fusion) */
+    int has_joint, joint_kind, joint_prune, joint_dim;   /* fusion kind (0 linear, 1 MulT, 2 MBT), pruned, width of z */
+    int joint_in[3];                 /* widths of t, a, v it takes (0: not a or v) */
+    mmspcl_xprune joint_xp;
+    mmspcl_fuse_linear joint_lin;
+    mmspcl_mult joint_mult;
+    mmspcl_mbt joint_mbt;
+    const float *joint_protos;       /* [7][joint_dim]: class means of z */
+    mmspcl_head_linear joint_head[2];/* linear heads on z: emotion, sentiment */
+    int joint_has_head[2];
 } mmspcl_classifier;
 
 mmspcl_status mmspcl_classifier_load(mmspcl_classifier *m, const char *path, mmspcl_error *err);
@@ -9623,6 +9643,8 @@ void mmspcl_classifier_free(mmspcl_classifier *m) {
     mmspcl_weights_free(m->w);
     MMSPCL_FREE(m->lr_w[0]);
     MMSPCL_FREE(m->lr_w[1]);
+    if (m->has_joint && m->joint_kind == 1) mmspcl_mult_free(&m->joint_mult);
+    if (m->has_joint && m->joint_kind == 2) mmspcl_mbt_free(&m->joint_mbt);
     memset(m, 0, sizeof *m);
 }
 
@@ -9808,6 +9830,74 @@ static mmspcl_status mmspcl__classifier_media_load(mmspcl_classifier *m, const c
     return MMSPCL_OK;
 }
 
+/* the width m takes for media input mi (1 a, 2 v): set it, or check it against what is set */
+static mmspcl_status mmspcl__classifier_media_width(mmspcl_classifier *m, int mi, int w, const char *label, mmspcl_error *err) {
+    int *const width = mi == 1 ? &m->audio_dim : &m->video_dim;
+    if (!w) return MMSPCL_OK;
+    if (*width && *width != w)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: the media and joint heads take %s vectors of widths %d and %d", label,
+                            mi == 1 ? "audio" : "video", *width, w);
+    *width = w;
+    return MMSPCL_OK;
+}
+
+/* meld.joint.*: the fusion head (and pruning) over t, a, v of a joint fine-tuning (13.6) */
+static mmspcl_status mmspcl__classifier_joint_load(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
+    static const char *const hn[2] = {"meld.joint.linear.emotion", "meld.joint.linear.sentiment"};
+    const int CC[2] = {MMSPCL_NUM_EMOTIONS, MMSPCL_NUM_SENTIMENTS};
+    const char *af = NULL;
+    char key[64];
+    int64_t kind;
+    int dims[3], k, pc, pd;
+    mmspcl_status st;
+    if (!mmspcl_weights_get_int(m->w, "meld.joint.kind", &kind)) return MMSPCL_OK;
+    if (kind < 0 || kind > 2) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.joint.kind %lld (0 linear, 1 mult, 2 bottleneck)", label, (long long)kind);
+    m->joint_kind = (int)kind;
+    if (kind == 0) {
+        if ((st = mmspcl_fuse_linear_load(&m->joint_lin, m->w, "meld.joint.fusion", err))) return st;
+        for (k = 0; k < 3; k++) dims[k] = m->joint_lin.dims[k];
+        m->joint_dim = m->joint_lin.proj.out;
+    } else if (kind == 1) {
+        if ((st = mmspcl_mult_load(&m->joint_mult, m->w, "meld.joint.fusion", err))) return st;
+        for (k = 0; k < 3; k++) dims[k] = m->joint_mult.seq[k] * m->joint_mult.tok[k];
+        m->joint_dim = m->joint_mult.out_dim;
+    } else {
+        if ((st = mmspcl_mbt_load(&m->joint_mbt, m->w, "meld.joint.fusion", err))) return st;
+        for (k = 0; k < 3; k++) dims[k] = m->joint_mbt.seq[k] * m->joint_mbt.tok[k];
+        m->joint_dim = m->joint_mbt.out_dim;
+    }
+    m->has_joint = 1;   /* from here the free releases the fusion head */
+    if (mmspcl_weights_get_int(m->w, "meld.joint.prune.mods", &kind)) {
+        if ((st = mmspcl_xprune_load(&m->joint_xp, m->w, "meld.joint.prune", err))) return st;
+        for (k = 0; k < 3; k++)
+            if (m->joint_xp.lay.width[k] != dims[k])
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.joint.prune gives %s %d values, meld.joint.fusion takes %d", label,
+                                    k == 0 ? "t" : k == 1 ? "a" : "v", m->joint_xp.lay.width[k], dims[k]);
+        for (k = 0; k < 3; k++) dims[k] = m->joint_xp.cfg.dims[k];
+        m->joint_prune = 1;
+    }
+    for (k = 0; k < 3; k++) m->joint_in[k] = dims[k];
+    if (dims[0] != m->hidden)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: the joint head takes t of width %d, the model's is %d", label, dims[0], m->hidden);
+    if ((st = mmspcl__classifier_media_width(m, 1, dims[1], label, err)) || (st = mmspcl__classifier_media_width(m, 2, dims[2], label, err)))
+        return st;
+    if ((st = mmspcl_protos_load(&m->joint_protos, &pc, &pd, m->w, "meld.joint", err))) return st;
+    if (pc != MMSPCL_NUM_EMOTIONS || pd != m->joint_dim)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.joint.protos is [%d][%d], expected [%d][%d]", label, pc, pd, MMSPCL_NUM_EMOTIONS,
+                            m->joint_dim);
+    for (k = 0; k < 2; k++) {
+        snprintf(key, sizeof key, "%s.weight", hn[k]);
+        if (!mmspcl_weights_find(m->w, key)) continue;
+        if ((st = mmspcl_head_linear_load(&m->joint_head[k], m->w, hn[k], err))) return st;
+        if (m->joint_head[k].in != m->joint_dim || m->joint_head[k].out != CC[k])
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s is [%d][%d], expected [%d][%d]", label, hn[k], m->joint_head[k].out,
+                                m->joint_head[k].in, CC[k], m->joint_dim);
+        m->joint_has_head[k] = 1;
+    }
+    if (dims[1] && mmspcl_weights_get_str(m->w, "meld.joint.audio", &af)) m->audio_features = af;
+    return MMSPCL_OK;
+}
+
 /* Everything after the weights are open (m->w set). */
 static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
     int64_t v;
@@ -9843,7 +9933,9 @@ static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *
             m->t_scores = 1;
         }
     }
-    if ((st = mmspcl__classifier_msve_heads(m, label, err)) || (st = mmspcl__classifier_media_load(m, label, err))) return st;
+    if ((st = mmspcl__classifier_msve_heads(m, label, err)) || (st = mmspcl__classifier_media_load(m, label, err)) ||
+        (st = mmspcl__classifier_joint_load(m, label, err)))
+        return st;
     return mmspcl__classifier_defaults(m, label, err);
 }
 
@@ -10194,6 +10286,55 @@ static mmspcl_status mmspcl__classifier_media_task(mmspcl_classifier *m, int k, 
     return MMSPCL_OK;
 }
 
+/* the joint head on t [n][hidden] and the turns' media (a turn without a vector: zeros):
+   emotion by nearest class mean of z, sentiment by its linear head (when it has one) */
+static mmspcl_status mmspcl__classifier_joint(mmspcl_classifier *m, const float *t, const float *const x[3], const unsigned char *mods,
+                                              int n, float *emo, float *sent, mmspcl_error *err) {
+    const int D = m->joint_dim, C = MMSPCL_NUM_EMOTIONS;
+    const int da = m->joint_in[1], dv = m->joint_in[2];
+    const int wd[3] = {m->joint_prune ? m->joint_xp.lay.width[0] : 0, m->joint_prune ? m->joint_xp.lay.width[1] : 0,
+                       m->joint_prune ? m->joint_xp.lay.width[2] : 0};
+    float *in = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)n * (da + dv + wd[0] + wd[1] + wd[2] + D + C) + 1));
+    float *ya, *yv, *z, *lg, *py[3];
+    const float *xi[3];
+    int *pred = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1)), i, j;
+    mmspcl_status st = MMSPCL_OK;
+    if (!in || !pred) { MMSPCL_FREE(in); MMSPCL_FREE(pred); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory"); }
+    ya = in; yv = ya + (size_t)n * da; py[0] = yv + (size_t)n * dv; py[1] = py[0] + (size_t)n * wd[0]; py[2] = py[1] + (size_t)n * wd[1];
+    z = py[2] + (size_t)n * wd[2]; lg = z + (size_t)n * D;
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < da; j++) ya[(size_t)i * da + j] = x[1] && (mods[i] & MMSPCL_MOD_A) ? x[1][(size_t)i * da + j] : 0.0f;
+        for (j = 0; j < dv; j++) yv[(size_t)i * dv + j] = x[2] && (mods[i] & MMSPCL_MOD_V) ? x[2][(size_t)i * dv + j] : 0.0f;
+    }
+    xi[0] = t; xi[1] = da ? ya : NULL; xi[2] = dv ? yv : NULL;
+    if (m->joint_prune) {
+        for (j = 0; j < 3; j++) if (!wd[j]) py[j] = NULL;
+        if ((st = mmspcl_xprune_forward(&m->joint_xp, xi, n, py, NULL, err))) goto done;
+        for (j = 0; j < 3; j++) xi[j] = py[j];
+    }
+    st = m->joint_kind == 0 ? mmspcl_fuse_linear_forward(&m->joint_lin, xi, n, z, err)
+       : m->joint_kind == 1 ? mmspcl_mult_forward(&m->joint_mult, xi, n, z, err) : mmspcl_mbt_forward(&m->joint_mbt, xi, n, z, err);
+    if (st) goto done;
+    if (emo) {
+        mmspcl_proto_classify(z, n, D, m->joint_protos, C, pred, emo);
+        for (i = 0; i < n; i++) {
+            for (j = 0; j < C; j++) emo[(size_t)i * C + j] /= 0.08f;   /* SPCL's temperature */
+            mmspcl_softmax(emo + (size_t)i * C, C);
+        }
+    }
+    if (sent && m->joint_has_head[1]) {
+        if (mmspcl_head_linear_forward(&m->joint_head[1], z, lg, n)) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory in a kernel"); goto done; }
+        for (i = 0; i < n; i++) {
+            memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, lg + (size_t)i * MMSPCL_NUM_SENTIMENTS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
+            mmspcl_softmax(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, MMSPCL_NUM_SENTIMENTS);
+        }
+    }
+done:
+    MMSPCL_FREE(in);
+    MMSPCL_FREE(pred);
+    return st;
+}
+
 mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
                                                const float *audio, const float *video, const unsigned char *mods,
                                                float *emo, float *sent, mmspcl_error *err) {
@@ -10206,9 +10347,9 @@ mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspc
     int i;
     mmspcl_status st;
     if (!m || !m->enc || n < 0 || (n > 0 && !turns)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_classify_media: bad argument");
-    if (!m->has_media[0] && !m->has_media[1])
-        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: the model has no audio or video head (meld.media.*): it classifies from text only");
-    if (sent && !text_sent && !m->has_media[1]) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head");
+    if (!m->has_media[0] && !m->has_media[1] && !m->has_joint)
+        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: the model has no audio or video head (meld.media.*, meld.joint.*): it classifies from text only");
+    if (sent && !text_sent && !m->has_media[1] && !m->joint_has_head[1]) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head");
     if (n == 0) return MMSPCL_OK;
     t = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
     v = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
@@ -10223,7 +10364,8 @@ mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspc
         goto done;
     x[0] = t; x[1] = audio; x[2] = video;
     if (emo && m->has_media[0] && (st = mmspcl__classifier_media_task(m, 0, x, mk, n, 1, emo, tmp, voted, err))) goto done;
-    if (sent && m->has_media[1]) st = mmspcl__classifier_media_task(m, 1, x, mk, n, text_sent, sent, tmp, voted, err);
+    if (sent && m->has_media[1] && (st = mmspcl__classifier_media_task(m, 1, x, mk, n, text_sent, sent, tmp, voted, err))) goto done;
+    if (m->has_joint) st = mmspcl__classifier_joint(m, t, x, mk, n, emo, sent, err);
 done:
     MMSPCL_FREE(t); MMSPCL_FREE(v); MMSPCL_FREE(a); MMSPCL_FREE(tmp); MMSPCL_FREE(mk);
     return st;
