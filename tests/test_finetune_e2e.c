@@ -17,7 +17,7 @@
       with an 88-value audio vector per train and dev row that carries the emotion, a few rows
       left out): the SPCL loss falls, the file has the joint head (meld.joint.*) and the
       text-only parts, mmspcl_classifier_classify_media runs the joint head (the audio changes
-      the answer; a turn without audio gets zeros), classify (text only, and --media on two
+      the answer; a turn without audio gets zeros), and so does its --q8 copy, classify (text only, and --media on two
       WAVs) and eval take the file, a resumed
       run writes the uninterrupted run's bytes, and --fusion without --features, an unknown kind
       and a pruning option of another kind are refused before any step.
@@ -248,7 +248,7 @@ static void test_joint(void) {
     char l_path[256];
     int n, i, rc;
     CHECK(write_feats() == 0, "writing " FEATS);
-    rc = test_run(&log, RUN " --fusion linear --features " FEATS " --fusion-dim 32 -o " TMP "/joint.mmw 2>&1");
+    rc = test_run(&log, RUN " --fusion linear --features " FEATS " --fusion-dim 32 -o " TMP "/joint.mmw --q8 " TMP "/joint-q8.mmw 2>&1");
     n = step_losses(log, l, 64);
     for (i = 0; i < 6 && n == 24; i++) { first += l[i] / 6; last += l[n - 6 + i] / 6; }
     CHECK(rc == 0 && n == 24 && strstr(log, "1 of ") && strstr(log, " train and "), "joint: 24 steps ran, one train row without features "
@@ -257,6 +257,7 @@ static void test_joint(void) {
     printf("  joint (--fusion linear, audio 88 -> z 32): spcl loss %.4f (steps 1-6) -> %.4f (steps 19-24)\n", first, last);
     free(log);
     joint_layout(TMP "/joint.mmw", 0, 0);
+    joint_layout(TMP "/joint-q8.mmw", 0, 0);   /* the encoder quantized, the joint head f32 */
     rc = test_run(&log, RUN " --fusion prune --prune-k 8 --prune-proj 16 --features " FEATS " --fusion-dim 32 --no-checkpoint -o " TMP
                   "/jprune.mmw 2>&1");
     CHECK(rc == 0 && step_losses(log, l, 64) == 24, "joint, --fusion prune: 24 steps (exit %d): %s", rc, rc ? log : "");

@@ -1118,7 +1118,7 @@ mmspcl_status meld_quantize_file(const char *in_path, const char *out_path, mmsp
     for (i = 0; i < w->n_tensors; i++) {
         const mmspcl_tensor *t = &w->tensors[i];
         const int q = t->dtype == MMSPCL_F32 && t->ndim == 2 && t->ne[1] % 32 == 0 && strncmp(t->name, "meld.protos", 11) &&
-                      strncmp(t->name, "meld.log", 8);
+                      strncmp(t->name, "meld.log", 8) && strncmp(t->name, "meld.joint.", 11);   /* the joint head stays f32 */
         const mmspcl_dtype dt = q ? dtype : t->dtype;
         size_t bytes = t->nbytes;
         if (q) {
