@@ -1339,6 +1339,9 @@ void mmspcl_classifier_free(mmspcl_classifier *m);
 /* The head used for task 0 (emotion) or 1 (sentiment) when the caller names none; NULL when
    the file has no head for the task. */
 const char *mmspcl_classifier_default_head(const mmspcl_classifier *m, int task);
+/* 1 when the file has head `name` (one of the heads above) for task 0 (emotion) / 1
+   (sentiment), else 0 (also for a name that is no head of the task). */
+int mmspcl_classifier_has_head(const mmspcl_classifier *m, int task, const char *name);
 /* Class probabilities for every turn of ONE dialogue (the context of a turn is the turns before
    it): emo [n][7], sent [n][3] (either may be NULL). head: NULL or a head named above. */
 mmspcl_status mmspcl_classifier_classify(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
@@ -9849,6 +9852,10 @@ static mmspcl_status mmspcl__classifier_defaults(mmspcl_classifier *m, const cha
 
 const char *mmspcl_classifier_default_head(const mmspcl_classifier *m, int task) {
     return m && (task == 0 || task == 1) ? m->default_head[task] : NULL;
+}
+
+int mmspcl_classifier_has_head(const mmspcl_classifier *m, int task, const char *name) {
+    return m && m->w && name && (task == 0 || task == 1) && mmspcl__classifier_has_head(m, task, name);
 }
 
 /* An MSVE head of the classifier must have the task's class count and the views' widths (a

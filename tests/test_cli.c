@@ -323,6 +323,19 @@ static void test_inputs(void) {
           "eval --sentiment --head lr: %.200s", g_out);
     CHECK(sh(MM " eval -m " MODEL " --csv " TMP "/labels.csv --head view.t") == 0 && strstr(g_out, "task: emotion, head: view.t"),
           "eval --head view.t: %.200s", g_out);
+    /* --all-heads: the heads the model has, one note (not an error) naming the ones it lacks */
+    CHECK(sh(MM " eval -m " MODEL " --csv " TMP "/labels.csv --all-heads --sentiment") == 0, "eval --all-heads: %s", g_err);
+    {
+        int lines = 0, err_lines = 0;
+        const char *p;
+        for (p = g_out; p && (p = strstr(p, "head=")); p++) lines += p == g_out || p[-1] == '\n';
+        for (p = g_err; p && *p; p++) err_lines += *p == '\n';
+        CHECK(lines == 8 && !strstr(g_out, "no emotion head") && !strstr(g_out, "no sentiment head") && !strstr(g_out, "classifier:"),
+              "eval --all-heads: 8 head lines, no error line (%d): %.300s", lines, g_out);
+        CHECK(err_lines == 1 && strstr(g_err, "mmspcl eval: note: " MODEL " lacks linear (emotion); linear (sentiment);"),
+              "eval --all-heads: one note naming the lacking heads: %s", g_err);
+        CHECK(strstr(g_out, "task: sentiment, head: "), "eval --all-heads --sentiment: the sentiment report follows: %.300s", g_out);
+    }
 }
 
 /* ---- 4. outputs ------------------------------------------------------------------------------ */
@@ -494,8 +507,12 @@ static void test_json(void) {
     CHECK(sh(MM " eval -m " MODEL " --csv " TMP "/labels.csv --json --all-heads") == 0, "eval --json: %s", g_err);
     if ((v = parse_out("eval --json"))) {
         const json_value *c = json_get(v, "classes"), *a = json_get(v, "all_heads"), *f = json_get(v, "weighted_f1");
-        CHECK(c && c->type == JSON_ARRAY && c->count == 7 && a && a->type == JSON_ARRAY && a->count == 10 && f && f->type == JSON_NUMBER,
-              "eval --json: classes, all_heads, weighted_f1");
+        const json_value *l = json_get(v, "lacking_heads");
+        CHECK(c && c->type == JSON_ARRAY && c->count == 7 && a && a->type == JSON_ARRAY && a->count == 8 && f && f->type == JSON_NUMBER,
+              "eval --json: classes, all_heads (the 8 heads the model has), weighted_f1");
+        CHECK(l && l->type == JSON_ARRAY && l->count == 2 && a && a->count == 8 && !json_get(&a->items[0], "error") &&
+              json_get(&l->items[0], "head") && json_get(&l->items[0], "head")->type == JSON_STRING &&
+              !strcmp(json_get(&l->items[0], "head")->str, "linear"), "eval --json: lacking_heads names linear for both tasks");
         json_free(v);
     }
     CHECK(sh(MM " inspect --json " MODEL) == 0, "inspect --json: %s", g_err);
