@@ -1668,8 +1668,13 @@ mmspcl_status mmspcl_audio_encode(mmspcl_wav_reader *r, int feature, mmspcl_audi
    The pool is built not to collapse on a busy machine: work is handed out one item at a time
    to whichever thread is running, a thread that gets no CPU takes none, and idle threads spin
    only briefly (MMSPCL_SPIN pause instructions, default 4000, a few tens of microseconds) before
-   they sleep. Several jobs on one machine: see docs/PERFORMANCE.md ("Threads"); one thread per
-   job (mmspcl_set_threads(1), --threads 1) is the most throughput for many independent jobs.
+   they sleep. With the default count, the pool's own threads (all but the caller) run at idle
+   priority (Linux SCHED_IDLE): they use cores nothing else wants, so a job never takes a core
+   from another process or another job, and jobs sharing a machine each keep at least the
+   calling thread's full share. A count asked for (mmspcl_set_threads(N >= 1), --threads N,
+   MMSPCL_NUM_THREADS, OMP_NUM_THREADS) keeps every thread at normal priority. Several jobs on
+   one machine: see docs/PERFORMANCE.md ("Threads"); one thread per job (mmspcl_set_threads(1),
+   --threads 1) is the most throughput for many independent jobs.
    Results never depend on the thread count: every output is computed by the same sequence of
    operations whichever thread computes it (tests/test_kernels.c and tests/test_threads.c
    compare 1 and 2 threads bit for bit).
@@ -12571,11 +12576,13 @@ done:
    the gap between two kernels of one forward), then sleeping on a condition variable, so an
    idle or descheduled thread never holds a core another process (or our own late thread) needs.
    A call made while another owns the pool (another user thread, a kernel called from a task)
-   runs its items on its own thread. The job's fields are written between two stores of the
+   runs its items on its own thread. Workers of the default count run at idle priority
+   (mmspcl__pool_idle_priority). The job's fields are written between two stores of the
    word (a seqlock: a worker that read another job's fields fails its claim), so a worker that
    wakes late never runs a finished job.
    ------------------------------------------------------------------------------------------ */
 static int mmspcl__cores(void);
+static int mmspcl__env_count(void);
 
 #ifdef MMSPCL__POOL
 #ifndef MMSPCL_SPIN
@@ -12589,6 +12596,8 @@ typedef struct mmspcl__pool {
     pthread_t th[MMSPCL__POOL_MAX];
     unsigned start_seq[MMSPCL__POOL_MAX];
     int started, team, owned;
+    int polite;                /* 1: the count is the default, so workers start at idle priority */
+    int started_polite;        /* the priority the running workers were started with */
     mmspcl__task_fn fn;        /* the job: fn(ctx, i, tid) for i < n, on threads tid < team */
     void *ctx;
     int n, job_team, done;
@@ -12672,6 +12681,22 @@ static int mmspcl__pool_work(mmspcl__pool *p, unsigned long long gen, mmspcl__ta
     }
 }
 
+/* A worker of a default-sized pool runs at idle priority (Linux SCHED_IDLE, policy 5 of the
+   kernel's ABI): it gets a core only when nothing else wants it, so a job never takes a core
+   from another process or from another job's calling thread, and the calling threads of jobs
+   that share a machine get a core each. A count that was asked for (--threads N,
+   mmspcl_set_threads(N), MMSPCL_NUM_THREADS, OMP_NUM_THREADS) keeps normal priority. Elsewhere
+   (no SCHED_IDLE), or if the call fails, the worker keeps the priority it has. */
+static void mmspcl__pool_idle_priority(pthread_t th) {
+#ifdef __linux__
+    struct sched_param sp;
+    memset(&sp, 0, sizeof sp);
+    (void)pthread_setschedparam(th, 5, &sp);
+#else
+    (void)th;
+#endif
+}
+
 static void *mmspcl__pool_thread(void *arg) {
     mmspcl__pool *p = &mmspcl__the_pool;
     const int tid = (int)(size_t)arg;
@@ -12701,18 +12726,35 @@ static void *mmspcl__pool_thread(void *arg) {
     }
 }
 
-/* At exit: workers told to stop and joined (leak checkers see no live threads). */
-static void mmspcl__pool_stop(void) {
-    mmspcl__pool *p = &mmspcl__the_pool;
+/* Workers told to stop and joined; the caller owns the pool. */
+static void mmspcl__pool_join(mmspcl__pool *p) {
     int i, n;
-    if (__atomic_exchange_n(&p->owned, 1, __ATOMIC_ACQUIRE)) return;   /* exit during a job: leave them */
     pthread_mutex_lock(&p->mu);
-    p->quit = 1;
+    __atomic_store_n(&p->quit, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     n = p->started;
     for (i = 1; i < n; i++) pthread_join(p->th[i], NULL);
     p->started = 0;
+}
+
+/* At exit: workers stopped (leak checkers see no live threads). */
+static void mmspcl__pool_stop(void) {
+    mmspcl__pool *p = &mmspcl__the_pool;
+    if (__atomic_exchange_n(&p->owned, 1, __ATOMIC_ACQUIRE)) return;   /* exit during a job: leave them */
+    mmspcl__pool_join(p);
+}
+
+/* The count changed between default and asked-for: workers of the other priority are stopped
+   (an idle-priority thread may not raise its priority back without privileges); the next job
+   starts new ones. Skipped while a job runs (set the count between calls, 15. Threads). */
+static void mmspcl__pool_repriority(mmspcl__pool *p, int polite) {
+    __atomic_store_n(&p->polite, polite, __ATOMIC_RELAXED);
+    if (p->started <= 1 || p->started_polite == polite) return;
+    if (__atomic_exchange_n(&p->owned, 1, __ATOMIC_ACQUIRE)) return;
+    mmspcl__pool_join(p);
+    __atomic_store_n(&p->quit, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->owned, 0, __ATOMIC_RELEASE);
 }
 
 /* Threads a call may use now (its per-thread scratch is sized for this many). */
@@ -12723,6 +12765,7 @@ static int mmspcl__team(void) {
     t = __atomic_load_n(&p->team, __ATOMIC_RELAXED);
     if (t < 1) {
         t = mmspcl__cores();
+        __atomic_store_n(&p->polite, !mmspcl__env_count(), __ATOMIC_RELAXED);
         __atomic_store_n(&p->team, t, __ATOMIC_RELAXED);
     }
     return t;
@@ -12781,9 +12824,13 @@ static void mmspcl__parallel(int n, int team, mmspcl__task_fn fn, void *ctx) {
         return;
     }
     while (p->started < team && !p->quit) {   /* workers 1 .. team-1 (slot 0 is the caller) */
-        if (!p->started) p->started = 1;
+        if (!p->started) {
+            p->started = 1;
+            p->started_polite = __atomic_load_n(&p->polite, __ATOMIC_RELAXED);
+        }
         p->start_seq[p->started] = __atomic_load_n(&p->seq, __ATOMIC_RELAXED);
         if (pthread_create(&p->th[p->started], NULL, mmspcl__pool_thread, (void *)(size_t)p->started)) break;
+        if (p->started_polite) mmspcl__pool_idle_priority(p->th[p->started]);
         p->started++;
     }
     if (team > p->started) team = p->started;
@@ -12825,6 +12872,10 @@ static void mmspcl__parallel(int n, int team, mmspcl__task_fn fn, void *ctx) {
 int mmspcl_set_threads(int n) {
     mmspcl__pool *p = &mmspcl__the_pool;
     pthread_once(&mmspcl__pool_once, mmspcl__pool_init);
+    mmspcl__pool_repriority(p, n < 1 && !mmspcl__env_count());
+    p->solo_until = p->solo_len = 0;   /* a new count: judge sharing afresh */
+    p->gain = p->spent = 0.0;
+    p->window = 0;
     if (n < 1) n = mmspcl__cores();
     if (n > MMSPCL__POOL_MAX) n = MMSPCL__POOL_MAX;
     __atomic_store_n(&p->team, n, __ATOMIC_RELAXED);
@@ -12928,9 +12979,14 @@ static int mmspcl__quota_cpus(void) {
 }
 #endif
 
+/* The count the environment asks for, 0 if none. */
+static int mmspcl__env_count(void) {
+    const int n = mmspcl__env_threads("MMSPCL_NUM_THREADS");
+    return n ? n : mmspcl__env_threads("OMP_NUM_THREADS");
+}
+
 static int mmspcl__cores(void) {
-    int n = mmspcl__env_threads("MMSPCL_NUM_THREADS");
-    if (!n) n = mmspcl__env_threads("OMP_NUM_THREADS");
+    int n = mmspcl__env_count();
     if (n) return n;
 #if !defined(MMSPCL_NO_STDIO) && defined(__linux__)
     {
