@@ -798,7 +798,7 @@ static mmspcl_status ft_stage_file(ft_state *S, const char *out_path) {
     for (i = 0; i < 4; i++) free(hold[i]);
     mmspcl_free(hold[4]);   /* mmspcl_params_write's buffer */
     free(hold[5]);
-    if (!st) meld_msg(S->progress, S->user, "file", "wrote %s", out_path);
+    if (!st) meld_msg(S->progress, S->user, "file", "model complete");
     return st;
 }
 
