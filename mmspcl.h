@@ -887,6 +887,7 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
      mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
      mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
      mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
+     mmspcl_mbt_forward_seq       MBT over sequences with a padding mask (lengths per modality)
      mmspcl_mult_seq_forward      fusion (b) over sequences, MulT as its code does it (12.9)
      mmspcl_msve_forward          MSVE: sum of the enabled combinations' logits
      mmspcl_proto_classify        nearest prototype by G
@@ -1013,10 +1014,24 @@ mmspcl_status mmspcl_xprune_plan(const mmspcl_xprune_cfg *c, mmspcl_xprune_layou
    kept [n_kept]. Shared by mmspcl_xprune_forward and the training twin. */
 void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
                           unsigned char *kept);
+/* the same over the pruning modalities in `mods` only (a subset of l->mods; the others' heads
+   are kept and their rows not read) */
+void mmspcl_xprune_select_some(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                               unsigned mods, unsigned char *kept);
 /* x[m] [n][dims[m]] -> y[m] [n][width[m]] (present modalities; y may not alias x); kept
    (optional) [n][n_kept] */
 mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
                                     unsigned char *kept, mmspcl_error *err);
+/* Pruning over sequences: x[m] [n][T[m]][dims[m]], lens[m] [n] real steps (1..T[m]; lens or an
+   entry NULL: all). Every step s is one row of the rule above: the base's step s prunes step s
+   of each pruning modality in which that step is real (the joint pool and the threshold see only
+   those); a step past the base's length keeps all its heads (there is no base step to compare
+   it with). y[m] [n][T[m]][width[m]]: pruned real steps, padded steps ZERO whatever x holds
+   there (they are never compared). kept (optional) [n][max T][n_kept], 1 for heads kept or not
+   compared. T[m] = 1 and lens NULL is mmspcl_xprune_forward. */
+mmspcl_status mmspcl_xprune_forward_seq(const mmspcl_xprune *p, const float *const x[3], const int T[3],
+                                        const int *const lens[3], int n, float *const y[3], unsigned char *kept,
+                                        mmspcl_error *err);
 /* keys P.dim.{t,a,v} P.base P.mods P.K P.rule P.joint P.proj_dim (ints), P.tau (float);
    tensors P.proj.{t,a,v}.weight/.bias when proj_dim > 0 */
 mmspcl_status mmspcl_xprune_load(mmspcl_xprune *p, const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
@@ -1063,23 +1078,40 @@ void mmspcl_mult_free(mmspcl_mult *m);
                                  (a,v) in that order (the paper's equations 8-9 as they read):
                                  m's layer sees [z_m ; B_ij for each pair holding m, in pair
                                  order], then B_ij = mean of the i and j outputs of its tokens.
-   With two modalities both are the same model. fusion_tokens holds the sets one after another. */
+   With two modalities both are the same model. fusion_tokens holds the sets one after another.
+   Sequences with a padding mask (mmspcl_mbt_forward_seq): sample i of modality m has lens[m][i]
+   real tokens (1..seq[m], right padding); a padded token is never a key (of its modality's
+   layers; the bottleneck tokens are always keys) and never enters the readout, so whatever the
+   padding holds changes nothing. Two readouts (readout):
+     MMSPCL_READOUT_MODALITY  ours: per modality final_ln[m], the mean over its real tokens; the
+                              n_mod means concatenated; out_proj [out_dim][n_mod d_model]
+     MMSPCL_READOUT_JOINT     scenic's ('gap'): ONE layer norm final_ln[0] (encoder_norm) on every
+                              modality's tokens, the mean over all real tokens of all modalities
+                              together; out_proj [out_dim][d_model] */
 #define MMSPCL_BOTTLENECK_MODALITY 0
 #define MMSPCL_BOTTLENECK_PAIR 1
+#define MMSPCL_READOUT_MODALITY 0
+#define MMSPCL_READOUT_JOINT 1
 typedef struct mmspcl_mbt {
     int seq[3], tok[3];
     int d_model, n_heads, n_layers, fusion_start, n_fusion, ff_mult, out_dim, n_mod;
     int bottleneck, n_sets;          /* MMSPCL_BOTTLENECK_*; 1, or n_mod (n_mod - 1) / 2 pairs */
+    int readout;                     /* MMSPCL_READOUT_* */
     mmspcl_act act;
     mmspcl_head_linear in_proj[3];
     const float *pos[3];
     const float *fusion_tokens;      /* [n_sets * n_fusion][d_model] */
     mmspcl_head_block *blocks;       /* [n_mod][n_layers] over present modalities (owned) */
-    mmspcl_head_ln final_ln[3];
-    mmspcl_head_linear out_proj;     /* n_mod * d_model -> out_dim */
+    mmspcl_head_ln final_ln[3];      /* READOUT_JOINT: final_ln[0] only */
+    mmspcl_head_linear out_proj;     /* n_mod * d_model (JOINT: d_model) -> out_dim */
 } mmspcl_mbt;
+/* every token real (mmspcl_mbt_forward_seq with lens NULL) */
 mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
                                  mmspcl_error *err);
+/* x[m] [n][seq[m]][tok[m]]; lens[m] [n] in 1..seq[m] (lens or an entry NULL: every token real);
+   a length outside 1..seq[m] is refused naming the sample */
+mmspcl_status mmspcl_mbt_forward_seq(const mmspcl_mbt *m, const float *const x[3], const int *const lens[3], int n,
+                                     float *y, mmspcl_error *err);
 void mmspcl_mbt_free(mmspcl_mbt *m);
 
 /* ---- 12.6 MSVE --------------------------------------------------------------------------- */
@@ -8380,6 +8412,7 @@ mmspcl_status mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const floa
 
 /* ---- 12.5 Fusion (b) MulT and (c) MBT ---------------------------------------------------- */
 /* token sequences, shared by MulT and MBT */
+static const char *const mmspcl__heads_mod_name[3] = { "t", "a", "v" };
 /* e [ns][seq][D] = x [ns][seq][tok] W^T + b + pos */
 static mmspcl_status mmspcl__heads_embed(const mmspcl_head_linear *proj, const float *pos, const float *x,
                                          int ns, int seq, float *e) {
@@ -8484,12 +8517,24 @@ static int mmspcl__heads_mbt_sets(int n_mod, int bottleneck, int sets[3][2], int
     return p;
 }
 
-/* one MBT layer l for a chunk of ns samples: z[slot] updated, fsn [ns][NS F D] -> the next state */
+/* one MBT layer l for a chunk of ns samples: z[slot] updated, fsn [ns][NS F D] -> the next state;
+   lens[slot] (NULL: every token real) are the chunk's lengths, mask [ns][T + K F] scratch */
 typedef struct mmspcl__heads_mbt_ctx {
     const mmspcl_mbt *m;
     int sets[3][2], k[3], NS, members;
+    const int *lens[3];
     float *z[3], *fsn, *fnew, *u, *bscr;
+    unsigned char *mask;
 } mmspcl__heads_mbt_ctx;
+
+/* the key mask of slot `slot` over TT = T + extra tokens: its real tokens, then every extra one */
+static const unsigned char *mmspcl__heads_mbt_mask(mmspcl__heads_mbt_ctx *c, int slot, int ns, int T, int TT) {
+    int s, t;
+    if (!c->lens[slot]) return NULL;
+    for (s = 0; s < ns; s++)
+        for (t = 0; t < TT; t++) c->mask[(size_t)s * TT + t] = t < c->lens[slot][s] || t >= T;
+    return c->mask;
+}
 
 static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, int ns) {
     const mmspcl_mbt *m = c->m;
@@ -8502,11 +8547,13 @@ static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, in
     for (mi = 0, slot = 0; mi < 3 && !st; mi++) {
         const int T = m->seq[mi], K = fuse ? c->k[slot] : 0, TT = T + K * F;
         const mmspcl_head_block *blk;
+        const unsigned char *km;
         float *zs;
         if (T <= 0) continue;
         blk = &m->blocks[(size_t)slot * L + l];
         zs = c->z[slot];
-        if (!fuse) { st = mmspcl_head_block_forward(blk, zs, ns, T, NULL, 0, NULL, c->bscr); slot++; continue; }
+        km = mmspcl__heads_mbt_mask(c, slot, ns, T, TT);
+        if (!fuse) { st = mmspcl_head_block_forward(blk, zs, ns, T, NULL, 0, km, c->bscr); slot++; continue; }
         /* u = [own tokens ; the sets this modality shares] per sample */
         for (s = 0; s < ns; s++) {
             memcpy(c->u + (size_t)s * TT * D, zs + (size_t)s * T * D, sizeof(float) * (size_t)T * D);
@@ -8514,7 +8561,7 @@ static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, in
                 memcpy(c->u + ((size_t)s * TT + T + (size_t)j * F) * D, c->fsn + (size_t)s * fsd + (size_t)c->sets[slot][j] * fd,
                        sizeof(float) * fd);
         }
-        st = mmspcl_head_block_forward(blk, c->u, ns, TT, NULL, 0, NULL, c->bscr);
+        st = mmspcl_head_block_forward(blk, c->u, ns, TT, NULL, 0, km, c->bscr);
         for (s = 0; s < ns; s++) {
             memcpy(zs + (size_t)s * T * D, c->u + (size_t)s * TT * D, sizeof(float) * (size_t)T * D);
             for (j = 0; j < K; j++) {
@@ -8529,36 +8576,80 @@ static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, in
     return st;
 }
 
+/* the readout of slot `slot` (modality mi): every token through its layer norm, the sum over the
+   real ones; ours: row `slot` of the concatenation, divided by the length; joint: added to the
+   one D-wide row (divided by the total length afterwards) */
+static void mmspcl__heads_mbt_readout(const mmspcl_mbt *m, int mi, int slot, const float *z, const int *lens, int ns,
+                                      float *tmp, float *pooled) {
+    const int D = m->d_model, T = m->seq[mi], joint = m->readout == MMSPCL_READOUT_JOINT;
+    const size_t ld = (size_t)(joint ? 1 : m->n_mod) * D;
+    int s, t, d;
+    mmspcl_head_ln_forward(&m->final_ln[joint ? 0 : mi], z, tmp, ns * T);
+    for (s = 0; s < ns; s++) {
+        const int L = lens ? lens[s] : T;
+        float *o = pooled + (size_t)s * ld + (joint ? 0 : (size_t)slot * D);
+        for (d = 0; d < D; d++) {
+            float acc = 0;
+            for (t = 0; t < L; t++) acc += tmp[((size_t)s * T + t) * D + d];
+            o[d] = joint ? o[d] + acc : acc / (float)L;
+        }
+    }
+}
+
+static mmspcl_status mmspcl__heads_mbt_check(const mmspcl_mbt *m, const float *const x[3], const int *const lens[3], int n,
+                                             mmspcl__heads_mbt_ctx *c, mmspcl_error *err) {
+    int mi, i;
+    memset(c, 0, sizeof *c);
+    c->m = m;
+    c->NS = mmspcl__heads_mbt_sets(m->n_mod, m->bottleneck, c->sets, c->k);
+    c->members = m->bottleneck == MMSPCL_BOTTLENECK_PAIR ? 2 : m->n_mod;
+    if (c->NS != m->n_sets) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: %d bottleneck sets, the sharing rule gives %d", m->n_sets, c->NS);
+    if (m->readout != MMSPCL_READOUT_MODALITY && m->readout != MMSPCL_READOUT_JOINT)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: readout %d is neither per modality (%d) nor joint (%d)", m->readout, MMSPCL_READOUT_MODALITY, MMSPCL_READOUT_JOINT);
+    for (mi = 0; mi < 3; mi++) {
+        if (m->seq[mi] <= 0) continue;
+        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: modality %d has %d tokens but no input", mi, m->seq[mi]);
+        for (i = 0; lens && lens[mi] && i < n; i++)
+            if (lens[mi][i] < 1 || lens[mi][i] > m->seq[mi])
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: sample %d of %s has length %d (tokens 1..%d)", i, mmspcl__heads_mod_name[mi], lens[mi][i], m->seq[mi]);
+    }
+    return MMSPCL_OK;
+}
+
 mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
                                  mmspcl_error *err) {
+    return mmspcl_mbt_forward_seq(m, x, NULL, n, y, err);
+}
+
+mmspcl_status mmspcl_mbt_forward_seq(const mmspcl_mbt *m, const float *const x[3], const int *const lens[3], int n,
+                                     float *y, mmspcl_error *err) {
     const int D = m->d_model, L = m->n_layers, F = m->n_fusion, CH = MMSPCL__HEADS_CHUNK;
+    const int joint = m->readout == MMSPCL_READOUT_JOINT, PW = (joint ? 1 : m->n_mod) * D;
     mmspcl__heads_mbt_ctx c;
     int tmax = 1, ztot = 0, mi, i, KM;
-    size_t bs, fsd;
+    size_t bs, fsd, nf;
     float *buf;
-    mmspcl_status st = MMSPCL_OK;
-    memset(&c, 0, sizeof c);
-    c.m = m;
-    c.NS = mmspcl__heads_mbt_sets(m->n_mod, m->bottleneck, c.sets, c.k);
-    c.members = m->bottleneck == MMSPCL_BOTTLENECK_PAIR ? 2 : m->n_mod;
-    if (c.NS != m->n_sets) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: %d bottleneck sets, the sharing rule gives %d", m->n_sets, c.NS);
+    mmspcl_status st = mmspcl__heads_mbt_check(m, x, lens, n, &c, err);
+    if (st) return st;
     KM = c.k[0];
     fsd = (size_t)c.NS * F * D;
     for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) {
-        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: modality %d has %d tokens but no input", mi, m->seq[mi]);
         if (m->seq[mi] + KM * F > tmax) tmax = m->seq[mi] + KM * F;
         ztot += m->seq[mi];
     }
     bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_mod * L, CH, tmax);
-    buf = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)CH * ((size_t)ztot * D + 2 * fsd + 2 * (size_t)tmax * D + (size_t)m->n_mod * D) + bs));
+    nf = (size_t)CH * ((size_t)ztot * D + 2 * fsd + 2 * (size_t)tmax * D + (size_t)PW) + bs;
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * nf + (size_t)CH * tmax);
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mbt: out of memory for a chunk of %d samples", CH);
+    c.mask = (unsigned char *)(buf + nf);
     for (i = 0; i < n && !st; i += CH) {
         const int ns = n - i < CH ? n - i : CH;
         float *tmp, *pooled, *p = buf;
-        int l, slot, s;
+        int l, slot, s, d;
         for (mi = 0, slot = 0; mi < 3; mi++) {
             if (m->seq[mi] <= 0) continue;
             c.z[slot] = p; p += (size_t)CH * m->seq[mi] * D;
+            c.lens[slot] = lens && lens[mi] ? lens[mi] + i : NULL;
             if (!st) st = mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], ns, m->seq[mi], c.z[slot]);
             slot++;
         }
@@ -8566,14 +8657,20 @@ mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], i
         c.fnew = p; p += (size_t)CH * fsd;
         c.u = p; p += (size_t)CH * tmax * D;
         tmp = p; p += (size_t)CH * tmax * D;
-        pooled = p; p += (size_t)CH * m->n_mod * D;
+        pooled = p; p += (size_t)CH * PW;
         c.bscr = p;
         for (s = 0; s < ns; s++) memcpy(c.fsn + (size_t)s * fsd, m->fusion_tokens, sizeof(float) * fsd);
         for (l = 0; l < L && !st; l++) st = mmspcl__heads_mbt_layer(&c, l, ns);
+        if (joint) for (s = 0; s < ns * D; s++) pooled[s] = 0.0f;
         for (mi = 0, slot = 0; mi < 3; mi++) {
             if (m->seq[mi] <= 0) continue;
-            mmspcl__heads_ln_pool(&m->final_ln[mi], c.z[slot], ns, m->seq[mi], tmp, pooled + (size_t)slot * D, m->n_mod * D);
+            mmspcl__heads_mbt_readout(m, mi, slot, c.z[slot], c.lens[slot], ns, tmp, pooled);
             slot++;
+        }
+        for (s = 0; joint && s < ns; s++) {
+            int tot = 0;
+            for (mi = 0, slot = 0; mi < 3; mi++) if (m->seq[mi] > 0) { tot += c.lens[slot] ? c.lens[slot][s] : m->seq[mi]; slot++; }
+            for (d = 0; d < D; d++) pooled[(size_t)s * D + d] /= (float)tot;
         }
         if (!st) st = mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, ns);
     }
@@ -8794,7 +8891,6 @@ void mmspcl_metrics_from_confusion(const int64_t *cm, int n_classes, mmspcl_clas
 }
 
 /* ---- 12.8 Loading ------------------------------------------------------------------------ */
-static const char *const mmspcl__heads_mod_name[3] = { "t", "a", "v" };
 static const char *const mmspcl__heads_combo_name[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
 
 static mmspcl_status mmspcl__heads_f32(const mmspcl_weights *w, const char *name, int ndim,
@@ -9031,6 +9127,8 @@ mmspcl_status mmspcl_mbt_load(mmspcl_mbt *m, const mmspcl_weights *w, const char
         int64_t v;
         snprintf(key, sizeof key, "%s.bottleneck", prefix);
         if (mmspcl_weights_get_int(w, key, &v) && (st = mmspcl__heads_int(w, prefix, "bottleneck", 0, 1, &m->bottleneck, err))) return st;
+        snprintf(key, sizeof key, "%s.readout", prefix);   /* absent in older files: ours */
+        if (mmspcl_weights_get_int(w, key, &v) && (st = mmspcl__heads_int(w, prefix, "readout", 0, 1, &m->readout, err))) return st;
     }
     if ((st = mmspcl__heads_seq_load(w, prefix, m->seq, m->tok, m->d_model, m->in_proj, m->pos, &m->n_mod, err))) return st;
     {
@@ -9048,11 +9146,13 @@ mmspcl_status mmspcl_mbt_load(mmspcl_mbt *m, const mmspcl_weights *w, const char
             if ((st = mmspcl__heads_blockl(&m->blocks[(size_t)slot * m->n_layers + l], w, key, m->d_model, m->n_heads, m->ff_mult, m->act, 0, err))) { mmspcl_mbt_free(m); return st; }
         }
         snprintf(key, sizeof key, "%s.%s.ln", prefix, mmspcl__heads_mod_name[mi]);
-        if ((st = mmspcl__heads_lnorm(&m->final_ln[mi], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
+        if (m->readout == MMSPCL_READOUT_MODALITY && (st = mmspcl__heads_lnorm(&m->final_ln[mi], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
         slot++;
     }
+    snprintf(key, sizeof key, "%s.ln", prefix);
+    if (m->readout == MMSPCL_READOUT_JOINT && (st = mmspcl__heads_lnorm(&m->final_ln[0], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
     snprintf(key, sizeof key, "%s.out", prefix);
-    if ((st = mmspcl__heads_linear(&m->out_proj, w, key, m->n_mod * m->d_model, m->out_dim, err))) { mmspcl_mbt_free(m); return st; }
+    if ((st = mmspcl__heads_linear(&m->out_proj, w, key, (m->readout == MMSPCL_READOUT_JOINT ? 1 : m->n_mod) * m->d_model, m->out_dim, err))) { mmspcl_mbt_free(m); return st; }
     return MMSPCL_OK;
 }
 
@@ -9132,12 +9232,18 @@ static double mmspcl__xprune_cos(const mmspcl_xprune_cfg *c, const mmspcl_xprune
 
 void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
                           unsigned char *kept) {
+    mmspcl_xprune_select_some(c, l, u, l->mods, kept);
+}
+
+void mmspcl_xprune_select_some(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                               unsigned mods, unsigned char *kept) {
     const int nb = l->width[c->base] / c->K;
     int m, hb, hp;
+    mods &= l->mods;
     for (hp = 0; hp < l->n_kept; hp++) kept[hp] = 1;
     if (c->rule == MMSPCL_PRUNE_THRESHOLD) {
         for (m = 0; m < 3; m++)
-            for (hp = 0; l->mods & (1u << m) && hp < l->np[m]; hp++)
+            for (hp = 0; mods & (1u << m) && hp < l->np[m]; hp++)
                 for (hb = 0; hb < nb && kept[l->koff[m] + hp]; hb++)
                     if (mmspcl__xprune_cos(c, l, u, m, hb, hp) >= c->tau) kept[l->koff[m] + hp] = 0;
         return;
@@ -9146,7 +9252,7 @@ void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout
         int best = -1;
         double bc = -2;
         for (m = 0; m < 3; m++) {
-            if (!(l->mods & (1u << m))) continue;
+            if (!(mods & (1u << m))) continue;
             if (!c->joint) { best = -1; bc = -2; }
             for (hp = 0; hp < l->np[m]; hp++) {
                 const double cs = mmspcl__xprune_cos(c, l, u, m, hb, hp);
@@ -9160,16 +9266,44 @@ void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout
 
 mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
                                     unsigned char *kept, mmspcl_error *err) {
+    const int T[3] = { 1, 1, 1 };
+    return mmspcl_xprune_forward_seq(p, x, T, NULL, n, y, kept, err);
+}
+
+/* the real steps of modality m in sample i (all T[m] without lengths) */
+static int mmspcl__xprune_len(const int T[3], const int *const lens[3], int m, int i) {
+    return lens && lens[m] ? lens[m][i] : T[m];
+}
+
+static mmspcl_status mmspcl__xprune_check_seq(const mmspcl_xprune *p, const float *const x[3], const int T[3],
+                                              const int *const lens[3], int n, float *const y[3], int *tmax,
+                                              mmspcl_error *err) {
+    int m, i;
+    *tmax = 1;
+    for (m = 0; m < 3; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        if (!x[m] || !y[m] || T[m] < 1)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output (steps %d)", mmspcl__heads_mod_name[m], p->cfg.dims[m], T[m]);
+        if (T[m] > *tmax) *tmax = T[m];
+        for (i = 0; lens && lens[m] && i < n; i++)
+            if (lens[m][i] < 1 || lens[m][i] > T[m])
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: sample %d of %s has length %d (steps 1..%d)", i, mmspcl__heads_mod_name[m], lens[m][i], T[m]);
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_xprune_forward_seq(const mmspcl_xprune *p, const float *const x[3], const int T[3],
+                                        const int *const lens[3], int n, float *const y[3], unsigned char *kept,
+                                        mmspcl_error *err) {
     const mmspcl_xprune_layout *l = &p->lay;
+    const int b = p->cfg.base;
     double *row[3] = { NULL, NULL, NULL }, *buf;
     unsigned char *kp;
     size_t tot = 0;
-    int m, i, j;
-    for (m = 0; m < 3; m++) {
-        if (p->cfg.dims[m] <= 0) continue;
-        if (!x[m] || !y[m]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output", mmspcl__heads_mod_name[m], p->cfg.dims[m]);
-        tot += (size_t)l->width[m];
-    }
+    int m, i, j, s, tmax;
+    mmspcl_status st = mmspcl__xprune_check_seq(p, x, T, lens, n, y, &tmax, err);
+    if (st) return st;
+    for (m = 0; m < 3; m++) if (p->cfg.dims[m] > 0) tot += (size_t)l->width[m];
     buf = (double *)MMSPCL_MALLOC(sizeof(double) * (tot + 1) + (size_t)l->n_kept + 1);
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory");
     kp = (unsigned char *)(buf + tot + 1);
@@ -9178,18 +9312,26 @@ mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x
         row[m] = buf + tot;
         tot += (size_t)l->width[m];
         if (p->cfg.proj_dim > 0) {
-            if (mmspcl_head_linear_forward(&p->proj[m], x[m], y[m], n)) { MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory in a kernel"); }
-        } else memcpy(y[m], x[m], sizeof(float) * (size_t)n * l->width[m]);
+            if (mmspcl_head_linear_forward(&p->proj[m], x[m], y[m], n * T[m])) { MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory in a kernel"); }
+        } else memcpy(y[m], x[m], sizeof(float) * (size_t)n * T[m] * l->width[m]);
+        for (i = 0; i < n; i++)   /* padded steps: zero */
+            for (j = mmspcl__xprune_len(T, lens, m, i) * l->width[m]; j < T[m] * l->width[m]; j++) y[m][(size_t)i * T[m] * l->width[m] + j] = 0.0f;
     }
-    for (i = 0; i < n; i++) {
-        unsigned char *ks = kept ? kept + (size_t)i * l->n_kept : kp;
-        for (m = 0; m < 3; m++)
-            for (j = 0; row[m] && j < l->width[m]; j++) row[m][j] = y[m][(size_t)i * l->width[m] + j];
-        mmspcl_xprune_select(&p->cfg, l, (const double *const *)row, ks);
-        for (m = 0; m < 3; m++)
-            for (j = 0; (l->mods & (1u << m)) && j < l->width[m]; j++)
-                if (!ks[l->koff[m] + j / p->cfg.K]) y[m][(size_t)i * l->width[m] + j] = 0.0f;
-    }
+    for (i = 0; i < n; i++)
+        for (s = 0; s < tmax; s++) {
+            unsigned char *ks = kept ? kept + ((size_t)i * tmax + s) * l->n_kept : kp;
+            unsigned real = 0;
+            for (m = 0; m < 3; m++)
+                if (row[m] && s < mmspcl__xprune_len(T, lens, m, i)) {
+                    real |= 1u << m;
+                    for (j = 0; j < l->width[m]; j++) row[m][j] = y[m][((size_t)i * T[m] + s) * l->width[m] + j];
+                }
+            if (!(real & (1u << b))) real = 0;   /* no base step: nothing is compared */
+            mmspcl_xprune_select_some(&p->cfg, l, (const double *const *)row, real, ks);
+            for (m = 0; m < 3; m++)
+                for (j = 0; (real & l->mods & (1u << m)) && j < l->width[m]; j++)
+                    if (!ks[l->koff[m] + j / p->cfg.K]) y[m][((size_t)i * T[m] + s) * l->width[m] + j] = 0.0f;
+        }
     MMSPCL_FREE(buf);
     return MMSPCL_OK;
 }

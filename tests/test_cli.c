@@ -61,17 +61,6 @@ static int same_bytes(const char *a, const char *b) {
     return same;
 }
 
-/* entries of TMP/dir whose name contains part */
-static int count_names(const char *dir, const char *part) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    if (!d) return -1;
-    while ((e = readdir(d))) n += strstr(e->d_name, part) != NULL;
-    closedir(d);
-    return n;
-}
-
 /* ---- UTF-8 and JSON validity ---------------------------------------------------------------- */
 /* 1 when s[0..n) is valid UTF-8 (RFC 3629), checked here independently of the tools */
 static int valid_utf8(const unsigned char *s, size_t n) {
@@ -374,7 +363,7 @@ static void test_same_file(void) {
     refused("mmspcl-convert D/model.safetensors D/model.safetensors", CONV " " TMP "/rt/model.safetensors " TMP "/rt/model.safetensors",
             TMP "/rt/model.safetensors", TMP "/st.saved");
     refused("mmspcl-convert D D/config.json (hard link)", CONV " " TMP "/rt " TMP "/cfg-link.json", TMP "/rt/config.json", TMP "/cfg.saved");
-    CHECK(count_names(TMP "/rt", ".tmp") == 0, "mmspcl-convert left a .tmp in the source folder");
+    CHECK(test_count_names(TMP "/rt", ".tmp") == 0, "mmspcl-convert left a .tmp in the source folder");
 }
 
 static void test_outputs(void) {
@@ -388,13 +377,13 @@ static void test_outputs(void) {
     CHECK(sh(MM " bench -m " ROBERTA " --reps 1 --seq 8 -o " TMP "/nodir/x.f32") == 1, "bench -o nodir/: %s", g_err);
     CHECK(sh(CONV " tests/data/roberta-tiny " TMP "/nodir/x.mmw --quiet") == 1, "convert to nodir/: %s", g_err);
     CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/nodir/m.mmw") == 1, "train -o nodir/: %s", g_err);
-    CHECK(!exists(TMP "/nodir") && count_names(TMP, "nodir") == 0, "an output in a missing folder left something");
+    CHECK(!exists(TMP "/nodir") && test_count_names(TMP, "nodir") == 0, "an output in a missing folder left something");
     /* a good output leaves no temporary file, and is the same on standard output */
     CHECK(sh(MM " encode-text -m " ROBERTA " --ids '0 5 2' -o " TMP "/ok.f32") == 0 && exists(TMP "/ok.f32"), "encode-text -o: %s", g_err);
     CHECK(sh(MM " encode-text -m " ROBERTA " --ids '0 5 2' -o - > " TMP "/ok2.f32") == 0 && same_bytes(TMP "/ok.f32", TMP "/ok2.f32"),
           "encode-text -o - differs from -o FILE");
     CHECK(sh(MM " eval -m " MODEL " --csv " TMP "/labels.csv --svg " TMP "/ok.svg") == 0 && exists(TMP "/ok.svg"), "eval --svg: %s", g_err);
-    CHECK(count_names(TMP, ".tmp-") == 0, "a temporary file was left behind");
+    CHECK(test_count_names(TMP, ".tmp-") == 0, "a temporary file was left behind");
     /* a device as output: written in place, never removed (a private node of /dev/full, root only) */
 #ifdef __linux__
     if (geteuid() == 0 && mknod(TMP "/full", S_IFCHR | 0666, makedev(1, 7)) == 0) {
@@ -408,7 +397,12 @@ static void test_outputs(void) {
               "mmspcl-convert to a device: %s", g_err);
         CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/full") == 1 && stat(TMP "/full", &sb) == 0 && S_ISCHR(sb.st_mode),
               "train -o a device: %s", g_err);
-        CHECK(count_names(TMP, "full.") == 0, "a temporary file of the device output was left");
+        /* two outputs, both or neither: the second fails after the work, the first stays as it was */
+        test_write_file(TMP "/vec.f32", "earlier", 7);
+        CHECK(sh(MM " encode-image -m " CLIP " --image " PNG " -o " TMP "/vec.f32 --dump-pixels " TMP "/full") == 1 &&
+              strstr(g_err, strerror(ENOSPC)), "encode-image --dump-pixels a full device: %s", g_err);
+        CHECK(test_file_is(TMP "/vec.f32", "earlier"), "encode-image: -o was replaced although --dump-pixels failed");
+        CHECK(test_count_names(TMP, "full.") == 0 && test_count_names(TMP, "vec.f32.tmp") == 0, "a temporary file of the device output was left");
     } else
 #endif
     {
@@ -419,9 +413,12 @@ static void test_outputs(void) {
     t0 = time(NULL);
     CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/adir") == 1 && strstr(g_err, strerror(EISDIR)), "train -o FOLDER: %s", g_err);
     CHECK(time(NULL) - t0 < 3 && !exists(TMP "/adir.ckpt") && !exists(TMP "/adir.tmp"), "train -o FOLDER trained or left a file");
+    test_write_file(TMP "/m.mmw", "earlier", 7);
     CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/m.mmw --q8 " TMP "/adir") == 1 && strstr(g_err, strerror(EISDIR)) &&
-          !exists(TMP "/m.mmw.ckpt"),
+          !exists(TMP "/m.mmw.ckpt") && !exists(TMP "/m.mmw.tmp"),
           "train --q8 FOLDER: %s", g_err);
+    CHECK(test_file_is(TMP "/m.mmw", "earlier"), "train --q8 FOLDER: an earlier -o file was changed");
+    remove(TMP "/m.mmw");
     /* PATH.tmp of an interrupted write is removed; anyone else's is refused and kept */
     test_write_file(TMP "/st.mmw.tmp", "user data", 9);
     CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/st.mmw") == 1 && strstr(g_err, "st.mmw.tmp"), "a foreign st.mmw.tmp: %s", g_err);

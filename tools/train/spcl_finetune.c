@@ -564,7 +564,7 @@ static mmspcl_status ft_stage_file(ft_state *S, const char *out_path) {
     if (!st) st = mmspcl_writer_save(wr, out_path, NULL, NULL, S->err);
     mmspcl_writer_free(wr);
     for (i = 0; i < 4; i++) free(hold[i]);
-    if (!st) meld_msg(S->progress, S->user, "file", "wrote %s", out_path);
+    if (!st) meld_msg(S->progress, S->user, "file", "model complete");
     return st;
 }
 
