@@ -906,6 +906,7 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
      mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
      mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
      mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
+     mmspcl_mbt_forward_seq       MBT over sequences with a padding mask (lengths per modality)
      mmspcl_mult_seq_forward      fusion (b) over sequences, MulT as its code does it (12.9)
      mmspcl_msve_forward          MSVE: sum of the enabled combinations' logits
      mmspcl_proto_classify        nearest prototype by G
@@ -1032,10 +1033,24 @@ mmspcl_status mmspcl_xprune_plan(const mmspcl_xprune_cfg *c, mmspcl_xprune_layou
    kept [n_kept]. Shared by mmspcl_xprune_forward and the training twin. */
 void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
                           unsigned char *kept);
+/* the same over the pruning modalities in `mods` only (a subset of l->mods; the others' heads
+   are kept and their rows not read) */
+void mmspcl_xprune_select_some(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                               unsigned mods, unsigned char *kept);
 /* x[m] [n][dims[m]] -> y[m] [n][width[m]] (present modalities; y may not alias x); kept
    (optional) [n][n_kept] */
 mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
                                     unsigned char *kept, mmspcl_error *err);
+/* Pruning over sequences: x[m] [n][T[m]][dims[m]], lens[m] [n] real steps (1..T[m]; lens or an
+   entry NULL: all). Every step s is one row of the rule above: the base's step s prunes step s
+   of each pruning modality in which that step is real (the joint pool and the threshold see only
+   those); a step past the base's length keeps all its heads (there is no base step to compare
+   it with). y[m] [n][T[m]][width[m]]: pruned real steps, padded steps ZERO whatever x holds
+   there (they are never compared). kept (optional) [n][max T][n_kept], 1 for heads kept or not
+   compared. T[m] = 1 and lens NULL is mmspcl_xprune_forward. */
+mmspcl_status mmspcl_xprune_forward_seq(const mmspcl_xprune *p, const float *const x[3], const int T[3],
+                                        const int *const lens[3], int n, float *const y[3], unsigned char *kept,
+                                        mmspcl_error *err);
 /* keys P.dim.{t,a,v} P.base P.mods P.K P.rule P.joint P.proj_dim (ints), P.tau (float);
    tensors P.proj.{t,a,v}.weight/.bias when proj_dim > 0 */
 mmspcl_status mmspcl_xprune_load(mmspcl_xprune *p, const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
@@ -1082,23 +1097,40 @@ void mmspcl_mult_free(mmspcl_mult *m);
                                  (a,v) in that order (the paper's equations 8-9 as they read):
                                  m's layer sees [z_m ; B_ij for each pair holding m, in pair
                                  order], then B_ij = mean of the i and j outputs of its tokens.
-   With two modalities both are the same model. fusion_tokens holds the sets one after another. */
+   With two modalities both are the same model. fusion_tokens holds the sets one after another.
+   Sequences with a padding mask (mmspcl_mbt_forward_seq): sample i of modality m has lens[m][i]
+   real tokens (1..seq[m], right padding); a padded token is never a key (of its modality's
+   layers; the bottleneck tokens are always keys) and never enters the readout, so whatever the
+   padding holds changes nothing. Two readouts (readout):
+     MMSPCL_READOUT_MODALITY  ours: per modality final_ln[m], the mean over its real tokens; the
+                              n_mod means concatenated; out_proj [out_dim][n_mod d_model]
+     MMSPCL_READOUT_JOINT     scenic's ('gap'): ONE layer norm final_ln[0] (encoder_norm) on every
+                              modality's tokens, the mean over all real tokens of all modalities
+                              together; out_proj [out_dim][d_model] */
 #define MMSPCL_BOTTLENECK_MODALITY 0
 #define MMSPCL_BOTTLENECK_PAIR 1
+#define MMSPCL_READOUT_MODALITY 0
+#define MMSPCL_READOUT_JOINT 1
 typedef struct mmspcl_mbt {
     int seq[3], tok[3];
     int d_model, n_heads, n_layers, fusion_start, n_fusion, ff_mult, out_dim, n_mod;
     int bottleneck, n_sets;          /* MMSPCL_BOTTLENECK_*; 1, or n_mod (n_mod - 1) / 2 pairs */
+    int readout;                     /* MMSPCL_READOUT_* */
     mmspcl_act act;
     mmspcl_head_linear in_proj[3];
     const float *pos[3];
     const float *fusion_tokens;      /* [n_sets * n_fusion][d_model] */
     mmspcl_head_block *blocks;       /* [n_mod][n_layers] over present modalities (owned) */
-    mmspcl_head_ln final_ln[3];
-    mmspcl_head_linear out_proj;     /* n_mod * d_model -> out_dim */
+    mmspcl_head_ln final_ln[3];      /* READOUT_JOINT: final_ln[0] only */
+    mmspcl_head_linear out_proj;     /* n_mod * d_model (JOINT: d_model) -> out_dim */
 } mmspcl_mbt;
+/* every token real (mmspcl_mbt_forward_seq with lens NULL) */
 mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
                                  mmspcl_error *err);
+/* x[m] [n][seq[m]][tok[m]]; lens[m] [n] in 1..seq[m] (lens or an entry NULL: every token real);
+   a length outside 1..seq[m] is refused naming the sample */
+mmspcl_status mmspcl_mbt_forward_seq(const mmspcl_mbt *m, const float *const x[3], const int *const lens[3], int n,
+                                     float *y, mmspcl_error *err);
 void mmspcl_mbt_free(mmspcl_mbt *m);
 
 /* ---- 12.6 MSVE --------------------------------------------------------------------------- */
@@ -1287,6 +1319,15 @@ void mmspcl_sinusoids(double *pos, int T, int D);
    meld.media.audio (str) names the audio features ("egemaps"). A turn's vote is the sum of
    the head's combinations whose modalities the turn has (MSVE's voting over any subset); a
    turn with none of them, and the task without a media head, take the default text head.
+   The joint head (optional; mmspcl train --init --fusion writes it): meld.joint.kind (0 linear,
+   1 MulT, 2 MBT), meld.joint.fusion.* (the fusion head, mmspcl_fuse_linear_load /
+   _mult_load / _mbt_load), meld.joint.prune.* (optional, mmspcl_xprune_load), meld.joint.protos
+   [7][D] (class means of z), meld.joint.linear.{emotion,sentiment}.{weight,bias} (linear
+   heads on z, optional), meld.joint.audio (str, as meld.media.audio). z = fusion(prune(t, a,
+   v)) with t the <mask> view; emotion by nearest class mean of z (softmax of G / 0.08, as
+   "protos"), sentiment by the linear sentiment head on z where there is one. A turn without
+   a vector the joint head takes gets zeros there (as the training did for rows without one).
+   The joint head decides every turn where the file has it (after any media head).
    ------------------------------------------------------------------------------------------ */
 #define MMSPCL_NUM_EMOTIONS 7
 #define MMSPCL_NUM_SENTIMENTS 3
@@ -1316,6 +1357,17 @@ typedef struct mmspcl_classifier {
     int has_media[2];                /* 1: meld.media.emotion / meld.media.sentiment present */
     int audio_dim, video_dim;        /* widths of a and v the media heads take (0: none takes it) */
     const char *audio_features;      /* meld.media.audio ("egemaps"; NULL: not named) */
+    /* the joint head (13.6, meld.joint.*): z = fusion(prune(t, a, v)) of a fine-tuning with a
+       fusion head (mmspcl train --init --fusion) */
+    int has_joint, joint_kind, joint_prune, joint_dim;   /* fusion kind (0 linear, 1 MulT, 2 MBT), pruned, width of z */
+    int joint_in[3];                 /* widths of t, a, v it takes (0: not a or v) */
+    mmspcl_xprune joint_xp;
+    mmspcl_fuse_linear joint_lin;
+    mmspcl_mult joint_mult;
+    mmspcl_mbt joint_mbt;
+    const float *joint_protos;       /* [7][joint_dim]: class means of z */
+    mmspcl_head_linear joint_head[2];/* linear heads on z: emotion, sentiment */
+    int joint_has_head[2];
 } mmspcl_classifier;
 
 mmspcl_status mmspcl_classifier_load(mmspcl_classifier *m, const char *path, mmspcl_error *err);
@@ -1326,6 +1378,9 @@ void mmspcl_classifier_free(mmspcl_classifier *m);
 /* The head used for task 0 (emotion) or 1 (sentiment) when the caller names none; NULL when
    the file has no head for the task. */
 const char *mmspcl_classifier_default_head(const mmspcl_classifier *m, int task);
+/* 1 when the file has head `name` (one of the heads above) for task 0 (emotion) / 1
+   (sentiment), else 0 (also for a name that is no head of the task). */
+int mmspcl_classifier_has_head(const mmspcl_classifier *m, int task, const char *name);
 /* Class probabilities for every turn of ONE dialogue (the context of a turn is the turns before
    it): emo [n][7], sent [n][3] (either may be NULL). head: NULL or a head named above. */
 mmspcl_status mmspcl_classifier_classify(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
@@ -1652,8 +1707,13 @@ mmspcl_status mmspcl_audio_encode(mmspcl_wav_reader *r, int feature, mmspcl_audi
    The pool is built not to collapse on a busy machine: work is handed out one item at a time
    to whichever thread is running, a thread that gets no CPU takes none, and idle threads spin
    only briefly (MMSPCL_SPIN pause instructions, default 4000, a few tens of microseconds) before
-   they sleep. Several jobs on one machine: see docs/PERFORMANCE.md ("Threads"); one thread per
-   job (mmspcl_set_threads(1), --threads 1) is the most throughput for many independent jobs.
+   they sleep. With the default count, the pool's own threads (all but the caller) run at idle
+   priority (Linux SCHED_IDLE): they use cores nothing else wants, so a job never takes a core
+   from another process or another job, and jobs sharing a machine each keep at least the
+   calling thread's full share. A count asked for (mmspcl_set_threads(N >= 1), --threads N,
+   MMSPCL_NUM_THREADS, OMP_NUM_THREADS) keeps every thread at normal priority. Several jobs on
+   one machine: see docs/PERFORMANCE.md ("Threads"); one thread per job (mmspcl_set_threads(1),
+   --threads 1) is the most throughput for many independent jobs.
    Results never depend on the thread count: every output is computed by the same sequence of
    operations whichever thread computes it (tests/test_kernels.c and tests/test_threads.c
    compare 1 and 2 threads bit for bit).
@@ -8720,6 +8780,7 @@ mmspcl_status mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const floa
 
 /* ---- 12.5 Fusion (b) MulT and (c) MBT ---------------------------------------------------- */
 /* token sequences, shared by MulT and MBT */
+static const char *const mmspcl__heads_mod_name[3] = { "t", "a", "v" };
 /* e [ns][seq][D] = x [ns][seq][tok] W^T + b + pos */
 static mmspcl_status mmspcl__heads_embed(const mmspcl_head_linear *proj, const float *pos, const float *x,
                                          int ns, int seq, float *e) {
@@ -8824,12 +8885,24 @@ static int mmspcl__heads_mbt_sets(int n_mod, int bottleneck, int sets[3][2], int
     return p;
 }
 
-/* one MBT layer l for a chunk of ns samples: z[slot] updated, fsn [ns][NS F D] -> the next state */
+/* one MBT layer l for a chunk of ns samples: z[slot] updated, fsn [ns][NS F D] -> the next state;
+   lens[slot] (NULL: every token real) are the chunk's lengths, mask [ns][T + K F] scratch */
 typedef struct mmspcl__heads_mbt_ctx {
     const mmspcl_mbt *m;
     int sets[3][2], k[3], NS, members;
+    const int *lens[3];
     float *z[3], *fsn, *fnew, *u, *bscr;
+    unsigned char *mask;
 } mmspcl__heads_mbt_ctx;
+
+/* the key mask of slot `slot` over TT = T + extra tokens: its real tokens, then every extra one */
+static const unsigned char *mmspcl__heads_mbt_mask(mmspcl__heads_mbt_ctx *c, int slot, int ns, int T, int TT) {
+    int s, t;
+    if (!c->lens[slot]) return NULL;
+    for (s = 0; s < ns; s++)
+        for (t = 0; t < TT; t++) c->mask[(size_t)s * TT + t] = t < c->lens[slot][s] || t >= T;
+    return c->mask;
+}
 
 static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, int ns) {
     const mmspcl_mbt *m = c->m;
@@ -8842,11 +8915,13 @@ static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, in
     for (mi = 0, slot = 0; mi < 3 && !st; mi++) {
         const int T = m->seq[mi], K = fuse ? c->k[slot] : 0, TT = T + K * F;
         const mmspcl_head_block *blk;
+        const unsigned char *km;
         float *zs;
         if (T <= 0) continue;
         blk = &m->blocks[(size_t)slot * L + l];
         zs = c->z[slot];
-        if (!fuse) { st = mmspcl_head_block_forward(blk, zs, ns, T, NULL, 0, NULL, c->bscr); slot++; continue; }
+        km = mmspcl__heads_mbt_mask(c, slot, ns, T, TT);
+        if (!fuse) { st = mmspcl_head_block_forward(blk, zs, ns, T, NULL, 0, km, c->bscr); slot++; continue; }
         /* u = [own tokens ; the sets this modality shares] per sample */
         for (s = 0; s < ns; s++) {
             memcpy(c->u + (size_t)s * TT * D, zs + (size_t)s * T * D, sizeof(float) * (size_t)T * D);
@@ -8854,7 +8929,7 @@ static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, in
                 memcpy(c->u + ((size_t)s * TT + T + (size_t)j * F) * D, c->fsn + (size_t)s * fsd + (size_t)c->sets[slot][j] * fd,
                        sizeof(float) * fd);
         }
-        st = mmspcl_head_block_forward(blk, c->u, ns, TT, NULL, 0, NULL, c->bscr);
+        st = mmspcl_head_block_forward(blk, c->u, ns, TT, NULL, 0, km, c->bscr);
         for (s = 0; s < ns; s++) {
             memcpy(zs + (size_t)s * T * D, c->u + (size_t)s * TT * D, sizeof(float) * (size_t)T * D);
             for (j = 0; j < K; j++) {
@@ -8869,36 +8944,80 @@ static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, in
     return st;
 }
 
+/* the readout of slot `slot` (modality mi): every token through its layer norm, the sum over the
+   real ones; ours: row `slot` of the concatenation, divided by the length; joint: added to the
+   one D-wide row (divided by the total length afterwards) */
+static void mmspcl__heads_mbt_readout(const mmspcl_mbt *m, int mi, int slot, const float *z, const int *lens, int ns,
+                                      float *tmp, float *pooled) {
+    const int D = m->d_model, T = m->seq[mi], joint = m->readout == MMSPCL_READOUT_JOINT;
+    const size_t ld = (size_t)(joint ? 1 : m->n_mod) * D;
+    int s, t, d;
+    mmspcl_head_ln_forward(&m->final_ln[joint ? 0 : mi], z, tmp, ns * T);
+    for (s = 0; s < ns; s++) {
+        const int L = lens ? lens[s] : T;
+        float *o = pooled + (size_t)s * ld + (joint ? 0 : (size_t)slot * D);
+        for (d = 0; d < D; d++) {
+            float acc = 0;
+            for (t = 0; t < L; t++) acc += tmp[((size_t)s * T + t) * D + d];
+            o[d] = joint ? o[d] + acc : acc / (float)L;
+        }
+    }
+}
+
+static mmspcl_status mmspcl__heads_mbt_check(const mmspcl_mbt *m, const float *const x[3], const int *const lens[3], int n,
+                                             mmspcl__heads_mbt_ctx *c, mmspcl_error *err) {
+    int mi, i;
+    memset(c, 0, sizeof *c);
+    c->m = m;
+    c->NS = mmspcl__heads_mbt_sets(m->n_mod, m->bottleneck, c->sets, c->k);
+    c->members = m->bottleneck == MMSPCL_BOTTLENECK_PAIR ? 2 : m->n_mod;
+    if (c->NS != m->n_sets) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: %d bottleneck sets, the sharing rule gives %d", m->n_sets, c->NS);
+    if (m->readout != MMSPCL_READOUT_MODALITY && m->readout != MMSPCL_READOUT_JOINT)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: readout %d is neither per modality (%d) nor joint (%d)", m->readout, MMSPCL_READOUT_MODALITY, MMSPCL_READOUT_JOINT);
+    for (mi = 0; mi < 3; mi++) {
+        if (m->seq[mi] <= 0) continue;
+        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: modality %d has %d tokens but no input", mi, m->seq[mi]);
+        for (i = 0; lens && lens[mi] && i < n; i++)
+            if (lens[mi][i] < 1 || lens[mi][i] > m->seq[mi])
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: sample %d of %s has length %d (tokens 1..%d)", i, mmspcl__heads_mod_name[mi], lens[mi][i], m->seq[mi]);
+    }
+    return MMSPCL_OK;
+}
+
 mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
                                  mmspcl_error *err) {
+    return mmspcl_mbt_forward_seq(m, x, NULL, n, y, err);
+}
+
+mmspcl_status mmspcl_mbt_forward_seq(const mmspcl_mbt *m, const float *const x[3], const int *const lens[3], int n,
+                                     float *y, mmspcl_error *err) {
     const int D = m->d_model, L = m->n_layers, F = m->n_fusion, CH = MMSPCL__HEADS_CHUNK;
+    const int joint = m->readout == MMSPCL_READOUT_JOINT, PW = (joint ? 1 : m->n_mod) * D;
     mmspcl__heads_mbt_ctx c;
     int tmax = 1, ztot = 0, mi, i, KM;
-    size_t bs, fsd;
+    size_t bs, fsd, nf;
     float *buf;
-    mmspcl_status st = MMSPCL_OK;
-    memset(&c, 0, sizeof c);
-    c.m = m;
-    c.NS = mmspcl__heads_mbt_sets(m->n_mod, m->bottleneck, c.sets, c.k);
-    c.members = m->bottleneck == MMSPCL_BOTTLENECK_PAIR ? 2 : m->n_mod;
-    if (c.NS != m->n_sets) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: %d bottleneck sets, the sharing rule gives %d", m->n_sets, c.NS);
+    mmspcl_status st = mmspcl__heads_mbt_check(m, x, lens, n, &c, err);
+    if (st) return st;
     KM = c.k[0];
     fsd = (size_t)c.NS * F * D;
     for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) {
-        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: modality %d has %d tokens but no input", mi, m->seq[mi]);
         if (m->seq[mi] + KM * F > tmax) tmax = m->seq[mi] + KM * F;
         ztot += m->seq[mi];
     }
     bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_mod * L, CH, tmax);
-    buf = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)CH * ((size_t)ztot * D + 2 * fsd + 2 * (size_t)tmax * D + (size_t)m->n_mod * D) + bs));
+    nf = (size_t)CH * ((size_t)ztot * D + 2 * fsd + 2 * (size_t)tmax * D + (size_t)PW) + bs;
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * nf + (size_t)CH * tmax);
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mbt: out of memory for a chunk of %d samples", CH);
+    c.mask = (unsigned char *)(buf + nf);
     for (i = 0; i < n && !st; i += CH) {
         const int ns = n - i < CH ? n - i : CH;
         float *tmp, *pooled, *p = buf;
-        int l, slot, s;
+        int l, slot, s, d;
         for (mi = 0, slot = 0; mi < 3; mi++) {
             if (m->seq[mi] <= 0) continue;
             c.z[slot] = p; p += (size_t)CH * m->seq[mi] * D;
+            c.lens[slot] = lens && lens[mi] ? lens[mi] + i : NULL;
             if (!st) st = mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], ns, m->seq[mi], c.z[slot]);
             slot++;
         }
@@ -8906,14 +9025,20 @@ mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], i
         c.fnew = p; p += (size_t)CH * fsd;
         c.u = p; p += (size_t)CH * tmax * D;
         tmp = p; p += (size_t)CH * tmax * D;
-        pooled = p; p += (size_t)CH * m->n_mod * D;
+        pooled = p; p += (size_t)CH * PW;
         c.bscr = p;
         for (s = 0; s < ns; s++) memcpy(c.fsn + (size_t)s * fsd, m->fusion_tokens, sizeof(float) * fsd);
         for (l = 0; l < L && !st; l++) st = mmspcl__heads_mbt_layer(&c, l, ns);
+        if (joint) for (s = 0; s < ns * D; s++) pooled[s] = 0.0f;
         for (mi = 0, slot = 0; mi < 3; mi++) {
             if (m->seq[mi] <= 0) continue;
-            mmspcl__heads_ln_pool(&m->final_ln[mi], c.z[slot], ns, m->seq[mi], tmp, pooled + (size_t)slot * D, m->n_mod * D);
+            mmspcl__heads_mbt_readout(m, mi, slot, c.z[slot], c.lens[slot], ns, tmp, pooled);
             slot++;
+        }
+        for (s = 0; joint && s < ns; s++) {
+            int tot = 0;
+            for (mi = 0, slot = 0; mi < 3; mi++) if (m->seq[mi] > 0) { tot += c.lens[slot] ? c.lens[slot][s] : m->seq[mi]; slot++; }
+            for (d = 0; d < D; d++) pooled[(size_t)s * D + d] /= (float)tot;
         }
         if (!st) st = mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, ns);
     }
@@ -9134,7 +9259,6 @@ void mmspcl_metrics_from_confusion(const int64_t *cm, int n_classes, mmspcl_clas
 }
 
 /* ---- 12.8 Loading ------------------------------------------------------------------------ */
-static const char *const mmspcl__heads_mod_name[3] = { "t", "a", "v" };
 static const char *const mmspcl__heads_combo_name[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
 
 static mmspcl_status mmspcl__heads_f32(const mmspcl_weights *w, const char *name, int ndim,
@@ -9371,6 +9495,8 @@ mmspcl_status mmspcl_mbt_load(mmspcl_mbt *m, const mmspcl_weights *w, const char
         int64_t v;
         snprintf(key, sizeof key, "%s.bottleneck", prefix);
         if (mmspcl_weights_get_int(w, key, &v) && (st = mmspcl__heads_int(w, prefix, "bottleneck", 0, 1, &m->bottleneck, err))) return st;
+        snprintf(key, sizeof key, "%s.readout", prefix);   /* absent in older files: ours */
+        if (mmspcl_weights_get_int(w, key, &v) && (st = mmspcl__heads_int(w, prefix, "readout", 0, 1, &m->readout, err))) return st;
     }
     if ((st = mmspcl__heads_seq_load(w, prefix, m->seq, m->tok, m->d_model, m->in_proj, m->pos, &m->n_mod, err))) return st;
     {
@@ -9388,11 +9514,13 @@ mmspcl_status mmspcl_mbt_load(mmspcl_mbt *m, const mmspcl_weights *w, const char
             if ((st = mmspcl__heads_blockl(&m->blocks[(size_t)slot * m->n_layers + l], w, key, m->d_model, m->n_heads, m->ff_mult, m->act, 0, err))) { mmspcl_mbt_free(m); return st; }
         }
         snprintf(key, sizeof key, "%s.%s.ln", prefix, mmspcl__heads_mod_name[mi]);
-        if ((st = mmspcl__heads_lnorm(&m->final_ln[mi], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
+        if (m->readout == MMSPCL_READOUT_MODALITY && (st = mmspcl__heads_lnorm(&m->final_ln[mi], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
         slot++;
     }
+    snprintf(key, sizeof key, "%s.ln", prefix);
+    if (m->readout == MMSPCL_READOUT_JOINT && (st = mmspcl__heads_lnorm(&m->final_ln[0], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
     snprintf(key, sizeof key, "%s.out", prefix);
-    if ((st = mmspcl__heads_linear(&m->out_proj, w, key, m->n_mod * m->d_model, m->out_dim, err))) { mmspcl_mbt_free(m); return st; }
+    if ((st = mmspcl__heads_linear(&m->out_proj, w, key, (m->readout == MMSPCL_READOUT_JOINT ? 1 : m->n_mod) * m->d_model, m->out_dim, err))) { mmspcl_mbt_free(m); return st; }
     return MMSPCL_OK;
 }
 
@@ -9472,12 +9600,18 @@ static double mmspcl__xprune_cos(const mmspcl_xprune_cfg *c, const mmspcl_xprune
 
 void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
                           unsigned char *kept) {
+    mmspcl_xprune_select_some(c, l, u, l->mods, kept);
+}
+
+void mmspcl_xprune_select_some(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                               unsigned mods, unsigned char *kept) {
     const int nb = l->width[c->base] / c->K;
     int m, hb, hp;
+    mods &= l->mods;
     for (hp = 0; hp < l->n_kept; hp++) kept[hp] = 1;
     if (c->rule == MMSPCL_PRUNE_THRESHOLD) {
         for (m = 0; m < 3; m++)
-            for (hp = 0; l->mods & (1u << m) && hp < l->np[m]; hp++)
+            for (hp = 0; mods & (1u << m) && hp < l->np[m]; hp++)
                 for (hb = 0; hb < nb && kept[l->koff[m] + hp]; hb++)
                     if (mmspcl__xprune_cos(c, l, u, m, hb, hp) >= c->tau) kept[l->koff[m] + hp] = 0;
         return;
@@ -9486,7 +9620,7 @@ void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout
         int best = -1;
         double bc = -2;
         for (m = 0; m < 3; m++) {
-            if (!(l->mods & (1u << m))) continue;
+            if (!(mods & (1u << m))) continue;
             if (!c->joint) { best = -1; bc = -2; }
             for (hp = 0; hp < l->np[m]; hp++) {
                 const double cs = mmspcl__xprune_cos(c, l, u, m, hb, hp);
@@ -9500,16 +9634,44 @@ void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout
 
 mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
                                     unsigned char *kept, mmspcl_error *err) {
+    const int T[3] = { 1, 1, 1 };
+    return mmspcl_xprune_forward_seq(p, x, T, NULL, n, y, kept, err);
+}
+
+/* the real steps of modality m in sample i (all T[m] without lengths) */
+static int mmspcl__xprune_len(const int T[3], const int *const lens[3], int m, int i) {
+    return lens && lens[m] ? lens[m][i] : T[m];
+}
+
+static mmspcl_status mmspcl__xprune_check_seq(const mmspcl_xprune *p, const float *const x[3], const int T[3],
+                                              const int *const lens[3], int n, float *const y[3], int *tmax,
+                                              mmspcl_error *err) {
+    int m, i;
+    *tmax = 1;
+    for (m = 0; m < 3; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        if (!x[m] || !y[m] || T[m] < 1)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output (steps %d)", mmspcl__heads_mod_name[m], p->cfg.dims[m], T[m]);
+        if (T[m] > *tmax) *tmax = T[m];
+        for (i = 0; lens && lens[m] && i < n; i++)
+            if (lens[m][i] < 1 || lens[m][i] > T[m])
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: sample %d of %s has length %d (steps 1..%d)", i, mmspcl__heads_mod_name[m], lens[m][i], T[m]);
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_xprune_forward_seq(const mmspcl_xprune *p, const float *const x[3], const int T[3],
+                                        const int *const lens[3], int n, float *const y[3], unsigned char *kept,
+                                        mmspcl_error *err) {
     const mmspcl_xprune_layout *l = &p->lay;
+    const int b = p->cfg.base;
     double *row[3] = { NULL, NULL, NULL }, *buf;
     unsigned char *kp;
     size_t tot = 0;
-    int m, i, j;
-    for (m = 0; m < 3; m++) {
-        if (p->cfg.dims[m] <= 0) continue;
-        if (!x[m] || !y[m]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output", mmspcl__heads_mod_name[m], p->cfg.dims[m]);
-        tot += (size_t)l->width[m];
-    }
+    int m, i, j, s, tmax;
+    mmspcl_status st = mmspcl__xprune_check_seq(p, x, T, lens, n, y, &tmax, err);
+    if (st) return st;
+    for (m = 0; m < 3; m++) if (p->cfg.dims[m] > 0) tot += (size_t)l->width[m];
     buf = (double *)MMSPCL_MALLOC(sizeof(double) * (tot + 1) + (size_t)l->n_kept + 1);
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory");
     kp = (unsigned char *)(buf + tot + 1);
@@ -9518,18 +9680,26 @@ mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x
         row[m] = buf + tot;
         tot += (size_t)l->width[m];
         if (p->cfg.proj_dim > 0) {
-            if (mmspcl_head_linear_forward(&p->proj[m], x[m], y[m], n)) { MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory in a kernel"); }
-        } else memcpy(y[m], x[m], sizeof(float) * (size_t)n * l->width[m]);
+            if (mmspcl_head_linear_forward(&p->proj[m], x[m], y[m], n * T[m])) { MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory in a kernel"); }
+        } else memcpy(y[m], x[m], sizeof(float) * (size_t)n * T[m] * l->width[m]);
+        for (i = 0; i < n; i++)   /* padded steps: zero */
+            for (j = mmspcl__xprune_len(T, lens, m, i) * l->width[m]; j < T[m] * l->width[m]; j++) y[m][(size_t)i * T[m] * l->width[m] + j] = 0.0f;
     }
-    for (i = 0; i < n; i++) {
-        unsigned char *ks = kept ? kept + (size_t)i * l->n_kept : kp;
-        for (m = 0; m < 3; m++)
-            for (j = 0; row[m] && j < l->width[m]; j++) row[m][j] = y[m][(size_t)i * l->width[m] + j];
-        mmspcl_xprune_select(&p->cfg, l, (const double *const *)row, ks);
-        for (m = 0; m < 3; m++)
-            for (j = 0; (l->mods & (1u << m)) && j < l->width[m]; j++)
-                if (!ks[l->koff[m] + j / p->cfg.K]) y[m][(size_t)i * l->width[m] + j] = 0.0f;
-    }
+    for (i = 0; i < n; i++)
+        for (s = 0; s < tmax; s++) {
+            unsigned char *ks = kept ? kept + ((size_t)i * tmax + s) * l->n_kept : kp;
+            unsigned real = 0;
+            for (m = 0; m < 3; m++)
+                if (row[m] && s < mmspcl__xprune_len(T, lens, m, i)) {
+                    real |= 1u << m;
+                    for (j = 0; j < l->width[m]; j++) row[m][j] = y[m][((size_t)i * T[m] + s) * l->width[m] + j];
+                }
+            if (!(real & (1u << b))) real = 0;   /* no base step: nothing is compared */
+            mmspcl_xprune_select_some(&p->cfg, l, (const double *const *)row, real, ks);
+            for (m = 0; m < 3; m++)
+                for (j = 0; (real & l->mods & (1u << m)) && j < l->width[m]; j++)
+                    if (!ks[l->koff[m] + j / p->cfg.K]) y[m][((size_t)i * T[m] + s) * l->width[m] + j] = 0.0f;
+        }
     MMSPCL_FREE(buf);
     return MMSPCL_OK;
 }
@@ -9968,6 +10138,8 @@ void mmspcl_classifier_free(mmspcl_classifier *m) {
     mmspcl_weights_free(m->w);
     MMSPCL_FREE(m->lr_w[0]);
     MMSPCL_FREE(m->lr_w[1]);
+    if (m->has_joint && m->joint_kind == 1) mmspcl_mult_free(&m->joint_mult);
+    if (m->has_joint && m->joint_kind == 2) mmspcl_mbt_free(&m->joint_mbt);
     memset(m, 0, sizeof *m);
 }
 
@@ -10055,6 +10227,10 @@ static mmspcl_status mmspcl__classifier_defaults(mmspcl_classifier *m, const cha
 
 const char *mmspcl_classifier_default_head(const mmspcl_classifier *m, int task) {
     return m && (task == 0 || task == 1) ? m->default_head[task] : NULL;
+}
+
+int mmspcl_classifier_has_head(const mmspcl_classifier *m, int task, const char *name) {
+    return m && m->w && name && (task == 0 || task == 1) && mmspcl__classifier_has_head(m, task, name);
 }
 
 /* An MSVE head of the classifier must have the task's class count and the views' widths (a
@@ -10149,6 +10325,74 @@ static mmspcl_status mmspcl__classifier_media_load(mmspcl_classifier *m, const c
     return MMSPCL_OK;
 }
 
+/* the width m takes for media input mi (1 a, 2 v): set it, or check it against what is set */
+static mmspcl_status mmspcl__classifier_media_width(mmspcl_classifier *m, int mi, int w, const char *label, mmspcl_error *err) {
+    int *const width = mi == 1 ? &m->audio_dim : &m->video_dim;
+    if (!w) return MMSPCL_OK;
+    if (*width && *width != w)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: the media and joint heads take %s vectors of widths %d and %d", label,
+                            mi == 1 ? "audio" : "video", *width, w);
+    *width = w;
+    return MMSPCL_OK;
+}
+
+/* meld.joint.*: the fusion head (and pruning) over t, a, v of a joint fine-tuning (13.6) */
+static mmspcl_status mmspcl__classifier_joint_load(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
+    static const char *const hn[2] = {"meld.joint.linear.emotion", "meld.joint.linear.sentiment"};
+    const int CC[2] = {MMSPCL_NUM_EMOTIONS, MMSPCL_NUM_SENTIMENTS};
+    const char *af = NULL;
+    char key[64];
+    int64_t kind;
+    int dims[3], k, pc, pd;
+    mmspcl_status st;
+    if (!mmspcl_weights_get_int(m->w, "meld.joint.kind", &kind)) return MMSPCL_OK;
+    if (kind < 0 || kind > 2) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.joint.kind %lld (0 linear, 1 mult, 2 bottleneck)", label, (long long)kind);
+    m->joint_kind = (int)kind;
+    if (kind == 0) {
+        if ((st = mmspcl_fuse_linear_load(&m->joint_lin, m->w, "meld.joint.fusion", err))) return st;
+        for (k = 0; k < 3; k++) dims[k] = m->joint_lin.dims[k];
+        m->joint_dim = m->joint_lin.proj.out;
+    } else if (kind == 1) {
+        if ((st = mmspcl_mult_load(&m->joint_mult, m->w, "meld.joint.fusion", err))) return st;
+        for (k = 0; k < 3; k++) dims[k] = m->joint_mult.seq[k] * m->joint_mult.tok[k];
+        m->joint_dim = m->joint_mult.out_dim;
+    } else {
+        if ((st = mmspcl_mbt_load(&m->joint_mbt, m->w, "meld.joint.fusion", err))) return st;
+        for (k = 0; k < 3; k++) dims[k] = m->joint_mbt.seq[k] * m->joint_mbt.tok[k];
+        m->joint_dim = m->joint_mbt.out_dim;
+    }
+    m->has_joint = 1;   /* from here the free releases the fusion head */
+    if (mmspcl_weights_get_int(m->w, "meld.joint.prune.mods", &kind)) {
+        if ((st = mmspcl_xprune_load(&m->joint_xp, m->w, "meld.joint.prune", err))) return st;
+        for (k = 0; k < 3; k++)
+            if (m->joint_xp.lay.width[k] != dims[k])
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.joint.prune gives %s %d values, meld.joint.fusion takes %d", label,
+                                    k == 0 ? "t" : k == 1 ? "a" : "v", m->joint_xp.lay.width[k], dims[k]);
+        for (k = 0; k < 3; k++) dims[k] = m->joint_xp.cfg.dims[k];
+        m->joint_prune = 1;
+    }
+    for (k = 0; k < 3; k++) m->joint_in[k] = dims[k];
+    if (dims[0] != m->hidden)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: the joint head takes t of width %d, the model's is %d", label, dims[0], m->hidden);
+    if ((st = mmspcl__classifier_media_width(m, 1, dims[1], label, err)) || (st = mmspcl__classifier_media_width(m, 2, dims[2], label, err)))
+        return st;
+    if ((st = mmspcl_protos_load(&m->joint_protos, &pc, &pd, m->w, "meld.joint", err))) return st;
+    if (pc != MMSPCL_NUM_EMOTIONS || pd != m->joint_dim)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.joint.protos is [%d][%d], expected [%d][%d]", label, pc, pd, MMSPCL_NUM_EMOTIONS,
+                            m->joint_dim);
+    for (k = 0; k < 2; k++) {
+        snprintf(key, sizeof key, "%s.weight", hn[k]);
+        if (!mmspcl_weights_find(m->w, key)) continue;
+        if ((st = mmspcl_head_linear_load(&m->joint_head[k], m->w, hn[k], err))) return st;
+        if (m->joint_head[k].in != m->joint_dim || m->joint_head[k].out != CC[k])
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s is [%d][%d], expected [%d][%d]", label, hn[k], m->joint_head[k].out,
+                                m->joint_head[k].in, CC[k], m->joint_dim);
+        m->joint_has_head[k] = 1;
+    }
+    if (dims[1] && mmspcl_weights_get_str(m->w, "meld.joint.audio", &af)) m->audio_features = af;
+    return MMSPCL_OK;
+}
+
 /* Everything after the weights are open (m->w set). */
 static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
     int64_t v;
@@ -10184,7 +10428,9 @@ static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *
             m->t_scores = 1;
         }
     }
-    if ((st = mmspcl__classifier_msve_heads(m, label, err)) || (st = mmspcl__classifier_media_load(m, label, err))) return st;
+    if ((st = mmspcl__classifier_msve_heads(m, label, err)) || (st = mmspcl__classifier_media_load(m, label, err)) ||
+        (st = mmspcl__classifier_joint_load(m, label, err)))
+        return st;
     return mmspcl__classifier_defaults(m, label, err);
 }
 
@@ -10535,6 +10781,55 @@ static mmspcl_status mmspcl__classifier_media_task(mmspcl_classifier *m, int k, 
     return MMSPCL_OK;
 }
 
+/* the joint head on t [n][hidden] and the turns' media (a turn without a vector: zeros):
+   emotion by nearest class mean of z, sentiment by its linear head (when it has one) */
+static mmspcl_status mmspcl__classifier_joint(mmspcl_classifier *m, const float *t, const float *const x[3], const unsigned char *mods,
+                                              int n, float *emo, float *sent, mmspcl_error *err) {
+    const int D = m->joint_dim, C = MMSPCL_NUM_EMOTIONS;
+    const int da = m->joint_in[1], dv = m->joint_in[2];
+    const int wd[3] = {m->joint_prune ? m->joint_xp.lay.width[0] : 0, m->joint_prune ? m->joint_xp.lay.width[1] : 0,
+                       m->joint_prune ? m->joint_xp.lay.width[2] : 0};
+    float *in = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)n * (da + dv + wd[0] + wd[1] + wd[2] + D + C) + 1));
+    float *ya, *yv, *z, *lg, *py[3];
+    const float *xi[3];
+    int *pred = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1)), i, j;
+    mmspcl_status st = MMSPCL_OK;
+    if (!in || !pred) { MMSPCL_FREE(in); MMSPCL_FREE(pred); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory"); }
+    ya = in; yv = ya + (size_t)n * da; py[0] = yv + (size_t)n * dv; py[1] = py[0] + (size_t)n * wd[0]; py[2] = py[1] + (size_t)n * wd[1];
+    z = py[2] + (size_t)n * wd[2]; lg = z + (size_t)n * D;
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < da; j++) ya[(size_t)i * da + j] = x[1] && (mods[i] & MMSPCL_MOD_A) ? x[1][(size_t)i * da + j] : 0.0f;
+        for (j = 0; j < dv; j++) yv[(size_t)i * dv + j] = x[2] && (mods[i] & MMSPCL_MOD_V) ? x[2][(size_t)i * dv + j] : 0.0f;
+    }
+    xi[0] = t; xi[1] = da ? ya : NULL; xi[2] = dv ? yv : NULL;
+    if (m->joint_prune) {
+        for (j = 0; j < 3; j++) if (!wd[j]) py[j] = NULL;
+        if ((st = mmspcl_xprune_forward(&m->joint_xp, xi, n, py, NULL, err))) goto done;
+        for (j = 0; j < 3; j++) xi[j] = py[j];
+    }
+    st = m->joint_kind == 0 ? mmspcl_fuse_linear_forward(&m->joint_lin, xi, n, z, err)
+       : m->joint_kind == 1 ? mmspcl_mult_forward(&m->joint_mult, xi, n, z, err) : mmspcl_mbt_forward(&m->joint_mbt, xi, n, z, err);
+    if (st) goto done;
+    if (emo) {
+        mmspcl_proto_classify(z, n, D, m->joint_protos, C, pred, emo);
+        for (i = 0; i < n; i++) {
+            for (j = 0; j < C; j++) emo[(size_t)i * C + j] /= 0.08f;   /* SPCL's temperature */
+            mmspcl_softmax(emo + (size_t)i * C, C);
+        }
+    }
+    if (sent && m->joint_has_head[1]) {
+        if (mmspcl_head_linear_forward(&m->joint_head[1], z, lg, n)) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory in a kernel"); goto done; }
+        for (i = 0; i < n; i++) {
+            memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, lg + (size_t)i * MMSPCL_NUM_SENTIMENTS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
+            mmspcl_softmax(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, MMSPCL_NUM_SENTIMENTS);
+        }
+    }
+done:
+    MMSPCL_FREE(in);
+    MMSPCL_FREE(pred);
+    return st;
+}
+
 mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
                                                const float *audio, const float *video, const unsigned char *mods,
                                                float *emo, float *sent, mmspcl_error *err) {
@@ -10547,9 +10842,9 @@ mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspc
     int i;
     mmspcl_status st;
     if (!m || !m->enc || n < 0 || (n > 0 && !turns)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_classify_media: bad argument");
-    if (!m->has_media[0] && !m->has_media[1])
-        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: the model has no audio or video head (meld.media.*): it classifies from text only");
-    if (sent && !text_sent && !m->has_media[1]) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head");
+    if (!m->has_media[0] && !m->has_media[1] && !m->has_joint)
+        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: the model has no audio or video head (meld.media.*, meld.joint.*): it classifies from text only");
+    if (sent && !text_sent && !m->has_media[1] && !m->joint_has_head[1]) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head");
     if (n == 0) return MMSPCL_OK;
     t = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
     v = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
@@ -10564,7 +10859,8 @@ mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspc
         goto done;
     x[0] = t; x[1] = audio; x[2] = video;
     if (emo && m->has_media[0] && (st = mmspcl__classifier_media_task(m, 0, x, mk, n, 1, emo, tmp, voted, err))) goto done;
-    if (sent && m->has_media[1]) st = mmspcl__classifier_media_task(m, 1, x, mk, n, text_sent, sent, tmp, voted, err);
+    if (sent && m->has_media[1] && (st = mmspcl__classifier_media_task(m, 1, x, mk, n, text_sent, sent, tmp, voted, err))) goto done;
+    if (m->has_joint) st = mmspcl__classifier_joint(m, t, x, mk, n, emo, sent, err);
 done:
     MMSPCL_FREE(t); MMSPCL_FREE(v); MMSPCL_FREE(a); MMSPCL_FREE(tmp); MMSPCL_FREE(mk);
     return st;
@@ -12770,11 +13066,13 @@ done:
    the gap between two kernels of one forward), then sleeping on a condition variable, so an
    idle or descheduled thread never holds a core another process (or our own late thread) needs.
    A call made while another owns the pool (another user thread, a kernel called from a task)
-   runs its items on its own thread. The job's fields are written between two stores of the
+   runs its items on its own thread. Workers of the default count run at idle priority
+   (mmspcl__pool_idle_priority). The job's fields are written between two stores of the
    word (a seqlock: a worker that read another job's fields fails its claim), so a worker that
    wakes late never runs a finished job.
    ------------------------------------------------------------------------------------------ */
 static int mmspcl__cores(void);
+static int mmspcl__env_count(void);
 
 #ifdef MMSPCL__POOL
 #ifndef MMSPCL_SPIN
@@ -12788,6 +13086,8 @@ typedef struct mmspcl__pool {
     pthread_t th[MMSPCL__POOL_MAX];
     unsigned start_seq[MMSPCL__POOL_MAX];
     int started, team, owned;
+    int polite;                /* 1: the count is the default, so workers start at idle priority */
+    int started_polite;        /* the priority the running workers were started with */
     mmspcl__task_fn fn;        /* the job: fn(ctx, i, tid) for i < n, on threads tid < team */
     void *ctx;
     int n, job_team, done;
@@ -12871,6 +13171,22 @@ static int mmspcl__pool_work(mmspcl__pool *p, unsigned long long gen, mmspcl__ta
     }
 }
 
+/* A worker of a default-sized pool runs at idle priority (Linux SCHED_IDLE, policy 5 of the
+   kernel's ABI): it gets a core only when nothing else wants it, so a job never takes a core
+   from another process or from another job's calling thread, and the calling threads of jobs
+   that share a machine get a core each. A count that was asked for (--threads N,
+   mmspcl_set_threads(N), MMSPCL_NUM_THREADS, OMP_NUM_THREADS) keeps normal priority. Elsewhere
+   (no SCHED_IDLE), or if the call fails, the worker keeps the priority it has. */
+static void mmspcl__pool_idle_priority(pthread_t th) {
+#ifdef __linux__
+    struct sched_param sp;
+    memset(&sp, 0, sizeof sp);
+    (void)pthread_setschedparam(th, 5, &sp);
+#else
+    (void)th;
+#endif
+}
+
 static void *mmspcl__pool_thread(void *arg) {
     mmspcl__pool *p = &mmspcl__the_pool;
     const int tid = (int)(size_t)arg;
@@ -12900,18 +13216,35 @@ static void *mmspcl__pool_thread(void *arg) {
     }
 }
 
-/* At exit: workers told to stop and joined (leak checkers see no live threads). */
-static void mmspcl__pool_stop(void) {
-    mmspcl__pool *p = &mmspcl__the_pool;
+/* Workers told to stop and joined; the caller owns the pool. */
+static void mmspcl__pool_join(mmspcl__pool *p) {
     int i, n;
-    if (__atomic_exchange_n(&p->owned, 1, __ATOMIC_ACQUIRE)) return;   /* exit during a job: leave them */
     pthread_mutex_lock(&p->mu);
-    p->quit = 1;
+    __atomic_store_n(&p->quit, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     n = p->started;
     for (i = 1; i < n; i++) pthread_join(p->th[i], NULL);
     p->started = 0;
+}
+
+/* At exit: workers stopped (leak checkers see no live threads). */
+static void mmspcl__pool_stop(void) {
+    mmspcl__pool *p = &mmspcl__the_pool;
+    if (__atomic_exchange_n(&p->owned, 1, __ATOMIC_ACQUIRE)) return;   /* exit during a job: leave them */
+    mmspcl__pool_join(p);
+}
+
+/* The count changed between default and asked-for: workers of the other priority are stopped
+   (an idle-priority thread may not raise its priority back without privileges); the next job
+   starts new ones. Skipped while a job runs (set the count between calls, 15. Threads). */
+static void mmspcl__pool_repriority(mmspcl__pool *p, int polite) {
+    __atomic_store_n(&p->polite, polite, __ATOMIC_RELAXED);
+    if (p->started <= 1 || p->started_polite == polite) return;
+    if (__atomic_exchange_n(&p->owned, 1, __ATOMIC_ACQUIRE)) return;
+    mmspcl__pool_join(p);
+    __atomic_store_n(&p->quit, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->owned, 0, __ATOMIC_RELEASE);
 }
 
 /* Threads a call may use now (its per-thread scratch is sized for this many). */
@@ -12922,6 +13255,7 @@ static int mmspcl__team(void) {
     t = __atomic_load_n(&p->team, __ATOMIC_RELAXED);
     if (t < 1) {
         t = mmspcl__cores();
+        __atomic_store_n(&p->polite, !mmspcl__env_count(), __ATOMIC_RELAXED);
         __atomic_store_n(&p->team, t, __ATOMIC_RELAXED);
     }
     return t;
@@ -12980,9 +13314,13 @@ static void mmspcl__parallel(int n, int team, mmspcl__task_fn fn, void *ctx) {
         return;
     }
     while (p->started < team && !p->quit) {   /* workers 1 .. team-1 (slot 0 is the caller) */
-        if (!p->started) p->started = 1;
+        if (!p->started) {
+            p->started = 1;
+            p->started_polite = __atomic_load_n(&p->polite, __ATOMIC_RELAXED);
+        }
         p->start_seq[p->started] = __atomic_load_n(&p->seq, __ATOMIC_RELAXED);
         if (pthread_create(&p->th[p->started], NULL, mmspcl__pool_thread, (void *)(size_t)p->started)) break;
+        if (p->started_polite) mmspcl__pool_idle_priority(p->th[p->started]);
         p->started++;
     }
     if (team > p->started) team = p->started;
@@ -13024,6 +13362,10 @@ static void mmspcl__parallel(int n, int team, mmspcl__task_fn fn, void *ctx) {
 int mmspcl_set_threads(int n) {
     mmspcl__pool *p = &mmspcl__the_pool;
     pthread_once(&mmspcl__pool_once, mmspcl__pool_init);
+    mmspcl__pool_repriority(p, n < 1 && !mmspcl__env_count());
+    p->solo_until = p->solo_len = 0;   /* a new count: judge sharing afresh */
+    p->gain = p->spent = 0.0;
+    p->window = 0;
     if (n < 1) n = mmspcl__cores();
     if (n > MMSPCL__POOL_MAX) n = MMSPCL__POOL_MAX;
     __atomic_store_n(&p->team, n, __ATOMIC_RELAXED);
@@ -13127,9 +13469,14 @@ static int mmspcl__quota_cpus(void) {
 }
 #endif
 
+/* The count the environment asks for, 0 if none. */
+static int mmspcl__env_count(void) {
+    const int n = mmspcl__env_threads("MMSPCL_NUM_THREADS");
+    return n ? n : mmspcl__env_threads("OMP_NUM_THREADS");
+}
+
 static int mmspcl__cores(void) {
-    int n = mmspcl__env_threads("MMSPCL_NUM_THREADS");
-    if (!n) n = mmspcl__env_threads("OMP_NUM_THREADS");
+    int n = mmspcl__env_count();
     if (n) return n;
 #if !defined(MMSPCL_NO_STDIO) && defined(__linux__)
     {

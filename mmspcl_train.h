@@ -80,11 +80,12 @@
      Pruning          mmspcl_prune_train_forward / _backward (double twin of mmspcl_prune_apply);
                       mmspcl_xprune_train: pruning as a layer (two pruning modalities, the
                       threshold rule, the common projection), forward, backward, config
-     Fusion heads     mmspcl_fusion: LINEAR (a), MULT (b), MBT (c); forward, backward, save
+     Fusion heads     mmspcl_fusion: LINEAR (a), MULT (b), MBT (c); forward, backward, save;
+                      mmspcl_fusion_forward_seq: MBT over sequences with a padding mask
                       mmspcl_mult_seq_train: MulT over sequences as its code does it (12)
      Models           mmspcl_msve_model + mmspcl_msve_train (early stopping on validation
-                      weighted F1); mmspcl_spcl_model (optional pruning + fusion head + linear
-                      classifier) + mmspcl_spcl_train (SPCL loss, curriculum, nearest-prototype
+                      weighted F1); mmspcl_spcl_model (mmspcl_pfusion: optional pruning layer
+                      + fusion head; linear classifier) + mmspcl_spcl_train (SPCL loss, curriculum, nearest-prototype
                       validation, as caskcsg/SPCL's train.py)
      Checkpoints      mmspcl_msve_model_save / _load, mmspcl_spcl_model_save / _load: f32 weight
                       files that mmspcl.h's loaders run at inference; with_optim = 1 adds the
@@ -129,13 +130,15 @@
      MULT    P.d_model n_heads n_cross n_self ff_mult out_dim act seq.{m} tok.{m};
              P.in.{m}.* P.pos.{m} P.{i}_{j}.layer.{l}.{ln_q,ln_kv,attn.{q,k,v,o},ln_ff,ff.fc1,ff.fc2}.*
              P.{i}_{j}.ln.* P.out.*                                  -> mmspcl_mult_load
-     MBT     P.d_model n_heads n_layers fusion_start n_fusion bottleneck ff_mult out_dim act seq.{m}
-             tok.{m}; P.in.{m}.* P.pos.{m} P.fusion_tokens [sets * n_fusion][d] P.{m}.layer.{l}.*
-             P.{m}.ln.* P.out.*                                      -> mmspcl_mbt_load
+     MBT     P.d_model n_heads n_layers fusion_start n_fusion bottleneck readout ff_mult out_dim act
+             seq.{m} tok.{m}; P.in.{m}.* P.pos.{m} P.fusion_tokens [sets * n_fusion][d]
+             P.{m}.layer.{l}.* P.{m}.ln.* (readout 0; 1: one P.ln.*) P.out.*  -> mmspcl_mbt_load
      XPRUNE  P.dim.{t,a,v} base mods K rule joint proj_dim (ints), P.tau (float);
              P.proj.{m}.{weight,bias} (proj_dim > 0)                 -> mmspcl_xprune_load
-     SPCL model  spcl.kind spcl.n_classes spcl.prune.{base,mod,K}; spcl.fusion.* (one of the
-             three above); spcl.classifier.{weight,bias}; spcl.protos [C][out_dim]
+     SPCL model  spcl.kind spcl.n_classes; spcl.prune.* (XPRUNE above, when pruned);
+             spcl.fusion.* (one of the three fusion heads above); spcl.classifier.{weight,bias};
+             spcl.protos [C][out_dim]. Files of before XPRUNE (spcl.prune.{base,mod,K}: one
+             pruning modality, arg-max; mod -1: none) still load, as that XPRUNE layer.
      With the optimiser state: adamw.step (int), adamw.m.NAME, adamw.v.NAME for every tensor.
 */
 #ifndef MMSPCL_TRAIN_H
@@ -428,6 +431,9 @@ typedef struct mmspcl_fusion_cfg {
     int n_layers, fusion_start, n_fusion; /* MBT: 5, 2, 8 in the paper */
     int bottleneck;        /* MBT: MMSPCL_BOTTLENECK_MODALITY (0, scenic's) or _PAIR (the paper's
                               equations 8-9): the sharing rules of mmspcl_mbt in mmspcl.h */
+    int readout;           /* MBT: MMSPCL_READOUT_MODALITY (0, ours: "PREFIX.{m}.ln", out from
+                              n_mod d) or _JOINT (scenic's 'gap': one "PREFIX.ln" over every
+                              modality's tokens, the mean over all real tokens, out from d) */
     mmspcl_act act;
     double dropout;        /* on the blocks' MLP hidden layer, training only */
 } mmspcl_fusion_cfg;
@@ -450,6 +456,9 @@ typedef struct mmspcl_fusion {
     double *act;
     size_t act_cap, *off;
     int act_n;
+    int *lens, lens_on[3];               /* MBT: the last forward's lengths, slot s at lens + s * act_n */
+    unsigned char *mask;                 /* MBT: key mask scratch */
+    size_t lens_cap, mask_cap;
 } mmspcl_fusion;
 mmspcl_status mmspcl_fusion_create(mmspcl_fusion *f, mmspcl_params *P, const char *prefix,
                                    const mmspcl_fusion_cfg *cfg, mmspcl_rng *rng, mmspcl_error *err);
@@ -457,6 +466,12 @@ void mmspcl_fusion_free(mmspcl_fusion *f);
 /* rng: dropout (NULL = evaluation) */
 mmspcl_status mmspcl_fusion_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
                                     int n, double *y, mmspcl_rng *rng, mmspcl_error *err);
+/* MBT over sequences with a padding mask (mmspcl_mbt_forward_seq's rules): lens[m] [n] real tokens
+   of modality m (1..seq[m]; lens or an entry NULL: all real); padded tokens are never keys and
+   never enter the readout. The lengths are copied: mmspcl_fusion_backward uses them. Other kinds
+   take lens NULL only. */
+mmspcl_status mmspcl_fusion_forward_seq(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
+                                        const int *const lens[3], int n, double *y, mmspcl_rng *rng, mmspcl_error *err);
 /* After a forward with the same x and n. dx[m] += dL/dx[m] (dx, or any entry, may be NULL). */
 void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *const x[3], int n,
                             const double *dy, double *const dx[3]);
@@ -549,19 +564,59 @@ mmspcl_status mmspcl_msve_model_load(mmspcl_msve_model *M, const mmspcl_weights 
    cross-entropy alone through the whole head. Inference: nearest prototype (class means of the
    training embeddings) or the classifier.
    ------------------------------------------------------------------------------------------ */
+/* Optional cross-modal pruning (mmspcl_xprune_train: one or two pruning modalities, arg-max or
+   threshold rule, separate or joint, common projection), then a fusion head over its outputs:
+   z = fusion(prune(x_t, x_a, x_v)). The embedding of the SPCL model, and of the joint training
+   of the encoder with a fusion head (mmspcl train --init --fusion, docs/TRAINING.md).
+   Parameters: the fusion head's under fusion_prefix (created first), then the pruning
+   projection's under prune_prefix (proj_dim > 0 only). */
+typedef struct mmspcl_pfusion {
+    int dims[3];                  /* input widths of t, a, v (0 = absent) */
+    int has_prune;
+    mmspcl_xprune_train prune;
+    mmspcl_fusion fusion;         /* cfg.dims = the pruning layer's output widths */
+    double *y, *dy;               /* the last forward's pruned inputs, backward scratch */
+    size_t cap;
+} mmspcl_pfusion;
+/* fusion->dims are the input widths; prune NULL: none (its dims are taken from fusion->dims) */
+mmspcl_status mmspcl_pfusion_create(mmspcl_pfusion *f, mmspcl_params *P, const char *fusion_prefix,
+                                    const char *prune_prefix, const mmspcl_fusion_cfg *fusion,
+                                    const mmspcl_xprune_cfg *prune, mmspcl_rng *rng, mmspcl_error *err);
+void mmspcl_pfusion_free(mmspcl_pfusion *f);
+/* x[m] [n][dims[m]] (double) -> z [n][out_dim]; rng: dropout (NULL = evaluation) */
+mmspcl_status mmspcl_pfusion_forward(mmspcl_pfusion *f, const mmspcl_params *P, const double *const x[3], int n,
+                                     double *z, mmspcl_rng *rng, mmspcl_error *err);
+/* after a forward with the same x and n: parameter gradients +=, dx[m] += dL/dx[m] (dx or any
+   entry may be NULL) */
+void mmspcl_pfusion_backward(mmspcl_pfusion *f, mmspcl_params *P, const double *const x[3], int n,
+                             const double *dz, double *const dx[3]);
+/* the keys of the pruning layer (mmspcl_xprune_load's, under "PREFIX.") and of the fusion head
+   (under "outer.FUSION_PREFIX.", mmspcl_fusion_write_config); the tensors come from
+   mmspcl_params_write with prefix outer. No pruning: no pruning keys. */
+mmspcl_status mmspcl_pfusion_write_config(const mmspcl_pfusion *f, mmspcl_writer *wr, const char *outer,
+                                          const char *prune_prefix);
+/* Rebuilds the structure written above (weights: mmspcl_params_read on P afterwards): the
+   fusion head from "PREFIX.fusion_name" (mmspcl_fuse_linear_load / _mult_load / _mbt_load by
+   kind, dropout from "PREFIX.fusion_name.dropout" when there), the pruning layer from
+   prune_key (mmspcl_xprune_load) when that file has "prune_key.mods" */
+mmspcl_status mmspcl_pfusion_load_config(const mmspcl_weights *w, mmspcl_fusion_kind kind, const char *fusion_key,
+                                         const char *prune_key, mmspcl_fusion_cfg *fusion, mmspcl_xprune_cfg *prune,
+                                         int *has_prune, mmspcl_error *err);
+
 typedef enum mmspcl_objective { MMSPCL_OBJ_SPCL = 0, MMSPCL_OBJ_CE = 1 } mmspcl_objective;
 typedef struct mmspcl_spcl_model {
     int n_classes;
-    int prune_base, prune_mod, prune_K;  /* modality indices 0..2, or prune_mod = -1: none */
     mmspcl_params P;
-    mmspcl_fusion fusion;
+    mmspcl_pfusion embed;                /* [pruning] -> fusion: z [n][out_dim] */
     mmspcl_lin classifier;
     double *protos;                      /* [C][out_dim] */
     double *buf;
     size_t buf_cap;
 } mmspcl_spcl_model;
+/* fusion->dims: the input widths; prune: NULL (none) or a pruning layer (its dims are taken from
+   fusion->dims). Parameter names: fusion.*, prune.proj.*, classifier.* */
 mmspcl_status mmspcl_spcl_model_create(mmspcl_spcl_model *M, const mmspcl_fusion_cfg *fusion,
-                                       int n_classes, int prune_base, int prune_mod, int prune_K,
+                                       int n_classes, const mmspcl_xprune_cfg *prune,
                                        uint64_t seed, mmspcl_error *err);
 void mmspcl_spcl_model_free(mmspcl_spcl_model *M);
 /* z [n][out_dim] in evaluation mode */
@@ -2043,6 +2098,7 @@ void mmspcl_fusion_defaults(mmspcl_fusion_cfg *c, mmspcl_fusion_kind kind) {
 
 void mmspcl_fusion_free(mmspcl_fusion *f) {
     MMSPCL_FREE(f->blocks); MMSPCL_FREE(f->final_ln); MMSPCL_FREE(f->act); MMSPCL_FREE(f->off);
+    MMSPCL_FREE(f->lens); MMSPCL_FREE(f->mask);
     memset(f, 0, sizeof *f);
 }
 
@@ -2118,6 +2174,8 @@ mmspcl_status mmspcl_fusion_create(mmspcl_fusion *f, mmspcl_params *P, const cha
         int p = 0;
         if (cfg->bottleneck != MMSPCL_BOTTLENECK_MODALITY && cfg->bottleneck != MMSPCL_BOTTLENECK_PAIR)
             return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mbt: bottleneck %d is neither per modality (%d) nor per pair (%d)", cfg->bottleneck, MMSPCL_BOTTLENECK_MODALITY, MMSPCL_BOTTLENECK_PAIR);
+        if (cfg->readout != MMSPCL_READOUT_MODALITY && cfg->readout != MMSPCL_READOUT_JOINT)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mbt: readout %d is neither per modality (%d) nor joint (%d)", cfg->readout, MMSPCL_READOUT_MODALITY, MMSPCL_READOUT_JOINT);
         if (cfg->bottleneck == MMSPCL_BOTTLENECK_PAIR) {
             for (a = 0; a < f->n_mod; a++)
                 for (b = a + 1; b < f->n_mod; b++) { f->sets[a][f->nset[a]++] = p; f->sets[b][f->nset[b]++] = p; p++; }
@@ -2141,10 +2199,12 @@ mmspcl_status mmspcl_fusion_create(mmspcl_fusion *f, mmspcl_params *P, const cha
                                     cfg->dropout, rng);
             }
             snprintf(name, sizeof name, "%s.%s.ln", prefix, mmspcl__t_mod[m]);
-            mmspcl_ln_create(&f->final_ln[s], P, name, D);
+            if (cfg->readout == MMSPCL_READOUT_MODALITY) mmspcl_ln_create(&f->final_ln[s], P, name, D);
         }
+        snprintf(name, sizeof name, "%s.ln", prefix);
+        if (cfg->readout == MMSPCL_READOUT_JOINT) mmspcl_ln_create(&f->final_ln[0], P, name, D);
         snprintf(name, sizeof name, "%s.out", prefix);
-        mmspcl_lin_create(&f->out_proj, P, name, f->n_mod * D, cfg->out_dim, rng);
+        mmspcl_lin_create(&f->out_proj, P, name, (cfg->readout == MMSPCL_READOUT_JOINT ? 1 : f->n_mod) * D, cfg->out_dim, rng);
     }
     f->off = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (size_t)n_off);
     if (!f->off || P->oom) { mmspcl_fusion_free(f); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory"); }
@@ -2264,12 +2324,75 @@ static void mmspcl__t_pool_backward(const double *dout, int ld, int n, int T, in
             for (d = 0; d < D; d++) dx[((size_t)s * T + t) * D + d] = dout[(size_t)s * ld + d] / T;
 }
 
+/* MBT lengths and masks: real tokens of slot s in sample i (all when no lengths were given) */
+static int mmspcl__t_mbt_len(const mmspcl_fusion *f, int s, int i) {
+    return f->lens_on[s] ? f->lens[(size_t)s * f->act_n + i] : f->cfg.seq[f->mods[s]];
+}
+
+/* the key mask of slot s over TT = T + extra tokens (its real tokens, then every bottleneck one);
+   NULL when every token is real */
+static const unsigned char *mmspcl__t_mbt_mask(mmspcl_fusion *f, int s, int n, int TT) {
+    const int T = f->cfg.seq[f->mods[s]];
+    int i, t;
+    if (!f->lens_on[s]) return NULL;
+    for (i = 0; i < n; i++) {
+        const int len = mmspcl__t_mbt_len(f, s, i);
+        for (t = 0; t < TT; t++) f->mask[(size_t)i * TT + t] = t < len || t >= T;
+    }
+    return f->mask;
+}
+
+/* the readout's weight of a real token of slot s in sample i: 1 / its length (ours), 1 / the
+   sum of every slot's length (joint) */
+static double mmspcl__t_mbt_weight(const mmspcl_fusion *f, int s, int i) {
+    int k, tot = 0;
+    if (f->cfg.readout != MMSPCL_READOUT_JOINT) return 1.0 / mmspcl__t_mbt_len(f, s, i);
+    for (k = 0; k < f->n_mod; k++) tot += mmspcl__t_mbt_len(f, k, i);
+    return 1.0 / tot;
+}
+
+/* where sample i's readout of slot s starts in the pool: ours, row s of the concatenation of
+   n_mod rows of D; joint, the one D-wide row that every slot adds to */
+static size_t mmspcl__t_mbt_row(const mmspcl_fusion *f, int s, int i) {
+    const size_t D = (size_t)f->cfg.d_model;
+    return f->cfg.readout == MMSPCL_READOUT_JOINT ? (size_t)i * D : ((size_t)i * f->n_mod + s) * D;
+}
+
+/* readout of slot s: pool += weight x the sum of the real tokens of x [n][T][D] */
+static void mmspcl__t_mbt_pool(const mmspcl_fusion *f, int s, const double *x, int n, double *pool) {
+    const int D = f->cfg.d_model, T = f->cfg.seq[f->mods[s]];
+    int i, t, d;
+    for (i = 0; i < n; i++) {
+        const int len = mmspcl__t_mbt_len(f, s, i);
+        const double w = mmspcl__t_mbt_weight(f, s, i);
+        double *o = pool + mmspcl__t_mbt_row(f, s, i);
+        for (d = 0; d < D; d++) {
+            double acc = 0.0;
+            for (t = 0; t < len; t++) acc += x[((size_t)i * T + t) * D + d];
+            o[d] += acc * w;
+        }
+    }
+}
+
+/* dx [n][T][D] = the readout's gradient: weight x dpool at real tokens, 0 at padded ones */
+static void mmspcl__t_mbt_pool_backward(const mmspcl_fusion *f, int s, const double *dpool, int n, double *dx) {
+    const int D = f->cfg.d_model, T = f->cfg.seq[f->mods[s]];
+    int i, t, d;
+    for (i = 0; i < n; i++) {
+        const int len = mmspcl__t_mbt_len(f, s, i);
+        const double w = mmspcl__t_mbt_weight(f, s, i), *g = dpool + mmspcl__t_mbt_row(f, s, i);
+        for (t = 0; t < T; t++)
+            for (d = 0; d < D; d++) dx[((size_t)i * T + t) * D + d] = t < len ? g[d] * w : 0.0;
+    }
+}
+
 /* MBT forward (mmspcl_fusion_forward's third kind): layer l of slot s runs on [z_s ; the sets
-   sets[s][0..nset[s]-1] of the fusion state FSN(l)]; the next state is, per set, the mean of its
-   members' outputs of its tokens. */
+   sets[s][0..nset[s]-1] of the fusion state FSN(l)] (padded tokens of z_s masked as keys); the
+   next state is, per set, the mean of its members' outputs of its tokens. */
 static void mmspcl__t_mbt_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3], int n,
                                   double *y, mmspcl_rng *rng) {
     const int D = f->cfg.d_model, L = f->L, F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod;
+    const int joint = f->cfg.readout == MMSPCL_READOUT_JOINT;
     const size_t fd = (size_t)F * D, fsd = (size_t)f->n_sets * fd;
     double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1), *tmp = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 2);
     int i, s, l, j, m;
@@ -2297,7 +2420,7 @@ static void mmspcl__t_mbt_forward(mmspcl_fusion *f, const mmspcl_params *P, cons
                     memcpy(in + ((size_t)i * TT + T + (size_t)j * F) * D, fcur + (size_t)i * fsd + (size_t)f->sets[s][j] * fd,
                            sizeof(double) * fd);
             }
-            mmspcl_block_forward(P, &f->blocks[s * L + l], in, tmp, n, TT, NULL, 0, NULL,
+            mmspcl_block_forward(P, &f->blocks[s * L + l], in, tmp, n, TT, NULL, 0, mmspcl__t_mbt_mask(f, s, n, TT),
                                  MMSPCL__T_A(f, MMSPCL__T_MB_BC(f, l, s)), rng);
             for (i = 0; i < n; i++) {
                 memcpy(zf + (size_t)i * T * D, tmp + (size_t)i * TT * D, sizeof(double) * (size_t)T * D);
@@ -2311,12 +2434,13 @@ static void mmspcl__t_mbt_forward(mmspcl_fusion *f, const mmspcl_params *P, cons
         }
         if (fnext) for (q = 0; q < (size_t)n * fsd; q++) fnext[q] /= f->members;
     }
+    mmspcl__t_zero(pool, (size_t)n * (joint ? 1 : NM) * D);
     for (s = 0; s < NM; s++) {
         const int T = f->cfg.seq[f->mods[s]];
         if (L == 0) memcpy(MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, s), sizeof(double) * (size_t)n * T * D);
-        mmspcl_ln_forward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)),
+        mmspcl_ln_forward(P, &f->final_ln[joint ? 0 : s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)),
                           MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)), n * T);
-        mmspcl__t_pool(MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)), n, T, D, pool + (size_t)s * D, NM * D);
+        mmspcl__t_mbt_pool(f, s, MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)), n, pool);
     }
     mmspcl_lin_forward(P, &f->out_proj, pool, y, n);
 }
@@ -2326,7 +2450,7 @@ static void mmspcl__t_mbt_forward(mmspcl_fusion *f, const mmspcl_params *P, cons
 static void mmspcl__t_mbt_backward(mmspcl_fusion *f, mmspcl_params *P, const double *const x[3], int n,
                                    const double *dy, double *const dx[3]) {
     const int D = f->cfg.d_model, L = f->L, F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod;
-    const int end = MMSPCL__T_MB_END(f);
+    const int end = MMSPCL__T_MB_END(f), joint = f->cfg.readout == MMSPCL_READOUT_JOINT;
     const size_t fd = (size_t)F * D, fsd = (size_t)f->n_sets * fd;
     double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1);
     double *dfs_next = MMSPCL__T_A(f, end), *dfs_cur = MMSPCL__T_A(f, end + 1), *t;
@@ -2339,9 +2463,9 @@ static void mmspcl__t_mbt_backward(mmspcl_fusion *f, mmspcl_params *P, const dou
     for (s = 0; s < NM; s++) {
         const int T = f->cfg.seq[f->mods[s]];
         double *dz = MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s));
-        mmspcl__t_pool_backward(dpool + (size_t)s * D, NM * D, n, T, D, dfln);
+        mmspcl__t_mbt_pool_backward(f, s, dpool, n, dfln);
         mmspcl__t_zero(dz, (size_t)n * T * D);
-        mmspcl_ln_backward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)),
+        mmspcl_ln_backward(P, &f->final_ln[joint ? 0 : s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)),
                            dfln, dz, n * T);
     }
     mmspcl__t_zero(dfs_next, (size_t)n * fsd);   /* dL / d(fusion state entering layer l + 1) */
@@ -2389,11 +2513,46 @@ static void mmspcl__t_mbt_backward(mmspcl_fusion *f, mmspcl_params *P, const dou
 
 mmspcl_status mmspcl_fusion_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
                                     int n, double *y, mmspcl_rng *rng, mmspcl_error *err) {
+    return mmspcl_fusion_forward_seq(f, P, x, NULL, n, y, rng, err);
+}
+
+/* MBT: checks and copies the lengths (f->lens, f->lens_on) and sizes the key mask scratch */
+static mmspcl_status mmspcl__t_fusion_lens(mmspcl_fusion *f, const int *const lens[3], int n, mmspcl_error *err) {
+    int s, i, tt = 1;
+    for (s = 0; s < f->n_mod; s++) {
+        const int m = f->mods[s], T = f->cfg.seq[m];
+        f->lens_on[s] = lens && lens[m];
+        if (f->lens_on[s] && f->cfg.kind != MMSPCL_FUSION_MBT)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: lengths (a padding mask) are for MBT only, not kind %d", (int)f->cfg.kind);
+        for (i = 0; f->lens_on[s] && i < n; i++)
+            if (lens[m][i] < 1 || lens[m][i] > T)
+                return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mbt: sample %d of %s has length %d (tokens 1..%d)", i, mmspcl__t_mod[m], lens[m][i], T);
+        if (T + f->nset[s] * f->cfg.n_fusion > tt) tt = T + f->nset[s] * f->cfg.n_fusion;
+    }
+    if ((size_t)3 * n > f->lens_cap) {
+        int *q = (int *)MMSPCL_REALLOC(f->lens, sizeof(int) * (size_t)3 * n);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory for %d lengths", n);
+        f->lens = q; f->lens_cap = (size_t)3 * n;
+    }
+    if ((size_t)n * tt > f->mask_cap) {
+        unsigned char *q = (unsigned char *)MMSPCL_REALLOC(f->mask, (size_t)n * tt);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory for a mask of %d samples", n);
+        f->mask = q; f->mask_cap = (size_t)n * tt;
+    }
+    for (s = 0; s < f->n_mod; s++)
+        if (f->lens_on[s]) memcpy(f->lens + (size_t)s * n, lens[f->mods[s]], sizeof(int) * (size_t)n);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_fusion_forward_seq(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
+                                        const int *const lens[3], int n, double *y, mmspcl_rng *rng, mmspcl_error *err) {
     const int D = f->cfg.d_model, L = f->L;
     size_t need;
     int m, s, p, l;
+    mmspcl_status st;
     for (s = 0; s < f->n_mod; s++)
         if (!x[f->mods[s]]) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: no input for modality %s", mmspcl__t_mod[f->mods[s]]);
+    if ((st = mmspcl__t_fusion_lens(f, lens, n, err))) return st;
     need = mmspcl__t_fusion_layout(f, n);
     if (need > f->act_cap) {
         double *q = (double *)MMSPCL_REALLOC(f->act, sizeof(double) * need);
@@ -2512,6 +2671,7 @@ mmspcl_status mmspcl_fusion_write_config(const mmspcl_fusion *f, mmspcl_writer *
     if (c->kind == MMSPCL_FUSION_MBT) {
         MMSPCL__T_KEY("n_layers", c->n_layers); MMSPCL__T_KEY("fusion_start", c->fusion_start);
         MMSPCL__T_KEY("n_fusion", c->n_fusion); MMSPCL__T_KEY("bottleneck", c->bottleneck);
+        MMSPCL__T_KEY("readout", c->readout);
     }
 #undef MMSPCL__T_KEY
     snprintf(key, sizeof key, "%s%s%s.dropout", outer && *outer ? outer : "", outer && *outer ? "." : "", f->prefix);
@@ -2985,23 +3145,161 @@ mmspcl_status mmspcl_msve_model_load(mmspcl_msve_model *M, const mmspcl_weights 
    10. SPCL model
    [pruning] -> fusion -> z; classifier on z.
    ------------------------------------------------------------------------------------------ */
+/* ---- pruning, then fusion ---- */
+void mmspcl_pfusion_free(mmspcl_pfusion *f) {
+    if (f->has_prune) mmspcl_xprune_train_free(&f->prune);
+    mmspcl_fusion_free(&f->fusion);
+    MMSPCL_FREE(f->y);
+    MMSPCL_FREE(f->dy);
+    memset(f, 0, sizeof *f);
+}
+
+mmspcl_status mmspcl_pfusion_create(mmspcl_pfusion *f, mmspcl_params *P, const char *fusion_prefix,
+                                    const char *prune_prefix, const mmspcl_fusion_cfg *fusion,
+                                    const mmspcl_xprune_cfg *prune, mmspcl_rng *rng, mmspcl_error *err) {
+    mmspcl_fusion_cfg fc = *fusion;
+    mmspcl_xprune_cfg pc;
+    mmspcl_xprune_layout lay;
+    mmspcl_status st;
+    int m;
+    memset(f, 0, sizeof *f);
+    for (m = 0; m < 3; m++) f->dims[m] = fusion->dims[m] > 0 ? fusion->dims[m] : 0;
+    if (prune) {   /* the widths after pruning feed the fusion head */
+        pc = *prune;
+        for (m = 0; m < 3; m++) pc.dims[m] = f->dims[m];
+        if ((st = mmspcl_xprune_plan(&pc, &lay, err))) return st;
+        for (m = 0; m < 3; m++) fc.dims[m] = lay.width[m];
+    }
+    if ((st = mmspcl_fusion_create(&f->fusion, P, fusion_prefix, &fc, rng, err))) return st;
+    if (prune) {
+        if ((st = mmspcl_xprune_train_create(&f->prune, P, prune_prefix, &pc, rng, err))) { mmspcl_pfusion_free(f); return st; }
+        f->has_prune = 1;
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_pfusion_forward(mmspcl_pfusion *f, const mmspcl_params *P, const double *const x[3], int n,
+                                     double *z, mmspcl_rng *rng, mmspcl_error *err) {
+    const int *w = f->fusion.cfg.dims;
+    const size_t need = (size_t)n * (size_t)(w[0] + w[1] + w[2]) + 1;
+    double *y[3];
+    mmspcl_status st;
+    int m;
+    size_t off = 0;
+    if (!f->has_prune) return mmspcl_fusion_forward(&f->fusion, P, x, n, z, rng, err);
+    if (need > f->cap) {
+        double *a = (double *)MMSPCL_REALLOC(f->y, sizeof(double) * need), *b;
+        if (a) f->y = a;
+        b = (double *)MMSPCL_REALLOC(f->dy, sizeof(double) * need);
+        if (b) f->dy = b;
+        if (!a || !b) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory for %d rows", n);
+        f->cap = need;
+    }
+    for (m = 0; m < 3; m++) {
+        y[m] = w[m] > 0 ? f->y + off : NULL;
+        off += (size_t)n * w[m];
+    }
+    if ((st = mmspcl_xprune_train_forward(&f->prune, P, x, n, y, err))) return st;
+    return mmspcl_fusion_forward(&f->fusion, P, (const double *const *)y, n, z, rng, err);
+}
+
+void mmspcl_pfusion_backward(mmspcl_pfusion *f, mmspcl_params *P, const double *const x[3], int n,
+                             const double *dz, double *const dx[3]) {
+    const int *w = f->fusion.cfg.dims;
+    double *y[3], *dy[3];
+    size_t off = 0;
+    int m;
+    if (!f->has_prune) { mmspcl_fusion_backward(&f->fusion, P, x, n, dz, dx); return; }
+    for (m = 0; m < 3; m++) {
+        y[m] = w[m] > 0 ? f->y + off : NULL;
+        dy[m] = w[m] > 0 ? f->dy + off : NULL;
+        off += (size_t)n * w[m];
+    }
+    mmspcl__t_zero(f->dy, off);
+    mmspcl_fusion_backward(&f->fusion, P, (const double *const *)y, n, dz, dy);
+    mmspcl_xprune_train_backward(&f->prune, P, x, n, (const double *const *)dy, dx);
+}
+
+mmspcl_status mmspcl_pfusion_write_config(const mmspcl_pfusion *f, mmspcl_writer *wr, const char *outer,
+                                          const char *prune_prefix) {
+    const mmspcl_xprune_cfg *c = &f->prune.cfg;
+    char key[240];
+    int m, st = 0;
+    if (f->has_prune) {
+#define MMSPCL__T_XKEY(k, v) do { snprintf(key, sizeof key, "%s.%s", prune_prefix, k); st |= (int)mmspcl_writer_set_int(wr, key, (int64_t)(v)); } while (0)
+        for (m = 0; m < 3; m++) {
+            char k2[16];
+            snprintf(k2, sizeof k2, "dim.%s", mmspcl__t_mod[m]);
+            MMSPCL__T_XKEY(k2, c->dims[m] > 0 ? c->dims[m] : 0);
+        }
+        MMSPCL__T_XKEY("base", c->base); MMSPCL__T_XKEY("mods", c->mods); MMSPCL__T_XKEY("K", c->K);
+        MMSPCL__T_XKEY("rule", c->rule); MMSPCL__T_XKEY("joint", c->joint); MMSPCL__T_XKEY("proj_dim", c->proj_dim);
+#undef MMSPCL__T_XKEY
+        snprintf(key, sizeof key, "%s.tau", prune_prefix);
+        st |= (int)mmspcl_writer_set_float(wr, key, c->rule == MMSPCL_PRUNE_THRESHOLD ? c->tau : 0.0);
+        if (st) return MMSPCL_ERR_NOMEM;
+    }
+    return mmspcl_fusion_write_config(&f->fusion, wr, outer);
+}
+
+mmspcl_status mmspcl_pfusion_load_config(const mmspcl_weights *w, mmspcl_fusion_kind kind, const char *fusion_key,
+                                         const char *prune_key, mmspcl_fusion_cfg *fc, mmspcl_xprune_cfg *pc,
+                                         int *has_prune, mmspcl_error *err) {
+    char key[240];
+    double dropout = 0.0;
+    int64_t v;
+    int m;
+    mmspcl_status st;
+    mmspcl_fusion_defaults(fc, kind);
+    if (kind == MMSPCL_FUSION_LINEAR) {
+        mmspcl_fuse_linear f;
+        if ((st = mmspcl_fuse_linear_load(&f, w, fusion_key, err))) return st;
+        for (m = 0; m < 3; m++) fc->dims[m] = f.dims[m];
+        fc->out_dim = f.proj.out;
+    } else if (kind == MMSPCL_FUSION_MULT) {
+        mmspcl_mult f;
+        if ((st = mmspcl_mult_load(&f, w, fusion_key, err))) return st;
+        for (m = 0; m < 3; m++) { fc->seq[m] = f.seq[m]; fc->dims[m] = f.seq[m] * f.tok[m]; }
+        fc->d_model = f.d_model; fc->n_heads = f.n_heads; fc->n_cross = f.n_cross; fc->n_self = f.n_self;
+        fc->ff_mult = f.ff_mult; fc->out_dim = f.out_dim; fc->act = f.act;
+        mmspcl_mult_free(&f);
+    } else if (kind == MMSPCL_FUSION_MBT) {
+        mmspcl_mbt f;
+        if ((st = mmspcl_mbt_load(&f, w, fusion_key, err))) return st;
+        for (m = 0; m < 3; m++) { fc->seq[m] = f.seq[m]; fc->dims[m] = f.seq[m] * f.tok[m]; }
+        fc->d_model = f.d_model; fc->n_heads = f.n_heads; fc->n_layers = f.n_layers; fc->fusion_start = f.fusion_start;
+        fc->n_fusion = f.n_fusion; fc->ff_mult = f.ff_mult; fc->out_dim = f.out_dim; fc->act = f.act; fc->bottleneck = f.bottleneck; fc->readout = f.readout;
+        mmspcl_mbt_free(&f);
+    } else return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "%s: fusion kind %d (0 linear, 1 mult, 2 bottleneck)", fusion_key, (int)kind);
+    snprintf(key, sizeof key, "%s.dropout", fusion_key);
+    fc->dropout = mmspcl_weights_get_float(w, key, &dropout) ? dropout : 0.0;
+    *has_prune = 0;
+    if (prune_key) snprintf(key, sizeof key, "%s.mods", prune_key);
+    if (prune_key && mmspcl_weights_get_int(w, key, &v)) {
+        mmspcl_xprune h;
+        if ((st = mmspcl_xprune_load(&h, w, prune_key, err))) return st;
+        *pc = h.cfg;
+        for (m = 0; m < 3; m++) fc->dims[m] = pc->dims[m];   /* the inputs are the pruning layer's */
+        *has_prune = 1;
+    }
+    return MMSPCL_OK;
+}
+
+/* ---- the SPCL model ---- */
 mmspcl_status mmspcl_spcl_model_create(mmspcl_spcl_model *M, const mmspcl_fusion_cfg *fusion,
-                                       int n_classes, int prune_base, int prune_mod, int prune_K,
+                                       int n_classes, const mmspcl_xprune_cfg *prune,
                                        uint64_t seed, mmspcl_error *err) {
     mmspcl_rng rng;
     mmspcl_status st;
     memset(M, 0, sizeof *M);
     M->n_classes = n_classes;
-    M->prune_base = prune_base; M->prune_mod = prune_mod; M->prune_K = prune_K;
     if (n_classes < 2 || n_classes > MMSPCL_MAX_CLASSES) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "spcl model: %d classes", n_classes);
-    if (prune_mod >= 0) {
-        if (prune_mod > 2 || prune_base < 0 || prune_base > 2 || prune_base == prune_mod || prune_K < 1 ||
-            fusion->dims[prune_base] <= 0 || fusion->dims[prune_mod] <= 0 || fusion->dims[prune_base] % prune_K)
-            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "spcl model: pruning base %d, modality %d, head size %d does not fit the widths", prune_base, prune_mod, prune_K);
-    } else M->prune_mod = -1;
     mmspcl_rng_seed(&rng, seed);
     mmspcl_params_init(&M->P);
-    if ((st = mmspcl_fusion_create(&M->fusion, &M->P, "fusion", fusion, &rng, err))) { mmspcl_params_free(&M->P); return st; }
+    if ((st = mmspcl_pfusion_create(&M->embed, &M->P, "fusion", "prune", fusion, prune, &rng, err))) {
+        mmspcl_params_free(&M->P);
+        return st;
+    }
     mmspcl_lin_create(&M->classifier, &M->P, "classifier", fusion->out_dim, n_classes, &rng);
     M->protos = mmspcl__t_alloc((size_t)n_classes * fusion->out_dim);
     if (M->P.oom || !M->protos) { mmspcl_spcl_model_free(M); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl model: out of memory"); }
@@ -3010,22 +3308,20 @@ mmspcl_status mmspcl_spcl_model_create(mmspcl_spcl_model *M, const mmspcl_fusion
 }
 
 void mmspcl_spcl_model_free(mmspcl_spcl_model *M) {
-    mmspcl_fusion_free(&M->fusion);
+    mmspcl_pfusion_free(&M->embed);
     mmspcl_params_free(&M->P);
     MMSPCL_FREE(M->protos);
     MMSPCL_FREE(M->buf);
     memset(M, 0, sizeof *M);
 }
 
-/* doubles of the inputs (pruned where asked) for n rows, in M->buf; xd[m] point into it */
+/* doubles of the inputs for n rows, in M->buf; xd[m] point into it */
 static mmspcl_status mmspcl__t_spcl_inputs(mmspcl_spcl_model *M, const float *const x[3], int n, double *xd[3],
                                            mmspcl_error *err) {
-    const int *dims = M->fusion.cfg.dims;
-    const int dp = M->prune_mod >= 0 ? dims[M->prune_mod] : 0, np = M->prune_mod >= 0 ? (dp + M->prune_K - 1) / M->prune_K : 0;
-    size_t need = 0, off = 0, q;
+    const int *dims = M->embed.dims;
+    size_t need = 1, off = 0, q;
     int m;
     for (m = 0; m < 3; m++) need += (size_t)n * dims[m];
-    need += (size_t)n * dp + ((size_t)n * np + sizeof(double)) / sizeof(double) + 1;
     if (need > M->buf_cap) {
         double *p = (double *)MMSPCL_REALLOC(M->buf, sizeof(double) * need);
         if (!p) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl model: out of memory for %d rows", n);
@@ -3040,29 +3336,21 @@ static mmspcl_status mmspcl__t_spcl_inputs(mmspcl_spcl_model *M, const float *co
         for (q = 0; q < (size_t)n * dims[m]; q++) xd[m][q] = x[m][q];
         off += (size_t)n * dims[m];
     }
-    if (M->prune_mod >= 0) {
-        double *pr = M->buf + off;
-        unsigned char *kept = (unsigned char *)(pr + (size_t)n * dp);
-        mmspcl_status st = mmspcl_prune_train_forward(xd[M->prune_base], dims[M->prune_base], xd[M->prune_mod], dp,
-                                                      M->prune_K, n, pr, kept, err);
-        if (st) return st;
-        xd[M->prune_mod] = pr;
-    }
     return MMSPCL_OK;
 }
 
 mmspcl_status mmspcl_spcl_model_embed(mmspcl_spcl_model *M, const float *const x[3], int n, double *z,
                                       mmspcl_error *err) {
-    const int CH = 128, D = M->fusion.cfg.out_dim;
+    const int CH = 128, D = M->embed.fusion.cfg.out_dim;
     int i, m;
     mmspcl_status st = MMSPCL_OK;
     for (i = 0; i < n && !st; i += CH) {
         const int nn = n - i < CH ? n - i : CH;
         const float *xs[3];
         double *xd[3];
-        for (m = 0; m < 3; m++) xs[m] = x[m] ? x[m] + (size_t)i * M->fusion.cfg.dims[m] : NULL;
+        for (m = 0; m < 3; m++) xs[m] = x[m] ? x[m] + (size_t)i * M->embed.dims[m] : NULL;
         if ((st = mmspcl__t_spcl_inputs(M, xs, nn, xd, err))) break;
-        st = mmspcl_fusion_forward(&M->fusion, &M->P, (const double *const *)xd, nn, z + (size_t)i * D, NULL, err);
+        st = mmspcl_pfusion_forward(&M->embed, &M->P, (const double *const *)xd, nn, z + (size_t)i * D, NULL, err);
     }
     return st;
 }
@@ -3085,7 +3373,7 @@ static void mmspcl__t_proto_classify(const double *z, int n, int dim, const doub
 
 mmspcl_status mmspcl_spcl_model_predict(mmspcl_spcl_model *M, const float *const x[3], int n,
                                         int *pred_proto, int *pred_linear, mmspcl_error *err) {
-    const int D = M->fusion.cfg.out_dim, C = M->n_classes;
+    const int D = M->embed.fusion.cfg.out_dim, C = M->n_classes;
     double *z = mmspcl__t_alloc((size_t)n * D), *lg = mmspcl__t_alloc((size_t)n * C);
     mmspcl_status st;
     int i, c;
@@ -3118,9 +3406,9 @@ mmspcl_status mmspcl_spcl_train(mmspcl_spcl_model *M, const mmspcl_dataset *trai
                                 const mmspcl_dataset *val, const mmspcl_spcl_train_cfg *cfg,
                                 mmspcl_train_report *rep, mmspcl_train_log_fn log, void *user,
                                 mmspcl_error *err) {
-    const int C = M->n_classes, D = M->fusion.cfg.out_dim, n = train ? train->n : 0;
+    const int C = M->n_classes, D = M->embed.fusion.cfg.out_dim, n = train ? train->n : 0;
     const int B = cfg->batch > 1 ? cfg->batch : 32, E = cfg->epochs;
-    const int *dims = M->fusion.cfg.dims;
+    const int *dims = M->embed.dims;
     mmspcl_train_report r;
     mmspcl_adamw_cfg opt;
     mmspcl_rng rng;
@@ -3203,7 +3491,7 @@ mmspcl_status mmspcl_spcl_train(mmspcl_spcl_model *M, const mmspcl_dataset *trai
             mmspcl__t_gather(train, dims, sel + (size_t)b * B, nb, xb, yb);
             for (m = 0; m < 3; m++) xc[m] = xb[m];
             if ((st = mmspcl__t_spcl_inputs(M, xc, nb, xd, err))) goto fail;
-            if ((st = mmspcl_fusion_forward(&M->fusion, &M->P, (const double *const *)xd, nb, z, &rng, err))) goto fail;
+            if ((st = mmspcl_pfusion_forward(&M->embed, &M->P, (const double *const *)xd, nb, z, &rng, err))) goto fail;
             mmspcl_params_zero_grad(&M->P);
             mmspcl__t_zero(dz, (size_t)nb * D);
             mmspcl_lin_forward(&M->P, &M->classifier, z, lg, nb);
@@ -3214,7 +3502,7 @@ mmspcl_status mmspcl_spcl_train(mmspcl_spcl_model *M, const mmspcl_dataset *trai
             } else {
                 mmspcl_lin_backward(&M->P, &M->classifier, z, dlg, dz, nb);
             }
-            mmspcl_fusion_backward(&M->fusion, &M->P, (const double *const *)xd, nb, dz, NULL);
+            mmspcl_pfusion_backward(&M->embed, &M->P, (const double *const *)xd, nb, dz, NULL);
             mmspcl_grad_clip(&M->P, cfg->clip);
             mmspcl_adamw_step(&M->P, &opt, mmspcl_lr_cosine(b, warm, n_batches, cfg->lr));
             sum += l_spcl + l_ce;
@@ -3245,7 +3533,7 @@ done:
 
 mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *path, int with_optim,
                                      mmspcl_error *err) {
-    const int C = M->n_classes, D = M->fusion.cfg.out_dim;
+    const int C = M->n_classes, D = M->embed.fusion.cfg.out_dim;
     mmspcl_writer *wr = mmspcl_writer_create();
     float *hold = NULL, *pf = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)C * D);
     int64_t sh[2];
@@ -3254,12 +3542,9 @@ mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *pat
     mmspcl_status s2 = MMSPCL_OK;
     if (!wr || !pf) { mmspcl_writer_free(wr); MMSPCL_FREE(pf); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl model: out of memory"); }
     for (q = 0; q < (size_t)C * D; q++) pf[q] = (float)M->protos[q];
-    st |= (int)mmspcl_writer_set_int(wr, "spcl.kind", M->fusion.cfg.kind);
+    st |= (int)mmspcl_writer_set_int(wr, "spcl.kind", M->embed.fusion.cfg.kind);
     st |= (int)mmspcl_writer_set_int(wr, "spcl.n_classes", C);
-    st |= (int)mmspcl_writer_set_int(wr, "spcl.prune.base", M->prune_base);
-    st |= (int)mmspcl_writer_set_int(wr, "spcl.prune.mod", M->prune_mod);
-    st |= (int)mmspcl_writer_set_int(wr, "spcl.prune.K", M->prune_K);
-    st |= (int)mmspcl_fusion_write_config(&M->fusion, wr, "spcl");
+    st |= (int)mmspcl_pfusion_write_config(&M->embed, wr, "spcl", "spcl.prune");
     if (st) s2 = mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "spcl model: cannot set the keys");
     sh[0] = C; sh[1] = D;
     if (!s2) s2 = mmspcl_writer_add_tensor(wr, "spcl.protos", MMSPCL_F32, 2, sh, pf, sizeof(float) * (size_t)C * D, err);
@@ -3271,48 +3556,46 @@ mmspcl_status mmspcl_spcl_model_save(const mmspcl_spcl_model *M, const char *pat
     return s2;
 }
 
+/* files of before the pruning layer: spcl.prune.{base,mod,K}, one pruning modality by arg-max
+   (mod -1: none), the same selection as that layer with mods = {mod}, separate, no projection */
+static mmspcl_status mmspcl__t_spcl_legacy_prune(const mmspcl_weights *w, const mmspcl_fusion_cfg *fc, mmspcl_xprune_cfg *pc,
+                                                 int *has_prune, mmspcl_error *err) {
+    int64_t pb = -1, pm = -1, pk = 0;
+    int m;
+    if (!mmspcl_weights_get_int(w, "spcl.prune.mod", &pm)) return MMSPCL_OK;   /* no pruning keys: none */
+    if (!mmspcl_weights_get_int(w, "spcl.prune.base", &pb) || !mmspcl_weights_get_int(w, "spcl.prune.K", &pk))
+        return mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "spcl model: spcl.prune.mod without spcl.prune.base and spcl.prune.K");
+    if (pm == -1) return MMSPCL_OK;
+    if (pb < 0 || pb > 2 || pm < 0 || pm > 2 || pb == pm || pk < 1 || pk > (1 << 20))
+        return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "spcl model: spcl.prune.base %lld, spcl.prune.mod %lld, spcl.prune.K %lld",
+                              (long long)pb, (long long)pm, (long long)pk);
+    memset(pc, 0, sizeof *pc);
+    for (m = 0; m < 3; m++) pc->dims[m] = fc->dims[m];
+    pc->base = (int)pb; pc->mods = 1u << pm; pc->K = (int)pk; pc->rule = MMSPCL_PRUNE_ARGMAX;
+    *has_prune = 1;
+    return MMSPCL_OK;
+}
+
 mmspcl_status mmspcl_spcl_model_load(mmspcl_spcl_model *M, const mmspcl_weights *w, mmspcl_error *err) {
     mmspcl_fusion_cfg fc;
-    int64_t kind = -1, C = 0, pb = -1, pm = -1, pk = 0;
-    double dropout = 0.0;
+    mmspcl_xprune_cfg pc;
+    int64_t kind = -1, C = 0;
     const float *protos;
-    int pc, pd, m;
+    int pc_n, pd, has_prune = 0;
     size_t q;
     mmspcl_status st;
-    if (!mmspcl_weights_get_int(w, "spcl.kind", &kind) || !mmspcl_weights_get_int(w, "spcl.n_classes", &C) ||
-        !mmspcl_weights_get_int(w, "spcl.prune.base", &pb) || !mmspcl_weights_get_int(w, "spcl.prune.mod", &pm) ||
-        !mmspcl_weights_get_int(w, "spcl.prune.K", &pk))
-        return mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "spcl model: the keys spcl.kind, n_classes, prune.* are missing");
-    if (kind < 0 || kind > 2 || pb < -1 || pb > 2 || pm < -1 || pm > 2 || pk < 0 || pk > (1 << 20))
-        return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "spcl model: kind %lld, pruning %lld/%lld/%lld", (long long)kind, (long long)pb, (long long)pm, (long long)pk);
-    mmspcl_fusion_defaults(&fc, (mmspcl_fusion_kind)kind);
-    if (kind == MMSPCL_FUSION_LINEAR) {
-        mmspcl_fuse_linear f;
-        if ((st = mmspcl_fuse_linear_load(&f, w, "spcl.fusion", err))) return st;
-        for (m = 0; m < 3; m++) fc.dims[m] = f.dims[m];
-        fc.out_dim = f.proj.out;
-    } else if (kind == MMSPCL_FUSION_MULT) {
-        mmspcl_mult f;
-        if ((st = mmspcl_mult_load(&f, w, "spcl.fusion", err))) return st;
-        for (m = 0; m < 3; m++) { fc.seq[m] = f.seq[m]; fc.dims[m] = f.seq[m] * f.tok[m]; }
-        fc.d_model = f.d_model; fc.n_heads = f.n_heads; fc.n_cross = f.n_cross; fc.n_self = f.n_self;
-        fc.ff_mult = f.ff_mult; fc.out_dim = f.out_dim; fc.act = f.act;
-        mmspcl_mult_free(&f);
-    } else {
-        mmspcl_mbt f;
-        if ((st = mmspcl_mbt_load(&f, w, "spcl.fusion", err))) return st;
-        for (m = 0; m < 3; m++) { fc.seq[m] = f.seq[m]; fc.dims[m] = f.seq[m] * f.tok[m]; }
-        fc.d_model = f.d_model; fc.n_heads = f.n_heads; fc.n_layers = f.n_layers; fc.fusion_start = f.fusion_start;
-        fc.n_fusion = f.n_fusion; fc.ff_mult = f.ff_mult; fc.out_dim = f.out_dim; fc.act = f.act; fc.bottleneck = f.bottleneck;
-        mmspcl_mbt_free(&f);
-    }
-    fc.dropout = mmspcl_weights_get_float(w, "spcl.fusion.dropout", &dropout) ? dropout : 0.0;
-    if ((st = mmspcl_protos_load(&protos, &pc, &pd, w, "spcl", err))) return st;
-    if (pc != C || pd != fc.out_dim)
-        return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "spcl.protos is [%d][%d], expected [%lld][%d]", pc, pd, (long long)C, fc.out_dim);
-    if ((st = mmspcl_spcl_model_create(M, &fc, (int)C, (int)pb, (int)pm, (int)pk, 0, err))) return st;
+    if (!mmspcl_weights_get_int(w, "spcl.kind", &kind) || !mmspcl_weights_get_int(w, "spcl.n_classes", &C))
+        return mmspcl__t_fail(err, MMSPCL_ERR_NOT_FOUND, "spcl model: the keys spcl.kind and spcl.n_classes are missing");
+    if (kind < 0 || kind > 2) return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "spcl model: spcl.kind %lld", (long long)kind);
+    memset(&pc, 0, sizeof pc);
+    if ((st = mmspcl_pfusion_load_config(w, (mmspcl_fusion_kind)kind, "spcl.fusion", "spcl.prune", &fc, &pc, &has_prune, err))) return st;
+    if (!has_prune && (st = mmspcl__t_spcl_legacy_prune(w, &fc, &pc, &has_prune, err))) return st;
+    if ((st = mmspcl_protos_load(&protos, &pc_n, &pd, w, "spcl", err))) return st;
+    if (pc_n != C || pd != fc.out_dim)
+        return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "spcl.protos is [%d][%d], expected [%lld][%d]", pc_n, pd, (long long)C, fc.out_dim);
+    if ((st = mmspcl_spcl_model_create(M, &fc, (int)C, has_prune ? &pc : NULL, 0, err))) return st;
     if ((st = mmspcl_params_read(&M->P, w, "spcl", err))) { mmspcl_spcl_model_free(M); return st; }
-    for (q = 0; q < (size_t)pc * pd; q++) M->protos[q] = protos[q];
+    for (q = 0; q < (size_t)pc_n * pd; q++) M->protos[q] = protos[q];
     return MMSPCL_OK;
 }
 

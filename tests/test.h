@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,6 +150,26 @@ static inline uint32_t test_crc32(const unsigned char *p, size_t n) {
     }
     return c ^ 0xFFFFFFFFu;
 }
+/* 1 when the file at path holds exactly the text s (its bytes, without the NUL) */
+static inline int test_file_is(const char *path, const char *s) {
+    size_t n;
+    unsigned char *b = test_read_file(path, &n);
+    const int same = b && n == strlen(s) && !memcmp(b, s, n);
+    free(b);
+    return same;
+}
+
+/* entries of folder dir whose name contains part (-1: dir cannot be read) */
+static inline int test_count_names(const char *dir, const char *part) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d) return -1;
+    while ((e = readdir(d))) n += strstr(e->d_name, part) != NULL;
+    closedir(d);
+    return n;
+}
+
 /* A reference file: records "NAME NDIM S0 .. S(NDIM-1) VALUES" separated by spaces or newlines,
    as tools/reference's PyTorch scripts write them (values in double precision). */
 typedef struct test_ref_rec { char name[160]; int ndim, shape[4]; size_t n; double *v; } test_ref_rec;

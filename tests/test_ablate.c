@@ -4,8 +4,13 @@
    Table 5, build/examples/train_msve on L = 1 features with an extract.txt manifest); the SVG
    holds a panel per table; bad input is refused with a message and leaves no output. Run from
    the repository root after make (it starts build/mmspcl, build/align_task and the examples). */
+#define _XOPEN_SOURCE 700 /* mknod */
 #include "tests/test.h"
 #include <sys/stat.h>
+#include <sys/types.h>
+#ifdef __linux__
+#include <sys/sysmacros.h>   /* makedev */
+#endif
 
 #define TMP "build/tests/ablate"
 #define MM "build/mmspcl"
@@ -210,6 +215,24 @@ static void test_refusals(void) {
     CHECK(!strstr(g_err, "[1/"), "no run started");
     CHECK(sh(MM " ablate --features " TMP "/d --len-t 16 --dim-t 8 --tables 2 -o " TMP "/r", NULL, NULL) == 1 && strstr(g_err, "no run") &&
           !exists(TMP "/r.md"), "one modality: table 2 has no run: %s", g_err);
+    /* OUT.md and OUT.svg, both or neither: the second's name a folder (refused before any run) or
+       a full device (its write fails after the runs); an earlier OUT.md stays byte for byte */
+    test_run(NULL, "mkdir -p " TMP "/both.svg");
+    test_write_file(TMP "/both.md", "earlier", 7);
+    CHECK(sh(MM " ablate --features " TMP "/d" SHAPE " --tables 2 --epochs 1 -o " TMP "/both", NULL, NULL) == 1 &&
+          strstr(g_err, "both.svg") && !strstr(g_err, "[1/"), "OUT.svg a folder: refused before any run: %s", g_err);
+    CHECK(test_file_is(TMP "/both.md", "earlier"), "OUT.svg a folder: OUT.md was changed");
+#ifdef __linux__
+    if (geteuid() == 0 && mknod(TMP "/full.svg", S_IFCHR | 0666, makedev(1, 7)) == 0) {
+        test_write_file(TMP "/full.md", "earlier", 7);
+        CHECK(sh(MM " ablate --features " TMP "/d" SHAPE " --tables 2 --epochs 1 -q -o " TMP "/full", NULL, NULL) == 1 &&
+              strstr(g_err, "full.svg"), "OUT.svg a full device: %s", g_err);
+        CHECK(test_file_is(TMP "/full.md", "earlier"), "OUT.svg could not be written, but OUT.md was replaced");
+        remove(TMP "/full.svg");
+    } else
+#endif
+        printf("not root (or no mknod): the full-device case skipped\n");
+    CHECK(!exists(TMP "/both.md.tmp") && test_run(NULL, "ls " TMP " | grep -q 'tmp-'") != 0, "a temporary file was left");
 }
 
 int main(void) {

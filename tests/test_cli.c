@@ -61,17 +61,6 @@ static int same_bytes(const char *a, const char *b) {
     return same;
 }
 
-/* entries of TMP/dir whose name contains part */
-static int count_names(const char *dir, const char *part) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    if (!d) return -1;
-    while ((e = readdir(d))) n += strstr(e->d_name, part) != NULL;
-    closedir(d);
-    return n;
-}
-
 /* ---- UTF-8 and JSON validity ---------------------------------------------------------------- */
 /* 1 when s[0..n) is valid UTF-8 (RFC 3629), checked here independently of the tools */
 static int valid_utf8(const unsigned char *s, size_t n) {
@@ -323,6 +312,19 @@ static void test_inputs(void) {
           "eval --sentiment --head lr: %.200s", g_out);
     CHECK(sh(MM " eval -m " MODEL " --csv " TMP "/labels.csv --head view.t") == 0 && strstr(g_out, "task: emotion, head: view.t"),
           "eval --head view.t: %.200s", g_out);
+    /* --all-heads: the heads the model has, one note (not an error) naming the ones it lacks */
+    CHECK(sh(MM " eval -m " MODEL " --csv " TMP "/labels.csv --all-heads --sentiment") == 0, "eval --all-heads: %s", g_err);
+    {
+        int lines = 0, err_lines = 0;
+        const char *p;
+        for (p = g_out; p && (p = strstr(p, "head=")); p++) lines += p == g_out || p[-1] == '\n';
+        for (p = g_err; p && *p; p++) err_lines += *p == '\n';
+        CHECK(lines == 8 && !strstr(g_out, "no emotion head") && !strstr(g_out, "no sentiment head") && !strstr(g_out, "classifier:"),
+              "eval --all-heads: 8 head lines, no error line (%d): %.300s", lines, g_out);
+        CHECK(err_lines == 1 && strstr(g_err, "mmspcl eval: note: " MODEL " lacks linear (emotion); linear (sentiment);"),
+              "eval --all-heads: one note naming the lacking heads: %s", g_err);
+        CHECK(strstr(g_out, "task: sentiment, head: "), "eval --all-heads --sentiment: the sentiment report follows: %.300s", g_out);
+    }
 }
 
 /* ---- 4. outputs ------------------------------------------------------------------------------ */
@@ -361,7 +363,7 @@ static void test_same_file(void) {
     refused("mmspcl-convert D/model.safetensors D/model.safetensors", CONV " " TMP "/rt/model.safetensors " TMP "/rt/model.safetensors",
             TMP "/rt/model.safetensors", TMP "/st.saved");
     refused("mmspcl-convert D D/config.json (hard link)", CONV " " TMP "/rt " TMP "/cfg-link.json", TMP "/rt/config.json", TMP "/cfg.saved");
-    CHECK(count_names(TMP "/rt", ".tmp") == 0, "mmspcl-convert left a .tmp in the source folder");
+    CHECK(test_count_names(TMP "/rt", ".tmp") == 0, "mmspcl-convert left a .tmp in the source folder");
 }
 
 static void test_outputs(void) {
@@ -375,13 +377,13 @@ static void test_outputs(void) {
     CHECK(sh(MM " bench -m " ROBERTA " --reps 1 --seq 8 -o " TMP "/nodir/x.f32") == 1, "bench -o nodir/: %s", g_err);
     CHECK(sh(CONV " tests/data/roberta-tiny " TMP "/nodir/x.mmw --quiet") == 1, "convert to nodir/: %s", g_err);
     CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/nodir/m.mmw") == 1, "train -o nodir/: %s", g_err);
-    CHECK(!exists(TMP "/nodir") && count_names(TMP, "nodir") == 0, "an output in a missing folder left something");
+    CHECK(!exists(TMP "/nodir") && test_count_names(TMP, "nodir") == 0, "an output in a missing folder left something");
     /* a good output leaves no temporary file, and is the same on standard output */
     CHECK(sh(MM " encode-text -m " ROBERTA " --ids '0 5 2' -o " TMP "/ok.f32") == 0 && exists(TMP "/ok.f32"), "encode-text -o: %s", g_err);
     CHECK(sh(MM " encode-text -m " ROBERTA " --ids '0 5 2' -o - > " TMP "/ok2.f32") == 0 && same_bytes(TMP "/ok.f32", TMP "/ok2.f32"),
           "encode-text -o - differs from -o FILE");
     CHECK(sh(MM " eval -m " MODEL " --csv " TMP "/labels.csv --svg " TMP "/ok.svg") == 0 && exists(TMP "/ok.svg"), "eval --svg: %s", g_err);
-    CHECK(count_names(TMP, ".tmp-") == 0, "a temporary file was left behind");
+    CHECK(test_count_names(TMP, ".tmp-") == 0, "a temporary file was left behind");
     /* a device as output: written in place, never removed (a private node of /dev/full, root only) */
 #ifdef __linux__
     if (geteuid() == 0 && mknod(TMP "/full", S_IFCHR | 0666, makedev(1, 7)) == 0) {
@@ -395,7 +397,12 @@ static void test_outputs(void) {
               "mmspcl-convert to a device: %s", g_err);
         CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/full") == 1 && stat(TMP "/full", &sb) == 0 && S_ISCHR(sb.st_mode),
               "train -o a device: %s", g_err);
-        CHECK(count_names(TMP, "full.") == 0, "a temporary file of the device output was left");
+        /* two outputs, both or neither: the second fails after the work, the first stays as it was */
+        test_write_file(TMP "/vec.f32", "earlier", 7);
+        CHECK(sh(MM " encode-image -m " CLIP " --image " PNG " -o " TMP "/vec.f32 --dump-pixels " TMP "/full") == 1 &&
+              strstr(g_err, strerror(ENOSPC)), "encode-image --dump-pixels a full device: %s", g_err);
+        CHECK(test_file_is(TMP "/vec.f32", "earlier"), "encode-image: -o was replaced although --dump-pixels failed");
+        CHECK(test_count_names(TMP, "full.") == 0 && test_count_names(TMP, "vec.f32.tmp") == 0, "a temporary file of the device output was left");
     } else
 #endif
     {
@@ -406,9 +413,12 @@ static void test_outputs(void) {
     t0 = time(NULL);
     CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/adir") == 1 && strstr(g_err, strerror(EISDIR)), "train -o FOLDER: %s", g_err);
     CHECK(time(NULL) - t0 < 3 && !exists(TMP "/adir.ckpt") && !exists(TMP "/adir.tmp"), "train -o FOLDER trained or left a file");
+    test_write_file(TMP "/m.mmw", "earlier", 7);
     CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/m.mmw --q8 " TMP "/adir") == 1 && strstr(g_err, strerror(EISDIR)) &&
-          !exists(TMP "/m.mmw.ckpt"),
+          !exists(TMP "/m.mmw.ckpt") && !exists(TMP "/m.mmw.tmp"),
           "train --q8 FOLDER: %s", g_err);
+    CHECK(test_file_is(TMP "/m.mmw", "earlier"), "train --q8 FOLDER: an earlier -o file was changed");
+    remove(TMP "/m.mmw");
     /* PATH.tmp of an interrupted write is removed; anyone else's is refused and kept */
     test_write_file(TMP "/st.mmw.tmp", "user data", 9);
     CHECK(sh(MM " train --meld " TMP "/meld -o " TMP "/st.mmw") == 1 && strstr(g_err, "st.mmw.tmp"), "a foreign st.mmw.tmp: %s", g_err);
@@ -494,8 +504,12 @@ static void test_json(void) {
     CHECK(sh(MM " eval -m " MODEL " --csv " TMP "/labels.csv --json --all-heads") == 0, "eval --json: %s", g_err);
     if ((v = parse_out("eval --json"))) {
         const json_value *c = json_get(v, "classes"), *a = json_get(v, "all_heads"), *f = json_get(v, "weighted_f1");
-        CHECK(c && c->type == JSON_ARRAY && c->count == 7 && a && a->type == JSON_ARRAY && a->count == 10 && f && f->type == JSON_NUMBER,
-              "eval --json: classes, all_heads, weighted_f1");
+        const json_value *l = json_get(v, "lacking_heads");
+        CHECK(c && c->type == JSON_ARRAY && c->count == 7 && a && a->type == JSON_ARRAY && a->count == 8 && f && f->type == JSON_NUMBER,
+              "eval --json: classes, all_heads (the 8 heads the model has), weighted_f1");
+        CHECK(l && l->type == JSON_ARRAY && l->count == 2 && a && a->count == 8 && !json_get(&a->items[0], "error") &&
+              json_get(&l->items[0], "head") && json_get(&l->items[0], "head")->type == JSON_STRING &&
+              !strcmp(json_get(&l->items[0], "head")->str, "linear"), "eval --json: lacking_heads names linear for both tasks");
         json_free(v);
     }
     CHECK(sh(MM " inspect --json " MODEL) == 0, "inspect --json: %s", g_err);

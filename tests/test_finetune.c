@@ -12,6 +12,10 @@
       with the reference's seeded draws, CE heads on detached features, dropout off and on:
       the losses (<= 1e-5 relative), the gradient of every tensor (max |diff| <= 1e-4 max |ref|),
       the weights after clipping and one AdamW step with the decay mask (<= 1e-5 max |ref|);
+   4b. the same step with a fusion head trained with the encoder (spcl_joint_ref.py: the SPCL
+      loss and the heads on z = fusion(z_t, a, v), a Linear fusion head, and cross-modal pruning
+      with a common projection before it): the fused z, the heads pruned, the losses, the
+      gradient of every encoder and fusion tensor, the weights after clipping and AdamW;
    5. the augmentation prompts (mmspcl_spcl_prompts_query) against tools/reference/spcl_query_ref.py.
    Needs build/mmspcl-convert (make test builds it) and ../shared/data for part 5. */
 #define MMSPCL_IMPLEMENTATION
@@ -563,6 +567,179 @@ static void test_parity(void) {
     mmspcl_weights_free(w);
 }
 
+
+/* ---- 4b. the same step with a fusion head trained with the encoder (spcl_joint_ref.py) --------- */
+/* the next "case" of joint.txt: name, out_dim, dim a, dim v, K, projection; losses, norms */
+static int read_joint_case(FILE *f, char *name, int *cfg, double *loss, double *norm) {
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "case %15s %d %d %d %d %d", name, &cfg[0], &cfg[1], &cfg[2], &cfg[3], &cfg[4]) == 6) {}
+        else if (sscanf(line, "loss %lf %lf %lf", &loss[0], &loss[1], &loss[2]) == 3) {}
+        else if (sscanf(line, "gradnorm %lf %lf", &norm[0], &norm[1]) == 2) {}
+        else if (!strncmp(line, "end", 3)) return 0;
+    }
+    return -1;
+}
+
+/* every tensor of P from "<prefix>.NAME"; 0 when all were there */
+static int load_init(const st_file *sf, const char *prefix, mmspcl_params *P) {
+    int t, k, bad = 0;
+    for (t = 0; t < P->n_info; t++) {
+        char nm[300];
+        const float *v;
+        snprintf(nm, sizeof nm, "%s.%s", prefix, P->info[t].name);
+        if (!(v = st_f32(sf, nm, P->info[t].n))) { bad = 1; continue; }
+        for (k = 0; k < (int)P->info[t].n; k++) P->w[P->info[t].off + k] = v[k];
+    }
+    return bad;
+}
+
+/* one joint case: z_t from the encoder, z = mmspcl_pfusion(z_t, a, v), SPCL and CE heads on z,
+   the backward through the fusion head into the encoder, clipping, AdamW */
+static void joint_case(const st_file *sf, const ref_t *R, const mmspcl_weights *w, const char *name, const int *cfg,
+                       const double *loss_ref, const double *norm_ref) {
+    const int D = cfg[0], n = R->n, H = R->H;
+    mmspcl_roberta_train m;
+    mmspcl_params Pf, Pe, Ps, *all[4], *clip[3];
+    mmspcl_pfusion fu;
+    mmspcl_fusion_cfg fc;
+    mmspcl_xprune_cfg pc;
+    mmspcl_lin le, ls;
+    mmspcl_spcl S;
+    mmspcl_rng rng;
+    mmspcl_adamw_cfg ac;
+    mmspcl_error err;
+    double loss[3], norm[2], *zt, *dzt, *z, *dz, *pre, *xa, *xv, logits[32 * 7], dl[32 * 7], worst_g, worst_w, md, mr;
+    const double *x[3];
+    double *dx[3];
+    const float *v;
+    float *dout;
+    int32_t ids[32 * 64];
+    int b, k, T, ok = 1, kept_ok = 1;
+    char nm[200], wg[160] = "", ww[160] = "";
+    if (mmspcl_roberta_train_from_weights(&m, w, 32 * 64, 64, &err)) { CHECK(0, "from_weights: %s", err.msg); return; }
+    mmspcl_params_init(&Pf); mmspcl_params_init(&Pe); mmspcl_params_init(&Ps);
+    mmspcl_rng_seed(&rng, 1);
+    mmspcl_fusion_defaults(&fc, MMSPCL_FUSION_LINEAR);
+    fc.dims[0] = H; fc.dims[1] = cfg[1]; fc.dims[2] = cfg[2]; fc.out_dim = D;
+    memset(&pc, 0, sizeof pc);
+    pc.K = cfg[3]; pc.proj_dim = cfg[4]; pc.rule = MMSPCL_PRUNE_ARGMAX;   /* a and v against t, separately */
+    CHECK(!mmspcl_pfusion_create(&fu, &Pf, "fusion", "prune", &fc, cfg[3] ? &pc : NULL, &rng, &err), "%s: fusion: %s", name, err.msg);
+    mmspcl_lin_create(&le, &Pe, "emotion", D, R->C, &rng);
+    mmspcl_lin_create(&ls, &Ps, "sentiment", D, 3, &rng);
+    snprintf(nm, sizeof nm, "%s.init", name);
+    CHECK(!load_init(sf, nm, &Pf) && !load_init(sf, nm, &Pe) && !load_init(sf, nm, &Ps), "%s: the initial fusion and heads", name);
+    zt = (double *)calloc((size_t)n * H, sizeof(double));
+    dzt = (double *)calloc((size_t)n * H, sizeof(double));
+    z = (double *)calloc((size_t)(n + R->n_prefill) * D, sizeof(double));
+    dz = (double *)calloc((size_t)n * D, sizeof(double));
+    pre = z + (size_t)n * D;
+    xa = (double *)calloc((size_t)n * cfg[1], sizeof(double));
+    xv = (double *)calloc((size_t)n * cfg[2], sizeof(double));
+    dout = (float *)calloc((size_t)32 * 64 * H, sizeof(float));
+    snprintf(nm, sizeof nm, "%s.x.a", name);
+    if ((v = st_f32(sf, nm, (uint64_t)n * cfg[1]))) for (k = 0; k < n * cfg[1]; k++) xa[k] = v[k];
+    snprintf(nm, sizeof nm, "%s.x.v", name);
+    if ((v = st_f32(sf, nm, (uint64_t)n * cfg[2]))) for (k = 0; k < n * cfg[2]; k++) xv[k] = v[k];
+    CHECK(mmspcl_spcl_init(&S, R->C, D, R->pool, R->K, R->temperature, R->seed, &err) == MMSPCL_OK, "spcl init");
+    snprintf(nm, sizeof nm, "%s.centers", name);
+    if ((v = st_f32(sf, nm, (uint64_t)R->C * D))) for (k = 0; k < R->C * D; k++) S.centers[k] = v[k];
+    mmspcl_spcl_reset(&S, S.centers);
+    snprintf(nm, sizeof nm, "%s.prefill", name);
+    if ((v = st_f32(sf, nm, (uint64_t)R->n_prefill * D))) for (k = 0; k < R->n_prefill * D; k++) pre[k] = v[k];
+    mmspcl_spcl_push(&S, pre, R->prefill_y, R->n_prefill);
+    /* forward: encoder, z_t at <mask>, fusion */
+    for (b = 0; b < n; b++) memcpy(ids + b * 64, R->ids[b], sizeof(int32_t) * 64);
+    m.train_mode = 0;
+    CHECK(mmspcl_roberta_train_forward(&m, ids, R->len, n, 64, &err) == MMSPCL_OK, "forward: %s", err.msg);
+    for (b = 0, T = 0; b < n; T += R->len[b], b++)
+        for (k = 0; k < H; k++) zt[b * H + k] = m.out[(size_t)(T + R->mask[b]) * H + k];
+    x[0] = zt; x[1] = xa; x[2] = xv;
+    CHECK(!mmspcl_pfusion_forward(&fu, &Pf, x, n, z, NULL, &err), "%s: fusion forward: %s", name, err.msg);
+    snprintf(nm, sizeof nm, "%s.z", name);
+    if ((v = st_f32(sf, nm, (uint64_t)n * D))) {
+        tensor_diff(z, v, (size_t)n * D, &md, &mr);
+        CHECK(md <= 1e-4 * mr, "%s: the fused z, max |diff| %.3g, max |ref| %.3g", name, md, mr);
+    }
+    for (k = 1; cfg[3] && k < 3; k++) {   /* the heads pruning zeroes */
+        const mmspcl_xprune_layout *l = &fu.prune.lay;
+        int i;
+        snprintf(nm, sizeof nm, "%s.kept.%s", name, k == 1 ? "a" : "v");
+        if (!(v = st_f32(sf, nm, (uint64_t)n * l->np[k]))) continue;
+        for (i = 0; i < n * l->np[k]; i++) kept_ok &= fu.prune.kept[(size_t)(i / l->np[k]) * l->n_kept + l->koff[k] + i % l->np[k]] == (unsigned char)v[i];
+    }
+    CHECK(kept_ok, "%s: the heads pruning zeroes are PyTorch's", name);
+    /* losses and backward: SPCL through the fusion into the encoder, CE heads on detached z */
+    mmspcl_params_zero_grad(&m.P); mmspcl_params_zero_grad(&Pf);
+    CHECK(mmspcl_spcl_step(&S, z, R->emo, n, &loss[0], dz, NULL, &err) == MMSPCL_OK, "spcl step");
+    mmspcl_lin_forward(&Pe, &le, z, logits, n);
+    loss[1] = mmspcl_ce_loss(logits, R->emo, n, R->C, NULL, dl);
+    mmspcl_lin_backward(&Pe, &le, z, dl, NULL, n);
+    mmspcl_lin_forward(&Ps, &ls, z, logits, n);
+    loss[2] = mmspcl_ce_loss(logits, R->sent, n, 3, NULL, dl);
+    mmspcl_lin_backward(&Ps, &ls, z, dl, NULL, n);
+    dx[0] = dzt; dx[1] = dx[2] = NULL;
+    mmspcl_pfusion_backward(&fu, &Pf, x, n, dz, dx);
+    for (b = 0, T = 0; b < n; T += R->len[b], b++)
+        for (k = 0; k < H; k++) dout[(size_t)(T + R->mask[b]) * H + k] = (float)dzt[b * H + k];
+    CHECK(mmspcl_roberta_train_backward(&m, dout, NULL, &err) == MMSPCL_OK, "backward: %s", err.msg);
+    for (k = 0; k < 3; k++) ok &= test_close(loss[k], loss_ref[k], 1e-5, 0);
+    CHECK(ok, "%s: losses spcl %.9g ce %.9g %.9g, PyTorch %.9g %.9g %.9g", name, loss[0], loss[1], loss[2], loss_ref[0], loss_ref[1],
+          loss_ref[2]);
+    all[0] = &m.P; all[1] = &Pf; all[2] = &Pe; all[3] = &Ps;
+    snprintf(nm, sizeof nm, "%s.grad", name);
+    worst_g = compare_all(sf, nm, all, 4, 1, 1e-4, "gradient of every tensor, encoder and fusion", wg, sizeof wg);
+    clip[0] = &m.P; clip[1] = &Pf; clip[2] = &Pe;
+    norm[0] = mmspcl_grad_clip_multi(clip, 3, R->clip);
+    norm[1] = mmspcl_grad_clip(&Ps, R->clip);
+    CHECK(test_close(norm[0], norm_ref[0], 1e-5, 0) && test_close(norm[1], norm_ref[1], 1e-5, 0),
+          "%s: gradient norms %.9g %.9g, PyTorch %.9g %.9g", name, norm[0], norm[1], norm_ref[0], norm_ref[1]);
+    mmspcl_adamw_defaults(&ac);
+    ac.weight_decay = R->wd;
+    mmspcl_adamw_step(&m.P, &ac, R->lr_enc);
+    mmspcl_adamw_step(&Pf, &ac, R->lr_head);
+    mmspcl_adamw_step(&Pe, &ac, R->lr_head);
+    mmspcl_adamw_step(&Ps, &ac, R->lr_head);
+    snprintf(nm, sizeof nm, "%s.after", name);
+    worst_w = compare_all(sf, nm, all, 4, 0, 1e-5, "weights after clipping and one AdamW step", ww, sizeof ww);
+    printf("  joint (fusion %s) vs PyTorch: spcl loss %.9f (rel diff %.1e), gradient norm rel diff %.1e;\n"
+           "                      worst gradient max|diff|/max|ref| %.1e (%s), weights after AdamW %.1e (%s)\n",
+           name, loss[0], fabs(loss[0] - loss_ref[0]) / loss_ref[0], fabs(norm[0] - norm_ref[0]) / norm_ref[0], worst_g, wg, worst_w, ww);
+    free(zt); free(dzt); free(z); free(dz); free(xa); free(xv); free(dout);
+    mmspcl_spcl_free(&S);
+    mmspcl_pfusion_free(&fu);
+    mmspcl_params_free(&Pf); mmspcl_params_free(&Pe); mmspcl_params_free(&Ps);
+    mmspcl_roberta_train_free(&m);
+}
+
+static void test_parity_joint(void) {
+    FILE *f = fopen(REF "/expected.txt", "r"), *fj = fopen(REF "/joint.txt", "r");
+    st_file sf;
+    char serr[512], name[16];
+    ref_t R;
+    mmspcl_weights *w = NULL;
+    mmspcl_error err;
+    double loss[3], norm[2];
+    int cfg[5], cases = 0;
+    memset(&sf, 0, sizeof sf);
+    if (!f || !fj || read_ref(&R, f) || st_open(REF "/joint.safetensors", &sf, serr, sizeof serr)) {
+        CHECK(0, "reading %s/joint.* (run tools/reference/spcl_joint_ref.py)", REF);
+        if (f) fclose(f);
+        if (fj) fclose(fj);
+        return;
+    }
+    CHECK(convert(REF, TMP "-joint.mmw", NULL) == 0 && mmspcl_weights_open(&w, TMP "-joint.mmw", &err) == MMSPCL_OK, "converting %s", REF);
+    while (w && !read_joint_case(fj, name, cfg, loss, norm)) {
+        joint_case(&sf, &R, w, name, cfg, loss, norm);
+        cases++;
+    }
+    CHECK(cases == 2, "2 joint cases (linear, pruning + linear): %d", cases);
+    fclose(f);
+    fclose(fj);
+    st_close(&sf);
+    mmspcl_weights_free(w);
+}
+
 /* ---- 5. augmentation prompts ------------------------------------------------------------------ */
 static void test_query_prompts(void) {
     FILE *f = fopen("tests/data/prompt/meld_prompts_query.txt", "r");
@@ -629,6 +806,7 @@ int main(void) {
     test_from_weights();
     test_freeze();
     test_parity();
+    test_parity_joint();
     test_query_prompts();
     return TEST_END();
 }

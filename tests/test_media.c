@@ -311,6 +311,18 @@ static void ex_check_train_media(void) {
     CHECK(sh(MM " extract --join -q -o " EX "/tv2 " EX "/out " EX "/sh/shard-1-of-2") == 1 && strstr(g_err, "one shard"),
           "--join of a lone shard: %s", g_err);
     CHECK(sh(MM " extract --join -q -o " EX "/out " EX "/out " EX "/dev") == 2, "--join into one of its inputs: %s", g_err);
+    /* all or nothing: a folder where a later file goes is refused before any file is written; the
+       files an earlier run left stay byte for byte, and no manifest, .part or .tmp file appears */
+    test_run(NULL, "mkdir -p " EX "/tv3/sentiment.txt " EX "/nx/labels.txt");
+    test_write_file(EX "/tv3/a.f32", "earlier", 7);
+    test_write_file(EX "/earlier", "earlier", 7);
+    CHECK(sh(MM " extract --join -q -o " EX "/tv3 " EX "/out " EX "/dev") == 1 && strstr(g_err, "sentiment.txt"),
+          "--join with a folder at OUTDIR/sentiment.txt: %s", g_err);
+    CHECK(same_bytes(EX "/tv3/a.f32", EX "/earlier") && fsize(EX "/tv3/labels.txt") < 0 && fsize(EX "/tv3/extract.txt") < 0 &&
+          test_run(NULL, "ls " EX "/tv3 | grep -q tmp") != 0, "--join failed: an earlier file changed, or a new one left");
+    CHECK(sh(MM " extract " EXA " -o " EX "/nx") == 1 && strstr(g_err, "labels.txt"), "extract with a folder at OUTDIR/labels.txt: %s", g_err);
+    CHECK(fsize(EX "/nx/a.f32") < 0 && fsize(EX "/nx/a.f32.part") < 0 && fsize(EX "/nx/progress.txt") < 0,
+          "extract refused: files were written");
     CHECK(sh(MM " train --media " EX "/tv -m " AUDIO_MODEL " -o " EX "/x.mmw") == 1 && strstr(g_err, "t view"),
           "features of another model refused: %s", g_err);
     CHECK(sh(MM " train --media " EX "/tv -m " BASE " -o " EX "/av.mmw --epochs 3") == 0 && strstr(g_err, "emotion head over t+a+v"),

@@ -1,6 +1,7 @@
 /* The library's thread pool (mmspcl.h, 15. Threads): every item of a job runs exactly once, on a
    thread index below the team asked for, whatever the team, the job size, nesting or callers on
-   several threads at once; the default count (environment, CPU list parsing); and the shipped
+   several threads at once; the default count (environment, CPU list parsing); the workers'
+   priority (idle for the default count, normal for one asked for: Linux x86-64); and the shipped
    classifier's views with 1, 2 and 3 threads: the same bits. (The kernels' own 1-vs-2-thread
    checks are in test_kernels.c, whole encoders in test_roberta.c and test_clip.c.) */
 #define _POSIX_C_SOURCE 200809L
@@ -116,7 +117,55 @@ static void test_count(void) {
     mmspcl_set_threads(0);
 }
 
-/* ---- 5. the shipped classifier: 1, 2 and 3 threads give the same bits ---------------------- */
+/* ---- 5. the workers' priority: idle for the default count, normal for one asked for -------- */
+#if defined(MMSPCL__POOL) && defined(__linux__) && defined(__x86_64__) && !defined(MMSPCL_NO_STDIO)
+#include <dirent.h>
+/* threads of this process with scheduling policy 5 (SCHED_IDLE): field 41 of /proc/self/task/T/stat */
+static int idle_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+    if (!d) return -1;
+    while ((e = readdir(d))) {
+        char path[300], line[1024], *q;
+        FILE *f;
+        int field;
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        if (!(f = fopen(path, "r"))) continue;
+        q = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+        fclose(f);
+        for (field = 2; q && field < 41; field++) q = strchr(q + 1, ' ');
+        if (q && atoi(q + 1) == 5) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_priority(void) {
+    const char *e1 = getenv("MMSPCL_NUM_THREADS"), *e2 = getenv("OMP_NUM_THREADS");
+    char *s1 = e1 ? strdup(e1) : NULL, *s2 = e2 ? strdup(e2) : NULL;
+    unsetenv("MMSPCL_NUM_THREADS");
+    unsetenv("OMP_NUM_THREADS");
+    mmspcl_set_threads(2);   /* asked for: normal priority */
+    CHECK(run_jobs(2, 200, 64, 5u), "team 2 asked for");
+    CHECK(idle_threads() == 0, "--threads 2: %d workers at idle priority", idle_threads());
+    if (mmspcl_set_threads(0) >= 2) {   /* the default on a machine with 2 or more cores: idle */
+        CHECK(run_jobs(2, 200, 64, 6u), "default team");
+        CHECK(idle_threads() >= 1, "default count: no worker at idle priority");
+        mmspcl_set_threads(2);   /* and back: the idle workers are replaced */
+        CHECK(run_jobs(2, 200, 64, 8u), "team 2 asked for again");
+        CHECK(idle_threads() == 0, "--threads 2 after the default: %d workers at idle priority", idle_threads());
+    } else {
+        printf("  one usable core: default count's idle priority not checked\n");
+    }
+    if (s1) { setenv("MMSPCL_NUM_THREADS", s1, 1); free(s1); }
+    if (s2) { setenv("OMP_NUM_THREADS", s2, 1); free(s2); }
+    mmspcl_set_threads(0);
+}
+#endif
+
+/* ---- 6. the shipped classifier: 1, 2 and 3 threads give the same bits ---------------------- */
 static void test_classifier(void) {
     static const mmspcl_turn turns[4] = {{"Rachel", "Guess what?"}, {"Ross", "What?"},
                                          {"Rachel", "I got the job!"}, {"Ross", "Oh my God, that's amazing."}};
@@ -147,6 +196,9 @@ int main(void) {
     test_nested();
 #ifdef MMSPCL__POOL
     test_concurrent();
+#endif
+#if defined(MMSPCL__POOL) && defined(__linux__) && defined(__x86_64__) && !defined(MMSPCL_NO_STDIO)
+    test_priority();
 #endif
     test_classifier();
     return TEST_END();

@@ -434,7 +434,7 @@ typedef struct fusion_ctx {
     mmspcl_params P;
     mmspcl_fusion f;
     double *x[3], *y, *r;
-    int n;
+    int n, *lens[3];       /* MBT: lengths (NULL: every token real) */
     uint64_t drop_seed;
 } fusion_ctx;
 
@@ -442,11 +442,13 @@ static double fusion_loss(void *vp) {
     fusion_ctx *c = (fusion_ctx *)vp;
     mmspcl_rng dr;
     mmspcl_rng_seed(&dr, c->drop_seed);
-    mmspcl_fusion_forward(&c->f, &c->P, (const double *const *)c->x, c->n, c->y, &dr, NULL);
+    mmspcl_fusion_forward_seq(&c->f, &c->P, (const double *const *)c->x, (const int *const *)c->lens, c->n, c->y, &dr, NULL);
     return dotv(c->r, c->y, (size_t)c->n * c->f.cfg.out_dim);
 }
 
-static void fusion_grad_check(const char *what, const mmspcl_fusion_cfg *fc, int n) {
+/* padded: MBT with lengths 1 + (i + m) % seq[m] (values in the padding as well: they must get
+   no gradient, which the central differences see as 0) */
+static void fusion_grad_check(const char *what, const mmspcl_fusion_cfg *fc, int n, int padded) {
     fusion_ctx c;
     mmspcl_rng r;
     double *dx[3], *g;
@@ -464,6 +466,10 @@ static void fusion_grad_check(const char *what, const mmspcl_fusion_cfg *fc, int
         c.x[m] = fc->dims[m] ? dalloc((size_t)n * fc->dims[m]) : NULL;
         dx[m] = fc->dims[m] ? dalloc((size_t)n * fc->dims[m]) : NULL;
         if (c.x[m]) fill_normal(c.x[m], (size_t)n * fc->dims[m], 1.0, &r);
+        if (padded && fc->dims[m]) {
+            c.lens[m] = (int *)malloc(sizeof(int) * (size_t)n);
+            for (i = 0; i < (size_t)n; i++) c.lens[m][i] = 1 + (int)((i + (size_t)m) % (size_t)fc->seq[m]);
+        }
     }
     c.y = dalloc((size_t)n * fc->out_dim); c.r = dalloc((size_t)n * fc->out_dim);
     fill_normal(c.r, (size_t)n * fc->out_dim, 1.0, &r);
@@ -492,7 +498,7 @@ static void fusion_grad_check(const char *what, const mmspcl_fusion_cfg *fc, int
         }
         CHECK(dead == 0, "%s: %d tensors without gradient", what, dead);
     }
-    for (m = 0; m < 3; m++) { free(c.x[m]); free(dx[m]); }
+    for (m = 0; m < 3; m++) { free(c.x[m]); free(dx[m]); free(c.lens[m]); }
     free(c.y); free(c.r); free(g);
     mmspcl_fusion_free(&c.f);
     mmspcl_params_free(&c.P);
@@ -505,15 +511,21 @@ static void test_fusion_grad(void) {
     fc.seq[0] = 3; fc.seq[1] = 2; fc.seq[2] = 2;
     fc.d_model = 8; fc.n_heads = 2; fc.ff_mult = 2; fc.n_cross = 2; fc.n_self = 1; fc.out_dim = 5;
     fc.dropout = 0.1;
-    fusion_grad_check("fusion (b) MulT", &fc, 3);
+    fusion_grad_check("fusion (b) MulT", &fc, 3, 0);
     mmspcl_fusion_defaults(&fc, MMSPCL_FUSION_MBT);
     fc.dims[0] = 12; fc.dims[1] = 6; fc.dims[2] = 8;
     fc.seq[0] = 3; fc.seq[1] = 2; fc.seq[2] = 2;
     fc.d_model = 8; fc.n_heads = 2; fc.ff_mult = 2; fc.n_layers = 3; fc.fusion_start = 1; fc.n_fusion = 2;
     fc.out_dim = 5; fc.dropout = 0.1;
-    fusion_grad_check("fusion (c) MBT", &fc, 3);
+    fusion_grad_check("fusion (c) MBT", &fc, 3, 0);
+    fusion_grad_check("fusion (c) MBT, padded", &fc, 3, 1);
+    fc.readout = MMSPCL_READOUT_JOINT;        /* scenic's readout: one norm, the mean over all tokens */
+    fusion_grad_check("fusion (c) MBT, padded, scenic's readout", &fc, 3, 1);
     fc.bottleneck = MMSPCL_BOTTLENECK_PAIR;   /* a token set per pair (the paper's equations 8-9) */
-    fusion_grad_check("fusion (c) MBT, bottlenecks per pair", &fc, 3);
+    fusion_grad_check("fusion (c) MBT, bottlenecks per pair, padded, scenic's readout", &fc, 3, 1);
+    fc.readout = MMSPCL_READOUT_MODALITY;
+    fusion_grad_check("fusion (c) MBT, bottlenecks per pair", &fc, 3, 0);
+    fusion_grad_check("fusion (c) MBT, bottlenecks per pair, padded", &fc, 3, 1);
 }
 
 /* ---- MSVE ------------------------------------------------------------------------------------- */
@@ -878,6 +890,7 @@ static void test_spcl_model_checkpoint(mmspcl_fusion_kind kind) {
     const char *path = ckpt_path();
     mmspcl_spcl_model M;
     mmspcl_fusion_cfg fc;
+    mmspcl_xprune_cfg pc;
     mmspcl_weights *w = NULL;
     mmspcl_error err;
     mmspcl_rng r;
@@ -891,7 +904,9 @@ static void test_spcl_model_checkpoint(mmspcl_fusion_kind kind) {
     fc.seq[0] = 4; fc.seq[1] = 2; fc.seq[2] = 2;
     fc.d_model = 8; fc.n_heads = 2; fc.ff_mult = 2; fc.n_cross = 2; fc.n_self = 1;
     fc.n_layers = 3; fc.fusion_start = 1; fc.n_fusion = 2; fc.out_dim = 10;
-    CHECK(mmspcl_spcl_model_create(&M, &fc, C, prune ? 0 : 0, prune ? 2 : -1, 4, 3, &err) == MMSPCL_OK, "spcl model: %s", err.msg);
+    memset(&pc, 0, sizeof pc);
+    pc.base = 0; pc.mods = MMSPCL_MOD_V; pc.K = 4; pc.rule = MMSPCL_PRUNE_ARGMAX;   /* v against t, heads of 4 */
+    CHECK(mmspcl_spcl_model_create(&M, &fc, C, prune ? &pc : NULL, 3, &err) == MMSPCL_OK, "spcl model: %s", err.msg);
     mmspcl_rng_seed(&r, 81);
     for (q = 0; q < M.P.n; q++) M.P.w[q] += 0.1 * mmspcl_rng_normal(&r);
     fill_normal(M.protos, (size_t)C * fc.out_dim, 1.0, &r);
@@ -955,7 +970,7 @@ static void test_spcl_model_checkpoint(mmspcl_fusion_kind kind) {
             mmspcl_spcl_model_embed(&M2, (const float *const *)x, n, z2, NULL);
             for (q = 0; q < (size_t)n * fc.out_dim; q++) if (fabs(z2[q] - z[q]) > md) md = fabs(z2[q] - z[q]);
             for (q = 0; q < M.P.n && M2.P.v[q] == M.P.v[q]; q++) {}
-            CHECK(md < 1e-4 && q == M.P.n && M2.P.step == 9 && M2.prune_mod == M.prune_mod && M2.protos[5] == (double)(float)M.protos[5],
+            CHECK(md < 1e-4 && q == M.P.n && M2.P.step == 9 && M2.embed.has_prune == M.embed.has_prune && M2.protos[5] == (double)(float)M.protos[5],
                   "%s resume: same embeddings (%.1e), AdamW state, pruning, prototypes", names[kind], md);
         } else CHECK(0, "%s resume: %zu parameters, expected %zu", names[kind], M2.P.n, M.P.n);
         mmspcl_spcl_model_free(&M2);
@@ -1045,7 +1060,7 @@ static double train_msve_on(const synth *tr, const synth *va, const synth *te, u
    training embeddings: the same measure before and after training (the epochs' own losses run
    over curriculum selections that get harder by design) */
 static double spcl_eval_loss(mmspcl_spcl_model *M, const synth *tr, const synth *va) {
-    const int D = M->fusion.cfg.out_dim;
+    const int D = M->embed.fusion.cfg.out_dim;
     double *zt = dalloc((size_t)tr->n * D), *zv = dalloc((size_t)va->n * D), means[4 * 64], total = 0, l;
     int b, nb = 0;
     mmspcl_spcl_model_embed(M, (const float *const *)tr->x, tr->n, zt, NULL);
@@ -1099,7 +1114,7 @@ static void test_train_synthetic(void) {
             fc.seq[0] = fc.seq[1] = fc.seq[2] = 3;
             fc.d_model = 16; fc.n_heads = 2; fc.ff_mult = 2; fc.n_cross = 1; fc.n_self = 1;
             fc.n_layers = 2; fc.fusion_start = 1; fc.n_fusion = 2; fc.out_dim = 16; fc.dropout = 0.0;
-            mmspcl_spcl_model_create(&M, &fc, 4, -1, -1, 0, 5, NULL);
+            mmspcl_spcl_model_create(&M, &fc, 4, NULL, 5, NULL);
             mmspcl_spcl_train_defaults(&sc);
             sc.epochs = 20; sc.batch = 16; sc.patience = 0; sc.pool_size = 64; sc.K = 16; sc.warmup = 10; sc.lr = 3e-3; sc.seed = 17;
             before = spcl_eval_loss(&M, &tr, &va);
@@ -1128,6 +1143,7 @@ static void run_for_threads(int threads, double **w_msve, size_t *n_msve, double
     mmspcl_msve_train_cfg tc;
     mmspcl_spcl_model S;
     mmspcl_fusion_cfg fc;
+    mmspcl_xprune_cfg pc;
     mmspcl_spcl_train_cfg sc;
     mmspcl_dataset dtr, dva;
 #ifdef _OPENMP
@@ -1152,7 +1168,9 @@ static void run_for_threads(int threads, double **w_msve, size_t *n_msve, double
     fc.dims[0] = fc.dims[1] = fc.dims[2] = SYN_DIM;
     fc.seq[0] = fc.seq[1] = fc.seq[2] = 3;
     fc.d_model = 8; fc.n_heads = 2; fc.n_layers = 2; fc.fusion_start = 1; fc.n_fusion = 2; fc.out_dim = 8;
-    mmspcl_spcl_model_create(&S, &fc, 4, 0, 1, 4, 5, NULL);   /* a pruned against t in heads of 4 */
+    memset(&pc, 0, sizeof pc);
+    pc.base = 0; pc.mods = MMSPCL_MOD_A; pc.K = 4;
+    mmspcl_spcl_model_create(&S, &fc, 4, &pc, 5, NULL);   /* a pruned against t in heads of 4 */
     mmspcl_spcl_train_defaults(&sc);
     sc.epochs = 1; sc.pool_size = 32; sc.K = 8; sc.seed = 6;
     mmspcl_spcl_train(&S, &dtr, &dva, &sc, NULL, NULL, NULL, NULL);

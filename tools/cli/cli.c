@@ -461,9 +461,18 @@ void cli_out_discard(cli_out *o) {
     cli_out_release(o);
 }
 
-int cli_out_commit(cli_out *o, const char *cmd) {
+/* The first step of a commit: the file complete under its temporary name (flushed, synced and
+   closed; a weight file: there). 0, or 1 after a message with the output discarded. */
+static int cli_out_complete(cli_out *o, const char *cmd) {
     int bad, e = 0;
-    if (o->is_stdout) { cli_out_release(o); return 0; }   /* checked at the end (cli_check_stdout) */
+    if (o->is_stdout) return 0;   /* checked at the end (cli_check_stdout) */
+    if (o->weights) {
+        struct stat sb;
+        if (o->tmp && stat(o->tmp, &sb) == 0 && S_ISREG(sb.st_mode)) return 0;
+        cli_fail(cmd, "internal error: %s was not written", o->path ? o->path : "a weight file");
+        cli_out_discard(o);
+        return 1;
+    }
     if (!o->f) return cli_fail(cmd, "internal error: output not open");
     errno = 0;
     bad = fflush(o->f) != 0 || ferror(o->f);
@@ -471,20 +480,43 @@ int cli_out_commit(cli_out *o, const char *cmd) {
     if (!bad && o->tmp && fsync(fileno(o->f)) != 0 && errno != EINVAL && errno != EROFS) { bad = 1; e = errno; }
     if (fclose(o->f) != 0 && !bad) { bad = 1; e = errno ? errno : EIO; }
     o->f = NULL;
-    if (!bad && o->tmp && rename(o->tmp, o->path) != 0) {
-        e = errno;
-        cli_fail(cmd, "cannot rename %s to %s: %s", o->tmp, o->path, strerror(e));
+    if (bad) {
+        cli_fail(cmd, "cannot write %s: %s", o->path, strerror(e));
         cli_out_discard(o);
         return 1;
     }
-    if (bad) {
-        cli_fail(cmd, "cannot write %s: %s", o->path, strerror(e));
+    return 0;
+}
+
+/* The second: the temporary file renamed over PATH (written in place: nothing to do). 0, or 1
+   after a message with the temporary file removed. */
+static int cli_out_place(cli_out *o, const char *cmd) {
+    if (!o->is_stdout && o->tmp && rename(o->tmp, o->path) != 0) {
+        const int e = errno;
+        cli_fail(cmd, "cannot rename %s to %s: %s", o->tmp, o->path, strerror(e));
         cli_out_discard(o);
         return 1;
     }
     cli_out_release(o);
     return 0;
 }
+
+int cli_outs_commit(cli_out *const *o, int n, const char *cmd) {
+    int i;
+    for (i = 0; i < n; i++)
+        if (o[i] && cli_out_complete(o[i], cmd)) { cli_outs_discard(o, n); return 1; }
+    for (i = 0; i < n; i++)
+        if (o[i] && cli_out_place(o[i], cmd)) { cli_outs_discard(o, n); return 1; }
+    return 0;
+}
+
+void cli_outs_discard(cli_out *const *o, int n) {
+    int i;
+    for (i = 0; i < n; i++)
+        if (o[i]) cli_out_discard(o[i]);
+}
+
+int cli_out_commit(cli_out *o, const char *cmd) { return cli_outs_commit(&o, 1, cmd); }
 
 int cli_out_f32(cli_out *o, const char *cmd, const float *x, size_t n) {
     unsigned char b[4096];
@@ -510,6 +542,24 @@ int cli_write_f32(const char *cmd, const char *path, const float *x, size_t n) {
 }
 
 /* ==== weight files written by the library (mmspcl_writer_save: PATH.tmp, renamed) =========== */
+/* tmp, the temporary name a weight file `path` is written through: when it exists and is an
+   interrupted write (empty, or starting with the weight-file magic "MMSPCLWF", docs/FORMAT.md),
+   removed; anything else refused. 0, or 1 after a message. */
+static int cli_clear_stale(const char *cmd, const char *tmp, const char *path) {
+    struct stat sb;
+    char head[8];
+    size_t got = 0;
+    FILE *f;
+    if (lstat(tmp, &sb) != 0) return 0;
+    f = S_ISREG(sb.st_mode) ? fopen(tmp, "rb") : NULL;
+    if (f) { got = fread(head, 1, sizeof head, f); fclose(f); }
+    if (!f || !((sb.st_size == 0) || (got == 8 && !memcmp(head, "MMSPCLWF", 8))))
+        return cli_fail(cmd, "%s exists and is not a partial mmspcl file; %s is written through it: move it away", tmp, path);
+    if (unlink(tmp) != 0) return cli_fail(cmd, "cannot remove the stale %s: %s", tmp, strerror(errno));
+    fprintf(stderr, "mmspcl %s: removed %s, left by an interrupted write\n", cmd, tmp);
+    return 0;
+}
+
 int cli_check_weights_output(const char *cmd, const char *opt, const char *path) {
     struct stat sb;
     char *probe, *tmp;
@@ -532,27 +582,30 @@ int cli_check_weights_output(const char *cmd, const char *opt, const char *path)
     if (!(tmp = (char *)malloc(strlen(path) + 5))) return cli_fail(cmd, "out of memory");
     strcpy(tmp, path);
     strcat(tmp, ".tmp");
-    if (lstat(tmp, &sb) == 0) {
-        /* the writer's temporary name: a partial weight file starts with the magic "MMSPCLWF"
-           (docs/FORMAT.md) or is still empty */
-        char head[8];
-        size_t got = 0;
-        FILE *f = S_ISREG(sb.st_mode) ? fopen(tmp, "rb") : NULL;
-        if (f) { got = fread(head, 1, sizeof head, f); fclose(f); }
-        if (!f || !((sb.st_size == 0) || (got == 8 && !memcmp(head, "MMSPCLWF", 8)))) {
-            cli_fail(cmd, "%s exists and is not a partial mmspcl file; %s is written through it: move it away", tmp, path);
-            free(tmp);
-            return 1;
-        }
-        if (unlink(tmp) != 0) {
-            cli_fail(cmd, "cannot remove the stale %s: %s", tmp, strerror(errno));
-            free(tmp);
-            return 1;
-        }
-        fprintf(stderr, "mmspcl %s: removed %s, left by an interrupted write\n", cmd, tmp);
-    }
+    if (cli_clear_stale(cmd, tmp, path)) { free(tmp); return 1; }
     cli_tmp_register(tmp);
     free(tmp);
+    return 0;
+}
+
+int cli_out_weights(cli_out *o, const char *cmd, const char *opt, const char *path) {
+    const size_t n = strlen(path);
+    char *tt;
+    int rc;
+    memset(o, 0, sizeof *o);
+    o->slot = -1;
+    if ((rc = cli_check_weights_output(cmd, opt, path))) return rc;
+    o->path = (char *)malloc(n + 1);
+    o->tmp = (char *)malloc(n + 5);
+    tt = (char *)malloc(n + 9);
+    if (!o->path || !o->tmp || !tt) { free(tt); cli_out_release(o); return cli_fail(cmd, "out of memory"); }
+    memcpy(o->path, path, n + 1);
+    memcpy(o->tmp, path, n); memcpy(o->tmp + n, ".tmp", 5);
+    memcpy(tt, o->tmp, n + 4); memcpy(tt + n + 4, ".tmp", 5);
+    if (cli_clear_stale(cmd, tt, o->tmp)) { free(tt); cli_out_release(o); return 1; }
+    o->weights = 1;
+    o->slot = cli_tmp_register(tt);   /* the library's own temporary file; o->tmp is registered above */
+    free(tt);
     return 0;
 }
 

@@ -11,7 +11,9 @@
      "-"               standard input wherever a file is read (at most one per command)
      outputs           written to PATH.tmp-XXXXXX beside PATH and renamed when complete (an
                        existing non-regular file such as a device is written in place and never
-                       removed); standard output is checked at the end (exit 1 when it failed)
+                       removed); standard output is checked at the end (exit 1 when it failed);
+                       a command with several outputs renames them only when all are complete
+                       (cli_outs_commit): on failure none is created or changed
      --json            one JSON document on stdout, valid for any input bytes (invalid UTF-8 is
                        written as U+FFFD, control characters escaped) */
 #ifndef MMSPCL_CLI_H
@@ -128,12 +130,26 @@ typedef struct cli_out {
     FILE *f;
     char *path, *tmp;     /* tmp NULL: writing in place (standard output, a device) */
     int is_stdout, slot;
+    int weights;          /* 1: a weight file the library writes to tmp (cli_out_weights); f is NULL */
 } cli_out;
 int cli_out_open(cli_out *o, const char *cmd, const char *path);   /* 0, or 1 after a message */
 /* Flushes, closes and renames; 0, or 1 after a message (the temporary file removed). */
 int cli_out_commit(cli_out *o, const char *cmd);
 /* Closes and removes the temporary file (never PATH); safe on a zeroed or committed cli_out. */
 void cli_out_discard(cli_out *o);
+/* A weight file as one of several outputs: cli_check_weights_output's checks, then o->tmp is
+   PATH.tmp, the name to give mmspcl_writer_save (which writes PATH.tmp.tmp and renames it to
+   PATH.tmp; a stale PATH.tmp.tmp is treated as PATH.tmp is), renamed over PATH by
+   cli_out_commit / cli_outs_commit. 0, or 1 after a message (2 for "-"). */
+int cli_out_weights(cli_out *o, const char *cmd, const char *opt, const char *path);
+/* Several outputs, all or nothing: first every file is completed (flushed, synced, closed; a
+   weight file must exist under its temporary name), then, only when all are, each is renamed
+   over its PATH. On a failure every temporary file not yet renamed is removed and 1 returned
+   after a message: no PATH is created or changed (a rename itself fails only when the folder
+   changes under the command; the outputs renamed before it then stay). NULL entries are
+   skipped. 0 when all are in place. */
+int cli_outs_commit(cli_out *const *o, int n, const char *cmd);
+void cli_outs_discard(cli_out *const *o, int n);
 /* n floats, little-endian float32, to an output; 0 or 1 after a message. */
 int cli_out_f32(cli_out *o, const char *cmd, const float *x, size_t n);
 /* The whole of path ("-": standard output) through a cli_out: 0 or 1 after a message. */

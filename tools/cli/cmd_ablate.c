@@ -373,7 +373,7 @@ int mmspcl_cmd_ablate(int argc, char **argv) {
     abl_table *T = NULL;
     abl_job *jobs = NULL;
     abl_ui u;
-    cli_out md, svg;
+    cli_out md, svg, *outs[2];
     mmspcl_error err;
     char path[2][4200];
     int rc, nj = 0, i;
@@ -381,6 +381,7 @@ int mmspcl_cmd_ablate(int argc, char **argv) {
     memset(&d, 0, sizeof d);
     memset(&md, 0, sizeof md);
     memset(&svg, 0, sizeof svg);
+    outs[0] = &md; outs[1] = &svg;
     abl_fusion_defaults(&a.f);
     a.tables = "2,3,4,5"; a.msve_epochs = 200; a.msve_hidden = 100; a.msve_lr = 1e-4;
     if ((rc = abl_parse(argc, argv, &a)) != CLI_GO) return rc;
@@ -404,12 +405,11 @@ int mmspcl_cmd_ablate(int argc, char **argv) {
     if (abl_run_all(&d, T, jobs, nj, &u)) goto done;
     abl_markdown(md.f, &a, &d, T, jobs, nj);
     abl_svg(svg.f, &a, T);
-    if (cli_out_commit(&md, CMD) || cli_out_commit(&svg, CMD)) goto done;
+    if (cli_outs_commit(outs, 2, CMD)) goto done;   /* both or neither */
     if (!a.quiet) fprintf(stderr, "wrote %s and %s (%.0f s)\n", path[0], path[1], abl_now() - u.t0);
     rc = 0;
 done:
-    cli_out_discard(&md);
-    cli_out_discard(&svg);
+    cli_outs_discard(outs, 2);
     abl_data_free(&d);
     free(T); free(jobs);
     return rc;

@@ -51,7 +51,7 @@ int mmspcl_cmd_encode_image(int argc, char **argv) {
     const mmspcl_clip_config *c;
     float *pixels = NULL, *vec = NULL;
     size_t n_vec, n_px, k;
-    cli_out o, od;
+    cli_out o, od, *outs[2];
     const cli_opt opts[] = {
         CLI_OPT_REQ("-m, --model", &model, "WEIGHTS", "weight file of a CLIP vision tower (mmspcl-convert), - for standard input"),
         CLI_OPT_REQ("--image", &image, "FILE", "PNG, BMP or binary PPM/PGM, - for standard input"),
@@ -71,6 +71,8 @@ int mmspcl_cmd_encode_image(int argc, char **argv) {
     if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
     if ((rc = check_paths(model, image, out, dump, json))) return rc;
     if ((out && cli_out_open(&o, CMD, out)) || (dump && cli_out_open(&od, CMD, dump))) { cli_out_discard(&o); return 1; }
+    outs[0] = out ? &o : NULL;
+    outs[1] = dump ? &od : NULL;
     rc = 1;
     if (cli_weights_open(CMD, model, &w)) goto done;
     if (mmspcl_clip_load(&m, w, 1, &err)) { cli_fail(CMD, "%s: %s", model, err.msg); goto done; }
@@ -83,10 +85,11 @@ int mmspcl_cmd_encode_image(int argc, char **argv) {
     vec = (float *)malloc(n_vec * sizeof(float));
     if (!pixels || !vec) { cli_fail(CMD, "out of memory"); goto done; }
     if (mmspcl_clip_preprocess_image(m, &img, pixels, &err)) { cli_fail(CMD, "%s: %s", image, err.msg); goto done; }
-    if (dump && (cli_out_f32(&od, CMD, pixels, n_px) || cli_out_commit(&od, CMD))) goto done;
+    if (dump && cli_out_f32(&od, CMD, pixels, n_px)) goto done;
     if (mmspcl_clip_forward(m, pixels, 1, pooled ? NULL : vec, pooled ? vec : NULL, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (out && cli_out_f32(&o, CMD, vec, n_vec)) goto done;
+    if (cli_outs_commit(outs, 2, CMD)) goto done;   /* -o and --dump-pixels: both or neither */
     if (out) {
-        if (cli_out_f32(&o, CMD, vec, n_vec) || cli_out_commit(&o, CMD)) goto done;
         if (!json)
             fprintf(stderr, "mmspcl encode-image: %s (%dx%d) -> %s: %zu float32 (%s)\n", image, img.width, img.height, out, n_vec,
                     pooled ? "pooled class token" : "projected image embedding");
@@ -96,8 +99,7 @@ int mmspcl_cmd_encode_image(int argc, char **argv) {
         for (k = 0; k < n_vec; k++) printf(k + 1 < n_vec ? "%.9g " : "%.9g\n", vec[k]);
     rc = 0;
 done:
-    cli_out_discard(&o);
-    cli_out_discard(&od);
+    cli_outs_discard(outs, 2);
     free(pixels);
     free(vec);
     mmspcl_image_free(&img);

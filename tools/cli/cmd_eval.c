@@ -6,8 +6,8 @@
    per-class F1 weighted by true-class support, zero_division=0). --svg draws the confusion
    matrix and, when the model holds its training log, the training curves. --head picks the
    head of the task scored: emotion (default) or, with --sentiment, sentiment; --all-heads first
-   prints one line per head and task (the views are computed once); --json prints all of it as
-   one JSON object instead. */
+   prints one line per head and task the model has (the views are computed once) and one note on
+   standard error naming the heads it lacks; --json prints all of it as one JSON object instead. */
 #include "mmspcl.h"
 #include "tools/train/meld_csv.h"
 #include <stdio.h>
@@ -100,11 +100,10 @@ typedef struct eval_run {
     int64_t cm[MMSPCL_MAX_CLASSES * MMSPCL_MAX_CLASSES];
     mmspcl_class_metrics pc[MMSPCL_MAX_CLASSES];
     mmspcl_metrics mt;
-    /* --all-heads: per head and task */
-    int n_all;
-    const char *all_head[EVAL_HEADS], *all_task[EVAL_HEADS];
+    /* --all-heads: per head and task the model has; then the ones it lacks */
+    int n_all, n_lack;
+    const char *all_head[EVAL_HEADS], *all_task[EVAL_HEADS], *lack_head[EVAL_HEADS], *lack_task[EVAL_HEADS];
     double all_f1[EVAL_HEADS], all_acc[EVAL_HEADS];
-    char all_err[EVAL_HEADS][sizeof(((mmspcl_error *)0)->msg)];
 } eval_run;
 
 /* the heads of --all-heads: CLI_EMOTION_HEADS, then CLI_SENTIMENT_HEADS */
@@ -165,25 +164,42 @@ static int eval_compute(eval_run *e) {
                                        e->vv + (size_t)s * H, &err))
             return cli_fail(CMD, "dialogue %d: %s", d, err.msg);
     }
-    if (e->all_heads) {   /* one line per head, both tasks */
+    if (e->all_heads) {   /* one line per head the model has, both tasks; a head it has must score */
         for (i = 0; i < EVAL_HEADS; i++) {
-            const int is_s = i >= EVAL_EMOTION_HEADS;
+            const int is_s = i >= EVAL_EMOTION_HEADS, k = e->n_all;
+            const char *task = is_s ? "sentiment" : "emotion";
             mmspcl_metrics mt2;
-            e->all_head[i] = eval_heads[i];
-            e->all_task[i] = is_s ? "sentiment" : "emotion";
-            e->all_err[i][0] = 0;
-            if (eval_score(e, is_s, e->all_head[i], NULL, NULL, &mt2, &err)) {
-                snprintf(e->all_err[i], sizeof e->all_err[i], "%s", err.msg);
+            if (!mmspcl_classifier_has_head(&e->m, is_s, eval_heads[i])) {
+                e->lack_head[e->n_lack] = eval_heads[i];
+                e->lack_task[e->n_lack++] = task;
                 continue;
             }
-            e->all_f1[i] = mt2.weighted_f1;
-            e->all_acc[i] = mt2.accuracy;
+            if (eval_score(e, is_s, eval_heads[i], NULL, NULL, &mt2, &err))
+                return cli_fail(CMD, "--all-heads: head %s (%s): %s", eval_heads[i], task, err.msg);
+            e->all_head[k] = eval_heads[i];
+            e->all_task[k] = task;
+            e->all_f1[k] = mt2.weighted_f1;
+            e->all_acc[k] = mt2.accuracy;
+            e->n_all++;
         }
-        e->n_all = EVAL_HEADS;
     }
     if (!eval_head_used(e, e->sentiment, e->head)) return cli_fail(CMD, "%s has no %s head", e->model, e->sentiment ? "sentiment" : "emotion");
     if (eval_score(e, e->sentiment, e->head, e->cm, e->pc, &e->mt, &err)) return cli_fail(CMD, "%s", err.msg);
     return 0;
+}
+
+/* --all-heads: one note (standard error) naming the heads the model lacks, per task:
+   "mmspcl eval: note: MODEL lacks linear, view.v (emotion); linear (sentiment); ..." */
+static void eval_note_lacking(const eval_run *e) {
+    int i, t, n_task, groups = 0;
+    fprintf(stderr, "mmspcl %s: note: %s lacks", CMD, e->model);
+    for (t = 0; t < 2; t++) {
+        const char *task = t ? "sentiment" : "emotion";
+        for (i = 0, n_task = 0; i < e->n_lack; i++)
+            if (!strcmp(e->lack_task[i], task)) fprintf(stderr, "%s%s", n_task++ ? ", " : groups ? "; " : " ", e->lack_head[i]);
+        if (n_task) { fprintf(stderr, " (%s)", task); groups++; }
+    }
+    fprintf(stderr, "; the heads it has are scored\n");
 }
 
 static void eval_print_text(const eval_run *e) {
@@ -191,10 +207,8 @@ static void eval_print_text(const eval_run *e) {
     const char *const *names = e->sentiment ? mmspcl_sentiment_names : mmspcl_emotion_names;
     const mmspcl_metrics *mt = &e->mt;
     int c, i;
-    for (i = 0; i < e->n_all; i++) {
-        if (e->all_err[i][0]) printf("head=%s task=%s: %s\n", e->all_head[i], e->all_task[i], e->all_err[i]);
-        else printf("head=%-9s task=%-9s weighted_f1=%.4f accuracy=%.4f\n", e->all_head[i], e->all_task[i], e->all_f1[i], e->all_acc[i]);
-    }
+    for (i = 0; i < e->n_all; i++)
+        printf("head=%-9s task=%-9s weighted_f1=%.4f accuracy=%.4f\n", e->all_head[i], e->all_task[i], e->all_f1[i], e->all_acc[i]);
     if (e->n_all) printf("\n");
     printf("%s on %s (%d utterances, %d dialogues), task: %s, head: %s%s\n", e->model, e->csv, e->data.n_rows,
            e->data.n_dialogues, e->sentiment ? "sentiment" : "emotion", eval_head_used(e, e->sentiment, e->head),
@@ -220,8 +234,8 @@ static void eval_print_text(const eval_run *e) {
 /* {"model", "csv", "task", "head", "default_head", "utterances", "dialogues", "classes": [{"name",
    "precision", "recall", "f1", "support"}], "weighted": {"precision", "recall", "f1"}, "macro_f1",
    "weighted_f1", "accuracy", "confusion": {"labels": [...], "rows": [[...]]}, "all_heads":
-   [{"head", "task", "weighted_f1", "accuracy"} or {"head", "task", "error"}] (empty without
-   --all-heads)} */
+   [{"head", "task", "weighted_f1", "accuracy"}] (the heads the model has), "lacking_heads":
+   [{"head", "task"}] (the heads it lacks; both empty without --all-heads)} */
 static void eval_print_json(const eval_run *e) {
     const int C = e->sentiment ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS;
     const char *const *names = e->sentiment ? mmspcl_sentiment_names : mmspcl_emotion_names;
@@ -254,11 +268,12 @@ static void eval_print_json(const eval_run *e) {
     }
     printf("]},\n \"all_heads\": [");
     for (i = 0; i < e->n_all; i++) {
-        printf("%s\n  {\"head\": \"%s\", \"task\": \"%s\", ", i ? "," : "", e->all_head[i], e->all_task[i]);
-        if (e->all_err[i][0]) { printf("\"error\": "); cli_json_str(stdout, e->all_err[i]); }
-        else { printf("\"weighted_f1\": "); J(e->all_f1[i]); printf(", \"accuracy\": "); J(e->all_acc[i]); }
+        printf("%s\n  {\"head\": \"%s\", \"task\": \"%s\", \"weighted_f1\": ", i ? "," : "", e->all_head[i], e->all_task[i]);
+        J(e->all_f1[i]); printf(", \"accuracy\": "); J(e->all_acc[i]);
         printf("}");
     }
+    printf("],\n \"lacking_heads\": [");
+    for (i = 0; i < e->n_lack; i++) printf("%s{\"head\": \"%s\", \"task\": \"%s\"}", i ? ", " : "", e->lack_head[i], e->lack_task[i]);
     printf("]}\n");
 }
 
@@ -285,7 +300,7 @@ int mmspcl_cmd_eval(int argc, char **argv) {
             CLI_OPT_STR("--head", &e.head, "H", "the head scored: emotion heads " CLI_EMOTION_HEADS "; with --sentiment: "
                         CLI_SENTIMENT_HEADS, "the model's default_head, else the better on dev"),
             CLI_OPT_FLAG("--sentiment", &e.sentiment, "score the sentiment task instead of emotion"),
-            CLI_OPT_FLAG("--all-heads", &e.all_heads, "first one line per head and task (the views computed once)"),
+            CLI_OPT_FLAG("--all-heads", &e.all_heads, "first one line per head and task the model has (the views computed once)"),
             CLI_OPT_FLAG("--json", &e.json, "one JSON object instead of the text report"),
             CLI_OPT_END};
         const cli_spec spec = {CMD, "-m MODEL --csv FILE [options]",
@@ -295,7 +310,8 @@ int mmspcl_cmd_eval(int argc, char **argv) {
                                "JSON: {\"model\", \"csv\", \"task\", \"head\", \"default_head\", \"utterances\", \"dialogues\", \"classes\": [{\"name\",\n"
                                "\"precision\", \"recall\", \"f1\", \"support\"}], \"weighted\": {\"precision\", \"recall\", \"f1\"}, \"macro_f1\",\n"
                                "\"weighted_f1\", \"accuracy\", \"confusion\": {\"labels\", \"rows\"}, \"all_heads\": [{\"head\", \"task\",\n"
-                               "\"weighted_f1\", \"accuracy\"} or {\"head\", \"task\", \"error\"}]}"};
+                               "\"weighted_f1\", \"accuracy\"}] (the heads MODEL has), \"lacking_heads\": [{\"head\", \"task\"}]}.\n"
+                               "--all-heads names the heads MODEL lacks in one note on standard error (not an error: exit 0)."};
         if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
     }
     if ((rc = cli_check_head(CMD, "--head", e.head, e.sentiment))) return rc;
@@ -308,6 +324,7 @@ int mmspcl_cmd_eval(int argc, char **argv) {
     if (cli_classifier_load(CMD, e.model, &e.m, &e.hold)) goto done;
     if (meld_csv_load(e.csv, &e.data, &err)) { cli_fail_io(CMD, e.csv, &err); goto done; }
     if (eval_compute(&e)) goto done;
+    if (e.n_lack) eval_note_lacking(&e);
     if (e.svg) {
         write_svg(svg.f, e.cm, e.sentiment ? MMSPCL_NUM_SENTIMENTS : MMSPCL_NUM_EMOTIONS,
                   e.sentiment ? mmspcl_sentiment_names : mmspcl_emotion_names, e.m.w, &e.mt);

@@ -131,6 +131,22 @@ static int ex_mkdir(const char *dir) {
     return 0;
 }
 
+/* Before any work: none of the names the files of `on` (NULL: all) and extract.txt end under in
+   dir is taken by anything but a regular file (a folder there would fail a rename at the end,
+   after the others were placed). 0, or 1 after a message. */
+static int ex_check_names(const char *dir, const int *on) {
+    char path[4100];
+    struct stat sb;
+    int i;
+    for (i = 0; i <= EX_NFILES; i++) {
+        if (i < EX_NFILES && on && !on[i]) continue;
+        if (ex_path(path, sizeof path, dir, i < EX_NFILES ? ex_name[i] : "extract.txt", "")) return 1;
+        if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+            return cli_fail(CMD, "%s exists and is not a regular file: the output cannot be written there", path);
+    }
+    return 0;
+}
+
 /* ==== the manifest and the progress index ================================================== */
 /* "mmspcl-extract 1\njob ...\nshard I/N\n" then the counts, the dims (manifest) or the files'
    sizes (progress) */
@@ -208,7 +224,7 @@ static int ex_setup(ex_job *j) {
     j->on[EX_T] = j->model != NULL;
     j->on[EX_V] = j->clip_path != NULL;
     j->on[EX_A] = j->on[EX_LABELS] = j->on[EX_SENT] = j->on[EX_SPLIT] = j->on[EX_ROWS] = j->on[EX_SKIPPED] = 1;
-    return 0;
+    return ex_check_names(j->dir, j->on);
 }
 
 /* Opens the .part files: fresh, or cut back to a progress index of the same job. 0; 1 after a
@@ -343,16 +359,27 @@ static int ex_dialogue(ex_job *j, int d, float *t, float *a, float *v, mmspcl_tu
     return 0;
 }
 
-/* the .part files renamed to their names, then the manifest */
+/* the .part files closed, then renamed to their names (all or none: a failed rename puts the
+   ones before back, so progress.txt still describes the folder), then the manifest */
 static int ex_finish(ex_job *j) {
     char from[4100], to[4100], text[2048];
-    int i;
+    int i, k, bad = 0;
     for (i = 0; i < EX_NFILES; i++) {
         if (!j->f[i]) continue;
-        if (fclose(j->f[i]) != 0) { j->f[i] = NULL; return cli_fail(CMD, "cannot write %s/%s.part: %s", j->dir, ex_name[i], strerror(errno)); }
+        if (fclose(j->f[i]) != 0 && !bad) bad = cli_fail(CMD, "cannot write %s/%s.part: %s", j->dir, ex_name[i], strerror(errno));
         j->f[i] = NULL;
+    }
+    if (bad) return 1;
+    for (i = 0; i < EX_NFILES; i++) {
+        if (!j->on[i]) continue;
         if (ex_path(from, sizeof from, j->dir, ex_name[i], ".part") || ex_path(to, sizeof to, j->dir, ex_name[i], "")) return 1;
-        if (rename(from, to) != 0) return cli_fail(CMD, "cannot rename %s to %s: %s", from, to, strerror(errno));
+        if (rename(from, to) != 0) {
+            cli_fail(CMD, "cannot rename %s to %s: %s", from, to, strerror(errno));
+            for (k = 0; k < i; k++)
+                if (j->on[k] && !ex_path(from, sizeof from, j->dir, ex_name[k], ".part") && !ex_path(to, sizeof to, j->dir, ex_name[k], ""))
+                    rename(to, from);
+            return 1;
+        }
     }
     ex_describe(j, text, sizeof text, 1);
     if (ex_path(to, sizeof to, j->dir, "extract.txt", "") || ex_write_atomic(to, text)) return 1;
@@ -464,22 +491,48 @@ static int ex_join_check(ex_job *j, char **dir, int n, int shards) {
     return 0;
 }
 
-/* the folders' files concatenated in order into j->out, then its manifest */
-static int ex_join_files(ex_job *j, char **dir, int n) {
-    char from[4100], to[4100], tmp[4200], text[2048];
-    int i, k;
-    for (k = 0; k < EX_NFILES; k++) {
-        FILE *f;
-        if ((k == EX_T && !j->H) || (k == EX_V && !j->V)) continue;
-        if (ex_path(to, sizeof to, j->out, ex_name[k], "")) return 1;
-        snprintf(tmp, sizeof tmp, "%s.tmp", to);
-        if (!(f = fopen(tmp, "wb"))) return cli_fail(CMD, "cannot create %s: %s", tmp, strerror(errno));
-        for (i = 0; i < n; i++) {
-            snprintf(from, sizeof from, "%s/%s", dir[i], ex_name[k]);
-            if (ex_append(f, from, to)) { fclose(f); remove(tmp); return 1; }
-        }
-        if (fclose(f) != 0 || rename(tmp, to) != 0) { remove(tmp); return cli_fail(CMD, "cannot write %s: %s", to, strerror(errno)); }
+/* file k of the folders concatenated in order into tmp: 0, or 1 after a message (tmp removed) */
+static int ex_join_one(char **dir, int n, int k, const char *tmp, const char *to) {
+    char from[4100];
+    FILE *f;
+    int i, ok;
+    if (!(f = fopen(tmp, "wb"))) return cli_fail(CMD, "cannot create %s: %s", tmp, strerror(errno));
+    for (i = 0; i < n; i++) {
+        snprintf(from, sizeof from, "%s/%s", dir[i], ex_name[k]);
+        if (ex_append(f, from, to)) { fclose(f); remove(tmp); return 1; }
     }
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0 || !ok) { const int e = errno; remove(tmp); return cli_fail(CMD, "cannot write %s: %s", to, strerror(e)); }
+    return 0;
+}
+
+/* the folders' files concatenated in order into j->out, all or none: every file complete under
+   NAME.tmp first (a failure removes them: an earlier join's files and manifest stay as they
+   were); then the old manifest removed, the files renamed and the new manifest written */
+static int ex_join_files(ex_job *j, char **dir, int n) {
+    char to[4100], tmp[EX_NFILES][4200], text[2048];
+    int k, on[EX_NFILES], bad = 0;
+    for (k = 0; k < EX_NFILES; k++) {
+        on[k] = !((k == EX_T && !j->H) || (k == EX_V && !j->V));
+        tmp[k][0] = 0;
+    }
+    if (ex_check_names(j->out, on)) return 1;
+    for (k = 0; k < EX_NFILES && !bad; k++) {
+        if (!on[k]) continue;
+        if (ex_path(to, sizeof to, j->out, ex_name[k], "")) { bad = 1; break; }
+        snprintf(tmp[k], sizeof tmp[k], "%s.tmp", to);
+        if (ex_join_one(dir, n, k, tmp[k], to)) { tmp[k][0] = 0; bad = 1; }
+    }
+    if (!bad && (ex_path(to, sizeof to, j->out, "extract.txt", "") || (remove(to) != 0 && errno != ENOENT &&
+                                                                        cli_fail(CMD, "cannot remove %s: %s", to, strerror(errno)))))
+        bad = 1;
+    for (k = 0; k < EX_NFILES; k++) {
+        if (!tmp[k][0]) continue;
+        if (bad) { remove(tmp[k]); continue; }
+        snprintf(to, sizeof to, "%.*s", (int)(strlen(tmp[k]) - 4), tmp[k]);
+        if (rename(tmp[k], to) != 0) { bad = cli_fail(CMD, "cannot rename %s to %s: %s", tmp[k], to, strerror(errno)); remove(tmp[k]); }
+    }
+    if (bad) return 1;
     j->shard_i = j->shard_n = 1;
     ex_describe(j, text, sizeof text, 1);
     return ex_path(to, sizeof to, j->out, "extract.txt", "") || ex_write_atomic(to, text);

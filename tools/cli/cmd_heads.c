@@ -25,8 +25,11 @@ int mmspcl_cmd_heads(int argc, char **argv) {
     meld_heads_recipe r;
     meld_csv train, dev;
     mmspcl_error err;
+    cli_out om, oq, *outs[2];
     int np = 0, rc, limit = 0, have_train = 0, have_dev = 0, i;
     meld_heads_defaults(&r);
+    memset(&om, 0, sizeof om);
+    memset(&oq, 0, sizeof oq);
     {
         const cli_opt opts[] = {
             CLI_OPT_REQ("-m, --model", &model, "MODEL", "the classifier of mmspcl train --init on all of train"),
@@ -61,7 +64,8 @@ int mmspcl_cmd_heads(int argc, char **argv) {
             return rc;
         if (q8 && (!strcmp(q8, out) || cli_same_file(q8, out))) return cli_usage_error(CMD, "--q8 %s is the same file as -o %s", q8, out);
     }
-    if (cli_check_weights_output(CMD, "-o", out) || (q8 && cli_check_weights_output(CMD, "--q8", q8))) return 1;
+    outs[0] = &om; outs[1] = q8 ? &oq : NULL;
+    if ((rc = cli_out_weights(&om, CMD, "-o", out)) || (q8 && (rc = cli_out_weights(&oq, CMD, "--q8", q8)))) { cli_outs_discard(outs, 2); return rc; }
     rc = 1;
     if (meld_csv_load(train_csv, &train, &err)) { cli_fail_io(CMD, train_csv, &err); goto done; }
     have_train = 1;
@@ -69,13 +73,14 @@ int mmspcl_cmd_heads(int argc, char **argv) {
     have_dev = 1;
     if (limit > 0 && limit < train.n_dialogues) { train.n_dialogues = limit; train.n_rows = train.dialogue_start[limit]; }
     if (limit > 0 && (limit + 8) / 9 < dev.n_dialogues) { dev.n_dialogues = (limit + 8) / 9; dev.n_rows = dev.dialogue_start[dev.n_dialogues]; }
-    if (meld_heads_build(&r, model, pos, np, &train, &dev, out, heads_progress, NULL, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
-    if (q8) {
-        if (meld_quantize_file(out, q8, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
-        fprintf(stderr, "wrote %s (q8_0)\n", q8);
-    }
+    if (meld_heads_build(&r, model, pos, np, &train, &dev, om.tmp, heads_progress, NULL, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (q8 && meld_quantize_file(om.tmp, oq.tmp, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (cli_outs_commit(outs, 2, CMD)) goto done;   /* -o and --q8: both or neither */
+    fprintf(stderr, "wrote %s\n", out);
+    if (q8) fprintf(stderr, "wrote %s (q8_0)\n", q8);
     rc = 0;
 done:
+    cli_outs_discard(outs, 2);
     if (have_train) meld_csv_free(&train);
     if (have_dev) meld_csv_free(&dev);
     return rc;

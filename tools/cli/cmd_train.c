@@ -262,8 +262,10 @@ static int train_parse(int argc, char **argv, meld_recipe *r, train_args *a, tra
     return CLI_GO;
 }
 
-/* Before any work: no output is an input or another output, and each can be written. */
-static int train_check_paths(const meld_recipe *r, train_args *a) {
+/* Before any work: no output is an input or another output, and each can be written; om and
+   oq (--q8) are the outputs, written all or nothing (the checkpoint is not one of them: it
+   stays for --resume whatever happens). */
+static int train_check_paths(const meld_recipe *r, train_args *a, cli_out *om, cli_out *oq) {
     const char *in_opts[5] = {"--meld", "--meld", "--bpe", "--bpe", "--resume"};
     const char *in_paths[5];
     int rc;
@@ -278,7 +280,7 @@ static int train_check_paths(const meld_recipe *r, train_args *a) {
         return cli_usage_error(CMD, "--q8 %s is the same file as the checkpoint", a->q8);
     if (r->resume && strcmp(r->resume, "-") && access(r->resume, R_OK) != 0)
         return cli_fail(CMD, "cannot open --resume %s: %s", r->resume, strerror(errno));
-    if ((rc = cli_check_weights_output(CMD, "-o", a->out)) || (a->q8 && (rc = cli_check_weights_output(CMD, "--q8", a->q8))) ||
+    if ((rc = cli_out_weights(om, CMD, "-o", a->out)) || (a->q8 && (rc = cli_out_weights(oq, CMD, "--q8", a->q8))) ||
         (r->checkpoint && (rc = cli_check_weights_output(CMD, "the checkpoint", r->checkpoint))))
         return rc;
     return 0;
@@ -325,7 +327,7 @@ void train_bpe_free(train_bpe *b) {
 
 /* ==== mmspcl train --init: SPCL fine-tuning of a converted RoBERTa ============================== */
 typedef struct ft_args {
-    const char *meld_dir, *out, *q8, *oof;
+    const char *meld_dir, *out, *q8, *oof, *prune_mods, *prune_pool;
     int limit, no_ckpt, max_steps, folds, fold;
     char train_csv[4096], dev_csv[4096], ckpt[4200], oof_buf[4200];
 } ft_args;
@@ -386,7 +388,6 @@ static int ft_write_oof(const char *model, const meld_csv *fold, const int *rows
     if (mmspcl_writer_add_tensor(wr, "oof.t", MMSPCL_F32, 2, sh, t, sizeof(float) * (size_t)fold->n_rows * H, &err) ||
         mmspcl_writer_save(wr, path, NULL, NULL, &err))
         { cli_fail(CMD, "%s", err.msg); goto done; }
-    fprintf(stderr, "wrote %s: out-of-fold views of the %d rows of fold %d of %d\n", path, fold->n_rows, F, K);
     rc = 0;
 done:
     if (wr) mmspcl_writer_free(wr);
@@ -430,6 +431,14 @@ static int ft_parse(int argc, char **argv, spcl_ft_recipe *r, ft_args *a, train_
         CLI_OPT_INT("--augment", &r->augment, 0, 1, "0|1", "extra prompts asking about an earlier turn (SPCL's training data)"),
         CLI_OPT_REAL("--dropout", &r->dropout, 0, 0.95, "X", "hidden and attention dropout while training"),
         CLI_OPT_INT("--sentiment", &r->sentiment, 0, 1, "0|1", "train a sentiment head too"),
+        CLI_OPT_STR("--fusion", &r->fusion, "KIND", "joint training: linear, mult, bottleneck or prune (pruning + linear) over t, a, v", NULL),
+        CLI_OPT_STR("--features", &r->features, "DIR", "with --fusion: mmspcl extract folder with a.f32 / v.f32 of the train and dev rows", NULL),
+        CLI_OPT_INT("--fusion-dim", &r->fusion_dim, 0, 1 << 16, "N", "width of the fused z (0: the encoder's hidden size)"),
+        CLI_OPT_INT("--prune-k", &r->prune_k, 1, 1 << 16, "K", "--fusion prune: head size (divides t's width, or --prune-proj)"),
+        CLI_OPT_STR("--prune-mods", &a->prune_mods, "MODS", "--fusion prune: the pruning modalities (a, v or av)", "those present"),
+        CLI_OPT_INT("--prune-proj", &r->prune_proj, 0, 1 << 16, "N", "--fusion prune: common projection width (0: none)"),
+        CLI_OPT_STR("--prune-pool", &a->prune_pool, "separate|joint", "--fusion prune, arg-max: each pruning modality, or one pool", "separate"),
+        CLI_OPT_REAL("--prune-threshold", &r->prune_tau, -1, 1, "T", "--fusion prune: the threshold rule with this cosine (default arg-max)"),
         CLI_OPT_END};
     const cli_spec spec = {CMD, "--init MODEL --meld DIR -o OUT [options]",
                            "SPCL fine-tuning of a converted RoBERTa checkpoint, as caskcsg/SPCL trains sup-simcse-roberta-large\n"
@@ -439,6 +448,20 @@ static int ft_parse(int argc, char **argv, spcl_ft_recipe *r, ft_args *a, train_
                            "its tokenizer (<mask>) and --max-len are checked before the first training step."};
     if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
     r->max_steps = a->max_steps;
+    if (a->prune_mods) {
+        if (!a->prune_mods[0] || strspn(a->prune_mods, "av") != strlen(a->prune_mods))
+            return cli_usage_error(CMD, "--prune-mods '%s': give a, v or av", a->prune_mods);
+        r->prune_mods = (strchr(a->prune_mods, 'a') ? MMSPCL_MOD_A : 0u) | (strchr(a->prune_mods, 'v') ? MMSPCL_MOD_V : 0u);
+    }
+    if (a->prune_pool && strcmp(a->prune_pool, "separate") && strcmp(a->prune_pool, "joint"))
+        return cli_usage_error(CMD, "--prune-pool '%s': give separate or joint", a->prune_pool);
+    r->prune_joint = a->prune_pool && !strcmp(a->prune_pool, "joint");
+    if (r->fusion && strcmp(r->fusion, "prune") && (a->prune_mods || r->prune_proj || a->prune_pool || r->prune_tau > -1.5))
+        return cli_usage_error(CMD, "--prune-mods, --prune-proj, --prune-pool and --prune-threshold are options of --fusion prune, not of --fusion %s",
+                               r->fusion);
+    if (r->fusion && a->folds) return cli_usage_error(CMD, "--folds writes text score views: not with --fusion");
+    if (!r->fusion && r->features) return cli_usage_error(CMD, "--features %s needs --fusion KIND", r->features);
+    if (r->fusion && !r->features) return cli_usage_error(CMD, "--fusion %s needs --features DIR (mmspcl extract's a.f32 / v.f32)", r->fusion);
     if (a->folds && a->fold >= a->folds) return cli_usage_error(CMD, "--fold %d: give 0..%d for --folds %d", a->fold, a->folds - 1, a->folds);
     if (!a->folds && a->oof) return cli_usage_error(CMD, "--oof needs --folds K --fold F");
     if (a->folds && !a->oof) {
@@ -453,7 +476,8 @@ static int ft_parse(int argc, char **argv, spcl_ft_recipe *r, ft_args *a, train_
     return CLI_GO;
 }
 
-static int ft_check_paths(const spcl_ft_recipe *r, const ft_args *a) {
+/* as train_check_paths; the outputs: om (-o), oo (--oof), oq (--q8) */
+static int ft_check_paths(const spcl_ft_recipe *r, const ft_args *a, cli_out *om, cli_out *oo, cli_out *oq) {
     const char *in_opts[4] = {"--init", "--meld", "--meld", "--resume"};
     const char *in_paths[4];
     int rc;
@@ -467,12 +491,12 @@ static int ft_check_paths(const spcl_ft_recipe *r, const ft_args *a) {
     if (a->oof && ((rc = cli_refuse_same(CMD, "--oof", a->oof, 4, in_opts, in_paths)) ||
                    (!strcmp(a->oof, a->out) && (rc = cli_usage_error(CMD, "--oof %s is the same file as -o", a->oof)))))
         return rc;
-    if (a->oof && cli_check_weights_output(CMD, "--oof", a->oof)) return 1;
+    if (a->oof && (rc = cli_out_weights(oo, CMD, "--oof", a->oof))) return rc;
     if (access(r->init, R_OK) != 0) return cli_fail(CMD, "cannot open --init %s: %s", r->init, strerror(errno));
     if (r->resume && access(r->resume, R_OK) != 0) return cli_fail(CMD, "cannot open --resume %s: %s", r->resume, strerror(errno));
-    if (cli_check_weights_output(CMD, "-o", a->out) || (a->q8 && cli_check_weights_output(CMD, "--q8", a->q8)) ||
-        (r->checkpoint && cli_check_weights_output(CMD, "the checkpoint", r->checkpoint)))
-        return 1;
+    if ((rc = cli_out_weights(om, CMD, "-o", a->out)) || (a->q8 && (rc = cli_out_weights(oq, CMD, "--q8", a->q8))) ||
+        (r->checkpoint && (rc = cli_check_weights_output(CMD, "the checkpoint", r->checkpoint))))
+        return rc;
     return 0;
 }
 
@@ -482,14 +506,17 @@ static int train_finetune(int argc, char **argv) {
     meld_csv train, dev, fit, held;
     mmspcl_error err;
     train_ui ui;
+    cli_out om, oo, oq, *outs[3];
     int rc, have_train = 0, have_dev = 0, *rows = NULL;
+    memset(&om, 0, sizeof om); memset(&oo, 0, sizeof oo); memset(&oq, 0, sizeof oq);
     spcl_ft_defaults(&r);
     memset(&fit, 0, sizeof fit);
     memset(&held, 0, sizeof held);
     memset(&ui, 0, sizeof ui);
     memset(&a, 0, sizeof a);
     if ((rc = ft_parse(argc, argv, &r, &a, &ui)) != CLI_GO) return rc;
-    if ((rc = ft_check_paths(&r, &a))) return rc;
+    outs[0] = &om; outs[1] = a.oof ? &oo : NULL; outs[2] = a.q8 ? &oq : NULL;
+    if ((rc = ft_check_paths(&r, &a, &om, &oo, &oq))) { cli_outs_discard(outs, 3); return rc; }
     ui.tty = isatty(2);
     ui.t0 = ui.last_print = now_s();
     rc = 1;
@@ -503,17 +530,19 @@ static int train_finetune(int argc, char **argv) {
     fprintf(stderr, "[0m00s] train --init %s: %d utterances in %d dialogues%s, dev %d in %d; max_len %d, batch %d, %d epochs, seed %llu\n",
             r.init, a.folds ? fit.n_rows : train.n_rows, a.folds ? fit.n_dialogues : train.n_dialogues,
             a.folds ? " (the other folds)" : "", dev.n_rows, dev.n_dialogues, r.max_len, r.batch, r.epochs, (unsigned long long)r.seed);
-    if (spcl_finetune(&r, a.folds ? &fit : &train, &dev, a.out, train_progress, &ui, &err)) {
+    if (spcl_finetune(&r, a.folds ? &fit : &train, &dev, om.tmp, train_progress, &ui, &err)) {
         cli_fail(CMD, "%s", err.msg);
         goto done;
     }
-    if (a.folds && ft_write_oof(a.out, &held, rows, a.folds, a.fold, train.n_rows, a.oof)) goto done;
-    if (a.q8) {
-        if (meld_quantize_file(a.out, a.q8, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
-        fprintf(stderr, "wrote %s (q8_0)\n", a.q8);
-    }
+    if (a.folds && ft_write_oof(om.tmp, &held, rows, a.folds, a.fold, train.n_rows, oo.tmp)) goto done;
+    if (a.q8 && meld_quantize_file(om.tmp, oq.tmp, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (cli_outs_commit(outs, 3, CMD)) goto done;   /* -o, --oof and --q8: all or none */
+    fprintf(stderr, "wrote %s\n", a.out);
+    if (a.folds) fprintf(stderr, "wrote %s: out-of-fold views of the %d rows of fold %d of %d\n", a.oof, held.n_rows, a.fold, a.folds);
+    if (a.q8) fprintf(stderr, "wrote %s (q8_0)\n", a.q8);
     rc = 0;
 done:
+    cli_outs_discard(outs, 3);
     free(fit.rows); free(fit.dialogue_start); free(held.rows); free(held.dialogue_start);
     free(rows);
     if (have_train) meld_csv_free(&train);
@@ -575,6 +604,7 @@ int mmspcl_cmd_train(int argc, char **argv) {
     mmspcl_error err;
     train_ui ui;
     train_bpe bpe;
+    cli_out om, oq, *outs[2];
     int rc, have_train = 0, have_dev = 0;
     for (rc = 1; rc < argc && strcmp(argv[rc], "--"); rc++)   /* --init: the fine-tuning recipe */
         if (!strcmp(argv[rc], "--init") || !strncmp(argv[rc], "--init=", 7)) return train_finetune(argc, argv);
@@ -584,9 +614,11 @@ int mmspcl_cmd_train(int argc, char **argv) {
     memset(&ui, 0, sizeof ui);
     memset(&a, 0, sizeof a);
     memset(&bpe, 0, sizeof bpe);
+    memset(&om, 0, sizeof om); memset(&oq, 0, sizeof oq);
     ui.r = &r;
     if ((rc = train_parse(argc, argv, &r, &a, &ui)) != CLI_GO) return rc;
-    if ((rc = train_check_paths(&r, &a))) return rc;
+    outs[0] = &om; outs[1] = a.q8 ? &oq : NULL;
+    if ((rc = train_check_paths(&r, &a, &om, &oq))) { cli_outs_discard(outs, 2); return rc; }
     ui.tty = isatty(2);
     ui.t0 = ui.last_print = now_s();
     rc = 1;
@@ -595,21 +627,21 @@ int mmspcl_cmd_train(int argc, char **argv) {
     fprintf(stderr, "[0m00s] train: %d utterances in %d dialogues, dev %d in %d; encoder %d x %d (heads %d, ffn %d), max_len %d, seed %llu\n",
             train.n_rows, train.n_dialogues, dev.n_rows, dev.n_dialogues, r.layers, r.hidden, r.heads, r.ffn, r.max_len,
             (unsigned long long)r.seed);
-    if (meld_train(&r, &train, &dev, bpe.vocab, bpe.n_vocab, bpe.merges, bpe.n_merges, a.out, train_progress, &ui, &err)) {
+    if (meld_train(&r, &train, &dev, bpe.vocab, bpe.n_vocab, bpe.merges, bpe.n_merges, om.tmp, train_progress, &ui, &err)) {
         cli_fail(CMD, "%s", err.msg);
         goto done;
     }
+    if (a.q8 && meld_quantize_file(om.tmp, oq.tmp, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
+    if (cli_outs_commit(outs, 2, CMD)) goto done;   /* -o and --q8: both or neither */
     {
         char el[32];
         fmt_time(el, sizeof el, now_s() - ui.t0);
         fprintf(stderr, "[%s] wrote %s\n", el, a.out);
     }
-    if (a.q8) {
-        if (meld_quantize_file(a.out, a.q8, MMSPCL_Q8_0, &err)) { cli_fail(CMD, "%s", err.msg); goto done; }
-        fprintf(stderr, "wrote %s (q8_0)\n", a.q8);
-    }
+    if (a.q8) fprintf(stderr, "wrote %s (q8_0)\n", a.q8);
     rc = 0;
 done:
+    cli_outs_discard(outs, 2);
     if (have_train) meld_csv_free(&train);
     if (have_dev) meld_csv_free(&dev);
     train_bpe_free(&bpe);

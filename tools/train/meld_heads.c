@@ -212,7 +212,7 @@ static mmspcl_status mh_write(mh_state *S, const char *out_path) {
     if (!st) st = mmspcl_writer_save(wr, out_path, NULL, NULL, S->err);
     mmspcl_writer_free(wr);
     for (k = 0; k < MH_HEADS; k++) free(hold[k]);
-    if (!st) meld_msg(S->progress, S->user, "file", "wrote %s: default heads %s (emotion, chosen on dev) and %s (sentiment)", out_path, def_e, def_s);
+    if (!st) meld_msg(S->progress, S->user, "file", "model complete: default heads %s (emotion, chosen on dev) and %s (sentiment)", def_e, def_s);
     return st;
 }
 
