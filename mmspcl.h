@@ -96,6 +96,10 @@
           a 3-D f32 tensor), read in place by an AVX-512 kernel that broadcasts rows of x
      0.3  bf16 weights compute bf16 x bf16 -> f32 (AVX512-BF16 vdpbf16ps, its emulation on AVX2,
           the scalar definition); mmspcl-convert --type bf16
+     0.4  the integer path quantizes activations with power-of-two block scales (6.1: d_x * d_w is
+          exact, so the AVX512-VNNI kernel forms it with an integer add); that kernel puts the
+          outputs in the lanes; mmspcl_tensor_pack / mmspcl_tensor.packed: Linear weights repacked
+          once at load (the RoBERTa and CLIP loaders do it), the file format unchanged
 */
 #ifndef MMSPCL_H
 #define MMSPCL_H
@@ -190,6 +194,10 @@ typedef struct mmspcl_tensor {
     int64_t ne[MMSPCL_MAX_DIMS];
     const void *data;
     size_t nbytes;
+    /* NULL, or this weight repacked once for the running CPU's integer kernel (mmspcl_tensor_pack:
+       q8_0 / q4_0 / q4_k / q5_k Linear weights on AVX512-VNNI); the kernels then read it instead
+       of data, with the same results. A copy of the struct shares it. */
+    const void *packed;
 } mmspcl_tensor;
 
 const char *mmspcl_dtype_name(mmspcl_dtype t);
@@ -359,7 +367,8 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
    (b) rows of x in the vector lanes (x^T packed once per call), weights broadcast in place.
    (c) rows widened to f32 first (AVX-512: 16 at a time, F16C or shifts), then the f32 code.
    (d) the panel kernel: rows of x broadcast, 16 outputs of a panel per vector, read in place.
-   (e) needs AVX512-VNNI: with AVX-512 F/BW/VL alone, AUTO takes AVX-VNNI or AVX2 for q8_0 /
+   (e) outputs in the lanes, 6 rows x 32 outputs, W packed once (mmspcl_tensor_pack) or per call
+       (6.5); needs AVX512-VNNI: with AVX-512 F/BW/VL alone, AUTO takes AVX-VNNI or AVX2 for q8_0 /
        q4_0 and the AVX512 path returns MMSPCL_ERR_UNSUPPORTED.
    (f) mean and variance summed in 8 double lanes.
    (g) erf / exp by polynomials, 8 values at a time; the last n % 8 by the definition.
@@ -387,7 +396,7 @@ mmspcl_status mmspcl_writer_save_to_memory(mmspcl_writer *w, unsigned char **out
 mmspcl_status mmspcl_linear(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                             const float *bias);
 /* q8_0 / q4_0 weights take the integer path: each row of x is quantized on the fly to int8
-   blocks of 32 (f32 scale per block), dot products are exact int32 sums per block, and blocks
+   blocks of 32 (a power-of-two scale per block), dot products are exact int32 sums per block, and blocks
    are accumulated in float in a fixed order (the definition is in the implementation section); every
    SIMD integer path gives the same bits as the scalar one. bf16 weights compute bf16 x bf16 ->
    f32 (x rounded to bf16; every x86 path gives the definition's bits). f32 and f16 weights keep
@@ -405,6 +414,16 @@ typedef enum mmspcl_kernel_path {
 } mmspcl_kernel_path;
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path);
+/* Repacks an integer Linear weight W (2-D q8_0, q4_0, q4_k, q5_k) once into the layout of this
+   CPU's integer kernel and sets W->packed (x86 with AVX512-VNNI: 32 outputs a group, 4 bytes of
+   each interleaved, scales beside them; docs/PERFORMANCE.md), so that mmspcl_linear does not
+   repack it on every call. The results are the same bits. Where no kernel uses a packed form
+   (other CPUs, float weights, MMSPCL_NO_SIMD) W is left as it is and MMSPCL_OK returned.
+   MMSPCL_ERR_NOMEM when the copy (about the size of the weight) cannot be allocated. Free it with
+   mmspcl_tensor_pack_free(W) (sets W->packed to NULL) before W's data goes away. The model
+   loaders (mmspcl_roberta_load, mmspcl_clip_load) pack their own copies of their Linear weights. */
+mmspcl_status mmspcl_tensor_pack(mmspcl_tensor *W);
+void mmspcl_tensor_pack_free(mmspcl_tensor *W);
 /* General matrix product, f32, row-major with leading dimensions (the backward passes of
    training: dX = dY W, dW = dY^T X, attention's products):
      C[i][j] (i < M, j < N, row stride ldc) = (accumulate ? C[i][j] : 0) + sum_k op(A)[i][k] op(B)[k][j]
@@ -887,6 +906,7 @@ mmspcl_status mmspcl_clip_embed_image(mmspcl_clip *m, const mmspcl_image *img, f
      mmspcl_fuse_linear_forward   fusion (a): Linear over the concatenation
      mmspcl_mult_forward          fusion (b): pairwise cross-modal attention (MulT)
      mmspcl_mbt_forward           fusion (c): attention bottlenecks (MBT)
+     mmspcl_mbt_forward_seq       MBT over sequences with a padding mask (lengths per modality)
      mmspcl_mult_seq_forward      fusion (b) over sequences, MulT as its code does it (12.9)
      mmspcl_msve_forward          MSVE: sum of the enabled combinations' logits
      mmspcl_proto_classify        nearest prototype by G
@@ -1013,10 +1033,24 @@ mmspcl_status mmspcl_xprune_plan(const mmspcl_xprune_cfg *c, mmspcl_xprune_layou
    kept [n_kept]. Shared by mmspcl_xprune_forward and the training twin. */
 void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
                           unsigned char *kept);
+/* the same over the pruning modalities in `mods` only (a subset of l->mods; the others' heads
+   are kept and their rows not read) */
+void mmspcl_xprune_select_some(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                               unsigned mods, unsigned char *kept);
 /* x[m] [n][dims[m]] -> y[m] [n][width[m]] (present modalities; y may not alias x); kept
    (optional) [n][n_kept] */
 mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
                                     unsigned char *kept, mmspcl_error *err);
+/* Pruning over sequences: x[m] [n][T[m]][dims[m]], lens[m] [n] real steps (1..T[m]; lens or an
+   entry NULL: all). Every step s is one row of the rule above: the base's step s prunes step s
+   of each pruning modality in which that step is real (the joint pool and the threshold see only
+   those); a step past the base's length keeps all its heads (there is no base step to compare
+   it with). y[m] [n][T[m]][width[m]]: pruned real steps, padded steps ZERO whatever x holds
+   there (they are never compared). kept (optional) [n][max T][n_kept], 1 for heads kept or not
+   compared. T[m] = 1 and lens NULL is mmspcl_xprune_forward. */
+mmspcl_status mmspcl_xprune_forward_seq(const mmspcl_xprune *p, const float *const x[3], const int T[3],
+                                        const int *const lens[3], int n, float *const y[3], unsigned char *kept,
+                                        mmspcl_error *err);
 /* keys P.dim.{t,a,v} P.base P.mods P.K P.rule P.joint P.proj_dim (ints), P.tau (float);
    tensors P.proj.{t,a,v}.weight/.bias when proj_dim > 0 */
 mmspcl_status mmspcl_xprune_load(mmspcl_xprune *p, const mmspcl_weights *w, const char *prefix, mmspcl_error *err);
@@ -1063,23 +1097,40 @@ void mmspcl_mult_free(mmspcl_mult *m);
                                  (a,v) in that order (the paper's equations 8-9 as they read):
                                  m's layer sees [z_m ; B_ij for each pair holding m, in pair
                                  order], then B_ij = mean of the i and j outputs of its tokens.
-   With two modalities both are the same model. fusion_tokens holds the sets one after another. */
+   With two modalities both are the same model. fusion_tokens holds the sets one after another.
+   Sequences with a padding mask (mmspcl_mbt_forward_seq): sample i of modality m has lens[m][i]
+   real tokens (1..seq[m], right padding); a padded token is never a key (of its modality's
+   layers; the bottleneck tokens are always keys) and never enters the readout, so whatever the
+   padding holds changes nothing. Two readouts (readout):
+     MMSPCL_READOUT_MODALITY  ours: per modality final_ln[m], the mean over its real tokens; the
+                              n_mod means concatenated; out_proj [out_dim][n_mod d_model]
+     MMSPCL_READOUT_JOINT     scenic's ('gap'): ONE layer norm final_ln[0] (encoder_norm) on every
+                              modality's tokens, the mean over all real tokens of all modalities
+                              together; out_proj [out_dim][d_model] */
 #define MMSPCL_BOTTLENECK_MODALITY 0
 #define MMSPCL_BOTTLENECK_PAIR 1
+#define MMSPCL_READOUT_MODALITY 0
+#define MMSPCL_READOUT_JOINT 1
 typedef struct mmspcl_mbt {
     int seq[3], tok[3];
     int d_model, n_heads, n_layers, fusion_start, n_fusion, ff_mult, out_dim, n_mod;
     int bottleneck, n_sets;          /* MMSPCL_BOTTLENECK_*; 1, or n_mod (n_mod - 1) / 2 pairs */
+    int readout;                     /* MMSPCL_READOUT_* */
     mmspcl_act act;
     mmspcl_head_linear in_proj[3];
     const float *pos[3];
     const float *fusion_tokens;      /* [n_sets * n_fusion][d_model] */
     mmspcl_head_block *blocks;       /* [n_mod][n_layers] over present modalities (owned) */
-    mmspcl_head_ln final_ln[3];
-    mmspcl_head_linear out_proj;     /* n_mod * d_model -> out_dim */
+    mmspcl_head_ln final_ln[3];      /* READOUT_JOINT: final_ln[0] only */
+    mmspcl_head_linear out_proj;     /* n_mod * d_model (JOINT: d_model) -> out_dim */
 } mmspcl_mbt;
+/* every token real (mmspcl_mbt_forward_seq with lens NULL) */
 mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
                                  mmspcl_error *err);
+/* x[m] [n][seq[m]][tok[m]]; lens[m] [n] in 1..seq[m] (lens or an entry NULL: every token real);
+   a length outside 1..seq[m] is refused naming the sample */
+mmspcl_status mmspcl_mbt_forward_seq(const mmspcl_mbt *m, const float *const x[3], const int *const lens[3], int n,
+                                     float *y, mmspcl_error *err);
 void mmspcl_mbt_free(mmspcl_mbt *m);
 
 /* ---- 12.6 MSVE --------------------------------------------------------------------------- */
@@ -1268,6 +1319,15 @@ void mmspcl_sinusoids(double *pos, int T, int D);
    meld.media.audio (str) names the audio features ("egemaps"). A turn's vote is the sum of
    the head's combinations whose modalities the turn has (MSVE's voting over any subset); a
    turn with none of them, and the task without a media head, take the default text head.
+   The joint head (optional; mmspcl train --init --fusion writes it): meld.joint.kind (0 linear,
+   1 MulT, 2 MBT), meld.joint.fusion.* (the fusion head, mmspcl_fuse_linear_load /
+   _mult_load / _mbt_load), meld.joint.prune.* (optional, mmspcl_xprune_load), meld.joint.protos
+   [7][D] (class means of z), meld.joint.linear.{emotion,sentiment}.{weight,bias} (linear
+   heads on z, optional), meld.joint.audio (str, as meld.media.audio). z = fusion(prune(t, a,
+   v)) with t the <mask> view; emotion by nearest class mean of z (softmax of G / 0.08, as
+   "protos"), sentiment by the linear sentiment head on z where there is one. A turn without
+   a vector the joint head takes gets zeros there (as the training did for rows without one).
+   The joint head decides every turn where the file has it (after any media head).
    ------------------------------------------------------------------------------------------ */
 #define MMSPCL_NUM_EMOTIONS 7
 #define MMSPCL_NUM_SENTIMENTS 3
@@ -1297,6 +1357,17 @@ typedef struct mmspcl_classifier {
     int has_media[2];                /* 1: meld.media.emotion / meld.media.sentiment present */
     int audio_dim, video_dim;        /* widths of a and v the media heads take (0: none takes it) */
     const char *audio_features;      /* meld.media.audio ("egemaps"; NULL: not named) */
+    /* the joint head (13.6, meld.joint.*): z = fusion(prune(t, a, v)) of a fine-tuning with a
+       fusion head (mmspcl train --init --fusion) */
+    int has_joint, joint_kind, joint_prune, joint_dim;   /* fusion kind (0 linear, 1 MulT, 2 MBT), pruned, width of z */
+    int joint_in[3];                 /* widths of t, a, v it takes (0: not a or v) */
+    mmspcl_xprune joint_xp;
+    mmspcl_fuse_linear joint_lin;
+    mmspcl_mult joint_mult;
+    mmspcl_mbt joint_mbt;
+    const float *joint_protos;       /* [7][joint_dim]: class means of z */
+    mmspcl_head_linear joint_head[2];/* linear heads on z: emotion, sentiment */
+    int joint_has_head[2];
 } mmspcl_classifier;
 
 mmspcl_status mmspcl_classifier_load(mmspcl_classifier *m, const char *path, mmspcl_error *err);
@@ -3102,21 +3173,42 @@ static void mmspcl__linear_scalar(float *out, const float *x, int rows, int n_in
     mmspcl__parallel(j.l.n_out, team, mmspcl__linear_scalar_task, &j);
 }
 
-/* Linear layers, quantized weights (q8_0, q4_0): the integer path.
+/* Linear layers, quantized weights (q8_0, q4_0, q4_k, q5_k): the integer path.
    Definition (every SIMD path gives the same bits):
-     1. each row of x is quantized in blocks of 32: d = max|x| / 127, q = round-to-nearest-even
-        (x * (1/d)) (q = 0 when d = 0), an int8 in [-127, 127], d kept as f32;
+     1. each row of x is quantized in blocks of 32 with a power-of-two scale: amax = max|x|;
+        d = 0 and q = 0 when amax = 0, else d = 2^e with e the smallest integer such that
+        127 * 2^e >= amax (clamped to [-100, 100]: mmspcl__act_exp) and q = round-to-nearest-even
+        (clamp(x * 2^-e, -127, 127)), an int8 in [-127, 127];
      2. for each output o and block b: isum = sum of the 32 products q_x * q_w (exact, int32);
      3. acc = 0; for b in order: acc = fma(d_x * d_w, (float)isum, acc); out = acc + bias.
-   q4_0 weights count as nibble - 8. */
+   q4_0 weights count as nibble - 8. The scale of x being a power of two, d_x * d_w is exact (the
+   weight scale d_w is a finite f16 value, or S of a k-type sub-block, and the clamp keeps the
+   product a normal float): so a SIMD path may form it by adding e to the exponent field of d_w
+   (an integer add, cheaper than a multiply on the VNNI kernels' pipes: 6.5) and still give the
+   definition's bits. The price: a step up to 2 x max|x| / 127 instead of max|x| / 127, so the
+   activation rounding error is at most 2 x that of a free scale (about 1.45 x on average). */
+static int mmspcl__act_exp(float amax) {   /* amax > 0 */
+    const uint32_t u = mmspcl__f32_bits(amax);
+    /* amax = m 2^E, m in [1, 2): 127 * 2^(E-6) >= amax iff m <= 127/64 (fraction <= 0x7e0000) */
+    const int e = (int)(u >> 23 & 255) - 133 + ((u & 0x7fffffu) > 0x7e0000u);
+    return e < -100 ? -100 : e > 100 ? 100 : e;
+}
+static float mmspcl__pow2f(int e) { return mmspcl__bits_f32((uint32_t)(e + 127) << 23); }   /* |e| <= 126 */
 static void mmspcl__quantize_act(const float *x, int n, int8_t *q, float *d) {
     int b, j;
     for (b = 0; b < n / MMSPCL_QBLOCK; b++, x += MMSPCL_QBLOCK, q += MMSPCL_QBLOCK) {
         float amax = 0.0f, id;
+        int e;
         for (j = 0; j < MMSPCL_QBLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        d[b] = amax / 127.0f;
-        id = d[b] != 0.0f ? 1.0f / d[b] : 0.0f;
-        for (j = 0; j < MMSPCL_QBLOCK; j++) q[j] = (int8_t)lrintf(x[j] * id);
+        if (amax == 0.0f) {   /* also x = -0 */
+            d[b] = 0.0f;
+            memset(q, 0, MMSPCL_QBLOCK);
+            continue;
+        }
+        e = mmspcl__act_exp(amax);
+        d[b] = mmspcl__pow2f(e);
+        id = mmspcl__pow2f(-e);
+        for (j = 0; j < MMSPCL_QBLOCK; j++) q[j] = (int8_t)lrintf(fminf(fmaxf(x[j] * id, -127.0f), 127.0f));
     }
 }
 
@@ -3893,16 +3985,62 @@ static mmspcl_status mmspcl__linear_panels_avx512(float *out, const float *x, in
 
 /* ---- 6.5 x86: linear, q8_0 / q4_0 weights ----------------------------------------------------
    The integer path: AVX2 (maddubs), AVX-VNNI and AVX512-VNNI (vpdpbusd).
-   Activations in tiles of tw rows (tw = min(T, ldt - r0)): tile r0 holds xq[r0 * n_in + ((k/4)
+   AVX512-VNNI (mmspcl__linear_qn512, below): the outputs in the lanes, 6 rows x 32 outputs a tile,
+   W in groups of 32 outputs with 4 bytes of each interleaved (packed once by mmspcl_tensor_pack,
+   or per call), k in chunks of 16 blocks; per block of 32 columns and tile 96 vpdpbusd, then for
+   each of the 12 accumulators one cvt, two integer adds (the correction and d_x * d_w as d_w's
+   bits plus e << 23, 6.1) and one fma: the fma is the only float operation, which caps the
+   kernel at 8/9 of vpdpbusd's rate (a multiply as well would cap it at 8/10).
+   AVX2 and AVX-VNNI: activations in tiles of tw rows (tw = min(T, ldt - r0)): tile r0 holds xq[r0 * n_in + ((k/4)
    * tw + r - r0) * 4 + k%4] int8 (rows in the lanes), scales xd[r0 * nb + b * tw + r - r0] and
    xc (same place) the correction -128 * sum(q) of each block (VNNI multiplies unsigned by signed
    bytes: weights are stored +128 as unsigned, so sum((w + 128) q) - 128 sum(q) = sum(w q)).
    Weights: each thread unpacks the rows of its output group once into plain int8 rows (+128 for
    VNNI) and their scales; the micro-kernel broadcasts 4 weight bytes at a time from there. */
+/* One block of 32 activations as the definition quantizes it (6.1): q, the scale d (0 for a zero
+   block), e << 23 (0 for a zero block: the VNNI kernel's exponent offset) and the sum of q. */
+static __attribute__((target("avx2,fma"))) void mmspcl__quant_block_avx2(const float *xb, int8_t *q, float *d, int32_t *eb,
+                                                                         int32_t *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    __m256i i0, i1, i2, i3, p;
+    __m256 id;
+    float amax;
+    int e;
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    amax = _mm_cvtss_f32(h);
+    if (amax == 0.0f) {
+        memset(q, 0, MMSPCL_QBLOCK);
+        *d = 0.0f; *eb = 0; *sum = 0;
+        return;
+    }
+    e = mmspcl__act_exp(amax);
+    *d = mmspcl__pow2f(e);
+    *eb = (int32_t)((uint32_t)e << 23);
+    id = _mm256_set1_ps(mmspcl__pow2f(-e));
+#define MMSPCL__QB_CVT(v) _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, id), lo), hi))
+    i0 = MMSPCL__QB_CVT(v0); i1 = MMSPCL__QB_CVT(v1); i2 = MMSPCL__QB_CVT(v2); i3 = MMSPCL__QB_CVT(v3);
+#undef MMSPCL__QB_CVT
+    {   /* sum of the 32 values (exact), then pack to bytes in order */
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        *sum = _mm_cvtsi128_si32(s4);
+    }
+    p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    /* packs works per 128-bit lane: dwords come out as 0 2 4 6 1 3 5 7 */
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, p);
+}
+
 static __attribute__((target("avx2,fma"))) void mmspcl__pack_xq_avx2(int8_t *xq, float *xd, int32_t *xc, int ldt, int T,
                                                                       const float *x, int rows, int n_in) {
     const int nb = n_in / MMSPCL_QBLOCK;
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     int r, b, g;
     for (r = 0; r < ldt; r++) {
         const float *xr = x + (size_t)r * n_in;
@@ -3910,40 +4048,10 @@ static __attribute__((target("avx2,fma"))) void mmspcl__pack_xq_avx2(int8_t *xq,
         int8_t *tq = xq + (size_t)t0 * n_in;
         for (b = 0; b < nb; b++) {
             int8_t q[MMSPCL_QBLOCK];
-            int32_t sum = 0;
+            int32_t sum = 0, eb;
             float d = 0.0f;
-            if (r < rows) {
-                const __m256 v0 = _mm256_loadu_ps(xr + 32 * b), v1 = _mm256_loadu_ps(xr + 32 * b + 8);
-                const __m256 v2 = _mm256_loadu_ps(xr + 32 * b + 16), v3 = _mm256_loadu_ps(xr + 32 * b + 24);
-                __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                         _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-                __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-                __m256i i0, i1, i2, i3, p;
-                __m256 id;
-                float amax;
-                h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-                h = _mm_max_ss(h, _mm_movehdup_ps(h));
-                amax = _mm_cvtss_f32(h);
-                d = amax / 127.0f;
-                id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-                i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id));
-                i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id));
-                i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id));
-                i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
-                {   /* sum of the 32 values (exact), then pack to bytes in order */
-                    __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-                    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-                    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-                    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
-                    sum = _mm_cvtsi128_si32(s4);
-                }
-                p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-                /* packs works per 128-bit lane: dwords come out as 0 2 4 6 1 3 5 7 */
-                p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-                _mm256_storeu_si256((__m256i *)q, p);
-            } else {
-                memset(q, 0, sizeof q);
-            }
+            if (r < rows) mmspcl__quant_block_avx2(xr + 32 * b, q, &d, &eb, &sum);
+            else memset(q, 0, sizeof q);
             for (g = 0; g < MMSPCL_QBLOCK / 4; g++) memcpy(tq + ((size_t)(b * 8 + g) * tw + lane) * 4, q + 4 * g, 4);
             xd[(size_t)t0 * nb + (size_t)b * tw + lane] = d;
             if (xc) xc[(size_t)t0 * nb + (size_t)b * tw + lane] = -128 * sum;
@@ -4112,6 +4220,217 @@ static __attribute__((target("avx2,fma,avxvnni"))) void mmspcl__qk_avxvnni(float
     for (o = 0; o < 4; o++) _mm256_storeu_ps(t + o * 8, f[o]);
 }
 #endif
+
+/* AVX512-VNNI with the outputs in the lanes (kind 2). A group of 32 outputs (two panels of 16)
+   is packed per call, per block b of 32 columns, into MMSPCL__QN_BLOCK bytes: panel p's 8 vectors
+   of 64 bytes (vector g: the 4 bytes 32b + 4g .. 32b + 4g + 3 of each of its 16 weight rows, +128
+   as unsigned), then the two panels' 16 scale words (the bits of d_w; a zero scale becomes 1.0 with
+   the block's weights 0, which gives the definition's acc unchanged). x is row-major int8 with, per
+   row and block, -128 * sum(q) (xc) and e << 23 (xe): d_x * d_w is d_w's bits plus xe (6.1). */
+#define MMSPCL__QN_ROWS 6
+#define MMSPCL__QN_BLOCK (2 * 8 * 64 + 2 * 64)
+/* The permutation indices of mmspcl__xchg_avx512 for element bit m = 1, 2, 4: [m / 2][0 or 1][16]. */
+static const int32_t mmspcl__xchg_idx[3][2][16] = {
+    {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}, {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+    {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}, {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+    {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}, {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}}};
+/* Swaps element bit m of a and b with the pair's vector bit: a keeps the elements whose bit m is
+   0 (a's in place, b's moved to the bit-m-set places), b those whose bit m is 1. */
+static __attribute__((target("avx512f"))) void mmspcl__xchg_avx512(__m512i *a, __m512i *b, int m) {
+    const int32_t(*ix)[16] = mmspcl__xchg_idx[m == 1 ? 0 : m == 2 ? 1 : 2];
+    const __m512i x = *a, y = *b;
+    *a = _mm512_permutex2var_epi32(x, _mm512_loadu_si512((const void *)ix[0]), y);
+    *b = _mm512_permutex2var_epi32(x, _mm512_loadu_si512((const void *)ix[1]), y);
+}
+
+/* Packs the 32 weight rows o0 .. o0 + 31 (those from mo on: zero) into dst (nb blocks). q8_0 is
+   read in place; the other types through mmspcl__unpack_w_avx2 into u[32][n_in], us[32][nb]. */
+static __attribute__((target("avx512f,avx2,f16c"))) void mmspcl__pack_qn_avx512(unsigned char *dst, const mmspcl_tensor *W, int o0,
+                                                                                  int mo, int n_in, int8_t *u, float *us) {
+    const int nb = n_in / MMSPCL_QBLOCK, q8 = W->dtype == MMSPCL_Q8_0;
+    const size_t rb = mmspcl_dtype_row_size(W->dtype, n_in);
+    const unsigned char *src = (const unsigned char *)W->data + (size_t)o0 * rb;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    int b, p, k;
+    if (!q8) mmspcl__unpack_w_avx2(u, us, W, n_in, o0, mo, 1);
+    for (b = 0; b < nb; b++) {
+        unsigned char *blk = dst + (size_t)b * MMSPCL__QN_BLOCK;
+        float *sc = (float *)(blk + 1024);
+        int zero[32];
+        for (k = 0; k < 32; k++) {   /* the scales; rows past mo and zero scales: weights 0, scale 1 */
+            float d = k >= mo ? 0.0f : q8 ? _cvtsh_ss(((const mmspcl_block_q8_0 *)(src + (size_t)k * rb))[b].d) : us[(size_t)k * nb + b];
+            zero[k] = d == 0.0f;
+            sc[k] = zero[k] ? 1.0f : d;
+        }
+        for (p = 0; p < 2; p++) {
+            __m512i a[8];
+            __m256i h[16];
+            for (k = 0; k < 16; k++) {
+                const int o = 16 * p + k;
+                if (zero[o])
+                    h[k] = flip;
+                else if (q8)
+                    h[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(((const mmspcl_block_q8_0 *)(src + (size_t)o * rb))[b].q)), flip);
+                else
+                    h[k] = _mm256_loadu_si256((const __m256i *)(u + (size_t)o * n_in + 32 * b));
+            }
+            for (k = 0; k < 8; k++) a[k] = _mm512_inserti64x4(_mm512_castsi256_si512(h[k]), h[k + 8], 1);   /* element (r / 8) * 8 + g */
+            for (k = 0; k < 4; k++) mmspcl__xchg_avx512(&a[k], &a[k + 4], 4);
+            for (k = 0; k < 8; k++) if (!(k & 2)) mmspcl__xchg_avx512(&a[k], &a[k + 2], 2);
+            for (k = 0; k < 8; k += 2) mmspcl__xchg_avx512(&a[k], &a[k + 1], 1);
+            for (k = 0; k < 8; k++) _mm512_storeu_si512((void *)(blk + 512 * p + 64 * k), a[k]);
+        }
+    }
+}
+
+#define MMSPCL__QN_DECL(r) __m512 f##r##0 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(t + 32 * r),                     \
+                                  f##r##1 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(t + 32 * r + 16);
+#define MMSPCL__QN_INIT(r) __m512i i##r##0 = _mm512_setzero_si512(), i##r##1 = _mm512_setzero_si512();
+#define MMSPCL__QN_DOT(r) { const __m512i xb = _mm512_set1_epi32(mmspcl__word(xq + (size_t)r * ldx + 32 * b + 4 * g)); \
+    i##r##0 = _mm512_dpbusd_epi32(i##r##0, w0, xb); i##r##1 = _mm512_dpbusd_epi32(i##r##1, w1, xb); }
+#define MMSPCL__QN_GROUP(G) { const int g = G; const __m512i w0 = _mm512_loadu_si512((const void *)(wb + 64 * g));       \
+    const __m512i w1 = _mm512_loadu_si512((const void *)(wb + 512 + 64 * g)); MMSPCL__R6(MMSPCL__QN_DOT) }
+#define MMSPCL__QN_SCALE(r) { const __m512i e = _mm512_set1_epi32(xe[(size_t)r * nb + b]), c = _mm512_set1_epi32(xc[(size_t)r * nb + b]); \
+    f##r##0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i##r##0, c)), _mm512_castsi512_ps(_mm512_add_epi32(s0, e)), f##r##0); \
+    f##r##1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i##r##1, c)), _mm512_castsi512_ps(_mm512_add_epi32(s1, e)), f##r##1); }
+#define MMSPCL__QN_STORE(r) _mm512_storeu_ps(t + 32 * r, f##r##0); _mm512_storeu_ps(t + 32 * r + 16, f##r##1);
+/* 6 rows x 32 outputs, blocks b0 .. b1 - 1: the accumulators t[6][32] start at 0 (first) or at
+   t (the blocks before: the definition's chain goes on), and are stored back. pf_n cache lines
+   from pf are prefetched into L2 along the way, at most pf_k a block. */
+static __attribute__((target("avx512f,avx512bw,avx512vnni,fma"))) void mmspcl__qn512(float *t, int first, const int8_t *xq, size_t ldx,
+                                                                                    const int32_t *xc, const int32_t *xe, int nb,
+                                                                                    int b0, int b1, const unsigned char *wp,
+                                                                                    const char *pf, int pf_n, int pf_k) {
+    int b, pi = 0;
+    MMSPCL__R6(MMSPCL__QN_DECL)
+    for (b = b0; b < b1; b++) {
+        const unsigned char *wb = wp + (size_t)b * MMSPCL__QN_BLOCK;
+        int k;
+        for (k = 0; k < pf_k && pi < pf_n; k++, pi++) _mm_prefetch(pf + 64 * (size_t)pi, _MM_HINT_T1);
+        {
+            MMSPCL__R6(MMSPCL__QN_INIT)
+            MMSPCL__R8(MMSPCL__QN_GROUP)
+            {
+                const __m512i s0 = _mm512_loadu_si512((const void *)(wb + 1024)), s1 = _mm512_loadu_si512((const void *)(wb + 1088));
+                MMSPCL__R6(MMSPCL__QN_SCALE)
+            }
+        }
+    }
+    MMSPCL__R6(MMSPCL__QN_STORE)
+}
+
+typedef struct mmspcl__lin_qn_job {
+    mmspcl__lin_job l;
+    const int8_t *xq;
+    const int32_t *xc, *xe;
+    unsigned char *scratch;
+    size_t per_thread, row_bytes;
+    int ldt;
+} mmspcl__lin_qn_job;
+
+#define MMSPCL__QN_KC 16   /* blocks of 32 columns a k chunk: 18 KiB of packed weights, in L1 with x */
+/* task: the group of 32 outputs 32 g .. 32 g + 31: packed, then k chunk by k chunk over every
+   tile of 6 rows, the accumulators of all rows in acc[ldt][32] */
+static __attribute__((target("avx512f,avx2,f16c"))) void mmspcl__linear_qn_task(void *ctx, int g, int tid) {
+    const mmspcl__lin_qn_job *jb = (const mmspcl__lin_qn_job *)ctx;
+    const int rows = jb->l.rows, n_in = jb->l.n_in, n_out = jb->l.n_out, nb = n_in / MMSPCL_QBLOCK;
+    const int o0 = 32 * g, mo = n_out - o0 < 32 ? n_out - o0 : 32, next = n_out - o0 - 32 < 32 ? n_out - o0 - 32 : 32;
+    const size_t gbytes = (size_t)nb * MMSPCL__QN_BLOCK;
+    unsigned char *own = jb->scratch + (size_t)tid * jb->per_thread;
+    const unsigned char *wp = jb->l.W->packed ? (const unsigned char *)jb->l.W->packed + (size_t)g * gbytes : own;
+    float *acc = (float *)(own + gbytes);
+    int8_t *u = (int8_t *)(acc + (size_t)jb->ldt * 32);
+    float *us = (float *)(u + (size_t)32 * n_in);
+    /* the next group's weights (packed, or its rows) are fetched into L2 along the way, spread over the calls */
+    const char *pf = jb->l.W->packed ? (const char *)(wp + gbytes) : (const char *)jb->l.W->data + (size_t)(o0 + 32) * jb->row_bytes;
+    const size_t pf_bytes = next <= 0 ? 0 : jb->l.W->packed ? gbytes : (size_t)next * jb->row_bytes;
+    const int tiles = (rows + MMSPCL__QN_ROWS - 1) / MMSPCL__QN_ROWS, chunks = (nb + MMSPCL__QN_KC - 1) / MMSPCL__QN_KC;
+    const int pf_all = (int)((pf_bytes + 63) / 64);
+    const int pf_call = (pf_all + tiles * chunks - 1) / (tiles * chunks), pf_k = (pf_call + MMSPCL__QN_KC - 1) / MMSPCL__QN_KC;
+    int r0, r, p, c, call = 0;
+    if (!jb->l.W->packed) mmspcl__pack_qn_avx512(own, jb->l.W, o0, mo, n_in, u, us);
+    for (c = 0; c < chunks; c++) {
+        const int b0 = c * MMSPCL__QN_KC, b1 = nb - b0 < MMSPCL__QN_KC ? nb : b0 + MMSPCL__QN_KC;
+        for (r0 = 0; r0 < rows; r0 += MMSPCL__QN_ROWS, call++) {
+            const int pf0 = call * pf_call, pf_n = pf_all - pf0 < pf_call ? pf_all - pf0 : pf_call;
+            float *a = acc + (size_t)r0 * 32;
+            mmspcl__qn512(a, c == 0, jb->xq + (size_t)r0 * n_in, (size_t)n_in, jb->xc + (size_t)r0 * nb, jb->xe + (size_t)r0 * nb, nb,
+                          b0, b1, wp, pf + 64 * (size_t)(pf_n > 0 ? pf0 : 0), pf_n > 0 ? pf_n : 0, pf_k);
+            if (c < chunks - 1) continue;
+            for (r = 0; r < rows - r0 && r < MMSPCL__QN_ROWS; r++)   /* the last chunk: out = acc + bias */
+                for (p = 0; p * 16 < mo; p++) {
+                    const int n = mo - 16 * p < 16 ? mo - 16 * p : 16;
+                    const __mmask16 m = (__mmask16)((1u << n) - 1);
+                    __m512 v = _mm512_loadu_ps(a + 32 * r + 16 * p);
+                    if (jb->l.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, jb->l.bias + o0 + 16 * p));
+                    _mm512_mask_storeu_ps(jb->l.out + (size_t)(r0 + r) * n_out + o0 + 16 * p, m, v);
+                }
+        }
+    }
+}
+
+static __attribute__((target("avx2,fma"))) mmspcl_status mmspcl__linear_qn512(float *out, const float *x, int rows, int n_in,
+                                                                               const mmspcl_tensor *W, const float *bias) {
+    const int n_out = (int)W->ne[0], nb = n_in / MMSPCL_QBLOCK, nthreads = mmspcl__team();
+    const int ldt = (rows + MMSPCL__QN_ROWS - 1) / MMSPCL__QN_ROWS * MMSPCL__QN_ROWS;
+    const size_t xbytes = (size_t)ldt * (size_t)n_in, sbytes = (size_t)ldt * (size_t)nb * 4;
+    const size_t per_thread = ((size_t)nb * MMSPCL__QN_BLOCK + (size_t)ldt * 128 + (size_t)32 * n_in + (size_t)32 * nb * 4 + 63) &
+                              ~(size_t)63;
+    unsigned char *buf = (unsigned char *)MMSPCL_MALLOC(2 * sbytes + xbytes + (size_t)nthreads * per_thread + 64);
+    int32_t *xc, *xe;
+    int8_t *xq;
+    mmspcl__lin_qn_job j;
+    int r, b;
+    if (!buf) return MMSPCL_ERR_NOMEM;
+    xc = (int32_t *)buf;
+    xe = (int32_t *)(buf + sbytes);
+    xq = (int8_t *)(buf + 2 * sbytes);
+    for (r = 0; r < ldt; r++)
+        for (b = 0; b < nb; b++) {
+            int8_t *q = xq + (size_t)r * n_in + 32 * b;
+            int32_t sum = 0, eb = 0;
+            float d;
+            if (r < rows) mmspcl__quant_block_avx2(x + (size_t)r * n_in + 32 * b, q, &d, &eb, &sum);
+            else memset(q, 0, 32);
+            xc[(size_t)r * nb + b] = -128 * sum;
+            xe[(size_t)r * nb + b] = eb;
+        }
+    memset(&j, 0, sizeof j);
+    j.l.out = out; j.l.x = x; j.l.bias = bias; j.l.W = W; j.l.rows = rows; j.l.n_in = n_in; j.l.n_out = n_out;
+    j.xq = xq; j.xc = xc; j.xe = xe; j.per_thread = per_thread; j.ldt = ldt; j.row_bytes = mmspcl_dtype_row_size(W->dtype, n_in);
+    j.scratch = (unsigned char *)(((uintptr_t)(xq + xbytes) + 63) & ~(uintptr_t)63);
+    mmspcl__parallel((n_out + 31) / 32, nthreads, mmspcl__linear_qn_task, &j);
+    MMSPCL_FREE(buf);
+    return MMSPCL_OK;
+}
+
+/* mmspcl_tensor_pack on AVX512-VNNI: every group of 32 outputs as the task above packs it per
+   call, one after the other (group g at g * nb * MMSPCL__QN_BLOCK bytes). */
+typedef struct mmspcl__qn_pack_job { const mmspcl_tensor *W; unsigned char *dst, *scratch; size_t per_thread; } mmspcl__qn_pack_job;
+static void mmspcl__qn_pack_task(void *ctx, int g, int tid) {
+    const mmspcl__qn_pack_job *j = (const mmspcl__qn_pack_job *)ctx;
+    const int n_out = (int)j->W->ne[0], n_in = (int)j->W->ne[1], nb = n_in / MMSPCL_QBLOCK;
+    int8_t *u = (int8_t *)(j->scratch + (size_t)tid * j->per_thread);
+    mmspcl__pack_qn_avx512(j->dst + (size_t)g * nb * MMSPCL__QN_BLOCK, j->W, 32 * g, n_out - 32 * g < 32 ? n_out - 32 * g : 32, n_in, u,
+                           (float *)(u + (size_t)32 * n_in));
+}
+static mmspcl_status mmspcl__tensor_pack_qn(mmspcl_tensor *W) {
+    const int n_out = (int)W->ne[0], n_in = (int)W->ne[1], nb = n_in / MMSPCL_QBLOCK, groups = (n_out + 31) / 32;
+    const size_t bytes = (size_t)groups * nb * MMSPCL__QN_BLOCK, per_thread = (size_t)32 * n_in + (size_t)32 * nb * 4;
+    const int team = mmspcl__team();
+    unsigned char *raw = (unsigned char *)MMSPCL_MALLOC(bytes + 128), *dst;
+    mmspcl__qn_pack_job j;
+    if (!raw) return MMSPCL_ERR_NOMEM;
+    j.scratch = W->dtype == MMSPCL_Q8_0 ? NULL : (unsigned char *)MMSPCL_MALLOC((size_t)team * per_thread);
+    if (W->dtype != MMSPCL_Q8_0 && !j.scratch) { MMSPCL_FREE(raw); return MMSPCL_ERR_NOMEM; }
+    dst = (unsigned char *)(((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63);   /* 64-byte aligned, the allocation before it */
+    memcpy(dst - sizeof(void *), &raw, sizeof(void *));
+    j.W = W; j.dst = dst; j.per_thread = per_thread;
+    mmspcl__parallel(groups, team, mmspcl__qn_pack_task, &j);
+    MMSPCL_FREE(j.scratch);
+    W->packed = dst;
+    return MMSPCL_OK;
+}
 
 /* task: one group of MO outputs (kind: 2 AVX512-VNNI, 1 AVX-VNNI, 0 AVX2), every row tile */
 static void mmspcl__linear_q_x86_task(void *ctx, int g, int tid) {
@@ -4829,15 +5148,21 @@ static void mmspcl__pack_xq_neon(int8_t *xq, float *xd, int ldt, const float *x,
             float d = 0.0f;
             if (r < rows) {
                 const float *xb = x + (size_t)r * n_in + 32 * b;
+                const float32x4_t lo = vdupq_n_f32(-127.0f), hi = vdupq_n_f32(127.0f);
                 float32x4_t v[8], m = vdupq_n_f32(0.0f), id;
+                float amax;
                 for (i = 0; i < 8; i++) { v[i] = vld1q_f32(xb + 4 * i); m = vmaxq_f32(m, vabsq_f32(v[i])); }
-                d = vmaxvq_f32(m) / 127.0f;
-                id = vdupq_n_f32(d != 0.0f ? 1.0f / d : 0.0f);
-                for (i = 0; i < 8; i += 2) {
-                    const int16x8_t h = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[i], id))),
-                                                     vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[i + 1], id))));
-                    vst1_s8(q + 4 * i, vqmovn_s16(h));
+                amax = vmaxvq_f32(m);
+                if (amax != 0.0f) {   /* the definition's power-of-two scale (6.1) */
+                    const int e = mmspcl__act_exp(amax);
+                    d = mmspcl__pow2f(e);
+                    id = vdupq_n_f32(mmspcl__pow2f(-e));
+                } else {
+                    id = vdupq_n_f32(0.0f);
                 }
+#define MMSPCL__QN_CVT(v) vqmovn_s32(vcvtnq_s32_f32(vminnmq_f32(vmaxnmq_f32(vmulq_f32(v, id), lo), hi)))
+                for (i = 0; i < 8; i += 2) vst1_s8(q + 4 * i, vqmovn_s16(vcombine_s16(MMSPCL__QN_CVT(v[i]), MMSPCL__QN_CVT(v[i + 1]))));
+#undef MMSPCL__QN_CVT
             } else {
                 memset(q, 0, sizeof q);
             }
@@ -4954,6 +5279,24 @@ static mmspcl_status mmspcl__linear_q_neon(float *out, const float *x, int rows,
 /* ---- 6.9 The public kernels: choice of path -------------------------------------------------
    Each runs the path the table over the declarations gives (6. Kernels): for x86 from
    mmspcl__x86_features, for ARM from the build; mmspcl_linear_path also the caller's choice. */
+mmspcl_status mmspcl_tensor_pack(mmspcl_tensor *W) {
+    if (!W || W->packed || W->ndim != 2 || !mmspcl__dtype_integer(W->dtype) || W->ne[0] < 1 || W->ne[0] > 0x7fffffff ||
+        W->ne[1] < 1 || W->ne[1] > 0x7fffffff || mmspcl_dtype_row_size(W->dtype, W->ne[1]) == 0)
+        return MMSPCL_OK;   /* nothing to pack (or already packed) */
+#ifdef MMSPCL__X86_DISPATCH
+    if (mmspcl__x86_features(0) & MMSPCL__CPU_VNNI512) return mmspcl__tensor_pack_qn(W);
+#endif
+    return MMSPCL_OK;
+}
+
+void mmspcl_tensor_pack_free(mmspcl_tensor *W) {
+    void *raw;
+    if (!W || !W->packed) return;
+    memcpy(&raw, (const unsigned char *)W->packed - sizeof(void *), sizeof(void *));
+    MMSPCL_FREE(raw);
+    W->packed = NULL;
+}
+
 mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in, const mmspcl_tensor *W,
                                  const float *bias, mmspcl_kernel_path path) {
     const int quant = mmspcl__dtype_integer(W->dtype), panels = mmspcl_tensor_is_panels(W);
@@ -4968,7 +5311,7 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
         if (path == MMSPCL_PATH_NEON || path == MMSPCL_PATH_NEON_DOTPROD) return MMSPCL_ERR_UNSUPPORTED;
         if (path == MMSPCL_PATH_AUTO) {
             if (quant) {
-                if (f & MMSPCL__CPU_VNNI512) return mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 2);
+                if (f & MMSPCL__CPU_VNNI512) return mmspcl__linear_qn512(out, x, rows, n_in, W, bias);
 #ifdef MMSPCL__HAVE_AVXVNNI
                 if (f & MMSPCL__CPU_AVXVNNI) return mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 1);
 #endif
@@ -4987,7 +5330,7 @@ mmspcl_status mmspcl_linear_path(float *out, const float *x, int rows, int n_in,
             if (bf16)
                 return n_in % 2 ? mmspcl__linear_f32_avx2(out, x, rows, n_in, W, bias)
                                 : mmspcl__linear_bf16_avx512(out, x, rows, n_in, W, bias);
-            return quant    ? mmspcl__linear_q_x86(out, x, rows, n_in, W, bias, 2)
+            return quant    ? mmspcl__linear_qn512(out, x, rows, n_in, W, bias)
                    : panels ? mmspcl__linear_panels_avx512(out, x, rows, n_in, W, bias)
                             : mmspcl__linear_f32_avx512(out, x, rows, n_in, W, bias);
         } else if (path == MMSPCL_PATH_AVXVNNI) {
@@ -6027,6 +6370,47 @@ int32_t mmspcl_bpe_mask_id(const mmspcl_bpe *bpe) { return bpe ? bpe->special[MM
 /* ---------------------------------------------------------------------------------------------
    8. RoBERTa encoder
    ------------------------------------------------------------------------------------------ */
+/* A model's packed copies of its Linear weights (mmspcl_tensor_pack), 6 a layer: the weight
+   pointers at offsets offs[] of each of the n_layers layers (stride bytes apart) are repointed at
+   the copies made. A weight file
+   that is mmap'd gives the pages of a packed weight back (MADV_DONTNEED: they are read again from
+   the file should anything use them), so memory holds the packed copy instead of both. */
+typedef struct mmspcl__packed_set { mmspcl_tensor *t; int n; } mmspcl__packed_set;
+static mmspcl_status mmspcl__pack_model(mmspcl__packed_set *ps, const mmspcl_weights *w, void *layers, size_t stride,
+                                        const size_t offs[6], int n_layers, mmspcl_error *err) {
+    const int n = 6 * n_layers;
+    int i;
+    if (!(ps->t = (mmspcl_tensor *)MMSPCL_MALLOC((size_t)n * sizeof *ps->t))) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory");
+    memset(ps->t, 0, (size_t)n * sizeof *ps->t);
+    ps->n = n;
+    for (i = 0; i < n; i++) {
+        const mmspcl_tensor **slot = (const mmspcl_tensor **)((unsigned char *)layers + (size_t)(i / 6) * stride + offs[i % 6]);
+        ps->t[i] = **slot;
+        ps->t[i].packed = NULL;
+        if (mmspcl_tensor_pack(&ps->t[i]) != MMSPCL_OK)
+            return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "out of memory packing '%s'", ps->t[i].name ? ps->t[i].name : "a weight");
+        if (!ps->t[i].packed) continue;
+        *slot = &ps->t[i];
+#if defined(MMSPCL__HAVE_MMAP) && defined(MADV_DONTNEED)   /* madvise: with _DEFAULT_SOURCE (tools/lib/mmspcl_impl.c) */
+        if (w->storage == 2) {
+            const uintptr_t a = ((uintptr_t)ps->t[i].data + 4095) & ~(uintptr_t)4095;
+            const uintptr_t e = ((uintptr_t)ps->t[i].data + ps->t[i].nbytes) & ~(uintptr_t)4095;
+            if (e > a) madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
+        }
+#else
+        (void)w;
+#endif
+    }
+    return MMSPCL_OK;
+}
+static void mmspcl__packed_free(mmspcl__packed_set *ps) {
+    int i;
+    for (i = 0; i < ps->n; i++) mmspcl_tensor_pack_free(&ps->t[i]);
+    MMSPCL_FREE(ps->t);
+    ps->t = NULL;
+    ps->n = 0;
+}
+
 typedef struct mmspcl__roberta_layer {
     const mmspcl_tensor *wq, *wk, *wv, *wo, *w_in, *w_out;
     const float *bq, *bk, *bv, *bo, *b_in, *b_out;
@@ -6038,6 +6422,7 @@ struct mmspcl_roberta {
     const mmspcl_tensor *word_emb, *pos_emb, *type_emb;
     const float *emb_ln_g, *emb_ln_b;
     mmspcl__roberta_layer *layers;
+    mmspcl__packed_set packed;   /* the Linear weights repacked for this CPU, when it has such a kernel */
     int max_tokens;
     mmspcl_arena arena;
 };
@@ -6188,6 +6573,12 @@ mmspcl_status mmspcl_roberta_load(mmspcl_roberta **out, const mmspcl_weights *w,
     }
     m->max_tokens = max_batch * max_seq;
     if ((st = mmspcl_arena_init(&m->arena, mmspcl__roberta_arena_need(c, m->max_tokens, max_seq), err))) goto fail;
+    {
+        static const size_t offs[6] = {offsetof(mmspcl__roberta_layer, wq), offsetof(mmspcl__roberta_layer, wk),
+                                       offsetof(mmspcl__roberta_layer, wv), offsetof(mmspcl__roberta_layer, wo),
+                                       offsetof(mmspcl__roberta_layer, w_in), offsetof(mmspcl__roberta_layer, w_out)};
+        if ((st = mmspcl__pack_model(&m->packed, w, m->layers, sizeof *m->layers, offs, c->num_layers, err))) goto fail;
+    }
     *out = m;
     return MMSPCL_OK;
 fail:
@@ -6197,6 +6588,7 @@ fail:
 
 void mmspcl_roberta_free(mmspcl_roberta *m) {
     if (!m) return;
+    mmspcl__packed_free(&m->packed);
     mmspcl_arena_free(&m->arena);
     MMSPCL_FREE(m->layers);
     MMSPCL_FREE(m);
@@ -7685,6 +8077,7 @@ struct mmspcl_clip {
     const float *pre_ln_w, *pre_ln_b, *post_ln_w, *post_ln_b;
     const mmspcl_tensor *proj_w;      /* [proj, W] or NULL */
     mmspcl__clip_layer *layers;
+    mmspcl__packed_set packed;        /* the layers' Linear weights repacked for this CPU, if it has such a kernel */
     float **owned;                    /* vectors widened to f32 at load */
     int n_owned;
     int max_batch, arena_threads;
@@ -7933,6 +8326,12 @@ static mmspcl_status mmspcl__clip_load(mmspcl_clip *m, const mmspcl_weights *w, 
     }
     m->max_batch = max_batch;
     m->arena_threads = mmspcl__team();
+    {
+        static const size_t offs[6] = {offsetof(mmspcl__clip_layer, q_w), offsetof(mmspcl__clip_layer, k_w),
+                                       offsetof(mmspcl__clip_layer, v_w), offsetof(mmspcl__clip_layer, o_w),
+                                       offsetof(mmspcl__clip_layer, fc1_w), offsetof(mmspcl__clip_layer, fc2_w)};
+        if ((st = mmspcl__pack_model(&m->packed, w, m->layers, sizeof *m->layers, offs, c->num_layers, err))) return st;
+    }
     return mmspcl_arena_init(&m->arena, mmspcl__clip_arena_size(c, max_batch, m->arena_threads), err);
 }
 
@@ -7956,6 +8355,7 @@ mmspcl_status mmspcl_clip_load(mmspcl_clip **out, const mmspcl_weights *w, int m
 void mmspcl_clip_free(mmspcl_clip *m) {
     int i;
     if (!m) return;
+    mmspcl__packed_free(&m->packed);
     for (i = 0; i < m->n_owned; i++) MMSPCL_FREE(m->owned[i]);
     MMSPCL_FREE(m->owned);
     MMSPCL_FREE(m->layers);
@@ -8380,6 +8780,7 @@ mmspcl_status mmspcl_fuse_linear_forward(const mmspcl_fuse_linear *f, const floa
 
 /* ---- 12.5 Fusion (b) MulT and (c) MBT ---------------------------------------------------- */
 /* token sequences, shared by MulT and MBT */
+static const char *const mmspcl__heads_mod_name[3] = { "t", "a", "v" };
 /* e [ns][seq][D] = x [ns][seq][tok] W^T + b + pos */
 static mmspcl_status mmspcl__heads_embed(const mmspcl_head_linear *proj, const float *pos, const float *x,
                                          int ns, int seq, float *e) {
@@ -8484,12 +8885,24 @@ static int mmspcl__heads_mbt_sets(int n_mod, int bottleneck, int sets[3][2], int
     return p;
 }
 
-/* one MBT layer l for a chunk of ns samples: z[slot] updated, fsn [ns][NS F D] -> the next state */
+/* one MBT layer l for a chunk of ns samples: z[slot] updated, fsn [ns][NS F D] -> the next state;
+   lens[slot] (NULL: every token real) are the chunk's lengths, mask [ns][T + K F] scratch */
 typedef struct mmspcl__heads_mbt_ctx {
     const mmspcl_mbt *m;
     int sets[3][2], k[3], NS, members;
+    const int *lens[3];
     float *z[3], *fsn, *fnew, *u, *bscr;
+    unsigned char *mask;
 } mmspcl__heads_mbt_ctx;
+
+/* the key mask of slot `slot` over TT = T + extra tokens: its real tokens, then every extra one */
+static const unsigned char *mmspcl__heads_mbt_mask(mmspcl__heads_mbt_ctx *c, int slot, int ns, int T, int TT) {
+    int s, t;
+    if (!c->lens[slot]) return NULL;
+    for (s = 0; s < ns; s++)
+        for (t = 0; t < TT; t++) c->mask[(size_t)s * TT + t] = t < c->lens[slot][s] || t >= T;
+    return c->mask;
+}
 
 static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, int ns) {
     const mmspcl_mbt *m = c->m;
@@ -8502,11 +8915,13 @@ static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, in
     for (mi = 0, slot = 0; mi < 3 && !st; mi++) {
         const int T = m->seq[mi], K = fuse ? c->k[slot] : 0, TT = T + K * F;
         const mmspcl_head_block *blk;
+        const unsigned char *km;
         float *zs;
         if (T <= 0) continue;
         blk = &m->blocks[(size_t)slot * L + l];
         zs = c->z[slot];
-        if (!fuse) { st = mmspcl_head_block_forward(blk, zs, ns, T, NULL, 0, NULL, c->bscr); slot++; continue; }
+        km = mmspcl__heads_mbt_mask(c, slot, ns, T, TT);
+        if (!fuse) { st = mmspcl_head_block_forward(blk, zs, ns, T, NULL, 0, km, c->bscr); slot++; continue; }
         /* u = [own tokens ; the sets this modality shares] per sample */
         for (s = 0; s < ns; s++) {
             memcpy(c->u + (size_t)s * TT * D, zs + (size_t)s * T * D, sizeof(float) * (size_t)T * D);
@@ -8514,7 +8929,7 @@ static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, in
                 memcpy(c->u + ((size_t)s * TT + T + (size_t)j * F) * D, c->fsn + (size_t)s * fsd + (size_t)c->sets[slot][j] * fd,
                        sizeof(float) * fd);
         }
-        st = mmspcl_head_block_forward(blk, c->u, ns, TT, NULL, 0, NULL, c->bscr);
+        st = mmspcl_head_block_forward(blk, c->u, ns, TT, NULL, 0, km, c->bscr);
         for (s = 0; s < ns; s++) {
             memcpy(zs + (size_t)s * T * D, c->u + (size_t)s * TT * D, sizeof(float) * (size_t)T * D);
             for (j = 0; j < K; j++) {
@@ -8529,36 +8944,80 @@ static mmspcl_status mmspcl__heads_mbt_layer(mmspcl__heads_mbt_ctx *c, int l, in
     return st;
 }
 
+/* the readout of slot `slot` (modality mi): every token through its layer norm, the sum over the
+   real ones; ours: row `slot` of the concatenation, divided by the length; joint: added to the
+   one D-wide row (divided by the total length afterwards) */
+static void mmspcl__heads_mbt_readout(const mmspcl_mbt *m, int mi, int slot, const float *z, const int *lens, int ns,
+                                      float *tmp, float *pooled) {
+    const int D = m->d_model, T = m->seq[mi], joint = m->readout == MMSPCL_READOUT_JOINT;
+    const size_t ld = (size_t)(joint ? 1 : m->n_mod) * D;
+    int s, t, d;
+    mmspcl_head_ln_forward(&m->final_ln[joint ? 0 : mi], z, tmp, ns * T);
+    for (s = 0; s < ns; s++) {
+        const int L = lens ? lens[s] : T;
+        float *o = pooled + (size_t)s * ld + (joint ? 0 : (size_t)slot * D);
+        for (d = 0; d < D; d++) {
+            float acc = 0;
+            for (t = 0; t < L; t++) acc += tmp[((size_t)s * T + t) * D + d];
+            o[d] = joint ? o[d] + acc : acc / (float)L;
+        }
+    }
+}
+
+static mmspcl_status mmspcl__heads_mbt_check(const mmspcl_mbt *m, const float *const x[3], const int *const lens[3], int n,
+                                             mmspcl__heads_mbt_ctx *c, mmspcl_error *err) {
+    int mi, i;
+    memset(c, 0, sizeof *c);
+    c->m = m;
+    c->NS = mmspcl__heads_mbt_sets(m->n_mod, m->bottleneck, c->sets, c->k);
+    c->members = m->bottleneck == MMSPCL_BOTTLENECK_PAIR ? 2 : m->n_mod;
+    if (c->NS != m->n_sets) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: %d bottleneck sets, the sharing rule gives %d", m->n_sets, c->NS);
+    if (m->readout != MMSPCL_READOUT_MODALITY && m->readout != MMSPCL_READOUT_JOINT)
+        return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: readout %d is neither per modality (%d) nor joint (%d)", m->readout, MMSPCL_READOUT_MODALITY, MMSPCL_READOUT_JOINT);
+    for (mi = 0; mi < 3; mi++) {
+        if (m->seq[mi] <= 0) continue;
+        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: modality %d has %d tokens but no input", mi, m->seq[mi]);
+        for (i = 0; lens && lens[mi] && i < n; i++)
+            if (lens[mi][i] < 1 || lens[mi][i] > m->seq[mi])
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: sample %d of %s has length %d (tokens 1..%d)", i, mmspcl__heads_mod_name[mi], lens[mi][i], m->seq[mi]);
+    }
+    return MMSPCL_OK;
+}
+
 mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], int n, float *y,
                                  mmspcl_error *err) {
+    return mmspcl_mbt_forward_seq(m, x, NULL, n, y, err);
+}
+
+mmspcl_status mmspcl_mbt_forward_seq(const mmspcl_mbt *m, const float *const x[3], const int *const lens[3], int n,
+                                     float *y, mmspcl_error *err) {
     const int D = m->d_model, L = m->n_layers, F = m->n_fusion, CH = MMSPCL__HEADS_CHUNK;
+    const int joint = m->readout == MMSPCL_READOUT_JOINT, PW = (joint ? 1 : m->n_mod) * D;
     mmspcl__heads_mbt_ctx c;
     int tmax = 1, ztot = 0, mi, i, KM;
-    size_t bs, fsd;
+    size_t bs, fsd, nf;
     float *buf;
-    mmspcl_status st = MMSPCL_OK;
-    memset(&c, 0, sizeof c);
-    c.m = m;
-    c.NS = mmspcl__heads_mbt_sets(m->n_mod, m->bottleneck, c.sets, c.k);
-    c.members = m->bottleneck == MMSPCL_BOTTLENECK_PAIR ? 2 : m->n_mod;
-    if (c.NS != m->n_sets) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: %d bottleneck sets, the sharing rule gives %d", m->n_sets, c.NS);
+    mmspcl_status st = mmspcl__heads_mbt_check(m, x, lens, n, &c, err);
+    if (st) return st;
     KM = c.k[0];
     fsd = (size_t)c.NS * F * D;
     for (mi = 0; mi < 3; mi++) if (m->seq[mi] > 0) {
-        if (!x[mi]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "mbt: modality %d has %d tokens but no input", mi, m->seq[mi]);
         if (m->seq[mi] + KM * F > tmax) tmax = m->seq[mi] + KM * F;
         ztot += m->seq[mi];
     }
     bs = mmspcl__heads_max_block_scratch(m->blocks, m->n_mod * L, CH, tmax);
-    buf = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)CH * ((size_t)ztot * D + 2 * fsd + 2 * (size_t)tmax * D + (size_t)m->n_mod * D) + bs));
+    nf = (size_t)CH * ((size_t)ztot * D + 2 * fsd + 2 * (size_t)tmax * D + (size_t)PW) + bs;
+    buf = (float *)MMSPCL_MALLOC(sizeof(float) * nf + (size_t)CH * tmax);
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "mbt: out of memory for a chunk of %d samples", CH);
+    c.mask = (unsigned char *)(buf + nf);
     for (i = 0; i < n && !st; i += CH) {
         const int ns = n - i < CH ? n - i : CH;
         float *tmp, *pooled, *p = buf;
-        int l, slot, s;
+        int l, slot, s, d;
         for (mi = 0, slot = 0; mi < 3; mi++) {
             if (m->seq[mi] <= 0) continue;
             c.z[slot] = p; p += (size_t)CH * m->seq[mi] * D;
+            c.lens[slot] = lens && lens[mi] ? lens[mi] + i : NULL;
             if (!st) st = mmspcl__heads_embed(&m->in_proj[mi], m->pos[mi], x[mi] + (size_t)i * m->seq[mi] * m->tok[mi], ns, m->seq[mi], c.z[slot]);
             slot++;
         }
@@ -8566,14 +9025,20 @@ mmspcl_status mmspcl_mbt_forward(const mmspcl_mbt *m, const float *const x[3], i
         c.fnew = p; p += (size_t)CH * fsd;
         c.u = p; p += (size_t)CH * tmax * D;
         tmp = p; p += (size_t)CH * tmax * D;
-        pooled = p; p += (size_t)CH * m->n_mod * D;
+        pooled = p; p += (size_t)CH * PW;
         c.bscr = p;
         for (s = 0; s < ns; s++) memcpy(c.fsn + (size_t)s * fsd, m->fusion_tokens, sizeof(float) * fsd);
         for (l = 0; l < L && !st; l++) st = mmspcl__heads_mbt_layer(&c, l, ns);
+        if (joint) for (s = 0; s < ns * D; s++) pooled[s] = 0.0f;
         for (mi = 0, slot = 0; mi < 3; mi++) {
             if (m->seq[mi] <= 0) continue;
-            mmspcl__heads_ln_pool(&m->final_ln[mi], c.z[slot], ns, m->seq[mi], tmp, pooled + (size_t)slot * D, m->n_mod * D);
+            mmspcl__heads_mbt_readout(m, mi, slot, c.z[slot], c.lens[slot], ns, tmp, pooled);
             slot++;
+        }
+        for (s = 0; joint && s < ns; s++) {
+            int tot = 0;
+            for (mi = 0, slot = 0; mi < 3; mi++) if (m->seq[mi] > 0) { tot += c.lens[slot] ? c.lens[slot][s] : m->seq[mi]; slot++; }
+            for (d = 0; d < D; d++) pooled[(size_t)s * D + d] /= (float)tot;
         }
         if (!st) st = mmspcl_head_linear_forward(&m->out_proj, pooled, y + (size_t)i * m->out_dim, ns);
     }
@@ -8794,7 +9259,6 @@ void mmspcl_metrics_from_confusion(const int64_t *cm, int n_classes, mmspcl_clas
 }
 
 /* ---- 12.8 Loading ------------------------------------------------------------------------ */
-static const char *const mmspcl__heads_mod_name[3] = { "t", "a", "v" };
 static const char *const mmspcl__heads_combo_name[8] = { "", "t", "a", "ta", "v", "tv", "av", "tav" };
 
 static mmspcl_status mmspcl__heads_f32(const mmspcl_weights *w, const char *name, int ndim,
@@ -9031,6 +9495,8 @@ mmspcl_status mmspcl_mbt_load(mmspcl_mbt *m, const mmspcl_weights *w, const char
         int64_t v;
         snprintf(key, sizeof key, "%s.bottleneck", prefix);
         if (mmspcl_weights_get_int(w, key, &v) && (st = mmspcl__heads_int(w, prefix, "bottleneck", 0, 1, &m->bottleneck, err))) return st;
+        snprintf(key, sizeof key, "%s.readout", prefix);   /* absent in older files: ours */
+        if (mmspcl_weights_get_int(w, key, &v) && (st = mmspcl__heads_int(w, prefix, "readout", 0, 1, &m->readout, err))) return st;
     }
     if ((st = mmspcl__heads_seq_load(w, prefix, m->seq, m->tok, m->d_model, m->in_proj, m->pos, &m->n_mod, err))) return st;
     {
@@ -9048,11 +9514,13 @@ mmspcl_status mmspcl_mbt_load(mmspcl_mbt *m, const mmspcl_weights *w, const char
             if ((st = mmspcl__heads_blockl(&m->blocks[(size_t)slot * m->n_layers + l], w, key, m->d_model, m->n_heads, m->ff_mult, m->act, 0, err))) { mmspcl_mbt_free(m); return st; }
         }
         snprintf(key, sizeof key, "%s.%s.ln", prefix, mmspcl__heads_mod_name[mi]);
-        if ((st = mmspcl__heads_lnorm(&m->final_ln[mi], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
+        if (m->readout == MMSPCL_READOUT_MODALITY && (st = mmspcl__heads_lnorm(&m->final_ln[mi], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
         slot++;
     }
+    snprintf(key, sizeof key, "%s.ln", prefix);
+    if (m->readout == MMSPCL_READOUT_JOINT && (st = mmspcl__heads_lnorm(&m->final_ln[0], w, key, m->d_model, err))) { mmspcl_mbt_free(m); return st; }
     snprintf(key, sizeof key, "%s.out", prefix);
-    if ((st = mmspcl__heads_linear(&m->out_proj, w, key, m->n_mod * m->d_model, m->out_dim, err))) { mmspcl_mbt_free(m); return st; }
+    if ((st = mmspcl__heads_linear(&m->out_proj, w, key, (m->readout == MMSPCL_READOUT_JOINT ? 1 : m->n_mod) * m->d_model, m->out_dim, err))) { mmspcl_mbt_free(m); return st; }
     return MMSPCL_OK;
 }
 
@@ -9132,12 +9600,18 @@ static double mmspcl__xprune_cos(const mmspcl_xprune_cfg *c, const mmspcl_xprune
 
 void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
                           unsigned char *kept) {
+    mmspcl_xprune_select_some(c, l, u, l->mods, kept);
+}
+
+void mmspcl_xprune_select_some(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout *l, const double *const u[3],
+                               unsigned mods, unsigned char *kept) {
     const int nb = l->width[c->base] / c->K;
     int m, hb, hp;
+    mods &= l->mods;
     for (hp = 0; hp < l->n_kept; hp++) kept[hp] = 1;
     if (c->rule == MMSPCL_PRUNE_THRESHOLD) {
         for (m = 0; m < 3; m++)
-            for (hp = 0; l->mods & (1u << m) && hp < l->np[m]; hp++)
+            for (hp = 0; mods & (1u << m) && hp < l->np[m]; hp++)
                 for (hb = 0; hb < nb && kept[l->koff[m] + hp]; hb++)
                     if (mmspcl__xprune_cos(c, l, u, m, hb, hp) >= c->tau) kept[l->koff[m] + hp] = 0;
         return;
@@ -9146,7 +9620,7 @@ void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout
         int best = -1;
         double bc = -2;
         for (m = 0; m < 3; m++) {
-            if (!(l->mods & (1u << m))) continue;
+            if (!(mods & (1u << m))) continue;
             if (!c->joint) { best = -1; bc = -2; }
             for (hp = 0; hp < l->np[m]; hp++) {
                 const double cs = mmspcl__xprune_cos(c, l, u, m, hb, hp);
@@ -9160,16 +9634,44 @@ void mmspcl_xprune_select(const mmspcl_xprune_cfg *c, const mmspcl_xprune_layout
 
 mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x[3], int n, float *const y[3],
                                     unsigned char *kept, mmspcl_error *err) {
+    const int T[3] = { 1, 1, 1 };
+    return mmspcl_xprune_forward_seq(p, x, T, NULL, n, y, kept, err);
+}
+
+/* the real steps of modality m in sample i (all T[m] without lengths) */
+static int mmspcl__xprune_len(const int T[3], const int *const lens[3], int m, int i) {
+    return lens && lens[m] ? lens[m][i] : T[m];
+}
+
+static mmspcl_status mmspcl__xprune_check_seq(const mmspcl_xprune *p, const float *const x[3], const int T[3],
+                                              const int *const lens[3], int n, float *const y[3], int *tmax,
+                                              mmspcl_error *err) {
+    int m, i;
+    *tmax = 1;
+    for (m = 0; m < 3; m++) {
+        if (p->cfg.dims[m] <= 0) continue;
+        if (!x[m] || !y[m] || T[m] < 1)
+            return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output (steps %d)", mmspcl__heads_mod_name[m], p->cfg.dims[m], T[m]);
+        if (T[m] > *tmax) *tmax = T[m];
+        for (i = 0; lens && lens[m] && i < n; i++)
+            if (lens[m][i] < 1 || lens[m][i] > T[m])
+                return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: sample %d of %s has length %d (steps 1..%d)", i, mmspcl__heads_mod_name[m], lens[m][i], T[m]);
+    }
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_xprune_forward_seq(const mmspcl_xprune *p, const float *const x[3], const int T[3],
+                                        const int *const lens[3], int n, float *const y[3], unsigned char *kept,
+                                        mmspcl_error *err) {
     const mmspcl_xprune_layout *l = &p->lay;
+    const int b = p->cfg.base;
     double *row[3] = { NULL, NULL, NULL }, *buf;
     unsigned char *kp;
     size_t tot = 0;
-    int m, i, j;
-    for (m = 0; m < 3; m++) {
-        if (p->cfg.dims[m] <= 0) continue;
-        if (!x[m] || !y[m]) return mmspcl__fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output", mmspcl__heads_mod_name[m], p->cfg.dims[m]);
-        tot += (size_t)l->width[m];
-    }
+    int m, i, j, s, tmax;
+    mmspcl_status st = mmspcl__xprune_check_seq(p, x, T, lens, n, y, &tmax, err);
+    if (st) return st;
+    for (m = 0; m < 3; m++) if (p->cfg.dims[m] > 0) tot += (size_t)l->width[m];
     buf = (double *)MMSPCL_MALLOC(sizeof(double) * (tot + 1) + (size_t)l->n_kept + 1);
     if (!buf) return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory");
     kp = (unsigned char *)(buf + tot + 1);
@@ -9178,18 +9680,26 @@ mmspcl_status mmspcl_xprune_forward(const mmspcl_xprune *p, const float *const x
         row[m] = buf + tot;
         tot += (size_t)l->width[m];
         if (p->cfg.proj_dim > 0) {
-            if (mmspcl_head_linear_forward(&p->proj[m], x[m], y[m], n)) { MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory in a kernel"); }
-        } else memcpy(y[m], x[m], sizeof(float) * (size_t)n * l->width[m]);
+            if (mmspcl_head_linear_forward(&p->proj[m], x[m], y[m], n * T[m])) { MMSPCL_FREE(buf); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory in a kernel"); }
+        } else memcpy(y[m], x[m], sizeof(float) * (size_t)n * T[m] * l->width[m]);
+        for (i = 0; i < n; i++)   /* padded steps: zero */
+            for (j = mmspcl__xprune_len(T, lens, m, i) * l->width[m]; j < T[m] * l->width[m]; j++) y[m][(size_t)i * T[m] * l->width[m] + j] = 0.0f;
     }
-    for (i = 0; i < n; i++) {
-        unsigned char *ks = kept ? kept + (size_t)i * l->n_kept : kp;
-        for (m = 0; m < 3; m++)
-            for (j = 0; row[m] && j < l->width[m]; j++) row[m][j] = y[m][(size_t)i * l->width[m] + j];
-        mmspcl_xprune_select(&p->cfg, l, (const double *const *)row, ks);
-        for (m = 0; m < 3; m++)
-            for (j = 0; (l->mods & (1u << m)) && j < l->width[m]; j++)
-                if (!ks[l->koff[m] + j / p->cfg.K]) y[m][(size_t)i * l->width[m] + j] = 0.0f;
-    }
+    for (i = 0; i < n; i++)
+        for (s = 0; s < tmax; s++) {
+            unsigned char *ks = kept ? kept + ((size_t)i * tmax + s) * l->n_kept : kp;
+            unsigned real = 0;
+            for (m = 0; m < 3; m++)
+                if (row[m] && s < mmspcl__xprune_len(T, lens, m, i)) {
+                    real |= 1u << m;
+                    for (j = 0; j < l->width[m]; j++) row[m][j] = y[m][((size_t)i * T[m] + s) * l->width[m] + j];
+                }
+            if (!(real & (1u << b))) real = 0;   /* no base step: nothing is compared */
+            mmspcl_xprune_select_some(&p->cfg, l, (const double *const *)row, real, ks);
+            for (m = 0; m < 3; m++)
+                for (j = 0; (real & l->mods & (1u << m)) && j < l->width[m]; j++)
+                    if (!ks[l->koff[m] + j / p->cfg.K]) y[m][((size_t)i * T[m] + s) * l->width[m] + j] = 0.0f;
+        }
     MMSPCL_FREE(buf);
     return MMSPCL_OK;
 }
@@ -9628,6 +10138,8 @@ void mmspcl_classifier_free(mmspcl_classifier *m) {
     mmspcl_weights_free(m->w);
     MMSPCL_FREE(m->lr_w[0]);
     MMSPCL_FREE(m->lr_w[1]);
+    if (m->has_joint && m->joint_kind == 1) mmspcl_mult_free(&m->joint_mult);
+    if (m->has_joint && m->joint_kind == 2) mmspcl_mbt_free(&m->joint_mbt);
     memset(m, 0, sizeof *m);
 }
 
@@ -9813,6 +10325,74 @@ static mmspcl_status mmspcl__classifier_media_load(mmspcl_classifier *m, const c
     return MMSPCL_OK;
 }
 
+/* the width m takes for media input mi (1 a, 2 v): set it, or check it against what is set */
+static mmspcl_status mmspcl__classifier_media_width(mmspcl_classifier *m, int mi, int w, const char *label, mmspcl_error *err) {
+    int *const width = mi == 1 ? &m->audio_dim : &m->video_dim;
+    if (!w) return MMSPCL_OK;
+    if (*width && *width != w)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: the media and joint heads take %s vectors of widths %d and %d", label,
+                            mi == 1 ? "audio" : "video", *width, w);
+    *width = w;
+    return MMSPCL_OK;
+}
+
+/* meld.joint.*: the fusion head (and pruning) over t, a, v of a joint fine-tuning (13.6) */
+static mmspcl_status mmspcl__classifier_joint_load(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
+    static const char *const hn[2] = {"meld.joint.linear.emotion", "meld.joint.linear.sentiment"};
+    const int CC[2] = {MMSPCL_NUM_EMOTIONS, MMSPCL_NUM_SENTIMENTS};
+    const char *af = NULL;
+    char key[64];
+    int64_t kind;
+    int dims[3], k, pc, pd;
+    mmspcl_status st;
+    if (!mmspcl_weights_get_int(m->w, "meld.joint.kind", &kind)) return MMSPCL_OK;
+    if (kind < 0 || kind > 2) return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.joint.kind %lld (0 linear, 1 mult, 2 bottleneck)", label, (long long)kind);
+    m->joint_kind = (int)kind;
+    if (kind == 0) {
+        if ((st = mmspcl_fuse_linear_load(&m->joint_lin, m->w, "meld.joint.fusion", err))) return st;
+        for (k = 0; k < 3; k++) dims[k] = m->joint_lin.dims[k];
+        m->joint_dim = m->joint_lin.proj.out;
+    } else if (kind == 1) {
+        if ((st = mmspcl_mult_load(&m->joint_mult, m->w, "meld.joint.fusion", err))) return st;
+        for (k = 0; k < 3; k++) dims[k] = m->joint_mult.seq[k] * m->joint_mult.tok[k];
+        m->joint_dim = m->joint_mult.out_dim;
+    } else {
+        if ((st = mmspcl_mbt_load(&m->joint_mbt, m->w, "meld.joint.fusion", err))) return st;
+        for (k = 0; k < 3; k++) dims[k] = m->joint_mbt.seq[k] * m->joint_mbt.tok[k];
+        m->joint_dim = m->joint_mbt.out_dim;
+    }
+    m->has_joint = 1;   /* from here the free releases the fusion head */
+    if (mmspcl_weights_get_int(m->w, "meld.joint.prune.mods", &kind)) {
+        if ((st = mmspcl_xprune_load(&m->joint_xp, m->w, "meld.joint.prune", err))) return st;
+        for (k = 0; k < 3; k++)
+            if (m->joint_xp.lay.width[k] != dims[k])
+                return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.joint.prune gives %s %d values, meld.joint.fusion takes %d", label,
+                                    k == 0 ? "t" : k == 1 ? "a" : "v", m->joint_xp.lay.width[k], dims[k]);
+        for (k = 0; k < 3; k++) dims[k] = m->joint_xp.cfg.dims[k];
+        m->joint_prune = 1;
+    }
+    for (k = 0; k < 3; k++) m->joint_in[k] = dims[k];
+    if (dims[0] != m->hidden)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: the joint head takes t of width %d, the model's is %d", label, dims[0], m->hidden);
+    if ((st = mmspcl__classifier_media_width(m, 1, dims[1], label, err)) || (st = mmspcl__classifier_media_width(m, 2, dims[2], label, err)))
+        return st;
+    if ((st = mmspcl_protos_load(&m->joint_protos, &pc, &pd, m->w, "meld.joint", err))) return st;
+    if (pc != MMSPCL_NUM_EMOTIONS || pd != m->joint_dim)
+        return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: meld.joint.protos is [%d][%d], expected [%d][%d]", label, pc, pd, MMSPCL_NUM_EMOTIONS,
+                            m->joint_dim);
+    for (k = 0; k < 2; k++) {
+        snprintf(key, sizeof key, "%s.weight", hn[k]);
+        if (!mmspcl_weights_find(m->w, key)) continue;
+        if ((st = mmspcl_head_linear_load(&m->joint_head[k], m->w, hn[k], err))) return st;
+        if (m->joint_head[k].in != m->joint_dim || m->joint_head[k].out != CC[k])
+            return mmspcl__fail(err, MMSPCL_ERR_FORMAT, "%s: %s is [%d][%d], expected [%d][%d]", label, hn[k], m->joint_head[k].out,
+                                m->joint_head[k].in, CC[k], m->joint_dim);
+        m->joint_has_head[k] = 1;
+    }
+    if (dims[1] && mmspcl_weights_get_str(m->w, "meld.joint.audio", &af)) m->audio_features = af;
+    return MMSPCL_OK;
+}
+
 /* Everything after the weights are open (m->w set). */
 static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *label, mmspcl_error *err) {
     int64_t v;
@@ -9848,7 +10428,9 @@ static mmspcl_status mmspcl__classifier_build(mmspcl_classifier *m, const char *
             m->t_scores = 1;
         }
     }
-    if ((st = mmspcl__classifier_msve_heads(m, label, err)) || (st = mmspcl__classifier_media_load(m, label, err))) return st;
+    if ((st = mmspcl__classifier_msve_heads(m, label, err)) || (st = mmspcl__classifier_media_load(m, label, err)) ||
+        (st = mmspcl__classifier_joint_load(m, label, err)))
+        return st;
     return mmspcl__classifier_defaults(m, label, err);
 }
 
@@ -10199,6 +10781,55 @@ static mmspcl_status mmspcl__classifier_media_task(mmspcl_classifier *m, int k, 
     return MMSPCL_OK;
 }
 
+/* the joint head on t [n][hidden] and the turns' media (a turn without a vector: zeros):
+   emotion by nearest class mean of z, sentiment by its linear head (when it has one) */
+static mmspcl_status mmspcl__classifier_joint(mmspcl_classifier *m, const float *t, const float *const x[3], const unsigned char *mods,
+                                              int n, float *emo, float *sent, mmspcl_error *err) {
+    const int D = m->joint_dim, C = MMSPCL_NUM_EMOTIONS;
+    const int da = m->joint_in[1], dv = m->joint_in[2];
+    const int wd[3] = {m->joint_prune ? m->joint_xp.lay.width[0] : 0, m->joint_prune ? m->joint_xp.lay.width[1] : 0,
+                       m->joint_prune ? m->joint_xp.lay.width[2] : 0};
+    float *in = (float *)MMSPCL_MALLOC(sizeof(float) * ((size_t)n * (da + dv + wd[0] + wd[1] + wd[2] + D + C) + 1));
+    float *ya, *yv, *z, *lg, *py[3];
+    const float *xi[3];
+    int *pred = (int *)MMSPCL_MALLOC(sizeof(int) * (size_t)(n + 1)), i, j;
+    mmspcl_status st = MMSPCL_OK;
+    if (!in || !pred) { MMSPCL_FREE(in); MMSPCL_FREE(pred); return mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory"); }
+    ya = in; yv = ya + (size_t)n * da; py[0] = yv + (size_t)n * dv; py[1] = py[0] + (size_t)n * wd[0]; py[2] = py[1] + (size_t)n * wd[1];
+    z = py[2] + (size_t)n * wd[2]; lg = z + (size_t)n * D;
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < da; j++) ya[(size_t)i * da + j] = x[1] && (mods[i] & MMSPCL_MOD_A) ? x[1][(size_t)i * da + j] : 0.0f;
+        for (j = 0; j < dv; j++) yv[(size_t)i * dv + j] = x[2] && (mods[i] & MMSPCL_MOD_V) ? x[2][(size_t)i * dv + j] : 0.0f;
+    }
+    xi[0] = t; xi[1] = da ? ya : NULL; xi[2] = dv ? yv : NULL;
+    if (m->joint_prune) {
+        for (j = 0; j < 3; j++) if (!wd[j]) py[j] = NULL;
+        if ((st = mmspcl_xprune_forward(&m->joint_xp, xi, n, py, NULL, err))) goto done;
+        for (j = 0; j < 3; j++) xi[j] = py[j];
+    }
+    st = m->joint_kind == 0 ? mmspcl_fuse_linear_forward(&m->joint_lin, xi, n, z, err)
+       : m->joint_kind == 1 ? mmspcl_mult_forward(&m->joint_mult, xi, n, z, err) : mmspcl_mbt_forward(&m->joint_mbt, xi, n, z, err);
+    if (st) goto done;
+    if (emo) {
+        mmspcl_proto_classify(z, n, D, m->joint_protos, C, pred, emo);
+        for (i = 0; i < n; i++) {
+            for (j = 0; j < C; j++) emo[(size_t)i * C + j] /= 0.08f;   /* SPCL's temperature */
+            mmspcl_softmax(emo + (size_t)i * C, C);
+        }
+    }
+    if (sent && m->joint_has_head[1]) {
+        if (mmspcl_head_linear_forward(&m->joint_head[1], z, lg, n)) { st = mmspcl__fail(err, MMSPCL_ERR_NOMEM, "classifier: out of memory in a kernel"); goto done; }
+        for (i = 0; i < n; i++) {
+            memcpy(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, lg + (size_t)i * MMSPCL_NUM_SENTIMENTS, sizeof(float) * MMSPCL_NUM_SENTIMENTS);
+            mmspcl_softmax(sent + (size_t)i * MMSPCL_NUM_SENTIMENTS, MMSPCL_NUM_SENTIMENTS);
+        }
+    }
+done:
+    MMSPCL_FREE(in);
+    MMSPCL_FREE(pred);
+    return st;
+}
+
 mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspcl_turn *turns, int n,
                                                const float *audio, const float *video, const unsigned char *mods,
                                                float *emo, float *sent, mmspcl_error *err) {
@@ -10211,9 +10842,9 @@ mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspc
     int i;
     mmspcl_status st;
     if (!m || !m->enc || n < 0 || (n > 0 && !turns)) return mmspcl__fail(err, MMSPCL_ERR_ARG, "classifier_classify_media: bad argument");
-    if (!m->has_media[0] && !m->has_media[1])
-        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: the model has no audio or video head (meld.media.*): it classifies from text only");
-    if (sent && !text_sent && !m->has_media[1]) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head");
+    if (!m->has_media[0] && !m->has_media[1] && !m->has_joint)
+        return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: the model has no audio or video head (meld.media.*, meld.joint.*): it classifies from text only");
+    if (sent && !text_sent && !m->has_media[1] && !m->joint_has_head[1]) return mmspcl__fail(err, MMSPCL_ERR_NOT_FOUND, "classifier: this model has no sentiment head");
     if (n == 0) return MMSPCL_OK;
     t = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
     v = (float *)MMSPCL_MALLOC(sizeof(float) * (size_t)n * H);
@@ -10228,7 +10859,8 @@ mmspcl_status mmspcl_classifier_classify_media(mmspcl_classifier *m, const mmspc
         goto done;
     x[0] = t; x[1] = audio; x[2] = video;
     if (emo && m->has_media[0] && (st = mmspcl__classifier_media_task(m, 0, x, mk, n, 1, emo, tmp, voted, err))) goto done;
-    if (sent && m->has_media[1]) st = mmspcl__classifier_media_task(m, 1, x, mk, n, text_sent, sent, tmp, voted, err);
+    if (sent && m->has_media[1] && (st = mmspcl__classifier_media_task(m, 1, x, mk, n, text_sent, sent, tmp, voted, err))) goto done;
+    if (m->has_joint) st = mmspcl__classifier_joint(m, t, x, mk, n, emo, sent, err);
 done:
     MMSPCL_FREE(t); MMSPCL_FREE(v); MMSPCL_FREE(a); MMSPCL_FREE(tmp); MMSPCL_FREE(mk);
     return st;

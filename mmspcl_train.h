@@ -80,7 +80,8 @@
      Pruning          mmspcl_prune_train_forward / _backward (double twin of mmspcl_prune_apply);
                       mmspcl_xprune_train: pruning as a layer (two pruning modalities, the
                       threshold rule, the common projection), forward, backward, config
-     Fusion heads     mmspcl_fusion: LINEAR (a), MULT (b), MBT (c); forward, backward, save
+     Fusion heads     mmspcl_fusion: LINEAR (a), MULT (b), MBT (c); forward, backward, save;
+                      mmspcl_fusion_forward_seq: MBT over sequences with a padding mask
                       mmspcl_mult_seq_train: MulT over sequences as its code does it (12)
      Models           mmspcl_msve_model + mmspcl_msve_train (early stopping on validation
                       weighted F1); mmspcl_spcl_model (mmspcl_pfusion: optional pruning layer
@@ -129,9 +130,9 @@
      MULT    P.d_model n_heads n_cross n_self ff_mult out_dim act seq.{m} tok.{m};
              P.in.{m}.* P.pos.{m} P.{i}_{j}.layer.{l}.{ln_q,ln_kv,attn.{q,k,v,o},ln_ff,ff.fc1,ff.fc2}.*
              P.{i}_{j}.ln.* P.out.*                                  -> mmspcl_mult_load
-     MBT     P.d_model n_heads n_layers fusion_start n_fusion bottleneck ff_mult out_dim act seq.{m}
-             tok.{m}; P.in.{m}.* P.pos.{m} P.fusion_tokens [sets * n_fusion][d] P.{m}.layer.{l}.*
-             P.{m}.ln.* P.out.*                                      -> mmspcl_mbt_load
+     MBT     P.d_model n_heads n_layers fusion_start n_fusion bottleneck readout ff_mult out_dim act
+             seq.{m} tok.{m}; P.in.{m}.* P.pos.{m} P.fusion_tokens [sets * n_fusion][d]
+             P.{m}.layer.{l}.* P.{m}.ln.* (readout 0; 1: one P.ln.*) P.out.*  -> mmspcl_mbt_load
      XPRUNE  P.dim.{t,a,v} base mods K rule joint proj_dim (ints), P.tau (float);
              P.proj.{m}.{weight,bias} (proj_dim > 0)                 -> mmspcl_xprune_load
      SPCL model  spcl.kind spcl.n_classes; spcl.prune.* (XPRUNE above, when pruned);
@@ -430,6 +431,9 @@ typedef struct mmspcl_fusion_cfg {
     int n_layers, fusion_start, n_fusion; /* MBT: 5, 2, 8 in the paper */
     int bottleneck;        /* MBT: MMSPCL_BOTTLENECK_MODALITY (0, scenic's) or _PAIR (the paper's
                               equations 8-9): the sharing rules of mmspcl_mbt in mmspcl.h */
+    int readout;           /* MBT: MMSPCL_READOUT_MODALITY (0, ours: "PREFIX.{m}.ln", out from
+                              n_mod d) or _JOINT (scenic's 'gap': one "PREFIX.ln" over every
+                              modality's tokens, the mean over all real tokens, out from d) */
     mmspcl_act act;
     double dropout;        /* on the blocks' MLP hidden layer, training only */
 } mmspcl_fusion_cfg;
@@ -452,6 +456,9 @@ typedef struct mmspcl_fusion {
     double *act;
     size_t act_cap, *off;
     int act_n;
+    int *lens, lens_on[3];               /* MBT: the last forward's lengths, slot s at lens + s * act_n */
+    unsigned char *mask;                 /* MBT: key mask scratch */
+    size_t lens_cap, mask_cap;
 } mmspcl_fusion;
 mmspcl_status mmspcl_fusion_create(mmspcl_fusion *f, mmspcl_params *P, const char *prefix,
                                    const mmspcl_fusion_cfg *cfg, mmspcl_rng *rng, mmspcl_error *err);
@@ -459,6 +466,12 @@ void mmspcl_fusion_free(mmspcl_fusion *f);
 /* rng: dropout (NULL = evaluation) */
 mmspcl_status mmspcl_fusion_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
                                     int n, double *y, mmspcl_rng *rng, mmspcl_error *err);
+/* MBT over sequences with a padding mask (mmspcl_mbt_forward_seq's rules): lens[m] [n] real tokens
+   of modality m (1..seq[m]; lens or an entry NULL: all real); padded tokens are never keys and
+   never enter the readout. The lengths are copied: mmspcl_fusion_backward uses them. Other kinds
+   take lens NULL only. */
+mmspcl_status mmspcl_fusion_forward_seq(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
+                                        const int *const lens[3], int n, double *y, mmspcl_rng *rng, mmspcl_error *err);
 /* After a forward with the same x and n. dx[m] += dL/dx[m] (dx, or any entry, may be NULL). */
 void mmspcl_fusion_backward(mmspcl_fusion *f, mmspcl_params *P, const double *const x[3], int n,
                             const double *dy, double *const dx[3]);
@@ -2085,6 +2098,7 @@ void mmspcl_fusion_defaults(mmspcl_fusion_cfg *c, mmspcl_fusion_kind kind) {
 
 void mmspcl_fusion_free(mmspcl_fusion *f) {
     MMSPCL_FREE(f->blocks); MMSPCL_FREE(f->final_ln); MMSPCL_FREE(f->act); MMSPCL_FREE(f->off);
+    MMSPCL_FREE(f->lens); MMSPCL_FREE(f->mask);
     memset(f, 0, sizeof *f);
 }
 
@@ -2160,6 +2174,8 @@ mmspcl_status mmspcl_fusion_create(mmspcl_fusion *f, mmspcl_params *P, const cha
         int p = 0;
         if (cfg->bottleneck != MMSPCL_BOTTLENECK_MODALITY && cfg->bottleneck != MMSPCL_BOTTLENECK_PAIR)
             return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mbt: bottleneck %d is neither per modality (%d) nor per pair (%d)", cfg->bottleneck, MMSPCL_BOTTLENECK_MODALITY, MMSPCL_BOTTLENECK_PAIR);
+        if (cfg->readout != MMSPCL_READOUT_MODALITY && cfg->readout != MMSPCL_READOUT_JOINT)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mbt: readout %d is neither per modality (%d) nor joint (%d)", cfg->readout, MMSPCL_READOUT_MODALITY, MMSPCL_READOUT_JOINT);
         if (cfg->bottleneck == MMSPCL_BOTTLENECK_PAIR) {
             for (a = 0; a < f->n_mod; a++)
                 for (b = a + 1; b < f->n_mod; b++) { f->sets[a][f->nset[a]++] = p; f->sets[b][f->nset[b]++] = p; p++; }
@@ -2183,10 +2199,12 @@ mmspcl_status mmspcl_fusion_create(mmspcl_fusion *f, mmspcl_params *P, const cha
                                     cfg->dropout, rng);
             }
             snprintf(name, sizeof name, "%s.%s.ln", prefix, mmspcl__t_mod[m]);
-            mmspcl_ln_create(&f->final_ln[s], P, name, D);
+            if (cfg->readout == MMSPCL_READOUT_MODALITY) mmspcl_ln_create(&f->final_ln[s], P, name, D);
         }
+        snprintf(name, sizeof name, "%s.ln", prefix);
+        if (cfg->readout == MMSPCL_READOUT_JOINT) mmspcl_ln_create(&f->final_ln[0], P, name, D);
         snprintf(name, sizeof name, "%s.out", prefix);
-        mmspcl_lin_create(&f->out_proj, P, name, f->n_mod * D, cfg->out_dim, rng);
+        mmspcl_lin_create(&f->out_proj, P, name, (cfg->readout == MMSPCL_READOUT_JOINT ? 1 : f->n_mod) * D, cfg->out_dim, rng);
     }
     f->off = (size_t *)MMSPCL_MALLOC(sizeof(size_t) * (size_t)n_off);
     if (!f->off || P->oom) { mmspcl_fusion_free(f); return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory"); }
@@ -2306,12 +2324,75 @@ static void mmspcl__t_pool_backward(const double *dout, int ld, int n, int T, in
             for (d = 0; d < D; d++) dx[((size_t)s * T + t) * D + d] = dout[(size_t)s * ld + d] / T;
 }
 
+/* MBT lengths and masks: real tokens of slot s in sample i (all when no lengths were given) */
+static int mmspcl__t_mbt_len(const mmspcl_fusion *f, int s, int i) {
+    return f->lens_on[s] ? f->lens[(size_t)s * f->act_n + i] : f->cfg.seq[f->mods[s]];
+}
+
+/* the key mask of slot s over TT = T + extra tokens (its real tokens, then every bottleneck one);
+   NULL when every token is real */
+static const unsigned char *mmspcl__t_mbt_mask(mmspcl_fusion *f, int s, int n, int TT) {
+    const int T = f->cfg.seq[f->mods[s]];
+    int i, t;
+    if (!f->lens_on[s]) return NULL;
+    for (i = 0; i < n; i++) {
+        const int len = mmspcl__t_mbt_len(f, s, i);
+        for (t = 0; t < TT; t++) f->mask[(size_t)i * TT + t] = t < len || t >= T;
+    }
+    return f->mask;
+}
+
+/* the readout's weight of a real token of slot s in sample i: 1 / its length (ours), 1 / the
+   sum of every slot's length (joint) */
+static double mmspcl__t_mbt_weight(const mmspcl_fusion *f, int s, int i) {
+    int k, tot = 0;
+    if (f->cfg.readout != MMSPCL_READOUT_JOINT) return 1.0 / mmspcl__t_mbt_len(f, s, i);
+    for (k = 0; k < f->n_mod; k++) tot += mmspcl__t_mbt_len(f, k, i);
+    return 1.0 / tot;
+}
+
+/* where sample i's readout of slot s starts in the pool: ours, row s of the concatenation of
+   n_mod rows of D; joint, the one D-wide row that every slot adds to */
+static size_t mmspcl__t_mbt_row(const mmspcl_fusion *f, int s, int i) {
+    const size_t D = (size_t)f->cfg.d_model;
+    return f->cfg.readout == MMSPCL_READOUT_JOINT ? (size_t)i * D : ((size_t)i * f->n_mod + s) * D;
+}
+
+/* readout of slot s: pool += weight x the sum of the real tokens of x [n][T][D] */
+static void mmspcl__t_mbt_pool(const mmspcl_fusion *f, int s, const double *x, int n, double *pool) {
+    const int D = f->cfg.d_model, T = f->cfg.seq[f->mods[s]];
+    int i, t, d;
+    for (i = 0; i < n; i++) {
+        const int len = mmspcl__t_mbt_len(f, s, i);
+        const double w = mmspcl__t_mbt_weight(f, s, i);
+        double *o = pool + mmspcl__t_mbt_row(f, s, i);
+        for (d = 0; d < D; d++) {
+            double acc = 0.0;
+            for (t = 0; t < len; t++) acc += x[((size_t)i * T + t) * D + d];
+            o[d] += acc * w;
+        }
+    }
+}
+
+/* dx [n][T][D] = the readout's gradient: weight x dpool at real tokens, 0 at padded ones */
+static void mmspcl__t_mbt_pool_backward(const mmspcl_fusion *f, int s, const double *dpool, int n, double *dx) {
+    const int D = f->cfg.d_model, T = f->cfg.seq[f->mods[s]];
+    int i, t, d;
+    for (i = 0; i < n; i++) {
+        const int len = mmspcl__t_mbt_len(f, s, i);
+        const double w = mmspcl__t_mbt_weight(f, s, i), *g = dpool + mmspcl__t_mbt_row(f, s, i);
+        for (t = 0; t < T; t++)
+            for (d = 0; d < D; d++) dx[((size_t)i * T + t) * D + d] = t < len ? g[d] * w : 0.0;
+    }
+}
+
 /* MBT forward (mmspcl_fusion_forward's third kind): layer l of slot s runs on [z_s ; the sets
-   sets[s][0..nset[s]-1] of the fusion state FSN(l)]; the next state is, per set, the mean of its
-   members' outputs of its tokens. */
+   sets[s][0..nset[s]-1] of the fusion state FSN(l)] (padded tokens of z_s masked as keys); the
+   next state is, per set, the mean of its members' outputs of its tokens. */
 static void mmspcl__t_mbt_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3], int n,
                                   double *y, mmspcl_rng *rng) {
     const int D = f->cfg.d_model, L = f->L, F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod;
+    const int joint = f->cfg.readout == MMSPCL_READOUT_JOINT;
     const size_t fd = (size_t)F * D, fsd = (size_t)f->n_sets * fd;
     double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1), *tmp = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 2);
     int i, s, l, j, m;
@@ -2339,7 +2420,7 @@ static void mmspcl__t_mbt_forward(mmspcl_fusion *f, const mmspcl_params *P, cons
                     memcpy(in + ((size_t)i * TT + T + (size_t)j * F) * D, fcur + (size_t)i * fsd + (size_t)f->sets[s][j] * fd,
                            sizeof(double) * fd);
             }
-            mmspcl_block_forward(P, &f->blocks[s * L + l], in, tmp, n, TT, NULL, 0, NULL,
+            mmspcl_block_forward(P, &f->blocks[s * L + l], in, tmp, n, TT, NULL, 0, mmspcl__t_mbt_mask(f, s, n, TT),
                                  MMSPCL__T_A(f, MMSPCL__T_MB_BC(f, l, s)), rng);
             for (i = 0; i < n; i++) {
                 memcpy(zf + (size_t)i * T * D, tmp + (size_t)i * TT * D, sizeof(double) * (size_t)T * D);
@@ -2353,12 +2434,13 @@ static void mmspcl__t_mbt_forward(mmspcl_fusion *f, const mmspcl_params *P, cons
         }
         if (fnext) for (q = 0; q < (size_t)n * fsd; q++) fnext[q] /= f->members;
     }
+    mmspcl__t_zero(pool, (size_t)n * (joint ? 1 : NM) * D);
     for (s = 0; s < NM; s++) {
         const int T = f->cfg.seq[f->mods[s]];
         if (L == 0) memcpy(MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, s), sizeof(double) * (size_t)n * T * D);
-        mmspcl_ln_forward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)),
+        mmspcl_ln_forward(P, &f->final_ln[joint ? 0 : s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)),
                           MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)), n * T);
-        mmspcl__t_pool(MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)), n, T, D, pool + (size_t)s * D, NM * D);
+        mmspcl__t_mbt_pool(f, s, MMSPCL__T_A(f, MMSPCL__T_MB_FLN(f, s)), n, pool);
     }
     mmspcl_lin_forward(P, &f->out_proj, pool, y, n);
 }
@@ -2368,7 +2450,7 @@ static void mmspcl__t_mbt_forward(mmspcl_fusion *f, const mmspcl_params *P, cons
 static void mmspcl__t_mbt_backward(mmspcl_fusion *f, mmspcl_params *P, const double *const x[3], int n,
                                    const double *dy, double *const dx[3]) {
     const int D = f->cfg.d_model, L = f->L, F = f->cfg.n_fusion, FS = f->cfg.fusion_start, NM = f->n_mod;
-    const int end = MMSPCL__T_MB_END(f);
+    const int end = MMSPCL__T_MB_END(f), joint = f->cfg.readout == MMSPCL_READOUT_JOINT;
     const size_t fd = (size_t)F * D, fsd = (size_t)f->n_sets * fd;
     double *pool = MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, NM - 1) + 1);
     double *dfs_next = MMSPCL__T_A(f, end), *dfs_cur = MMSPCL__T_A(f, end + 1), *t;
@@ -2381,9 +2463,9 @@ static void mmspcl__t_mbt_backward(mmspcl_fusion *f, mmspcl_params *P, const dou
     for (s = 0; s < NM; s++) {
         const int T = f->cfg.seq[f->mods[s]];
         double *dz = MMSPCL__T_A(f, MMSPCL__T_MB_DZ(f, s));
-        mmspcl__t_pool_backward(dpool + (size_t)s * D, NM * D, n, T, D, dfln);
+        mmspcl__t_mbt_pool_backward(f, s, dpool, n, dfln);
         mmspcl__t_zero(dz, (size_t)n * T * D);
-        mmspcl_ln_backward(P, &f->final_ln[s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)),
+        mmspcl_ln_backward(P, &f->final_ln[joint ? 0 : s], MMSPCL__T_A(f, MMSPCL__T_MB_ZF(f, s)), MMSPCL__T_A(f, MMSPCL__T_MB_FST(f, s)),
                            dfln, dz, n * T);
     }
     mmspcl__t_zero(dfs_next, (size_t)n * fsd);   /* dL / d(fusion state entering layer l + 1) */
@@ -2431,11 +2513,46 @@ static void mmspcl__t_mbt_backward(mmspcl_fusion *f, mmspcl_params *P, const dou
 
 mmspcl_status mmspcl_fusion_forward(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
                                     int n, double *y, mmspcl_rng *rng, mmspcl_error *err) {
+    return mmspcl_fusion_forward_seq(f, P, x, NULL, n, y, rng, err);
+}
+
+/* MBT: checks and copies the lengths (f->lens, f->lens_on) and sizes the key mask scratch */
+static mmspcl_status mmspcl__t_fusion_lens(mmspcl_fusion *f, const int *const lens[3], int n, mmspcl_error *err) {
+    int s, i, tt = 1;
+    for (s = 0; s < f->n_mod; s++) {
+        const int m = f->mods[s], T = f->cfg.seq[m];
+        f->lens_on[s] = lens && lens[m];
+        if (f->lens_on[s] && f->cfg.kind != MMSPCL_FUSION_MBT)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: lengths (a padding mask) are for MBT only, not kind %d", (int)f->cfg.kind);
+        for (i = 0; f->lens_on[s] && i < n; i++)
+            if (lens[m][i] < 1 || lens[m][i] > T)
+                return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "mbt: sample %d of %s has length %d (tokens 1..%d)", i, mmspcl__t_mod[m], lens[m][i], T);
+        if (T + f->nset[s] * f->cfg.n_fusion > tt) tt = T + f->nset[s] * f->cfg.n_fusion;
+    }
+    if ((size_t)3 * n > f->lens_cap) {
+        int *q = (int *)MMSPCL_REALLOC(f->lens, sizeof(int) * (size_t)3 * n);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory for %d lengths", n);
+        f->lens = q; f->lens_cap = (size_t)3 * n;
+    }
+    if ((size_t)n * tt > f->mask_cap) {
+        unsigned char *q = (unsigned char *)MMSPCL_REALLOC(f->mask, (size_t)n * tt);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "fusion: out of memory for a mask of %d samples", n);
+        f->mask = q; f->mask_cap = (size_t)n * tt;
+    }
+    for (s = 0; s < f->n_mod; s++)
+        if (f->lens_on[s]) memcpy(f->lens + (size_t)s * n, lens[f->mods[s]], sizeof(int) * (size_t)n);
+    return MMSPCL_OK;
+}
+
+mmspcl_status mmspcl_fusion_forward_seq(mmspcl_fusion *f, const mmspcl_params *P, const double *const x[3],
+                                        const int *const lens[3], int n, double *y, mmspcl_rng *rng, mmspcl_error *err) {
     const int D = f->cfg.d_model, L = f->L;
     size_t need;
     int m, s, p, l;
+    mmspcl_status st;
     for (s = 0; s < f->n_mod; s++)
         if (!x[f->mods[s]]) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "fusion: no input for modality %s", mmspcl__t_mod[f->mods[s]]);
+    if ((st = mmspcl__t_fusion_lens(f, lens, n, err))) return st;
     need = mmspcl__t_fusion_layout(f, n);
     if (need > f->act_cap) {
         double *q = (double *)MMSPCL_REALLOC(f->act, sizeof(double) * need);
@@ -2554,6 +2671,7 @@ mmspcl_status mmspcl_fusion_write_config(const mmspcl_fusion *f, mmspcl_writer *
     if (c->kind == MMSPCL_FUSION_MBT) {
         MMSPCL__T_KEY("n_layers", c->n_layers); MMSPCL__T_KEY("fusion_start", c->fusion_start);
         MMSPCL__T_KEY("n_fusion", c->n_fusion); MMSPCL__T_KEY("bottleneck", c->bottleneck);
+        MMSPCL__T_KEY("readout", c->readout);
     }
 #undef MMSPCL__T_KEY
     snprintf(key, sizeof key, "%s%s%s.dropout", outer && *outer ? outer : "", outer && *outer ? "." : "", f->prefix);
@@ -3150,7 +3268,7 @@ mmspcl_status mmspcl_pfusion_load_config(const mmspcl_weights *w, mmspcl_fusion_
         if ((st = mmspcl_mbt_load(&f, w, fusion_key, err))) return st;
         for (m = 0; m < 3; m++) { fc->seq[m] = f.seq[m]; fc->dims[m] = f.seq[m] * f.tok[m]; }
         fc->d_model = f.d_model; fc->n_heads = f.n_heads; fc->n_layers = f.n_layers; fc->fusion_start = f.fusion_start;
-        fc->n_fusion = f.n_fusion; fc->ff_mult = f.ff_mult; fc->out_dim = f.out_dim; fc->act = f.act; fc->bottleneck = f.bottleneck;
+        fc->n_fusion = f.n_fusion; fc->ff_mult = f.ff_mult; fc->out_dim = f.out_dim; fc->act = f.act; fc->bottleneck = f.bottleneck; fc->readout = f.readout;
         mmspcl_mbt_free(&f);
     } else return mmspcl__t_fail(err, MMSPCL_ERR_FORMAT, "%s: fusion kind %d (0 linear, 1 mult, 2 bottleneck)", fusion_key, (int)kind);
     snprintf(key, sizeof key, "%s.dropout", fusion_key);

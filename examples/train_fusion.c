@@ -20,10 +20,12 @@
                  of them) or with --prune-threshold T every head with a cosine >= T; with
                  --prune-proj D every modality first through its own Linear to D (the common
                  projection of the paper's section 8.3, trained with the rest); then the Linear
-     bottleneck  MBT (mmspcl_fusion MBT): every step a token, learned positions; padded steps are
-                 tokens too (no mask in that head); --bottleneck per-modality (scenic's MBT: one
-                 token set shared by all modalities) or per-pair (the paper's equations 8-9: one
-                 set per pair of modalities)
+     bottleneck  MBT (mmspcl_fusion MBT): every step a token, learned positions, padded steps
+                 masked (never keys, not in the readout); --bottleneck per-modality (scenic's MBT:
+                 one token set shared by all modalities) or per-pair (the paper's equations 8-9:
+                 one set per pair of modalities); --readout per-modality (ours: a norm and a mean
+                 per modality, concatenated) or joint (scenic's 'gap': one norm, the mean over
+                 every real token)
    Training: AdamW, cross-entropy, gradient clipping, dev weighted F1 after every epoch, the best
    epoch's weights kept, early stop after --patience epochs without a better dev F1 (default off:
    MulT can sit at chance for 5-15 epochs before it finds an alignment). */
@@ -49,6 +51,7 @@ static void usage(FILE *o) {
             "         mult:       [--d 16] [--heads 2] [--layers 2] [--mem-layers 1] [--pool last|mean]\n"
             "         bottleneck: [--d 16] [--heads 2] [--layers 2] [--fusion-tokens 4] [--fusion-start 1]\n"
             "                     [--bottleneck per-modality|per-pair (default per-modality)]\n"
+            "                     [--readout per-modality|joint (default per-modality; joint: scenic's)]\n"
             "         prune:      [--prune-k 4] [--prune-threshold T (default: the arg-max rule)]\n"
             "                     [--prune-mods a|v|av (default: every modality but t)]\n"
             "                     [--prune-pool separate|joint (arg-max rule; default separate)]\n"
@@ -94,7 +97,7 @@ static int modality_option(opts *o, const char *a, const char *v) {
 /* the fusion kind an option belongs to alone, or -1 for an option every kind takes */
 static int option_kind(const char *a) {
     static const struct { const char *name; int kind; } only[] = {
-        {"--mem-layers", ABL_MULT}, {"--pool", ABL_MULT}, {"--bottleneck", ABL_BOTTLENECK},
+        {"--mem-layers", ABL_MULT}, {"--pool", ABL_MULT}, {"--bottleneck", ABL_BOTTLENECK}, {"--readout", ABL_BOTTLENECK},
         {"--fusion-tokens", ABL_BOTTLENECK}, {"--fusion-start", ABL_BOTTLENECK}, {"--prune-k", ABL_PRUNE},
         {"--prune-threshold", ABL_PRUNE}, {"--prune-proj", ABL_PRUNE}, {"--prune-pool", ABL_PRUNE}, {"--prune-mods", ABL_PRUNE}};
     size_t k;
@@ -147,6 +150,9 @@ static int parse(int argc, char **argv, opts *o) {
         } else if (!strcmp(a, "--bottleneck")) {
             if (strcmp(v, "per-modality") && strcmp(v, "per-pair")) { fprintf(stderr, "train_fusion: --bottleneck %s: expected per-modality or per-pair\n", v); return -1; }
             o->c.bottleneck = !strcmp(v, "per-pair") ? MMSPCL_BOTTLENECK_PAIR : MMSPCL_BOTTLENECK_MODALITY;
+        } else if (!strcmp(a, "--readout")) {
+            if (strcmp(v, "per-modality") && strcmp(v, "joint")) { fprintf(stderr, "train_fusion: --readout %s: expected per-modality or joint\n", v); return -1; }
+            o->c.readout = !strcmp(v, "joint") ? MMSPCL_READOUT_JOINT : MMSPCL_READOUT_MODALITY;
         } else if (!strcmp(a, "--pool")) {
             if (strcmp(v, "last") && strcmp(v, "mean")) { fprintf(stderr, "train_fusion: --pool %s: expected last or mean\n", v); return -1; }
             o->c.pool = !strcmp(v, "mean") ? MMSPCL_POOL_MEAN : MMSPCL_POOL_LAST;

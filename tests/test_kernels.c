@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int tested[6];
+static int tested[6], tested_packed, edges;
 
 static float frand(unsigned *s) { *s = *s * 1664525u + 1013904223u; return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f; }
 
@@ -34,6 +34,11 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
     for (i = 0; i < (size_t)rows * n_in; i++) x[i] = frand(&seed);
     for (i = 0; i < (size_t)n_out * n_in; i++) w[i] = frand(&seed);
     for (o = 0; o < n_out; o++) bias[o] = frand(&seed);
+    if (edges) {   /* blocks of 32 scaled: zero blocks, tiny ones (the activation scale's clamp at 2^-100), large ones */
+        static const float xs[] = {0.0f, 1e-36f, 1e-30f, 1.0f, 3e-3f, 1e25f, 50.0f}, ws[] = {0.0f, 1.0f, 1e-3f, 30.0f};
+        for (i = 0; i < (size_t)rows * n_in; i += 32) for (k = 0; k < 32; k++) x[i + k] *= xs[(i / 32 + seed) % 7];
+        for (i = 0; i < (size_t)n_out * n_in; i += 32) for (k = 0; k < 32; k++) w[i + k] *= ws[(i / 32 + seed / 3) % 4];
+    }
     for (o = 0; o < n_out; o++) {
         mmspcl_quantize_row(dt, w + (size_t)o * n_in, wq + o * rb, n_in);
         mmspcl_dequantize_row(dt, wq + o * rb, wd + (size_t)o * n_in, n_in);
@@ -47,12 +52,16 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
             for (o = 0; o < n_out; o++) {
                 double s = bias[o], a = fabs(bias[o]), qerr = 0;
                 for (k = 0; k < n_in; k++) { s += (double)x[r * n_in + k] * wd[(size_t)o * n_in + k]; a += fabs((double)x[r * n_in + k] * wd[(size_t)o * n_in + k]); }
-                if (quant)  /* activation rounding: at most half a step (max|x| / 127 / 2) per value */
+                if (quant)  /* activation rounding: at most half a step per value, the step being the
+                               power of two 2^e >= max|x| / 127 of the definition (below 2 max|x| / 127) */
                     for (k = 0; k < n_in; k += 32) {
-                        double amax = 0, sw = 0;
-                        int j;
+                        double amax = 0, sw = 0, step;
+                        int j, e = 0;
                         for (j = 0; j < 32; j++) { amax = fmax(amax, fabs(x[r * n_in + k + j])); sw += fabs(wd[(size_t)o * n_in + k + j]); }
-                        qerr += amax / 254.0 * sw * (1 + 1e-6);
+                        while (amax > 0 && e < 100 && ldexp(127, e) < amax) e++;
+                        while (amax > 0 && e > -100 && ldexp(127, e - 1) >= amax) e--;
+                        step = ldexp(1, e);
+                        qerr += step / 2 * sw * (1 + 1e-6);
                     }
                 if (dt == MMSPCL_BF16) qerr = a * (1.0 / 512);   /* each x rounded to bf16: |dx| <= 2^-9 |x| */
                 worst = fmax(worst, (fabs(s - ref[r * n_out + o]) - qerr) / a);
@@ -85,6 +94,16 @@ static void check_linear(int rows, int n_in, int n_out, mmspcl_dtype dt, unsigne
             CHECK(!memcmp(part, got + n_out, sizeof(float) * n_out), "%s %s %dx%dx%d: row 1 alone differs",
                   names[p], mmspcl_dtype_name(dt), rows, n_in, n_out);
             free(part);
+        }
+        if (quant) {   /* the weight packed once (mmspcl_tensor_pack) gives the same bits on every path */
+            mmspcl_tensor P = W;
+            CHECK(mmspcl_tensor_pack(&P) == MMSPCL_OK, "pack %s", mmspcl_dtype_name(dt));
+            if (P.packed) tested_packed++;
+            CHECK(mmspcl_linear_path(got, x, rows, n_in, &P, bias, paths[p]) == MMSPCL_OK, "%s packed", names[p]);
+            CHECK(!memcmp(got, ref, sizeof(float) * rows * n_out), "%s %s %dx%dx%d: packed weight differs from the scalar definition",
+                  names[p], mmspcl_dtype_name(dt), rows, n_in, n_out);
+            mmspcl_tensor_pack_free(&P);
+            CHECK(P.packed == NULL, "pack_free clears packed");
         }
         {
             float *one = (float *)malloc(sizeof(float) * rows * n_out);
@@ -171,7 +190,13 @@ static void test_linear(void) {
     for (s = 0; s < sizeof k_shapes / sizeof k_shapes[0]; s++) {   /* k-types: rows of whole super-blocks of 256 */
         check_linear(k_shapes[s][0], k_shapes[s][1], k_shapes[s][2], MMSPCL_Q4_K, 199u + (unsigned)s);
         check_linear(k_shapes[s][0], k_shapes[s][1], k_shapes[s][2], MMSPCL_Q5_K, 299u + (unsigned)s);
+    }    edges = 1;   /* the integer path with zero, tiny and large blocks in x and W */
+    for (s = 0; s < 4; s++) {
+        check_linear(shapes[s + 4][0], shapes[s + 4][1], shapes[s + 4][2], MMSPCL_Q8_0, 31u + (unsigned)s);
+        check_linear(shapes[s + 4][0], shapes[s + 4][1], shapes[s + 4][2], MMSPCL_Q4_0, 41u + (unsigned)s);
+        check_linear(k_shapes[s][0], k_shapes[s][1], k_shapes[s][2], MMSPCL_Q4_K, 51u + (unsigned)s);
     }
+    edges = 0;
 }
 
 /* The bf16 definition's order and rounding, by hand (the order is vdpbf16ps's, Intel SDM: each
@@ -468,7 +493,7 @@ int main(void) {
     test_panels();
     printf("linear paths tested (shape x dtype):");
     for (s = 0; s < 6; s++) printf(" %s %d", s == 0 ? "auto" : s == 1 ? "avx2" : s == 2 ? "avx512" : s == 3 ? "neon" : s == 4 ? "avxvnni" : "neon-dotprod", tested[s]);
-    printf("\n");
+    printf("; packed weights %d\n", tested_packed);
     test_attention();
     test_activations_long();
     test_layernorm_long();

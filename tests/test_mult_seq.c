@@ -361,7 +361,8 @@ static void test_reference(void) {
    scenic's names onto ours: embedding_M -> mbt.in.M, posembed_input_M -> mbt.pos.M, bottleneck ->
    mbt.fusion_tokens, encoderblock_L_M -> mbt.M.layer.L (LayerNorm_0 ln_q, the attention's
    query/key/value/out attn.q/k/v/o, LayerNorm_1 ln_ff, Dense_0/Dense_1 ff.fc1/ff.fc2),
-   encoder_norm_M -> mbt.M.ln, output_projection -> mbt.out. */
+   encoder_norm_M -> mbt.M.ln (readout ours), encoder_norm -> mbt.ln (scenic's 'gap'),
+   output_projection -> mbt.out. */
 static int mbt_map(const char *s, char *ours, size_t cap, int *slice) {
     static const char *const from[7] = { "LayerNorm_0.", "MultiHeadDotProductAttention_0.query.", "MultiHeadDotProductAttention_0.key.",
                                          "MultiHeadDotProductAttention_0.value.", "MultiHeadDotProductAttention_0.out.", "LayerNorm_1.", "Dense_" };
@@ -377,6 +378,7 @@ static int mbt_map(const char *s, char *ours, size_t cap, int *slice) {
     if (sscanf(s, "embedding_%c.%159s", &m, rest) == 2) { snprintf(ours, cap, "mbt.in.%c.%s", m, rest); return 0; }
     if (sscanf(s, "encoder_norm_%c.%159s", &m, rest) == 2) { snprintf(ours, cap, "mbt.%c.ln.%s", m, rest); return 0; }
     if (!strncmp(s, "output_projection.", 18)) { snprintf(ours, cap, "mbt.out.%s", s + 18); return 0; }
+    if (!strncmp(s, "encoder_norm.", 13)) { snprintf(ours, cap, "mbt.ln.%s", s + 13); return 0; }   /* 'gap': the one norm */
     if (sscanf(s, "encoderblock_%d_%c.%n", &l, &m, &pos) != 2 || !pos) return -1;
     for (i = 0; i < 7; i++)
         if (!strncmp(s + pos, from[i], strlen(from[i]))) {
@@ -409,7 +411,7 @@ static void ref_inference(const char *what, const mmspcl_params *P, mmspcl_statu
         if (m.cross) mmspcl_mult_seq_free(&m);
     } else if (ok) {
         mmspcl_mbt m;
-        ok = !mmspcl_mbt_load(&m, w, "mbt", &err) && !mmspcl_mbt_forward(&m, x, n, y, &err);
+        ok = !mmspcl_mbt_load(&m, w, "mbt", &err) && !mmspcl_mbt_forward_seq(&m, x, lens, n, y, &err);
         mmspcl_mbt_free(&m);
     }
     CHECK(ok, "%s: load and forward: %s", what, err.msg);
@@ -433,26 +435,44 @@ static size_t mbt_place(const mmspcl_params *P, const char *name, size_t n) {
     return (size_t)(slice + 1) * n <= pi->n ? pi->off + (size_t)slice * n : (size_t)-1;
 }
 
-/* path: mbt_ref.txt (scenic's per-modality MBT) or mbt_pair_ref.txt (per pair, the paper's
-   equations 8-9: tools/reference/mbt_pair_ref.py) */
-static void test_mbt_reference(const char *path, int bottleneck) {
+/* the padding of x (n samples, seq tokens of tok values) filled with large values */
+static void mbt_fill_padding(double *x, float *xf, int n, int seq, int tok, const int *lens) {
+    int i, t, j;
+    for (i = 0; i < n; i++)
+        for (t = lens[i]; t < seq; t++)
+            for (j = 0; j < tok; j++) {
+                const size_t q = ((size_t)i * seq + t) * tok + j;
+                x[q] = 1e3 * (j + t + 1) * (i % 2 ? -1 : 1);
+                xf[q] = (float)x[q];
+            }
+}
+
+/* one case of path: mbt_ref.txt (scenic's per-modality MBT) or mbt_pair_ref.txt (per pair, the
+   paper's equations 8-9: tools/reference/mbt_pair_ref.py); cases full, padded (a key padding
+   mask), gap (scenic's readout, padded) */
+static void test_mbt_reference(const char *path, int bottleneck, const char *cs) {
     ref_file rf;
-    const ref_rec *cfg, *W, *out;
+    const ref_rec *cfg, *W, *out, *lr[3] = { NULL, NULL, NULL };
     mmspcl_fusion_cfg c;
     mmspcl_fusion f;
     mmspcl_params P;
     mmspcl_rng r;
     mmspcl_error err;
     static const char *const mn = "tav";
-    double *x[3], *dx[3], *y;
+    char name[220];
+    double *x[3], *dx[3], *y, *y2;
     float *xf[3];
-    int i, m, n, mapped = 0, grads = 0;
-    if (test_ref_load(&rf, path) || !(cfg = test_ref_get(&rf, "cfg")) || cfg->n != 14) { CHECK(0, "cannot read %s", path); return; }
+    int *lens[3] = { NULL, NULL, NULL }, i, m, n, mapped = 0, grads = 0, padded;
+    const size_t pl = strlen(cs) + 7;   /* "CASE.param." */
+    snprintf(name, sizeof name, "%s.cfg", cs);
+    if (test_ref_load(&rf, path)) { CHECK(0, "cannot read %s", path); return; }
+    if (!(cfg = test_ref_get(&rf, name)) || cfg->n != 15) { CHECK(0, "%s: no %s", path, name); test_ref_free(&rf); return; }
     mmspcl_fusion_defaults(&c, MMSPCL_FUSION_MBT);
     n = (int)cfg->v[0];
     for (m = 0; m < 3; m++) { c.seq[m] = (int)cfg->v[1 + m]; c.dims[m] = c.seq[m] * (int)cfg->v[4 + m]; }
     c.d_model = (int)cfg->v[7]; c.n_heads = (int)cfg->v[8]; c.ff_mult = (int)cfg->v[9]; c.n_layers = (int)cfg->v[10];
     c.fusion_start = (int)cfg->v[11]; c.n_fusion = (int)cfg->v[12]; c.out_dim = (int)cfg->v[13];
+    c.readout = (int)cfg->v[14] ? MMSPCL_READOUT_JOINT : MMSPCL_READOUT_MODALITY;
     c.act = MMSPCL_ACT_GELU; c.dropout = 0; c.bottleneck = bottleneck;
     mmspcl_params_init(&P);
     mmspcl_rng_seed(&r, 3);
@@ -461,10 +481,11 @@ static void test_mbt_reference(const char *path, int bottleneck) {
         unsigned char *set = (unsigned char *)calloc(P.n, 1);
         size_t q;
         int k;
+        snprintf(name, sizeof name, "%s.param.", cs);
         for (i = 0; i < rf.n; i++) {
             size_t off;
-            if (strncmp(rf.r[i].name, "param.", 6)) continue;
-            off = mbt_place(&P, rf.r[i].name + 6, rf.r[i].n);
+            if (strncmp(rf.r[i].name, name, pl)) continue;
+            off = mbt_place(&P, rf.r[i].name + pl, rf.r[i].n);
             CHECK(off != (size_t)-1, "reference tensor %s has no place in ours", rf.r[i].name);
             if (off == (size_t)-1) continue;
             memcpy(P.w + off, rf.r[i].v, sizeof(double) * rf.r[i].n);
@@ -475,44 +496,72 @@ static void test_mbt_reference(const char *path, int bottleneck) {
         free(set);
     }
     for (m = 0; m < 3; m++) {
-        char name[32];
         size_t q;
         const ref_rec *xr;
-        snprintf(name, sizeof name, "x.%c", mn[m]);
+        snprintf(name, sizeof name, "%s.x.%c", cs, mn[m]);
         xr = test_ref_get(&rf, name);
-        x[m] = xr->v;
+        x[m] = (double *)malloc(sizeof(double) * xr->n);
+        memcpy(x[m], xr->v, sizeof(double) * xr->n);
         dx[m] = (double *)calloc(xr->n, sizeof(double));
         xf[m] = (float *)malloc(sizeof(float) * xr->n);
         for (q = 0; q < xr->n; q++) xf[m][q] = (float)xr->v[q];
+        snprintf(name, sizeof name, "%s.lens.%c", cs, mn[m]);
+        if ((lr[m] = test_ref_get(&rf, name)) != NULL) {
+            lens[m] = (int *)malloc(sizeof(int) * lr[m]->n);
+            for (q = 0; q < lr[m]->n; q++) lens[m][q] = (int)lr[m]->v[q];
+        }
     }
-    W = test_ref_get(&rf, "W"); out = test_ref_get(&rf, "out");
+    padded = lens[0] != NULL;
+    snprintf(name, sizeof name, "%s.W", cs); W = test_ref_get(&rf, name);
+    snprintf(name, sizeof name, "%s.out", cs); out = test_ref_get(&rf, name);
     y = (double *)malloc(sizeof(double) * out->n);
-    CHECK(!mmspcl_fusion_forward(&f, &P, (const double *const *)x, n, y, NULL, &err), "mbt forward: %s", err.msg);
-    ref_compare("mbt: output", y, out->v, out->n);
+    y2 = (double *)malloc(sizeof(double) * out->n);
+    CHECK(!mmspcl_fusion_forward_seq(&f, &P, (const double *const *)x, (const int *const *)lens, n, y, NULL, &err), "mbt forward: %s", err.msg);
+    snprintf(name, sizeof name, "mbt %s: output", cs);
+    ref_compare(name, y, out->v, out->n);
     mmspcl_params_zero_grad(&P);
     mmspcl_fusion_backward(&f, &P, (const double *const *)x, n, W->v, dx);
+    snprintf(name, sizeof name, "%s.grad.", cs);
     for (i = 0; i < rf.n; i++) {
         size_t off;
-        if (strncmp(rf.r[i].name, "grad.", 5) || !strncmp(rf.r[i].name, "grad.x.", 7)) continue;
-        off = mbt_place(&P, rf.r[i].name + 5, rf.r[i].n);
+        const size_t gl = strlen(name);
+        if (strncmp(rf.r[i].name, name, gl) || !strncmp(rf.r[i].name + gl, "x.", 2)) continue;
+        off = mbt_place(&P, rf.r[i].name + gl, rf.r[i].n);
         if (off != (size_t)-1) ref_compare(rf.r[i].name, P.g + off, rf.r[i].v, rf.r[i].n);
         else CHECK(0, "%s: no tensor", rf.r[i].name);
         grads++;
     }
     for (m = 0; m < 3; m++) {
-        char name[32];
-        snprintf(name, sizeof name, "grad.x.%c", mn[m]);
-        ref_compare(name, dx[m], test_ref_get(&rf, name)->v, test_ref_get(&rf, name)->n);
+        const ref_rec *gr;
+        snprintf(name, sizeof name, "%s.grad.x.%c", cs, mn[m]);
+        gr = test_ref_get(&rf, name);
+        ref_compare(name, dx[m], gr->v, gr->n);
+        for (i = 0; padded && i < n; i++) {   /* padded tokens: exactly no gradient */
+            const size_t per = gr->n / n, from = (size_t)lens[m][i] * (per / c.seq[m]);
+            size_t q;
+            for (q = from; q < per; q++) CHECK(dx[m][(size_t)i * per + q] == 0.0, "%s: padded input %zu has a gradient", name, q);
+        }
     }
-    ref_inference("mbt: float inference", &P, write_cfg_mbt, &f, (const float *const *)xf, NULL, NULL, n, out);
+    snprintf(name, sizeof name, "mbt %s: float inference", cs);
+    ref_inference(name, &P, write_cfg_mbt, &f, (const float *const *)xf, NULL, (const int *const *)lens, n, out);
+    if (padded) {   /* values written into the padding change nothing, double and float */
+        for (m = 0; m < 3; m++) mbt_fill_padding(x[m], xf[m], n, c.seq[m], c.dims[m] / c.seq[m], lens[m]);
+        CHECK(!mmspcl_fusion_forward_seq(&f, &P, (const double *const *)x, (const int *const *)lens, n, y2, NULL, &err), "mbt forward: %s", err.msg);
+        CHECK(!memcmp(y, y2, sizeof(double) * out->n), "mbt %s: values in the padding change the double output", cs);
+        snprintf(name, sizeof name, "mbt %s: float inference, garbage in the padding", cs);
+        ref_inference(name, &P, write_cfg_mbt, &f, (const float *const *)xf, NULL, (const int *const *)lens, n, out);
+        lens[1][2] = c.seq[1] + 1;   /* a length past seq is refused, naming the sample */
+        CHECK(mmspcl_fusion_forward_seq(&f, &P, (const double *const *)x, (const int *const *)lens, n, y2, NULL, &err) == MMSPCL_ERR_ARG &&
+              strstr(err.msg, "sample 2 of a"), "mbt %s: a length past seq is refused (%s)", cs, err.msg);
+    }
     {
         double worst = 0;
         for (i = 0; i < (int)out->n; i++) if (fabs(y[i] - out->v[i]) > worst) worst = fabs(y[i] - out->v[i]);
-        printf("  vs PyTorch MBT (%s): %d tensors mapped, %d gradients compared, output max|diff| %.2e\n",
-               bottleneck ? "per pair, the paper's eqs. 8-9" : "scenic's bottleneck encoder", mapped, grads, worst);
+        printf("  vs PyTorch MBT (%s, %s): %d tensors mapped, %d gradients compared, output max|diff| %.2e\n",
+               bottleneck ? "per pair, the paper's eqs. 8-9" : "scenic's bottleneck encoder", cs, mapped, grads, worst);
     }
-    for (m = 0; m < 3; m++) { free(dx[m]); free(xf[m]); }
-    free(y);
+    for (m = 0; m < 3; m++) { free(x[m]); free(dx[m]); free(xf[m]); free(lens[m]); }
+    free(y); free(y2);
     mmspcl_fusion_free(&f);
     mmspcl_params_free(&P);
     test_ref_free(&rf);
@@ -526,7 +575,13 @@ int main(void) {
     test_inference("inference, 3 modalities, last", d3, T3, MMSPCL_POOL_LAST);
     test_inference("inference, t and v, mean", d2, T2, MMSPCL_POOL_MEAN);
     test_reference();
-    test_mbt_reference("tests/data/mbt_ref/mbt_ref.txt", MMSPCL_BOTTLENECK_MODALITY);
-    test_mbt_reference("tests/data/mbt_ref/mbt_pair_ref.txt", MMSPCL_BOTTLENECK_PAIR);
+    {
+        static const char *const cases[3] = { "full", "padded", "gap" };
+        int k;
+        for (k = 0; k < 3; k++) {
+            test_mbt_reference("tests/data/mbt_ref/mbt_ref.txt", MMSPCL_BOTTLENECK_MODALITY, cases[k]);
+            test_mbt_reference("tests/data/mbt_ref/mbt_pair_ref.txt", MMSPCL_BOTTLENECK_PAIR, cases[k]);
+        }
+    }
     return TEST_END();
 }

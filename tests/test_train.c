@@ -434,7 +434,7 @@ typedef struct fusion_ctx {
     mmspcl_params P;
     mmspcl_fusion f;
     double *x[3], *y, *r;
-    int n;
+    int n, *lens[3];       /* MBT: lengths (NULL: every token real) */
     uint64_t drop_seed;
 } fusion_ctx;
 
@@ -442,11 +442,13 @@ static double fusion_loss(void *vp) {
     fusion_ctx *c = (fusion_ctx *)vp;
     mmspcl_rng dr;
     mmspcl_rng_seed(&dr, c->drop_seed);
-    mmspcl_fusion_forward(&c->f, &c->P, (const double *const *)c->x, c->n, c->y, &dr, NULL);
+    mmspcl_fusion_forward_seq(&c->f, &c->P, (const double *const *)c->x, (const int *const *)c->lens, c->n, c->y, &dr, NULL);
     return dotv(c->r, c->y, (size_t)c->n * c->f.cfg.out_dim);
 }
 
-static void fusion_grad_check(const char *what, const mmspcl_fusion_cfg *fc, int n) {
+/* padded: MBT with lengths 1 + (i + m) % seq[m] (values in the padding as well: they must get
+   no gradient, which the central differences see as 0) */
+static void fusion_grad_check(const char *what, const mmspcl_fusion_cfg *fc, int n, int padded) {
     fusion_ctx c;
     mmspcl_rng r;
     double *dx[3], *g;
@@ -464,6 +466,10 @@ static void fusion_grad_check(const char *what, const mmspcl_fusion_cfg *fc, int
         c.x[m] = fc->dims[m] ? dalloc((size_t)n * fc->dims[m]) : NULL;
         dx[m] = fc->dims[m] ? dalloc((size_t)n * fc->dims[m]) : NULL;
         if (c.x[m]) fill_normal(c.x[m], (size_t)n * fc->dims[m], 1.0, &r);
+        if (padded && fc->dims[m]) {
+            c.lens[m] = (int *)malloc(sizeof(int) * (size_t)n);
+            for (i = 0; i < (size_t)n; i++) c.lens[m][i] = 1 + (int)((i + (size_t)m) % (size_t)fc->seq[m]);
+        }
     }
     c.y = dalloc((size_t)n * fc->out_dim); c.r = dalloc((size_t)n * fc->out_dim);
     fill_normal(c.r, (size_t)n * fc->out_dim, 1.0, &r);
@@ -492,7 +498,7 @@ static void fusion_grad_check(const char *what, const mmspcl_fusion_cfg *fc, int
         }
         CHECK(dead == 0, "%s: %d tensors without gradient", what, dead);
     }
-    for (m = 0; m < 3; m++) { free(c.x[m]); free(dx[m]); }
+    for (m = 0; m < 3; m++) { free(c.x[m]); free(dx[m]); free(c.lens[m]); }
     free(c.y); free(c.r); free(g);
     mmspcl_fusion_free(&c.f);
     mmspcl_params_free(&c.P);
@@ -505,15 +511,21 @@ static void test_fusion_grad(void) {
     fc.seq[0] = 3; fc.seq[1] = 2; fc.seq[2] = 2;
     fc.d_model = 8; fc.n_heads = 2; fc.ff_mult = 2; fc.n_cross = 2; fc.n_self = 1; fc.out_dim = 5;
     fc.dropout = 0.1;
-    fusion_grad_check("fusion (b) MulT", &fc, 3);
+    fusion_grad_check("fusion (b) MulT", &fc, 3, 0);
     mmspcl_fusion_defaults(&fc, MMSPCL_FUSION_MBT);
     fc.dims[0] = 12; fc.dims[1] = 6; fc.dims[2] = 8;
     fc.seq[0] = 3; fc.seq[1] = 2; fc.seq[2] = 2;
     fc.d_model = 8; fc.n_heads = 2; fc.ff_mult = 2; fc.n_layers = 3; fc.fusion_start = 1; fc.n_fusion = 2;
     fc.out_dim = 5; fc.dropout = 0.1;
-    fusion_grad_check("fusion (c) MBT", &fc, 3);
+    fusion_grad_check("fusion (c) MBT", &fc, 3, 0);
+    fusion_grad_check("fusion (c) MBT, padded", &fc, 3, 1);
+    fc.readout = MMSPCL_READOUT_JOINT;        /* scenic's readout: one norm, the mean over all tokens */
+    fusion_grad_check("fusion (c) MBT, padded, scenic's readout", &fc, 3, 1);
     fc.bottleneck = MMSPCL_BOTTLENECK_PAIR;   /* a token set per pair (the paper's equations 8-9) */
-    fusion_grad_check("fusion (c) MBT, bottlenecks per pair", &fc, 3);
+    fusion_grad_check("fusion (c) MBT, bottlenecks per pair, padded, scenic's readout", &fc, 3, 1);
+    fc.readout = MMSPCL_READOUT_MODALITY;
+    fusion_grad_check("fusion (c) MBT, bottlenecks per pair", &fc, 3, 0);
+    fusion_grad_check("fusion (c) MBT, bottlenecks per pair, padded", &fc, 3, 1);
 }
 
 /* ---- MSVE ------------------------------------------------------------------------------------- */

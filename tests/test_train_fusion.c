@@ -23,9 +23,12 @@ static void write_floats(const char *path, const float *x, size_t n) {
 
 static void write_text(const char *path, const char *s) { CHECK(test_write_file(path, s, strlen(s)) == 0, "write %s", path); }
 
+/* the files' contents, kept for the inference checks */
+static float t[N * 4 * 8], a[N * 3 * 4];
+static int lens_t[N], lens_a[N];
+
 /* t: 4 steps of 8, a: 3 steps of 4, lengths 1..L, zero padding; labels 0..2; split 40/10/10 */
 static void make_files(void) {
-    float t[N * 4 * 8], a[N * 3 * 4];
     char lt[N * 4], la[N * 4], lab[N * 4], sp[N * 8];
     size_t pt = 0, pa = 0, pl = 0, ps = 0;
     int i, s, k;
@@ -33,6 +36,7 @@ static void make_files(void) {
     memset(t, 0, sizeof t); memset(a, 0, sizeof a);
     for (i = 0; i < N; i++) {
         const int Lt = 1 + i % 4, La = 1 + (i / 2) % 3, c = i % 3;
+        lens_t[i] = Lt; lens_a[i] = La;
         for (s = 0; s < Lt; s++) for (k = 0; k < 8; k++) { r = r * 1103515245u + 12345u; t[(i * 4 + s) * 8 + k] = (float)((int)(r >> 16) % 200 - 100) / 50.0f + (k == c ? 2.0f : 0.0f); }
         for (s = 0; s < La; s++) for (k = 0; k < 4; k++) { r = r * 1103515245u + 12345u; a[(i * 3 + s) * 4 + k] = (float)((int)(r >> 16) % 200 - 100) / 50.0f; }
         pt += (size_t)sprintf(lt + pt, "%d\n", Lt);
@@ -101,6 +105,39 @@ static void test_saved_pair_bottleneck(void) {
     mmspcl_weights_free(w);
 }
 
+/* scenic's readout trains, saves and loads; the saved head's float inference over the test rows,
+   with their lengths (the padding mask), gives the accuracy train_fusion printed */
+static void test_saved_joint_bottleneck(void) {
+    mmspcl_weights *w = NULL;
+    mmspcl_mbt m;
+    mmspcl_error err;
+    char *out = NULL, *p;
+    float y[10 * 3];
+    double printed = -1;
+    const float *x[3];
+    const int *lens[3];
+    int rc = test_run(&out, "build/examples/train_fusion --fusion bottleneck --readout joint " ARGS " --epochs 2 --d 8 --save " TMP "/bj.mmw 2>&1");
+    int i, c, right = 0;
+    CHECK(rc == 0 && out && (p = strstr(out, "test accuracy ")) && sscanf(p, "test accuracy %lf", &printed) == 1, "bottleneck --readout joint --save: exit %d", rc);
+    memset(&m, 0, sizeof m);
+    CHECK(!mmspcl_weights_open(&w, TMP "/bj.mmw", &err) && !mmspcl_mbt_load(&m, w, "fusion", &err), "saved MBT loads: %s", err.msg);
+    x[0] = t + 50 * 4 * 8; x[1] = a + 50 * 3 * 4; x[2] = NULL;
+    lens[0] = lens_t + 50; lens[1] = lens_a + 50; lens[2] = NULL;
+    if (w) {
+        CHECK(m.readout == MMSPCL_READOUT_JOINT && m.out_proj.in == 8, "saved readout %d (out from %d)", m.readout, m.out_proj.in);
+        CHECK(!mmspcl_mbt_forward_seq(&m, x, lens, 10, y, &err), "saved MBT forward: %s", err.msg);
+        for (i = 0; i < 10; i++) {
+            int best = 0;
+            for (c = 1; c < 3; c++) if (y[i * 3 + c] > y[i * 3 + best]) best = c;
+            right += best == (50 + i) % 3;
+        }
+        CHECK(fabs(10.0 * right - printed) < 1e-6, "float inference with lengths: accuracy %d0.00, train_fusion printed %.2f", right, printed);
+    }
+    mmspcl_mbt_free(&m);
+    mmspcl_weights_free(w);
+    free(out);
+}
+
 /* pruning with the common projection and the joint pool trains, saves and loads (mmspcl_xprune_load) */
 static void test_saved_prune(void) {
     mmspcl_weights *w = NULL;
@@ -155,6 +192,8 @@ static void test_bad_input(void) {
     expect_fail("split word", "--t " TMP "/t_pad.f32 --len-t 4 --dim-t 8 --a " TMP "/t_pad.f32 --len-a 4 --dim-a 8 --labels " TMP "/lab2.txt --split " TMP "/sp_bad.txt", "line 2 'maybe' is not a split");
     expect_fail("label count", "--fusion linear --t " TMP "/t.f32 --len-t 4 --dim-t 8 --a " TMP "/a.f32 --len-a 3 --dim-a 4 --labels " TMP "/lab2.txt --split " TMP "/split.txt", "2 labels for 60 feature rows");
     expect_fail("bottleneck rule", "--fusion bottleneck --bottleneck per-triple " ARGS, "expected per-modality or per-pair");
+    expect_fail("readout", "--fusion bottleneck --readout gap " ARGS, "--readout gap: expected per-modality or joint");
+    expect_fail("readout of another kind", "--fusion mult --readout joint " ARGS, "--readout is an option of --fusion bottleneck, not of --fusion mult");
     expect_fail("prune pool", "--fusion prune --prune-pool both " ARGS, "expected separate or joint");
     expect_fail("prune modalities", "--fusion prune --prune-mods tv " ARGS, "expected a, v or av");
     expect_fail("absent pruning modality", "--fusion prune --prune-mods v " ARGS, "names v, which has no --v file");
@@ -173,6 +212,7 @@ int main(void) {
     test_kinds();
     test_saved_mult();
     test_saved_pair_bottleneck();
+    test_saved_joint_bottleneck();
     test_saved_prune();
     test_inferred_lengths();
     return TEST_END();

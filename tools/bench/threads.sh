@@ -9,10 +9,13 @@
 #   1thr     one job, --threads 1, machine otherwise as it is
 #   default  one job, default threads (all usable cores)
 #   2jobs    two default-thread jobs started together: the slower one's wall time
+#   2x1thr   two --threads 1 jobs started together (the floor for 2jobs: what sharing the
+#            machine costs a single thread, caches, memory, the host's other tenants)
 #   busy1    --threads 1 while a busy loop (yes > /dev/null) holds a core
 #   busy     default threads while the busy loop holds a core
 # Prints per case the median wall time over $ROUNDS rounds, then the bars:
-#   2jobs / 1thr <= 1.15 and busy / 1thr <= 1.1 (busy / busy1 also shown).
+#   2jobs / 1thr <= 1.15 and busy / 1thr <= 1.1 (2jobs / 2x1thr and busy / busy1, against the
+#   single-thread jobs in the same conditions, also shown).
 # NICE=-20 runs everything (the jobs and the busy loop alike) in a session of its own whose
 # scheduler autogroup has that niceness (Linux with autogroups gives each session a fair share
 # whatever its threads' nice values), so that other tenants of a shared host take little of the
@@ -61,9 +64,9 @@ one() { t0=$(now); job "$1" "$2" a; t1=$(now); echo "$t0 $t1" | awk '{printf "%.
 # wall seconds of the slower of two jobs started together
 two() {
     t0=$(now)
-    ( job "$1" default a; now > "$TMP/ta" ) &
+    ( job "$1" "$2" a; now > "$TMP/ta" ) &
     p1=$!
-    ( job "$1" default b; now > "$TMP/tb" ) &
+    ( job "$1" "$2" b; now > "$TMP/tb" ) &
     p2=$!
     wait $p1 $p2
     awk -v t0="$t0" 'NR == 1 {a = $1} NR == 2 {b = $1} END {m = a > b ? a : b; printf "%.3f", m - t0}' "$TMP/ta" "$TMP/tb"
@@ -77,22 +80,23 @@ median() { sort -n | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; e
 echo "binary $BIN; $(nproc) CPUs online; $ROUNDS rounds; autogroup $(cat /proc/self/autogroup 2>/dev/null); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for w in ${WORKLOADS:-eval encode}; do
     job $w 1 warm   # page cache, CPU features
-    : > "$TMP/$w.1thr"; : > "$TMP/$w.default"; : > "$TMP/$w.2jobs"; : > "$TMP/$w.busy1"; : > "$TMP/$w.busy"
+    for c in 1thr default 2jobs 2x1thr busy1 busy; do : > "$TMP/$w.$c"; done
     r=0
     while [ $r -lt "$ROUNDS" ]; do
         one $w 1 >> "$TMP/$w.1thr"; echo >> "$TMP/$w.1thr"
         one $w default >> "$TMP/$w.default"; echo >> "$TMP/$w.default"
-        two $w >> "$TMP/$w.2jobs"; echo >> "$TMP/$w.2jobs"
+        two $w default >> "$TMP/$w.2jobs"; echo >> "$TMP/$w.2jobs"
+        two $w 1 >> "$TMP/$w.2x1thr"; echo >> "$TMP/$w.2x1thr"
         spin_on
         one $w 1 >> "$TMP/$w.busy1"; echo >> "$TMP/$w.busy1"
         one $w default >> "$TMP/$w.busy"; echo >> "$TMP/$w.busy"
         spin_off
         r=$((r + 1))
     done
-    for c in 1thr default 2jobs busy1 busy; do eval "m_$c=$(median < "$TMP/$w.$c")"; done
-    printf '%-7s median s: 1thr %s  default %s  2jobs %s  busy1 %s  busy %s  (runs: %s)\n' $w \
-        "$m_1thr" "$m_default" "$m_2jobs" "$m_busy1" "$m_busy" "$(tr '\n' ' ' < "$TMP/$w.busy")"
-    awk -v a="$m_2jobs" -v b="$m_busy" -v s="$m_1thr" -v s1="$m_busy1" -v w=$w 'BEGIN {
-        printf "%-7s 2jobs / 1thr = %.2f (bar <= 1.15); busy / 1thr = %.2f (bar <= 1.1); busy / busy1 = %.2f\n",
-               w, a / s, b / s, b / s1 }'
+    for c in 1thr default 2jobs 2x1thr busy1 busy; do eval "m_$c=$(median < "$TMP/$w.$c")"; done
+    printf '%-7s median s: 1thr %s  default %s  2jobs %s  2x1thr %s  busy1 %s  busy %s  (runs: %s)\n' $w \
+        "$m_1thr" "$m_default" "$m_2jobs" "$m_2x1thr" "$m_busy1" "$m_busy" "$(tr '\n' ' ' < "$TMP/$w.busy")"
+    awk -v a="$m_2jobs" -v a1="$m_2x1thr" -v b="$m_busy" -v s="$m_1thr" -v s1="$m_busy1" -v w=$w 'BEGIN {
+        printf "%-7s 2jobs / 1thr = %.2f (bar <= 1.15); busy / 1thr = %.2f (bar <= 1.1); 2jobs / 2x1thr = %.2f; busy / busy1 = %.2f\n",
+               w, a / s, b / s, a / a1, b / s1 }'
 done

@@ -339,6 +339,8 @@ static int bench_setup_matmul(bench_ctx *b, const mmspcl_weights *w, const char 
         free(wq);
         b->W.ndim = 3; b->W.ne[0] = b->N / MMSPCL_PANEL; b->W.ne[2] = MMSPCL_PANEL; b->W.data = pw;
     }
+    /* integer weights repacked once for this CPU's kernel, as the model loaders do (a no-op elsewhere) */
+    if (mmspcl_tensor_pack(&b->W) != MMSPCL_OK) return cli_fail(CMD, "out of memory");
     r->flops = 2.0 * b->M * b->K * b->N;
     r->dtype = panels ? "f32-panels" : mmspcl_dtype_name(b->W.dtype);
     r->wsize = (double)b->W.nbytes;
@@ -553,6 +555,7 @@ done:
     free(b.outbuf);
     free(b.x);
     free(b.y);
+    mmspcl_tensor_pack_free(&b.W);
     free((void *)b.W.data);
     mmspcl_roberta_free(b.rob);
     if (b.rt) mmspcl_roberta_train_free(b.rt);

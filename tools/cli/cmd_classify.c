@@ -188,8 +188,8 @@ done:
 
 /* What the model's media heads take against what the options give: 0, 1 or 2 after a message. */
 static int media_check(const mmspcl_classifier *m, const char *model, const char *clip_path, const char *missing, media_opts *mo) {
-    if (!m->has_media[0] && !m->has_media[1])
-        return cli_fail(CMD, "--media: %s has no audio or video head (meld.media.*), so it classifies from text only: run without --media, "
+    if (!m->has_media[0] && !m->has_media[1] && !m->has_joint)
+        return cli_fail(CMD, "--media: %s has no audio or video head (meld.media.*, meld.joint.*), so it classifies from text only: run without --media, "
                              "or give it media heads with mmspcl train --media (docs/AUDIO.md, section 9)", model);
     mo->fallback = !strcmp(missing, "text");
     mo->use_audio = m->audio_dim > 0;
@@ -324,7 +324,7 @@ int mmspcl_cmd_classify(int argc, char **argv) {
     if (input_parse(&in, (const char *)text, len, pos[0], format)) goto done;
     emo = (float *)malloc(sizeof(float) * (size_t)in.n * MMSPCL_NUM_EMOTIONS);
     /* no sentiment head in the file and none asked for: emotion only */
-    want_sent = sent_head || mmspcl_classifier_default_head(&m, 1) || (media && m.has_media[1]);
+    want_sent = sent_head || mmspcl_classifier_default_head(&m, 1) || (media && (m.has_media[1] || m.joint_has_head[1]));
     if (want_sent) sent = (float *)malloc(sizeof(float) * (size_t)in.n * MMSPCL_NUM_SENTIMENTS);
     if (!emo || (!sent && want_sent)) { cli_fail(CMD, "out of memory"); goto done; }
     if (media && !(mo.mods = (unsigned char *)malloc((size_t)in.n))) { cli_fail(CMD, "out of memory"); goto done; }

@@ -327,7 +327,7 @@ void train_bpe_free(train_bpe *b) {
 
 /* ==== mmspcl train --init: SPCL fine-tuning of a converted RoBERTa ============================== */
 typedef struct ft_args {
-    const char *meld_dir, *out, *q8, *oof;
+    const char *meld_dir, *out, *q8, *oof, *prune_mods, *prune_pool;
     int limit, no_ckpt, max_steps, folds, fold;
     char train_csv[4096], dev_csv[4096], ckpt[4200], oof_buf[4200];
 } ft_args;
@@ -431,6 +431,14 @@ static int ft_parse(int argc, char **argv, spcl_ft_recipe *r, ft_args *a, train_
         CLI_OPT_INT("--augment", &r->augment, 0, 1, "0|1", "extra prompts asking about an earlier turn (SPCL's training data)"),
         CLI_OPT_REAL("--dropout", &r->dropout, 0, 0.95, "X", "hidden and attention dropout while training"),
         CLI_OPT_INT("--sentiment", &r->sentiment, 0, 1, "0|1", "train a sentiment head too"),
+        CLI_OPT_STR("--fusion", &r->fusion, "KIND", "joint training: linear, mult, bottleneck or prune (pruning + linear) over t, a, v", NULL),
+        CLI_OPT_STR("--features", &r->features, "DIR", "with --fusion: mmspcl extract folder with a.f32 / v.f32 of the train and dev rows", NULL),
+        CLI_OPT_INT("--fusion-dim", &r->fusion_dim, 0, 1 << 16, "N", "width of the fused z (0: the encoder's hidden size)"),
+        CLI_OPT_INT("--prune-k", &r->prune_k, 1, 1 << 16, "K", "--fusion prune: head size (divides t's width, or --prune-proj)"),
+        CLI_OPT_STR("--prune-mods", &a->prune_mods, "MODS", "--fusion prune: the pruning modalities (a, v or av)", "those present"),
+        CLI_OPT_INT("--prune-proj", &r->prune_proj, 0, 1 << 16, "N", "--fusion prune: common projection width (0: none)"),
+        CLI_OPT_STR("--prune-pool", &a->prune_pool, "separate|joint", "--fusion prune, arg-max: each pruning modality, or one pool", "separate"),
+        CLI_OPT_REAL("--prune-threshold", &r->prune_tau, -1, 1, "T", "--fusion prune: the threshold rule with this cosine (default arg-max)"),
         CLI_OPT_END};
     const cli_spec spec = {CMD, "--init MODEL --meld DIR -o OUT [options]",
                            "SPCL fine-tuning of a converted RoBERTa checkpoint, as caskcsg/SPCL trains sup-simcse-roberta-large\n"
@@ -440,6 +448,20 @@ static int ft_parse(int argc, char **argv, spcl_ft_recipe *r, ft_args *a, train_
                            "its tokenizer (<mask>) and --max-len are checked before the first training step."};
     if ((rc = cli_parse(&spec, argc, argv, &np)) != CLI_GO) return rc;
     r->max_steps = a->max_steps;
+    if (a->prune_mods) {
+        if (!a->prune_mods[0] || strspn(a->prune_mods, "av") != strlen(a->prune_mods))
+            return cli_usage_error(CMD, "--prune-mods '%s': give a, v or av", a->prune_mods);
+        r->prune_mods = (strchr(a->prune_mods, 'a') ? MMSPCL_MOD_A : 0u) | (strchr(a->prune_mods, 'v') ? MMSPCL_MOD_V : 0u);
+    }
+    if (a->prune_pool && strcmp(a->prune_pool, "separate") && strcmp(a->prune_pool, "joint"))
+        return cli_usage_error(CMD, "--prune-pool '%s': give separate or joint", a->prune_pool);
+    r->prune_joint = a->prune_pool && !strcmp(a->prune_pool, "joint");
+    if (r->fusion && strcmp(r->fusion, "prune") && (a->prune_mods || r->prune_proj || a->prune_pool || r->prune_tau > -1.5))
+        return cli_usage_error(CMD, "--prune-mods, --prune-proj, --prune-pool and --prune-threshold are options of --fusion prune, not of --fusion %s",
+                               r->fusion);
+    if (r->fusion && a->folds) return cli_usage_error(CMD, "--folds writes text score views: not with --fusion");
+    if (!r->fusion && r->features) return cli_usage_error(CMD, "--features %s needs --fusion KIND", r->features);
+    if (r->fusion && !r->features) return cli_usage_error(CMD, "--fusion %s needs --features DIR (mmspcl extract's a.f32 / v.f32)", r->fusion);
     if (a->folds && a->fold >= a->folds) return cli_usage_error(CMD, "--fold %d: give 0..%d for --folds %d", a->fold, a->folds - 1, a->folds);
     if (!a->folds && a->oof) return cli_usage_error(CMD, "--oof needs --folds K --fold F");
     if (a->folds && !a->oof) {

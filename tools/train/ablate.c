@@ -227,7 +227,7 @@ mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl_fusion
         }
         if (o->kind == ABL_BOTTLENECK) {
             c.d_model = o->d; c.n_heads = o->heads; c.n_layers = o->layers; c.fusion_start = o->fusion_start;
-            c.n_fusion = o->fusion_tokens; c.dropout = o->dropout; c.bottleneck = o->bottleneck;
+            c.n_fusion = o->fusion_tokens; c.dropout = o->dropout; c.bottleneck = o->bottleneck; c.readout = o->readout;
         }
         if (o->kind == ABL_PRUNE) {   /* the pruning layer first (its parameters and draws), as train_fusion */
             mmspcl_xprune_cfg pc;
@@ -259,7 +259,8 @@ mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl_fusion
     return MMSPCL_OK;
 }
 
-/* rows idx[0..nb) as the model's inputs (sequences, or means over real steps), then its forward */
+/* rows idx[0..nb) as the model's inputs (sequences with their lengths, or means over real
+   steps), then its forward */
 static mmspcl_status abl_model_forward(abl_model *M, const abl_data *d, const int *idx, int nb, mmspcl_rng *rng, mmspcl_error *err) {
     int m, i, t, k;
     for (m = 0; m < 3; m++) {
@@ -285,6 +286,8 @@ static mmspcl_status abl_model_forward(abl_model *M, const abl_data *d, const in
         mmspcl_status st = mmspcl_xprune_train_forward(&M->xp, &M->P, (const double *const *)M->x, nb, M->tmp, err);
         return st ? st : mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->tmp, nb, M->logits, rng, err);
     }
+    if (M->kind == ABL_BOTTLENECK)   /* every step a token, padded steps masked */
+        return mmspcl_fusion_forward_seq(&M->fu, &M->P, (const double *const *)M->x, (const int *const *)M->lens, nb, M->logits, rng, err);
     return mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->x, nb, M->logits, rng, err);
 }
 

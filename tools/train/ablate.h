@@ -40,6 +40,7 @@ typedef struct abl_fusion_cfg {
     unsigned mods;               /* MMSPCL_MOD_* bits, at least two present ones */
     int epochs, batch, patience, d, heads, layers, mem_layers, pool, prune_k, fusion_tokens, fusion_start, bottleneck;
     int prune_joint, prune_proj;
+    int readout;                 /* bottleneck: MMSPCL_READOUT_MODALITY (ours) or _JOINT (scenic's) */
     unsigned prune_mods;         /* 0: every present modality but t */
     double lr, wd, clip, dropout, prune_tau;   /* prune_tau NAN: the arg-max rule */
     uint64_t seed;

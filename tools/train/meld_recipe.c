@@ -1118,7 +1118,7 @@ mmspcl_status meld_quantize_file(const char *in_path, const char *out_path, mmsp
     for (i = 0; i < w->n_tensors; i++) {
         const mmspcl_tensor *t = &w->tensors[i];
         const int q = t->dtype == MMSPCL_F32 && t->ndim == 2 && t->ne[1] % 32 == 0 && strncmp(t->name, "meld.protos", 11) &&
-                      strncmp(t->name, "meld.log", 8);
+                      strncmp(t->name, "meld.log", 8) && strncmp(t->name, "meld.joint.", 11);   /* the joint head stays f32 */
         const mmspcl_dtype dt = q ? dtype : t->dtype;
         size_t bytes = t->nbytes;
         if (q) {
@@ -1148,18 +1148,10 @@ void meld_media_defaults(meld_media_recipe *r) {
     r->hidden = 100; r->epochs = 200; r->patience = 10; r->lr = 1e-4; r->dropout = 0.1; r->seed = 1;
 }
 
-/* the extract folder: rows, widths, split and labels of each row */
-typedef struct meld_feats {
-    int n, dims[3];
-    float *x[3];                     /* [n][dims[m]] (NULL: width 0) */
-    int *y[2], *split;               /* emotion, sentiment ids; 0 train, 1 dev, 2 test */
-    char *manifest;
-} meld_feats;
-
-static void meld_feats_free(meld_feats *f) {
+void meld_feats_free(meld_feats *f) {
     int m;
     for (m = 0; m < 3; m++) free(f->x[m]);
-    free(f->y[0]); free(f->y[1]); free(f->split);
+    free(f->y[0]); free(f->y[1]); free(f->split); free(f->dia); free(f->utt);
     mmspcl_free(f->manifest);
     memset(f, 0, sizeof *f);
 }
@@ -1202,24 +1194,51 @@ static mmspcl_status meld_feats_lines(const char *dir, const char *name, int n, 
     return MMSPCL_OK;
 }
 
-/* extract.txt, then every file it promises (t required: the base's own t view) */
-static mmspcl_status meld_feats_load(meld_feats *f, const char *dir, mmspcl_error *err) {
+/* rows.tsv: "Dialogue_ID<TAB>Utterance_ID" a line, n lines */
+static mmspcl_status meld_feats_rows(meld_feats *f, const char *dir, mmspcl_error *err) {
+    unsigned char *b = NULL;
+    size_t len;
+    char *p, *e;
+    int i;
+    mmspcl_status st;
+    if ((st = meld_feats_file(dir, "rows.tsv", &b, &len, err))) return st;
+    f->dia = (int64_t *)malloc(sizeof(int64_t) * (size_t)f->n);
+    f->utt = (int64_t *)malloc(sizeof(int64_t) * (size_t)f->n);
+    if (!f->dia || !f->utt) { mmspcl_free(b); return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "%s/rows.tsv: out of memory", dir); }
+    for (i = 0, p = (char *)b; i < f->n; i++, p = e + 1) {
+        if (!(e = strchr(p, '\n'))) break;
+        *e = 0;
+        f->dia[i] = strtoll(p, &p, 10);
+        if (*p != '\t') break;
+        f->utt[i] = strtoll(p + 1, &p, 10);
+        if (*p && *p != '\r') break;
+    }
+    mmspcl_free(b);
+    if (i < f->n) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s/rows.tsv line %d: not 'DIALOGUE<TAB>UTTERANCE' (%d rows expected)", dir, i + 1, f->n);
+    return MMSPCL_OK;
+}
+
+/* extract.txt, then every file it promises (t: the base's own t view, when need_t) */
+mmspcl_status meld_feats_load(meld_feats *f, const char *dir, int need_t, mmspcl_error *err) {
     static const char *const fname[3] = {"t.f32", "a.f32", "v.f32"}, *const dname[3] = {"dim.t", "dim.a", "dim.v"};
     unsigned char *b = NULL;
     size_t len;
     int m;
     mmspcl_status st;
     memset(f, 0, sizeof *f);
-    if ((st = meld_feats_file(dir, "extract.txt", &b, &len, err)))
-        return mmspcl_error_set(err, st, "%s/extract.txt: %s (an mmspcl extract folder, complete, is needed)", dir, err->msg);
+    if ((st = meld_feats_file(dir, "extract.txt", &b, &len, err))) {
+        char msg[256];   /* it names the file */
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "cannot read it");
+        return mmspcl_error_set(err, st, "%s (an mmspcl extract folder, complete, is needed)", msg);
+    }
     f->manifest = (char *)b;
     f->n = (int)meld_manifest_int(f->manifest, "rows");
     for (m = 0; m < 3; m++) f->dims[m] = (int)meld_manifest_int(f->manifest, dname[m]);
     if (f->n < 1 || f->dims[0] < 0 || f->dims[1] < 0 || f->dims[2] < 0)
         return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s/extract.txt: no rows or widths", dir);
-    if (!f->dims[0]) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s has no t.f32: run mmspcl extract with -m (the base model)", dir);
+    if (need_t && !f->dims[0]) return mmspcl_error_set(err, MMSPCL_ERR_FORMAT, "%s has no t.f32: run mmspcl extract with -m (the base model)", dir);
     for (m = 0; m < 3; m++) {
-        if (!f->dims[m]) continue;
+        if (!f->dims[m] || (m == 0 && !need_t)) continue;
         if ((st = meld_feats_file(dir, fname[m], &b, &len, err))) return st;
         if (len != (size_t)f->n * (size_t)f->dims[m] * 4) {
             mmspcl_free(b);
@@ -1234,9 +1253,10 @@ static mmspcl_status meld_feats_load(meld_feats *f, const char *dir, mmspcl_erro
     f->y[1] = (int *)malloc(sizeof(int) * (size_t)f->n);
     f->split = (int *)malloc(sizeof(int) * (size_t)f->n);
     if (!f->y[0] || !f->y[1] || !f->split) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "media heads: out of memory");
-    if ((st = meld_feats_lines(dir, "labels.txt", f->n, 0, f->y[0], err)) || (st = meld_feats_lines(dir, "sentiment.txt", f->n, 0, f->y[1], err)))
+    if ((st = meld_feats_lines(dir, "labels.txt", f->n, 0, f->y[0], err)) || (st = meld_feats_lines(dir, "sentiment.txt", f->n, 0, f->y[1], err)) ||
+        (st = meld_feats_lines(dir, "split.txt", f->n, 1, f->split, err)))
         return st;
-    return meld_feats_lines(dir, "split.txt", f->n, 1, f->split, err);
+    return need_t ? MMSPCL_OK : meld_feats_rows(f, dir, err);
 }
 
 /* the rows of split s as a dataset over copies (freed with meld_take_free); task k's labels */
@@ -1313,7 +1333,7 @@ mmspcl_status meld_train_media(const meld_media_recipe *r, const char *base_path
     }
     want_bytes = (long long)w->size;
     mmspcl_weights_free(w);
-    if ((st = meld_feats_load(&f, feats, err))) { meld_feats_free(&f); return st; }
+    if ((st = meld_feats_load(&f, feats, 1, err))) { meld_feats_free(&f); return st; }
     /* t must be this model's own view: extract records "t=HIDDEN:BYTES" of its -m file */
     job = strstr(f.manifest, " t=");
     if (f.dims[0] != hidden || !job || atoll(strchr(job, ':') ? strchr(job, ':') + 1 : "-1") != want_bytes) {

@@ -109,4 +109,16 @@ typedef struct meld_media_recipe {
 void meld_media_defaults(meld_media_recipe *r);
 mmspcl_status meld_train_media(const meld_media_recipe *r, const char *base_path, const char *feats, const char *out_path,
                                meld_progress_fn progress, void *user, mmspcl_error *err);
+
+/* A folder of mmspcl extract: rows, widths, split and labels of each row, and (rows.tsv) its
+   Dialogue_ID / Utterance_ID. need_t: t.f32 is required (else it is not read). */
+typedef struct meld_feats {
+    int n, dims[3];
+    float *x[3];                     /* [n][dims[m]] (NULL: width 0, or t not read) */
+    int *y[2], *split;               /* emotion, sentiment ids; 0 train, 1 dev, 2 test */
+    int64_t *dia, *utt;              /* [n] from rows.tsv */
+    char *manifest;
+} meld_feats;
+mmspcl_status meld_feats_load(meld_feats *f, const char *dir, int need_t, mmspcl_error *err);
+void meld_feats_free(meld_feats *f);
 #endif

@@ -27,7 +27,13 @@
    A batch of `batch` prompts may run as micro-batches (gradient accumulation): the contrastive
    loss still sees the whole batch (its embeddings first, under the dropout masks of the step,
    then every micro-batch again with the same masks for the backward), so the step is the one
-   of the whole batch. */
+   of the whole batch.
+   With a fusion head (r->fusion), stage 3 also builds it (mmspcl_pfusion over z_t and the
+   folder's a and v of each prompt's turn, matched by split, Dialogue_ID, Utterance_ID; a turn
+   the folder lacks gets zeros), the SPCL loss, the queues, the curriculum, the class means and
+   the linear heads work on z = fusion(z_t, a, v), the gradient flows through the fusion head
+   into the encoder, and the file gets the joint head (meld.joint.*: mmspcl.h 13.6) besides
+   meld.protos of z_t (text-only classification). */
 #ifndef SPCL_FINETUNE_H
 #define SPCL_FINETUNE_H
 #include "tools/train/meld_common.h"
@@ -53,6 +59,15 @@ typedef struct spcl_ft_recipe {
     uint64_t seed;             /* 42 (train.py's argparse default) */
     const char *checkpoint;    /* written after every epoch (NULL: none) */
     const char *resume;        /* checkpoint to continue from (NULL: start fresh) */
+    /* joint training with a fusion head (docs/TRAINING.md, "Joint training"): the SPCL loss,
+       the queues, the class means and the linear heads see z = fusion(z_t, a, v) */
+    const char *fusion;        /* NULL: none; "linear", "mult", "bottleneck", or "prune" (pruning, then linear) */
+    const char *features;      /* mmspcl extract folder with a.f32 and/or v.f32 of the train and dev rows */
+    int fusion_dim;            /* width of z (0: the encoder's hidden size) */
+    int prune_k, prune_proj;   /* "prune": head size (16), common projection width (0: none) */
+    unsigned prune_mods;       /* "prune": pruning modalities, MMSPCL_MOD_* (0: a and v, those present) */
+    int prune_joint;           /* "prune", arg-max rule: 1 one pool over a's and v's heads */
+    double prune_tau;          /* "prune": > -1 the threshold rule with this threshold; else arg-max */
 } spcl_ft_recipe;
 void spcl_ft_defaults(spcl_ft_recipe *r);
 
