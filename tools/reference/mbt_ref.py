@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mult_ref import fmt
+from reflib import write_records
 
 MODS = ("t", "a", "v")
 
@@ -204,10 +205,7 @@ def write_cases(make_model, path):
         for m in MODS:
             lines.append(fmt("%s.grad.x.%s" % (case, m), xs[m].grad))
         print(case, "out", y.detach().numpy().round(4).tolist())
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        f.writelines(lines)
-    os.replace(path + ".tmp", path)
+    write_records(path, lines)
     print("wrote", path)
 
 

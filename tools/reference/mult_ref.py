@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reflib import write_records
+
 
 def sinusoid_table(num, dim):
     half = dim // 2
@@ -219,11 +221,8 @@ def main():
         for m in "lav":
             out_lines.append(fmt("%s.grad.x.%s" % (case, m), xs[m].grad))
         print("%s: out %s" % (case, y.detach().numpy().round(4).tolist()))
-    os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "mult_ref.txt")
-    with open(path + ".tmp", "w") as f:
-        f.writelines(out_lines)
-    os.replace(path + ".tmp", path)
+    write_records(path, out_lines)
     print("wrote", path)
 
 

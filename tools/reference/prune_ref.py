@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mult_ref import fmt
+from reflib import write_records
 
 MODS = ("t", "a", "v")
 
@@ -149,11 +150,8 @@ def main():
     xs = {m: torch.randn(n, dims[m], dtype=torch.float64, requires_grad=True) for m in MODS}
     run_case(lines, "raw_sep", model, xs, "argmax", False, None, dims, C)
     run_case(lines, "raw_thr", model, xs, "threshold", False, 0.3, dims, C)
-    os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "prune_ref.txt")
-    with open(path + ".tmp", "w") as f:
-        f.writelines(lines)
-    os.replace(path + ".tmp", path)
+    write_records(path, lines)
     print("wrote", path)
 
 

@@ -6,8 +6,11 @@
   of 8), then the raw little-endian, C-contiguous tensor data.
 - f9 / write_rows: the text formats of the expected.txt files (floats printed with %.9g, which
   round-trips every float32 exactly).
+- write_records: the records of the fusion and pruning scripts (mult_ref.fmt lines) to a file,
+  through PATH.tmp and an atomic rename.
 """
 import json
+import os
 import struct
 
 import torch
@@ -89,3 +92,12 @@ def write_json(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=False)
         f.write("\n")
+
+
+def write_records(path, lines):
+    """lines (strings ending in a newline) to path, its folder created: written whole to path.tmp,
+    then renamed over path, so path is never half written"""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.writelines(lines)
+    os.replace(path + ".tmp", path)
