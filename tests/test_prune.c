@@ -407,6 +407,58 @@ static void test_plan_errors(void) {
     CHECK(mmspcl_xprune_plan(&c, &l, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "base modality 0 is not present"), "an absent base: %s", err.msg);
 }
 
+/* pruning over sequences (mmspcl_xprune_forward_seq), arg-max rule, a and v each on their own,
+   checked step by step against mmspcl_prune_apply (hand-checked above): at a step where the base
+   and a pruning modality are both real, that modality's step is pruned by the base's step; a step
+   past the base's length passes unchanged (all heads kept); padded steps are zero whatever the
+   input holds there; the base passes unchanged. */
+static void test_seq(void) {
+    enum { N = 2, TT = 3, TA = 2, TV = 3, DT = 4, DA = 4, DV = 6, K = 2 };
+    static const int lt[N] = { 3, 1 }, la[N] = { 2, 2 }, lv[N] = { 3, 1 };
+    const int T[3] = { TT, TA, TV };
+    const int *const lens[3] = { lt, la, lv };
+    float xt[N * TT * DT], xa[N * TA * DA], xv[N * TV * DV], yt[N * TT * DT], ya[N * TA * DA], yv[N * TV * DV];
+    float want[DV];
+    unsigned char kept[N * TT * 5], k1[3];
+    const float *x[3] = { xt, xa, xv };
+    float *y[3] = { yt, ya, yv };
+    mmspcl_xprune p;
+    mmspcl_error err;
+    int i, s, j, m;
+    unsigned r = 12345;
+    memset(&p, 0, sizeof p);
+    p.cfg.dims[0] = DT; p.cfg.dims[1] = DA; p.cfg.dims[2] = DV; p.cfg.K = K;
+    CHECK(!mmspcl_xprune_plan(&p.cfg, &p.lay, &err) && p.lay.n_kept == 5, "seq plan: %s", err.msg);
+    for (m = 0; m < 3; m++)
+        for (j = 0; j < N * T[m] * p.cfg.dims[m]; j++) { r = r * 1103515245u + 12345u; ((float *)x[m])[j] = (float)((r >> 16) % 2001) / 1000.0f - 1.0f; }
+    CHECK(!mmspcl_xprune_forward_seq(&p, x, T, lens, N, y, kept, &err), "forward_seq: %s", err.msg);
+    for (i = 0; i < N; i++)
+        for (s = 0; s < TT; s++) {
+            const float *bt = xt + ((size_t)i * TT + s) * DT;
+            for (j = 0; j < DT; j++) CHECK(yt[((size_t)i * TT + s) * DT + j] == (s < lt[i] ? bt[j] : 0.0f), "seq: base sample %d step %d value %d", i, s, j);
+            for (m = 1; m < 3; m++) {
+                const int d = p.cfg.dims[m], len = lens[m][i];
+                const float *xs = x[m] + ((size_t)i * T[m] + s) * d;
+                const float *ys = y[m] + ((size_t)i * T[m] + s) * d;
+                if (s >= T[m]) continue;
+                if (s >= len) memset(want, 0, sizeof want);                       /* padding */
+                else if (s >= lt[i]) memcpy(want, xs, sizeof(float) * (size_t)d);  /* no base step */
+                else CHECK(!mmspcl_prune_apply(bt, DT, xs, d, K, 1, want, k1, &err), "prune_apply: %s", err.msg);
+                for (j = 0; j < d; j++) CHECK(ys[j] == want[j], "seq: %s sample %d step %d value %d: %g, want %g", m == 1 ? "a" : "v", i, s, j, ys[j], want[j]);
+                if (s < len && s < lt[i])
+                    for (j = 0; j < d / K; j++) CHECK(kept[((size_t)i * TT + s) * 5 + p.lay.koff[m] + j] == k1[j], "seq: kept flag %d of %s, sample %d step %d", j, m == 1 ? "a" : "v", i, s);
+                else
+                    for (j = 0; j < d / K; j++) CHECK(kept[((size_t)i * TT + s) * 5 + p.lay.koff[m] + j] == 1, "seq: a step not compared keeps its heads (%s, sample %d step %d)", m == 1 ? "a" : "v", i, s);
+            }
+        }
+    /* a length outside 1..T is refused, naming the sample */
+    {
+        static const int bad[N] = { 3, 0 };
+        const int *const lb[3] = { bad, la, lv };
+        CHECK(mmspcl_xprune_forward_seq(&p, x, T, lb, N, y, NULL, &err) == MMSPCL_ERR_ARG && strstr(err.msg, "sample 1 of t"), "length 0: %s", err.msg);
+    }
+}
+
 int main(void) {
     float out[9], two[2 * 9];
     unsigned char kept[5], kept2[2 * 5];
@@ -434,6 +486,7 @@ int main(void) {
     CHECK(mmspcl_prune_threshold_apply(base, 2, prune, 9, 2, (double)NAN, 1, out, kept, &err) == MMSPCL_ERR_ARG,
           "a NaN threshold is refused");
     test_plan_errors();
+    test_seq();
     test_reference();
     return TEST_END();
 }
