@@ -319,9 +319,11 @@ static void test_inputs(void) {
         const char *p;
         for (p = g_out; p && (p = strstr(p, "head=")); p++) lines += p == g_out || p[-1] == '\n';
         for (p = g_err; p && *p; p++) err_lines += *p == '\n';
-        CHECK(lines == 8 && !strstr(g_out, "no emotion head") && !strstr(g_out, "no sentiment head") && !strstr(g_out, "classifier:"),
-              "eval --all-heads: 8 head lines, no error line (%d): %.300s", lines, g_out);
-        CHECK(err_lines == 1 && strstr(g_err, "mmspcl eval: note: " MODEL " lacks linear (emotion); linear (sentiment);"),
+        CHECK(lines == 9 && !strstr(g_out, "no emotion head") && !strstr(g_out, "no sentiment head") && !strstr(g_out, "classifier:"),
+              "eval --all-heads: 9 head lines, no error line (%d): %.300s", lines, g_out);
+        CHECK(!strstr(g_out, "head=view.v") && strstr(g_out, "head=linear    task=emotion") && strstr(g_out, "head=linear    task=sentiment"),
+              "eval --all-heads: the lacking head is not scored, the linear heads are: %.300s", g_out);
+        CHECK(err_lines == 1 && strstr(g_err, "mmspcl eval: note: " MODEL " lacks view.v (emotion); the heads it has are scored"),
               "eval --all-heads: one note naming the lacking heads: %s", g_err);
         CHECK(strstr(g_out, "task: sentiment, head: "), "eval --all-heads --sentiment: the sentiment report follows: %.300s", g_out);
     }
@@ -505,11 +507,11 @@ static void test_json(void) {
     if ((v = parse_out("eval --json"))) {
         const json_value *c = json_get(v, "classes"), *a = json_get(v, "all_heads"), *f = json_get(v, "weighted_f1");
         const json_value *l = json_get(v, "lacking_heads");
-        CHECK(c && c->type == JSON_ARRAY && c->count == 7 && a && a->type == JSON_ARRAY && a->count == 8 && f && f->type == JSON_NUMBER,
-              "eval --json: classes, all_heads (the 8 heads the model has), weighted_f1");
-        CHECK(l && l->type == JSON_ARRAY && l->count == 2 && a && a->count == 8 && !json_get(&a->items[0], "error") &&
+        CHECK(c && c->type == JSON_ARRAY && c->count == 7 && a && a->type == JSON_ARRAY && a->count == 9 && f && f->type == JSON_NUMBER,
+              "eval --json: classes, all_heads (the 9 heads the model has), weighted_f1");
+        CHECK(l && l->type == JSON_ARRAY && l->count == 1 && a && a->count == 9 && !json_get(&a->items[0], "error") &&
               json_get(&l->items[0], "head") && json_get(&l->items[0], "head")->type == JSON_STRING &&
-              !strcmp(json_get(&l->items[0], "head")->str, "linear"), "eval --json: lacking_heads names linear for both tasks");
+              !strcmp(json_get(&l->items[0], "head")->str, "view.v"), "eval --json: lacking_heads names view.v (emotion) only");
         json_free(v);
     }
     CHECK(sh(MM " inspect --json " MODEL) == 0, "inspect --json: %s", g_err);

@@ -36,6 +36,7 @@
 #define TONE150 "tests/data/audio/tone_150_16k_f32_stereo.wav"
 
 static char *g_out, *g_err;   /* standard output and error of the last sh() */
+static int g_hidden;          /* the width of BASE's t view (its encoder's hidden size), read in main */
 
 /* a shell command (stdin /dev/null), its stdout and stderr kept; returns the exit status */
 #define sh(...) test_capture(&g_out, &g_err, TMP "/stderr.txt", __VA_ARGS__)
@@ -57,7 +58,7 @@ static int make_audio_model(void) {
     int ok;
     memset(&cfg, 0, sizeof cfg);
     cfg.n_classes = MMSPCL_NUM_EMOTIONS;
-    cfg.dims[0] = 128;                 /* the shipped model's hidden size */
+    cfg.dims[0] = g_hidden;            /* the shipped model's hidden size */
     cfg.dims[1] = MMSPCL_EGEMAPS_N;
     cfg.hidden = 1;
     cfg.act = MMSPCL_ACT_RELU;
@@ -212,26 +213,28 @@ static void ex_check_t(void) {
     mmspcl_classifier m;
     mmspcl_error err;
     mmspcl_turn turns[3] = {{"Ann", "I got the job!"}, {"Bob", "No way!"}, {"Ann", "That is sad."}};
-    float t[3 * 128];
+    const int H = g_hidden;
+    float *t = (float *)calloc((size_t)3 * (size_t)H, sizeof *t);
     size_t n;
     unsigned char *got = test_read_file(EX "/out/t.f32", &n);
     int i, ok = 0;
     double worst = 0;
-    if (!mmspcl_classifier_load(&m, BASE, &err) && !mmspcl_classifier_features(&m, turns, 3, t, NULL, NULL, &err) && got &&
-        n == 6 * 128 * 4) {
-        const float *g = (const float *)got + 2 * 128;   /* dialogue 1: rows 2..4 */
+    if (t && !mmspcl_classifier_load(&m, BASE, &err) && m.hidden == H && !mmspcl_classifier_features(&m, turns, 3, t, NULL, NULL, &err) &&
+        got && n == (size_t)6 * (size_t)H * 4) {
+        const float *g = (const float *)got + 2 * H;   /* dialogue 1: rows 2..4 */
         ok = 1;
-        for (i = 0; i < 3 * 128; i++) if (fabs(g[i] - t[i]) > worst) worst = fabs(g[i] - t[i]);
+        for (i = 0; i < 3 * H; i++) if (fabs(g[i] - t[i]) > worst) worst = fabs(g[i] - t[i]);
     }
     CHECK(ok && worst <= 1e-5, "t.f32 rows of dialogue 1 are the classifier's t view: max |diff| %g", worst);
     mmspcl_classifier_free(&m);
     free(got);
+    free(t);
 }
 
 static void ex_check_run(void) {
     char *lab;
     CHECK(sh(MM " extract " EXA " -o " EX "/out") == 0, "extract: %s", g_err);
-    CHECK(fsize(EX "/out/a.f32") == 6 * 88 * 4 && fsize(EX "/out/t.f32") == 6 * 128 * 4 && fsize(EX "/out/v.f32") == 6 * 16 * 4 &&
+    CHECK(fsize(EX "/out/a.f32") == 6 * 88 * 4 && fsize(EX "/out/t.f32") == 6L * g_hidden * 4 && fsize(EX "/out/v.f32") == 6 * 16 * 4 &&
           fsize(EX "/out/skipped.tsv") == 0 && fsize(EX "/out/progress.txt") < 0, "extract: file sizes");
     lab = (char *)test_read_file(EX "/out/labels.txt", NULL);
     CHECK(lab && !strcmp(lab, "0\n6\n1\n3\n2\n4\n"), "labels.txt: %s", lab ? lab : "(none)");
@@ -296,8 +299,8 @@ static void ex_check_train_msve(void) {
     CHECK(sh(MM " extract " EXA " --split dev -o " EX "/dev && " MM " extract " EXA " --split test -o " EX "/test && mkdir -p " EX
              "/all && for f in t.f32 a.f32 v.f32 labels.txt split.txt; do cat " EX "/out/$f " EX "/dev/$f " EX "/test/$f > " EX
              "/all/$f; done") == 0, "three splits: %s", g_err);
-    CHECK(sh("build/examples/train_msve --t " EX "/all/t.f32 --dim-t 128 --a " EX "/all/a.f32 --dim-a 88 --v " EX "/all/v.f32 --dim-v 16 --labels " EX
-             "/all/labels.txt --split " EX "/all/split.txt --classes 7 --epochs 2") == 0 && strstr(g_out, "18 rows (train 6, dev 6, test 6)"),
+    CHECK(sh("build/examples/train_msve --t " EX "/all/t.f32 --dim-t %d --a " EX "/all/a.f32 --dim-a 88 --v " EX "/all/v.f32 --dim-v 16 --labels " EX
+             "/all/labels.txt --split " EX "/all/split.txt --classes 7 --epochs 2", g_hidden) == 0 && strstr(g_out, "18 rows (train 6, dev 6, test 6)"),
           "train_msve reads extract's files: %s %s", g_out, g_err);
 }
 
@@ -369,6 +372,14 @@ int main(void) {
     CHECK(f != NULL, "%s must be built (make test builds it)", MM);
     if (!f) return TEST_END();
     fclose(f);
+    {
+        mmspcl_classifier m;
+        mmspcl_error err;
+        CHECK(mmspcl_classifier_load(&m, BASE, &err) == MMSPCL_OK, "%s: %s", BASE, err.msg);
+        g_hidden = m.hidden;
+        mmspcl_classifier_free(&m);
+        if (g_hidden <= 0) return TEST_END();
+    }
     test_run(NULL, "rm -rf " TMP " && mkdir -p " TMP);
     test_classify_media();
     test_extract();
