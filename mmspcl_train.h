@@ -395,9 +395,9 @@ typedef struct mmspcl_xprune_train {
     char prefix[96];
     mmspcl_lin proj[3];
     /* the last forward */
-    int n;
-    unsigned char *kept;       /* [n][lay.n_kept]: 1 kept, 0 zeroed */
-    double *g;                 /* backward scratch [n][widest] */
+    int n, tmax;               /* samples, the longest T of the last forward (1 for single vectors) */
+    unsigned char *kept;       /* [n][tmax][lay.n_kept]: 1 kept, 0 zeroed */
+    double *g;                 /* backward scratch [n][tmax][widest] */
     size_t kept_cap, g_cap;
 } mmspcl_xprune_train;
 mmspcl_status mmspcl_xprune_train_create(mmspcl_xprune_train *p, mmspcl_params *P, const char *prefix,
@@ -410,6 +410,16 @@ mmspcl_status mmspcl_xprune_train_forward(mmspcl_xprune_train *p, const mmspcl_p
    parameter gradients += (the choice of heads carries no gradient; zeroed heads pass none). */
 void mmspcl_xprune_train_backward(mmspcl_xprune_train *p, mmspcl_params *P, const double *const x[3], int n,
                                   const double *const dy[3], double *const dx[3]);
+/* Over sequences, as mmspcl_xprune_forward_seq: x[m] [n][T[m]][dims[m]] -> y[m] [n][T[m]][width[m]],
+   lens[m] [n] real steps 1..T[m] (lens or an entry NULL: all T[m]); padded steps of y are zero;
+   step s of the base prunes step s of each pruning modality that has one, a step without a base
+   step passes unchanged. T = {1, 1, 1} and lens NULL is mmspcl_xprune_train_forward. The
+   backward takes the forward's x, T, lens and n; padded steps pass no gradient. */
+mmspcl_status mmspcl_xprune_train_forward_seq(mmspcl_xprune_train *p, const mmspcl_params *P, const double *const x[3],
+                                              const int T[3], const int *const lens[3], int n, double *const y[3],
+                                              mmspcl_error *err);
+void mmspcl_xprune_train_backward_seq(mmspcl_xprune_train *p, mmspcl_params *P, const double *const x[3], const int T[3],
+                                      const int *const lens[3], int n, const double *const dy[3], double *const dx[3]);
 /* the keys mmspcl_xprune_load reads: "PREFIX.dim.{t,a,v}" base mods K rule joint proj_dim tau
    (the tensors come from mmspcl_params_write with prefix NULL) */
 mmspcl_status mmspcl_xprune_train_write_config(const mmspcl_xprune_train *p, mmspcl_writer *wr);
@@ -2007,62 +2017,119 @@ mmspcl_status mmspcl_xprune_train_create(mmspcl_xprune_train *p, mmspcl_params *
     return MMSPCL_OK;
 }
 
-mmspcl_status mmspcl_xprune_train_forward(mmspcl_xprune_train *p, const mmspcl_params *P, const double *const x[3],
-                                          int n, double *const y[3], mmspcl_error *err) {
+/* the real steps of modality m in sample i (all T[m] without lengths) */
+static int mmspcl__t_xprune_len(const int T[3], const int *const lens[3], int m, int i) {
+    return lens && lens[m] ? lens[m][i] : T[m];
+}
+
+/* checks x / y / T / lens as the inference twin does, sizes the kept flags and the backward
+   scratch for n samples of tmax steps; *tmax = the longest T */
+static mmspcl_status mmspcl__t_xprune_prepare(mmspcl_xprune_train *p, const double *const x[3], const int T[3],
+                                              const int *const lens[3], int n, double *const y[3], int *tmax,
+                                              mmspcl_error *err) {
     const mmspcl_xprune_layout *l = &p->lay;
-    const double *row[3] = { NULL, NULL, NULL };
-    size_t widest = 1;
-    int m, i, j;
+    size_t widest = 1, rows;
+    int m, i;
+    *tmax = 1;
+    if (n < 0) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "prune: %d samples", n);
     for (m = 0; m < 3; m++) {
         if (p->cfg.dims[m] <= 0) continue;
-        if (!x[m] || !y[m]) return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output", mmspcl__t_mod[m], p->cfg.dims[m]);
+        if (!x[m] || !y[m] || T[m] < 1)
+            return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "prune: modality %s has width %d but no input or output (steps %d)", mmspcl__t_mod[m], p->cfg.dims[m], T[m]);
+        for (i = 0; lens && lens[m] && i < n; i++)
+            if (lens[m][i] < 1 || lens[m][i] > T[m])
+                return mmspcl__t_fail(err, MMSPCL_ERR_ARG, "prune: sample %d of %s has length %d (steps 1..%d)", i, mmspcl__t_mod[m], lens[m][i], T[m]);
+        if (T[m] > *tmax) *tmax = T[m];
         if ((size_t)l->width[m] > widest) widest = (size_t)l->width[m];
     }
-    if ((size_t)n * l->n_kept > p->kept_cap) {
-        unsigned char *q = (unsigned char *)MMSPCL_REALLOC(p->kept, (size_t)n * l->n_kept);
-        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory for %d samples", n);
-        p->kept = q; p->kept_cap = (size_t)n * l->n_kept;
+    rows = (size_t)n * (size_t)*tmax;
+    if (rows * l->n_kept > p->kept_cap) {
+        unsigned char *q = (unsigned char *)MMSPCL_REALLOC(p->kept, rows * l->n_kept);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory for %d samples of %d steps", n, *tmax);
+        p->kept = q; p->kept_cap = rows * l->n_kept;
     }
-    if ((size_t)n * widest > p->g_cap) {
-        double *q = (double *)MMSPCL_REALLOC(p->g, sizeof(double) * (size_t)n * widest);
-        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory for %d samples", n);
-        p->g = q; p->g_cap = (size_t)n * widest;
+    if (rows * widest > p->g_cap) {
+        double *q = (double *)MMSPCL_REALLOC(p->g, sizeof(double) * rows * widest);
+        if (!q) return mmspcl__t_fail(err, MMSPCL_ERR_NOMEM, "prune: out of memory for %d samples of %d steps", n, *tmax);
+        p->g = q; p->g_cap = rows * widest;
     }
     p->n = n;
-    for (m = 0; m < 3; m++) {
-        if (p->cfg.dims[m] <= 0) continue;
-        if (p->cfg.proj_dim > 0) mmspcl_lin_forward(P, &p->proj[m], x[m], y[m], n);
-        else memcpy(y[m], x[m], sizeof(double) * (size_t)n * l->width[m]);
-    }
-    for (i = 0; i < n; i++) {
-        unsigned char *ks = p->kept + (size_t)i * l->n_kept;
-        for (m = 0; m < 3; m++) row[m] = p->cfg.dims[m] > 0 ? y[m] + (size_t)i * l->width[m] : NULL;
-        mmspcl_xprune_select(&p->cfg, l, row, ks);
-        for (m = 0; m < 3; m++)
-            for (j = 0; (l->mods & (1u << m)) && j < l->width[m]; j++)
-                if (!ks[l->koff[m] + j / p->cfg.K]) y[m][(size_t)i * l->width[m] + j] = 0.0;
-    }
+    p->tmax = *tmax;
     return MMSPCL_OK;
+}
+
+/* The training twin of mmspcl_xprune_forward_seq (mmspcl.h 12.3): the projection on every step,
+   padded steps zero, then at each step s of sample i the heads chosen among the modalities that
+   have a step s (none when the base has not: such steps pass unchanged). */
+mmspcl_status mmspcl_xprune_train_forward_seq(mmspcl_xprune_train *p, const mmspcl_params *P, const double *const x[3],
+                                              const int T[3], const int *const lens[3], int n, double *const y[3],
+                                              mmspcl_error *err) {
+    const mmspcl_xprune_layout *l = &p->lay;
+    const int b = p->cfg.base;
+    const double *row[3] = { NULL, NULL, NULL };
+    int m, i, j, s, tmax;
+    mmspcl_status st = mmspcl__t_xprune_prepare(p, x, T, lens, n, y, &tmax, err);
+    if (st) return st;
+    for (m = 0; m < 3; m++) {
+        const size_t W = (size_t)l->width[m];
+        if (p->cfg.dims[m] <= 0) continue;
+        if (p->cfg.proj_dim > 0) mmspcl_lin_forward(P, &p->proj[m], x[m], y[m], n * T[m]);
+        else memcpy(y[m], x[m], sizeof(double) * (size_t)n * T[m] * W);
+        for (i = 0; i < n; i++)   /* padded steps: zero */
+            for (j = mmspcl__t_xprune_len(T, lens, m, i) * (int)W; j < T[m] * (int)W; j++) y[m][(size_t)i * T[m] * W + j] = 0.0;
+    }
+    for (i = 0; i < n; i++)
+        for (s = 0; s < tmax; s++) {
+            unsigned char *ks = p->kept + ((size_t)i * tmax + s) * l->n_kept;
+            unsigned real = 0;
+            for (m = 0; m < 3; m++) {
+                row[m] = NULL;
+                if (p->cfg.dims[m] > 0 && s < mmspcl__t_xprune_len(T, lens, m, i)) {
+                    real |= 1u << m;
+                    row[m] = y[m] + ((size_t)i * T[m] + s) * l->width[m];
+                }
+            }
+            if (!(real & (1u << b))) real = 0;   /* no base step: nothing is compared */
+            mmspcl_xprune_select_some(&p->cfg, l, row, real, ks);
+            for (m = 0; m < 3; m++)
+                for (j = 0; (real & l->mods & (1u << m)) && j < l->width[m]; j++)
+                    if (!ks[l->koff[m] + j / p->cfg.K]) y[m][((size_t)i * T[m] + s) * l->width[m] + j] = 0.0;
+        }
+    return MMSPCL_OK;
+}
+
+void mmspcl_xprune_train_backward_seq(mmspcl_xprune_train *p, mmspcl_params *P, const double *const x[3], const int T[3],
+                                      const int *const lens[3], int n, const double *const dy[3], double *const dx[3]) {
+    const mmspcl_xprune_layout *l = &p->lay;
+    int m, i, j, s;
+    for (m = 0; m < 3; m++) {
+        const int W = l->width[m], pruned = (int)((l->mods >> m) & 1u);
+        const double *g = dy ? dy[m] : NULL;
+        double *d = dx ? dx[m] : NULL;
+        if (p->cfg.dims[m] <= 0 || !g) continue;
+        /* padded steps are constant zeros, and zeroed heads pass no gradient */
+        for (i = 0; i < n; i++)
+            for (s = 0; s < T[m]; s++) {
+                const size_t r = (size_t)i * T[m] + s;
+                const int pad = s >= mmspcl__t_xprune_len(T, lens, m, i);
+                const unsigned char *ks = p->kept + ((size_t)i * p->tmax + s) * l->n_kept;
+                for (j = 0; j < W; j++) p->g[r * W + j] = pad || (pruned && !ks[l->koff[m] + j / p->cfg.K]) ? 0.0 : g[r * W + j];
+            }
+        if (p->cfg.proj_dim > 0) mmspcl_lin_backward(P, &p->proj[m], x[m], p->g, d, n * T[m]);
+        else if (d) for (j = 0; j < n * T[m] * W; j++) d[j] += p->g[j];
+    }
+}
+
+mmspcl_status mmspcl_xprune_train_forward(mmspcl_xprune_train *p, const mmspcl_params *P, const double *const x[3],
+                                          int n, double *const y[3], mmspcl_error *err) {
+    const int T[3] = { 1, 1, 1 };
+    return mmspcl_xprune_train_forward_seq(p, P, x, T, NULL, n, y, err);
 }
 
 void mmspcl_xprune_train_backward(mmspcl_xprune_train *p, mmspcl_params *P, const double *const x[3], int n,
                                   const double *const dy[3], double *const dx[3]) {
-    const mmspcl_xprune_layout *l = &p->lay;
-    int m, i, j;
-    for (m = 0; m < 3; m++) {
-        const int W = l->width[m];
-        const double *g = dy ? dy[m] : NULL;
-        double *d = dx ? dx[m] : NULL;
-        if (p->cfg.dims[m] <= 0 || !g) continue;
-        if (l->mods & (1u << m)) {   /* zeroed heads pass no gradient */
-            for (i = 0; i < n; i++)
-                for (j = 0; j < W; j++)
-                    p->g[(size_t)i * W + j] = p->kept[(size_t)i * l->n_kept + l->koff[m] + j / p->cfg.K] ? g[(size_t)i * W + j] : 0.0;
-            g = p->g;
-        }
-        if (p->cfg.proj_dim > 0) mmspcl_lin_backward(P, &p->proj[m], x[m], g, d, n);
-        else if (d) for (j = 0; j < n * W; j++) d[j] += g[j];
-    }
+    const int T[3] = { 1, 1, 1 };
+    mmspcl_xprune_train_backward_seq(p, P, x, T, NULL, n, dy, dx);
 }
 
 mmspcl_status mmspcl_xprune_train_write_config(const mmspcl_xprune_train *p, mmspcl_writer *wr) {

@@ -13,13 +13,16 @@
    Fusions (docs/FUSION.md):
      mult        MulT as its code does it over the sequences (mmspcl_mult_seq, mmspcl.h 12.9)
      linear      each sequence mean-pooled over its real steps, concatenated, one Linear (fusion a)
-     prune       pooled as linear; cross-modal pruning against t (mmspcl_xprune_train; heads of
-                 --prune-k): the modalities of --prune-mods (default every other one: a and v
+     prune       cross-modal pruning against t step by step over the sequences (step s of t prunes
+                 step s of each pruning modality; steps past t's length pass unchanged; as
+                 mmspcl_xprune_forward_seq at inference; mmspcl_xprune_train_forward_seq), heads of
+                 --prune-k: the modalities of --prune-mods (default every other one: a and v
                  both, Table 4's {tav}); the arg-max rule (--prune-pool separate: every t head
                  zeroes its best head in each pruning modality; joint: its best head among all
                  of them) or with --prune-threshold T every head with a cosine >= T; with
-                 --prune-proj D every modality first through its own Linear to D (the common
-                 projection of the paper's section 8.3, trained with the rest); then the Linear
+                 --prune-proj D every step first through its modality's Linear to D (the common
+                 projection of the paper's section 8.3, trained with the rest); then the pruned
+                 steps mean-pooled over their real steps and the Linear, as linear
      bottleneck  MBT (mmspcl_fusion MBT): every step a token, learned positions, padded steps
                  masked (never keys, not in the readout); --bottleneck per-modality (scenic's MBT:
                  one token set shared by all modalities) or per-pair (the paper's equations 8-9:

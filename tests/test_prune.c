@@ -459,6 +459,105 @@ static void test_seq(void) {
     }
 }
 
+/* the training twin over sequences (mmspcl_xprune_train_forward_seq / _backward_seq, what
+   train_fusion --fusion prune trains over sequences): its output and kept flags equal the saved
+   layer's float mmspcl_xprune_forward_seq (checked step by step above), padded steps and their
+   gradients are zero, and the gradients of L = sum(y * G) with respect to the projections and
+   the inputs equal central differences. Both rules, a and v pruned against t. */
+static double seq_loss(mmspcl_xprune_train *xp, const mmspcl_params *P, double *const x[3], const int T[3],
+                       const int *const lens[3], int n, double *const y[3], double *const G[3]) {
+    mmspcl_error err;
+    double L = 0;
+    int m, j;
+    if (mmspcl_xprune_train_forward_seq(xp, P, (const double *const *)x, T, lens, n, y, &err)) return NAN;
+    for (m = 0; m < 3; m++)
+        for (j = 0; j < n * T[m] * xp->lay.width[m]; j++) L += y[m][j] * G[m][j];
+    return L;
+}
+
+static void seq_train_case(int threshold, int proj) {
+    enum { N = 3 };
+    static const int lt[N] = { 3, 1, 2 }, la[N] = { 2, 2, 1 }, lv[N] = { 3, 1, 3 };
+    const int T[3] = { 3, 2, 3 };
+    const int *const lens[3] = { lt, la, lv };
+    const char *what = threshold ? "threshold" : "arg-max";
+    mmspcl_xprune_cfg pc;
+    mmspcl_xprune_train xp;
+    mmspcl_xprune h;
+    mmspcl_params P;
+    mmspcl_rng r;
+    mmspcl_error err;
+    mmspcl_writer *wr = mmspcl_writer_create();
+    mmspcl_weights *w = NULL;
+    unsigned char *bytes = NULL, *kf;
+    size_t nbytes = 0;
+    float *hold = NULL, *xf[3], *yf[3];
+    double *x[3], *y[3], *G[3], *dx[3], worst_f = 0, worst_g = 0, worst_x = 0;
+    int m, i, j, s, ok, kept_same = 1, pad_ok = 1;
+    memset(&pc, 0, sizeof pc);
+    pc.dims[0] = 4; pc.dims[1] = 6; pc.dims[2] = 4; pc.K = 2; pc.proj_dim = proj ? 4 : 0;
+    pc.rule = threshold ? MMSPCL_PRUNE_THRESHOLD : MMSPCL_PRUNE_ARGMAX; pc.tau = 0.3;
+    mmspcl_params_init(&P);
+    mmspcl_rng_seed(&r, 99);
+    CHECK(!mmspcl_xprune_train_create(&xp, &P, "xp", &pc, &r, &err), "seq train create: %s", err.msg);
+    for (m = 0; m < 3; m++) {
+        const size_t nx = (size_t)N * T[m] * pc.dims[m], ny = (size_t)N * T[m] * xp.lay.width[m];
+        x[m] = (double *)malloc(sizeof(double) * nx); dx[m] = (double *)calloc(nx, sizeof(double));
+        y[m] = (double *)malloc(sizeof(double) * ny); G[m] = (double *)malloc(sizeof(double) * ny);
+        xf[m] = (float *)malloc(sizeof(float) * nx); yf[m] = (float *)malloc(sizeof(float) * ny);
+        for (j = 0; j < (int)nx; j++) { x[m][j] = (float)(2 * mmspcl_rng_uniform(&r) - 1); xf[m][j] = (float)x[m][j]; }   /* padding holds values too */
+        for (j = 0; j < (int)ny; j++) G[m][j] = 2 * mmspcl_rng_uniform(&r) - 1;
+    }
+    kf = (unsigned char *)malloc((size_t)N * 3 * xp.lay.n_kept);
+    CHECK(!isnan(seq_loss(&xp, &P, x, T, lens, N, y, G)), "seq train forward");
+    ok = wr && kf && !mmspcl_xprune_train_write_config(&xp, wr) && !mmspcl_params_write(&P, wr, NULL, 0, &hold, &err) &&
+         !mmspcl_writer_save_to_memory(wr, &bytes, &nbytes, &err) && !mmspcl_weights_from_memory(&w, bytes, nbytes, &err) &&
+         !mmspcl_xprune_load(&h, w, "xp", &err) && !mmspcl_xprune_forward_seq(&h, (const float *const *)xf, T, lens, N, yf, kf, &err);
+    CHECK(ok, "seq train (%s): save, load, float forward_seq: %s", what, err.msg);
+    for (m = 0; ok && m < 3; m++)
+        for (i = 0; i < N; i++)
+            for (s = 0; s < T[m]; s++)
+                for (j = 0; j < xp.lay.width[m]; j++) {
+                    const size_t k = ((size_t)i * T[m] + s) * xp.lay.width[m] + j;
+                    if (fabs(y[m][k] - yf[m][k]) > worst_f) worst_f = fabs(y[m][k] - yf[m][k]);
+                    if (s >= lens[m][i] && y[m][k] != 0.0) pad_ok = 0;
+                }
+    for (j = 0; ok && j < N * 3 * xp.lay.n_kept; j++) kept_same &= kf[j] == xp.kept[j];
+    CHECK(ok && worst_f <= 1e-5 && kept_same && pad_ok, "seq train (%s): as the float layer: max |diff| %.2e, kept flags %s, padding %s", what,
+          worst_f, kept_same ? "equal" : "differ", pad_ok ? "zero" : "not zero");
+    mmspcl_params_zero_grad(&P);
+    seq_loss(&xp, &P, x, T, lens, N, y, G);
+    mmspcl_xprune_train_backward_seq(&xp, &P, (const double *const *)x, T, lens, N, (const double *const *)G, dx);
+    for (j = 0; j < (int)P.n; j++) {   /* the projections' parameters */
+        const double keep = P.w[j], e = 1e-6;
+        double lp, lm;
+        P.w[j] = keep + e; lp = seq_loss(&xp, &P, x, T, lens, N, y, G);
+        P.w[j] = keep - e; lm = seq_loss(&xp, &P, x, T, lens, N, y, G);
+        P.w[j] = keep;
+        if (fabs((lp - lm) / (2 * e) - P.g[j]) > worst_g) worst_g = fabs((lp - lm) / (2 * e) - P.g[j]);
+    }
+    for (m = 0; m < 3; m++)
+        for (j = 0; j < N * T[m] * pc.dims[m]; j++) {
+            const double keep = x[m][j], e = 1e-6;
+            double lp, lm;
+            x[m][j] = keep + e; lp = seq_loss(&xp, &P, x, T, lens, N, y, G);
+            x[m][j] = keep - e; lm = seq_loss(&xp, &P, x, T, lens, N, y, G);
+            x[m][j] = keep;
+            if (fabs((lp - lm) / (2 * e) - dx[m][j]) > worst_x) worst_x = fabs((lp - lm) / (2 * e) - dx[m][j]);
+        }
+    CHECK(worst_g <= 1e-6 && worst_x <= 1e-6 && (proj ? P.n > 0 : P.n == 0),
+          "seq train (%s, %s): gradients vs central differences: parameters %.2e (%zu), inputs %.2e", what, proj ? "projection" : "no projection",
+          worst_g, P.n, worst_x);
+    printf("  seq train %-9s %-13s vs float forward_seq %.1e, gradients vs differences %.1e / %.1e\n", what, proj ? "projection" : "no projection",
+           worst_f, worst_g, worst_x);
+    mmspcl_weights_free(w);
+    mmspcl_writer_free(wr);
+    free(bytes); free(hold); free(kf);
+    for (m = 0; m < 3; m++) { free(x[m]); free(dx[m]); free(y[m]); free(G[m]); free(xf[m]); free(yf[m]); }
+    mmspcl_xprune_train_free(&xp);
+    mmspcl_params_free(&P);
+}
+
 int main(void) {
     float out[9], two[2 * 9];
     unsigned char kept[5], kept2[2 * 5];
@@ -487,6 +586,9 @@ int main(void) {
           "a NaN threshold is refused");
     test_plan_errors();
     test_seq();
+    seq_train_case(0, 1);
+    seq_train_case(1, 0);
+    seq_train_case(1, 1);
     test_reference();
     return TEST_END();
 }

@@ -198,7 +198,7 @@ void abl_model_free(abl_model *M) {
     mmspcl_fusion_free(&M->fu);
     mmspcl_xprune_train_free(&M->xp);
     mmspcl_params_free(&M->P);
-    for (m = 0; m < 3; m++) { free(M->x[m]); free(M->tmp[m]); free(M->dtmp[m]); free(M->lens[m]); }
+    for (m = 0; m < 3; m++) { free(M->x[m]); free(M->tmp[m]); free(M->dtmp[m]); free(M->seq[m]); free(M->dseq[m]); free(M->lens[m]); }
     free(M->logits);
 }
 
@@ -244,7 +244,7 @@ mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl_fusion
         if ((st = mmspcl_fusion_create(&M->fu, &M->P, "fusion", &c, &r, err))) return st;
     }
     for (m = 0; m < 3; m++) {
-        const size_t w = (size_t)(o->kind == ABL_MULT || o->kind == ABL_BOTTLENECK ? d->L[m] : 1) * d->D[m];
+        const size_t w = (size_t)(o->kind == ABL_LINEAR ? 1 : d->L[m]) * d->D[m];
         const size_t wp = (size_t)(o->kind == ABL_PRUNE ? M->xp.lay.width[m] : 1);
         M->lens[m] = (int *)malloc(sizeof(int) * 1024);
         if (!M->lens[m]) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
@@ -253,10 +253,29 @@ mmspcl_status abl_model_create(abl_model *M, const abl_data *d, const abl_fusion
         M->tmp[m] = (double *)malloc(sizeof(double) * (size_t)B * wp);
         M->dtmp[m] = (double *)malloc(sizeof(double) * (size_t)B * wp);
         if (!M->x[m] || !M->tmp[m] || !M->dtmp[m]) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
+        if (o->kind != ABL_PRUNE) continue;
+        M->seq[m] = (double *)malloc(sizeof(double) * (size_t)B * d->L[m] * wp);
+        M->dseq[m] = (double *)malloc(sizeof(double) * (size_t)B * d->L[m] * wp);
+        if (!M->seq[m] || !M->dseq[m]) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
     }
     M->logits = (double *)malloc(sizeof(double) * (size_t)B * d->C);
     if (!M->logits) return mmspcl_error_set(err, MMSPCL_ERR_NOMEM, "out of memory");
     return MMSPCL_OK;
+}
+
+/* prune: the pruned sequences M->seq mean-pooled over each sample's real steps into M->tmp */
+static void abl_prune_pool(abl_model *M, const abl_data *d, int nb) {
+    int m, i, t, k;
+    for (m = 0; m < 3; m++) {
+        const int W = M->xp.lay.width[m];
+        if (!d->D[m]) continue;
+        for (i = 0; i < nb; i++)
+            for (k = 0; k < W; k++) {
+                double s = 0;
+                for (t = 0; t < M->lens[m][i]; t++) s += M->seq[m][((size_t)i * d->L[m] + t) * W + k];
+                M->tmp[m][(size_t)i * W + k] = s / M->lens[m][i];
+            }
+    }
 }
 
 /* rows idx[0..nb) as the model's inputs (sequences with their lengths, or means over real
@@ -269,7 +288,7 @@ static mmspcl_status abl_model_forward(abl_model *M, const abl_data *d, const in
         for (i = 0; i < nb; i++) {
             const float *src = d->x[m] + (size_t)idx[i] * per;
             M->lens[m][i] = d->lens[m][idx[i]];
-            if (M->kind == ABL_MULT || M->kind == ABL_BOTTLENECK) {
+            if (M->kind != ABL_LINEAR) {
                 for (k = 0; k < (int)per; k++) M->x[m][(size_t)i * per + k] = src[k];
                 continue;
             }
@@ -283,22 +302,35 @@ static mmspcl_status abl_model_forward(abl_model *M, const abl_data *d, const in
     if (M->kind == ABL_MULT)
         return mmspcl_mult_seq_train_forward(&M->ms, &M->P, (const double *const *)M->x, d->L, (const int *const *)M->lens, nb, M->logits, rng, err);
     if (M->kind == ABL_PRUNE) {
-        mmspcl_status st = mmspcl_xprune_train_forward(&M->xp, &M->P, (const double *const *)M->x, nb, M->tmp, err);
-        return st ? st : mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->tmp, nb, M->logits, rng, err);
+        /* step by step as mmspcl_xprune_forward_seq, then pooled as linear */
+        mmspcl_status st = mmspcl_xprune_train_forward_seq(&M->xp, &M->P, (const double *const *)M->x, d->L, (const int *const *)M->lens,
+                                                           nb, M->seq, err);
+        if (st) return st;
+        abl_prune_pool(M, d, nb);
+        return mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->tmp, nb, M->logits, rng, err);
     }
     if (M->kind == ABL_BOTTLENECK)   /* every step a token, padded steps masked */
         return mmspcl_fusion_forward_seq(&M->fu, &M->P, (const double *const *)M->x, (const int *const *)M->lens, nb, M->logits, rng, err);
     return mmspcl_fusion_forward(&M->fu, &M->P, (const double *const *)M->x, nb, M->logits, rng, err);
 }
 
-static void abl_model_backward(abl_model *M, const double *dl, int nb) {
-    int m;
+static void abl_model_backward(abl_model *M, const abl_data *d, const double *dl, int nb) {
+    int m, i, t, k;
     if (M->kind == ABL_MULT) mmspcl_mult_seq_train_backward(&M->ms, &M->P, (const double *const *)M->x, dl, NULL);
     else if (M->kind == ABL_PRUNE) {   /* the fusion's input gradients, then through the pruning layer */
         for (m = 0; m < 3; m++)
             if (M->dtmp[m]) memset(M->dtmp[m], 0, sizeof(double) * (size_t)nb * M->xp.lay.width[m]);
         mmspcl_fusion_backward(&M->fu, &M->P, (const double *const *)M->tmp, nb, dl, M->dtmp);
-        mmspcl_xprune_train_backward(&M->xp, &M->P, (const double *const *)M->x, nb, (const double *const *)M->dtmp, NULL);
+        for (m = 0; m < 3; m++) {   /* the mean over real steps: each real step gets 1/len of it */
+            const int W = M->xp.lay.width[m];
+            if (!d->D[m]) continue;
+            for (i = 0; i < nb; i++)
+                for (t = 0; t < d->L[m]; t++)
+                    for (k = 0; k < W; k++)
+                        M->dseq[m][((size_t)i * d->L[m] + t) * W + k] = t < M->lens[m][i] ? M->dtmp[m][(size_t)i * W + k] / M->lens[m][i] : 0.0;
+        }
+        mmspcl_xprune_train_backward_seq(&M->xp, &M->P, (const double *const *)M->x, d->L, (const int *const *)M->lens, nb,
+                                         (const double *const *)M->dseq, NULL);
     } else mmspcl_fusion_backward(&M->fu, &M->P, (const double *const *)M->x, nb, dl, NULL);
 }
 
@@ -355,7 +387,7 @@ mmspcl_status abl_fusion_train(abl_model *M, const abl_data *d, const abl_fusion
             if ((st = abl_model_forward(M, d, tr + i, nb, &r, err))) break;
             loss += mmspcl_ce_loss(M->logits, yb, nb, d->C, NULL, dl);
             mmspcl_params_zero_grad(&M->P);
-            abl_model_backward(M, dl, nb);
+            abl_model_backward(M, d, dl, nb);
             mmspcl_grad_clip(&M->P, o->clip);
             mmspcl_adamw_step(&M->P, &ac, o->lr);
             steps++;

@@ -65,7 +65,8 @@ typedef struct abl_model {
     mmspcl_mult_seq_train ms;    /* mult */
     mmspcl_fusion fu;            /* linear, prune, bottleneck */
     mmspcl_xprune_train xp;      /* prune */
-    double *x[3], *tmp[3], *dtmp[3], *logits;   /* one batch's inputs, pruned inputs, logits */
+    double *x[3], *tmp[3], *dtmp[3], *logits;   /* one batch's inputs, the fusion's inputs (prune: the pooled pruned steps), logits */
+    double *seq[3], *dseq[3];    /* prune: one batch's pruned sequences [nb][L][width] and their gradients */
     int *lens[3];
 } abl_model;
 /* weights from c->seed; every modality of d with D[m] != 0 is an input. Free M even on failure. */
