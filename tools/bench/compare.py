@@ -224,7 +224,7 @@ def prepare_dataset(a):
         run(["npm", "install", "--no-audit", "--no-fund", "onnxruntime-node"], env=env, cwd=os.path.join(D, "ort"))
     prompts = os.path.join(D, "prompts-every%d%s.txt" % (a.every, "-block%d" % a.block if a.block else ""))
     if not os.path.exists(prompts):
-        run([os.path.join(D, "dataset"), "prompts", os.path.join(ROOT, "weights/meld-text-q8_0.mmw"), a.meld,
+        run([os.path.join(D, "dataset"), "prompts", a.prompt_tokenizer, a.meld,
              str(a.every), prompts] + ([str(a.block)] if a.block else []))
     return src, prompts
 
@@ -342,6 +342,9 @@ def main():
     ap.add_argument("--dtypes", default="f32,q8_0", help="--dataset: mmspcl weight types")
     ap.add_argument("--torch-int8", action="store_true", help="--dataset: PyTorch dynamic int8 rows too")
     ap.add_argument("--meld", default=MELD_TEST)
+    ap.add_argument("--prompt-tokenizer", default=os.path.join(ROOT, "weights/meld-text-q8_0.mmw"),
+                    help="--dataset: the weight file whose tokenizer builds the prompts (the recorded runs of "
+                         "docs/PERFORMANCE.md used `git show 7b44b3a:weights/meld-text-q8_0.mmw`: 96 prompts, 11,043 tokens)")
     a = ap.parse_args()
     a.threads = [int(t) for t in a.threads.split(",")]
     if a.dataset:
