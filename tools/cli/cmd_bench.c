@@ -228,7 +228,8 @@ typedef struct bench_opts {
 typedef struct bench_stats {
     const char *arch, *dtype;
     double flops, arena, wsize, peak, peak_int;
-    double *wall, *cpu, *ratio;   /* per timed run: seconds, CPU seconds, rate / FMA-peak sample */
+    int int_path;                 /* 1: q* weights on a CPU with a measured int8 peak (rated against it) */
+    double *wall, *cpu, *ratio;   /* per timed run: seconds, CPU seconds, rate / peak sample (int8 or FMA, by int_path) */
     size_t out_n;                 /* floats of the output --out writes */
     long rss;
 } bench_stats;
@@ -439,21 +440,21 @@ static int bench_setup_clip(bench_ctx *b, mmspcl_weights *w, const bench_opts *o
 /* Measures the core's peaks, then warm-up and timed runs into r->wall / cpu / ratio (allocated
    here, freed by the caller). 0, or 1 after a message. */
 static int bench_time_runs(bench_ctx *b, const bench_opts *o, bench_stats *r, mmspcl_error *err) {
-    int i, int_path;
+    int i;
     r->wall = (double *)malloc((size_t)o->reps * sizeof(double));
     r->cpu = (double *)malloc((size_t)o->reps * sizeof(double));
     r->ratio = (double *)malloc((size_t)o->reps * sizeof(double));
     if (!r->wall || !r->cpu || !r->ratio) return cli_fail(CMD, "out of memory");
     r->peak = measure_peak(0, 5, 2000000);
     r->peak_int = measure_peak(1, 5, 2000000);
-    int_path = r->dtype[0] == 'q' && r->peak_int > 0;
+    r->int_path = r->dtype[0] == 'q' && r->peak_int > 0;
     for (i = 0; i < o->warmup; i++)
         if (run_once(b, err)) return cli_fail(CMD, "%s", err->msg);
     for (i = 0; i < o->reps; i++) {
         /* --matmul: a short peak sample right before each run, so that each run's rate is
            compared with the peak the core gave at that moment (other processes share the cores):
            the int8 dot-product peak for q* weights (their integer path), else the FMA peak */
-        const double p = o->matmul && o->threads == 1 ? measure_peak(int_path, 1, 300000) : 0.0;
+        const double p = o->matmul && o->threads == 1 ? measure_peak(r->int_path, 1, 300000) : 0.0;
         double t0 = now_wall(), c0 = now_cpu();
         if (run_once(b, err)) return cli_fail(CMD, "%s", err->msg);
         r->wall[i] = now_wall() - t0;
@@ -492,13 +493,13 @@ static void bench_report(const bench_ctx *b, const bench_opts *o, bench_stats *r
                peak * 1e-9, 100.0 * best_rate / (peak * threads), threads, 100.0 * flops / cpu[0] / peak);
     if (r->peak_int > 0) {   /* q* weights take the integer path: their rate against this peak */
         printf("           int8 dot products (vpdpbusd zmm) %.0f GOP/s per core (measured)", r->peak_int * 1e-9);
-        if (matmul && r->dtype[0] == 'q') printf(": min CPU time at %.0f%%", 100.0 * flops / cpu[0] / r->peak_int);
+        if (matmul && r->int_path) printf(": min CPU time at %.0f%%", 100.0 * flops / cpu[0] / r->peak_int);
         printf("\n");
     }
     if (matmul && threads == 1 && peak > 0) {
         qsort(r->ratio, (size_t)reps, sizeof *r->ratio, cmp_double);
         printf("vs peak    each run's CPU-time rate / a%s peak sample taken just before it: median %.0f%%, best %.0f%%\n",
-               r->dtype[0] == 'q' && r->peak_int > 0 ? "n int8 dot-product" : "n FMA", 100.0 * median(r->ratio, reps),
+               r->int_path ? "n int8 dot-product" : "n FMA", 100.0 * median(r->ratio, reps),
                100.0 * r->ratio[reps - 1]);
     }
     printf("memory     peak RSS %.1f MiB; weights %.1f MiB; activation arena %.1f MiB; RSS - weights - arena = %.1f MiB\n",
